@@ -1,0 +1,20 @@
+"""Typed configuration: one pydantic model per concern, the single source of truth."""
+
+from studio.config.base import ConfigError
+from studio.config.data import DataConfig
+from studio.config.lora import LoraConfig
+from studio.config.model import EMBEDDED_MODEL, ModelConfig
+from studio.config.quantization import QuantizationConfig
+from studio.config.run import RunConfig
+from studio.config.training import TrainingConfig
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EMBEDDED_MODEL",
+    "LoraConfig",
+    "ModelConfig",
+    "QuantizationConfig",
+    "RunConfig",
+    "TrainingConfig",
+]

@@ -1,0 +1,58 @@
+"""Shared machinery of the config sections: field metadata, readable errors.
+
+Every section is a pydantic model; a field's description is its help text and
+`json_schema_extra` carries what a UI needs to build a control (Chinese label,
+whether it belongs to the advanced accordion). Nothing else lists defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are refused so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def field(default: Any, help: str, *, zh: str, advanced: bool = False, **constraints: Any) -> Any:
+    """A config field with help text and the metadata UIs render controls from."""
+    return Field(
+        default,
+        description=help,
+        json_schema_extra={"zh": zh, "advanced": advanced},
+        **constraints,
+    )
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names each bad field and what it accepts."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"Invalid configuration{where}:\n{lines}")
+
+
+def describe_validation_error(
+    error: ValidationError, line_of: "callable | None" = None, prefix: str = ""
+) -> list[str]:
+    """One line per problem: dotted field path, optional YAML line, pydantic's reason, the bad value."""
+    problems = []
+    for item in error.errors():
+        loc = tuple(str(part) for part in item["loc"])
+        path = prefix + ".".join(loc)
+        line = line_of(loc) if line_of else None
+        where = f" (line {line})" if line else ""
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; check the spelling against `qlora-studio train --help`"
+        elif "input" in item and not isinstance(item["input"], (dict, list)):
+            message += f" (got {item['input']!r})"
+        problems.append(f"{path}{where}: {message}")
+    return problems

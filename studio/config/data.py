@@ -1,0 +1,39 @@
+"""Which data to train on and how it becomes tokens."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from studio.config.base import Section, field
+
+
+class DataConfig(Section):
+    dataset_dir: str = field(
+        "data",
+        "Folder holding dataset_info.json and the data files (relative paths fall back to the bundled data/).",
+        zh="数据目录",
+    )
+    datasets: list[str] = field(
+        ["alpaca_zh_demo", "identity"], "Dataset names from dataset_info.json, mixed together.", zh="数据集", min_length=1
+    )
+    max_samples: int | None = field(
+        None, "Keep at most this many examples per dataset; empty for all.", zh="最大样本数", ge=1
+    )
+    cutoff_len: int = field(1024, "Truncate each tokenised example to this many tokens.", zh="截断长度", ge=16)
+    val_size: float = field(
+        0.1, "Fraction of examples held out for evaluation (0 disables evaluation).", zh="验证集比例", ge=0, le=0.5
+    )
+    system_prompt: str | None = field(
+        None, "System prompt for every example; overrides the dataset's own.", zh="系统提示词", advanced=True
+    )
+    train_on_responses_only: bool = field(
+        True, "Mask prompt tokens out of the loss so only answers are learned.", zh="仅训练回答部分", advanced=True
+    )
+
+    @field_validator("datasets")
+    @classmethod
+    def _strip_names(cls, names: list[str]) -> list[str]:
+        cleaned = [n.strip() for n in names if n.strip()]
+        if not cleaned:
+            raise ValueError("name at least one dataset from dataset_info.json")
+        return cleaned

@@ -1,0 +1,33 @@
+"""Which base model to fine-tune and how to talk to it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from studio.config.base import Section, field
+
+EMBEDDED_MODEL = "embedded:SmolLM2-135M-Instruct"
+
+
+class ModelConfig(Section):
+    name_or_path: str = field(
+        EMBEDDED_MODEL,
+        "Base model: a hub id (Qwen/Qwen1.5-1.8B-Chat), a local folder, or the embedded offline default.",
+        zh="模型名称或路径",
+        min_length=1,
+    )
+    chat_template: Literal["auto", "chatml", "qwen", "llama3", "alpaca"] = field(
+        "auto",
+        "Prompt format. 'auto' uses the template shipped with the tokenizer.",
+        zh="对话模板",
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = field(
+        "auto", "Attention kernel; 'auto' picks SDPA where available.", zh="注意力实现", advanced=True
+    )
+    trust_remote_code: bool = field(
+        False, "Allow custom modelling code from the model folder.", zh="信任远程代码", advanced=True
+    )
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.name_or_path == EMBEDDED_MODEL

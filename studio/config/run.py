@@ -1,0 +1,114 @@
+"""The whole run config: the sections together, as YAML and as a command line."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from studio.config.base import ConfigError, Section, describe_validation_error, field
+from studio.config.data import DataConfig
+from studio.config.lora import LoraConfig
+from studio.config.model import ModelConfig
+from studio.config.quantization import QuantizationConfig
+from studio.config.training import TrainingConfig
+
+COMMAND = "qlora-studio train"
+
+
+class RunConfig(Section):
+    name: str = field("run", "Run name; the run folder is NAME-DATE-TIME.", zh="运行名称", pattern=r"^[A-Za-z0-9._-]+$")
+    model: ModelConfig = ModelConfig()
+    quantization: QuantizationConfig = QuantizationConfig()
+    lora: LoraConfig = LoraConfig()
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str | None = None, line_of=None) -> "RunConfig":
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ConfigError(describe_validation_error(error, line_of), source) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError([f"no such file: {path}"], str(path))
+        return cls.from_yaml_text(path.read_text(encoding="utf-8"), source=str(path))
+
+    @classmethod
+    def from_yaml_text(cls, text: str, source: str | None = None) -> "RunConfig":
+        try:
+            values = yaml.safe_load(text) or {}
+            root = yaml.compose(text)
+        except yaml.YAMLError as error:
+            raise ConfigError([f"not valid YAML: {error}"], source) from None
+        if not isinstance(values, dict):
+            raise ConfigError(["the top level must be a mapping of sections (model:, lora:, ...)"], source)
+        return cls.from_dict(values, source, lambda loc: _yaml_line(root, loc))
+
+    def to_yaml(self) -> str:
+        header = f"# Run with: {COMMAND} THIS_FILE.yaml\n"
+        return header + yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml(), encoding="utf-8")
+        return path
+
+    def to_command(self) -> str:
+        """The `qlora-studio train` line that reproduces this config (only non-default fields)."""
+        parts = [COMMAND]
+        for key, value in _flatten(self.model_dump(mode="json", exclude_defaults=True)):
+            parts += [f"--{key}", shlex.quote(_render_value(value))]
+        return " ".join(parts)
+
+    def with_overrides(self, overrides: dict[str, str]) -> "RunConfig":
+        """Apply dotted `section.field` overrides given as YAML scalars (as typed on a command line)."""
+        values = self.model_dump(mode="json")
+        for dotted, raw in overrides.items():
+            _set_dotted(values, dotted, yaml.safe_load(raw) if raw != "" else None)
+        return RunConfig.from_dict(values, source="command-line overrides")
+
+
+def _flatten(values: dict[str, Any], prefix: str = ""):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _render_value(value: Any) -> str:
+    if isinstance(value, (list, bool)) or value is None:
+        return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip().removesuffix("...").strip()
+    return str(value)
+
+
+def _set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, leaf = dotted.split(".")
+    target = values
+    for section in sections:
+        if not isinstance(target.get(section), dict):
+            raise ConfigError([f"{dotted}: unknown section '{section}'"], "command-line overrides")
+        target = target[section]
+    target[leaf] = value
+
+
+def _yaml_line(node: yaml.Node | None, loc: tuple[str, ...]) -> int | None:
+    """1-based line of the YAML key at `loc`, so errors point into the user's file."""
+    line = None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if k.value == key), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line

@@ -1,0 +1,41 @@
+"""The optimisation schedule and the run's bookkeeping."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from studio.config.base import Section, field
+
+
+class TrainingConfig(Section):
+    learning_rate: float = field(1e-4, "Peak learning rate of AdamW.", zh="学习率", gt=0, le=1)
+    num_epochs: float = field(3.0, "Passes over the training split (ignored when max_steps is set).", zh="训练轮数", gt=0)
+    max_steps: int | None = field(None, "Stop after this many optimizer steps; empty to use num_epochs.", zh="最大步数", ge=1)
+    batch_size: int = field(2, "Examples per forward pass (per device).", zh="批大小", ge=1)
+    gradient_accumulation_steps: int = field(2, "Forward passes per optimizer step.", zh="梯度累积", ge=1)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = field(
+        "cosine", "Learning-rate schedule after warm-up.", zh="学习率调度器"
+    )
+    warmup_steps: int = field(0, "Linear warm-up steps.", zh="预热步数", ge=0, advanced=True)
+    weight_decay: float = field(0.0, "AdamW weight decay.", zh="权重衰减", ge=0, advanced=True)
+    max_grad_norm: float = field(1.0, "Clip the gradient norm to this value (0 disables).", zh="最大梯度范数", ge=0, advanced=True)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(
+        "auto", "Training precision; 'auto' is bf16 where supported, fp32 on CPU.", zh="训练精度", advanced=True
+    )
+    logging_steps: int = field(5, "Report the training loss every N optimizer steps.", zh="日志间隔", ge=1, advanced=True)
+    eval_steps: int = field(20, "Evaluate on the validation split every N optimizer steps (and at the end).", zh="评估间隔", ge=1, advanced=True)
+    save_steps: int = field(100, "Save a resumable checkpoint every N optimizer steps.", zh="保存间隔", ge=1, advanced=True)
+    early_stopping_patience: int | None = field(
+        3, "Stop after this many evaluations without a better eval_loss; empty to disable.", zh="早停耐心", ge=1, advanced=True
+    )
+    load_best_at_end: bool = field(
+        True, "Save the adapter from the evaluation with the lowest eval_loss.", zh="结束时加载最优", advanced=True
+    )
+    gradient_checkpointing: bool = field(
+        True, "Recompute activations in the backward pass: less memory, ~30% slower.", zh="梯度检查点", advanced=True
+    )
+    seed: int = field(42, "Seed for the data split, shuffling and adapter initialisation.", zh="随机种子", advanced=True)
+    output_dir: str = field("runs", "Folder that holds one sub-folder per run.", zh="输出目录", advanced=True)
+    resume_from_checkpoint: str | None = field(
+        None, "Checkpoint folder to continue from (optimizer, scheduler and step count included).", zh="从检查点恢复", advanced=True
+    )

@@ -1,0 +1,131 @@
+"""The worker's protocol: one JSON object per line in RUN_DIR/events.jsonl, one event type per line.
+
+Shared by the worker (writes), the service (reads, and writes `failed` for a worker that died)
+and the UI (renders). A run attempt ends with exactly one terminal event.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    time: float = Field(default_factory=time.time)
+
+
+class Phase(_Event):
+    """What the worker is doing before and after the steps (loading can take minutes)."""
+
+    type: Literal["phase"] = "phase"
+    name: Literal["loading_model", "loading_data", "tokenizing", "training", "saving"]
+    message: str = ""
+
+
+class Started(_Event):
+    type: Literal["started"] = "started"
+    attempt: int
+    pid: int
+    device: str
+    method: str
+    dtype: str
+    trainable_params: int
+    total_params: int
+    train_examples: int
+    val_examples: int
+    truncated_examples: int
+    dropped_examples: int
+    total_steps: int
+    start_step: int
+
+
+class Step(_Event):
+    type: Literal["step"] = "step"
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    learning_rate: float
+    grad_norm: float | None
+    tokens_per_second: float
+    elapsed_s: float
+    eta_s: float | None
+    rss_mib: float
+
+
+class Eval(_Event):
+    type: Literal["eval"] = "eval"
+    step: int
+    epoch: float
+    eval_loss: float
+    best_eval_loss: float
+    patience_left: int | None
+
+
+class GpuReading(BaseModel):
+    index: int
+    name: str
+    used_mib: float
+    total_mib: float
+    utilization_pct: float | None
+
+
+class Gpu(_Event):
+    type: Literal["gpu"] = "gpu"
+    gpus: list[GpuReading]
+
+
+class Checkpoint(_Event):
+    type: Literal["checkpoint"] = "checkpoint"
+    step: int
+    path: str
+    reason: Literal["periodic", "abort"]
+
+
+class Log(_Event):
+    type: Literal["log"] = "log"
+    level: Literal["info", "warning"]
+    message: str
+
+
+class Finished(_Event):
+    type: Literal["finished"] = "finished"
+    step: int
+    adapter_dir: str
+    train_loss: float | None
+    best_eval_loss: float | None
+    best_step: int | None
+    stopped_early: bool
+    elapsed_s: float
+
+
+class Failed(_Event):
+    type: Literal["failed"] = "failed"
+    error: str
+    traceback: str = ""
+
+
+class Aborted(_Event):
+    type: Literal["aborted"] = "aborted"
+    step: int
+    checkpoint: str | None
+
+
+Event = Annotated[
+    Union[Phase, Started, Step, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted],
+    Field(discriminator="type"),
+]
+TERMINAL = (Finished, Failed, Aborted)
+
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(line: str | bytes) -> Event:
+    return _adapter.validate_json(line)
+
+
+def dump_event(event: Event) -> str:
+    return event.model_dump_json() + "\n"

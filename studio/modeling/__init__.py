@@ -1,0 +1,1 @@
+"""Loading base models and tokenizers, the embedded default, LoRA attachment."""

@@ -1,0 +1,50 @@
+"""Deciding where and how a run computes: device, quantisation and dtypes, with a line that says so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from studio.config import QuantizationConfig, TrainingConfig
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class ComputePlan:
+    device: str  # "cuda" or "cpu"
+    quantize_4bit: bool
+    quant_type: str
+    double_quant: bool
+    compute_dtype: torch.dtype  # of the (dequantised) matmuls
+    weight_dtype: torch.dtype  # of the frozen weights that are not quantised
+
+    @property
+    def method(self) -> str:
+        """Human-readable training method, shown in the UI and the started event."""
+        if self.quantize_4bit:
+            backend = "bitsandbytes CUDA" if self.device == "cuda" else "bitsandbytes CPU backend"
+            return f"QLoRA 4-bit {self.quant_type.upper()} ({backend}), compute {_name(self.compute_dtype)}"
+        return f"LoRA on {_name(self.weight_dtype)} weights (no quantisation) on {self.device.upper()}"
+
+
+def _name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in _DTYPES.items()}[dtype]
+
+
+def resolve_plan(quant: QuantizationConfig, training: TrainingConfig, cuda: bool | None = None) -> ComputePlan:
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    device = "cuda" if cuda else "cpu"
+    quantize = quant.method == "4bit" or (quant.method == "auto" and cuda)
+    dtype = _pick_dtype(training.precision, cuda)
+    compute = dtype if quant.compute_dtype == "auto" else _DTYPES[quant.compute_dtype]
+    return ComputePlan(device, quantize, quant.quant_type, quant.double_quant, compute, dtype)
+
+
+def _pick_dtype(choice: str, cuda: bool) -> torch.dtype:
+    if choice != "auto":
+        return _DTYPES[choice]
+    if not cuda:
+        return torch.float32  # CPU half-precision matmuls are slower and less stable than fp32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

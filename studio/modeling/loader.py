@@ -1,0 +1,120 @@
+"""Loading tokenizer and base model as a run's config describes them, and attaching LoRA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from studio.config import LoraConfig, ModelConfig
+from studio.modeling.chat_templates import apply_chat_template_choice
+from studio.modeling.compute import ComputePlan
+from studio.modeling.embedded import embedded_model_dir
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def resolve_model_path(config: ModelConfig, progress=print) -> str:
+    if config.is_embedded:
+        return str(embedded_model_dir(progress))
+    path = Path(config.name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is not a model folder: it has no config.json.")
+        return str(path)
+    if config.name_or_path.startswith((".", "/", "~")):
+        raise ModelLoadError(f"Model folder {config.name_or_path} does not exist.")
+    return config.name_or_path  # a hub id; transformers resolves it from the cache or the hub
+
+
+def load_tokenizer(config: ModelConfig, model_path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
+    except OSError as error:
+        raise ModelLoadError(f"Cannot load the tokenizer of '{config.name_or_path}': {error}") from None
+    apply_chat_template_choice(tokenizer, config.chat_template)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_base_model(config: ModelConfig, model_path: str, plan: ComputePlan):
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {
+        "dtype": plan.weight_dtype,
+        "device_map": {"": plan.device},
+        "trust_remote_code": config.trust_remote_code,
+    }
+    if config.attn_implementation != "auto":
+        kwargs["attn_implementation"] = config.attn_implementation
+    if plan.quantize_4bit:
+        kwargs["quantization_config"] = _bnb_config(plan)
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    except OSError as error:
+        raise ModelLoadError(f"Cannot load the model '{config.name_or_path}': {error}") from None
+
+
+def _bnb_config(plan: ComputePlan):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=plan.quant_type,
+        bnb_4bit_use_double_quant=plan.double_quant,
+        bnb_4bit_compute_dtype=plan.compute_dtype,
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def prepare_for_training(model, plan: ComputePlan, gradient_checkpointing: bool):
+    if plan.quantize_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return model
+
+
+def attach_lora(model, config: LoraConfig):
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    targets = "all-linear" if config.target_modules == ["all"] else config.target_modules
+    peft_config = PeftLoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=targets,
+        use_rslora=config.use_rslora,
+        use_dora=config.use_dora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as error:  # e.g. a target module name the model does not have
+        raise ModelLoadError(f"Cannot attach LoRA: {error}. Check lora.target_modules.") from None
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total), counting 4-bit packed weights at their real element count."""
+    trainable = total = 0
+    for parameter in model.parameters():
+        count = parameter.numel()
+        if parameter.__class__.__name__ == "Params4bit":
+            count *= 2  # two 4-bit values per stored byte
+        total += count
+        trainable += count if parameter.requires_grad else 0
+    return trainable, total

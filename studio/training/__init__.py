@@ -1,0 +1,1 @@
+"""The training loop the worker runs: batching, schedule, checkpoints, early stopping."""

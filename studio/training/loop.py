@@ -1,0 +1,257 @@
+"""The training loop: optimizer steps, logging, evaluation, early stopping, checkpoints, abort.
+
+Reads top to bottom: `Trainer.run` is the whole story; the private helpers are its steps.
+Host syncs (`.item()`) happen only when a step is logged or evaluated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from studio.config import LoraConfig, TrainingConfig
+from studio.data.tokenize import Encoded
+from studio.events import Eval, Step
+from studio.modeling.compute import ComputePlan
+from studio.training.batches import StepSchedule, collate, predicted_tokens
+from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
+
+
+@dataclass
+class Outcome:
+    state: LoopState
+    aborted: bool
+    stopped_early: bool
+    last_loss: float | None
+    checkpoint: Path | None = None
+
+
+class Trainer:
+    def __init__(
+        self,
+        model,
+        train: list[Encoded],
+        val: list[Encoded],
+        config: TrainingConfig,
+        lora: LoraConfig,
+        plan: ComputePlan,
+        pad_id: int,
+        checkpoints_dir: Path,
+        emit: Callable,
+        abort: threading.Event,
+    ):
+        self.model, self.train, self.val = model, train, val
+        self.config, self.plan, self.pad_id = config, plan, pad_id
+        self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
+        self.schedule = StepSchedule(
+            len(train), config.batch_size, config.gradient_accumulation_steps,
+            config.num_epochs, config.max_steps, config.seed,
+        )
+        self.optimizer = _build_optimizer(model, config, lora, plan)
+        self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
+        self.state = LoopState()
+        self.best_weights: dict | None = None
+
+    def resume(self, checkpoint: Path) -> None:
+        self.state, self.best_weights = load_checkpoint(
+            checkpoint, self.model, self.optimizer, self.scheduler
+        )
+
+    def run(self) -> Outcome:
+        total = self.schedule.total_steps
+        started, first_step = time.time(), self.state.step
+        window = _Window()
+        self.model.train()
+        for step in range(self.state.step, total):
+            result = self._optimizer_step(step)
+            if result is None:  # abort requested mid-step: the partial step is discarded
+                path = self._save("abort")
+                return Outcome(self.state, True, False, window.last_loss, path)
+            window.add(*result)
+            self.state.step = step + 1
+            if self._should_log(step + 1, total):
+                self._log(window, started, first_step)
+            if self._should_eval(step + 1, total) and self._evaluate():
+                return Outcome(self.state, False, True, window.last_loss)
+            if (step + 1) % self.config.save_steps == 0 and step + 1 < total:
+                self._save("periodic")
+        return Outcome(self.state, False, False, window.last_loss)
+
+    def finalize(self) -> None:
+        """Put the best evaluated weights back when the config asks for them."""
+        if self.config.load_best_at_end and self.best_weights is not None:
+            from peft import set_peft_model_state_dict
+
+            if self.state.best_step != self.state.step:
+                set_peft_model_state_dict(self.model, self.best_weights)
+
+    # -- one optimizer step ------------------------------------------------------------
+
+    def _optimizer_step(self, step: int):
+        groups = [[self.train[i] for i in indices] for indices in self.schedule.micro_batches(step)]
+        num_items = max(1, sum(predicted_tokens(g) for g in groups))
+        loss_sum = torch.zeros((), device=self.plan.device)
+        for examples in groups:
+            if self.abort.is_set():
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            loss = self._forward(examples, num_items)
+            loss.backward()
+            loss_sum += loss.detach()
+        grad_norm = None
+        if self.config.max_grad_norm > 0:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        tokens = sum(len(e.input_ids) for g in groups for e in g)
+        return loss_sum, grad_norm, tokens
+
+    def _forward(self, examples: list[Encoded], num_items: int) -> torch.Tensor:
+        batch = {k: v.to(self.plan.device) for k, v in collate(examples, self.pad_id).items()}
+        with self._autocast():
+            output = self.model(**batch, num_items_in_batch=num_items)
+        return output.loss
+
+    def _autocast(self):
+        if self.plan.device == "cuda" and self.plan.weight_dtype != torch.float32:
+            return torch.autocast("cuda", dtype=self.plan.weight_dtype)
+        return contextlib.nullcontext()
+
+    # -- logging, evaluation, checkpoints ------------------------------------------------
+
+    def _should_log(self, step: int, total: int) -> bool:
+        return step == 1 or step % self.config.logging_steps == 0 or step == total
+
+    def _should_eval(self, step: int, total: int) -> bool:
+        return bool(self.val) and (step % self.config.eval_steps == 0 or step == total)
+
+    def _log(self, window: "_Window", started: float, first_step: int) -> None:
+        elapsed = time.time() - started
+        done = self.state.step - first_step
+        remaining = self.schedule.total_steps - self.state.step
+        loss, grad_norm, tokens_per_second = window.flush()
+        self.emit(
+            Step(
+                step=self.state.step,
+                total_steps=self.schedule.total_steps,
+                epoch=round(self.schedule.epoch_at(self.state.step), 4),
+                loss=loss,
+                learning_rate=self.scheduler.get_last_lr()[0],
+                grad_norm=grad_norm,
+                tokens_per_second=tokens_per_second,
+                elapsed_s=round(elapsed, 2),
+                eta_s=round(elapsed / done * remaining, 1) if done else None,
+                rss_mib=_rss_mib(),
+            )
+        )
+
+    @torch.no_grad()
+    def _evaluate(self) -> bool:
+        """Evaluate on the validation split; True when early stopping says stop."""
+        self.model.eval()
+        total_loss, total_items = 0.0, 0
+        for start in range(0, len(self.val), self.config.batch_size):
+            examples = self.val[start : start + self.config.batch_size]
+            items = predicted_tokens(examples)
+            total_loss += self._forward(examples, 1).float().item()  # num_items=1: a sum, not a mean
+            total_items += items
+        self.model.train()
+        eval_loss = total_loss / max(1, total_items)
+        stop = self._track_best(eval_loss)
+        patience = self.config.early_stopping_patience
+        self.emit(
+            Eval(
+                step=self.state.step,
+                epoch=round(self.schedule.epoch_at(self.state.step), 4),
+                eval_loss=eval_loss,
+                best_eval_loss=self.state.best_eval_loss,
+                patience_left=None if patience is None else patience - self.state.evals_without_improvement,
+            )
+        )
+        return stop
+
+    def _track_best(self, eval_loss: float) -> bool:
+        state = self.state
+        state.last_eval_step = state.step
+        if state.best_eval_loss is None or eval_loss < state.best_eval_loss - 1e-6:
+            state.best_eval_loss, state.best_step = eval_loss, state.step
+            state.evals_without_improvement = 0
+            self.best_weights = trainable_state(self.model) if self.config.load_best_at_end else None
+            return False
+        state.evals_without_improvement += 1
+        patience = self.config.early_stopping_patience
+        return patience is not None and state.evals_without_improvement >= patience
+
+    def _save(self, reason: str) -> Path:
+        from studio.events import Checkpoint
+
+        path = save_checkpoint(
+            self.checkpoints_dir, self.model, self.optimizer, self.scheduler, self.state, self.best_weights
+        )
+        self.emit(Checkpoint(step=self.state.step, path=str(path), reason=reason))
+        return path
+
+
+class _Window:
+    """Losses and token counts since the last logged step; synced to the host only on flush."""
+
+    def __init__(self):
+        self.losses, self.norms, self.tokens, self.since = [], [], 0, time.time()
+        self.last_loss: float | None = None
+
+    def add(self, loss: torch.Tensor, grad_norm, tokens: int) -> None:
+        self.losses.append(loss)
+        if grad_norm is not None:
+            self.norms.append(grad_norm)
+        self.tokens += tokens
+
+    def flush(self) -> tuple[float, float | None, float]:
+        loss = torch.stack(self.losses).float().mean().item()
+        norm = torch.stack(self.norms).float().mean().item() if self.norms else None
+        rate = self.tokens / max(1e-9, time.time() - self.since)
+        self.losses, self.norms, self.tokens, self.since = [], [], 0, time.time()
+        self.last_loss = loss
+        return loss, (None if norm is None or math.isnan(norm) else norm), round(rate, 1)
+
+
+def _rss_mib() -> float:
+    """Current resident memory of this process; the peak where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return round(pages * resource.getpagesize() / 2**20, 1)
+    except OSError:
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _build_optimizer(model, config: TrainingConfig, lora: LoraConfig, plan: ComputePlan):
+    normal, b_matrices = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        parameter.data = parameter.data.float()  # fp32 master weights for the adapter
+        (b_matrices if lora.loraplus_lr_ratio and "lora_B" in name else normal).append(parameter)
+    groups = [{"params": normal, "lr": config.learning_rate}]
+    if b_matrices:  # LoRA+: B learns `ratio` times faster than A
+        groups.append({"params": b_matrices, "lr": config.learning_rate * lora.loraplus_lr_ratio})
+    return torch.optim.AdamW(
+        groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=plan.device == "cuda"
+    )
+
+
+def _build_scheduler(optimizer, config: TrainingConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    return get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps
+    )

@@ -1,0 +1,217 @@
+"""The worker: `python -m studio.worker RUN_DIR` trains the run described by RUN_DIR/config.yaml.
+
+Recipe order: load config -> setup (tokenizer, data, model, LoRA) -> train -> save -> cleanup.
+Everything it has to say goes to RUN_DIR/events.jsonl; SIGTERM means "checkpoint and stop".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from studio.config import RunConfig
+from studio.events import Aborted, Failed, Finished, Log, Phase, Started
+from studio.gpu_monitor import GpuSampler
+from studio.processes import process_start_time
+from studio.run_folder import RunFolder, RunStatus
+
+
+class AbortRequested(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+        self.abort = threading.Event()
+        self.status = folder.read_status() or RunStatus(run_id=folder.run_id, state="starting")
+        self.status.pid, self.status.pid_started = os.getpid(), process_start_time(os.getpid())
+
+    def main(self) -> int:
+        self._install_signal_handlers()
+        sampler = GpuSampler(self.folder.append).start()
+        started = time.time()
+        try:
+            config = self.folder.load_config()
+            trainer = self._setup(config)
+            outcome = trainer.run()
+            if outcome.aborted:
+                return self._end_aborted(outcome.state.step, outcome.checkpoint)
+            self._save(config, trainer)
+            self._end_finished(trainer, outcome, started)
+            return 0
+        except AbortRequested:
+            return self._end_aborted(0, None)
+        except Exception as error:  # the run must end with a failed event whatever broke
+            return self._end_failed(error)
+        finally:
+            sampler.stop()
+
+    # -- setup ----------------------------------------------------------------------
+
+    def _setup(self, config: RunConfig):
+        import torch
+
+        from studio.modeling.compute import resolve_plan
+        from studio.modeling.loader import load_tokenizer, resolve_model_path
+
+        plan = resolve_plan(config.quantization, config.training)
+        self._phase("loading_model", f"Preparing {config.model.name_or_path} ({plan.method})")
+        model_path = resolve_model_path(config.model, progress=self._info)
+        tokenizer = self.tokenizer = load_tokenizer(config.model, model_path)
+        data = self._load_data(config, tokenizer)
+        self._checkpoint_abort()
+        self._phase("loading_model", f"Loading weights of {config.model.name_or_path}")
+        torch.manual_seed(config.training.seed)
+        model = self._load_model(config, model_path, plan)
+        self._checkpoint_abort()
+        trainer = self._make_trainer(config, model, tokenizer, data, plan)
+        self._announce(config, plan, model, data, trainer)
+        return trainer
+
+    def _load_data(self, config: RunConfig, tokenizer):
+        from studio.data.prepare import load_conversations, split_conversations, tokenize_conversations
+
+        self._phase("loading_data", f"Reading {', '.join(config.data.datasets)}")
+        split = split_conversations(load_conversations(config.data), config.data.val_size, config.training.seed)
+        for reason, count in split.skipped.items():
+            self._warn(f"Skipped {count} examples of {reason}.")
+        with open(self.folder.val_file, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in split.val)
+        self._phase("tokenizing", f"Tokenising {len(split.train)} train and {len(split.val)} validation examples")
+        train = tokenize_conversations(tokenizer, split.train, config.data)
+        val = tokenize_conversations(tokenizer, split.val, config.data)
+        if not train.examples:
+            raise ValueError("No training example is left after tokenisation; raise data.cutoff_len.")
+        if train.truncated or train.dropped:
+            self._warn(
+                f"{train.truncated} training examples were truncated to cutoff_len={config.data.cutoff_len} tokens; "
+                f"{train.dropped} had no answer left and were dropped."
+            )
+        return train, val
+
+    def _load_model(self, config: RunConfig, model_path: str, plan):
+        from studio.modeling.loader import attach_lora, load_base_model, prepare_for_training
+
+        model = load_base_model(config.model, model_path, plan)
+        model = prepare_for_training(model, plan, config.training.gradient_checkpointing)
+        return attach_lora(model, config.lora)
+
+    def _make_trainer(self, config: RunConfig, model, tokenizer, data, plan):
+        from studio.training.loop import Trainer
+
+        train, val = data
+        trainer = Trainer(
+            model, train.examples, val.examples, config.training, config.lora, plan,
+            tokenizer.pad_token_id, self.folder.checkpoints_dir, self._emit_and_track, self.abort,
+        )
+        if config.training.resume_from_checkpoint:
+            trainer.resume(config.training.resume_from_checkpoint)
+            self._info(f"Resumed from {config.training.resume_from_checkpoint} at step {trainer.state.step}.")
+        return trainer
+
+    def _announce(self, config: RunConfig, plan, model, data, trainer) -> None:
+        from studio.modeling.loader import count_parameters
+
+        train, val = data
+        trainable, total = count_parameters(model)
+        self.folder.append(
+            Started(
+                attempt=self.status.attempt, pid=os.getpid(), device=plan.device, method=plan.method,
+                dtype=str(plan.compute_dtype).removeprefix("torch."), trainable_params=trainable,
+                total_params=total, train_examples=len(train.examples), val_examples=len(val.examples),
+                truncated_examples=train.truncated + val.truncated, dropped_examples=train.dropped + val.dropped,
+                total_steps=trainer.schedule.total_steps, start_step=trainer.state.step,
+            )
+        )
+        self._set_status("running", device=plan.device, total_steps=trainer.schedule.total_steps)
+        self._phase("training", plan.method)
+
+    # -- ends -----------------------------------------------------------------------
+
+    def _save(self, config: RunConfig, trainer) -> None:
+        self._phase("saving", f"Saving the adapter to {self.folder.adapter_dir}")
+        trainer.finalize()
+        trainer.model.save_pretrained(self.folder.adapter_dir)
+        self.tokenizer.save_pretrained(self.folder.adapter_dir)
+        config.save(self.folder.adapter_dir / "studio_config.yaml")
+
+    def _end_finished(self, trainer, outcome, started: float) -> None:
+        state = outcome.state
+        self.folder.append(
+            Finished(
+                step=state.step, adapter_dir=str(self.folder.adapter_dir), train_loss=outcome.last_loss,
+                best_eval_loss=state.best_eval_loss, best_step=state.best_step,
+                stopped_early=outcome.stopped_early, elapsed_s=round(time.time() - started, 1),
+            )
+        )
+        self._set_status("finished", step=state.step, message="finished")
+
+    def _end_aborted(self, step: int, checkpoint) -> int:
+        self.folder.append(Aborted(step=step, checkpoint=str(checkpoint) if checkpoint else None))
+        self._set_status("aborted", step=step, message="aborted by request")
+        return 0
+
+    def _end_failed(self, error: Exception) -> int:
+        message = f"{type(error).__name__}: {error}"
+        self.folder.append(Failed(error=message, traceback=traceback.format_exc()[-4000:]))
+        self._set_status("failed", message=message)
+        print(traceback.format_exc(), file=sys.stderr)
+        return 1
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        def request_abort(signum, frame):
+            self.abort.set()
+
+        signal.signal(signal.SIGTERM, request_abort)
+        signal.signal(signal.SIGINT, request_abort)
+
+    def _checkpoint_abort(self) -> None:
+        if self.abort.is_set():
+            raise AbortRequested()
+
+    def _emit_and_track(self, event) -> None:
+        self.folder.append(event)
+        if event.type == "step":
+            self._set_status("running", step=event.step)
+
+    def _phase(self, name: str, message: str) -> None:
+        self.folder.append(Phase(name=name, message=message))
+        print(f"[{name}] {message}", flush=True)
+        if name == "loading_model" and self.status.state == "starting":
+            self._set_status("starting", message=message)
+
+    def _info(self, message: str) -> None:
+        self.folder.append(Log(level="info", message=message))
+        print(message, flush=True)
+
+    def _warn(self, message: str) -> None:
+        self.folder.append(Log(level="warning", message=message))
+        print(f"warning: {message}", flush=True)
+
+    def _set_status(self, state: str, **changes) -> None:
+        self.status = self.status.model_copy(update={"state": state, **changes})
+        self.folder.write_status(self.status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m studio.worker RUN_DIR", file=sys.stderr)
+        return 2
+    folder = RunFolder(argv[0])
+    if not folder.exists():
+        print(f"{argv[0]} is not a run folder (no config.yaml)", file=sys.stderr)
+        return 2
+    return Worker(folder).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
