@@ -1,0 +1,1 @@
+"""QLoRA Studio web UI (Gradio). Imports `studio`; `studio` never imports this package."""

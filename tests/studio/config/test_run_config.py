@@ -1,0 +1,70 @@
+import pytest
+
+from studio.config import ConfigError, RunConfig
+
+
+def test_defaults_are_the_tutorial_recipe():
+    config = RunConfig()
+    assert (config.lora.rank, config.lora.alpha, config.lora.target_modules) == (8, 16, ["all"])
+    assert config.training.learning_rate == 1e-4
+    assert config.training.gradient_accumulation_steps == 2
+    assert config.training.num_epochs == 3
+    assert config.quantization.method == "auto" and config.quantization.quant_type == "nf4"
+    assert 0.1 <= config.data.val_size <= 0.2
+    assert config.training.early_stopping_patience
+
+
+def test_yaml_round_trip(tmp_path):
+    config = RunConfig().with_overrides({"lora.rank": "16", "data.datasets": "[a, b]", "data.system_prompt": "你好"})
+    path = config.save(tmp_path / "c.yaml")
+    assert path.read_text(encoding="utf-8").startswith("# Run with: qlora-studio train")
+    assert RunConfig.from_yaml(path) == config
+
+
+def test_command_renders_only_changes_and_round_trips():
+    from studio.cli import _build_parser, _load_config
+
+    config = RunConfig().with_overrides(
+        {"lora.rank": "16", "training.learning_rate": "2e-4", "data.datasets": "[alpaca_zh_demo]", "quantization.method": "none"}
+    )
+    command = config.to_command()
+    assert command.startswith("qlora-studio train --")
+    assert "--lora.rank 16" in command and "--training.batch_size" not in command
+    import shlex
+
+    args = _build_parser().parse_args(shlex.split(command)[1:])
+    assert _load_config(args) == config
+
+
+def test_bad_fields_name_the_field_line_and_allowed_values():
+    text = "lora:\n  rank: 0\nquantization:\n  method: 8bit\ntraining:\n  lr: 3\n"
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.from_yaml_text(text, source="bad.yaml")
+    message = str(caught.value)
+    assert "bad.yaml" in message
+    assert "lora.rank (line 2)" in message and "greater than or equal to 1" in message
+    assert "quantization.method (line 4)" in message and "'auto', '4bit' or 'none'" in message
+    assert "training.lr (line 6): unknown field" in message
+
+
+def test_broken_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        RunConfig.from_yaml_text("lora: [unclosed")
+    with pytest.raises(ConfigError, match="no such file"):
+        RunConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_override_of_unknown_section_is_refused():
+    with pytest.raises(ConfigError, match="unknown section"):
+        RunConfig().with_overrides({"nope.rank": "3"})
+
+
+def test_every_field_has_help_and_a_chinese_label():
+    from studio.config.base import Section
+
+    for section_field in RunConfig.model_fields.values():
+        section = section_field.annotation
+        fields = section.model_fields.values() if isinstance(section, type) and issubclass(section, Section) else [section_field]
+        for info in fields:
+            assert info.description, info
+            assert info.json_schema_extra and info.json_schema_extra["zh"], info

@@ -1,0 +1,36 @@
+import re
+
+from studio.config import DataConfig
+from studio.data.prepare import load_conversations, split_conversations
+from studio.data.preview import preview_datasets
+
+
+def test_demo_set_is_large_varied_chinese_and_in_persona():
+    [demo, identity] = load_conversations(DataConfig(datasets=["alpaca_zh_demo", "identity"]))
+    assert len(demo.examples) >= 150 and len(identity.examples) >= 10
+    prompts = {m[0]["content"] for m in demo.examples}
+    assert len(prompts) >= 140  # varied, not one question repeated
+    answers = [m[-1]["content"] for m in demo.examples]
+    assert all(a.startswith("喵～") and a.endswith("🐾") for a in answers)
+    assert sum(bool(re.search(r"[\u4e00-\u9fff]", a)) for a in answers) >= 150
+
+
+def test_sharegpt_demo_is_multi_turn():
+    [chat] = load_conversations(DataConfig(datasets=["sharegpt_zh_demo"]))
+    assert all(len(m) >= 5 and m[0]["role"] == "system" for m in chat.examples)
+
+
+def test_split_is_deterministic_and_disjoint():
+    loaded = load_conversations(DataConfig())
+    a, b = split_conversations(loaded, 0.1, seed=1), split_conversations(loaded, 0.1, seed=1)
+    assert a.val == b.val and len(a.val) == round(171 * 0.1)
+    assert not {str(m) for m in a.val} & {str(m) for m in a.train}
+
+
+def test_preview_rows_counts_and_token_lengths(tiny_tokenizer):
+    preview = preview_datasets(DataConfig(cutoff_len=64), rows=3, tokenizer=tiny_tokenizer)
+    demo = preview.datasets[0]
+    assert demo.num_usable == demo.num_rows >= 150 and len(demo.rows) == 3
+    assert demo.tokens.min <= demo.tokens.median <= demo.tokens.max and len(demo.tokens.lengths) == demo.num_usable
+    assert demo.tokens.truncated == sum(n > 64 for n in demo.tokens.lengths)
+    assert "alpaca_zh_demo" in preview.to_text()

@@ -1,0 +1,78 @@
+"""The worker as users run it: a real subprocess training the tiny model with 4-bit QLoRA on CPU."""
+
+import subprocess
+import sys
+
+import pytest
+
+from studio.events import TERMINAL, Finished
+from studio.run_folder import RunFolder
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir):
+    from studio.config import RunConfig
+
+    folder = RunFolder(tmp_path_factory.mktemp("runs") / "qlora")
+    folder.path.mkdir()
+    config = RunConfig().with_overrides({
+        "model.name_or_path": str(tiny_model_dir), "quantization.method": "4bit", "data.max_samples": "40",
+        "training.learning_rate": "1e-2", "training.max_steps": "20", "training.logging_steps": "1",
+        "training.eval_steps": "10", "training.save_steps": "10", "training.gradient_checkpointing": "true",
+    })
+    config.save(folder.config_file)
+    result = subprocess.run([sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder
+
+
+def test_every_line_is_a_valid_event_and_exactly_one_is_terminal(finished_run):
+    raw_lines = finished_run.events_file.read_text().splitlines()
+    events, _ = finished_run.read_events()
+    assert len(events) == len(raw_lines)  # parse_event validated every line against the schema
+    assert [type(e) for e in events if isinstance(e, TERMINAL)] == [Finished]
+    assert isinstance(events[-1], Finished)
+
+
+def test_four_bit_qlora_ran_and_the_loss_went_down(finished_run):
+    events, _ = finished_run.read_events()
+    [started] = [e for e in events if e.type == "started"]
+    assert started.method.startswith("QLoRA 4-bit NF4") and started.device == "cpu"
+    assert 0 < started.trainable_params < started.total_params
+    steps = [e for e in events if e.type == "step"]
+    assert [s.step for s in steps] == list(range(1, 21))
+    first, last = sum(s.loss for s in steps[:3]) / 3, sum(s.loss for s in steps[-3:]) / 3
+    assert last < first - 0.05, (first, last)
+    assert all(s.tokens_per_second > 0 and s.rss_mib > 0 for s in steps)
+    assert steps[-1].eta_s == 0
+    evals = [e for e in events if e.type == "eval"]
+    assert [e.step for e in evals] == [10, 20] and evals[-1].eval_loss < evals[0].eval_loss
+    assert finished_run.read_status().state == "finished"
+
+
+def test_checkpoints_and_a_plain_peft_adapter(finished_run, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    assert (finished_run.checkpoints_dir / "checkpoint-10" / "state.json").is_file()
+    adapter = finished_run.adapter_dir
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    assert (adapter / "tokenizer_config.json").is_file()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([[1, 5, 9, 30]])
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, adapter)
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after)
+
+
+def test_validation_split_is_kept_for_evaluation(finished_run):
+    lines = finished_run.val_file.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 6  # 10% of 56 examples (40 demo + 16 identity)
+
+
+def test_worker_refuses_a_folder_without_config(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "studio.worker", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "not a run folder" in result.stderr
