@@ -59,6 +59,8 @@ class Trainer:
         self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
         self.state = LoopState()
         self.best_weights: dict | None = None
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
+        self.scaler = torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
 
     def resume(self, checkpoint: Path) -> None:
         self.state, self.best_weights = load_checkpoint(
@@ -104,13 +106,19 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
             loss = self._forward(examples, num_items)
-            loss.backward()
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
             loss_sum += loss.detach()
         grad_norm = None
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         if self.config.max_grad_norm > 0:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.config.max_grad_norm)
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         tokens = sum(len(e.input_ids) for g in groups for e in g)

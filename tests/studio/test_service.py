@@ -168,3 +168,18 @@ def test_failure_inside_the_worker_ends_with_a_failed_event(service, tiny_config
     assert status.state == "failed" and "target_modules" in status.message
     [failed] = _terminals(service, run_id)
     assert failed.type == "failed" and "Traceback" in failed.traceback
+
+
+def test_early_stopping_ends_the_run_and_keeps_the_best_adapter(service, tiny_config):
+    # A learning rate this large makes the eval loss climb after the first evaluations.
+    run_id = service.start(tiny_config(**{
+        "training.learning_rate": "0.5", "training.max_steps": "60", "training.eval_steps": "2",
+        "training.early_stopping_patience": "2", "training.lr_scheduler": "constant",
+    }))
+    assert service.wait(run_id, timeout=300).state == "finished"
+    events, _ = service.read_events(run_id)
+    finished = events[-1]
+    evals = [e for e in events if e.type == "eval"]
+    assert finished.stopped_early and finished.step < 60
+    assert finished.best_eval_loss == min(e.eval_loss for e in evals)
+    assert evals[-1].patience_left == 0 and finished.best_step < finished.step

@@ -1,0 +1,84 @@
+"""UI text in English and Chinese. Config-field labels come from the config models themselves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LANGUAGES = {"English": "en", "中文": "zh"}
+
+
+@dataclass(frozen=True)
+class Text:
+    en: str
+    zh: str
+
+    def __call__(self, lang: str) -> str:
+        return self.zh if lang == "zh" else self.en
+
+
+class T:
+    """Every fixed UI string, as attributes so a typo fails at import rather than showing a key."""
+
+    title = Text("QLoRA Studio", "QLoRA Studio 微调工作室")
+    subtitle = Text(
+        "Fine-tune a chat model with QLoRA, watch it learn, compare it with the base model.",
+        "用 QLoRA 微调对话模型，实时观察训练过程，并与基座模型对比。",
+    )
+    language = Text("Language", "语言")
+    tab_train = Text("Train", "训练")
+    tab_eval = Text("Evaluate & Predict", "评估与预测")
+    tab_chat = Text("Chat", "对话")
+    tab_export = Text("Export", "导出")
+    coming_eval = Text(
+        "Evaluation arrives next: eval loss, perplexity, BLEU-4 and ROUGE on the validation split, base vs adapter. "
+        "Until then: `qlora-studio runs` lists every run with its adapter folder.",
+        "评估功能即将推出：在验证集上计算 eval loss、困惑度、BLEU-4 与 ROUGE，并对比基座与适配器。",
+    )
+    coming_chat = Text(
+        "Chat arrives next: load the base model and any adapter, and see both answers side by side.",
+        "对话功能即将推出：加载基座模型与任意适配器，并排查看两者的回答。",
+    )
+    coming_export = Text(
+        "Export arrives next: merge the adapter into a 16-bit model folder, optionally GGUF.",
+        "导出功能即将推出：将适配器合并为 16 位模型目录，可选导出 GGUF。",
+    )
+    method = Text("Method", "微调方法")
+    preview_dataset = Text("Preview dataset", "预览数据集")
+    preview_command = Text("Preview command", "预览命令")
+    save_config = Text("Save config", "保存配置")
+    load_config = Text("Load config", "加载配置")
+    config_path = Text("Config file", "配置文件路径")
+    start = Text("Start", "开始训练")
+    abort = Text("Abort", "中止")
+    resume = Text("Resume", "继续训练")
+    runs = Text("Runs", "训练记录")
+    refresh = Text("Refresh", "刷新")
+    progress = Text("Progress", "进度")
+    logs = Text("Log", "日志")
+    loss_chart = Text("Loss", "损失")
+    lr_chart = Text("Learning rate", "学习率")
+    memory_chart = Text("GPU memory", "显存")
+    common = Text("Common settings", "常用参数")
+    section_lora = Text("LoRA", "LoRA 参数")
+    section_quantization = Text("Quantisation", "量化参数")
+    section_data = Text("Data", "数据参数")
+    section_training = Text("Training", "训练参数")
+    section_model = Text("Model", "模型参数")
+    no_run = Text("No run selected. Press Start to train, or open a run from the list.", "尚未选择训练。点击“开始训练”，或从列表中打开一次训练。")
+    no_gpu = Text(
+        "No GPU on this machine: the chart shows the worker's resident memory (RSS) instead.",
+        "本机没有 GPU：图中显示的是训练进程的内存占用（RSS）。",
+    )
+    started_run = Text("Started run", "已开始训练")
+    abort_sent = Text("Asked the run to save a checkpoint and stop.", "已请求保存检查点并停止训练。")
+    saved = Text("Saved", "已保存")
+    loaded = Text("Loaded", "已加载")
+    rows = Text("rows", "条")
+    steps = Text("step", "步")
+    elapsed = Text("elapsed", "已用")
+    eta = Text("remaining", "剩余")
+    error = Text("Error", "错误")
+
+
+def tr(text: Text, lang: str) -> str:
+    return text(lang)

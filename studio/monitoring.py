@@ -1,0 +1,121 @@
+"""A run's history folded from its events, incrementally: what charts, progress bars and logs show.
+
+Readers keep a RunHistory and feed it only the events after their last offset, so a
+watcher never re-reads a whole events file on every tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from studio.events import TERMINAL, Event
+
+MAX_LOG_LINES = 200
+
+
+@dataclass
+class Series:
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+
+    def add(self, x: float, y: float) -> None:
+        self.x.append(x)
+        self.y.append(y)
+
+
+@dataclass
+class RunHistory:
+    run_id: str
+    offset: int = 0
+    loss: Series = field(default_factory=Series)
+    eval_loss: Series = field(default_factory=Series)
+    learning_rate: Series = field(default_factory=Series)
+    rss_mib: Series = field(default_factory=Series)  # x: seconds since the first event
+    gpu_used_mib: dict[int, Series] = field(default_factory=dict)
+    gpu_total_mib: dict[int, float] = field(default_factory=dict)
+    gpu_names: dict[int, str] = field(default_factory=dict)
+    step: int = 0
+    total_steps: int | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    tokens_per_second: float | None = None
+    method: str = ""
+    device: str = ""
+    phase: str = ""
+    outcome: str | None = None  # finished | failed | aborted for the latest attempt
+    error: str | None = None
+    log: list[str] = field(default_factory=list)
+    _t0: float | None = None
+
+    def update(self, events: list[Event], new_offset: int) -> "RunHistory":
+        for event in events:
+            self._apply(event)
+        self.offset = new_offset
+        return self
+
+    @property
+    def fraction_done(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def _apply(self, event: Event) -> None:
+        self._t0 = self._t0 if self._t0 is not None else event.time
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler:
+            handler(event)
+        line = _log_line(event)
+        if line:
+            self.log = (self.log + [line])[-MAX_LOG_LINES:]
+
+    def _on_phase(self, event) -> None:
+        self.phase = event.name
+        if event.name == "loading_model":
+            self.outcome, self.error = None, None  # a new attempt (resume) begins
+
+    def _on_started(self, event) -> None:
+        self.total_steps, self.method, self.device = event.total_steps, event.method, event.device
+        self.step = event.start_step
+
+    def _on_step(self, event) -> None:
+        self.loss.add(event.step, event.loss)
+        self.learning_rate.add(event.step, event.learning_rate)
+        self.rss_mib.add(round(event.time - self._t0, 2), event.rss_mib)
+        self.step, self.total_steps = event.step, event.total_steps
+        self.elapsed_s, self.eta_s, self.tokens_per_second = event.elapsed_s, event.eta_s, event.tokens_per_second
+
+    def _on_eval(self, event) -> None:
+        self.eval_loss.add(event.step, event.eval_loss)
+
+    def _on_gpu(self, event) -> None:
+        for reading in event.gpus:
+            self.gpu_used_mib.setdefault(reading.index, Series()).add(round(event.time - self._t0, 2), reading.used_mib)
+            self.gpu_total_mib[reading.index] = reading.total_mib
+            self.gpu_names[reading.index] = reading.name
+
+    def _on_finished(self, event) -> None:
+        self.outcome, self.step, self.eta_s = "finished", event.step, 0.0
+
+    def _on_failed(self, event) -> None:
+        self.outcome, self.error = "failed", event.error
+
+    def _on_aborted(self, event) -> None:
+        self.outcome = "aborted"
+
+
+def _log_line(event: Event) -> str | None:
+    from studio.follow import describe
+
+    if event.type in ("gpu",):
+        return None
+    line = describe(event)
+    if line and isinstance(event, TERMINAL) and event.type == "failed":
+        return line.splitlines()[0]
+    return line
+
+
+def smooth(values: list[float], weight: float = 0.8) -> list[float]:
+    """Exponential moving average with bias correction, as TensorBoard draws smoothed curves."""
+    smoothed, average = [], 0.0
+    for index, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        smoothed.append(average / (1 - weight**index))
+    return smoothed
