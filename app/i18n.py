@@ -80,5 +80,21 @@ class T:
     error = Text("Error", "错误")
 
 
-def tr(text: Text, lang: str) -> str:
-    return text(lang)
+class Labels:
+    """Components whose fixed text follows the language switch: (component, text, attribute)."""
+
+    def __init__(self):
+        self.entries: list[tuple[object, Text, str]] = []
+
+    def add(self, component, text: Text, attribute: str = "label"):
+        self.entries.append((component, text, attribute))
+        return component
+
+    @property
+    def components(self) -> list:
+        return [component for component, _, _ in self.entries]
+
+    def updates(self, lang: str) -> list:
+        import gradio as gr
+
+        return [gr.update(**{attribute: text(lang)}) for _, text, attribute in self.entries]

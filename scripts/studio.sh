@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up (first time) and run QLoRA Studio on the embedded default model and the demo dataset.
+# Set up (first time) and serve QLoRA Studio on http://127.0.0.1:7860 with the embedded default
+# model and the demo dataset. Extra arguments go to `qlora-studio webui` (e.g. --port 7861).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh ui
 . .venv/bin/activate
 export GRADIO_ANALYTICS_ENABLED=False
-qlora-studio train examples/demo.yaml "$@"
+echo "Open http://127.0.0.1:7860 — Preview dataset, then Start. Ctrl-C stops the server, not the runs."
+exec qlora-studio webui "$@"

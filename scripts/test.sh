@@ -2,7 +2,13 @@
 # Set up (first time) and run the whole test suite; exits non-zero when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+bash scripts/setup.sh ui,test
+if ! command -v chromium >/dev/null; then
+    # The browser tests drive Debian's Chromium (no browser download); CJK fonts render the Chinese UI.
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+fi
 . .venv/bin/activate
 export GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
 python -m pytest -ra "$@"

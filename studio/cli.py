@@ -69,6 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
     webui = commands.add_parser("webui", help="serve the studio in the browser")
     webui.add_argument("--host", default="127.0.0.1")
     webui.add_argument("--port", type=int, default=7860)
+    webui.add_argument("--auth", help="require a login, as user:password")
+    webui.add_argument("--runs-dir", default="runs")
+    webui.add_argument("--config", help="YAML config whose values fill the form at start")
     webui.set_defaults(handler=_webui)
     return parser
 
@@ -168,7 +171,11 @@ def _webui(args) -> int:
     import os
 
     # The UI lives in the `app` package, which the backend never imports: hand the process over to it.
-    command = [sys.executable, "-m", "app", "--host", args.host, "--port", str(args.port)]
+    command = [sys.executable, "-m", "app", "--host", args.host, "--port", str(args.port), "--runs-dir", args.runs_dir]
+    if args.auth:
+        command += ["--auth", args.auth]
+    if args.config:
+        command += ["--config", args.config]
     os.execv(sys.executable, command)
     return 0
 

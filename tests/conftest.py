@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -61,13 +60,3 @@ def tiny_config(tiny_model_dir):
         return RunConfig().with_overrides({**base, **overrides})
 
     return make
-
-
-def wait_for(predicate, timeout: float = 120.0, poll: float = 0.2, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

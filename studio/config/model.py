@@ -8,6 +8,11 @@ from studio.config.base import Section, field
 
 EMBEDDED_MODEL = "embedded:SmolLM2-135M-Instruct"
 
+# Offered in pickers; any hub id or local folder works as well.
+MODEL_PRESETS = [EMBEDDED_MODEL] + [
+    f"Qwen/Qwen1.5-{size}-Chat" for size in ("0.5B", "1.8B", "4B", "7B", "14B", "32B", "72B")
+] + [f"Qwen/Qwen2.5-{size}-Instruct" for size in ("0.5B", "1.5B", "3B", "7B", "14B")]
+
 
 class ModelConfig(Section):
     name_or_path: str = field(

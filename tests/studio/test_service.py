@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from conftest import wait_for
+from support import wait_for
 from studio.config import ConfigError, RunConfig
 from studio.data.registry import DataError
 from studio.device_lock import DeviceBusy

@@ -1,0 +1,95 @@
+"""The real studio served on a free port, driven by Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, tiny_model_dir):
+    """URL of a running studio whose form defaults train the tiny model for a long time."""
+    from studio.config import RunConfig
+
+    root = tmp_path_factory.mktemp("studio")
+    config = RunConfig().with_overrides({
+        "name": "browser", "model.name_or_path": str(tiny_model_dir), "quantization.method": "none",
+        "data.max_samples": "40", "training.max_steps": "100000", "training.logging_steps": "10",
+        "training.eval_steps": "200", "training.save_steps": "100000", "training.learning_rate": "5e-3",
+        "training.gradient_checkpointing": "false",
+    })
+    config.save(root / "config.yaml")
+    port = _free_port()
+    env = {**os.environ, "QLORA_STUDIO_CACHE": str(root / "cache"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = open(root / "server.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port), "--runs-dir", str(root / "runs"), "--config", str(root / "config.yaml")],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("studio did not start: " + (root / "server.log").read_text())
+    yield url
+    for run in (root / "runs").glob("*/status.json"):  # never leave a worker training after the tests
+        import json
+
+        pid = json.loads(run.read_text()).get("pid")
+        if pid:
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: apt-get install chromium (scripts/test.sh does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def shoot():
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        path = ARTIFACTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

@@ -1,0 +1,55 @@
+"""Events to figures, without a browser."""
+
+import pytest
+
+from app.charts import loss_figure, lr_figure, memory_figure, token_histogram
+from studio.events import Eval, Gpu, GpuReading, Step
+from studio.monitoring import RunHistory, smooth
+
+
+def _step(n, loss, t):
+    return Step(time=t, step=n, total_steps=10, epoch=n / 10, loss=loss, learning_rate=1e-4 * (1 - n / 10),
+                grad_norm=1.0, tokens_per_second=100.0, elapsed_s=n, eta_s=10 - n, rss_mib=500 + n)
+
+
+def _history():
+    events = [_step(n, 3.0 - 0.1 * n, 1000.0 + n) for n in range(1, 6)]
+    events.append(Eval(time=1006.0, step=5, epoch=0.5, eval_loss=2.6, best_eval_loss=2.6, patience_left=3))
+    return RunHistory("r").update(events, 123)
+
+
+def test_loss_figure_has_raw_smoothed_and_eval_traces():
+    figure = loss_figure(_history())
+    names = [trace.name for trace in figure.data]
+    assert names == ["loss", "loss (smoothed)", "eval_loss"]
+    assert list(figure.data[0].x) == [1, 2, 3, 4, 5] and list(figure.data[2].y) == [2.6]
+
+
+def test_learning_rate_and_progress_fields():
+    history = _history()
+    assert list(lr_figure(history).data[0].y)[0] == 1e-4 * 0.9
+    assert history.step == 5 and history.fraction_done == 0.5 and history.offset == 123
+
+
+def test_memory_without_gpu_shows_rss_and_says_so():
+    figure = memory_figure(_history(), "en")
+    assert figure.data[0].name == "worker RSS"
+    assert any("No GPU" in a.text for a in figure.layout.annotations)
+
+
+def test_memory_with_gpu_shows_used_and_total():
+    history = _history().update(
+        [Gpu(time=1002.0, gpus=[GpuReading(index=0, name="H100", used_mib=9000, total_mib=81559, utilization_pct=90)])], 200
+    )
+    figure = memory_figure(history)
+    assert figure.data[0].name.startswith("GPU 0") and list(figure.data[0].y) == [9000]
+    assert "nvidia-smi" in figure.layout.title.text
+
+
+def test_empty_and_chinese_figures_render():
+    assert loss_figure(None, "zh").layout.title.text == "损失"
+    assert len(token_histogram([10, 20, 30], 64).data) == 1
+
+
+def test_smoothing_starts_at_the_first_value():
+    assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])

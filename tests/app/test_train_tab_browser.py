@@ -1,0 +1,84 @@
+"""The Train tab in a real headless Chromium: tabs, language, preview, live training, reload, abort."""
+
+import time
+
+import pytest
+
+LOSS_POINTS = """() => {
+  const plot = document.querySelector('#qs-loss-chart .js-plotly-plot');
+  return plot && plot.data && plot.data.length ? plot.data[0].x.length : 0;
+}"""
+
+
+def _wait(page, predicate, timeout=120.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        page.wait_for_timeout(500)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def page(browser, studio):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(studio)
+    page.get_by_role("tab", name="Train").wait_for(timeout=60_000)
+    yield page
+    context.close()
+
+
+def test_page_loads_with_four_tabs_in_order(page, shoot):
+    tabs = [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
+    assert tabs[:4] == ["Train", "Evaluate & Predict", "Chat", "Export"]
+    shoot(page, "01-loaded")
+
+
+def test_language_switch_changes_labels(page, shoot):
+    page.get_by_text("中文", exact=True).click()
+    page.get_by_role("tab", name="训练").wait_for(timeout=10_000)
+    assert page.get_by_role("button", name="开始训练").is_visible()
+    assert page.get_by_text("学习率").first.is_visible()
+    shoot(page, "02-chinese")
+    page.get_by_text("English", exact=True).click()
+    page.get_by_role("tab", name="Train").wait_for(timeout=10_000)
+    assert page.get_by_role("button", name="Start").is_visible()
+
+
+def test_preview_dataset_shows_rows_and_lengths(page, shoot):
+    page.get_by_role("button", name="Preview dataset").click()
+    preview = page.locator("#qs-preview")
+    preview.get_by_text("alpaca_zh_demo").first.wait_for(timeout=60_000)
+    page.locator("#qs-preview-table").get_by_text("为什么天空是蓝色的？").first.wait_for(timeout=30_000)
+    assert "tokens: median" in preview.inner_text()
+    shoot(page, "03-preview")
+
+
+def test_start_streams_loss_points(page, shoot):
+    page.locator("#qs-start").click()
+    _wait(page, lambda: page.evaluate(LOSS_POINTS) >= 3, what="3 loss points")
+    assert "running" in page.locator("#qs-progress").inner_text()
+    shoot(page, "04-training")
+
+
+def test_reload_brings_the_curve_back_and_it_keeps_growing(page, shoot):
+    before = page.evaluate(LOSS_POINTS)
+    page.reload()
+    page.get_by_role("tab", name="Train").wait_for(timeout=60_000)
+    after_reload = _wait(page, lambda: page.evaluate(LOSS_POINTS), what="the curve after reload")
+    assert after_reload >= before
+    _wait(page, lambda: page.evaluate(LOSS_POINTS) > after_reload, what="the curve to grow")
+    shoot(page, "05-reloaded")
+
+
+def test_starting_twice_is_refused_in_the_page(page):
+    page.locator("#qs-start").click()
+    page.get_by_text("busy training run").first.wait_for(timeout=30_000)
+
+
+def test_abort_ends_with_status_aborted(page, shoot):
+    page.locator("#qs-abort").click()
+    _wait(page, lambda: "aborted" in page.locator("#qs-progress").inner_text(), timeout=60, what="aborted")
+    shoot(page, "06-aborted")
