@@ -34,10 +34,6 @@ class T:
         "Until then: `qlora-studio runs` lists every run with its adapter folder.",
         "评估功能即将推出：在验证集上计算 eval loss、困惑度、BLEU-4 与 ROUGE，并对比基座与适配器。",
     )
-    coming_chat = Text(
-        "Chat arrives next: load the base model and any adapter, and see both answers side by side.",
-        "对话功能即将推出：加载基座模型与任意适配器，并排查看两者的回答。",
-    )
     coming_export = Text(
         "Export arrives next: merge the adapter into a 16-bit model folder, optionally GGUF.",
         "导出功能即将推出：将适配器合并为 16 位模型目录，可选导出 GGUF。",
@@ -78,6 +74,25 @@ class T:
     elapsed = Text("elapsed", "已用")
     eta = Text("remaining", "剩余")
     error = Text("Error", "错误")
+    load_model = Text("Load model", "加载模型")
+    unload_model = Text("Unload model", "卸载模型")
+    model_status_none = Text("No model loaded. The model, method and template come from the top bar.", "尚未加载模型。模型、方法与模板取自顶部栏。")
+    adapter = Text("Adapter", "适配器")
+    adapter_path = Text("Or an adapter folder", "或填写适配器目录")
+    load_adapter = Text("Load adapter", "加载适配器")
+    unload_adapter = Text("Unload adapter", "卸载适配器")
+    chat_mode = Text("Answer with", "回答方式")
+    mode_compare = Text("Base vs adapter", "基座 vs 适配器")
+    mode_base = Text("Base only", "仅基座")
+    mode_adapter = Text("Adapter only", "仅适配器")
+    base_column = Text("Base model", "基座模型")
+    adapter_column = Text("Adapter", "适配器")
+    message = Text("Message", "消息")
+    send = Text("Send", "发送")
+    stop = Text("Stop", "停止")
+    clear = Text("Clear history", "清空历史")
+    generation = Text("Generation settings", "生成参数")
+    loading = Text("Loading…", "加载中…")
 
 
 class Labels:
@@ -94,7 +109,18 @@ class Labels:
     def components(self) -> list:
         return [component for component, _, _ in self.entries]
 
+    def add_choices(self, component, choices: list[tuple[Text, str]]):
+        """A radio or dropdown whose choice labels follow the language; values stay fixed."""
+        self.entries.append((component, choices, "choices"))
+        return component
+
     def updates(self, lang: str) -> list:
         import gradio as gr
 
-        return [gr.update(**{attribute: text(lang)}) for _, text, attribute in self.entries]
+        updates = []
+        for _, text, attribute in self.entries:
+            if attribute == "choices":
+                updates.append(gr.update(choices=[(label(lang), value) for label, value in text]))
+            else:
+                updates.append(gr.update(**{attribute: text(lang)}))
+        return updates

@@ -8,7 +8,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no outside connect
 
 import gradio as gr  # noqa: E402
 
-from app import train_tab  # noqa: E402
+from app import chat_tab, train_tab  # noqa: E402
 from app.form import ConfigForm  # noqa: E402
 from app.i18n import LANGUAGES, Labels, T  # noqa: E402
 from studio.config import RunConfig  # noqa: E402
@@ -34,7 +34,6 @@ CSS = """
 .qs-error { margin-top: 0.4rem; color: #b91c1c; white-space: pre-wrap; }
 """
 
-COMING = [(T.tab_eval, T.coming_eval), (T.tab_chat, T.coming_chat), (T.tab_export, T.coming_export)]
 
 
 def build_app(service: TrainingService, defaults: RunConfig | None = None) -> gr.Blocks:
@@ -51,9 +50,10 @@ def build_app(service: TrainingService, defaults: RunConfig | None = None) -> gr
         with gr.Tabs():
             with labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):
                 train = train_tab.build(service, form, labels, lang_state)
-            for title, body in COMING:
-                with labels.add(gr.Tab(title("en")), title):
-                    labels.add(gr.Markdown(body("en")), body, "value")
+            _coming_tab(labels, T.tab_eval, T.coming_eval)
+            with labels.add(gr.Tab(T.tab_chat("en"), elem_id="qs-tab-chat"), T.tab_chat):
+                chat = chat_tab.build(service, form, labels)
+            _coming_tab(labels, T.tab_export, T.coming_export)
 
         def switch(choice):
             lang = LANGUAGES[choice]
@@ -66,10 +66,15 @@ def build_app(service: TrainingService, defaults: RunConfig | None = None) -> gr
         def on_load():
             from app.train_actions import default_run, run_choices
 
-            return gr.update(choices=run_choices(service), value=default_run(service))
+            return gr.update(choices=run_choices(service), value=default_run(service)), chat.adapter_choices()
 
-        demo.load(on_load, None, train.run_selector)
+        demo.load(on_load, None, [train.run_selector, chat.adapter])
     return demo
+
+
+def _coming_tab(labels: Labels, title, body) -> None:
+    with labels.add(gr.Tab(title("en")), title):
+        labels.add(gr.Markdown(body("en")), body, "value")
 
 
 def _header(lang: str) -> str:

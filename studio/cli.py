@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         from studio.modeling.loader import ModelLoadError
         from studio.service import RunNotFound
 
-        if isinstance(error, (DataError, ModelLoadError, DeviceBusy, RunNotFound, ValueError)):
+        from studio.chat import AdapterError, EngineError
+
+        if isinstance(error, (DataError, ModelLoadError, DeviceBusy, RunNotFound, AdapterError, EngineError, ValueError)):
             print(f"error: {error}", file=sys.stderr)
             return 2
         raise
@@ -65,6 +67,14 @@ def _build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--rows", type=int, default=3)
     _add_config_flags(preview)
     preview.set_defaults(handler=_preview)
+
+    chat = commands.add_parser("chat", help="chat with the base model and/or an adapter in the terminal")
+    chat.add_argument("--config", help="YAML config (model, quantization, generation sections are used)")
+    chat.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
+    chat.add_argument("--compare", action="store_true", help="answer with the base model and the adapter, labelled")
+    chat.add_argument("--prompt", help="ask once, print the answer(s) and exit")
+    _add_config_flags(chat)
+    chat.set_defaults(handler=_chat)
 
     webui = commands.add_parser("webui", help="serve the studio in the browser")
     webui.add_argument("--host", default="127.0.0.1")
@@ -165,6 +175,12 @@ def _preview(args) -> int:
     config = _load_config(args)
     print(preview_datasets(config.data, rows=args.rows).to_text())
     return 0
+
+
+def _chat(args) -> int:
+    from studio.chat.terminal import run_chat
+
+    return run_chat(_load_config(args), args.adapter, args.compare, args.prompt)
 
 
 def _webui(args) -> int:

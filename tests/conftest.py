@@ -60,3 +60,41 @@ def tiny_config(tiny_model_dir):
         return RunConfig().with_overrides({**base, **overrides})
 
     return make
+
+
+
+def make_adapter(model_dir, target, seed: int = 0, scale: float = 0.5):
+    """A LoRA adapter with non-zero weights set directly, so its answers must differ from the base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # PEFT starts B at zero, which would make the adapter a no-op
+                parameter.normal_(0, scale)
+    model.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def strong_adapter(tmp_path_factory, tiny_model_dir):
+    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapters") / "strong", seed=1)
+
+
+@pytest.fixture(scope="session")
+def second_adapter(tmp_path_factory, tiny_model_dir):
+    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapters") / "second", seed=2)
+
+
+@pytest.fixture(scope="session")
+def foreign_adapter(tmp_path_factory):
+    from studio.modeling.tiny import build_tiny_model
+
+    other = build_tiny_model(tmp_path_factory.mktemp("models") / "other", hidden=32)
+    return make_adapter(other, tmp_path_factory.mktemp("adapters") / "foreign", seed=3)

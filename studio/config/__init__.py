@@ -2,6 +2,7 @@
 
 from studio.config.base import ConfigError
 from studio.config.data import DataConfig
+from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import EMBEDDED_MODEL, ModelConfig
 from studio.config.quantization import QuantizationConfig
@@ -12,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EMBEDDED_MODEL",
+    "GenerationConfig",
     "LoraConfig",
     "ModelConfig",
     "QuantizationConfig",

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from studio.config.base import ConfigError, Section, describe_validation_error, field
 from studio.config.data import DataConfig
+from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import ModelConfig
 from studio.config.quantization import QuantizationConfig
@@ -26,6 +27,7 @@ class RunConfig(Section):
     lora: LoraConfig = LoraConfig()
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
+    generation: GenerationConfig = GenerationConfig()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str | None = None, line_of=None) -> "RunConfig":

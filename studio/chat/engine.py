@@ -1,0 +1,206 @@
+"""The chat engine: one base model in memory, LoRA adapters loaded onto it by name, streamed answers.
+
+Side-by-side answers come from one batched `generate` in which each row names its adapter
+(PEFT's mixed-adapter batches; "__base__" is the base model), so base and adapter share the
+prompt, the parameters and the step loop, and neither waits for the other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import torch
+
+from studio.chat.adapters import AdapterError, AdapterInfo, read_adapter
+from studio.chat.memory import read_memory, release_memory
+from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
+from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
+from studio.data.formats import Message
+
+BASE = "__base__"
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+class ChatEngine:
+    def __init__(self):
+        self.model = None
+        self.tokenizer = None
+        self.model_name: str | None = None
+        self.plan = None
+        self.adapters: dict[str, AdapterInfo] = {}
+        self.base_loads = 0  # how often a base model was loaded; adapters never add to it
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    # -- base model -----------------------------------------------------------------
+
+    def load(self, model: ModelConfig, quantization: QuantizationConfig, progress=lambda message: None) -> str:
+        from studio.modeling.compute import resolve_plan
+        from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
+
+        if self.loaded:
+            self.unload()
+        before, started = read_memory(), time.time()
+        plan = resolve_plan(quantization, TrainingConfig())
+        progress(f"Loading {model.name_or_path} ({plan.method.split(',')[0]})")
+        path = resolve_model_path(model, progress=progress)
+        self.tokenizer = load_tokenizer(model, path)
+        self.tokenizer.padding_side = "left"  # batched prompts must end where generation starts
+        self.model = load_base_model(model, path, plan).eval()
+        self.model_name, self.plan, self.base_loads = model.name_or_path, plan, self.base_loads + 1
+        return f"Loaded {model.name_or_path} in {time.time() - started:.1f} s ({read_memory().minus(before)})."
+
+    def unload(self) -> str:
+        if not self.loaded:
+            return "No model is loaded."
+        before = read_memory()
+        self.model = self.tokenizer = self.plan = None
+        self.adapters.clear()
+        release_memory()
+        return f"Unloaded {self.model_name} ({read_memory().minus(before)})."
+
+    # -- adapters -------------------------------------------------------------------
+
+    def load_adapter(self, path: str, name: str | None = None) -> AdapterInfo:
+        from peft import PeftModel
+
+        self._require_model()
+        info = read_adapter(path, name)
+        if info.name in self.adapters:
+            return info
+        _check_shapes(self._base(), info)
+        if not self.adapters:
+            self.model = PeftModel.from_pretrained(self.model, info.path, adapter_name=info.name, is_trainable=False)
+        else:
+            self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
+        self.model.eval()
+        self.adapters[info.name] = info
+        return info
+
+    def unload_adapter(self, name: str) -> None:
+        if name not in self.adapters:
+            raise AdapterError(f"Adapter {name!r} is not loaded.")
+        del self.adapters[name]
+        if self.adapters:
+            self.model.set_adapter(next(iter(self.adapters)))
+            self.model.delete_adapter(name)
+        else:
+            self.model = self.model.unload()  # back to the plain base model, no LoRA layers left
+        release_memory()
+
+    def _base(self):
+        return self.model.get_base_model() if self.adapters else self.model
+
+    def _require_model(self) -> None:
+        if not self.loaded:
+            raise EngineError("No model is loaded. Load the base model first.")
+
+    # -- generation -----------------------------------------------------------------
+
+    def stream(
+        self,
+        conversations: list[list[Message]],
+        adapters: list[str | None],
+        generation: GenerationConfig,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[Answer]]:
+        """Answer each conversation with its adapter (None: the base model), yielding all answers so far."""
+        self._require_model()
+        for name in adapters:
+            if name is not None and name not in self.adapters:
+                raise AdapterError(f"Adapter {name!r} is not loaded. Load it first.")
+        with self._lock:
+            streamer = BatchStreamer(self.tokenizer, len(conversations))
+            worker = threading.Thread(
+                target=self._generate, args=(conversations, adapters, generation, streamer, stop or threading.Event()),
+                daemon=True,
+            )
+            worker.start()
+            while (update := streamer.updates.get()) is not None:
+                yield update
+            worker.join()
+            if getattr(streamer, "error", None):
+                raise EngineError(f"Generation failed: {streamer.error}")
+
+    def answer(self, messages: list[Message], adapter: str | None, generation: GenerationConfig) -> Answer:
+        final = None
+        for final in self.stream([messages], [adapter], generation):
+            pass
+        return final[0]
+
+    def _generate(self, conversations, adapters, generation: GenerationConfig, streamer: BatchStreamer, stop) -> None:
+        try:
+            inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
+            kwargs = _sampling(generation)
+            if self.adapters:
+                kwargs["adapter_names"] = [name or BASE for name in adapters]
+            torch.manual_seed(generation.seed)
+            with torch.inference_mode():
+                self.model.generate(
+                    **inputs, **kwargs, max_new_tokens=generation.max_new_tokens, streamer=streamer,
+                    stopping_criteria=[StopOnEvent(stop)], pad_token_id=self.tokenizer.pad_token_id,
+                )
+        except Exception as error:  # surfaced to the caller by stream()
+            streamer.error = f"{type(error).__name__}: {error}"
+            streamer.end()
+
+    def _encode(self, conversations: list[list[Message]]) -> dict[str, torch.Tensor]:
+        texts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+        ]
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return {k: v.to(self.plan.device) for k, v in batch.items()}
+
+
+def _with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
+    if not system_prompt:
+        return messages
+    rest = messages[1:] if messages and messages[0]["role"] == "system" else messages
+    return [{"role": "system", "content": system_prompt}, *rest]
+
+
+def _sampling(generation: GenerationConfig) -> dict:
+    if generation.temperature == 0:
+        return {"do_sample": False, "repetition_penalty": generation.repetition_penalty, "temperature": None, "top_p": None, "top_k": None}
+    return {
+        "do_sample": True, "temperature": generation.temperature, "top_p": generation.top_p,
+        "top_k": generation.top_k or None, "repetition_penalty": generation.repetition_penalty,
+    }
+
+
+def _check_shapes(base, info: AdapterInfo) -> None:
+    """Refuse an adapter trained on another architecture before PEFT touches the model."""
+    from safetensors import safe_open
+
+    weights = f"{info.path}/adapter_model.safetensors"
+    try:
+        handle = safe_open(weights, framework="pt")
+    except OSError:
+        return  # .bin adapters: PEFT's own checks apply
+    with handle:
+        for key in handle.keys():
+            if ".lora_A." not in key and ".lora_B." not in key:
+                continue
+            module_path = key.removeprefix("base_model.model.").split(".lora_")[0]
+            try:
+                module = base.get_submodule(module_path)
+            except AttributeError:
+                raise AdapterError(_mismatch(info, f"the base has no module {module_path}")) from None
+            shape = handle.get_slice(key).get_shape()
+            expected = getattr(module, "in_features" if ".lora_A." in key else "out_features", None)
+            actual = shape[1] if ".lora_A." in key else shape[0]
+            if expected is not None and expected != actual:
+                raise AdapterError(_mismatch(info, f"{module_path} has {expected} features, the adapter expects {actual}"))
+
+
+def _mismatch(info: AdapterInfo, detail: str) -> str:
+    trained_on = f" (trained on {info.base_model})" if info.base_model else ""
+    return f"Adapter {info.name}{trained_on} does not fit the loaded base model: {detail}."

@@ -1,0 +1,46 @@
+"""`qlora-studio chat`: ask once with --prompt, or talk in a loop; --compare answers with base and adapter."""
+
+from __future__ import annotations
+
+import sys
+
+from studio.chat.engine import ChatEngine
+from studio.config import RunConfig
+
+
+def run_chat(config: RunConfig, adapter: str | None, compare: bool, prompt: str | None, out=print) -> int:
+    if compare and not adapter:
+        out("error: --compare needs --adapter PATH", file=sys.stderr)
+        return 2
+    engine = ChatEngine()
+    out(engine.load(config.model, config.quantization, progress=lambda m: out(m, file=sys.stderr)), file=sys.stderr)
+    name = engine.load_adapter(adapter).name if adapter else None
+    columns = [None, name] if compare else [name]
+    labels = ["base" if c is None else f"adapter {c}" for c in columns]
+    histories: list[list[dict]] = [[] for _ in columns]
+    prompts = [prompt] if prompt is not None else _ask_forever()
+    for text in prompts:
+        if text is None:
+            break
+        if text.strip() == "/clear":
+            histories = [[] for _ in columns]
+            continue
+        conversations = [h + [{"role": "user", "content": text}] for h in histories]
+        final = None
+        for final in engine.stream(conversations, columns, config.generation):
+            pass
+        for label, history, conversation, answer in zip(labels, histories, conversations, final):
+            prefix = f"[{label}] " if compare else ""
+            out(f"{prefix}{answer.text}")
+            out(f"  ({answer.tokens} tokens, {answer.tokens_per_second:.1f} tok/s)", file=sys.stderr)
+            history[:] = conversation + [{"role": "assistant", "content": answer.text}]
+    return 0
+
+
+def _ask_forever():
+    print("Type a message; /clear forgets the conversation, Ctrl-D quits.", file=sys.stderr)
+    while True:
+        try:
+            yield input("> ")
+        except EOFError:
+            yield None

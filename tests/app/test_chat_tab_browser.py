@@ -1,0 +1,37 @@
+"""The Chat tab in a real headless Chromium: load model, load adapter, ask, both columns answer."""
+
+import pytest
+
+COLUMN_TEXT = """(id) => {
+  const bubbles = document.querySelectorAll('#' + id + ' .message-row, #' + id + ' [data-testid="bot"]');
+  return Array.from(bubbles).map(b => b.innerText).join('\\n');
+}"""
+
+
+@pytest.fixture(scope="module")
+def page(browser, studio):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.goto(studio)
+    page.get_by_role("tab", name="Chat").wait_for(timeout=60_000)
+    yield page
+    context.close()
+
+
+def test_load_model_and_adapter_then_both_columns_answer(page, strong_adapter, shoot):
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#qs-chat-load").click()
+    page.locator("#qs-chat-status").get_by_text("Loaded").wait_for(timeout=60_000)
+    adapter_input = page.locator("#qs-chat-adapter input")
+    adapter_input.fill(str(strong_adapter))
+    adapter_input.press("Enter")
+    page.locator("#qs-chat-load-adapter").click()
+    page.locator("#qs-chat-status").get_by_text("Adapter").wait_for(timeout=60_000)
+    page.locator("#qs-chat-prompt textarea").fill("你是谁？")
+    page.locator("#qs-chat-send").click()
+    page.get_by_text("tok/s").nth(1).wait_for(timeout=60_000)
+    base = page.locator("#qs-chat-base").inner_text()
+    tuned = page.locator("#qs-chat-adapter-answers").inner_text()
+    assert "你是谁？" in base and "你是谁？" in tuned
+    assert len(tuned.replace("你是谁？", "").strip()) > 0
+    shoot(page, "07-chat-side-by-side")
