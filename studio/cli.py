@@ -76,6 +76,20 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_flags(chat)
     chat.set_defaults(handler=_chat)
 
+    evaluate = commands.add_parser("eval", help="eval loss, perplexity, BLEU-4 and ROUGE of the base and/or an adapter")
+    evaluate.add_argument("config", nargs="?", help="YAML config (model, data, generation, evaluation sections)")
+    evaluate.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
+    evaluate.add_argument("--compare", action="store_true", help="score the base model too, on the same samples")
+    _add_config_flags(evaluate)
+    evaluate.set_defaults(handler=_eval)
+
+    export = commands.add_parser("export", help="merge an adapter into its base and save a standard model folder")
+    export.add_argument("config", nargs="?", help="YAML config (model and export sections)")
+    export.add_argument("--adapter", required=True, help="LoRA adapter folder")
+    export.add_argument("--out", help="output folder (export.output_dir)")
+    _add_config_flags(export)
+    export.set_defaults(handler=_export)
+
     webui = commands.add_parser("webui", help="serve the studio in the browser")
     webui.add_argument("--host", default="127.0.0.1")
     webui.add_argument("--port", type=int, default=7860)
@@ -181,6 +195,38 @@ def _chat(args) -> int:
     from studio.chat.terminal import run_chat
 
     return run_chat(_load_config(args), args.adapter, args.compare, args.prompt)
+
+
+def _eval(args) -> int:
+    import json
+
+    from studio.chat import ChatEngine
+    from studio.evaluation.runner import evaluate
+
+    config = _load_config(args)
+    report = evaluate(
+        ChatEngine(), config, args.adapter, args.compare,
+        progress=lambda e: print(f"[{e.stage}] {e.done}/{e.total}", file=sys.stderr, flush=True),
+    )
+    print(f"Results in {report.out_dir}", file=sys.stderr)
+    print(json.dumps(report.metrics, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _export(args) -> int:
+    from studio.export.merge import ExportError, export_merged
+
+    config = _load_config(args)
+    if args.out:
+        config = config.with_overrides({"export.output_dir": args.out})
+    try:
+        report = export_merged(config, args.adapter, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Exported to {report.out_dir} ({report.dtype}); reload check: max logit difference {report.max_logit_diff:.3g} "
+          f"<= {report.tolerance:g}. Files: {', '.join(report.files)}")
+    return 0
 
 
 def _webui(args) -> int:

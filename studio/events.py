@@ -114,8 +114,19 @@ class Aborted(_Event):
     checkpoint: str | None
 
 
+class EvalProgress(_Event):
+    """Evaluate & Predict: how far loss scoring and prediction have come."""
+
+    type: Literal["eval_progress"] = "eval_progress"
+    stage: Literal["loss", "predict", "done"]
+    done: int
+    total: int
+    elapsed_s: float
+    eta_s: float | None
+
+
 Event = Annotated[
-    Union[Phase, Started, Step, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted],
+    Union[Phase, Started, Step, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted, EvalProgress],
     Field(discriminator="type"),
 ]
 TERMINAL = (Finished, Failed, Aborted)

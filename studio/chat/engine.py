@@ -130,6 +130,34 @@ class ChatEngine:
             if getattr(streamer, "error", None):
                 raise EngineError(f"Generation failed: {streamer.error}")
 
+    def token_loss(self, conversations: list[list[Message]], adapter: str | None, cutoff_len: int, batch_size: int) -> tuple[float, int]:
+        """Summed cross-entropy over the answer tokens, and how many tokens were scored."""
+        from studio.data.tokenize import encode_conversation
+        from studio.training.batches import collate, predicted_tokens
+
+        self._require_model()
+        encoded = [e for c in conversations if (e := encode_conversation(self.tokenizer, c, cutoff_len))]
+        total, count = 0.0, 0
+        with self._lock, self._adapter(adapter), torch.inference_mode():
+            for start in range(0, len(encoded), batch_size):
+                batch = encoded[start : start + batch_size]
+                tensors = {k: v.to(self.plan.device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
+                total += self.model(**tensors, num_items_in_batch=1).loss.float().item()  # a sum, not a mean
+                count += predicted_tokens(batch)
+        return total, count
+
+    def _adapter(self, name: str | None):
+        import contextlib
+
+        if not self.adapters:
+            if name is not None:
+                raise AdapterError(f"Adapter {name!r} is not loaded.")
+            return contextlib.nullcontext()
+        if name is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(name)
+        return contextlib.nullcontext()
+
     def answer(self, messages: list[Message], adapter: str | None, generation: GenerationConfig) -> Answer:
         final = None
         for final in self.stream([messages], [adapter], generation):

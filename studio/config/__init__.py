@@ -2,6 +2,8 @@
 
 from studio.config.base import ConfigError
 from studio.config.data import DataConfig
+from studio.config.evaluation import EvaluationConfig
+from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import EMBEDDED_MODEL, ModelConfig
@@ -13,6 +15,8 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EMBEDDED_MODEL",
+    "EvaluationConfig",
+    "ExportConfig",
     "GenerationConfig",
     "LoraConfig",
     "ModelConfig",

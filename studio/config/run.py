@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from studio.config.base import ConfigError, Section, describe_validation_error, field
 from studio.config.data import DataConfig
+from studio.config.evaluation import EvaluationConfig
+from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import ModelConfig
@@ -28,6 +30,8 @@ class RunConfig(Section):
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     generation: GenerationConfig = GenerationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    export: ExportConfig = ExportConfig()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str | None = None, line_of=None) -> "RunConfig":

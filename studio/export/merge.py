@@ -1,0 +1,116 @@
+"""Merge a LoRA adapter into its base and save a standard transformers model folder, then prove it.
+
+The base is loaded in 16-bit on a GPU (fp32 on CPU) — never merged into 4-bit weights, whose
+rounding would change the model. After saving, the folder is reloaded with plain transformers
+and its logits are compared with base+adapter on a few prompts; past the tolerance the export
+is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from studio.chat.adapters import read_adapter
+from studio.config import QuantizationConfig, RunConfig, TrainingConfig
+from studio.export.model_card import write_model_card
+
+TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}
+CHECK_PROMPTS = ["你好，请介绍一下你自己。", "What is LoRA fine-tuning?", "为什么天空是蓝色的？", "Write a haiku about cats.", "1+1=?"]
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    dtype: str
+    files: list[str]
+    max_logit_diff: float
+    tolerance: float
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_logit_diff <= self.tolerance
+
+
+def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str], None] = lambda m: None) -> ExportReport:
+    from studio.modeling.compute import resolve_plan
+    from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
+
+    started, info = time.time(), read_adapter(adapter_path)
+    out_dir = _prepare_out_dir(Path(config.export.output_dir))
+    plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision=config.export.dtype))
+    progress(f"Loading {config.model.name_or_path} in {plan.weight_dtype} (not quantised) and the adapter {info.name}")
+    path = resolve_model_path(config.model, progress=progress)
+    tokenizer = load_tokenizer(config.model, path)
+    model = _with_adapter(load_base_model(config.model, path, plan), info.path)
+    prompts = CHECK_PROMPTS[: config.export.check_prompts]
+    reference = _logits(model, tokenizer, prompts, plan.device)
+    progress("Merging the adapter into the weights")
+    merged = model.merge_and_unload()
+    progress(f"Saving to {out_dir} (shards of at most {config.export.max_shard_size})")
+    merged.save_pretrained(out_dir, max_shard_size=config.export.max_shard_size.replace(" ", ""))
+    tokenizer.save_pretrained(out_dir)
+    del model, merged
+    progress("Reloading the export with plain transformers to check it")
+    diff = _max_diff(out_dir, tokenizer, prompts, reference, plan)
+    report = ExportReport(out_dir, str(plan.weight_dtype).removeprefix("torch."), sorted(p.name for p in out_dir.iterdir()),
+                          diff, TOLERANCE[plan.weight_dtype], round(time.time() - started, 1))
+    write_model_card(out_dir, config, info, adapter_path, report)
+    report.files = sorted(p.name for p in out_dir.iterdir())
+    if not report.passed:
+        (out_dir / "EXPORT_FAILED_CHECK.txt").write_text(f"max logit difference {diff} > tolerance {report.tolerance}\n")
+        raise ExportError(f"The merged model differs from base+adapter by {diff:.4g} (tolerance {report.tolerance}); see {out_dir}.")
+    return report
+
+
+def _prepare_out_dir(out_dir: Path) -> Path:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ExportError(f"{out_dir} exists and is not empty; choose a new export folder or empty it.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _with_adapter(base, adapter_path: str):
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(base, adapter_path, is_trainable=False).eval()
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ExportError(f"The adapter {adapter_path} does not fit {base.config.name_or_path}: {error}") from None
+
+
+@torch.inference_mode()
+def _logits(model, tokenizer, prompts: list[str], device: str) -> list[torch.Tensor]:
+    results = []
+    for prompt in prompts:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+        results.append(model(input_ids=ids).logits.float().cpu())
+    return results
+
+
+def _max_diff(out_dir: Path, tokenizer, prompts, reference, plan) -> float:
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=plan.weight_dtype, device_map={"": plan.device}).eval()
+    again = _logits(reloaded, tokenizer, prompts, plan.device)
+    return max(float((a - b).abs().max()) for a, b in zip(reference, again))
+
+
+def shard_sizes(out_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in Path(out_dir).glob("*.safetensors")}
+
+
+def read_index(out_dir: Path) -> dict:
+    index = Path(out_dir) / "model.safetensors.index.json"
+    return json.loads(index.read_text()) if index.is_file() else {}

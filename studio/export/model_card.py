@@ -1,0 +1,54 @@
+"""README.md for an exported model: what it was made from, how, and how well it did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from studio.chat.adapters import AdapterInfo
+from studio.config import RunConfig
+from studio.run_folder import RunFolder
+
+
+def _training_summary(adapter_path: str) -> tuple[RunConfig | None, dict]:
+    """The run's own config and final numbers, when the adapter came from a run folder."""
+    run = RunFolder(Path(adapter_path).parent)
+    if not run.exists():
+        return None, {}
+    events, _ = run.read_events()
+    finished = [e for e in events if e.type == "finished"]
+    numbers = {}
+    if finished:
+        numbers = {"steps": finished[-1].step, "final train loss": finished[-1].train_loss,
+                   "best eval loss": finished[-1].best_eval_loss}
+    evaluations = sorted((run.path / "evaluations").glob("*/metrics.json"))
+    if evaluations:
+        numbers["evaluation"] = json.loads(evaluations[-1].read_text())["metrics"]
+    return run.load_config(), numbers
+
+
+def write_model_card(out_dir: Path, config: RunConfig, info: AdapterInfo, adapter_path: str, report) -> None:
+    trained_with, numbers = _training_summary(adapter_path)
+    source = trained_with or config
+    lines = [
+        f"# {out_dir.name}",
+        "",
+        f"A merged model exported by QLoRA Studio: the LoRA adapter `{info.name}` merged into `{config.model.name_or_path}`.",
+        "",
+        "## Made from",
+        f"- Base model: `{config.model.name_or_path}`",
+        f"- Datasets: {', '.join(source.data.datasets)} (cutoff {source.data.cutoff_len} tokens, {source.data.val_size:.0%} held out)",
+        f"- LoRA: rank {source.lora.rank}, alpha {source.lora.alpha:g}, dropout {source.lora.dropout:g}, "
+        f"targets {', '.join(source.lora.target_modules)}" + (", DoRA" if source.lora.use_dora else "") + (", rsLoRA" if source.lora.use_rslora else ""),
+        f"- Quantisation while training: {source.quantization.method} ({source.quantization.quant_type})",
+        f"- Training: lr {source.training.learning_rate:g}, {source.training.num_epochs:g} epochs"
+        + (f" (max {source.training.max_steps} steps)" if source.training.max_steps else "")
+        + f", batch {source.training.batch_size} x accumulation {source.training.gradient_accumulation_steps}, {source.training.lr_scheduler} schedule",
+        f"- Exported weights: {report.dtype}; reload check: max logit difference {report.max_logit_diff:.3g} (tolerance {report.tolerance:g})",
+        "",
+    ]
+    if numbers:
+        lines += ["## Results", "", "```json", json.dumps(numbers, ensure_ascii=False, indent=2), "```", ""]
+    lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              f'model = AutoModelForCausalLM.from_pretrained("{out_dir}")', f'tokenizer = AutoTokenizer.from_pretrained("{out_dir}")', "```", ""]
+    (out_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
