@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from app.adapter_picker import adapter_picker
 from app.form import ConfigForm
 from app.i18n import Labels, T
-from studio.chat import AdapterError, ChatEngine, EngineError, find_adapters
+from studio.chat import AdapterError, ChatEngine, EngineError
 from studio.config import ConfigError
 from studio.modeling.loader import ModelLoadError
 from studio.service import TrainingService
@@ -30,20 +31,18 @@ class ChatSession:
 @dataclass
 class ChatTab:
     adapter: gr.Dropdown
-    adapter_choices: object  # () -> update listing every finished run's adapter
 
 
-def build(service: TrainingService, form: ConfigForm, labels: Labels) -> ChatTab:
-    session = ChatSession(ChatEngine(), threading.Event())
+def build(service: TrainingService, engine: ChatEngine, form: ConfigForm, labels: Labels) -> ChatTab:
+    session = ChatSession(engine, threading.Event())
     with gr.Row():
         load = labels.add(gr.Button(T.load_model("en"), variant="primary", scale=1, elem_id="qs-chat-load"), T.load_model, "value")
         unload = labels.add(gr.Button(T.unload_model("en"), scale=1), T.unload_model, "value")
         status = gr.Markdown(T.model_status_none("en"), elem_id="qs-chat-status")
-    with gr.Row(equal_height=True):
-        adapter = labels.add(gr.Dropdown(choices=[], label=T.adapter("en"), allow_custom_value=True, scale=3, elem_id="qs-chat-adapter"), T.adapter)
-        refresh = labels.add(gr.Button(T.refresh("en"), size="sm", scale=1), T.refresh, "value")
-        load_adapter = labels.add(gr.Button(T.load_adapter("en"), size="sm", scale=1, elem_id="qs-chat-load-adapter"), T.load_adapter, "value")
-        unload_adapter = labels.add(gr.Button(T.unload_adapter("en"), size="sm", scale=1), T.unload_adapter, "value")
+    adapter = adapter_picker(service, labels, "qs-chat-adapter")
+    with gr.Row():
+        load_adapter = labels.add(gr.Button(T.load_adapter("en"), size="sm", elem_id="qs-chat-load-adapter"), T.load_adapter, "value")
+        unload_adapter = labels.add(gr.Button(T.unload_adapter("en"), size="sm"), T.unload_adapter, "value")
     mode = labels.add_choices(gr.Radio([(t("en"), v) for t, v in MODES], value="compare", label=T.chat_mode("en")), MODES)
     labels.add(mode, T.chat_mode)
     with gr.Row():
@@ -63,16 +62,8 @@ def build(service: TrainingService, form: ConfigForm, labels: Labels) -> ChatTab
             for name in GENERATION_FIELDS:
                 form.add("generation", name, min_width=160)
 
-    def adapter_choices():
-        try:
-            return gr.update(choices=[(a.name, a.path) for a in find_adapters(service.runs_dir)])
-        except ERRORS as error:
-            gr.Warning(str(error))
-            return gr.update()
-
     load.click(lambda *v: _load_model(session, form, *v), form.components, status)
     unload.click(lambda: session.engine.unload(), None, status)
-    refresh.click(adapter_choices, None, adapter)
     load_adapter.click(lambda path: _load_adapter(session, path), adapter, status)
     unload_adapter.click(lambda path: _unload_adapter(session, path), adapter, status)
     mode.change(lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")), mode, [base_column, adapter_column])
@@ -82,7 +73,7 @@ def build(service: TrainingService, form: ConfigForm, labels: Labels) -> ChatTab
     outputs = [base_chat, adapter_chat, base_speed, adapter_speed, prompt, status]
     send.click(lambda *v: (yield from _send(session, form, *v)), inputs, outputs)
     prompt.submit(lambda *v: (yield from _send(session, form, *v)), inputs, outputs)
-    return ChatTab(adapter, adapter_choices)
+    return ChatTab(adapter)
 
 
 def _load_model(session: ChatSession, form: ConfigForm, *values) -> str:

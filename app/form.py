@@ -53,6 +53,8 @@ class FieldControl:
     def to_config_value(self, raw):
         kind, optional = _core_type(self.info.annotation)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
+            if typing.get_origin(kind) is list:
+                return []
             return None if optional else raw
         if kind is int and isinstance(raw, float) and raw.is_integer():
             return int(raw)

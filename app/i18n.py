@@ -29,15 +29,6 @@ class T:
     tab_eval = Text("Evaluate & Predict", "评估与预测")
     tab_chat = Text("Chat", "对话")
     tab_export = Text("Export", "导出")
-    coming_eval = Text(
-        "Evaluation arrives next: eval loss, perplexity, BLEU-4 and ROUGE on the validation split, base vs adapter. "
-        "Until then: `qlora-studio runs` lists every run with its adapter folder.",
-        "评估功能即将推出：在验证集上计算 eval loss、困惑度、BLEU-4 与 ROUGE，并对比基座与适配器。",
-    )
-    coming_export = Text(
-        "Export arrives next: merge the adapter into a 16-bit model folder, optionally GGUF.",
-        "导出功能即将推出：将适配器合并为 16 位模型目录，可选导出 GGUF。",
-    )
     method = Text("Method", "微调方法")
     preview_dataset = Text("Preview dataset", "预览数据集")
     preview_command = Text("Preview command", "预览命令")
@@ -93,6 +84,21 @@ class T:
     clear = Text("Clear history", "清空历史")
     generation = Text("Generation settings", "生成参数")
     loading = Text("Loading…", "加载中…")
+    compare_base = Text("Also score the base model (side by side)", "同时评估基座模型（并排对比）")
+    start_eval = Text("Start evaluation", "开始评估")
+    eval_note = Text(
+        "Empty datasets = the run's own validation split. Generation settings are those of the Chat tab (temperature 0 = greedy).",
+        "评估数据集留空即使用该训练的验证集。生成参数与“对话”页相同（温度为 0 即贪心解码）。",
+    )
+    metrics = Text("Metrics", "指标")
+    samples = Text("Samples", "样本")
+    export = Text("Export", "导出")
+    export_note = Text(
+        "Merges the adapter into the base loaded in 16-bit (fp32 on CPU, never 4-bit), saves safetensors shards, "
+        "tokenizer, chat template and a model card, then reloads the folder and checks its logits against base+adapter.",
+        "将适配器合并进以 16 位加载的基座（CPU 上为 fp32，绝不合并进 4 位权重），保存 safetensors 分片、分词器、对话模板与模型卡，"
+        "随后重新加载并与“基座+适配器”的 logits 比对校验。",
+    )
 
 
 class Labels:

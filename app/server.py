@@ -8,7 +8,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no outside connect
 
 import gradio as gr  # noqa: E402
 
-from app import chat_tab, train_tab  # noqa: E402
+from app import chat_tab, eval_tab, export_tab, train_tab  # noqa: E402
+from app.adapter_picker import adapter_choices  # noqa: E402
+from studio.chat import ChatEngine  # noqa: E402
 from app.form import ConfigForm  # noqa: E402
 from app.i18n import LANGUAGES, Labels, T  # noqa: E402
 from studio.config import RunConfig  # noqa: E402
@@ -38,6 +40,7 @@ CSS = """
 
 def build_app(service: TrainingService, defaults: RunConfig | None = None) -> gr.Blocks:
     form, labels = ConfigForm(defaults), Labels()
+    engine = ChatEngine()  # one model in memory, shared by Chat and Evaluate
     with gr.Blocks(title="QLoRA Studio") as demo:
         lang_state = gr.State("en")
         header = gr.Markdown(_header("en"), elem_classes="qs-header")
@@ -50,10 +53,12 @@ def build_app(service: TrainingService, defaults: RunConfig | None = None) -> gr
         with gr.Tabs():
             with labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):
                 train = train_tab.build(service, form, labels, lang_state)
-            _coming_tab(labels, T.tab_eval, T.coming_eval)
+            with labels.add(gr.Tab(T.tab_eval("en"), elem_id="qs-tab-eval"), T.tab_eval):
+                eval_adapter = eval_tab.build(service, engine, form, labels)
             with labels.add(gr.Tab(T.tab_chat("en"), elem_id="qs-tab-chat"), T.tab_chat):
-                chat = chat_tab.build(service, form, labels)
-            _coming_tab(labels, T.tab_export, T.coming_export)
+                chat = chat_tab.build(service, engine, form, labels)
+            with labels.add(gr.Tab(T.tab_export("en"), elem_id="qs-tab-export"), T.tab_export):
+                export_adapter = export_tab.build(service, form, labels)
 
         def switch(choice):
             lang = LANGUAGES[choice]
@@ -66,15 +71,11 @@ def build_app(service: TrainingService, defaults: RunConfig | None = None) -> gr
         def on_load():
             from app.train_actions import default_run, run_choices
 
-            return gr.update(choices=run_choices(service), value=default_run(service)), chat.adapter_choices()
+            adapters = adapter_choices(service)
+            return gr.update(choices=run_choices(service), value=default_run(service)), adapters, adapters, adapters
 
-        demo.load(on_load, None, [train.run_selector, chat.adapter])
+        demo.load(on_load, None, [train.run_selector, chat.adapter, eval_adapter, export_adapter])
     return demo
-
-
-def _coming_tab(labels: Labels, title, body) -> None:
-    with labels.add(gr.Tab(title("en")), title):
-        labels.add(gr.Markdown(body("en")), body, "value")
 
 
 def _header(lang: str) -> str:

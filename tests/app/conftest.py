@@ -33,7 +33,9 @@ def studio(tmp_path_factory, tiny_model_dir):
         "name": "browser", "model.name_or_path": str(tiny_model_dir), "quantization.method": "none",
         "data.max_samples": "40", "training.max_steps": "100000", "training.logging_steps": "10",
         "training.eval_steps": "200", "training.save_steps": "100000", "training.learning_rate": "5e-3",
-        "training.gradient_checkpointing": "false",
+        "training.gradient_checkpointing": "false", "evaluation.max_samples": "3", "evaluation.batch_size": "3",
+        "generation.max_new_tokens": "8", "generation.temperature": "0", "export.output_dir": str(root / "export"),
+        "evaluation.output_dir": str(root / "evaluations"),
     })
     config.save(root / "config.yaml")
     port = _free_port()

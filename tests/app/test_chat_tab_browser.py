@@ -1,5 +1,7 @@
 """The Chat tab in a real headless Chromium: load model, load adapter, ask, both columns answer."""
 
+import re
+
 import pytest
 
 COLUMN_TEXT = """(id) => {
@@ -21,12 +23,12 @@ def page(browser, studio):
 def test_load_model_and_adapter_then_both_columns_answer(page, strong_adapter, shoot):
     page.get_by_role("tab", name="Chat").click()
     page.locator("#qs-chat-load").click()
-    page.locator("#qs-chat-status").get_by_text("Loaded").wait_for(timeout=60_000)
+    page.locator("#qs-chat-status").get_by_text(re.compile(r"^Loaded .* in [0-9.]+ s")).wait_for(timeout=60_000)
     adapter_input = page.locator("#qs-chat-adapter input")
     adapter_input.fill(str(strong_adapter))
     adapter_input.press("Enter")
     page.locator("#qs-chat-load-adapter").click()
-    page.locator("#qs-chat-status").get_by_text("Adapter").wait_for(timeout=60_000)
+    page.locator("#qs-chat-status").get_by_text(re.compile(r"Adapter .* loaded onto")).wait_for(timeout=60_000)
     page.locator("#qs-chat-prompt textarea").fill("你是谁？")
     page.locator("#qs-chat-send").click()
     page.get_by_text("tok/s").nth(1).wait_for(timeout=60_000)
