@@ -17,6 +17,7 @@ from studio.config import ConfigError, ModelConfig, RunConfig
 from studio.data.preview import Preview, preview_datasets
 from studio.data.registry import DataError, load_registry
 from studio.device_lock import DeviceBusy
+from studio.follow import format_duration
 from studio.modeling.loader import ModelLoadError
 from studio.monitoring import RunHistory
 from studio.paths import resolve_dataset_dir
@@ -138,11 +139,7 @@ def progress_html(service: TrainingService, history: RunHistory | None, lang: st
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return format_duration(seconds, unknown="–")
 
 
 def save_config(config: RunConfig, path: str) -> Path:

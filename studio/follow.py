@@ -7,9 +7,9 @@ import time
 from studio.events import TERMINAL
 
 
-def _format_duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None, unknown: str = "?") -> str:
     if seconds is None:
-        return "?"
+        return unknown
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
@@ -29,7 +29,7 @@ def describe(event) -> str | None:
         return (
             f"step {event.step}/{event.total_steps}  epoch {event.epoch:.2f}  loss {event.loss:.4f}  "
             f"lr {event.learning_rate:.2e}  {event.tokens_per_second:.0f} tok/s  "
-            f"elapsed {_format_duration(event.elapsed_s)}  eta {_format_duration(event.eta_s)}"
+            f"elapsed {format_duration(event.elapsed_s)}  eta {format_duration(event.eta_s)}"
         )
     if kind == "eval":
         return f"eval  step {event.step}  eval_loss {event.eval_loss:.4f}  (best {event.best_eval_loss:.4f})"
@@ -38,7 +38,7 @@ def describe(event) -> str | None:
     if kind == "log":
         return f"[{event.level}] {event.message}"
     if kind == "finished":
-        return f"[finished] {event.step} steps in {_format_duration(event.elapsed_s)}; adapter: {event.adapter_dir}"
+        return f"[finished] {event.step} steps in {format_duration(event.elapsed_s)}; adapter: {event.adapter_dir}"
     if kind == "failed":
         return f"[failed] {event.error}\n{event.traceback[-1500:]}"
     if kind == "aborted":

@@ -56,3 +56,11 @@ def describe_validation_error(
             message += f" (got {item['input']!r})"
         problems.append(f"{path}{where}: {message}")
     return problems
+
+
+def clean_names(names: list[str], empty_message: str) -> list[str]:
+    """Strip blanks from a list of names typed by a person; refuse a list left empty."""
+    cleaned = [name.strip() for name in names if name.strip()]
+    if not cleaned:
+        raise ValueError(empty_message)
+    return cleaned

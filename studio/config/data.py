@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from studio.config.base import Section, field
+from studio.config.base import Section, clean_names, field
 
 
 class DataConfig(Section):
@@ -33,7 +33,4 @@ class DataConfig(Section):
     @field_validator("datasets")
     @classmethod
     def _strip_names(cls, names: list[str]) -> list[str]:
-        cleaned = [n.strip() for n in names if n.strip()]
-        if not cleaned:
-            raise ValueError("name at least one dataset from dataset_info.json")
-        return cleaned
+        return clean_names(names, "name at least one dataset from dataset_info.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from studio.config.base import Section, field
+from studio.config.base import Section, clean_names, field
 
 
 class LoraConfig(Section):
@@ -27,7 +27,4 @@ class LoraConfig(Section):
     @field_validator("target_modules")
     @classmethod
     def _strip_names(cls, names: list[str]) -> list[str]:
-        cleaned = [n.strip() for n in names if n.strip()]
-        if not cleaned:
-            raise ValueError("give at least one module name, or ['all']")
-        return cleaned
+        return clean_names(names, "give at least one module name, or ['all']")

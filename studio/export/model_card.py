@@ -17,9 +17,10 @@ def _training_summary(adapter_path: str) -> tuple[RunConfig | None, dict]:
         return None, {}
     events, _ = run.read_events()
     finished = [e for e in events if e.type == "finished"]
-    numbers = {}
+    started = [e for e in events if e.type == "started"]
+    numbers = {"method": started[-1].method} if started else {}
     if finished:
-        numbers = {"steps": finished[-1].step, "final train loss": finished[-1].train_loss,
+        numbers |= {"steps": finished[-1].step, "final train loss": finished[-1].train_loss,
                    "best eval loss": finished[-1].best_eval_loss}
     evaluations = sorted((run.path / "evaluations").glob("*/metrics.json"))
     if evaluations:
@@ -40,7 +41,7 @@ def write_model_card(out_dir: Path, config: RunConfig, info: AdapterInfo, adapte
         f"- Datasets: {', '.join(source.data.datasets)} (cutoff {source.data.cutoff_len} tokens, {source.data.val_size:.0%} held out)",
         f"- LoRA: rank {source.lora.rank}, alpha {source.lora.alpha:g}, dropout {source.lora.dropout:g}, "
         f"targets {', '.join(source.lora.target_modules)}" + (", DoRA" if source.lora.use_dora else "") + (", rsLoRA" if source.lora.use_rslora else ""),
-        f"- Quantisation while training: {source.quantization.method} ({source.quantization.quant_type})",
+        f"- Trained with: {numbers.get('method') or source.quantization.method + ' quantisation'}",
         f"- Training: lr {source.training.learning_rate:g}, {source.training.num_epochs:g} epochs"
         + (f" (max {source.training.max_steps} steps)" if source.training.max_steps else "")
         + f", batch {source.training.batch_size} x accumulation {source.training.gradient_accumulation_steps}, {source.training.lr_scheduler} schedule",

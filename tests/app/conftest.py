@@ -95,3 +95,22 @@ def shoot():
         return path
 
     return take
+
+
+@pytest.fixture(scope="module")
+def open_page(browser, studio):
+    """open_page(tab_name) -> a page on the studio, shown once the tab exists; closed after the module."""
+    contexts = []
+
+    def open_(tab: str, height: int = 1100):
+        context = browser.new_context(viewport={"width": 1400, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(studio)
+        page.get_by_role("tab", name=tab).wait_for(timeout=60_000)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+

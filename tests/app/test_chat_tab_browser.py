@@ -11,13 +11,8 @@ COLUMN_TEXT = """(id) => {
 
 
 @pytest.fixture(scope="module")
-def page(browser, studio):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    page = context.new_page()
-    page.goto(studio)
-    page.get_by_role("tab", name="Chat").wait_for(timeout=60_000)
-    yield page
-    context.close()
+def page(open_page):
+    return open_page("Chat")
 
 
 def test_load_model_and_adapter_then_both_columns_answer(page, strong_adapter, shoot):

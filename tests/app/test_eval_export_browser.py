@@ -4,13 +4,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def page(browser, studio):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    page = context.new_page()
-    page.goto(studio)
-    page.get_by_role("tab", name="Evaluate & Predict").wait_for(timeout=60_000)
-    yield page
-    context.close()
+def page(open_page):
+    return open_page("Evaluate & Predict")
 
 
 def _choose_adapter(page, elem_id, path):

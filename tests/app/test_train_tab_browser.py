@@ -10,7 +10,7 @@ LOSS_POINTS = """() => {
 }"""
 
 
-def _wait(page, predicate, timeout=120.0, what="condition"):
+def _wait(page, predicate, timeout=300.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
@@ -21,13 +21,8 @@ def _wait(page, predicate, timeout=120.0, what="condition"):
 
 
 @pytest.fixture(scope="module")
-def page(browser, studio):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(studio)
-    page.get_by_role("tab", name="Train").wait_for(timeout=60_000)
-    yield page
-    context.close()
+def page(open_page):
+    return open_page("Train")
 
 
 def test_page_loads_with_four_tabs_in_order(page, shoot):

@@ -38,3 +38,24 @@ def test_preview_command(capsys):
 def test_unknown_dataset_is_a_readable_error(capsys):
     assert main(["preview", "--data.datasets", "[missing]"]) == 2
     assert "Unknown dataset 'missing'" in capsys.readouterr().err
+
+
+def test_eval_prints_metrics_json_and_export_writes_a_model(tmp_path, tiny_model_dir, strong_adapter):
+    import json
+
+    common = ["--model.name_or_path", str(tiny_model_dir), "--quantization.method", "none"]
+    evaluate = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "eval", *common, "--adapter", str(strong_adapter), "--compare",
+         "--evaluation.max_samples", "2", "--evaluation.output_dir", str(tmp_path / "evals"),
+         "--generation.max_new_tokens", "4", "--generation.temperature", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert evaluate.returncode == 0, evaluate.stderr
+    metrics = json.loads(evaluate.stdout)
+    assert set(metrics) == {"base", "strong"} and "rouge-l" in metrics["strong"]
+    export = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "export", *common, "--adapter", str(strong_adapter), "--out", str(tmp_path / "merged")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert export.returncode == 0, export.stderr
+    assert "reload check" in export.stdout and (tmp_path / "merged" / "config.json").is_file()
