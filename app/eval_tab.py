@@ -23,6 +23,7 @@ def build(service: TrainingService, engine: ChatEngine, form: ConfigForm, labels
         form.add("evaluation", "datasets", scale=2)
         form.add("evaluation", "max_samples", scale=1)
         form.add("evaluation", "batch_size", scale=1)
+        form.add("evaluation", "sample", scale=1)
         compare = labels.add(gr.Checkbox(True, label=T.compare_base("en"), scale=1), T.compare_base)
     start = labels.add(gr.Button(T.start_eval("en"), variant="primary", elem_id="qs-eval-start"), T.start_eval, "value")
     progress = gr.HTML(elem_id="qs-eval-progress")

@@ -87,8 +87,8 @@ class T:
     compare_base = Text("Also score the base model (side by side)", "同时评估基座模型（并排对比）")
     start_eval = Text("Start evaluation", "开始评估")
     eval_note = Text(
-        "Empty datasets = the run's own validation split. Generation settings are those of the Chat tab (temperature 0 = greedy).",
-        "评估数据集留空即使用该训练的验证集。生成参数与“对话”页相同（温度为 0 即贪心解码）。",
+        "Empty datasets = the run's own validation split. Predictions are greedy (reproducible); max new tokens and the system prompt come from the Chat tab's generation settings.",
+        "评估数据集留空即使用该训练的验证集。预测采用贪心解码（结果可复现）；最大生成长度与系统提示词取自“对话”页的生成参数。",
     )
     metrics = Text("Metrics", "指标")
     samples = Text("Samples", "样本")

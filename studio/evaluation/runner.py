@@ -112,13 +112,14 @@ def _losses(engine, samples, columns, config: RunConfig, progress) -> dict[str, 
 
 def _predict(engine, samples, columns, config: RunConfig, progress) -> dict[str, list[str]]:
     predictions: dict[str, list[str]] = {c or "base": [] for c in columns}
+    generation = config.generation if config.evaluation.sample else config.generation.model_copy(update={"temperature": 0.0})
     size = config.evaluation.batch_size
     for start in range(0, len(samples), size):
         progress("predict", start, len(samples))
         batch = samples[start : start + size]
         rows = [(s, c) for s in batch for c in columns]
         final = None
-        for final in engine.stream([s.prompt for s, _ in rows], [c for _, c in rows], config.generation):
+        for final in engine.stream([s.prompt for s, _ in rows], [c for _, c in rows], generation):
             pass
         for (_, column), answer in zip(rows, final):
             predictions[column or "base"].append(answer.text)
@@ -147,6 +148,6 @@ def _write(report: EvalReport, source: str, adapter_path: str | None, config: Ru
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
     summary = {
         "model": config.model.name_or_path, "adapter": adapter_path, "samples": len(report.samples), "source": source,
-        "generation": config.generation.model_dump(), "metrics": report.metrics,
+        "generation": config.generation.model_dump(), "greedy": not config.evaluation.sample, "metrics": report.metrics,
     }
     (report.out_dir / METRICS_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2))
