@@ -66,7 +66,9 @@ class FieldControl:
         kind, _ = _core_type(self.info.annotation)
         if typing.get_origin(kind) is list and not isinstance(self.component, gr.Dropdown):
             return ", ".join(value)
-        return "" if value is None and isinstance(self.component, gr.Textbox) else value
+        if isinstance(self.component, gr.Textbox):
+            return "" if value is None else str(value)
+        return value
 
 
 class ConfigForm:
@@ -99,6 +101,9 @@ class ConfigForm:
             return gr.Dropdown(choices=list(typing.get_args(kind)), value=value, **kwargs)
         if kind is bool:
             return gr.Checkbox(value=value, **kwargs)
+        if kind in (int, float) and optional:
+            # gr.Number sends 0 for an empty box; a textbox keeps "not set" distinct from 0
+            return gr.Textbox(value="" if value is None else str(value), placeholder="empty = not set", **kwargs)
         if kind in (int, float):
             return gr.Number(value=value, precision=0 if kind is int else None, **kwargs)
         if typing.get_origin(kind) is list:

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh ui
 . .venv/bin/activate
 export GRADIO_ANALYTICS_ENABLED=False
-echo "Open http://127.0.0.1:7860 — Preview dataset, then Start. Ctrl-C stops the server, not the runs."
+echo "Open the URL below, press Preview dataset, then Start. Ctrl-C stops the server, not the runs."
 exec qlora-studio webui "$@"
