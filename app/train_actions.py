@@ -87,7 +87,7 @@ def all_lengths(result: Preview) -> list[int]:
 
 
 def run_choices(service: TrainingService) -> list[tuple[str, str]]:
-    return [(f"{s.run_id} — {s.state} {s.step}/{s.total_steps or '?'}", s.run_id) for s in service.list_runs()]
+    return [s.run_id for s in service.list_runs()]  # state and progress live in the progress box, never stale
 
 
 def default_run(service: TrainingService) -> str | None:

@@ -99,7 +99,7 @@ class Worker:
         from studio.modeling.loader import attach_lora, load_base_model, prepare_for_training
 
         model = load_base_model(config.model, model_path, plan)
-        model = prepare_for_training(model, plan, config.training.gradient_checkpointing)
+        model = prepare_for_training(model, plan, config.training.use_gradient_checkpointing(plan.device))
         return attach_lora(model, config.lora)
 
     def _make_trainer(self, config: RunConfig, model, tokenizer, data, plan):

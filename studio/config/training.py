@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
+
 from studio.config.base import Section, field
 
 
@@ -31,11 +33,24 @@ class TrainingConfig(Section):
     load_best_at_end: bool = field(
         True, "Save the adapter from the evaluation with the lowest eval_loss.", zh="结束时加载最优", advanced=True
     )
-    gradient_checkpointing: bool = field(
-        True, "Recompute activations in the backward pass: less memory, ~30% slower.", zh="梯度检查点", advanced=True
+    gradient_checkpointing: Literal["auto", "on", "off"] = field(
+        "auto",
+        "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' is on for CUDA, off on CPU (memory is plentiful there).",
+        zh="梯度检查点",
+        advanced=True,
     )
     seed: int = field(42, "Seed for the data split, shuffling and adapter initialisation.", zh="随机种子", advanced=True)
     output_dir: str = field("runs", "Folder that holds one sub-folder per run.", zh="输出目录", advanced=True)
     resume_from_checkpoint: str | None = field(
         None, "Checkpoint folder to continue from (optimizer, scheduler and step count included).", zh="从检查点恢复", advanced=True
     )
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _accept_booleans(cls, value):
+        """true/false (YAML, older configs) mean on/off."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    def use_gradient_checkpointing(self, device: str) -> bool:
+        return self.gradient_checkpointing == "on" or (self.gradient_checkpointing == "auto" and device == "cuda")
+

@@ -11,7 +11,7 @@ def _form():
     form = ConfigForm()
     with gr.Blocks():
         for path in [("lora", "rank"), ("lora", "target_modules"), ("training", "max_steps"), ("quantization", "method"),
-                     ("data", "system_prompt"), ("training", "gradient_checkpointing")]:
+                     ("data", "system_prompt"), ("training", "load_best_at_end")]:
             form.add(*path)
     return form
 

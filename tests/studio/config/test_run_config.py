@@ -68,3 +68,10 @@ def test_every_field_has_help_and_a_chinese_label():
         for info in fields:
             assert info.description, info
             assert info.json_schema_extra and info.json_schema_extra["zh"], info
+
+
+def test_gradient_checkpointing_auto_is_on_for_cuda_only_and_booleans_still_work():
+    training = RunConfig().training
+    assert training.gradient_checkpointing == "auto"
+    assert training.use_gradient_checkpointing("cuda") and not training.use_gradient_checkpointing("cpu")
+    assert RunConfig.from_yaml_text("training:\n  gradient_checkpointing: true\n").training.gradient_checkpointing == "on"
