@@ -1,156 +1,121 @@
-"""Training throughput, ours vs the LlamaBoard-default recipe, measured side by side in one process.
+"""Training throughput, ours vs the LlamaBoard-default recipe, measured side by side in one run.
 
-    python bench/train_throughput.py --device cpu --model tiny --steps 6 --rounds 2
-    python bench/train_throughput.py --device cpu --model embedded --steps 4 --rounds 2 --json
+    python bench/train_throughput.py --device cpu --model tiny --steps 4 --rounds 2
+    python bench/train_throughput.py --device cpu --model embedded --steps 3 --rounds 2 --json
+    python bench/train_throughput.py --device cpu --model embedded --steps 3 --rounds 1 --sides baseline,ours,ours-padded,ours-gc
+    python bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --steps 8 --rounds 2 --json
 
-The baseline reproduces LlamaBoard's web-UI defaults with HF Trainer + PEFT (+ bitsandbytes NF4
-with --quant 4bit): padding to the longest example in each batch, batch 2 x accumulation 8,
-cutoff 2048, gradient checkpointing on, LoRA r 8 on all linear layers. Ours is the studio's own
-training loop with the studio's defaults for the device. Both see the same tokenised examples in
-the same order and run the same number of optimizer steps; sides alternate A B A B and the
-ratio is ours / baseline. Numbers are printed, never asserted.
+Each side trains in its own process (so its peak memory is its own), on the same examples in
+the same order with the same LoRA/quantisation settings and seed; sides alternate A B A B so
+drift in machine load hits both. Printed per side: non-padding tokens/s, samples/s, peak
+memory (RSS; on CUDA also max allocated and nvidia-smi), time from process start to the first
+logged loss, the loss of the first and last step, and the ratio to the baseline. The sides
+and the lever variants (ours-padded, ours-gc, ...) are described in bench/throughput_sides.py.
+Numbers are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import torch
+PROCESS_STARTED = time.time()  # before the heavy imports: they are part of the time to the first loss
 
-from studio.config import DataConfig, LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
-from studio.data.prepare import load_conversations, tokenize_conversations
-from studio.data.tokenize import Encoded
-from studio.modeling.compute import resolve_plan
-from studio.modeling.loader import attach_lora, load_base_model, load_tokenizer, prepare_for_training, resolve_model_path
-
-BATCH, ACCUMULATION, CUTOFF, LR, SEED = 2, 8, 2048, 1e-4, 42
+HERE = Path(__file__).resolve().parent
 
 
-def _setup(model_name: str, quant: str, gradient_checkpointing: bool, device: str):
-    model_config = ModelConfig(name_or_path=model_name)
-    path = resolve_model_path(model_config)
-    plan = resolve_plan(QuantizationConfig(method=quant), TrainingConfig(), cuda=device == "cuda")
-    tokenizer = load_tokenizer(model_config, path)
-    torch.manual_seed(SEED)
-    model = prepare_for_training(load_base_model(model_config, path, plan), plan, gradient_checkpointing)
-    return attach_lora(model, LoraConfig()), tokenizer, plan
+def child(args) -> None:
+    import throughput_sides as sides
+
+    if args.side == "baseline":
+        result = sides.run_baseline(args, PROCESS_STARTED)
+    else:
+        result = sides.run_ours(args, PROCESS_STARTED, args.side)
+    print("RESULT " + json.dumps(result), flush=True)
 
 
-def _examples(tokenizer, count: int) -> list[Encoded]:
-    data = DataConfig(cutoff_len=CUTOFF)
-    conversations = [c for d in load_conversations(data) for c in d.examples][:count]
-    return tokenize_conversations(tokenizer, conversations, data).examples
+def run_side(args, side: str) -> dict:
+    command = [sys.executable, str(HERE / "train_throughput.py"), "--child", side, "--model-path", args.model_path]
+    command += ["--device", args.device, "--quant", args.quant, "--steps", str(args.steps), "--data", args.data]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{side} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def prepare_model(args, scratch: Path) -> str:
+    if args.model == "tiny":
+        from studio.modeling.tiny import build_tiny_model
+
+        return str(build_tiny_model(scratch / "tiny", hidden=256, layers=4))
+    if args.model == "qwen1.5-1.8b-arch":
+        import throughput_sides as sides
+
+        return str(sides.build_qwen15_architecture(scratch / "qwen1.5-1.8b-arch"))
+    return "embedded:SmolLM2-135M-Instruct" if args.model == "embedded" else args.model
 
 
-def run_baseline(args, examples_needed: int) -> dict:
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
-
-    started = time.perf_counter()
-    model, tokenizer, plan = _setup(args.model_path, args.quant, True, args.device)
-    examples = _examples(tokenizer, examples_needed)
-    dataset = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels} for e in examples]
-    first_loss: list[float] = []
-
-    class FirstLoss(TrainerCallback):
-        def on_log(self, args_, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs and not first_loss:
-                first_loss.append(time.perf_counter() - started)
-
-    with tempfile.TemporaryDirectory() as out:
-        training_args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
-            max_steps=args.steps, learning_rate=LR, logging_steps=1, save_strategy="no", report_to="none",
-            gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
-            use_cpu=args.device == "cpu", seed=SEED, disable_tqdm=True, remove_unused_columns=False,
-            dataloader_num_workers=0, bf16=plan.weight_dtype == torch.bfloat16,
-        )
-        trainer = Trainer(
-            model=model, args=training_args, train_dataset=dataset, callbacks=[FirstLoss()],
-            data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
-        )
-        train_started = time.perf_counter()
-        result = trainer.train()
-        seconds = time.perf_counter() - train_started
-    used = examples[: args.steps * BATCH * ACCUMULATION]  # without shuffling effects on the count
-    return _summary("baseline", used, seconds, first_loss[0] if first_loss else None, result.training_loss)
-
-
-def run_ours(args, examples_needed: int) -> dict:
-    from studio.training.loop import Trainer
-
-    started = time.perf_counter()
-    training = TrainingConfig(
-        learning_rate=LR, max_steps=args.steps, batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
-        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED,
+def _row(round_index: int, side: str, r: dict, baseline: dict | None) -> str:
+    ratio = f"{r['tokens_per_s'] / baseline['tokens_per_s']:5.2f}x" if baseline else "   -  "
+    memory = f"RSS {r['peak_rss_mib']:6d} MiB"
+    if "cuda_max_allocated_mib" in r:
+        memory += f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB"
+    losses = r["losses"]
+    return (
+        f"round {round_index + 1} {side:22} {r['tokens_per_s']:9.1f} tok/s {r['samples_per_s']:7.2f} samples/s  {ratio}  "
+        f"first loss {r['first_loss_s']:5.1f} s  loss step 1 {losses[0]:.4f}  step {len(losses)} {losses[-1]:.4f}  {memory}"
     )
-    device = args.device
-    model, tokenizer, plan = _setup(args.model_path, args.quant, training.use_gradient_checkpointing(device), device)
-    examples = _examples(tokenizer, examples_needed)
-    first_loss: list[float] = []
-    losses: list[float] = []
-
-    def emit(event):
-        if event.type == "step":
-            losses.append(event.loss)
-            if not first_loss:
-                first_loss.append(time.perf_counter() - started)
-
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, examples, [], training, LoraConfig(), plan, tokenizer.pad_token_id, Path(out), emit, threading.Event())
-        train_started = time.perf_counter()
-        trainer.run()
-        seconds = time.perf_counter() - train_started
-    used = examples[: args.steps * BATCH * ACCUMULATION]
-    return _summary("ours", used, seconds, first_loss[0] if first_loss else None, sum(losses) / max(1, len(losses)))
-
-
-def _summary(side: str, examples: list[Encoded], seconds: float, first_loss_s: float | None, loss: float) -> dict:
-    tokens = sum(len(e.input_ids) for e in examples)
-    return {
-        "side": side, "tokens_per_s": tokens / seconds, "samples_per_s": len(examples) / seconds,
-        "peak_rss_mib": _peak_rss_mib(), "first_loss_s": first_loss_s, "mean_loss": loss, "seconds": seconds,
-    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--model", default="tiny", help="'tiny' (built here), 'embedded', or a hub id / folder")
+    parser.add_argument("--model", default="tiny", help="'tiny' (built here), 'embedded', 'qwen1.5-1.8b-arch' (random weights), or a hub id / folder")
     parser.add_argument("--quant", choices=["none", "4bit"], default="none")
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--data", choices=["demo", "synthetic"], help="the demo datasets, or alpaca_gpt4_zh-like lengths (default: synthetic for qwen1.5-1.8b-arch)")
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps of 2 x 8 examples per side")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sides", default="baseline,ours", help="comma list: baseline, ours, or a lever variant (see throughput_sides.VARIANTS)")
     parser.add_argument("--json", action="store_true", help="print one machine-readable line last")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.model == "tiny":
-        from studio.modeling.tiny import build_tiny_model
+    args.data = args.data or ("synthetic" if args.model == "qwen1.5-1.8b-arch" else "demo")
+    if args.child:
+        args.side = args.child
+        return child(args)
+    sides = args.sides.split(",")
+    results: dict[str, list[dict]] = {side: [] for side in sides}
+    with tempfile.TemporaryDirectory() as scratch:
+        args.model_path = prepare_model(args, Path(scratch))
+        for round_index in range(args.rounds):
+            for side in sides:
+                result = run_side(args, side)
+                results[side].append(result)
+                baseline = results.get("baseline", [None])[-1] if side != "baseline" else None
+                print(_row(round_index, side, result, baseline), flush=True)
+    _summary(args, results)
 
-        args.model_path = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", hidden=256, layers=4))
-    else:
-        args.model_path = "embedded:SmolLM2-135M-Instruct" if args.model == "embedded" else args.model
-    needed = args.steps * BATCH * ACCUMULATION
-    results = {"baseline": [], "ours": []}
-    for round_index in range(args.rounds):  # A B A B: drift in machine load hits both sides
-        for side, run in (("baseline", run_baseline), ("ours", run_ours)):
-            result = run(args, needed)
-            results[side].append(result)
-            print(f"round {round_index + 1} {side:8} {result['tokens_per_s']:8.1f} tok/s  {result['samples_per_s']:6.2f} samples/s  "
-                  f"first loss {result['first_loss_s']:.1f} s  mean loss {result['mean_loss']:.4f}", flush=True)
-    best = {side: max(r["tokens_per_s"] for r in runs) for side, runs in results.items()}
-    ratio = best["ours"] / best["baseline"]
-    print(f"\n{args.model} on {args.device} ({args.quant}): ours {best['ours']:.1f} tok/s vs baseline {best['baseline']:.1f} tok/s "
-          f"-> ratio {ratio:.2f}x (peak RSS of the process {_peak_rss_mib():.0f} MiB)")
+
+def _summary(args, results: dict[str, list[dict]]) -> None:
+    best = {side: max(runs, key=lambda r: r["tokens_per_s"]) for side, runs in results.items()}
+    print(f"\n{args.model} on {args.device} (quant {args.quant}, data {args.data}, {args.steps} steps x 16 examples), best round per side:")
+    base = best.get("baseline")
+    for side, r in best.items():
+        ratio = f"  ratio to baseline {r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and side != "baseline" else ""
+        print(f"  {side:22} {r['tokens_per_s']:9.1f} tok/s  peak RSS {r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
+              f"last loss {r['losses'][-1]:.4f}{ratio}")
     if args.json:
-        print(json.dumps({"model": args.model, "device": args.device, "quant": args.quant, "ratio": round(ratio, 3), "runs": results}))
+        summary = {side: {k: r[k] for k in r if k != "losses"} | {"last_loss": r["losses"][-1]} for side, r in best.items()}
+        print(json.dumps({"model": args.model, "device": args.device, "quant": args.quant, "data": args.data, "steps": args.steps, "best": summary, "runs": results}))
 
 
 if __name__ == "__main__":

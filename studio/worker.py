@@ -58,9 +58,11 @@ class Worker:
         import torch
 
         from studio.modeling.compute import resolve_plan
-        from studio.modeling.loader import load_tokenizer, resolve_model_path
+        from studio.modeling.loader import load_tokenizer, resolve_model_path, skip_bitsandbytes
 
         plan = resolve_plan(config.quantization, config.training)
+        if not plan.quantize_4bit:
+            skip_bitsandbytes()
         self._phase("loading_model", f"Preparing {config.model.name_or_path} ({plan.method})")
         model_path = resolve_model_path(config.model, progress=self._info)
         tokenizer = self.tokenizer = load_tokenizer(config.model, model_path)
@@ -108,8 +110,9 @@ class Worker:
         train, val = data
         trainer = Trainer(
             model, train.examples, val.examples, config.training, config.lora, plan,
-            tokenizer.pad_token_id, self.folder.checkpoints_dir, self._emit_and_track, self.abort,
+            self.folder.checkpoints_dir, self._emit_and_track, self.abort,
         )
+        self._info(trainer.token_losses.describe())
         if config.training.resume_from_checkpoint:
             trainer.resume(config.training.resume_from_checkpoint)
             self._info(f"Resumed from {config.training.resume_from_checkpoint} at step {trainer.state.step}.")

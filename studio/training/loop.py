@@ -21,8 +21,9 @@ from studio.config import LoraConfig, TrainingConfig
 from studio.data.tokenize import Encoded
 from studio.events import Eval, Step
 from studio.modeling.compute import ComputePlan
-from studio.training.batches import StepSchedule, collate, predicted_tokens
+from studio.training.batches import StepSchedule, predicted_tokens
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
+from studio.training.token_losses import TokenLosses
 
 
 @dataclass
@@ -43,13 +44,13 @@ class Trainer:
         config: TrainingConfig,
         lora: LoraConfig,
         plan: ComputePlan,
-        pad_id: int,
         checkpoints_dir: Path,
         emit: Callable,
         abort: threading.Event,
     ):
         self.model, self.train, self.val = model, train, val
-        self.config, self.plan, self.pad_id = config, plan, pad_id
+        self.config, self.plan = config, plan
+        self.token_losses = TokenLosses(model, plan.device, config.packing, config.tokens_per_forward(plan.device), config.batch_size)
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule(
             len(train), config.batch_size, config.gradient_accumulation_steps,
@@ -98,14 +99,15 @@ class Trainer:
     # -- one optimizer step ------------------------------------------------------------
 
     def _optimizer_step(self, step: int):
-        groups = [[self.train[i] for i in indices] for indices in self.schedule.micro_batches(step)]
-        num_items = max(1, sum(predicted_tokens(g) for g in groups))
+        examples = [self.train[i] for indices in self.schedule.micro_batches(step) for i in indices]
+        # every token of the step weighs the same, however the examples are split into forward passes
+        num_items = max(1, predicted_tokens(examples))
         loss_sum = torch.zeros((), device=self.plan.device)
-        for examples in groups:
+        for group in self.token_losses.micro_batches(examples):
             if self.abort.is_set():
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
-            loss = self._forward(examples, num_items)
+            loss = self._forward(group).sum() / num_items
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             loss_sum += loss.detach()
         grad_norm = None
@@ -121,14 +123,13 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        tokens = sum(len(e.input_ids) for g in groups for e in g)
+        tokens = sum(len(e.input_ids) for e in examples)
         return loss_sum, grad_norm, tokens
 
-    def _forward(self, examples: list[Encoded], num_items: int) -> torch.Tensor:
-        batch = {k: v.to(self.plan.device) for k, v in collate(examples, self.pad_id).items()}
+    def _forward(self, examples: list[Encoded]) -> torch.Tensor:
+        """Per-token losses of the label positions."""
         with self._autocast():
-            output = self.model(**batch, num_items_in_batch=num_items)
-        return output.loss
+            return self.token_losses(examples)
 
     def _autocast(self):
         if self.plan.device == "cuda" and self.plan.weight_dtype != torch.float32:
@@ -167,14 +168,11 @@ class Trainer:
     def _evaluate(self) -> bool:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
-        total_loss, total_items = 0.0, 0
-        for start in range(0, len(self.val), self.config.batch_size):
-            examples = self.val[start : start + self.config.batch_size]
-            items = predicted_tokens(examples)
-            total_loss += self._forward(examples, 1).float().item()  # num_items=1: a sum, not a mean
-            total_items += items
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.plan.device)
+        for group in self.token_losses.micro_batches(self.val):
+            total_loss += self._forward(group).double().sum()
         self.model.train()
-        eval_loss = total_loss / max(1, total_items)
+        eval_loss = total_loss.item() / max(1, predicted_tokens(self.val))
         stop = self._track_best(eval_loss)
         patience = self.config.early_stopping_patience
         self.emit(

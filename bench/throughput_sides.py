@@ -1,0 +1,263 @@
+"""The two sides of bench/train_throughput.py, each run in its own process.
+
+Baseline: LlamaBoard's web-UI defaults reproduced with HF Trainer + PEFT (+ bitsandbytes NF4
+with --quant 4bit): pad to the longest example of each batch of 2, accumulation 8, cutoff
+2048, gradient checkpointing on, LoRA r 8 on all linear layers, loss over full logits.
+Ours: the studio's training loop with its defaults for the device, or a variant with one
+lever turned off (VARIANTS), to measure what each lever is worth.
+Both sides see the same examples in the same order, so their per-step losses are comparable.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from studio.data.tokenize import IGNORE_INDEX, Encoded
+
+BATCH, ACCUMULATION, CUTOFF, LR, SEED = 2, 8, 2048, 1e-4, 42
+
+# name -> (TrainingConfig overrides, patch applied in the child process)
+VARIANTS = {
+    "ours": ({}, None),
+    "ours-padded": ({"packing": False}, None),
+    "ours-padded-ungrouped": ({"packing": False}, "ungrouped"),
+    "ours-plain-ce": ({}, "plain_ce"),
+    "ours-full-logits": ({}, "full_logits"),
+    "ours-gc": ({"gradient_checkpointing": "on"}, None),
+    "ours-tokens-256": ({"micro_batch_tokens": 256}, None),
+    "ours-tokens-512": ({"micro_batch_tokens": 512}, None),
+    "ours-tokens-1024": ({"micro_batch_tokens": 1024}, None),
+    "ours-tokens-4096": ({"micro_batch_tokens": 4096}, None),
+}
+
+QWEN15_18B = dict(  # Qwen1.5-1.8B(-Chat)'s config.json, the tutorial's model
+    hidden_size=2048, intermediate_size=5504, num_hidden_layers=24, num_attention_heads=16,
+    num_key_value_heads=16, vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6,
+    rms_norm_eps=1e-6, tie_word_embeddings=False, hidden_act="silu",
+)
+
+
+# -- models and data ------------------------------------------------------------------
+
+
+def build_qwen15_architecture(folder: Path) -> Path:
+    """Qwen1.5-1.8B's exact shapes with random bf16 weights: speed does not depend on the weights."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch.manual_seed(SEED)
+    config = Qwen2Config(**QWEN15_18B, torch_dtype="bfloat16")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    return folder
+
+
+def synthetic_examples(count: int, vocab: int) -> list[Encoded]:
+    """Token counts shaped like alpaca_gpt4_zh under the Qwen tokenizer: ~200 tokens on average,
+    a long right tail, the prompt about a third of each example."""
+    rng = random.Random(SEED)
+    examples = []
+    for _ in range(count):
+        total = int(min(CUTOFF, max(24, rng.lognormvariate(5.1, 0.55))))
+        prompt = max(8, int(total * rng.uniform(0.15, 0.5)))
+        ids = [rng.randrange(100, vocab - 100) for _ in range(total)]
+        examples.append(Encoded(ids, [IGNORE_INDEX] * prompt + ids[prompt:], False))
+    return examples
+
+
+def demo_examples(tokenizer, count: int) -> list[Encoded]:
+    from studio.config import DataConfig
+    from studio.data.prepare import load_conversations, tokenize_conversations
+
+    data = DataConfig(cutoff_len=CUTOFF)
+    conversations = [c for loaded in load_conversations(data) for c in loaded.examples][:count]
+    return tokenize_conversations(tokenizer, conversations, data).examples
+
+
+def ordered_like_ours(examples: list[Encoded]) -> list[Encoded]:
+    """The order the studio's schedule visits them in, so the baseline sees the same batches."""
+    from studio.training.batches import StepSchedule
+
+    schedule = StepSchedule(len(examples), BATCH, ACCUMULATION, 1, None, SEED)
+    steps = range(schedule.steps_per_epoch)
+    return [examples[i] for step in steps for batch in schedule.micro_batches(step) for i in batch]
+
+
+# -- measuring ------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak RSS of this process; on CUDA also max allocated and the highest nvidia-smi reading."""
+
+    def __init__(self, device: str):
+        self.device, self.smi_peak_mib, self._stop = device, None, threading.Event()
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            threading.Thread(target=self._poll, daemon=True).start()
+
+    def _poll(self) -> None:
+        from studio.gpu_monitor import read_gpus
+
+        while not self._stop.wait(0.2):
+            readings = read_gpus()
+            if readings:
+                self.smi_peak_mib = max(self.smi_peak_mib or 0, readings[0].used_mib)
+
+    def report(self) -> dict:
+        self._stop.set()
+        result = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        if self.device == "cuda":
+            result["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+            result["nvidia_smi_peak_mib"] = self.smi_peak_mib
+        return result
+
+
+def _setup(args, gradient_checkpointing: bool, hide_bnb: bool):
+    from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
+    from studio.modeling.compute import resolve_plan
+    from studio.modeling.loader import (
+        attach_lora, load_base_model, load_tokenizer, prepare_for_training, resolve_model_path, skip_bitsandbytes,
+    )
+
+    plan = resolve_plan(QuantizationConfig(method=args.quant), TrainingConfig(), cuda=args.device == "cuda")
+    if hide_bnb and not plan.quantize_4bit:
+        skip_bitsandbytes()
+    model_config = ModelConfig(name_or_path=args.model_path)
+    path = resolve_model_path(model_config)
+    torch.manual_seed(SEED)
+    model = prepare_for_training(load_base_model(model_config, path, plan), plan, gradient_checkpointing)
+    model = attach_lora(model, LoraConfig())
+    if args.data == "synthetic":
+        examples = synthetic_examples(args.steps * BATCH * ACCUMULATION, model.config.vocab_size)
+    else:
+        examples = demo_examples(load_tokenizer(model_config, path), args.steps * BATCH * ACCUMULATION)
+    return model, examples, plan
+
+
+def _result(examples, seconds, first_loss_s, losses, memory) -> dict:
+    tokens = sum(len(e.input_ids) for e in examples)
+    return {
+        "tokens_per_s": tokens / seconds, "samples_per_s": len(examples) / seconds, "seconds": seconds,
+        "first_loss_s": first_loss_s, "losses": losses, **memory.report(),
+    }
+
+
+# -- the sides ------------------------------------------------------------------------
+
+
+def run_baseline(args, process_started: float) -> dict:
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    memory = PeakMemory(args.device)
+    model, examples, plan = _setup(args, gradient_checkpointing=True, hide_bnb=False)
+    examples = ordered_like_ours(examples)
+    dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    first_loss, losses = [], []
+
+    class Losses(TrainerCallback):
+        def on_log(self, _args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(logs["loss"])
+                first_loss.append(time.time() - process_started)
+
+    class InOrder(Trainer):  # the default sampler shuffles; ours already did, identically for both sides
+        def _get_train_sampler(self, *unused, **kw):
+            return SequentialSampler(self.train_dataset)
+
+    with tempfile.TemporaryDirectory() as out:
+        training_args = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
+            max_steps=args.steps, learning_rate=LR, logging_steps=1, save_strategy="no", report_to="none",
+            gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
+            use_cpu=args.device == "cpu", seed=SEED, disable_tqdm=True, remove_unused_columns=False,
+            dataloader_num_workers=0, bf16=plan.weight_dtype == torch.bfloat16, lr_scheduler_type="cosine",
+        )
+        trainer = InOrder(model=model, args=training_args, train_dataset=dataset, callbacks=[Losses()], data_collator=pad_to_longest)
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    return _result(examples, seconds, first_loss[0] if first_loss else None, losses, memory)
+
+
+def pad_to_longest(features: list[dict]) -> dict:
+    """What DataCollatorForSeq2Seq(padding='longest', label_pad_token_id=-100) produces, right padding."""
+    width = max(len(f["input_ids"]) for f in features)
+    return {
+        "input_ids": torch.tensor([f["input_ids"] + [0] * (width - len(f["input_ids"])) for f in features]),
+        "attention_mask": torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]),
+        "labels": torch.tensor([f["labels"] + [IGNORE_INDEX] * (width - len(f["labels"])) for f in features]),
+    }
+
+
+def run_ours(args, process_started: float, variant: str) -> dict:
+    from studio.config import LoraConfig, TrainingConfig
+    from studio.training.loop import Trainer
+
+    overrides, patch = VARIANTS[variant]
+    training = TrainingConfig(
+        learning_rate=LR, max_steps=args.steps, batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
+        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **overrides,
+    )
+    memory = PeakMemory(args.device)
+    model, examples, plan = _setup(args, training.use_gradient_checkpointing(args.device), hide_bnb=True)
+    if patch:
+        _PATCHES[patch]()
+    first_loss, losses = [], []
+
+    def emit(event):
+        if event.type == "step":
+            losses.append(event.loss)
+            first_loss.append(time.time() - process_started)
+
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(model, examples, [], training, LoraConfig(), plan, Path(out), emit, threading.Event())
+        started = time.perf_counter()
+        trainer.run()
+        seconds = time.perf_counter() - started
+    return _result(examples, seconds, first_loss[0] if first_loss else None, losses, memory)
+
+
+# -- levers turned off, one at a time ---------------------------------------------------
+
+
+def _ungrouped() -> None:
+    from studio.training import token_losses
+
+    token_losses.group_by_length = lambda examples, size: [examples[i : i + size] for i in range(0, len(examples), size)]
+
+
+def _plain_ce() -> None:
+    from studio.training import token_losses
+
+    token_losses.fused_head_supported = lambda model: False
+    original = token_losses.TokenLosses.__init__
+
+    def init(self, *a, **kw):
+        original(self, *a, **kw)
+        self.fused = False
+
+    token_losses.TokenLosses.__init__ = init
+
+
+def _full_logits() -> None:
+    """Logits and cross-entropy over every position, as a plain causal-LM head does."""
+    import torch.nn.functional as F
+
+    from studio.training import token_losses
+
+    def call(self, examples):
+        hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
+        losses = F.cross_entropy(self.head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
+        return losses[targets != IGNORE_INDEX]
+
+    token_losses.TokenLosses.__call__ = call
+
+
+_PATCHES = {"ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits}

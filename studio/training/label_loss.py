@@ -1,0 +1,61 @@
+"""Cross-entropy at the label positions only, without materialising the vocabulary logits.
+
+The output layer is frozen under LoRA, so the only gradient it has to pass back is the one
+for the hidden states: (softmax - onehot) @ W. `LabelCrossEntropy` computes the logits of a
+chunk of rows, turns them into losses and that gradient at once, and keeps only the
+gradient (rows x hidden) for the backward pass. Peak memory is one chunk of logits instead
+of (tokens x vocabulary) logits plus their softmax and gradient, and positions that carry
+no label (prompts, padding) never reach the output layer at all.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# Logits per chunk. CPU: under glibc's 32 MiB mmap ceiling, so chunks are recycled instead of
+# page-faulted in afresh each time. CUDA: large enough for efficient GEMMs.
+CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**26}
+MIN_CHUNK_ROWS = 64
+
+
+class LabelCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int):
+        losses = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        keep_grad = ctx.needs_input_grad[0]
+        grad = torch.empty_like(hidden) if keep_grad else None
+        for start in range(0, hidden.shape[0], chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            logits = (hidden[rows] @ weight.t()).float()
+            log_norm = torch.logsumexp(logits, dim=-1)
+            chunk_targets = targets[rows]
+            losses[rows] = log_norm - logits.gather(1, chunk_targets[:, None]).squeeze(1)
+            if keep_grad:
+                probabilities = logits.sub_(log_norm[:, None]).exp_()
+                probabilities[torch.arange(len(chunk_targets), device=hidden.device), chunk_targets] -= 1
+                grad[rows] = probabilities.to(weight.dtype) @ weight
+        ctx.save_for_backward(grad)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_losses[:, None].to(grad.dtype), None, None, None
+
+
+def fused_head_supported(model) -> bool:
+    """A plain, frozen, bias-free linear output layer with no logit scaling or soft-capping."""
+    head = model.get_output_embeddings()
+    config = model.config
+    plain = type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
+    scaled = any(getattr(config, name, None) not in (None, 1.0) for name in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+    return plain and not scaled
+
+
+def label_losses(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, fused: bool) -> torch.Tensor:
+    """Per-token losses of the rows of `hidden` (rows x dim) against `targets` (rows,)."""
+    if fused:
+        rows = max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS.get(hidden.device.type, 2**22) // head.weight.shape[0])
+        return LabelCrossEntropy.apply(hidden, head.weight, targets, rows)
+    return F.cross_entropy(head(hidden).float(), targets, reduction="none")

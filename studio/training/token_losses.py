@@ -1,0 +1,80 @@
+"""The one forward pass the trainer makes: per-token losses of a list of examples.
+
+Packed (default): the examples are laid end to end in one row with restarting position
+ids and varlen attention, so no compute goes to padding. Padded (fallback, and for models
+whose attention cannot be packed): micro-batches of similar lengths, padded on the right.
+Either way only the hidden states at label positions reach the output layer.
+The losses come back in the same order for both layouts: example by example, left to right.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from studio.data.tokenize import IGNORE_INDEX, Encoded
+from studio.training import varlen_attention
+from studio.training.label_loss import fused_head_supported, label_losses
+from studio.training.packing import group_by_length, pack, shifted_targets, split_by_tokens
+
+
+class TokenLosses:
+    def __init__(self, model, device: str, packing: bool, token_budget: int, batch_size: int):
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.decoder = base.get_decoder()
+        self.head = base.get_output_embeddings()
+        self.fused = fused_head_supported(base)
+        self.packing = packing and packing_supported(base)
+        self.device, self.token_budget, self.batch_size = device, token_budget, batch_size
+        if self.packing:
+            base.set_attn_implementation(varlen_attention.register())
+
+    def describe(self) -> str:
+        layout = (
+            f"padding-free packing, up to {self.token_budget} tokens per forward pass, attention within each example"
+            if self.packing
+            else f"padded micro-batches of {self.batch_size} grouped by length"
+        )
+        head = "fused chunked cross-entropy" if self.fused else "cross-entropy"
+        return f"Batches: {layout}; loss: {head} at label positions only."
+
+    def micro_batches(self, examples: list[Encoded]) -> list[list[Encoded]]:
+        if self.packing:
+            return split_by_tokens(examples, self.token_budget)
+        return group_by_length(examples, self.batch_size)
+
+    def __call__(self, examples: list[Encoded]) -> torch.Tensor:
+        hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
+        keep = targets != IGNORE_INDEX
+        return label_losses(hidden[keep], self.head, targets[keep], self.fused)
+
+    def _packed(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = pack(examples).to(self.device)
+        output = self.decoder(
+            input_ids=batch.input_ids,
+            position_ids=batch.position_ids,
+            use_cache=False,
+            cu_seq_lens_q=batch.cu_seqlens,
+            cu_seq_lens_k=batch.cu_seqlens,
+            max_length_q=batch.max_length,
+            max_length_k=batch.max_length,
+        )
+        return output.last_hidden_state[0], batch.targets
+
+    def _padded(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(e.input_ids) for e in examples)
+        input_ids = torch.zeros((len(examples), width), dtype=torch.long)
+        mask = torch.zeros((len(examples), width), dtype=torch.long)
+        targets = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        for row, example in enumerate(examples):
+            length = len(example.input_ids)
+            input_ids[row, :length] = torch.tensor(example.input_ids)
+            mask[row, :length] = 1
+            targets[row, :length] = torch.tensor(shifted_targets(example))
+        output = self.decoder(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
+        return output.last_hidden_state.flatten(0, 1), targets.flatten().to(self.device)
+
+
+def packing_supported(model) -> bool:
+    """Models whose attention the varlen function cannot reproduce keep padded batches."""
+    config = model.config
+    return getattr(config, "attn_logit_softcapping", None) is None and not getattr(config, "is_encoder_decoder", False)

@@ -1,0 +1,89 @@
+"""Attention over packed rows: causal attention inside each example, never across examples.
+
+Registered with transformers' attention interface under `NAME`. The model's attention
+modules call it with the `cu_seq_lens_q` / `max_length_q` keyword arguments the training
+loop passes to the decoder. On CUDA with half-precision inputs it is one varlen flash
+attention call; elsewhere (CPU, fp32) it is one causal SDPA call per example, which costs
+the sum of the examples' squared lengths rather than the square of the packed length.
+Masks are never built for this implementation (transformers skips mask creation for
+attention functions it does not know), so right-padded batches without `cu_seq_lens_q` are
+also correct: causal attention keeps real tokens from seeing the padding after them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NAME = "studio_varlen"
+
+
+def varlen_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None, **kwargs):
+    """(1, heads, T, dim) packed query/key/value -> ((1, T, heads, dim), None)."""
+    if kwargs.get("softcap") is not None:
+        raise NotImplementedError("Packed attention does not support attention logit soft-capping; set training.packing to false.")
+    cu_seqlens = kwargs.get("cu_seq_lens_q")
+    if cu_seqlens is None:
+        bounds = [(0, query.shape[2])]
+    else:
+        bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
+    if query.shape[0] != 1 and cu_seqlens is not None:
+        raise ValueError("Packed attention expects one packed row per forward pass.")
+    dropout = dropout if module.training else 0.0
+    if _can_use_flash_varlen(query, cu_seqlens, dropout):
+        return _flash_varlen(query, key, value, cu_seqlens, kwargs["max_length_q"], scaling, sliding_window), None
+    outputs = [
+        _causal_sdpa(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout, scaling, sliding_window)
+        for start, end in bounds
+    ]
+    output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+    return output.transpose(1, 2).contiguous(), None
+
+
+def _causal_sdpa(query, key, value, dropout, scaling, sliding_window):
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: share each key/value head with its query heads
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    length = query.shape[2]
+    if sliding_window is not None and length > sliding_window:
+        positions = torch.arange(length, device=query.device)
+        distance = positions[:, None] - positions[None, :]
+        mask = (distance >= 0) & (distance < sliding_window)
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=length > 1, scale=scaling)
+
+
+def _can_use_flash_varlen(query, cu_seqlens, dropout) -> bool:
+    return (
+        cu_seqlens is not None
+        and query.is_cuda
+        and query.dtype in (torch.float16, torch.bfloat16)
+        and dropout == 0.0
+        and _flash_varlen_function() is not None
+    )
+
+
+def _flash_varlen(query, key, value, cu_seqlens, max_length, scaling, sliding_window):
+    varlen_attn = _flash_varlen_function()
+    window = (-1, 0) if sliding_window is None else (sliding_window - 1, 0)
+    # (1, heads, T, dim) -> (T, heads, dim), the layout varlen kernels take
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
+    cu = cu_seqlens.to(torch.int32)
+    length = int(max_length)
+    output = varlen_attn(q, k, v, cu, cu, length, length, scale=scaling, window_size=window, enable_gqa=q.shape[1] != k.shape[1])
+    return output.unsqueeze(0)  # (1, T, heads, dim), what the attention module expects back
+
+
+def _flash_varlen_function():
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:  # older torch
+        return None
+    return varlen_attn
+
+
+def register() -> str:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, varlen_attention_forward)
+    return NAME
