@@ -4,7 +4,7 @@ FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 GRADIO_ANALYTICS_ENABLED=False \
     QLORA_STUDIO_CACHE=/data/cache HF_HOME=/data/hf
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv python3-pip git \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-pip git libtcmalloc-minimal4 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/qlora-studio

@@ -31,6 +31,7 @@ VARIANTS = {
     "ours-plain-ce": ({}, "plain_ce"),
     "ours-full-logits": ({}, "full_logits"),
     "ours-gc": ({"gradient_checkpointing": "on"}, None),
+    "ours-system-malloc": ({}, None),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
     "ours-tokens-256": ({"micro_batch_tokens": 256}, None),
     "ours-tokens-512": ({"micro_batch_tokens": 512}, None),
     "ours-tokens-1024": ({"micro_batch_tokens": 1024}, None),

@@ -44,6 +44,10 @@ def run_side(args, side: str) -> dict:
     command = [sys.executable, str(HERE / "train_throughput.py"), "--child", side, "--model-path", args.model_path]
     command += ["--device", args.device, "--quant", args.quant, "--steps", str(args.steps), "--data", args.data]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
+    if args.device == "cpu" and side.startswith("ours") and side != "ours-system-malloc":
+        from studio.allocator import with_fast_allocator
+
+        env = with_fast_allocator(env)  # what the studio's service does for its CPU workers
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:

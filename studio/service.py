@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from studio.allocator import with_fast_allocator
 from studio.config import RunConfig
 from studio.device_lock import DeviceLocks
 from studio.events import Aborted, Event, Failed
@@ -109,6 +110,8 @@ class TrainingService:
     def _spawn(self, folder: RunFolder, device: str, record) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")]))
+        if device == "cpu":
+            env = with_fast_allocator(env)
         with open(folder.log_file, "ab") as log:
             child = subprocess.Popen(
                 [self.python, "-m", "studio.worker", str(folder.path)],

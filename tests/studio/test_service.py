@@ -44,6 +44,12 @@ def test_start_streams_events_and_finishes(service, tiny_config):
     assert [type(e).__name__ for e in events if isinstance(e, TERMINAL)] == ["Finished"]
     assert [r.run_id for r in service.list_runs()] == [run_id]
     assert service.folder(run_id).load_config().training.output_dir == str(service.runs_dir)
+    # the worker says how it batches and which allocator it runs with (tcmalloc when the system has it)
+    from studio.allocator import fast_allocator
+
+    [layout] = [e.message for e in events if e.type == "log" and "Memory allocator" in e.message]
+    assert "padding-free packing" in layout
+    assert ("tcmalloc" in layout) == (fast_allocator() is not None)
 
 
 def test_abort_saves_a_checkpoint_and_resume_continues_the_step_count(service, tiny_config):
