@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh ui,test
-if ! command -v chromium >/dev/null || ! ldconfig -p | grep -q libtcmalloc_minimal; then
+has_tcmalloc="$( (ldconfig -p 2>/dev/null || true) | grep -c libtcmalloc_minimal || true)"
+if ! command -v chromium >/dev/null || [ "$has_tcmalloc" = "0" ]; then
     # The browser tests drive Debian's Chromium (no browser download); CJK fonts render the Chinese UI;
     # CPU training workers preload tcmalloc when it is installed, so the tests run that path too.
     sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
