@@ -31,6 +31,8 @@ VARIANTS = {
     "ours-plain-ce": ({}, "plain_ce"),
     "ours-full-logits": ({}, "full_logits"),
     "ours-gc": ({"gradient_checkpointing": "on"}, None),
+    "ours-one-lane": ({"micro_batch_lanes": 1}, None),
+    "ours-head-chunk-small": ({}, "head_chunk_small"),  # the chunk size used under glibc malloc
     "ours-system-malloc": ({}, None),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
     "ours-tokens-256": ({"micro_batch_tokens": 256}, None),
     "ours-tokens-512": ({"micro_batch_tokens": 512}, None),
@@ -72,17 +74,25 @@ def synthetic_examples(count: int, vocab: int) -> list[Encoded]:
     return examples
 
 
+def demo_conversations(count: int) -> list[list[dict]]:
+    from studio.config import DataConfig
+    from studio.data.prepare import load_conversations
+
+    return [c for loaded in load_conversations(DataConfig(cutoff_len=CUTOFF)) for c in loaded.examples][:count]
+
+
 def demo_examples(tokenizer, count: int) -> list[Encoded]:
     from studio.config import DataConfig
-    from studio.data.prepare import load_conversations, tokenize_conversations
+    from studio.data.prepare import tokenize_conversations
 
-    data = DataConfig(cutoff_len=CUTOFF)
-    conversations = [c for loaded in load_conversations(data) for c in loaded.examples][:count]
-    return tokenize_conversations(tokenizer, conversations, data).examples
+    conversations = demo_conversations(count)
+    examples = tokenize_conversations(tokenizer, conversations, DataConfig(cutoff_len=CUTOFF)).examples
+    assert len(examples) == len(conversations), "a demo conversation was skipped: the sides would differ"
+    return examples
 
 
-def ordered_like_ours(examples: list[Encoded]) -> list[Encoded]:
-    """The order the studio's schedule visits them in, so the baseline sees the same batches."""
+def ordered_like_ours(examples: list) -> list:
+    """The order the studio's schedule visits them in, so the other sides see the same batches."""
     from studio.training.batches import StepSchedule
 
     schedule = StepSchedule(len(examples), BATCH, ACCUMULATION, 1, None, SEED)
@@ -144,7 +154,7 @@ def _setup(args, gradient_checkpointing: bool, hide_bnb: bool):
 def _result(examples, seconds, first_loss_s, losses, memory) -> dict:
     tokens = sum(len(e.input_ids) for e in examples)
     return {
-        "tokens_per_s": tokens / seconds, "samples_per_s": len(examples) / seconds, "seconds": seconds,
+        "tokens": tokens, "tokens_per_s": tokens / seconds, "samples_per_s": len(examples) / seconds, "seconds": seconds,
         "first_loss_s": first_loss_s, "losses": losses, **memory.report(),
     }
 
@@ -261,4 +271,10 @@ def _full_logits() -> None:
     token_losses.TokenLosses.__call__ = call
 
 
-_PATCHES = {"ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits}
+def _head_chunk_small() -> None:
+    from studio.training import label_loss
+
+    label_loss.chunk_elements = lambda device: label_loss.CHUNK_ELEMENTS.get(device, 2**22)
+
+
+_PATCHES = {"ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits, "head_chunk_small": _head_chunk_small}

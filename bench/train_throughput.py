@@ -4,13 +4,18 @@
     python bench/train_throughput.py --device cpu --model embedded --steps 3 --rounds 2 --json
     python bench/train_throughput.py --device cpu --model embedded --steps 3 --rounds 1 --sides baseline,ours,ours-padded,ours-gc
     python bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --steps 8 --rounds 2 --json
+    python bench/train_throughput.py --model embedded --steps 5 --sides llamafactory,baseline,ours   # after bench/setup_llamafactory.sh
 
 Each side trains in its own process (so its peak memory is its own), on the same examples in
 the same order with the same LoRA/quantisation settings and seed; sides alternate A B A B so
 drift in machine load hits both. Printed per side: non-padding tokens/s, samples/s, peak
 memory (RSS; on CUDA also max allocated and nvidia-smi), time from process start to the first
-logged loss, the loss of the first and last step, and the ratio to the baseline. The sides
-and the lever variants (ours-padded, ours-gc, ...) are described in bench/throughput_sides.py.
+logged loss, the loss of the first and last step, and the ratio to each baseline present:
+`llamafactory` (LLaMA-Factory itself in its own venv, bench/llamafactory_side.py) and
+`baseline` (its web-UI recipe reproduced with HF Trainer + PEFT in the studio's venv, which
+also runs where LLaMA-Factory cannot be installed, e.g. with the Qwen architecture's
+synthetic token data). The lever variants (ours-padded, ours-gc, ...) are described in
+bench/throughput_sides.py.
 Numbers are printed, never asserted.
 """
 
@@ -41,6 +46,8 @@ def child(args) -> None:
 
 
 def run_side(args, side: str) -> dict:
+    if side == "llamafactory":
+        return run_llamafactory(args)
     command = [sys.executable, str(HERE / "train_throughput.py"), "--child", side, "--model-path", args.model_path]
     command += ["--device", args.device, "--quant", args.quant, "--steps", str(args.steps), "--data", args.data]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
@@ -48,7 +55,37 @@ def run_side(args, side: str) -> dict:
         from studio.allocator import with_fast_allocator
 
         env = with_fast_allocator(env)  # what the studio's service does for its CPU workers
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    return _result_line(side, subprocess.run(command, capture_output=True, text=True, env=env))
+
+
+LF_PYTHON = Path(os.environ.get("LLAMAFACTORY_PYTHON", HERE.parent / ".bench-venvs" / "llamafactory" / "bin" / "python"))
+LF_TEMPLATES = {"embedded": "smollm2", "qwen1.5-1.8b-arch": "qwen"}
+
+
+def run_llamafactory(args) -> dict:
+    """LLaMA-Factory itself, in its own venv (bench/setup_llamafactory.sh), on the same conversations."""
+    import throughput_sides as sides
+    from studio.config import ModelConfig
+    from studio.modeling.loader import resolve_model_path
+
+    if not LF_PYTHON.exists():
+        raise SystemExit(f"No LLaMA-Factory venv at {LF_PYTHON}: run `bash bench/setup_llamafactory.sh` first.")
+    if args.data != "demo" or not (args.lf_template or args.model in LF_TEMPLATES):
+        raise SystemExit("The llamafactory side needs --data demo and a chat template (--lf-template NAME for this model).")
+    conversations = sides.ordered_like_ours(sides.demo_conversations(args.steps * sides.BATCH * sides.ACCUMULATION))
+    job = {
+        "model_path": str(resolve_model_path(ModelConfig(name_or_path=args.model_path))), "conversations": conversations,
+        "template": args.lf_template or LF_TEMPLATES[args.model], "steps": args.steps, "device": args.device,
+        "quant": args.quant, "learning_rate": sides.LR, "seed": sides.SEED,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as job_file:
+        json.dump(job, job_file, ensure_ascii=False)
+        job_file.flush()
+        done = subprocess.run([str(LF_PYTHON), str(HERE / "llamafactory_side.py"), job_file.name], capture_output=True, text=True)
+    return _result_line("llamafactory", done)
+
+
+def _result_line(side: str, done: subprocess.CompletedProcess) -> dict:
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{side} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -67,8 +104,15 @@ def prepare_model(args, scratch: Path) -> str:
     return "embedded:SmolLM2-135M-Instruct" if args.model == "embedded" else args.model
 
 
-def _row(round_index: int, side: str, r: dict, baseline: dict | None) -> str:
-    ratio = f"{r['tokens_per_s'] / baseline['tokens_per_s']:5.2f}x" if baseline else "   -  "
+REFERENCES = ("llamafactory", "baseline")  # the sides the others are compared with
+
+
+def _ratios(r: dict, references: dict[str, dict]) -> str:
+    return "  ".join(f"{r['tokens_per_s'] / ref['tokens_per_s']:5.2f}x {name}" for name, ref in references.items())
+
+
+def _row(round_index: int, side: str, r: dict, references: dict[str, dict]) -> str:
+    ratio = _ratios(r, references) if side not in REFERENCES else "-"
     memory = f"RSS {r['peak_rss_mib']:6d} MiB"
     if "cuda_max_allocated_mib" in r:
         memory += f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB"
@@ -87,7 +131,8 @@ def main() -> None:
     parser.add_argument("--data", choices=["demo", "synthetic"], help="the demo datasets, or alpaca_gpt4_zh-like lengths (default: synthetic for qwen1.5-1.8b-arch)")
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps of 2 x 8 examples per side")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--sides", default="baseline,ours", help="comma list: baseline, ours, or a lever variant (see throughput_sides.VARIANTS)")
+    parser.add_argument("--sides", default="baseline,ours", help="comma list: llamafactory (LLaMA-Factory itself, see bench/llamafactory_side.py), baseline (its recipe reproduced), ours, or a lever variant (see throughput_sides.VARIANTS)")
+    parser.add_argument("--lf-template", help="LLaMA-Factory template for the llamafactory side (default: smollm2 for embedded)")
     parser.add_argument("--json", action="store_true", help="print one machine-readable line last")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
@@ -104,18 +149,18 @@ def main() -> None:
             for side in sides:
                 result = run_side(args, side)
                 results[side].append(result)
-                baseline = results.get("baseline", [None])[-1] if side != "baseline" else None
-                print(_row(round_index, side, result, baseline), flush=True)
+                references = {name: results[name][-1] for name in REFERENCES if results.get(name)}
+                print(_row(round_index, side, result, references), flush=True)
     _summary(args, results)
 
 
 def _summary(args, results: dict[str, list[dict]]) -> None:
     best = {side: max(runs, key=lambda r: r["tokens_per_s"]) for side, runs in results.items()}
     print(f"\n{args.model} on {args.device} (quant {args.quant}, data {args.data}, {args.steps} steps x 16 examples), best round per side:")
-    base = best.get("baseline")
+    references = {name: best[name] for name in REFERENCES if name in best}
     for side, r in best.items():
-        ratio = f"  ratio to baseline {r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and side != "baseline" else ""
-        print(f"  {side:22} {r['tokens_per_s']:9.1f} tok/s  peak RSS {r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
+        ratio = f"  ratio {_ratios(r, references)}" if references and side not in REFERENCES else ""
+        print(f"  {side:22} {r['tokens_per_s']:9.1f} tok/s on {r['tokens']} tokens  peak RSS {r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
               f"last loss {r['losses'][-1]:.4f}{ratio}")
     if args.json:
         summary = {side: {k: r[k] for k in r if k != "losses"} | {"last_loss": r["losses"][-1]} for side, r in best.items()}

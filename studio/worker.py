@@ -113,7 +113,7 @@ class Worker:
             model, train.examples, val.examples, config.training, config.lora, plan,
             self.folder.checkpoints_dir, self._emit_and_track, self.abort,
         )
-        self._info(f"{trainer.token_losses.describe()} Memory allocator: {allocator_in_use()}.")
+        self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
         if config.training.resume_from_checkpoint:
             trainer.resume(config.training.resume_from_checkpoint)
             self._info(f"Resumed from {config.training.resume_from_checkpoint} at step {trainer.state.step}.")

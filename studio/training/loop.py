@@ -23,6 +23,7 @@ from studio.events import Eval, Step
 from studio.modeling.compute import ComputePlan
 from studio.training.batches import StepSchedule, predicted_tokens
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
+from studio.training.lanes import Lanes, add_gradients, lanes_for
 from studio.training.token_losses import TokenLosses
 
 
@@ -50,13 +51,17 @@ class Trainer:
     ):
         self.model, self.train, self.val = model, train, val
         self.config, self.plan = config, plan
-        self.token_losses = TokenLosses(model, plan.device, config.packing, config.tokens_per_forward(plan.device), config.batch_size)
+        self.lanes = Lanes(lanes_for(plan.device, config.micro_batch_lanes))
+        self.token_losses = TokenLosses(
+            model, plan.device, config.packing, config.tokens_per_forward(plan.device), config.batch_size, self.lanes.count
+        )
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule(
             len(train), config.batch_size, config.gradient_accumulation_steps,
             config.num_epochs, config.max_steps, config.seed,
         )
         self.optimizer = _build_optimizer(model, config, lora, plan)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
         self.state = LoopState()
         self.best_weights: dict | None = None
@@ -68,7 +73,17 @@ class Trainer:
             checkpoint, self.model, self.optimizer, self.scheduler
         )
 
+    def describe(self) -> str:
+        lanes = f" {self.lanes.count} micro-batches at a time (CPU lanes)." if self.lanes.count > 1 else ""
+        return self.token_losses.describe() + lanes
+
     def run(self) -> Outcome:
+        try:
+            return self._run()
+        finally:
+            self.lanes.close()
+
+    def _run(self) -> Outcome:
         total = self.schedule.total_steps
         started, first_step = time.time(), self.state.step
         window = _Window()
@@ -103,13 +118,15 @@ class Trainer:
         # every token of the step weighs the same, however the examples are split into forward passes
         num_items = max(1, predicted_tokens(examples))
         loss_sum = torch.zeros((), device=self.plan.device)
-        for group in self.token_losses.micro_batches(examples):
-            if self.abort.is_set():
+        groups = self.token_losses.micro_batches(examples)
+        for result in self.lanes.map(lambda group: self._micro_step(group, num_items), groups):
+            if result is None:  # abort requested mid-step: the partial step is discarded
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
-            loss = self._forward(group).sum() / num_items
-            (self.scaler.scale(loss) if self.scaler else loss).backward()
-            loss_sum += loss.detach()
+            loss, gradients = result
+            if gradients is not None:  # added in micro-batch order: repeatable however lanes interleave
+                add_gradients(self.trainable, gradients)
+            loss_sum += loss
         grad_norm = None
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -125,6 +142,18 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         tokens = sum(len(e.input_ids) for e in examples)
         return loss_sum, grad_norm, tokens
+
+    def _micro_step(self, group: list[Encoded], num_items: int):
+        """Forward and backward of one micro-batch. In a lane its gradients come back rather than
+        landing in `.grad`, so the trainer can add them in order."""
+        if self.abort.is_set():
+            return None
+        loss = self._forward(group).sum() / num_items
+        scaled = self.scaler.scale(loss) if self.scaler else loss
+        if self.lanes.count == 1:
+            scaled.backward()
+            return loss.detach(), None
+        return loss.detach(), torch.autograd.grad(scaled, self.trainable, allow_unused=True)
 
     def _forward(self, examples: list[Encoded]) -> torch.Tensor:
         """Per-token losses of the label positions."""
@@ -164,13 +193,12 @@ class Trainer:
             )
         )
 
-    @torch.no_grad()
     def _evaluate(self) -> bool:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
         total_loss = torch.zeros((), dtype=torch.float64, device=self.plan.device)
-        for group in self.token_losses.micro_batches(self.val):
-            total_loss += self._forward(group).double().sum()
+        for loss in self.lanes.map(self._eval_loss, self.token_losses.micro_batches(self.val)):
+            total_loss += loss
         self.model.train()
         eval_loss = total_loss.item() / max(1, predicted_tokens(self.val))
         stop = self._track_best(eval_loss)
@@ -185,6 +213,10 @@ class Trainer:
             )
         )
         return stop
+
+    def _eval_loss(self, group: list[Encoded]) -> torch.Tensor:
+        with torch.no_grad():  # grad mode is per thread: a lane sets its own
+            return self._forward(group).double().sum()
 
     def _track_best(self, eval_loss: float) -> bool:
         state = self.state

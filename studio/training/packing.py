@@ -10,6 +10,8 @@ the gradient of a step is the same as with padded micro-batches.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,21 +54,22 @@ def pack(examples: list[Encoded]) -> Packed:
     )
 
 
-def split_by_tokens(examples: list[Encoded], budget: int) -> list[list[Encoded]]:
-    """Consecutive groups of at most `budget` tokens; an example longer than that goes alone."""
-    groups: list[list[Encoded]] = []
-    current: list[Encoded] = []
-    used = 0
-    for example in examples:
-        length = len(example.input_ids)
-        if current and used + length > budget:
-            groups.append(current)
-            current, used = [], 0
-        current.append(example)
-        used += length
-    if current:
-        groups.append(current)
-    return groups
+def split_by_tokens(examples: list[Encoded], budget: int, multiple: int = 1) -> list[list[Encoded]]:
+    """Consecutive groups of about `budget` tokens or fewer and about equal size, their number
+    a multiple of `multiple` (one group per CPU lane at a time, so no lane idles at the end of
+    a step). A group can run over the budget by part of one example; a long example goes alone."""
+    lengths = [len(example.input_ids) for example in examples]
+    total = sum(lengths)
+    count = min(len(examples), math.ceil(math.ceil(total / budget) / multiple) * multiple)
+    cumulative = list(itertools.accumulate(lengths))
+    bounds = [0]
+    for k in range(1, count):
+        share = total * k / count
+        # the cut nearest the k-th equal share, leaving at least one example for each later group
+        candidates = range(bounds[-1] + 1, len(examples) - (count - k) + 1)
+        bounds.append(min(candidates, key=lambda i: abs(cumulative[i - 1] - share)))
+    bounds.append(len(examples))
+    return [examples[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def group_by_length(examples: list[Encoded], batch_size: int) -> list[list[Encoded]]:

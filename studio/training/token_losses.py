@@ -18,19 +18,19 @@ from studio.training.packing import group_by_length, pack, shifted_targets, spli
 
 
 class TokenLosses:
-    def __init__(self, model, device: str, packing: bool, token_budget: int, batch_size: int):
+    def __init__(self, model, device: str, packing: bool, token_budget: int, batch_size: int, lanes: int = 1):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
         self.fused = fused_head_supported(base)
         self.packing = packing and packing_supported(base)
-        self.device, self.token_budget, self.batch_size = device, token_budget, batch_size
+        self.device, self.token_budget, self.batch_size, self.lanes = device, token_budget, batch_size, lanes
         if self.packing:
             base.set_attn_implementation(varlen_attention.register())
 
     def describe(self) -> str:
         layout = (
-            f"padding-free packing, up to {self.token_budget} tokens per forward pass, attention within each example"
+            f"padding-free packing, about {self.token_budget} tokens or fewer per forward pass, attention within each example"
             if self.packing
             else f"padded micro-batches of {self.batch_size} grouped by length"
         )
@@ -39,7 +39,7 @@ class TokenLosses:
 
     def micro_batches(self, examples: list[Encoded]) -> list[list[Encoded]]:
         if self.packing:
-            return split_by_tokens(examples, self.token_budget)
+            return split_by_tokens(examples, self.token_budget, self.lanes)
         return group_by_length(examples, self.batch_size)
 
     def __call__(self, examples: list[Encoded]) -> torch.Tensor:

@@ -53,3 +53,12 @@ def test_packed_and_padded_training_follow_the_same_curve(tiny_model_dir, exampl
     for ours, reference in zip(packed[0] + packed[1], padded[0] + padded[1]):
         assert ours == pytest.approx(reference, abs=1e-3)
     assert packed[0][-1] < packed[0][0]  # and it learns
+
+
+def test_lanes_learn_what_one_lane_learns_and_repeat_exactly(tiny_model_dir, examples, tmp_path):
+    one = _train(tiny_model_dir, examples, tmp_path / "a", micro_batch_tokens=120, micro_batch_lanes=1)
+    two = _train(tiny_model_dir, examples, tmp_path / "b", micro_batch_tokens=120, micro_batch_lanes=2)
+    again = _train(tiny_model_dir, examples, tmp_path / "c", micro_batch_tokens=120, micro_batch_lanes=2)
+    for ours, reference in zip(two[0] + two[1], one[0] + one[1]):
+        assert ours == pytest.approx(reference, abs=1e-4)
+    assert two == again  # gradients are added in micro-batch order, not in the order lanes finish

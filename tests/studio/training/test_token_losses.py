@@ -113,8 +113,22 @@ def test_pack_restarts_positions_and_never_predicts_across_examples():
     assert packed.cu_seqlens.tolist() == [0, 3, 5] and packed.max_length == 3
 
 
-def test_split_by_tokens_keeps_order_and_budget():
-    sizes = [5, 4, 3, 9, 2]
-    examples = [Encoded([0] * n, [0] * n, False) for n in sizes]
-    groups = split_by_tokens(examples, budget=8)
-    assert [[len(e.input_ids) for e in g] for g in groups] == [[5], [4, 3], [9], [2]]
+def _sizes(groups):
+    return [[len(e.input_ids) for e in g] for g in groups]
+
+
+def _examples(*sizes):
+    return [Encoded([0] * n, [0] * n, False) for n in sizes]
+
+
+def test_split_by_tokens_keeps_order_and_splits_about_evenly():
+    assert _sizes(split_by_tokens(_examples(5, 4, 3, 9, 2), budget=8)) == [[5, 4], [3], [9, 2]]
+    assert _sizes(split_by_tokens(_examples(*[100] * 10), budget=512)) == [[100] * 5, [100] * 5]
+    assert [sum(g) for g in _sizes(split_by_tokens(_examples(*[100] * 10), budget=300))] == [200, 300, 200, 300]
+    assert _sizes(split_by_tokens(_examples(1000, 10), budget=512)) == [[1000], [10]]
+
+
+def test_split_by_tokens_gives_every_lane_a_group():
+    assert len(split_by_tokens(_examples(5, 4, 3, 9, 2), budget=8, multiple=2)) == 4
+    assert len(split_by_tokens(_examples(100, 100, 100), budget=512, multiple=2)) == 2
+    assert _sizes(split_by_tokens(_examples(7), budget=512, multiple=2)) == [[7]]

@@ -1,0 +1,106 @@
+"""The `llamafactory` side of bench/train_throughput.py: LLaMA-Factory itself, run in its own venv.
+
+    bash bench/setup_llamafactory.sh          # once: .bench-venvs/llamafactory
+    python bench/train_throughput.py --model embedded --sides llamafactory,baseline,ours
+
+Run by the driver with the LLaMA-Factory venv's Python, never imported by the studio. It
+trains with LlamaBoard's web-UI defaults (batch 2 x accumulation 8, cutoff 2048, LoRA r 8 /
+alpha 16 / dropout 0 on all linear layers, cosine schedule, gradient checkpointing on, no
+packing) on the conversations the driver wrote, in the driver's order (disable_shuffling),
+so its batches are the ones the other sides train on. Tokens are LLaMA-Factory's own count of
+non-padding input tokens; the result line has the same fields as the other sides'.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROCESS_STARTED = time.time()
+
+
+def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
+    cuda = job["device"] == "cuda"
+    arguments = dict(
+        stage="sft", do_train=True, model_name_or_path=job["model_path"], finetuning_type="lora",
+        lora_rank=8, lora_alpha=16, lora_dropout=0.0, lora_target="all",
+        dataset="bench", dataset_dir=data_dir, template=job["template"], cutoff_len=2048,
+        overwrite_cache=True, disable_shuffling=True, output_dir=output_dir,
+        per_device_train_batch_size=2, gradient_accumulation_steps=8, learning_rate=job["learning_rate"],
+        max_steps=job["steps"], lr_scheduler_type="cosine", max_grad_norm=1.0, warmup_steps=0,
+        logging_steps=1, save_strategy="no", report_to="none", seed=job["seed"], plot_loss=False,
+        include_num_input_tokens_seen="non_padding", bf16=cuda, fp16=False, use_cpu=not cuda,
+        trust_remote_code=True, dataloader_num_workers=0, preprocessing_num_workers=None,
+    )
+    if job["quant"] == "4bit":
+        arguments.update(quantization_bit=4, quantization_method="bnb", double_quantization=True)
+    return arguments
+
+
+def write_dataset(conversations: list[list[dict]], folder: Path) -> None:
+    records = [{"messages": messages} for messages in conversations]
+    (folder / "bench.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    tags = dict(role_tag="role", content_tag="content", user_tag="user", assistant_tag="assistant", system_tag="system")
+    info = {"bench": {"file_name": "bench.json", "formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": tags}}
+    (folder / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+
+
+def stand_in_for_media_libraries() -> None:
+    """llamafactory's multimodal plugin imports torchaudio at module level; text
+    LoRA training never calls it, and no torchaudio wheel exists for torch 2.13, so an empty
+    module stands in (using anything from it would fail loudly, not silently)."""
+    import importlib.util
+    import types
+
+    for name in ("torchaudio",):
+        if importlib.util.find_spec(name) is None:
+            module = types.ModuleType(name)
+            module.__spec__ = importlib.util.spec_from_loader(name, loader=None)
+            sys.modules[name] = module
+
+
+def main(job_file: str) -> None:
+    stand_in_for_media_libraries()
+    import torch
+    from llamafactory.train.tuner import run_exp
+    from transformers import TrainerCallback
+
+    job = json.loads(Path(job_file).read_text(encoding="utf-8"))
+    seen: dict = {"losses": [], "first_loss_s": None}
+
+    class Measure(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            seen["started"] = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                seen["losses"].append(logs["loss"])
+                seen["first_loss_s"] = seen["first_loss_s"] or time.time() - PROCESS_STARTED
+
+        def on_train_end(self, args, state, control, **kwargs):
+            seen["seconds"] = time.perf_counter() - seen["started"]
+            seen["tokens"] = int(state.num_input_tokens_seen)
+            seen["samples"] = state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+
+    if job["device"] == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as output_dir:
+        write_dataset(job["conversations"], Path(data_dir))
+        run_exp(lf_arguments(job, data_dir, output_dir), callbacks=[Measure()])
+    result = {
+        "tokens_per_s": seen["tokens"] / seen["seconds"], "samples_per_s": seen["samples"] / seen["seconds"],
+        "seconds": seen["seconds"], "first_loss_s": seen["first_loss_s"], "losses": seen["losses"],
+        "tokens": seen["tokens"], "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    if job["device"] == "cuda":
+        result["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        result["nvidia_smi_peak_mib"] = None  # the studio's poller lives in the other venv
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
