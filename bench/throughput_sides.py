@@ -23,21 +23,30 @@ from studio.data.tokenize import IGNORE_INDEX, Encoded
 
 BATCH, ACCUMULATION, CUTOFF, LR, SEED = 2, 8, 2048, 1e-4, 42
 
-# name -> (TrainingConfig overrides, patch applied in the child process)
+# name -> (TrainingConfig overrides, QuantizationConfig overrides, patch applied in the child process)
 VARIANTS = {
-    "ours": ({}, None),
-    "ours-padded": ({"packing": False}, None),
-    "ours-padded-ungrouped": ({"packing": False}, "ungrouped"),
-    "ours-plain-ce": ({}, "plain_ce"),
-    "ours-full-logits": ({}, "full_logits"),
-    "ours-gc": ({"gradient_checkpointing": "on"}, None),
-    "ours-one-lane": ({"micro_batch_lanes": 1}, None),
-    "ours-head-chunk-small": ({}, "head_chunk_small"),  # the chunk size used under glibc malloc
-    "ours-system-malloc": ({}, None),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
-    "ours-tokens-256": ({"micro_batch_tokens": 256}, None),
-    "ours-tokens-512": ({"micro_batch_tokens": 512}, None),
-    "ours-tokens-1024": ({"micro_batch_tokens": 1024}, None),
-    "ours-tokens-4096": ({"micro_batch_tokens": 4096}, None),
+    "ours": ({}, {}, None),
+    "ours-padded": ({"packing": False}, {}, None),
+    "ours-padded-ungrouped": ({"packing": False}, {}, "ungrouped"),
+    "ours-plain-ce": ({}, {}, "plain_ce"),
+    "ours-full-logits": ({}, {}, "full_logits"),
+    "ours-gc": ({"gradient_checkpointing": "on"}, {}, None),
+    "ours-no-gc": ({"gradient_checkpointing": "off"}, {}, None),
+    "ours-no-liger": ({"liger_kernels": False, "compile": "off"}, {"cache_dequantized": "off"}, None),
+    "ours-eager": ({"compile": "off"}, {"cache_dequantized": "off"}, None),  # CUDA: no compile, no weight cache
+    "ours-cached": ({"compile": "off"}, {"cache_dequantized": "on"}, None),
+    "ours-cached-no-gc": ({"gradient_checkpointing": "off", "compile": "off"}, {"cache_dequantized": "on"}, None),
+    "ours-compile": ({"compile": "on"}, {"cache_dequantized": "off"}, None),
+    "ours-cached-compile": ({"compile": "on"}, {"cache_dequantized": "on"}, None),
+    "ours-cached-no-gc-compile": ({"compile": "on", "gradient_checkpointing": "off"}, {"cache_dequantized": "on"}, None),
+    "ours-one-lane": ({"micro_batch_lanes": 1}, {}, None),
+    "ours-head-chunk-small": ({}, {}, "head_chunk_small"),  # the chunk size used under glibc malloc
+    "ours-system-malloc": ({}, {}, None),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
+    "ours-tokens-256": ({"micro_batch_tokens": 256}, {}, None),
+    "ours-tokens-512": ({"micro_batch_tokens": 512}, {}, None),
+    "ours-tokens-1024": ({"micro_batch_tokens": 1024}, {}, None),
+    "ours-tokens-2048": ({"micro_batch_tokens": 2048}, {}, None),
+    "ours-tokens-4096": ({"micro_batch_tokens": 4096}, {}, None),
 }
 
 QWEN15_18B = dict(  # Qwen1.5-1.8B(-Chat)'s config.json, the tutorial's model
@@ -56,7 +65,8 @@ def build_qwen15_architecture(folder: Path) -> Path:
 
     torch.manual_seed(SEED)
     config = Qwen2Config(**QWEN15_18B, torch_dtype="bfloat16")
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # random init of 1.8B weights: seconds on a GPU
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder)
     return folder
 
@@ -129,32 +139,68 @@ class PeakMemory:
         return result
 
 
-def _setup(args, gradient_checkpointing: bool, hide_bnb: bool):
-    from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
+def _plan(args, training=None):
+    from studio.config import QuantizationConfig, TrainingConfig
     from studio.modeling.compute import resolve_plan
-    from studio.modeling.loader import (
-        attach_lora, load_base_model, load_tokenizer, prepare_for_training, resolve_model_path, skip_bitsandbytes,
-    )
 
-    plan = resolve_plan(QuantizationConfig(method=args.quant), TrainingConfig(), cuda=args.device == "cuda")
-    if hide_bnb and not plan.quantize_4bit:
-        skip_bitsandbytes()
+    return resolve_plan(QuantizationConfig(method=args.quant), training or TrainingConfig(), cuda=args.device == "cuda")
+
+
+def _examples(args, model, model_path: str) -> list[Encoded]:
+    from studio.config import ModelConfig
+    from studio.modeling.loader import load_tokenizer
+
+    count = args.steps * BATCH * ACCUMULATION
+    if args.data == "synthetic":
+        return synthetic_examples(count, model.config.vocab_size)
+    return demo_examples(load_tokenizer(ModelConfig(name_or_path=model_path), model_path), count)
+
+
+def _setup_baseline(args):
+    """LLaMA-Factory's preparation (model/model_utils/checkpointing.py, model/adapter.py): frozen
+    weights keep their dtype, reentrant gradient checkpointing, input grads on, LoRA in fp32."""
+    from studio.config import LoraConfig, ModelConfig
+    from studio.modeling.loader import attach_lora, load_base_model, resolve_model_path
+
+    plan = _plan(args)
     model_config = ModelConfig(name_or_path=args.model_path)
     path = resolve_model_path(model_config)
     torch.manual_seed(SEED)
-    model = prepare_for_training(load_base_model(model_config, path, plan), plan, gradient_checkpointing)
+    model = load_base_model(model_config, path, plan)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+    model.config.use_cache = False
     model = attach_lora(model, LoraConfig())
-    if args.data == "synthetic":
-        examples = synthetic_examples(args.steps * BATCH * ACCUMULATION, model.config.vocab_size)
-    else:
-        examples = demo_examples(load_tokenizer(model_config, path), args.steps * BATCH * ACCUMULATION)
-    return model, examples, plan
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+    return model, _examples(args, model, path), plan
 
 
-def _result(examples, seconds, first_loss_s, losses, memory) -> dict:
+def _setup_ours(args, training, quantization_overrides: dict):
+    from studio.config import LoraConfig, ModelConfig, QuantizationConfig
+    from studio.modeling.loader import resolve_model_path, skip_bitsandbytes
+    from studio.modeling.trainable import load_trainable_model
+
+    plan = _plan(args, training)
+    if not plan.quantize_4bit:
+        skip_bitsandbytes()
+    model_config = ModelConfig(name_or_path=args.model_path)
+    path = resolve_model_path(model_config)
+    quantization = QuantizationConfig(method=args.quant, **quantization_overrides)
+    torch.manual_seed(SEED)
+    model = load_trainable_model(model_config, quantization, training, LoraConfig(), path, plan, print)
+    return model, _examples(args, model, path), plan
+
+
+def _result(examples, seconds, first_loss_s, losses, memory, log_times: list[float], finished: float) -> dict:
+    """`steady_tokens_per_s` leaves out the first step (kernel compilation, allocator and library warm-up)."""
     tokens = sum(len(e.input_ids) for e in examples)
+    first_step = sum(len(e.input_ids) for e in ordered_like_ours(examples)[: BATCH * ACCUMULATION])
+    steady = (tokens - first_step) / (finished - log_times[0]) if len(log_times) > 1 else None
     return {
-        "tokens": tokens, "tokens_per_s": tokens / seconds, "samples_per_s": len(examples) / seconds, "seconds": seconds,
+        "tokens": tokens, "tokens_per_s": tokens / seconds, "steady_tokens_per_s": steady,
+        "samples_per_s": len(examples) / seconds, "seconds": seconds,
         "first_loss_s": first_loss_s, "losses": losses, **memory.report(),
     }
 
@@ -167,16 +213,17 @@ def run_baseline(args, process_started: float) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     memory = PeakMemory(args.device)
-    model, examples, plan = _setup(args, gradient_checkpointing=True, hide_bnb=False)
+    model, examples, plan = _setup_baseline(args)
     examples = ordered_like_ours(examples)
     dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    first_loss, losses = [], []
+    first_loss, losses, log_times = [], [], []
 
     class Losses(TrainerCallback):
         def on_log(self, _args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 losses.append(logs["loss"])
                 first_loss.append(time.time() - process_started)
+                log_times.append(time.perf_counter())
 
     class InOrder(Trainer):  # the default sampler shuffles; ours already did, identically for both sides
         def _get_train_sampler(self, *unused, **kw):
@@ -186,15 +233,15 @@ def run_baseline(args, process_started: float) -> dict:
         training_args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
             max_steps=args.steps, learning_rate=LR, logging_steps=1, save_strategy="no", report_to="none",
-            gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
+            gradient_checkpointing=False,  # already on in the model, reentrant as LLaMA-Factory has it (see _setup_baseline)
             use_cpu=args.device == "cpu", seed=SEED, disable_tqdm=True, remove_unused_columns=False,
             dataloader_num_workers=0, bf16=plan.weight_dtype == torch.bfloat16, lr_scheduler_type="cosine",
         )
         trainer = InOrder(model=model, args=training_args, train_dataset=dataset, callbacks=[Losses()], data_collator=pad_to_longest)
         started = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - started
-    return _result(examples, seconds, first_loss[0] if first_loss else None, losses, memory)
+        finished = time.perf_counter()
+    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished)
 
 
 def pad_to_longest(features: list[dict]) -> dict:
@@ -211,28 +258,29 @@ def run_ours(args, process_started: float, variant: str) -> dict:
     from studio.config import LoraConfig, TrainingConfig
     from studio.training.loop import Trainer
 
-    overrides, patch = VARIANTS[variant]
+    overrides, quantization_overrides, patch = VARIANTS[variant]
     training = TrainingConfig(
         learning_rate=LR, max_steps=args.steps, batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
         logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **overrides,
     )
     memory = PeakMemory(args.device)
-    model, examples, plan = _setup(args, training.use_gradient_checkpointing(args.device), hide_bnb=True)
+    model, examples, plan = _setup_ours(args, training, quantization_overrides)
     if patch:
         _PATCHES[patch]()
-    first_loss, losses = [], []
+    first_loss, losses, log_times = [], [], []
 
     def emit(event):
         if event.type == "step":
             losses.append(event.loss)
             first_loss.append(time.time() - process_started)
+            log_times.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(model, examples, [], training, LoraConfig(), plan, Path(out), emit, threading.Event())
         started = time.perf_counter()
         trainer.run()
-        seconds = time.perf_counter() - started
-    return _result(examples, seconds, first_loss[0] if first_loss else None, losses, memory)
+        finished = time.perf_counter()
+    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished)
 
 
 # -- levers turned off, one at a time ---------------------------------------------------
@@ -265,6 +313,7 @@ def _full_logits() -> None:
 
     def call(self, examples):
         hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
+        targets = targets.to(hidden.device)
         losses = F.cross_entropy(self.head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
         return losses[targets != IGNORE_INDEX]
 

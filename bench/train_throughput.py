@@ -100,11 +100,18 @@ def prepare_model(args, scratch: Path) -> str:
     if args.model == "qwen1.5-1.8b-arch":
         import throughput_sides as sides
 
-        return str(sides.build_qwen15_architecture(scratch / "qwen1.5-1.8b-arch"))
+        folder = Path(args.model_cache) if args.model_cache else scratch / "qwen1.5-1.8b-arch"
+        if not (folder / "config.json").is_file():
+            sides.build_qwen15_architecture(folder)
+        return str(folder)
     return "embedded:SmolLM2-135M-Instruct" if args.model == "embedded" else args.model
 
 
-REFERENCES = ("llamafactory", "baseline")  # the sides the others are compared with
+REFERENCES = ("llamafactory", "baseline")
+
+
+def _steady(r: dict) -> str:
+    return f"{r['steady_tokens_per_s']:9.1f} tok/s" if r.get("steady_tokens_per_s") else "      -"  # the sides the others are compared with
 
 
 def _ratios(r: dict, references: dict[str, dict]) -> str:
@@ -119,6 +126,7 @@ def _row(round_index: int, side: str, r: dict, references: dict[str, dict]) -> s
     losses = r["losses"]
     return (
         f"round {round_index + 1} {side:22} {r['tokens_per_s']:9.1f} tok/s {r['samples_per_s']:7.2f} samples/s  {ratio}  "
+        f"after step 1 {_steady(r)}  "
         f"first loss {r['first_loss_s']:5.1f} s  loss step 1 {losses[0]:.4f}  step {len(losses)} {losses[-1]:.4f}  {memory}"
     )
 
@@ -133,6 +141,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sides", default="baseline,ours", help="comma list: llamafactory (LLaMA-Factory itself, see bench/llamafactory_side.py), baseline (its recipe reproduced), ours, or a lever variant (see throughput_sides.VARIANTS)")
     parser.add_argument("--lf-template", help="LLaMA-Factory template for the llamafactory side (default: smollm2 for embedded)")
+    parser.add_argument("--model-cache", help="folder to build the qwen1.5-1.8b-arch model in once and reuse (default: a temporary folder)")
     parser.add_argument("--json", action="store_true", help="print one machine-readable line last")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
@@ -160,7 +169,13 @@ def _summary(args, results: dict[str, list[dict]]) -> None:
     references = {name: best[name] for name in REFERENCES if name in best}
     for side, r in best.items():
         ratio = f"  ratio {_ratios(r, references)}" if references and side not in REFERENCES else ""
-        print(f"  {side:22} {r['tokens_per_s']:9.1f} tok/s on {r['tokens']} tokens  peak RSS {r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
+        steady = ""
+        if r.get("steady_tokens_per_s") and all(ref.get("steady_tokens_per_s") for ref in references.values()):
+            steady = "  after step 1 " + _steady(r)
+            if side not in REFERENCES:
+                steady += " (" + "  ".join(f"{r['steady_tokens_per_s'] / ref['steady_tokens_per_s']:.2f}x {n}" for n, ref in references.items()) + ")"
+        memory = f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB" if "cuda_max_allocated_mib" in r else ""
+        print(f"  {side:22} {r['tokens_per_s']:9.1f} tok/s{steady}{memory} on {r['tokens']} tokens  peak RSS {r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
               f"last loss {r['losses'][-1]:.4f}{ratio}")
     if args.json:
         summary = {side: {k: r[k] for k in r if k != "losses"} | {"last_loss": r["losses"][-1]} for side, r in best.items()}

@@ -71,7 +71,7 @@ class Worker:
         self._checkpoint_abort()
         self._phase("loading_model", f"Loading weights of {config.model.name_or_path}")
         torch.manual_seed(config.training.seed)
-        model = self._load_model(config, model_path, plan)
+        model = self._load_model(config, model_path, plan, _planned_tokens(config, data[0].examples))
         self._checkpoint_abort()
         trainer = self._make_trainer(config, model, tokenizer, data, plan)
         self._announce(config, plan, model, data, trainer)
@@ -98,12 +98,12 @@ class Worker:
             )
         return train, val
 
-    def _load_model(self, config: RunConfig, model_path: str, plan):
-        from studio.modeling.loader import attach_lora, load_base_model, prepare_for_training
+    def _load_model(self, config: RunConfig, model_path: str, plan, planned_tokens: int):
+        from studio.modeling.trainable import load_trainable_model
 
-        model = load_base_model(config.model, model_path, plan)
-        model = prepare_for_training(model, plan, config.training.use_gradient_checkpointing(plan.device))
-        return attach_lora(model, config.lora)
+        return load_trainable_model(
+            config.model, config.quantization, config.training, config.lora, model_path, plan, self._info, planned_tokens
+        )
 
     def _make_trainer(self, config: RunConfig, model, tokenizer, data, plan):
         from studio.training.loop import Trainer
@@ -205,6 +205,18 @@ class Worker:
         self.folder.write_status(self.status)
 
 
+def _planned_tokens(config: RunConfig, train: list) -> int:
+    """About how many tokens the run will train on (what 'auto' compilation weighs its cost against)."""
+    from studio.training.batches import StepSchedule
+
+    training = config.training
+    schedule = StepSchedule(
+        len(train), training.batch_size, training.gradient_accumulation_steps, training.num_epochs, training.max_steps, training.seed
+    )
+    mean_length = sum(len(e.input_ids) for e in train) / max(1, len(train))
+    return round(schedule.total_steps * training.batch_size * training.gradient_accumulation_steps * mean_length)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -219,3 +231,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -9,6 +9,11 @@ from pydantic import field_validator
 from studio.config.base import Section, field
 
 
+# Compiling the layers costs about a minute and then trains 2-2.5x faster on a GPU: with eager
+# steps at ~6k tokens/s (Qwen1.5-1.8B shape, H100) it pays off after about 1M tokens.
+COMPILE_MIN_TOKENS = 1_000_000
+
+
 class TrainingConfig(Section):
     learning_rate: float = field(1e-4, "Peak learning rate of AdamW.", zh="学习率", gt=0, le=1)
     num_epochs: float = field(3.0, "Passes over the training split (ignored when max_steps is set).", zh="训练轮数", gt=0)
@@ -63,13 +68,27 @@ class TrainingConfig(Section):
         le=64,
         advanced=True,
     )
+    liger_kernels: bool = field(
+        True,
+        "On CUDA, use Liger's Triton kernels for RMSNorm, SwiGLU and RoPE when the liger-kernel package is installed.",
+        zh="Liger 内核（CUDA）",
+        advanced=True,
+    )
+    compile: Literal["auto", "on", "off"] = field(
+        "auto",
+        "Compile each decoder layer with torch.compile: fewer, fused kernels (on a GPU, LoRA steps of small models are "
+        "bound by kernel launches), after a one-off compilation of about a minute. 'auto' is on with CUDA for runs of 1M tokens or more, "
+        "off on CPU. Replaces the Liger kernels.",
+        zh="编译解码层（torch.compile）",
+        advanced=True,
+    )
     seed: int = field(42, "Seed for the data split, shuffling and adapter initialisation.", zh="随机种子", advanced=True)
     output_dir: str = field("runs", "Folder that holds one sub-folder per run.", zh="输出目录", advanced=True)
     resume_from_checkpoint: str | None = field(
         None, "Checkpoint folder to continue from (optimizer, scheduler and step count included).", zh="从检查点恢复", advanced=True
     )
 
-    @field_validator("gradient_checkpointing", mode="before")
+    @field_validator("gradient_checkpointing", "compile", mode="before")
     @classmethod
     def _accept_booleans(cls, value):
         """true/false (YAML, older configs) mean on/off."""
@@ -77,6 +96,12 @@ class TrainingConfig(Section):
 
     def tokens_per_forward(self, device: str) -> int:
         return self.micro_batch_tokens or (4096 if device == "cuda" else 512)
+
+    def use_compile(self, device: str, planned_tokens: int | None = None) -> bool:
+        """'auto' compiles on CUDA unless the run is too short to repay the compilation."""
+        if self.compile != "auto":
+            return self.compile == "on"
+        return device == "cuda" and (planned_tokens is None or planned_tokens >= COMPILE_MIN_TOKENS)
 
     def use_gradient_checkpointing(self, device: str) -> bool:
         return self.gradient_checkpointing == "on" or (self.gradient_checkpointing == "auto" and device == "cuda")

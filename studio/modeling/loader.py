@@ -87,14 +87,14 @@ def skip_bitsandbytes() -> None:
 
 
 def prepare_for_training(model, plan: ComputePlan, gradient_checkpointing: bool):
-    if plan.quantize_4bit:
-        from peft import prepare_model_for_kbit_training
+    """Freeze the base and optionally turn on recomputation.
 
-        return prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
+    Frozen weights keep their dtype, 4-bit or not. (peft's `prepare_model_for_kbit_training`
+    would upcast the embeddings and output layer to fp32: on Qwen1.5-1.8B 1.2 GB more for
+    weights that never change, and an fp32 residual stream. LLaMA-Factory does not upcast either.)
+    """
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()

@@ -44,11 +44,15 @@ class TokenLosses:
 
     def __call__(self, examples: list[Encoded]) -> torch.Tensor:
         hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
-        keep = targets != IGNORE_INDEX
-        return label_losses(hidden[keep], self.head, targets[keep], self.fused)
+        # the label rows are found on the host, where the targets are built: no device sync
+        rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+        labelled = hidden.index_select(0, rows.to(self.device, non_blocking=True))
+        return label_losses(labelled, self.head, targets[rows].to(self.device, non_blocking=True), self.fused)
 
     def _packed(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = pack(examples).to(self.device)
+        batch = pack(examples)
+        targets = batch.targets  # stays on the host (see __call__)
+        batch = batch.to(self.device)
         output = self.decoder(
             input_ids=batch.input_ids,
             position_ids=batch.position_ids,
@@ -58,7 +62,7 @@ class TokenLosses:
             max_length_q=batch.max_length,
             max_length_k=batch.max_length,
         )
-        return output.last_hidden_state[0], batch.targets
+        return output.last_hidden_state[0], targets
 
     def _padded(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(e.input_ids) for e in examples)
@@ -71,7 +75,7 @@ class TokenLosses:
             mask[row, :length] = 1
             targets[row, :length] = torch.tensor(shifted_targets(example))
         output = self.decoder(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
-        return output.last_hidden_state.flatten(0, 1), targets.flatten().to(self.device)
+        return output.last_hidden_state.flatten(0, 1), targets.flatten()
 
 
 def packing_supported(model) -> bool:

@@ -12,6 +12,8 @@ also correct: causal attention keeps real tokens from seeing the padding after t
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -23,15 +25,15 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     if kwargs.get("softcap") is not None:
         raise NotImplementedError("Packed attention does not support attention logit soft-capping; set training.packing to false.")
     cu_seqlens = kwargs.get("cu_seq_lens_q")
-    if cu_seqlens is None:
-        bounds = [(0, query.shape[2])]
-    else:
-        bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
     if query.shape[0] != 1 and cu_seqlens is not None:
         raise ValueError("Packed attention expects one packed row per forward pass.")
     dropout = dropout if module.training else 0.0
-    if _can_use_flash_varlen(query, cu_seqlens, dropout):
+    if _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window):
         return _flash_varlen(query, key, value, cu_seqlens, kwargs["max_length_q"], scaling, sliding_window), None
+    if cu_seqlens is None:
+        bounds = [(0, query.shape[2])]
+    else:  # a host sync per layer on CUDA; only this fallback needs the bounds on the host
+        bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
     outputs = [
         _causal_sdpa(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout, scaling, sliding_window)
         for start, end in bounds
@@ -53,33 +55,62 @@ def _causal_sdpa(query, key, value, dropout, scaling, sliding_window):
     return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=length > 1, scale=scaling)
 
 
-def _can_use_flash_varlen(query, cu_seqlens, dropout) -> bool:
+def _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window) -> bool:
     return (
         cu_seqlens is not None
         and query.is_cuda
         and query.dtype in (torch.float16, torch.bfloat16)
         and dropout == 0.0
         and _flash_varlen_function() is not None
+        and (sliding_window is None or "window_size" in _varlen_parameters())
     )
 
 
 def _flash_varlen(query, key, value, cu_seqlens, max_length, scaling, sliding_window):
     varlen_attn = _flash_varlen_function()
-    window = (-1, 0) if sliding_window is None else (sliding_window - 1, 0)
+    parameters = _varlen_parameters()
     # (1, heads, T, dim) -> (T, heads, dim), the layout varlen kernels take
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
+    options = {"scale": scaling}
+    if "window_size" in parameters:  # newer torch: a (left, right) window; (-1, 0) is causal
+        options["window_size"] = (-1, 0) if sliding_window is None else (sliding_window - 1, 0)
+    else:  # earlier releases: a causal flag (sliding windows were routed to SDPA)
+        options["is_causal"] = True
+    if q.shape[1] != k.shape[1]:
+        if "enable_gqa" in parameters:
+            options["enable_gqa"] = True
+        else:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     cu = cu_seqlens.to(torch.int32)
     length = int(max_length)
-    output = varlen_attn(q, k, v, cu, cu, length, length, scale=scaling, window_size=window, enable_gqa=q.shape[1] != k.shape[1])
+    output = varlen_attn(q, k, v, cu, cu, length, length, **options)
     return output.unsqueeze(0)  # (1, T, heads, dim), what the attention module expects back
 
 
-def _flash_varlen_function():
+def _find_varlen() -> tuple:
+    """torch's varlen flash attention and the names of its parameters, or (None, empty)."""
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:  # older torch
-        return None
-    return varlen_attn
+        return None, frozenset()
+    parameters = frozenset(inspect.signature(varlen_attn).parameters)
+    if not {"window_size", "is_causal"} & parameters:
+        return None, frozenset()  # a signature this module does not know how to make causal
+    return varlen_attn, parameters
+
+
+# Looked up once at import, not per call: torch.compile traces the attention function, and a
+# cached lookup or a signature inspection inside it would break the graph.
+_VARLEN, _VARLEN_PARAMETERS = _find_varlen()
+
+
+def _flash_varlen_function():
+    return _VARLEN
+
+
+def _varlen_parameters() -> frozenset[str]:
+    return _VARLEN_PARAMETERS
 
 
 def register() -> str:

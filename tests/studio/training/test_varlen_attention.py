@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -54,3 +55,27 @@ def test_sliding_window_is_kept_inside_long_examples():
     )
     assert torch.allclose(output[:, :12], _reference(query, key, value, 0, 12, window=5), atol=1e-5)
     assert torch.allclose(output[:, 12:], _reference(query, key, value, 12, 16), atol=1e-5)
+
+
+@pytest.mark.parametrize("signature", ["window_size", "is_causal"])
+def test_flash_varlen_call_fits_either_torch_signature(monkeypatch, signature):
+    """torch's varlen_attn took a causal flag in earlier releases and a (left, right) window later."""
+    from studio.training import varlen_attention
+
+    calls = []
+
+    def fake_varlen(q, k, v, cu_q, cu_k, max_q, max_k, **options):
+        calls.append((k.shape, options))
+        return torch.zeros_like(q)
+
+    parameters = {"scale", signature} | ({"enable_gqa"} if signature == "window_size" else set())
+    monkeypatch.setattr(varlen_attention, "_VARLEN", fake_varlen)
+    monkeypatch.setattr(varlen_attention, "_VARLEN_PARAMETERS", frozenset(parameters))
+    query, key = torch.zeros(1, 4, 10, 8), torch.zeros(1, 2, 10, 8)  # grouped-query: 2 key/value heads
+    out = varlen_attention._flash_varlen(query, key, key, torch.tensor([0, 4, 10]), 6, None, None)
+    assert out.shape == (1, 10, 4, 8)
+    shape, options = calls[0]
+    if signature == "window_size":
+        assert options["window_size"] == (-1, 0) and options["enable_gqa"] and shape[1] == 2
+    else:
+        assert options["is_causal"] is True and "enable_gqa" not in options and shape[1] == 4  # heads repeated

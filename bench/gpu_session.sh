@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One lease of a GPU machine (see /work/.library/device): the checks and measurements only a GPU
+# can give, logs under $OUT. Wheels the machine lacks travel in .whl (bitsandbytes, pydantic, ...).
+#   bash bench/gpu_session.sh main     # checks, ours vs baseline on the Qwen1.5-1.8B shape, a studio run
+#   bash bench/gpu_session.sh levers   # one lever off at a time
+#   bash bench/gpu_session.sh ab       # only the defaults vs the baseline, two rounds
+set -uo pipefail
+MODE=${1:-main}
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false
+ARCH=/tmp/qwen1.5-1.8b-arch
+BENCH="python3 bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --json"
+
+if [ "$MODE" = ab ]; then  # the defaults against the baseline, A B A B
+    timeout 500 $BENCH --steps 16 --rounds 2 --sides baseline,ours 2>&1 | grep -v "it/s]" | tee "$OUT/ab.txt"
+elif [ "$MODE" = main ]; then
+    { nvidia-smi; python3 -c "import torch, transformers, peft, bitsandbytes, liger_kernel, importlib.metadata as m
+print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', bitsandbytes.__version__, 'liger', m.version('liger-kernel'))"; } 2>&1 | tee "$OUT/env.txt"
+    timeout 150 python3 bench/cuda_checks.py 2>&1 | grep -v "Warning\|it/s]" | tee "$OUT/checks.txt"
+    timeout 330 $BENCH --steps 24 --rounds 2 --sides baseline,ours,ours-no-gc,ours-cached 2>&1 | grep -v "it/s]" | tee "$OUT/bench.txt"
+    # the studio itself on CUDA: CLI -> service -> worker subprocess, events with nvidia-smi readings
+    python3 -c "from studio.modeling.tiny import build_tokenizer; build_tokenizer().save_pretrained('$ARCH')"
+    timeout 120 python3 -m studio.cli train examples/demo.yaml --model.name_or_path $ARCH --training.max_steps 40 \
+        --training.logging_steps 5 --runs-dir /tmp/runs 2>&1 | tail -40 | tee "$OUT/studio.txt"
+    cp /tmp/runs/*/events.jsonl "$OUT/events.jsonl"; cp /tmp/runs/*/worker.log "$OUT/worker.log" 2>/dev/null
+    ls /tmp/runs/*/ >> "$OUT/studio.txt"
+else
+    # how long one kernel launch takes here, from Python: eager LoRA steps are bound by it
+    python3 -c "
+import time, torch
+x = torch.zeros(16, device='cuda'); torch.cuda.synchronize()
+for n in (1000, 20000):
+    t = time.perf_counter()
+    for _ in range(n): x.add_(1)
+    torch.cuda.synchronize(); print(f'{(time.perf_counter() - t) / n * 1e6:.1f} us per launched add_ ({n} launches)')
+" 2>&1 | tee "$OUT/launch.txt"
+    timeout 540 $BENCH --steps 24 --rounds 1 --sides ours-cached-compile,ours-compile,ours-cached-no-gc-compile,ours-padded,ours-full-logits,ours-no-liger 2>&1 | grep -v "it/s]" | tee "$OUT/levers.txt"
+fi

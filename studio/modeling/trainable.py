@@ -1,0 +1,45 @@
+"""The model a run trains: base loaded as planned, kernels patched, frozen, LoRA attached."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
+from studio.modeling.compute import ComputePlan
+
+
+def load_trainable_model(
+    model: ModelConfig,
+    quantization: QuantizationConfig,
+    training: TrainingConfig,
+    lora: LoraConfig,
+    model_path: str,
+    plan: ComputePlan,
+    info: Callable[[str], None] = lambda line: None,
+    planned_tokens: int | None = None,
+):
+    from studio.modeling.liger import apply_liger_kernels
+    from studio.modeling.loader import attach_lora, load_base_model, prepare_for_training
+
+    base = load_base_model(model, model_path, plan)
+    # compiled layers fuse what Liger's kernels fuse, and trace more simply without them
+    compile_layers = training.use_compile(plan.device, planned_tokens)
+    if training.compile == "auto" and plan.device == "cuda" and not compile_layers:
+        info(f"Decoder layers not compiled: {planned_tokens:,} tokens to train are too few to repay the compilation.")
+    kernels = apply_liger_kernels(base, plan.device, training.liger_kernels and not compile_layers)
+    if kernels:
+        info(kernels)
+    base = prepare_for_training(base, plan, training.use_gradient_checkpointing(plan.device))
+    peft_model = attach_lora(base, lora)
+    if plan.quantize_4bit:
+        from studio.modeling.dequantized_cache import cache_dequantized_weights, should_cache
+
+        if should_cache(peft_model, quantization.cache_dequantized, plan):
+            swapped = cache_dequantized_weights(peft_model, plan.compute_dtype)
+            info(f"Training on dequantised copies of {swapped} 4-bit layers (quantization.cache_dequantized).")
+    if compile_layers:
+        from studio.modeling.compiled import compile_decoder_layers
+
+        count = compile_decoder_layers(peft_model)
+        info(f"Compiling {count} decoder layers with torch.compile (the first steps include the compilation).")
+    return peft_model

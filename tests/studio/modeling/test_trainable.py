@@ -1,0 +1,84 @@
+"""The trainable model: frozen weights keep their dtype, the dequantised cache computes what 4-bit computes,
+compiled layers compute what eager layers compute, GPU-only kernels stay off on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from studio.config import DataConfig, LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
+from studio.modeling.compute import resolve_plan
+from studio.modeling.trainable import load_trainable_model
+from studio.training.token_losses import TokenLosses
+
+
+@pytest.fixture(scope="module")
+def examples(tiny_tokenizer):
+    from studio.data.prepare import load_conversations, tokenize_conversations
+
+    data = DataConfig(datasets=["alpaca_zh_demo"], max_samples=6)
+    conversations = [c for loaded in load_conversations(data) for c in loaded.examples]
+    return tokenize_conversations(tiny_tokenizer, conversations, data).examples
+
+
+def _losses_and_grads(tiny_model_dir, examples, lines=None, **settings):
+    quantization = QuantizationConfig(method=settings.pop("method", "4bit"), cache_dequantized=settings.pop("cache", "off"))
+    training = TrainingConfig(gradient_checkpointing="off", **settings)
+    plan = resolve_plan(quantization, training, cuda=False)
+    path = str(tiny_model_dir)
+    torch.manual_seed(0)
+    model = load_trainable_model(ModelConfig(name_or_path=path), quantization, training, LoraConfig(), path, plan, (lines if lines is not None else []).append)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # a non-zero adapter, so the LoRA path is part of the comparison
+            torch.nn.init.normal_(parameter, std=0.05, generator=torch.Generator().manual_seed(1))
+    losses = TokenLosses(model, "cpu", packing=True, token_budget=10**6, batch_size=2)(examples)
+    losses.sum().backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return model, losses.detach(), grads
+
+
+def test_dequantised_cache_trains_on_the_same_values_as_4bit(tiny_model_dir, examples):
+    lines = []
+    four_bit, losses, grads = _losses_and_grads(tiny_model_dir, examples)
+    cached, cached_losses, cached_grads = _losses_and_grads(tiny_model_dir, examples, lines, cache="on")
+    assert any(type(m).__name__ == "Linear4bit" for m in four_bit.modules())
+    assert not any(type(p).__name__ == "Params4bit" for p in cached.parameters()), "the 4-bit copies are freed"
+    assert any("dequantised copies of" in line for line in lines)
+    torch.testing.assert_close(cached_losses, losses, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cached_grads, grads, atol=1e-5, rtol=1e-4)
+
+
+def test_auto_cache_and_compile_stay_off_on_cpu(tiny_model_dir, examples):
+    lines = []
+    model, _, _ = _losses_and_grads(tiny_model_dir, examples, lines, cache="auto")
+    assert any(type(p).__name__ == "Params4bit" for p in model.parameters())
+    assert not lines, lines  # no cache, no compilation, no Liger on CPU
+    assert not TrainingConfig().use_compile("cpu")
+
+
+def test_auto_compile_weighs_the_run_length():
+    config = TrainingConfig()
+    assert config.use_compile("cuda") and config.use_compile("cuda", 5_000_000)
+    assert not config.use_compile("cuda", 20_000)  # a short run would wait longer for the compiler than it saves
+    assert TrainingConfig(compile="on").use_compile("cpu", 10)
+    assert not TrainingConfig(compile=False).use_compile("cuda", 10**9)
+
+
+def test_frozen_half_precision_weights_are_not_upcast(tiny_model_dir):
+    from studio.modeling.loader import load_base_model, prepare_for_training
+
+    plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision="bf16"), cuda=False)
+    model = prepare_for_training(load_base_model(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir), plan), plan, True)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model.is_gradient_checkpointing
+
+
+@pytest.mark.slow
+def test_compiled_layers_compute_what_eager_layers_compute(tiny_model_dir, examples):
+    eager_model, eager, eager_grads = _losses_and_grads(tiny_model_dir, examples[:3], method="none")
+    lines = []
+    _, compiled, compiled_grads = _losses_and_grads(tiny_model_dir, examples[:3], lines, method="none", compile="on")
+    assert any("Compiling" in line for line in lines)
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)
+    torch.testing.assert_close(compiled_grads, eager_grads, atol=1e-4, rtol=1e-3)
