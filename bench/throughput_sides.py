@@ -40,10 +40,14 @@ VARIANTS = {
     "ours-cached-compile": ({"compile": "on"}, {"cache_dequantized": "on"}, None),
     "ours-cached-no-gc-compile": ({"compile": "on", "gradient_checkpointing": "off"}, {"cache_dequantized": "on"}, None),
     "ours-one-lane": ({"micro_batch_lanes": 1}, {}, None),
+    "ours-unbalanced": ({}, {}, "unbalanced"),  # consecutive groups handed to whichever lane is free
+    "ours-plain-mlp": ({}, {}, "plain_mlp"),  # CPU: MLPs keep silu(gate) for the backward pass
+    "ours-repeat-kv": ({}, {}, "repeat_kv"),  # CPU attention: key/value heads copied per query head
     "ours-head-chunk-small": ({}, {}, "head_chunk_small"),  # the chunk size used under glibc malloc
     "ours-system-malloc": ({}, {}, None),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
     "ours-tokens-256": ({"micro_batch_tokens": 256}, {}, None),
     "ours-tokens-512": ({"micro_batch_tokens": 512}, {}, None),
+    "ours-tokens-768": ({"micro_batch_tokens": 768}, {}, None),
     "ours-tokens-1024": ({"micro_batch_tokens": 1024}, {}, None),
     "ours-tokens-2048": ({"micro_batch_tokens": 2048}, {}, None),
     "ours-tokens-4096": ({"micro_batch_tokens": 4096}, {}, None),
@@ -193,7 +197,7 @@ def _setup_ours(args, training, quantization_overrides: dict):
     return model, _examples(args, model, path), plan
 
 
-def _result(examples, seconds, first_loss_s, losses, memory, log_times: list[float], finished: float) -> dict:
+def _result(examples, seconds, first_loss_s, losses, memory, log_times: list[float], finished: float, flops: float) -> dict:
     """`steady_tokens_per_s` leaves out the first step (kernel compilation, allocator and library warm-up)."""
     tokens = sum(len(e.input_ids) for e in examples)
     first_step = sum(len(e.input_ids) for e in ordered_like_ours(examples)[: BATCH * ACCUMULATION])
@@ -201,8 +205,39 @@ def _result(examples, seconds, first_loss_s, losses, memory, log_times: list[flo
     return {
         "tokens": tokens, "tokens_per_s": tokens / seconds, "steady_tokens_per_s": steady,
         "samples_per_s": len(examples) / seconds, "seconds": seconds,
-        "first_loss_s": first_loss_s, "losses": losses, **memory.report(),
+        "first_loss_s": first_loss_s, "losses": losses, "model_flops": flops, **memory.report(),
     }
+
+
+def _lora_rank() -> int:
+    from studio.config import LoraConfig
+
+    return LoraConfig().rank  # every side trains with the default adapter
+
+
+def _baseline_flops(model, examples: list[Encoded]) -> float:
+    """Padded batches of 2 in order, recomputed forward, logits at every position."""
+    from model_flops import Shapes, training_flops
+
+    widths = [max(len(e.input_ids) for e in examples[i : i + BATCH]) for i in range(0, len(examples), BATCH)]
+    rows = [width for width in widths for _ in range(BATCH)]
+    return training_flops(Shapes.of(model.config), rows, sum(rows), _lora_rank(), recompute=True)
+
+
+def _ours_flops(trainer, model, examples: list[Encoded], full_logits: bool) -> float:
+    """The micro-batches the trainer ran, packed or padded, recomputed or not."""
+    from model_flops import Shapes, training_flops
+    from studio.training.batches import predicted_tokens
+
+    rows = []
+    for step in range(trainer.schedule.total_steps):
+        step_examples = [examples[i] for batch in trainer.schedule.micro_batches(step) for i in batch]
+        for group in (g for lane in trainer.token_losses.lane_plans(step_examples) for g in lane):
+            widths = [len(e.input_ids) for e in group]
+            rows += widths if trainer.token_losses.packing else [max(widths)] * len(group)
+    head_rows = sum(rows) if full_logits else predicted_tokens(examples)
+    recompute = trainer.config.use_gradient_checkpointing(trainer.plan.device)
+    return training_flops(Shapes.of(model.config), rows, head_rows, _lora_rank(), recompute)
 
 
 # -- the sides ------------------------------------------------------------------------
@@ -241,7 +276,8 @@ def run_baseline(args, process_started: float) -> dict:
         started = time.perf_counter()
         trainer.train()
         finished = time.perf_counter()
-    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished)
+    flops = _baseline_flops(model, examples)
+    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops)
 
 
 def pad_to_longest(features: list[dict]) -> dict:
@@ -264,9 +300,9 @@ def run_ours(args, process_started: float, variant: str) -> dict:
         logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **overrides,
     )
     memory = PeakMemory(args.device)
-    model, examples, plan = _setup_ours(args, training, quantization_overrides)
     if patch:
         _PATCHES[patch]()
+    model, examples, plan = _setup_ours(args, training, quantization_overrides)
     first_loss, losses, log_times = [], [], []
 
     def emit(event):
@@ -280,7 +316,8 @@ def run_ours(args, process_started: float, variant: str) -> dict:
         started = time.perf_counter()
         trainer.run()
         finished = time.perf_counter()
-    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished)
+    flops = _ours_flops(trainer, model, examples, full_logits=patch == "full_logits")
+    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops)
 
 
 # -- levers turned off, one at a time ---------------------------------------------------
@@ -320,10 +357,37 @@ def _full_logits() -> None:
     token_losses.TokenLosses.__call__ = call
 
 
+def _unbalanced() -> None:
+    """The lane plan before lanes got shares of equal work: the step cut into consecutive groups,
+    each group a plan of its own, so whichever lane is free takes the next."""
+    from studio.training import token_losses
+    from studio.training.packing import split_by_tokens
+
+    token_losses.plan_lanes = lambda examples, budget, lanes: [[g] for g in split_by_tokens(examples, budget, lanes)]
+
+
+def _plain_mlp() -> None:
+    from studio.modeling import lean_mlp
+
+    lean_mlp.use_lean_mlps = lambda model: 0
+
+
+def _repeat_kv() -> None:
+    from studio.training import varlen_attention
+
+    grouped = varlen_attention._causal_sdpa
+
+    def repeated(query, key, value, *rest):
+        groups = query.shape[1] // key.shape[1]
+        return grouped(query, key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1), *rest)
+
+    varlen_attention._causal_sdpa = repeated
+
+
 def _head_chunk_small() -> None:
     from studio.training import label_loss
 
     label_loss.chunk_elements = lambda device: label_loss.CHUNK_ELEMENTS.get(device, 2**22)
 
 
-_PATCHES = {"ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits, "head_chunk_small": _head_chunk_small}
+_PATCHES = {"ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits, "head_chunk_small": _head_chunk_small, "unbalanced": _unbalanced, "plain_mlp": _plain_mlp, "repeat_kv": _repeat_kv}

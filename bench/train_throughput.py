@@ -114,6 +114,18 @@ def _steady(r: dict) -> str:
     return f"{r['steady_tokens_per_s']:9.1f} tok/s" if r.get("steady_tokens_per_s") else "      -"  # the sides the others are compared with
 
 
+def _flop_rate(r: dict) -> str:
+    """Model FLOPs (bench/model_flops.py) per second of the run; LLaMA-Factory's side reports none."""
+    return f"{r['model_flops'] / r['seconds'] / 1e9:6.1f} GFLOP/s" if r.get("model_flops") else "     - GFLOP/s"
+
+
+def _work_ratios(r: dict, references: dict[str, dict]) -> str:
+    """How much less work each recipe asks for: the speed-up it would get at equal FLOP/s."""
+    return "  ".join(
+        f"{ref['model_flops'] / r['model_flops']:.2f}x {name}" for name, ref in references.items() if ref.get("model_flops")
+    )
+
+
 def _ratios(r: dict, references: dict[str, dict]) -> str:
     return "  ".join(f"{r['tokens_per_s'] / ref['tokens_per_s']:5.2f}x {name}" for name, ref in references.items())
 
@@ -126,7 +138,7 @@ def _row(round_index: int, side: str, r: dict, references: dict[str, dict]) -> s
     losses = r["losses"]
     return (
         f"round {round_index + 1} {side:22} {r['tokens_per_s']:9.1f} tok/s {r['samples_per_s']:7.2f} samples/s  {ratio}  "
-        f"after step 1 {_steady(r)}  "
+        f"after step 1 {_steady(r)}  {_flop_rate(r)}  "
         f"first loss {r['first_loss_s']:5.1f} s  loss step 1 {losses[0]:.4f}  step {len(losses)} {losses[-1]:.4f}  {memory}"
     )
 
@@ -172,11 +184,15 @@ def _summary(args, results: dict[str, list[dict]]) -> None:
         steady = ""
         if r.get("steady_tokens_per_s") and all(ref.get("steady_tokens_per_s") for ref in references.values()):
             steady = "  after step 1 " + _steady(r)
-            if side not in REFERENCES:
+            if side not in REFERENCES and references:
                 steady += " (" + "  ".join(f"{r['steady_tokens_per_s'] / ref['steady_tokens_per_s']:.2f}x {n}" for n, ref in references.items()) + ")"
         memory = f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB" if "cuda_max_allocated_mib" in r else ""
         print(f"  {side:22} {r['tokens_per_s']:9.1f} tok/s{steady}{memory} on {r['tokens']} tokens  peak RSS {r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
               f"last loss {r['losses'][-1]:.4f}{ratio}")
+        if r.get("model_flops"):
+            work = _work_ratios(r, references) if side not in REFERENCES else ""
+            print(f"  {'':22} model work {r['model_flops'] / 1e12:.3g} TFLOP, {_flop_rate(r).strip()}"
+                  + (f"; less work than (FLOP ratio) {work}" if work else ""))
     if args.json:
         summary = {side: {k: r[k] for k in r if k != "losses"} | {"last_loss": r["losses"][-1]} for side, r in best.items()}
         print(json.dumps({"model": args.model, "device": args.device, "quant": args.quant, "data": args.data, "steps": args.steps, "best": summary, "runs": results}))

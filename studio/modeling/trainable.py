@@ -30,6 +30,11 @@ def load_trainable_model(
     if kernels:
         info(kernels)
     base = prepare_for_training(base, plan, training.use_gradient_checkpointing(plan.device))
+    if plan.device == "cpu":  # no recomputation there, so what autograd keeps is what the run peaks at
+        from studio.modeling.lean_mlp import use_lean_mlps
+
+        if use_lean_mlps(base):
+            info("MLPs keep 2 of their 4 activations for the backward pass (silu recomputed).")
     peft_model = attach_lora(base, lora)
     if plan.quantize_4bit:
         from studio.modeling.dequantized_cache import cache_dequantized_weights, should_cache

@@ -7,9 +7,10 @@ cores/lanes threads; torch releases the GIL inside its ops, so the lanes overlap
 on 2 cores: +28% tokens/s at the cost of one more micro-batch of activations in memory
 (docs/benchmarks.md).
 
-Each lane returns its micro-batch's gradients instead of accumulating into `.grad`; the
-trainer adds them in micro-batch order, so a run gives the same numbers every time, however
-the threads are scheduled. Grad mode and autocast are per thread in torch, so whatever a
+Each lane trains its own share of the step's examples, shares of equal work
+(`packing.plan_lanes`), and returns the sum of its gradients instead of accumulating into
+`.grad`; the trainer adds them in lane order, so a run gives the same numbers every time,
+however the threads are scheduled. Grad mode and autocast are per thread in torch, so whatever a
 lane needs of them it sets inside its own call.
 """
 
@@ -63,3 +64,12 @@ def add_gradients(parameters: list[torch.nn.Parameter], gradients: tuple[torch.T
             parameter.grad = gradient
         else:
             parameter.grad.add_(gradient)
+
+
+def sum_gradients(
+    total: tuple[torch.Tensor | None, ...] | None, more: tuple[torch.Tensor | None, ...] | None
+) -> tuple[torch.Tensor | None, ...] | None:
+    """`total` + `more`, parameter by parameter (None counts as zero); `total` is added to in place."""
+    if total is None or more is None:
+        return more if total is None else total
+    return tuple(b if a is None else a if b is None else a.add_(b) for a, b in zip(total, more))

@@ -23,7 +23,7 @@ from studio.events import Eval, Step
 from studio.modeling.compute import ComputePlan
 from studio.training.batches import StepSchedule, predicted_tokens
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
-from studio.training.lanes import Lanes, add_gradients, lanes_for
+from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
 from studio.training.token_losses import TokenLosses
 
 
@@ -74,7 +74,7 @@ class Trainer:
         )
 
     def describe(self) -> str:
-        lanes = f" {self.lanes.count} micro-batches at a time (CPU lanes)." if self.lanes.count > 1 else ""
+        lanes = f" CPU lanes: {self.lanes.count} shares of equal work trained at the same time." if self.lanes.count > 1 else ""
         return self.token_losses.describe() + lanes
 
     def run(self) -> Outcome:
@@ -118,13 +118,13 @@ class Trainer:
         # every token of the step weighs the same, however the examples are split into forward passes
         num_items = max(1, predicted_tokens(examples))
         loss_sum = torch.zeros((), device=self.plan.device)
-        groups = self.token_losses.micro_batches(examples)
-        for result in self.lanes.map(lambda group: self._micro_step(group, num_items), groups):
+        plans = self.token_losses.lane_plans(examples)
+        for result in self.lanes.map(lambda batches: self._lane_step(batches, num_items), plans):
             if result is None:  # abort requested mid-step: the partial step is discarded
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
             loss, gradients = result
-            if gradients is not None:  # added in micro-batch order: repeatable however lanes interleave
+            if gradients is not None:  # added in lane order: repeatable however lanes interleave
                 add_gradients(self.trainable, gradients)
             loss_sum += loss
         grad_norm = None
@@ -142,6 +142,18 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         tokens = sum(len(e.input_ids) for e in examples)
         return loss_sum, grad_norm, tokens
+
+    def _lane_step(self, batches: list[list[Encoded]], num_items: int):
+        """One lane's micro-batches in order: their summed loss and gradients, or None on abort."""
+        loss_sum, gradient_sum = None, None
+        for group in batches:
+            result = self._micro_step(group, num_items)
+            if result is None:
+                return None
+            loss, gradients = result
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            gradient_sum = sum_gradients(gradient_sum, gradients)
+        return loss_sum, gradient_sum
 
     def _micro_step(self, group: list[Encoded], num_items: int):
         """Forward and backward of one micro-batch. In a lane its gradients come back rather than
@@ -197,8 +209,8 @@ class Trainer:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
         total_loss = torch.zeros((), dtype=torch.float64, device=self.plan.device)
-        for loss in self.lanes.map(self._eval_loss, self.token_losses.micro_batches(self.val)):
-            total_loss += loss
+        for losses in self.lanes.map(self._eval_losses, self.token_losses.lane_plans(self.val)):
+            total_loss += losses
         self.model.train()
         eval_loss = total_loss.item() / max(1, predicted_tokens(self.val))
         stop = self._track_best(eval_loss)
@@ -214,9 +226,13 @@ class Trainer:
         )
         return stop
 
-    def _eval_loss(self, group: list[Encoded]) -> torch.Tensor:
+    def _eval_losses(self, batches: list[list[Encoded]]) -> torch.Tensor:
+        """Summed per-token losses of one lane's micro-batches."""
+        total = torch.zeros((), dtype=torch.float64, device=self.plan.device)
         with torch.no_grad():  # grad mode is per thread: a lane sets its own
-            return self._forward(group).double().sum()
+            for group in batches:
+                total += self._forward(group).double().sum()
+        return total
 
     def _track_best(self, eval_loss: float) -> bool:
         state = self.state

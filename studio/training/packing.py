@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -56,11 +57,18 @@ def pack(examples: list[Encoded]) -> Packed:
 
 def split_by_tokens(examples: list[Encoded], budget: int, multiple: int = 1) -> list[list[Encoded]]:
     """Consecutive groups of about `budget` tokens or fewer and about equal size, their number
-    a multiple of `multiple` (one group per CPU lane at a time, so no lane idles at the end of
-    a step). A group can run over the budget by part of one example; a long example goes alone."""
+    a multiple of `multiple`. A group can run over the budget by part of one example; a long
+    example goes alone."""
+    total = sum(len(example.input_ids) for example in examples)
+    count = math.ceil(math.ceil(total / budget) / multiple) * multiple
+    return split_evenly(examples, count)
+
+
+def split_evenly(examples: list[Encoded], count: int) -> list[list[Encoded]]:
+    """`count` consecutive groups (fewer if there are fewer examples) of about equal tokens."""
     lengths = [len(example.input_ids) for example in examples]
     total = sum(lengths)
-    count = min(len(examples), math.ceil(math.ceil(total / budget) / multiple) * multiple)
+    count = max(1, min(len(examples), count))
     cumulative = list(itertools.accumulate(lengths))
     bounds = [0]
     for k in range(1, count):
@@ -70,6 +78,50 @@ def split_by_tokens(examples: list[Encoded], budget: int, multiple: int = 1) -> 
         bounds.append(min(candidates, key=lambda i: abs(cumulative[i - 1] - share)))
     bounds.append(len(examples))
     return [examples[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def plan_lanes(examples: list[Encoded], budget: int, lanes: int) -> list[list[list[Encoded]]]:
+    """For each lane, the packed micro-batches it trains one after the other.
+
+    The step's examples are first dealt into `lanes` shares of about equal work, then each share
+    is cut into the same number of micro-batches of about `budget` tokens. Cutting the step into
+    consecutive groups and handing them to whichever lane is free left one lane idle for up to a
+    fifth of a step on 2 cores: groups differ by up to an example's length, and those
+    differences pile up on one lane (docs/benchmarks.md).
+    """
+    if not examples:
+        return []
+    if lanes == 1:
+        return [split_by_tokens(examples, budget)]
+    shares = deal(examples, lanes, example_work)
+    total = sum(len(example.input_ids) for example in examples)
+    per_lane = math.ceil(total / budget / len(shares))
+    plans = [sorted(split_evenly(share, per_lane), key=_tokens) for share in shares]
+    # lanes start together: with every other lane taking its largest micro-batch first, large
+    # ones run beside small ones and the activations held at once stay near the average
+    return [plan[::-1] if lane % 2 else plan for lane, plan in enumerate(plans)]
+
+
+def _tokens(group: list[Encoded]) -> int:
+    return sum(len(example.input_ids) for example in group)
+
+
+def example_work(example: Encoded) -> float:
+    """Relative cost of training on one example: linear layers grow with its length, attention
+    with its square (about 1/2048 of the linear cost per token of context on a small model)."""
+    length = len(example.input_ids)
+    return length * (1 + length / 2048)
+
+
+def deal(items: list, lanes: int, work: Callable) -> list[list]:
+    """`items` dealt into at most `lanes` shares of about equal total work, largest first to the
+    least loaded share; each share keeps the items' original order. Deterministic."""
+    loads, shares = [0.0] * lanes, [[] for _ in range(lanes)]
+    for index in sorted(range(len(items)), key=lambda i: -work(items[i])):
+        lane = min(range(lanes), key=loads.__getitem__)
+        shares[lane].append(index)
+        loads[lane] += work(items[index])
+    return [[items[i] for i in sorted(share)] for share in shares if share]
 
 
 def group_by_length(examples: list[Encoded], batch_size: int) -> list[list[Encoded]]:

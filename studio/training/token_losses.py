@@ -14,7 +14,7 @@ import torch
 from studio.data.tokenize import IGNORE_INDEX, Encoded
 from studio.training import varlen_attention
 from studio.training.label_loss import fused_head_supported, label_losses
-from studio.training.packing import group_by_length, pack, shifted_targets, split_by_tokens
+from studio.training.packing import deal, group_by_length, pack, plan_lanes, shifted_targets
 
 
 class TokenLosses:
@@ -37,10 +37,12 @@ class TokenLosses:
         head = "fused chunked cross-entropy" if self.fused else "cross-entropy"
         return f"Batches: {layout}; loss: {head} at label positions only."
 
-    def micro_batches(self, examples: list[Encoded]) -> list[list[Encoded]]:
+    def lane_plans(self, examples: list[Encoded]) -> list[list[list[Encoded]]]:
+        """For each lane, the micro-batches it runs one after the other (one list with one lane)."""
         if self.packing:
-            return split_by_tokens(examples, self.token_budget, self.lanes)
-        return group_by_length(examples, self.batch_size)
+            return plan_lanes(examples, self.token_budget, self.lanes)
+        groups = group_by_length(examples, self.batch_size)
+        return deal(groups, self.lanes, lambda group: len(group) * max(len(e.input_ids) for e in group))
 
     def __call__(self, examples: list[Encoded]) -> torch.Tensor:
         hidden, targets = self._packed(examples) if self.packing else self._padded(examples)

@@ -38,21 +38,21 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
         _causal_sdpa(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout, scaling, sliding_window)
         for start, end in bounds
     ]
-    output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
-    return output.transpose(1, 2).contiguous(), None
+    if len(outputs) == 1:
+        return outputs[0].transpose(1, 2).contiguous(), None
+    return torch.cat([output.transpose(1, 2) for output in outputs], dim=1), None  # one copy, into (1, T, heads, dim)
 
 
 def _causal_sdpa(query, key, value, dropout, scaling, sliding_window):
-    groups = query.shape[1] // key.shape[1]
-    if groups > 1:  # grouped-query attention: share each key/value head with its query heads
-        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    # grouped-query attention without copies of the key/value heads (which autograd would keep)
+    gqa = query.shape[1] != key.shape[1]
     length = query.shape[2]
     if sliding_window is not None and length > sliding_window:
         positions = torch.arange(length, device=query.device)
         distance = positions[:, None] - positions[None, :]
         mask = (distance >= 0) & (distance < sliding_window)
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
-    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=length > 1, scale=scaling)
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=length > 1, scale=scaling, enable_gqa=gqa)
 
 
 def _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window) -> bool:

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from studio.training.lanes import Lanes, add_gradients, lanes_for
+from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
 
 
 def test_results_come_back_in_input_order_whatever_finishes_first():
@@ -47,3 +47,10 @@ def test_gradients_are_set_then_added():
     add_gradients([weight], (torch.full((2,), 2.0),))
     add_gradients([weight], (None,))
     assert weight.grad.tolist() == [3.0, 3.0]
+
+
+def test_lane_gradients_are_summed_parameter_by_parameter():
+    total = sum_gradients(None, (torch.ones(2), None))
+    total = sum_gradients(total, (torch.ones(2), torch.full((1,), 5.0)))
+    assert total[0].tolist() == [2.0, 2.0] and total[1].tolist() == [5.0]
+    assert sum_gradients(total, None) is total

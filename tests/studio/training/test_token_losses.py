@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from studio.data.tokenize import IGNORE_INDEX, Encoded
 from studio.training.label_loss import LabelCrossEntropy
-from studio.training.packing import pack, split_by_tokens
+from studio.training.packing import deal, pack, plan_lanes, split_by_tokens
 from studio.training.token_losses import TokenLosses
 
 
@@ -132,3 +132,35 @@ def test_split_by_tokens_gives_every_lane_a_group():
     assert len(split_by_tokens(_examples(5, 4, 3, 9, 2), budget=8, multiple=2)) == 4
     assert len(split_by_tokens(_examples(100, 100, 100), budget=512, multiple=2)) == 2
     assert _sizes(split_by_tokens(_examples(7), budget=512, multiple=2)) == [[7]]
+
+
+def test_lanes_get_shares_of_equal_work_in_the_same_number_of_micro_batches():
+    examples = _examples(400, 300, 300, 200, 100, 100, 50, 50)
+    plans = plan_lanes(examples, budget=300, lanes=2)
+    assert len(plans) == 2 and len(plans[0]) == len(plans[1]) == 3
+    totals = [sum(len(e.input_ids) for group in lane for e in group) for lane in plans]
+    assert abs(totals[0] - totals[1]) <= 50
+    dealt = [e for lane in plans for group in lane for e in group]
+    assert sorted(map(id, dealt)) == sorted(map(id, examples)), "every example exactly once"
+    for lane in plans:  # within a micro-batch the step's order is kept
+        for group in lane:
+            positions = [next(i for i, x in enumerate(examples) if x is e) for e in group]
+            assert positions == sorted(positions)
+    sizes = [[sum(len(e.input_ids) for e in group) for group in lane] for lane in plans]
+    assert sizes[0] == sorted(sizes[0]) and sizes[1] == sorted(sizes[1], reverse=True), "large beside small"
+
+
+def test_one_lane_plan_is_the_consecutive_split():
+    examples = _examples(5, 4, 3, 9, 2)
+    assert plan_lanes(examples, budget=8, lanes=1) == [split_by_tokens(examples, budget=8)]
+
+
+def test_fewer_examples_than_lanes_leave_no_empty_plan():
+    assert _sizes(plan_lanes(_examples(7), budget=512, lanes=2)[0]) == [[7]]
+    assert len(plan_lanes(_examples(7), budget=512, lanes=2)) == 1
+    assert plan_lanes([], budget=512, lanes=2) == plan_lanes([], budget=512, lanes=1) == []
+
+
+def test_deal_gives_the_largest_first_to_the_least_loaded_share_in_original_order():
+    assert deal([3, 1, 2, 2], 2, float) == [[3, 1], [2, 2]]
+    assert deal([1, 1000, 500, 500], 2, float) == [[1, 1000], [500, 500]]
