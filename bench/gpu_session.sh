@@ -4,6 +4,7 @@
 #   bash bench/gpu_session.sh main     # checks, ours vs baseline on the Qwen1.5-1.8B shape, a studio run
 #   bash bench/gpu_session.sh levers   # one lever off at a time
 #   bash bench/gpu_session.sh ab       # only the defaults vs the baseline, two rounds
+#   bash bench/gpu_session.sh profile  # where a step of the defaults spends its time (bench/step_profile.py)
 set -uo pipefail
 MODE=${1:-main}
 OUT=${OUT:-/tmp/gpu-out}
@@ -13,7 +14,10 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISA
 ARCH=/tmp/qwen1.5-1.8b-arch
 BENCH="python3 bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --json"
 
-if [ "$MODE" = ab ]; then  # the defaults against the baseline, A B A B
+if [ "$MODE" = profile ]; then  # GPU busy share and the costliest kernels, after warm-up (and compilation)
+    timeout 500 python3 bench/step_profile.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --rows 30 \
+        2>&1 | grep -v "it/s]" | tee "$OUT/profile.txt"
+elif [ "$MODE" = ab ]; then  # the defaults against the baseline, A B A B
     timeout 500 $BENCH --steps 16 --rounds 2 --sides baseline,ours 2>&1 | grep -v "it/s]" | tee "$OUT/ab.txt"
 elif [ "$MODE" = main ]; then
     { nvidia-smi; python3 -c "import torch, transformers, peft, bitsandbytes, liger_kernel, importlib.metadata as m
