@@ -33,7 +33,7 @@ def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
         per_device_train_batch_size=2, gradient_accumulation_steps=8, learning_rate=job["learning_rate"],
         max_steps=job["steps"], lr_scheduler_type="cosine", max_grad_norm=1.0, warmup_steps=0,
         logging_steps=1, save_strategy="no", report_to="none", seed=job["seed"], plot_loss=False,
-        include_num_input_tokens_seen="non_padding", bf16=cuda, fp16=False, use_cpu=not cuda,
+        include_num_input_tokens_seen="non_padding", bf16=job.get("bf16", cuda), fp16=False, use_cpu=not cuda,
         trust_remote_code=True, dataloader_num_workers=0, preprocessing_num_workers=None,
     )
     if job["quant"] == "4bit":

@@ -40,6 +40,9 @@ VARIANTS = {
     "ours-cached-compile": ({"compile": "on"}, {"cache_dequantized": "on"}, None),
     "ours-cached-no-gc-compile": ({"compile": "on", "gradient_checkpointing": "off"}, {"cache_dequantized": "on"}, None),
     "ours-one-lane": ({"micro_batch_lanes": 1}, {}, None),
+    "ours-bf16": ({"precision": "bf16"}, {}, None),
+    "ours-fp32": ({"precision": "fp32"}, {}, None),
+    "ours-peft-cast": ({}, {}, "peft_cast"),  # under autocast: peft casts each LoRA input to fp32 (a copy kept per layer)
     "ours-unbalanced": ({}, {}, "unbalanced"),  # consecutive groups handed to whichever lane is free
     "ours-plain-mlp": ({}, {}, "plain_mlp"),  # CPU: MLPs keep silu(gate) for the backward pass
     "ours-repeat-kv": ({}, {}, "repeat_kv"),  # CPU attention: key/value heads copied per query head
@@ -143,11 +146,12 @@ class PeakMemory:
         return result
 
 
-def _plan(args, training=None):
+def plan_for(args, training=None):
     from studio.config import QuantizationConfig, TrainingConfig
     from studio.modeling.compute import resolve_plan
 
-    return resolve_plan(QuantizationConfig(method=args.quant), training or TrainingConfig(), cuda=args.device == "cuda")
+    training = training or TrainingConfig(precision=args.precision)
+    return resolve_plan(QuantizationConfig(method=args.quant), training, cuda=args.device == "cuda")
 
 
 def _examples(args, model, model_path: str) -> list[Encoded]:
@@ -166,7 +170,7 @@ def _setup_baseline(args):
     from studio.config import LoraConfig, ModelConfig
     from studio.modeling.loader import attach_lora, load_base_model, resolve_model_path
 
-    plan = _plan(args)
+    plan = plan_for(args)
     model_config = ModelConfig(name_or_path=args.model_path)
     path = resolve_model_path(model_config)
     torch.manual_seed(SEED)
@@ -186,7 +190,7 @@ def _setup_ours(args, training, quantization_overrides: dict):
     from studio.modeling.loader import resolve_model_path, skip_bitsandbytes
     from studio.modeling.trainable import load_trainable_model
 
-    plan = _plan(args, training)
+    plan = plan_for(args, training)
     if not plan.quantize_4bit:
         skip_bitsandbytes()
     model_config = ModelConfig(name_or_path=args.model_path)
@@ -297,7 +301,7 @@ def run_ours(args, process_started: float, variant: str) -> dict:
     overrides, quantization_overrides, patch = VARIANTS[variant]
     training = TrainingConfig(
         learning_rate=LR, max_steps=args.steps, batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
-        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **overrides,
+        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **({"precision": args.precision} | overrides),
     )
     memory = PeakMemory(args.device)
     if patch:
@@ -390,4 +394,10 @@ def _head_chunk_small() -> None:
     label_loss.chunk_elements = lambda device: label_loss.CHUNK_ELEMENTS.get(device, 2**22)
 
 
-_PATCHES = {"ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits, "head_chunk_small": _head_chunk_small, "unbalanced": _unbalanced, "plain_mlp": _plain_mlp, "repeat_kv": _repeat_kv}
+def _peft_cast() -> None:
+    import studio.modeling.trainable as trainable
+
+    trainable.keep_inputs_uncast = lambda model: None
+
+
+_PATCHES = {"peft_cast": _peft_cast, "ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits, "head_chunk_small": _head_chunk_small, "unbalanced": _unbalanced, "plain_mlp": _plain_mlp, "repeat_kv": _repeat_kv}

@@ -49,7 +49,7 @@ def run_side(args, side: str) -> dict:
     if side == "llamafactory":
         return run_llamafactory(args)
     command = [sys.executable, str(HERE / "train_throughput.py"), "--child", side, "--model-path", args.model_path]
-    command += ["--device", args.device, "--quant", args.quant, "--steps", str(args.steps), "--data", args.data]
+    command += ["--device", args.device, "--quant", args.quant, "--steps", str(args.steps), "--data", args.data, "--precision", args.precision]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
     if args.device == "cpu" and side.startswith("ours") and side != "ours-system-malloc":
         from studio.allocator import with_fast_allocator
@@ -65,6 +65,7 @@ LF_TEMPLATES = {"embedded": "smollm2", "qwen1.5-1.8b-arch": "qwen"}
 def run_llamafactory(args) -> dict:
     """LLaMA-Factory itself, in its own venv (bench/setup_llamafactory.sh), on the same conversations."""
     import throughput_sides as sides
+    import torch
     from studio.config import ModelConfig
     from studio.modeling.loader import resolve_model_path
 
@@ -77,6 +78,7 @@ def run_llamafactory(args) -> dict:
         "model_path": str(resolve_model_path(ModelConfig(name_or_path=args.model_path))), "conversations": conversations,
         "template": args.lf_template or LF_TEMPLATES[args.model], "steps": args.steps, "device": args.device,
         "quant": args.quant, "learning_rate": sides.LR, "seed": sides.SEED,
+        "bf16": sides.plan_for(args).weight_dtype == torch.bfloat16,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as job_file:
         json.dump(job, job_file, ensure_ascii=False)
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--model", default="tiny", help="'tiny' (built here), 'embedded', 'qwen1.5-1.8b-arch' (random weights), or a hub id / folder")
     parser.add_argument("--quant", choices=["none", "4bit"], default="none")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="training.precision of every side (LLaMA-Factory: its compute type); 'auto' as the studio picks it")
     parser.add_argument("--data", choices=["demo", "synthetic"], help="the demo datasets, or alpaca_gpt4_zh-like lengths (default: synthetic for qwen1.5-1.8b-arch)")
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps of 2 x 8 examples per side")
     parser.add_argument("--rounds", type=int, default=2)
@@ -177,7 +180,7 @@ def main() -> None:
 
 def _summary(args, results: dict[str, list[dict]]) -> None:
     best = {side: max(runs, key=lambda r: r["tokens_per_s"]) for side, runs in results.items()}
-    print(f"\n{args.model} on {args.device} (quant {args.quant}, data {args.data}, {args.steps} steps x 16 examples), best round per side:")
+    print(f"\n{args.model} on {args.device} (quant {args.quant}, precision {args.precision}, data {args.data}, {args.steps} steps x 16 examples), best round per side:")
     references = {name: best[name] for name in REFERENCES if name in best}
     for side, r in best.items():
         ratio = f"  ratio {_ratios(r, references)}" if references and side not in REFERENCES else ""
@@ -195,7 +198,7 @@ def _summary(args, results: dict[str, list[dict]]) -> None:
                   + (f"; less work than (FLOP ratio) {work}" if work else ""))
     if args.json:
         summary = {side: {k: r[k] for k in r if k != "losses"} | {"last_loss": r["losses"][-1]} for side, r in best.items()}
-        print(json.dumps({"model": args.model, "device": args.device, "quant": args.quant, "data": args.data, "steps": args.steps, "best": summary, "runs": results}))
+        print(json.dumps({"model": args.model, "device": args.device, "quant": args.quant, "precision": args.precision, "data": args.data, "steps": args.steps, "best": summary, "runs": results}))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ class Worker:
         if not plan.quantize_4bit:
             skip_bitsandbytes()
         self._phase("loading_model", f"Preparing {config.model.name_or_path} ({plan.method})")
+        if plan.device == "cpu" and config.training.precision == "auto" and plan.weight_dtype == torch.bfloat16:
+            self._info("This CPU computes bf16 natively (AVX512-BF16 or AMX), so training.precision 'auto' trains in bf16, "
+                       "as the recipe does on a GPU; set it to fp32 to train in full precision.")
         model_path = resolve_model_path(config.model, progress=self._info)
         tokenizer = self.tokenizer = load_tokenizer(config.model, model_path)
         data = self._load_data(config, tokenizer)

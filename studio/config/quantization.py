@@ -22,7 +22,7 @@ class QuantizationConfig(Section):
     )
     compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = field(
         "auto",
-        "dtype of the dequantised matmuls; 'auto' is bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU.",
+        "dtype of the dequantised matmuls; 'auto' follows training.precision.",
         zh="计算精度",
         advanced=True,
     )

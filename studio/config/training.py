@@ -27,7 +27,7 @@ class TrainingConfig(Section):
     weight_decay: float = field(0.0, "AdamW weight decay.", zh="权重衰减", ge=0, advanced=True)
     max_grad_norm: float = field(1.0, "Clip the gradient norm to this value (0 disables).", zh="最大梯度范数", ge=0, advanced=True)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = field(
-        "auto", "Training precision; 'auto' is bf16 where supported, fp32 on CPU.", zh="训练精度", advanced=True
+        "auto", "Training precision; 'auto' is bf16 on GPUs and CPUs that compute it natively (AVX512-BF16, AMX), else fp16 on GPUs and fp32 on CPUs.", zh="训练精度", advanced=True
     )
     logging_steps: int = field(5, "Report the training loss every N optimizer steps.", zh="日志间隔", ge=1, advanced=True)
     eval_steps: int = field(20, "Evaluate on the validation split every N optimizer steps (and at the end).", zh="评估间隔", ge=1, advanced=True)

@@ -42,13 +42,18 @@ class ExportReport:
         return self.max_logit_diff <= self.tolerance
 
 
+def _merge_precision(dtype: str) -> str:
+    """The export's own 'auto': fp32 on CPU even where training picks bf16 there, so the merge adds no rounding."""
+    return "fp32" if dtype == "auto" and not torch.cuda.is_available() else dtype
+
+
 def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str], None] = lambda m: None) -> ExportReport:
     from studio.modeling.compute import resolve_plan
     from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
 
     started, info = time.time(), read_adapter(adapter_path)
     out_dir = _prepare_out_dir(Path(config.export.output_dir))
-    plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision=config.export.dtype))
+    plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype)))
     progress(f"Loading {config.model.name_or_path} in {plan.weight_dtype} (not quantised) and the adapter {info.name}")
     path = resolve_model_path(config.model, progress=progress)
     tokenizer = load_tokenizer(config.model, path)

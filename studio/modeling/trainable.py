@@ -36,6 +36,10 @@ def load_trainable_model(
         if use_lean_mlps(base):
             info("MLPs keep 2 of their 4 activations for the backward pass (silu recomputed).")
     peft_model = attach_lora(base, lora)
+    if plan.autocast:
+        keep_inputs_uncast(peft_model)
+    if plan.quantize_4bit and plan.device == "cpu":
+        keep_4bit_layout(peft_model)
     if plan.quantize_4bit:
         from studio.modeling.dequantized_cache import cache_dequantized_weights, should_cache
 
@@ -48,3 +52,27 @@ def load_trainable_model(
         count = compile_decoder_layers(peft_model)
         info(f"Compiling {count} decoder layers with torch.compile (the first steps include the compilation).")
     return peft_model
+
+
+def keep_inputs_uncast(model) -> None:
+    """Let autocast, not peft, match the dtypes of LoRA's matmuls.
+
+    peft casts each LoRA layer's bf16 input to its fp32 weights' dtype, and under autocast the
+    matmul casts it back: a new bf16 copy of the input per LoRA layer, kept for the backward
+    pass (q, k and v each keep one of the same hidden states). Uncast, they share the input.
+    """
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = False
+
+
+def keep_4bit_layout(model) -> None:
+    """Turn off bitsandbytes' AVX512-BF16 inference repacking in a model that trains.
+
+    On such CPUs a 4-bit layer repacks its weight in place on its first forward without
+    gradients (validation): two CPU lanes validating at once repack the same weight twice and
+    fail, and the repacked layout is meant for inference. Training keeps the original layout.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False

@@ -173,8 +173,8 @@ class Trainer:
             return self.token_losses(examples)
 
     def _autocast(self):
-        if self.plan.device == "cuda" and self.plan.weight_dtype != torch.float32:
-            return torch.autocast("cuda", dtype=self.plan.weight_dtype)
+        if self.plan.autocast:
+            return torch.autocast(self.plan.device, dtype=self.plan.weight_dtype)
         return contextlib.nullcontext()
 
     # -- logging, evaluation, checkpoints ------------------------------------------------

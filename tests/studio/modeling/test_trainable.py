@@ -23,7 +23,7 @@ def examples(tiny_tokenizer):
 
 def _losses_and_grads(tiny_model_dir, examples, lines=None, **settings):
     quantization = QuantizationConfig(method=settings.pop("method", "4bit"), cache_dequantized=settings.pop("cache", "off"))
-    training = TrainingConfig(gradient_checkpointing="off", **settings)
+    training = TrainingConfig(gradient_checkpointing="off", **({"precision": "fp32"} | settings))  # exact comparisons
     plan = resolve_plan(quantization, training, cuda=False)
     path = str(tiny_model_dir)
     torch.manual_seed(0)
@@ -42,6 +42,8 @@ def test_dequantised_cache_trains_on_the_same_values_as_4bit(tiny_model_dir, exa
     four_bit, losses, grads = _losses_and_grads(tiny_model_dir, examples)
     cached, cached_losses, cached_grads = _losses_and_grads(tiny_model_dir, examples, lines, cache="on")
     assert any(type(m).__name__ == "Linear4bit" for m in four_bit.modules())
+    # no in-place inference repacking of 4-bit weights (AVX512-BF16 CPUs) in a model that trains in lanes
+    assert not any(getattr(m, "support_avx512bf16_for_cpu", False) for m in four_bit.modules())
     assert not any(type(p).__name__ == "Params4bit" for p in cached.parameters()), "the 4-bit copies are freed"
     assert any("dequantised copies of" in line for line in lines)
     torch.testing.assert_close(cached_losses, losses, atol=1e-5, rtol=0)

@@ -1,4 +1,5 @@
-"""The training loop learns the same whether a step's examples are packed or padded."""
+"""The training loop learns the same whether a step's examples are packed or padded, in one
+lane or two, and in bf16 on a CPU about what it learns in fp32."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _train(tiny_model_dir, examples, tmp_path, **training) -> tuple[list[float],
     model = get_peft_model(base, PeftLoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     config = TrainingConfig(
         learning_rate=5e-3, max_steps=4, batch_size=2, gradient_accumulation_steps=3,
-        logging_steps=1, eval_steps=2, save_steps=1000, **training,
+        logging_steps=1, eval_steps=2, save_steps=1000, **({"precision": "fp32"} | training),
     )
     plan = resolve_plan(QuantizationConfig(method="none"), config, cuda=False)
     losses, evals = [], []
@@ -62,3 +63,14 @@ def test_lanes_learn_what_one_lane_learns_and_repeat_exactly(tiny_model_dir, exa
     for ours, reference in zip(two[0] + two[1], one[0] + one[1]):
         assert ours == pytest.approx(reference, abs=1e-4)
     assert two == again  # gradients are added in micro-batch order, not in the order lanes finish
+
+
+def test_bf16_on_cpu_follows_the_fp32_curve_and_repeats_exactly(tiny_model_dir, examples, tmp_path):
+    fp32 = _train(tiny_model_dir, examples, tmp_path / "a", micro_batch_tokens=120, micro_batch_lanes=2)
+    bf16 = _train(tiny_model_dir, examples, tmp_path / "b", micro_batch_tokens=120, micro_batch_lanes=2, precision="bf16")
+    again = _train(tiny_model_dir, examples, tmp_path / "c", micro_batch_tokens=120, micro_batch_lanes=2, precision="bf16")
+    assert bf16 != fp32, "bf16 ran as bf16 (autocast on the CPU)"
+    for ours, reference in zip(bf16[0] + bf16[1], fp32[0] + fp32[1]):
+        assert ours == pytest.approx(reference, abs=0.05)
+    assert bf16[0][-1] < bf16[0][0]
+    assert bf16 == again
