@@ -57,7 +57,7 @@ def _pick_dtype(choice: str, cuda: bool) -> torch.dtype:
 
 
 def cpu_computes_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): there bf16 matmuls run
-    2-3x faster than fp32 ones (measured on an AVX512-BF16 AMD EPYC, docs/benchmarks.md)."""
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): there bf16 matmuls run about
+    twice as fast as fp32 ones (bench/cpu_matmul.py; docs/benchmarks.md)."""
     probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return any(probe() for probe in probes if probe is not None)
