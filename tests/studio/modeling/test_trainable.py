@@ -84,3 +84,31 @@ def test_compiled_layers_compute_what_eager_layers_compute(tiny_model_dir, examp
     assert any("Compiling" in line for line in lines)
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)
     torch.testing.assert_close(compiled_grads, eager_grads, atol=1e-4, rtol=1e-3)
+
+
+def test_under_autocast_lora_inputs_are_shared_not_cast(tiny_model_dir, examples):
+    training = TrainingConfig(precision="bf16", gradient_checkpointing="off")
+    quantization = QuantizationConfig(method="none")
+    plan = resolve_plan(quantization, training, cuda=False)
+    path = str(tiny_model_dir)
+    model = load_trainable_model(ModelConfig(name_or_path=path), quantization, training, LoraConfig(), path, plan)
+    lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert lora_layers and not any(m.cast_input_dtype_enabled for m in lora_layers)
+
+    def losses_and_kept(cast: bool):
+        for layer in lora_layers:
+            layer.cast_input_dtype_enabled = cast
+        kept = {}
+
+        def keep(tensor):
+            kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", torch.bfloat16):
+            losses = TokenLosses(model, "cpu", packing=True, token_budget=10**6, batch_size=2)(examples[:3])
+        return losses.detach(), sum(kept.values())
+
+    cast_losses, cast_kept = losses_and_kept(True)
+    shared_losses, shared_kept = losses_and_kept(False)
+    torch.testing.assert_close(shared_losses, cast_losses, atol=0, rtol=0)
+    assert shared_kept < cast_kept
