@@ -1,102 +1,116 @@
-"""`qlora-studio`: the command line. The train flags are generated from the typed config."""
+"""`qlora-studio`: the command line. The train flags are generated from the typed config.
+
+Every command goes through the same front door as the web UI (studio.api.Studio), without a
+workspace: the machine's own user may name any path. A StudioError is printed as one line
+(exit 2); Ctrl-C exits quietly (130); anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import typing
 from pathlib import Path
 
-from studio.config import ConfigError, RunConfig
+from studio.config import RunConfig
 from studio.config.base import Section
+from studio.errors import StudioError
+
+CONFIG_USAGE = "%(prog)s [CONFIG] [--SECTION.FIELD VALUE ...]   (--help lists every field)"
+_NUMBER = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = _attach_negative_values(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return args.handler(args)
-    except ConfigError as error:
+    except StudioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # a readable line beats a traceback for expected failures
-        from studio.data.registry import DataError
-        from studio.device_lock import DeviceBusy
-        from studio.modeling.loader import ModelLoadError
-        from studio.service import RunNotFound
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
 
-        from studio.chat import AdapterError, EngineError
 
-        if isinstance(error, (DataError, ModelLoadError, DeviceBusy, RunNotFound, AdapterError, EngineError, ValueError)):
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        raise
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--training.learning_rate -1e-3` would read as a flag: join such values as `--flag=-1e-3`."""
+    joined, index = [], 0
+    while index < len(argv):
+        token = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if token.startswith("--") and "=" not in token and following is not None and _NUMBER.match(following):
+            joined.append(f"{token}={following}")
+            index += 2
+        else:
+            joined.append(token)
+            index += 1
+    return joined
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qlora-studio", description="Fine-tune chat LLMs with QLoRA.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a LoRA adapter from a YAML config and/or flags")
+    def command(name: str, helptext: str, handler, config_flags: bool = False) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=helptext, description=helptext, usage=CONFIG_USAGE if config_flags else None,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    train = command("train", "train a LoRA adapter from a YAML config and/or flags", _train, config_flags=True)
     train.add_argument("config", nargs="?", help="YAML config (flags override its values)")
     train.add_argument("--detach", action="store_true", help="start the run and return without following it")
     train.add_argument("--runs-dir", help="folder of run folders (default: training.output_dir)")
     _add_config_flags(train)
-    train.set_defaults(handler=_train)
 
-    runs = commands.add_parser("runs", help="list runs and their status")
-    runs.add_argument("--runs-dir", default="runs")
-    runs.set_defaults(handler=_runs)
+    runs = command("runs", "list runs and their status", _runs)
+    runs.add_argument("--runs-dir", default="runs", help="folder of run folders")
 
-    for name, helptext, handler in (
-        ("abort", "checkpoint and stop a running run", _abort),
-        ("resume", "continue an aborted or failed run from its latest checkpoint", _resume),
-    ):
-        command = commands.add_parser(name, help=helptext)
-        command.add_argument("run_id")
-        command.add_argument("--runs-dir", default="runs")
-        command.set_defaults(handler=handler)
+    abort = command("abort", "checkpoint and stop a running run", _abort)
+    resume = command("resume", "continue an aborted or failed run from a checkpoint", _resume)
+    resume.add_argument("--checkpoint", type=int, metavar="STEP",
+                        help="the step of the checkpoint to continue from (default: the newest one that loads)")
+    for sub in (abort, resume):
+        sub.add_argument("run_id")
+        sub.add_argument("--runs-dir", default="runs", help="folder of run folders")
 
-    config = commands.add_parser("config", help="print a config as YAML and as the equivalent command")
-    config.add_argument("config", nargs="?")
+    config = command("config", "print a config as YAML and as the equivalent command", _config, config_flags=True)
+    config.add_argument("config", nargs="?", help="YAML config")
     _add_config_flags(config)
-    config.set_defaults(handler=_config)
 
-    preview = commands.add_parser("preview", help="show the first rows and size of the configured datasets")
-    preview.add_argument("config", nargs="?")
-    preview.add_argument("--rows", type=int, default=3)
+    preview = command("preview", "show the first rows and size of the configured datasets", _preview, config_flags=True)
+    preview.add_argument("config", nargs="?", help="YAML config")
+    preview.add_argument("--rows", type=int, default=3, help="rows shown per dataset")
     _add_config_flags(preview)
-    preview.set_defaults(handler=_preview)
 
-    chat = commands.add_parser("chat", help="chat with the base model and/or an adapter in the terminal")
+    chat = command("chat", "chat with the base model and/or an adapter in the terminal", _chat, config_flags=True)
     chat.add_argument("--config", help="YAML config (model, quantization, generation sections are used)")
     chat.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
     chat.add_argument("--compare", action="store_true", help="answer with the base model and the adapter, labelled")
     chat.add_argument("--prompt", help="ask once, print the answer(s) and exit")
     _add_config_flags(chat)
-    chat.set_defaults(handler=_chat)
 
-    evaluate = commands.add_parser("eval", help="eval loss, perplexity, BLEU-4 and ROUGE of the base and/or an adapter")
+    evaluate = command("eval", "eval loss, perplexity, BLEU-4 and ROUGE of the base and/or an adapter", _eval, config_flags=True)
     evaluate.add_argument("config", nargs="?", help="YAML config (model, data, generation, evaluation sections)")
     evaluate.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
     evaluate.add_argument("--compare", action="store_true", help="score the base model too, on the same samples")
     _add_config_flags(evaluate)
-    evaluate.set_defaults(handler=_eval)
 
-    export = commands.add_parser("export", help="merge an adapter into its base and save a standard model folder")
+    export = command("export", "merge an adapter into its base and save a standard model folder", _export, config_flags=True)
     export.add_argument("config", nargs="?", help="YAML config (model and export sections)")
     export.add_argument("--adapter", required=True, help="LoRA adapter folder")
-    export.add_argument("--out", help="output folder (export.output_dir)")
+    export.add_argument("--out", help="output folder (default: export.output_dir)")
     _add_config_flags(export)
-    export.set_defaults(handler=_export)
 
-    webui = commands.add_parser("webui", help="serve the studio in the browser")
-    webui.add_argument("--host", default="127.0.0.1")
-    webui.add_argument("--port", type=int, default=7860)
-    webui.add_argument("--auth", help="require a login, as user:password")
-    webui.add_argument("--runs-dir", default="runs")
-    webui.add_argument("--config", help="YAML config whose values fill the form at start")
-    webui.set_defaults(handler=_webui)
+    from studio.serving import add_serve_flags
+
+    webui = command("webui", "serve the studio in the browser", _webui)
+    add_serve_flags(webui)
     return parser
 
 
@@ -106,15 +120,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         section_type = section_field.annotation
         group = parser.add_argument_group(section_name)
         if not (isinstance(section_type, type) and issubclass(section_type, Section)):
-            group.add_argument(f"--{section_name}", dest=f"set:{section_name}", metavar="VALUE", help=section_field.description)
+            group.add_argument(f"--{section_name}", dest=f"set:{section_name}", metavar="VALUE", default=argparse.SUPPRESS,
+                               help=f"{section_field.description} (default: {section_field.default})")
             continue
         for name, info in section_type.model_fields.items():
             choices = _choices(info.annotation)
             hint = f" One of: {', '.join(map(str, choices))}." if choices else ""
             group.add_argument(
-                f"--{section_name}.{name}",
-                dest=f"set:{section_name}.{name}",
-                metavar="VALUE",
+                f"--{section_name}.{name}", dest=f"set:{section_name}.{name}", metavar="VALUE", default=argparse.SUPPRESS,
                 help=f"{info.description}{hint} (default: {info.default})".replace("%", "%%"),
             )
 
@@ -131,49 +144,51 @@ def _load_config(args) -> RunConfig:
     return config.with_overrides(overrides) if overrides else config
 
 
+def _studio(runs_dir: str):
+    from studio.api import Studio
+
+    return Studio(runs_dir)
+
+
 def _train(args) -> int:
     from studio.follow import follow_run
-    from studio.service import TrainingService
 
     config = _load_config(args)
-    service = TrainingService(args.runs_dir or config.training.output_dir)
-    run_id = service.start(config)
-    print(f"Started run {run_id} in {service.runs_dir / run_id}")
+    studio = _studio(args.runs_dir or config.training.output_dir)
+    run_id = studio.start(config)
+    print(f"Started run {run_id} in {studio.runs_dir / run_id}")
     if args.detach:
         return 0
-    return follow_run(service, run_id)
+    return follow_run(studio.service, run_id)
 
 
 def _runs(args) -> int:
-    from studio.service import TrainingService
-
-    runs = TrainingService(args.runs_dir).list_runs()
+    runs = _studio(args.runs_dir).runs()
     if not runs:
         print(f"No runs in {Path(args.runs_dir).resolve()}")
         return 0
-    print(f"{'RUN':40} {'STATE':9} {'STEP':>11} {'DEVICE':6} MESSAGE")
+    print(f"{'RUN':40} {'STATE':10} {'STEP':>11} {'DEVICE':6} MESSAGE")
     for status in runs:
         steps = f"{status.step}/{status.total_steps or '?'}"
-        print(f"{status.run_id:40} {status.state:9} {steps:>11} {status.device or '-':6} {status.message[:60]}")
+        print(f"{status.run_id:40} {status.state:10} {steps:>11} {status.device or '-':6} {status.message[:80]}")
     return 0
 
 
 def _abort(args) -> int:
-    from studio.service import TrainingService
-
-    service = TrainingService(args.runs_dir)
-    service.abort(args.run_id)
+    _studio(args.runs_dir).abort(args.run_id)
     print(f"Asked run {args.run_id} to checkpoint and stop.")
     return 0
 
 
 def _resume(args) -> int:
     from studio.follow import follow_run
-    from studio.service import TrainingService
 
-    service = TrainingService(args.runs_dir)
-    service.resume(args.run_id)
-    return follow_run(service, args.run_id)
+    studio = _studio(args.runs_dir)
+    plan = studio.resume(args.run_id, args.checkpoint)
+    for note in plan.skipped:
+        print(f"[warning] {note}")
+    print(f"Resuming run {args.run_id} from {plan.checkpoint} (step {plan.step}).")
+    return follow_run(studio.service, args.run_id)
 
 
 def _config(args) -> int:
@@ -200,12 +215,9 @@ def _chat(args) -> int:
 def _eval(args) -> int:
     import json
 
-    from studio.chat import ChatEngine
-    from studio.evaluation.runner import evaluate
-
     config = _load_config(args)
-    report = evaluate(
-        ChatEngine(), config, args.adapter, args.compare,
+    report = _studio(config.training.output_dir).evaluate(
+        config, args.adapter, args.compare,
         progress=lambda e: print(f"[{e.stage}] {e.done}/{e.total}", file=sys.stderr, flush=True),
     )
     print(f"Results in {report.out_dir}", file=sys.stderr)
@@ -214,16 +226,12 @@ def _eval(args) -> int:
 
 
 def _export(args) -> int:
-    from studio.export.merge import ExportError, export_merged
-
     config = _load_config(args)
     if args.out:
         config = config.with_overrides({"export.output_dir": args.out})
-    try:
-        report = export_merged(config, args.adapter, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    report = _studio(config.training.output_dir).export(
+        config, args.adapter, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
     print(f"Exported to {report.out_dir} ({report.dtype}); reload check: max logit difference {report.max_logit_diff:.3g} "
           f"<= {report.tolerance:g}. Files: {', '.join(report.files)}")
     return 0
@@ -232,13 +240,16 @@ def _export(args) -> int:
 def _webui(args) -> int:
     import os
 
+    from studio.serving import AUTH_ENV, options_from, to_argv
+
     # The UI lives in the `app` package, which the backend never imports: hand the process over to it.
-    command = [sys.executable, "-m", "app", "--host", args.host, "--port", str(args.port), "--runs-dir", args.runs_dir]
+    # A password travels in the environment, never in the server's command line (which `ps` shows).
+    env = dict(os.environ)
     if args.auth:
-        command += ["--auth", args.auth]
-    if args.config:
-        command += ["--config", args.config]
-    os.execv(sys.executable, command)
+        print("warning: --auth puts the password on the command line, where every local user can read it (ps); "
+              f"use {AUTH_ENV}=user:password or --auth-file instead.", file=sys.stderr)
+        env[AUTH_ENV] = args.auth
+    os.execve(sys.executable, [sys.executable, "-m", "app", *to_argv(options_from(args))], env)
     return 0
 
 

@@ -12,11 +12,12 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
+from studio.errors import StudioError
 from studio.paths import cache_dir
 from studio.processes import is_alive
 
 
-class DeviceBusy(RuntimeError):
+class DeviceBusy(StudioError):
     def __init__(self, device: str, run_dir: str):
         self.device, self.run_dir = device, run_dir
         super().__init__(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from studio.events import TERMINAL
+from studio.events import TERMINAL, Aborted, Checkpoint, Eval, Event, Failed, Finished, Log, Phase, Started, Step
+from studio.run_folder import ENDED_STATES
 
 
 def format_duration(seconds: float | None, unknown: str = "?") -> str:
@@ -15,51 +16,58 @@ def format_duration(seconds: float | None, unknown: str = "?") -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-def describe(event) -> str | None:
-    kind = event.type
-    if kind == "phase":
-        return f"[{event.name}] {event.message}"
-    if kind == "started":
-        return (
-            f"[started] {event.method} on {event.device}; {event.trainable_params:,} of {event.total_params:,} "
-            f"parameters trainable; {event.train_examples} train / {event.val_examples} validation examples; "
-            f"{event.total_steps} steps"
-        )
-    if kind == "step":
-        return (
-            f"step {event.step}/{event.total_steps}  epoch {event.epoch:.2f}  loss {event.loss:.4f}  "
-            f"lr {event.learning_rate:.2e}  {event.tokens_per_second:.0f} tok/s  "
-            f"elapsed {format_duration(event.elapsed_s)}  eta {format_duration(event.eta_s)}"
-        )
-    if kind == "eval":
-        return f"eval  step {event.step}  eval_loss {event.eval_loss:.4f}  (best {event.best_eval_loss:.4f})"
-    if kind == "checkpoint":
-        return f"[checkpoint] step {event.step} -> {event.path}"
-    if kind == "log":
-        return f"[{event.level}] {event.message}"
-    if kind == "finished":
-        return f"[finished] {event.step} steps in {format_duration(event.elapsed_s)}; adapter: {event.adapter_dir}"
-    if kind == "failed":
-        return f"[failed] {event.error}\n{event.traceback[-1500:]}"
-    if kind == "aborted":
-        return f"[aborted] at step {event.step}; checkpoint: {event.checkpoint or 'none'}"
-    return None  # gpu readings are for charts, not the terminal
+def describe(event: Event) -> str | None:
+    """One line for a person; None for events that only charts show (GPU readings, evaluation progress)."""
+    match event:
+        case Phase():
+            return f"[{event.name}] {event.message}"
+        case Started():
+            return (
+                f"[started] {event.method} on {event.device}; {event.trainable_params:,} of {event.total_params:,} "
+                f"parameters trainable; {event.train_examples} train / {event.val_examples} validation examples; "
+                f"{event.total_steps} steps"
+            )
+        case Step():
+            return (
+                f"step {event.step}/{event.total_steps}  epoch {event.epoch:.2f}  loss {event.loss:.4f}  "
+                f"lr {event.learning_rate:.2e}  {event.tokens_per_second:.0f} tok/s  "
+                f"elapsed {format_duration(event.elapsed_s)}  eta {format_duration(event.eta_s)}"
+            )
+        case Eval():
+            return f"eval  step {event.step}  eval_loss {event.eval_loss:.4f}  (best {event.best_eval_loss:.4f})"
+        case Checkpoint():
+            return f"[checkpoint] step {event.step} -> {event.path}"
+        case Log():
+            return f"[{event.level}] {event.message}"
+        case Finished():
+            return f"[finished] {event.step} steps in {format_duration(event.elapsed_s)}; adapter: {event.adapter_dir}"
+        case Failed():
+            return f"[failed] {event.error}\n{event.traceback[-1500:]}"
+        case Aborted():
+            return f"[aborted] at step {event.step}; checkpoint: {event.checkpoint or 'none'}"
+    return None
 
 
 def follow_run(service, run_id: str, poll_s: float = 0.5, out=print) -> int:
-    """Print the run's events until its attempt ends; exit code 0 only when it finished."""
-    offset, interrupted = 0, False
+    """Print the run's events until its attempt ends; exit code 0 only when it finished.
+
+    The status decides when the run has ended, so a run whose folder could no longer take its
+    last event (disk full) still ends here, with the reason the service worked out.
+    """
+    offset, interrupted, ended_by_event = 0, False, False
     while True:
         try:
             events, offset = service.read_events(run_id, offset)
             for event in events:
+                ended_by_event = isinstance(event, TERMINAL) or (ended_by_event and not _begins_attempt(event))
                 line = describe(event)
                 if line:
                     out(line)
-            if events and isinstance(events[-1], TERMINAL) and service.status(run_id).state in ("finished", "failed", "aborted"):
-                return 0 if events[-1].type == "finished" else 1
-            if not events and service.status(run_id).state in ("finished", "failed", "aborted"):
-                return 0 if service.status(run_id).state == "finished" else 1
+            status = service.status(run_id)
+            if status.state in ENDED_STATES and not service.read_events(run_id, offset)[0]:
+                if not ended_by_event:
+                    out(f"[{status.state}] {status.message}")
+                return 0 if status.state == "finished" else 1
             time.sleep(poll_s)
         except KeyboardInterrupt:
             if interrupted:
@@ -67,3 +75,7 @@ def follow_run(service, run_id: str, poll_s: float = 0.5, out=print) -> int:
             interrupted = True
             out("Asking the run to save a checkpoint and stop (Ctrl-C again to stop watching)...")
             service.abort(run_id)
+
+
+def _begins_attempt(event: Event) -> bool:
+    return isinstance(event, Started) or isinstance(event, Phase) and event.name == "loading_model"

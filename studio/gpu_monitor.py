@@ -76,5 +76,9 @@ class GpuSampler:
         while not self._stop.is_set():
             readings = self._reader()
             if readings:
-                self._emit(Gpu(gpus=readings))
+                try:
+                    self._emit(Gpu(gpus=readings))
+                except OSError:
+                    return  # the run folder takes no more writes; the worker reports why
+
             self._stop.wait(self._interval)

@@ -6,9 +6,10 @@ watcher never re-reads a whole events file on every tick.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
-from studio.events import TERMINAL, Event
+from studio.events import Aborted, Eval, Event, Failed, Finished, Gpu, Phase, Started, Step
 
 MAX_LOG_LINES = 200
 
@@ -21,6 +22,11 @@ class Series:
     def add(self, x: float, y: float) -> None:
         self.x.append(x)
         self.y.append(y)
+
+    def keep_until(self, x: float) -> None:
+        """Drop the points after `x`: a resumed attempt replays the steps after its checkpoint."""
+        kept = sum(1 for value in self.x if value <= x)
+        del self.x[kept:], self.y[kept:]
 
 
 @dataclass
@@ -45,6 +51,7 @@ class RunHistory:
     outcome: str | None = None  # finished | failed | aborted for the latest attempt
     error: str | None = None
     log: list[str] = field(default_factory=list)
+    resumed_at: list[int] = field(default_factory=list)  # steps where a resumed attempt took over
     _t0: float | None = None
 
     def update(self, events: list[Event], new_offset: int) -> "RunHistory":
@@ -59,55 +66,56 @@ class RunHistory:
 
     def _apply(self, event: Event) -> None:
         self._t0 = self._t0 if self._t0 is not None else event.time
-        handler = getattr(self, f"_on_{event.type}", None)
-        if handler:
-            handler(event)
+        match event:
+            case Phase():
+                self.phase = event.name
+                if event.name == "loading_model":
+                    self.outcome, self.error = None, None  # a new attempt (resume) begins
+            case Started():
+                self._on_started(event)
+            case Step():
+                self._on_step(event)
+            case Eval():
+                self.eval_loss.add(event.step, event.eval_loss)
+            case Gpu():
+                self._on_gpu(event)
+            case Finished():
+                self.outcome, self.step, self.eta_s = "finished", event.step, 0.0
+            case Failed():
+                self.outcome, self.error = "failed", event.error
+            case Aborted():
+                self.outcome = "aborted"
         line = _log_line(event)
         if line:
             self.log = (self.log + [line])[-MAX_LOG_LINES:]
 
-    def _on_phase(self, event) -> None:
-        self.phase = event.name
-        if event.name == "loading_model":
-            self.outcome, self.error = None, None  # a new attempt (resume) begins
-
-    def _on_started(self, event) -> None:
+    def _on_started(self, event: Started) -> None:
         self.total_steps, self.method, self.device = event.total_steps, event.method, event.device
         self.step = event.start_step
+        if event.start_step > 0 or event.attempt > 1:
+            for series in (self.loss, self.eval_loss, self.learning_rate):
+                series.keep_until(event.start_step)
+            self.resumed_at.append(event.start_step)
 
-    def _on_step(self, event) -> None:
+    def _on_step(self, event: Step) -> None:
         self.loss.add(event.step, event.loss)
         self.learning_rate.add(event.step, event.learning_rate)
         self.rss_mib.add(round(event.time - self._t0, 2), event.rss_mib)
         self.step, self.total_steps = event.step, event.total_steps
         self.elapsed_s, self.eta_s, self.tokens_per_second = event.elapsed_s, event.eta_s, event.tokens_per_second
 
-    def _on_eval(self, event) -> None:
-        self.eval_loss.add(event.step, event.eval_loss)
-
-    def _on_gpu(self, event) -> None:
+    def _on_gpu(self, event: Gpu) -> None:
         for reading in event.gpus:
             self.gpu_used_mib.setdefault(reading.index, Series()).add(round(event.time - self._t0, 2), reading.used_mib)
             self.gpu_total_mib[reading.index] = reading.total_mib
             self.gpu_names[reading.index] = reading.name
 
-    def _on_finished(self, event) -> None:
-        self.outcome, self.step, self.eta_s = "finished", event.step, 0.0
-
-    def _on_failed(self, event) -> None:
-        self.outcome, self.error = "failed", event.error
-
-    def _on_aborted(self, event) -> None:
-        self.outcome = "aborted"
-
 
 def _log_line(event: Event) -> str | None:
     from studio.follow import describe
 
-    if event.type in ("gpu",):
-        return None
     line = describe(event)
-    if line and isinstance(event, TERMINAL) and event.type == "failed":
+    if line and isinstance(event, Failed):
         return line.splitlines()[0]
     return line
 
@@ -119,3 +127,39 @@ def smooth(values: list[float], weight: float = 0.8) -> list[float]:
         average = weight * average + (1 - weight) * value
         smoothed.append(average / (1 - weight**index))
     return smoothed
+
+
+class HistoryCache:
+    """One folded history per run, shared by every page that watches it.
+
+    Twenty open pages polling a run read its new events once, not twenty times; each caller gets
+    a snapshot that never changes under it (a new one whenever events arrive).
+    """
+
+    def __init__(self, read_events, capacity: int = 32):
+        self._read_events = read_events  # (run_id, offset) -> (events, new offset)
+        self._capacity = capacity
+        self._working: dict[str, RunHistory] = {}
+        self._snapshots: dict[str, RunHistory] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str) -> RunHistory:
+        import copy
+
+        with self._lock:
+            working = self._working.pop(run_id, None) or RunHistory(run_id)
+            self._working[run_id] = working  # most recently used last
+            events, offset = self._read_events(run_id, working.offset)
+            if events or run_id not in self._snapshots:
+                working.update(events, offset)
+                self._snapshots[run_id] = copy.deepcopy(working)
+            while len(self._working) > self._capacity:
+                oldest = next(iter(self._working))
+                del self._working[oldest]
+                self._snapshots.pop(oldest, None)
+            return self._snapshots[run_id]
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            self._working.pop(run_id, None)
+            self._snapshots.pop(run_id, None)

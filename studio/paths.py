@@ -17,10 +17,13 @@ def cache_dir() -> Path:
     return base
 
 
-def resolve_dataset_dir(dataset_dir: str) -> Path:
-    """A relative dataset_dir that does not exist from here falls back to the bundled data/."""
+def resolve_dataset_dir(dataset_dir: str, base: Path | None = None) -> Path:
+    """A relative dataset_dir that does not exist from `base` (default: here) falls back to the bundled data/."""
     path = Path(dataset_dir).expanduser()
-    if path.is_absolute() or path.exists():
+    if path.is_absolute():
         return path
+    local = base / path if base is not None else path
+    if local.exists():
+        return local
     bundled = REPO_ROOT / path
-    return bundled if bundled.exists() else path
+    return bundled if bundled.exists() else local

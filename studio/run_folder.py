@@ -1,30 +1,42 @@
 """A run folder is the truth about a run: config, events, status, checkpoints, adapter, log.
 
-    RUN_DIR/config.yaml         the RunConfig the worker trains with
+    RUN_DIR/config.yaml         the RunConfig the user chose, exactly
     RUN_DIR/events.jsonl        append-only protocol (studio.events)
-    RUN_DIR/status.json         latest state, replaced atomically
+    RUN_DIR/status.json         latest state and runtime facts (pid, attempt, checkpoint resumed from)
     RUN_DIR/worker.log          the worker's stdout and stderr
     RUN_DIR/checkpoints/        resumable checkpoints, checkpoint-STEP/
     RUN_DIR/adapter/            the final PEFT adapter and tokenizer
     RUN_DIR/val.jsonl           the validation conversations, for later evaluation
+
+Writers never leave half a line or half a file behind: an event that cannot be written
+whole (disk full, file-size limit) is cut back out, and status.json is replaced atomically.
 """
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from studio.config import RunConfig
-from studio.events import TERMINAL, Event, dump_event, parse_event
+from studio.errors import StudioError
+from studio.events import TERMINAL, Event, Log, dump_event, parse_event
 
-RunState = Literal["starting", "running", "finished", "failed", "aborted"]
+RunState = Literal["starting", "running", "finished", "failed", "aborted", "unreadable"]
 FINAL_STATES = ("finished", "failed", "aborted")
+ENDED_STATES = FINAL_STATES + ("unreadable",)  # nothing more will happen without the user
+CHECKPOINT_STATE = "state.json"  # written last into a checkpoint: its presence marks a complete one
+RESERVE_BYTES = 256 * 1024
+
+
+class RunUnreadable(StudioError):
+    """A run folder whose files cannot be read; the message names the file and why."""
 
 
 class RunStatus(BaseModel):
@@ -36,8 +48,22 @@ class RunStatus(BaseModel):
     device: str | None = None
     step: int = 0
     total_steps: int | None = None
+    resume_from: str | None = None  # the checkpoint the current attempt continues from
     message: str = ""
     updated: float = 0.0
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(Path(path).name.rsplit("-", 1)[1])
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints in `folder`, newest first."""
+    found = [
+        p for p in Path(folder).glob("checkpoint-*")
+        if p.name.rsplit("-", 1)[1].isdigit() and (p / CHECKPOINT_STATE).is_file()
+    ]
+    return sorted(found, key=checkpoint_step, reverse=True)
 
 
 class RunFolder:
@@ -56,6 +82,7 @@ class RunFolder:
     checkpoints_dir = property(lambda self: self.path / "checkpoints")
     adapter_dir = property(lambda self: self.path / "adapter")
     val_file = property(lambda self: self.path / "val.jsonl")
+    reserve_file = property(lambda self: self.path / ".reserve")
 
     def exists(self) -> bool:
         return self.config_file.is_file()
@@ -63,17 +90,39 @@ class RunFolder:
     def load_config(self) -> RunConfig:
         return RunConfig.from_yaml(self.config_file)
 
+    # -- events -------------------------------------------------------------------------
+
     def append(self, event: Event) -> None:
         line = dump_event(event).encode("utf-8")
         with self._lock:  # the GPU sampler thread writes too
             fd = os.open(self.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line)  # one write per line: readers never see half a line from us
+                size = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, line)
+                except OSError:
+                    _truncate_quietly(fd, size)  # readers must never meet half an event
+                    raise
             finally:
                 os.close(fd)
 
+    def repair_tail(self) -> None:
+        """Cut an incomplete last line (its writer is dead) so that the next event starts on its own line."""
+        try:
+            with open(self.events_file, "rb+") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - 65536))
+                tail = handle.read()
+                if tail and not tail.endswith(b"\n"):
+                    handle.truncate(size - len(tail) + tail.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
+
     def read_events(self, offset: int = 0) -> tuple[list[Event], int]:
-        """Complete events written after byte `offset`, and the offset to pass next time."""
+        """Complete events written after byte `offset`, and the offset to pass next time.
+
+        A damaged line becomes a warning in the log instead of breaking every reader of the run.
+        """
         try:
             with open(self.events_file, "rb") as handle:
                 handle.seek(offset)
@@ -81,45 +130,111 @@ class RunFolder:
         except FileNotFoundError:
             return [], offset
         end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
-        events = [parse_event(line) for line in data[:end].splitlines() if line.strip()]
+        events: list[Event] = []
+        for line in data[:end].splitlines():
+            if line.strip():
+                events.append(_parse_or_warn(line))
         return events, offset + end
 
-    def last_attempt_ended(self) -> bool:
-        """Whether the latest attempt already has its terminal event."""
+    def last_terminal(self) -> Event | None:
+        """The terminal event of the latest attempt, None while it has none."""
         events, _ = self.read_events()
         for event in reversed(events):
             if isinstance(event, TERMINAL):
-                return True
+                return event
             if event.type == "started" or event.type == "phase" and event.name == "loading_model":
-                return False
-        return False
+                return None
+        return None
+
+    def last_attempt_ended(self) -> bool:
+        return self.last_terminal() is not None
+
+    # -- status -------------------------------------------------------------------------
 
     def read_status(self) -> RunStatus | None:
+        """The status, None when there is none yet; RunUnreadable when the file is damaged or unreadable."""
         try:
-            return RunStatus.model_validate_json(self.status_file.read_text())
-        except (FileNotFoundError, ValueError):
+            return RunStatus.model_validate_json(self.status_file.read_bytes())
+        except FileNotFoundError:
             return None
+        except (OSError, ValidationError) as error:
+            raise RunUnreadable(f"{self.status_file} cannot be read: {_first_line(error)}") from None
 
     def write_status(self, status: RunStatus) -> None:
         status.updated = time.time()
         temporary = self.status_file.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
-        temporary.write_text(status.model_dump_json(indent=2))
-        os.replace(temporary, self.status_file)
+        try:
+            temporary.write_text(status.model_dump_json(indent=2))
+            os.replace(temporary, self.status_file)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def exclusive(self):
+        """Serialise processes that decide the run's end. Locks the folder itself: no file has to be created."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- space kept for the last words ---------------------------------------------------
+
+    def reserve_space(self) -> None:
+        """Hold a little disk space, so that a run that fills the disk can still record why it failed."""
+        try:
+            with open(self.reserve_file, "wb") as handle:
+                handle.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            self.release_reserve()
+
+    def release_reserve(self) -> None:
+        try:
+            self.reserve_file.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    # -- checkpoints and log -------------------------------------------------------------
+
+    def checkpoints(self) -> list[Path]:
+        return list_checkpoints(self.checkpoints_dir)
 
     def latest_checkpoint(self) -> Path | None:
-        checkpoints = sorted(
-            (p for p in self.checkpoints_dir.glob("checkpoint-*") if (p / "state.json").is_file()),
-            key=lambda p: int(p.name.rsplit("-", 1)[1]),
-        )
-        return checkpoints[-1] if checkpoints else None
+        found = self.checkpoints()
+        return found[0] if found else None
 
     def log_tail(self, max_chars: int = 4000) -> str:
         try:
             with open(self.log_file, "rb") as handle:
                 handle.seek(max(0, self.log_file.stat().st_size - max_chars))
                 return handle.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
+        except OSError:
             return ""
 
-    def write_json(self, name: str, value: object) -> None:
-        (self.path / name).write_text(json.dumps(value, ensure_ascii=False, indent=2))
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
+def _parse_or_warn(line: bytes) -> Event:
+    try:
+        return parse_event(line)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        return Log(level="warning", message=f"A damaged line in events.jsonl was skipped ({_first_line(error)}).")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -8,30 +8,46 @@ without a terminal event (kill -9, OOM, crash) is marked failed with its log tai
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from studio.allocator import with_fast_allocator
 from studio.config import RunConfig
-from studio.device_lock import DeviceLocks
-from studio.events import Aborted, Event, Failed
+from studio.device_lock import DeviceBusy, DeviceLocks
+from studio.errors import CheckpointError, RunNotFound, RunStateError, StudioError
+from studio.events import Aborted, Event, Failed, Log
 from studio.processes import is_alive, process_start_time
-from studio.run_folder import FINAL_STATES, RunFolder, RunStatus
-from studio.validation import validate_run
+from studio.run_folder import ENDED_STATES, FINAL_STATES, RunFolder, RunStatus, checkpoint_step
+from studio.validation import check_data, check_model, validate_run
+from studio.worker import WRITE_FAILED_EXIT
 
 ABORT_GRACE_S = 60.0
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain folder name: never a path out of runs_dir
 
 
-class RunNotFound(KeyError):
-    def __str__(self) -> str:
-        return f"No run named {self.args[0]!r}."
+@dataclass
+class ResumePlan:
+    """Which checkpoint a resumed run continues from, and why newer ones were passed over."""
+
+    run_id: str
+    checkpoint: Path
+    step: int
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        note = f" ({'; '.join(self.skipped)})" if self.skipped else ""
+        return f"resuming from {self.checkpoint.name} (step {self.step}){note}"
 
 
 class TrainingService:
@@ -41,20 +57,20 @@ class TrainingService:
         self.python = python
         self._children: dict[str, subprocess.Popen] = {}
         self._abort_requested: set[str] = set()  # a death after an abort request is an abort, not a failure
+        self._unrecorded: dict[str, RunStatus] = {}  # ends the run folder could not take (disk full, read-only)
 
     # -- starting -------------------------------------------------------------------
 
     def start(self, config: RunConfig) -> str:
-        """Validate, create the run folder, spawn the worker; returns the run id.
+        """Check (cheapest first), create the run folder, spawn the worker; returns the run id.
 
-        Raises ConfigError / DataError / ModelLoadError / DeviceBusy before anything is written.
+        Raises a StudioError (DeviceBusy, ModelLoadError, CheckpointError, DataError, ...) before anything is written.
         """
-        validate_run(config)
         device = _training_device(config)
-        self._let_finished_worker_exit(device)
+        self._refuse_busy(device)
+        validate_run(config)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         folder = RunFolder(self._new_run_path(config.name))
-        config = config.model_copy(update={"training": config.training.model_copy(update={"output_dir": str(self.runs_dir)})})
         with self.locks.acquire(device, str(folder.path)) as record:
             folder.path.mkdir()
             try:
@@ -62,39 +78,50 @@ class TrainingService:
                 folder.write_status(RunStatus(run_id=folder.run_id, state="starting", device=device))
                 self._spawn(folder, device, record)
             except BaseException:
-                import shutil
-
                 shutil.rmtree(folder.path, ignore_errors=True)  # nothing half-made is left behind
                 raise
         return folder.run_id
 
-    def resume(self, run_id: str) -> str:
-        """Continue an aborted or failed run from its latest checkpoint, in the same folder."""
+    def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
+        """Continue an aborted or failed run in its folder, from checkpoint step `checkpoint` or the newest one that loads."""
         folder = self._folder(run_id)
         status = self.status(run_id)
         if status.state not in ("aborted", "failed"):
-            raise ValueError(f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.")
-        checkpoint = folder.latest_checkpoint()
-        if checkpoint is None:
-            raise ValueError(f"Run {run_id} has no checkpoint to resume from; start it again instead.")
+            raise RunStateError(f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.")
         config = folder.load_config()
-        config.training.resume_from_checkpoint = str(checkpoint)
-        validate_run(config)
         device = _training_device(config)
-        self._let_finished_worker_exit(device)
+        self._refuse_busy(device)
+        plan = choose_checkpoint(folder, checkpoint)
+        check_model(config.model)
+        check_data(config)
         self._abort_requested.discard(run_id)
         with self.locks.acquire(device, str(folder.path)) as record:
-            config.save(folder.config_file)
-            folder.write_status(status.model_copy(update={"state": "starting", "attempt": status.attempt + 1, "message": ""}))
+            for note in plan.skipped:
+                folder.append(Log(level="warning", message=f"Resume: {note}"))
+            folder.write_status(status.model_copy(update={
+                "state": "starting", "attempt": status.attempt + 1, "message": plan.message,
+                "resume_from": str(plan.checkpoint), "pid": None, "pid_started": None,
+            }))
+            self._unrecorded.pop(run_id, None)
             self._spawn(folder, device, record)
-        return run_id
+        return plan
+
+    def _refuse_busy(self, device: str) -> None:
+        """The cheapest check, so a busy device is reported before seconds of data and model checks."""
+        self._let_finished_worker_exit(device)
+        holder = self.locks.holder(device)
+        if holder:
+            raise DeviceBusy(device, holder["run_dir"])
 
     def _let_finished_worker_exit(self, device: str, timeout: float = 30.0) -> None:
         """A worker that wrote its end is about to exit; wait for that rather than call the device busy."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             holder = self.locks.holder(device)
-            status = RunFolder(holder["run_dir"]).read_status() if holder else None
+            try:
+                status = RunFolder(holder["run_dir"]).read_status() if holder else None
+            except StudioError:
+                return
             if status is None or status.state not in FINAL_STATES:
                 return
             time.sleep(0.2)
@@ -127,7 +154,10 @@ class TrainingService:
 
     def _reap(self, folder: RunFolder, child: subprocess.Popen, device: str) -> None:
         code = child.wait()
-        self.locks.release(device, child.pid)
+        try:
+            self.locks.release(device, child.pid)
+        except OSError:
+            pass  # a lock whose holder is dead counts as free anyway
         self._mark_dead(folder, code)
 
     # -- stopping -------------------------------------------------------------------
@@ -156,19 +186,28 @@ class TrainingService:
 
     def status(self, run_id: str) -> RunStatus:
         folder = self._folder(run_id)
-        status = folder.read_status() or RunStatus(run_id=run_id, state="failed", message="no status.json")
+        if run_id in self._unrecorded:
+            return self._unrecorded[run_id]
+        status = folder.read_status() or RunStatus(run_id=run_id, state="failed", message="the run folder has no status.json")
         if status.state not in FINAL_STATES and run_id not in self._children:
-            if not is_alive(status.pid, status.pid_started) and status.pid is not None:
+            if status.pid is not None and not is_alive(status.pid, status.pid_started):
                 self._mark_dead(folder, None)
-                status = folder.read_status() or status
+                status = self._unrecorded.get(run_id) or folder.read_status() or status
         return status
 
     def list_runs(self) -> list[RunStatus]:
+        """Every run, newest first; a folder that cannot be read is listed as unreadable, with why."""
         if not self.runs_dir.is_dir():
             return []
-        folders = [RunFolder(p) for p in self.runs_dir.iterdir() if (p / "config.yaml").is_file()]
-        folders.sort(key=lambda f: f.config_file.stat().st_mtime, reverse=True)
-        return [self.status(f.run_id) for f in folders]
+        found: list[tuple[float, RunStatus]] = []
+        for path in self.runs_dir.iterdir():
+            try:
+                if not (path.is_dir() and (path / "config.yaml").is_file()):
+                    continue
+                found.append(((path / "config.yaml").stat().st_mtime, self.status(path.name)))
+            except (OSError, StudioError) as error:
+                found.append((0.0, RunStatus(run_id=path.name, state="unreadable", message=_one_line(error))))
+        return [status for _, status in sorted(found, key=lambda item: item[0], reverse=True)]
 
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[Event], int]:
         return self._folder(run_id).read_events(offset)
@@ -180,7 +219,7 @@ class TrainingService:
         deadline = None if timeout is None else time.time() + timeout
         while True:
             status = self.status(run_id)
-            if status.state in FINAL_STATES:
+            if status.state in ENDED_STATES:
                 return status
             if deadline is not None and time.time() > deadline:
                 raise TimeoutError(f"Run {run_id} still {status.state} after {timeout} s.")
@@ -189,42 +228,106 @@ class TrainingService:
     # -- internals ------------------------------------------------------------------
 
     def _folder(self, run_id: str) -> RunFolder:
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+            raise RunNotFound(str(run_id))
         folder = RunFolder(self.runs_dir / run_id)
         if not folder.exists():
             raise RunNotFound(run_id)
         return folder
 
-    @contextmanager
-    def _exclusive(self, folder: RunFolder):
-        import fcntl
-
-        with open(folder.path / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
-
     def _mark_dead(self, folder: RunFolder, exit_code: int | None) -> None:
-        """A worker that ended without a terminal event died: say so, with its last log lines."""
-        with self._exclusive(folder):
-            if folder.last_attempt_ended():
-                return
-            status = folder.read_status() or RunStatus(run_id=folder.run_id, state="failed")
-            if folder.run_id in self._abort_requested:
-                folder.append(Aborted(step=status.step, checkpoint=None))
-                folder.write_status(status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"}))
-                return
-            reason = _death_reason(exit_code)
-            folder.append(Failed(error=reason, traceback=folder.log_tail()))
-            folder.write_status(status.model_copy(update={"state": "failed", "message": reason}))
+        """A worker that ended without a terminal event died: say so, with its last log lines.
+
+        When the folder cannot take the news (disk full, read-only), the end is kept in memory,
+        so every caller of this service still sees the run end and why.
+        """
+        try:
+            with folder.exclusive():
+                self._record_death(folder, exit_code)
+        except (OSError, StudioError) as error:
+            try:
+                known = folder.read_status()
+            except StudioError:
+                known = None
+            known = known or RunStatus(run_id=folder.run_id, state="failed")
+            reason = f"{_death_reason(exit_code, folder)} (This could not be recorded in the run folder: {_one_line(error)})"
+            self._unrecorded[folder.run_id] = known.model_copy(update={"state": "failed", "message": reason})
+
+    def _record_death(self, folder: RunFolder, exit_code: int | None) -> None:
+        status = folder.read_status() or RunStatus(run_id=folder.run_id, state="failed")
+        ended = folder.last_terminal()
+        if ended is not None:  # the end was written; only the status may lag behind it
+            if status.state != ended.type:
+                message = {"finished": "finished", "aborted": "aborted by request"}.get(ended.type, getattr(ended, "error", ""))
+                folder.write_status(status.model_copy(update={"state": ended.type, "message": message}))
+            return
+        folder.repair_tail()
+        if folder.run_id in self._abort_requested:
+            folder.append(Aborted(step=status.step, checkpoint=None))
+            folder.write_status(status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"}))
+            return
+        reason = _death_reason(exit_code, folder)
+        folder.append(Failed(error=reason, traceback=folder.log_tail()))
+        folder.write_status(status.model_copy(update={"state": "failed", "message": reason}))
 
 
-def _death_reason(exit_code: int | None) -> str:
+def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:
+    """Checkpoint `step`, or the newest one whose files are intact; CheckpointError naming what is wrong."""
+    from studio.training.checkpoint import verify_checkpoint
+
+    candidates = folder.checkpoints()
+    if not candidates:
+        raise CheckpointError(f"Run {folder.run_id} has no checkpoint to resume from; start it again instead.")
+    if step is not None:
+        chosen = [c for c in candidates if checkpoint_step(c) == step]
+        if not chosen:
+            steps = ", ".join(str(checkpoint_step(c)) for c in candidates)
+            raise CheckpointError(f"Run {folder.run_id} has no checkpoint at step {step}; it has checkpoints at steps {steps}.")
+        verify_checkpoint(chosen[0])
+        return ResumePlan(folder.run_id, chosen[0], step)
+    skipped = []
+    for candidate in candidates:
+        try:
+            verify_checkpoint(candidate)
+            return ResumePlan(folder.run_id, candidate, checkpoint_step(candidate), skipped)
+        except CheckpointError as error:
+            skipped.append(f"{candidate.name} cannot be used: {error}")
+    raise CheckpointError(f"No checkpoint of run {folder.run_id} can be used: " + "; ".join(skipped))
+
+
+def _death_reason(exit_code: int | None, folder: RunFolder) -> str:
+    if exit_code is not None and exit_code >= WRITE_FAILED_EXIT:
+        code = exit_code - WRITE_FAILED_EXIT
+        return (
+            f"The worker could not write to its run folder: {os.strerror(code)} ({errno.errorcode.get(code, code)}). "
+            "Free disk space or fix the folder's permissions, then resume the run."
+        )
     if exit_code is None:
+        problem = _folder_problem(folder.path)
+        if problem:
+            return f"The worker ended without reporting an end; most likely it could not write to its run folder: {problem}."
         return "The worker process disappeared without reporting an end (killed, out of memory, or machine restart)."
     if exit_code < 0:
         name = signal.Signals(-exit_code).name
         hint = " - often the kernel's out-of-memory killer" if exit_code == -signal.SIGKILL else ""
         return f"The worker was killed by {name}{hint}. See worker.log in the run folder."
     return f"The worker exited with code {exit_code} without reporting an end. See worker.log in the run folder."
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why a folder cannot be written, as far as can be told from outside."""
+    if not os.access(path, os.W_OK):
+        return "it is not writable (read-only file system or permissions)"
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return None
+    return f"the disk holding it is full ({free // 1024} KiB free)" if free < 4 * 2**20 else None
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _signal(pid: int | None, signum: int) -> None:

@@ -1,26 +1,29 @@
-"""Everything about a run that can be checked before its folder exists or a worker starts."""
+"""Everything about a run that can be checked before its folder exists or a worker starts, cheapest first."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from studio.config import RunConfig
+from studio.config import ModelConfig, RunConfig
 from studio.data.prepare import load_conversations, split_conversations
 from studio.data.registry import DataError
+from studio.errors import CheckpointError
 from studio.modeling.embedded import gguf_file
-from studio.modeling.loader import ModelLoadError
+from studio.modeling.loader import ModelLoadError, is_local_model
 from studio.paths import cache_dir
+
+HUB_TIMEOUT_S = 10.0
 
 
 def validate_run(config: RunConfig) -> None:
-    """Raise DataError or ModelLoadError with a message that says what to fix."""
-    _check_data(config)
-    _check_model(config)
-    _check_resume(config)
+    """Raise a StudioError (ModelLoadError, CheckpointError, DataError) that says what to fix."""
+    check_model(config.model)
+    check_resume(config)
+    check_data(config)
 
 
-def _check_data(config: RunConfig) -> None:
+def check_data(config: RunConfig) -> None:
     split = split_conversations(load_conversations(config.data), config.data.val_size, config.training.seed)
     if not split.train:
         raise DataError("Every example went to the validation split; lower data.val_size or add examples.")
@@ -28,36 +31,65 @@ def _check_data(config: RunConfig) -> None:
         raise DataError("Early stopping needs a validation split; raise data.val_size or add examples.")
 
 
-def _check_model(config: RunConfig) -> None:
-    model = config.model
+def check_model(model: ModelConfig) -> None:
     if model.is_embedded:
         if not (cache_dir() / "models" / "SmolLM2-135M-Instruct" / ".converted").exists():
-            try:
-                gguf_file()
-            except RuntimeError as error:
-                raise ModelLoadError(str(error)) from None
+            gguf_file()  # raises EmbeddedModelMissing with the pip command that fixes it
         return
-    path = Path(model.name_or_path).expanduser()
-    if path.exists() or model.name_or_path.startswith((".", "/", "~")):
+    if is_local_model(model.name_or_path):
+        path = Path(model.name_or_path).expanduser()
         if not (path / "config.json").is_file():
             raise ModelLoadError(
                 f"Model folder {path} not found or has no config.json. Give a folder saved with save_pretrained, or a hub id."
             )
         return
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(model.name_or_path):
+    check_hub_model(model.name_or_path)
+
+
+def check_hub_model(repo_id: str) -> None:
+    """A hub id must be in the local cache, or known to the hub when the hub can be reached."""
+    if _in_hub_cache(repo_id):
+        return
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ModelLoadError(
-            f"'{model.name_or_path}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1. "
+            f"'{repo_id}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1. "
             "Download it once with network access, or give the path of a local copy."
         )
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        model_info(repo_id, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        raise ModelLoadError(
+            f"'{repo_id}' is gated on the Hugging Face hub: accept its licence there and log in (HF_TOKEN), then start again."
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelLoadError(
+            f"No model '{repo_id}' on the Hugging Face hub (or it is private). Check the spelling, e.g. Qwen/Qwen1.5-1.8B-Chat."
+        ) from None
+    except Exception as error:  # DNS, proxy, TLS, timeouts: all mean the hub cannot answer from here
+        raise ModelLoadError(
+            f"'{repo_id}' is not in the local Hugging Face cache and the hub cannot be reached ({type(error).__name__}). "
+            "Download it once with network access, or give the path of a local copy."
+        ) from None
 
 
 def _in_hub_cache(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not even a valid repo id
+        return False
 
 
-def _check_resume(config: RunConfig) -> None:
+def check_resume(config: RunConfig) -> None:
+    from studio.training.checkpoint import verify_checkpoint
+
     checkpoint = config.training.resume_from_checkpoint
-    if checkpoint and not (Path(checkpoint) / "state.json").is_file():
-        raise ModelLoadError(f"resume_from_checkpoint: {checkpoint} is not a complete checkpoint folder (no state.json).")
+    if checkpoint:
+        try:
+            verify_checkpoint(Path(checkpoint).expanduser())
+        except CheckpointError as error:
+            raise CheckpointError(f"training.resume_from_checkpoint: {error}") from None

@@ -2,10 +2,15 @@
 
 Recipe order: load config -> setup (tokenizer, data, model, LoRA) -> train -> save -> cleanup.
 Everything it has to say goes to RUN_DIR/events.jsonl; SIGTERM means "checkpoint and stop".
+
+A run always ends with a terminal event, even when the disk fills up: the worker holds a small
+reserve file that it gives back to write its last words. When even that cannot be written, the
+exit code carries the OS error to whoever reaps the worker: WRITE_FAILED_EXIT + errno.
 """
 
 from __future__ import annotations
 
+import errno as errno_codes
 import json
 import os
 import signal
@@ -21,6 +26,12 @@ from studio.gpu_monitor import GpuSampler
 from studio.processes import process_start_time
 from studio.run_folder import RunFolder, RunStatus
 
+WRITE_FAILED_EXIT = 100
+
+
+def write_failure_exit_code(error: OSError) -> int:
+    return WRITE_FAILED_EXIT + min(error.errno or errno_codes.EIO, 99)
+
 
 class AbortRequested(Exception):
     pass
@@ -35,23 +46,29 @@ class Worker:
 
     def main(self) -> int:
         self._install_signal_handlers()
+        self.folder.reserve_space()
         sampler = GpuSampler(self.folder.append).start()
+        try:
+            return self._run()
+        except Exception as error:  # the run must end with a failed event whatever broke
+            return self._end_failed(error)
+        finally:
+            sampler.stop()
+            self.folder.release_reserve()
+
+    def _run(self) -> int:
         started = time.time()
         try:
             config = self.folder.load_config()
             trainer = self._setup(config)
             outcome = trainer.run()
-            if outcome.aborted:
-                return self._end_aborted(outcome.state.step, outcome.checkpoint)
-            self._save(config, trainer)
-            self._end_finished(trainer, outcome, started)
-            return 0
         except AbortRequested:
             return self._end_aborted(0, None)
-        except Exception as error:  # the run must end with a failed event whatever broke
-            return self._end_failed(error)
-        finally:
-            sampler.stop()
+        if outcome.aborted:
+            return self._end_aborted(outcome.state.step, outcome.checkpoint)
+        self._save(config, trainer)
+        self._end_finished(trainer, outcome, started)
+        return 0
 
     # -- setup ----------------------------------------------------------------------
 
@@ -117,9 +134,10 @@ class Worker:
             self.folder.checkpoints_dir, self._emit_and_track, self.abort,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
-        if config.training.resume_from_checkpoint:
-            trainer.resume(config.training.resume_from_checkpoint)
-            self._info(f"Resumed from {config.training.resume_from_checkpoint} at step {trainer.state.step}.")
+        checkpoint = self.status.resume_from or config.training.resume_from_checkpoint
+        if checkpoint:
+            trainer.resume(checkpoint)
+            self._info(f"Resumed from {checkpoint} at step {trainer.state.step}.")
         return trainer
 
     def _announce(self, config: RunConfig, plan, model, data, trainer) -> None:
@@ -142,11 +160,21 @@ class Worker:
     # -- ends -----------------------------------------------------------------------
 
     def _save(self, config: RunConfig, trainer) -> None:
+        import shutil
+
         self._phase("saving", f"Saving the adapter to {self.folder.adapter_dir}")
         trainer.finalize()
-        trainer.model.save_pretrained(self.folder.adapter_dir)
-        self.tokenizer.save_pretrained(self.folder.adapter_dir)
-        config.save(self.folder.adapter_dir / "studio_config.yaml")
+        staging = self.folder.path / ".adapter.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:  # staged, so that an adapter folder is always complete (the adapter lists trust it)
+            trainer.model.save_pretrained(staging)
+            self.tokenizer.save_pretrained(staging)
+            config.save(staging / "studio_config.yaml")
+            shutil.rmtree(self.folder.adapter_dir, ignore_errors=True)
+            os.replace(staging, self.folder.adapter_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def _end_finished(self, trainer, outcome, started: float) -> None:
         state = outcome.state
@@ -166,9 +194,24 @@ class Worker:
 
     def _end_failed(self, error: Exception) -> int:
         message = f"{type(error).__name__}: {error}"
-        self.folder.append(Failed(error=message, traceback=traceback.format_exc()[-4000:]))
+        details = traceback.format_exc()
+        _say(details, sys.stderr)
+        try:
+            return self._record_failure(message, details)
+        except OSError:
+            self.folder.release_reserve()  # the space held for exactly this moment
+            try:
+                return self._record_failure(message, details)
+            except OSError as write_error:
+                return write_failure_exit_code(error if isinstance(error, OSError) else write_error)
+
+    def _record_failure(self, message: str, details: str) -> int:
+        ended = self.folder.last_terminal()
+        if ended is not None:  # the end was recorded and only its status lagged behind
+            self._set_status(ended.type, message={"aborted": "aborted by request"}.get(ended.type, ended.type))
+            return 0 if ended.type != "failed" else 1
+        self.folder.append(Failed(error=message, traceback=details[-4000:]))
         self._set_status("failed", message=message)
-        print(traceback.format_exc(), file=sys.stderr)
         return 1
 
     # -- plumbing -------------------------------------------------------------------
@@ -179,6 +222,8 @@ class Worker:
 
         signal.signal(signal.SIGTERM, request_abort)
         signal.signal(signal.SIGINT, request_abort)
+        # Past a file-size limit, write() must fail with EFBIG like a full disk, not kill the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     def _checkpoint_abort(self) -> None:
         if self.abort.is_set():
@@ -191,21 +236,29 @@ class Worker:
 
     def _phase(self, name: str, message: str) -> None:
         self.folder.append(Phase(name=name, message=message))
-        print(f"[{name}] {message}", flush=True)
+        _say(f"[{name}] {message}")
         if name == "loading_model" and self.status.state == "starting":
             self._set_status("starting", message=message)
 
     def _info(self, message: str) -> None:
         self.folder.append(Log(level="info", message=message))
-        print(message, flush=True)
+        _say(message)
 
     def _warn(self, message: str) -> None:
         self.folder.append(Log(level="warning", message=message))
-        print(f"warning: {message}", flush=True)
+        _say(f"warning: {message}")
 
     def _set_status(self, state: str, **changes) -> None:
         self.status = self.status.model_copy(update={"state": state, **changes})
         self.folder.write_status(self.status)
+
+
+def _say(text: str, stream=None) -> None:
+    """worker.log is for people; events.jsonl is the record. A log that cannot be written is not a failure."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _planned_tokens(config: RunConfig, train: list) -> int:

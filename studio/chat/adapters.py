@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.errors import StudioError
 
-class AdapterError(ValueError):
-    pass
+
+class AdapterError(StudioError):
+    """An adapter folder that is missing, incomplete or does not fit the base model."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,14 @@ class AdapterInfo:
     rank: int | None
 
 
+@dataclass
+class AdapterScan:
+    """The usable adapters of a runs folder, newest first, and why others were left out."""
+
+    adapters: list[AdapterInfo] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
 def read_adapter(path: str | Path, name: str | None = None) -> AdapterInfo:
     folder = Path(path).expanduser()
     config_file = folder / "adapter_config.json"
@@ -26,23 +36,34 @@ def read_adapter(path: str | Path, name: str | None = None) -> AdapterInfo:
         raise AdapterError(f"{folder} is not a LoRA adapter folder: it has no adapter_config.json.")
     if not any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
         raise AdapterError(f"{folder} has adapter_config.json but no adapter weights (adapter_model.safetensors).")
-    config = json.loads(config_file.read_text())
+    config = _read_json(config_file)
     default_name = folder.parent.name if folder.name == "adapter" else folder.name  # a run's adapter is named after the run
-    return AdapterInfo(
-        name=name or default_name,
-        path=str(folder),
-        base_model=config.get("base_model_name_or_path"),
-        rank=config.get("r"),
-    )
+    return AdapterInfo(name=name or default_name, path=str(folder), base_model=config.get("base_model_name_or_path"), rank=config.get("r"))
 
 
-def find_adapters(runs_dir: str | Path, extra: list[str] | None = None) -> list[AdapterInfo]:
-    """Adapters of finished runs (newest first), then the extra folders given."""
-    found = []
+def _read_json(file: Path) -> dict:
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise AdapterError(f"{file} line {error.lineno} column {error.colno}: {error.msg}. The adapter's config is damaged.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise AdapterError(f"{file} cannot be read ({error}).") from None
+    if not isinstance(value, dict):
+        raise AdapterError(f"{file} is not a JSON object; the adapter's config is damaged.")
+    return value
+
+
+def scan_adapters(runs_dir: str | Path) -> AdapterScan:
+    """Adapters of finished runs, newest first; a damaged one is reported, never fatal to the list."""
+    scan = AdapterScan()
     runs = Path(runs_dir)
-    if runs.is_dir():
-        folders = sorted(runs.glob("*/adapter/adapter_config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        found += [read_adapter(p.parent) for p in folders]
-    for path in extra or []:
-        found.append(read_adapter(path))
-    return found
+    if not runs.is_dir():
+        return scan
+    found = []
+    for config_file in runs.glob("*/adapter/adapter_config.json"):
+        try:
+            found.append((config_file.stat().st_mtime, read_adapter(config_file.parent)))
+        except (AdapterError, OSError) as error:
+            scan.problems.append(str(error))
+    scan.adapters = [info for _, info in sorted(found, key=lambda item: item[0], reverse=True)]
+    return scan

@@ -7,6 +7,7 @@ prompt, the parameters and the step loop, and neither waits for the other.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -18,12 +19,13 @@ from studio.chat.memory import read_memory, release_memory
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.data.formats import Message
+from studio.errors import StudioError
 
 BASE = "__base__"
 
 
-class EngineError(RuntimeError):
-    pass
+class EngineError(StudioError):
+    """Chat asked of an engine that is not ready (no model loaded)."""
 
 
 class ChatEngine:
@@ -34,7 +36,7 @@ class ChatEngine:
         self.plan = None
         self.adapters: dict[str, AdapterInfo] = {}
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # one generation or one model change at a time
 
     @property
     def loaded(self) -> bool:
@@ -43,6 +45,10 @@ class ChatEngine:
     # -- base model -----------------------------------------------------------------
 
     def load(self, model: ModelConfig, quantization: QuantizationConfig, progress=lambda message: None) -> str:
+        with self._changing():
+            return self._load(model, quantization, progress)
+
+    def _load(self, model: ModelConfig, quantization: QuantizationConfig, progress) -> str:
         from studio.modeling.compute import resolve_plan
         from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
 
@@ -59,42 +65,55 @@ class ChatEngine:
         return f"Loaded {model.name_or_path} in {time.time() - started:.1f} s ({read_memory().minus(before)})."
 
     def unload(self) -> str:
-        if not self.loaded:
-            return "No model is loaded."
-        before = read_memory()
-        self.model = self.tokenizer = self.plan = None
-        self.adapters.clear()
-        release_memory()
-        return f"Unloaded {self.model_name} ({read_memory().minus(before)})."
+        with self._changing():
+            if not self.loaded:
+                return "No model is loaded."
+            before = read_memory()
+            self.model = self.tokenizer = self.plan = None
+            self.adapters.clear()
+            release_memory()
+            return f"Unloaded {self.model_name} ({read_memory().minus(before)})."
+
+    @contextlib.contextmanager
+    def _changing(self, timeout_s: float = 30.0):
+        """Hold the engine while its model changes; refuse rather than wait forever behind a long answer."""
+        if not self._lock.acquire(timeout=timeout_s):
+            raise EngineError("The model is busy answering; press Stop, then try again.", "模型正在生成回答；请先点击“停止”，再重试。")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     # -- adapters -------------------------------------------------------------------
 
     def load_adapter(self, path: str, name: str | None = None) -> AdapterInfo:
         from peft import PeftModel
 
-        self._require_model()
         info = read_adapter(path, name)
-        if info.name in self.adapters:
+        with self._changing():
+            self._require_model()
+            if info.name in self.adapters:
+                return info
+            _check_shapes(self._base(), info)
+            if not self.adapters:
+                self.model = PeftModel.from_pretrained(self.model, info.path, adapter_name=info.name, is_trainable=False)
+            else:
+                self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
+            self.model.eval()
+            self.adapters[info.name] = info
             return info
-        _check_shapes(self._base(), info)
-        if not self.adapters:
-            self.model = PeftModel.from_pretrained(self.model, info.path, adapter_name=info.name, is_trainable=False)
-        else:
-            self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
-        self.model.eval()
-        self.adapters[info.name] = info
-        return info
 
     def unload_adapter(self, name: str) -> None:
-        if name not in self.adapters:
-            raise AdapterError(f"Adapter {name!r} is not loaded.")
-        del self.adapters[name]
-        if self.adapters:
-            self.model.set_adapter(next(iter(self.adapters)))
-            self.model.delete_adapter(name)
-        else:
-            self.model = self.model.unload()  # back to the plain base model, no LoRA layers left
-        release_memory()
+        with self._changing():
+            if name not in self.adapters:
+                raise AdapterError(f"Adapter {name!r} is not loaded.")
+            del self.adapters[name]
+            if self.adapters:
+                self.model.set_adapter(next(iter(self.adapters)))
+                self.model.delete_adapter(name)
+            else:
+                self.model = self.model.unload()  # back to the plain base model, no LoRA layers left
+            release_memory()
 
     def _base(self):
         return self.model.get_base_model() if self.adapters else self.model
@@ -128,7 +147,7 @@ class ChatEngine:
                 yield update
             worker.join()
             if getattr(streamer, "error", None):
-                raise EngineError(f"Generation failed: {streamer.error}")
+                raise RuntimeError(f"Generation failed: {streamer.error}")
 
     def token_loss(self, conversations: list[list[Message]], adapter: str | None, cutoff_len: int, batch_size: int) -> tuple[float, int]:
         """Summed cross-entropy over the answer tokens, and how many tokens were scored."""
@@ -147,8 +166,6 @@ class ChatEngine:
         return total, count
 
     def _adapter(self, name: str | None):
-        import contextlib
-
         if not self.adapters:
             if name is not None:
                 raise AdapterError(f"Adapter {name!r} is not loaded.")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 
+from studio.chat.adapters import read_adapter
 from studio.chat.engine import ChatEngine
 from studio.config import RunConfig
+from studio.errors import StudioError
 
 
 def run_chat(config: RunConfig, adapter: str | None, compare: bool, prompt: str | None, out=print) -> int:
     if compare and not adapter:
-        out("error: --compare needs --adapter PATH", file=sys.stderr)
-        return 2
+        raise StudioError("--compare needs --adapter PATH (the adapter to compare with the base model).")
+    if adapter:
+        read_adapter(adapter)  # a bad folder is refused before a minute of model loading
     engine = ChatEngine()
     out(engine.load(config.model, config.quantization, progress=lambda m: out(m, file=sys.stderr)), file=sys.stderr)
     name = engine.load_adapter(adapter).name if adapter else None

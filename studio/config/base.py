@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from studio.errors import StudioError
+
 
 class Section(BaseModel):
     """A config section: unknown keys are refused so typos never pass silently."""
@@ -28,7 +30,7 @@ def field(default: Any, help: str, *, zh: str, advanced: bool = False, **constra
     )
 
 
-class ConfigError(ValueError):
+class ConfigError(StudioError):
     """A config that cannot be used; the message names each bad field and what it accepts."""
 
     def __init__(self, problems: list[str], source: str | None = None):

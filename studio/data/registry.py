@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from studio.config.base import describe_validation_error
+from studio.errors import StudioError
 
 REGISTRY_FILE = "dataset_info.json"
 
@@ -18,7 +19,7 @@ _DEFAULT_COLUMNS = {
 }
 
 
-class DataError(ValueError):
+class DataError(StudioError):
     """Data that cannot be trained on; the message says which file or dataset, where, and what to do."""
 
 

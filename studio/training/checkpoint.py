@@ -1,7 +1,21 @@
-"""Resumable checkpoints: adapter weights, optimizer, scheduler, loop state and RNG, written atomically."""
+"""Resumable checkpoints: adapter weights, optimizer, scheduler, loop state and RNG, written atomically.
+
+    checkpoint-STEP/adapter/              the PEFT adapter (safetensors)
+    checkpoint-STEP/optimizer.safetensors AdamW moments; optimizer.json: its groups and scalars
+    checkpoint-STEP/scheduler.json        the learning-rate schedule's position
+    checkpoint-STEP/rng.safetensors       torch's generator states
+    checkpoint-STEP/best_adapter.safetensors  the best evaluated weights, when kept
+    checkpoint-STEP/manifest.json         size and sha256 of every file above
+    checkpoint-STEP/state.json            the loop's counters; written last, so it marks a complete checkpoint
+
+Nothing is pickled: a checkpoint is tensors and JSON, so reading one can never run code.
+Checkpoints of earlier versions (.pt files) are read with `weights_only=True`, which refuses
+anything but plain tensors and containers.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +24,12 @@ from pathlib import Path
 
 import torch
 
+from studio.errors import CheckpointError
+from studio.run_folder import CHECKPOINT_STATE as STATE
+from studio.run_folder import list_checkpoints
+
 KEEP_CHECKPOINTS = 2
+MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -25,50 +44,205 @@ class LoopState:
 def trainable_state(model) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in get_peft_model_state_dict(model).items()}
+
+
+# -- saving -----------------------------------------------------------------------------
 
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState, best_weights) -> Path:
+    from safetensors.torch import save_file
+
     target = folder / f"checkpoint-{state.step}"
     staging = folder / f".checkpoint-{state.step}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging / "adapter")
-    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-    torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-    torch.save(torch.get_rng_state(), staging / "rng.pt")
-    if best_weights is not None:
-        torch.save(best_weights, staging / "best_adapter.pt")
-    # state.json last: its presence marks a complete checkpoint
-    (staging / "state.json").write_text(json.dumps(asdict(state)))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    try:
+        staging.mkdir(parents=True)
+        model.save_pretrained(staging / "adapter")
+        _save_optimizer(optimizer, staging)
+        _write_json(staging / "scheduler.json", scheduler.state_dict())
+        save_file(_rng_state(), staging / "rng.safetensors")
+        if best_weights is not None:
+            save_file(best_weights, staging / "best_adapter.safetensors")
+        _write_json(staging / MANIFEST, {"format": 2, "files": _describe_files(staging)})
+        _write_json(staging / STATE, asdict(state))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a disk that filled up mid-save leaves nothing half-made
+        raise
     _prune(folder)
     return target
 
 
+def _save_optimizer(optimizer, staging: Path) -> None:
+    from safetensors.torch import save_file
+
+    saved = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in saved["state"].items():
+        for name, value in values.items():
+            key = f"{index}.{name}"
+            if isinstance(value, torch.Tensor):
+                tensors[key] = value.detach().cpu().contiguous()
+            else:
+                scalars[key] = value
+    save_file(tensors, staging / "optimizer.safetensors")
+    _write_json(staging / "optimizer.json", {"param_groups": saved["param_groups"], "scalars": scalars})
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return states
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, allow_nan=True))
+
+
+def _describe_files(staging: Path) -> dict[str, dict]:
+    return {
+        str(path.relative_to(staging)): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(staging.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _prune(folder: Path) -> None:
-    complete = sorted(
-        (p for p in folder.glob("checkpoint-*") if (p / "state.json").is_file()),
-        key=lambda p: int(p.name.rsplit("-", 1)[1]),
-    )
-    for old in complete[:-KEEP_CHECKPOINTS]:
+    for old in list_checkpoints(folder)[KEEP_CHECKPOINTS:]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler):
-    """Restore everything saved by save_checkpoint; returns (state, best_weights or None)."""
+# -- checking and loading ---------------------------------------------------------------
+
+
+def verify_checkpoint(path: Path) -> LoopState:
+    """The checkpoint's loop state, once every file is present and unchanged; CheckpointError naming the file otherwise.
+
+    Cheap enough to run before a worker starts: it reads the files once, loads no model.
+    """
+    path = Path(path)
+    state = _read_state(path)
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        _verify_legacy(path)
+        return state
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{manifest} is unreadable ({error}).") from None
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing from the checkpoint.")
+        if file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+            raise CheckpointError(f"{file} is damaged (its size or checksum differs from when it was saved).")
+    return state
+
+
+def _read_state(path: Path) -> LoopState:
+    state_file = path / STATE
+    if not state_file.is_file():
+        raise CheckpointError(f"{path} is not a complete checkpoint (no {STATE}).")
+    try:
+        return LoopState(**json.loads(state_file.read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{state_file} is unreadable ({error}).") from None
+
+
+def _verify_legacy(path: Path) -> None:
+    """A checkpoint written before manifests existed: every file must at least load as plain data."""
+    from safetensors import safe_open
+
+    adapter = path / "adapter" / "adapter_model.safetensors"
+    try:
+        with safe_open(adapter, framework="pt") as handle:
+            for key in handle.keys():
+                handle.get_tensor(key)
+    except Exception as error:  # safetensors raises its own error type for truncated files
+        raise CheckpointError(f"{adapter} is damaged or missing ({error}).") from None
+    for name in ("optimizer.pt", "scheduler.pt", "rng.pt", "best_adapter.pt"):
+        if (path / name).is_file() or name != "best_adapter.pt":
+            _load_plain(path / name)
+
+
+def _load_plain(file: Path):
+    """A legacy .pt file, refused unless it is plain tensors and containers (weights_only: no code runs)."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing from the checkpoint.") from None
+    except Exception as error:  # an unpickling refusal, a truncated zip, ...: all mean the file cannot be used
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{file} cannot be loaded safely ({first_line}).") from None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[LoopState, dict | None]:
+    """Restore everything save_checkpoint wrote; returns (state, best_weights or None)."""
+    path = Path(path)
+    state = verify_checkpoint(path)
+    try:
+        _restore(path, model, optimizer, scheduler)
+        best = _best_weights(path)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # shapes or groups of another model
+        raise CheckpointError(f"Checkpoint {path} does not fit this run: {error}") from None
+    return state, best
+
+
+def _restore(path: Path, model, optimizer, scheduler) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not (path / "state.json").is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no state.json).")
-    weights = load_file(path / "adapter" / "adapter_model.safetensors")
-    set_peft_model_state_dict(model, weights)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    torch.set_rng_state(torch.load(path / "rng.pt"))
-    best_file = path / "best_adapter.pt"
-    best = torch.load(best_file) if best_file.is_file() else None
-    return LoopState(**json.loads((path / "state.json").read_text())), best
+    set_peft_model_state_dict(model, load_file(path / "adapter" / "adapter_model.safetensors"))
+    if (path / "optimizer.safetensors").is_file():
+        optimizer.load_state_dict(_read_optimizer(path))
+        scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
+        _set_rng_state(load_file(path / "rng.safetensors"))
+    else:
+        optimizer.load_state_dict(_load_plain(path / "optimizer.pt"))
+        scheduler.load_state_dict(_load_plain(path / "scheduler.pt"))
+        torch.set_rng_state(_load_plain(path / "rng.pt"))
+
+
+def _read_optimizer(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    saved = json.loads((path / "optimizer.json").read_text())
+    state: dict[int, dict] = {}
+    values = {**load_file(path / "optimizer.safetensors"), **saved["scalars"]}
+    for key, value in values.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for group in saved["param_groups"]:
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])  # JSON has no tuples; AdamW keeps them as one
+    return {"state": state, "param_groups": saved["param_groups"]}
+
+
+def _set_rng_state(states: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(states["cpu"])
+    cuda = [states[k] for k in sorted((k for k in states if k.startswith("cuda.")), key=lambda k: int(k.split(".")[1]))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _best_weights(path: Path) -> dict | None:
+    from safetensors.torch import load_file
+
+    if (path / "best_adapter.safetensors").is_file():
+        return load_file(path / "best_adapter.safetensors")
+    if (path / "best_adapter.pt").is_file():
+        return _load_plain(path / "best_adapter.pt")
+    return None

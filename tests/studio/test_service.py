@@ -10,6 +10,7 @@ from support import wait_for
 from studio.config import ConfigError, RunConfig
 from studio.data.registry import DataError
 from studio.device_lock import DeviceBusy
+from studio.errors import CheckpointError
 from studio.events import TERMINAL
 from studio.modeling.loader import ModelLoadError
 from studio.service import TrainingService
@@ -43,7 +44,7 @@ def test_start_streams_events_and_finishes(service, tiny_config):
     assert status.state == "finished" and status.step == 12
     assert [type(e).__name__ for e in events if isinstance(e, TERMINAL)] == ["Finished"]
     assert [r.run_id for r in service.list_runs()] == [run_id]
-    assert service.folder(run_id).load_config().training.output_dir == str(service.runs_dir)
+    assert service.folder(run_id).load_config() == tiny_config()  # config.yaml is exactly what the user chose
     # the worker says how it batches and which allocator it runs with (tcmalloc when the system has it)
     from studio.allocator import fast_allocator
 
@@ -140,7 +141,7 @@ def test_a_second_run_on_a_busy_device_is_refused(service, tiny_config):
         ({"data.datasets": "[no_such_set]"}, DataError, "Unknown dataset 'no_such_set'"),
         ({"data.dataset_dir": "/nonexistent/data"}, DataError, "Dataset folder not found"),
         ({"model.name_or_path": "/nonexistent/model"}, ModelLoadError, "not found or has no config.json"),
-        ({"training.resume_from_checkpoint": "/nonexistent/ckpt"}, ModelLoadError, "not a complete checkpoint"),
+        ({"training.resume_from_checkpoint": "/nonexistent/ckpt"}, CheckpointError, "not a complete checkpoint"),
     ],
 )
 def test_bad_input_is_refused_before_a_folder_exists(service, tiny_config, overrides, error, message):

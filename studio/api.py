@@ -1,0 +1,184 @@
+"""The one front door: everything the web UI and the command line can do, as plain typed calls.
+
+    studio = Studio("runs")                                   # the CLI: any path is accepted
+    studio = Studio("runs", Workspace.serve(".", "runs"))     # the web UI: paths confined to the workspace
+
+Serving a workspace, every path and every config that comes in is checked before anything
+is read, written or loaded (studio.workspace). Failures a user can fix are StudioErrors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from studio.config import ModelConfig, QuantizationConfig, RunConfig
+from studio.errors import StudioError
+from studio.monitoring import HistoryCache, RunHistory
+from studio.run_folder import RunStatus, checkpoint_step
+from studio.service import ResumePlan, TrainingService
+from studio.workspace import Workspace
+
+
+class Studio:
+    def __init__(self, runs_dir: str | Path = "runs", workspace: Workspace | None = None, locks=None):
+        self.service = TrainingService(runs_dir, locks=locks)
+        self.workspace = workspace
+        self._histories = HistoryCache(self.service.read_events)
+        self._engine = None
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.service.runs_dir
+
+    # -- runs -----------------------------------------------------------------------
+
+    def start(self, config: RunConfig) -> str:
+        self._check_config(config)
+        return self.service.start(config)
+
+    def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
+        plan = self.service.resume(run_id, checkpoint)
+        self._histories.forget(run_id)
+        return plan
+
+    def abort(self, run_id: str) -> None:
+        self.service.abort(run_id)
+
+    def runs(self) -> list[RunStatus]:
+        return self.service.list_runs()
+
+    def status(self, run_id: str) -> RunStatus:
+        return self.service.status(run_id)
+
+    def events(self, run_id: str, offset: int = 0):
+        return self.service.read_events(run_id, offset)
+
+    def history(self, run_id: str) -> RunHistory:
+        """The run's folded history, shared by every caller; a new snapshot whenever events arrive."""
+        return self._histories.get(run_id)
+
+    def checkpoints(self, run_id: str) -> list[int]:
+        """Steps of the run's complete checkpoints, newest first."""
+        return [checkpoint_step(path) for path in self.service.folder(run_id).checkpoints()]
+
+    def default_run(self) -> str | None:
+        runs = self.runs()
+        live = [s for s in runs if s.state in ("starting", "running")]
+        chosen = live or runs
+        return chosen[0].run_id if chosen else None
+
+    def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
+        return self.service.wait(run_id, timeout)
+
+    # -- configs and data -------------------------------------------------------------
+
+    def save_config(self, config: RunConfig, path: str) -> Path:
+        target = self.workspace.config_file(path, write=True) if self.workspace else _plain_path(path)
+        return config.save(target)
+
+    def load_config(self, path: str) -> RunConfig:
+        source = self.workspace.config_file(path, write=False) if self.workspace else _plain_path(path)
+        return RunConfig.from_yaml(source)  # its paths are checked when it is used
+
+    def dataset_names(self, dataset_dir: str) -> list[str]:
+        """Names in the folder's registry; empty when it has none (the preview says why)."""
+        from studio.data.registry import load_registry
+        from studio.paths import resolve_dataset_dir
+
+        try:
+            if self.workspace:
+                self.workspace.path(resolve_dataset_dir(dataset_dir, self.workspace.root), "data.dataset_dir")
+            return sorted(load_registry(resolve_dataset_dir(dataset_dir)))
+        except StudioError:
+            return []
+
+    def preview(self, config: RunConfig, rows: int = 10):
+        """(Preview, note): token statistics when the model's tokenizer loads, else the rows alone and why."""
+        from studio.data.preview import preview_datasets
+
+        if self.workspace:
+            self.workspace.check_dataset_files(config.data.dataset_dir, config.data.datasets)
+            self.workspace.check_model(config.model.name_or_path, config.model.trust_remote_code)
+        try:
+            tokenizer = _tokenizer(config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code)
+        except StudioError as error:  # the rows are still worth showing without token counts
+            return preview_datasets(config.data, rows=rows), f"Token lengths unavailable: {error}"
+        return preview_datasets(config.data, rows=rows, tokenizer=tokenizer), None
+
+    # -- adapters, chat, evaluation, export --------------------------------------------
+
+    def adapters(self):
+        """AdapterScan: the finished runs' adapters, and why damaged ones were left out."""
+        from studio.chat.adapters import scan_adapters
+
+        return scan_adapters(self.runs_dir)
+
+    @property
+    def engine(self):
+        """The chat engine (one model in memory), shared by Chat and Evaluate."""
+        if self._engine is None:
+            from studio.chat import ChatEngine
+
+            self._engine = ChatEngine()
+        return self._engine
+
+    def load_model(self, model: ModelConfig, quantization: QuantizationConfig) -> str:
+        if self.workspace:
+            self.workspace.check_model(model.name_or_path, model.trust_remote_code)
+        from studio.validation import check_model
+
+        check_model(model)
+        return self.engine.load(model, quantization)
+
+    def unload_model(self) -> str:
+        return self.engine.unload()
+
+    def load_adapter(self, path: str):
+        return self.engine.load_adapter(str(self._readable(path, "Adapter folder")))
+
+    def unload_adapter(self, name: str) -> None:
+        self.engine.unload_adapter(name)
+
+    def stream(self, conversations, adapters, generation, stop=None) -> Iterator:
+        return self.engine.stream(conversations, adapters, generation, stop)
+
+    def evaluate(self, config: RunConfig, adapter_path: str | None, compare: bool, progress: Callable = lambda event: None):
+        from studio.evaluation.runner import evaluate
+
+        self._check_config(config)
+        adapter = str(self._readable(adapter_path, "Adapter folder")) if adapter_path else None
+        return evaluate(self.engine, config, adapter, compare, progress=progress)
+
+    def export(self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None):
+        from studio.export.merge import ExportError, export_merged
+
+        if not adapter_path:
+            raise ExportError("Choose an adapter (the list holds every finished run's) or type its folder.",
+                              "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。")
+        self._check_config(config)
+        return export_merged(config, str(self._readable(adapter_path, "Adapter folder")), progress=progress)
+
+    # -- internals ------------------------------------------------------------------
+
+    def _check_config(self, config: RunConfig) -> None:
+        if self.workspace:
+            self.workspace.check_config(config)
+
+    def _readable(self, raw: str, what: str) -> Path:
+        return self.workspace.path(raw, what) if self.workspace else Path(raw).expanduser()
+
+
+def _plain_path(raw: str) -> Path:
+    if not raw or not raw.strip():
+        raise StudioError("Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml")
+    return Path(raw.strip()).expanduser()
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(name_or_path: str, chat_template: str, trust_remote_code: bool):
+    from studio.modeling.loader import load_tokenizer, resolve_model_path
+
+    model = ModelConfig(name_or_path=name_or_path, chat_template=chat_template, trust_remote_code=trust_remote_code)
+    return load_tokenizer(model, resolve_model_path(model, progress=lambda _: None))
