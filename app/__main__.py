@@ -1,38 +1,60 @@
-"""`python -m app` / `qlora-studio webui`: serve the studio on 127.0.0.1:7860."""
+"""`python -m app` / `qlora-studio webui`: serve the studio (127.0.0.1:7860 unless told otherwise).
+
+The server serves one workspace: it runs from that folder, and every path the page sends is
+confined to it (studio.workspace). Flags are defined once, in studio.serving.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qlora-studio webui", description="Serve QLoRA Studio in the browser.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--auth", help="require a login, as user:password")
-    parser.add_argument("--runs-dir", default="runs", help="folder of run folders")
-    parser.add_argument("--config", help="YAML config whose values fill the form at start")
+    from studio.errors import StudioError
+    from studio.serving import add_serve_flags, check_exposure, options_from, read_credentials
+
+    parser = argparse.ArgumentParser(prog="qlora-studio webui", description="Serve QLoRA Studio in the browser.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_serve_flags(parser)
     args = parser.parse_args(argv)
-    auth = None
-    if args.auth:
-        user, _, password = args.auth.partition(":")
-        if not user or not password:
-            parser.error("--auth takes user:password")
-        auth = (user, password)
+    options = options_from(args)
+    try:
+        credentials = read_credentials(options, legacy_auth=args.auth)
+        check_exposure(options, credentials)
+        studio, defaults = _open_workspace(options)
+    except StudioError as error:
+        parser.exit(2, f"error: {error}\n")
     from app.server import serve
 
-    from studio.config import ConfigError, RunConfig
-
+    print(f"Serving workspace {Path.cwd()} on http://{options.host}:{options.port}"
+          f"{' (login required)' if credentials else ''}. Ctrl-C stops the server, not the runs.", flush=True)
     try:
-        defaults = RunConfig.from_yaml(args.config) if args.config else None
-    except ConfigError as error:
-        parser.error(str(error))
-    serve(host=args.host, port=args.port, auth=auth, runs_dir=args.runs_dir, defaults=defaults)
+        serve(studio, options.host, options.port, credentials, defaults)
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+def _open_workspace(options):
+    """Move into the workspace (relative paths from the page mean paths in it) and open the studio there."""
+    from studio.api import Studio
+    from studio.config import RunConfig
+    from studio.errors import StudioError
+    from studio.workspace import Workspace
+
+    config = Path(options.config).expanduser().resolve() if options.config else None
+    root = Path(options.workspace).expanduser().resolve()
+    if not root.is_dir():
+        raise StudioError(f"--workspace {root} is not a folder.")
+    os.chdir(root)
+    workspace = Workspace.serve(root, options.runs_dir, tuple(options.read_only_dir), options.allow_remote_code)
+    defaults = RunConfig.from_yaml(config) if config else None
+    return Studio(options.runs_dir, workspace), defaults
 
 
 if __name__ == "__main__":

@@ -1,28 +1,37 @@
-"""An adapter dropdown with a refresh button, listing every finished run's adapter (shared by three tabs)."""
+"""An adapter dropdown with a refresh button, listing every finished run's adapter (Chat, Evaluate and Export)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 
 from app.i18n import Labels, T
-from studio.chat import AdapterError, find_adapters
-from studio.service import TrainingService
+from studio.api import Studio
 
 
-def adapter_choices(service: TrainingService):
-    try:
-        return gr.update(choices=[(a.name, a.path) for a in find_adapters(service.runs_dir)])
-    except AdapterError as error:
-        gr.Warning(str(error))
-        return gr.update()
+@dataclass
+class AdapterPicker:
+    dropdown: gr.Dropdown
+    refresh: gr.Button
 
 
-def adapter_picker(service: TrainingService, labels: Labels, elem_id: str) -> gr.Dropdown:
+def layout(labels: Labels, elem_id: str) -> AdapterPicker:
     """Typing a folder path works too (custom values are allowed)."""
     with gr.Row(equal_height=True):
         dropdown = labels.add(
             gr.Dropdown(choices=[], label=T.adapter("en"), allow_custom_value=True, scale=4, elem_id=elem_id), T.adapter
         )
         refresh = labels.add(gr.Button(T.refresh("en"), size="sm", scale=1), T.refresh, "value")
-    refresh.click(lambda: adapter_choices(service), None, dropdown)
-    return dropdown
+    return AdapterPicker(dropdown, refresh)
+
+
+def wire(studio: Studio, picker: AdapterPicker, lang: gr.State) -> None:
+    picker.refresh.click(lambda lng: choices(studio, lng, warn=True), lang, picker.dropdown, api_name=False)
+
+
+def choices(studio: Studio, lang: str = "en", warn: bool = False):
+    scan = studio.adapters()
+    if warn and scan.problems:  # a damaged adapter is left out of the list, and said so
+        gr.Warning(f"{T.damaged_adapters(lang)}: " + " · ".join(scan.problems[:3]))
+    return gr.update(choices=[(a.name, a.path) for a in scan.adapters])

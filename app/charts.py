@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import plotly.graph_objects as go
 
 from app.i18n import T
@@ -36,7 +38,15 @@ def loss_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
             x=history.eval_loss.x, y=history.eval_loss.y, name="eval_loss", mode="lines+markers",
             line={"color": _COLORS["eval"], "width": 2}, marker={"size": 7},
         )
+    _mark_resumes(figure, history, lang)
     return _layout(figure, T.loss_chart(lang), "step", "loss")
+
+
+def _mark_resumes(figure: go.Figure, history: RunHistory | None, lang: str) -> None:
+    """Where a resumed attempt took over (its steps replace the ones after its checkpoint)."""
+    for step in history.resumed_at if history else []:
+        figure.add_vline(x=step, line_dash="dot", line_color="#888", annotation_text=T.resumed_from(lang),
+                         annotation_position="top left", annotation_font_size=10)
 
 
 def lr_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
@@ -46,6 +56,7 @@ def lr_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
             x=history.learning_rate.x, y=history.learning_rate.y, name="learning rate", mode="lines",
             line={"color": _COLORS["lr"], "width": 2},
         )
+    _mark_resumes(figure, history, lang)
     figure = _layout(figure, T.lr_chart(lang), "step", "lr")
     figure.update_yaxes(exponentformat="e")
     return figure
@@ -82,3 +93,23 @@ def token_histogram(lengths: list[int], cutoff_len: int, lang: str = "en") -> go
     figure.add_vline(x=cutoff_len, line_dash="dash", line_color=_COLORS["eval"], annotation_text=f"cutoff_len {cutoff_len}")
     title = "Token length per example" if lang != "zh" else "每条样本的 token 长度"
     return _layout(figure, title, "tokens", "examples")
+
+
+class FigureCache:
+    """Figures of a history snapshot, built once for every page that shows it (keyed by run, offset, language)."""
+
+    def __init__(self, capacity: int = 24):
+        self._capacity = capacity
+        self._figures: dict[tuple, tuple[go.Figure, go.Figure, go.Figure]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, history: RunHistory, lang: str) -> tuple[go.Figure, go.Figure, go.Figure]:
+        key = (history.run_id, history.offset, lang, len(history.resumed_at))
+        with self._lock:
+            figures = self._figures.pop(key, None)
+            if figures is None:
+                figures = (loss_figure(history, lang), lr_figure(history, lang), memory_figure(history, lang))
+            self._figures[key] = figures  # most recently used last
+            while len(self._figures) > self._capacity:
+                del self._figures[next(iter(self._figures))]
+            return figures

@@ -7,39 +7,44 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.adapter_picker import adapter_picker
-from app.form import ConfigForm
-from app.i18n import Labels, T
-from studio.chat import AdapterError, ChatEngine, EngineError
-from studio.config import ConfigError
-from studio.modeling.loader import ModelLoadError
-from studio.service import TrainingService
+from app import adapter_picker
+from app.feedback import problem
+from app.i18n import T
+from app.page import Page
+from studio.errors import StudioError
 
-ERRORS = (AdapterError, EngineError, ModelLoadError, ConfigError, OSError, ValueError, RuntimeError)
 MODES = [(T.mode_compare, "compare"), (T.mode_base, "base"), (T.mode_adapter, "adapter")]
 GENERATION_FIELDS = ["system_prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"]
 
 
 @dataclass
-class ChatSession:
-    """The engine is shared by every browser (one model in memory); Stop ends the answer in progress."""
-
-    engine: ChatEngine
-    stop: threading.Event
-
-
-@dataclass
 class ChatTab:
-    adapter: gr.Dropdown
+    load: gr.Button
+    unload: gr.Button
+    status: gr.Markdown
+    picker: adapter_picker.AdapterPicker
+    load_adapter: gr.Button
+    unload_adapter: gr.Button
+    mode: gr.Radio
+    base_column: gr.Column
+    adapter_column: gr.Column
+    base_chat: gr.Chatbot
+    adapter_chat: gr.Chatbot
+    base_speed: gr.Markdown
+    adapter_speed: gr.Markdown
+    prompt: gr.Textbox
+    send: gr.Button
+    stop: gr.Button
+    clear: gr.Button
 
 
-def build(service: TrainingService, engine: ChatEngine, form: ConfigForm, labels: Labels) -> ChatTab:
-    session = ChatSession(engine, threading.Event())
+def layout(page: Page) -> ChatTab:
+    labels = page.labels
     with gr.Row():
         load = labels.add(gr.Button(T.load_model("en"), variant="primary", scale=1, elem_id="qs-chat-load"), T.load_model, "value")
         unload = labels.add(gr.Button(T.unload_model("en"), scale=1), T.unload_model, "value")
         status = gr.Markdown(T.model_status_none("en"), elem_id="qs-chat-status")
-    adapter = adapter_picker(service, labels, "qs-chat-adapter")
+    picker = adapter_picker.layout(labels, "qs-chat-adapter")
     with gr.Row():
         load_adapter = labels.add(gr.Button(T.load_adapter("en"), size="sm", elem_id="qs-chat-load-adapter"), T.load_adapter, "value")
         unload_adapter = labels.add(gr.Button(T.unload_adapter("en"), size="sm"), T.unload_adapter, "value")
@@ -50,7 +55,9 @@ def build(service: TrainingService, engine: ChatEngine, form: ConfigForm, labels
             base_chat = labels.add(gr.Chatbot(label=T.base_column("en"), height=380, elem_id="qs-chat-base"), T.base_column)
             base_speed = gr.Markdown()
         with gr.Column() as adapter_column:
-            adapter_chat = labels.add(gr.Chatbot(label=T.adapter_column("en"), height=380, elem_id="qs-chat-adapter-answers"), T.adapter_column)
+            adapter_chat = labels.add(
+                gr.Chatbot(label=T.adapter_column("en"), height=380, elem_id="qs-chat-adapter-answers"), T.adapter_column
+            )
             adapter_speed = gr.Markdown()
     prompt = labels.add(gr.Textbox(label=T.message("en"), lines=2, elem_id="qs-chat-prompt"), T.message)
     with gr.Row():
@@ -60,79 +67,93 @@ def build(service: TrainingService, engine: ChatEngine, form: ConfigForm, labels
     with labels.add(gr.Accordion(T.generation("en"), open=False), T.generation):
         with gr.Row():
             for name in GENERATION_FIELDS:
-                form.add("generation", name, min_width=160)
-
-    load.click(lambda *v: _load_model(session, form, *v), form.components, status)
-    unload.click(lambda: session.engine.unload(), None, status)
-    load_adapter.click(lambda path: _load_adapter(session, path), adapter, status)
-    unload_adapter.click(lambda path: _unload_adapter(session, path), adapter, status)
-    mode.change(lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")), mode, [base_column, adapter_column])
-    stop.click(lambda: session.stop.set(), None, None)
-    clear.click(lambda: ([], [], "", ""), None, [base_chat, adapter_chat, base_speed, adapter_speed])
-    inputs = [prompt, mode, adapter, base_chat, adapter_chat, *form.components]
-    outputs = [base_chat, adapter_chat, base_speed, adapter_speed, prompt, status]
-    send.click(lambda *v: (yield from _send(session, form, *v)), inputs, outputs)
-    prompt.submit(lambda *v: (yield from _send(session, form, *v)), inputs, outputs)
-    return ChatTab(adapter)
+                page.form.add(f"generation.{name}", min_width=160)
+    return ChatTab(load, unload, status, picker, load_adapter, unload_adapter, mode, base_column, adapter_column,
+                   base_chat, adapter_chat, base_speed, adapter_speed, prompt, send, stop, clear)
 
 
-def _load_model(session: ChatSession, form: ConfigForm, *values) -> str:
+def wire(page: Page, tab: ChatTab) -> None:
+    studio, lang, stop = page.studio, page.lang, threading.Event()  # Stop ends the answer in progress
+    adapter_picker.wire(studio, tab.picker, lang)
+    tab.load.click(lambda v: _load_model(page, v), {lang} | page.form.inputs, tab.status, api_name="load_model")
+    tab.unload.click(lambda: studio.unload_model(), None, tab.status, api_name="unload_model")
+    tab.load_adapter.click(lambda path, lng: _load_adapter(page, path, lng), [tab.picker.dropdown, lang], tab.status,
+                           api_name="load_adapter")
+    tab.unload_adapter.click(lambda path, lng: _unload_adapter(page, path, lng), [tab.picker.dropdown, lang], tab.status,
+                             api_name="unload_adapter")
+    tab.mode.change(lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")), tab.mode,
+                    [tab.base_column, tab.adapter_column], api_name=False)
+    tab.stop.click(lambda: stop.set(), None, None, api_name="stop")
+    tab.clear.click(lambda: ([], [], "", ""), None, [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed],
+                    api_name=False)
+    inputs = {lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat} | page.form.inputs
+    outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, tab.status]
+    send = lambda v: (yield from _send(page, tab, stop, v))  # noqa: E731
+    tab.send.click(send, inputs, outputs, api_name="send")
+    tab.prompt.submit(send, inputs, outputs, api_name=False)
+
+
+def _load_model(page: Page, values) -> str:
     try:
-        config = form.read(*values)
-        return session.engine.load(config.model, config.quantization)
-    except ERRORS as error:
-        return f"**{T.error('en')}:** {error}"
+        config = page.form.read(values)
+        return page.studio.load_model(config.model, config.quantization)
+    except Exception as error:
+        return problem(error, values[page.lang])
 
 
-def _adapter_name(session: ChatSession, path: str | None) -> str | None:
-    for name, info in session.engine.adapters.items():
+def _adapter_name(page: Page, path: str | None) -> str | None:
+    for name, info in page.studio.engine.adapters.items():
         if info.path == path or name == path:
             return name
     return None
 
 
-def _load_adapter(session: ChatSession, path: str | None) -> str:
+def _load_adapter(page: Page, path: str | None, lang: str) -> str:
     if not path:
-        return f"**{T.error('en')}:** choose an adapter (Refresh lists every finished run) or type a folder."
+        return f"**{T.error(lang)}:** {T.choose_adapter(lang)}"
     try:
-        info = session.engine.load_adapter(path)
-    except ERRORS as error:
-        return f"**{T.error('en')}:** {error}"
-    loaded = ", ".join(session.engine.adapters)
-    return f"Adapter **{info.name}** loaded onto {session.engine.model_name} (loaded adapters: {loaded}; base loads: {session.engine.base_loads})."
+        info = page.studio.load_adapter(path)
+    except Exception as error:
+        return problem(error, lang)
+    engine = page.studio.engine
+    return f"Adapter **{info.name}** loaded onto {engine.model_name} (loaded adapters: {', '.join(engine.adapters)})."
 
 
-def _unload_adapter(session: ChatSession, path: str | None) -> str:
-    name = _adapter_name(session, path)
+def _unload_adapter(page: Page, path: str | None, lang: str) -> str:
+    name = _adapter_name(page, path)
     if name is None:
         return "That adapter is not loaded."
-    session.engine.unload_adapter(name)
+    try:
+        page.studio.unload_adapter(name)
+    except Exception as error:
+        return problem(error, lang)
     return f"Adapter {name} unloaded."
 
 
-def _send(session: ChatSession, form: ConfigForm, text, mode, adapter_path, base_history, adapter_history, *values):
-    base_history, adapter_history = list(base_history or []), list(adapter_history or [])
+def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
+    text, mode = values[tab.prompt], values[tab.mode]
+    base_history, adapter_history = list(values[tab.base_chat] or []), list(values[tab.adapter_chat] or [])
     if not text or not text.strip():
         yield base_history, adapter_history, gr.skip(), gr.skip(), text, gr.skip()
         return
     try:
-        generation = form.read(*values).generation
-        name = _adapter_name(session, adapter_path)
+        generation = page.form.read(values).generation
+        name = _adapter_name(page, values[tab.picker.dropdown])
         if mode != "base" and name is None:
-            raise AdapterError("Load an adapter first (or choose 'Base only').")
+            raise StudioError("Load an adapter first (or choose 'Base only').", "请先加载适配器（或选择“仅基座”）。")
         columns = [c for c in (("base", None, base_history), ("adapter", name, adapter_history)) if mode in ("compare", c[0])]
         conversations = [_history_messages(h) + [{"role": "user", "content": text}] for _, _, h in columns]
-        session.stop.clear()
+        stop.clear()
         for history in (h for _, _, h in columns):
             history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-        for answers in session.engine.stream(conversations, [n for _, n, _ in columns], generation, session.stop):
+        for answers in page.studio.stream(conversations, [n for _, n, _ in columns], generation, stop):
             speeds = {}
             for (kind, _, history), answer in zip(columns, answers):
                 history[-1] = {"role": "assistant", "content": answer.text}
                 speeds[kind] = f"{answer.tokens} tokens · {answer.tokens_per_second:.1f} tok/s"
             yield base_history, adapter_history, speeds.get("base", ""), speeds.get("adapter", ""), "", gr.skip()
-    except ERRORS as error:
-        yield base_history, adapter_history, gr.skip(), gr.skip(), text, f"**{T.error('en')}:** {error}"
+    except Exception as error:
+        yield base_history, adapter_history, gr.skip(), gr.skip(), text, problem(error, values[page.lang])
 
 
 def _history_messages(history: list) -> list[dict]:

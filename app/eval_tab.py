@@ -3,53 +3,74 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
 
-from app.adapter_picker import adapter_picker
+from app import adapter_picker
 from app.background import run_with_updates
-from app.form import ConfigForm
-from app.i18n import Labels, T
-from studio.chat import ChatEngine
-from studio.evaluation.runner import EvalReport, evaluate
-from studio.service import TrainingService
+from app.feedback import problem
+from app.i18n import T
+from app.page import Page
 
 
-def build(service: TrainingService, engine: ChatEngine, form: ConfigForm, labels: Labels) -> gr.Dropdown:
+@dataclass
+class EvalTab:
+    picker: adapter_picker.AdapterPicker
+    compare: gr.Checkbox
+    start: gr.Button
+    progress: gr.HTML
+    metrics: gr.Dataframe
+    samples: gr.Dataframe
+
+
+def layout(page: Page) -> EvalTab:
+    labels, form = page.labels, page.form
     labels.add(gr.Markdown(T.eval_note("en")), T.eval_note, "value")
-    adapter = adapter_picker(service, labels, "qs-eval-adapter")
+    picker = adapter_picker.layout(labels, "qs-eval-adapter")
     with gr.Row():
-        form.add("evaluation", "datasets", scale=2)
-        form.add("evaluation", "max_samples", scale=1)
-        form.add("evaluation", "batch_size", scale=1)
-        form.add("evaluation", "sample", scale=1)
+        form.add("evaluation.datasets", scale=2)
+        form.add("evaluation.max_samples", scale=1)
+        form.add("evaluation.batch_size", scale=1)
+        form.add("evaluation.sample", scale=1)
         compare = labels.add(gr.Checkbox(True, label=T.compare_base("en"), scale=1), T.compare_base)
     start = labels.add(gr.Button(T.start_eval("en"), variant="primary", elem_id="qs-eval-start"), T.start_eval, "value")
     progress = gr.HTML(elem_id="qs-eval-progress")
     metrics = labels.add(gr.Dataframe(label=T.metrics("en"), elem_id="qs-eval-metrics", interactive=False), T.metrics)
-    samples = labels.add(gr.Dataframe(label=T.samples("en"), wrap=True, max_height=420, interactive=False, elem_id="qs-eval-samples"), T.samples)
+    samples = labels.add(
+        gr.Dataframe(label=T.samples("en"), wrap=True, max_height=420, interactive=False, elem_id="qs-eval-samples"), T.samples
+    )
+    return EvalTab(picker, compare, start, progress, metrics, samples)
 
-    def run(adapter_path, compare_base, *values):
-        try:
-            config = form.read(*values)
-        except Exception as error:
-            yield _error(error), gr.skip(), gr.skip()
+
+def wire(page: Page, tab: EvalTab) -> None:
+    adapter_picker.wire(page.studio, tab.picker, page.lang)
+
+    def run(values):
+        lang, adapter, compare = values[page.lang], values[tab.picker.dropdown] or None, values[tab.compare]
+        if compare and not adapter:  # never score the base alone while the page promises a comparison
+            yield _error(T.compare_needs_adapter(lang)), gr.skip(), gr.skip()
             return
-        work = lambda report: evaluate(engine, config, adapter_path or None, compare_base, progress=report)  # noqa: E731
+        try:
+            config = page.form.read(values)
+        except Exception as error:
+            yield _error(problem(error, lang)), gr.skip(), gr.skip()
+            return
+        work = lambda report: page.studio.evaluate(config, adapter, compare, progress=report)  # noqa: E731
         for kind, value in run_with_updates(work):
             if kind == "progress":
                 yield _progress(value), gr.skip(), gr.skip()
             elif kind == "error":
-                yield _error(value), gr.skip(), gr.skip()
+                yield _error(problem(value, lang)), gr.skip(), gr.skip()
             else:
                 yield _finished(value), metrics_table(value), samples_table(value)
 
-    start.click(run, [adapter, compare, *form.components], [progress, metrics, samples])
-    return adapter
+    inputs = {page.lang, tab.picker.dropdown, tab.compare} | page.form.inputs
+    tab.start.click(run, inputs, [tab.progress, tab.metrics, tab.samples], api_name="evaluate")
 
 
-def metrics_table(report: EvalReport) -> pd.DataFrame:
+def metrics_table(report) -> pd.DataFrame:
     columns = report.columns
     rows = []
     for metric in report.metrics[columns[0]]:
@@ -60,7 +81,7 @@ def metrics_table(report: EvalReport) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def samples_table(report: EvalReport) -> pd.DataFrame:
+def samples_table(report) -> pd.DataFrame:
     rows = []
     for index, sample in enumerate(report.samples):
         row = {"prompt": sample.prompt[-1]["content"], "reference": sample.label}
@@ -79,9 +100,12 @@ def _progress(event) -> str:
     )
 
 
-def _finished(report: EvalReport) -> str:
-    return f"<div class='qs-progress'><span class='qs-state qs-finished'>finished</span> {len(report.samples)} samples · results in <code>{html.escape(str(report.out_dir))}</code></div>"
+def _finished(report) -> str:
+    return (
+        f"<div class='qs-progress'><span class='qs-state qs-finished'>finished</span> {len(report.samples)} samples · "
+        f"results in <code>{html.escape(str(report.out_dir))}</code></div>"
+    )
 
 
-def _error(error: Exception) -> str:
-    return f"<div class='qs-progress'><span class='qs-state qs-failed'>failed</span><div class='qs-error'>{html.escape(str(error))}</div></div>"
+def _error(markdown: str) -> str:
+    return f"<div class='qs-progress'><span class='qs-state qs-failed'>failed</span><div class='qs-error'>{html.escape(markdown)}</div></div>"

@@ -3,50 +3,60 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import gradio as gr
 
-from app.adapter_picker import adapter_picker
+from app import adapter_picker
 from app.background import run_with_updates
-from app.form import ConfigForm
-from app.i18n import Labels, T
-from studio.export.merge import export_merged
-from studio.service import TrainingService
+from app.feedback import problem
+from app.i18n import T
+from app.page import Page
 
 
-def build(service: TrainingService, form: ConfigForm, labels: Labels) -> gr.Dropdown:
-    labels.add(gr.Markdown(T.export_note("en")), T.export_note, "value")
-    adapter = adapter_picker(service, labels, "qs-export-adapter")
+@dataclass
+class ExportTab:
+    picker: adapter_picker.AdapterPicker
+    start: gr.Button
+    result: gr.HTML
+
+
+def layout(page: Page) -> ExportTab:
+    page.labels.add(gr.Markdown(T.export_note("en")), T.export_note, "value")
+    picker = adapter_picker.layout(page.labels, "qs-export-adapter")
     with gr.Row():
-        form.add("export", "output_dir", scale=3)
-        form.add("export", "max_shard_size", scale=1)
-        form.add("export", "dtype", scale=1)
-        form.add("export", "check_prompts", scale=1)
-    start = labels.add(gr.Button(T.export("en"), variant="primary", elem_id="qs-export-start"), T.export, "value")
-    result = gr.HTML(elem_id="qs-export-result")
+        page.form.add("export.output_dir", scale=3)
+        page.form.add("export.max_shard_size", scale=1)
+        page.form.add("export.dtype", scale=1)
+        page.form.add("export.check_prompts", scale=1)
+    start = page.labels.add(gr.Button(T.export("en"), variant="primary", elem_id="qs-export-start"), T.export, "value")
+    return ExportTab(picker, start, gr.HTML(elem_id="qs-export-result"))
 
-    def run(adapter_path, *values):
-        if not adapter_path:
-            yield _box("failed", "Choose an adapter (Refresh lists every finished run) or type its folder.")
-            return
+
+def wire(page: Page, tab: ExportTab) -> None:
+    adapter_picker.wire(page.studio, tab.picker, page.lang)
+
+    def run(values):
+        lang = values[page.lang]
         try:
-            config = form.read(*values)
+            config = page.form.read(values)
         except Exception as error:
-            yield _box("failed", str(error))
+            yield _box("failed", problem(error, lang))
             return
         lines: list[str] = []
-        for kind, value in run_with_updates(lambda report: export_merged(config, adapter_path, progress=report)):
+        work = lambda report: page.studio.export(config, values[tab.picker.dropdown], progress=report)  # noqa: E731
+        for kind, value in run_with_updates(work):
             if kind == "progress":
                 lines.append(value)
                 yield _box("running", "\n".join(lines))
             elif kind == "error":
-                yield _box("failed", "\n".join(lines + [str(value)]))
+                yield _box("failed", "\n".join(lines + [problem(value, lang)]))
             else:
                 check = f"reload check: max logit difference {value.max_logit_diff:.3g} ≤ tolerance {value.tolerance:g} ✓"
-                yield _box("finished", "\n".join(lines + [f"Exported to {value.out_dir} ({value.dtype}, {value.seconds} s)", check, "Files: " + ", ".join(value.files)]))
+                done = [f"Exported to {value.out_dir} ({value.dtype}, {value.seconds} s)", check, "Files: " + ", ".join(value.files)]
+                yield _box("finished", "\n".join(lines + done))
 
-    start.click(run, [adapter, *form.components], result)
-    return adapter
+    tab.start.click(run, {page.lang, tab.picker.dropdown} | page.form.inputs, tab.result, api_name="export")
 
 
 def _box(state: str, text: str) -> str:

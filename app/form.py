@@ -1,7 +1,10 @@
-"""Gradio controls generated from the typed config, and read back into it.
+"""Gradio controls generated from the typed config, bound to their field paths, read back into it.
 
-Each FieldControl knows its config path, its pydantic field and its component, so labels,
-defaults, choices and help all come from studio.config; nothing here repeats them.
+Each control knows its path ("training.learning_rate"), its pydantic field and its component, so
+labels, defaults, choices and help all come from studio.config; nothing here repeats them.
+Handlers receive the form as Gradio's dict input ({component: value}) and `read` picks each
+value by its control, never by position. The form is sealed once the whole page is laid out:
+wiring an event before then (and so missing controls added later) is an error at build time.
 """
 
 from __future__ import annotations
@@ -16,14 +19,13 @@ from pydantic.fields import FieldInfo
 from studio.config import RunConfig
 from studio.config.base import Section
 
-Path = tuple[str, ...]
 
-
-def _field_info(path: Path) -> FieldInfo:
+def field_info(path: str) -> FieldInfo:
     model: type[Section] = RunConfig
-    for part in path[:-1]:
+    *sections, name = path.split(".")
+    for part in sections:
         model = model.model_fields[part].annotation
-    return model.model_fields[path[-1]]
+    return model.model_fields[name]
 
 
 def _core_type(annotation):
@@ -34,21 +36,21 @@ def _core_type(annotation):
     return annotation, False
 
 
-def _english_label(path: Path) -> str:
-    return path[-1].replace("_", " ").capitalize().replace("Lora", "LoRA").replace("Loraplus", "LoRA+")
+def english_label(path: str) -> str:
+    return path.rsplit(".", 1)[-1].replace("_", " ").capitalize().replace("Lora", "LoRA").replace("Loraplus", "LoRA+")
 
 
 @dataclass
 class FieldControl:
-    path: Path
+    path: str
     component: gr.components.Component
     info: FieldInfo = field(repr=False)
 
     def label(self, lang: str) -> str:
-        return self.info.json_schema_extra["zh"] if lang == "zh" else _english_label(self.path)
+        return self.info.json_schema_extra["zh"] if lang == "zh" else english_label(self.path)
 
-    def relabel(self, lang: str):
-        return gr.update(label=self.label(lang))
+    def help(self, lang: str) -> str:
+        return (self.info.json_schema_extra.get("zh_help") if lang == "zh" else None) or self.info.description
 
     def to_config_value(self, raw):
         kind, optional = _core_type(self.info.annotation)
@@ -72,70 +74,88 @@ class FieldControl:
 
 
 class ConfigForm:
-    """The controls of one page, in a fixed order that Gradio inputs and outputs follow."""
+    """The config controls of one page, by field path."""
 
     def __init__(self, defaults: RunConfig | None = None):
         self.defaults = defaults or RunConfig()
-        self.controls: list[FieldControl] = []
+        self.controls: dict[str, FieldControl] = {}
+        self._sealed = False
 
-    def add(self, *path: str, lang: str = "en", **overrides) -> gr.components.Component:
-        """Render the control for config field `path` here, in the current Blocks context."""
-        info = _field_info(path)
-        value = self._default(path)
-        kwargs = {"label": _english_label(path) if lang != "zh" else info.json_schema_extra["zh"], "info": info.description}
-        component = self._make(info, value, kwargs, overrides)
-        control = FieldControl(path, component, info)
-        self.controls.append(control)
-        return component
+    def add(self, path: str, **overrides) -> gr.components.Component:
+        """Render the control for config field `path` (e.g. "lora.rank") here, in the current Blocks context."""
+        if self._sealed:
+            raise RuntimeError(f"{path}: the form is sealed; add every control before wiring events.")
+        if path in self.controls:
+            raise ValueError(f"{path} is already on this page; a field has one control.")
+        info = field_info(path)
+        kwargs = {"label": english_label(path), "info": info.description, **overrides}
+        control = FieldControl(path, _make(info, self.default(path), kwargs), info)
+        self.controls[path] = control
+        return control.component
 
-    def _default(self, path: Path):
+    def seal(self) -> None:
+        """The layout is complete: from now on events may be wired, and no control is added."""
+        self._sealed = True
+
+    @property
+    def inputs(self) -> set[gr.components.Component]:
+        if not self._sealed:
+            raise RuntimeError("Wire events after the whole page is laid out (form.seal()), so no control is missed.")
+        return {control.component for control in self.controls.values()}
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """Every control, for an event that fills the whole form (answer with `values_of`)."""
+        if not self._sealed:
+            raise RuntimeError("Wire events after the whole page is laid out (form.seal()), so no control is missed.")
+        return [control.component for control in self.controls.values()]
+
+    def default(self, path: str):
         value = self.defaults
-        for part in path:
+        for part in path.split("."):
             value = getattr(value, part)
         return value
 
-    def _make(self, info: FieldInfo, value, kwargs: dict, overrides: dict) -> gr.components.Component:
-        kind, optional = _core_type(info.annotation)
-        kwargs.update(overrides)
-        if typing.get_origin(kind) is typing.Literal:
-            return gr.Dropdown(choices=list(typing.get_args(kind)), value=value, **kwargs)
-        if kind is bool:
-            return gr.Checkbox(value=value, **kwargs)
-        if kind in (int, float) and optional:
-            # gr.Number sends 0 for an empty box; a textbox keeps "not set" distinct from 0
-            return gr.Textbox(value="" if value is None else str(value), placeholder="empty = not set", **kwargs)
-        if kind in (int, float):
-            return gr.Number(value=value, precision=0 if kind is int else None, **kwargs)
-        if typing.get_origin(kind) is list:
-            if "choices" in kwargs:
-                return gr.Dropdown(value=value, multiselect=True, allow_custom_value=True, **kwargs)
-            return gr.Textbox(value=", ".join(value), **kwargs)
-        if "choices" in kwargs:
-            return gr.Dropdown(value=value, allow_custom_value=True, **kwargs)
-        return gr.Textbox(value="" if value is None else value, **kwargs)
-
-    @property
-    def components(self) -> list[gr.components.Component]:
-        return [c.component for c in self.controls]
-
-    def read(self, *raw_values) -> RunConfig:
+    def read(self, values: dict) -> RunConfig:
         """The RunConfig the controls describe; raises ConfigError naming each bad field."""
-        values = self.defaults.model_dump(mode="json")
-        for control, raw in zip(self.controls, raw_values):
-            target = values
-            for part in control.path[:-1]:
+        config = self.defaults.model_dump(mode="json")
+        for control in self.controls.values():
+            *sections, name = control.path.split(".")
+            target = config
+            for part in sections:
                 target = target[part]
-            target[control.path[-1]] = control.to_config_value(raw)
-        return RunConfig.from_dict(values, source="the form")
+            target[name] = control.to_config_value(values[control.component])
+        return RunConfig.from_dict(config, source="the form")
 
-    def values_of(self, config: RunConfig) -> list:
-        values = []
-        for control in self.controls:
+    def values_of(self, config: RunConfig) -> dict:
+        """{component: value} that shows `config` in the controls."""
+        values = {}
+        for control in self.controls.values():
             value = config
-            for part in control.path:
+            for part in control.path.split("."):
                 value = getattr(value, part)
-            values.append(control.to_component_value(value))
+            values[control.component] = control.to_component_value(value)
         return values
 
-    def relabel(self, lang: str) -> list:
-        return [control.relabel(lang) for control in self.controls]
+    def relabel(self, lang: str) -> dict:
+        return {c.component: gr.update(label=c.label(lang), info=c.help(lang)) for c in self.controls.values()}
+
+
+def _make(info: FieldInfo, value, kwargs: dict) -> gr.components.Component:
+    kind, optional = _core_type(info.annotation)
+    if typing.get_origin(kind) is typing.Literal:
+        return gr.Dropdown(choices=list(typing.get_args(kind)), value=value, **kwargs)
+    if kind is bool:
+        return gr.Checkbox(value=value, **kwargs)
+    if kind in (int, float) and optional:
+        # gr.Number sends 0 for an empty box; a textbox keeps "not set" distinct from 0
+        return gr.Textbox(value="" if value is None else str(value), **kwargs)
+    if kind in (int, float):
+        return gr.Number(value=value, precision=0 if kind is int else None, **kwargs)
+    if typing.get_origin(kind) is list:
+        if "choices" in kwargs:
+            return gr.Dropdown(value=value, multiselect=True, allow_custom_value=True, **kwargs)
+        return gr.Textbox(value=", ".join(value), **kwargs)
+    if "choices" in kwargs:
+        return gr.Dropdown(value=value, allow_custom_value=True, **kwargs)
+    return gr.Textbox(value="" if value is None else value, **kwargs)

@@ -93,6 +93,25 @@ class T:
     metrics = Text("Metrics", "指标")
     samples = Text("Samples", "样本")
     export = Text("Export", "导出")
+    checkpoint = Text("Checkpoint to resume from", "从哪个检查点继续")
+    latest_checkpoint = Text("newest that loads", "最新可用的检查点")
+    resumed_from = Text("resumed", "已继续")
+    resumed_run = Text("Resumed run", "已继续训练")
+    bug = Text("Unexpected error (a bug in QLoRA Studio)", "意外错误（QLoRA Studio 的程序缺陷）")
+    bug_hint = Text(
+        "The traceback is in the server's log (the terminal running qlora-studio webui); please report it.",
+        "完整的错误信息在服务端日志中（运行 qlora-studio webui 的终端），请反馈此问题。",
+    )
+    not_set = Text("empty = not set", "留空即不设置")
+    choose_adapter = Text(
+        "Choose an adapter (the list holds every finished run's) or type its folder.",
+        "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。",
+    )
+    compare_needs_adapter = Text(
+        "“Also score the base model” compares base and adapter: choose an adapter first, or untick it to score the base alone.",
+        "“同时评估基座模型”用于对比基座与适配器：请先选择适配器，或取消勾选以仅评估基座模型。",
+    )
+    damaged_adapters = Text("Left out of the adapter list", "未列入适配器列表")
     export_note = Text(
         "Merges the adapter into the base loaded in 16-bit (fp32 on CPU, never 4-bit), saves safetensors shards, "
         "tokenizer, chat template and a model card, then reloads the folder and checks its logits against base+adapter.",
@@ -105,28 +124,27 @@ class Labels:
     """Components whose fixed text follows the language switch: (component, text, attribute)."""
 
     def __init__(self):
-        self.entries: list[tuple[object, Text, str]] = []
+        self.entries: list[tuple[object, object, str]] = []
 
     def add(self, component, text: Text, attribute: str = "label"):
         self.entries.append((component, text, attribute))
         return component
-
-    @property
-    def components(self) -> list:
-        return [component for component, _, _ in self.entries]
 
     def add_choices(self, component, choices: list[tuple[Text, str]]):
         """A radio or dropdown whose choice labels follow the language; values stay fixed."""
         self.entries.append((component, choices, "choices"))
         return component
 
-    def updates(self, lang: str) -> list:
+    @property
+    def components(self) -> list:
+        return list(dict.fromkeys(component for component, _, _ in self.entries))
+
+    def updates(self, lang: str) -> dict:
+        """{component: gr.update(...)} with every text attribute of each component in `lang`."""
         import gradio as gr
 
-        updates = []
-        for _, text, attribute in self.entries:
-            if attribute == "choices":
-                updates.append(gr.update(choices=[(label(lang), value) for label, value in text]))
-            else:
-                updates.append(gr.update(**{attribute: text(lang)}))
-        return updates
+        changes: dict = {}
+        for component, text, attribute in self.entries:
+            value = [(label(lang), v) for label, v in text] if attribute == "choices" else text(lang)
+            changes.setdefault(component, {})[attribute] = value
+        return {component: gr.update(**kwargs) for component, kwargs in changes.items()}

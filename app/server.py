@@ -1,4 +1,8 @@
-"""The studio page: a top bar shared by all tabs, then Train, Evaluate & Predict, Chat and Export."""
+"""The studio page: a top bar shared by all tabs, then Train, Evaluate & Predict, Chat and Export.
+
+Layout first, wiring second: every tab lays out its components, the config form is sealed, and
+only then are events wired, so each handler sees every field of the form by name.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no outside connections
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
-from app import chat_tab, eval_tab, export_tab, train_tab  # noqa: E402
-from app.adapter_picker import adapter_choices  # noqa: E402
-from studio.chat import ChatEngine  # noqa: E402
+from app import adapter_picker, chat_tab, eval_tab, export_tab, run_monitor, train_tab  # noqa: E402
 from app.form import ConfigForm  # noqa: E402
 from app.i18n import LANGUAGES, Labels, T  # noqa: E402
-from studio.config import RunConfig  # noqa: E402
-from studio.config.model import MODEL_PRESETS  # noqa: E402
-from studio.service import TrainingService  # noqa: E402
+from app.login_throttle import LoginThrottle  # noqa: E402
+from app.page import Page  # noqa: E402
+from studio.api import Studio  # noqa: E402
+from studio.config import MODEL_PRESETS, RunConfig  # noqa: E402
 
 CSS = """
 .qs-header h1 { margin: 0; font-size: 1.6rem; }
@@ -26,7 +30,7 @@ CSS = """
 .qs-state { padding: 0.05rem 0.6rem; border-radius: 999px; font-size: 0.85rem; background: #e5e7eb; }
 .qs-running, .qs-starting { background: #dbeafe; color: #1e40af; }
 .qs-finished { background: #dcfce7; color: #166534; }
-.qs-failed, .qs-missing { background: #fee2e2; color: #991b1b; }
+.qs-failed, .qs-missing, .qs-unreadable { background: #fee2e2; color: #991b1b; }
 .qs-aborted { background: #fef3c7; color: #92400e; }
 .qs-phase { color: var(--body-text-color-subdued); font-size: 0.85rem; }
 .qs-bar { height: 12px; background: #e5e7eb; border-radius: 6px; overflow: hidden; }
@@ -37,57 +41,65 @@ CSS = """
 """
 
 
-
-def build_app(service: TrainingService, defaults: RunConfig | None = None) -> gr.Blocks:
-    form, labels = ConfigForm(defaults), Labels()
-    engine = ChatEngine()  # one model in memory, shared by Chat and Evaluate
+def build_app(studio: Studio, defaults: RunConfig | None = None) -> gr.Blocks:
     with gr.Blocks(title="QLoRA Studio") as demo:
-        lang_state = gr.State("en")
+        page = Page(studio, ConfigForm(defaults), Labels(), gr.State("en"))
         header = gr.Markdown(_header("en"), elem_classes="qs-header")
         with gr.Row(equal_height=True):
-            language = gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language")
-            labels.add(language, T.language)
-            form.add("model", "name_or_path", choices=MODEL_PRESETS, scale=3, elem_id="qs-model")
-            form.add("quantization", "method", scale=1, elem_id="qs-method")
-            form.add("model", "chat_template", scale=1)
+            language = page.labels.add(
+                gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language"), T.language
+            )
+            page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3, elem_id="qs-model")
+            page.form.add("quantization.method", scale=1, elem_id="qs-method")
+            page.form.add("model.chat_template", scale=1)
         with gr.Tabs():
-            with labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):
-                train = train_tab.build(service, form, labels, lang_state)
-            with labels.add(gr.Tab(T.tab_eval("en"), elem_id="qs-tab-eval"), T.tab_eval):
-                eval_adapter = eval_tab.build(service, engine, form, labels)
-            with labels.add(gr.Tab(T.tab_chat("en"), elem_id="qs-tab-chat"), T.tab_chat):
-                chat = chat_tab.build(service, engine, form, labels)
-            with labels.add(gr.Tab(T.tab_export("en"), elem_id="qs-tab-export"), T.tab_export):
-                export_adapter = export_tab.build(service, form, labels)
+            with page.labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):
+                train = train_tab.layout(page)
+            with page.labels.add(gr.Tab(T.tab_eval("en"), elem_id="qs-tab-eval"), T.tab_eval):
+                evaluate = eval_tab.layout(page)
+            with page.labels.add(gr.Tab(T.tab_chat("en"), elem_id="qs-tab-chat"), T.tab_chat):
+                chat = chat_tab.layout(page)
+            with page.labels.add(gr.Tab(T.tab_export("en"), elem_id="qs-tab-export"), T.tab_export):
+                export = export_tab.layout(page)
+        page.form.seal()
 
-        def switch(choice):
-            lang = LANGUAGES[choice]
-            return [lang, _header(lang), *labels.updates(lang), *form.relabel(lang)]
-
-        language.change(switch, language, [lang_state, header, *labels.components, *form.components]).then(
-            train.redraw, train.inputs, train.outputs, show_progress="hidden"
-        )
-
-        def on_load():
-            from app.train_actions import default_run, run_choices
-
-            adapters = adapter_choices(service)
-            return gr.update(choices=run_choices(service), value=default_run(service)), adapters, adapters, adapters
-
-        demo.load(on_load, None, [train.run_selector, chat.adapter, eval_adapter, export_adapter])
+        train_tab.wire(page, train)
+        eval_tab.wire(page, evaluate)
+        chat_tab.wire(page, chat)
+        export_tab.wire(page, export)
+        _wire_language(page, language, header, train)
+        pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown]
+        demo.load(lambda: _on_load(studio), None, [train.monitor.runs, *pickers], api_name="page_load")
     return demo
+
+
+def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: train_tab.TrainTab) -> None:
+    labelled = page.labels.components + page.form.outputs
+
+    def switch(choice):
+        lang = LANGUAGES[choice]
+        return {page.lang: lang, header: _header(lang), **page.labels.updates(lang), **page.form.relabel(lang)}
+
+    redraw, inputs, outputs = train_tab.redraw(page, train)
+    language.change(switch, language, [page.lang, header, *labelled], api_name=False).then(
+        redraw, inputs, outputs, show_progress="hidden", api_name=False
+    )
+
+
+def _on_load(studio: Studio) -> list:
+    adapters = adapter_picker.choices(studio)
+    runs = gr.update(choices=run_monitor.run_choices(studio), value=studio.default_run())
+    return [runs, adapters, adapters, adapters]
 
 
 def _header(lang: str) -> str:
     return f"# {T.title(lang)}\n{T.subtitle(lang)}"
 
 
-def serve(
-    host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
-    runs_dir: str = "runs", defaults: RunConfig | None = None,
-) -> None:
-    demo = build_app(TrainingService(runs_dir), defaults)
+def serve(studio: Studio, host: str, port: int, auth: list[tuple[str, str]] | None, defaults: RunConfig | None) -> None:
+    demo = build_app(studio, defaults)
     demo.queue(default_concurrency_limit=8).launch(
-        server_name=host, server_port=port, auth=auth, share=False, ssr_mode=False,
-        css=CSS, theme=gr.themes.Soft(), footer_links=[], show_error=True,
+        server_name=host, server_port=port, auth=auth or None, share=False, ssr_mode=False,
+        css=CSS, theme=gr.themes.Soft(), footer_links=[], show_error=True, quiet=True,
+        app_kwargs={"middleware": [Middleware(LoginThrottle)]},
     )

@@ -1,4 +1,4 @@
-"""The Train tab: data and preview, hyper-parameters, start/abort, live progress and charts."""
+"""The Train tab: data and preview, hyper-parameters, start / abort / resume, and the live run monitor."""
 
 from __future__ import annotations
 
@@ -6,205 +6,192 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app import train_actions as actions
-from app.charts import loss_figure, lr_figure, memory_figure, token_histogram
+from app import preview_view, run_monitor
+from app.charts import token_histogram
+from app.feedback import problem
 from app.form import ConfigForm
 from app.i18n import Labels, T
-from studio.service import TrainingService
+from app.page import Page
+from studio.errors import StudioError
 
-COMMON = [
-    ("training", "learning_rate"), ("training", "num_epochs"), ("training", "max_steps"),
-    ("training", "batch_size"), ("training", "gradient_accumulation_steps"), ("training", "lr_scheduler"),
-    ("data", "cutoff_len"), ("data", "val_size"), ("lora", "rank"),
-]
-SECTIONS = [("lora", T.section_lora), ("quantization", T.section_quantization), ("data", T.section_data), ("training", T.section_training)]
-TOPBAR_OR_OTHER = {("model", "name_or_path"), ("model", "chat_template"), ("quantization", "method"),
-                   ("data", "dataset_dir"), ("data", "datasets"), ("name",)}
+COMMON = ["training.learning_rate", "training.num_epochs", "training.max_steps", "training.batch_size",
+          "training.gradient_accumulation_steps", "training.lr_scheduler", "data.cutoff_len", "data.val_size", "lora.rank"]
+SECTIONS = [("lora", T.section_lora), ("quantization", T.section_quantization), ("data", T.section_data),
+            ("training", T.section_training)]
+ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method", "data.dataset_dir", "data.datasets", "name"}
+LATEST = "latest"
 
 
 @dataclass
 class TrainTab:
-    run_selector: gr.Dropdown
-    redraw: object  # (run_id, history, lang) -> values for `outputs`, charts always redrawn
-    inputs: list
-    outputs: list
+    dataset_dir: gr.Textbox
+    datasets: gr.Dropdown
+    preview_button: gr.Button
+    command_button: gr.Button
+    preview: preview_view.PreviewBox
+    command: gr.Column
+    cli: gr.Code
+    yaml: gr.Code
+    config_path: gr.Textbox
+    save: gr.Button
+    load: gr.Button
+    config_status: gr.Markdown
+    message: gr.Markdown
+    start: gr.Button
+    abort: gr.Button
+    resume: gr.Button
+    checkpoint: gr.Dropdown
+    monitor: run_monitor.Monitor
 
 
-def build(service: TrainingService, form: ConfigForm, labels: Labels, lang_state: gr.State) -> TrainTab:
+def layout(page: Page) -> TrainTab:
+    form, labels = page.form, page.labels
     with gr.Row():
-        dataset_dir = form.add("data", "dataset_dir", scale=1)
-        datasets = form.add("data", "datasets", choices=actions.dataset_choices(form.defaults.data.dataset_dir), scale=3)
+        dataset_dir = form.add("data.dataset_dir", scale=1)
+        datasets = form.add("data.datasets", choices=page.studio.dataset_names(form.defaults.data.dataset_dir), scale=3)
         form.add("name", scale=1)
     with gr.Row():
         preview_button = labels.add(gr.Button(T.preview_dataset("en"), size="sm"), T.preview_dataset, "value")
         command_button = labels.add(gr.Button(T.preview_command("en"), size="sm"), T.preview_command, "value")
-    preview_box = _build_preview_box()
-    command_box = _build_command_box(form, labels)
-    _build_parameters(form, labels)
+    preview = preview_view.layout()
+    with gr.Column(visible=False) as command:
+        cli = gr.Code(language="shell", label="CLI", interactive=False, wrap_lines=True)
+        yaml = gr.Code(language="yaml", label="YAML", interactive=False, max_lines=20)
+        with gr.Row():
+            config_path = labels.add(gr.Textbox(value="configs/my_run.yaml", label=T.config_path("en"), scale=3), T.config_path)
+            save = labels.add(gr.Button(T.save_config("en"), size="sm", scale=1), T.save_config, "value")
+            load = labels.add(gr.Button(T.load_config("en"), size="sm", scale=1), T.load_config, "value")
+        config_status = gr.Markdown()
+    _parameters(form, labels)
     message = gr.Markdown(elem_classes="qs-message")
-    with gr.Row():
+    with gr.Row(equal_height=True):
         start = labels.add(gr.Button(T.start("en"), variant="primary", elem_id="qs-start"), T.start, "value")
         abort = labels.add(gr.Button(T.abort("en"), variant="stop", elem_id="qs-abort"), T.abort, "value")
         resume = labels.add(gr.Button(T.resume("en"), elem_id="qs-resume"), T.resume, "value")
-    monitor = _build_monitor(labels)
-    history = gr.State(None)
-
-    def on_preview(lang, *values):
-        try:
-            result, note = actions.preview(form.read(*values))
-        except actions.USER_ERRORS as error:
-            return gr.update(visible=True), f"**{T.error(lang)}:** {error}", None, None
-        figure = token_histogram(actions.all_lengths(result), form.read(*values).data.cutoff_len, lang) if actions.all_lengths(result) else None
-        return gr.update(visible=True), actions.preview_summary(result, note, lang), actions.preview_table(result), figure
-
-    preview_button.click(on_preview, [lang_state, *form.components], [preview_box.column, preview_box.summary, preview_box.table, preview_box.histogram])
-    command_button.click(lambda *v: _command(form, *v), form.components, [command_box.column, command_box.yaml, command_box.command])
-    dataset_dir.change(lambda d: gr.update(choices=actions.dataset_choices(d)), dataset_dir, datasets)
-
-    def on_start(lang, *values):
-        try:
-            run_id = service.start(form.read(*values))
-        except actions.USER_ERRORS as error:
-            return f"**{T.error(lang)}:** {error}", gr.update(), None
-        return f"{T.started_run(lang)} `{run_id}`", gr.update(choices=actions.run_choices(service), value=run_id), None
-
-    start.click(on_start, [lang_state, *form.components], [message, monitor.runs, history])
-    abort.click(lambda run, lang: _abort(service, run, lang), [monitor.runs, lang_state], message)
-    resume.click(lambda run, lang: _resume(service, run, lang), [monitor.runs, lang_state], [message, history])
-    monitor.refresh_runs.click(lambda run: gr.update(choices=actions.run_choices(service), value=run), monitor.runs, monitor.runs)
-
-    outputs = [history, monitor.progress, monitor.loss, monitor.lr, monitor.memory, monitor.log]
-
-    def refresh(run_id, state, lang, force=False):
-        state, changed = actions.poll(service, run_id, state)
-        progress = actions.progress_html(service, state, lang)
-        if not (changed or force):
-            return state, progress, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        log = "\n".join(state.log[-40:]) if state else ""
-        return state, progress, loss_figure(state, lang), lr_figure(state, lang), memory_figure(state, lang), log
-
-    gr.Timer(1.0).tick(refresh, [monitor.runs, history, lang_state], outputs, show_progress="hidden")
-    monitor.runs.change(lambda run, lang: refresh(run, None, lang, force=True), [monitor.runs, lang_state], outputs, show_progress="hidden")
-
-    def redraw(run_id, state, lang):
-        return refresh(run_id, state, lang, force=True)
-
-    return TrainTab(monitor.runs, redraw, [monitor.runs, history, lang_state], outputs)
+        checkpoint = labels.add(
+            gr.Dropdown([(T.latest_checkpoint("en"), LATEST)], value=LATEST, label=T.checkpoint("en"), elem_id="qs-checkpoint"),
+            T.checkpoint,
+        )
+    monitor = run_monitor.layout(labels)
+    return TrainTab(dataset_dir, datasets, preview_button, command_button, preview, command, cli, yaml, config_path,
+                    save, load, config_status, message, start, abort, resume, checkpoint, monitor)
 
 
-@dataclass
-class _PreviewBox:
-    column: gr.Column
-    summary: gr.Markdown
-    table: gr.Dataframe
-    histogram: gr.Plot
-
-
-def _build_preview_box() -> _PreviewBox:
-    with gr.Column(visible=False, elem_id="qs-preview") as column:
-        summary = gr.Markdown()
-        with gr.Row():
-            table = gr.Dataframe(wrap=True, max_height=320, scale=3, elem_id="qs-preview-table")
-            histogram = gr.Plot(scale=2, show_label=False)
-    return _PreviewBox(column, summary, table, histogram)
-
-
-@dataclass
-class _CommandBox:
-    column: gr.Column
-    yaml: gr.Code
-    command: gr.Code
-
-
-def _build_command_box(form: ConfigForm, labels: Labels) -> _CommandBox:
-    with gr.Column(visible=False) as column:
-        command = gr.Code(language="shell", label="CLI", interactive=False, wrap_lines=True)
-        yaml = gr.Code(language="yaml", label="YAML", interactive=False, max_lines=20)
-        with gr.Row():
-            path = labels.add(gr.Textbox(value="configs/my_run.yaml", label=T.config_path("en"), scale=3), T.config_path)
-            save = labels.add(gr.Button(T.save_config("en"), size="sm", scale=1), T.save_config, "value")
-            load = labels.add(gr.Button(T.load_config("en"), size="sm", scale=1), T.load_config, "value")
-        status = gr.Markdown()
-    save.click(lambda p, *v: _save(form, p, *v), [path, *form.components], status)
-    load.click(lambda p: _load(form, p), path, [status, *form.components])
-    return _CommandBox(column, yaml, command)
-
-
-def _build_parameters(form: ConfigForm, labels: Labels) -> None:
+def _parameters(form: ConfigForm, labels: Labels) -> None:
     with labels.add(gr.Accordion(T.common("en"), open=True), T.common):
         with gr.Row():
             for path in COMMON:
-                form.add(*path, min_width=150)
+                form.add(path, min_width=150)
     for section, title in SECTIONS:
-        names = [n for n in type(getattr(form.defaults, section)).model_fields if (section, n) not in TOPBAR_OR_OTHER and (section, n) not in COMMON]
+        paths = [f"{section}.{name}" for name in type(getattr(form.defaults, section)).model_fields]
         with labels.add(gr.Accordion(title("en"), open=False), title):
             with gr.Row():
-                for name in names:
-                    form.add(section, name, min_width=180)
+                for path in paths:
+                    if path not in ELSEWHERE and path not in COMMON:
+                        form.add(path, min_width=180)
 
 
-@dataclass
-class _Monitor:
-    runs: gr.Dropdown
-    refresh_runs: gr.Button
-    progress: gr.HTML
-    loss: gr.Plot
-    lr: gr.Plot
-    memory: gr.Plot
-    log: gr.Textbox
+def wire(page: Page, tab: TrainTab) -> None:
+    studio, form, lang = page.studio, page.form, page.lang
+    monitor = tab.monitor
+
+    def on_preview(values):
+        try:
+            config = form.read(values)
+            result, note = studio.preview(config)
+        except Exception as error:
+            return gr.update(visible=True), problem(error, values[lang]), None, None
+        lengths = preview_view.all_lengths(result)
+        figure = token_histogram(lengths, config.data.cutoff_len, values[lang]) if lengths else None
+        return gr.update(visible=True), preview_view.summary(result, note, values[lang]), preview_view.table(result), figure
+
+    tab.preview_button.click(on_preview, {lang} | form.inputs, tab.preview.outputs, api_name="preview")
+    tab.command_button.click(lambda v: _command(page, v), {lang} | form.inputs, [tab.command, tab.yaml, tab.cli], api_name="command")
+    tab.save.click(lambda v: _save(page, v[tab.config_path], v), {lang, tab.config_path} | form.inputs, tab.config_status,
+                   api_name="save_config")
+    tab.load.click(lambda path, lng: _load(page, path, lng, tab.config_status), [tab.config_path, lang],
+                   [tab.config_status, *form.outputs], api_name="load_config")
+    tab.dataset_dir.change(lambda d: gr.update(choices=studio.dataset_names(d)), tab.dataset_dir, tab.datasets, api_name=False)
+
+    def on_start(values):
+        try:
+            run_id = studio.start(form.read(values))
+        except Exception as error:
+            return problem(error, values[lang]), gr.update()
+        return f"{T.started_run(values[lang])} `{run_id}`", gr.update(choices=run_monitor.run_choices(studio), value=run_id)
+
+    tab.start.click(on_start, {lang} | form.inputs, [tab.message, monitor.runs], api_name="start")
+    tab.abort.click(lambda run, lng: _abort(page, run, lng), [monitor.runs, lang], tab.message, api_name="abort")
+    tab.resume.click(lambda run, ckpt, lng: _resume(page, run, ckpt, lng), [monitor.runs, tab.checkpoint, lang],
+                     [tab.message, monitor.drawn], api_name="resume")
+    monitor.refresh_runs.click(lambda run: gr.update(choices=run_monitor.run_choices(studio), value=run), monitor.runs,
+                               monitor.runs, api_name="runs")
+    poll = lambda run, drawn, lng: run_monitor.refresh(studio, run, drawn, lng)  # noqa: E731
+    gr.Timer(1.0).tick(poll, [monitor.runs, monitor.drawn, lang], monitor.outputs, show_progress="hidden", api_name="poll")
+    monitor.runs.change(lambda run, lng: run_monitor.refresh(studio, run, None, lng, force=True), [monitor.runs, lang],
+                        monitor.outputs, show_progress="hidden", api_name=False)
+    monitor.runs.change(lambda run, lng: _checkpoint_choices(page, run, lng), [monitor.runs, lang], tab.checkpoint,
+                        api_name=False)
 
 
-def _build_monitor(labels: Labels) -> _Monitor:
-    with gr.Row():
-        runs = labels.add(gr.Dropdown(choices=[], label=T.runs("en"), scale=4, elem_id="qs-runs"), T.runs)
-        refresh_runs = labels.add(gr.Button(T.refresh("en"), size="sm", scale=1), T.refresh, "value")
-    progress = gr.HTML(elem_id="qs-progress")
-    with gr.Row():
-        loss = gr.Plot(show_label=False, elem_id="qs-loss-chart")
-        lr = gr.Plot(show_label=False, elem_id="qs-lr-chart")
-        memory = gr.Plot(show_label=False, elem_id="qs-memory-chart")
-    log = labels.add(gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"), T.logs)
-    return _Monitor(runs, refresh_runs, progress, loss, lr, memory, log)
+def redraw(page: Page, tab: TrainTab):
+    """(function, inputs, outputs) that redraw the monitor, e.g. after a language switch."""
+    monitor = tab.monitor
+    return (lambda run, lng: run_monitor.refresh(page.studio, run, None, lng, force=True), [monitor.runs, page.lang],
+            monitor.outputs)
 
 
-def _command(form: ConfigForm, *values):
+def _command(page: Page, values):
     try:
-        config = form.read(*values)
-    except actions.USER_ERRORS as error:
-        return gr.update(visible=True), str(error), ""
+        config = page.form.read(values)
+    except Exception as error:
+        return gr.update(visible=True), problem(error, values[page.lang]), ""
     return gr.update(visible=True), config.to_yaml(), config.to_command()
 
 
-def _save(form: ConfigForm, path: str, *values) -> str:
+def _save(page: Page, path: str, values) -> str:
+    lang = values[page.lang]
     try:
-        return f"{T.saved('en')}: `{actions.save_config(form.read(*values), path)}`"
-    except actions.USER_ERRORS as error:
-        return f"**{T.error('en')}:** {error}"
+        return f"{T.saved(lang)}: `{page.studio.save_config(page.form.read(values), path)}`"
+    except Exception as error:
+        return problem(error, lang)
 
 
-def _load(form: ConfigForm, path: str):
+def _load(page: Page, path: str, lang: str, status: gr.Markdown) -> dict:
     try:
-        config = actions.load_config(path)
-    except actions.USER_ERRORS as error:
-        return [f"**{T.error('en')}:** {error}"] + [gr.skip()] * len(form.controls)
-    return [f"{T.loaded('en')}: `{path}`"] + form.values_of(config)
+        config = page.studio.load_config(path)
+    except Exception as error:
+        return {status: problem(error, lang)}
+    return {status: f"{T.loaded(lang)}: `{path}`", **page.form.values_of(config)}
 
 
-def _abort(service: TrainingService, run_id: str | None, lang: str) -> str:
+def _abort(page: Page, run_id: str | None, lang: str) -> str:
     if not run_id:
         return T.no_run(lang)
     try:
-        service.abort(run_id)
-    except actions.USER_ERRORS as error:
-        return f"**{T.error(lang)}:** {error}"
+        page.studio.abort(run_id)
+    except Exception as error:
+        return problem(error, lang)
     return T.abort_sent(lang)
 
 
-def _resume(service: TrainingService, run_id: str | None, lang: str):
+def _resume(page: Page, run_id: str | None, checkpoint, lang: str):
     if not run_id:
         return T.no_run(lang), gr.skip()
     try:
-        service.resume(run_id)
-    except actions.USER_ERRORS as error:
-        return f"**{T.error(lang)}:** {error}", gr.skip()
-    return f"{T.started_run(lang)} `{run_id}`", None
+        plan = page.studio.resume(run_id, None if checkpoint in (None, "", LATEST) else int(checkpoint))
+    except Exception as error:
+        return problem(error, lang), gr.skip()
+    notes = "".join(f"\n- {note}" for note in plan.skipped)
+    return f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}", None
+
+
+def _checkpoint_choices(page: Page, run_id: str | None, lang: str):
+    steps = []
+    if run_id:
+        try:
+            steps = page.studio.checkpoints(run_id)
+        except (StudioError, OSError):  # an unreadable run has no checkpoints to offer; the monitor says why
+            steps = []
+    choices = [(T.latest_checkpoint(lang), LATEST)] + [(f"checkpoint-{step}", str(step)) for step in steps]
+    return gr.update(choices=choices, value=LATEST)

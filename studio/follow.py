@@ -5,15 +5,8 @@ from __future__ import annotations
 import time
 
 from studio.events import TERMINAL, Aborted, Checkpoint, Eval, Event, Failed, Finished, Log, Phase, Started, Step
+from studio.monitoring import format_duration
 from studio.run_folder import ENDED_STATES
-
-
-def format_duration(seconds: float | None, unknown: str = "?") -> str:
-    if seconds is None:
-        return unknown
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def describe(event: Event) -> str | None:

@@ -120,6 +120,14 @@ def _log_line(event: Event) -> str | None:
     return line
 
 
+def format_duration(seconds: float | None, unknown: str = "?") -> str:
+    if seconds is None:
+        return unknown
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
 def smooth(values: list[float], weight: float = 0.8) -> list[float]:
     """Exponential moving average with bias correction, as TensorBoard draws smoothed curves."""
     smoothed, average = [], 0.0

@@ -6,7 +6,7 @@ from studio.config.evaluation import EvaluationConfig
 from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
-from studio.config.model import EMBEDDED_MODEL, ModelConfig
+from studio.config.model import EMBEDDED_MODEL, MODEL_PRESETS, ModelConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.run import RunConfig
 from studio.config.training import TrainingConfig
@@ -16,6 +16,7 @@ __all__ = [
     "DataConfig",
     "EMBEDDED_MODEL",
     "EvaluationConfig",
+    "MODEL_PRESETS",
     "ExportConfig",
     "GenerationConfig",
     "LoraConfig",

@@ -42,7 +42,9 @@ def studio(tmp_path_factory, tiny_model_dir):
     env = {**os.environ, "QLORA_STUDIO_CACHE": str(root / "cache"), "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(root / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "app", "--port", str(port), "--runs-dir", str(root / "runs"), "--config", str(root / "config.yaml")],
+        # the workspace holds this module's studio folder and the session's tiny models and adapters
+        [sys.executable, "-m", "app", "--port", str(port), "--workspace", str(tmp_path_factory.getbasetemp()),
+         "--runs-dir", str(root / "runs"), "--config", str(root / "config.yaml")],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     url = f"http://127.0.0.1:{port}/"
