@@ -1,4 +1,8 @@
-# QLoRA Studio on a CUDA machine: docker build -t qlora-studio . && docker run --gpus all -p 7860:7860 qlora-studio
+# QLoRA Studio on a CUDA machine:
+#   docker build -t qlora-studio .
+#   docker run --gpus all -p 7860:7860 -e QLORA_STUDIO_AUTH=user:password -v studio-data:/data qlora-studio
+# It listens on all addresses inside the container, so it refuses to start without a login
+# (QLORA_STUDIO_AUTH, or --auth-file on a mounted secret). /data is the served workspace.
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 GRADIO_ANALYTICS_ENABLED=False \
@@ -26,4 +30,4 @@ ENV PATH=/opt/venv/bin:$PATH
 VOLUME /data
 WORKDIR /data
 EXPOSE 7860
-CMD ["qlora-studio", "webui", "--host", "0.0.0.0", "--port", "7860"]
+CMD ["qlora-studio", "webui", "--host", "0.0.0.0", "--port", "7860", "--workspace", "/data"]

@@ -1,13 +1,18 @@
 """The Train tab's live view of one run: run picker, progress bar, loss / learning-rate / memory charts, log.
 
-Every open page polls once a second. The run's events are folded once for all pages
-(Studio.history) and its figures built once per new snapshot (FigureCache); a page only
-receives figures when its run has moved on since it last drew them.
+Every open page polls once a second, and that poll is kept small: it answers the progress box
+and a version string (run, events offset, language). Charts and log are drawn by the version's
+change event, so a page fetches them only when its run has moved on. (Returning gr.skip() for
+unchanged charts instead would make Gradio rebuild each skipped component on every poll.)
+The run's events are folded once for all pages (Studio.history) and its figures built and
+serialised once per new snapshot (FigureCache).
 """
 
 from __future__ import annotations
 
 import html
+import threading
+import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -19,7 +24,28 @@ from studio.api import Studio
 from studio.errors import StudioError
 from studio.monitoring import RunHistory, format_duration
 
+MIN_REDRAW_S = 2.0  # charts follow a fast run every 2 s; the progress box follows it every second
+
+
+class _ChartPace:
+    """The events offset each run's charts show: it moves at most every MIN_REDRAW_S, the same for every page,
+    so pages on one run draw the same figures (built once) however fast its steps come."""
+
+    def __init__(self):
+        self._shown: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def offset(self, run_id: str, latest: int) -> int:
+        with self._lock:
+            shown, at = self._shown.get(run_id, (None, 0.0))
+            if latest != shown and (shown is None or time.monotonic() - at >= MIN_REDRAW_S):
+                shown, at = latest, time.monotonic()
+                self._shown[run_id] = (shown, at)
+            return shown
+
+
 _FIGURES = FigureCache()
+_PACE = _ChartPace()
 
 
 @dataclass
@@ -31,11 +57,11 @@ class Monitor:
     lr: gr.Plot
     memory: gr.Plot
     log: gr.Textbox
-    drawn: gr.State  # (run_id, offset, lang) this page last drew
+    version: gr.Textbox  # hidden: "run offset lang" of what the poll saw; its change redraws the charts
 
     @property
-    def outputs(self) -> list:
-        return [self.drawn, self.progress, self.loss, self.lr, self.memory, self.log]
+    def charts(self) -> list:
+        return [self.loss, self.lr, self.memory, self.log]
 
 
 def layout(labels: Labels) -> Monitor:
@@ -50,24 +76,29 @@ def layout(labels: Labels) -> Monitor:
     log = labels.add(
         gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"), T.logs
     )
-    return Monitor(runs, refresh_runs, progress, loss, lr, memory, log, gr.State(None))
+    version = gr.Textbox(visible=False, elem_id="qs-run-version")
+    return Monitor(runs, refresh_runs, progress, loss, lr, memory, log, version)
 
 
-def refresh(studio: Studio, run_id: str | None, drawn, lang: str, force: bool = False) -> list:
-    """Values for Monitor.outputs: progress always, charts and log only when there is something new to draw."""
+def poll(studio: Studio, run_id: str | None, lang: str) -> tuple[str, str]:
+    """(progress box, version): cheap enough for every open page, every second."""
     if not run_id:
-        empty = _FIGURES.get(RunHistory(""), lang)
-        return [None, _empty_progress(lang), *empty, ""]
+        return _empty_progress(lang), f"- 0 {lang}"
     try:
         history, state = studio.history(run_id), studio.status(run_id).state
     except StudioError as error:
-        return [None, f"<div class='qs-progress qs-empty'>{problem(error, lang)}</div>", *[gr.skip()] * 4]
-    key = (run_id, history.offset, lang)
-    progress = progress_html(history, state, lang)
-    if key == drawn and not force:
-        return [drawn, progress, *[gr.skip()] * 4]
-    log = "\n".join(history.log[-40:])
-    return [key, progress, *_FIGURES.get(history, lang), log]
+        return f"<div class='qs-progress qs-empty'>{problem(error, lang)}</div>", f"{run_id} error {lang}"
+    return progress_html(history, state, lang), f"{run_id} {_PACE.offset(run_id, history.offset)} {lang}"
+
+
+def draw(studio: Studio, run_id: str | None, version: str, lang: str) -> list:
+    """Values for Monitor.charts: the run's figures for `version` (built once for every page) and the end of its log."""
+    try:
+        history = studio.history(run_id) if run_id else RunHistory("")
+    except StudioError:
+        history = RunHistory("")
+    shown = version.split()[1] if version and len(version.split()) == 3 else "0"
+    return [*_FIGURES.get(history, lang, version=shown), "\n".join(history.log[-40:])]
 
 
 def run_choices(studio: Studio) -> list[str]:

@@ -7,8 +7,13 @@ only then are events wired, so each handler sees every field of the form by name
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no outside connections
+# Gradio otherwise re-summarises up to 10,000 past events with pandas after every event, for a
+# monitoring page the studio does not serve: with many pages polling, most of the server's time.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000000")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "200")
 
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
@@ -41,7 +46,23 @@ CSS = """
 """
 
 
+@dataclass
+class StudioPage:
+    """The built page and its parts (scripts and tests find components here rather than by position)."""
+
+    demo: gr.Blocks
+    page: Page
+    train: train_tab.TrainTab
+    evaluate: eval_tab.EvalTab
+    chat: chat_tab.ChatTab
+    export: export_tab.ExportTab
+
+
 def build_app(studio: Studio, defaults: RunConfig | None = None) -> gr.Blocks:
+    return build_page(studio, defaults).demo
+
+
+def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
     with gr.Blocks(title="QLoRA Studio") as demo:
         page = Page(studio, ConfigForm(defaults), Labels(), gr.State("en"))
         header = gr.Markdown(_header("en"), elem_classes="qs-header")
@@ -55,11 +76,11 @@ def build_app(studio: Studio, defaults: RunConfig | None = None) -> gr.Blocks:
         with gr.Tabs():
             with page.labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):
                 train = train_tab.layout(page)
-            with page.labels.add(gr.Tab(T.tab_eval("en"), elem_id="qs-tab-eval"), T.tab_eval):
+            with page.labels.add(gr.Tab(T.tab_eval("en"), elem_id="qs-tab-eval"), T.tab_eval) as eval_page:
                 evaluate = eval_tab.layout(page)
-            with page.labels.add(gr.Tab(T.tab_chat("en"), elem_id="qs-tab-chat"), T.tab_chat):
+            with page.labels.add(gr.Tab(T.tab_chat("en"), elem_id="qs-tab-chat"), T.tab_chat) as chat_page:
                 chat = chat_tab.layout(page)
-            with page.labels.add(gr.Tab(T.tab_export("en"), elem_id="qs-tab-export"), T.tab_export):
+            with page.labels.add(gr.Tab(T.tab_export("en"), elem_id="qs-tab-export"), T.tab_export) as export_page:
                 export = export_tab.layout(page)
         page.form.seal()
 
@@ -68,9 +89,11 @@ def build_app(studio: Studio, defaults: RunConfig | None = None) -> gr.Blocks:
         chat_tab.wire(page, chat)
         export_tab.wire(page, export)
         _wire_language(page, language, header, train)
-        pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown]
-        demo.load(lambda: _on_load(studio), None, [train.monitor.runs, *pickers], api_name="page_load")
-    return demo
+        for tab, picker in ((eval_page, evaluate.picker), (chat_page, chat.picker), (export_page, export.picker)):
+            # a tab's adapter list is read when the tab is opened: fresh there, and page loads stay cheap
+            tab.select(lambda lng: adapter_picker.choices(studio, lng), page.lang, picker.dropdown, api_name=False, queue=False)
+        demo.load(lambda: _on_load(studio), None, train.monitor.runs, api_name="page_load", queue=False)
+    return StudioPage(demo, page, train, evaluate, chat, export)
 
 
 def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: train_tab.TrainTab) -> None:
@@ -86,10 +109,9 @@ def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: t
     )
 
 
-def _on_load(studio: Studio) -> list:
-    adapters = adapter_picker.choices(studio)
-    runs = gr.update(choices=run_monitor.run_choices(studio), value=studio.default_run())
-    return [runs, adapters, adapters, adapters]
+def _on_load(studio: Studio):
+    statuses = studio.runs()
+    return gr.update(choices=[s.run_id for s in statuses], value=studio.default_run(statuses))
 
 
 def _header(lang: str) -> str:

@@ -123,13 +123,14 @@ def wire(page: Page, tab: TrainTab) -> None:
     tab.start.click(on_start, {lang} | form.inputs, [tab.message, monitor.runs], api_name="start")
     tab.abort.click(lambda run, lng: _abort(page, run, lng), [monitor.runs, lang], tab.message, api_name="abort")
     tab.resume.click(lambda run, ckpt, lng: _resume(page, run, ckpt, lng), [monitor.runs, tab.checkpoint, lang],
-                     [tab.message, monitor.drawn], api_name="resume")
+                     tab.message, api_name="resume")
     monitor.refresh_runs.click(lambda run: gr.update(choices=run_monitor.run_choices(studio), value=run), monitor.runs,
                                monitor.runs, api_name="runs")
-    poll = lambda run, drawn, lng: run_monitor.refresh(studio, run, drawn, lng)  # noqa: E731
-    gr.Timer(1.0).tick(poll, [monitor.runs, monitor.drawn, lang], monitor.outputs, show_progress="hidden", api_name="poll")
-    monitor.runs.change(lambda run, lng: run_monitor.refresh(studio, run, None, lng, force=True), [monitor.runs, lang],
-                        monitor.outputs, show_progress="hidden", api_name=False)
+    poll = lambda run, lng: run_monitor.poll(studio, run, lng)  # noqa: E731
+    gr.Timer(1.0).tick(poll, [monitor.runs, lang], [monitor.progress, monitor.version], show_progress="hidden", api_name="poll", queue=False)
+    monitor.runs.change(poll, [monitor.runs, lang], [monitor.progress, monitor.version], show_progress="hidden", api_name=False)
+    monitor.version.change(lambda run, version, lng: run_monitor.draw(studio, run, version, lng),
+                           [monitor.runs, monitor.version, lang], monitor.charts, show_progress="hidden", api_name="draw", queue=False)
     monitor.runs.change(lambda run, lng: _checkpoint_choices(page, run, lng), [monitor.runs, lang], tab.checkpoint,
                         api_name=False)
 
@@ -137,8 +138,8 @@ def wire(page: Page, tab: TrainTab) -> None:
 def redraw(page: Page, tab: TrainTab):
     """(function, inputs, outputs) that redraw the monitor, e.g. after a language switch."""
     monitor = tab.monitor
-    return (lambda run, lng: run_monitor.refresh(page.studio, run, None, lng, force=True), [monitor.runs, page.lang],
-            monitor.outputs)
+    return (lambda run, lng: run_monitor.poll(page.studio, run, lng), [monitor.runs, page.lang],
+            [monitor.progress, monitor.version])
 
 
 def _command(page: Page, values):
@@ -177,13 +178,13 @@ def _abort(page: Page, run_id: str | None, lang: str) -> str:
 
 def _resume(page: Page, run_id: str | None, checkpoint, lang: str):
     if not run_id:
-        return T.no_run(lang), gr.skip()
+        return T.no_run(lang)
     try:
         plan = page.studio.resume(run_id, None if checkpoint in (None, "", LATEST) else int(checkpoint))
     except Exception as error:
-        return problem(error, lang), gr.skip()
+        return problem(error, lang)
     notes = "".join(f"\n- {note}" for note in plan.skipped)
-    return f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}", None
+    return f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}"
 
 
 def _checkpoint_choices(page: Page, run_id: str | None, lang: str):

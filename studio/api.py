@@ -26,6 +26,7 @@ class Studio:
         self.service = TrainingService(runs_dir, locks=locks)
         self.workspace = workspace
         self._histories = HistoryCache(self.service.read_events)
+        self._adapters_read: dict = {}  # adapter configs already read, by file and modification time
         self._engine = None
 
     @property
@@ -63,8 +64,9 @@ class Studio:
         """Steps of the run's complete checkpoints, newest first."""
         return [checkpoint_step(path) for path in self.service.folder(run_id).checkpoints()]
 
-    def default_run(self) -> str | None:
-        runs = self.runs()
+    def default_run(self, runs: list[RunStatus] | None = None) -> str | None:
+        """The run a newly opened page shows: the live one, else the newest."""
+        runs = self.runs() if runs is None else runs
         live = [s for s in runs if s.state in ("starting", "running")]
         chosen = live or runs
         return chosen[0].run_id if chosen else None
@@ -113,7 +115,9 @@ class Studio:
         """AdapterScan: the finished runs' adapters, and why damaged ones were left out."""
         from studio.chat.adapters import scan_adapters
 
-        return scan_adapters(self.runs_dir)
+        if len(self._adapters_read) > 4096:
+            self._adapters_read.clear()
+        return scan_adapters(self.runs_dir, self._adapters_read)
 
     @property
     def engine(self):

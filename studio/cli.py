@@ -13,9 +13,7 @@ import sys
 import typing
 from pathlib import Path
 
-from studio.config import RunConfig
-from studio.config.base import Section
-from studio.errors import StudioError
+from studio.errors import StudioError  # no dependencies: importing it cannot be interrupted for long
 
 CONFIG_USAGE = "%(prog)s [CONFIG] [--SECTION.FIELD VALUE ...]   (--help lists every field)"
 _NUMBER = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
@@ -23,8 +21,8 @@ _NUMBER = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
 
 def main(argv: list[str] | None = None) -> int:
     argv = _attach_negative_values(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser()
     try:
+        parser = _build_parser()  # imports the config models: inside, so Ctrl-C there is quiet too
         args = parser.parse_args(argv)
         return args.handler(args)
     except StudioError as error:
@@ -116,6 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One `--section.field` flag per config field, help and choices taken from the models."""
+    from studio.config import RunConfig
+    from studio.config.base import Section
+
     for section_name, section_field in RunConfig.model_fields.items():
         section_type = section_field.annotation
         group = parser.add_argument_group(section_name)
@@ -138,7 +139,9 @@ def _choices(annotation) -> tuple | None:
     return None
 
 
-def _load_config(args) -> RunConfig:
+def _load_config(args):
+    from studio.config import RunConfig
+
     config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
     overrides = {k.removeprefix("set:"): v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
     return config.with_overrides(overrides) if overrides else config

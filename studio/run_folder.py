@@ -32,7 +32,7 @@ RunState = Literal["starting", "running", "finished", "failed", "aborted", "unre
 FINAL_STATES = ("finished", "failed", "aborted")
 ENDED_STATES = FINAL_STATES + ("unreadable",)  # nothing more will happen without the user
 CHECKPOINT_STATE = "state.json"  # written last into a checkpoint: its presence marks a complete one
-RESERVE_BYTES = 256 * 1024
+RESERVE_BYTES = 64 * 1024  # a failed event with its traceback and a status.json, several times over
 
 
 class RunUnreadable(StudioError):

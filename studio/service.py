@@ -29,7 +29,7 @@ from studio.events import Aborted, Event, Failed, Log
 from studio.processes import is_alive, process_start_time
 from studio.run_folder import ENDED_STATES, FINAL_STATES, RunFolder, RunStatus, checkpoint_step
 from studio.validation import check_data, check_model, validate_run
-from studio.worker import WRITE_FAILED_EXIT
+from studio.worker import WRITE_FAILED_EXIT, end_message
 
 ABORT_GRACE_S = 60.0
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain folder name: never a path out of runs_dir
@@ -58,6 +58,7 @@ class TrainingService:
         self._children: dict[str, subprocess.Popen] = {}
         self._abort_requested: set[str] = set()  # a death after an abort request is an abort, not a failure
         self._unrecorded: dict[str, RunStatus] = {}  # ends the run folder could not take (disk full, read-only)
+        self._parsed: dict[str, tuple[tuple, RunStatus]] = {}  # status.json by (mtime, size): lists stay cheap
 
     # -- starting -------------------------------------------------------------------
 
@@ -150,15 +151,15 @@ class TrainingService:
         status = folder.read_status()
         folder.write_status(status.model_copy(update={"pid": child.pid, "pid_started": started}))
         self._children[folder.run_id] = child
-        threading.Thread(target=self._reap, args=(folder, child, device), daemon=True).start()
+        threading.Thread(target=self._reap, args=(folder, child, device, status.attempt), daemon=True).start()
 
-    def _reap(self, folder: RunFolder, child: subprocess.Popen, device: str) -> None:
+    def _reap(self, folder: RunFolder, child: subprocess.Popen, device: str, attempt: int) -> None:
         code = child.wait()
         try:
             self.locks.release(device, child.pid)
         except OSError:
             pass  # a lock whose holder is dead counts as free anyway
-        self._mark_dead(folder, code)
+        self._mark_dead(folder, code, attempt)
 
     # -- stopping -------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ class TrainingService:
             time.sleep(0.5)
         _signal(status.pid, signal.SIGKILL)
         time.sleep(0.5)
-        self._mark_dead(folder, -signal.SIGKILL)
+        self._mark_dead(folder, -signal.SIGKILL, status.attempt)
 
     # -- reading --------------------------------------------------------------------
 
@@ -188,11 +189,26 @@ class TrainingService:
         folder = self._folder(run_id)
         if run_id in self._unrecorded:
             return self._unrecorded[run_id]
-        status = folder.read_status() or RunStatus(run_id=run_id, state="failed", message="the run folder has no status.json")
+        status = self._read_status(folder) or RunStatus(run_id=run_id, state="failed", message="the run folder has no status.json")
         if status.state not in FINAL_STATES and run_id not in self._children:
             if status.pid is not None and not is_alive(status.pid, status.pid_started):
-                self._mark_dead(folder, None)
+                self._mark_dead(folder, None, status.attempt)
                 status = self._unrecorded.get(run_id) or folder.read_status() or status
+        return status
+
+    def _read_status(self, folder: RunFolder) -> RunStatus | None:
+        """status.json, parsed again only when it changed (twenty open pages list the runs often)."""
+        try:
+            info = folder.status_file.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        cached = self._parsed.get(folder.run_id)
+        if cached and cached[0] == stamp:
+            return cached[1].model_copy()
+        status = folder.read_status()
+        if status is not None:
+            self._parsed[folder.run_id] = (stamp, status.model_copy())
         return status
 
     def list_runs(self) -> list[RunStatus]:
@@ -235,31 +251,36 @@ class TrainingService:
             raise RunNotFound(run_id)
         return folder
 
-    def _mark_dead(self, folder: RunFolder, exit_code: int | None) -> None:
-        """A worker that ended without a terminal event died: say so, with its last log lines.
+    def _mark_dead(self, folder: RunFolder, exit_code: int | None, attempt: int) -> None:
+        """The worker of `attempt` has ended: if it wrote no terminal event, it died; say so, with its last log lines.
 
+        A worker can take a moment to exit after writing its end, and a resumed attempt may have
+        started meanwhile: the death of an older attempt's worker changes nothing.
         When the folder cannot take the news (disk full, read-only), the end is kept in memory,
         so every caller of this service still sees the run end and why.
         """
         try:
             with folder.exclusive():
-                self._record_death(folder, exit_code)
+                self._record_death(folder, exit_code, attempt)
         except (OSError, StudioError) as error:
             try:
                 known = folder.read_status()
             except StudioError:
                 known = None
-            known = known or RunStatus(run_id=folder.run_id, state="failed")
+            if known is not None and known.attempt != attempt:
+                return
+            known = known or RunStatus(run_id=folder.run_id, state="failed", attempt=attempt)
             reason = f"{_death_reason(exit_code, folder)} (This could not be recorded in the run folder: {_one_line(error)})"
             self._unrecorded[folder.run_id] = known.model_copy(update={"state": "failed", "message": reason})
 
-    def _record_death(self, folder: RunFolder, exit_code: int | None) -> None:
-        status = folder.read_status() or RunStatus(run_id=folder.run_id, state="failed")
+    def _record_death(self, folder: RunFolder, exit_code: int | None, attempt: int) -> None:
+        status = folder.read_status() or RunStatus(run_id=folder.run_id, state="failed", attempt=attempt)
+        if status.attempt != attempt:
+            return
         ended = folder.last_terminal()
         if ended is not None:  # the end was written; only the status may lag behind it
             if status.state != ended.type:
-                message = {"finished": "finished", "aborted": "aborted by request"}.get(ended.type, getattr(ended, "error", ""))
-                folder.write_status(status.model_copy(update={"state": ended.type, "message": message}))
+                folder.write_status(status.model_copy(update={"state": ended.type, "message": end_message(ended)}))
             return
         folder.repair_tail()
         if folder.run_id in self._abort_requested:
@@ -267,8 +288,10 @@ class TrainingService:
             folder.write_status(status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"}))
             return
         reason = _death_reason(exit_code, folder)
-        folder.append(Failed(error=reason, traceback=folder.log_tail()))
-        folder.write_status(status.model_copy(update={"state": "failed", "message": reason}))
+        try:
+            folder.append(Failed(error=reason, traceback=folder.log_tail()))
+        finally:  # status.json is small and replaced whole: it may take the news when the event log cannot
+            folder.write_status(status.model_copy(update={"state": "failed", "message": reason}))
 
 
 def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:

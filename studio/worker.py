@@ -29,6 +29,11 @@ from studio.run_folder import RunFolder, RunStatus
 WRITE_FAILED_EXIT = 100
 
 
+def end_message(event) -> str:
+    """What status.json says about an attempt that ended with `event`."""
+    return {"finished": "finished", "aborted": "aborted by request"}.get(event.type) or getattr(event, "error", event.type)
+
+
 def write_failure_exit_code(error: OSError) -> int:
     return WRITE_FAILED_EXIT + min(error.errno or errno_codes.EIO, 99)
 
@@ -208,9 +213,13 @@ class Worker:
     def _record_failure(self, message: str, details: str) -> int:
         ended = self.folder.last_terminal()
         if ended is not None:  # the end was recorded and only its status lagged behind
-            self._set_status(ended.type, message={"aborted": "aborted by request"}.get(ended.type, ended.type))
+            self._set_status(ended.type, message=end_message(ended))
             return 0 if ended.type != "failed" else 1
-        self.folder.append(Failed(error=message, traceback=details[-4000:]))
+        try:
+            self.folder.append(Failed(error=message, traceback=details[-4000:]))
+        except OSError as error:  # status.json is small and replaced whole: it may still take the news
+            self._set_status("failed", message=f"{message} (the failed event could not be written: {error.strerror})")
+            raise
         self._set_status("failed", message=message)
         return 1
 

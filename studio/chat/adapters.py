@@ -53,16 +53,23 @@ def _read_json(file: Path) -> dict:
     return value
 
 
-def scan_adapters(runs_dir: str | Path) -> AdapterScan:
-    """Adapters of finished runs, newest first; a damaged one is reported, never fatal to the list."""
-    scan = AdapterScan()
+def scan_adapters(runs_dir: str | Path, known: dict | None = None) -> AdapterScan:
+    """Adapters of finished runs, newest first; a damaged one is reported, never fatal to the list.
+
+    `known` keeps what was read, by file and modification time, so a caller that scans often
+    (every page that opens) reads only adapters that are new or changed.
+    """
+    scan, known = AdapterScan(), {} if known is None else known
     runs = Path(runs_dir)
     if not runs.is_dir():
         return scan
     found = []
     for config_file in runs.glob("*/adapter/adapter_config.json"):
         try:
-            found.append((config_file.stat().st_mtime, read_adapter(config_file.parent)))
+            stamp = (config_file, config_file.stat().st_mtime_ns)
+            if stamp not in known:
+                known[stamp] = read_adapter(config_file.parent)
+            found.append((stamp[1], known[stamp]))
         except (AdapterError, OSError) as error:
             scan.problems.append(str(error))
     scan.adapters = [info for _, info in sorted(found, key=lambda item: item[0], reverse=True)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from support import free_port
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +33,7 @@ def studio(tmp_path_factory, tiny_model_dir):
         "evaluation.output_dir": str(root / "evaluations"),
     })
     config.save(root / "config.yaml")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "QLORA_STUDIO_CACHE": str(root / "cache"), "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(root / "server.log", "w")
     server = subprocess.Popen(

@@ -59,3 +59,67 @@ def test_eval_prints_metrics_json_and_export_writes_a_model(tmp_path, tiny_model
     )
     assert export.returncode == 0, export.stderr
     assert "reload check" in export.stdout and (tmp_path / "merged" / "config.json").is_file()
+
+
+def _cli(*args, timeout=120, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "studio.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_negative_number_is_a_value_and_the_error_is_short(capsys):
+    assert main(["config", "--training.learning_rate", "-1e-3"]) == 2
+    err = capsys.readouterr().err
+    assert "training.learning_rate: Input should be greater than 0 (got '-1e-3')" in err and len(err.splitlines()) <= 3
+
+
+def test_an_unknown_hub_id_is_refused_before_a_run_folder_exists(tmp_path):
+    result = _cli("train", "--runs-dir", str(tmp_path / "runs"), "--model.name_or_path", "nobody-here/no-such-model",
+                  env={"QLORA_STUDIO_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "0"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "nobody-here/no-such-model" in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_bad_adapter_is_refused_before_any_model_loads(tmp_path, tiny_model_dir):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text('{"r": 8,')
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"")
+    chat = _cli("chat", "--model.name_or_path", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"), "--prompt", "hi")
+    assert chat.returncode == 2 and "adapter_config.json line 1" in chat.stderr and "Loaded" not in chat.stderr
+    export = _cli("export", "--model.name_or_path", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"))
+    assert export.returncode == 2 and "adapter_config.json line 1" in export.stderr
+
+
+def test_export_to_an_existing_file_is_a_one_line_error(tmp_path, tiny_model_dir, strong_adapter):
+    (tmp_path / "taken").write_text("not a folder")
+    result = _cli("export", "--model.name_or_path", str(tiny_model_dir), "--adapter", str(strong_adapter),
+                  "--out", str(tmp_path / "taken"))
+    assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_during_start_up_exits_without_a_traceback(tmp_path, tiny_model_dir):
+    import os
+    import signal
+    import time
+
+    for delay in (1.5, 4.0):  # during imports and checks, then while the run starts
+        process = subprocess.Popen(
+            [sys.executable, "-m", "studio.cli", "train", "--runs-dir", str(tmp_path / f"runs-{delay}"),
+             "--model.name_or_path", str(tiny_model_dir), "--training.max_steps", "100000"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "QLORA_STUDIO_CACHE": str(tmp_path / "cache")},
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        if process.returncode == 1 and "[aborted]" in out:
+            continue  # the run had started: Ctrl-C checkpointed and stopped it, as the README promises
+        assert process.returncode == 130 and "Traceback" not in err, err
+
+
+def test_every_help_shows_defaults():
+    for command in ("webui", "runs", "resume", "preview"):
+        result = _cli(command, "--help")
+        assert result.returncode == 0 and "(default:" in result.stdout, command
+    assert "7860" in _cli("webui", "--help").stdout and "127.0.0.1" in _cli("webui", "--help").stdout

@@ -1,0 +1,74 @@
+"""The served workspace: paths from the browser stay inside it, symlinks included."""
+
+import json
+
+import pytest
+
+from studio.config import RunConfig
+from studio.errors import PathNotAllowed
+from studio.paths import BUNDLED_DATA_DIR
+from studio.workspace import Workspace
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    return Workspace.serve(root, "runs")
+
+
+def test_paths_inside_resolve_and_outside_are_refused(workspace, tmp_path):
+    assert workspace.path("configs/a.yaml", "Config file", write=True) == workspace.root / "configs" / "a.yaml"
+    for outside in ("/etc/passwd", "../x.yaml", str(tmp_path / "elsewhere"), "~/.ssh/id_rsa", "data/../../x"):
+        with pytest.raises(PathNotAllowed, match="outside the served workspace"):
+            workspace.path(outside, "Config file")
+
+
+def test_a_symlink_that_leads_out_is_refused(workspace, tmp_path):
+    (tmp_path / "secret").mkdir()
+    (workspace.root / "link").symlink_to(tmp_path / "secret")
+    with pytest.raises(PathNotAllowed):
+        workspace.path("link/file.json", "Dataset file")
+
+
+def test_bundled_data_is_readable_but_not_writable(workspace):
+    assert workspace.path(BUNDLED_DATA_DIR / "dataset_info.json", "Dataset file")
+    with pytest.raises(PathNotAllowed, match="cannot be written"):
+        workspace.path(BUNDLED_DATA_DIR / "x.yaml", "Config file", write=True)
+
+
+def test_config_files_are_yaml_only(workspace):
+    assert workspace.config_file("configs/run.yml", write=True).suffix == ".yml"
+    with pytest.raises(PathNotAllowed, match=".yaml or .yml"):
+        workspace.config_file("notes.txt", write=True)
+
+
+def test_every_path_of_a_config_is_checked(workspace):
+    workspace.check_config(RunConfig())  # defaults: bundled data, relative outputs, embedded model
+    for dotted, value in [
+        ("data.dataset_dir", "/etc"), ("training.resume_from_checkpoint", "/tmp/planted"),
+        ("export.output_dir", "/tmp/out"), ("evaluation.output_dir", "../evals"), ("training.output_dir", "/tmp/runs"),
+        ("model.name_or_path", "/opt/models/x"),
+    ]:
+        with pytest.raises(PathNotAllowed, match=dotted.split(".")[0]):
+            workspace.check_config(RunConfig().with_overrides({dotted: value}))
+
+
+def test_remote_code_needs_the_servers_permission(workspace):
+    config = RunConfig().with_overrides({"model.trust_remote_code": "true"})
+    with pytest.raises(PathNotAllowed, match="--allow-remote-code"):
+        workspace.check_config(config)
+    Workspace(workspace.root, allow_remote_code=True).check_model("embedded:x", trust_remote_code=True)
+
+
+def test_a_registry_cannot_name_files_outside(workspace, tmp_path):
+    (tmp_path / "private.json").write_text(json.dumps([{"instruction": "secret", "output": "secret"}]))
+    registry = {"leak": {"file_name": str(tmp_path / "private.json")}, "up": {"file_name": "../../private.json"},
+                "hub": {"hf_hub_url": str(tmp_path)}, "ok": {"file_name": "ok.json"}}
+    (workspace.root / "data").mkdir()
+    (workspace.root / "data" / "dataset_info.json").write_text(json.dumps(registry))
+    (workspace.root / "data" / "ok.json").write_text("[]")
+    workspace.check_dataset_files("data", ["ok"])
+    for name in ("leak", "up", "hub"):
+        with pytest.raises(PathNotAllowed, match=f"dataset '{name}'"):
+            workspace.check_dataset_files("data", [name])
