@@ -129,6 +129,8 @@ def test_a_second_run_on_a_busy_device_is_refused(service, tiny_config):
     try:
         with pytest.raises(DeviceBusy, match=run_id):
             service.start(tiny_config())
+        with pytest.raises(DeviceBusy):  # the cheapest check comes first: before the data is even read
+            service.start(tiny_config(**{"data.datasets": "[no_such_set]"}))
         assert len(list(service.runs_dir.iterdir())) == 1
     finally:
         service.abort(run_id)

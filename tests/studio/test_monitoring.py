@@ -1,0 +1,41 @@
+"""The folded history of a run: a resumed attempt replaces the steps after its checkpoint."""
+
+from studio.events import Eval, Phase, Started, Step
+from studio.monitoring import HistoryCache, RunHistory
+
+
+def _step(n, loss):
+    return Step(step=n, total_steps=10, epoch=n / 10, loss=loss, learning_rate=1e-4, grad_norm=1.0,
+                tokens_per_second=100.0, elapsed_s=n, eta_s=None, rss_mib=500)
+
+
+def _started(attempt, start_step):
+    return Started(attempt=attempt, pid=1, device="cpu", method="LoRA", dtype="float32", trainable_params=1, total_params=2,
+                   train_examples=10, val_examples=1, truncated_examples=0, dropped_examples=0, total_steps=10,
+                   start_step=start_step)
+
+
+def test_a_resumed_attempt_replaces_the_steps_after_its_checkpoint():
+    first = [Phase(name="loading_model"), _started(1, 0)] + [_step(n, 3.0 - n / 10) for n in range(1, 8)]
+    first.append(Eval(step=6, epoch=0.6, eval_loss=2.5, best_eval_loss=2.5, patience_left=3))
+    resumed = [Phase(name="loading_model"), _started(2, 5)] + [_step(n, 2.0 - n / 10) for n in range(6, 9)]
+    history = RunHistory("r").update(first + resumed, 1)
+    assert history.loss.x == [1, 2, 3, 4, 5, 6, 7, 8]  # each step once, in order: no line doubling back
+    assert history.loss.y[5:] == [2.0 - 0.6, 2.0 - 0.7, 2.0 - 0.8]
+    assert history.eval_loss.x == [] and history.resumed_at == [5]
+
+
+def test_the_cache_folds_each_event_once_and_hands_out_snapshots():
+    reads = []
+    events = [_step(1, 3.0), _step(2, 2.9)]
+
+    def read(run_id, offset):
+        reads.append(offset)
+        return (events[offset:], len(events)) if offset < len(events) else ([], offset)
+
+    cache = HistoryCache(read)
+    first = cache.get("r")
+    assert first.loss.x == [1, 2] and cache.get("r") is first  # nothing new: the same snapshot
+    events.append(_step(3, 2.8))
+    second = cache.get("r")
+    assert second.loss.x == [1, 2, 3] and first.loss.x == [1, 2] and reads == [0, 2, 2]
