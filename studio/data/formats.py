@@ -38,7 +38,7 @@ def field(spec: DatasetSpec, record: dict, role: str) -> object:
 
 def alpaca_prompt(spec: DatasetSpec, record: dict) -> list[Message]:
     """History turns and the instruction (with its input on the next line) as the last user turn."""
-    user = "\n".join(part for part in (text(field(spec, record, "prompt")), text(field(spec, record, "query"))) if part.strip())
+    user = "\n".join(part for part in (text(field(spec, record, "prompt")), text(field(spec, record, "query"))) if part)
     if not user.strip():
         raise Skip("with an empty instruction")
     messages: list[Message] = []
