@@ -13,9 +13,9 @@ from studio.data.formats import (
     check_alternation,
     text,
     tools_json,
+    value_of,
     with_system,
 )
-from studio.data.formats import field as column_value
 from studio.data.readers import Records
 from studio.data.registry import DataError, DataKind, DatasetSpec
 
@@ -123,9 +123,9 @@ def _prompt_and_answers(spec: DatasetSpec, record: dict, system_prompt: str | No
     """(system, tools, turns) where turns end with `answers` answer turns (0 for pairwise prompts)."""
     tools = tools_json(spec, record)
     if spec.formatting == "alpaca":
-        system, turns = text(column_value(spec, record, "system")), alpaca_prompt(spec, record)
+        system, turns = text(value_of(spec, record, "system")), alpaca_prompt(spec, record)
         if answers:
-            response = text(column_value(spec, record, "response"))
+            response = text(value_of(spec, record, "response"))
             if not response.strip():
                 raise Skip("with an empty output")
             turns.append({"role": "assistant", "content": response})
@@ -142,7 +142,7 @@ def _sft(spec: DatasetSpec, record: dict, system_prompt: str | None) -> Conversa
 
 
 def _feedback(spec: DatasetSpec, record: dict, system_prompt: str | None) -> FeedbackExample:
-    tag = column_value(spec, record, "kto_tag")
+    tag = value_of(spec, record, "kto_tag")
     if isinstance(tag, str) and tag.strip().lower() in ("true", "false"):
         tag = tag.strip().lower() == "true"  # CSV brings booleans as text
     if not isinstance(tag, bool):
@@ -152,7 +152,7 @@ def _feedback(spec: DatasetSpec, record: dict, system_prompt: str | None) -> Fee
 
 def _pairwise(spec: DatasetSpec, record: dict, system_prompt: str | None) -> PairwiseExample:
     system, tools, turns = _prompt_and_answers(spec, record, system_prompt, answers=0)
-    chosen, rejected = (_answer(spec, column_value(spec, record, side)) for side in ("chosen", "rejected"))
+    chosen, rejected = (_answer(spec, value_of(spec, record, side)) for side in ("chosen", "rejected"))
     return PairwiseExample(with_system(turns, system, tools), chosen, rejected)
 
 

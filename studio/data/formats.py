@@ -30,7 +30,7 @@ def text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def field(spec: DatasetSpec, record: dict, role: str) -> object:
+def value_of(spec: DatasetSpec, record: dict, role: str) -> object:
     """The record's value for a column role; None when the registry maps none or the record lacks it."""
     column = spec.column(role)
     return record.get(column) if column else None
@@ -38,11 +38,11 @@ def field(spec: DatasetSpec, record: dict, role: str) -> object:
 
 def alpaca_prompt(spec: DatasetSpec, record: dict) -> list[Message]:
     """History turns and the instruction (with its input on the next line) as the last user turn."""
-    user = "\n".join(part for part in (text(field(spec, record, "prompt")), text(field(spec, record, "query"))) if part)
+    user = "\n".join(part for part in (text(value_of(spec, record, "prompt")), text(value_of(spec, record, "query"))) if part)
     if not user.strip():
         raise Skip("with an empty instruction")
     messages: list[Message] = []
-    for turn in field(spec, record, "history") or []:
+    for turn in value_of(spec, record, "history") or []:
         if not (isinstance(turn, (list, tuple)) and len(turn) == 2):
             raise Skip("with a history that is not a list of [question, answer] pairs")
         messages += [{"role": "user", "content": text(turn[0])}, {"role": "assistant", "content": text(turn[1])}]
@@ -52,12 +52,12 @@ def alpaca_prompt(spec: DatasetSpec, record: dict) -> list[Message]:
 def chat_turns(spec: DatasetSpec, record: dict) -> tuple[str, list[Message]]:
     """The system prompt and the turns of a sharegpt or openai record, roles mapped through the entry's tags."""
     tags = spec.tags
-    raw = field(spec, record, "messages")
+    raw = value_of(spec, record, "messages")
     if not isinstance(raw, list) or not raw:
         raise Skip("with no message list")
     if not all(isinstance(turn, dict) for turn in raw):
         raise Skip("with a message that is not an object")
-    system = text(field(spec, record, "system"))
+    system = text(value_of(spec, record, "system"))
     if raw[0].get(tags.role_tag) == tags.system_tag:
         system, raw = text(raw[0].get(tags.content_tag)), raw[1:]
     roles = {tags.user_tag: "user", tags.assistant_tag: "assistant", tags.observation_tag: "observation",
@@ -122,7 +122,7 @@ def check_function_call(content: str) -> list[dict]:
 
 def tools_json(spec: DatasetSpec, record: dict) -> str:
     """The record's tool descriptions as a JSON list text; "" when it has none."""
-    tools = field(spec, record, "tools")
+    tools = value_of(spec, record, "tools")
     if tools in (None, "", [], {}):
         return ""
     if isinstance(tools, str):

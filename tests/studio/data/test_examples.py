@@ -149,3 +149,15 @@ def test_function_call_must_be_json():
     good = {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
     result = to_examples(spec, [bad, good])
     assert result.skipped == {"with a function_call that is not JSON": 1}
+
+
+def test_num_samples_samples_and_repeats_as_llamafactory_does(data_dir):
+    rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(3)]
+    (data_dir / "three.json").write_text(json.dumps(rows))
+    registry = json.loads((data_dir / "dataset_info.json").read_text())
+    registry["fewer"] = {"file_name": "three.json", "num_samples": 2}
+    registry["more"] = {"file_name": "three.json", "num_samples": 7}
+    (data_dir / "dataset_info.json").write_text(json.dumps(registry))
+    fewer, more = (_load(data_dir, name) for name in ("fewer", "more"))
+    assert len(fewer.examples) == 2 and len({m[0]["content"] for m in fewer.examples}) == 2
+    assert len(more.examples) == 7 and {m[0]["content"] for m in more.examples} == {"q0", "q1", "q2"}
