@@ -11,6 +11,7 @@ from studio.data.formats import Message
 from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DatasetSpec, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
+from studio.modeling.chat_formats import FORMATS, format_for_name
 from studio.paths import resolve_dataset_dir
 
 
@@ -48,6 +49,18 @@ def load_conversations(config: DataConfig) -> list[DatasetExamples]:
 def check_sft(spec: DatasetSpec) -> None:
     if spec.kind in _NOT_SFT:
         raise DataError(f"Dataset '{spec.name}' cannot be used for supervised fine-tuning: {_NOT_SFT[spec.kind]}.")
+
+
+def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model_name: str) -> None:
+    """Tool-call data needs a chat format with a tool format; known before a run when the format is named
+    (with 'auto', when the model's family is; a tokenizer's own template is checked at tokenisation)."""
+    fmt = format_for_name(model_name) if chat_template == "auto" else FORMATS.get(chat_template)
+    if fmt is None or fmt.supports_tools:
+        return
+    for dataset in loaded:
+        if any(m["role"] in ("function_call", "observation") for c in dataset.examples for m in c):
+            raise DataError(f"Dataset '{dataset.dataset}' holds tool calls, which the {fmt.name} chat template cannot "
+                            "render. Set model.chat_template to qwen, qwen2.5 or chatml.")
 
 
 def load_examples(dataset_dir, spec: DatasetSpec, config: DataConfig) -> DatasetExamples:
