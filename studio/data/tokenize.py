@@ -34,24 +34,46 @@ class Encoded:
 def encode_conversation(
     tokenizer, messages: list[Message], cutoff_len: int, train_on_responses_only: bool = True
 ) -> Encoded | None:
-    """Token ids and labels for one conversation; None when truncation leaves no answer token."""
+    """Token ids and labels for one conversation; None when truncation leaves no answer token.
+
+    Longer than cutoff_len, each turn is cut in turn as LLaMA-Factory cuts it (fit_turn): the
+    earlier turns are kept whole while they fit, the turn that overflows loses prompt or answer
+    tokens from its end, and later turns are left out.
+    """
     fmt = format_of(tokenizer)
     _check_tools(fmt, messages)
     pairs = _format_pairs(tokenizer, fmt, messages) if fmt else _own_template_pairs(tokenizer, messages)
-    ids, labels = [], []
+    end = [tokenizer.eos_token_id] if fmt and fmt.efficient_eos else []
+    ids, labels, used = [], [], len(end)
     for turn, (prompt, answer) in enumerate(pairs):
+        if used >= cutoff_len:
+            break
+        prompt_len, answer_len = fit_turn(len(prompt), len(answer), cutoff_len - used)
+        prompt, answer, used = prompt[:prompt_len], answer[:answer_len], used + prompt_len + answer_len
         if not train_on_responses_only:
             prompt_labels = prompt
-        elif fmt and fmt.efficient_eos and turn > 0:  # this prompt's first token stands where the last answer ended
-            prompt_labels = [tokenizer.eos_token_id] + [IGNORE_INDEX] * (len(prompt) - 1)
+        elif end and turn > 0:  # this prompt's first token stands where the last answer ended
+            prompt_labels = end + [IGNORE_INDEX] * (len(prompt) - 1)
         else:
             prompt_labels = [IGNORE_INDEX] * len(prompt)
         ids += prompt + answer
         labels += prompt_labels + answer
-    if fmt and fmt.efficient_eos:
-        ids, labels = ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]
-    encoded = Encoded(ids[:cutoff_len], labels[:cutoff_len], len(ids) > cutoff_len)
+    truncated = sum(len(p) + len(a) for p, a in pairs) + len(end) > cutoff_len
+    encoded = Encoded(ids + end, labels + end, truncated)
     return encoded if encoded.num_label_tokens else None
+
+
+def fit_turn(prompt_len: int, answer_len: int, budget: int) -> tuple[int, int]:
+    """How many prompt and answer tokens of one turn fit in `budget` (LLaMA-Factory's infer_seqlen):
+    a short answer is kept whole, else a short prompt is, else both shrink in proportion."""
+    if 2 * answer_len < budget:
+        answer_max = budget
+    elif 2 * prompt_len < budget:
+        answer_max = budget - prompt_len
+    else:
+        answer_max = int(budget * answer_len / (prompt_len + answer_len))
+    answer_len = min(answer_max, answer_len)
+    return min(max(budget - answer_len, 0), prompt_len), answer_len
 
 
 def _check_tools(fmt: ChatFormat | None, messages: list[Message]) -> None:

@@ -1,5 +1,5 @@
 from studio.data.registry import DataError
-from studio.data.tokenize import IGNORE_INDEX, encode_conversation
+from studio.data.tokenize import IGNORE_INDEX, encode_conversation, fit_turn
 
 TURNS = [
     {"role": "system", "content": "你是小墨"},
@@ -32,11 +32,21 @@ def test_train_on_everything(tiny_tokenizer):
     assert encoded.labels == encoded.input_ids
 
 
-def test_truncation_is_reported_and_empty_results_dropped(tiny_tokenizer):
+def test_truncation_cuts_turns_as_llamafactory_does(tiny_tokenizer):
     full = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=512)
     cut = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=len(full.input_ids) - 3)
-    assert cut.truncated and len(cut.input_ids) == len(full.input_ids) - 3
-    assert encode_conversation(tiny_tokenizer, TURNS, cutoff_len=16) is None  # the answer starts after 16 tokens
+    assert cut.truncated and not full.truncated
+    first_turn = len(encode_conversation(tiny_tokenizer, TURNS[:3], cutoff_len=512).input_ids)
+    assert len(cut.input_ids) == len(full.input_ids) - 3 and cut.input_ids[:first_turn] == full.input_ids[:first_turn]
+    short = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=16)
+    assert len(short.input_ids) == 16 and short.num_label_tokens > 0  # prompt and answer shrink together
+    assert encode_conversation(tiny_tokenizer, [{"role": "user", "content": "长" * 400}, TURNS[2]], cutoff_len=16) is None
+
+
+def test_fit_turn():
+    assert fit_turn(30, 5, 20) == (15, 5)  # a short answer stays whole
+    assert fit_turn(5, 30, 20) == (5, 15)  # else a short prompt does
+    assert fit_turn(30, 10, 20) == (15, 5)  # else both shrink in proportion
 
 
 # --- parity with LLaMA-Factory's encoding (bench/lf_token_parity.py compares all templates on its demo) ---
