@@ -1,7 +1,6 @@
 """BLEU-4 and ROUGE-1/2/L expected values from LlamaBoard's own metric code, for the metrics test.
 
-    bash bench/setup_llamafactory.sh
-    .bench-venvs/llamafactory/bin/pip install jieba==0.42.1 rouge-chinese==1.0.3 nltk==3.10.4
+    bash bench/setup_llamafactory.sh                      # once: .bench-venvs/llamafactory with its metric packages
     .venv/bin/python bench/lf_metric_parity.py            # prints the largest difference to ours
     .venv/bin/python bench/lf_metric_parity.py --write-fixture tests/studio/evaluation/fixtures/lf_metric_pairs.json
 
