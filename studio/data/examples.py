@@ -70,7 +70,7 @@ class DatasetExamples:
             self.skipped_rows.append(SkippedRow(where, reason))
 
     def skipped_text(self, reason: str) -> str:
-        """'with an empty output (a.json example 3, example 9)': the reason and where its first rows are."""
+        """'with an empty output (a.json example 3, a.json example 9)': the reason and where its first rows are."""
         places = [row.where for row in self.skipped_rows if row.reason == reason]
         return f"{reason} ({', '.join(places)})" if places else reason
 
