@@ -12,4 +12,6 @@ python3 -m venv "$VENV"
   "trl==0.24.0" "tyro<0.9.0" "torchdata==0.11.0" fire omegaconf einops sentencepiece tiktoken protobuf pyyaml \
   safetensors scipy pandas matplotlib "gradio<=5.50.0" fastapi sse-starlette uvicorn packaging pydantic numpy modelscope av
 "$VENV/bin/pip" install -q --no-deps "llamafactory==0.9.5"
+# LlamaBoard's BLEU/ROUGE (llamafactory's "metrics" extra), for bench/lf_metric_parity.py.
+"$VENV/bin/pip" install -q "jieba==0.42.1" "rouge-chinese==1.0.3" "nltk==3.10.4"
 "$VENV/bin/llamafactory-cli" version

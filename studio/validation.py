@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from studio.config import ModelConfig, RunConfig
-from studio.data.prepare import load_conversations, split_conversations
+from studio.data.prepare import check_tool_template, load_conversations, split_conversations
 from studio.data.registry import DataError
 from studio.errors import CheckpointError
 from studio.modeling.embedded import gguf_file
@@ -24,7 +24,9 @@ def validate_run(config: RunConfig) -> None:
 
 
 def check_data(config: RunConfig) -> None:
-    split = split_conversations(load_conversations(config.data), config.data.val_size, config.training.seed)
+    loaded = load_conversations(config.data)
+    check_tool_template(loaded, config.model.chat_template, config.model.name_or_path)
+    split = split_conversations(loaded, config.data.val_size, config.training.seed)
     if not split.train:
         raise DataError("Every example went to the validation split; lower data.val_size or add examples.")
     if config.training.early_stopping_patience and not split.val and config.data.val_size > 0:

@@ -95,7 +95,7 @@ class Workspace:
         folder = self.path(resolve_dataset_dir(dataset_dir, self.root), "data.dataset_dir")
         registry = load_registry(folder)
         for name in names:
-            spec = registry.get(name)
+            spec = registry.specs.get(name)  # a broken entry is reported by the data checks
             hub = spec and (spec.hf_hub_url or spec.ms_hub_url)
             if hub and is_local_model(hub):  # the datasets library reads a local path given as a hub id
                 self.path(hub, f"dataset '{name}' (hf_hub_url in dataset_info.json)")

@@ -21,9 +21,13 @@ class ModelConfig(Section):
         zh="模型名称或路径",
         min_length=1,
     )
-    chat_template: Literal["auto", "chatml", "qwen", "llama3", "alpaca"] = field(
+    chat_template: Literal[
+        "auto", "chatml", "qwen", "qwen2.5", "llama3", "mistral", "gemma", "glm4", "deepseek", "yi", "alpaca"
+    ] = field(
         "auto",
-        "Prompt format. 'auto' uses the template shipped with the tokenizer.",
+        "Prompt format, encoded as LLaMA-Factory's template of the same name (qwen: Qwen1.5's, default system "
+        "prompt 'You are a helpful assistant.'). 'auto' picks the model family's from its name, else the "
+        "tokenizer's own template.",
         zh="对话模板",
     )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = field(

@@ -1,4 +1,4 @@
-"""Datasets: the registry, file readers, format conversion, tokenisation and preview."""
+"""Datasets: the registry, file readers, typed examples per kind, tokenisation, preview and registering new ones."""
 
 from studio.data.registry import DataError
 

@@ -1,103 +1,145 @@
-"""Alpaca and sharegpt records turned into one shape: a list of chat messages."""
+"""Alpaca, sharegpt and openai records read into chat messages, with the meaning LLaMA-Factory gives them.
+
+Roles after reading: system, user, assistant, plus the tool roles function_call (the model's
+call, a JSON {"name", "arguments"} or a list of them; trained like an answer) and observation
+(the tool's result; part of the prompt). A dataset's tool descriptions travel on the system
+message under "tools" (a JSON list), so conversations stay plain lists of messages.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
 
-from studio.data.registry import DataError, DatasetSpec
+from studio.data.registry import DatasetSpec
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+Message = dict[str, str]
 
-
-@dataclass
-class Conversations:
-    """The usable examples of one dataset, and how many records were skipped and why."""
-
-    dataset: str
-    examples: list[list[Message]] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+ASKING_ROLES = ("user", "observation")  # turns the model answers
+ANSWER_ROLES = ("assistant", "function_call")  # turns the model is trained to produce
+# How Qwen's chat template wraps several tool results of one turn; openai data brings them as separate messages.
+TOOL_RESULT_SEPARATOR = "\n</tool_response>\n<tool_response>\n"
 
 
-def to_conversations(spec: DatasetSpec, records: list[dict], system_prompt: str | None = None) -> Conversations:
-    _check_columns(spec, records)
-    convert = _alpaca if spec.formatting == "alpaca" else _sharegpt
-    result = Conversations(spec.name)
-    for record in records:
-        messages, problem = convert(spec, record)
-        if problem:
-            result.skip(problem)
-            continue
-        system = system_prompt if system_prompt is not None else _text(record.get(spec.column("system") or ""))
-        if system and messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": system})
-        elif system_prompt is not None and messages[0]["role"] == "system":
-            messages[0] = {"role": "system", "content": system_prompt}
-        result.examples.append(messages)
-    if not result.examples:
-        reasons = ", ".join(f"{n} {r}" for r, n in result.skipped.items())
-        raise DataError(f"Dataset '{spec.name}': no usable example ({reasons}).")
-    return result
+class Skip(Exception):
+    """A record that cannot become an example; the message is the reason, phrased 'with ...'."""
 
 
-def _check_columns(spec: DatasetSpec, records: list[dict]) -> None:
-    required = ["prompt", "response"] if spec.formatting == "alpaca" else ["messages"]
-    present = set().union(*(r.keys() for r in records[:100]))
-    missing = [spec.column(role) for role in required if spec.column(role) not in present]
-    if missing:
-        raise DataError(
-            f"Dataset '{spec.name}' ({spec.formatting} format) has no column {', '.join(repr(m) for m in missing)}; "
-            f"its columns are {sorted(present)}. Map them in dataset_info.json, e.g. "
-            f'"columns": {{"prompt": "question", "response": "answer"}}, or set "formatting".'
-        )
-
-
-def _text(value: object) -> str:
+def text(value: object) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else str(value)
 
 
-def _alpaca(spec: DatasetSpec, record: dict) -> tuple[list[Message], str | None]:
-    prompt = _text(record.get(spec.column("prompt")))
-    query = _text(record.get(spec.column("query") or ""))
-    response = _text(record.get(spec.column("response")))
-    user = "\n".join(part for part in (prompt, query) if part.strip())
+def value_of(spec: DatasetSpec, record: dict, role: str) -> object:
+    """The record's value for a column role; None when the registry maps none or the record lacks it."""
+    column = spec.column(role)
+    return record.get(column) if column else None
+
+
+def alpaca_prompt(spec: DatasetSpec, record: dict) -> list[Message]:
+    """History turns and the instruction (with its input on the next line) as the last user turn."""
+    user = "\n".join(part for part in (text(value_of(spec, record, "prompt")), text(value_of(spec, record, "query"))) if part)
     if not user.strip():
-        return [], "with an empty instruction"
-    if not response.strip():
-        return [], "with an empty output"
+        raise Skip("with an empty instruction")
     messages: list[Message] = []
-    for turn in record.get(spec.column("history") or "") or []:
+    for turn in value_of(spec, record, "history") or []:
         if not (isinstance(turn, (list, tuple)) and len(turn) == 2):
-            return [], "with a history that is not a list of [question, answer] pairs"
-        messages += [{"role": "user", "content": _text(turn[0])}, {"role": "assistant", "content": _text(turn[1])}]
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
-    return messages, None
+            raise Skip("with a history that is not a list of [question, answer] pairs")
+        messages += [{"role": "user", "content": text(turn[0])}, {"role": "assistant", "content": text(turn[1])}]
+    return messages + [{"role": "user", "content": user}]
 
 
-def _sharegpt(spec: DatasetSpec, record: dict) -> tuple[list[Message], str | None]:
+def chat_turns(spec: DatasetSpec, record: dict) -> tuple[str, list[Message]]:
+    """The system prompt and the turns of a sharegpt or openai record, roles mapped through the entry's tags."""
     tags = spec.tags
-    roles = {
-        tags.user_tag: "user",
-        tags.observation_tag: "user",
-        tags.assistant_tag: "assistant",
-        tags.function_tag: "assistant",
-        tags.system_tag: "system",
-    }
-    raw = record.get(spec.column("messages"))
+    raw = value_of(spec, record, "messages")
     if not isinstance(raw, list) or not raw:
-        return [], "with no message list"
-    messages: list[Message] = []
+        raise Skip("with no message list")
+    if not all(isinstance(turn, dict) for turn in raw):
+        raise Skip("with a message that is not an object")
+    system = text(value_of(spec, record, "system"))
+    if raw[0].get(tags.role_tag) == tags.system_tag:
+        system, raw = text(raw[0].get(tags.content_tag)), raw[1:]
+    roles = {tags.user_tag: "user", tags.assistant_tag: "assistant", tags.observation_tag: "observation",
+             tags.function_tag: "function_call"}
+    turns: list[Message] = []
     for turn in raw:
-        role = roles.get(turn.get(tags.role_tag)) if isinstance(turn, dict) else None
+        role, content = roles.get(turn.get(tags.role_tag)), text(turn.get(tags.content_tag))
+        if spec.formatting == "openai" and role in ANSWER_ROLES and turn.get("tool_calls"):
+            role, content = "function_call", _openai_calls(turn["tool_calls"])
         if role is None:
-            return [], f"with a role other than {sorted(roles)} (check 'tags' in dataset_info.json)"
-        messages.append({"role": role, "content": _text(turn.get(tags.content_tag))})
-    dialogue = messages[1:] if messages[0]["role"] == "system" else messages
-    expected = ["user", "assistant"] * (len(dialogue) // 2 + 1)
-    if not dialogue or [m["role"] for m in dialogue] != expected[: len(dialogue)] or dialogue[-1]["role"] != "assistant":
-        return [], "whose turns do not alternate user/assistant ending with the assistant"
-    return messages, None
+            raise Skip(f"with a role other than {sorted(roles)} (check 'tags' in dataset_info.json)")
+        if spec.formatting == "openai" and role == "observation" and turns and turns[-1]["role"] == "observation":
+            turns[-1]["content"] += TOOL_RESULT_SEPARATOR + content
+            continue
+        turns.append({"role": role, "content": content})
+    return system, turns
+
+
+def _openai_calls(tool_calls: object) -> str:
+    try:
+        calls = [call["function"] for call in tool_calls]
+        return json.dumps([{"name": c["name"], "arguments": _arguments(c.get("arguments", {}))} for c in calls],
+                          ensure_ascii=False)
+    except (TypeError, KeyError):
+        raise Skip("with tool_calls that are not [{'function': {'name', 'arguments'}}]") from None
+
+
+def _arguments(arguments: object) -> object:
+    """OpenAI sends arguments as a JSON string; the chat templates render them as an object."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments
+
+
+def check_alternation(turns: list[Message], ends_with_answer: bool) -> None:
+    """Turns must go question, answer, question, ... and end as the kind needs."""
+    for index, turn in enumerate(turns):
+        expected = ANSWER_ROLES if index % 2 else ASKING_ROLES
+        if turn["role"] not in expected:
+            raise Skip("whose turns do not alternate user/assistant (or observation/function_call)")
+    if not turns or (turns[-1]["role"] in ANSWER_ROLES) != ends_with_answer:
+        raise Skip("that does not end with an answer" if ends_with_answer else "that does not end with a question")
+    for turn in turns:
+        if turn["role"] == "function_call":
+            check_function_call(turn["content"])
+
+
+def check_function_call(content: str) -> list[dict]:
+    """The calls of a function_call turn: a JSON object {"name", "arguments"} or a list of them."""
+    try:
+        calls = json.loads(content)
+    except json.JSONDecodeError:
+        raise Skip("with a function_call that is not JSON") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    if not all(isinstance(c, dict) and "name" in c and "arguments" in c for c in calls):
+        raise Skip('with a function_call that is not {"name": ..., "arguments": ...}')
+    return calls
+
+
+def tools_json(spec: DatasetSpec, record: dict) -> str:
+    """The record's tool descriptions as a JSON list text; "" when it has none."""
+    tools = value_of(spec, record, "tools")
+    if tools in (None, "", [], {}):
+        return ""
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError:
+            raise Skip("with a tools value that is not JSON") from None
+    tools = [tools] if isinstance(tools, dict) else tools
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise Skip("with a tools value that is not a list of function descriptions")
+    return json.dumps(tools, ensure_ascii=False) if tools else ""
+
+
+def with_system(turns: list[Message], system: str, tools: str) -> list[Message]:
+    if not (system or tools):
+        return turns
+    head: Message = {"role": "system", "content": system}
+    if tools:
+        head["tools"] = tools
+    return [head] + turns

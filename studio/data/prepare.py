@@ -6,10 +6,12 @@ import random
 from dataclasses import dataclass, field
 
 from studio.config import DataConfig
-from studio.data.formats import Conversations, Message, to_conversations
-from studio.data.readers import read_records
-from studio.data.registry import resolve_specs
+from studio.data.examples import DatasetExamples, to_examples
+from studio.data.formats import Message
+from studio.data.readers import Records, read_records
+from studio.data.registry import DataError, DatasetSpec, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
+from studio.modeling.chat_formats import FORMATS, format_for_name
 from studio.paths import resolve_dataset_dir
 
 
@@ -27,18 +29,61 @@ class Tokenized:
     dropped: int = 0  # nothing left to learn after truncation
 
 
-def load_conversations(config: DataConfig) -> list[Conversations]:
-    """Every configured dataset read and converted; raises DataError before any run starts."""
+# Until training.stage exists every run is supervised fine-tuning; other kinds wait for their stage.
+_NOT_SFT = {
+    "pairwise": "this is preference data (chosen/rejected answers); choose the DPO/KTO stage (training.stage)",
+    "kto": "this is preference data (answers marked desirable or not by kto_tag); choose the DPO/KTO stage (training.stage)",
+    "text": "this is pretraining text (no answers to learn); choose the pretraining stage (training.stage: pt)",
+}
+
+
+def load_conversations(config: DataConfig) -> list[DatasetExamples]:
+    """Every configured dataset read and converted to SFT conversations; raises DataError before any run starts."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
-    loaded = []
-    for spec in resolve_specs(dataset_dir, config.datasets):
-        records = read_records(dataset_dir, spec)
-        limit = min(n for n in (config.max_samples, spec.num_samples, len(records)) if n is not None)
-        loaded.append(to_conversations(spec, records[:limit], config.system_prompt))
-    return loaded
+    specs = resolve_specs(dataset_dir, config.datasets)
+    for spec in specs:
+        check_sft(spec)
+    return [load_examples(dataset_dir, spec, config) for spec in specs]
 
 
-def split_conversations(loaded: list[Conversations], val_size: float, seed: int) -> Split:
+def check_sft(spec: DatasetSpec) -> None:
+    if spec.kind in _NOT_SFT:
+        raise DataError(f"Dataset '{spec.name}' cannot be used for supervised fine-tuning: {_NOT_SFT[spec.kind]}.")
+
+
+def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model_name: str) -> None:
+    """Tool-call data needs a chat format with a tool format; known before a run when the format is named
+    (with 'auto', when the model's family is; a tokenizer's own template is checked at tokenisation)."""
+    fmt = format_for_name(model_name) if chat_template == "auto" else FORMATS.get(chat_template)
+    if fmt is None or fmt.supports_tools:
+        return
+    for dataset in loaded:
+        if any(m["role"] in ("function_call", "observation") for c in dataset.examples for m in c):
+            raise DataError(f"Dataset '{dataset.dataset}' holds tool calls, which the {fmt.name} chat template cannot "
+                            "render. Set model.chat_template to qwen, qwen2.5 or chatml.")
+
+
+def load_examples(dataset_dir, spec: DatasetSpec, config: DataConfig) -> DatasetExamples:
+    """One dataset's examples of its own kind, at most max_samples / num_samples of them."""
+    records = read_records(dataset_dir, spec)
+    if spec.num_samples is not None:
+        records = sample_records(records, spec.num_samples)
+    if config.max_samples is not None:
+        records.rows = records.rows[: config.max_samples]
+    return to_examples(spec, records, config.system_prompt)
+
+
+def sample_records(records: Records, count: int) -> Records:
+    """The entry's num_samples as LLaMA-Factory means it: a random subset, or every row plus random repeats
+    when it asks for more rows than the file has. Seeded, so runs repeat."""
+    rng = random.Random(0)
+    order = list(range(len(records)))
+    rng.shuffle(order)
+    order = order[:count] + [rng.randrange(len(records)) for _ in range(count - len(order))]
+    return records.subset(order)
+
+
+def split_conversations(loaded: list[DatasetExamples], val_size: float, seed: int) -> Split:
     examples = [example for dataset in loaded for example in dataset.examples]
     random.Random(seed).shuffle(examples)
     n_val = round(len(examples) * val_size)
@@ -47,7 +92,7 @@ def split_conversations(loaded: list[Conversations], val_size: float, seed: int)
     skipped: dict[str, int] = {}
     for dataset in loaded:
         for reason, count in dataset.skipped.items():
-            skipped[f"{dataset.dataset}: {reason}"] = count
+            skipped[f"{dataset.dataset}: {dataset.skipped_text(reason)}"] = count
     return Split(train=examples[n_val:], val=examples[:n_val], skipped=skipped)
 
 

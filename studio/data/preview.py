@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from studio.config import DataConfig
-from studio.data.formats import to_conversations
+from studio.data.examples import SkippedRow, to_examples
 from studio.data.readers import read_records
 from studio.data.registry import resolve_specs
 from studio.data.tokenize import encode_conversation
@@ -35,7 +35,9 @@ class DatasetPreview:
     num_usable: int
     skipped: dict[str, int]
     rows: list[dict]
-    tokens: TokenStats | None = None
+    tokens: TokenStats | None = None  # SFT data only
+    kind: str = "sft"  # sft, pairwise, kto or text: which training stage can use it
+    skipped_rows: list[SkippedRow] = field(default_factory=list)  # the first few, with file and line
 
 
 @dataclass
@@ -49,9 +51,10 @@ class Preview:
     def to_text(self) -> str:
         lines = []
         for d in self.datasets:
-            lines.append(f"== {d.name} ({d.formatting}, {d.file}): {d.num_usable} usable of {d.num_rows} rows")
+            lines.append(f"== {d.name} ({d.formatting}, {d.kind} data, {d.file}): {d.num_usable} usable of {d.num_rows} rows")
             for reason, count in d.skipped.items():
                 lines.append(f"   skipped {count} {reason}")
+            lines += [f"   skipped {row.where}: {row.reason}" for row in d.skipped_rows]
             if d.tokens:
                 t = d.tokens
                 lines.append(
@@ -63,18 +66,19 @@ class Preview:
 
 
 def preview_datasets(config: DataConfig, rows: int = 5, tokenizer=None) -> Preview:
-    """Raw first rows of each dataset; token statistics when a tokenizer is given."""
+    """Raw first rows of each dataset, its kind and skipped rows; SFT token statistics when a tokenizer is given."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
     previews = []
     for spec in resolve_specs(dataset_dir, config.datasets):
         records = read_records(dataset_dir, spec)
-        conversations = to_conversations(spec, records, config.system_prompt)
-        stats = _token_stats(tokenizer, conversations.examples, config) if tokenizer is not None else None
+        loaded = to_examples(spec, records, config.system_prompt)
+        sft = loaded.kind == "sft" and tokenizer is not None
         previews.append(
             DatasetPreview(
                 name=spec.name, file=spec.file_name or spec.hf_hub_url or "", formatting=spec.formatting,
-                num_rows=len(records), num_usable=len(conversations.examples), skipped=conversations.skipped,
-                rows=records[:rows], tokens=stats,
+                num_rows=len(records), num_usable=len(loaded.examples), skipped=loaded.skipped,
+                rows=records.rows[:rows], tokens=_token_stats(tokenizer, loaded.examples, config) if sft else None,
+                kind=loaded.kind, skipped_rows=loaded.skipped_rows,
             )
         )
     return Preview(previews)

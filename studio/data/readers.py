@@ -1,25 +1,71 @@
-"""Reading raw records from json, jsonl, csv and parquet files, with errors that point at the line."""
+"""Reading raw records from json, jsonl, csv, parquet and txt files, each record with the place it came from."""
 
 from __future__ import annotations
 
+import bisect
 import csv
+import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.data.registry import DataError, DatasetSpec
 
-SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
 
 
-def read_records(dataset_dir: Path, spec: DatasetSpec) -> list[dict]:
+@dataclass
+class _Part:
+    """The records of one file: where they start in Records.rows and how a user finds them in the file."""
+
+    name: str
+    unit: str  # "line" (JSON lines, CSV, txt) or "example" (1-based position in a JSON array or parquet file)
+    start: int
+    numbers: list[int] | None  # the line of each record; None when the position is the number
+
+
+@dataclass
+class Records:
+    """Every raw record of one dataset in file order, and where each one is."""
+
+    rows: list[dict] = field(default_factory=list)
+    parts: list[_Part] = field(default_factory=list)
+
+    def add(self, name: str, unit: str, rows: list[dict], numbers: list[int] | None = None) -> None:
+        self.parts.append(_Part(name, unit, len(self.rows), numbers))
+        self.rows.extend(rows)
+
+    def where(self, index: int) -> str:
+        """'data.csv line 7' or 'data.json example 3': what to look for in the file."""
+        part, number = self._locate(index)
+        return f"{part.name} {part.unit} {number}"
+
+    def _locate(self, index: int) -> tuple[_Part, int]:
+        part = self.parts[bisect.bisect_right([p.start for p in self.parts], index) - 1]
+        offset = index - part.start
+        return part, part.numbers[offset] if part.numbers is not None else offset + 1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, indices: list[int]) -> "Records":
+        """The rows at these indices, each keeping its place in its file."""
+        picked = Records()
+        for index in indices:
+            part, number = self._locate(index)
+            picked.add(part.name, part.unit, [self.rows[index]], [number])
+        return picked
+
+
+def read_records(dataset_dir: Path, spec: DatasetSpec) -> Records:
     """All raw records of one registry entry, in file order."""
+    records = Records()
     if spec.file_name:
-        records = []
         for path in _data_files(Path(dataset_dir) / spec.file_name, spec.name):
-            records.extend(read_file(path))
+            records.add(path.name, *read_located(path))
     else:
-        records = _read_hub(spec)
-    if not records:
+        records.add(spec.hf_hub_url, "example", read_hub(spec))
+    if not records.rows:
         raise DataError(f"Dataset '{spec.name}' is empty: it holds no examples. Add examples or remove it from data.datasets.")
     return records
 
@@ -38,22 +84,31 @@ def _data_files(path: Path, name: str) -> list[Path]:
 
 
 def read_file(path: Path) -> list[dict]:
-    readers = {".json": _read_json, ".jsonl": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet}
-    records = readers[path.suffix](path)
+    return read_located(Path(path))[1]
+
+
+def read_located(path: Path) -> tuple[str, list[dict], list[int] | None]:
+    """(unit, records, line numbers) of one file; see _Part for the unit."""
+    readers = {".json": _read_json, ".jsonl": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}
+    if path.suffix not in readers:
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}.")
+    unit, records, numbers = readers[path.suffix](path)
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise DataError(f"{path}: example {index + 1} is a {type(record).__name__}, not an object with named fields.")
-    return records
+            where = f"line {numbers[index]}" if numbers else f"example {index + 1}"
+            raise DataError(f"{path}: {where} is a {type(record).__name__}, not an object with named fields.")
+    return unit, records, numbers
 
 
 def _read_text(path: Path) -> str:
+    """The file's text with its line breaks as written (a quoted CSV field may hold a \r\n of its own)."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start}). Save the file as UTF-8.") from None
 
 
-def _read_json(path: Path) -> list[dict]:
+def _read_json(path: Path):
     text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path} is empty. Put a JSON array of examples in it.")
@@ -67,18 +122,18 @@ def _read_json(path: Path) -> list[dict]:
         data = [data]
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON array of examples, found {type(data).__name__}.")
-    return data
+    return "example", data, None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path):
     text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path} is empty. Put one JSON object per line in it.")
     return _parse_json_lines(path, text)
 
 
-def _parse_json_lines(path: Path, text: str) -> list[dict]:
-    records = []
+def _parse_json_lines(path: Path, text: str):
+    records, numbers = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -86,40 +141,61 @@ def _parse_json_lines(path: Path, text: str) -> list[dict]:
             records.append(json.loads(line))
         except json.JSONDecodeError as error:
             raise DataError(f"{path} line {number} column {error.colno}: {error.msg}. Each line must be one JSON object.") from None
-    return records
+        numbers.append(number)
+    return "line", records, numbers
 
 
-def _read_csv(path: Path) -> list[dict]:
+def _read_csv(path: Path):
+    """Through the csv module on the whole text, so quoted fields keep their line breaks, commas and quotes."""
     text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path} is empty. Put a header row and one example per row in it.")
-    reader = csv.DictReader(text.splitlines())
-    records = []
-    for record in reader:
-        if None in record:
-            raise DataError(f"{path} line {reader.line_num}: more fields than the header has. Quote fields that contain commas.")
-        records.append(record)
-    return records
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+        records, numbers, ended = [], [], reader.line_num
+        for row in reader:
+            start, ended = ended + 1, reader.line_num
+            if not row:
+                continue  # a blank line
+            if len(row) > len(header):
+                raise DataError(
+                    f"{path} line {start}: {len(row)} fields but the header has {len(header)}. "
+                    "Quote fields that contain commas or line breaks."
+                )
+            records.append(dict(zip(header, row + [""] * (len(header) - len(row)))))
+            numbers.append(start)
+    except csv.Error as error:
+        raise DataError(f"{path} line {reader.line_num}: {error}. Check the quotes there.") from None
+    return "line", records, numbers
 
 
-def _read_parquet(path: Path) -> list[dict]:
+def _read_txt(path: Path):
+    """Plain text for pretraining: one document per line, in a 'text' column (as LLaMA-Factory reads .txt)."""
+    lines = _read_text(path).splitlines()
+    return "line", [{"text": line} for line in lines], list(range(1, len(lines) + 1))
+
+
+def _read_parquet(path: Path):
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pylist()
+        return "example", pq.read_table(path).to_pylist(), None
     except Exception as error:  # pyarrow raises several unrelated types for a damaged file
         raise DataError(f"{path}: not a readable parquet file ({error}).") from None
 
 
-def _read_hub(spec: DatasetSpec) -> list[dict]:
+def read_hub(spec: DatasetSpec, limit: int | None = None) -> list[dict]:
+    """Rows of a Hugging Face hub dataset, from the hub or the local cache."""
     import datasets
 
-    url = spec.hf_hub_url or spec.ms_hub_url
+    split = spec.split if limit is None else f"{spec.split}[:{limit}]"
     try:
-        loaded = datasets.load_dataset(url, name=spec.subset, data_dir=spec.folder, split=spec.split)
+        loaded = datasets.load_dataset(spec.hf_hub_url, name=spec.subset, data_dir=spec.folder, split=split)
     except Exception as error:  # offline, missing or private: all surface as different exception types
         raise DataError(
-            f"Dataset '{spec.name}': could not load '{url}' from the hub or its cache ({type(error).__name__}: {error}). "
-            "Offline, download it once elsewhere and point 'file_name' at the local file."
+            f"Dataset '{spec.name}': could not load '{spec.hf_hub_url}' from the Hugging Face hub or its cache "
+            f"({type(error).__name__}: {str(error)[:300]}). Offline, download it once elsewhere and point "
+            "'file_name' at the local file, or upload the file."
         ) from None
     return list(loaded)

@@ -1,22 +1,35 @@
-"""dataset_info.json: the dataset registry, in LLaMA-Factory's format so existing registries work unchanged."""
+"""dataset_info.json: the dataset registry, in LLaMA-Factory's format so existing registries work unchanged.
+
+A bad entry makes only itself unusable: the registry lists it, and using it raises the entry's
+problem. What an entry holds (its kind) follows from the entry alone, so a mismatch with the
+training stage is refused before any file is read.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 
 from studio.config.base import describe_validation_error
 from studio.errors import StudioError
 
 REGISTRY_FILE = "dataset_info.json"
 
+DataKind = Literal["sft", "pairwise", "kto", "text"]
+
 _DEFAULT_COLUMNS = {
     "alpaca": {"prompt": "instruction", "query": "input", "response": "output", "history": None, "system": None},
     "sharegpt": {"messages": "conversations", "system": None, "tools": None},
+    "openai": {"messages": "messages", "system": None, "tools": None},
 }
+# OpenAI's chat schema spells roles its own way; tool results come as role "tool".
+_OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+                "observation_tag": "tool"}
+_MEDIA_COLUMNS = ("images", "videos", "audios")
 
 
 class DataError(StudioError):
@@ -44,27 +57,96 @@ class DatasetSpec(BaseModel):
     file_name: str | None = None
     hf_hub_url: str | None = None
     ms_hub_url: str | None = None
+    om_hub_url: str | None = None
+    script_url: str | None = None
+    cloud_file_name: str | None = None
     subset: str | None = None
     split: str = "train"
     folder: str | None = None
-    formatting: Literal["alpaca", "sharegpt"] = "alpaca"
+    formatting: Literal["alpaca", "sharegpt", "openai"] = "alpaca"
     ranking: bool = False
     num_samples: int | None = None
     columns: dict[str, str | None] = {}
     tags: DatasetTags = DatasetTags()
+    _given_columns: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _openai_tags(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("formatting") == "openai":
+            given = raw.get("tags") if isinstance(raw.get("tags"), dict) else {}
+            raw = {**raw, "tags": {**_OPENAI_TAGS, **given}}
+        return raw
 
     @model_validator(mode="after")
     def _complete(self) -> "DatasetSpec":
-        if not (self.file_name or self.hf_hub_url or self.ms_hub_url):
+        if not any((self.file_name, self.hf_hub_url, self.ms_hub_url, self.om_hub_url, self.script_url, self.cloud_file_name)):
             raise ValueError("needs 'file_name' (a file or folder in the dataset dir) or 'hf_hub_url'")
+        self._given_columns = dict(self.columns)
         self.columns = {**_DEFAULT_COLUMNS[self.formatting], **self.columns}
         return self
 
     def column(self, role: str) -> str | None:
         return self.columns.get(role)
 
+    @property
+    def kind(self) -> DataKind:
+        """What the rows are for: supervised chat (sft), preference pairs, KTO feedback or pretraining text."""
+        given = self._given_columns
+        if self.ranking:
+            return "pairwise"
+        if given.get("kto_tag"):
+            return "kto"
+        if (self.file_name or "").endswith(".txt"):
+            return "text"
+        if self.formatting == "alpaca" and given.get("prompt") and not given.get("response"):
+            return "text"  # LLaMA-Factory's pretraining entries name only the text column, as "prompt"
+        return "sft"
 
-def load_registry(dataset_dir: Path) -> dict[str, DatasetSpec]:
+    @property
+    def text_column(self) -> str:
+        return self._given_columns.get("prompt") or "text"
+
+    def unsupported(self) -> str | None:
+        """Why this entry cannot be read at all, and what to use instead; None when it can."""
+        media = [c for c in _MEDIA_COLUMNS if self._given_columns.get(c)]
+        if media:
+            return (f"Dataset '{self.name}' has {'/'.join(media)} columns: image/video/audio datasets need a "
+                    "multimodal model; this studio trains text models. Choose a text dataset.")
+        if self.file_name:
+            return None
+        if self.script_url:
+            return (f"Dataset '{self.name}' is loaded by a script ('script_url'), which the studio does not run. "
+                    "Save the data as json, jsonl, csv or parquet and set 'file_name'.")
+        if self.cloud_file_name:
+            return (f"Dataset '{self.name}' is a cloud file ('cloud_file_name'). Download it into the dataset "
+                    "folder and set 'file_name'.")
+        if not self.hf_hub_url:
+            return (f"Dataset '{self.name}' is only on ModelScope/Modelers ('ms_hub_url'/'om_hub_url'); the studio "
+                    "loads from the Hugging Face hub ('hf_hub_url') or local files ('file_name').")
+        return None
+
+
+class Registry(Mapping[str, DatasetSpec]):
+    """The entries of one dataset_info.json by name; a broken entry is listed but raises its problem when used."""
+
+    def __init__(self, path: Path, specs: dict[str, DatasetSpec], problems: dict[str, str], names: list[str]):
+        self.path, self.specs, self.problems, self._names = path, specs, problems, names
+
+    def __getitem__(self, name: str) -> DatasetSpec:
+        if name in self.problems:
+            raise DataError(self.problems[name])
+        return self.specs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def read_registry_json(dataset_dir: Path) -> dict:
+    """The raw registry object, or a DataError that names the folder, the file or the line."""
     path = Path(dataset_dir) / REGISTRY_FILE
     if not Path(dataset_dir).is_dir():
         raise DataError(f"Dataset folder not found: {dataset_dir}. Set data.dataset_dir to a folder holding {REGISTRY_FILE}.")
@@ -76,20 +158,33 @@ def load_registry(dataset_dir: Path) -> dict[str, DatasetSpec]:
         raise DataError(f"{path} line {error.lineno} column {error.colno}: {error.msg}. Fix the JSON syntax there.") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: the top level must be an object mapping dataset names to entries.")
-    return {name: _parse_entry(path, name, entry) for name, entry in raw.items()}
+    return raw
 
 
-def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
+def load_registry(dataset_dir: Path) -> Registry:
+    path = Path(dataset_dir) / REGISTRY_FILE
+    raw = read_registry_json(dataset_dir)
+    specs, problems = {}, {}
+    for name, entry in raw.items():
+        try:
+            specs[name] = parse_entry(path, name, entry)
+        except DataError as error:
+            problems[name] = str(error)
+    return Registry(path, specs, problems, list(raw))
+
+
+def parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
     if not isinstance(entry, dict):
         raise DataError(f"{path}: entry '{name}' must be an object like {{\"file_name\": \"my_data.json\"}}.")
     try:
         return DatasetSpec.model_validate({**entry, "name": name})
     except ValidationError as error:
         problems = "; ".join(describe_validation_error(error))
-        raise DataError(f"{path}: entry '{name}' is invalid: {problems}") from None
+        raise DataError(f"{path}: entry '{name}' is invalid: {problems}. Fix this entry; the others stay usable.") from None
 
 
 def resolve_specs(dataset_dir: Path, names: list[str]) -> list[DatasetSpec]:
+    """The entries named, in order; unknown, broken and unreadable entries raise a DataError naming them."""
     registry = load_registry(dataset_dir)
     unknown = [n for n in names if n not in registry]
     if unknown:
@@ -98,4 +193,8 @@ def resolve_specs(dataset_dir: Path, names: list[str]) -> list[DatasetSpec]:
             f"Unknown dataset {', '.join(repr(n) for n in unknown)}: not in {Path(dataset_dir) / REGISTRY_FILE}. "
             f"Known datasets: {known}. Add an entry there or fix the name."
         )
-    return [registry[n] for n in names]
+    specs = [registry[n] for n in names]
+    for spec in specs:
+        if problem := spec.unsupported():
+            raise DataError(problem)
+    return specs

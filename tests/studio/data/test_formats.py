@@ -1,13 +1,13 @@
 import pytest
 
-from studio.data.formats import to_conversations
+from studio.data.examples import to_examples
 from studio.data.registry import DataError, DatasetSpec, DatasetTags
 
 
 def test_alpaca_with_input_history_and_system():
     spec = DatasetSpec(name="a", file_name="a.json", columns={"history": "history", "system": "system"})
     record = {"instruction": "翻译", "input": "hello", "output": "你好", "history": [["早", "早上好"]], "system": "你是翻译"}
-    [messages] = to_conversations(spec, [record]).examples
+    [messages] = to_examples(spec, [record]).examples
     assert messages == [
         {"role": "system", "content": "你是翻译"},
         {"role": "user", "content": "早"},
@@ -19,7 +19,7 @@ def test_alpaca_with_input_history_and_system():
 
 def test_system_prompt_override():
     spec = DatasetSpec(name="a", file_name="a.json")
-    [messages] = to_conversations(spec, [{"instruction": "q", "output": "a"}], system_prompt="S").examples
+    [messages] = to_examples(spec, [{"instruction": "q", "output": "a"}], system_prompt="S").examples
     assert messages[0] == {"role": "system", "content": "S"}
 
 
@@ -32,14 +32,14 @@ def test_sharegpt_with_custom_tags():
         {"role": "system", "content": "s"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
         {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"},
     ]}
-    [messages] = to_conversations(spec, [record]).examples
+    [messages] = to_examples(spec, [record]).examples
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
 
 
 def test_missing_columns_say_what_exists_and_how_to_map():
     spec = DatasetSpec(name="a", file_name="a.json")
     with pytest.raises(DataError) as caught:
-        to_conversations(spec, [{"question": "q", "answer": "a"}])
+        to_examples(spec, [{"question": "q", "answer": "a"}])
     message = str(caught.value)
     assert "'instruction'" in message and "'output'" in message and "['answer', 'question']" in message
     assert "columns" in message
@@ -47,16 +47,16 @@ def test_missing_columns_say_what_exists_and_how_to_map():
 
 def test_invalid_rows_are_skipped_and_counted():
     spec = DatasetSpec(name="a", file_name="a.json")
-    result = to_conversations(spec, [{"instruction": "q", "output": ""}, {"instruction": "q", "output": "a"}])
+    result = to_examples(spec, [{"instruction": "q", "output": ""}, {"instruction": "q", "output": "a"}])
     assert len(result.examples) == 1 and result.skipped == {"with an empty output": 1}
     chat = DatasetSpec(name="c", file_name="c.json", formatting="sharegpt")
     bad = {"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "q"}]}
     good = {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
-    result = to_conversations(chat, [bad, good])
+    result = to_examples(chat, [bad, good])
     assert len(result.examples) == 1 and sum(result.skipped.values()) == 1
 
 
 def test_all_rows_invalid_is_an_error():
     spec = DatasetSpec(name="a", file_name="a.json")
     with pytest.raises(DataError, match="no usable example"):
-        to_conversations(spec, [{"instruction": "q", "output": ""}])
+        to_examples(spec, [{"instruction": "q", "output": ""}])

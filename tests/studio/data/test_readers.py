@@ -55,7 +55,7 @@ def test_empty_and_missing_files(tmp_path):
 
 def test_non_object_rows_are_refused(tmp_path):
     (tmp_path / "a.json").write_text('[["a", "b"]]')
-    with pytest.raises(DataError, match="example 1 is a list"):
+    with pytest.raises(DataError, match="a.json: example 1 is a list"):
         read_file(tmp_path / "a.json")
 
 
@@ -63,4 +63,66 @@ def test_folder_of_files(tmp_path):
     (tmp_path / "parts").mkdir()
     for i, row in enumerate(ROWS):
         (tmp_path / "parts" / f"{i}.json").write_text(json.dumps([row], ensure_ascii=False), encoding="utf-8")
-    assert read_records(tmp_path, DatasetSpec(name="p", file_name="parts")) == ROWS
+    records = read_records(tmp_path, DatasetSpec(name="p", file_name="parts"))
+    assert records.rows == ROWS and records.where(1) == "1.json example 1"
+
+
+TRICKY = [
+    {"instruction": "第一行\n第二行", "input": 'a "quoted", comma', "output": "喵～\r\n换行 🐾"},
+    {"instruction": "  leading spaces", "input": "", "output": "\n答案以换行开头"},
+    {"instruction": "q3", "input": "", "output": "a,b,c"},
+]
+
+
+def _write_all_formats(folder, rows):
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "d.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    (folder / "d.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    with open(folder / "d.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "d.parquet")
+
+
+def test_csv_keeps_quoted_line_breaks_commas_and_quotes(tmp_path):
+    _write_all_formats(tmp_path, TRICKY)
+    assert read_file(tmp_path / "d.csv") == TRICKY
+
+
+def test_every_file_type_gives_identical_conversations(tmp_path):
+    from studio.data.examples import to_examples
+    from studio.paths import BUNDLED_DATA_DIR
+
+    demo = json.loads((BUNDLED_DATA_DIR / "alpaca_zh_demo.json").read_text(encoding="utf-8")) + TRICKY
+    _write_all_formats(tmp_path, demo)
+    converted = {
+        suffix: to_examples(DatasetSpec(name="d", file_name=f"d.{suffix}"), read_records(tmp_path, DatasetSpec(name="d", file_name=f"d.{suffix}"))).examples
+        for suffix in ("json", "jsonl", "csv", "parquet")
+    }
+    assert len(converted["json"]) == len(demo)
+    assert converted["json"] == converted["jsonl"] == converted["csv"] == converted["parquet"]
+
+
+def test_records_know_their_line(tmp_path):
+    (tmp_path / "a.csv").write_text('instruction,output\n"two\nlines",x\n\nthird,y\n', encoding="utf-8")
+    records = read_records(tmp_path, DatasetSpec(name="a", file_name="a.csv"))
+    assert [records.where(i) for i in range(2)] == ["a.csv line 2", "a.csv line 5"]
+    (tmp_path / "a.jsonl").write_text('{"instruction": "a", "output": "b"}\n\n{"instruction": "c", "output": "d"}\n')
+    records = read_records(tmp_path, DatasetSpec(name="a", file_name="a.jsonl"))
+    assert records.where(1) == "a.jsonl line 3"
+
+
+def test_csv_with_too_many_fields_names_the_line(tmp_path):
+    (tmp_path / "bad.csv").write_text('instruction,output\nq,a\n"multi\nline",a,extra\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.csv line 3: 3 fields but the header has 2. Quote fields"):
+        read_file(tmp_path / "bad.csv")
+
+
+def test_txt_is_one_document_per_line(tmp_path):
+    (tmp_path / "wiki.txt").write_text("first doc\nsecond doc\n", encoding="utf-8")
+    assert read_file(tmp_path / "wiki.txt") == [{"text": "first doc"}, {"text": "second doc"}]

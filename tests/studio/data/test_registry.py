@@ -46,8 +46,57 @@ def test_malformed_registry_points_at_the_line(tmp_path):
 
 def test_entry_without_a_source_is_refused(tmp_path):
     (tmp_path / "dataset_info.json").write_text('{"a": {"formatting": "alpaca"}}')
+    registry = load_registry(tmp_path)
     with pytest.raises(DataError, match="entry 'a'.*file_name"):
-        load_registry(tmp_path)
+        registry["a"]
+
+
+def test_a_bad_entry_spoils_only_itself(tmp_path):
+    registry = {
+        "good": {"file_name": "g.json"},
+        "future": {"file_name": "f.json", "formatting": "xml"},
+        "wrong": {"file_name": "w.json", "columns": ["prompt"]},
+        "chat": {"file_name": "c.json", "formatting": "openai"},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps(registry))
+    loaded = load_registry(tmp_path)
+    assert list(loaded) == ["good", "future", "wrong", "chat"]
+    assert loaded["good"].file_name == "g.json" and loaded["chat"].tags.role_tag == "role"
+    with pytest.raises(DataError, match=r"entry 'future' is invalid: formatting: .*'alpaca', 'sharegpt' or 'openai'"):
+        resolve_specs(tmp_path, ["good", "future"])
+    with pytest.raises(DataError, match="entry 'wrong' is invalid: columns"):
+        resolve_specs(tmp_path, ["wrong"])
+    assert [s.name for s in resolve_specs(tmp_path, ["good", "chat"])] == ["good", "chat"]
+
+
+KINDS = {  # entries as LLaMA-Factory's own data/dataset_info.json writes them
+    "alpaca_zh_demo": ({"file_name": "a.json"}, "sft"),
+    "glaive_toolcall_zh_demo": ({"file_name": "g.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}}, "sft"),
+    "dpo_zh_demo": ({"file_name": "d.json", "ranking": True, "formatting": "sharegpt", "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}, "pairwise"),
+    "ultrafeedback": ({"hf_hub_url": "x/y", "ranking": True, "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"}}, "pairwise"),
+    "kto_en_demo": ({"file_name": "k.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"}}, "kto"),
+    "c4_demo": ({"file_name": "c4_demo.jsonl", "columns": {"prompt": "text"}}, "text"),
+    "wiki_demo": ({"file_name": "wiki_demo.txt", "columns": {"prompt": "text"}}, "text"),
+}
+
+
+def test_kinds_follow_from_the_entry(tmp_path):
+    (tmp_path / "dataset_info.json").write_text(json.dumps({name: entry for name, (entry, _) in KINDS.items()}))
+    registry = load_registry(tmp_path)
+    assert {name: registry[name].kind for name in KINDS} == {name: kind for name, (_, kind) in KINDS.items()}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}},
+     "images columns: image/video/audio datasets need a multimodal model; this studio trains text models"),
+    ({"ms_hub_url": "org/set"}, "only on ModelScope/Modelers"),
+    ({"script_url": "script_dir"}, "loaded by a script"),
+    ({"cloud_file_name": "s3://bucket/file.json"}, "cloud file"),
+])
+def test_what_cannot_be_read_is_refused_with_what_to_do(tmp_path, entry, message):
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"x": entry}))
+    with pytest.raises(DataError, match=f"Dataset 'x'.*{message}"):
+        resolve_specs(tmp_path, ["x"])
 
 
 def test_missing_folder_and_registry(tmp_path):

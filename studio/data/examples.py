@@ -1,0 +1,181 @@
+"""Records to typed examples of the dataset's kind: chat conversations (SFT), preference pairs, KTO
+feedback or pretraining text; skipped records are counted and the first few located."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from studio.data.formats import (
+    Message,
+    Skip,
+    alpaca_prompt,
+    chat_turns,
+    check_alternation,
+    text,
+    tools_json,
+    value_of,
+    with_system,
+)
+from studio.data.readers import Records
+from studio.data.registry import DataError, DataKind, DatasetSpec
+
+LOCATED_SKIPS = 5  # skipped records named by place; the rest are only counted
+
+Conversation = list[Message]  # an SFT example: system?, then question/answer turns ending with an answer
+
+
+@dataclass
+class PairwiseExample:
+    """A prompt (ending with a question) and two answers, the chosen one preferred (DPO, reward models)."""
+
+    prompt: list[Message]
+    chosen: Message
+    rejected: Message
+
+
+@dataclass
+class FeedbackExample:
+    """A conversation whose last answer is marked desirable or not (KTO)."""
+
+    messages: list[Message]
+    desirable: bool
+
+
+@dataclass
+class TextDocument:
+    """Plain text for pretraining."""
+
+    text: str
+
+
+@dataclass
+class SkippedRow:
+    where: str  # "data.csv line 7"
+    reason: str
+
+
+@dataclass
+class DatasetExamples:
+    """The usable examples of one dataset, of one kind, and the records skipped and why."""
+
+    dataset: str
+    kind: DataKind = "sft"
+    examples: list = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_rows: list[SkippedRow] = field(default_factory=list)
+
+    def skip(self, reason: str, where: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if len(self.skipped_rows) < LOCATED_SKIPS:
+            self.skipped_rows.append(SkippedRow(where, reason))
+
+    def skipped_text(self, reason: str) -> str:
+        """'with an empty output (a.json example 3, a.json example 9)': the reason and where its first rows are."""
+        places = [row.where for row in self.skipped_rows if row.reason == reason]
+        return f"{reason} ({', '.join(places)})" if places else reason
+
+
+def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt: str | None = None) -> DatasetExamples:
+    """Every record of one dataset converted to its kind; raises DataError when the columns are missing or no record is usable."""
+    if isinstance(records, list):
+        plain, records = records, Records()
+        records.add(spec.file_name or spec.name, "example", plain)
+    if problem := spec.unsupported():
+        raise DataError(problem)
+    _check_columns(spec, records.rows)
+    build = _BUILDERS[spec.kind]
+    result = DatasetExamples(spec.name, spec.kind)
+    for index, record in enumerate(records.rows):
+        try:
+            result.examples.append(build(spec, record, system_prompt))
+        except Skip as skip:
+            result.skip(str(skip), records.where(index) if len(result.skipped_rows) < LOCATED_SKIPS else "")
+    if not result.examples:
+        reasons = ", ".join(f"{n} {result.skipped_text(r)}" for r, n in result.skipped.items())
+        raise DataError(f"Dataset '{spec.name}': no usable example ({reasons}). Fix these rows or the entry's 'columns'.")
+    return result
+
+
+def _required_columns(spec: DatasetSpec) -> list[str]:
+    if spec.kind == "text":
+        return []  # checked against spec.text_column below
+    asks = ["prompt"] if spec.formatting == "alpaca" else ["messages"]
+    answers = {"sft": ["response"], "pairwise": ["chosen", "rejected"], "kto": ["response", "kto_tag"]}[spec.kind]
+    if spec.formatting != "alpaca":
+        answers = [a for a in answers if a != "response"]
+    return asks + answers
+
+
+def _check_columns(spec: DatasetSpec, records: list[dict]) -> None:
+    present = set().union(*(r.keys() for r in records[:100]))
+    wanted = [spec.column(role) for role in _required_columns(spec)]
+    wanted += [spec.text_column] if spec.kind == "text" else []
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise DataError(
+            f"Dataset '{spec.name}' ({spec.formatting} format, {spec.kind} data) has no column "
+            f"{', '.join(repr(m) for m in missing)}; its columns are {sorted(present)}. Map them in dataset_info.json, "
+            f'e.g. "columns": {{"prompt": "question", "response": "answer"}}, or set "formatting".'
+        )
+
+
+def _prompt_and_answers(spec: DatasetSpec, record: dict, system_prompt: str | None, answers: int):
+    """(system, tools, turns) where turns end with `answers` answer turns (0 for pairwise prompts)."""
+    tools = tools_json(spec, record)
+    if spec.formatting == "alpaca":
+        system, turns = text(value_of(spec, record, "system")), alpaca_prompt(spec, record)
+        if answers:
+            response = text(value_of(spec, record, "response"))
+            if not response.strip():
+                raise Skip("with an empty output")
+            turns.append({"role": "assistant", "content": response})
+    else:
+        system, turns = chat_turns(spec, record)
+        check_alternation(turns, ends_with_answer=bool(answers))
+    system = system_prompt if system_prompt is not None else system
+    return system, tools, turns
+
+
+def _sft(spec: DatasetSpec, record: dict, system_prompt: str | None) -> Conversation:
+    system, tools, turns = _prompt_and_answers(spec, record, system_prompt, answers=1)
+    return with_system(turns, system, tools)
+
+
+def _feedback(spec: DatasetSpec, record: dict, system_prompt: str | None) -> FeedbackExample:
+    tag = value_of(spec, record, "kto_tag")
+    if isinstance(tag, str) and tag.strip().lower() in ("true", "false"):
+        tag = tag.strip().lower() == "true"  # CSV brings booleans as text
+    if not isinstance(tag, bool):
+        raise Skip("with a kto_tag that is not true or false")
+    return FeedbackExample(_sft(spec, record, system_prompt), tag)
+
+
+def _pairwise(spec: DatasetSpec, record: dict, system_prompt: str | None) -> PairwiseExample:
+    system, tools, turns = _prompt_and_answers(spec, record, system_prompt, answers=0)
+    chosen, rejected = (_answer(spec, value_of(spec, record, side)) for side in ("chosen", "rejected"))
+    return PairwiseExample(with_system(turns, system, tools), chosen, rejected)
+
+
+def _answer(spec: DatasetSpec, value: object) -> Message:
+    """A chosen/rejected answer: text in alpaca data, a message object in sharegpt/openai data."""
+    if spec.formatting == "alpaca":
+        if not isinstance(value, str) or not value.strip():
+            raise Skip("with an empty chosen or rejected answer")
+        return {"role": "assistant", "content": value}
+    tags = spec.tags
+    role = {tags.assistant_tag: "assistant", tags.function_tag: "function_call"}.get(
+        value.get(tags.role_tag) if isinstance(value, dict) else None
+    )
+    if role is None:
+        raise Skip(f"with a chosen or rejected answer that is not a message from '{tags.assistant_tag}'")
+    return {"role": role, "content": text(value.get(tags.content_tag))}
+
+
+def _document(spec: DatasetSpec, record: dict, system_prompt: str | None) -> TextDocument:
+    content = text(record.get(spec.text_column))
+    if not content.strip():
+        raise Skip("with empty text")
+    return TextDocument(content)
+
+
+_BUILDERS = {"sft": _sft, "pairwise": _pairwise, "kto": _feedback, "text": _document}

@@ -1,0 +1,242 @@
+"""Adding a dataset to a registry: detect a file's format, then store it and its entry.
+
+For a UI: `detect(uploaded_path)` proposes an entry (format, column mapping, sample rows, row
+count) for the user to confirm or edit; `register(dataset_dir, name, uploaded_path, entry)`
+converts every row first (a bad file is refused with file, line and fix, nothing written), then
+stores the file in the dataset dir and adds the entry to dataset_info.json atomically, keeping
+the old registry as dataset_info.json.bak. `register_hub` does the same for a hub dataset id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from studio.data.examples import DatasetExamples, to_examples
+from studio.data.readers import SUPPORTED_SUFFIXES, Records, read_hub, read_located
+from studio.data.registry import REGISTRY_FILE, DataError, DatasetSpec, load_registry, parse_entry
+
+MAX_UPLOAD_BYTES = 200 * 2**20
+BACKUP_SUFFIX = ".bak"
+DetectedFormat = Literal["alpaca", "sharegpt", "openai", "pairwise", "kto", "text"]
+
+_MESSAGE_COLUMNS = ("messages", "conversations", "conversation", "dialog", "chat")
+_PROMPT_COLUMNS = ("instruction", "prompt", "question", "query", "input")
+_RESPONSE_COLUMNS = ("output", "response", "answer", "completion", "target")
+_QUERY_COLUMNS = ("input", "context")
+_TEXT_COLUMNS = ("text", "content", "document")
+_USER_ROLES, _ASSISTANT_ROLES = ("human", "user"), ("gpt", "assistant", "bot", "model")
+
+
+@dataclass
+class Proposal:
+    """What `detect` found; `entry` is the dataset_info.json entry to confirm or edit (no file_name)."""
+
+    file_name: str
+    format: DetectedFormat
+    entry: dict
+    columns: list[str]
+    sample_rows: list[dict]
+    num_rows: int
+    note: str | None = None  # what could not be told and needs the user's mapping
+
+
+@dataclass
+class Registered:
+    spec: DatasetSpec
+    examples: DatasetExamples = field(repr=False)
+
+
+def detect(path: str | Path, rows: int = 3) -> Proposal:
+    """Read an uploaded file and propose its format and column mapping; DataError when it cannot be read."""
+    path = Path(path)
+    _check_size(path.stat().st_size, path.name)
+    _, records, _ = read_located(path)
+    if not records:
+        raise DataError(f"{path.name} holds no examples. Add examples to it.")
+    return _propose(path.name, records, rows, text_file=path.suffix == ".txt")
+
+
+def register(dataset_dir: str | Path, name: str, source: str | Path | bytes, entry: dict,
+             file_name: str | None = None) -> Registered:
+    """Store `source` (a path, or bytes with `file_name`) as NAME.SUFFIX in the dataset dir and add its entry."""
+    dataset_dir = Path(dataset_dir)
+    display = file_name or (Path(source).name if not isinstance(source, bytes) else "")
+    suffix = Path(display).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DataError(f"'{display}': unsupported file type; upload one of {', '.join(SUPPORTED_SUFFIXES)}.")
+    _check_name(dataset_dir, name)
+    target = dataset_dir / f"{name}{suffix}"
+    if target.exists():
+        raise DataError(f"{target} already exists; choose another dataset name or remove that file.")
+    data = source if isinstance(source, bytes) else None
+    _check_size(len(data) if data is not None else Path(source).stat().st_size, display)
+    with tempfile.NamedTemporaryFile(dir=dataset_dir, suffix=suffix, delete=False) as handle:
+        staged = Path(handle.name)
+        handle.write(data if data is not None else Path(source).read_bytes())
+    try:
+        spec = parse_entry(dataset_dir / REGISTRY_FILE, name, {**_clean(entry), "file_name": target.name})
+        records = Records()
+        records.add(display, *read_located(staged))
+        examples = _validated(spec, records)
+        os.replace(staged, target)
+    except DataError as error:
+        raise DataError(str(error).replace(str(staged), display)) from None
+    finally:
+        staged.unlink(missing_ok=True)
+    try:
+        _write_entry(dataset_dir, name, {**_clean(entry), "file_name": target.name})
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return Registered(spec, examples)
+
+
+def register_hub(dataset_dir: str | Path, name: str, hub_id: str, entry: dict | None = None,
+                 subset: str | None = None, split: str = "train", probe_rows: int = 200) -> Registered:
+    """Add a Hugging Face hub dataset after loading its first rows; DataError naming the cause when offline."""
+    dataset_dir = Path(dataset_dir)
+    _check_name(dataset_dir, name)
+    if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", hub_id):
+        raise DataError(f"'{hub_id}' is not a hub dataset id; write it as owner/name, e.g. llamafactory/alpaca_gpt4_zh.")
+    _check_hub(hub_id)
+    source = {"hf_hub_url": hub_id, "split": split, **({"subset": subset} if subset else {})}
+    probe = parse_entry(dataset_dir / REGISTRY_FILE, name, {**(entry or {}), **source})
+    rows = read_hub(probe, limit=probe_rows)
+    if not rows:
+        raise DataError(f"Hub dataset '{hub_id}' (split {split}) has no rows.")
+    if entry is None:
+        entry = _propose(hub_id, rows, 0).entry
+    full = {**_clean(entry), **source}
+    spec = parse_entry(dataset_dir / REGISTRY_FILE, name, full)
+    records = Records()
+    records.add(hub_id, "example", rows)
+    examples = _validated(spec, records)
+    _write_entry(dataset_dir, name, full)
+    return Registered(spec, examples)
+
+
+def _check_hub(hub_id: str) -> None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        HfApi().dataset_info(hub_id, timeout=10)
+    except RepositoryNotFoundError:
+        raise DataError(f"No dataset '{hub_id}' on the Hugging Face hub (or it is private). Check the id.") from None
+    except Exception as error:  # no network, DNS, proxy or TLS failures all look different
+        raise DataError(
+            f"Cannot reach the Hugging Face hub to load '{hub_id}' ({type(error).__name__}): this machine looks "
+            "offline. Register it when the hub is reachable, or download the file elsewhere and upload it."
+        ) from None
+
+
+def _check_size(size: int, display: str) -> None:
+    if size > MAX_UPLOAD_BYTES:
+        raise DataError(f"{display} is {size / 2**20:.0f} MiB; the upload limit is "
+                        f"{MAX_UPLOAD_BYTES // 2**20} MiB. Split the file or put it in the dataset folder yourself.")
+
+
+def _check_name(dataset_dir: Path, name: str) -> None:
+    if not re.fullmatch(r"[\w.\-]+", name or ""):
+        raise DataError(f"Dataset name '{name}': use letters, digits, '_', '-' or '.', without spaces.")
+    if (dataset_dir / REGISTRY_FILE).is_file() and name in load_registry(dataset_dir):
+        raise DataError(f"A dataset named '{name}' is already in {dataset_dir / REGISTRY_FILE}; choose another name.")
+
+
+def _clean(entry: dict) -> dict:
+    """The user's entry without source keys: the file or hub id comes from what is registered."""
+    sources = ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+    return {key: value for key, value in entry.items() if key not in sources}
+
+
+def _validated(spec: DatasetSpec, records: Records) -> DatasetExamples:
+    if problem := spec.unsupported():
+        raise DataError(problem)
+    return to_examples(spec, records)
+
+
+def _write_entry(dataset_dir: Path, name: str, entry: dict) -> None:
+    """Add one entry: the new registry is written beside the old one, which is kept as .bak, then swapped in."""
+    path = dataset_dir / REGISTRY_FILE
+    registry = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    registry[name] = entry
+    with tempfile.NamedTemporaryFile("w", dir=dataset_dir, suffix=".json", delete=False, encoding="utf-8") as handle:
+        json.dump(registry, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    if path.is_file():
+        shutil.copy2(path, path.with_name(REGISTRY_FILE + BACKUP_SUFFIX))
+    os.replace(handle.name, path)
+
+
+def _propose(file_name: str, records: list[dict], rows: int, text_file: bool = False) -> Proposal:
+    columns = sorted(set().union(*(r.keys() for r in records[:100])))
+    first = records[0]
+    fmt, entry, note = "text", {"columns": {"prompt": "text"}}, None
+    if not text_file:
+        fmt, entry, note = _chat_entry(records, columns) or _alpaca_entry(first, columns)
+    return Proposal(file_name, fmt, entry, columns, records[:rows], len(records), note)
+
+
+def _chat_entry(records: list[dict], columns: list[str]):
+    column = next((c for c in _MESSAGE_COLUMNS if c in columns and _is_message_list(records[0].get(c))), None)
+    if column is None:
+        return None
+    keys = set(records[0][column][0])
+    role_tag, content_tag = ("role", "content") if {"role", "content"} <= keys else ("from", "value")
+    turns = [m for r in records[:100] for m in [*(r.get(column) or []), r.get("chosen"), r.get("rejected")]]
+    roles = {m.get(role_tag) for m in turns if isinstance(m, dict)}
+    openai = role_tag == "role" and roles <= {"system", "user", "assistant", "tool"}
+    entry: dict = {"formatting": "openai" if openai else "sharegpt", "columns": {"messages": column}}
+    if not openai and not (role_tag == "from" and {"human", "gpt"} <= roles):
+        user = next((r for r in _USER_ROLES if r in roles), "user")
+        assistant = next((r for r in _ASSISTANT_ROLES if r in roles), "assistant")
+        entry["tags"] = {"role_tag": role_tag, "content_tag": content_tag, "user_tag": user, "assistant_tag": assistant}
+    return _with_extras(entry, records[0], columns, fmt="openai" if openai else "sharegpt")
+
+
+def _alpaca_entry(first: dict, columns: list[str]):
+    prompt = next((c for c in _PROMPT_COLUMNS if c in columns), None)
+    response = next((c for c in _RESPONSE_COLUMNS if c in columns), None)
+    text = next((c for c in _TEXT_COLUMNS if c in columns), None)
+    if prompt is None and response is None and text is not None and not {"chosen", "rejected"} <= set(columns):
+        return "text", {"columns": {"prompt": text}}, None
+    query = next((c for c in _QUERY_COLUMNS if c in columns and c != prompt), None)
+    mapping = {"prompt": prompt, "query": query, "response": response}
+    mapping.update({role: role for role in ("system", "history") if role in columns})
+    note = None if prompt and (response or {"chosen", "rejected"} <= set(columns)) else (
+        f"Could not tell which columns hold the instruction and the answer among {columns}; map them.")
+    return _with_extras({"columns": {k: v for k, v in mapping.items() if v}}, first, columns, fmt="alpaca", note=note)
+
+
+def _with_extras(entry: dict, first: dict, columns: list[str], fmt: str, note: str | None = None):
+    """Tools, preference and KTO columns on top of the base mapping; the format name says the kind."""
+    mapping = entry["columns"]
+    if "tools" in columns:
+        mapping["tools"] = "tools"
+    media = [c for c in ("images", "videos", "audios") if c in columns]
+    if media:  # kept in the mapping so that registering refuses it, saying why
+        mapping.update({c: c for c in media})
+        note = "image/video/audio datasets need a multimodal model; this studio trains text models"
+    if {"chosen", "rejected"} <= set(columns):
+        entry["ranking"] = True
+        mapping.update(chosen="chosen", rejected="rejected")
+        mapping.pop("response", None)
+        return "pairwise", entry, note
+    label = next((c for c in ("kto_tag", "label") if c in columns and isinstance(first.get(c), bool)), None)
+    if label:
+        mapping["kto_tag"] = label
+        return "kto", entry, note
+    return fmt, entry, note
+
+
+def _is_message_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
