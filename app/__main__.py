@@ -45,16 +45,14 @@ def _open_workspace(options):
     from studio.api import Studio
     from studio.config import RunConfig
     from studio.errors import StudioError
-    from studio.workspace import Workspace
 
     config = Path(options.config).expanduser().resolve() if options.config else None
     root = Path(options.workspace).expanduser().resolve()
     if not root.is_dir():
         raise StudioError(f"--workspace {root} is not a folder.")
     os.chdir(root)
-    workspace = Workspace.serve(root, options.runs_dir, tuple(options.read_only_dir), options.allow_remote_code)
     defaults = RunConfig.from_yaml(config) if config else None
-    return Studio(options.runs_dir, workspace), defaults
+    return Studio.serving(root, options.runs_dir, options.read_only_dir, options.allow_remote_code), defaults
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ def english_label(path: str) -> str:
     return path.rsplit(".", 1)[-1].replace("_", " ").capitalize().replace("Lora", "LoRA").replace("Loraplus", "LoRA+")
 
 
+def element_id(path: str) -> str:
+    """The DOM id of a field's control: scripts and browser tests find a field by its path."""
+    return "qs-field-" + path.replace(".", "-")
+
+
 @dataclass
 class FieldControl:
     path: str
@@ -88,7 +93,7 @@ class ConfigForm:
         if path in self.controls:
             raise ValueError(f"{path} is already on this page; a field has one control.")
         info = field_info(path)
-        kwargs = {"label": english_label(path), "info": info.description, **overrides}
+        kwargs = {"label": english_label(path), "info": info.description, "elem_id": element_id(path), **overrides}
         control = FieldControl(path, _make(info, self.default(path), kwargs), info)
         self.controls[path] = control
         return control.component

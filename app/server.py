@@ -70,8 +70,8 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
             language = page.labels.add(
                 gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language"), T.language
             )
-            page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3, elem_id="qs-model")
-            page.form.add("quantization.method", scale=1, elem_id="qs-method")
+            page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
+            page.form.add("quantization.method", scale=1)
             page.form.add("model.chat_template", scale=1)
         with gr.Tabs():
             with page.labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):

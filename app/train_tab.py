@@ -16,9 +16,11 @@ from studio.errors import StudioError
 
 COMMON = ["training.learning_rate", "training.num_epochs", "training.max_steps", "training.batch_size",
           "training.gradient_accumulation_steps", "training.lr_scheduler", "data.cutoff_len", "data.val_size", "lora.rank"]
-SECTIONS = [("lora", T.section_lora), ("quantization", T.section_quantization), ("data", T.section_data),
-            ("training", T.section_training)]
-ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method", "data.dataset_dir", "data.datasets", "name"}
+SECTIONS = [("model", T.section_model), ("lora", T.section_lora), ("quantization", T.section_quantization),
+            ("data", T.section_data), ("training", T.section_training)]
+# fields shown elsewhere on the page, and the runs folder, which the server decides (--runs-dir)
+ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method", "data.dataset_dir", "data.datasets", "name",
+             "training.output_dir"}
 LATEST = "latest"
 
 
@@ -58,7 +60,7 @@ def layout(page: Page) -> TrainTab:
         cli = gr.Code(language="shell", label="CLI", interactive=False, wrap_lines=True)
         yaml = gr.Code(language="yaml", label="YAML", interactive=False, max_lines=20)
         with gr.Row():
-            config_path = labels.add(gr.Textbox(value="configs/my_run.yaml", label=T.config_path("en"), scale=3), T.config_path)
+            config_path = labels.add(gr.Textbox(value="configs/my_run.yaml", label=T.config_path("en"), scale=3, elem_id="qs-config-path"), T.config_path)
             save = labels.add(gr.Button(T.save_config("en"), size="sm", scale=1), T.save_config, "value")
             load = labels.add(gr.Button(T.load_config("en"), size="sm", scale=1), T.load_config, "value")
         config_status = gr.Markdown()

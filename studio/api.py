@@ -29,6 +29,11 @@ class Studio:
         self._adapters_read: dict = {}  # adapter configs already read, by file and modification time
         self._engine = None
 
+    @classmethod
+    def serving(cls, root: str | Path, runs_dir: str | Path, read_only=(), allow_remote_code: bool = False) -> "Studio":
+        """The studio of a web server: every path from the page confined to the workspace `root`."""
+        return cls(runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code))
+
     @property
     def runs_dir(self) -> Path:
         return self.service.runs_dir
@@ -96,13 +101,15 @@ class Studio:
         except StudioError:
             return []
 
-    def preview(self, config: RunConfig, rows: int = 10):
+    def preview(self, config: RunConfig, rows: int = 10, tokens: bool = True):
         """(Preview, note): token statistics when the model's tokenizer loads, else the rows alone and why."""
         from studio.data.preview import preview_datasets
 
         if self.workspace:
             self.workspace.check_dataset_files(config.data.dataset_dir, config.data.datasets)
             self.workspace.check_model(config.model.name_or_path, config.model.trust_remote_code)
+        if not tokens:
+            return preview_datasets(config.data, rows=rows), None
         try:
             tokenizer = _tokenizer(config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code)
         except StudioError as error:  # the rows are still worth showing without token counts
@@ -128,13 +135,13 @@ class Studio:
             self._engine = ChatEngine()
         return self._engine
 
-    def load_model(self, model: ModelConfig, quantization: QuantizationConfig) -> str:
-        if self.workspace:
-            self.workspace.check_model(model.name_or_path, model.trust_remote_code)
+    def load_model(self, model: ModelConfig, quantization: QuantizationConfig, progress: Callable = lambda message: None) -> str:
         from studio.validation import check_model
 
+        if self.workspace:
+            self.workspace.check_model(model.name_or_path, model.trust_remote_code)
         check_model(model)
-        return self.engine.load(model, quantization)
+        return self.engine.load(model, quantization, progress=progress)
 
     def unload_model(self) -> str:
         return self.engine.unload()

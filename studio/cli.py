@@ -202,17 +202,17 @@ def _config(args) -> int:
 
 
 def _preview(args) -> int:
-    from studio.data.preview import preview_datasets
-
     config = _load_config(args)
-    print(preview_datasets(config.data, rows=args.rows).to_text())
+    preview, _ = _studio(config.training.output_dir).preview(config, rows=args.rows, tokens=False)
+    print(preview.to_text())
     return 0
 
 
 def _chat(args) -> int:
     from studio.chat.terminal import run_chat
 
-    return run_chat(_load_config(args), args.adapter, args.compare, args.prompt)
+    config = _load_config(args)
+    return run_chat(_studio(config.training.output_dir), config, args.adapter, args.compare, args.prompt)
 
 
 def _eval(args) -> int:

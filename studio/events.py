@@ -17,6 +17,18 @@ class _Event(BaseModel):
     time: float = Field(default_factory=time.time)
 
 
+class AttemptStarted(_Event):
+    """Written by the service before it spawns a worker: everything before it belongs to earlier attempts.
+
+    A resumed attempt replaces the steps after `start_step` (the step its checkpoint was saved at).
+    """
+
+    type: Literal["attempt_started"] = "attempt_started"
+    attempt: int
+    start_step: int = 0
+    resumed_from: str | None = None
+
+
 class Phase(_Event):
     """What the worker is doing before and after the steps (loading can take minutes)."""
 
@@ -126,7 +138,7 @@ class EvalProgress(_Event):
 
 
 Event = Annotated[
-    Union[Phase, Started, Step, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted, EvalProgress],
+    Union[AttemptStarted, Phase, Started, Step, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted, EvalProgress],
     Field(discriminator="type"),
 ]
 TERMINAL = (Finished, Failed, Aborted)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from studio.events import TERMINAL, Aborted, Checkpoint, Eval, Event, Failed, Finished, Log, Phase, Started, Step
+from studio.events import TERMINAL, Aborted, AttemptStarted, Checkpoint, Eval, Event, Failed, Finished, Log, Phase, Started, Step
 from studio.monitoring import format_duration
 from studio.run_folder import ENDED_STATES
 
@@ -12,6 +12,8 @@ from studio.run_folder import ENDED_STATES
 def describe(event: Event) -> str | None:
     """One line for a person; None for events that only charts show (GPU readings, evaluation progress)."""
     match event:
+        case AttemptStarted() if event.attempt > 1:
+            return f"[attempt {event.attempt}] resuming from {event.resumed_from} (step {event.start_step})"
         case Phase():
             return f"[{event.name}] {event.message}"
         case Started():
@@ -52,7 +54,7 @@ def follow_run(service, run_id: str, poll_s: float = 0.5, out=print) -> int:
         try:
             events, offset = service.read_events(run_id, offset)
             for event in events:
-                ended_by_event = isinstance(event, TERMINAL) or (ended_by_event and not _begins_attempt(event))
+                ended_by_event = isinstance(event, TERMINAL) or (ended_by_event and not isinstance(event, AttemptStarted))
                 line = describe(event)
                 if line:
                     out(line)
@@ -69,6 +71,3 @@ def follow_run(service, run_id: str, poll_s: float = 0.5, out=print) -> int:
             out("Asking the run to save a checkpoint and stop (Ctrl-C again to stop watching)...")
             service.abort(run_id)
 
-
-def _begins_attempt(event: Event) -> bool:
-    return isinstance(event, Started) or isinstance(event, Phase) and event.name == "loading_model"

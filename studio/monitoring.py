@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from studio.events import Aborted, Eval, Event, Failed, Finished, Gpu, Phase, Started, Step
+from studio.events import Aborted, AttemptStarted, Eval, Event, Failed, Finished, Gpu, Phase, Started, Step
 
 MAX_LOG_LINES = 200
 
@@ -67,10 +67,10 @@ class RunHistory:
     def _apply(self, event: Event) -> None:
         self._t0 = self._t0 if self._t0 is not None else event.time
         match event:
+            case AttemptStarted():
+                self._on_attempt(event)
             case Phase():
                 self.phase = event.name
-                if event.name == "loading_model":
-                    self.outcome, self.error = None, None  # a new attempt (resume) begins
             case Started():
                 self._on_started(event)
             case Step():
@@ -89,13 +89,17 @@ class RunHistory:
         if line:
             self.log = (self.log + [line])[-MAX_LOG_LINES:]
 
-    def _on_started(self, event: Started) -> None:
-        self.total_steps, self.method, self.device = event.total_steps, event.method, event.device
-        self.step = event.start_step
-        if event.start_step > 0 or event.attempt > 1:
+    def _on_attempt(self, event: AttemptStarted) -> None:
+        self.outcome, self.error, self.phase = None, None, ""
+        if event.attempt > 1:  # the resumed attempt replays the steps after its checkpoint
             for series in (self.loss, self.eval_loss, self.learning_rate):
                 series.keep_until(event.start_step)
             self.resumed_at.append(event.start_step)
+            self.step = event.start_step
+
+    def _on_started(self, event: Started) -> None:
+        self.total_steps, self.method, self.device = event.total_steps, event.method, event.device
+        self.step = event.start_step
 
     def _on_step(self, event: Step) -> None:
         self.loss.add(event.step, event.loss)

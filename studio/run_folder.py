@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from studio.config import RunConfig
 from studio.errors import StudioError
-from studio.events import TERMINAL, Event, Log, dump_event, parse_event
+from studio.events import TERMINAL, AttemptStarted, Event, Log, dump_event, parse_event
 
 RunState = Literal["starting", "running", "finished", "failed", "aborted", "unreadable"]
 FINAL_STATES = ("finished", "failed", "aborted")
@@ -142,7 +142,7 @@ class RunFolder:
         for event in reversed(events):
             if isinstance(event, TERMINAL):
                 return event
-            if event.type == "started" or event.type == "phase" and event.name == "loading_model":
+            if isinstance(event, AttemptStarted):
                 return None
         return None
 

@@ -25,7 +25,7 @@ from studio.allocator import with_fast_allocator
 from studio.config import RunConfig
 from studio.device_lock import DeviceBusy, DeviceLocks
 from studio.errors import CheckpointError, RunNotFound, RunStateError, StudioError
-from studio.events import Aborted, Event, Failed, Log
+from studio.events import Aborted, AttemptStarted, Event, Failed, Log
 from studio.processes import is_alive, process_start_time
 from studio.run_folder import ENDED_STATES, FINAL_STATES, RunFolder, RunStatus, checkpoint_step
 from studio.validation import check_data, check_model, validate_run
@@ -77,6 +77,7 @@ class TrainingService:
             try:
                 config.save(folder.config_file)
                 folder.write_status(RunStatus(run_id=folder.run_id, state="starting", device=device))
+                folder.append(AttemptStarted(attempt=1))
                 self._spawn(folder, device, record)
             except BaseException:
                 shutil.rmtree(folder.path, ignore_errors=True)  # nothing half-made is left behind
@@ -97,14 +98,21 @@ class TrainingService:
         check_data(config)
         self._abort_requested.discard(run_id)
         with self.locks.acquire(device, str(folder.path)) as record:
+            attempt = status.attempt + 1
+            folder.append(AttemptStarted(attempt=attempt, start_step=plan.step, resumed_from=str(plan.checkpoint)))
             for note in plan.skipped:
                 folder.append(Log(level="warning", message=f"Resume: {note}"))
             folder.write_status(status.model_copy(update={
-                "state": "starting", "attempt": status.attempt + 1, "message": plan.message,
+                "state": "starting", "attempt": attempt, "message": plan.message,
                 "resume_from": str(plan.checkpoint), "pid": None, "pid_started": None,
             }))
             self._unrecorded.pop(run_id, None)
-            self._spawn(folder, device, record)
+            try:
+                self._spawn(folder, device, record)
+            except OSError as error:  # no worker started: the attempt ends here, said so
+                folder.append(Failed(error=f"The worker could not be started: {error}"))
+                folder.write_status(status.model_copy(update={"state": "failed", "attempt": attempt, "message": str(error)}))
+                raise
         return plan
 
     def _refuse_busy(self, device: str) -> None:

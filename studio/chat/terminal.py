@@ -5,19 +5,18 @@ from __future__ import annotations
 import sys
 
 from studio.chat.adapters import read_adapter
-from studio.chat.engine import ChatEngine
 from studio.config import RunConfig
 from studio.errors import StudioError
 
 
-def run_chat(config: RunConfig, adapter: str | None, compare: bool, prompt: str | None, out=print) -> int:
+def run_chat(studio, config: RunConfig, adapter: str | None, compare: bool, prompt: str | None, out=print) -> int:
+    """Chat through `studio` (studio.api.Studio), the same front door the web UI uses."""
     if compare and not adapter:
         raise StudioError("--compare needs --adapter PATH (the adapter to compare with the base model).")
     if adapter:
         read_adapter(adapter)  # a bad folder is refused before a minute of model loading
-    engine = ChatEngine()
-    out(engine.load(config.model, config.quantization, progress=lambda m: out(m, file=sys.stderr)), file=sys.stderr)
-    name = engine.load_adapter(adapter).name if adapter else None
+    out(studio.load_model(config.model, config.quantization, progress=lambda m: out(m, file=sys.stderr)), file=sys.stderr)
+    name = studio.load_adapter(adapter).name if adapter else None
     columns = [None, name] if compare else [name]
     labels = ["base" if c is None else f"adapter {c}" for c in columns]
     histories: list[list[dict]] = [[] for _ in columns]
@@ -30,7 +29,7 @@ def run_chat(config: RunConfig, adapter: str | None, compare: bool, prompt: str 
             continue
         conversations = [h + [{"role": "user", "content": text}] for h in histories]
         final = None
-        for final in engine.stream(conversations, columns, config.generation):
+        for final in studio.stream(conversations, columns, config.generation):
             pass
         for label, history, conversation, answer in zip(labels, histories, conversations, final):
             prefix = f"[{label}] " if compare else ""

@@ -7,11 +7,20 @@ whether it belongs to the advanced accordion). Nothing else lists defaults.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from studio.errors import StudioError
+
+
+def _booleans_as_on_off(value):
+    """true/false (YAML, older configs) mean on/off."""
+    return {True: "on", False: "off"}[value] if isinstance(value, bool) else value
+
+
+# A three-way switch whose 'auto' the studio decides per machine; true/false are accepted as on/off.
+AutoOnOff = Annotated[Literal["auto", "on", "off"], BeforeValidator(_booleans_as_on_off)]
 
 
 class Section(BaseModel):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
 
-from studio.config.base import Section, field
+from studio.config.base import AutoOnOff, Section, field
 
 
 class QuantizationConfig(Section):
@@ -26,7 +25,7 @@ class QuantizationConfig(Section):
         zh="计算精度",
         advanced=True,
     )
-    cache_dequantized: Literal["auto", "on", "off"] = field(
+    cache_dequantized: AutoOnOff = field(
         "auto",
         "Train on a dequantised copy of the 4-bit weights (the same values, without dequantising at every matmul): "
         "faster steps, but the frozen weights take compute-dtype memory, about 4x their 4-bit size. "
@@ -35,8 +34,3 @@ class QuantizationConfig(Section):
         advanced=True,
     )
 
-    @field_validator("cache_dequantized", mode="before")
-    @classmethod
-    def _accept_booleans(cls, value):
-        """true/false mean on/off."""
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value

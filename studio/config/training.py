@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
 
-from studio.config.base import Section, field
+from studio.config.base import AutoOnOff, Section, field
 
 
 # Compiling the layers costs about a minute and then trains 2-2.5x faster on a GPU: with eager
@@ -38,7 +37,7 @@ class TrainingConfig(Section):
     load_best_at_end: bool = field(
         True, "Save the adapter from the evaluation with the lowest eval_loss.", zh="结束时加载最优", advanced=True
     )
-    gradient_checkpointing: Literal["auto", "on", "off"] = field(
+    gradient_checkpointing: AutoOnOff = field(
         "auto",
         "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' is on for CUDA, off on CPU (memory is plentiful there).",
         zh="梯度检查点",
@@ -74,7 +73,7 @@ class TrainingConfig(Section):
         zh="Liger 内核（CUDA）",
         advanced=True,
     )
-    compile: Literal["auto", "on", "off"] = field(
+    compile: AutoOnOff = field(
         "auto",
         "Compile each decoder layer with torch.compile: fewer, fused kernels (on a GPU, LoRA steps of small models are "
         "bound by kernel launches), after a one-off compilation of about a minute. 'auto' is on with CUDA for runs of 1M tokens or more, "
@@ -88,11 +87,6 @@ class TrainingConfig(Section):
         None, "Checkpoint folder to continue from (optimizer, scheduler and step count included).", zh="从检查点恢复", advanced=True
     )
 
-    @field_validator("gradient_checkpointing", "compile", mode="before")
-    @classmethod
-    def _accept_booleans(cls, value):
-        """true/false (YAML, older configs) mean on/off."""
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     def tokens_per_forward(self, device: str) -> int:
         return self.micro_batch_tokens or (4096 if device == "cuda" else 512)

@@ -44,10 +44,6 @@ class DatasetPreview:
 class Preview:
     datasets: list[DatasetPreview]
 
-    @property
-    def total_rows(self) -> int:
-        return sum(d.num_usable for d in self.datasets)
-
     def to_text(self) -> str:
         lines = []
         for d in self.datasets:

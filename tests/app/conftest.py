@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,17 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+@dataclass
+class Served:
+    url: str
+    root: Path  # this module's folder: config, runs, evaluations, exports
+    workspace: Path  # what the server serves: the session's temp folder (tiny models and adapters included)
+    config_file: Path  # the --config that filled the form
+
+
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory, tiny_model_dir):
-    """URL of a running studio whose form defaults train the tiny model for a long time."""
+    """A running studio whose form defaults train the tiny model for a long time."""
     from studio.config import RunConfig
 
     root = tmp_path_factory.mktemp("studio")
@@ -43,6 +52,7 @@ def studio(tmp_path_factory, tiny_model_dir):
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     url = f"http://127.0.0.1:{port}/"
+    served = Served(url, root, tmp_path_factory.getbasetemp(), root / "config.yaml")
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -53,7 +63,7 @@ def studio(tmp_path_factory, tiny_model_dir):
     else:
         server.kill()
         pytest.fail("studio did not start: " + (root / "server.log").read_text())
-    yield url
+    yield served
     for run in (root / "runs").glob("*/status.json"):  # never leave a worker training after the tests
         import json
 
@@ -103,7 +113,7 @@ def open_page(browser, studio):
         context = browser.new_context(viewport={"width": 1400, "height": height})
         contexts.append(context)
         page = context.new_page()
-        page.goto(studio)
+        page.goto(studio.url)
         page.get_by_role("tab", name=tab).wait_for(timeout=60_000)
         return page
 

@@ -1,6 +1,6 @@
 """The folded history of a run: a resumed attempt replaces the steps after its checkpoint."""
 
-from studio.events import Eval, Phase, Started, Step
+from studio.events import AttemptStarted, Eval, Phase, Started, Step
 from studio.monitoring import HistoryCache, RunHistory
 
 
@@ -16,13 +16,16 @@ def _started(attempt, start_step):
 
 
 def test_a_resumed_attempt_replaces_the_steps_after_its_checkpoint():
-    first = [Phase(name="loading_model"), _started(1, 0)] + [_step(n, 3.0 - n / 10) for n in range(1, 8)]
+    first = [AttemptStarted(attempt=1), Phase(name="loading_model"), _started(1, 0)]
+    first += [_step(n, 3.0 - n / 10) for n in range(1, 8)]
     first.append(Eval(step=6, epoch=0.6, eval_loss=2.5, best_eval_loss=2.5, patience_left=3))
-    resumed = [Phase(name="loading_model"), _started(2, 5)] + [_step(n, 2.0 - n / 10) for n in range(6, 9)]
+    resumed = [AttemptStarted(attempt=2, start_step=5, resumed_from="checkpoint-5"), Phase(name="loading_model")]
     history = RunHistory("r").update(first + resumed, 1)
+    assert history.loss.x == [1, 2, 3, 4, 5] and history.resumed_at == [5]  # cut as soon as the resume begins
+    history.update([_started(2, 5)] + [_step(n, 2.0 - n / 10) for n in range(6, 9)], 2)
     assert history.loss.x == [1, 2, 3, 4, 5, 6, 7, 8]  # each step once, in order: no line doubling back
     assert history.loss.y[5:] == [2.0 - 0.6, 2.0 - 0.7, 2.0 - 0.8]
-    assert history.eval_loss.x == [] and history.resumed_at == [5]
+    assert history.eval_loss.x == []
 
 
 def test_the_cache_folds_each_event_once_and_hands_out_snapshots():

@@ -1,0 +1,69 @@
+"""The form in a real Chromium, bound by field name: every visible field survives Save, a reload and Load;
+a generation setting changed in Chat is the one Evaluate uses."""
+
+import json
+import time
+
+import pytest
+
+from app.server import build_page
+from form_driver import changed_value, read_value, reveal, set_value, shown
+from studio.api import Studio
+from studio.config import RunConfig
+
+
+@pytest.fixture(scope="module")
+def layout(studio):
+    """The server's page, built here to enumerate its fields (the server was started with this config)."""
+    return build_page(Studio("runs"), RunConfig.from_yaml(studio.config_file))
+
+
+def test_every_field_round_trips_through_save_reload_and_load(open_page, layout, studio, shoot):
+    page = open_page("Train")
+    form = layout.page.form
+    expected = {}
+    for path, control in form.controls.items():
+        default = form.default(path)
+        expected[path] = shown(control, changed_value(control, default))
+        reveal(page, control.component)
+        set_value(page, control, changed_value(control, default))
+        assert read_value(page, control) == expected[path], path
+    target = "configs/roundtrip.yaml"
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.get_by_role("button", name="Preview command").click()
+    page.locator("#qs-config-path textarea").fill(target)
+    page.get_by_role("button", name="Save config").click()
+    page.get_by_text("Saved:").wait_for(timeout=30_000)
+    saved = RunConfig.from_yaml(studio.workspace / target)
+    assert saved.lora.rank == expected["lora.rank"] and saved.generation.top_k == expected["generation.top_k"]
+
+    page.reload()
+    page.get_by_role("tab", name="Train").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Preview command").click()
+    page.locator("#qs-config-path textarea").fill(target)
+    page.get_by_role("button", name="Load config").click()
+    page.get_by_text("Loaded:").wait_for(timeout=30_000)
+    mismatches = {}
+    for path, control in form.controls.items():
+        reveal(page, control.component)
+        if read_value(page, control) != expected[path]:
+            mismatches[path] = (read_value(page, control), expected[path])
+    shoot(page, "10-form-round-trip")
+    assert not mismatches
+
+
+def test_evaluate_uses_the_generation_settings_from_chat(open_page, studio, strong_adapter):
+    page = open_page("Chat")
+    page.get_by_role("tab", name="Chat", exact=True).click()
+    page.locator("button.label-wrap").filter(has=page.locator("span:text-is('Generation settings')")).click()
+    page.locator("#qs-field-generation-max_new_tokens input").fill("5")
+    page.locator("#qs-field-generation-max_new_tokens input").press("Tab")
+    page.get_by_role("tab", name="Evaluate & Predict", exact=True).click()
+    adapter = page.locator("#qs-eval-adapter input")
+    adapter.fill(str(strong_adapter))
+    adapter.press("Enter")
+    started = time.time()
+    page.locator("#qs-eval-start").click()
+    page.locator("#qs-eval-progress").get_by_text("finished").wait_for(timeout=180_000)
+    [metrics] = [p for p in (studio.root / "evaluations").rglob("metrics.json") if p.stat().st_mtime > started]
+    assert json.loads(metrics.read_text())["generation"]["max_new_tokens"] == 5
