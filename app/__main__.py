@@ -44,6 +44,7 @@ def _open_workspace(options):
     """Move into the workspace (relative paths from the page mean paths in it) and open the studio there."""
     from studio.api import Studio
     from studio.config import RunConfig
+    from studio.config.recipes import with_recipe
     from studio.errors import StudioError
 
     config = Path(options.config).expanduser().resolve() if options.config else None
@@ -51,7 +52,7 @@ def _open_workspace(options):
     if not root.is_dir():
         raise StudioError(f"--workspace {root} is not a folder.")
     os.chdir(root)
-    defaults = RunConfig.from_yaml(config) if config else None
+    defaults = RunConfig.from_yaml(config) if config else with_recipe(RunConfig())  # the default model's recipe
     return Studio.serving(root, options.runs_dir, options.read_only_dir, options.allow_remote_code), defaults
 
 

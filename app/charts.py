@@ -13,7 +13,7 @@ from studio.monitoring import RunHistory, smooth
 _COLORS = {"raw": "rgba(99,110,250,0.35)", "smooth": "#636efa", "eval": "#ef553b", "lr": "#00cc96", "mem": "#ab63fa"}
 
 
-def _layout(figure: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
+def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, lang: str) -> go.Figure:
     figure.update_layout(
         title={"text": title, "x": 0.02, "font": {"size": 15}},
         margin={"l": 55, "r": 15, "t": 45, "b": 45},
@@ -24,24 +24,36 @@ def _layout(figure: go.Figure, title: str, x_title: str, y_title: str) -> go.Fig
         xaxis={"title": x_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
         yaxis={"title": y_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
     )
+    if not figure.data:  # no made-up axes: say what the chart is waiting for
+        figure.update_xaxes(visible=False)
+        figure.update_yaxes(visible=False)
+        figure.add_annotation(text=T.waiting_first_step(lang), xref="paper", yref="paper", x=0.5, y=0.5,
+                              showarrow=False, font={"size": 13, "color": "#888"})
     return figure
+
+
+def _mode(points: int) -> str:
+    """A line needs two points: the first ones are drawn as markers, so they show at all."""
+    return "lines+markers" if points < 10 else "lines"
 
 
 def loss_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     figure = go.Figure()
     if history and history.loss.x:
-        figure.add_scatter(x=history.loss.x, y=history.loss.y, name="loss", mode="lines", line={"color": _COLORS["raw"]})
+        mode = _mode(len(history.loss.x))
+        figure.add_scatter(x=history.loss.x, y=history.loss.y, name=T.trace_loss(lang), mode=mode,
+                           line={"color": _COLORS["raw"]}, marker={"size": 5})
         figure.add_scatter(
-            x=history.loss.x, y=smooth(history.loss.y), name="loss (smoothed)", mode="lines",
+            x=history.loss.x, y=smooth(history.loss.y), name=T.trace_smoothed(lang), mode="lines",
             line={"color": _COLORS["smooth"], "width": 2.5},
         )
     if history and history.eval_loss.x:
         figure.add_scatter(
-            x=history.eval_loss.x, y=history.eval_loss.y, name="eval_loss", mode="lines+markers",
+            x=history.eval_loss.x, y=history.eval_loss.y, name=T.trace_eval(lang), mode="lines+markers",
             line={"color": _COLORS["eval"], "width": 2}, marker={"size": 7},
         )
     _mark_resumes(figure, history, lang)
-    return _layout(figure, T.loss_chart(lang), "step", "loss")
+    return _layout(figure, T.loss_chart(lang), T.axis_step(lang), T.loss_chart(lang), lang)
 
 
 def _mark_resumes(figure: go.Figure, history: RunHistory | None, lang: str) -> None:
@@ -55,11 +67,11 @@ def lr_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     figure = go.Figure()
     if history and history.learning_rate.x:
         figure.add_scatter(
-            x=history.learning_rate.x, y=history.learning_rate.y, name="learning rate", mode="lines",
-            line={"color": _COLORS["lr"], "width": 2},
+            x=history.learning_rate.x, y=history.learning_rate.y, name=T.trace_lr(lang),
+            mode=_mode(len(history.learning_rate.x)), line={"color": _COLORS["lr"], "width": 2}, marker={"size": 5},
         )
     _mark_resumes(figure, history, lang)
-    figure = _layout(figure, T.lr_chart(lang), "step", "lr")
+    figure = _layout(figure, T.lr_chart(lang), T.axis_step(lang), T.lr_chart(lang), lang)
     figure.update_yaxes(exponentformat="e")
     return figure
 
@@ -69,32 +81,31 @@ def memory_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     figure = go.Figure()
     if history and history.gpu_used_mib:
         for index, series in sorted(history.gpu_used_mib.items()):
-            name = f"GPU {index} {history.gpu_names.get(index, '')} used".strip()
-            figure.add_scatter(x=series.x, y=series.y, name=name, mode="lines", line={"width": 2})
+            name = f"GPU {index} {history.gpu_names.get(index, '')} {T.trace_gpu_used(lang)}".replace("  ", " ")
+            figure.add_scatter(x=series.x, y=series.y, name=name, mode=_mode(len(series.x)), line={"width": 2})
             total = history.gpu_total_mib.get(index)
             if total:
-                figure.add_hline(y=total, line_dash="dot", annotation_text=f"GPU {index} total {total:.0f} MiB")
-        return _layout(figure, T.memory_chart(lang) + " (nvidia-smi)", "seconds", "MiB")
+                figure.add_hline(y=total, line_dash="dot", annotation_text=f"GPU {index} {T.trace_gpu_total(lang)} {total:.0f} MiB")
+        return _layout(figure, T.memory_chart(lang) + " (nvidia-smi)", T.axis_seconds(lang), "MiB", lang)
     if history and history.rss_mib.x:
         figure.add_scatter(
-            x=history.rss_mib.x, y=history.rss_mib.y, name="worker RSS", mode="lines",
-            line={"color": _COLORS["mem"], "width": 2},
+            x=history.rss_mib.x, y=history.rss_mib.y, name=T.trace_rss(lang), mode=_mode(len(history.rss_mib.x)),
+            line={"color": _COLORS["mem"], "width": 2}, marker={"size": 5},
         )
-    title = "RSS" if lang != "zh" else "内存 (RSS)"
-    figure = _layout(figure, title, "seconds", "MiB")
-    figure.add_annotation(
-        text=T.no_gpu(lang), xref="paper", yref="paper", x=0.5, y=-0.32, showarrow=False, font={"size": 11, "color": "#666"}
+    figure = _layout(figure, T.rss_chart(lang), T.axis_seconds(lang), "MiB", lang)
+    figure.add_annotation(  # under the plot, wrapped so that it fits a third of the page
+        text=T.no_gpu(lang).replace(": ", ":<br>").replace("：", "：<br>"), xref="paper", yref="paper", x=0.5, y=-0.42,
+        showarrow=False, font={"size": 11, "color": "#666"},
     )
-    figure.update_layout(margin={"b": 70})
+    figure.update_layout(margin={"b": 85})
     return figure
 
 
 def token_histogram(lengths: list[int], cutoff_len: int, lang: str = "en") -> go.Figure:
     figure = go.Figure()
-    figure.add_histogram(x=lengths, nbinsx=40, marker={"color": _COLORS["smooth"]}, name="examples")
+    figure.add_histogram(x=lengths, nbinsx=40, marker={"color": _COLORS["smooth"]}, name=T.axis_examples(lang))
     figure.add_vline(x=cutoff_len, line_dash="dash", line_color=_COLORS["eval"], annotation_text=f"cutoff_len {cutoff_len}")
-    title = "Token length per example" if lang != "zh" else "每条样本的 token 长度"
-    return _layout(figure, title, "tokens", "examples")
+    return _layout(figure, T.tokens_chart(lang), T.axis_tokens(lang), T.axis_examples(lang), lang)
 
 
 class FigureCache:

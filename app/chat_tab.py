@@ -11,6 +11,7 @@ from app import adapter_picker
 from app.feedback import problem
 from app.i18n import T
 from app.page import Page
+from studio.text import in_language
 from studio.errors import StudioError
 
 MODES = [(T.mode_compare, "compare"), (T.mode_base, "base"), (T.mode_adapter, "adapter")]
@@ -76,7 +77,7 @@ def wire(page: Page, tab: ChatTab) -> None:
     studio, lang, stop = page.studio, page.lang, threading.Event()  # Stop ends the answer in progress
     adapter_picker.wire(studio, tab.picker, lang)
     tab.load.click(lambda v: _load_model(page, v), {lang} | page.form.inputs, tab.status, api_name="load_model")
-    tab.unload.click(lambda: studio.unload_model(), None, tab.status, api_name="unload_model")
+    tab.unload.click(lambda lng: in_language(studio.unload_model(), lng), lang, tab.status, api_name="unload_model")
     tab.load_adapter.click(lambda path, lng: _load_adapter(page, path, lng), [tab.picker.dropdown, lang], tab.status,
                            api_name="load_adapter")
     tab.unload_adapter.click(lambda path, lng: _unload_adapter(page, path, lng), [tab.picker.dropdown, lang], tab.status,
@@ -96,7 +97,7 @@ def wire(page: Page, tab: ChatTab) -> None:
 def _load_model(page: Page, values) -> str:
     try:
         config = page.form.read(values)
-        return page.studio.load_model(config.model, config.quantization)
+        return in_language(page.studio.load_model(config.model, config.quantization), values[page.lang])
     except Exception as error:
         return problem(error, values[page.lang])
 
@@ -116,18 +117,18 @@ def _load_adapter(page: Page, path: str | None, lang: str) -> str:
     except Exception as error:
         return problem(error, lang)
     engine = page.studio.engine
-    return f"Adapter **{info.name}** loaded onto {engine.model_name} (loaded adapters: {', '.join(engine.adapters)})."
+    return T.adapter_loaded(lang, name=f"**{info.name}**", model=engine.model_name, all=", ".join(engine.adapters))
 
 
 def _unload_adapter(page: Page, path: str | None, lang: str) -> str:
     name = _adapter_name(page, path)
     if name is None:
-        return "That adapter is not loaded."
+        return T.adapter_not_loaded(lang)
     try:
         page.studio.unload_adapter(name)
     except Exception as error:
         return problem(error, lang)
-    return f"Adapter {name} unloaded."
+    return T.adapter_unloaded(lang, name=name)
 
 
 def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
@@ -150,7 +151,7 @@ def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
             speeds = {}
             for (kind, _, history), answer in zip(columns, answers):
                 history[-1] = {"role": "assistant", "content": answer.text}
-                speeds[kind] = f"{answer.tokens} tokens · {answer.tokens_per_second:.1f} tok/s"
+                speeds[kind] = T.answer_speed(values[page.lang], tokens=answer.tokens, rate=answer.tokens_per_second)
             yield base_history, adapter_history, speeds.get("base", ""), speeds.get("adapter", ""), "", gr.skip()
     except Exception as error:
         yield base_history, adapter_history, gr.skip(), gr.skip(), text, problem(error, values[page.lang])

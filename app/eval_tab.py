@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -11,8 +12,9 @@ import pandas as pd
 from app import adapter_picker
 from app.background import run_with_updates
 from app.feedback import problem
-from app.i18n import T
+from app.i18n import T, named
 from app.page import Page
+from studio.monitoring import format_duration
 
 
 @dataclass
@@ -37,9 +39,11 @@ def layout(page: Page) -> EvalTab:
         compare = labels.add(gr.Checkbox(True, label=T.compare_base("en"), scale=1), T.compare_base)
     start = labels.add(gr.Button(T.start_eval("en"), variant="primary", elem_id="qs-eval-start"), T.start_eval, "value")
     progress = gr.HTML(elem_id="qs-eval-progress")
-    metrics = labels.add(gr.Dataframe(label=T.metrics("en"), elem_id="qs-eval-metrics", interactive=False), T.metrics)
+    # hidden until there are results: an empty table would show made-up column headers
+    metrics = labels.add(gr.Dataframe(label=T.metrics("en"), elem_id="qs-eval-metrics", interactive=False, visible=False), T.metrics)
     samples = labels.add(
-        gr.Dataframe(label=T.samples("en"), wrap=True, max_height=420, interactive=False, elem_id="qs-eval-samples"), T.samples
+        gr.Dataframe(label=T.samples("en"), wrap=True, max_height=420, interactive=False, elem_id="qs-eval-samples",
+                     visible=False), T.samples,
     )
     return EvalTab(picker, compare, start, progress, metrics, samples)
 
@@ -50,62 +54,86 @@ def wire(page: Page, tab: EvalTab) -> None:
     def run(values):
         lang, adapter, compare = values[page.lang], values[tab.picker.dropdown] or None, values[tab.compare]
         if compare and not adapter:  # never score the base alone while the page promises a comparison
-            yield _error(T.compare_needs_adapter(lang)), gr.skip(), gr.skip()
+            yield _error(T.compare_needs_adapter(lang), lang), gr.skip(), gr.skip()
             return
         try:
             config = page.form.read(values)
         except Exception as error:
-            yield _error(problem(error, lang)), gr.skip(), gr.skip()
+            yield _error(problem(error, lang, markdown=False), lang), gr.skip(), gr.skip()
             return
         work = lambda report: page.studio.evaluate(config, adapter, compare, progress=report)  # noqa: E731
-        for kind, value in run_with_updates(work):
-            if kind == "progress":
-                yield _progress(value), gr.skip(), gr.skip()
+        clock = _Clock()
+        for kind, value in run_with_updates(work, tick_s=1.0):
+            if kind in ("progress", "tick"):
+                yield clock.show(value, lang), gr.skip(), gr.skip()
             elif kind == "error":
-                yield _error(problem(value, lang)), gr.skip(), gr.skip()
+                yield _error(problem(value, lang, markdown=False), lang), gr.skip(), gr.skip()
             else:
-                yield _finished(value), metrics_table(value), samples_table(value)
+                yield (_finished(value, lang), gr.update(value=metrics_table(value, lang), visible=True),
+                       gr.update(value=samples_table(value, lang), visible=True))
 
     inputs = {page.lang, tab.picker.dropdown, tab.compare} | page.form.inputs
     tab.start.click(run, inputs, [tab.progress, tab.metrics, tab.samples], api_name="evaluate")
 
 
-def metrics_table(report) -> pd.DataFrame:
+def metrics_table(report, lang: str = "en") -> pd.DataFrame:
     columns = report.columns
+    shown = {c: T.base(lang) if c == "base" else c for c in columns}
     rows = []
     for metric in report.metrics[columns[0]]:
-        row = {"metric": metric, **{c: report.metrics[c][metric] for c in columns}}
+        row = {T.col_metric(lang): metric, **{shown[c]: report.metrics[c][metric] for c in columns}}
         if len(columns) == 2:
-            row["difference"] = round(report.metrics[columns[1]][metric] - report.metrics[columns[0]][metric], 4)
+            row[T.col_difference(lang)] = round(report.metrics[columns[1]][metric] - report.metrics[columns[0]][metric], 4)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def samples_table(report) -> pd.DataFrame:
+def samples_table(report, lang: str = "en") -> pd.DataFrame:
     rows = []
     for index, sample in enumerate(report.samples):
-        row = {"prompt": sample.prompt[-1]["content"], "reference": sample.label}
-        row.update({f"{c} prediction": report.predictions[c][index] for c in report.columns})
+        row = {T.col_prompt(lang): sample.prompt[-1]["content"], T.col_reference(lang): sample.label}
+        for c in report.columns:
+            row[T.col_prediction(lang, column=T.base(lang) if c == "base" else c)] = report.predictions[c][index]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _progress(event) -> str:
-    percent = 100 * event.done / max(1, event.total)
-    eta = "–" if event.eta_s is None else f"{event.eta_s:.0f} s"
+class _Clock:
+    """The progress box of one evaluation: the latest reported stage and count, with time that keeps moving."""
+
+    def __init__(self):
+        self.event, self.seen_at, self.started = None, time.time(), time.time()
+
+    def show(self, event, lang: str) -> str:
+        if event is not None:
+            self.event, self.seen_at = event, time.time()
+        if self.event is None:
+            return _bar(T.loading(lang), "", 0, time.time() - self.started, None, lang)
+        since = time.time() - self.seen_at
+        eta = None if self.event.eta_s is None else max(0.0, self.event.eta_s - since)
+        percent = 100 * self.event.done / max(1, self.event.total)
+        count = f"{self.event.done}/{self.event.total}"
+        return _bar(named("stage", self.event.stage, lang), count, percent, self.event.elapsed_s + since, eta, lang)
+
+
+def _bar(stage: str, count: str, percent: float, elapsed: float, eta: float | None, lang: str) -> str:
+    remaining = "–" if eta is None else format_duration(eta)
     return (
-        f"<div class='qs-progress'><div class='qs-head'><b>{event.stage}</b><span class='qs-phase'>{event.done}/{event.total}"
-        f" · elapsed {event.elapsed_s:.0f} s · remaining {eta}</span></div>"
+        f"<div class='qs-progress'><div class='qs-head'><b>{html.escape(stage)}</b><span class='qs-phase'>{count}"
+        f" · {T.elapsed(lang)} {format_duration(elapsed)} · {T.eta(lang)} {remaining}</span></div>"
         f"<div class='qs-bar'><div class='qs-fill' style='width:{percent:.0f}%'></div></div></div>"
     )
 
 
-def _finished(report) -> str:
+def _finished(report, lang: str) -> str:
     return (
-        f"<div class='qs-progress'><span class='qs-state qs-finished'>finished</span> {len(report.samples)} samples · "
-        f"results in <code>{html.escape(str(report.out_dir))}</code></div>"
+        f"<div class='qs-progress'><span class='qs-state qs-finished'>{T.state_finished(lang)}</span> "
+        f"{T.samples_done(lang, count=len(report.samples))} <code>{html.escape(str(report.out_dir))}</code></div>"
     )
 
 
-def _error(markdown: str) -> str:
-    return f"<div class='qs-progress'><span class='qs-state qs-failed'>failed</span><div class='qs-error'>{html.escape(markdown)}</div></div>"
+def _error(text: str, lang: str) -> str:
+    return (
+        f"<div class='qs-progress'><span class='qs-state qs-failed'>{T.state_failed(lang)}</span>"
+        f"<div class='qs-error'>{html.escape(text)}</div></div>"
+    )

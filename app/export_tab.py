@@ -10,8 +10,9 @@ import gradio as gr
 from app import adapter_picker
 from app.background import run_with_updates
 from app.feedback import problem
-from app.i18n import T
+from app.i18n import T, named
 from app.page import Page
+from studio.text import in_language
 
 
 @dataclass
@@ -41,26 +42,32 @@ def wire(page: Page, tab: ExportTab) -> None:
         try:
             config = page.form.read(values)
         except Exception as error:
-            yield _box("failed", problem(error, lang))
+            yield _box("failed", problem(error, lang, markdown=False), lang)
             return
         lines: list[str] = []
         work = lambda report: page.studio.export(config, values[tab.picker.dropdown], progress=report)  # noqa: E731
         for kind, value in run_with_updates(work):
             if kind == "progress":
-                lines.append(value)
-                yield _box("running", "\n".join(lines))
+                lines.append(in_language(value, lang))
+                yield _box("running", "\n".join(lines), lang)
             elif kind == "error":
-                yield _box("failed", "\n".join(lines + [problem(value, lang)]))
+                yield _box("failed", "\n".join(lines + [problem(value, lang, markdown=False)]), lang)
             else:
-                check = f"reload check: max logit difference {value.max_logit_diff:.3g} ≤ tolerance {value.tolerance:g} ✓"
-                done = [f"Exported to {value.out_dir} ({value.dtype}, {value.seconds} s)", check, "Files: " + ", ".join(value.files)]
-                yield _box("finished", "\n".join(lines + done))
+                yield _box("finished", "\n".join(lines + _summary(value, lang)), lang)
 
     tab.start.click(run, {page.lang, tab.picker.dropdown} | page.form.inputs, tab.result, api_name="export")
 
 
-def _box(state: str, text: str) -> str:
+def _summary(report, lang: str) -> list[str]:
+    return [
+        T.export_done(lang, path=report.out_dir, dtype=report.dtype, seconds=report.seconds),
+        T.export_check(lang, diff=report.max_logit_diff, tolerance=report.tolerance),
+        f"{T.export_files(lang)}: " + ", ".join(report.files),
+    ]
+
+
+def _box(state: str, text: str, lang: str) -> str:
     return (
-        f"<div class='qs-progress'><span class='qs-state qs-{state}'>{state}</span>"
+        f"<div class='qs-progress'><span class='qs-state qs-{state}'>{named('state', state, lang)}</span>"
         f"<pre style='white-space:pre-wrap;margin-top:.5rem'>{html.escape(text)}</pre></div>"
     )

@@ -14,9 +14,10 @@ from studio.errors import StudioError
 log = logging.getLogger("qlora_studio.ui")
 
 
-def problem(error: Exception, lang: str) -> str:
-    """Markdown that explains `error` in the page's language."""
+def problem(error: Exception, lang: str, markdown: bool = True) -> str:
+    """What to show for `error`, in the page's language (Markdown, or plain text for a <pre> box)."""
+    strong = "**" if markdown else ""
     if isinstance(error, StudioError):
-        return f"**{T.error(lang)}:** {error.text(lang)}"
+        return f"{strong}{T.error(lang)}:{strong} {error.text(lang)}"
     log.error("A UI handler failed", exc_info=error)
-    return f"**{T.bug(lang)}:** {type(error).__name__}: {error}. {T.bug_hint(lang)}"
+    return f"{strong}{T.bug(lang)}:{strong} {type(error).__name__}: {error}. {T.bug_hint(lang)}"

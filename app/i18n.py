@@ -12,8 +12,15 @@ class Text:
     en: str
     zh: str
 
-    def __call__(self, lang: str) -> str:
-        return self.zh if lang == "zh" else self.en
+    def __call__(self, lang: str, **values) -> str:
+        text = self.zh if lang == "zh" else self.en
+        return text.format(**values) if values else text
+
+
+def named(prefix: str, name: str, lang: str) -> str:
+    """T.<prefix>_<name> in `lang`, or the name itself when the table has no entry (a new state, a new phase)."""
+    text = getattr(T, f"{prefix}_{name}", None)
+    return text(lang) if isinstance(text, Text) else name
 
 
 class T:
@@ -93,6 +100,66 @@ class T:
     metrics = Text("Metrics", "指标")
     samples = Text("Samples", "样本")
     export = Text("Export", "导出")
+    recipe_filled = Text("Filled in", "已填入")
+    # run states and phases, as the progress box shows them
+    state_starting = Text("starting", "启动中")
+    state_running = Text("running", "训练中")
+    state_finished = Text("finished", "已完成")
+    state_failed = Text("failed", "失败")
+    state_aborted = Text("aborted", "已中止")
+    state_unreadable = Text("unreadable", "无法读取")
+    state_missing = Text("missing", "不存在")
+    phase_loading_model = Text("loading the model", "加载模型")
+    phase_loading_data = Text("reading the data", "读取数据")
+    phase_tokenizing = Text("tokenising", "分词")
+    phase_training = Text("training", "训练")
+    phase_saving = Text("saving", "保存")
+    # charts
+    axis_step = Text("step", "步数")
+    axis_seconds = Text("seconds", "秒")
+    axis_tokens = Text("tokens", "token 数")
+    axis_examples = Text("examples", "样本数")
+    trace_loss = Text("loss", "训练损失")
+    trace_smoothed = Text("loss (smoothed)", "训练损失（平滑）")
+    trace_eval = Text("eval loss", "验证损失")
+    trace_lr = Text("learning rate", "学习率")
+    trace_rss = Text("worker RSS", "训练进程内存")
+    trace_gpu_used = Text("used", "已用")
+    trace_gpu_total = Text("total", "总量")
+    rss_chart = Text("Memory (RSS)", "内存（RSS）")
+    tokens_chart = Text("Token length per example", "每条样本的 token 长度")
+    waiting_first_step = Text("Waiting for the first step…", "等待第一步完成……")
+    # chat
+    adapter_loaded = Text("Adapter {name} loaded onto {model} (loaded adapters: {all}).", "适配器 {name} 已加载到 {model}（已加载的适配器：{all}）。")
+    adapter_unloaded = Text("Adapter {name} unloaded.", "适配器 {name} 已卸载。")
+    adapter_not_loaded = Text("That adapter is not loaded.", "该适配器尚未加载。")
+    answer_speed = Text("{tokens} tokens · {rate:.1f} tok/s", "{tokens} 个 token · {rate:.1f} token/秒")
+    # evaluate and export
+    stage_loss = Text("eval loss", "计算验证损失")
+    stage_predict = Text("predicting", "生成预测")
+    stage_done = Text("done", "完成")
+    samples_done = Text("{count} samples · results in", "{count} 条样本 · 结果保存在")
+    col_metric = Text("metric", "指标")
+    col_difference = Text("difference", "差值")
+    col_prompt = Text("prompt", "提示")
+    col_reference = Text("reference", "参考答案")
+    col_prediction = Text("{column} prediction", "{column} 预测")
+    base = Text("base", "基座")
+    export_running = Text("running", "进行中")
+    export_done = Text("Exported to {path} ({dtype}, {seconds} s)", "已导出到 {path}（{dtype}，{seconds} 秒）")
+    export_check = Text("reload check: max logit difference {diff:.3g} ≤ tolerance {tolerance:g} ✓", "重新加载校验：logits 最大差 {diff:.3g} ≤ 容差 {tolerance:g} ✓")
+    export_files = Text("Files", "文件")
+    # preview
+    preview_tokens = Text("tokens: median {median:.0f}, p95 {p95}, max {max}; {over} longer than cutoff_len",
+                          "token 数：中位数 {median:.0f}，p95 {p95}，最大 {max}；{over} 条超过截断长度")
+    preview_skipped = Text("skipped", "已跳过")
+    preview_tokenizer = Text("Loading the tokenizer of", "正在加载分词器：")
+    preview_reading = Text("Reading", "正在读取")
+    preview_tokenizing = Text("Counting tokens of", "正在统计 token：")
+    kind_sft = Text("instructions", "指令数据")
+    kind_pairwise = Text("preference pairs", "偏好对")
+    kind_kto = Text("feedback", "KTO 反馈")
+    kind_text = Text("plain text", "纯文本")
     checkpoint = Text("Checkpoint to resume from", "从哪个检查点继续")
     latest_checkpoint = Text("newest that loads", "最新可用的检查点")
     resumed_from = Text("resumed", "已继续")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
 
-from app.i18n import T
+from app.i18n import T, named
+from studio.monitoring import format_duration
+from studio.text import in_language
 
 
 @dataclass
@@ -27,8 +30,8 @@ def layout() -> PreviewBox:
     with gr.Column(visible=False, elem_id="qs-preview") as column:
         summary = gr.Markdown()
         with gr.Row():
-            table = gr.Dataframe(wrap=True, max_height=320, scale=3, elem_id="qs-preview-table")
-            histogram = gr.Plot(scale=2, show_label=False)
+            table = gr.Dataframe(wrap=True, max_height=320, scale=3, elem_id="qs-preview-table", visible=False)
+            histogram = gr.Plot(scale=2, show_label=False, visible=False)
     return PreviewBox(column, summary, table, histogram)
 
 
@@ -47,19 +50,47 @@ def _cell(value) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def summary(result, note: str | None, lang: str) -> str:
+def summary(result, note, lang: str) -> str:
     lines = []
     for d in result.datasets:
-        line = f"**{d.name}** — {d.num_usable} / {d.num_rows} {T.rows(lang)} ({d.formatting}, `{d.file}`)"
+        kind = named("kind", d.kind, lang)
+        line = f"**{d.name}** — {d.num_usable} / {d.num_rows} {T.rows(lang)} ({kind}, {d.formatting}, `{d.file}`)"
         if d.tokens:
             t = d.tokens
-            line += f"; tokens: median {t.median:.0f}, p95 {t.p95}, max {t.max}; {t.truncated} > cutoff_len"
+            line += "; " + T.preview_tokens(lang, median=t.median, p95=t.p95, max=t.max, over=t.truncated)
         if d.skipped:
-            line += "; skipped: " + ", ".join(f"{n} {reason}" for reason, n in d.skipped.items())
+            line += f"; {T.preview_skipped(lang)}: " + ", ".join(f"{n} {reason}" for reason, n in d.skipped.items())
         lines.append(f"- {line}")
+        lines += [f"    - {T.preview_skipped(lang)} {row.where}: {row.reason}" for row in d.skipped_rows]
     if note:
-        lines.append(f"\n_{note}_")
+        lines.append(f"\n_{in_language(note, lang)}_")
     return "\n".join(lines)
+
+
+class Clock:
+    """What the preview is doing while it works: stage, dataset, count, and time that keeps moving."""
+
+    def __init__(self):
+        self.report, self.started, self.stage_started = None, time.time(), time.time()
+
+    def show(self, report, lang: str) -> str:
+        if report is not None:
+            if self.report is None or (report.stage, report.dataset) != (self.report.stage, self.report.dataset):
+                self.stage_started = time.time()
+            self.report = report
+        elapsed = format_duration(time.time() - self.started)
+        if self.report is None:
+            return f"_{T.loading(lang)} · {T.elapsed(lang)} {elapsed}_"
+        stage = named("preview", self.report.stage, lang)
+        count = f" {self.report.done}/{self.report.total}" if self.report.total else ""
+        return f"_{stage} **{self.report.dataset}**{count} · {T.elapsed(lang)} {elapsed}{self._eta(lang)}_"
+
+    def _eta(self, lang: str) -> str:
+        report, spent = self.report, time.time() - self.stage_started
+        if not (report.total and report.done):
+            return ""
+        remaining = spent / report.done * (report.total - report.done)
+        return f" · {T.eta(lang)} {format_duration(remaining)}"
 
 
 def all_lengths(result) -> list[int]:

@@ -11,6 +11,7 @@ serialised once per new snapshot (FigureCache).
 from __future__ import annotations
 
 import html
+import zlib
 import threading
 import time
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ import gradio as gr
 
 from app.charts import FigureCache
 from app.feedback import problem
-from app.i18n import Labels, T
+from app.i18n import Labels, T, named
 from studio.api import Studio
 from studio.errors import StudioError
 from studio.monitoring import RunHistory, format_duration
 
+LIVE = ("starting", "running")
 MIN_REDRAW_S = 2.0  # charts follow a fast run every 2 s; the progress box follows it every second
 
 
@@ -58,6 +60,7 @@ class Monitor:
     memory: gr.Plot
     log: gr.Textbox
     version: gr.Textbox  # hidden: "run offset lang" of what the poll saw; its change redraws the charts
+    catalog: gr.Textbox  # hidden: which runs exist and in what state; its change refreshes run and adapter lists
 
     @property
     def charts(self) -> list:
@@ -77,18 +80,26 @@ def layout(labels: Labels) -> Monitor:
         gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"), T.logs
     )
     version = gr.Textbox(visible=False, elem_id="qs-run-version")
-    return Monitor(runs, refresh_runs, progress, loss, lr, memory, log, version)
+    catalog = gr.Textbox(visible=False, elem_id="qs-run-catalog")
+    return Monitor(runs, refresh_runs, progress, loss, lr, memory, log, version, catalog)
 
 
-def poll(studio: Studio, run_id: str | None, lang: str) -> tuple[str, str]:
-    """(progress box, version): cheap enough for every open page, every second."""
+def poll(studio: Studio, run_id: str | None, lang: str) -> tuple[str, str, str]:
+    """(progress box, version, catalog): cheap enough for every open page, every second."""
+    catalog = catalog_version(studio)
     if not run_id:
-        return _empty_progress(lang), f"- 0 {lang}"
+        return _empty_progress(lang), f"- 0 {lang}", catalog
     try:
         history, state = studio.history(run_id), studio.status(run_id).state
     except StudioError as error:
-        return f"<div class='qs-progress qs-empty'>{problem(error, lang)}</div>", f"{run_id} error {lang}"
-    return progress_html(history, state, lang), f"{run_id} {_PACE.offset(run_id, history.offset)} {lang}"
+        return f"<div class='qs-progress qs-empty'>{problem(error, lang)}</div>", f"{run_id} error {lang}", catalog
+    return progress_html(history, state, lang), f"{run_id} {_PACE.offset(run_id, history.offset)} {lang}", catalog
+
+
+def catalog_version(studio: Studio) -> str:
+    """Changes when a run starts, ends or goes away (and so when an adapter appears): lists refresh then."""
+    runs = studio.runs()
+    return f"{len(runs)}-{zlib.crc32(repr([(s.run_id, s.state) for s in runs]).encode()):08x}"
 
 
 def draw(studio: Studio, run_id: str | None, version: str, lang: str) -> list:
@@ -109,16 +120,19 @@ def progress_html(history: RunHistory, state: str, lang: str) -> str:
     percent = round(history.fraction_done * 100, 1)
     details = [
         f"{T.steps(lang)} {history.step}/{history.total_steps or '?'}",
-        f"{T.elapsed(lang)} {format_duration(history.elapsed_s, '–')}",
-        f"{T.eta(lang)} {format_duration(history.eta_s, '–')}",
+        f"{T.elapsed(lang)} {format_duration(history.elapsed_now(live=state in LIVE), '–')}",
+        f"{T.eta(lang)} {format_duration(history.eta_now(live=state in LIVE), '–')}",
     ]
     if history.tokens_per_second:
         details.append(f"{history.tokens_per_second:.0f} tok/s")
-    method = f"<div class='qs-method'>{html.escape(history.method)}</div>" if history.method else ""
+    method_text = history.method_zh if lang == "zh" else history.method
+    method = f"<div class='qs-method'>{html.escape(method_text)}</div>" if method_text else ""
     error = f"<div class='qs-error'>{html.escape(history.error)}</div>" if history.error else ""
+    phase = named("phase", history.phase, lang) if history.phase and state in LIVE else ""  # an ended run has no phase
     return (
         f"<div class='qs-progress'><div class='qs-head'><b>{html.escape(history.run_id)}</b>"
-        f"<span class='qs-state qs-{state}'>{state}</span><span class='qs-phase'>{html.escape(history.phase)}</span></div>"
+        f"<span class='qs-state qs-{state}'>{named('state', state, lang)}</span>"
+        f"<span class='qs-phase'>{html.escape(phase)}</span></div>"
         f"<div class='qs-bar'><div class='qs-fill' style='width:{percent}%'></div></div>"
         f"<div class='qs-details'>{' · '.join(details)} · {percent}%</div>{method}{error}</div>"
     )

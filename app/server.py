@@ -25,6 +25,8 @@ from app.login_throttle import LoginThrottle  # noqa: E402
 from app.page import Page  # noqa: E402
 from studio.api import Studio  # noqa: E402
 from studio.config import MODEL_PRESETS, RunConfig  # noqa: E402
+from studio.config.recipes import RECIPE_SECTIONS, recipe_for, with_recipe  # noqa: E402
+from studio.errors import StudioError  # noqa: E402
 
 CSS = """
 .qs-header h1 { margin: 0; font-size: 1.6rem; }
@@ -70,9 +72,10 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
             language = page.labels.add(
                 gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language"), T.language
             )
-            page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
+            model = page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
             page.form.add("quantization.method", scale=1)
             page.form.add("model.chat_template", scale=1)
+        recipe_note = gr.Markdown(elem_id="qs-recipe-note")
         with gr.Tabs():
             with page.labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):
                 train = train_tab.layout(page)
@@ -89,10 +92,15 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         chat_tab.wire(page, chat)
         export_tab.wire(page, export)
         _wire_language(page, language, header, train)
+        model.input(lambda v: _fill_recipe(page, v, recipe_note), {page.lang} | page.form.inputs,
+                    [recipe_note, *page.form.outputs], api_name=False)
         for tab, picker in ((eval_page, evaluate.picker), (chat_page, chat.picker), (export_page, export.picker)):
             # a tab's adapter list is read when the tab is opened: fresh there, and page loads stay cheap
             tab.select(lambda lng: adapter_picker.choices(studio, lng), page.lang, picker.dropdown, api_name=False, queue=False)
         demo.load(lambda: _on_load(studio), None, train.monitor.runs, api_name="page_load", queue=False)
+        pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown]
+        train.monitor.catalog.change(lambda run, lng: _refresh_lists(studio, run, lng), [train.monitor.runs, page.lang],
+                                     [train.monitor.runs, *pickers], api_name=False, queue=False)
     return StudioPage(demo, page, train, evaluate, chat, export)
 
 
@@ -107,6 +115,32 @@ def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: t
     language.change(switch, language, [page.lang, header, *labelled], api_name=False).then(
         redraw, inputs, outputs, show_progress="hidden", api_name=False
     )
+
+
+def _fill_recipe(page: Page, values, note: gr.Markdown) -> dict:
+    """A model picked by the user brings its recipe into the form (and the page says which)."""
+    lang, form = values[page.lang], page.form
+    try:
+        config = form.read(values)
+    except StudioError:  # a half-edited form: start the recipe from the defaults instead
+        config = form.defaults.model_copy(update={"model": form.defaults.model.model_copy(
+            update={"name_or_path": values[form.controls["model.name_or_path"].component]})})
+    recipe = recipe_for(config.model.name_or_path)
+    if recipe is None:
+        return {note: ""}
+    filled = form.values_of(with_recipe(config, recipe))
+    sections = {path.split(".")[0] for path in form.controls} & set(RECIPE_SECTIONS)
+    changed = {c.component: filled[c.component] for p, c in form.controls.items() if p.split(".")[0] in sections}
+    summary = recipe.summary_zh if lang == "zh" else recipe.summary
+    return {note: f"{T.recipe_filled(lang)} {summary} (`{recipe.file.relative_to(recipe.file.parent.parent)}`)", **changed}
+
+
+def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:
+    """Runs started, ended or gone: every list follows, the chosen run stays chosen."""
+    choices = run_monitor.run_choices(studio)
+    runs = gr.update(choices=choices, value=run_id if run_id in choices else studio.default_run())
+    adapters = adapter_picker.choices(studio, lang)
+    return [runs, adapters, adapters, adapters]
 
 
 def _on_load(studio: Studio):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app import preview_view, run_monitor
+from app.background import run_with_updates
 from app.charts import token_histogram
 from app.feedback import problem
 from app.form import ConfigForm
@@ -22,6 +23,8 @@ SECTIONS = [("model", T.section_model), ("lora", T.section_lora), ("quantization
 ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method", "data.dataset_dir", "data.datasets", "name",
              "training.output_dir"}
 LATEST = "latest"
+# the log box shows its newest lines: scrolled to its end after every redraw
+FOLLOW_LOG_END = "() => { const box = document.querySelector('#qs-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
 
 
 @dataclass
@@ -95,17 +98,28 @@ def _parameters(form: ConfigForm, labels: Labels) -> None:
 
 def wire(page: Page, tab: TrainTab) -> None:
     studio, form, lang = page.studio, page.form, page.lang
-    monitor = tab.monitor
+    lang_state, monitor = lang, tab.monitor
 
     def on_preview(values):
+        lang = values[lang_state]
         try:
             config = form.read(values)
-            result, note = studio.preview(config)
         except Exception as error:
-            return gr.update(visible=True), problem(error, values[lang]), None, None
-        lengths = preview_view.all_lengths(result)
-        figure = token_histogram(lengths, config.data.cutoff_len, values[lang]) if lengths else None
-        return gr.update(visible=True), preview_view.summary(result, note, values[lang]), preview_view.table(result), figure
+            yield gr.update(visible=True), problem(error, lang), None, None
+            return
+        clock = preview_view.Clock()
+        work = lambda report: studio.preview(config, progress=report)  # noqa: E731
+        for kind, value in run_with_updates(work, tick_s=1.0):
+            if kind in ("progress", "tick"):
+                yield gr.update(visible=True), clock.show(value, lang), gr.skip(), gr.skip()
+            elif kind == "error":
+                yield gr.update(visible=True), problem(value, lang), None, None
+            else:
+                result, note = value
+                lengths = preview_view.all_lengths(result)
+                figure = token_histogram(lengths, config.data.cutoff_len, lang) if lengths else None
+                yield (gr.update(visible=True), preview_view.summary(result, note, lang),
+                       gr.update(value=preview_view.table(result), visible=True), gr.update(value=figure, visible=figure is not None))
 
     tab.preview_button.click(on_preview, {lang} | form.inputs, tab.preview.outputs, api_name="preview")
     tab.command_button.click(lambda v: _command(page, v), {lang} | form.inputs, [tab.command, tab.yaml, tab.cli], api_name="command")
@@ -129,10 +143,12 @@ def wire(page: Page, tab: TrainTab) -> None:
     monitor.refresh_runs.click(lambda run: gr.update(choices=run_monitor.run_choices(studio), value=run), monitor.runs,
                                monitor.runs, api_name="runs")
     poll = lambda run, lng: run_monitor.poll(studio, run, lng)  # noqa: E731
-    gr.Timer(1.0).tick(poll, [monitor.runs, lang], [monitor.progress, monitor.version], show_progress="hidden", api_name="poll", queue=False)
-    monitor.runs.change(poll, [monitor.runs, lang], [monitor.progress, monitor.version], show_progress="hidden", api_name=False)
+    polled = [monitor.progress, monitor.version, monitor.catalog]
+    gr.Timer(1.0).tick(poll, [monitor.runs, lang], polled, show_progress="hidden", api_name="poll", queue=False)
+    monitor.runs.change(poll, [monitor.runs, lang], polled, show_progress="hidden", api_name=False)
     monitor.version.change(lambda run, version, lng: run_monitor.draw(studio, run, version, lng),
-                           [monitor.runs, monitor.version, lang], monitor.charts, show_progress="hidden", api_name="draw", queue=False)
+                           [monitor.runs, monitor.version, lang], monitor.charts, show_progress="hidden", api_name="draw",
+                           queue=False).then(None, js=FOLLOW_LOG_END)
     monitor.runs.change(lambda run, lng: _checkpoint_choices(page, run, lng), [monitor.runs, lang], tab.checkpoint,
                         api_name=False)
 
@@ -141,7 +157,7 @@ def redraw(page: Page, tab: TrainTab):
     """(function, inputs, outputs) that redraw the monitor, e.g. after a language switch."""
     monitor = tab.monitor
     return (lambda run, lng: run_monitor.poll(page.studio, run, lng), [monitor.runs, page.lang],
-            [monitor.progress, monitor.version])
+            [monitor.progress, monitor.version, monitor.catalog])
 
 
 def _command(page: Page, values):

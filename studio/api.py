@@ -18,6 +18,7 @@ from studio.errors import StudioError
 from studio.monitoring import HistoryCache, RunHistory
 from studio.run_folder import RunStatus, checkpoint_step
 from studio.service import ResumePlan, TrainingService
+from studio.text import Bilingual
 from studio.workspace import Workspace
 
 
@@ -101,20 +102,26 @@ class Studio:
         except StudioError:
             return []
 
-    def preview(self, config: RunConfig, rows: int = 10, tokens: bool = True):
-        """(Preview, note): token statistics when the model's tokenizer loads, else the rows alone and why."""
-        from studio.data.preview import preview_datasets
+    def preview(self, config: RunConfig, rows: int = 10, tokens: bool = True, progress: Callable = lambda report: None):
+        """(Preview, note): token statistics when the model's tokenizer loads, else the rows alone and why.
+
+        `progress` receives PreviewProgress reports: 'tokenizer' while the tokenizer loads (a first use of the
+        embedded model converts it, about a minute), then 'reading' and 'tokenizing' per dataset.
+        """
+        from studio.data.preview import PreviewProgress, preview_datasets
 
         if self.workspace:
             self.workspace.check_dataset_files(config.data.dataset_dir, config.data.datasets)
             self.workspace.check_model(config.model.name_or_path, config.model.trust_remote_code)
         if not tokens:
-            return preview_datasets(config.data, rows=rows), None
+            return preview_datasets(config.data, rows=rows, progress=progress), None
+        progress(PreviewProgress("tokenizer", config.model.name_or_path, 0, 0))
         try:
             tokenizer = _tokenizer(config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code)
         except StudioError as error:  # the rows are still worth showing without token counts
-            return preview_datasets(config.data, rows=rows), f"Token lengths unavailable: {error}"
-        return preview_datasets(config.data, rows=rows, tokenizer=tokenizer), None
+            note = Bilingual(f"Token lengths unavailable: {error}", f"无法统计 token 长度：{error.text('zh')}")
+            return preview_datasets(config.data, rows=rows, progress=progress), note
+        return preview_datasets(config.data, rows=rows, tokenizer=tokenizer, progress=progress), None
 
     # -- adapters, chat, evaluation, export --------------------------------------------
 

@@ -22,7 +22,9 @@ class DeviceBusy(StudioError):
         self.device, self.run_dir = device, run_dir
         super().__init__(
             f"The {device.upper()} is busy training run '{Path(run_dir).name}' ({run_dir}). "
-            "Runs never share a device: abort that run or wait until it ends, then start again."
+            "Runs never share a device: abort that run or wait until it ends, then start again.",
+            f"{device.upper()} 正在训练 '{Path(run_dir).name}'（{run_dir}）。同一设备一次只训练一个任务："
+            "请中止该训练或等它结束后再开始。",
         )
 
 

@@ -43,6 +43,7 @@ class Started(_Event):
     pid: int
     device: str
     method: str
+    method_zh: str = ""  # the same, for the page in Chinese
     dtype: str
     trainable_params: int
     total_params: int

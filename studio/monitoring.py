@@ -7,6 +7,7 @@ watcher never re-reads a whole events file on every tick.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from studio.events import Aborted, AttemptStarted, Eval, Event, Failed, Finished, Gpu, Phase, Started, Step
@@ -46,12 +47,16 @@ class RunHistory:
     eta_s: float | None = None
     tokens_per_second: float | None = None
     method: str = ""
+    method_zh: str = ""
     device: str = ""
     phase: str = ""
     outcome: str | None = None  # finished | failed | aborted for the latest attempt
     error: str | None = None
     log: list[str] = field(default_factory=list)
     resumed_at: list[int] = field(default_factory=list)  # steps where a resumed attempt took over
+    attempt_started_at: float | None = None  # wall time the latest attempt began (Start or Resume pressed)
+    last_event_at: float | None = None
+    eta_at: float | None = None  # when eta_s was estimated
     _t0: float | None = None
 
     def update(self, events: list[Event], new_offset: int) -> "RunHistory":
@@ -64,8 +69,21 @@ class RunHistory:
     def fraction_done(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
+    def elapsed_now(self, live: bool) -> float | None:
+        """Seconds since the latest attempt began: still counting while it is live, frozen at its last event after."""
+        if self.attempt_started_at is None:
+            return self.elapsed_s or None
+        end = time.time() if live else (self.last_event_at or self.attempt_started_at)
+        return max(0.0, end - self.attempt_started_at)
+
+    def eta_now(self, live: bool) -> float | None:
+        if self.eta_s is None or self.eta_at is None:
+            return None
+        return max(0.0, self.eta_s - (time.time() - self.eta_at)) if live else self.eta_s
+
     def _apply(self, event: Event) -> None:
         self._t0 = self._t0 if self._t0 is not None else event.time
+        self.last_event_at = event.time
         match event:
             case AttemptStarted():
                 self._on_attempt(event)
@@ -91,6 +109,7 @@ class RunHistory:
 
     def _on_attempt(self, event: AttemptStarted) -> None:
         self.outcome, self.error, self.phase = None, None, ""
+        self.attempt_started_at, self.eta_s, self.eta_at = event.time, None, None
         if event.attempt > 1:  # the resumed attempt replays the steps after its checkpoint
             for series in (self.loss, self.eval_loss, self.learning_rate):
                 series.keep_until(event.start_step)
@@ -99,6 +118,7 @@ class RunHistory:
 
     def _on_started(self, event: Started) -> None:
         self.total_steps, self.method, self.device = event.total_steps, event.method, event.device
+        self.method_zh = event.method_zh or event.method
         self.step = event.start_step
 
     def _on_step(self, event: Step) -> None:
@@ -107,6 +127,7 @@ class RunHistory:
         self.rss_mib.add(round(event.time - self._t0, 2), event.rss_mib)
         self.step, self.total_steps = event.step, event.total_steps
         self.elapsed_s, self.eta_s, self.tokens_per_second = event.elapsed_s, event.eta_s, event.tokens_per_second
+        self.eta_at = event.time
 
     def _on_gpu(self, event: Gpu) -> None:
         for reading in event.gpus:

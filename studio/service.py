@@ -89,7 +89,8 @@ class TrainingService:
         folder = self._folder(run_id)
         status = self.status(run_id)
         if status.state not in ("aborted", "failed"):
-            raise RunStateError(f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.")
+            raise RunStateError(f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.",
+                                f"训练 {run_id} 的状态为 {status.state}；只有已中止或失败的训练可以继续。")
         config = folder.load_config()
         device = _training_device(config)
         self._refuse_busy(device)

@@ -152,7 +152,7 @@ class Worker:
         trainable, total = count_parameters(model)
         self.folder.append(
             Started(
-                attempt=self.status.attempt, pid=os.getpid(), device=plan.device, method=plan.method,
+                attempt=self.status.attempt, pid=os.getpid(), device=plan.device, method=plan.method, method_zh=plan.method_zh,
                 dtype=str(plan.compute_dtype).removeprefix("torch."), trainable_params=trainable,
                 total_params=total, train_examples=len(train.examples), val_examples=len(val.examples),
                 truncated_examples=train.truncated + val.truncated, dropped_examples=train.dropped + val.dropped,

@@ -20,6 +20,7 @@ from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.data.formats import Message
 from studio.errors import StudioError
+from studio.text import Bilingual
 
 BASE = "__base__"
 
@@ -56,23 +57,27 @@ class ChatEngine:
             self.unload()
         before, started = read_memory(), time.time()
         plan = resolve_plan(quantization, TrainingConfig())
-        progress(f"Loading {model.name_or_path} ({plan.method.split(',')[0]})")
+        progress(Bilingual(f"Loading {model.name_or_path} ({plan.method.split(',')[0]})",
+                           f"正在加载 {model.name_or_path}（{plan.method_zh.split('，')[0]}）"))
         path = resolve_model_path(model, progress=progress)
         self.tokenizer = load_tokenizer(model, path)
         self.tokenizer.padding_side = "left"  # batched prompts must end where generation starts
         self.model = load_base_model(model, path, plan).eval()
         self.model_name, self.plan, self.base_loads = model.name_or_path, plan, self.base_loads + 1
-        return f"Loaded {model.name_or_path} in {time.time() - started:.1f} s ({read_memory().minus(before)})."
+        seconds, memory = time.time() - started, read_memory().minus(before)
+        return Bilingual(f"Loaded {model.name_or_path} in {seconds:.1f} s ({memory}).",
+                         f"已加载 {model.name_or_path}，用时 {seconds:.1f} 秒（{memory}）。")
 
     def unload(self) -> str:
         with self._changing():
             if not self.loaded:
-                return "No model is loaded."
+                return Bilingual("No model is loaded.", "尚未加载模型。")
             before = read_memory()
             self.model = self.tokenizer = self.plan = None
             self.adapters.clear()
             release_memory()
-            return f"Unloaded {self.model_name} ({read_memory().minus(before)})."
+            memory = read_memory().minus(before)
+            return Bilingual(f"Unloaded {self.model_name} ({memory}).", f"已卸载 {self.model_name}（{memory}）。")
 
     @contextlib.contextmanager
     def _changing(self, timeout_s: float = 30.0):
@@ -149,8 +154,11 @@ class ChatEngine:
             if getattr(streamer, "error", None):
                 raise RuntimeError(f"Generation failed: {streamer.error}")
 
-    def token_loss(self, conversations: list[list[Message]], adapter: str | None, cutoff_len: int, batch_size: int) -> tuple[float, int]:
-        """Summed cross-entropy over the answer tokens, and how many tokens were scored."""
+    def token_loss(
+        self, conversations: list[list[Message]], adapter: str | None, cutoff_len: int, batch_size: int,
+        on_batch=lambda scored: None,
+    ) -> tuple[float, int]:
+        """Summed cross-entropy over the answer tokens, and how many tokens were scored; `on_batch(n)` after each batch."""
         from studio.data.tokenize import encode_conversation
         from studio.training.batches import collate, predicted_tokens
 
@@ -163,6 +171,7 @@ class ChatEngine:
                 tensors = {k: v.to(self.plan.device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
                 total += self.model(**tensors, num_items_in_batch=1).loss.float().item()  # a sum, not a mean
                 count += predicted_tokens(batch)
+                on_batch(len(batch))
         return total, count
 
     def _adapter(self, name: str | None):

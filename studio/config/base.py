@@ -29,12 +29,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def field(default: Any, help: str, *, zh: str, advanced: bool = False, **constraints: Any) -> Any:
-    """A config field with help text and the metadata UIs render controls from."""
+def field(default: Any, help: str, *, zh: str, zh_help: str, advanced: bool = False, **constraints: Any) -> Any:
+    """A config field with help text (English and Chinese) and the metadata UIs render controls from."""
     return Field(
         default,
         description=help,
-        json_schema_extra={"zh": zh, "advanced": advanced},
+        json_schema_extra={"zh": zh, "zh_help": zh_help, "advanced": advanced},
         **constraints,
     )
 

@@ -23,7 +23,7 @@ COMMAND = "qlora-studio train"
 
 
 class RunConfig(Section):
-    name: str = field("run", "Run name; the run folder is NAME-DATE-TIME.", zh="运行名称", pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = field("run", "Run name; the run folder is NAME-DATE-TIME.", zh="运行名称", zh_help="训练名称；训练目录为 名称-日期-时间。", pattern=r"^[A-Za-z0-9._-]+$")
     model: ModelConfig = ModelConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     lora: LoraConfig = LoraConfig()

@@ -61,28 +61,42 @@ class Preview:
         return "\n".join(lines)
 
 
-def preview_datasets(config: DataConfig, rows: int = 5, tokenizer=None) -> Preview:
+@dataclass
+class PreviewProgress:
+    """How far a preview has come: stage is 'reading' or 'tokenizing' (the caller adds its own, e.g. 'tokenizer')."""
+
+    stage: str
+    dataset: str
+    done: int
+    total: int
+
+
+def preview_datasets(config: DataConfig, rows: int = 5, tokenizer=None, progress=lambda report: None) -> Preview:
     """Raw first rows of each dataset, its kind and skipped rows; SFT token statistics when a tokenizer is given."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
     previews = []
     for spec in resolve_specs(dataset_dir, config.datasets):
+        progress(PreviewProgress("reading", spec.name, 0, 0))
         records = read_records(dataset_dir, spec)
         loaded = to_examples(spec, records, config.system_prompt)
         sft = loaded.kind == "sft" and tokenizer is not None
+        report = lambda done, name=spec.name, total=len(loaded.examples): progress(PreviewProgress("tokenizing", name, done, total))  # noqa: E731
         previews.append(
             DatasetPreview(
                 name=spec.name, file=spec.file_name or spec.hf_hub_url or "", formatting=spec.formatting,
                 num_rows=len(records), num_usable=len(loaded.examples), skipped=loaded.skipped,
-                rows=records.rows[:rows], tokens=_token_stats(tokenizer, loaded.examples, config) if sft else None,
+                rows=records.rows[:rows], tokens=_token_stats(tokenizer, loaded.examples, config, report) if sft else None,
                 kind=loaded.kind, skipped_rows=loaded.skipped_rows,
             )
         )
     return Preview(previews)
 
 
-def _token_stats(tokenizer, examples, config: DataConfig) -> TokenStats:
+def _token_stats(tokenizer, examples, config: DataConfig, report=lambda done: None) -> TokenStats:
     lengths, truncated = [], 0
-    for messages in examples:
+    for index, messages in enumerate(examples):
+        if index % 50 == 0:
+            report(index)
         encoded = encode_conversation(tokenizer, messages, cutoff_len=10**9, train_on_responses_only=False)
         length = len(encoded.input_ids) if encoded else 0
         lengths.append(length)

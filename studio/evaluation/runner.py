@@ -108,11 +108,17 @@ def evaluate(
 
 
 def _losses(engine, samples, columns, config: RunConfig, progress) -> dict[str, float]:
-    losses = {}
+    """Eval loss per column; progress counts samples scored, batch by batch, over every column."""
+    losses, scored, total_rows = {}, [0], len(samples) * len(columns)
     conversations = [s.prompt + [{"role": "assistant", "content": s.label}] for s in samples]
-    for index, column in enumerate(columns):
-        progress("loss", index, len(columns))
-        total, count = engine.token_loss(conversations, column, config.data.cutoff_len, config.evaluation.batch_size)
+    progress("loss", 0, total_rows)
+
+    def on_batch(count: int) -> None:
+        scored[0] += count
+        progress("loss", scored[0], total_rows)
+
+    for column in columns:
+        total, count = engine.token_loss(conversations, column, config.data.cutoff_len, config.evaluation.batch_size, on_batch)
         losses[column or "base"] = total / max(1, count)
     return losses
 
@@ -121,8 +127,8 @@ def _predict(engine, samples, columns, config: RunConfig, progress) -> dict[str,
     predictions: dict[str, list[str]] = {c or "base": [] for c in columns}
     generation = config.generation if config.evaluation.sample else config.generation.model_copy(update={"temperature": 0.0})
     size = config.evaluation.batch_size
+    progress("predict", 0, len(samples))
     for start in range(0, len(samples), size):
-        progress("predict", start, len(samples))
         batch = samples[start : start + size]
         rows = [(s, c) for s in batch for c in columns]
         final = None
@@ -130,16 +136,22 @@ def _predict(engine, samples, columns, config: RunConfig, progress) -> dict[str,
             pass
         for (_, column), answer in zip(rows, final):
             predictions[column or "base"].append(answer.text)
+        progress("predict", start + len(batch), len(samples))  # the ETA counts from the first finished batch
     return predictions
 
 
 class _Progress:
     def __init__(self, folder: RunFolder, callback):
         self.folder, self.callback, self.started = folder, callback, time.time()
+        self.stage, self.stage_started = None, self.started
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        elapsed = time.time() - self.started
-        eta = elapsed / done * (total - done) if done else None
+        now = time.time()
+        if stage != self.stage:
+            self.stage, self.stage_started = stage, now
+        elapsed = now - self.started
+        rate = done / (now - self.stage_started) if done and now > self.stage_started else None
+        eta = (total - done) / rate if rate else None
         event = EvalProgress(stage=stage, done=done, total=total, elapsed_s=round(elapsed, 1), eta_s=None if eta is None else round(eta, 1))
         self.folder.append(event)
         self.callback(event)

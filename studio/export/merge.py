@@ -19,6 +19,7 @@ import torch
 from studio.chat.adapters import read_adapter
 from studio.config import QuantizationConfig, RunConfig, TrainingConfig
 from studio.errors import StudioError
+from studio.text import Bilingual
 from studio.export.model_card import write_model_card
 
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}
@@ -55,19 +56,22 @@ def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str]
     started, info = time.time(), read_adapter(adapter_path)
     out_dir = _prepare_out_dir(Path(config.export.output_dir))
     plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype)))
-    progress(f"Loading {config.model.name_or_path} in {plan.weight_dtype} (not quantised) and the adapter {info.name}")
+    dtype = str(plan.weight_dtype).removeprefix("torch.")
+    progress(Bilingual(f"Loading {config.model.name_or_path} in {dtype} (not quantised) and the adapter {info.name}",
+                       f"正在以 {dtype}（不量化）加载 {config.model.name_or_path} 与适配器 {info.name}"))
     path = resolve_model_path(config.model, progress=progress)
     tokenizer = load_tokenizer(config.model, path)
     model = _with_adapter(load_base_model(config.model, path, plan), info.path)
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
     reference = _logits(model, tokenizer, prompts, plan.device)
-    progress("Merging the adapter into the weights")
+    progress(Bilingual("Merging the adapter into the weights", "正在把适配器合并进权重"))
     merged = model.merge_and_unload()
-    progress(f"Saving to {out_dir} (shards of at most {config.export.max_shard_size})")
+    shard = config.export.max_shard_size
+    progress(Bilingual(f"Saving to {out_dir} (shards of at most {shard})", f"正在保存到 {out_dir}（每个分片不超过 {shard}）"))
     merged.save_pretrained(out_dir, max_shard_size=config.export.max_shard_size.replace(" ", ""))
     tokenizer.save_pretrained(out_dir)
     del model, merged
-    progress("Reloading the export with plain transformers to check it")
+    progress(Bilingual("Reloading the export with plain transformers to check it", "正在用 transformers 重新加载导出结果以校验"))
     diff = _max_diff(out_dir, tokenizer, prompts, reference, plan)
     report = ExportReport(out_dir, str(plan.weight_dtype).removeprefix("torch."), sorted(p.name for p in out_dir.iterdir()),
                           diff, TOLERANCE[plan.weight_dtype], round(time.time() - started, 1))

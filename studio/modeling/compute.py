@@ -33,6 +33,13 @@ class ComputePlan:
             return f"QLoRA 4-bit {self.quant_type.upper()} ({backend}), compute {_name(self.compute_dtype)}"
         return f"LoRA on {_name(self.weight_dtype)} weights (no quantisation) on {self.device.upper()}"
 
+    @property
+    def method_zh(self) -> str:
+        if self.quantize_4bit:
+            backend = "bitsandbytes CUDA" if self.device == "cuda" else "bitsandbytes CPU 后端"
+            return f"QLoRA 4 比特 {self.quant_type.upper()}（{backend}），计算精度 {_name(self.compute_dtype)}"
+        return f"LoRA，{_name(self.weight_dtype)} 权重（不量化），{self.device.upper()} 上训练"
+
 
 def _name(dtype: torch.dtype) -> str:
     return {v: k for k, v in _DTYPES.items()}[dtype]

@@ -21,7 +21,7 @@ def _history():
 def test_loss_figure_has_raw_smoothed_and_eval_traces():
     figure = loss_figure(_history())
     names = [trace.name for trace in figure.data]
-    assert names == ["loss", "loss (smoothed)", "eval_loss"]
+    assert names == ["loss", "loss (smoothed)", "eval loss"]
     assert list(figure.data[0].x) == [1, 2, 3, 4, 5] and list(figure.data[2].y) == [2.6]
 
 
@@ -47,8 +47,16 @@ def test_memory_with_gpu_shows_used_and_total():
 
 
 def test_empty_and_chinese_figures_render():
-    assert loss_figure(None, "zh").layout.title.text == "损失"
+    empty = loss_figure(None, "zh")
+    assert empty.layout.title.text == "损失" and empty.layout.xaxis.visible is False
+    assert empty.layout.annotations[0].text == "等待第一步完成……"  # no made-up axes before the first step
+    assert [t.name for t in loss_figure(_history(), "zh").data] == ["训练损失", "训练损失（平滑）", "验证损失"]
     assert len(token_histogram([10, 20, 30], 64).data) == 1
+
+
+def test_a_single_point_is_drawn_as_a_marker():
+    one = RunHistory("r").update([_step(1, 3.0, 1001.0)], 1)
+    assert "markers" in loss_figure(one).data[0].mode and "markers" in lr_figure(one).data[0].mode
 
 
 def test_smoothing_starts_at_the_first_value():

@@ -10,6 +10,7 @@ from app.server import build_page
 from form_driver import changed_value, read_value, reveal, set_value, shown
 from studio.api import Studio
 from studio.config import RunConfig
+from studio.config.recipes import with_recipe
 
 
 @pytest.fixture(scope="module")
@@ -18,15 +19,28 @@ def layout(studio):
     return build_page(Studio("runs"), RunConfig.from_yaml(studio.config_file))
 
 
+def _value_at(config, path: str):
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
+
+
 def test_every_field_round_trips_through_save_reload_and_load(open_page, layout, studio, shoot):
     page = open_page("Train")
     form = layout.page.form
-    expected = {}
+    model = form.controls["model.name_or_path"]
+    new_model = changed_value(model, form.default(model.path))
+    set_value(page, model, new_model)  # a model picked by the user brings its recipe: the other fields start from it
+    page.locator("#qs-recipe-note").get_by_text("Filled in").wait_for(timeout=30_000)
+    baseline = with_recipe(form.defaults.model_copy(update={"model": form.defaults.model.model_copy(update={"name_or_path": new_model})}))
+    expected = {model.path: new_model}
     for path, control in form.controls.items():
-        default = form.default(path)
-        expected[path] = shown(control, changed_value(control, default))
+        if path == model.path:
+            continue
+        value = changed_value(control, _value_at(baseline, path))
+        expected[path] = shown(control, value)
         reveal(page, control.component)
-        set_value(page, control, changed_value(control, default))
+        set_value(page, control, value)
         assert read_value(page, control) == expected[path], path
     target = "configs/roundtrip.yaml"
     page.get_by_role("tab", name="Train", exact=True).click()

@@ -1,0 +1,99 @@
+"""In 中文 mode no English is left on the page: every tab, every accordion, with a run training and results shown.
+
+What is allowed to stay as it is: model output and data (chat answers, dataset rows, the worker's log),
+names of files, models, datasets and runs, config values (auto, bf16, cosine, ...), and technical terms.
+"""
+
+import re
+
+import pytest
+
+VISIBLE_TEXT = """(skip) => {
+  const hidden = (el) => { const s = getComputedStyle(el); return s.display === 'none' || s.visibility === 'hidden'; };
+  const out = [];
+  const walk = (node) => {
+    if (node.nodeType === Node.ELEMENT_NODE) {
+      if (hidden(node) || skip.some(sel => node.matches(sel))) return;
+      if (node.tagName === 'INPUT' || node.tagName === 'TEXTAREA') {
+        if (node.placeholder) out.push(node.placeholder);
+        return;  // a value is the user's (or a config value), not the page's text
+      }
+      node.childNodes.forEach(walk);
+    } else if (node.nodeType === Node.TEXT_NODE && node.textContent.trim()) {
+      out.push(node.textContent.trim());
+    }
+  };
+  walk(document.body);
+  document.querySelectorAll('.js-plotly-plot text').forEach(t => out.push(t.textContent));
+  return out;
+}"""
+
+# data, model output and machine text, shown as they are
+SKIP = ["#qs-log", "#qs-preview-table", "#qs-eval-samples", "#qs-chat-base .message-row", "#qs-chat-adapter-answers .message-row",
+        "code", "pre", ".cm-editor", "#qs-eval-metrics tbody", "#qs-chat-status", ".modebar"]
+TERMS = {
+    "qlora", "lora", "dora", "rslora", "adamw", "sdpa", "liger", "triton", "rmsnorm", "swiglu", "rope", "cuda", "gpu", "cpu",
+    "bitsandbytes", "qwen", "hugging", "face", "llama", "factory", "safetensors", "transformers", "torch", "compile",
+    "json", "yaml", "jsonl", "csv", "parquet", "token", "tokens", "studio", "auto", "none", "bf16", "fp16", "fp32",
+    "cosine", "linear", "constant", "eager", "chatml", "mistral", "gemma", "deepseek", "alpaca", "embedded",
+    "instruct", "chat", "eval", "loss", "rouge", "bleu", "perplexity", "nvidia", "smi", "resident", "rss",
+    "top", "dropout", "alpha", "rank", "checkpoint", "cutoff", "len", "sharegpt", "identity", "demo", "browser",
+    "softcapping", "warmup", "nf4", "fp4", "mib", "gib", "tok", "gguf", "ollama", "base", "adapter", "you",
+    "are", "helpful", "assistant", "dataset", "info", "data", "qwen1", "qwen2", "max", "steps", "num", "epochs",
+    "kto", "dpo", "true", "false", "english", "top-k", "top-p", "logits", "liger-kernel", "swiglu",
+}
+
+
+def _is_name(token: str) -> bool:
+    """Files, models, datasets, runs and acronyms: digits, _ . / inside, or two capitals (LoRA, SwiGLU, AMX)."""
+    return bool(re.search(r"[\d_./]", token)) or sum(c.isupper() for c in token) >= 2
+
+
+def _english_words(texts: list[str]) -> set[str]:
+    found = set()
+    for text in texts:
+        for token in re.findall(r"\w[\w./-]*", text, flags=re.ASCII):
+            token = token.strip(".-")
+            if len(token) >= 3 and not _is_name(token) and token.lower() not in TERMS:
+                found.add(f"{token}  <-  {text[:80]}")
+    return found
+
+
+def _open_everything(page) -> None:
+    for tab in ("训练", "评估与预测", "对话", "导出"):
+        page.get_by_role("tab", name=tab, exact=True).click()
+        page.wait_for_timeout(400)
+        for header in page.locator("button.label-wrap:not(.open)").all():
+            if header.is_visible():
+                header.click()
+                page.wait_for_timeout(200)
+
+
+@pytest.fixture(scope="module")
+def page(browser, studio):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale="zh-CN")
+    page = context.new_page()
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Train").wait_for(timeout=60_000)
+    page.get_by_text("中文", exact=True).click()
+    page.get_by_role("tab", name="训练").wait_for(timeout=10_000)
+    yield page
+    context.close()
+
+
+def test_no_english_is_left_in_chinese_mode(page, shoot):
+    page.get_by_role("button", name="预览数据集").click()
+    page.locator("#qs-preview-table").wait_for(timeout=120_000)
+    page.locator("#qs-start").click()
+    page.locator("#qs-progress").get_by_text("训练中").wait_for(timeout=120_000)
+    page.wait_for_timeout(4000)  # a few steps: charts, log, progress
+    _open_everything(page)
+    leftovers = set()
+    for tab in ("训练", "评估与预测", "对话", "导出"):
+        page.get_by_role("tab", name=tab, exact=True).click()
+        page.wait_for_timeout(500)
+        leftovers |= _english_words(page.evaluate(VISIBLE_TEXT, SKIP))
+        shoot(page, f"11-chinese-{tab}")
+    page.get_by_role("tab", name="训练", exact=True).click()
+    page.locator("#qs-abort").click()
+    assert not leftovers, "\n".join(sorted(leftovers))
