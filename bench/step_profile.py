@@ -70,7 +70,10 @@ def profile(args, scratch: Path) -> None:
                 marks.append(time.perf_counter())
                 prof.step()
 
-        Trainer(model, examples, [], training, LoraConfig(), plan, scratch, emit, threading.Event()).run()
+        Trainer(
+            model, train=examples, val=[], config=training, lora=LoraConfig(), plan=plan, checkpoints_dir=scratch,
+            emit=emit, abort=threading.Event(),
+        ).run()
     report(recorded[0], marks, cuda, args.rows)
 
 

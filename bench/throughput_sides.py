@@ -197,7 +197,10 @@ def _setup_ours(args, training, quantization_overrides: dict):
     path = resolve_model_path(model_config)
     quantization = QuantizationConfig(method=args.quant, **quantization_overrides)
     torch.manual_seed(SEED)
-    model = load_trainable_model(model_config, quantization, training, LoraConfig(), path, plan, print)
+    model = load_trainable_model(
+        model=model_config, quantization=quantization, training=training, lora=LoraConfig(), model_path=path,
+        plan=plan, info=print,
+    )
     return model, _examples(args, model, path), plan
 
 
@@ -316,7 +319,10 @@ def run_ours(args, process_started: float, variant: str) -> dict:
             log_times.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, examples, [], training, LoraConfig(), plan, Path(out), emit, threading.Event())
+        trainer = Trainer(
+            model, train=examples, val=[], config=training, lora=LoraConfig(), plan=plan, checkpoints_dir=Path(out),
+            emit=emit, abort=threading.Event(),
+        )
         started = time.perf_counter()
         trainer.run()
         finished = time.perf_counter()

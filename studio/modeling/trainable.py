@@ -9,6 +9,7 @@ from studio.modeling.compute import ComputePlan
 
 
 def load_trainable_model(
+    *,
     model: ModelConfig,
     quantization: QuantizationConfig,
     training: TrainingConfig,
@@ -18,6 +19,8 @@ def load_trainable_model(
     info: Callable[[str], None] = lambda line: None,
     planned_tokens: int | None = None,
 ):
+    """`planned_tokens`: about how many tokens the run trains on, which 'auto' compilation weighs
+    its cost against."""
     from studio.modeling.liger import apply_liger_kernels
     from studio.modeling.loader import attach_lora, load_base_model, prepare_for_training
 

@@ -18,7 +18,7 @@ from studio.training.packing import deal, group_by_length, pack, plan_lanes, shi
 
 
 class TokenLosses:
-    def __init__(self, model, device: str, packing: bool, token_budget: int, batch_size: int, lanes: int = 1):
+    def __init__(self, model, *, device: str, packing: bool, token_budget: int, batch_size: int, lanes: int = 1):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
