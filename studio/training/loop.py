@@ -24,6 +24,7 @@ from studio.modeling.compute import ComputePlan
 from studio.training.batches import StepSchedule, predicted_tokens
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
 from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
+from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.token_losses import TokenLosses
 
 
@@ -49,13 +50,14 @@ class Trainer:
         checkpoints_dir: Path,
         emit: Callable,
         abort: threading.Event,
+        levers: Levers = DEFAULT_LEVERS,
     ):
         self.model, self.train, self.val = model, train, val
         self.config, self.plan = config, plan
         self.lanes = Lanes(lanes_for(plan.device, config.micro_batch_lanes))
         self.token_losses = TokenLosses(
             model, device=plan.device, packing=config.packing, token_budget=config.tokens_per_forward(plan.device),
-            batch_size=config.batch_size, lanes=self.lanes.count,
+            batch_size=config.batch_size, lanes=self.lanes.count, levers=levers,
         )
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule(
