@@ -29,11 +29,14 @@ def losses(model_path: str, examples, packing: bool, cache: bool, liger: bool) -
     quantization = QuantizationConfig(method="4bit", cache_dequantized=cache)
     plan = resolve_plan(quantization, training, cuda=DEVICE == "cuda")
     torch.manual_seed(0)
-    model = load_trainable_model(ModelConfig(name_or_path=model_path), quantization, training, LoraConfig(), model_path, plan, print)
+    model = load_trainable_model(
+        model=ModelConfig(name_or_path=model_path), quantization=quantization, training=training, lora=LoraConfig(),
+        model_path=model_path, plan=plan, info=print,
+    )
     for name, parameter in model.named_parameters():  # a non-zero adapter, so LoRA is exercised too
         if "lora_B" in name:
             torch.nn.init.normal_(parameter, std=0.02)
-    token_losses = TokenLosses(model, DEVICE, packing, 4096, 2)
+    token_losses = TokenLosses(model, device=DEVICE, packing=packing, token_budget=4096, batch_size=2)
     with torch.autocast(DEVICE, dtype=plan.compute_dtype, enabled=DEVICE == "cuda"):
         result = token_losses(examples)
     result.sum().backward()

@@ -44,17 +44,12 @@ def profile(args, scratch: Path) -> None:
     import torch
     from torch.profiler import ProfilerActivity, schedule
 
-    from studio.config import LoraConfig, TrainingConfig
+    from studio.config import LoraConfig
     from studio.training.loop import Trainer
 
-    overrides, quantization_overrides, patch = sides.VARIANTS[args.variant]
-    if patch:
-        sides._PATCHES[patch]()
-    training = TrainingConfig(
-        learning_rate=sides.LR, max_steps=args.steps, batch_size=sides.BATCH, gradient_accumulation_steps=sides.ACCUMULATION,
-        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=sides.SEED, **overrides,
-    )
-    model, examples, plan = sides._setup_ours(args, training, quantization_overrides)
+    variant = sides.VARIANTS[args.variant]
+    training = sides.ours_training(variant, args.steps)
+    model, examples, plan = sides._setup_ours(args, training, variant)
     cuda = args.device == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     marks: list[float] = []
@@ -70,7 +65,10 @@ def profile(args, scratch: Path) -> None:
                 marks.append(time.perf_counter())
                 prof.step()
 
-        Trainer(model, examples, [], training, LoraConfig(), plan, scratch, emit, threading.Event()).run()
+        Trainer(
+            model, train=examples, val=[], config=training, lora=LoraConfig(), plan=plan, checkpoints_dir=scratch,
+            emit=emit, abort=threading.Event(), levers=variant.levers,
+        ).run()
     report(recorded[0], marks, cuda, args.rows)
 
 

@@ -4,7 +4,8 @@ Baseline: LlamaBoard's web-UI defaults reproduced with HF Trainer + PEFT (+ bits
 with --quant 4bit): pad to the longest example of each batch of 2, accumulation 8, cutoff
 2048, gradient checkpointing on, LoRA r 8 on all linear layers, loss over full logits.
 Ours: the studio's training loop with its defaults for the device, or a variant with one
-lever turned off (VARIANTS), to measure what each lever is worth.
+lever turned off (VARIANTS), to measure what each lever is worth. A variant is data: config
+overrides and `Levers`, the studio's own switches; nothing of the studio is patched.
 Both sides see the same examples in the same order, so their per-step losses are comparable.
 """
 
@@ -15,45 +16,60 @@ import resource
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from studio.data.tokenize import IGNORE_INDEX, Encoded
+from studio.training.label_loss import CHUNK_ELEMENTS
+from studio.training.levers import Levers
 
 BATCH, ACCUMULATION, CUTOFF, LR, SEED = 2, 8, 2048, 1e-4, 42
 
-# name -> (TrainingConfig overrides, QuantizationConfig overrides, patch applied in the child process)
+
+@dataclass(frozen=True)
+class Variant:
+    """What a variant of our side changes: config fields the user has, or levers the user does not."""
+
+    training: dict = field(default_factory=dict)  # TrainingConfig fields
+    quantization: dict = field(default_factory=dict)  # QuantizationConfig fields
+    levers: Levers = Levers()  # studio/training/levers.py; the defaults are what the studio does
+
+
 VARIANTS = {
-    "ours": ({}, {}, None),
-    "ours-padded": ({"packing": False}, {}, None),
-    "ours-padded-ungrouped": ({"packing": False}, {}, "ungrouped"),
-    "ours-plain-ce": ({}, {}, "plain_ce"),
-    "ours-full-logits": ({}, {}, "full_logits"),
-    "ours-gc": ({"gradient_checkpointing": "on"}, {}, None),
-    "ours-no-gc": ({"gradient_checkpointing": "off"}, {}, None),
-    "ours-no-liger": ({"liger_kernels": False, "compile": "off"}, {"cache_dequantized": "off"}, None),
-    "ours-eager": ({"compile": "off"}, {"cache_dequantized": "off"}, None),  # CUDA: no compile, no weight cache
-    "ours-cached": ({"compile": "off"}, {"cache_dequantized": "on"}, None),
-    "ours-cached-no-gc": ({"gradient_checkpointing": "off", "compile": "off"}, {"cache_dequantized": "on"}, None),
-    "ours-compile": ({"compile": "on"}, {"cache_dequantized": "off"}, None),
-    "ours-cached-compile": ({"compile": "on"}, {"cache_dequantized": "on"}, None),
-    "ours-cached-no-gc-compile": ({"compile": "on", "gradient_checkpointing": "off"}, {"cache_dequantized": "on"}, None),
-    "ours-one-lane": ({"micro_batch_lanes": 1}, {}, None),
-    "ours-bf16": ({"precision": "bf16"}, {}, None),
-    "ours-fp32": ({"precision": "fp32"}, {}, None),
-    "ours-peft-cast": ({}, {}, "peft_cast"),  # under autocast: peft casts each LoRA input to fp32 (a copy kept per layer)
-    "ours-unbalanced": ({}, {}, "unbalanced"),  # consecutive groups handed to whichever lane is free
-    "ours-plain-mlp": ({}, {}, "plain_mlp"),  # CPU: MLPs keep silu(gate) for the backward pass
-    "ours-repeat-kv": ({}, {}, "repeat_kv"),  # CPU attention: key/value heads copied per query head
-    "ours-head-chunk-small": ({}, {}, "head_chunk_small"),  # the chunk size used under glibc malloc
-    "ours-system-malloc": ({}, {}, None),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
-    "ours-tokens-256": ({"micro_batch_tokens": 256}, {}, None),
-    "ours-tokens-512": ({"micro_batch_tokens": 512}, {}, None),
-    "ours-tokens-768": ({"micro_batch_tokens": 768}, {}, None),
-    "ours-tokens-1024": ({"micro_batch_tokens": 1024}, {}, None),
-    "ours-tokens-2048": ({"micro_batch_tokens": 2048}, {}, None),
-    "ours-tokens-4096": ({"micro_batch_tokens": 4096}, {}, None),
+    "ours": Variant(),
+    "ours-padded": Variant(training={"packing": False}),
+    "ours-padded-ungrouped": Variant(training={"packing": False}, levers=Levers(length_grouping=False)),
+    "ours-plain-ce": Variant(levers=Levers(fused_cross_entropy=False)),
+    "ours-full-logits": Variant(levers=Levers(label_rows_only=False)),  # logits and cross-entropy at every position
+    "ours-gc": Variant(training={"gradient_checkpointing": "on"}),
+    "ours-no-gc": Variant(training={"gradient_checkpointing": "off"}),
+    "ours-no-liger": Variant(training={"liger_kernels": False, "compile": "off"}, quantization={"cache_dequantized": "off"}),
+    "ours-eager": Variant(training={"compile": "off"}, quantization={"cache_dequantized": "off"}),  # CUDA: no compile, no weight cache
+    "ours-cached": Variant(training={"compile": "off"}, quantization={"cache_dequantized": "on"}),
+    "ours-cached-no-gc": Variant(training={"gradient_checkpointing": "off", "compile": "off"}, quantization={"cache_dequantized": "on"}),
+    "ours-compile": Variant(training={"compile": "on"}, quantization={"cache_dequantized": "off"}),
+    "ours-cached-compile": Variant(training={"compile": "on"}, quantization={"cache_dequantized": "on"}),
+    "ours-cached-no-gc-compile": Variant(training={"compile": "on", "gradient_checkpointing": "off"}, quantization={"cache_dequantized": "on"}),
+    "ours-one-lane": Variant(training={"micro_batch_lanes": 1}),
+    "ours-bf16": Variant(training={"precision": "bf16"}),
+    "ours-fp32": Variant(training={"precision": "fp32"}),
+    # under autocast: peft casts each LoRA input to fp32 (a copy kept per layer)
+    "ours-peft-cast": Variant(levers=Levers(uncast_lora_inputs=False)),
+    # consecutive groups handed to whichever lane is free
+    "ours-unbalanced": Variant(levers=Levers(balanced_lanes=False)),
+    "ours-plain-mlp": Variant(levers=Levers(lean_mlp=False)),  # CPU: MLPs keep silu(gate) for the backward pass
+    "ours-repeat-kv": Variant(levers=Levers(grouped_kv_attention=False)),  # CPU attention: key/value heads copied per query head
+    # the cross-entropy chunk used on CPU under glibc malloc, also under tcmalloc (and on CUDA)
+    "ours-head-chunk-small": Variant(levers=Levers(cross_entropy_chunk=CHUNK_ELEMENTS["cpu"])),
+    "ours-system-malloc": Variant(),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
+    "ours-tokens-256": Variant(training={"micro_batch_tokens": 256}),
+    "ours-tokens-512": Variant(training={"micro_batch_tokens": 512}),
+    "ours-tokens-768": Variant(training={"micro_batch_tokens": 768}),
+    "ours-tokens-1024": Variant(training={"micro_batch_tokens": 1024}),
+    "ours-tokens-2048": Variant(training={"micro_batch_tokens": 2048}),
+    "ours-tokens-4096": Variant(training={"micro_batch_tokens": 4096}),
 }
 
 QWEN15_18B = dict(  # Qwen1.5-1.8B(-Chat)'s config.json, the tutorial's model
@@ -185,7 +201,17 @@ def _setup_baseline(args):
     return model, _examples(args, model, path), plan
 
 
-def _setup_ours(args, training, quantization_overrides: dict):
+def ours_training(variant: Variant, steps: int, precision: str = "auto"):
+    """Our side's TrainingConfig: the baseline's batch, accumulation, learning rate and seed."""
+    from studio.config import TrainingConfig
+
+    return TrainingConfig(
+        learning_rate=LR, max_steps=steps, batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
+        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **({"precision": precision} | variant.training),
+    )
+
+
+def _setup_ours(args, training, variant: Variant):
     from studio.config import LoraConfig, ModelConfig, QuantizationConfig
     from studio.modeling.loader import resolve_model_path, skip_bitsandbytes
     from studio.modeling.trainable import load_trainable_model
@@ -195,9 +221,12 @@ def _setup_ours(args, training, quantization_overrides: dict):
         skip_bitsandbytes()
     model_config = ModelConfig(name_or_path=args.model_path)
     path = resolve_model_path(model_config)
-    quantization = QuantizationConfig(method=args.quant, **quantization_overrides)
+    quantization = QuantizationConfig(method=args.quant, **variant.quantization)
     torch.manual_seed(SEED)
-    model = load_trainable_model(model_config, quantization, training, LoraConfig(), path, plan, print)
+    model = load_trainable_model(
+        model=model_config, quantization=quantization, training=training, lora=LoraConfig(), model_path=path,
+        plan=plan, info=print, levers=variant.levers,
+    )
     return model, _examples(args, model, path), plan
 
 
@@ -294,19 +323,14 @@ def pad_to_longest(features: list[dict]) -> dict:
     }
 
 
-def run_ours(args, process_started: float, variant: str) -> dict:
-    from studio.config import LoraConfig, TrainingConfig
+def run_ours(args, process_started: float, name: str) -> dict:
+    from studio.config import LoraConfig
     from studio.training.loop import Trainer
 
-    overrides, quantization_overrides, patch = VARIANTS[variant]
-    training = TrainingConfig(
-        learning_rate=LR, max_steps=args.steps, batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
-        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **({"precision": args.precision} | overrides),
-    )
+    variant = VARIANTS[name]
+    training = ours_training(variant, args.steps, args.precision)
     memory = PeakMemory(args.device)
-    if patch:
-        _PATCHES[patch]()
-    model, examples, plan = _setup_ours(args, training, quantization_overrides)
+    model, examples, plan = _setup_ours(args, training, variant)
     first_loss, losses, log_times = [], [], []
 
     def emit(event):
@@ -316,88 +340,12 @@ def run_ours(args, process_started: float, variant: str) -> dict:
             log_times.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, examples, [], training, LoraConfig(), plan, Path(out), emit, threading.Event())
+        trainer = Trainer(
+            model, train=examples, val=[], config=training, lora=LoraConfig(), plan=plan, checkpoints_dir=Path(out),
+            emit=emit, abort=threading.Event(), levers=variant.levers,
+        )
         started = time.perf_counter()
         trainer.run()
         finished = time.perf_counter()
-    flops = _ours_flops(trainer, model, examples, full_logits=patch == "full_logits")
+    flops = _ours_flops(trainer, model, examples, full_logits=not variant.levers.label_rows_only)
     return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops)
-
-
-# -- levers turned off, one at a time ---------------------------------------------------
-
-
-def _ungrouped() -> None:
-    from studio.training import token_losses
-
-    token_losses.group_by_length = lambda examples, size: [examples[i : i + size] for i in range(0, len(examples), size)]
-
-
-def _plain_ce() -> None:
-    from studio.training import token_losses
-
-    token_losses.fused_head_supported = lambda model: False
-    original = token_losses.TokenLosses.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.fused = False
-
-    token_losses.TokenLosses.__init__ = init
-
-
-def _full_logits() -> None:
-    """Logits and cross-entropy over every position, as a plain causal-LM head does."""
-    import torch.nn.functional as F
-
-    from studio.training import token_losses
-
-    def call(self, examples):
-        hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
-        targets = targets.to(hidden.device)
-        losses = F.cross_entropy(self.head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
-        return losses[targets != IGNORE_INDEX]
-
-    token_losses.TokenLosses.__call__ = call
-
-
-def _unbalanced() -> None:
-    """The lane plan before lanes got shares of equal work: the step cut into consecutive groups,
-    each group a plan of its own, so whichever lane is free takes the next."""
-    from studio.training import token_losses
-    from studio.training.packing import split_by_tokens
-
-    token_losses.plan_lanes = lambda examples, budget, lanes: [[g] for g in split_by_tokens(examples, budget, lanes)]
-
-
-def _plain_mlp() -> None:
-    from studio.modeling import lean_mlp
-
-    lean_mlp.use_lean_mlps = lambda model: 0
-
-
-def _repeat_kv() -> None:
-    from studio.training import varlen_attention
-
-    grouped = varlen_attention._causal_sdpa
-
-    def repeated(query, key, value, *rest):
-        groups = query.shape[1] // key.shape[1]
-        return grouped(query, key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1), *rest)
-
-    varlen_attention._causal_sdpa = repeated
-
-
-def _head_chunk_small() -> None:
-    from studio.training import label_loss
-
-    label_loss.chunk_elements = lambda device: label_loss.CHUNK_ELEMENTS.get(device, 2**22)
-
-
-def _peft_cast() -> None:
-    import studio.modeling.trainable as trainable
-
-    trainable.keep_inputs_uncast = lambda model: None
-
-
-_PATCHES = {"peft_cast": _peft_cast, "ungrouped": _ungrouped, "plain_ce": _plain_ce, "full_logits": _full_logits, "head_chunk_small": _head_chunk_small, "unbalanced": _unbalanced, "plain_mlp": _plain_mlp, "repeat_kv": _repeat_kv}

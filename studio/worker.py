@@ -127,7 +127,8 @@ class Worker:
         from studio.modeling.trainable import load_trainable_model
 
         return load_trainable_model(
-            config.model, config.quantization, config.training, config.lora, model_path, plan, self._info, planned_tokens
+            model=config.model, quantization=config.quantization, training=config.training, lora=config.lora,
+            model_path=model_path, plan=plan, info=self._info, planned_tokens=planned_tokens,
         )
 
     def _make_trainer(self, config: RunConfig, model, tokenizer, data, plan):
@@ -135,8 +136,8 @@ class Worker:
 
         train, val = data
         trainer = Trainer(
-            model, train.examples, val.examples, config.training, config.lora, plan,
-            self.folder.checkpoints_dir, self._emit_and_track, self.abort,
+            model, train=train.examples, val=val.examples, config=config.training, lora=config.lora, plan=plan,
+            checkpoints_dir=self.folder.checkpoints_dir, emit=self._emit_and_track, abort=self.abort,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
         checkpoint = self.status.resume_from or config.training.resume_from_checkpoint

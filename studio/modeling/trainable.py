@@ -6,9 +6,11 @@ from typing import Callable
 
 from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan
+from studio.training.levers import DEFAULT_LEVERS, Levers
 
 
 def load_trainable_model(
+    *,
     model: ModelConfig,
     quantization: QuantizationConfig,
     training: TrainingConfig,
@@ -17,7 +19,10 @@ def load_trainable_model(
     plan: ComputePlan,
     info: Callable[[str], None] = lambda line: None,
     planned_tokens: int | None = None,
+    levers: Levers = DEFAULT_LEVERS,
 ):
+    """`planned_tokens`: about how many tokens the run trains on, which 'auto' compilation weighs
+    its cost against. `levers.lean_mlp` and `levers.uncast_lora_inputs` are honoured here."""
     from studio.modeling.liger import apply_liger_kernels
     from studio.modeling.loader import attach_lora, load_base_model, prepare_for_training
 
@@ -30,13 +35,13 @@ def load_trainable_model(
     if kernels:
         info(kernels)
     base = prepare_for_training(base, plan, training.use_gradient_checkpointing(plan.device))
-    if plan.device == "cpu":  # no recomputation there, so what autograd keeps is what the run peaks at
+    if plan.device == "cpu" and levers.lean_mlp:  # no recomputation on CPU: what autograd keeps is the peak
         from studio.modeling.lean_mlp import use_lean_mlps
 
         if use_lean_mlps(base):
             info("MLPs keep 2 of their 4 activations for the backward pass (silu recomputed).")
     peft_model = attach_lora(base, lora)
-    if plan.autocast:
+    if plan.autocast and levers.uncast_lora_inputs:
         keep_inputs_uncast(peft_model)
     if plan.quantize_4bit and plan.device == "cpu":
         keep_4bit_layout(peft_model)

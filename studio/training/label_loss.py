@@ -58,10 +58,11 @@ def fused_head_supported(model) -> bool:
     return plain and not scaled
 
 
-def label_losses(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, fused: bool) -> torch.Tensor:
-    """Per-token losses of the rows of `hidden` (rows x dim) against `targets` (rows,)."""
-    if fused:
-        rows = max(MIN_CHUNK_ROWS, chunk_elements(hidden.device.type) // head.weight.shape[0])
+def label_losses(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """Per-token losses of the rows of `hidden` (rows x dim) against `targets` (rows,): fused in
+    chunks of about `chunk` logits, or torch's cross-entropy over whole logits when `chunk` is None."""
+    if chunk:
+        rows = max(MIN_CHUNK_ROWS, chunk // head.weight.shape[0])
         return LabelCrossEntropy.apply(hidden, head.weight, targets, rows)
     return F.cross_entropy(head(hidden).float(), targets, reduction="none")
 

@@ -24,22 +24,24 @@ from studio.modeling.compute import ComputePlan
 from studio.training.batches import StepSchedule, predicted_tokens
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
 from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
+from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.token_losses import TokenLosses
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Outcome:
     state: LoopState
-    aborted: bool
-    stopped_early: bool
     last_loss: float | None
-    checkpoint: Path | None = None
+    aborted: bool = False
+    stopped_early: bool = False
+    checkpoint: Path | None = None  # the abort checkpoint
 
 
 class Trainer:
     def __init__(
         self,
         model,
+        *,
         train: list[Encoded],
         val: list[Encoded],
         config: TrainingConfig,
@@ -48,12 +50,14 @@ class Trainer:
         checkpoints_dir: Path,
         emit: Callable,
         abort: threading.Event,
+        levers: Levers = DEFAULT_LEVERS,
     ):
         self.model, self.train, self.val = model, train, val
         self.config, self.plan = config, plan
         self.lanes = Lanes(lanes_for(plan.device, config.micro_batch_lanes))
         self.token_losses = TokenLosses(
-            model, plan.device, config.packing, config.tokens_per_forward(plan.device), config.batch_size, self.lanes.count
+            model, device=plan.device, packing=config.packing, token_budget=config.tokens_per_forward(plan.device),
+            batch_size=config.batch_size, lanes=self.lanes.count, levers=levers,
         )
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule(
@@ -92,16 +96,16 @@ class Trainer:
             result = self._optimizer_step(step)
             if result is None:  # abort requested mid-step: the partial step is discarded
                 path = self._save("abort")
-                return Outcome(self.state, True, False, window.last_loss, path)
+                return Outcome(state=self.state, last_loss=window.last_loss, aborted=True, checkpoint=path)
             window.add(*result)
             self.state.step = step + 1
             if self._should_log(step + 1, total):
                 self._log(window, started, first_step)
             if self._should_eval(step + 1, total) and self._evaluate():
-                return Outcome(self.state, False, True, window.last_loss)
+                return Outcome(state=self.state, last_loss=window.last_loss, stopped_early=True)
             if (step + 1) % self.config.save_steps == 0 and step + 1 < total:
                 self._save("periodic")
-        return Outcome(self.state, False, False, window.last_loss)
+        return Outcome(state=self.state, last_loss=window.last_loss)
 
     def finalize(self) -> None:
         """Put the best evaluated weights back when the config asks for them."""

@@ -84,19 +84,22 @@ def split_evenly(examples: list[Encoded], count: int) -> list[list[Encoded]]:
     return [examples[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
-def plan_lanes(examples: list[Encoded], budget: int, lanes: int) -> list[list[list[Encoded]]]:
+def plan_lanes(examples: list[Encoded], budget: int, lanes: int, balanced: bool = True) -> list[list[list[Encoded]]]:
     """For each lane, the packed micro-batches it trains one after the other.
 
     The step's examples are first dealt into `lanes` shares of about equal work, then each share
     is cut into the same number of micro-batches of about `budget` tokens. Cutting the step into
     consecutive groups and handing them to whichever lane is free left one lane idle for up to a
     fifth of a step on 2 cores: groups differ by up to an example's length, and those
-    differences pile up on one lane (docs/benchmarks.md).
+    differences pile up on one lane (docs/benchmarks.md). `balanced=False` plans that way
+    (`Levers.balanced_lanes`): each group a plan of its own, taken by whichever lane is free.
     """
     if not examples:
         return []
     if lanes == 1:
         return [split_by_tokens(examples, budget)]
+    if not balanced:
+        return [[group] for group in split_by_tokens(examples, budget, lanes)]
     shares = deal(examples, lanes, example_work)
     total = sum(len(example.input_ids) for example in examples)
     per_lane = math.ceil(total / budget / len(shares))
@@ -128,7 +131,8 @@ def deal(items: list, lanes: int, work: Callable) -> list[list]:
     return [[items[i] for i in sorted(share)] for share in shares if share]
 
 
-def group_by_length(examples: list[Encoded], batch_size: int) -> list[list[Encoded]]:
-    """Padded micro-batches of similar lengths, so little of each is padding."""
-    ordered = sorted(examples, key=lambda e: len(e.input_ids))
+def padded_groups(examples: list[Encoded], batch_size: int, by_length: bool = True) -> list[list[Encoded]]:
+    """Padded micro-batches of similar lengths, so little of each is padding; consecutive
+    examples in their given order with `by_length=False` (`Levers.length_grouping`)."""
+    ordered = sorted(examples, key=lambda e: len(e.input_ids)) if by_length else examples
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]

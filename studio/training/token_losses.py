@@ -5,51 +5,68 @@ ids and varlen attention, so no compute goes to padding. Padded (fallback, and f
 whose attention cannot be packed): micro-batches of similar lengths, padded on the right.
 Either way only the hidden states at label positions reach the output layer.
 The losses come back in the same order for both layouts: example by example, left to right.
+`Levers` switches each speed technique of this pass off, for measuring it (see levers.py).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from studio.data.tokenize import IGNORE_INDEX, Encoded
 from studio.training import varlen_attention
-from studio.training.label_loss import fused_head_supported, label_losses
-from studio.training.packing import deal, group_by_length, pack, plan_lanes, shifted_targets
+from studio.training.label_loss import chunk_elements, fused_head_supported, label_losses
+from studio.training.levers import DEFAULT_LEVERS, Levers
+from studio.training.packing import deal, pack, padded_groups, plan_lanes, shifted_targets
 
 
 class TokenLosses:
-    def __init__(self, model, device: str, packing: bool, token_budget: int, batch_size: int, lanes: int = 1):
+    def __init__(
+        self, model, *, device: str, packing: bool, token_budget: int, batch_size: int, lanes: int = 1,
+        levers: Levers = DEFAULT_LEVERS,
+    ):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
-        self.fused = fused_head_supported(base)
+        self.levers = levers
+        self.fused = levers.fused_cross_entropy and levers.label_rows_only and fused_head_supported(base)
+        self.chunk = (levers.cross_entropy_chunk or chunk_elements(device)) if self.fused else None
         self.packing = packing and packing_supported(base)
         self.device, self.token_budget, self.batch_size, self.lanes = device, token_budget, batch_size, lanes
         if self.packing:
-            base.set_attn_implementation(varlen_attention.register())
+            base.set_attn_implementation(varlen_attention.register(levers.grouped_kv_attention))
 
     def describe(self) -> str:
         layout = (
             f"padding-free packing, about {self.token_budget} tokens or fewer per forward pass, attention within each example"
             if self.packing
-            else f"padded micro-batches of {self.batch_size} grouped by length"
+            else f"padded micro-batches of {self.batch_size} " + ("grouped by length" if self.levers.length_grouping else "in order")
         )
         head = "fused chunked cross-entropy" if self.fused else "cross-entropy"
-        return f"Batches: {layout}; loss: {head} at label positions only."
+        where = "label positions only" if self.levers.label_rows_only else "every position"
+        return f"Batches: {layout}; loss: {head} at {where}."
 
     def lane_plans(self, examples: list[Encoded]) -> list[list[list[Encoded]]]:
         """For each lane, the micro-batches it runs one after the other (one list with one lane)."""
         if self.packing:
-            return plan_lanes(examples, self.token_budget, self.lanes)
-        groups = group_by_length(examples, self.batch_size)
+            return plan_lanes(examples, self.token_budget, self.lanes, self.levers.balanced_lanes)
+        groups = padded_groups(examples, self.batch_size, self.levers.length_grouping)
         return deal(groups, self.lanes, lambda group: len(group) * max(len(e.input_ids) for e in group))
 
     def __call__(self, examples: list[Encoded]) -> torch.Tensor:
         hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
+        if not self.levers.label_rows_only:
+            return self._all_positions(hidden, targets)
         # the label rows are found on the host, where the targets are built: no device sync
         rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
         labelled = hidden.index_select(0, rows.to(self.device, non_blocking=True))
-        return label_losses(labelled, self.head, targets[rows].to(self.device, non_blocking=True), self.fused)
+        return label_losses(labelled, self.head, targets[rows].to(self.device, non_blocking=True), self.chunk)
+
+    def _all_positions(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """`Levers.label_rows_only` off: logits at every position, as a plain causal-LM head makes them."""
+        targets = targets.to(self.device)
+        losses = F.cross_entropy(self.head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
+        return losses[targets != IGNORE_INDEX]
 
     def _packed(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = pack(examples)

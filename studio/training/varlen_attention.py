@@ -1,8 +1,8 @@
 """Attention over packed rows: causal attention inside each example, never across examples.
 
-Registered with transformers' attention interface under `NAME`. The model's attention
-modules call it with the `cu_seq_lens_q` / `max_length_q` keyword arguments the training
-loop passes to the decoder. On CUDA with half-precision inputs it is one varlen flash
+Registered with transformers' attention interface under `NAME` (see `register`). The
+model's attention modules call it with the `cu_seq_lens_q` / `max_length_q` keyword arguments
+the training loop passes to the decoder. On CUDA with half-precision inputs it is one varlen flash
 attention call; elsewhere (CPU, fp32) it is one causal SDPA call per example, which costs
 the sum of the examples' squared lengths rather than the square of the packed length.
 Masks are never built for this implementation (transformers skips mask creation for
@@ -12,16 +12,21 @@ also correct: causal attention keeps real tokens from seeing the padding after t
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
 import torch.nn.functional as F
 
 NAME = "studio_varlen"
+REPEATED_KV_NAME = "studio_varlen_repeat_kv"  # Levers.grouped_kv_attention off
 
 
-def varlen_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None, **kwargs):
-    """(1, heads, T, dim) packed query/key/value -> ((1, T, heads, dim), None)."""
+def varlen_attention_forward(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None, *, grouped_kv=True, **kwargs
+):
+    """(1, heads, T, dim) packed query/key/value -> ((1, T, heads, dim), None). `grouped_kv=False`
+    repeats key/value heads per query head before SDPA (set at registration, never by transformers)."""
     if kwargs.get("softcap") is not None:
         raise NotImplementedError("Packed attention does not support attention logit soft-capping; set training.packing to false.")
     cu_seqlens = kwargs.get("cu_seq_lens_q")
@@ -35,7 +40,7 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     else:  # a host sync per layer on CUDA; only this fallback needs the bounds on the host
         bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
     outputs = [
-        _causal_sdpa(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout, scaling, sliding_window)
+        _causal_sdpa(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout, scaling, sliding_window, grouped_kv)
         for start, end in bounds
     ]
     if len(outputs) == 1:
@@ -43,7 +48,10 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     return torch.cat([output.transpose(1, 2) for output in outputs], dim=1), None  # one copy, into (1, T, heads, dim)
 
 
-def _causal_sdpa(query, key, value, dropout, scaling, sliding_window):
+def _causal_sdpa(query, key, value, dropout, scaling, sliding_window, grouped_kv=True):
+    if not grouped_kv and query.shape[1] != key.shape[1]:  # the copies grouped SDPA saves; for measuring it
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     # grouped-query attention without copies of the key/value heads (which autograd would keep)
     gqa = query.shape[1] != key.shape[1]
     length = query.shape[2]
@@ -113,8 +121,13 @@ def _varlen_parameters() -> frozenset[str]:
     return _VARLEN_PARAMETERS
 
 
-def register() -> str:
+def register(grouped_kv: bool = True) -> str:
+    """Registers packed attention with transformers; returns the name a model's
+    `set_attn_implementation` takes. `grouped_kv` is `Levers.grouped_kv_attention`."""
     from transformers import AttentionInterface
 
-    AttentionInterface.register(NAME, varlen_attention_forward)
-    return NAME
+    if grouped_kv:
+        AttentionInterface.register(NAME, varlen_attention_forward)
+        return NAME
+    AttentionInterface.register(REPEATED_KV_NAME, functools.partial(varlen_attention_forward, grouped_kv=False))
+    return REPEATED_KV_NAME

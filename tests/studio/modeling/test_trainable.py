@@ -27,11 +27,14 @@ def _losses_and_grads(tiny_model_dir, examples, lines=None, **settings):
     plan = resolve_plan(quantization, training, cuda=False)
     path = str(tiny_model_dir)
     torch.manual_seed(0)
-    model = load_trainable_model(ModelConfig(name_or_path=path), quantization, training, LoraConfig(), path, plan, (lines if lines is not None else []).append)
+    model = load_trainable_model(
+        model=ModelConfig(name_or_path=path), quantization=quantization, training=training, lora=LoraConfig(),
+        model_path=path, plan=plan, info=(lines if lines is not None else []).append,
+    )
     for name, parameter in model.named_parameters():
         if "lora_B" in name:  # a non-zero adapter, so the LoRA path is part of the comparison
             torch.nn.init.normal_(parameter, std=0.05, generator=torch.Generator().manual_seed(1))
-    losses = TokenLosses(model, "cpu", packing=True, token_budget=10**6, batch_size=2)(examples)
+    losses = TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2)(examples)
     losses.sum().backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     return model, losses.detach(), grads
@@ -91,7 +94,9 @@ def test_under_autocast_lora_inputs_are_shared_not_cast(tiny_model_dir, examples
     quantization = QuantizationConfig(method="none")
     plan = resolve_plan(quantization, training, cuda=False)
     path = str(tiny_model_dir)
-    model = load_trainable_model(ModelConfig(name_or_path=path), quantization, training, LoraConfig(), path, plan)
+    model = load_trainable_model(
+        model=ModelConfig(name_or_path=path), quantization=quantization, training=training, lora=LoraConfig(), model_path=path, plan=plan
+    )
     lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
     assert lora_layers and not any(m.cast_input_dtype_enabled for m in lora_layers)
 
@@ -105,7 +110,7 @@ def test_under_autocast_lora_inputs_are_shared_not_cast(tiny_model_dir, examples
             return tensor
 
         with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", torch.bfloat16):
-            losses = TokenLosses(model, "cpu", packing=True, token_budget=10**6, batch_size=2)(examples[:3])
+            losses = TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2)(examples[:3])
         return losses.detach(), sum(kept.values())
 
     cast_losses, cast_kept = losses_and_kept(True)

@@ -42,7 +42,10 @@ def _train(tiny_model_dir, examples, tmp_path, **training) -> tuple[list[float],
     def emit(event):
         (losses if event.type == "step" else evals).append(event.loss if event.type == "step" else event.eval_loss)
 
-    trainer = Trainer(model, examples[:18], examples[18:], config, LoraConfig(), plan, tmp_path, emit, threading.Event())
+    trainer = Trainer(
+        model, train=examples[:18], val=examples[18:], config=config, lora=LoraConfig(), plan=plan,
+        checkpoints_dir=tmp_path, emit=emit, abort=threading.Event(),
+    )
     trainer.run()
     return losses, evals
 

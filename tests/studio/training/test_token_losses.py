@@ -49,7 +49,7 @@ def _reference_losses(model, examples: list[Encoded]) -> torch.Tensor:
 def test_packed_per_token_losses_equal_padded(tiny_model_dir, examples):
     model = _model(tiny_model_dir)
     reference = _reference_losses(model, examples)
-    packed = TokenLosses(model, "cpu", packing=True, token_budget=10**6, batch_size=2)
+    packed = TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2)
     assert packed.packing and packed.fused
     losses = packed(examples)
     assert losses.shape == reference.shape
@@ -61,7 +61,7 @@ def test_packed_gradients_equal_padded(tiny_model_dir, examples):
     _reference_losses(model, examples).sum().backward()
     expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad()
-    TokenLosses(model, "cpu", packing=True, token_budget=10**6, batch_size=2)(examples).sum().backward()
+    TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2)(examples).sum().backward()
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             assert torch.allclose(parameter.grad, expected[name], atol=1e-4, rtol=1e-3), name
@@ -69,7 +69,7 @@ def test_packed_gradients_equal_padded(tiny_model_dir, examples):
 
 def test_padded_fallback_gives_the_same_losses(tiny_model_dir, examples):
     model = _model(tiny_model_dir)
-    padded = TokenLosses(model, "cpu", packing=False, token_budget=0, batch_size=3)
+    padded = TokenLosses(model, device="cpu", packing=False, token_budget=0, batch_size=3)
     losses = torch.cat([padded(group) for group in [examples]])
     assert torch.allclose(losses, _reference_losses(model, examples), atol=1e-3, rtol=0)
 
@@ -77,7 +77,7 @@ def test_padded_fallback_gives_the_same_losses(tiny_model_dir, examples):
 def test_no_attention_across_examples(tiny_model_dir, examples):
     """Replacing the first example changes nothing in the losses of the second."""
     model = _model(tiny_model_dir)
-    packed = TokenLosses(model, "cpu", packing=True, token_budget=10**6, batch_size=2)
+    packed = TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2)
     first, second, other = examples[0], examples[1], examples[2]
     count = second.num_label_tokens - (second.labels[0] != IGNORE_INDEX)
     with torch.no_grad():
