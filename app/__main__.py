@@ -7,11 +7,14 @@ confined to it (studio.workspace). Flags are defined once, in studio.serving.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# bitsandbytes warns at import that an optional CPU kernel package is missing; the studio does not use it
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

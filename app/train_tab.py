@@ -23,6 +23,7 @@ SECTIONS = [("model", T.section_model), ("lora", T.section_lora), ("quantization
 ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method", "data.dataset_dir", "data.datasets", "name",
              "training.output_dir"}
 LATEST = "latest"
+PER_ROW = 4
 # the log box shows its newest lines: scrolled to its end after every redraw
 FOLLOW_LOG_END = "() => { const box = document.querySelector('#qs-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
 
@@ -89,11 +90,14 @@ def _parameters(form: ConfigForm, labels: Labels) -> None:
                 form.add(path, min_width=150)
     for section, title in SECTIONS:
         paths = [f"{section}.{name}" for name in type(getattr(form.defaults, section)).model_fields]
+        paths = [p for p in paths if p not in ELSEWHERE and p not in COMMON]
         with labels.add(gr.Accordion(title("en"), open=False), title):
-            with gr.Row():
-                for path in paths:
-                    if path not in ELSEWHERE and path not in COMMON:
-                        form.add(path, min_width=180)
+            for start in range(0, len(paths), PER_ROW):  # rows of equal width: long help texts stay readable
+                with gr.Row(equal_height=True):
+                    for path in paths[start : start + PER_ROW]:
+                        form.add(path, min_width=200)
+                    for _ in range(PER_ROW - len(paths[start : start + PER_ROW])):
+                        gr.HTML(min_height=0)  # keeps the last row's fields as wide as the others
 
 
 def wire(page: Page, tab: TrainTab) -> None:

@@ -69,6 +69,16 @@ class Step(_Event):
     rss_mib: float
 
 
+class Heartbeat(_Event):
+    """Between logged steps, at most once a second: how far the run is, so progress moves every step."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    step: int
+    total_steps: int
+    elapsed_s: float
+    eta_s: float | None
+
+
 class Eval(_Event):
     type: Literal["eval"] = "eval"
     step: int
@@ -139,7 +149,7 @@ class EvalProgress(_Event):
 
 
 Event = Annotated[
-    Union[AttemptStarted, Phase, Started, Step, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted, EvalProgress],
+    Union[AttemptStarted, Phase, Started, Step, Heartbeat, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted, EvalProgress],
     Field(discriminator="type"),
 ]
 TERMINAL = (Finished, Failed, Aborted)

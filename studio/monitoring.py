@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from studio.events import Aborted, AttemptStarted, Eval, Event, Failed, Finished, Gpu, Phase, Started, Step
+from studio.events import Aborted, AttemptStarted, Eval, Event, Failed, Finished, Gpu, Heartbeat, Phase, Started, Step
 
 MAX_LOG_LINES = 200
 
@@ -93,6 +93,9 @@ class RunHistory:
                 self._on_started(event)
             case Step():
                 self._on_step(event)
+            case Heartbeat():
+                self.step, self.total_steps = event.step, event.total_steps
+                self.elapsed_s, self.eta_s, self.eta_at = event.elapsed_s, event.eta_s, event.time
             case Eval():
                 self.eval_loss.add(event.step, event.eval_loss)
             case Gpu():

@@ -21,7 +21,7 @@ import traceback
 
 from studio.allocator import allocator_in_use
 from studio.config import RunConfig
-from studio.events import Aborted, Failed, Finished, Log, Phase, Started
+from studio.events import Aborted, Failed, Finished, Heartbeat, Log, Phase, Started, Step
 from studio.gpu_monitor import GpuSampler
 from studio.processes import process_start_time
 from studio.run_folder import RunFolder, RunStatus
@@ -241,7 +241,7 @@ class Worker:
 
     def _emit_and_track(self, event) -> None:
         self.folder.append(event)
-        if event.type == "step":
+        if isinstance(event, (Step, Heartbeat)):
             self._set_status("running", step=event.step)
 
     def _phase(self, name: str, message: str) -> None:
@@ -276,9 +276,7 @@ def _planned_tokens(config: RunConfig, train: list) -> int:
     from studio.training.batches import StepSchedule
 
     training = config.training
-    schedule = StepSchedule(
-        len(train), training.batch_size, training.gradient_accumulation_steps, training.num_epochs, training.max_steps, training.seed
-    )
+    schedule = StepSchedule.of(len(train), training)
     mean_length = sum(len(e.input_ids) for e in train) / max(1, len(train))
     return round(schedule.total_steps * training.batch_size * training.gradient_accumulation_steps * mean_length)
 

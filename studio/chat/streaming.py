@@ -52,8 +52,9 @@ class BatchStreamer(BaseStreamer):
         self.updates.put(self._snapshot())
 
     def end(self) -> None:
-        for answer in self.answers:
+        for row, answer in enumerate(self.answers):
             answer.done = True
+            answer.text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)  # whatever came, in full
         self.updates.put(self._snapshot())
         self.updates.put(None)
 
@@ -64,7 +65,9 @@ class BatchStreamer(BaseStreamer):
 
     def _refresh(self, row: int) -> None:
         answer = self.answers[row]
-        answer.text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+        text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+        # a character split across tokens (Chinese, emoji) decodes as U+FFFD until its last byte arrives: hold it back
+        answer.text = text.rstrip("\ufffd") if text.endswith("\ufffd") else text
         answer.tokens = len(self.tokens[row])
         answer.seconds = time.perf_counter() - self._started
 

@@ -24,6 +24,12 @@ class StepSchedule:
     max_steps: int | None
     seed: int
 
+    @classmethod
+    def of(cls, num_examples: int, training) -> "StepSchedule":
+        """The schedule a TrainingConfig gives `num_examples` training examples."""
+        return cls(num_examples=num_examples, batch_size=training.batch_size, accumulation=training.gradient_accumulation_steps,
+                   num_epochs=training.num_epochs, max_steps=training.max_steps, seed=training.seed)
+
     @property
     def micro_batches_per_epoch(self) -> int:
         return math.ceil(self.num_examples / self.batch_size)

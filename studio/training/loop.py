@@ -19,7 +19,7 @@ import torch
 
 from studio.config import LoraConfig, TrainingConfig
 from studio.data.tokenize import Encoded
-from studio.events import Eval, Step
+from studio.events import Eval, Heartbeat, Step
 from studio.modeling.compute import ComputePlan
 from studio.training.batches import StepSchedule, predicted_tokens
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
@@ -27,6 +27,8 @@ from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.token_losses import TokenLosses
 
+
+HEARTBEAT_S = 1.0  # at most one heartbeat event a second, however fast the steps
 
 @dataclass(kw_only=True)
 class Outcome:
@@ -60,14 +62,12 @@ class Trainer:
             batch_size=config.batch_size, lanes=self.lanes.count, levers=levers,
         )
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
-        self.schedule = StepSchedule(
-            len(train), config.batch_size, config.gradient_accumulation_steps,
-            config.num_epochs, config.max_steps, config.seed,
-        )
+        self.schedule = StepSchedule.of(len(train), config)
         self.optimizer = _build_optimizer(model, config, lora, plan)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
         self.state = LoopState()
+        self._last_beat = time.time()
         self.best_weights: dict | None = None
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
         self.scaler = torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
@@ -101,6 +101,8 @@ class Trainer:
             self.state.step = step + 1
             if self._should_log(step + 1, total):
                 self._log(window, started, first_step)
+            elif time.time() - self._last_beat >= HEARTBEAT_S:
+                self._beat(started, first_step)
             if self._should_eval(step + 1, total) and self._evaluate():
                 return Outcome(state=self.state, last_loss=window.last_loss, stopped_early=True)
             if (step + 1) % self.config.save_steps == 0 and step + 1 < total:
@@ -189,10 +191,21 @@ class Trainer:
     def _should_eval(self, step: int, total: int) -> bool:
         return bool(self.val) and (step % self.config.eval_steps == 0 or step == total)
 
-    def _log(self, window: "_Window", started: float, first_step: int) -> None:
+    def _beat(self, started: float, first_step: int) -> None:
+        """Steps between logged ones still move the page's progress (no loss: that waits for logging_steps)."""
+        elapsed, eta = self._timing(started, first_step)
+        self.emit(Heartbeat(step=self.state.step, total_steps=self.schedule.total_steps, elapsed_s=elapsed, eta_s=eta))
+        self._last_beat = time.time()
+
+    def _timing(self, started: float, first_step: int) -> tuple[float, float | None]:
         elapsed = time.time() - started
         done = self.state.step - first_step
         remaining = self.schedule.total_steps - self.state.step
+        return round(elapsed, 2), (round(elapsed / done * remaining, 1) if done else None)
+
+    def _log(self, window: "_Window", started: float, first_step: int) -> None:
+        elapsed, eta = self._timing(started, first_step)
+        self._last_beat = time.time()
         loss, grad_norm, tokens_per_second = window.flush()
         self.emit(
             Step(
@@ -203,8 +216,8 @@ class Trainer:
                 learning_rate=self.scheduler.get_last_lr()[0],
                 grad_norm=grad_norm,
                 tokens_per_second=tokens_per_second,
-                elapsed_s=round(elapsed, 2),
-                eta_s=round(elapsed / done * remaining, 1) if done else None,
+                elapsed_s=elapsed,
+                eta_s=eta,
                 rss_mib=_rss_mib(),
             )
         )

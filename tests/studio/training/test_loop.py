@@ -77,3 +77,24 @@ def test_bf16_on_cpu_follows_the_fp32_curve_and_repeats_exactly(tiny_model_dir, 
         assert ours == pytest.approx(reference, abs=0.05)
     assert bf16[0][-1] < bf16[0][0]
     assert bf16 == again
+
+
+def test_steps_between_logged_ones_send_heartbeats(tiny_model_dir, examples, tmp_path, monkeypatch):
+    """Progress moves every step: a heartbeat (step, elapsed, ETA) between logged steps, at most one a second."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from studio.training import loop
+
+    monkeypatch.setattr(loop, "HEARTBEAT_S", 0.0)  # every step, so that a short test sees them
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), PeftLoraConfig(r=4, target_modules="all-linear"))
+    config = TrainingConfig(max_steps=5, batch_size=2, gradient_accumulation_steps=1, logging_steps=1000, eval_steps=1000,
+                            save_steps=1000, precision="fp32")
+    events = []
+    trainer = loop.Trainer(model, train=examples[:18], val=[], config=config, lora=LoraConfig(),
+                           plan=resolve_plan(QuantizationConfig(method="none"), config, cuda=False),
+                           checkpoints_dir=tmp_path, emit=events.append, abort=threading.Event())
+    trainer.run()
+    assert [(e.type, e.step) for e in events] == [("step", 1), ("heartbeat", 2), ("heartbeat", 3), ("heartbeat", 4), ("step", 5)]
+    assert all(e.eta_s is not None and e.total_steps == 5 for e in events if e.type == "heartbeat")
