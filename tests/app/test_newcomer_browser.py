@@ -1,0 +1,85 @@
+"""The page as a newcomer lives it, in a real Chromium: a model brings its recipe, charts wait for the first step,
+progress keeps moving, lists follow the runs without Refresh, the log shows its end, and no action runs on a
+silently missing choice."""
+
+import re
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def page(open_page):
+    return open_page("Train")
+
+
+def test_choosing_the_embedded_model_fills_in_its_recipe(open_page, shoot):
+    page = open_page("Train")
+    model = page.locator("#qs-field-model-name_or_path input")
+    model.click()
+    model.fill("embedded:SmolLM2-135M-Instruct")
+    model.press("Enter")
+    page.locator("#qs-recipe-note").get_by_text("demo recipe").wait_for(timeout=30_000)
+    assert page.locator("#qs-field-training-learning_rate input").input_value() == "0.001"
+    assert page.locator("#qs-field-training-num_epochs input").input_value() == "2"
+    shoot(page, "12-recipe-filled")
+
+
+def test_before_the_first_step_the_charts_say_they_are_waiting(page, shoot):
+    page.locator("#qs-field-training-max_steps textarea").fill("40")  # logging every 10 steps (the server's config)
+    page.locator("#qs-start").click()
+    page.locator("#qs-loss-chart").get_by_text("Waiting for the first step").wait_for(timeout=30_000)
+    shoot(page, "13-waiting-for-first-step")
+
+
+def test_progress_keeps_moving_between_logged_steps(page, shoot):
+    progress = page.locator("#qs-progress")
+    progress.get_by_text("running").wait_for(timeout=120_000)
+    first = progress.inner_text()
+    page.wait_for_timeout(2500)
+    assert progress.inner_text() != first  # the elapsed time ticks (and heartbeats move the step)
+    assert re.search(r"elapsed \d+:\d\d", progress.inner_text())
+    shoot(page, "14-progress-moving")
+
+
+def test_lists_follow_a_finished_run_without_refresh(page, shoot):
+    page.get_by_role("tab", name="Chat", exact=True).click()  # opened before the run ends: no adapter yet
+    chat_adapters = page.locator("#qs-chat-adapter")
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.locator("#qs-progress").get_by_text("finished").wait_for(timeout=300_000)
+    run_id = page.locator("#qs-runs input").input_value()
+    page.wait_for_timeout(2500)  # the next poll sees the run end; the lists follow
+    for tab, box in (("Chat", chat_adapters), ("Evaluate & Predict", page.locator("#qs-eval-adapter")),
+                     ("Export", page.locator("#qs-export-adapter"))):
+        page.get_by_role("tab", name=tab, exact=True).click()
+        box.locator("input").click()
+        page.get_by_role("option", name=run_id).wait_for(timeout=10_000)
+        page.keyboard.press("Escape")
+    shoot(page, "15-adapter-listed-after-finish")
+
+
+def test_the_log_shows_its_end(page):
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.wait_for_timeout(2500)
+    scrolled = page.evaluate("""() => { const t = document.querySelector('#qs-log textarea');
+        return t.scrollHeight - t.clientHeight - t.scrollTop; }""")
+    assert scrolled <= 5 and "[finished]" in page.locator("#qs-log textarea").input_value()
+    progress = page.locator("#qs-progress").inner_text()
+    assert "saving" not in progress  # an ended run shows its state, not a stale phase
+
+
+def test_evaluate_refuses_to_compare_without_an_adapter(open_page, shoot):
+    page = open_page("Evaluate & Predict")
+    page.get_by_role("tab", name="Evaluate & Predict", exact=True).click()
+    page.locator("#qs-eval-start").click()
+    page.locator("#qs-eval-progress").get_by_text("choose an adapter first").wait_for(timeout=30_000)
+    shoot(page, "16-compare-needs-an-adapter")
+
+
+def test_preview_shows_that_it_works(open_page):
+    page = open_page("Train")
+    started = time.time()
+    page.get_by_role("button", name="Preview dataset").click()
+    summary = page.locator("#qs-preview")
+    summary.get_by_text(re.compile("Loading|Reading|Counting tokens|alpaca_zh_demo")).first.wait_for(timeout=60_000)
+    assert time.time() - started < 30
