@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 
@@ -84,16 +85,26 @@ def sample_records(records: Records, count: int) -> Records:
 
 
 def split_conversations(loaded: list[DatasetExamples], val_size: float, seed: int) -> Split:
-    examples = [example for dataset in loaded for example in dataset.examples]
-    random.Random(seed).shuffle(examples)
-    n_val = round(len(examples) * val_size)
-    if val_size > 0 and len(examples) >= 2:
+    """A seeded train/validation split in which no example is in both.
+
+    Identical examples (a dataset drawn more than once, num_samples) go to one side together, and
+    validation holds one copy of each: an evaluation on examples the model also trained on would
+    say nothing.
+    """
+    copies: dict[str, list] = {}
+    for example in (example for dataset in loaded for example in dataset.examples):
+        copies.setdefault(json.dumps(example, default=vars, ensure_ascii=False, sort_keys=True), []).append(example)
+    groups = list(copies.values())
+    random.Random(seed).shuffle(groups)
+    n_val = round(len(groups) * val_size)
+    if val_size > 0 and len(groups) >= 2:
         n_val = max(1, n_val)
     skipped: dict[str, int] = {}
     for dataset in loaded:
         for reason, count in dataset.skipped.items():
             skipped[f"{dataset.dataset}: {dataset.skipped_text(reason)}"] = count
-    return Split(train=examples[n_val:], val=examples[:n_val], skipped=skipped)
+    val = [group[0] for group in groups[:n_val]]
+    return Split(train=[example for group in groups[n_val:] for example in group], val=val, skipped=skipped)
 
 
 def tokenize_conversations(tokenizer, conversations: list[list[Message]], config: DataConfig) -> Tokenized:

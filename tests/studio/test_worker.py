@@ -70,7 +70,7 @@ def test_checkpoints_and_a_plain_peft_adapter(finished_run, tiny_model_dir):
 
 def test_validation_split_is_kept_for_evaluation(finished_run):
     lines = finished_run.val_file.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 8  # 10% of 80 examples: 40 demo + 40 identity (its 16 rows drawn 4 times, then 40 kept)
+    assert len(lines) == 6  # 10% of the 56 distinct examples (40 demo + 16 identity, drawn more than once)
 
 
 def test_worker_refuses_a_folder_without_config(tmp_path):
