@@ -16,6 +16,10 @@ class Text:
         text = self.zh if lang == "zh" else self.en
         return text.format(**values) if values else text
 
+    def filled(self, **values) -> "Text":
+        """The same text with its placeholders filled, in both languages (for Labels, which switch languages)."""
+        return Text(self.en.format(**values), self.zh.format(**values))
+
 
 def named(prefix: str, name: str, lang: str) -> str:
     """T.<prefix>_<name> in `lang`, or the name itself when the table has no entry (a new state, a new phase)."""
@@ -101,6 +105,24 @@ class T:
     samples = Text("Samples", "样本")
     export = Text("Export", "导出")
     recipe_filled = Text("Filled in", "已填入")
+    # adding a dataset from the browser
+    add_dataset = Text("Add a dataset", "添加数据集")
+    add_dataset_note = Text(
+        "Upload a json, jsonl, csv, parquet or txt file (at most {limit} MiB). The studio proposes its format and column "
+        "mapping as a dataset_info.json entry: check or edit it, name the dataset, then register it. It is stored in the "
+        "dataset folder above, and preview shows it at once.",
+        "上传 json、jsonl、csv、parquet 或 txt 文件（不超过 {limit} MiB）。工作室会推测其格式与列映射，生成 dataset_info.json "
+        "条目：请检查或修改，填写数据集名称后注册。文件会保存到上方的数据目录，并立即预览。",
+    )
+    upload_file = Text("Data file", "数据文件")
+    dataset_name = Text("Dataset name", "数据集名称")
+    dataset_entry = Text("Entry for dataset_info.json", "dataset_info.json 条目")
+    register_dataset = Text("Register and preview", "注册并预览")
+    hub_dataset = Text("Or a Hugging Face dataset id", "或 Hugging Face 数据集 ID")
+    register_hub = Text("Register hub dataset", "注册 Hub 数据集")
+    detected = Text("Detected **{format}** data: {rows} rows; columns: {columns}.", "识别为 **{format}** 数据：{rows} 行；列：{columns}。")
+    upload_first = Text("Upload a data file first.", "请先上传数据文件。")
+    registered = Text("Registered **{name}**.", "已注册 **{name}**。")
     # run states and phases, as the progress box shows them
     state_starting = Text("starting", "启动中")
     state_running = Text("running", "训练中")

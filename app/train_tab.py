@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app import preview_view, run_monitor
+from app import dataset_upload, preview_view, run_monitor
 from app.background import run_with_updates
 from app.charts import token_histogram
 from app.feedback import problem
@@ -32,6 +32,7 @@ FOLLOW_LOG_END = "() => { const box = document.querySelector('#qs-log textarea')
 class TrainTab:
     dataset_dir: gr.Textbox
     datasets: gr.Dropdown
+    upload: dataset_upload.DatasetUpload
     preview_button: gr.Button
     command_button: gr.Button
     preview: preview_view.PreviewBox
@@ -56,6 +57,7 @@ def layout(page: Page) -> TrainTab:
         dataset_dir = form.add("data.dataset_dir", scale=1)
         datasets = form.add("data.datasets", choices=page.studio.dataset_names(form.defaults.data.dataset_dir), scale=3)
         form.add("name", scale=1)
+    upload = dataset_upload.layout(labels, page.studio.upload_limit_mib)
     with gr.Row():
         preview_button = labels.add(gr.Button(T.preview_dataset("en"), size="sm"), T.preview_dataset, "value")
         command_button = labels.add(gr.Button(T.preview_command("en"), size="sm"), T.preview_command, "value")
@@ -79,8 +81,8 @@ def layout(page: Page) -> TrainTab:
             T.checkpoint,
         )
     monitor = run_monitor.layout(labels)
-    return TrainTab(dataset_dir, datasets, preview_button, command_button, preview, command, cli, yaml, config_path,
-                    save, load, config_status, message, start, abort, resume, checkpoint, monitor)
+    return TrainTab(dataset_dir, datasets, upload, preview_button, command_button, preview, command, cli, yaml,
+                    config_path, save, load, config_status, message, start, abort, resume, checkpoint, monitor)
 
 
 def _parameters(form: ConfigForm, labels: Labels) -> None:
@@ -126,6 +128,8 @@ def wire(page: Page, tab: TrainTab) -> None:
                        gr.update(value=preview_view.table(result), visible=True), gr.update(value=figure, visible=figure is not None))
 
     tab.preview_button.click(on_preview, {lang} | form.inputs, tab.preview.outputs, api_name="preview")
+    registered = dataset_upload.wire(page, tab.upload, tab.dataset_dir, tab.datasets)
+    registered.success(on_preview, {lang} | form.inputs, tab.preview.outputs, api_name=False)  # the new dataset, at once
     tab.command_button.click(lambda v: _command(page, v), {lang} | form.inputs, [tab.command, tab.yaml, tab.cli], api_name="command")
     tab.save.click(lambda v: _save(page, v[tab.config_path], v), {lang, tab.config_path} | form.inputs, tab.config_status,
                    api_name="save_config")

@@ -123,6 +123,40 @@ class Studio:
             return preview_datasets(config.data, rows=rows, progress=progress), note
         return preview_datasets(config.data, rows=rows, tokenizer=tokenizer, progress=progress), None
 
+    @property
+    def upload_limit_mib(self) -> int:
+        from studio.data.register import MAX_UPLOAD_BYTES
+
+        return MAX_UPLOAD_BYTES // 2**20
+
+    def detect_dataset(self, uploaded: str):
+        """A proposal (format, column mapping, sample rows) for a file the page uploaded (Gradio's upload folder)."""
+        from studio.data.register import detect
+
+        return detect(uploaded)
+
+    def register_dataset(self, dataset_dir: str, name: str, uploaded: str, entry: dict):
+        """Store an uploaded file in the dataset folder and add its (confirmed) entry to the registry."""
+        from studio.data.register import register
+
+        return register(self._dataset_folder(dataset_dir), name, uploaded, entry).spec
+
+    def register_hub_dataset(self, dataset_dir: str, name: str, hub_id: str):
+        from studio.data.register import register_hub
+
+        return register_hub(self._dataset_folder(dataset_dir), name, hub_id).spec
+
+    def _dataset_folder(self, dataset_dir: str) -> Path:
+        """The folder a new dataset goes to: created when missing; from the page, a writable place in the workspace."""
+        from studio.paths import resolve_dataset_dir
+
+        base = self.workspace.root if self.workspace else None
+        folder = resolve_dataset_dir(dataset_dir, base)
+        if self.workspace:
+            folder = self.workspace.path(folder, "data.dataset_dir", write=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     # -- adapters, chat, evaluation, export --------------------------------------------
 
     def adapters(self):
