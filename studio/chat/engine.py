@@ -45,18 +45,20 @@ class ChatEngine:
 
     # -- base model -----------------------------------------------------------------
 
-    def load(self, model: ModelConfig, quantization: QuantizationConfig, progress=lambda message: None) -> str:
+    def load(self, model: ModelConfig, quantization: QuantizationConfig, progress=lambda message: None,
+             precision: str = "auto") -> str:
+        """Load the base model; `precision` as training.precision means it ('auto': bf16 where the device computes it)."""
         with self._changing():
-            return self._load(model, quantization, progress)
+            return self._load(model, quantization, progress, precision)
 
-    def _load(self, model: ModelConfig, quantization: QuantizationConfig, progress) -> str:
+    def _load(self, model: ModelConfig, quantization: QuantizationConfig, progress, precision: str) -> str:
         from studio.modeling.compute import resolve_plan
         from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
 
         if self.loaded:
             self.unload()
         before, started = read_memory(), time.time()
-        plan = resolve_plan(quantization, TrainingConfig())
+        plan = resolve_plan(quantization, TrainingConfig(precision=precision))
         progress(Bilingual(f"Loading {model.name_or_path} ({plan.method.split(',')[0]})",
                            f"正在加载 {model.name_or_path}（{plan.method_zh.split('，')[0]}）"))
         path = resolve_model_path(model, progress=progress)
@@ -183,6 +185,44 @@ class ChatEngine:
             return self.model.disable_adapter()
         self.model.set_adapter(name)
         return contextlib.nullcontext()
+
+    def answers(
+        self, conversations: list[list[Message]], adapters: list[str | None], generation: GenerationConfig,
+        on_done=lambda row, text: None,
+    ) -> list[str]:
+        """Every conversation answered by its adapter (None: the base) in one batch whose finished rows leave it
+        (studio.chat.decode): for evaluation, where nothing streams. `on_done(row, text)` as each row finishes."""
+        from studio.chat.decode import decode
+
+        self._require_model()
+        for name in adapters:
+            if name is not None and name not in self.adapters:
+                raise AdapterError(f"Adapter {name!r} is not loaded. Load it first.")
+        with self._lock, torch.inference_mode():
+            inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
+            names = [name or BASE for name in adapters] if self.adapters else None
+            torch.manual_seed(generation.seed)
+            tokens = decode(
+                self.model, inputs["input_ids"], inputs["attention_mask"], generation, self.stop_ids, names,
+                on_done=lambda row, ids: on_done(row, self.tokenizer.decode(ids, skip_special_tokens=True)),
+            )
+        return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in tokens]
+
+    @property
+    def stop_ids(self) -> set[int]:
+        """End tokens: the model's generation config's and the tokenizer's."""
+        configured = getattr(self._base().generation_config, "eos_token_id", None)
+        ids = set(configured if isinstance(configured, list) else [configured]) | {self.tokenizer.eos_token_id}
+        return {i for i in ids if i is not None}
+
+    def kv_bytes_per_token(self) -> int:
+        """KV-cache memory one token of one row takes: what bounds how many rows a batch can hold."""
+        config = self._base().config
+        config = getattr(config, "text_config", config)
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        element = torch.finfo(self.plan.weight_dtype).bits // 8
+        return 2 * config.num_hidden_layers * heads * head_dim * element
 
     def answer(self, messages: list[Message], adapter: str | None, generation: GenerationConfig) -> Answer:
         final = None

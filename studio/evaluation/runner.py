@@ -22,6 +22,7 @@ from studio.data.formats import Message
 from studio.data.prepare import load_conversations, split_conversations
 from studio.data.registry import DataError
 from studio.evaluation.metrics import corpus_scores
+from studio.evaluation.predict import predict
 from studio.events import EvalProgress
 from studio.run_folder import RunFolder
 
@@ -124,20 +125,10 @@ def _losses(engine, samples, columns, config: RunConfig, progress) -> dict[str, 
 
 
 def _predict(engine, samples, columns, config: RunConfig, progress) -> dict[str, list[str]]:
-    predictions: dict[str, list[str]] = {c or "base": [] for c in columns}
     generation = config.generation if config.evaluation.sample else config.generation.model_copy(update={"temperature": 0.0})
-    size = config.evaluation.batch_size
-    progress("predict", 0, len(samples))
-    for start in range(0, len(samples), size):
-        batch = samples[start : start + size]
-        rows = [(s, c) for s in batch for c in columns]
-        final = None
-        for final in engine.stream([s.prompt for s, _ in rows], [c for _, c in rows], generation):
-            pass
-        for (_, column), answer in zip(rows, final):
-            predictions[column or "base"].append(answer.text)
-        progress("predict", start + len(batch), len(samples))  # the ETA counts from the first finished batch
-    return predictions
+    by_column = predict(engine, [s.prompt for s in samples], columns, generation, config.evaluation.batch_size,
+                        lambda done, total: progress("predict", done, total))
+    return {column or "base": answers for column, answers in by_column.items()}
 
 
 class _Progress:
