@@ -27,7 +27,7 @@ def layout(labels: Labels, elem_id: str) -> AdapterPicker:
 
 
 def wire(studio: Studio, picker: AdapterPicker, lang: gr.State) -> None:
-    picker.refresh.click(lambda lng: choices(studio, lng, warn=True), lang, picker.dropdown, api_name=False)
+    picker.refresh.click(lambda lng: choices(studio, lng, warn=True), lang, picker.dropdown, api_visibility="private")
 
 
 def choices(studio: Studio, lang: str = "en", warn: bool = False):

@@ -83,15 +83,15 @@ def wire(page: Page, tab: ChatTab) -> None:
     tab.unload_adapter.click(lambda path, lng: _unload_adapter(page, path, lng), [tab.picker.dropdown, lang], tab.status,
                              api_name="unload_adapter")
     tab.mode.change(lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")), tab.mode,
-                    [tab.base_column, tab.adapter_column], api_name=False)
+                    [tab.base_column, tab.adapter_column], api_visibility="private")
     tab.stop.click(lambda: stop.set(), None, None, api_name="stop")
     tab.clear.click(lambda: ([], [], "", ""), None, [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed],
-                    api_name=False)
+                    api_visibility="private")
     inputs = {lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat} | page.form.inputs
     outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, tab.status]
     send = lambda v: (yield from _send(page, tab, stop, v))  # noqa: E731
     tab.send.click(send, inputs, outputs, api_name="send")
-    tab.prompt.submit(send, inputs, outputs, api_name=False)
+    tab.prompt.submit(send, inputs, outputs, api_visibility="private")
 
 
 def _load_model(page: Page, values) -> str:

@@ -46,6 +46,9 @@ class _ChartPace:
             return shown
 
 
+# the log box shows its newest lines: scrolled to its end after every redraw
+FOLLOW_LOG_END = "() => { const box = document.querySelector('#qs-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
+
 _FIGURES = FigureCache()
 _PACE = _ChartPace()
 
@@ -82,6 +85,17 @@ def layout(labels: Labels) -> Monitor:
     version = gr.Textbox(visible=False, elem_id="qs-run-version")
     catalog = gr.Textbox(visible=False, elem_id="qs-run-catalog")
     return Monitor(runs, refresh_runs, progress, loss, lr, memory, log, version, catalog)
+
+
+def wire(studio: Studio, monitor: Monitor, lang: gr.State) -> None:
+    monitor.refresh_runs.click(lambda run: gr.update(choices=run_choices(studio), value=run), monitor.runs, monitor.runs,
+                               api_name="runs")
+    polled = [monitor.progress, monitor.version, monitor.catalog]
+    tick = lambda run, lng: poll(studio, run, lng)  # noqa: E731
+    gr.Timer(1.0).tick(tick, [monitor.runs, lang], polled, show_progress="hidden", api_name="poll", queue=False)
+    monitor.runs.change(tick, [monitor.runs, lang], polled, show_progress="hidden", api_visibility="private")
+    monitor.version.change(lambda run, version, lng: draw(studio, run, version, lng), [monitor.runs, monitor.version, lang],
+                           monitor.charts, show_progress="hidden", api_name="draw", queue=False).then(None, js=FOLLOW_LOG_END)
 
 
 def poll(studio: Studio, run_id: str | None, lang: str) -> tuple[str, str, str]:

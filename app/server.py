@@ -93,14 +93,14 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         export_tab.wire(page, export)
         _wire_language(page, language, header, train)
         model.input(lambda v: _fill_recipe(page, v, recipe_note), {page.lang} | page.form.inputs,
-                    [recipe_note, *page.form.outputs], api_name=False)
+                    [recipe_note, *page.form.outputs], api_visibility="private")
         for tab, picker in ((eval_page, evaluate.picker), (chat_page, chat.picker), (export_page, export.picker)):
             # a tab's adapter list is read when the tab is opened: fresh there, and page loads stay cheap
-            tab.select(lambda lng: adapter_picker.choices(studio, lng), page.lang, picker.dropdown, api_name=False, queue=False)
+            tab.select(lambda lng: adapter_picker.choices(studio, lng), page.lang, picker.dropdown, api_visibility="private", queue=False)
         demo.load(lambda: _on_load(studio), None, train.monitor.runs, api_name="page_load", queue=False)
         pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown]
         train.monitor.catalog.change(lambda run, lng: _refresh_lists(studio, run, lng), [train.monitor.runs, page.lang],
-                                     [train.monitor.runs, *pickers], api_name=False, queue=False)
+                                     [train.monitor.runs, *pickers], api_visibility="private", queue=False)
     return StudioPage(demo, page, train, evaluate, chat, export)
 
 
@@ -112,8 +112,8 @@ def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: t
         return {page.lang: lang, header: _header(lang), **page.labels.updates(lang), **page.form.relabel(lang)}
 
     redraw, inputs, outputs = train_tab.redraw(page, train)
-    language.change(switch, language, [page.lang, header, *labelled], api_name=False).then(
-        redraw, inputs, outputs, show_progress="hidden", api_name=False
+    language.change(switch, language, [page.lang, header, *labelled], api_visibility="private").then(
+        redraw, inputs, outputs, show_progress="hidden", api_visibility="private"
     )
 
 
@@ -129,10 +129,9 @@ def _fill_recipe(page: Page, values, note: gr.Markdown) -> dict:
     if recipe is None:
         return {note: ""}
     filled = form.values_of(with_recipe(config, recipe))
-    sections = {path.split(".")[0] for path in form.controls} & set(RECIPE_SECTIONS)
-    changed = {c.component: filled[c.component] for p, c in form.controls.items() if p.split(".")[0] in sections}
+    changed = {c.component: filled[c.component] for p, c in form.controls.items() if p.split(".")[0] in RECIPE_SECTIONS}
     summary = recipe.summary_zh if lang == "zh" else recipe.summary
-    return {note: f"{T.recipe_filled(lang)} {summary} (`{recipe.file.relative_to(recipe.file.parent.parent)}`)", **changed}
+    return {note: f"{T.recipe_filled(lang)} {summary} (`examples/{recipe.file.name}`)", **changed}
 
 
 def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:

@@ -24,8 +24,6 @@ ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method",
              "training.output_dir"}
 LATEST = "latest"
 PER_ROW = 4
-# the log box shows its newest lines: scrolled to its end after every redraw
-FOLLOW_LOG_END = "() => { const box = document.querySelector('#qs-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
 
 
 @dataclass
@@ -104,38 +102,24 @@ def _parameters(form: ConfigForm, labels: Labels) -> None:
 
 def wire(page: Page, tab: TrainTab) -> None:
     studio, form, lang = page.studio, page.form, page.lang
-    lang_state, monitor = lang, tab.monitor
-
-    def on_preview(values):
-        lang = values[lang_state]
-        try:
-            config = form.read(values)
-        except Exception as error:
-            yield gr.update(visible=True), problem(error, lang), None, None
-            return
-        clock = preview_view.Clock()
-        work = lambda report: studio.preview(config, progress=report)  # noqa: E731
-        for kind, value in run_with_updates(work, tick_s=1.0):
-            if kind in ("progress", "tick"):
-                yield gr.update(visible=True), clock.show(value, lang), gr.skip(), gr.skip()
-            elif kind == "error":
-                yield gr.update(visible=True), problem(value, lang), None, None
-            else:
-                result, note = value
-                lengths = preview_view.all_lengths(result)
-                figure = token_histogram(lengths, config.data.cutoff_len, lang) if lengths else None
-                yield (gr.update(visible=True), preview_view.summary(result, note, lang),
-                       gr.update(value=preview_view.table(result), visible=True), gr.update(value=figure, visible=figure is not None))
-
-    tab.preview_button.click(on_preview, {lang} | form.inputs, tab.preview.outputs, api_name="preview")
+    preview = lambda values: (yield from _preview(page, values))  # noqa: E731
+    tab.preview_button.click(preview, {lang} | form.inputs, tab.preview.outputs, api_name="preview")
     registered = dataset_upload.wire(page, tab.upload, tab.dataset_dir, tab.datasets)
-    registered.success(on_preview, {lang} | form.inputs, tab.preview.outputs, api_name=False)  # the new dataset, at once
+    registered.success(preview, {lang} | form.inputs, tab.preview.outputs, api_visibility="private")  # the new dataset, at once
+    tab.dataset_dir.change(lambda d: gr.update(choices=studio.dataset_names(d)), tab.dataset_dir, tab.datasets, api_visibility="private")
     tab.command_button.click(lambda v: _command(page, v), {lang} | form.inputs, [tab.command, tab.yaml, tab.cli], api_name="command")
     tab.save.click(lambda v: _save(page, v[tab.config_path], v), {lang, tab.config_path} | form.inputs, tab.config_status,
                    api_name="save_config")
     tab.load.click(lambda path, lng: _load(page, path, lng, tab.config_status), [tab.config_path, lang],
                    [tab.config_status, *form.outputs], api_name="load_config")
-    tab.dataset_dir.change(lambda d: gr.update(choices=studio.dataset_names(d)), tab.dataset_dir, tab.datasets, api_name=False)
+    _wire_run_controls(page, tab)
+    run_monitor.wire(studio, tab.monitor, lang)
+    tab.monitor.runs.change(lambda run, lng: _checkpoint_choices(page, run, lng), [tab.monitor.runs, lang], tab.checkpoint,
+                            api_visibility="private")
+
+
+def _wire_run_controls(page: Page, tab: TrainTab) -> None:
+    studio, form, lang, monitor = page.studio, page.form, page.lang, tab.monitor
 
     def on_start(values):
         try:
@@ -148,17 +132,29 @@ def wire(page: Page, tab: TrainTab) -> None:
     tab.abort.click(lambda run, lng: _abort(page, run, lng), [monitor.runs, lang], tab.message, api_name="abort")
     tab.resume.click(lambda run, ckpt, lng: _resume(page, run, ckpt, lng), [monitor.runs, tab.checkpoint, lang],
                      tab.message, api_name="resume")
-    monitor.refresh_runs.click(lambda run: gr.update(choices=run_monitor.run_choices(studio), value=run), monitor.runs,
-                               monitor.runs, api_name="runs")
-    poll = lambda run, lng: run_monitor.poll(studio, run, lng)  # noqa: E731
-    polled = [monitor.progress, monitor.version, monitor.catalog]
-    gr.Timer(1.0).tick(poll, [monitor.runs, lang], polled, show_progress="hidden", api_name="poll", queue=False)
-    monitor.runs.change(poll, [monitor.runs, lang], polled, show_progress="hidden", api_name=False)
-    monitor.version.change(lambda run, version, lng: run_monitor.draw(studio, run, version, lng),
-                           [monitor.runs, monitor.version, lang], monitor.charts, show_progress="hidden", api_name="draw",
-                           queue=False).then(None, js=FOLLOW_LOG_END)
-    monitor.runs.change(lambda run, lng: _checkpoint_choices(page, run, lng), [monitor.runs, lang], tab.checkpoint,
-                        api_name=False)
+
+
+def _preview(page: Page, values):
+    """The preview, streamed: what it is doing while it works, then the rows, counts and token lengths."""
+    lang = values[page.lang]
+    try:
+        config = page.form.read(values)
+    except Exception as error:
+        yield gr.update(visible=True), problem(error, lang), None, None
+        return
+    clock = preview_view.Clock()
+    work = lambda report: page.studio.preview(config, progress=report)  # noqa: E731
+    for kind, value in run_with_updates(work, tick_s=1.0):
+        if kind in ("progress", "tick"):
+            yield gr.update(visible=True), clock.show(value, lang), gr.skip(), gr.skip()
+        elif kind == "error":
+            yield gr.update(visible=True), problem(value, lang), None, None
+        else:
+            result, note = value
+            lengths = preview_view.all_lengths(result)
+            figure = token_histogram(lengths, config.data.cutoff_len, lang) if lengths else None
+            yield (gr.update(visible=True), preview_view.summary(result, note, lang),
+                   gr.update(value=preview_view.table(result), visible=True), gr.update(value=figure, visible=figure is not None))
 
 
 def redraw(page: Page, tab: TrainTab):

@@ -40,7 +40,7 @@ TERMS = {
     "top", "dropout", "alpha", "rank", "checkpoint", "cutoff", "len", "sharegpt", "identity", "demo", "browser",
     "softcapping", "warmup", "nf4", "fp4", "mib", "gib", "tok", "gguf", "ollama", "base", "adapter", "you",
     "are", "helpful", "assistant", "dataset", "info", "data", "qwen1", "qwen2", "max", "steps", "num", "epochs",
-    "kto", "dpo", "true", "false", "english", "top-k", "top-p", "logits", "liger-kernel", "swiglu", "all", "sqrt",
+    "kto", "dpo", "true", "false", "english", "top-k", "top-p", "logits", "liger-kernel", "swiglu", "all", "sqrt", "hub", "txt",
 }
 
 
