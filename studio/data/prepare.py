@@ -80,6 +80,8 @@ def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model
     if fmt is None or fmt.supports_tools:
         return
     for dataset in loaded:
+        if dataset.kind != "sft":
+            continue  # other kinds meet the same check when they are tokenised
         if any(m["role"] in ("function_call", "observation") for c in dataset.examples for m in c):
             raise DataError(f"Dataset '{dataset.dataset}' holds tool calls, which the {fmt.name} chat template cannot "
                             "render. Set model.chat_template to qwen, qwen2.5 or chatml.")
