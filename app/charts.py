@@ -1,4 +1,5 @@
-"""Plotly figures for a run: loss (raw, smoothed, eval), learning rate, GPU memory or worker RSS."""
+"""Plotly figures for a run: loss (raw, smoothed, eval), learning rate, GPU memory or worker RSS, and for DPO/KTO
+the rewards of chosen and rejected answers and the reward margin with the preference accuracy."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from gradio.components.plot import PlotData
 from app.i18n import T
 from studio.monitoring import RunHistory, smooth
 
-_COLORS = {"raw": "rgba(99,110,250,0.35)", "smooth": "#636efa", "eval": "#ef553b", "lr": "#00cc96", "mem": "#ab63fa"}
+_COLORS = {"raw": "rgba(99,110,250,0.35)", "smooth": "#636efa", "eval": "#ef553b", "lr": "#00cc96", "mem": "#ab63fa",
+           "chosen": "#00cc96", "rejected": "#ef553b", "margin": "#636efa", "accuracy": "#ffa15a"}
 
 
 def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, lang: str) -> go.Figure:
@@ -101,6 +103,40 @@ def memory_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     return figure
 
 
+def rewards_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
+    """Rewards of chosen and rejected answers: lines for the training steps, markers for evaluations."""
+    figure = go.Figure()
+    for name, text in (("rewards_chosen", T.trace_rewards_chosen), ("rewards_rejected", T.trace_rewards_rejected)):
+        color = _COLORS["chosen" if name == "rewards_chosen" else "rejected"]
+        _split_traces(figure, history, name, text(lang), color, lang)
+    _mark_resumes(figure, history, lang)
+    return _layout(figure, T.rewards_chart(lang), T.axis_step(lang), T.axis_reward(lang), lang)
+
+
+def margin_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
+    """Reward margin (left axis) and preference accuracy (right axis, 0 to 1), train and eval."""
+    figure = go.Figure()
+    _split_traces(figure, history, "reward_margin", T.trace_margin(lang), _COLORS["margin"], lang)
+    _split_traces(figure, history, "reward_accuracy", T.trace_accuracy(lang), _COLORS["accuracy"], lang, yaxis="y2")
+    _mark_resumes(figure, history, lang)
+    figure = _layout(figure, T.margin_chart(lang), T.axis_step(lang), T.axis_margin(lang), lang)
+    if figure.data:
+        figure.update_layout(yaxis2={"title": T.axis_accuracy(lang), "overlaying": "y", "side": "right", "range": [0, 1.05],
+                                     "showgrid": False, "tickformat": ".0%"})
+    return figure
+
+
+def _split_traces(figure: go.Figure, history: RunHistory | None, metric: str, name: str, color: str, lang: str, yaxis: str = "y") -> None:
+    for split, text in (("train", T.split_train), ("eval", T.split_eval)):
+        series = history.preference.get(split, {}).get(metric) if history else None
+        if not series or not series.x:
+            continue
+        line = {"color": color, "width": 2, "dash": "solid" if split == "train" else "dot"}
+        mode = _mode(len(series.x)) if split == "train" else "lines+markers"
+        figure.add_scatter(x=series.x, y=series.y, name=f"{name} ({text(lang)})", mode=mode, line=line,
+                           marker={"size": 5 if split == "train" else 7}, yaxis=yaxis)
+
+
 def token_histogram(lengths: list[int], cutoff_len: int, lang: str = "en") -> go.Figure:
     figure = go.Figure()
     figure.add_histogram(x=lengths, nbinsx=40, marker={"color": _COLORS["smooth"]}, name=T.axis_examples(lang))
@@ -117,17 +153,21 @@ class FigureCache:
 
     def __init__(self, capacity: int = 24):
         self._capacity = capacity
-        self._figures: dict[tuple, tuple[PlotData, PlotData, PlotData]] = {}
+        self._figures: dict[tuple, tuple[PlotData, ...]] = {}
         self._lock = threading.Lock()
 
-    def get(self, history: RunHistory, lang: str, version: str | None = None) -> tuple[PlotData, PlotData, PlotData]:
-        """The figures of `history`, or of the first history seen for `version` (so pages asking for it agree)."""
+    def get(self, history: RunHistory, lang: str, version: str | None = None) -> tuple[PlotData, ...]:
+        """The figures of `history` (loss, learning rate, memory, rewards, margin), or of the first history seen for
+        `version` (so pages asking for it agree). The last two are None for runs without preference metrics."""
         key = (history.run_id, version or history.offset, lang, len(history.resumed_at))
         with self._lock:
             figures = self._figures.pop(key, None)
             if figures is None:
-                built = (loss_figure(history, lang), lr_figure(history, lang), memory_figure(history, lang))
+                built = [loss_figure(history, lang), lr_figure(history, lang), memory_figure(history, lang)]
+                if history.has_preference:
+                    built += [rewards_figure(history, lang), margin_figure(history, lang)]
                 figures = tuple(PlotData(type="plotly", plot=figure.to_json()) for figure in built)
+                figures += (None, None) if len(figures) == 3 else ()
             self._figures[key] = figures  # most recently used last
             while len(self._figures) > self._capacity:
                 del self._figures[next(iter(self._figures))]

@@ -90,6 +90,8 @@ def metrics_table(report, lang: str = "en") -> pd.DataFrame:
 
 def samples_table(report, lang: str = "en") -> pd.DataFrame:
     rows = []
+    if not report.samples:  # plain text: scored for perplexity, nothing generated
+        return pd.DataFrame([{T.col_text(lang): f"{report.scored} × {T.eval_kind_text(lang)}"}])
     for index, sample in enumerate(report.samples):
         row = {T.col_prompt(lang): sample.prompt[-1]["content"], T.col_reference(lang): sample.label}
         for c in report.columns:
@@ -126,9 +128,13 @@ def _bar(stage: str, count: str, percent: float, elapsed: float, eta: float | No
 
 
 def _finished(report, lang: str) -> str:
+    kind = getattr(T, f"eval_kind_{report.kind}", None)
+    notes = [kind(lang)] if kind else []
+    notes += [note.text(lang) for note in report.notes]
+    shown = "".join(f"<div class='qs-method'>{html.escape(note)}</div>" for note in notes)
     return (
         f"<div class='qs-progress'><span class='qs-state qs-finished'>{T.state_finished(lang)}</span> "
-        f"{T.samples_done(lang, count=len(report.samples))} <code>{html.escape(str(report.out_dir))}</code></div>"
+        f"{T.samples_done(lang, count=report.scored or len(report.samples))} <code>{html.escape(str(report.out_dir))}</code>{shown}</div>"
     )
 
 

@@ -62,6 +62,7 @@ class T:
     section_data = Text("Data", "数据参数")
     section_training = Text("Training", "训练参数")
     section_model = Text("Model", "模型参数")
+    section_preference = Text("Preference (DPO / KTO)", "偏好训练（DPO / KTO）")
     no_run = Text("No run selected. Press Start to train, or open a run from the list.", "尚未选择训练。点击“开始训练”，或从列表中打开一次训练。")
     no_gpu = Text(
         "No GPU on this machine: the chart shows the worker's resident memory (RSS) instead.",
@@ -134,6 +135,7 @@ class T:
     phase_loading_model = Text("loading the model", "加载模型")
     phase_loading_data = Text("reading the data", "读取数据")
     phase_tokenizing = Text("tokenising", "分词")
+    phase_reference = Text("reference log-probabilities", "计算参考模型对数概率")
     phase_training = Text("training", "训练")
     phase_saving = Text("saving", "保存")
     # charts
@@ -151,6 +153,17 @@ class T:
     rss_chart = Text("Memory (RSS)", "内存（RSS）")
     tokens_chart = Text("Token length per example", "每条样本的 token 长度")
     waiting_first_step = Text("Waiting for the first step…", "等待第一步完成……")
+    rewards_chart = Text("Rewards", "奖励")
+    margin_chart = Text("Reward margin and accuracy", "奖励差值与准确率")
+    axis_reward = Text("reward", "奖励")
+    axis_margin = Text("margin", "差值")
+    axis_accuracy = Text("accuracy", "准确率")
+    trace_rewards_chosen = Text("chosen", "选中回答")
+    trace_rewards_rejected = Text("rejected", "拒绝回答")
+    trace_margin = Text("margin", "差值")
+    trace_accuracy = Text("accuracy", "准确率")
+    split_train = Text("train", "训练")
+    split_eval = Text("eval", "验证")
     # chat
     adapter_loaded = Text("Adapter {name} loaded onto {model} (loaded adapters: {all}).", "适配器 {name} 已加载到 {model}（已加载的适配器：{all}）。")
     adapter_unloaded = Text("Adapter {name} unloaded.", "适配器 {name} 已卸载。")
@@ -166,6 +179,16 @@ class T:
     col_prompt = Text("prompt", "提示")
     col_reference = Text("reference", "参考答案")
     col_prediction = Text("{column} prediction", "{column} 预测")
+    col_text = Text("text", "文本")
+    eval_kind_pairwise = Text(
+        "Preference pairs: accuracy and margin of the rewards, predictions scored against the chosen answers.",
+        "偏好对：奖励的准确率与差值，预测结果与选中回答比对评分。",
+    )
+    eval_kind_kto = Text(
+        "KTO feedback: accuracy is the share of answers whose reward has the right sign; predictions scored against the desirable answers.",
+        "KTO 反馈：准确率为奖励符号正确（期望回答为正、非期望回答为负）的回答所占比例；预测结果与期望回答比对评分。",
+    )
+    eval_kind_text = Text("Plain text: perplexity of the held-out text (no predictions).", "纯文本：验证文本的困惑度（不生成预测）。")
     base = Text("base", "基座")
     export_running = Text("running", "进行中")
     export_done = Text("Exported to {path} ({dtype}, {seconds} s)", "已导出到 {path}（{dtype}，{seconds} 秒）")

@@ -1,4 +1,5 @@
-"""The Train tab's live view of one run: run picker, progress bar, loss / learning-rate / memory charts, log.
+"""The Train tab's live view of one run: run picker, progress bar, loss / learning-rate / memory charts (and for
+DPO/KTO runs rewards and margin/accuracy charts), log.
 
 Every open page polls once a second, and that poll is kept small: it answers the progress box
 and a version string (run, events offset, language). Charts and log are drawn by the version's
@@ -61,13 +62,15 @@ class Monitor:
     loss: gr.Plot
     lr: gr.Plot
     memory: gr.Plot
+    rewards: gr.Plot  # DPO/KTO runs only
+    margin: gr.Plot  # DPO/KTO runs only
     log: gr.Textbox
     version: gr.Textbox  # hidden: "run offset lang" of what the poll saw; its change redraws the charts
     catalog: gr.Textbox  # hidden: which runs exist and in what state; its change refreshes run and adapter lists
 
     @property
     def charts(self) -> list:
-        return [self.loss, self.lr, self.memory, self.log]
+        return [self.loss, self.lr, self.memory, self.rewards, self.margin, self.log]
 
 
 def layout(labels: Labels) -> Monitor:
@@ -79,12 +82,15 @@ def layout(labels: Labels) -> Monitor:
         loss = gr.Plot(show_label=False, elem_id="qs-loss-chart")
         lr = gr.Plot(show_label=False, elem_id="qs-lr-chart")
         memory = gr.Plot(show_label=False, elem_id="qs-memory-chart")
+    with gr.Row():  # shown for preference runs
+        rewards = gr.Plot(show_label=False, elem_id="qs-rewards-chart", visible=False)
+        margin = gr.Plot(show_label=False, elem_id="qs-margin-chart", visible=False)
     log = labels.add(
         gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"), T.logs
     )
     version = gr.Textbox(visible=False, elem_id="qs-run-version")
     catalog = gr.Textbox(visible=False, elem_id="qs-run-catalog")
-    return Monitor(runs, refresh_runs, progress, loss, lr, memory, log, version, catalog)
+    return Monitor(runs, refresh_runs, progress, loss, lr, memory, rewards, margin, log, version, catalog)
 
 
 def wire(studio: Studio, monitor: Monitor, lang: gr.State) -> None:
@@ -123,7 +129,9 @@ def draw(studio: Studio, run_id: str | None, version: str, lang: str) -> list:
     except StudioError:
         history = RunHistory("")
     shown = version.split()[1] if version and len(version.split()) == 3 else "0"
-    return [*_FIGURES.get(history, lang, version=shown), "\n".join(history.log[-40:])]
+    loss, lr, memory, rewards, margin = _FIGURES.get(history, lang, version=shown)
+    preference = [gr.update(value=figure, visible=figure is not None) for figure in (rewards, margin)]
+    return [loss, lr, memory, *preference, "\n".join(history.log[-40:])]
 
 
 def run_choices(studio: Studio) -> list[str]:

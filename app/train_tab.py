@@ -18,10 +18,10 @@ from studio.errors import StudioError
 COMMON = ["training.learning_rate", "training.num_epochs", "training.max_steps", "training.batch_size",
           "training.gradient_accumulation_steps", "training.lr_scheduler", "data.cutoff_len", "data.val_size", "lora.rank"]
 SECTIONS = [("model", T.section_model), ("lora", T.section_lora), ("quantization", T.section_quantization),
-            ("data", T.section_data), ("training", T.section_training)]
+            ("data", T.section_data), ("training", T.section_training), ("preference", T.section_preference)]
 # fields shown elsewhere on the page, and the runs folder, which the server decides (--runs-dir)
 ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method", "data.dataset_dir", "data.datasets", "name",
-             "training.output_dir"}
+             "training.output_dir", "training.stage"}
 LATEST = "latest"
 PER_ROW = 4
 
@@ -52,6 +52,7 @@ class TrainTab:
 def layout(page: Page) -> TrainTab:
     form, labels = page.form, page.labels
     with gr.Row():
+        form.add("training.stage", scale=1)
         dataset_dir = form.add("data.dataset_dir", scale=1)
         datasets = form.add("data.datasets", choices=page.studio.dataset_names(form.defaults.data.dataset_dir), scale=3)
         form.add("name", scale=1)

@@ -88,8 +88,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     chat = command("chat", "chat with the base model and/or an adapter in the terminal", _chat, config_flags=True)
     chat.add_argument("--config", help="YAML config (model, quantization, generation sections are used)")
-    chat.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
-    chat.add_argument("--compare", action="store_true", help="answer with the base model and the adapter, labelled")
+    chat.add_argument("--adapter", action="append", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter; repeat it to "
+                      "answer with several side by side (e.g. an SFT adapter and the DPO adapter trained on top of it)")
+    chat.add_argument("--compare", action="store_true", help="answer with the base model too, labelled")
     chat.add_argument("--prompt", help="ask once, print the answer(s) and exit")
     _add_config_flags(chat)
 

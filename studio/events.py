@@ -33,7 +33,7 @@ class Phase(_Event):
     """What the worker is doing before and after the steps (loading can take minutes)."""
 
     type: Literal["phase"] = "phase"
-    name: Literal["loading_model", "loading_data", "tokenizing", "training", "saving"]
+    name: Literal["loading_model", "loading_data", "tokenizing", "reference", "training", "saving"]
     message: str = ""
 
 
@@ -53,6 +53,7 @@ class Started(_Event):
     dropped_examples: int
     total_steps: int
     start_step: int
+    stage: str = "sft"  # training.stage: sft, dpo, kto or pt (events written before stages existed are sft)
 
 
 class Step(_Event):
@@ -86,6 +87,22 @@ class Eval(_Event):
     eval_loss: float
     best_eval_loss: float
     patience_left: int | None
+
+
+class Preference(_Event):
+    """DPO/KTO: reward statistics beside a logged step (split train, over the steps since the last one logged)
+    or an evaluation (split eval, over the validation split). A reward is beta * (adapter - reference)
+    log-probability of an answer; the margin is chosen minus rejected, the accuracy the share of pairs with a
+    positive margin (KTO: of answers whose reward has the right sign)."""
+
+    type: Literal["preference"] = "preference"
+    step: int
+    split: Literal["train", "eval"]
+    rewards_chosen: float
+    rewards_rejected: float
+    reward_margin: float
+    reward_accuracy: float
+    kl: float | None = None  # KTO's estimate of how far the adapter has moved from the reference
 
 
 class GpuReading(BaseModel):
@@ -149,7 +166,8 @@ class EvalProgress(_Event):
 
 
 Event = Annotated[
-    Union[AttemptStarted, Phase, Started, Step, Heartbeat, Eval, Gpu, Checkpoint, Log, Finished, Failed, Aborted, EvalProgress],
+    Union[AttemptStarted, Phase, Started, Step, Heartbeat, Eval, Preference, Gpu, Checkpoint, Log, Finished, Failed, Aborted,
+          EvalProgress],
     Field(discriminator="type"),
 ]
 TERMINAL = (Finished, Failed, Aborted)

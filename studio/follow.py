@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from studio.events import TERMINAL, Aborted, AttemptStarted, Checkpoint, Eval, Event, Failed, Finished, Log, Phase, Started, Step
+from studio.events import (
+    TERMINAL, Aborted, AttemptStarted, Checkpoint, Eval, Event, Failed, Finished, Log, Phase, Preference, Started, Step,
+)
 from studio.monitoring import format_duration
 from studio.run_folder import ENDED_STATES
 
@@ -18,7 +20,7 @@ def describe(event: Event) -> str | None:
             return f"[{event.name}] {event.message}"
         case Started():
             return (
-                f"[started] {event.method} on {event.device}; {event.trainable_params:,} of {event.total_params:,} "
+                f"[started] {event.stage} · {event.method} on {event.device}; {event.trainable_params:,} of {event.total_params:,} "
                 f"parameters trainable; {event.train_examples} train / {event.val_examples} validation examples; "
                 f"{event.total_steps} steps"
             )
@@ -30,6 +32,12 @@ def describe(event: Event) -> str | None:
             )
         case Eval():
             return f"eval  step {event.step}  eval_loss {event.eval_loss:.4f}  (best {event.best_eval_loss:.4f})"
+        case Preference():
+            kl = f"  kl {event.kl:.4f}" if event.kl is not None else ""
+            return (
+                f"{event.split:5} step {event.step}  rewards chosen {event.rewards_chosen:+.4f}  rejected "
+                f"{event.rewards_rejected:+.4f}  margin {event.reward_margin:+.4f}  accuracy {event.reward_accuracy:.0%}{kl}"
+            )
         case Checkpoint():
             return f"[checkpoint] step {event.step} -> {event.path}"
         case Log():

@@ -10,9 +10,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from studio.events import Aborted, AttemptStarted, Eval, Event, Failed, Finished, Gpu, Heartbeat, Phase, Started, Step
+from studio.events import (
+    Aborted, AttemptStarted, Eval, Event, Failed, Finished, Gpu, Heartbeat, Phase, Preference, Started, Step,
+)
 
 MAX_LOG_LINES = 200
+PREFERENCE_METRICS = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "kl")
 
 
 @dataclass
@@ -41,6 +44,9 @@ class RunHistory:
     gpu_used_mib: dict[int, Series] = field(default_factory=dict)
     gpu_total_mib: dict[int, float] = field(default_factory=dict)
     gpu_names: dict[int, str] = field(default_factory=dict)
+    # DPO/KTO: split ("train", "eval") -> metric (PREFERENCE_METRICS) -> its series over steps
+    preference: dict[str, dict[str, Series]] = field(default_factory=dict)
+    stage: str = "sft"
     step: int = 0
     total_steps: int | None = None
     elapsed_s: float = 0.0
@@ -64,6 +70,10 @@ class RunHistory:
             self._apply(event)
         self.offset = new_offset
         return self
+
+    @property
+    def has_preference(self) -> bool:
+        return bool(self.preference) or self.stage in ("dpo", "kto")
 
     @property
     def fraction_done(self) -> float:
@@ -98,6 +108,8 @@ class RunHistory:
                 self.elapsed_s, self.eta_s, self.eta_at = event.elapsed_s, event.eta_s, event.time
             case Eval():
                 self.eval_loss.add(event.step, event.eval_loss)
+            case Preference():
+                self._on_preference(event)
             case Gpu():
                 self._on_gpu(event)
             case Finished():
@@ -114,7 +126,9 @@ class RunHistory:
         self.outcome, self.error, self.phase = None, None, ""
         self.attempt_started_at, self.eta_s, self.eta_at = event.time, None, None
         if event.attempt > 1:  # the resumed attempt replays the steps after its checkpoint
-            for series in (self.loss, self.eval_loss, self.learning_rate):
+            kept = [self.loss, self.eval_loss, self.learning_rate]
+            kept += [series for split in self.preference.values() for series in split.values()]
+            for series in kept:
                 series.keep_until(event.start_step)
             self.resumed_at.append(event.start_step)
             self.step = event.start_step
@@ -122,7 +136,7 @@ class RunHistory:
     def _on_started(self, event: Started) -> None:
         self.total_steps, self.method, self.device = event.total_steps, event.method, event.device
         self.method_zh = event.method_zh or event.method
-        self.step = event.start_step
+        self.step, self.stage = event.start_step, event.stage
 
     def _on_step(self, event: Step) -> None:
         self.loss.add(event.step, event.loss)
@@ -131,6 +145,13 @@ class RunHistory:
         self.step, self.total_steps = event.step, event.total_steps
         self.elapsed_s, self.eta_s, self.tokens_per_second = event.elapsed_s, event.eta_s, event.tokens_per_second
         self.eta_at = event.time
+
+    def _on_preference(self, event: Preference) -> None:
+        split = self.preference.setdefault(event.split, {})
+        for name in PREFERENCE_METRICS:
+            value = getattr(event, name)
+            if value is not None:
+                split.setdefault(name, Series()).add(event.step, value)
 
     def _on_gpu(self, event: Gpu) -> None:
         for reading in event.gpus:

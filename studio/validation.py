@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from studio.config import ModelConfig, RunConfig
-from studio.data.prepare import check_tool_template, load_conversations, split_conversations
+from studio.data.prepare import check_tool_template, load_stage_examples, split_conversations
 from studio.data.registry import DataError
 from studio.errors import CheckpointError
 from studio.modeling.embedded import gguf_file
@@ -20,17 +20,29 @@ def validate_run(config: RunConfig) -> None:
     """Raise a StudioError (ModelLoadError, CheckpointError, DataError) that says what to fix."""
     check_model(config.model)
     check_resume(config)
+    check_init_adapter(config)
     check_data(config)
 
 
 def check_data(config: RunConfig) -> None:
-    loaded = load_conversations(config.data)
+    loaded = load_stage_examples(config.data, config.training.stage)
     check_tool_template(loaded, config.model.chat_template, config.model.name_or_path)
     split = split_conversations(loaded, config.data.val_size, config.training.seed)
     if not split.train:
         raise DataError("Every example went to the validation split; lower data.val_size or add examples.")
     if config.training.early_stopping_patience and not split.val and config.data.val_size > 0:
         raise DataError("Early stopping needs a validation split; raise data.val_size or add examples.")
+
+
+def check_init_adapter(config: RunConfig) -> None:
+    """lora.init_adapter, when given, must be a complete adapter folder."""
+    from studio.chat.adapters import AdapterError, read_adapter
+
+    if config.lora.init_adapter:
+        try:
+            read_adapter(config.lora.init_adapter)
+        except AdapterError as error:
+            raise AdapterError(f"lora.init_adapter: {error}") from None
 
 
 def check_model(model: ModelConfig) -> None:

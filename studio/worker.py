@@ -103,17 +103,19 @@ class Worker:
         return trainer
 
     def _load_data(self, config: RunConfig, tokenizer):
-        from studio.data.prepare import load_conversations, split_conversations, tokenize_conversations
+        from studio.data.examples import to_record
+        from studio.data.prepare import load_stage_examples, split_conversations, tokenize_for_stage
 
+        stage = config.training.stage
         self._phase("loading_data", f"Reading {', '.join(config.data.datasets)}")
-        split = split_conversations(load_conversations(config.data), config.data.val_size, config.training.seed)
+        split = split_conversations(load_stage_examples(config.data, stage), config.data.val_size, config.training.seed)
         for reason, count in split.skipped.items():
             self._warn(f"Skipped {count} examples of {reason}.")
         with open(self.folder.val_file, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in split.val)
+            handle.writelines(json.dumps(to_record(example), ensure_ascii=False) + "\n" for example in split.val)
         self._phase("tokenizing", f"Tokenising {len(split.train)} train and {len(split.val)} validation examples")
-        train = tokenize_conversations(tokenizer, split.train, config.data)
-        val = tokenize_conversations(tokenizer, split.val, config.data)
+        train = tokenize_for_stage(tokenizer, split.train, config.data, stage)
+        val = tokenize_for_stage(tokenizer, split.val, config.data, stage)
         if not train.examples:
             raise ValueError("No training example is left after tokenisation; raise data.cutoff_len.")
         if train.truncated or train.dropped:
@@ -138,8 +140,14 @@ class Worker:
         trainer = Trainer(
             model, train=train.examples, val=val.examples, config=config.training, lora=config.lora, plan=plan,
             checkpoints_dir=self.folder.checkpoints_dir, emit=self._emit_and_track, abort=self.abort,
+            preference=config.preference,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
+        if config.lora.init_adapter:
+            self._info(f"Continuing the adapter {config.lora.init_adapter} (its rank, alpha and target modules).")
+        # before a checkpoint's weights are loaded: 'initial' means the adapter as training starts
+        trainer.compute_reference(base=config.preference.reference == "base" or not config.lora.init_adapter)
+        self._checkpoint_abort()
         checkpoint = self.status.resume_from or config.training.resume_from_checkpoint
         if checkpoint:
             trainer.resume(checkpoint)
@@ -157,7 +165,7 @@ class Worker:
                 dtype=str(plan.compute_dtype).removeprefix("torch."), trainable_params=trainable,
                 total_params=total, train_examples=len(train.examples), val_examples=len(val.examples),
                 truncated_examples=train.truncated + val.truncated, dropped_examples=train.dropped + val.dropped,
-                total_steps=trainer.schedule.total_steps, start_step=trainer.state.step,
+                total_steps=trainer.schedule.total_steps, start_step=trainer.state.step, stage=config.training.stage,
             )
         )
         self._set_status("running", device=plan.device, total_steps=trainer.schedule.total_steps)

@@ -65,6 +65,8 @@ class Workspace:
         self.check_model(config.model.name_or_path, config.model.trust_remote_code)
         if config.training.resume_from_checkpoint:
             self.path(config.training.resume_from_checkpoint, "training.resume_from_checkpoint")
+        if config.lora.init_adapter:
+            self.path(config.lora.init_adapter, "lora.init_adapter")
         for what, raw in (("training.output_dir", config.training.output_dir),
                           ("evaluation.output_dir", config.evaluation.output_dir),
                           ("export.output_dir", config.export.output_dir)):

@@ -176,6 +176,28 @@ class ChatEngine:
                 on_batch(len(batch))
         return total, count
 
+    def answer_logps(self, documents: list, adapter: str | None, batch_size: int, on_batch=lambda scored: None) -> list[tuple[float, int]]:
+        """For each tokenised document (studio.data.tokenize.Encoded): the summed log-probability of its labelled
+        tokens under `adapter` (None: the base model) and how many there are; `on_batch(n)` after each batch."""
+        from studio.data.tokenize import IGNORE_INDEX
+        from studio.training.batches import collate
+
+        self._require_model()
+        results = []
+        with self._lock, self._adapter(adapter), torch.inference_mode():
+            for start in range(0, len(documents), batch_size):
+                batch = documents[start : start + batch_size]
+                tensors = collate(batch, self.tokenizer.pad_token_id)
+                logits = self.model(input_ids=tensors["input_ids"].to(self.plan.device),
+                                    attention_mask=tensors["attention_mask"].to(self.plan.device)).logits[:, :-1]
+                targets = tensors["labels"][:, 1:].to(logits.device)
+                labelled = targets != IGNORE_INDEX
+                logps = logits.float().log_softmax(-1).gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)
+                sums = (logps * labelled).sum(1).tolist()
+                results += list(zip(sums, labelled.sum(1).tolist()))
+                on_batch(len(batch))
+        return results
+
     def _adapter(self, name: str | None):
         if not self.adapters:
             if name is not None:

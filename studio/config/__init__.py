@@ -7,6 +7,7 @@ from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import EMBEDDED_MODEL, MODEL_PRESETS, ModelConfig
+from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.run import RunConfig
 from studio.config.training import TrainingConfig
@@ -21,6 +22,7 @@ __all__ = [
     "GenerationConfig",
     "LoraConfig",
     "ModelConfig",
+    "PreferenceConfig",
     "QuantizationConfig",
     "RunConfig",
     "TrainingConfig",

@@ -23,6 +23,18 @@ class LoraConfig(Section):
     )
     use_rslora: bool = field(False, "Rank-stabilised LoRA scaling.", zh="使用 rsLoRA", zh_help="秩稳定的 LoRA 缩放（rsLoRA）。", advanced=True)
     use_dora: bool = field(False, "Weight-decomposed LoRA (DoRA).", zh="使用 DoRA", zh_help="权重分解的 LoRA（DoRA）。", advanced=True)
+    init_adapter: str | None = field(
+        None,
+        "A PEFT adapter folder to continue training (e.g. an SFT run's runs/RUN_ID/adapter before DPO) instead of a new "
+        "adapter; its rank, alpha and target modules then replace the ones above. Empty starts a new adapter.",
+        zh="初始适配器", zh_help="在这个 PEFT 适配器目录上继续训练（例如 DPO 之前 SFT 训练得到的 runs/RUN_ID/adapter），而不是新建适配器；"
+        "此时秩、缩放系数和目标模块取自该适配器。留空则新建适配器。",
+    )
+
+    @field_validator("init_adapter")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("target_modules")
     @classmethod

@@ -16,6 +16,7 @@ from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import ModelConfig
+from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.training import TrainingConfig
 
@@ -29,6 +30,7 @@ class RunConfig(Section):
     lora: LoraConfig = LoraConfig()
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
+    preference: PreferenceConfig = PreferenceConfig()
     generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     export: ExportConfig = ExportConfig()

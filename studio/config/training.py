@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
 
 from studio.config.base import AutoOnOff, Section, field
 
@@ -13,7 +14,21 @@ from studio.config.base import AutoOnOff, Section, field
 COMPILE_MIN_TOKENS = 1_000_000
 
 
+# What each stage trains on; reward modelling and PPO are not offered (DPO reaches the same goal with one model).
+STAGES = ("sft", "dpo", "kto", "pt")
+PREFERENCE_STAGES = ("dpo", "kto")
+
+
 class TrainingConfig(Section):
+    stage: Literal["sft", "dpo", "kto", "pt"] = field(
+        "sft",
+        "What to train: sft (supervised fine-tuning on conversations), dpo (preference pairs: chosen/rejected answers), "
+        "kto (answers marked desirable or not) or pt (continued pretraining on plain text). Reward modelling and PPO are "
+        "not offered: DPO reaches the same goal with one model and no reward model.",
+        zh="训练阶段",
+        zh_help="训练什么：sft（在对话上做监督微调）、dpo（偏好对：选中/拒绝的回答）、kto（标注为好或不好的回答）或 pt（在纯文本上继续预训练）。"
+        "不提供奖励模型训练与 PPO：DPO 只用一个模型、无需奖励模型即可达到同样的目的。",
+    )
     learning_rate: float = field(1e-4, "Peak learning rate of AdamW.", zh="学习率", zh_help="AdamW 的峰值学习率。", gt=0, le=1)
     num_epochs: float = field(3.0, "Passes over the training split (ignored when max_steps is set).", zh="训练轮数", zh_help="遍历训练集的轮数（设置了最大步数时忽略）。", gt=0)
     max_steps: int | None = field(None, "Stop after this many optimizer steps; empty to use num_epochs.", zh="最大步数", zh_help="训练这么多个优化步后停止；留空则按训练轮数。", ge=1)
@@ -32,10 +47,18 @@ class TrainingConfig(Section):
     eval_steps: int = field(20, "Evaluate on the validation split every N optimizer steps (and at the end).", zh="评估间隔", zh_help="每 N 个优化步在验证集上评估一次（结束时也评估）。", ge=1, advanced=True)
     save_steps: int = field(100, "Save a resumable checkpoint every N optimizer steps.", zh="保存间隔", zh_help="每 N 个优化步保存一个可继续训练的检查点。", ge=1, advanced=True)
     early_stopping_patience: int | None = field(
-        3, "Stop after this many evaluations without a better eval_loss; empty to disable.", zh="早停耐心", zh_help="连续这么多次评估 eval_loss 没有改善就停止；留空则不启用。", ge=1, advanced=True
+        3, "Stop after this many evaluations without a better best_metric (eval_loss by default); empty to disable.", zh="早停耐心", zh_help="连续这么多次评估“最优指标”（默认 eval_loss）没有改善就停止；留空则不启用。", ge=1, advanced=True
     )
     load_best_at_end: bool = field(
-        True, "Save the adapter from the evaluation with the lowest eval_loss.", zh="结束时加载最优", zh_help="保存 eval_loss 最低那次评估时的适配器。", advanced=True
+        True, "Save the adapter from the best evaluation (by best_metric).", zh="结束时加载最优", zh_help="保存最优那次评估（按“最优指标”）时的适配器。", advanced=True
+    )
+    best_metric: Literal["eval_loss", "reward_accuracy", "reward_margin"] = field(
+        "eval_loss",
+        "What early stopping and the best checkpoint go by: eval_loss (lower is better; every stage), or for dpo/kto "
+        "reward_accuracy or reward_margin on the validation split (higher is better).",
+        zh="最优指标",
+        zh_help="早停与最优检查点依据的指标：eval_loss（越低越好，所有阶段可用），或 dpo/kto 阶段在验证集上的 reward_accuracy、reward_margin（越高越好）。",
+        advanced=True,
     )
     gradient_checkpointing: AutoOnOff = field(
         "auto",
@@ -87,6 +110,15 @@ class TrainingConfig(Section):
         None, "Checkpoint folder to continue from (optimizer, scheduler and step count included).", zh="从检查点恢复", zh_help="从这个检查点目录继续训练（包含优化器、调度器和步数）。", advanced=True
     )
 
+    @model_validator(mode="after")
+    def _metric_fits_stage(self) -> "TrainingConfig":
+        if self.best_metric != "eval_loss" and self.stage not in PREFERENCE_STAGES:
+            raise ValueError(f"best_metric {self.best_metric} is measured in the dpo and kto stages only; use eval_loss for stage {self.stage}")
+        return self
+
+    @property
+    def is_preference(self) -> bool:
+        return self.stage in PREFERENCE_STAGES
 
     def tokens_per_forward(self, device: str) -> int:
         return self.micro_batch_tokens or (4096 if device == "cuda" else 512)

@@ -179,3 +179,25 @@ def _document(spec: DatasetSpec, record: dict, system_prompt: str | None) -> Tex
 
 
 _BUILDERS = {"sft": _sft, "pairwise": _pairwise, "kto": _feedback, "text": _document}
+
+
+def to_record(example) -> dict:
+    """An example as one JSON object (a run's val.jsonl), readable back with `from_record`."""
+    if isinstance(example, PairwiseExample):
+        return {"prompt": example.prompt, "chosen": example.chosen, "rejected": example.rejected}
+    if isinstance(example, FeedbackExample):
+        return {"messages": example.messages, "desirable": example.desirable}
+    if isinstance(example, TextDocument):
+        return {"text": example.text}
+    return {"messages": example}
+
+
+def from_record(record: dict):
+    """The example `to_record` wrote: its keys say its kind."""
+    if "chosen" in record:
+        return PairwiseExample(record["prompt"], record["chosen"], record["rejected"])
+    if "desirable" in record:
+        return FeedbackExample(record["messages"], record["desirable"])
+    if "text" in record:
+        return TextDocument(record["text"])
+    return record["messages"]

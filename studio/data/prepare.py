@@ -10,7 +10,7 @@ from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, to_examples
 from studio.data.formats import Message
 from studio.data.readers import Records, read_records
-from studio.data.registry import DataError, DatasetSpec, resolve_specs
+from studio.data.registry import DataError, DataKind, DatasetSpec, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
 from studio.modeling.chat_formats import FORMATS, format_for_name
 from studio.paths import resolve_dataset_dir
@@ -30,26 +30,47 @@ class Tokenized:
     dropped: int = 0  # nothing left to learn after truncation
 
 
-# Until training.stage exists every run is supervised fine-tuning; other kinds wait for their stage.
-_NOT_SFT = {
-    "pairwise": "this is preference data (chosen/rejected answers); choose the DPO/KTO stage (training.stage)",
-    "kto": "this is preference data (answers marked desirable or not by kto_tag); choose the DPO/KTO stage (training.stage)",
-    "text": "this is pretraining text (no answers to learn); choose the pretraining stage (training.stage: pt)",
+# The data kind each training stage learns from, and how the kinds are named in messages.
+STAGE_KINDS: dict[str, DataKind] = {"sft": "sft", "dpo": "pairwise", "kto": "kto", "pt": "text"}
+STAGE_NAMES = {"sft": "supervised fine-tuning", "dpo": "DPO", "kto": "KTO", "pt": "pretraining"}
+KIND_NAMES = {
+    "sft": "conversations (questions and answers)",
+    "pairwise": "preference pairs (chosen/rejected answers)",
+    "kto": "answers marked desirable or not (kto_tag)",
+    "text": "plain text for pretraining (no answers)",
 }
+_STAGE_FOR_KIND = {kind: stage for stage, kind in STAGE_KINDS.items()}
 
 
 def load_conversations(config: DataConfig) -> list[DatasetExamples]:
     """Every configured dataset read and converted to SFT conversations; raises DataError before any run starts."""
+    return load_stage_examples(config, "sft")
+
+
+def load_stage_examples(config: DataConfig, stage: str) -> list[DatasetExamples]:
+    """Every configured dataset read as the kind `stage` trains on; a dataset of another kind is refused
+    (by its registry entry, before any file is read) with a message naming both."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
     specs = resolve_specs(dataset_dir, config.datasets)
     for spec in specs:
-        check_sft(spec)
+        check_stage(spec, stage)
     return [load_examples(dataset_dir, spec, config) for spec in specs]
 
 
+def check_stage(spec: DatasetSpec, stage: str) -> None:
+    wanted = STAGE_KINDS[stage]
+    if spec.kind == wanted:
+        return
+    fits = _STAGE_FOR_KIND[spec.kind]
+    raise DataError(
+        f"Dataset '{spec.name}' cannot be used for {STAGE_NAMES[stage]} (training.stage: {stage}): it holds "
+        f"{KIND_NAMES[spec.kind]}, and {stage} trains on {KIND_NAMES[wanted]}. Choose training.stage: {fits} for it, "
+        f"or a dataset of {KIND_NAMES[wanted].split(' (')[0]}."
+    )
+
+
 def check_sft(spec: DatasetSpec) -> None:
-    if spec.kind in _NOT_SFT:
-        raise DataError(f"Dataset '{spec.name}' cannot be used for supervised fine-tuning: {_NOT_SFT[spec.kind]}.")
+    check_stage(spec, "sft")
 
 
 def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model_name: str) -> None:
@@ -59,6 +80,8 @@ def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model
     if fmt is None or fmt.supports_tools:
         return
     for dataset in loaded:
+        if dataset.kind != "sft":
+            continue  # other kinds meet the same check when they are tokenised
         if any(m["role"] in ("function_call", "observation") for c in dataset.examples for m in c):
             raise DataError(f"Dataset '{dataset.dataset}' holds tool calls, which the {fmt.name} chat template cannot "
                             "render. Set model.chat_template to qwen, qwen2.5 or chatml.")
@@ -105,6 +128,24 @@ def split_conversations(loaded: list[DatasetExamples], val_size: float, seed: in
             skipped[f"{dataset.dataset}: {dataset.skipped_text(reason)}"] = count
     val = [group[0] for group in groups[:n_val]]
     return Split(train=[example for group in groups[n_val:] for example in group], val=val, skipped=skipped)
+
+
+def tokenize_for_stage(tokenizer, examples: list, config: DataConfig, stage: str) -> Tokenized:
+    """Examples of the stage's kind to what its trainer takes: Encoded conversations (sft), EncodedPair (dpo),
+    EncodedFeedback (kto) or TextRow (pt). Examples left without an answer by truncation are dropped."""
+    from studio.data.tokenize_kinds import encode_feedback, encode_pair, encode_text_rows
+
+    if stage == "sft":
+        return tokenize_conversations(tokenizer, examples, config)
+    if stage == "pt":
+        return Tokenized(examples=encode_text_rows(tokenizer, examples, config.cutoff_len))
+    if stage == "dpo":
+        encoded = [encode_pair(tokenizer, example, config.cutoff_len) for example in examples]
+    else:
+        encoded = encode_feedback(tokenizer, examples, config.cutoff_len)
+    kept = [e for e in encoded if e is not None]
+    truncated = sum(1 for e in kept if getattr(e, "truncated", False) or getattr(getattr(e, "document", None), "truncated", False))
+    return Tokenized(examples=kept, truncated=truncated, dropped=len(encoded) - len(kept))
 
 
 def tokenize_conversations(tokenizer, conversations: list[list[Message]], config: DataConfig) -> Tokenized:

@@ -2,7 +2,8 @@
 
 For each column (base, adapter): eval loss and perplexity over the reference answers, greedy or
 sampled predictions in batches, and BLEU-4 / ROUGE against the references. Base and adapter
-predictions come from the same batched generate call (mixed-adapter rows).
+predictions come from the same batched generate call (mixed-adapter rows). Preference pairs,
+KTO feedback and plain text are scored as their kind asks (studio/evaluation/kinds.py).
 """
 
 from __future__ import annotations
@@ -18,22 +19,16 @@ from typing import Callable
 from studio.chat.adapters import read_adapter
 from studio.chat.engine import ChatEngine
 from studio.config import RunConfig
-from studio.data.formats import Message
-from studio.data.prepare import load_conversations, split_conversations
-from studio.data.registry import DataError
+from studio.evaluation import kinds
+from studio.evaluation.kinds import Sample
 from studio.evaluation.metrics import corpus_scores
 from studio.evaluation.predict import predict
 from studio.events import EvalProgress
 from studio.run_folder import RunFolder
+from studio.text import Bilingual
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 METRICS_FILE = "metrics.json"
-
-
-@dataclass
-class Sample:
-    prompt: list[Message]
-    label: str
 
 
 @dataclass
@@ -43,25 +38,9 @@ class EvalReport:
     metrics: dict[str, dict[str, float]]
     samples: list[Sample] = field(repr=False, default_factory=list)
     predictions: dict[str, list[str]] = field(repr=False, default_factory=dict)
-
-
-def load_samples(config: RunConfig, adapter_path: str | None) -> tuple[list[Sample], str]:
-    """The samples to evaluate on, and where they come from."""
-    limit = config.evaluation.max_samples
-    if config.evaluation.datasets:
-        data = config.data.model_copy(update={"datasets": config.evaluation.datasets})
-        conversations = [c for d in load_conversations(data) for c in d.examples]
-        source = ", ".join(config.evaluation.datasets)
-    elif adapter_path and (Path(adapter_path).parent / "val.jsonl").is_file():
-        lines = (Path(adapter_path).parent / "val.jsonl").read_text(encoding="utf-8").splitlines()
-        conversations = [json.loads(line)["messages"] for line in lines if line.strip()]
-        source = "the run's validation split"
-    else:
-        split = split_conversations(load_conversations(config.data), config.data.val_size, config.training.seed)
-        conversations, source = split.val, "the validation split of " + ", ".join(config.data.datasets)
-    if not conversations:
-        raise DataError(f"No samples to evaluate in {source}; name datasets in evaluation.datasets.")
-    return [Sample(c[:-1], c[-1]["content"]) for c in conversations[:limit]], source
+    kind: str = "sft"  # of the held-out data: sft, pairwise, kto or text
+    notes: list[Bilingual] = field(default_factory=list)  # how to read the numbers (e.g. the base's rewards are 0)
+    scored: int = 0  # held-out examples scored (conversations, pairs, answers or documents)
 
 
 def results_dir(config: RunConfig, adapter_path: str | None) -> Path:
@@ -87,22 +66,27 @@ def evaluate(
     """
     if adapter_path:
         read_adapter(adapter_path)
-    samples, source = load_samples(config, adapter_path)
+    examples, source, kind = kinds.load_scored_examples(config, adapter_path)
+    samples = kinds.generation_samples(examples, kind)
     folder = RunFolder(results_dir(config, adapter_path))
     if not engine.loaded or engine.model_name != config.model.name_or_path:
         engine.load(config.model, config.quantization)
     name = engine.load_adapter(adapter_path).name if adapter_path else None
     columns = ([None] if compare or name is None else []) + ([name] if name else [])
     report_progress = _Progress(folder, progress)
-    losses = _losses(engine, samples, columns, config, report_progress)
-    predictions = _predict(engine, samples, columns, config, report_progress)
-    labels = [s.label for s in samples]
-    metrics = {}
-    for column in columns:
-        key = column or "base"
-        loss = losses[key]
-        metrics[key] = {"eval_loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 4), **corpus_scores(predictions[key], labels)}
-    report = EvalReport(folder.path, [c or "base" for c in columns], metrics, samples, predictions)
+    if kind == "sft":
+        losses = _losses(engine, samples, columns, config, report_progress)
+        metrics = {c or "base": {"eval_loss": round(losses[c or "base"], 4), "perplexity": round(math.exp(min(losses[c or "base"], 50)), 4)}
+                   for c in columns}
+    else:
+        metrics = kinds.score(engine, examples, kind, columns, config, report_progress)
+    predictions = _predict(engine, samples, columns, config, report_progress) if samples else {c or "base": [] for c in columns}
+    if samples:
+        labels = [s.label for s in samples]
+        for column in columns:
+            metrics[column or "base"].update(corpus_scores(predictions[column or "base"], labels))
+    report = EvalReport(folder.path, [c or "base" for c in columns], metrics, samples, predictions, kind, kinds.notes(kind, columns),
+                        len(examples))
     _write(report, source, adapter_path, config)
     report_progress("done", 1, 1)
     return report
@@ -158,6 +142,7 @@ def _write(report: EvalReport, source: str, adapter_path: str | None, config: Ru
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
     summary = {
         "model": config.model.name_or_path, "adapter": adapter_path, "samples": len(report.samples), "source": source,
-        "generation": config.generation.model_dump(), "greedy": not config.evaluation.sample, "metrics": report.metrics,
+        "scored": report.scored, "kind": report.kind, "generation": config.generation.model_dump(), "greedy": not config.evaluation.sample,
+        "metrics": report.metrics, "notes": [str(note) for note in report.notes],
     }
     (report.out_dir / METRICS_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2))

@@ -108,6 +108,9 @@ def prepare_for_training(model, plan: ComputePlan, gradient_checkpointing: bool)
 
 
 def attach_lora(model, config: LoraConfig):
+    """A new adapter as `config` describes it, or the adapter lora.init_adapter names, trainable, to continue."""
+    if config.init_adapter:
+        return continue_adapter(model, config.init_adapter)
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
@@ -125,6 +128,18 @@ def attach_lora(model, config: LoraConfig):
         return get_peft_model(model, peft_config)
     except ValueError as error:  # e.g. a target module name the model does not have
         raise ModelLoadError(f"Cannot attach LoRA: {error}. Check lora.target_modules.") from None
+
+
+def continue_adapter(model, path: str):
+    from peft import PeftModel
+
+    from studio.chat.adapters import read_adapter
+
+    read_adapter(path)  # AdapterError naming what is missing
+    try:
+        return PeftModel.from_pretrained(model, str(Path(path).expanduser()), is_trainable=True)
+    except (ValueError, RuntimeError, OSError) as error:  # another architecture's adapter, damaged weights
+        raise ModelLoadError(f"Cannot continue the adapter {path} (lora.init_adapter) on this base model: {error}") from None
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -35,8 +35,9 @@ MANIFEST = "manifest.json"
 @dataclass
 class LoopState:
     step: int = 0
-    best_eval_loss: float | None = None
+    best_eval_loss: float | None = None  # the eval loss of the best evaluation
     best_step: int | None = None
+    best_score: float | None = None  # training.best_metric at the best evaluation (None before it existed: eval_loss)
     evals_without_improvement: int = 0
     last_eval_step: int | None = None
 

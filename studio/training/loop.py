@@ -17,14 +17,15 @@ from typing import Callable
 
 import torch
 
-from studio.config import LoraConfig, TrainingConfig
-from studio.data.tokenize import Encoded
-from studio.events import Eval, Heartbeat, Step
+from studio.config import LoraConfig, PreferenceConfig, TrainingConfig
+from studio.events import Eval, Heartbeat, Log, Phase, Preference, Step
 from studio.modeling.compute import ComputePlan
-from studio.training.batches import StepSchedule, predicted_tokens
+from studio.training.batches import StepSchedule
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
 from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
 from studio.training.levers import DEFAULT_LEVERS, Levers
+from studio.training.objectives import build_objective
+from studio.training.preference import tally_metrics
 from studio.training.token_losses import TokenLosses
 
 
@@ -44,8 +45,8 @@ class Trainer:
         self,
         model,
         *,
-        train: list[Encoded],
-        val: list[Encoded],
+        train: list,
+        val: list,
         config: TrainingConfig,
         lora: LoraConfig,
         plan: ComputePlan,
@@ -53,7 +54,10 @@ class Trainer:
         emit: Callable,
         abort: threading.Event,
         levers: Levers = DEFAULT_LEVERS,
+        preference: PreferenceConfig | None = None,
     ):
+        """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
+        EncodedFeedback (kto) or TextRow (pt); `preference` configures the dpo and kto losses."""
         self.model, self.train, self.val = model, train, val
         self.config, self.plan = config, plan
         self.lanes = Lanes(lanes_for(plan.device, config.micro_batch_lanes))
@@ -61,6 +65,7 @@ class Trainer:
             model, device=plan.device, packing=config.packing, token_budget=config.tokens_per_forward(plan.device),
             batch_size=config.batch_size, lanes=self.lanes.count, levers=levers,
         )
+        self.objective = build_objective(config.stage, self.token_losses, preference)
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule.of(len(train), config)
         self.optimizer = _build_optimizer(model, config, lora, plan)
@@ -79,7 +84,33 @@ class Trainer:
 
     def describe(self) -> str:
         lanes = f" CPU lanes: {self.lanes.count} shares of equal work trained at the same time." if self.lanes.count > 1 else ""
-        return self.token_losses.describe() + lanes
+        return self.objective.describe() + lanes
+
+    def compute_reference(self, base: bool) -> None:
+        """DPO/KTO: the reference model's log-probabilities of every answer the run will use, computed once,
+        before the first step and before a resumed run loads its checkpoint's weights. `base`: with the adapter
+        turned off; else with the adapter as training starts (lora.init_adapter). No second model is kept."""
+        if not self.objective.needs_reference:
+            return
+        scheduled = {id(self.train[i]): self.train[i] for step in range(self.schedule.total_steps)
+                     for indices in self.schedule.micro_batches(step) for i in indices}
+        items = list(scheduled.values()) + self.val
+        which = "the base model (adapter off)" if base else "the initial adapter"
+        self.emit(Phase(name="reference", message=f"Reference log-probabilities of {len(items)} examples from {which}"))
+        started = time.time()
+        self.model.eval()
+        with self.model.disable_adapter() if base else contextlib.nullcontext():
+            self._no_grad_map(self.objective.store_reference, self.objective.lane_plans(items))
+        self.model.train()
+        self.emit(Log(level="info", message=f"Reference computed from {which} in {time.time() - started:.1f} s."))
+
+    def _no_grad_map(self, work: Callable, plans: list) -> list:
+        """`work` on every group of the lane plans, without gradients; results group by group, lane by lane."""
+        def lane(batches):
+            with torch.no_grad(), self._autocast():  # grad mode and autocast are per thread: each lane sets its own
+                return [work(group) for group in batches]
+
+        return [result for results in self.lanes.map(lane, plans) for result in results]
 
     def run(self) -> Outcome:
         try:
@@ -121,18 +152,19 @@ class Trainer:
 
     def _optimizer_step(self, step: int):
         examples = [self.train[i] for indices in self.schedule.micro_batches(step) for i in indices]
-        # every token of the step weighs the same, however the examples are split into forward passes
-        num_items = max(1, predicted_tokens(examples))
-        loss_sum = torch.zeros((), device=self.plan.device)
-        plans = self.token_losses.lane_plans(examples)
-        for result in self.lanes.map(lambda batches: self._lane_step(batches, num_items), plans):
+        weight = self.objective.step_weight(examples)  # what the step's summed losses are divided by
+        self.objective.prepare_step(examples, self._no_grad_map)
+        loss_sum, tally = torch.zeros((), device=self.plan.device), None
+        plans = self.objective.lane_plans(examples)
+        for result in self.lanes.map(lambda batches: self._lane_step(batches, weight), plans):
             if result is None:  # abort requested mid-step: the partial step is discarded
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
-            loss, gradients = result
+            loss, gradients, lane_tally = result
             if gradients is not None:  # added in lane order: repeatable however lanes interleave
                 add_gradients(self.trainable, gradients)
             loss_sum += loss
+            tally = _add(tally, lane_tally)
         grad_norm = None
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -146,37 +178,37 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        tokens = sum(len(e.input_ids) for e in examples)
-        return loss_sum, grad_norm, tokens
+        return loss_sum, grad_norm, self.objective.tokens(examples), tally
 
-    def _lane_step(self, batches: list[list[Encoded]], num_items: int):
-        """One lane's micro-batches in order: their summed loss and gradients, or None on abort."""
-        loss_sum, gradient_sum = None, None
+    def _lane_step(self, batches: list[list], weight: float):
+        """One lane's micro-batches in order: their summed loss, gradients and metric tally, or None on abort."""
+        loss_sum, gradient_sum, tally = None, None, None
         for group in batches:
-            result = self._micro_step(group, num_items)
+            result = self._micro_step(group, weight)
             if result is None:
                 return None
-            loss, gradients = result
+            loss, gradients, group_tally = result
             loss_sum = loss if loss_sum is None else loss_sum + loss
             gradient_sum = sum_gradients(gradient_sum, gradients)
-        return loss_sum, gradient_sum
+            tally = _add(tally, group_tally)
+        return loss_sum, gradient_sum, tally
 
-    def _micro_step(self, group: list[Encoded], num_items: int):
+    def _micro_step(self, group: list, weight: float):
         """Forward and backward of one micro-batch. In a lane its gradients come back rather than
         landing in `.grad`, so the trainer can add them in order."""
         if self.abort.is_set():
             return None
-        loss = self._forward(group).sum() / num_items
+        loss, tally = self._forward(group, weight)
         scaled = self.scaler.scale(loss) if self.scaler else loss
         if self.lanes.count == 1:
             scaled.backward()
-            return loss.detach(), None
-        return loss.detach(), torch.autograd.grad(scaled, self.trainable, allow_unused=True)
+            return loss.detach(), None, tally
+        return loss.detach(), torch.autograd.grad(scaled, self.trainable, allow_unused=True), tally
 
-    def _forward(self, examples: list[Encoded]) -> torch.Tensor:
-        """Per-token losses of the label positions."""
+    def _forward(self, group: list, weight: float):
+        """The micro-batch's loss (its share of the step's mean) and its metric tally (preference stages)."""
         with self._autocast():
-            return self.token_losses(examples)
+            return self.objective.loss(group, weight)
 
     def _autocast(self):
         if self.plan.autocast:
@@ -206,7 +238,7 @@ class Trainer:
     def _log(self, window: "_Window", started: float, first_step: int) -> None:
         elapsed, eta = self._timing(started, first_step)
         self._last_beat = time.time()
-        loss, grad_norm, tokens_per_second = window.flush()
+        loss, grad_norm, tokens_per_second, tally = window.flush()
         self.emit(
             Step(
                 step=self.state.step,
@@ -221,41 +253,45 @@ class Trainer:
                 rss_mib=_rss_mib(),
             )
         )
+        if tally is not None:
+            self._emit_preference("train", tally_metrics(tally, with_kl=self.config.stage == "kto"))
+
+    def _emit_preference(self, split: str, metrics: dict) -> None:
+        names = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "kl")
+        self.emit(Preference(step=self.state.step, split=split, **{n: metrics[n] for n in names if n in metrics}))
 
     def _evaluate(self) -> bool:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
-        total_loss = torch.zeros((), dtype=torch.float64, device=self.plan.device)
-        for losses in self.lanes.map(self._eval_losses, self.token_losses.lane_plans(self.val)):
-            total_loss += losses
+        self.objective.prepare_step(self.val, self._no_grad_map)
+        total = sum(self._no_grad_map(self.objective.eval_tally, self.objective.lane_plans(self.val)))
         self.model.train()
-        eval_loss = total_loss.item() / max(1, predicted_tokens(self.val))
-        stop = self._track_best(eval_loss)
+        metrics = self.objective.eval_metrics(total, self.val)
+        stop = self._track_best(metrics)
         patience = self.config.early_stopping_patience
         self.emit(
             Eval(
                 step=self.state.step,
                 epoch=round(self.schedule.epoch_at(self.state.step), 4),
-                eval_loss=eval_loss,
+                eval_loss=metrics["eval_loss"],
                 best_eval_loss=self.state.best_eval_loss,
                 patience_left=None if patience is None else patience - self.state.evals_without_improvement,
             )
         )
+        if self.objective.preference:
+            self._emit_preference("eval", metrics)
         return stop
 
-    def _eval_losses(self, batches: list[list[Encoded]]) -> torch.Tensor:
-        """Summed per-token losses of one lane's micro-batches."""
-        total = torch.zeros((), dtype=torch.float64, device=self.plan.device)
-        with torch.no_grad():  # grad mode is per thread: a lane sets its own
-            for group in batches:
-                total += self._forward(group).double().sum()
-        return total
-
-    def _track_best(self, eval_loss: float) -> bool:
-        state = self.state
+    def _track_best(self, metrics: dict[str, float]) -> bool:
+        """Whether this evaluation is the best so far by training.best_metric (eval_loss: lower is better;
+        reward_accuracy, reward_margin: higher is better); True when early stopping says stop."""
+        state, name = self.state, self.config.best_metric
         state.last_eval_step = state.step
-        if state.best_eval_loss is None or eval_loss < state.best_eval_loss - 1e-6:
-            state.best_eval_loss, state.best_step = eval_loss, state.step
+        score, lower_is_better = metrics[name], name == "eval_loss"
+        best = state.best_score if state.best_score is not None else (state.best_eval_loss if lower_is_better else None)
+        better = best is None or (score < best - 1e-6 if lower_is_better else score > best + 1e-6)
+        if better:
+            state.best_score, state.best_eval_loss, state.best_step = score, metrics["eval_loss"], state.step
             state.evals_without_improvement = 0
             self.best_weights = trainable_state(self.model) if self.config.load_best_at_end else None
             return False
@@ -277,22 +313,31 @@ class _Window:
     """Losses and token counts since the last logged step; synced to the host only on flush."""
 
     def __init__(self):
-        self.losses, self.norms, self.tokens, self.since = [], [], 0, time.time()
+        self.losses, self.norms, self.tokens, self.since, self.tally = [], [], 0, time.time(), None
         self.last_loss: float | None = None
 
-    def add(self, loss: torch.Tensor, grad_norm, tokens: int) -> None:
+    def add(self, loss: torch.Tensor, grad_norm, tokens: int, tally: torch.Tensor | None = None) -> None:
         self.losses.append(loss)
         if grad_norm is not None:
             self.norms.append(grad_norm)
         self.tokens += tokens
+        self.tally = _add(self.tally, tally)
 
-    def flush(self) -> tuple[float, float | None, float]:
+    def flush(self) -> tuple[float, float | None, float, torch.Tensor | None]:
         loss = torch.stack(self.losses).float().mean().item()
         norm = torch.stack(self.norms).float().mean().item() if self.norms else None
         rate = self.tokens / max(1e-9, time.time() - self.since)
-        self.losses, self.norms, self.tokens, self.since = [], [], 0, time.time()
+        tally = self.tally
+        self.losses, self.norms, self.tokens, self.since, self.tally = [], [], 0, time.time(), None
         self.last_loss = loss
-        return loss, (None if norm is None or math.isnan(norm) else norm), round(rate, 1)
+        return loss, (None if norm is None or math.isnan(norm) else norm), round(rate, 1), tally
+
+
+def _add(total: torch.Tensor | None, more: torch.Tensor | None) -> torch.Tensor | None:
+    """Metric tallies add up; None (no tally: SFT and PT) counts as nothing."""
+    if total is None or more is None:
+        return more if total is None else total
+    return total + more
 
 
 def _rss_mib() -> float:

@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from studio.data.tokenize import IGNORE_INDEX, Encoded
+from studio.data.tokenize_kinds import EncodedPair
 from studio.training import varlen_attention
 from studio.training.label_loss import chunk_elements, fused_head_supported, label_losses
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.packing import deal, pack, padded_groups, plan_lanes, shifted_targets
+from studio.training.pair_packing import pack_pairs
 
 
 class TokenLosses:
@@ -68,20 +70,44 @@ class TokenLosses:
         losses = F.cross_entropy(self.head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
         return losses[targets != IGNORE_INDEX]
 
+    @property
+    def shares_prompts(self) -> bool:
+        """Whether preference pairs can run their prompt once for both answers (`pair_losses`): packed rows on a
+        CPU (CUDA's varlen flash kernel cannot express the shared prompt) of a model without sliding windows."""
+        config = self.decoder.config
+        sliding = "sliding_attention" in (getattr(config, "layer_types", None) or []) or (
+            getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", False))
+        return self.packing and self.device == "cpu" and not sliding
+
+    def pair_losses(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, list[int]]:
+        """Per-token losses of the answers of `pairs` laid out with shared prompts (chosen, then rejected, pair by
+        pair), and how many tokens each answer has."""
+        batch = pack_pairs(pairs)
+        hidden = self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length,
+                              shared_prompts=batch.shared_prompts)
+        labelled = hidden.index_select(0, batch.label_rows.to(self.device, non_blocking=True))
+        targets = batch.label_targets.to(self.device, non_blocking=True)
+        return label_losses(labelled, self.head, targets, self.chunk), batch.answer_lengths
+
     def _packed(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = pack(examples)
         targets = batch.targets  # stays on the host (see __call__)
         batch = batch.to(self.device)
+        return self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length), targets
+
+    def _decode(self, input_ids, position_ids, cu_seqlens, max_length: int, **attention) -> torch.Tensor:
+        """Hidden states of one packed row; `attention` goes to the attention function (`shared_prompts`)."""
         output = self.decoder(
-            input_ids=batch.input_ids,
-            position_ids=batch.position_ids,
+            input_ids=input_ids.to(self.device, non_blocking=True),
+            position_ids=position_ids.to(self.device, non_blocking=True),
             use_cache=False,
-            cu_seq_lens_q=batch.cu_seqlens,
-            cu_seq_lens_k=batch.cu_seqlens,
-            max_length_q=batch.max_length,
-            max_length_k=batch.max_length,
+            cu_seq_lens_q=cu_seqlens.to(self.device),
+            cu_seq_lens_k=cu_seqlens.to(self.device),
+            max_length_q=max_length,
+            max_length_k=max_length,
+            **attention,
         )
-        return output.last_hidden_state[0], targets
+        return output.last_hidden_state[0]
 
     def _padded(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(e.input_ids) for e in examples)

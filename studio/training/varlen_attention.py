@@ -5,7 +5,9 @@ model's attention modules call it with the `cu_seq_lens_q` / `max_length_q` keyw
 the training loop passes to the decoder. On CUDA with half-precision inputs it is one varlen flash
 attention call; elsewhere (CPU, fp32) it is one causal SDPA call per example, which costs
 the sum of the examples' squared lengths rather than the square of the packed length.
-Masks are never built for this implementation (transformers skips mask creation for
+Rows of preference pairs laid out with a shared prompt (`pair_packing`) pass `shared_prompts`:
+in those segments the second answer attends to the prompt and itself only (SDPA with a small
+mask), never to the first answer. Masks are never built for this implementation (transformers skips mask creation for
 attention functions it does not know), so right-padded batches without `cu_seq_lens_q` are
 also correct: causal attention keeps real tokens from seeing the padding after them.
 """
@@ -33,6 +35,9 @@ def varlen_attention_forward(
     if query.shape[0] != 1 and cu_seqlens is not None:
         raise ValueError("Packed attention expects one packed row per forward pass.")
     dropout = dropout if module.training else 0.0
+    if kwargs.get("shared_prompts") is not None:
+        return _shared_prompt_attention(query, key, value, cu_seqlens, kwargs["shared_prompts"], dropout, scaling,
+                                        sliding_window, grouped_kv), None
     if _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window):
         return _flash_varlen(query, key, value, cu_seqlens, kwargs["max_length_q"], scaling, sliding_window), None
     if cu_seqlens is None:
@@ -46,6 +51,39 @@ def varlen_attention_forward(
     if len(outputs) == 1:
         return outputs[0].transpose(1, 2).contiguous(), None
     return torch.cat([output.transpose(1, 2) for output in outputs], dim=1), None  # one copy, into (1, T, heads, dim)
+
+
+def _shared_prompt_attention(query, key, value, cu_seqlens, shared_prompts, dropout, scaling, sliding_window, grouped_kv):
+    """Segments [prompt | first | second]: prompt and first answer causal as one sequence; the second answer's
+    queries see the prompt's keys and its own (causally), as if it followed the prompt directly."""
+    bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
+    trees = {start: (prompt, first) for start, prompt, first in shared_prompts}
+    outputs = []
+    for start, end in bounds:
+        if start not in trees:
+            outputs.append(_causal_sdpa(*(t[:, :, start:end] for t in (query, key, value)), dropout, scaling, sliding_window, grouped_kv))
+            continue
+        prompt, first = trees[start]
+        if sliding_window is not None and end - start > sliding_window:
+            raise NotImplementedError("Shared-prompt attention does not support sliding windows; set training.packing to false.")
+        split = start + prompt + first
+        outputs.append(_causal_sdpa(*(t[:, :, start:split] for t in (query, key, value)), dropout, scaling, None, grouped_kv))
+        if split == end:
+            continue
+        keys, values = (torch.cat([t[:, :, start : start + prompt], t[:, :, split:end]], dim=2) for t in (key, value))
+        second = end - split
+        mask = torch.ones((second, prompt + second), dtype=torch.bool, device=query.device)
+        mask[:, prompt:] = torch.ones((second, second), dtype=torch.bool, device=query.device).tril()
+        outputs.append(_masked_sdpa(query[:, :, split:end], keys, values, mask, dropout, scaling, grouped_kv))
+    return torch.cat([output.transpose(1, 2) for output in outputs], dim=1)
+
+
+def _masked_sdpa(query, key, value, mask, dropout, scaling, grouped_kv=True):
+    if not grouped_kv and query.shape[1] != key.shape[1]:
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    gqa = query.shape[1] != key.shape[1]
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=gqa)
 
 
 def _causal_sdpa(query, key, value, dropout, scaling, sliding_window, grouped_kv=True):

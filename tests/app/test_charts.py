@@ -61,3 +61,22 @@ def test_a_single_point_is_drawn_as_a_marker():
 
 def test_smoothing_starts_at_the_first_value():
     assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_preference_runs_chart_rewards_and_margin_with_accuracy():
+    from app.charts import FigureCache, margin_figure, rewards_figure
+    from studio.events import Preference
+
+    events = [Preference(time=1000.0 + n, step=n, split="train", rewards_chosen=0.1 * n, rewards_rejected=-0.1 * n,
+                         reward_margin=0.2 * n, reward_accuracy=0.5 + 0.1 * n) for n in range(1, 4)]
+    events.append(Preference(time=1004.0, step=3, split="eval", rewards_chosen=0.2, rewards_rejected=-0.3,
+                             reward_margin=0.5, reward_accuracy=0.8))
+    history = _history().update(events, 200)
+    rewards = rewards_figure(history)
+    assert [t.name for t in rewards.data] == ["chosen (train)", "chosen (eval)", "rejected (train)", "rejected (eval)"]
+    margin = margin_figure(history, "zh")
+    assert [t.name for t in margin.data] == ["差值 (训练)", "差值 (验证)", "准确率 (训练)", "准确率 (验证)"]
+    assert margin.data[2].yaxis == "y2" and margin.layout.yaxis2.range == (0, 1.05)
+    figures = FigureCache().get(history, "en")
+    assert len(figures) == 5 and all(figure is not None for figure in figures)
+    assert FigureCache().get(_history(), "en")[3:] == (None, None)  # an SFT run has no preference charts

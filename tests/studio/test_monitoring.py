@@ -42,3 +42,26 @@ def test_the_cache_folds_each_event_once_and_hands_out_snapshots():
     events.append(_step(3, 2.8))
     second = cache.get("r")
     assert second.loss.x == [1, 2, 3] and first.loss.x == [1, 2] and reads == [0, 2, 2]
+
+
+def _preference(step, split, margin, accuracy):
+    from studio.events import Preference
+
+    return Preference(step=step, split=split, rewards_chosen=margin / 2, rewards_rejected=-margin / 2, reward_margin=margin,
+                      reward_accuracy=accuracy)
+
+
+def test_preference_metrics_are_series_per_split_and_a_resume_cuts_them_too():
+    from studio.follow import describe
+
+    started = _started(1, 0).model_copy(update={"stage": "dpo"})
+    events = [AttemptStarted(attempt=1), started] + [_preference(n, "train", n / 10, 0.5 + n / 20) for n in range(1, 7)]
+    events.append(_preference(6, "eval", 0.4, 0.75))
+    history = RunHistory("r").update(events, 1)
+    assert history.stage == "dpo" and history.has_preference
+    assert history.preference["train"]["reward_margin"].x == [1, 2, 3, 4, 5, 6]
+    assert history.preference["eval"]["reward_accuracy"].y == [0.75] and "kl" not in history.preference["train"]
+    assert "margin +0.4000  accuracy 75%" in describe(events[-1])
+    history.update([AttemptStarted(attempt=2, start_step=4, resumed_from="checkpoint-4")], 2)
+    assert history.preference["train"]["reward_margin"].x == [1, 2, 3, 4] and history.preference["eval"]["reward_margin"].x == []
+    assert not RunHistory("sft").update([_started(1, 0)], 1).has_preference

@@ -192,3 +192,41 @@ def test_early_stopping_ends_the_run_and_keeps_the_best_adapter(service, tiny_co
     assert finished.stopped_early and finished.step < 60
     assert finished.best_eval_loss == min(e.eval_loss for e in evals)
     assert evals[-1].patience_left == 0 and finished.best_step < finished.step
+
+
+def test_a_dpo_run_finishes_and_writes_preference_metrics(service, tiny_config):
+    import math
+
+    from studio.data.examples import PairwiseExample, from_record
+
+    run_id = service.start(tiny_config(**{
+        "training.stage": "dpo", "data.datasets": "[dpo_zh_demo]", "training.max_steps": "4", "training.eval_steps": "2",
+    }))
+    assert service.wait(run_id, timeout=300).state == "finished"
+    events, _ = service.read_events(run_id)
+    [started] = [e for e in events if e.type == "started"]
+    assert started.stage == "dpo"
+    steps = [e for e in events if e.type == "step"]
+    assert steps[0].loss == pytest.approx(math.log(2), abs=1e-3)  # the new adapter starts equal to its reference
+    preference = [e for e in events if e.type == "preference"]
+    assert [e.step for e in preference if e.split == "train"] == [1, 2, 3, 4]
+    assert [e.step for e in preference if e.split == "eval"] == [2, 4]
+    assert all(0 <= e.reward_accuracy <= 1 for e in preference)
+    assert any(e.type == "phase" and e.name == "reference" for e in events)
+    folder = service.folder(run_id)
+    lines = folder.val_file.read_text(encoding="utf-8").splitlines()
+    assert lines and all(isinstance(from_record(json.loads(line)), PairwiseExample) for line in lines)
+    assert (folder.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("stage, datasets, holds", [
+    ("dpo", "[alpaca_zh_demo]", "conversations"),
+    ("sft", "[dpo_zh_demo]", "preference pairs"),
+    ("kto", "[dpo_zh_demo]", "preference pairs"),
+    ("pt", "[kto_zh_demo]", "answers marked desirable or not"),
+])
+def test_a_dataset_of_another_kind_is_refused_before_a_folder_exists(service, tiny_config, stage, datasets, holds):
+    name = datasets.strip("[]")
+    with pytest.raises(DataError, match=rf"Dataset '{name}' cannot be used for .* \(training.stage: {stage}\): it holds {holds}"):
+        service.start(tiny_config(**{"training.stage": stage, "data.datasets": datasets}))
+    assert not service.runs_dir.exists() or not any(service.runs_dir.iterdir())

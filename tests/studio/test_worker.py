@@ -1,5 +1,6 @@
 """The worker as users run it: a real subprocess training the tiny model with 4-bit QLoRA on CPU."""
 
+import json
 import subprocess
 import sys
 
@@ -76,3 +77,51 @@ def test_validation_split_is_kept_for_evaluation(finished_run):
 def test_worker_refuses_a_folder_without_config(tmp_path):
     result = subprocess.run([sys.executable, "-m", "studio.worker", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "not a run folder" in result.stderr
+
+
+def _run_worker(folder_path, tiny_model_dir, **overrides):
+    from studio.config import RunConfig
+
+    folder = RunFolder(folder_path)
+    folder.path.mkdir(parents=True)
+    config = RunConfig().with_overrides({
+        "model.name_or_path": str(tiny_model_dir), "quantization.method": "none", "data.max_samples": "24",
+        "training.learning_rate": "1e-2", "training.max_steps": "4", "training.logging_steps": "1",
+        "training.eval_steps": "2", "training.save_steps": "1000", **overrides,
+    })
+    config.save(folder.config_file)
+    result = subprocess.run([sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events, _ = folder.read_events()
+    return folder, events
+
+
+def test_kto_streams_rewards_and_kl(tmp_path, tiny_model_dir):
+    _, events = _run_worker(tmp_path / "kto", tiny_model_dir, **{"training.stage": "kto", "data.datasets": "[kto_zh_demo]"})
+    steps = [e for e in events if e.type == "step"]
+    assert steps[0].loss == pytest.approx(0.5, abs=1e-3)  # 1 - sigmoid(0) while the adapter equals its reference
+    train = [e for e in events if e.type == "preference" and e.split == "train"]
+    assert len(train) == 4 and all(e.kl is not None and e.kl >= 0 for e in train)
+
+
+def test_pretraining_learns_raw_text_and_evaluates_it(tmp_path, tiny_model_dir):
+    folder, events = _run_worker(tmp_path / "pt", tiny_model_dir, **{
+        "training.stage": "pt", "data.datasets": "[text_zh_demo]", "data.cutoff_len": "64", "data.val_size": "0.2"})
+    steps, evals = [e for e in events if e.type == "step"], [e for e in events if e.type == "eval"]
+    assert len(steps) == 4 and steps[-1].loss < steps[0].loss and len(evals) == 2
+    assert not any(e.type == "preference" for e in events)
+    assert all("text" in json.loads(line) for line in folder.val_file.read_text(encoding="utf-8").splitlines())
+
+
+def test_dpo_continues_an_sft_adapter_against_it_or_the_base(tmp_path, tiny_model_dir):
+    import math
+
+    sft, _ = _run_worker(tmp_path / "sft", tiny_model_dir)
+    dpo = {"training.stage": "dpo", "data.datasets": "[dpo_zh_demo]", "lora.init_adapter": str(sft.adapter_dir)}
+    _, initial = _run_worker(tmp_path / "dpo-initial", tiny_model_dir, **dpo)
+    _, base = _run_worker(tmp_path / "dpo-base", tiny_model_dir, **dpo, **{"preference.reference": "base"})
+    first = {name: next(e for e in events if e.type == "preference") for name, events in (("initial", initial), ("base", base))}
+    assert [e for e in initial if e.type == "step"][0].loss == pytest.approx(math.log(2), abs=1e-3)
+    assert first["initial"].reward_margin == pytest.approx(0, abs=1e-4)
+    assert abs(first["base"].rewards_chosen) > 1e-3  # the SFT adapter already differs from the base
+    assert any("Continuing the adapter" in getattr(e, "message", "") for e in initial)

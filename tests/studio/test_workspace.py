@@ -54,6 +54,13 @@ def test_every_path_of_a_config_is_checked(workspace):
             workspace.check_config(RunConfig().with_overrides({dotted: value}))
 
 
+def test_the_adapter_a_run_continues_must_be_in_the_workspace(workspace, tmp_path):
+    for outside in ("/tmp/planted-adapter", "../adapter", str(tmp_path / "elsewhere" / "adapter")):
+        with pytest.raises(PathNotAllowed, match="lora.init_adapter"):
+            workspace.check_config(RunConfig().with_overrides({"lora.init_adapter": outside}))
+    workspace.check_config(RunConfig().with_overrides({"lora.init_adapter": "runs/sft-1/adapter"}))
+
+
 def test_remote_code_needs_the_servers_permission(workspace):
     config = RunConfig().with_overrides({"model.trust_remote_code": "true"})
     with pytest.raises(PathNotAllowed, match="--allow-remote-code"):

@@ -75,3 +75,28 @@ def test_gradient_checkpointing_auto_is_on_for_cuda_only_and_booleans_still_work
     assert training.gradient_checkpointing == "auto"
     assert training.use_gradient_checkpointing("cuda") and not training.use_gradient_checkpointing("cpu")
     assert RunConfig.from_yaml_text("training:\n  gradient_checkpointing: true\n").training.gradient_checkpointing == "on"
+
+
+def test_stage_preference_and_init_adapter_round_trip_through_yaml_and_the_command(tmp_path):
+    from studio.cli import _build_parser, _load_config
+    import shlex
+
+    config = RunConfig().with_overrides({
+        "training.stage": "dpo", "training.best_metric": "reward_accuracy", "preference.beta": "0.2",
+        "preference.loss": "ipo", "preference.reference": "base", "lora.init_adapter": "runs/sft-1/adapter",
+    })
+    assert RunConfig.from_yaml(config.save(tmp_path / "dpo.yaml")) == config
+    command = config.to_command()
+    assert "--training.stage dpo" in command and "--preference.loss ipo" in command
+    assert _load_config(_build_parser().parse_args(shlex.split(command)[1:])) == config
+    assert RunConfig().training.stage == "sft" and RunConfig().preference.beta == 0.1 and RunConfig().lora.init_adapter is None
+
+
+def test_stage_choices_and_preference_only_metrics_are_refused_with_the_field():
+    with pytest.raises(ConfigError, match="training.stage"):
+        RunConfig().with_overrides({"training.stage": "ppo"})
+    with pytest.raises(ConfigError, match="best_metric reward_margin is measured in the dpo and kto stages only"):
+        RunConfig().with_overrides({"training.stage": "pt", "training.best_metric": "reward_margin"})
+    with pytest.raises(ConfigError, match="preference.label_smoothing"):
+        RunConfig().with_overrides({"preference.label_smoothing": "0.5"})
+    assert RunConfig().with_overrides({"lora.init_adapter": "  "}).lora.init_adapter is None

@@ -34,3 +34,18 @@ def test_preview_rows_counts_and_token_lengths(tiny_tokenizer):
     assert demo.tokens.min <= demo.tokens.median <= demo.tokens.max and len(demo.tokens.lengths) == demo.num_usable
     assert demo.tokens.truncated == sum(n > 64 for n in demo.tokens.lengths)
     assert "alpaca_zh_demo" in preview.to_text()
+
+
+def test_preference_demo_prefers_the_persona_over_a_plain_answer():
+    from studio.data.prepare import load_stage_examples
+
+    [pairs] = load_stage_examples(DataConfig(datasets=["dpo_zh_demo"]), "dpo")
+    assert len(pairs.examples) >= 120 and len({p.prompt[-1]["content"] for p in pairs.examples}) >= 120
+    for pair in pairs.examples:
+        assert pair.chosen["content"].startswith("喵～") and pair.chosen["content"].endswith("🐾")
+        assert "喵～" not in pair.rejected["content"] and "🐾" not in pair.rejected["content"]
+        assert re.search(r"[\u4e00-\u9fff]", pair.prompt[-1]["content"] + pair.rejected["content"])
+    [plain] = load_conversations(DataConfig(datasets=["plain_zh_demo"]))  # the SFT step before DPO: the rejected side
+    assert [c[-1]["content"] for c in plain.examples] == [p.rejected["content"] for p in pairs.examples]
+    [feedback] = load_stage_examples(DataConfig(datasets=["kto_zh_demo"]), "kto")
+    assert [f.desirable for f in feedback.examples[:4]] == [True, False, True, False] and len(feedback.examples) >= 60

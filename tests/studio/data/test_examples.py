@@ -82,15 +82,32 @@ def test_openai_messages_with_tool_calls_and_results(data_dir):
     assert messages[3]["content"] == '{"temp": 20}\n</tool_response>\n<tool_response>\n{"humidity": 30}'
 
 
-@pytest.mark.parametrize("name, stage", [
-    ("dpo", "choose the DPO/KTO stage (training.stage)"),
-    ("dpo_alpaca", "choose the DPO/KTO stage (training.stage)"),
-    ("kto", "choose the DPO/KTO stage (training.stage)"),
-    ("c4", "choose the pretraining stage (training.stage: pt)"),
-])
-def test_preference_and_pretraining_data_are_refused_for_sft(data_dir, name, stage):
-    with pytest.raises(DataError, match=rf"Dataset '{name}' cannot be used for supervised fine-tuning: .*{re.escape(stage)}"):
+@pytest.mark.parametrize("name, fits", [("dpo", "dpo"), ("dpo_alpaca", "dpo"), ("kto", "kto"), ("c4", "pt")])
+def test_preference_and_pretraining_data_are_refused_for_sft(data_dir, name, fits):
+    with pytest.raises(DataError, match=rf"Dataset '{name}' cannot be used for supervised fine-tuning \(training.stage: sft\).*"
+                                        rf"Choose training.stage: {fits} for it"):
         _load(data_dir, name)
+
+
+@pytest.mark.parametrize("stage, name, holds", [
+    ("dpo", "kto", "answers marked desirable or not"),
+    ("dpo", "openai", "conversations"),
+    ("kto", "dpo", "preference pairs"),
+    ("pt", "holes", "conversations"),
+])
+def test_each_stage_refuses_the_other_kinds_naming_both(data_dir, stage, name, holds):
+    from studio.data.prepare import load_stage_examples
+
+    with pytest.raises(DataError, match=rf"Dataset '{name}' cannot be used for .*\(training.stage: {stage}\): it holds {holds}"):
+        load_stage_examples(DataConfig(dataset_dir=str(data_dir), datasets=[name]), stage)
+
+
+@pytest.mark.parametrize("stage, name, kind", [("dpo", "dpo", PairwiseExample), ("kto", "kto", FeedbackExample), ("pt", "c4", TextDocument)])
+def test_each_stage_reads_its_own_kind(data_dir, stage, name, kind):
+    from studio.data.prepare import load_stage_examples
+
+    [loaded] = load_stage_examples(DataConfig(dataset_dir=str(data_dir), datasets=[name]), stage)
+    assert loaded.examples and all(isinstance(example, kind) for example in loaded.examples)
 
 
 def test_preference_and_pretraining_data_keep_their_meaning(data_dir):

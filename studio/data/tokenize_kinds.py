@@ -1,0 +1,126 @@
+"""Preference pairs, KTO feedback and pretraining text to token ids, the way LLaMA-Factory encodes them.
+
+Pairs and feedback are encoded in one turn: everything before the last answer (earlier turns
+included) is the prompt and is never trained; only the answer is. A pair's two answers share
+the prompt exactly, truncated once for the longer answer (LLaMA-Factory's infer_seqlen over
+max(chosen, rejected)), so the trainer can run the prompt once for both answers.
+Pretraining documents end with the tokenizer's end-of-sequence token and are laid end to end
+in rows of cutoff_len tokens; a row keeps its documents apart (each is its own piece).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from studio.data.examples import FeedbackExample, PairwiseExample, TextDocument
+from studio.data.formats import Message
+from studio.data.tokenize import IGNORE_INDEX, Encoded, _check_tools, _format_pairs, _own_template_pairs, fit_turn
+from studio.modeling.chat_templates import format_of
+
+
+@dataclass
+class EncodedPair:
+    """A prompt and its chosen and rejected answers (each ending with the format's end of turn)."""
+
+    prompt: list[int]
+    chosen: list[int]
+    rejected: list[int]
+    truncated: bool = False
+    reference: tuple[float, float] | None = None  # the reference model's log-probabilities of chosen and rejected
+
+    @property
+    def input_ids(self) -> list[int]:
+        """The ids of the shared-prompt layout (prompt, chosen, rejected): what packing and lane planning measure."""
+        return self.prompt + self.chosen + self.rejected
+
+    def document(self, answer: list[int]) -> Encoded:
+        """The prompt and one answer as a plain example: only the answer is trained."""
+        return Encoded(self.prompt + answer, [IGNORE_INDEX] * len(self.prompt) + answer, self.truncated)
+
+
+@dataclass
+class EncodedFeedback:
+    """A KTO example: the prompt and its answer, whether the answer is desirable, and the KL example (the same
+    prompt with another example's answer) whose log-probabilities estimate how far the adapter has moved."""
+
+    document: Encoded
+    kl_document: Encoded
+    desirable: bool
+    reference: tuple[float, float] | None = None  # the reference's log-probabilities of the answer and the KL answer
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.document.input_ids
+
+
+@dataclass
+class TextRow:
+    """cutoff_len tokens or fewer of pretraining text: one or more documents (or parts of one), kept apart."""
+
+    pieces: list[Encoded] = field(default_factory=list)
+
+    @property
+    def input_ids(self) -> list[int]:
+        return [token for piece in self.pieces for token in piece.input_ids]
+
+
+def encode_one_turn(tokenizer, prompt: list[Message], answer: Message) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of a conversation whose last message is `answer`, every earlier turn in the prompt."""
+    fmt = format_of(tokenizer)
+    messages = prompt + [answer]
+    _check_tools(fmt, messages)
+    pairs = _format_pairs(tokenizer, fmt, messages) if fmt else _own_template_pairs(tokenizer, messages)
+    prompt_ids = [token for ask, reply in pairs[:-1] for token in ask + reply] + pairs[-1][0]
+    answer_ids = pairs[-1][1] + ([tokenizer.eos_token_id] if fmt and fmt.efficient_eos else [])
+    return prompt_ids, answer_ids
+
+
+def encode_pair(tokenizer, example: PairwiseExample, cutoff_len: int) -> EncodedPair | None:
+    """None when truncation leaves an answer empty."""
+    prompt, chosen = encode_one_turn(tokenizer, example.prompt, example.chosen)
+    _, rejected = encode_one_turn(tokenizer, example.prompt, example.rejected)
+    prompt_len, answer_len = fit_turn(len(prompt), max(len(chosen), len(rejected)), cutoff_len)
+    truncated = prompt_len < len(prompt) or answer_len < max(len(chosen), len(rejected))
+    pair = EncodedPair(prompt[:prompt_len], chosen[:answer_len], rejected[:answer_len], truncated)
+    return pair if pair.chosen and pair.rejected else None
+
+
+def _feedback_document(tokenizer, prompt: list[Message], answer: Message, cutoff_len: int) -> Encoded:
+    prompt_ids, answer_ids = encode_one_turn(tokenizer, prompt, answer)
+    prompt_len, answer_len = fit_turn(len(prompt_ids), len(answer_ids), cutoff_len)
+    truncated = prompt_len < len(prompt_ids) or answer_len < len(answer_ids)
+    prompt_ids, answer_ids = prompt_ids[:prompt_len], answer_ids[:answer_len]
+    return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * prompt_len + answer_ids, truncated)
+
+
+def encode_feedback(tokenizer, examples: list[FeedbackExample], cutoff_len: int) -> list[EncodedFeedback | None]:
+    """Each example with its KL example: its prompt with the answer of the example at the mirrored place in the
+    list (as LLaMA-Factory pairs them, reversing the order), so the pairing is fixed and repeatable."""
+    encoded = []
+    for index, example in enumerate(examples):
+        partner = examples[len(examples) - 1 - index]
+        prompt, answer = example.messages[:-1], example.messages[-1]
+        document = _feedback_document(tokenizer, prompt, answer, cutoff_len)
+        kl_document = _feedback_document(tokenizer, prompt, partner.messages[-1], cutoff_len)
+        usable = document.num_label_tokens and kl_document.num_label_tokens
+        encoded.append(EncodedFeedback(document, kl_document, example.desirable) if usable else None)
+    return encoded
+
+
+def encode_text_rows(tokenizer, documents: list[TextDocument], cutoff_len: int) -> list[TextRow]:
+    """Documents (each closed by the end-of-sequence token) laid end to end and cut into rows of cutoff_len tokens;
+    a document longer than what is left of a row continues at the start of the next one."""
+    end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    rows, row, room = [], TextRow(), cutoff_len
+    for document in documents:
+        ids = tokenizer.encode(document.text, add_special_tokens=False) + end
+        while ids:
+            part, ids = ids[:room], ids[room:]
+            row.pieces.append(Encoded(part, list(part), truncated=False))
+            room -= len(part)
+            if room == 0:
+                rows.append(row)
+                row, room = TextRow(), cutoff_len
+    if row.pieces:
+        rows.append(row)
+    return [r for r in rows if any(len(piece.input_ids) > 1 for piece in r.pieces)]  # a 1-token row predicts nothing
