@@ -170,13 +170,20 @@ class Studio:
         return evaluate(self.engine, config, adapter, compare, progress=progress)
 
     def export(self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None):
+        """ExportReport (safetensors folder) or GgufReport (export.format gguf); progress gets Bilingual lines
+        and, while a GGUF is written, WriteProgress per tensor."""
         from studio.export.merge import ExportError, export_merged
 
         if not adapter_path:
             raise ExportError("Choose an adapter (the list holds every finished run's) or type its folder.",
                               "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。")
         self._check_config(config)
-        return export_merged(config, str(self._readable(adapter_path, "Adapter folder")), progress=progress)
+        adapter = str(self._readable(adapter_path, "Adapter folder"))
+        if config.export.format == "gguf":
+            from studio.export.gguf_export import export_gguf
+
+            return export_gguf(config, adapter, progress=progress)
+        return export_merged(config, adapter, progress=progress)
 
     # -- internals ------------------------------------------------------------------
 

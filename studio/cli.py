@@ -99,10 +99,14 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--compare", action="store_true", help="score the base model too, on the same samples")
     _add_config_flags(evaluate)
 
-    export = command("export", "merge an adapter into its base and save a standard model folder", _export, config_flags=True)
+    export = command("export", "merge an adapter into its base and save a model folder or one GGUF file", _export,
+                     config_flags=True)
     export.add_argument("config", nargs="?", help="YAML config (model and export sections)")
     export.add_argument("--adapter", required=True, help="LoRA adapter folder")
     export.add_argument("--out", help="output folder (default: export.output_dir)")
+    export.add_argument("--format", choices=["safetensors", "gguf"], help="same as --export.format")
+    export.add_argument("--gguf-type", metavar="TYPE", help="same as --export.gguf_type: f16, bf16, q8_0, q5_1, q5_0, "
+                        "q4_1, q4_0 or f32 (k-quants such as q4_k_m are refused: llama.cpp's llama-quantize makes them)")
     _add_config_flags(export)
 
     from studio.serving import add_serve_flags
@@ -230,14 +234,36 @@ def _eval(args) -> int:
 
 def _export(args) -> int:
     config = _load_config(args)
-    if args.out:
-        config = config.with_overrides({"export.output_dir": args.out})
-    report = _studio(config.training.output_dir).export(
-        config, args.adapter, progress=lambda m: print(m, file=sys.stderr, flush=True)
-    )
+    shortcuts = {"export.output_dir": args.out, "export.format": args.format, "export.gguf_type": args.gguf_type}
+    if any(shortcuts.values()):
+        config = config.with_overrides({key: value for key, value in shortcuts.items() if value})
+    report = _studio(config.training.output_dir).export(config, args.adapter, progress=_Progress())
+    if config.export.format == "gguf":
+        print(f"Exported {report.out_dir / report.gguf_file} ({report.gguf_type}, {report.size_bytes / 2**20:.1f} MiB); "
+              f"reload check: max logit difference {report.max_logit_diff:.3g} from the merged model "
+              f"({report.gguf_type} rounding alone: {report.expected_diff:.3g}; same next token at {report.agreement:.1%} of "
+              f"positions), file vs rounded weights {report.check_diff:.2g} <= {report.tolerance:g}, tokenizer and chat "
+              f"template read back equal. Files: {', '.join(report.files)}")
+        return 0
     print(f"Exported to {report.out_dir} ({report.dtype}); reload check: max logit difference {report.max_logit_diff:.3g} "
           f"<= {report.tolerance:g}. Files: {', '.join(report.files)}")
     return 0
+
+
+class _Progress:
+    """Export progress on stderr: every message, but per-tensor reports at most once a second (and the last)."""
+
+    def __init__(self):
+        self.shown_at = 0.0
+
+    def __call__(self, message) -> None:
+        import time
+
+        done, total = getattr(message, "done", None), getattr(message, "total", None)
+        if done is not None and done < total and time.time() - self.shown_at < 1.0:
+            return
+        self.shown_at = time.time()
+        print(message, file=sys.stderr, flush=True)
 
 
 def _webui(args) -> int:
