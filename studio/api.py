@@ -185,6 +185,28 @@ class Studio:
             return export_gguf(config, adapter, progress=progress)
         return export_merged(config, adapter, progress=progress)
 
+    def hub_unreachable(self):
+        """Why uploading to the Hugging Face Hub cannot work from this machine (a Bilingual), or None."""
+        from studio.export.hub import unreachable_reason
+
+        return unreachable_reason()
+
+    def push_to_hub(self, folder: str, repo_id: str, token: str | None = None, private: bool = True,
+                    progress: Callable = lambda message: None):
+        """Upload an adapter (with a generated model card) or an export folder to a model repo; PushReport.
+
+        `token` is used for this call only (None: HF_TOKEN or the saved login) and is never stored or logged."""
+        from studio.chat.adapters import read_adapter
+        from studio.export.hub import HubError, check_repo_id, plan_upload, push
+        from studio.export.model_card import adapter_card
+
+        if not folder:
+            raise HubError("Choose what to upload: an adapter, or an export folder.", "请选择要上传的内容：适配器或导出目录。")
+        repo_id = check_repo_id(repo_id)
+        path = self._readable(folder, "Folder to upload")
+        card = adapter_card(read_adapter(path), repo_id) if (path / "adapter_config.json").is_file() else None
+        return push(plan_upload(path, card), repo_id, token, private, progress)
+
     # -- internals ------------------------------------------------------------------
 
     def _check_config(self, config: RunConfig) -> None:

@@ -109,6 +109,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         "q4_1, q4_0 or f32 (k-quants such as q4_k_m are refused: llama.cpp's llama-quantize makes them)")
     _add_config_flags(export)
 
+    push = command("push", "upload an adapter or an export folder to a Hugging Face model repo (token: HF_TOKEN or "
+                   "`hf auth login`, never a flag)", _push)
+    push.add_argument("folder", help="an adapter folder (runs/RUN_ID/adapter) or an export folder")
+    push.add_argument("--repo", required=True, help="owner/name of the model repo (created if missing)")
+    push.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
+
     from studio.serving import add_serve_flags
 
     webui = command("webui", "serve the studio in the browser", _webui)
@@ -264,6 +270,13 @@ class _Progress:
             return
         self.shown_at = time.time()
         print(message, file=sys.stderr, flush=True)
+
+
+def _push(args) -> int:
+    report = _studio("runs").push_to_hub(args.folder, args.repo, None, private=not args.public,
+                                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"Uploaded {len(report.files)} files to {report.url}")
+    return 0
 
 
 def _webui(args) -> int:

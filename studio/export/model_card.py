@@ -52,6 +52,24 @@ def write_model_card(out_dir: Path, config: RunConfig, info: AdapterInfo, adapte
     (out_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+def adapter_card(info: AdapterInfo, repo_id: str) -> str:
+    """The Hub card of a LoRA adapter: metadata the Hub reads, how it was trained, how to load it."""
+    trained_with, numbers = _training_summary(info.path)
+    base = (trained_with.model.name_or_path if trained_with else None) or info.base_model or "?"
+    front = ["---", "library_name: peft", "tags: [lora, qlora-studio]"]
+    if re.match(r"^[\w.-]+/[\w.-]+$", base) and not Path(base).exists():  # a hub id the Hub can link to
+        front.append(f"base_model: {base}")
+    lines = [*front, "---", "", f"# {repo_id.split('/')[-1]}", "",
+             f"A LoRA adapter for `{base}`, trained with QLoRA Studio (run `{info.name}`).", ""]
+    if trained_with:
+        lines += ["## Made from", *_made_from(base, trained_with, numbers), ""]
+    if numbers:
+        lines += ["## Results", "", "```json", json.dumps(numbers, ensure_ascii=False, indent=2), "```", ""]
+    lines += ["## Use", "", "```python", "from peft import PeftModel", "from transformers import AutoModelForCausalLM",
+              f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")', "```", ""]
+    return "\n".join(lines)
+
+
 def _made_from(base_model: str, source: RunConfig, numbers: dict) -> list[str]:
     return [
         f"- Base model: `{base_model}`",
