@@ -66,6 +66,12 @@ class Studio:
         """The run's folded history, shared by every caller; a new snapshot whenever events arrive."""
         return self._histories.get(run_id)
 
+    def compare(self, run_ids: list[str]):
+        """Comparison of the runs (rows and curves, studio.compare), read from their folders; damaged ones say why."""
+        from studio.compare import compare_runs
+
+        return compare_runs(self.runs_dir, list(run_ids or []), self.service.status)
+
     def checkpoints(self, run_id: str) -> list[int]:
         """Steps of the run's complete checkpoints, newest first."""
         return [checkpoint_step(path) for path in self.service.folder(run_id).checkpoints()]

@@ -66,8 +66,10 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", help="folder of run folders (default: training.output_dir)")
     _add_config_flags(train)
 
-    runs = command("runs", "list runs and their status", _runs)
+    runs = command("runs", "list runs and their status, or compare some side by side", _runs)
     runs.add_argument("--runs-dir", default="runs", help="folder of run folders")
+    runs.add_argument("--compare", nargs="+", metavar="RUN_ID", help="print the comparison table of these runs "
+                      "(config fields that differ, best eval loss, latest BLEU/ROUGE, duration, tokens/s, peak memory)")
 
     abort = command("abort", "checkpoint and stop a running run", _abort)
     resume = command("resume", "continue an aborted or failed run from a checkpoint", _resume)
@@ -176,6 +178,8 @@ def _train(args) -> int:
 
 
 def _runs(args) -> int:
+    if args.compare:
+        return _compare(args)
     runs = _studio(args.runs_dir).runs()
     if not runs:
         print(f"No runs in {Path(args.runs_dir).resolve()}")
@@ -184,6 +188,21 @@ def _runs(args) -> int:
     for status in runs:
         steps = f"{status.step}/{status.total_steps or '?'}"
         print(f"{status.run_id:40} {status.state:10} {steps:>11} {status.device or '-':6} {status.message[:80]}")
+    return 0
+
+
+def _compare(args) -> int:
+    """The page's comparison table, turned on its side for a terminal: one line per column, one column per run."""
+    columns = _studio(args.runs_dir).compare(args.compare).table()
+    problems = dict(columns).get("problem", [])
+    columns = [(name, values) for name, values in columns if name != "problem"]  # long text: a line per run below
+    widths = [max(len(cell) for cell in cells) for cells in zip(*(values for _, values in columns))]
+    label_width = max(len(name) for name, _ in columns)
+    for name, values in columns:
+        print(f"{name:{label_width}}  " + "  ".join(f"{cell:{width}}" for cell, width in zip(values, widths)).rstrip())
+    for run_id, text in zip(columns[0][1], problems):
+        if text:
+            print(f"{'problem':{label_width}}  {run_id}: {text}")
     return 0
 
 
