@@ -226,10 +226,63 @@ class T:
     damaged_adapters = Text("Left out of the adapter list", "未列入适配器列表")
     export_note = Text(
         "Merges the adapter into the base loaded in 16-bit (fp32 on CPU, never 4-bit), saves safetensors shards, "
-        "tokenizer, chat template and a model card, then reloads the folder and checks its logits against base+adapter.",
+        "tokenizer, chat template and a model card, then reloads the folder and checks its logits against base+adapter. "
+        "Format gguf writes one .gguf file (tokenizer and chat template inside) and an Ollama Modelfile for llama.cpp, "
+        "Ollama or LM Studio, reloads it with transformers' GGUF reader and shows how far its logits are from the merged model.",
         "将适配器合并进以 16 位加载的基座（CPU 上为 fp32，绝不合并进 4 位权重），保存 safetensors 分片、分词器、对话模板与模型卡，"
-        "随后重新加载并与“基座+适配器”的 logits 比对校验。",
+        "随后重新加载并与“基座+适配器”的 logits 比对校验。导出格式选 gguf 时写出单个 .gguf 文件（内含分词器与对话模板）及 Ollama "
+        "Modelfile，可用于 llama.cpp、Ollama 或 LM Studio；随后用 transformers 的 GGUF 读取器重新加载，并显示其 logits 与合并后模型的差距。",
     )
+    export_gguf_done = Text("Wrote {file} ({type}, {size:.1f} MiB, {seconds} s)", "已写出 {file}（{type}，{size:.1f} MiB，{seconds} 秒）")
+    export_gguf_check = Text(
+        "reload check with transformers' GGUF reader: max logit difference {diff:.3g} from the merged model; expected from "
+        "{type} rounding alone: {expected:.3g}; same next token at {agreement:.1%} of positions",
+        "用 transformers 的 GGUF 读取器重新加载校验：与合并后模型的 logits 最大差 {diff:.3g}；其中 {type} 舍入本身预期带来 "
+        "{expected:.3g}；{agreement:.1%} 的位置预测的下一个 token 相同",
+    )
+    export_gguf_exact = Text(
+        "file vs the merged weights rounded as {type}: {check:.2g} ≤ {tolerance:g} ✓ · tokenizer and chat template read back equal ✓",
+        "文件与按 {type} 舍入的合并权重相比：{check:.2g} ≤ {tolerance:g} ✓ · 分词器与对话模板读回一致 ✓",
+    )
+    # upload to the Hugging Face Hub (Export tab)
+    hub_title = Text("Upload to the Hugging Face Hub", "上传到 Hugging Face")
+    hub_what = Text("What to upload", "上传内容")
+    hub_adapter = Text("the adapter chosen above", "上方选择的适配器")
+    hub_export = Text("the export folder", "导出目录")
+    hub_repo = Text("Repo (owner/name)", "仓库（用户名/仓库名）")
+    hub_token = Text(
+        "Token: used for this upload only, never saved or logged; empty = HF_TOKEN or the saved login",
+        "访问令牌：仅用于本次上传，不保存、不记录；留空则使用 HF_TOKEN 或已保存的登录",
+    )
+    hub_private = Text("Private repo", "私有仓库")
+    hub_push = Text("Upload", "上传")
+    hub_done = Text("Uploaded {count} files to {url}", "已上传 {count} 个文件到 {url}")
+    # Compare tab
+    tab_compare = Text("Compare runs", "对比训练")
+    compare_note = Text(
+        "Tick runs to overlay their curves and see the settings that differ. In the table, “open in Chat” or “open in "
+        "Evaluate” puts that run's adapter in the tab and switches to it.",
+        "勾选多个训练，叠加查看曲线并比较不同的设置。在表格中点击“在对话中打开”或“在评估中打开”，即可在对应页选中该训练的适配器并切换过去。",
+    )
+    compare_runs = Text("Runs to compare", "要对比的训练")
+    compare_axis = Text("Horizontal axis", "横轴")
+    compare_pick = Text("Tick one or more runs above to compare them.", "请在上方勾选一个或多个训练进行对比。")
+    compare_table = Text("Runs side by side", "训练对比表")
+    compare_extra_chart = Text("Other metrics", "其他指标")
+    compare_col_run = Text("run", "训练")
+    compare_col_state = Text("state", "状态")
+    compare_col_model = Text("model", "模型")
+    compare_col_datasets = Text("datasets", "数据集")
+    compare_col_best_eval = Text("best eval loss @ step", "最佳验证损失 @ 步数")
+    compare_col_duration = Text("duration", "用时")
+    compare_col_tokens_per_second = Text("tokens/s", "token/秒")
+    compare_col_peak_memory = Text("peak memory", "峰值内存")
+    compare_col_problem = Text("note", "说明")
+    compare_col_open = Text("Chat", "对话")
+    compare_col_open_eval = Text("Evaluate", "评估")
+    compare_in_chat = Text("open in Chat", "在对话中打开")
+    compare_in_eval = Text("open in Evaluate", "在评估中打开")
+    compare_opened = Text("The adapter of {run} is chosen there now.", "已在该页选中训练 {run} 的适配器。")
 
 
 class Labels:

@@ -1,4 +1,4 @@
-"""The studio page: a top bar shared by all tabs, then Train, Evaluate & Predict, Chat and Export.
+"""The studio page: a top bar shared by all tabs, then Train, Evaluate & Predict, Chat, Export and Compare runs.
 
 Layout first, wiring second: every tab lays out its components, the config form is sealed, and
 only then are events wired, so each handler sees every field of the form by name.
@@ -18,7 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "200")
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from app import adapter_picker, chat_tab, eval_tab, export_tab, run_monitor, train_tab  # noqa: E402
+from app import adapter_picker, chat_tab, compare_tab, eval_tab, export_tab, run_monitor, train_tab  # noqa: E402
 from app.form import ConfigForm  # noqa: E402
 from app.i18n import LANGUAGES, Labels, T  # noqa: E402
 from app.login_throttle import LoginThrottle  # noqa: E402
@@ -58,6 +58,7 @@ class StudioPage:
     evaluate: eval_tab.EvalTab
     chat: chat_tab.ChatTab
     export: export_tab.ExportTab
+    compare: compare_tab.CompareTab
 
 
 def build_app(studio: Studio, defaults: RunConfig | None = None) -> gr.Blocks:
@@ -76,21 +77,27 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
             page.form.add("quantization.method", scale=1)
             page.form.add("model.chat_template", scale=1)
         recipe_note = gr.Markdown(elem_id="qs-recipe-note")
-        with gr.Tabs():
-            with page.labels.add(gr.Tab(T.tab_train("en"), elem_id="qs-tab-train"), T.tab_train):
+        with gr.Tabs() as tabs:  # tab ids let a handler switch tabs (Compare opens an adapter in Chat or Evaluate)
+            with page.labels.add(gr.Tab(T.tab_train("en"), id="train", elem_id="qs-tab-train"), T.tab_train):
                 train = train_tab.layout(page)
-            with page.labels.add(gr.Tab(T.tab_eval("en"), elem_id="qs-tab-eval"), T.tab_eval) as eval_page:
+            with page.labels.add(gr.Tab(T.tab_eval("en"), id="eval", elem_id="qs-tab-eval"), T.tab_eval) as eval_page:
                 evaluate = eval_tab.layout(page)
-            with page.labels.add(gr.Tab(T.tab_chat("en"), elem_id="qs-tab-chat"), T.tab_chat) as chat_page:
+            with page.labels.add(gr.Tab(T.tab_chat("en"), id="chat", elem_id="qs-tab-chat"), T.tab_chat) as chat_page:
                 chat = chat_tab.layout(page)
-            with page.labels.add(gr.Tab(T.tab_export("en"), elem_id="qs-tab-export"), T.tab_export) as export_page:
+            with page.labels.add(gr.Tab(T.tab_export("en"), id="export", elem_id="qs-tab-export"), T.tab_export) as export_page:
                 export = export_tab.layout(page)
+            compare_page = page.labels.add(gr.Tab(T.tab_compare("en"), id="compare", elem_id="qs-tab-compare"), T.tab_compare)
+            with compare_page:
+                compare = compare_tab.layout(page)
         page.form.seal()
 
         train_tab.wire(page, train)
         eval_tab.wire(page, evaluate)
         chat_tab.wire(page, chat)
         export_tab.wire(page, export)
+        compare_tab.wire(page, compare, compare_tab.OpenTargets(tabs, chat.picker.dropdown, evaluate.picker.dropdown))
+        compare_page.select(lambda ticked, lng: compare_tab.run_choices(studio, ticked, lng), [compare.runs, page.lang],
+                            compare.runs, api_visibility="private", queue=False)
         _wire_language(page, language, header, train)
         model.input(lambda v: _fill_recipe(page, v, recipe_note), {page.lang} | page.form.inputs,
                     [recipe_note, *page.form.outputs], api_visibility="private")
@@ -101,7 +108,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown]
         train.monitor.catalog.change(lambda run, lng: _refresh_lists(studio, run, lng), [train.monitor.runs, page.lang],
                                      [train.monitor.runs, *pickers], api_visibility="private", queue=False)
-    return StudioPage(demo, page, train, evaluate, chat, export)
+    return StudioPage(demo, page, train, evaluate, chat, export, compare)
 
 
 def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: train_tab.TrainTab) -> None:

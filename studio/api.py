@@ -66,6 +66,12 @@ class Studio:
         """The run's folded history, shared by every caller; a new snapshot whenever events arrive."""
         return self._histories.get(run_id)
 
+    def compare(self, run_ids: list[str]):
+        """Comparison of the runs (rows and curves, studio.compare), read from their folders; damaged ones say why."""
+        from studio.compare import compare_runs
+
+        return compare_runs(self.runs_dir, list(run_ids or []), self.service.status)
+
     def checkpoints(self, run_id: str) -> list[int]:
         """Steps of the run's complete checkpoints, newest first."""
         return [checkpoint_step(path) for path in self.service.folder(run_id).checkpoints()]
@@ -204,13 +210,42 @@ class Studio:
         return evaluate(self.engine, config, adapter, compare, progress=progress)
 
     def export(self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None):
+        """ExportReport (safetensors folder) or GgufReport (export.format gguf); progress gets Bilingual lines
+        and, while a GGUF is written, WriteProgress per tensor."""
         from studio.export.merge import ExportError, export_merged
 
         if not adapter_path:
             raise ExportError("Choose an adapter (the list holds every finished run's) or type its folder.",
                               "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。")
         self._check_config(config)
-        return export_merged(config, str(self._readable(adapter_path, "Adapter folder")), progress=progress)
+        adapter = str(self._readable(adapter_path, "Adapter folder"))
+        if config.export.format == "gguf":
+            from studio.export.gguf_export import export_gguf
+
+            return export_gguf(config, adapter, progress=progress)
+        return export_merged(config, adapter, progress=progress)
+
+    def hub_unreachable(self):
+        """Why uploading to the Hugging Face Hub cannot work from this machine (a Bilingual), or None."""
+        from studio.export.hub import unreachable_reason
+
+        return unreachable_reason()
+
+    def push_to_hub(self, folder: str, repo_id: str, token: str | None = None, private: bool = True,
+                    progress: Callable = lambda message: None):
+        """Upload an adapter (with a generated model card) or an export folder to a model repo; PushReport.
+
+        `token` is used for this call only (None: HF_TOKEN or the saved login) and is never stored or logged."""
+        from studio.chat.adapters import read_adapter
+        from studio.export.hub import HubError, check_repo_id, plan_upload, push
+        from studio.export.model_card import adapter_card
+
+        if not folder:
+            raise HubError("Choose what to upload: an adapter, or an export folder.", "请选择要上传的内容：适配器或导出目录。")
+        repo_id = check_repo_id(repo_id)
+        path = self._readable(folder, "Folder to upload")
+        card = adapter_card(read_adapter(path), repo_id) if (path / "adapter_config.json").is_file() else None
+        return push(plan_upload(path, card), repo_id, token, private, progress)
 
     # -- internals ------------------------------------------------------------------
 

@@ -66,8 +66,10 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", help="folder of run folders (default: training.output_dir)")
     _add_config_flags(train)
 
-    runs = command("runs", "list runs and their status", _runs)
+    runs = command("runs", "list runs and their status, or compare some side by side", _runs)
     runs.add_argument("--runs-dir", default="runs", help="folder of run folders")
+    runs.add_argument("--compare", nargs="+", metavar="RUN_ID", help="print the comparison table of these runs "
+                      "(config fields that differ, best eval loss, latest BLEU/ROUGE, duration, tokens/s, peak memory)")
 
     abort = command("abort", "checkpoint and stop a running run", _abort)
     resume = command("resume", "continue an aborted or failed run from a checkpoint", _resume)
@@ -100,11 +102,21 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--compare", action="store_true", help="score the base model too, on the same samples")
     _add_config_flags(evaluate)
 
-    export = command("export", "merge an adapter into its base and save a standard model folder", _export, config_flags=True)
+    export = command("export", "merge an adapter into its base and save a model folder or one GGUF file", _export,
+                     config_flags=True)
     export.add_argument("config", nargs="?", help="YAML config (model and export sections)")
     export.add_argument("--adapter", required=True, help="LoRA adapter folder")
     export.add_argument("--out", help="output folder (default: export.output_dir)")
+    export.add_argument("--format", choices=["safetensors", "gguf"], help="same as --export.format")
+    export.add_argument("--gguf-type", metavar="TYPE", help="same as --export.gguf_type: f16, bf16, q8_0, q5_1, q5_0, "
+                        "q4_1, q4_0 or f32 (k-quants such as q4_k_m are refused: llama.cpp's llama-quantize makes them)")
     _add_config_flags(export)
+
+    push = command("push", "upload an adapter or an export folder to a Hugging Face model repo (token: HF_TOKEN or "
+                   "`hf auth login`, never a flag)", _push)
+    push.add_argument("folder", help="an adapter folder (runs/RUN_ID/adapter) or an export folder")
+    push.add_argument("--repo", required=True, help="owner/name of the model repo (created if missing)")
+    push.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
 
     from studio.serving import add_serve_flags
 
@@ -167,6 +179,8 @@ def _train(args) -> int:
 
 
 def _runs(args) -> int:
+    if args.compare:
+        return _compare(args)
     runs = _studio(args.runs_dir).runs()
     if not runs:
         print(f"No runs in {Path(args.runs_dir).resolve()}")
@@ -175,6 +189,21 @@ def _runs(args) -> int:
     for status in runs:
         steps = f"{status.step}/{status.total_steps or '?'}"
         print(f"{status.run_id:40} {status.state:10} {steps:>11} {status.device or '-':6} {status.message[:80]}")
+    return 0
+
+
+def _compare(args) -> int:
+    """The page's comparison table, turned on its side for a terminal: one line per column, one column per run."""
+    columns = _studio(args.runs_dir).compare(args.compare).table()
+    problems = dict(columns).get("problem", [])
+    columns = [(name, values) for name, values in columns if name != "problem"]  # long text: a line per run below
+    widths = [max(len(cell) for cell in cells) for cells in zip(*(values for _, values in columns))]
+    label_width = max(len(name) for name, _ in columns)
+    for name, values in columns:
+        print(f"{name:{label_width}}  " + "  ".join(f"{cell:{width}}" for cell, width in zip(values, widths)).rstrip())
+    for run_id, text in zip(columns[0][1], problems):
+        if text:
+            print(f"{'problem':{label_width}}  {run_id}: {text}")
     return 0
 
 
@@ -231,13 +260,42 @@ def _eval(args) -> int:
 
 def _export(args) -> int:
     config = _load_config(args)
-    if args.out:
-        config = config.with_overrides({"export.output_dir": args.out})
-    report = _studio(config.training.output_dir).export(
-        config, args.adapter, progress=lambda m: print(m, file=sys.stderr, flush=True)
-    )
+    shortcuts = {"export.output_dir": args.out, "export.format": args.format, "export.gguf_type": args.gguf_type}
+    if any(shortcuts.values()):
+        config = config.with_overrides({key: value for key, value in shortcuts.items() if value})
+    report = _studio(config.training.output_dir).export(config, args.adapter, progress=_Progress())
+    if config.export.format == "gguf":
+        print(f"Exported {report.out_dir / report.gguf_file} ({report.gguf_type}, {report.size_bytes / 2**20:.1f} MiB); "
+              f"reload check: max logit difference {report.max_logit_diff:.3g} from the merged model "
+              f"({report.gguf_type} rounding alone: {report.expected_diff:.3g}; same next token at {report.agreement:.1%} of "
+              f"positions), file vs rounded weights {report.check_diff:.2g} <= {report.tolerance:g}, tokenizer and chat "
+              f"template read back equal. Files: {', '.join(report.files)}")
+        return 0
     print(f"Exported to {report.out_dir} ({report.dtype}); reload check: max logit difference {report.max_logit_diff:.3g} "
           f"<= {report.tolerance:g}. Files: {', '.join(report.files)}")
+    return 0
+
+
+class _Progress:
+    """Export progress on stderr: every message, but per-tensor reports at most once a second (and the last)."""
+
+    def __init__(self):
+        self.shown_at = 0.0
+
+    def __call__(self, message) -> None:
+        import time
+
+        done, total = getattr(message, "done", None), getattr(message, "total", None)
+        if done is not None and done < total and time.time() - self.shown_at < 1.0:
+            return
+        self.shown_at = time.time()
+        print(message, file=sys.stderr, flush=True)
+
+
+def _push(args) -> int:
+    report = _studio("runs").push_to_hub(args.folder, args.repo, None, private=not args.public,
+                                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"Uploaded {len(report.files)} files to {report.url}")
     return 0
 
 

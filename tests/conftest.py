@@ -98,3 +98,36 @@ def foreign_adapter(tmp_path_factory):
 
     other = build_tiny_model(tmp_path_factory.mktemp("models") / "other", hidden=32)
     return make_adapter(other, tmp_path_factory.mktemp("adapters") / "foreign", seed=3)
+
+
+@pytest.fixture(scope="session")
+def three_runs(tmp_path_factory, tiny_model_dir):
+    """A runs folder for Compare: 'small' (rank 4, evaluated) and 'wide' (rank 16, lr 1e-2) finished, 'broken' killed
+    at step 2 (failed). Real workers; returns (runs_dir, {name: run_id})."""
+    import signal
+
+    from support import wait_for
+    from studio.api import Studio
+    from studio.config import RunConfig
+    from studio.device_lock import DeviceLocks
+
+    root = tmp_path_factory.mktemp("compared")
+    studio = Studio(root / "runs", locks=DeviceLocks(root / "locks"))
+    common = {"model.name_or_path": str(tiny_model_dir), "quantization.method": "none", "data.max_samples": "40",
+              "training.max_steps": "6", "training.logging_steps": "1", "training.eval_steps": "3",
+              "training.save_steps": "1000", "training.learning_rate": "5e-3", "training.gradient_checkpointing": "false",
+              "evaluation.max_samples": "2", "generation.max_new_tokens": "4", "generation.temperature": "0"}
+    variants = {"small": {"lora.rank": "4"}, "wide": {"lora.rank": "16", "training.learning_rate": "1e-2"},
+                "broken": {"lora.rank": "8", "training.max_steps": "100000", "training.eval_steps": "100000"}}
+    ids = {}
+    for name, overrides in variants.items():
+        config = RunConfig().with_overrides({**common, "name": name, **overrides})
+        ids[name] = studio.start(config)
+        if name == "broken":
+            wait_for(lambda: any(e.type == "step" and e.step >= 2 for e in studio.events(ids[name])[0]), timeout=180,
+                     what="step 2 of the run to kill")
+            os.kill(studio.status(ids[name]).pid, signal.SIGKILL)
+        assert studio.wait(ids[name], timeout=300).state == ("failed" if name == "broken" else "finished")
+    small = RunConfig().with_overrides({**common, "name": "small", **variants["small"]})
+    studio.evaluate(small, str(root / "runs" / ids["small"] / "adapter"), compare=True)
+    return root / "runs", ids

@@ -50,20 +50,11 @@ def _merge_precision(dtype: str) -> str:
 
 
 def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str], None] = lambda m: None) -> ExportReport:
-    from studio.modeling.compute import resolve_plan
-    from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
-
     started, info = time.time(), read_adapter(adapter_path)
-    out_dir = _prepare_out_dir(Path(config.export.output_dir))
-    plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype)))
-    dtype = str(plan.weight_dtype).removeprefix("torch.")
-    progress(Bilingual(f"Loading {config.model.name_or_path} in {dtype} (not quantised) and the adapter {info.name}",
-                       f"正在以 {dtype}（不量化）加载 {config.model.name_or_path} 与适配器 {info.name}"))
-    path = resolve_model_path(config.model, progress=progress)
-    tokenizer = load_tokenizer(config.model, path)
-    model = _with_adapter(load_base_model(config.model, path, plan), info.path)
+    out_dir = prepare_out_dir(Path(config.export.output_dir))
+    model, tokenizer, plan = load_with_adapter(config, info, progress)
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
-    reference = _logits(model, tokenizer, prompts, plan.device)
+    reference = prompt_logits(model, tokenizer, prompts, plan.device)
     progress(Bilingual("Merging the adapter into the weights", "正在把适配器合并进权重"))
     merged = model.merge_and_unload()
     shard = config.export.max_shard_size
@@ -83,7 +74,22 @@ def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str]
     return report
 
 
-def _prepare_out_dir(out_dir: Path) -> Path:
+def load_with_adapter(config: RunConfig, info, progress: Callable) -> tuple:
+    """(base+adapter as a PeftModel, tokenizer, compute plan): the base unquantised, in the export's precision."""
+    from studio.modeling.compute import resolve_plan
+    from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
+
+    plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype)))
+    dtype = str(plan.weight_dtype).removeprefix("torch.")
+    progress(Bilingual(f"Loading {config.model.name_or_path} in {dtype} (not quantised) and the adapter {info.name}",
+                       f"正在以 {dtype}（不量化）加载 {config.model.name_or_path} 与适配器 {info.name}"))
+    path = resolve_model_path(config.model, progress=progress)
+    tokenizer = load_tokenizer(config.model, path)
+    return _with_adapter(load_base_model(config.model, path, plan), info.path), tokenizer, plan
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """The export folder, created; refused when it holds anything (an export never overwrites)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} is a file; give a folder for the export (it is created, or must be empty).")
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -105,7 +111,7 @@ def _with_adapter(base, adapter_path: str):
 
 
 @torch.inference_mode()
-def _logits(model, tokenizer, prompts: list[str], device: str) -> list[torch.Tensor]:
+def prompt_logits(model, tokenizer, prompts: list[str], device: str) -> list[torch.Tensor]:
     results = []
     for prompt in prompts:
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
@@ -118,7 +124,7 @@ def _max_diff(out_dir: Path, tokenizer, prompts, reference, plan) -> float:
     from transformers import AutoModelForCausalLM
 
     reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=plan.weight_dtype, device_map={"": plan.device}).eval()
-    again = _logits(reloaded, tokenizer, prompts, plan.device)
+    again = prompt_logits(reloaded, tokenizer, prompts, plan.device)
     return max(float((a - b).abs().max()) for a, b in zip(reference, again))
 
 

@@ -88,7 +88,7 @@ def test_no_english_is_left_in_chinese_mode(page, shoot):
     page.locator("#qs-progress").get_by_text("训练中").wait_for(timeout=120_000)
     page.wait_for_timeout(4000)  # a few steps: charts, log, progress
     leftovers = set()
-    for tab in ("训练", "评估与预测", "对话", "导出"):
+    for tab in ("训练", "评估与预测", "对话", "导出", "对比训练"):
         page.get_by_role("tab", name=tab, exact=True).click()
         page.wait_for_timeout(500)
         _open_accordions(page)

@@ -1,0 +1,71 @@
+"""Figures of the Compare tab: each ticked run in its own colour, every chart on the same x-axis (step or tokens)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from app.i18n import T
+
+PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
+
+
+def _layout(figure: go.Figure, title: str, x_title: str, lang: str, height: int = 320) -> go.Figure:
+    figure.update_layout(
+        title={"text": title, "x": 0.02, "font": {"size": 15}}, height=height,
+        margin={"l": 55, "r": 15, "t": 45, "b": 45}, template="none", plot_bgcolor="white", paper_bgcolor="white",
+        font={"color": "#2a3f5f"}, legend={"x": 1.01, "y": 1, "font": {"size": 11}},  # beside the plot: never over an axis
+    )
+    figure.update_xaxes(title=x_title, gridcolor="#ebf0f8", zeroline=False)
+    figure.update_yaxes(gridcolor="#ebf0f8", zeroline=False)
+    if not figure.data:  # say what the chart waits for instead of drawing made-up axes
+        figure.update_xaxes(visible=False)
+        figure.update_yaxes(visible=False)
+        figure.add_annotation(text=T.compare_pick(lang), xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                              font={"size": 13, "color": "#888"})
+    return figure
+
+
+def _x(curves, series, axis: str):
+    return curves.tokens(series.x) if axis == "tokens" else series.x
+
+
+def _x_title(axis: str, lang: str) -> str:
+    return T.axis_tokens(lang) if axis == "tokens" else T.axis_step(lang)
+
+
+def loss_figure(comparison, axis: str, lang: str) -> go.Figure:
+    """Train loss (lines) and eval loss (dashed, with markers) of every run, one colour per run."""
+    figure = go.Figure()
+    for index, curves in enumerate(comparison.curves):
+        color = PALETTE[index % len(PALETTE)]
+        for name, dash in (("loss", None), ("eval_loss", "dash")):
+            series = curves.series.get(name)
+            if series and series.x:
+                label = f"{curves.run_id} · {T.trace_loss(lang) if name == 'loss' else T.trace_eval(lang)}"
+                figure.add_scatter(x=_x(curves, series, axis), y=series.y, name=label, legendgroup=curves.run_id,
+                                   mode="lines+markers" if dash or len(series.x) < 10 else "lines",
+                                   line={"color": color, "dash": dash, "width": 2}, marker={"size": 6})
+    return _layout(figure, T.loss_chart(lang), _x_title(axis, lang), lang, height=380)
+
+
+def extra_names(comparison) -> list[str]:
+    """Curves beyond train and eval loss that some ticked run has (a preference stage's margin and accuracy)."""
+    return list(dict.fromkeys(name for c in comparison.curves for name in c.series if name not in ("loss", "eval_loss")))
+
+
+def extras_figure(comparison, axis: str, lang: str) -> go.Figure:
+    """One panel per extra metric, stacked, runs in the same colours as the loss chart."""
+    from plotly.subplots import make_subplots
+
+    names = extra_names(comparison)
+    if not names:
+        return _layout(go.Figure(), T.compare_extra_chart(lang), _x_title(axis, lang), lang)
+    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.08)
+    for index, curves in enumerate(comparison.curves):
+        for row, name in enumerate(names, start=1):
+            series = curves.series.get(name)
+            if series and series.x:
+                figure.add_scatter(x=_x(curves, series, axis), y=series.y, name=curves.run_id, legendgroup=curves.run_id,
+                                   showlegend=row == 1, mode="lines+markers", marker={"size": 5},
+                                   line={"color": PALETTE[index % len(PALETTE)], "width": 2}, row=row, col=1)
+    return _layout(figure, T.compare_extra_chart(lang), _x_title(axis, lang), lang, height=220 + 180 * len(names))

@@ -1,0 +1,91 @@
+"""The tokenizer as GGUF metadata (`tokenizer.ggml.*`, `tokenizer.chat_template`).
+
+A GGUF holds no tokenizer.json: llama.cpp rebuilds the tokenizer from the token list, their types,
+the BPE merges, the special ids and `tokenizer.ggml.pre`, the name of the rule that splits text
+before BPE. That rule is read off the tokenizer the studio trained with and named as llama.cpp
+names it; a split it does not know would tokenise differently there, so it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+
+from gguf import TokenType
+
+from studio.export.gguf_arch import GgufUnsupported
+from studio.modeling.tiny import QWEN_SPLIT
+
+# Llama 3's split (numbers in groups of up to three), llama.cpp's "llama-bpe".
+LLAMA3_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+_SPLITS = {QWEN_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
+
+
+def backend_json(tokenizer) -> dict:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise GgufUnsupported("GGUF export needs a fast (tokenizer.json) tokenizer; this model has a slow one.",
+                              "GGUF 导出需要 fast 分词器（tokenizer.json）；该模型只有 slow 分词器。")
+    return json.loads(backend.to_str())
+
+
+def pre_tokenizer_name(spec: dict) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenizer (`spec` is its tokenizer.json)."""
+    if spec.get("model", {}).get("type") != "BPE" or "ByteLevel" not in json.dumps(spec.get("pre_tokenizer")):
+        raise GgufUnsupported(
+            "GGUF export writes byte-level BPE tokenizers (GPT-2 style, as Qwen, Llama 3 and SmolLM use); this one is "
+            f"{spec.get('model', {}).get('type', 'unknown')} without byte-level pre-tokenisation.",
+            "GGUF 导出只支持字节级 BPE 分词器（GPT-2 式，Qwen、Llama 3、SmolLM 均如此）；该分词器不是。",
+        )
+    pre = spec["pre_tokenizer"]
+    parts = pre["pretokenizers"] if pre["type"] == "Sequence" else [pre]
+    kinds = [part["type"] for part in parts]
+    if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
+        return "gpt2"
+    if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
+        return "smollm"
+    if kinds == ["Split", "ByteLevel"] and parts[0]["pattern"].get("Regex") in _SPLITS:
+        return _SPLITS[parts[0]["pattern"]["Regex"]]
+    raise GgufUnsupported(
+        f"GGUF export does not know how llama.cpp names this tokenizer's pre-tokenizer ({' + '.join(kinds)}); "
+        "it knows GPT-2's, Qwen2's, Llama 3's and SmolLM's. Convert a safetensors export with llama.cpp's "
+        "convert_hf_to_gguf.py, which recognises more.",
+        f"GGUF 导出不认识该分词器的预分词规则（{' + '.join(kinds)}）；已支持 GPT-2、Qwen2、Llama 3 与 SmolLM 的规则。"
+        "请导出 safetensors 后用 llama.cpp 的 convert_hf_to_gguf.py 转换。",
+    )
+
+
+def write_vocab(writer, tokenizer, vocab_size: int, pre: str | None = None) -> None:
+    """Tokens (padded to the model's embedding rows), their types, merges, special ids and chat template."""
+    spec = backend_json(tokenizer)
+    pre = pre or pre_tokenizer_name(spec)
+    by_id = {index: token for token, index in tokenizer.get_vocab().items()}
+    if max(by_id) >= vocab_size:
+        raise GgufUnsupported(f"The tokenizer has ids up to {max(by_id)} but the model only {vocab_size} embedding rows.",
+                              f"分词器的 id 最大为 {max(by_id)}，但模型只有 {vocab_size} 行词向量。")
+    added = {index: token.special for index, token in tokenizer.added_tokens_decoder.items()}
+    tokens, types = [], []
+    for index in range(vocab_size):
+        if index not in by_id:  # embedding rows no token uses (Qwen pads its vocabulary to a multiple of 128)
+            tokens.append(f"[PAD{index}]")
+            types.append(TokenType.UNUSED)
+            continue
+        tokens.append(by_id[index])
+        types.append(TokenType.NORMAL if index not in added else TokenType.CONTROL if added[index] else TokenType.USER_DEFINED)
+    writer.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in spec["model"]["merges"]])
+    _write_special_ids(writer, tokenizer)
+    if isinstance(tokenizer.chat_template, str):
+        writer.add_chat_template(tokenizer.chat_template)
+
+
+def _write_special_ids(writer, tokenizer) -> None:
+    for value, add in ((tokenizer.bos_token_id, writer.add_bos_token_id), (tokenizer.eos_token_id, writer.add_eos_token_id),
+                       (tokenizer.unk_token_id, writer.add_unk_token_id), (tokenizer.pad_token_id, writer.add_pad_token_id)):
+        if value is not None:
+            add(int(value))
+    probe = tokenizer("a")["input_ids"]
+    writer.add_add_bos_token(tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id])
+    writer.add_add_eos_token(tokenizer.eos_token_id is not None and probe[-1:] == [tokenizer.eos_token_id])
