@@ -21,8 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     from studio.errors import StudioError
     from studio.serving import add_serve_flags, check_exposure, options_from, read_credentials
 
-    parser = argparse.ArgumentParser(prog="qlora-studio webui", description="Serve QLoRA Studio in the browser.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="qlora-studio webui",
+        description="Serve QLoRA Studio in the browser.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_serve_flags(parser)
     args = parser.parse_args(argv)
     options = options_from(args)
@@ -34,8 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {error}\n")
     from app.server import serve
 
-    print(f"Serving workspace {Path.cwd()} on http://{options.host}:{options.port}"
-          f"{' (login required)' if credentials else ''}. Ctrl-C stops the server, not the runs.", flush=True)
+    print(
+        f"Serving workspace {Path.cwd()} on http://{options.host}:{options.port}"
+        f"{' (login required)' if credentials else ''}. Ctrl-C stops the server, not the runs.",
+        flush=True,
+    )
     try:
         serve(studio, options.host, options.port, credentials, defaults)
     except KeyboardInterrupt:

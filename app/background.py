@@ -7,8 +7,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 
-def run_with_updates(work: Callable[[Callable[[object], None]], object], tick_s: float | None = None) -> Iterator[tuple[str, object]]:
-    """Run `work(report)` in a thread; yield ("progress", item) for each report, then ("done", result) or ("error", exc).
+def run_with_updates(
+    work: Callable[[Callable[[object], None]], object], tick_s: float | None = None
+) -> Iterator[tuple[str, object]]:
+    """Run `work(report)` in a thread; yield ("progress", item) for each report,
+    then ("done", result) or ("error", exc).
 
     With `tick_s`, also ("tick", None) whenever that long passed without a report, so a page can keep its clock moving.
     """

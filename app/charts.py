@@ -11,8 +11,17 @@ from gradio.components.plot import PlotData
 from app.i18n import T
 from studio.monitoring import RunHistory, smooth
 
-_COLORS = {"raw": "rgba(99,110,250,0.35)", "smooth": "#636efa", "eval": "#ef553b", "lr": "#00cc96", "mem": "#ab63fa",
-           "chosen": "#00cc96", "rejected": "#ef553b", "margin": "#636efa", "accuracy": "#ffa15a"}
+_COLORS = {
+    "raw": "rgba(99,110,250,0.35)",
+    "smooth": "#636efa",
+    "eval": "#ef553b",
+    "lr": "#00cc96",
+    "mem": "#ab63fa",
+    "chosen": "#00cc96",
+    "rejected": "#ef553b",
+    "margin": "#636efa",
+    "accuracy": "#ffa15a",
+}
 
 
 def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, lang: str) -> go.Figure:
@@ -21,7 +30,10 @@ def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, lang: str
         margin={"l": 55, "r": 15, "t": 45, "b": 45},
         height=300,
         # plotly_white's look without its 7 KB template in every figure sent to every page
-        template="none", plot_bgcolor="white", paper_bgcolor="white", font={"color": "#2a3f5f"},
+        template="none",
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        font={"color": "#2a3f5f"},
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
         xaxis={"title": x_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
         yaxis={"title": y_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
@@ -29,8 +41,15 @@ def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, lang: str
     if not figure.data:  # no made-up axes: say what the chart is waiting for
         figure.update_xaxes(visible=False)
         figure.update_yaxes(visible=False)
-        figure.add_annotation(text=T.waiting_first_step(lang), xref="paper", yref="paper", x=0.5, y=0.5,
-                              showarrow=False, font={"size": 13, "color": "#888"})
+        figure.add_annotation(
+            text=T.waiting_first_step(lang),
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font={"size": 13, "color": "#888"},
+        )
     return figure
 
 
@@ -43,16 +62,29 @@ def loss_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     figure = go.Figure()
     if history and history.loss.x:
         mode = _mode(len(history.loss.x))
-        figure.add_scatter(x=history.loss.x, y=history.loss.y, name=T.trace_loss(lang), mode=mode,
-                           line={"color": _COLORS["raw"]}, marker={"size": 5})
         figure.add_scatter(
-            x=history.loss.x, y=smooth(history.loss.y), name=T.trace_smoothed(lang), mode="lines",
+            x=history.loss.x,
+            y=history.loss.y,
+            name=T.trace_loss(lang),
+            mode=mode,
+            line={"color": _COLORS["raw"]},
+            marker={"size": 5},
+        )
+        figure.add_scatter(
+            x=history.loss.x,
+            y=smooth(history.loss.y),
+            name=T.trace_smoothed(lang),
+            mode="lines",
             line={"color": _COLORS["smooth"], "width": 2.5},
         )
     if history and history.eval_loss.x:
         figure.add_scatter(
-            x=history.eval_loss.x, y=history.eval_loss.y, name=T.trace_eval(lang), mode="lines+markers",
-            line={"color": _COLORS["eval"], "width": 2}, marker={"size": 7},
+            x=history.eval_loss.x,
+            y=history.eval_loss.y,
+            name=T.trace_eval(lang),
+            mode="lines+markers",
+            line={"color": _COLORS["eval"], "width": 2},
+            marker={"size": 7},
         )
     _mark_resumes(figure, history, lang)
     return _layout(figure, T.loss_chart(lang), T.axis_step(lang), T.loss_chart(lang), lang)
@@ -61,16 +93,26 @@ def loss_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
 def _mark_resumes(figure: go.Figure, history: RunHistory | None, lang: str) -> None:
     """Where a resumed attempt took over (its steps replace the ones after its checkpoint)."""
     for step in history.resumed_at if history else []:
-        figure.add_vline(x=step, line_dash="dot", line_color="#888", annotation_text=T.resumed_from(lang),
-                         annotation_position="top left", annotation_font_size=10)
+        figure.add_vline(
+            x=step,
+            line_dash="dot",
+            line_color="#888",
+            annotation_text=T.resumed_from(lang),
+            annotation_position="top left",
+            annotation_font_size=10,
+        )
 
 
 def lr_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     figure = go.Figure()
     if history and history.learning_rate.x:
         figure.add_scatter(
-            x=history.learning_rate.x, y=history.learning_rate.y, name=T.trace_lr(lang),
-            mode=_mode(len(history.learning_rate.x)), line={"color": _COLORS["lr"], "width": 2}, marker={"size": 5},
+            x=history.learning_rate.x,
+            y=history.learning_rate.y,
+            name=T.trace_lr(lang),
+            mode=_mode(len(history.learning_rate.x)),
+            line={"color": _COLORS["lr"], "width": 2},
+            marker={"size": 5},
         )
     _mark_resumes(figure, history, lang)
     figure = _layout(figure, T.lr_chart(lang), T.axis_step(lang), T.lr_chart(lang), lang)
@@ -87,17 +129,28 @@ def memory_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
             figure.add_scatter(x=series.x, y=series.y, name=name, mode=_mode(len(series.x)), line={"width": 2})
             total = history.gpu_total_mib.get(index)
             if total:
-                figure.add_hline(y=total, line_dash="dot", annotation_text=f"GPU {index} {T.trace_gpu_total(lang)} {total:.0f} MiB")
+                figure.add_hline(
+                    y=total, line_dash="dot", annotation_text=f"GPU {index} {T.trace_gpu_total(lang)} {total:.0f} MiB"
+                )
         return _layout(figure, T.memory_chart(lang) + " (nvidia-smi)", T.axis_seconds(lang), "MiB", lang)
     if history and history.rss_mib.x:
         figure.add_scatter(
-            x=history.rss_mib.x, y=history.rss_mib.y, name=T.trace_rss(lang), mode=_mode(len(history.rss_mib.x)),
-            line={"color": _COLORS["mem"], "width": 2}, marker={"size": 5},
+            x=history.rss_mib.x,
+            y=history.rss_mib.y,
+            name=T.trace_rss(lang),
+            mode=_mode(len(history.rss_mib.x)),
+            line={"color": _COLORS["mem"], "width": 2},
+            marker={"size": 5},
         )
     figure = _layout(figure, T.rss_chart(lang), T.axis_seconds(lang), "MiB", lang)
     figure.add_annotation(  # under the plot, wrapped so that it fits a third of the page
-        text=T.no_gpu(lang).replace(": ", ":<br>").replace("：", "：<br>"), xref="paper", yref="paper", x=0.5, y=-0.42,
-        showarrow=False, font={"size": 11, "color": "#666"},
+        text=T.no_gpu(lang).replace(": ", ":<br>").replace("：", "：<br>"),
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=-0.42,
+        showarrow=False,
+        font={"size": 11, "color": "#666"},
     )
     figure.update_layout(margin={"b": 85})
     return figure
@@ -121,26 +174,45 @@ def margin_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     _mark_resumes(figure, history, lang)
     figure = _layout(figure, T.margin_chart(lang), T.axis_step(lang), T.axis_margin(lang), lang)
     if figure.data:
-        figure.update_layout(yaxis2={"title": T.axis_accuracy(lang), "overlaying": "y", "side": "right", "range": [0, 1.05],
-                                     "showgrid": False, "tickformat": ".0%"})
+        figure.update_layout(
+            yaxis2={
+                "title": T.axis_accuracy(lang),
+                "overlaying": "y",
+                "side": "right",
+                "range": [0, 1.05],
+                "showgrid": False,
+                "tickformat": ".0%",
+            }
+        )
     return figure
 
 
-def _split_traces(figure: go.Figure, history: RunHistory | None, metric: str, name: str, color: str, lang: str, yaxis: str = "y") -> None:
+def _split_traces(
+    figure: go.Figure, history: RunHistory | None, metric: str, name: str, color: str, lang: str, yaxis: str = "y"
+) -> None:
     for split, text in (("train", T.split_train), ("eval", T.split_eval)):
         series = history.preference.get(split, {}).get(metric) if history else None
         if not series or not series.x:
             continue
         line = {"color": color, "width": 2, "dash": "solid" if split == "train" else "dot"}
         mode = _mode(len(series.x)) if split == "train" else "lines+markers"
-        figure.add_scatter(x=series.x, y=series.y, name=f"{name} ({text(lang)})", mode=mode, line=line,
-                           marker={"size": 5 if split == "train" else 7}, yaxis=yaxis)
+        figure.add_scatter(
+            x=series.x,
+            y=series.y,
+            name=f"{name} ({text(lang)})",
+            mode=mode,
+            line=line,
+            marker={"size": 5 if split == "train" else 7},
+            yaxis=yaxis,
+        )
 
 
 def token_histogram(lengths: list[int], cutoff_len: int, lang: str = "en") -> go.Figure:
     figure = go.Figure()
     figure.add_histogram(x=lengths, nbinsx=40, marker={"color": _COLORS["smooth"]}, name=T.axis_examples(lang))
-    figure.add_vline(x=cutoff_len, line_dash="dash", line_color=_COLORS["eval"], annotation_text=f"cutoff_len {cutoff_len}")
+    figure.add_vline(
+        x=cutoff_len, line_dash="dash", line_color=_COLORS["eval"], annotation_text=f"cutoff_len {cutoff_len}"
+    )
     return _layout(figure, T.tokens_chart(lang), T.axis_tokens(lang), T.axis_examples(lang), lang)
 
 

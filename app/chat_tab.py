@@ -11,8 +11,8 @@ from app import adapter_picker
 from app.feedback import problem
 from app.i18n import T
 from app.page import Page
-from studio.text import in_language
 from studio.errors import StudioError
+from studio.text import in_language
 
 MODES = [(T.mode_compare, "compare"), (T.mode_base, "base"), (T.mode_adapter, "adapter")]
 GENERATION_FIELDS = ["system_prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"]
@@ -42,22 +42,31 @@ class ChatTab:
 def layout(page: Page) -> ChatTab:
     labels = page.labels
     with gr.Row():
-        load = labels.add(gr.Button(T.load_model("en"), variant="primary", scale=1, elem_id="qs-chat-load"), T.load_model, "value")
+        load = labels.add(
+            gr.Button(T.load_model("en"), variant="primary", scale=1, elem_id="qs-chat-load"), T.load_model, "value"
+        )
         unload = labels.add(gr.Button(T.unload_model("en"), scale=1), T.unload_model, "value")
         status = gr.Markdown(T.model_status_none("en"), elem_id="qs-chat-status")
     picker = adapter_picker.layout(labels, "qs-chat-adapter")
     with gr.Row():
-        load_adapter = labels.add(gr.Button(T.load_adapter("en"), size="sm", elem_id="qs-chat-load-adapter"), T.load_adapter, "value")
+        load_adapter = labels.add(
+            gr.Button(T.load_adapter("en"), size="sm", elem_id="qs-chat-load-adapter"), T.load_adapter, "value"
+        )
         unload_adapter = labels.add(gr.Button(T.unload_adapter("en"), size="sm"), T.unload_adapter, "value")
-    mode = labels.add_choices(gr.Radio([(t("en"), v) for t, v in MODES], value="compare", label=T.chat_mode("en")), MODES)
+    mode = labels.add_choices(
+        gr.Radio([(t("en"), v) for t, v in MODES], value="compare", label=T.chat_mode("en")), MODES
+    )
     labels.add(mode, T.chat_mode)
     with gr.Row():
         with gr.Column() as base_column:
-            base_chat = labels.add(gr.Chatbot(label=T.base_column("en"), height=380, elem_id="qs-chat-base"), T.base_column)
+            base_chat = labels.add(
+                gr.Chatbot(label=T.base_column("en"), height=380, elem_id="qs-chat-base"), T.base_column
+            )
             base_speed = gr.Markdown()
         with gr.Column() as adapter_column:
             adapter_chat = labels.add(
-                gr.Chatbot(label=T.adapter_column("en"), height=380, elem_id="qs-chat-adapter-answers"), T.adapter_column
+                gr.Chatbot(label=T.adapter_column("en"), height=380, elem_id="qs-chat-adapter-answers"),
+                T.adapter_column,
             )
             adapter_speed = gr.Markdown()
     prompt = labels.add(gr.Textbox(label=T.message("en"), lines=2, elem_id="qs-chat-prompt"), T.message)
@@ -69,8 +78,25 @@ def layout(page: Page) -> ChatTab:
         with gr.Row():
             for name in GENERATION_FIELDS:
                 page.form.add(f"generation.{name}", min_width=160)
-    return ChatTab(load, unload, status, picker, load_adapter, unload_adapter, mode, base_column, adapter_column,
-                   base_chat, adapter_chat, base_speed, adapter_speed, prompt, send, stop, clear)
+    return ChatTab(
+        load,
+        unload,
+        status,
+        picker,
+        load_adapter,
+        unload_adapter,
+        mode,
+        base_column,
+        adapter_column,
+        base_chat,
+        adapter_chat,
+        base_speed,
+        adapter_speed,
+        prompt,
+        send,
+        stop,
+        clear,
+    )
 
 
 def wire(page: Page, tab: ChatTab) -> None:
@@ -78,15 +104,31 @@ def wire(page: Page, tab: ChatTab) -> None:
     adapter_picker.wire(studio, tab.picker, lang)
     tab.load.click(lambda v: _load_model(page, v), {lang} | page.form.inputs, tab.status, api_name="load_model")
     tab.unload.click(lambda lng: in_language(studio.unload_model(), lng), lang, tab.status, api_name="unload_model")
-    tab.load_adapter.click(lambda path, lng: _load_adapter(page, path, lng), [tab.picker.dropdown, lang], tab.status,
-                           api_name="load_adapter")
-    tab.unload_adapter.click(lambda path, lng: _unload_adapter(page, path, lng), [tab.picker.dropdown, lang], tab.status,
-                             api_name="unload_adapter")
-    tab.mode.change(lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")), tab.mode,
-                    [tab.base_column, tab.adapter_column], api_visibility="private")
+    tab.load_adapter.click(
+        lambda path, lng: _load_adapter(page, path, lng),
+        [tab.picker.dropdown, lang],
+        tab.status,
+        api_name="load_adapter",
+    )
+    tab.unload_adapter.click(
+        lambda path, lng: _unload_adapter(page, path, lng),
+        [tab.picker.dropdown, lang],
+        tab.status,
+        api_name="unload_adapter",
+    )
+    tab.mode.change(
+        lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")),
+        tab.mode,
+        [tab.base_column, tab.adapter_column],
+        api_visibility="private",
+    )
     tab.stop.click(lambda: stop.set(), None, None, api_name="stop")
-    tab.clear.click(lambda: ([], [], "", ""), None, [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed],
-                    api_visibility="private")
+    tab.clear.click(
+        lambda: ([], [], "", ""),
+        None,
+        [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed],
+        api_visibility="private",
+    )
     inputs = {lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat} | page.form.inputs
     outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, tab.status]
     send = lambda v: (yield from _send(page, tab, stop, v))  # noqa: E731
@@ -142,7 +184,9 @@ def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
         name = _adapter_name(page, values[tab.picker.dropdown])
         if mode != "base" and name is None:
             raise StudioError("Load an adapter first (or choose 'Base only').", "请先加载适配器（或选择“仅基座”）。")
-        columns = [c for c in (("base", None, base_history), ("adapter", name, adapter_history)) if mode in ("compare", c[0])]
+        columns = [
+            c for c in (("base", None, base_history), ("adapter", name, adapter_history)) if mode in ("compare", c[0])
+        ]
         conversations = [_history_messages(h) + [{"role": "user", "content": text}] for _, _, h in columns]
         stop.clear()
         for history in (h for _, _, h in columns):

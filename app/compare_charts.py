@@ -11,17 +11,29 @@ PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#f
 
 def _layout(figure: go.Figure, title: str, x_title: str, lang: str, height: int = 320) -> go.Figure:
     figure.update_layout(
-        title={"text": title, "x": 0.02, "font": {"size": 15}}, height=height,
-        margin={"l": 55, "r": 15, "t": 45, "b": 45}, template="none", plot_bgcolor="white", paper_bgcolor="white",
-        font={"color": "#2a3f5f"}, legend={"x": 1.01, "y": 1, "font": {"size": 11}},  # beside the plot: never over an axis
+        title={"text": title, "x": 0.02, "font": {"size": 15}},
+        height=height,
+        margin={"l": 55, "r": 15, "t": 45, "b": 45},
+        template="none",
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        font={"color": "#2a3f5f"},
+        legend={"x": 1.01, "y": 1, "font": {"size": 11}},  # beside the plot: never over an axis
     )
     figure.update_xaxes(title=x_title, gridcolor="#ebf0f8", zeroline=False)
     figure.update_yaxes(gridcolor="#ebf0f8", zeroline=False)
     if not figure.data:  # say what the chart waits for instead of drawing made-up axes
         figure.update_xaxes(visible=False)
         figure.update_yaxes(visible=False)
-        figure.add_annotation(text=T.compare_pick(lang), xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
-                              font={"size": 13, "color": "#888"})
+        figure.add_annotation(
+            text=T.compare_pick(lang),
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font={"size": 13, "color": "#888"},
+        )
     return figure
 
 
@@ -42,15 +54,23 @@ def loss_figure(comparison, axis: str, lang: str) -> go.Figure:
             series = curves.series.get(name)
             if series and series.x:
                 label = f"{curves.run_id} · {T.trace_loss(lang) if name == 'loss' else T.trace_eval(lang)}"
-                figure.add_scatter(x=_x(curves, series, axis), y=series.y, name=label, legendgroup=curves.run_id,
-                                   mode="lines+markers" if dash or len(series.x) < 10 else "lines",
-                                   line={"color": color, "dash": dash, "width": 2}, marker={"size": 6})
+                figure.add_scatter(
+                    x=_x(curves, series, axis),
+                    y=series.y,
+                    name=label,
+                    legendgroup=curves.run_id,
+                    mode="lines+markers" if dash or len(series.x) < 10 else "lines",
+                    line={"color": color, "dash": dash, "width": 2},
+                    marker={"size": 6},
+                )
     return _layout(figure, T.loss_chart(lang), _x_title(axis, lang), lang, height=380)
 
 
 def extra_names(comparison) -> list[str]:
     """Curves beyond train and eval loss that some ticked run has (a preference stage's margin and accuracy)."""
-    return list(dict.fromkeys(name for c in comparison.curves for name in c.series if name not in ("loss", "eval_loss")))
+    return list(
+        dict.fromkeys(name for c in comparison.curves for name in c.series if name not in ("loss", "eval_loss"))
+    )
 
 
 def extras_figure(comparison, axis: str, lang: str) -> go.Figure:
@@ -65,7 +85,16 @@ def extras_figure(comparison, axis: str, lang: str) -> go.Figure:
         for row, name in enumerate(names, start=1):
             series = curves.series.get(name)
             if series and series.x:
-                figure.add_scatter(x=_x(curves, series, axis), y=series.y, name=curves.run_id, legendgroup=curves.run_id,
-                                   showlegend=row == 1, mode="lines+markers", marker={"size": 5},
-                                   line={"color": PALETTE[index % len(PALETTE)], "width": 2}, row=row, col=1)
+                figure.add_scatter(
+                    x=_x(curves, series, axis),
+                    y=series.y,
+                    name=curves.run_id,
+                    legendgroup=curves.run_id,
+                    showlegend=row == 1,
+                    mode="lines+markers",
+                    marker={"size": 5},
+                    line={"color": PALETTE[index % len(PALETTE)], "width": 2},
+                    row=row,
+                    col=1,
+                )
     return _layout(figure, T.compare_extra_chart(lang), _x_title(axis, lang), lang, height=220 + 180 * len(names))

@@ -45,28 +45,47 @@ def layout(page: Page) -> CompareTab:
     labels = page.labels
     labels.add(gr.Markdown(T.compare_note("en")), T.compare_note, "value")
     with gr.Row(equal_height=True):
-        runs = labels.add(gr.CheckboxGroup([], label=T.compare_runs("en"), scale=5, elem_id="qs-compare-runs"), T.compare_runs)
-        refresh = labels.add(gr.Button(T.refresh("en"), size="sm", scale=1, elem_id="qs-compare-refresh"), T.refresh, "value")
-    axis = labels.add_choices(gr.Radio([(t("en"), v) for t, v in AXES], value="step", label=T.compare_axis("en"),
-                                       elem_id="qs-compare-axis"), AXES)
+        runs = labels.add(
+            gr.CheckboxGroup([], label=T.compare_runs("en"), scale=5, elem_id="qs-compare-runs"), T.compare_runs
+        )
+        refresh = labels.add(
+            gr.Button(T.refresh("en"), size="sm", scale=1, elem_id="qs-compare-refresh"), T.refresh, "value"
+        )
+    axis = labels.add_choices(
+        gr.Radio([(t("en"), v) for t, v in AXES], value="step", label=T.compare_axis("en"), elem_id="qs-compare-axis"),
+        AXES,
+    )
     labels.add(axis, T.compare_axis)
     hint = gr.Markdown(T.compare_pick("en"), elem_id="qs-compare-hint")
-    loss = gr.Plot(compare_charts.loss_figure(page.studio.compare([]), "step", "en"), show_label=False,
-                   elem_id="qs-compare-loss")
+    loss = gr.Plot(
+        compare_charts.loss_figure(page.studio.compare([]), "step", "en"), show_label=False, elem_id="qs-compare-loss"
+    )
     extras = gr.Plot(show_label=False, visible=False, elem_id="qs-compare-extras")
-    table = labels.add(gr.Dataframe(label=T.compare_table("en"), interactive=False, wrap=True, visible=False,
-                                    elem_id="qs-compare-table"), T.compare_table)
+    table = labels.add(
+        gr.Dataframe(
+            label=T.compare_table("en"), interactive=False, wrap=True, visible=False, elem_id="qs-compare-table"
+        ),
+        T.compare_table,
+    )
     status = gr.Markdown(elem_id="qs-compare-status")
     return CompareTab(runs, refresh, axis, hint, loss, extras, table, status)
 
 
 def wire(page: Page, tab: CompareTab, targets: OpenTargets) -> None:
     studio, lang = page.studio, page.lang
-    tab.refresh.click(lambda ticked, lng: run_choices(studio, ticked, lng), [tab.runs, lang], tab.runs, api_visibility="private")
+    tab.refresh.click(
+        lambda ticked, lng: run_choices(studio, ticked, lng), [tab.runs, lang], tab.runs, api_visibility="private"
+    )
     outputs = [tab.hint, tab.loss, tab.extras, tab.table, tab.status]  # a redraw clears the last "opened" note
     # the language redraws titles and headers too; one endpoint for the three triggers
-    gr.on([tab.runs.change, tab.axis.change, lang.change], lambda ticked, axis, lng: show(studio, ticked, axis, lng),
-          [tab.runs, tab.axis, lang], outputs, api_name="compare", show_progress="hidden")
+    gr.on(
+        [tab.runs.change, tab.axis.change, lang.change],
+        lambda ticked, axis, lng: show(studio, ticked, axis, lng),
+        [tab.runs, tab.axis, lang],
+        outputs,
+        api_name="compare",
+        show_progress="hidden",
+    )
 
     def open_adapter(evt: gr.SelectData, lng: str, shown):
         target = {T.compare_in_chat(lng): ("chat", targets.chat), T.compare_in_eval(lng): ("eval", targets.evaluate)}
@@ -74,11 +93,18 @@ def wire(page: Page, tab: CompareTab, targets: OpenTargets) -> None:
             return {targets.tabs: gr.skip()}
         tab_id, dropdown = target[evt.value]
         [row] = studio.compare([shown.columns[evt.index[1]]]).rows  # a run's column is headed by its id
-        return {targets.tabs: gr.update(selected=tab_id), dropdown: gr.update(value=row.adapter),
-                tab.status: T.compare_opened(lng, run=row.run_id)}
+        return {
+            targets.tabs: gr.update(selected=tab_id),
+            dropdown: gr.update(value=row.adapter),
+            tab.status: T.compare_opened(lng, run=row.run_id),
+        }
 
-    tab.table.select(open_adapter, [lang, tab.table], [targets.tabs, targets.chat, targets.evaluate, tab.status],
-                     api_visibility="private")
+    tab.table.select(
+        open_adapter,
+        [lang, tab.table],
+        [targets.tabs, targets.chat, targets.evaluate, tab.status],
+        api_visibility="private",
+    )
 
 
 def run_choices(studio, ticked: list[str] | None = None, lang: str = "en"):
@@ -92,17 +118,24 @@ def run_choices(studio, ticked: list[str] | None = None, lang: str = "en"):
 def show(studio, ticked: list[str] | None, axis: str, lang: str) -> list:
     if not ticked:
         empty = studio.compare([])
-        return [T.compare_pick(lang), compare_charts.loss_figure(empty, axis, lang), gr.update(visible=False),
-                gr.update(visible=False), ""]
+        return [
+            T.compare_pick(lang),
+            compare_charts.loss_figure(empty, axis, lang),
+            gr.update(visible=False),
+            gr.update(visible=False),
+            "",
+        ]
     try:
         comparison = studio.compare(ticked)
     except Exception as error:  # the tab stays usable; the reason is shown where the charts were
         return [problem(error, lang), gr.skip(), gr.skip(), gr.skip(), ""]
     extras = bool(compare_charts.extra_names(comparison))
     return [
-        "", compare_charts.loss_figure(comparison, axis, lang),
+        "",
+        compare_charts.loss_figure(comparison, axis, lang),
         gr.update(value=compare_charts.extras_figure(comparison, axis, lang) if extras else None, visible=extras),
-        gr.update(value=comparison_table(comparison, lang), visible=True), "",
+        gr.update(value=comparison_table(comparison, lang), visible=True),
+        "",
     ]
 
 
@@ -116,7 +149,9 @@ def comparison_table(comparison, lang: str = "en") -> pd.DataFrame:
             cells = [named("state", state, lang) for state in cells]
         rows.append([_header(column, lang), *cells])
     rows.append([T.compare_col_open(lang), *[T.compare_in_chat(lang) if r.adapter else "–" for r in comparison.rows]])
-    rows.append([T.compare_col_open_eval(lang), *[T.compare_in_eval(lang) if r.adapter else "–" for r in comparison.rows]])
+    rows.append(
+        [T.compare_col_open_eval(lang), *[T.compare_in_eval(lang) if r.adapter else "–" for r in comparison.rows]]
+    )
     return pd.DataFrame(rows, columns=[T.compare_col_run(lang), *columns[0][1]])
 
 
@@ -127,4 +162,3 @@ def _header(column: str, lang: str) -> str:
     if "." in column:  # a config field: its label in Chinese, its path in English (what the CLI and YAML call it)
         return f"{field_info(column).json_schema_extra['zh']} ({column})" if lang == "zh" else column
     return column.upper()  # a metric: BLEU-4, ROUGE-L, ...
-

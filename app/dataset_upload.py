@@ -37,18 +37,25 @@ def layout(labels: Labels, upload_limit_mib: int) -> DatasetUpload:
         note = T.add_dataset_note.filled(limit=upload_limit_mib)
         labels.add(gr.Markdown(note("en")), note, "value")
         with gr.Row():
-            file = labels.add(gr.File(label=T.upload_file("en"), file_types=UPLOAD_TYPES, scale=2, elem_id="qs-upload"),
-                              T.upload_file)
+            file = labels.add(
+                gr.File(label=T.upload_file("en"), file_types=UPLOAD_TYPES, scale=2, elem_id="qs-upload"), T.upload_file
+            )
             with gr.Column(scale=3):
                 proposal = gr.Markdown(elem_id="qs-upload-proposal")
                 name = labels.add(gr.Textbox(label=T.dataset_name("en"), elem_id="qs-upload-name"), T.dataset_name)
-        entry = labels.add(gr.Code(language="json", label=T.dataset_entry("en"), interactive=True, elem_id="qs-upload-entry"),
-                           T.dataset_entry)
-        register = labels.add(gr.Button(T.register_dataset("en"), variant="primary", elem_id="qs-upload-register"),
-                              T.register_dataset, "value")
+        entry = labels.add(
+            gr.Code(language="json", label=T.dataset_entry("en"), interactive=True, elem_id="qs-upload-entry"),
+            T.dataset_entry,
+        )
+        register = labels.add(
+            gr.Button(T.register_dataset("en"), variant="primary", elem_id="qs-upload-register"),
+            T.register_dataset,
+            "value",
+        )
         with gr.Row(equal_height=True):
-            hub_id = labels.add(gr.Textbox(label=T.hub_dataset("en"), placeholder="llamafactory/alpaca_gpt4_zh", scale=3),
-                                T.hub_dataset)
+            hub_id = labels.add(
+                gr.Textbox(label=T.hub_dataset("en"), placeholder="llamafactory/alpaca_gpt4_zh", scale=3), T.hub_dataset
+            )
             register_hub = labels.add(gr.Button(T.register_hub("en"), scale=1), T.register_hub, "value")
         status = gr.Markdown(elem_id="qs-upload-status")
     return DatasetUpload(file, proposal, name, entry, register, hub_id, register_hub, status)
@@ -69,8 +76,12 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
         note = f"\n\n_{found.note}_" if found.note else ""
         return summary + note, _default_name(found.file_name), json.dumps(found.entry, ensure_ascii=False, indent=2), ""
 
-    upload.file.upload(on_upload, [upload.file, lang], [upload.proposal, upload.name, upload.entry, upload.status],
-                       api_name="detect_dataset")
+    upload.file.upload(
+        on_upload,
+        [upload.file, lang],
+        [upload.proposal, upload.name, upload.entry, upload.status],
+        api_name="detect_dataset",
+    )
 
     def on_register(path, name, entry_text, folder, chosen, lng):
         try:
@@ -83,7 +94,9 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
         return T.registered(lng, name=spec.name), _with_choice(studio, folder, chosen, spec.name)
 
     registered = upload.register.click(
-        on_register, [upload.file, upload.name, upload.entry, dataset_dir, datasets, lang], [upload.status, datasets],
+        on_register,
+        [upload.file, upload.name, upload.entry, dataset_dir, datasets, lang],
+        [upload.status, datasets],
         api_name="register_dataset",
     )
 
@@ -94,8 +107,12 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
             return problem(error, lng), gr.update()
         return T.registered(lng, name=spec.name), _with_choice(studio, folder, chosen, spec.name)
 
-    upload.register_hub.click(on_register_hub, [upload.hub_id, upload.name, dataset_dir, datasets, lang],
-                              [upload.status, datasets], api_name="register_hub_dataset")
+    upload.register_hub.click(
+        on_register_hub,
+        [upload.hub_id, upload.name, dataset_dir, datasets, lang],
+        [upload.status, datasets],
+        api_name="register_hub_dataset",
+    )
     return registered
 
 
@@ -103,11 +120,15 @@ def _entry(text: str, lang: str) -> dict:
     try:
         entry = json.loads(text or "{}")
     except json.JSONDecodeError as error:
-        raise StudioError(f"The entry is not valid JSON (line {error.lineno} column {error.colno}: {error.msg}).",
-                          f"条目不是合法的 JSON（第 {error.lineno} 行第 {error.colno} 列：{error.msg}）。") from None
+        raise StudioError(
+            f"The entry is not valid JSON (line {error.lineno} column {error.colno}: {error.msg}).",
+            f"条目不是合法的 JSON（第 {error.lineno} 行第 {error.colno} 列：{error.msg}）。",
+        ) from None
     if not isinstance(entry, dict):
-        raise StudioError("The entry must be a JSON object, like the ones in dataset_info.json.",
-                          "条目必须是 JSON 对象，与 dataset_info.json 中的条目相同。")
+        raise StudioError(
+            "The entry must be a JSON object, like the ones in dataset_info.json.",
+            "条目必须是 JSON 对象，与 dataset_info.json 中的条目相同。",
+        )
     return entry
 
 

@@ -40,10 +40,19 @@ def layout(page: Page) -> EvalTab:
     start = labels.add(gr.Button(T.start_eval("en"), variant="primary", elem_id="qs-eval-start"), T.start_eval, "value")
     progress = gr.HTML(elem_id="qs-eval-progress")
     # hidden until there are results: an empty table would show made-up column headers
-    metrics = labels.add(gr.Dataframe(label=T.metrics("en"), elem_id="qs-eval-metrics", interactive=False, visible=False), T.metrics)
+    metrics = labels.add(
+        gr.Dataframe(label=T.metrics("en"), elem_id="qs-eval-metrics", interactive=False, visible=False), T.metrics
+    )
     samples = labels.add(
-        gr.Dataframe(label=T.samples("en"), wrap=True, max_height=420, interactive=False, elem_id="qs-eval-samples",
-                     visible=False), T.samples,
+        gr.Dataframe(
+            label=T.samples("en"),
+            wrap=True,
+            max_height=420,
+            interactive=False,
+            elem_id="qs-eval-samples",
+            visible=False,
+        ),
+        T.samples,
     )
     return EvalTab(picker, compare, start, progress, metrics, samples)
 
@@ -69,8 +78,11 @@ def wire(page: Page, tab: EvalTab) -> None:
             elif kind == "error":
                 yield _error(problem(value, lang, markdown=False), lang), gr.skip(), gr.skip()
             else:
-                yield (_finished(value, lang), gr.update(value=metrics_table(value, lang), visible=True),
-                       gr.update(value=samples_table(value, lang), visible=True))
+                yield (
+                    _finished(value, lang),
+                    gr.update(value=metrics_table(value, lang), visible=True),
+                    gr.update(value=samples_table(value, lang), visible=True),
+                )
 
     inputs = {page.lang, tab.picker.dropdown, tab.compare} | page.form.inputs
     tab.start.click(run, inputs, [tab.progress, tab.metrics, tab.samples], api_name="evaluate")
@@ -83,7 +95,9 @@ def metrics_table(report, lang: str = "en") -> pd.DataFrame:
     for metric in report.metrics[columns[0]]:
         row = {T.col_metric(lang): metric, **{shown[c]: report.metrics[c][metric] for c in columns}}
         if len(columns) == 2:
-            row[T.col_difference(lang)] = round(report.metrics[columns[1]][metric] - report.metrics[columns[0]][metric], 4)
+            row[T.col_difference(lang)] = round(
+                report.metrics[columns[1]][metric] - report.metrics[columns[0]][metric], 4
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -134,7 +148,8 @@ def _finished(report, lang: str) -> str:
     shown = "".join(f"<div class='qs-method'>{html.escape(note)}</div>" for note in notes)
     return (
         f"<div class='qs-progress'><span class='qs-state qs-finished'>{T.state_finished(lang)}</span> "
-        f"{T.samples_done(lang, count=report.scored or len(report.samples))} <code>{html.escape(str(report.out_dir))}</code>{shown}</div>"
+        f"{T.samples_done(lang, count=report.scored or len(report.samples))} "
+        f"<code>{html.escape(str(report.out_dir))}</code>{shown}</div>"
     )
 
 

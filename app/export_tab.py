@@ -47,8 +47,9 @@ def layout(page: Page) -> ExportTab:
     result = gr.HTML(elem_id="qs-export-result")
     with labels.add(gr.Accordion(T.hub_title("en"), open=False, elem_id="qs-hub"), T.hub_title):
         with gr.Row():
-            what = labels.add_choices(gr.Radio([(t("en"), v) for t, v in UPLOADS], value="adapter", label=T.hub_what("en"),
-                                               scale=1), UPLOADS)
+            what = labels.add_choices(
+                gr.Radio([(t("en"), v) for t, v in UPLOADS], value="adapter", label=T.hub_what("en"), scale=1), UPLOADS
+            )
             labels.add(what, T.hub_what)
             repo = labels.add(gr.Textbox(label=T.hub_repo("en"), scale=2, elem_id="qs-hub-repo"), T.hub_repo)
             private = labels.add(gr.Checkbox(True, label=T.hub_private("en"), scale=1), T.hub_private)
@@ -104,7 +105,11 @@ def _push(page: Page, tab: ExportTab, values) -> str:
     if reason is not None:  # offline: say why before reading or sending anything
         return f"**{T.error(lang)}:** {in_language(reason, lang)}"
     try:
-        folder = values[tab.picker.dropdown] if values[tab.upload_what] == "adapter" else page.form.read(values).export.output_dir
+        folder = (
+            values[tab.picker.dropdown]
+            if values[tab.upload_what] == "adapter"
+            else page.form.read(values).export.output_dir
+        )
         report = page.studio.push_to_hub(folder, values[tab.repo], values[tab.token] or None, values[tab.private])
     except StudioError as error:
         return problem(error, lang)
@@ -114,10 +119,20 @@ def _push(page: Page, tab: ExportTab, values) -> str:
 def _summary(report, lang: str) -> list[str]:
     if hasattr(report, "gguf_file"):
         return [
-            T.export_gguf_done(lang, file=report.out_dir / report.gguf_file, type=report.gguf_type,
-                               size=report.size_bytes / 2**20, seconds=report.seconds),
-            T.export_gguf_check(lang, diff=report.max_logit_diff, type=report.gguf_type, expected=report.expected_diff,
-                                agreement=report.agreement),
+            T.export_gguf_done(
+                lang,
+                file=report.out_dir / report.gguf_file,
+                type=report.gguf_type,
+                size=report.size_bytes / 2**20,
+                seconds=report.seconds,
+            ),
+            T.export_gguf_check(
+                lang,
+                diff=report.max_logit_diff,
+                type=report.gguf_type,
+                expected=report.expected_diff,
+                agreement=report.agreement,
+            ),
             T.export_gguf_exact(lang, type=report.gguf_type, check=report.check_diff, tolerance=report.tolerance),
             f"{T.export_files(lang)}: " + ", ".join(report.files),
         ]

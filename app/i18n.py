@@ -16,7 +16,7 @@ class Text:
         text = self.zh if lang == "zh" else self.en
         return text.format(**values) if values else text
 
-    def filled(self, **values) -> "Text":
+    def filled(self, **values) -> Text:
         """The same text with its placeholders filled, in both languages (for Labels, which switch languages)."""
         return Text(self.en.format(**values), self.zh.format(**values))
 
@@ -63,7 +63,10 @@ class T:
     section_training = Text("Training", "训练参数")
     section_model = Text("Model", "模型参数")
     section_preference = Text("Preference (DPO / KTO)", "偏好训练（DPO / KTO）")
-    no_run = Text("No run selected. Press Start to train, or open a run from the list.", "尚未选择训练。点击“开始训练”，或从列表中打开一次训练。")
+    no_run = Text(
+        "No run selected. Press Start to train, or open a run from the list.",
+        "尚未选择训练。点击“开始训练”，或从列表中打开一次训练。",
+    )
     no_gpu = Text(
         "No GPU on this machine: the chart shows the worker's resident memory (RSS) instead.",
         "本机没有 GPU：图中显示的是训练进程的内存占用（RSS）。",
@@ -79,7 +82,10 @@ class T:
     error = Text("Error", "错误")
     load_model = Text("Load model", "加载模型")
     unload_model = Text("Unload model", "卸载模型")
-    model_status_none = Text("No model loaded. The model, method and template come from the top bar.", "尚未加载模型。模型、方法与模板取自顶部栏。")
+    model_status_none = Text(
+        "No model loaded. The model, method and template come from the top bar.",
+        "尚未加载模型。模型、方法与模板取自顶部栏。",
+    )
     adapter = Text("Adapter", "适配器")
     adapter_path = Text("Or an adapter folder", "或填写适配器目录")
     load_adapter = Text("Load adapter", "加载适配器")
@@ -99,7 +105,8 @@ class T:
     compare_base = Text("Also score the base model (side by side)", "同时评估基座模型（并排对比）")
     start_eval = Text("Start evaluation", "开始评估")
     eval_note = Text(
-        "Empty datasets = the run's own validation split. Predictions are greedy (reproducible); max new tokens and the system prompt come from the Chat tab's generation settings.",
+        "Empty datasets = the run's own validation split. Predictions are greedy (reproducible); max new tokens and "
+        "the system prompt come from the Chat tab's generation settings.",
         "评估数据集留空即使用该训练的验证集。预测采用贪心解码（结果可复现）；最大生成长度与系统提示词取自“对话”页的生成参数。",
     )
     metrics = Text("Metrics", "指标")
@@ -109,10 +116,13 @@ class T:
     # adding a dataset from the browser
     add_dataset = Text("Add a dataset", "添加数据集")
     add_dataset_note = Text(
-        "Upload a json, jsonl, csv, parquet or txt file (at most {limit} MiB). The studio proposes its format and column "
-        "mapping as a dataset_info.json entry: check or edit it, name the dataset, then register it. It is stored in the "
+        "Upload a json, jsonl, csv, parquet or txt file (at most {limit} MiB). The studio proposes its format and "
+        "column "
+        "mapping as a dataset_info.json entry: check or edit it, name the dataset, then register it. It is stored in "
+        "the "
         "dataset folder above, and preview shows it at once.",
-        "上传 json、jsonl、csv、parquet 或 txt 文件（不超过 {limit} MiB）。工作室会推测其格式与列映射，生成 dataset_info.json "
+        "上传 json、jsonl、csv、parquet 或 txt 文件（不超过 {limit} MiB）。工作室会推测其格式与列映射，生成 "
+        "dataset_info.json "
         "条目：请检查或修改，填写数据集名称后注册。文件会保存到上方的数据目录，并立即预览。",
     )
     upload_file = Text("Data file", "数据文件")
@@ -121,7 +131,10 @@ class T:
     register_dataset = Text("Register and preview", "注册并预览")
     hub_dataset = Text("Or a Hugging Face dataset id", "或 Hugging Face 数据集 ID")
     register_hub = Text("Register hub dataset", "注册 Hub 数据集")
-    detected = Text("Detected **{format}** data: {rows} rows; columns: {columns}.", "识别为 **{format}** 数据：{rows} 行；列：{columns}。")
+    detected = Text(
+        "Detected **{format}** data: {rows} rows; columns: {columns}.",
+        "识别为 **{format}** 数据：{rows} 行；列：{columns}。",
+    )
     upload_first = Text("Upload a data file first.", "请先上传数据文件。")
     registered = Text("Registered **{name}**.", "已注册 **{name}**。")
     # run states and phases, as the progress box shows them
@@ -165,7 +178,10 @@ class T:
     split_train = Text("train", "训练")
     split_eval = Text("eval", "验证")
     # chat
-    adapter_loaded = Text("Adapter {name} loaded onto {model} (loaded adapters: {all}).", "适配器 {name} 已加载到 {model}（已加载的适配器：{all}）。")
+    adapter_loaded = Text(
+        "Adapter {name} loaded onto {model} (loaded adapters: {all}).",
+        "适配器 {name} 已加载到 {model}（已加载的适配器：{all}）。",
+    )
     adapter_unloaded = Text("Adapter {name} unloaded.", "适配器 {name} 已卸载。")
     adapter_not_loaded = Text("That adapter is not loaded.", "该适配器尚未加载。")
     answer_speed = Text("{tokens} tokens · {rate:.1f} tok/s", "{tokens} 个 token · {rate:.1f} token/秒")
@@ -185,18 +201,26 @@ class T:
         "偏好对：奖励的准确率与差值，预测结果与选中回答比对评分。",
     )
     eval_kind_kto = Text(
-        "KTO feedback: accuracy is the share of answers whose reward has the right sign; predictions scored against the desirable answers.",
+        "KTO feedback: accuracy is the share of answers whose reward has the right sign; predictions scored against "
+        "the desirable answers.",
         "KTO 反馈：准确率为奖励符号正确（期望回答为正、非期望回答为负）的回答所占比例；预测结果与期望回答比对评分。",
     )
-    eval_kind_text = Text("Plain text: perplexity of the held-out text (no predictions).", "纯文本：验证文本的困惑度（不生成预测）。")
+    eval_kind_text = Text(
+        "Plain text: perplexity of the held-out text (no predictions).", "纯文本：验证文本的困惑度（不生成预测）。"
+    )
     base = Text("base", "基座")
     export_running = Text("running", "进行中")
     export_done = Text("Exported to {path} ({dtype}, {seconds} s)", "已导出到 {path}（{dtype}，{seconds} 秒）")
-    export_check = Text("reload check: max logit difference {diff:.3g} ≤ tolerance {tolerance:g} ✓", "重新加载校验：logits 最大差 {diff:.3g} ≤ 容差 {tolerance:g} ✓")
+    export_check = Text(
+        "reload check: max logit difference {diff:.3g} ≤ tolerance {tolerance:g} ✓",
+        "重新加载校验：logits 最大差 {diff:.3g} ≤ 容差 {tolerance:g} ✓",
+    )
     export_files = Text("Files", "文件")
     # preview
-    preview_tokens = Text("tokens: median {median:.0f}, p95 {p95}, max {max}; {over} longer than cutoff_len",
-                          "token 数：中位数 {median:.0f}，p95 {p95}，最大 {max}；{over} 条超过截断长度")
+    preview_tokens = Text(
+        "tokens: median {median:.0f}, p95 {p95}, max {max}; {over} longer than cutoff_len",
+        "token 数：中位数 {median:.0f}，p95 {p95}，最大 {max}；{over} 条超过截断长度",
+    )
     preview_skipped = Text("skipped", "已跳过")
     preview_tokenizer = Text("Loading the tokenizer of", "正在加载分词器：")
     preview_reading = Text("Reading", "正在读取")
@@ -220,28 +244,39 @@ class T:
         "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。",
     )
     compare_needs_adapter = Text(
-        "“Also score the base model” compares base and adapter: choose an adapter first, or untick it to score the base alone.",
+        "“Also score the base model” compares base and adapter: choose an adapter first, or untick it to score the "
+        "base alone.",
         "“同时评估基座模型”用于对比基座与适配器：请先选择适配器，或取消勾选以仅评估基座模型。",
     )
     damaged_adapters = Text("Left out of the adapter list", "未列入适配器列表")
     export_note = Text(
         "Merges the adapter into the base loaded in 16-bit (fp32 on CPU, never 4-bit), saves safetensors shards, "
-        "tokenizer, chat template and a model card, then reloads the folder and checks its logits against base+adapter. "
+        "tokenizer, chat template and a model card, then reloads the folder and checks its logits against "
+        "base+adapter. "
         "Format gguf writes one .gguf file (tokenizer and chat template inside) and an Ollama Modelfile for llama.cpp, "
-        "Ollama or LM Studio, reloads it with transformers' GGUF reader and shows how far its logits are from the merged model.",
-        "将适配器合并进以 16 位加载的基座（CPU 上为 fp32，绝不合并进 4 位权重），保存 safetensors 分片、分词器、对话模板与模型卡，"
-        "随后重新加载并与“基座+适配器”的 logits 比对校验。导出格式选 gguf 时写出单个 .gguf 文件（内含分词器与对话模板）及 Ollama "
-        "Modelfile，可用于 llama.cpp、Ollama 或 LM Studio；随后用 transformers 的 GGUF 读取器重新加载，并显示其 logits 与合并后模型的差距。",
+        "Ollama or LM Studio, reloads it with transformers' GGUF reader and shows how far its logits are from the "
+        "merged model.",
+        "将适配器合并进以 16 位加载的基座（CPU 上为 fp32，绝不合并进 4 位权重），保存 safetensors 分片、分词器、对话模"
+        "板与模型卡，"
+        "随后重新加载并与“基座+适配器”的 logits 比对校验。导出格式选 gguf 时写出单个 .gguf 文件（内含分词器与对话模板"
+        "）及 Ollama "
+        "Modelfile，可用于 llama.cpp、Ollama 或 LM Studio；随后用 transformers 的 GGUF 读取器重新加载，并显示其 "
+        "logits 与合并后模型的差距。",
     )
-    export_gguf_done = Text("Wrote {file} ({type}, {size:.1f} MiB, {seconds} s)", "已写出 {file}（{type}，{size:.1f} MiB，{seconds} 秒）")
+    export_gguf_done = Text(
+        "Wrote {file} ({type}, {size:.1f} MiB, {seconds} s)", "已写出 {file}（{type}，{size:.1f} MiB，{seconds} 秒）"
+    )
     export_gguf_check = Text(
-        "reload check with transformers' GGUF reader: max logit difference {diff:.3g} from the merged model; expected from "
+        "reload check with transformers' GGUF reader: max logit difference {diff:.3g} from the merged model; expected "
+        "from "
         "{type} rounding alone: {expected:.3g}; same next token at {agreement:.1%} of positions",
-        "用 transformers 的 GGUF 读取器重新加载校验：与合并后模型的 logits 最大差 {diff:.3g}；其中 {type} 舍入本身预期带来 "
+        "用 transformers 的 GGUF 读取器重新加载校验：与合并后模型的 logits 最大差 {diff:.3g}；其中 {type} 舍入本身预期"
+        "带来 "
         "{expected:.3g}；{agreement:.1%} 的位置预测的下一个 token 相同",
     )
     export_gguf_exact = Text(
-        "file vs the merged weights rounded as {type}: {check:.2g} ≤ {tolerance:g} ✓ · tokenizer and chat template read back equal ✓",
+        "file vs the merged weights rounded as {type}: {check:.2g} ≤ {tolerance:g} ✓ · tokenizer and chat template "
+        "read back equal ✓",
         "文件与按 {type} 舍入的合并权重相比：{check:.2g} ≤ {tolerance:g} ✓ · 分词器与对话模板读回一致 ✓",
     )
     # upload to the Hugging Face Hub (Export tab)

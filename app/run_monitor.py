@@ -12,9 +12,9 @@ serialised once per new snapshot (FigureCache).
 from __future__ import annotations
 
 import html
-import zlib
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 
 import gradio as gr
@@ -48,7 +48,9 @@ class _ChartPace:
 
 
 # the log box shows its newest lines: scrolled to its end after every redraw
-FOLLOW_LOG_END = "() => { const box = document.querySelector('#qs-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
+FOLLOW_LOG_END = (
+    "() => { const box = document.querySelector('#qs-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
+)
 
 _FIGURES = FigureCache()
 _PACE = _ChartPace()
@@ -86,7 +88,8 @@ def layout(labels: Labels) -> Monitor:
         rewards = gr.Plot(show_label=False, elem_id="qs-rewards-chart", visible=False)
         margin = gr.Plot(show_label=False, elem_id="qs-margin-chart", visible=False)
     log = labels.add(
-        gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"), T.logs
+        gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"),
+        T.logs,
     )
     version = gr.Textbox(visible=False, elem_id="qs-run-version")
     catalog = gr.Textbox(visible=False, elem_id="qs-run-catalog")
@@ -94,14 +97,21 @@ def layout(labels: Labels) -> Monitor:
 
 
 def wire(studio: Studio, monitor: Monitor, lang: gr.State) -> None:
-    monitor.refresh_runs.click(lambda run: gr.update(choices=run_choices(studio), value=run), monitor.runs, monitor.runs,
-                               api_name="runs")
+    monitor.refresh_runs.click(
+        lambda run: gr.update(choices=run_choices(studio), value=run), monitor.runs, monitor.runs, api_name="runs"
+    )
     polled = [monitor.progress, monitor.version, monitor.catalog]
     tick = lambda run, lng: poll(studio, run, lng)  # noqa: E731
     gr.Timer(1.0).tick(tick, [monitor.runs, lang], polled, show_progress="hidden", api_name="poll", queue=False)
     monitor.runs.change(tick, [monitor.runs, lang], polled, show_progress="hidden", api_visibility="private")
-    monitor.version.change(lambda run, version, lng: draw(studio, run, version, lng), [monitor.runs, monitor.version, lang],
-                           monitor.charts, show_progress="hidden", api_name="draw", queue=False).then(None, js=FOLLOW_LOG_END)
+    monitor.version.change(
+        lambda run, version, lng: draw(studio, run, version, lng),
+        [monitor.runs, monitor.version, lang],
+        monitor.charts,
+        show_progress="hidden",
+        api_name="draw",
+        queue=False,
+    ).then(None, js=FOLLOW_LOG_END)
 
 
 def poll(studio: Studio, run_id: str | None, lang: str) -> tuple[str, str, str]:

@@ -71,7 +71,8 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         header = gr.Markdown(_header("en"), elem_classes="qs-header")
         with gr.Row(equal_height=True):
             language = page.labels.add(
-                gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language"), T.language
+                gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language"),
+                T.language,
             )
             model = page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
             page.form.add("quantization.method", scale=1)
@@ -84,9 +85,13 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
                 evaluate = eval_tab.layout(page)
             with page.labels.add(gr.Tab(T.tab_chat("en"), id="chat", elem_id="qs-tab-chat"), T.tab_chat) as chat_page:
                 chat = chat_tab.layout(page)
-            with page.labels.add(gr.Tab(T.tab_export("en"), id="export", elem_id="qs-tab-export"), T.tab_export) as export_page:
+            with page.labels.add(
+                gr.Tab(T.tab_export("en"), id="export", elem_id="qs-tab-export"), T.tab_export
+            ) as export_page:
                 export = export_tab.layout(page)
-            compare_page = page.labels.add(gr.Tab(T.tab_compare("en"), id="compare", elem_id="qs-tab-compare"), T.tab_compare)
+            compare_page = page.labels.add(
+                gr.Tab(T.tab_compare("en"), id="compare", elem_id="qs-tab-compare"), T.tab_compare
+            )
             with compare_page:
                 compare = compare_tab.layout(page)
         page.form.seal()
@@ -96,18 +101,38 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         chat_tab.wire(page, chat)
         export_tab.wire(page, export)
         compare_tab.wire(page, compare, compare_tab.OpenTargets(tabs, chat.picker.dropdown, evaluate.picker.dropdown))
-        compare_page.select(lambda ticked, lng: compare_tab.run_choices(studio, ticked, lng), [compare.runs, page.lang],
-                            compare.runs, api_visibility="private", queue=False)
+        compare_page.select(
+            lambda ticked, lng: compare_tab.run_choices(studio, ticked, lng),
+            [compare.runs, page.lang],
+            compare.runs,
+            api_visibility="private",
+            queue=False,
+        )
         _wire_language(page, language, header, train)
-        model.input(lambda v: _fill_recipe(page, v, recipe_note), {page.lang} | page.form.inputs,
-                    [recipe_note, *page.form.outputs], api_visibility="private")
+        model.input(
+            lambda v: _fill_recipe(page, v, recipe_note),
+            {page.lang} | page.form.inputs,
+            [recipe_note, *page.form.outputs],
+            api_visibility="private",
+        )
         for tab, picker in ((eval_page, evaluate.picker), (chat_page, chat.picker), (export_page, export.picker)):
             # a tab's adapter list is read when the tab is opened: fresh there, and page loads stay cheap
-            tab.select(lambda lng: adapter_picker.choices(studio, lng), page.lang, picker.dropdown, api_visibility="private", queue=False)
+            tab.select(
+                lambda lng: adapter_picker.choices(studio, lng),
+                page.lang,
+                picker.dropdown,
+                api_visibility="private",
+                queue=False,
+            )
         demo.load(lambda: _on_load(studio), None, train.monitor.runs, api_name="page_load", queue=False)
         pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown]
-        train.monitor.catalog.change(lambda run, lng: _refresh_lists(studio, run, lng), [train.monitor.runs, page.lang],
-                                     [train.monitor.runs, *pickers], api_visibility="private", queue=False)
+        train.monitor.catalog.change(
+            lambda run, lng: _refresh_lists(studio, run, lng),
+            [train.monitor.runs, page.lang],
+            [train.monitor.runs, *pickers],
+            api_visibility="private",
+            queue=False,
+        )
     return StudioPage(demo, page, train, evaluate, chat, export, compare)
 
 
@@ -130,8 +155,13 @@ def _fill_recipe(page: Page, values, note: gr.Markdown) -> dict:
     try:
         config = form.read(values)
     except StudioError:  # a half-edited form: start the recipe from the defaults instead
-        config = form.defaults.model_copy(update={"model": form.defaults.model.model_copy(
-            update={"name_or_path": values[form.controls["model.name_or_path"].component]})})
+        config = form.defaults.model_copy(
+            update={
+                "model": form.defaults.model.model_copy(
+                    update={"name_or_path": values[form.controls["model.name_or_path"].component]}
+                )
+            }
+        )
     recipe = recipe_for(config.model.name_or_path)
     if recipe is None:
         return {note: ""}
@@ -161,7 +191,15 @@ def _header(lang: str) -> str:
 def serve(studio: Studio, host: str, port: int, auth: list[tuple[str, str]] | None, defaults: RunConfig | None) -> None:
     demo = build_app(studio, defaults)
     demo.queue(default_concurrency_limit=8).launch(
-        server_name=host, server_port=port, auth=auth or None, share=False, ssr_mode=False,
-        css=CSS, theme=gr.themes.Soft(), footer_links=[], show_error=True, quiet=True,
+        server_name=host,
+        server_port=port,
+        auth=auth or None,
+        share=False,
+        ssr_mode=False,
+        css=CSS,
+        theme=gr.themes.Soft(),
+        footer_links=[],
+        show_error=True,
+        quiet=True,
         app_kwargs={"middleware": [Middleware(LoginThrottle)]},
     )

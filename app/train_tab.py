@@ -15,13 +15,36 @@ from app.i18n import Labels, T
 from app.page import Page
 from studio.errors import StudioError
 
-COMMON = ["training.learning_rate", "training.num_epochs", "training.max_steps", "training.batch_size",
-          "training.gradient_accumulation_steps", "training.lr_scheduler", "data.cutoff_len", "data.val_size", "lora.rank"]
-SECTIONS = [("model", T.section_model), ("lora", T.section_lora), ("quantization", T.section_quantization),
-            ("data", T.section_data), ("training", T.section_training), ("preference", T.section_preference)]
+COMMON = [
+    "training.learning_rate",
+    "training.num_epochs",
+    "training.max_steps",
+    "training.batch_size",
+    "training.gradient_accumulation_steps",
+    "training.lr_scheduler",
+    "data.cutoff_len",
+    "data.val_size",
+    "lora.rank",
+]
+SECTIONS = [
+    ("model", T.section_model),
+    ("lora", T.section_lora),
+    ("quantization", T.section_quantization),
+    ("data", T.section_data),
+    ("training", T.section_training),
+    ("preference", T.section_preference),
+]
 # fields shown elsewhere on the page, and the runs folder, which the server decides (--runs-dir)
-ELSEWHERE = {"model.name_or_path", "model.chat_template", "quantization.method", "data.dataset_dir", "data.datasets", "name",
-             "training.output_dir", "training.stage"}
+ELSEWHERE = {
+    "model.name_or_path",
+    "model.chat_template",
+    "quantization.method",
+    "data.dataset_dir",
+    "data.datasets",
+    "name",
+    "training.output_dir",
+    "training.stage",
+}
 LATEST = "latest"
 PER_ROW = 4
 
@@ -65,7 +88,10 @@ def layout(page: Page) -> TrainTab:
         cli = gr.Code(language="shell", label="CLI", interactive=False, wrap_lines=True)
         yaml = gr.Code(language="yaml", label="YAML", interactive=False, max_lines=20)
         with gr.Row():
-            config_path = labels.add(gr.Textbox(value="configs/my_run.yaml", label=T.config_path("en"), scale=3, elem_id="qs-config-path"), T.config_path)
+            config_path = labels.add(
+                gr.Textbox(value="configs/my_run.yaml", label=T.config_path("en"), scale=3, elem_id="qs-config-path"),
+                T.config_path,
+            )
             save = labels.add(gr.Button(T.save_config("en"), size="sm", scale=1), T.save_config, "value")
             load = labels.add(gr.Button(T.load_config("en"), size="sm", scale=1), T.load_config, "value")
         config_status = gr.Markdown()
@@ -76,12 +102,33 @@ def layout(page: Page) -> TrainTab:
         abort = labels.add(gr.Button(T.abort("en"), variant="stop", elem_id="qs-abort"), T.abort, "value")
         resume = labels.add(gr.Button(T.resume("en"), elem_id="qs-resume"), T.resume, "value")
         checkpoint = labels.add(
-            gr.Dropdown([(T.latest_checkpoint("en"), LATEST)], value=LATEST, label=T.checkpoint("en"), elem_id="qs-checkpoint"),
+            gr.Dropdown(
+                [(T.latest_checkpoint("en"), LATEST)], value=LATEST, label=T.checkpoint("en"), elem_id="qs-checkpoint"
+            ),
             T.checkpoint,
         )
     monitor = run_monitor.layout(labels)
-    return TrainTab(dataset_dir, datasets, upload, preview_button, command_button, preview, command, cli, yaml,
-                    config_path, save, load, config_status, message, start, abort, resume, checkpoint, monitor)
+    return TrainTab(
+        dataset_dir,
+        datasets,
+        upload,
+        preview_button,
+        command_button,
+        preview,
+        command,
+        cli,
+        yaml,
+        config_path,
+        save,
+        load,
+        config_status,
+        message,
+        start,
+        abort,
+        resume,
+        checkpoint,
+        monitor,
+    )
 
 
 def _parameters(form: ConfigForm, labels: Labels) -> None:
@@ -106,17 +153,35 @@ def wire(page: Page, tab: TrainTab) -> None:
     preview = lambda values: (yield from _preview(page, values))  # noqa: E731
     tab.preview_button.click(preview, {lang} | form.inputs, tab.preview.outputs, api_name="preview")
     registered = dataset_upload.wire(page, tab.upload, tab.dataset_dir, tab.datasets)
-    registered.success(preview, {lang} | form.inputs, tab.preview.outputs, api_visibility="private")  # the new dataset, at once
-    tab.dataset_dir.change(lambda d: gr.update(choices=studio.dataset_names(d)), tab.dataset_dir, tab.datasets, api_visibility="private")
-    tab.command_button.click(lambda v: _command(page, v), {lang} | form.inputs, [tab.command, tab.yaml, tab.cli], api_name="command")
-    tab.save.click(lambda v: _save(page, v[tab.config_path], v), {lang, tab.config_path} | form.inputs, tab.config_status,
-                   api_name="save_config")
-    tab.load.click(lambda path, lng: _load(page, path, lng, tab.config_status), [tab.config_path, lang],
-                   [tab.config_status, *form.outputs], api_name="load_config")
+    registered.success(
+        preview, {lang} | form.inputs, tab.preview.outputs, api_visibility="private"
+    )  # the new dataset, at once
+    tab.dataset_dir.change(
+        lambda d: gr.update(choices=studio.dataset_names(d)), tab.dataset_dir, tab.datasets, api_visibility="private"
+    )
+    tab.command_button.click(
+        lambda v: _command(page, v), {lang} | form.inputs, [tab.command, tab.yaml, tab.cli], api_name="command"
+    )
+    tab.save.click(
+        lambda v: _save(page, v[tab.config_path], v),
+        {lang, tab.config_path} | form.inputs,
+        tab.config_status,
+        api_name="save_config",
+    )
+    tab.load.click(
+        lambda path, lng: _load(page, path, lng, tab.config_status),
+        [tab.config_path, lang],
+        [tab.config_status, *form.outputs],
+        api_name="load_config",
+    )
     _wire_run_controls(page, tab)
     run_monitor.wire(studio, tab.monitor, lang)
-    tab.monitor.runs.change(lambda run, lng: _checkpoint_choices(page, run, lng), [tab.monitor.runs, lang], tab.checkpoint,
-                            api_visibility="private")
+    tab.monitor.runs.change(
+        lambda run, lng: _checkpoint_choices(page, run, lng),
+        [tab.monitor.runs, lang],
+        tab.checkpoint,
+        api_visibility="private",
+    )
 
 
 def _wire_run_controls(page: Page, tab: TrainTab) -> None:
@@ -127,12 +192,18 @@ def _wire_run_controls(page: Page, tab: TrainTab) -> None:
             run_id = studio.start(form.read(values))
         except Exception as error:
             return problem(error, values[lang]), gr.update()
-        return f"{T.started_run(values[lang])} `{run_id}`", gr.update(choices=run_monitor.run_choices(studio), value=run_id)
+        return f"{T.started_run(values[lang])} `{run_id}`", gr.update(
+            choices=run_monitor.run_choices(studio), value=run_id
+        )
 
     tab.start.click(on_start, {lang} | form.inputs, [tab.message, monitor.runs], api_name="start")
     tab.abort.click(lambda run, lng: _abort(page, run, lng), [monitor.runs, lang], tab.message, api_name="abort")
-    tab.resume.click(lambda run, ckpt, lng: _resume(page, run, ckpt, lng), [monitor.runs, tab.checkpoint, lang],
-                     tab.message, api_name="resume")
+    tab.resume.click(
+        lambda run, ckpt, lng: _resume(page, run, ckpt, lng),
+        [monitor.runs, tab.checkpoint, lang],
+        tab.message,
+        api_name="resume",
+    )
 
 
 def _preview(page: Page, values):
@@ -154,15 +225,22 @@ def _preview(page: Page, values):
             result, note = value
             lengths = preview_view.all_lengths(result)
             figure = token_histogram(lengths, config.data.cutoff_len, lang) if lengths else None
-            yield (gr.update(visible=True), preview_view.summary(result, note, lang),
-                   gr.update(value=preview_view.table(result), visible=True), gr.update(value=figure, visible=figure is not None))
+            yield (
+                gr.update(visible=True),
+                preview_view.summary(result, note, lang),
+                gr.update(value=preview_view.table(result), visible=True),
+                gr.update(value=figure, visible=figure is not None),
+            )
 
 
 def redraw(page: Page, tab: TrainTab):
     """(function, inputs, outputs) that redraw the monitor, e.g. after a language switch."""
     monitor = tab.monitor
-    return (lambda run, lng: run_monitor.poll(page.studio, run, lng), [monitor.runs, page.lang],
-            [monitor.progress, monitor.version, monitor.catalog])
+    return (
+        lambda run, lng: run_monitor.poll(page.studio, run, lng),
+        [monitor.runs, page.lang],
+        [monitor.progress, monitor.version, monitor.catalog],
+    )
 
 
 def _command(page: Page, values):

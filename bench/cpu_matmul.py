@@ -60,7 +60,10 @@ def main() -> None:
             for dtype in rates:
                 rates[dtype].append(rate(x.to(dtype), weight.to(dtype), args.seconds))
         fp32, bf16 = max(rates[torch.float32]), max(rates[torch.bfloat16])
-        print(f"{name:28} {TOKENS}x{fan_in} @ {fan_in}x{fan_out}   fp32 {fp32:7.1f}   bf16 {bf16:7.1f} GFLOP/s   bf16/fp32 {bf16 / fp32:.2f}x")
+        print(
+            f"{name:28} {TOKENS}x{fan_in} @ {fan_in}x{fan_out}   fp32 {fp32:7.1f}   bf16 {bf16:7.1f} GFLOP/s   "
+            f"bf16/fp32 {bf16 / fp32:.2f}x"
+        )
 
 
 if __name__ == "__main__":

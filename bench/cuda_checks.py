@@ -30,8 +30,13 @@ def losses(model_path: str, examples, packing: bool, cache: bool, liger: bool) -
     plan = resolve_plan(quantization, training, cuda=DEVICE == "cuda")
     torch.manual_seed(0)
     model = load_trainable_model(
-        model=ModelConfig(name_or_path=model_path), quantization=quantization, training=training, lora=LoraConfig(),
-        model_path=model_path, plan=plan, info=print,
+        model=ModelConfig(name_or_path=model_path),
+        quantization=quantization,
+        training=training,
+        lora=LoraConfig(),
+        model_path=model_path,
+        plan=plan,
+        info=print,
     )
     for name, parameter in model.named_parameters():  # a non-zero adapter, so LoRA is exercised too
         if "lora_B" in name:
@@ -47,9 +52,9 @@ def losses(model_path: str, examples, packing: bool, cache: bool, liger: bool) -
 def main() -> None:
     import throughput_sides as sides
 
-    from studio.modeling.tiny import build_tiny_model
-    from studio.modeling.loader import load_tokenizer
     from studio.config import ModelConfig
+    from studio.modeling.loader import load_tokenizer
+    from studio.modeling.tiny import build_tiny_model
     from studio.training import varlen_attention
 
     gpu = torch.cuda.get_device_name() if DEVICE == "cuda" else "no GPU"
@@ -69,8 +74,10 @@ def main() -> None:
             other, grad = losses(path, examples, **options)
             loss_gap = (other - reference).abs().max().item()
             grad_gap = ((grad - reference_grad).norm() / reference_grad.norm()).item()
-            print(f"{label:28} vs padded 4-bit: max |loss diff| {loss_gap:.2e} over {len(other)} tokens "
-                  f"(mean loss {other.mean():.4f} vs {reference.mean():.4f}); LoRA grad rel. diff {grad_gap:.2e}")
+            print(
+                f"{label:28} vs padded 4-bit: max |loss diff| {loss_gap:.2e} over {len(other)} tokens "
+                f"(mean loss {other.mean():.4f} vs {reference.mean():.4f}); LoRA grad rel. diff {grad_gap:.2e}"
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ from pathlib import Path
 PROCESS_STARTED = time.time()
 HERE = Path(__file__).resolve().parent
 BATCH, ACCUMULATION, LR, BETA, SEED = 2, 8, 1e-4, 0.1, 42
-LF_PYTHON = Path(os.environ.get("LLAMAFACTORY_PYTHON", HERE.parent / ".bench-venvs" / "llamafactory" / "bin" / "python"))
+LF_PYTHON = Path(
+    os.environ.get("LLAMAFACTORY_PYTHON", HERE.parent / ".bench-venvs" / "llamafactory" / "bin" / "python")
+)
 LF_TEMPLATES = {"embedded": "smollm2", "tiny": "chatml"}
 
 
@@ -75,21 +77,45 @@ def run_ours(args) -> dict:
     from studio.modeling.trainable import load_trainable_model
     from studio.training.loop import Trainer
 
-    training = TrainingConfig(stage="dpo", learning_rate=LR, max_steps=args.steps, batch_size=BATCH,
-                              gradient_accumulation_steps=ACCUMULATION, logging_steps=1, eval_steps=10**6, save_steps=10**6,
-                              seed=SEED, early_stopping_patience=None)
+    training = TrainingConfig(
+        stage="dpo",
+        learning_rate=LR,
+        max_steps=args.steps,
+        batch_size=BATCH,
+        gradient_accumulation_steps=ACCUMULATION,
+        logging_steps=1,
+        eval_steps=10**6,
+        save_steps=10**6,
+        seed=SEED,
+        early_stopping_patience=None,
+    )
     plan = resolve_plan(QuantizationConfig(method="none"), training)
     model_config = ModelConfig(name_or_path=args.model_path)
     path = resolve_model_path(model_config, progress=lambda _: None)
     tokenizer = load_tokenizer(model_config, path)
     pairs = encoded_pairs(tokenizer, args.steps * BATCH * ACCUMULATION)  # our schedule orders them (seeded)
     torch.manual_seed(SEED)
-    model = load_trainable_model(model=model_config, quantization=QuantizationConfig(method="none"), training=training,
-                                 lora=LoraConfig(), model_path=path, plan=plan)
+    model = load_trainable_model(
+        model=model_config,
+        quantization=QuantizationConfig(method="none"),
+        training=training,
+        lora=LoraConfig(),
+        model_path=path,
+        plan=plan,
+    )
     events: list = []
-    trainer = Trainer(model, train=pairs, val=[], config=training, lora=LoraConfig(), plan=plan,
-                      checkpoints_dir=Path(tempfile.mkdtemp()), emit=events.append, abort=threading.Event(),
-                      preference=PreferenceConfig(beta=BETA))
+    trainer = Trainer(
+        model,
+        train=pairs,
+        val=[],
+        config=training,
+        lora=LoraConfig(),
+        plan=plan,
+        checkpoints_dir=Path(tempfile.mkdtemp()),
+        emit=events.append,
+        abort=threading.Event(),
+        preference=PreferenceConfig(beta=BETA),
+    )
     if args.side == "ours-documents":
         trainer.objective.token_losses = _NoSharedPrompts(trainer.token_losses)
     started = time.perf_counter()
@@ -99,10 +125,14 @@ def run_ours(args) -> dict:
     steps = [e for e in events if e.type == "step"]
     preference = [e for e in events if e.type == "preference"]
     return {
-        "seconds": seconds, "tokens": pair_tokens(pairs), "first_loss_s": steps[0].time - PROCESS_STARTED,
-        "losses": [e.loss for e in steps], "margins": [e.reward_margin for e in preference],
+        "seconds": seconds,
+        "tokens": pair_tokens(pairs),
+        "first_loss_s": steps[0].time - PROCESS_STARTED,
+        "losses": [e.loss for e in steps],
+        "margins": [e.reward_margin for e in preference],
         "accuracies": [e.reward_accuracy for e in preference],
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "layout": trainer.describe(),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "layout": trainer.describe(),
     }
 
 
@@ -133,7 +163,16 @@ def ordered_like_ours(pairs: list, steps: int) -> list:
 def run_side(args, side: str) -> dict:
     if side == "llamafactory":
         return run_llamafactory(args)
-    command = [sys.executable, str(HERE / "dpo_throughput.py"), "--child", side, "--model-path", args.model_path, "--steps", str(args.steps)]
+    command = [
+        sys.executable,
+        str(HERE / "dpo_throughput.py"),
+        "--child",
+        side,
+        "--model-path",
+        args.model_path,
+        "--steps",
+        str(args.steps),
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
     from studio.allocator import with_fast_allocator
 
@@ -155,15 +194,27 @@ def run_llamafactory(args) -> dict:
     order = ordered_like_ours(list(range(len(rows))), args.steps)
     plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig())
     job = {
-        "model_path": path, "pairs": [rows[i] for i in order], "template": args.lf_template or LF_TEMPLATES[args.model],
-        "steps": args.steps, "batch": BATCH, "accumulation": ACCUMULATION, "learning_rate": LR, "beta": BETA, "seed": SEED,
+        "model_path": path,
+        "pairs": [rows[i] for i in order],
+        "template": args.lf_template or LF_TEMPLATES[args.model],
+        "steps": args.steps,
+        "batch": BATCH,
+        "accumulation": ACCUMULATION,
+        "learning_rate": LR,
+        "beta": BETA,
+        "seed": SEED,
         "bf16": plan.weight_dtype == torch.bfloat16,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as job_file:
         json.dump(job, job_file, ensure_ascii=False)
         job_file.flush()
         env = {**os.environ, "PYTHONPATH": str(HERE)}
-        done = subprocess.run([str(LF_PYTHON), str(HERE / "llamafactory_dpo_side.py"), job_file.name], capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [str(LF_PYTHON), str(HERE / "llamafactory_dpo_side.py"), job_file.name],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
     result = _result_line("llamafactory", done)
     result["tokens"] = pair_tokens(encoded_pairs(tokenizer, len(rows)))  # the same pairs, counted as ours counts them
     return result
@@ -189,18 +240,24 @@ def _row(side: str, r: dict, reference: dict | None) -> str:
     rate = r["tokens"] / r["seconds"]
     ratio = ""
     if reference and side != "llamafactory":
-        ratio = (f"  {rate / (reference['tokens'] / reference['seconds']):.2f}x tok/s,"
-                 f" {r['peak_rss_mib'] / reference['peak_rss_mib']:.2f}x peak RSS of llamafactory")
+        ratio = (
+            f"  {rate / (reference['tokens'] / reference['seconds']):.2f}x tok/s,"
+            f" {r['peak_rss_mib'] / reference['peak_rss_mib']:.2f}x peak RSS of llamafactory"
+        )
     n = len(r["losses"])
-    return (f"  {side:15} {rate:8.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mib']:5d} MiB  "
-            f"step 1: loss {r['losses'][0]:.4f} margin {r['margins'][0]:+.4f} acc {r['accuracies'][0]:.2f}  "
-            f"step {n}: loss {r['losses'][-1]:.4f} margin {r['margins'][-1]:+.4f} acc {r['accuracies'][-1]:.2f}{ratio}")
+    return (
+        f"  {side:15} {rate:8.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mib']:5d} MiB  "
+        f"step 1: loss {r['losses'][0]:.4f} margin {r['margins'][0]:+.4f} acc {r['accuracies'][0]:.2f}  "
+        f"step {n}: loss {r['losses'][-1]:.4f} margin {r['margins'][-1]:+.4f} acc {r['accuracies'][-1]:.2f}{ratio}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="embedded", help="'embedded', 'tiny' (built here) or a model folder")
-    parser.add_argument("--steps", type=int, default=4, help=f"optimizer steps of {BATCH} x {ACCUMULATION} pairs per side")
+    parser.add_argument(
+        "--steps", type=int, default=4, help=f"optimizer steps of {BATCH} x {ACCUMULATION} pairs per side"
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--sides", default="llamafactory,ours")
     parser.add_argument("--lf-template", help="LLaMA-Factory template (default: smollm2 for embedded, chatml for tiny)")
@@ -216,7 +273,10 @@ def main() -> None:
         args.model_path = prepare_model(args, Path(scratch))
         for round_index in range(args.rounds):
             results = {side: run_side(args, side) for side in sides}
-            print(f"round {round_index + 1}: {args.model} on cpu, {args.steps} steps x {BATCH * ACCUMULATION} pairs of dpo_zh_demo")
+            print(
+                f"round {round_index + 1}: {args.model} on cpu, {args.steps} steps x {BATCH * ACCUMULATION} pairs of "
+                "dpo_zh_demo"
+            )
             for side, result in results.items():
                 print(_row(side, result, results.get("llamafactory")), flush=True)
             if "ours" in results:

@@ -37,8 +37,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--plain-batch", type=int, default=4)
     parser.add_argument("--batch", type=int, default=32, help="ours: samples per batch at most")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                        help="fp32: greedy answers must then be identical (in bf16, batches of other shapes round differently)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="fp32: greedy answers must then be identical (in bf16, batches of other shapes round differently)",
+    )
     args = parser.parse_args()
     config = RunConfig().with_overrides({"model.name_or_path": args.model, "quantization.method": "none"})
     generation = GenerationConfig(temperature=0, max_new_tokens=args.max_new_tokens)
@@ -48,7 +52,9 @@ def main() -> None:
         adapter = engine.load_adapter(args.adapter or _random_adapter(engine, Path(scratch))).name
         prompts = _prompts(args.samples)
         plain, plain_s = _timed(lambda: _plain(engine, prompts, adapter, generation, args.plain_batch))
-        ours, ours_s = _timed(lambda: predict(engine, prompts, [None, adapter], generation, args.batch, lambda d, t: None))
+        ours, ours_s = _timed(
+            lambda: predict(engine, prompts, [None, adapter], generation, args.batch, lambda d, t: None)
+        )
     _report(engine, prompts, plain, plain_s, ours, ours_s, adapter)
 
 
@@ -81,11 +87,20 @@ def _plain(engine, prompts, adapter: str, generation: GenerationConfig, batch: i
             inputs = engine._encode(chunk)
             context = engine.model.disable_adapter() if column is None else _active(engine, adapter)
             with context, torch.inference_mode():
-                out = engine.model.generate(**inputs, do_sample=False, repetition_penalty=generation.repetition_penalty,
-                                            max_new_tokens=generation.max_new_tokens, pad_token_id=engine.tokenizer.pad_token_id,
-                                            temperature=None, top_p=None, top_k=None)
-            for row in out[:, inputs["input_ids"].shape[1]:].tolist():
-                answers[column].append(engine.tokenizer.decode(_until_stop(row, engine.stop_ids), skip_special_tokens=True))
+                out = engine.model.generate(
+                    **inputs,
+                    do_sample=False,
+                    repetition_penalty=generation.repetition_penalty,
+                    max_new_tokens=generation.max_new_tokens,
+                    pad_token_id=engine.tokenizer.pad_token_id,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                )
+            for row in out[:, inputs["input_ids"].shape[1] :].tolist():
+                answers[column].append(
+                    engine.tokenizer.decode(_until_stop(row, engine.stop_ids), skip_special_tokens=True)
+                )
     return answers
 
 
@@ -110,7 +125,9 @@ def _timed(work):
 
 
 def _report(engine, prompts, plain, plain_s, ours, ours_s, adapter) -> None:
-    tokens = sum(len(engine.tokenizer(a, add_special_tokens=False)["input_ids"]) for answers in ours.values() for a in answers)
+    tokens = sum(
+        len(engine.tokenizer(a, add_special_tokens=False)["input_ids"]) for answers in ours.values() for a in answers
+    )
     same = sum(plain[c][i] == ours[c][i] for c in (None, adapter) for i in range(len(prompts)))
     dtype = str(engine.plan.weight_dtype).removeprefix("torch.")
     print(f"{len(prompts)} prompts x base and adapter, greedy, {dtype}; {tokens} answer tokens")

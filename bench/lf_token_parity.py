@@ -30,8 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 LF_PYTHON = ROOT / ".bench-venvs" / "llamafactory" / "bin" / "python"
 # studio format -> (LLaMA-Factory template, its default_system override or None)
 PAIRS = {
-    "qwen": ("qwen", "You are a helpful assistant."), "qwen2.5": ("qwen", None), "yi": ("yi", None),
-    "llama3": ("llama3", None), "mistral": ("mistral", None), "gemma": ("gemma", None), "glm4": ("glm4", None),
+    "qwen": ("qwen", "You are a helpful assistant."),
+    "qwen2.5": ("qwen", None),
+    "yi": ("yi", None),
+    "llama3": ("llama3", None),
+    "mistral": ("mistral", None),
+    "gemma": ("gemma", None),
+    "glm4": ("glm4", None),
     "deepseek": ("deepseek", None),
 }
 TOOL_FORMATS = ("qwen", "qwen2.5")  # LLaMA-Factory's templates with Qwen's tool format
@@ -41,7 +46,12 @@ CASES = [
     {"instruction": "Two breaks", "input": "", "output": "\n\nthen text"},
     {"instruction": "翻译", "input": "good morning", "output": " 早上好"},
     {"instruction": "你是谁？", "input": "", "output": "我是小墨。", "system": "你是一只猫。"},
-    {"instruction": "再说一次", "input": "", "output": "\n好的：早上好", "history": [["早", "早上好"], ["晚", " 晚上好"]]},
+    {
+        "instruction": "再说一次",
+        "input": "",
+        "output": "\n好的：早上好",
+        "history": [["早", "早上好"], ["晚", " 晚上好"]],
+    },
 ]
 
 
@@ -51,10 +61,10 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -
     from llamafactory_side import stand_in_for_media_libraries
 
     stand_in_for_media_libraries()
+    from llamafactory.data import template as lf_templates
     from llamafactory.data.converter import get_dataset_converter
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.data.processor.supervised import SupervisedDatasetProcessor
-    from llamafactory.data import template as lf_templates
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
 
@@ -74,14 +84,18 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -
         lf_templates.TEMPLATES.update(copy.deepcopy(pristine))
         tokenizer = build_qwen_tokenizer(Path(tiktoken_file))
         data_args = DataArguments(template=template, cutoff_len=int(cutoff), default_system=default_system)
-        processor = SupervisedDatasetProcessor(get_template_and_fix_tokenizer(tokenizer, data_args), tokenizer, None, data_args)
+        processor = SupervisedDatasetProcessor(
+            get_template_and_fix_tokenizer(tokenizer, data_args), tokenizer, None, data_args
+        )
         # Its stop words become special tokens, as they are in the family's real tokenizer.
         tokens[ours] = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
         convert = get_dataset_converter(attr.formatting, attr, data_args)
         encoded = []
         for record in records:
             row = convert({"system": "", "history": [], **record})
-            ids, labels = processor._encode_data_example(row["_prompt"], row["_response"], row["_system"], row["_tools"], [], [], [])
+            ids, labels = processor._encode_data_example(
+                row["_prompt"], row["_response"], row["_system"], row["_tools"], [], [], []
+            )
             encoded.append({"input_ids": ids, "labels": labels})
         results[ours] = encoded
     Path(out_file).write_text(json.dumps({"results": results, "tokens": tokens}), encoding="utf-8")
@@ -96,12 +110,16 @@ def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int) -> di
 
     tools = "conversations" in records[0]
     columns = {"messages": "conversations", "tools": "tools"} if tools else {"system": "system", "history": "history"}
-    spec = DatasetSpec(name="parity", file_name="parity.json", formatting="sharegpt" if tools else "alpaca", columns=columns)
+    spec = DatasetSpec(
+        name="parity", file_name="parity.json", formatting="sharegpt" if tools else "alpaca", columns=columns
+    )
     conversations = to_examples(spec, records).examples
     results = {}
     for name in TOOL_FORMATS if tools else PAIRS:
         tokenizer = build_qwen_tokenizer()
-        tokenizer.add_special_tokens({"additional_special_tokens": [t for t, _ in tokens[name] if t not in tokenizer.get_vocab()]})
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": [t for t, _ in tokens[name] if t not in tokenizer.get_vocab()]}
+        )
         assert [tokenizer.convert_tokens_to_ids(t) for t, _ in tokens[name]] == [i for _, i in tokens[name]]
         apply_chat_template_choice(tokenizer, name)
         encoded = [encode_conversation(tokenizer, c, cutoff_len=cutoff) for c in conversations]
@@ -112,7 +130,9 @@ def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("records", help="an alpaca-format JSON file, e.g. LLaMA-Factory's data/alpaca_zh_demo.json")
-    parser.add_argument("--cutoff", type=int, default=1_000_000, help="cutoff_len on both sides (e.g. 64 to compare truncation)")
+    parser.add_argument(
+        "--cutoff", type=int, default=1_000_000, help="cutoff_len on both sides (e.g. 64 to compare truncation)"
+    )
     parser.add_argument("--write-fixture", help="store the written cases' LLaMA-Factory ids/labels here (qwen formats)")
     args = parser.parse_args()
     records = json.loads(Path(args.records).read_text(encoding="utf-8"))
@@ -124,7 +144,15 @@ def main() -> None:
 
         tiktoken_file = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        command = [str(LF_PYTHON), __file__, "--lf-side", f"{tmp}/in.json", f"{tmp}/out.json", str(tiktoken_file), str(args.cutoff)]
+        command = [
+            str(LF_PYTHON),
+            __file__,
+            "--lf-side",
+            f"{tmp}/in.json",
+            f"{tmp}/out.json",
+            str(tiktoken_file),
+            str(args.cutoff),
+        ]
         subprocess.run(command, check=True, env=env)
         lf = json.loads((Path(tmp) / "out.json").read_text(encoding="utf-8"))
     theirs, ours = lf["results"], studio_side(records, lf["tokens"], args.cutoff)
@@ -132,12 +160,16 @@ def main() -> None:
     for name in ours:
         same = sum(a == b for a, b in zip(ours[name], theirs[name]))
         same_leading = sum(ours[name][i] == theirs[name][i] for i in leading)
-        print(f"{name:9s} ({PAIRS[name][0]}): {same}/{len(records)} identical ids and labels; "
-              f"answers opening with whitespace {same_leading}/{len(leading)}")
+        print(
+            f"{name:9s} ({PAIRS[name][0]}): {same}/{len(records)} identical ids and labels; "
+            f"answers opening with whitespace {same_leading}/{len(leading)}"
+        )
     if args.write_fixture:  # the written cases, or a whole (small, written) tool-call file
         written = records if "conversations" in records[0] else CASES
-        cases = {name: theirs[name][-len(written):] for name in TOOL_FORMATS}
-        Path(args.write_fixture).write_text(json.dumps({"cases": written, "llamafactory": cases}, ensure_ascii=False) + "\n")
+        cases = {name: theirs[name][-len(written) :] for name in TOOL_FORMATS}
+        Path(args.write_fixture).write_text(
+            json.dumps({"cases": written, "llamafactory": cases}, ensure_ascii=False) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -27,15 +27,42 @@ PROCESS_STARTED = time.time()
 
 def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
     return dict(
-        stage="dpo", do_train=True, model_name_or_path=job["model_path"], finetuning_type="lora",
-        lora_rank=8, lora_alpha=16, lora_dropout=0.0, lora_target="all",
-        dataset="pairs", dataset_dir=data_dir, template=job["template"], cutoff_len=2048,
-        overwrite_cache=True, disable_shuffling=True, output_dir=output_dir,
-        per_device_train_batch_size=job["batch"], gradient_accumulation_steps=job["accumulation"],
-        learning_rate=job["learning_rate"], max_steps=job["steps"], lr_scheduler_type="cosine", max_grad_norm=1.0,
-        warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=job["seed"], plot_loss=False,
-        pref_beta=job["beta"], pref_loss="sigmoid", pref_ftx=0.0, bf16=job["bf16"], fp16=False, use_cpu=True,
-        trust_remote_code=True, dataloader_num_workers=0, preprocessing_num_workers=None,
+        stage="dpo",
+        do_train=True,
+        model_name_or_path=job["model_path"],
+        finetuning_type="lora",
+        lora_rank=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        lora_target="all",
+        dataset="pairs",
+        dataset_dir=data_dir,
+        template=job["template"],
+        cutoff_len=2048,
+        overwrite_cache=True,
+        disable_shuffling=True,
+        output_dir=output_dir,
+        per_device_train_batch_size=job["batch"],
+        gradient_accumulation_steps=job["accumulation"],
+        learning_rate=job["learning_rate"],
+        max_steps=job["steps"],
+        lr_scheduler_type="cosine",
+        max_grad_norm=1.0,
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=job["seed"],
+        plot_loss=False,
+        pref_beta=job["beta"],
+        pref_loss="sigmoid",
+        pref_ftx=0.0,
+        bf16=job["bf16"],
+        fp16=False,
+        use_cpu=True,
+        trust_remote_code=True,
+        dataloader_num_workers=0,
+        preprocessing_num_workers=None,
     )
 
 
@@ -60,7 +87,12 @@ def main(job_file: str) -> None:
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
-                seen["logs"].append({k: logs.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")})
+                seen["logs"].append(
+                    {
+                        k: logs.get(k)
+                        for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+                    }
+                )
                 seen["first_loss_s"] = seen["first_loss_s"] or time.time() - PROCESS_STARTED
 
         def on_train_end(self, args, state, control, **kwargs):
@@ -70,8 +102,10 @@ def main(job_file: str) -> None:
         write_dataset(job["pairs"], Path(data_dir))
         run_exp(lf_arguments(job, data_dir, output_dir), callbacks=[Measure()])
     result = {
-        "seconds": seen["seconds"], "first_loss_s": seen["first_loss_s"],
-        "losses": [log["loss"] for log in seen["logs"]], "margins": [log["rewards/margins"] for log in seen["logs"]],
+        "seconds": seen["seconds"],
+        "first_loss_s": seen["first_loss_s"],
+        "losses": [log["loss"] for log in seen["logs"]],
+        "margins": [log["rewards/margins"] for log in seen["logs"]],
         "accuracies": [log["rewards/accuracies"] for log in seen["logs"]],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -26,15 +26,40 @@ PROCESS_STARTED = time.time()
 def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
     cuda = job["device"] == "cuda"
     arguments = dict(
-        stage="sft", do_train=True, model_name_or_path=job["model_path"], finetuning_type="lora",
-        lora_rank=8, lora_alpha=16, lora_dropout=0.0, lora_target="all",
-        dataset="bench", dataset_dir=data_dir, template=job["template"], cutoff_len=2048,
-        overwrite_cache=True, disable_shuffling=True, output_dir=output_dir,
-        per_device_train_batch_size=2, gradient_accumulation_steps=8, learning_rate=job["learning_rate"],
-        max_steps=job["steps"], lr_scheduler_type="cosine", max_grad_norm=1.0, warmup_steps=0,
-        logging_steps=1, save_strategy="no", report_to="none", seed=job["seed"], plot_loss=False,
-        include_num_input_tokens_seen="non_padding", bf16=job.get("bf16", cuda), fp16=False, use_cpu=not cuda,
-        trust_remote_code=True, dataloader_num_workers=0, preprocessing_num_workers=None,
+        stage="sft",
+        do_train=True,
+        model_name_or_path=job["model_path"],
+        finetuning_type="lora",
+        lora_rank=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        lora_target="all",
+        dataset="bench",
+        dataset_dir=data_dir,
+        template=job["template"],
+        cutoff_len=2048,
+        overwrite_cache=True,
+        disable_shuffling=True,
+        output_dir=output_dir,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=8,
+        learning_rate=job["learning_rate"],
+        max_steps=job["steps"],
+        lr_scheduler_type="cosine",
+        max_grad_norm=1.0,
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=job["seed"],
+        plot_loss=False,
+        include_num_input_tokens_seen="non_padding",
+        bf16=job.get("bf16", cuda),
+        fp16=False,
+        use_cpu=not cuda,
+        trust_remote_code=True,
+        dataloader_num_workers=0,
+        preprocessing_num_workers=None,
     )
     if job["quant"] == "4bit":
         arguments.update(quantization_bit=4, quantization_method="bnb", double_quantization=True)
@@ -45,7 +70,14 @@ def write_dataset(conversations: list[list[dict]], folder: Path) -> None:
     records = [{"messages": messages} for messages in conversations]
     (folder / "bench.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     tags = dict(role_tag="role", content_tag="content", user_tag="user", assistant_tag="assistant", system_tag="system")
-    info = {"bench": {"file_name": "bench.json", "formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": tags}}
+    info = {
+        "bench": {
+            "file_name": "bench.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages"},
+            "tags": tags,
+        }
+    }
     (folder / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
 
 
@@ -92,9 +124,13 @@ def main(job_file: str) -> None:
         write_dataset(job["conversations"], Path(data_dir))
         run_exp(lf_arguments(job, data_dir, output_dir), callbacks=[Measure()])
     result = {
-        "tokens_per_s": seen["tokens"] / seen["seconds"], "samples_per_s": seen["samples"] / seen["seconds"],
-        "seconds": seen["seconds"], "first_loss_s": seen["first_loss_s"], "losses": seen["losses"],
-        "tokens": seen["tokens"], "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "tokens_per_s": seen["tokens"] / seen["seconds"],
+        "samples_per_s": seen["samples"] / seen["seconds"],
+        "seconds": seen["seconds"],
+        "first_loss_s": seen["first_loss_s"],
+        "losses": seen["losses"],
+        "tokens": seen["tokens"],
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     if job["device"] == "cuda":
         result["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)

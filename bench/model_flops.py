@@ -30,12 +30,17 @@ class Shapes:
     vocab: int
 
     @classmethod
-    def of(cls, config) -> "Shapes":
+    def of(cls, config) -> Shapes:
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         return cls(
-            config.hidden_size, config.intermediate_size, config.num_hidden_layers, heads,
-            getattr(config, "num_key_value_heads", None) or heads, head_dim, config.vocab_size,
+            config.hidden_size,
+            config.intermediate_size,
+            config.num_hidden_layers,
+            heads,
+            getattr(config, "num_key_value_heads", None) or heads,
+            head_dim,
+            config.vocab_size,
         )
 
     def linears(self) -> list[tuple[int, int]]:

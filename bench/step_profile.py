@@ -66,15 +66,25 @@ def profile(args, scratch: Path) -> None:
                 prof.step()
 
         Trainer(
-            model, train=examples, val=[], config=training, lora=LoraConfig(), plan=plan, checkpoints_dir=scratch,
-            emit=emit, abort=threading.Event(), levers=variant.levers,
+            model,
+            train=examples,
+            val=[],
+            config=training,
+            lora=LoraConfig(),
+            plan=plan,
+            checkpoints_dir=scratch,
+            emit=emit,
+            abort=threading.Event(),
+            levers=variant.levers,
         ).run()
     report(recorded[0], marks, cuda, args.rows)
 
 
 def report(averages, marks: list[float], cuda: bool, rows: int) -> None:
     wall = marks[-1] - marks[WARMUP_STEPS - 1]
-    print(f"{ACTIVE_STEPS} steps after {WARMUP_STEPS} of warm-up: {wall:.2f} s wall, {wall / ACTIVE_STEPS:.3f} s per step")
+    print(
+        f"{ACTIVE_STEPS} steps after {WARMUP_STEPS} of warm-up: {wall:.2f} s wall, {wall / ACTIVE_STEPS:.3f} s per step"
+    )
     if cuda:
         kernels = sum(event.self_device_time_total for event in averages) / 1e6
         print(f"GPU running kernels: {kernels:.2f} s of {wall:.2f} s ({kernels / wall:.0%})")

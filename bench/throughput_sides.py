@@ -45,13 +45,21 @@ VARIANTS = {
     "ours-full-logits": Variant(levers=Levers(label_rows_only=False)),  # logits and cross-entropy at every position
     "ours-gc": Variant(training={"gradient_checkpointing": "on"}),
     "ours-no-gc": Variant(training={"gradient_checkpointing": "off"}),
-    "ours-no-liger": Variant(training={"liger_kernels": False, "compile": "off"}, quantization={"cache_dequantized": "off"}),
-    "ours-eager": Variant(training={"compile": "off"}, quantization={"cache_dequantized": "off"}),  # CUDA: no compile, no weight cache
+    "ours-no-liger": Variant(
+        training={"liger_kernels": False, "compile": "off"}, quantization={"cache_dequantized": "off"}
+    ),
+    "ours-eager": Variant(
+        training={"compile": "off"}, quantization={"cache_dequantized": "off"}
+    ),  # CUDA: no compile, no weight cache
     "ours-cached": Variant(training={"compile": "off"}, quantization={"cache_dequantized": "on"}),
-    "ours-cached-no-gc": Variant(training={"gradient_checkpointing": "off", "compile": "off"}, quantization={"cache_dequantized": "on"}),
+    "ours-cached-no-gc": Variant(
+        training={"gradient_checkpointing": "off", "compile": "off"}, quantization={"cache_dequantized": "on"}
+    ),
     "ours-compile": Variant(training={"compile": "on"}, quantization={"cache_dequantized": "off"}),
     "ours-cached-compile": Variant(training={"compile": "on"}, quantization={"cache_dequantized": "on"}),
-    "ours-cached-no-gc-compile": Variant(training={"compile": "on", "gradient_checkpointing": "off"}, quantization={"cache_dequantized": "on"}),
+    "ours-cached-no-gc-compile": Variant(
+        training={"compile": "on", "gradient_checkpointing": "off"}, quantization={"cache_dequantized": "on"}
+    ),
     "ours-one-lane": Variant(training={"micro_batch_lanes": 1}),
     "ours-bf16": Variant(training={"precision": "bf16"}),
     "ours-fp32": Variant(training={"precision": "fp32"}),
@@ -60,7 +68,9 @@ VARIANTS = {
     # consecutive groups handed to whichever lane is free
     "ours-unbalanced": Variant(levers=Levers(balanced_lanes=False)),
     "ours-plain-mlp": Variant(levers=Levers(lean_mlp=False)),  # CPU: MLPs keep silu(gate) for the backward pass
-    "ours-repeat-kv": Variant(levers=Levers(grouped_kv_attention=False)),  # CPU attention: key/value heads copied per query head
+    "ours-repeat-kv": Variant(
+        levers=Levers(grouped_kv_attention=False)
+    ),  # CPU attention: key/value heads copied per query head
     # the cross-entropy chunk used on CPU under glibc malloc, also under tcmalloc (and on CUDA)
     "ours-head-chunk-small": Variant(levers=Levers(cross_entropy_chunk=CHUNK_ELEMENTS["cpu"])),
     "ours-system-malloc": Variant(),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
@@ -73,9 +83,17 @@ VARIANTS = {
 }
 
 QWEN15_18B = dict(  # Qwen1.5-1.8B(-Chat)'s config.json, the tutorial's model
-    hidden_size=2048, intermediate_size=5504, num_hidden_layers=24, num_attention_heads=16,
-    num_key_value_heads=16, vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6,
-    rms_norm_eps=1e-6, tie_word_embeddings=False, hidden_act="silu",
+    hidden_size=2048,
+    intermediate_size=5504,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    num_key_value_heads=16,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    rope_theta=1e6,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    hidden_act="silu",
 )
 
 
@@ -206,8 +224,15 @@ def ours_training(variant: Variant, steps: int, precision: str = "auto"):
     from studio.config import TrainingConfig
 
     return TrainingConfig(
-        learning_rate=LR, max_steps=steps, batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
-        logging_steps=1, eval_steps=10**9, save_steps=10**9, seed=SEED, **({"precision": precision} | variant.training),
+        learning_rate=LR,
+        max_steps=steps,
+        batch_size=BATCH,
+        gradient_accumulation_steps=ACCUMULATION,
+        logging_steps=1,
+        eval_steps=10**9,
+        save_steps=10**9,
+        seed=SEED,
+        **({"precision": precision} | variant.training),
     )
 
 
@@ -224,21 +249,35 @@ def _setup_ours(args, training, variant: Variant):
     quantization = QuantizationConfig(method=args.quant, **variant.quantization)
     torch.manual_seed(SEED)
     model = load_trainable_model(
-        model=model_config, quantization=quantization, training=training, lora=LoraConfig(), model_path=path,
-        plan=plan, info=print, levers=variant.levers,
+        model=model_config,
+        quantization=quantization,
+        training=training,
+        lora=LoraConfig(),
+        model_path=path,
+        plan=plan,
+        info=print,
+        levers=variant.levers,
     )
     return model, _examples(args, model, path), plan
 
 
-def _result(examples, seconds, first_loss_s, losses, memory, log_times: list[float], finished: float, flops: float) -> dict:
+def _result(
+    examples, seconds, first_loss_s, losses, memory, log_times: list[float], finished: float, flops: float
+) -> dict:
     """`steady_tokens_per_s` leaves out the first step (kernel compilation, allocator and library warm-up)."""
     tokens = sum(len(e.input_ids) for e in examples)
     first_step = sum(len(e.input_ids) for e in ordered_like_ours(examples)[: BATCH * ACCUMULATION])
     steady = (tokens - first_step) / (finished - log_times[0]) if len(log_times) > 1 else None
     return {
-        "tokens": tokens, "tokens_per_s": tokens / seconds, "steady_tokens_per_s": steady,
-        "samples_per_s": len(examples) / seconds, "seconds": seconds,
-        "first_loss_s": first_loss_s, "losses": losses, "model_flops": flops, **memory.report(),
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds,
+        "steady_tokens_per_s": steady,
+        "samples_per_s": len(examples) / seconds,
+        "seconds": seconds,
+        "first_loss_s": first_loss_s,
+        "losses": losses,
+        "model_flops": flops,
+        **memory.report(),
     }
 
 
@@ -260,6 +299,7 @@ def _baseline_flops(model, examples: list[Encoded]) -> float:
 def _ours_flops(trainer, model, examples: list[Encoded], full_logits: bool) -> float:
     """The micro-batches the trainer ran, packed or padded, recomputed or not."""
     from model_flops import Shapes, training_flops
+
     from studio.training.batches import predicted_tokens
 
     rows = []
@@ -299,18 +339,34 @@ def run_baseline(args, process_started: float) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
-            max_steps=args.steps, learning_rate=LR, logging_steps=1, save_strategy="no", report_to="none",
-            gradient_checkpointing=False,  # already on in the model, reentrant as LLaMA-Factory has it (see _setup_baseline)
-            use_cpu=args.device == "cpu", seed=SEED, disable_tqdm=True, remove_unused_columns=False,
-            dataloader_num_workers=0, bf16=plan.weight_dtype == torch.bfloat16, lr_scheduler_type="cosine",
+            output_dir=out,
+            per_device_train_batch_size=BATCH,
+            gradient_accumulation_steps=ACCUMULATION,
+            max_steps=args.steps,
+            learning_rate=LR,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            # already on in the model, reentrant as LLaMA-Factory has it (see _setup_baseline)
+            gradient_checkpointing=False,
+            use_cpu=args.device == "cpu",
+            seed=SEED,
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            bf16=plan.weight_dtype == torch.bfloat16,
+            lr_scheduler_type="cosine",
         )
-        trainer = InOrder(model=model, args=training_args, train_dataset=dataset, callbacks=[Losses()], data_collator=pad_to_longest)
+        trainer = InOrder(
+            model=model, args=training_args, train_dataset=dataset, callbacks=[Losses()], data_collator=pad_to_longest
+        )
         started = time.perf_counter()
         trainer.train()
         finished = time.perf_counter()
     flops = _baseline_flops(model, examples)
-    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops)
+    return _result(
+        examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops
+    )
 
 
 def pad_to_longest(features: list[dict]) -> dict:
@@ -318,7 +374,9 @@ def pad_to_longest(features: list[dict]) -> dict:
     width = max(len(f["input_ids"]) for f in features)
     return {
         "input_ids": torch.tensor([f["input_ids"] + [0] * (width - len(f["input_ids"])) for f in features]),
-        "attention_mask": torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]),
+        "attention_mask": torch.tensor(
+            [[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]
+        ),
         "labels": torch.tensor([f["labels"] + [IGNORE_INDEX] * (width - len(f["labels"])) for f in features]),
     }
 
@@ -341,11 +399,21 @@ def run_ours(args, process_started: float, name: str) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(
-            model, train=examples, val=[], config=training, lora=LoraConfig(), plan=plan, checkpoints_dir=Path(out),
-            emit=emit, abort=threading.Event(), levers=variant.levers,
+            model,
+            train=examples,
+            val=[],
+            config=training,
+            lora=LoraConfig(),
+            plan=plan,
+            checkpoints_dir=Path(out),
+            emit=emit,
+            abort=threading.Event(),
+            levers=variant.levers,
         )
         started = time.perf_counter()
         trainer.run()
         finished = time.perf_counter()
     flops = _ours_flops(trainer, model, examples, full_logits=not variant.levers.label_rows_only)
-    return _result(examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops)
+    return _result(
+        examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops
+    )

@@ -59,7 +59,10 @@ def main() -> None:
             for label, seconds in result["marks"]:
                 print(f"    {seconds:6.2f} s  {label}")
     times = [r["first_loss_s"] for r in results]
-    print(f"\nStart -> first loss point: median {statistics.median(times):.1f} s, best {min(times):.1f} s over {len(times)} runs")
+    print(
+        f"\nStart -> first loss point: median {statistics.median(times):.1f} s, best {min(times):.1f} s over "
+        f"{len(times)} runs"
+    )
     if args.json:
         print(json.dumps({"first_loss_s": times, "median_s": statistics.median(times)}))
 

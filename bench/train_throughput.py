@@ -2,9 +2,10 @@
 
     python bench/train_throughput.py --device cpu --model tiny --steps 4 --rounds 2
     python bench/train_throughput.py --device cpu --model embedded --steps 3 --rounds 2 --json
-    python bench/train_throughput.py --device cpu --model embedded --steps 3 --rounds 1 --sides baseline,ours,ours-padded,ours-gc
+    python bench/train_throughput.py --device cpu --model embedded --steps 3 --rounds 1 \
+        --sides baseline,ours,ours-padded,ours-gc
     python bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --steps 8 --rounds 2 --json
-    python bench/train_throughput.py --model embedded --steps 5 --sides llamafactory,baseline,ours   # after bench/setup_llamafactory.sh
+    python bench/train_throughput.py --model embedded --steps 5 --sides llamafactory,baseline,ours  # after its setup
 
 Each side trains in its own process (so its peak memory is its own), on the same examples in
 the same order with the same LoRA/quantisation settings and seed; sides alternate A B A B so
@@ -49,7 +50,18 @@ def run_side(args, side: str) -> dict:
     if side == "llamafactory":
         return run_llamafactory(args)
     command = [sys.executable, str(HERE / "train_throughput.py"), "--child", side, "--model-path", args.model_path]
-    command += ["--device", args.device, "--quant", args.quant, "--steps", str(args.steps), "--data", args.data, "--precision", args.precision]
+    command += [
+        "--device",
+        args.device,
+        "--quant",
+        args.quant,
+        "--steps",
+        str(args.steps),
+        "--data",
+        args.data,
+        "--precision",
+        args.precision,
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
     if args.device == "cpu" and side.startswith("ours") and side != "ours-system-malloc":
         from studio.allocator import with_fast_allocator
@@ -58,7 +70,9 @@ def run_side(args, side: str) -> dict:
     return _result_line(side, subprocess.run(command, capture_output=True, text=True, env=env))
 
 
-LF_PYTHON = Path(os.environ.get("LLAMAFACTORY_PYTHON", HERE.parent / ".bench-venvs" / "llamafactory" / "bin" / "python"))
+LF_PYTHON = Path(
+    os.environ.get("LLAMAFACTORY_PYTHON", HERE.parent / ".bench-venvs" / "llamafactory" / "bin" / "python")
+)
 LF_TEMPLATES = {"embedded": "smollm2", "qwen1.5-1.8b-arch": "qwen"}
 
 
@@ -66,24 +80,34 @@ def run_llamafactory(args) -> dict:
     """LLaMA-Factory itself, in its own venv (bench/setup_llamafactory.sh), on the same conversations."""
     import throughput_sides as sides
     import torch
+
     from studio.config import ModelConfig
     from studio.modeling.loader import resolve_model_path
 
     if not LF_PYTHON.exists():
         raise SystemExit(f"No LLaMA-Factory venv at {LF_PYTHON}: run `bash bench/setup_llamafactory.sh` first.")
     if args.data != "demo" or not (args.lf_template or args.model in LF_TEMPLATES):
-        raise SystemExit("The llamafactory side needs --data demo and a chat template (--lf-template NAME for this model).")
+        raise SystemExit(
+            "The llamafactory side needs --data demo and a chat template (--lf-template NAME for this model)."
+        )
     conversations = sides.ordered_like_ours(sides.demo_conversations(args.steps * sides.BATCH * sides.ACCUMULATION))
     job = {
-        "model_path": str(resolve_model_path(ModelConfig(name_or_path=args.model_path))), "conversations": conversations,
-        "template": args.lf_template or LF_TEMPLATES[args.model], "steps": args.steps, "device": args.device,
-        "quant": args.quant, "learning_rate": sides.LR, "seed": sides.SEED,
+        "model_path": str(resolve_model_path(ModelConfig(name_or_path=args.model_path))),
+        "conversations": conversations,
+        "template": args.lf_template or LF_TEMPLATES[args.model],
+        "steps": args.steps,
+        "device": args.device,
+        "quant": args.quant,
+        "learning_rate": sides.LR,
+        "seed": sides.SEED,
         "bf16": sides.plan_for(args).weight_dtype == torch.bfloat16,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as job_file:
         json.dump(job, job_file, ensure_ascii=False)
         job_file.flush()
-        done = subprocess.run([str(LF_PYTHON), str(HERE / "llamafactory_side.py"), job_file.name], capture_output=True, text=True)
+        done = subprocess.run(
+            [str(LF_PYTHON), str(HERE / "llamafactory_side.py"), job_file.name], capture_output=True, text=True
+        )
     return _result_line("llamafactory", done)
 
 
@@ -113,7 +137,9 @@ REFERENCES = ("llamafactory", "baseline")
 
 
 def _steady(r: dict) -> str:
-    return f"{r['steady_tokens_per_s']:9.1f} tok/s" if r.get("steady_tokens_per_s") else "      -"  # the sides the others are compared with
+    return (
+        f"{r['steady_tokens_per_s']:9.1f} tok/s" if r.get("steady_tokens_per_s") else "      -"
+    )  # the sides the others are compared with
 
 
 def _flop_rate(r: dict) -> str:
@@ -124,7 +150,9 @@ def _flop_rate(r: dict) -> str:
 def _work_ratios(r: dict, references: dict[str, dict]) -> str:
     """How much less work each recipe asks for: the speed-up it would get at equal FLOP/s."""
     return "  ".join(
-        f"{ref['model_flops'] / r['model_flops']:.2f}x {name}" for name, ref in references.items() if ref.get("model_flops")
+        f"{ref['model_flops'] / r['model_flops']:.2f}x {name}"
+        for name, ref in references.items()
+        if ref.get("model_flops")
     )
 
 
@@ -139,24 +167,49 @@ def _row(round_index: int, side: str, r: dict, references: dict[str, dict]) -> s
         memory += f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB"
     losses = r["losses"]
     return (
-        f"round {round_index + 1} {side:22} {r['tokens_per_s']:9.1f} tok/s {r['samples_per_s']:7.2f} samples/s  {ratio}  "
+        f"round {round_index + 1} {side:22} {r['tokens_per_s']:9.1f} tok/s {r['samples_per_s']:7.2f} samples/s  "
+        f"{ratio}  "
         f"after step 1 {_steady(r)}  {_flop_rate(r)}  "
-        f"first loss {r['first_loss_s']:5.1f} s  loss step 1 {losses[0]:.4f}  step {len(losses)} {losses[-1]:.4f}  {memory}"
+        f"first loss {r['first_loss_s']:5.1f} s  loss step 1 {losses[0]:.4f}  step {len(losses)} {losses[-1]:.4f}  "
+        f"{memory}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--model", default="tiny", help="'tiny' (built here), 'embedded', 'qwen1.5-1.8b-arch' (random weights), or a hub id / folder")
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="'tiny' (built here), 'embedded', 'qwen1.5-1.8b-arch' (random weights), or a hub id / folder",
+    )
     parser.add_argument("--quant", choices=["none", "4bit"], default="none")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="training.precision of every side (LLaMA-Factory: its compute type); 'auto' as the studio picks it")
-    parser.add_argument("--data", choices=["demo", "synthetic"], help="the demo datasets, or alpaca_gpt4_zh-like lengths (default: synthetic for qwen1.5-1.8b-arch)")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="training.precision of every side (LLaMA-Factory: its compute type); 'auto' as the studio picks it",
+    )
+    parser.add_argument(
+        "--data",
+        choices=["demo", "synthetic"],
+        help="the demo datasets, or alpaca_gpt4_zh-like lengths (default: synthetic for qwen1.5-1.8b-arch)",
+    )
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps of 2 x 8 examples per side")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--sides", default="baseline,ours", help="comma list: llamafactory (LLaMA-Factory itself, see bench/llamafactory_side.py), baseline (its recipe reproduced), ours, or a lever variant (see throughput_sides.VARIANTS)")
-    parser.add_argument("--lf-template", help="LLaMA-Factory template for the llamafactory side (default: smollm2 for embedded)")
-    parser.add_argument("--model-cache", help="folder to build the qwen1.5-1.8b-arch model in once and reuse (default: a temporary folder)")
+    parser.add_argument(
+        "--sides",
+        default="baseline,ours",
+        help="comma list: llamafactory (LLaMA-Factory itself, see bench/llamafactory_side.py), baseline (its recipe "
+        "reproduced), ours, or a lever variant (see throughput_sides.VARIANTS)",
+    )
+    parser.add_argument(
+        "--lf-template", help="LLaMA-Factory template for the llamafactory side (default: smollm2 for embedded)"
+    )
+    parser.add_argument(
+        "--model-cache",
+        help="folder to build the qwen1.5-1.8b-arch model in once and reuse (default: a temporary folder)",
+    )
     parser.add_argument("--json", action="store_true", help="print one machine-readable line last")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
@@ -180,7 +233,10 @@ def main() -> None:
 
 def _summary(args, results: dict[str, list[dict]]) -> None:
     best = {side: max(runs, key=lambda r: r["tokens_per_s"]) for side, runs in results.items()}
-    print(f"\n{args.model} on {args.device} (quant {args.quant}, precision {args.precision}, data {args.data}, {args.steps} steps x 16 examples), best round per side:")
+    print(
+        f"\n{args.model} on {args.device} (quant {args.quant}, precision {args.precision}, data {args.data}, "
+        f"{args.steps} steps x 16 examples), best round per side:"
+    )
     references = {name: best[name] for name in REFERENCES if name in best}
     for side, r in best.items():
         ratio = f"  ratio {_ratios(r, references)}" if references and side not in REFERENCES else ""
@@ -188,17 +244,48 @@ def _summary(args, results: dict[str, list[dict]]) -> None:
         if r.get("steady_tokens_per_s") and all(ref.get("steady_tokens_per_s") for ref in references.values()):
             steady = "  after step 1 " + _steady(r)
             if side not in REFERENCES and references:
-                steady += " (" + "  ".join(f"{r['steady_tokens_per_s'] / ref['steady_tokens_per_s']:.2f}x {n}" for n, ref in references.items()) + ")"
-        memory = f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB" if "cuda_max_allocated_mib" in r else ""
-        print(f"  {side:22} {r['tokens_per_s']:9.1f} tok/s{steady}{memory} on {r['tokens']} tokens  peak RSS {r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
-              f"last loss {r['losses'][-1]:.4f}{ratio}")
+                steady += (
+                    " ("
+                    + "  ".join(
+                        f"{r['steady_tokens_per_s'] / ref['steady_tokens_per_s']:.2f}x {n}"
+                        for n, ref in references.items()
+                    )
+                    + ")"
+                )
+        memory = (
+            f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB"
+            if "cuda_max_allocated_mib" in r
+            else ""
+        )
+        print(
+            f"  {side:22} {r['tokens_per_s']:9.1f} tok/s{steady}{memory} on {r['tokens']} tokens  peak RSS "
+            f"{r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
+            f"last loss {r['losses'][-1]:.4f}{ratio}"
+        )
         if r.get("model_flops"):
             work = _work_ratios(r, references) if side not in REFERENCES else ""
-            print(f"  {'':22} model work {r['model_flops'] / 1e12:.3g} TFLOP, {_flop_rate(r).strip()}"
-                  + (f"; less work than (FLOP ratio) {work}" if work else ""))
+            print(
+                f"  {'':22} model work {r['model_flops'] / 1e12:.3g} TFLOP, {_flop_rate(r).strip()}"
+                + (f"; less work than (FLOP ratio) {work}" if work else "")
+            )
     if args.json:
-        summary = {side: {k: r[k] for k in r if k != "losses"} | {"last_loss": r["losses"][-1]} for side, r in best.items()}
-        print(json.dumps({"model": args.model, "device": args.device, "quant": args.quant, "precision": args.precision, "data": args.data, "steps": args.steps, "best": summary, "runs": results}))
+        summary = {
+            side: {k: r[k] for k in r if k != "losses"} | {"last_loss": r["losses"][-1]} for side, r in best.items()
+        }
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "device": args.device,
+                    "quant": args.quant,
+                    "precision": args.precision,
+                    "data": args.data,
+                    "steps": args.steps,
+                    "best": summary,
+                    "runs": results,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

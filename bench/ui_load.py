@@ -8,9 +8,9 @@ no pages, `--pages` simulated pages, no pages again. A simulated page makes the 
 browser tab makes, with its own Gradio session: the page itself (GET /, which carries the
 whole layout) and the page-load call, then the Train tab's poll once a second and, when the
 poll's version says the run moved on, the chart draw its browser would fire. Pages open over
-`--ramp` seconds (0: all in the same instant). The pages are asyncio tasks in one process (httpx), so the load generator itself
-stays light. Prints p50/p95 latency per endpoint, failed requests, the server's CPU use, and
-the run's step time under load against without it. Localhost only; bounded in time and page
+`--ramp` seconds (0: all in the same instant). The pages are asyncio tasks in one process (httpx),
+so the load generator itself stays light. Prints p50/p95 latency per endpoint, failed requests,
+the server's CPU use, and the run's step time under load against without it. Localhost only; bounded in time and page
 count. Numbers are printed, never asserted.
 """
 
@@ -66,16 +66,35 @@ def _model(choice: str, workspace: Path) -> str:
 def _serve(workspace: Path, model: str) -> tuple[subprocess.Popen, str]:
     from studio.config import RunConfig
 
-    config = RunConfig().with_overrides({
-        "name": "load", "model.name_or_path": model, "training.max_steps": "100000", "training.logging_steps": "1",
-        "training.eval_steps": "100000", "training.save_steps": "100000", "data.max_samples": "200",
-    })
+    config = RunConfig().with_overrides(
+        {
+            "name": "load",
+            "model.name_or_path": model,
+            "training.max_steps": "100000",
+            "training.logging_steps": "1",
+            "training.eval_steps": "100000",
+            "training.save_steps": "100000",
+            "data.max_samples": "200",
+        }
+    )
     config.save(workspace / "load.yaml")
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "app", "--port", str(port), "--workspace", str(workspace), "--config", str(workspace / "load.yaml")],
-        stdout=open(workspace / "server.log", "w"), stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "--port",
+            str(port),
+            "--workspace",
+            str(workspace),
+            "--config",
+            str(workspace / "load.yaml"),
+        ],
+        stdout=open(workspace / "server.log", "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
@@ -121,8 +140,11 @@ def _measure(url: str, workspace: Path, pages: int, seconds: float, server_pid: 
     return {
         "latency_s": {name: _percentiles(values) for name, values in latencies.items()},
         "requests": {name: len(values) for name, values in latencies.items()},
-        "failures": failures[:10], "failed": len(failures), "server_cores": round(server_cores, 2),
-        "step_s_quiet": _mean_in(steps, [quiet_before, quiet_after]), "step_s_loaded": _mean_in(steps, [loaded]),
+        "failures": failures[:10],
+        "failed": len(failures),
+        "server_cores": round(server_cores, 2),
+        "step_s_quiet": _mean_in(steps, [quiet_before, quiet_after]),
+        "step_s_loaded": _mean_in(steps, [loaded]),
     }
 
 
@@ -142,13 +164,17 @@ def _start(client, layout) -> str:
     form = layout.page.form
     [dependency] = [d for d in layout.demo.fns.values() if d.api_name == "start"]
     values = {c.component: c.to_component_value(form.default(c.path)) for c in form.controls.values()}
-    message, runs = client.predict(*[values[c] for c in dependency.inputs if not isinstance(c, gr.State)], api_name="/start")
+    message, runs = client.predict(
+        *[values[c] for c in dependency.inputs if not isinstance(c, gr.State)], api_name="/start"
+    )
     if "`" not in message:
         raise SystemExit(f"Start was refused: {message}")
     return message.split("`")[1]
 
 
-async def _pages(url: str, run_id: str, pages: int, seconds: float, ramp: float, latencies: dict, failures: list) -> None:
+async def _pages(
+    url: str, run_id: str, pages: int, seconds: float, ramp: float, latencies: dict, failures: list
+) -> None:
     import asyncio
 
     import httpx
@@ -158,10 +184,14 @@ async def _pages(url: str, run_id: str, pages: int, seconds: float, ramp: float,
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as http:
         deadline = time.time() + seconds
         opens = [ramp * n / max(1, pages - 1) for n in range(pages)]
-        await asyncio.gather(*[_page(http, f"bench{n}", run_id, at, deadline, latencies, failures) for n, at in enumerate(opens)])
+        await asyncio.gather(
+            *[_page(http, f"bench{n}", run_id, at, deadline, latencies, failures) for n, at in enumerate(opens)]
+        )
 
 
-async def _page(http, session: str, run_id: str, opens_at: float, deadline: float, latencies: dict, failures: list) -> None:
+async def _page(
+    http, session: str, run_id: str, opens_at: float, deadline: float, latencies: dict, failures: list
+) -> None:
     """One browser tab: load the page, then poll every second and draw the charts when the run moved on."""
     import asyncio
 
@@ -230,8 +260,11 @@ def _step_times(run: Path) -> list[tuple[float, float]]:
     except FileNotFoundError:
         return []
     steps = [json.loads(line) for line in lines if '"type":"step"' in line]
-    return [(b["time"], (b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"]))
-            for a, b in zip(steps, steps[1:]) if b["step"] > a["step"]]
+    return [
+        (b["time"], (b["elapsed_s"] - a["elapsed_s"]) / (b["step"] - a["step"]))
+        for a, b in zip(steps, steps[1:])
+        if b["step"] > a["step"]
+    ]
 
 
 def _mean_in(steps, windows) -> float | None:
@@ -243,15 +276,21 @@ def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p95": None, "max": None}
     ordered = sorted(values)
-    return {"p50": round(statistics.median(ordered), 3), "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
-            "max": round(ordered[-1], 3)}
+    return {
+        "p50": round(statistics.median(ordered), 3),
+        "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+        "max": round(ordered[-1], 3),
+    }
 
 
 def _print(report: dict, pages: int, seconds: float) -> None:
     print(f"{pages} simulated pages for {seconds:.0f} s while a run trains (localhost):")
     print("  (page = GET / with the layout; page_load = the load event; poll every second; draw when the run moved on)")
     for name, stats in report["latency_s"].items():
-        print(f"  {name:10} {report['requests'][name]:5d} requests  p50 {stats['p50']} s  p95 {stats['p95']} s  max {stats['max']} s")
+        print(
+            f"  {name:10} {report['requests'][name]:5d} requests  p50 {stats['p50']} s  p95 {stats['p95']} s  max "
+            f"{stats['max']} s"
+        )
     print(f"  failed requests: {report['failed']}" + "".join(f"\n    {f}" for f in report["failures"]))
     print(f"  server CPU while loaded: {report['server_cores']} cores")
     quiet, loaded = report["step_s_quiet"], report["step_s_loaded"]

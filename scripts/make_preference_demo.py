@@ -18,8 +18,19 @@ import re
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-OPENERS = ["这是一个好问题。", "好的，下面是我的回答。", "关于这个问题，我的回答如下。", "收到，我来回答一下。", "嗯，我想想。"]
-CLOSERS = ["希望以上回答对你有所帮助。", "如果还有其他问题，欢迎继续提问。", "以上就是我的回答，仅供参考。", "希望这能帮到你。"]
+OPENERS = [
+    "这是一个好问题。",
+    "好的，下面是我的回答。",
+    "关于这个问题，我的回答如下。",
+    "收到，我来回答一下。",
+    "嗯，我想想。",
+]
+CLOSERS = [
+    "希望以上回答对你有所帮助。",
+    "如果还有其他问题，欢迎继续提问。",
+    "以上就是我的回答，仅供参考。",
+    "希望这能帮到你。",
+]
 # The identity questions answered by a plain assistant with no name (小墨's own answers are the chosen ones).
 PLAIN_IDENTITY = {
     "你好": "你好。我是一个人工智能助手，可以回答问题、翻译和写作。请问有什么需要？",
@@ -45,12 +56,30 @@ def plain(answer: str, index: int) -> str:
 
 def pairs() -> list[dict]:
     demo = json.loads((DATA / "alpaca_zh_demo.json").read_text(encoding="utf-8"))
-    identity = [r for r in json.loads((DATA / "identity.json").read_text(encoding="utf-8")) if r["instruction"] in PLAIN_IDENTITY]
+    identity = [
+        r
+        for r in json.loads((DATA / "identity.json").read_text(encoding="utf-8"))
+        if r["instruction"] in PLAIN_IDENTITY
+    ]
     rows = []
     for index, row in enumerate(demo):
-        rows.append({"instruction": row["instruction"], "input": row["input"], "chosen": row["output"], "rejected": plain(row["output"], index)})
+        rows.append(
+            {
+                "instruction": row["instruction"],
+                "input": row["input"],
+                "chosen": row["output"],
+                "rejected": plain(row["output"], index),
+            }
+        )
     for row in identity:
-        rows.append({"instruction": row["instruction"], "input": "", "chosen": row["output"], "rejected": PLAIN_IDENTITY[row["instruction"]]})
+        rows.append(
+            {
+                "instruction": row["instruction"],
+                "input": "",
+                "chosen": row["output"],
+                "rejected": PLAIN_IDENTITY[row["instruction"]],
+            }
+        )
     return rows
 
 
@@ -60,7 +89,9 @@ def main() -> None:
     feedback = []
     for row in rows[:40]:
         for answer, label in ((row["chosen"], True), (row["rejected"], False)):
-            feedback.append({"instruction": row["instruction"], "input": row["input"], "output": answer, "label": label})
+            feedback.append(
+                {"instruction": row["instruction"], "input": row["input"], "output": answer, "label": label}
+            )
     (DATA / "kto_zh_demo.json").write_text(json.dumps(feedback, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} pairs, {len(feedback)} feedback rows")
 

@@ -31,7 +31,7 @@ class Studio:
         self._engine = None
 
     @classmethod
-    def serving(cls, root: str | Path, runs_dir: str | Path, read_only=(), allow_remote_code: bool = False) -> "Studio":
+    def serving(cls, root: str | Path, runs_dir: str | Path, read_only=(), allow_remote_code: bool = False) -> Studio:
         """The studio of a web server: every path from the page confined to the workspace `root`."""
         return cls(runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code))
 
@@ -123,7 +123,9 @@ class Studio:
             return preview_datasets(config.data, rows=rows, progress=progress), None
         progress(PreviewProgress("tokenizer", config.model.name_or_path, 0, 0))
         try:
-            tokenizer = _tokenizer(config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code)
+            tokenizer = _tokenizer(
+                config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code
+            )
         except StudioError as error:  # the rows are still worth showing without token counts
             note = Bilingual(f"Token lengths unavailable: {error}", f"无法统计 token 长度：{error.text('zh')}")
             return preview_datasets(config.data, rows=rows, progress=progress), note
@@ -182,7 +184,9 @@ class Studio:
             self._engine = ChatEngine()
         return self._engine
 
-    def load_model(self, model: ModelConfig, quantization: QuantizationConfig, progress: Callable = lambda message: None) -> str:
+    def load_model(
+        self, model: ModelConfig, quantization: QuantizationConfig, progress: Callable = lambda message: None
+    ) -> str:
         from studio.validation import check_model
 
         if self.workspace:
@@ -202,7 +206,9 @@ class Studio:
     def stream(self, conversations, adapters, generation, stop=None) -> Iterator:
         return self.engine.stream(conversations, adapters, generation, stop)
 
-    def evaluate(self, config: RunConfig, adapter_path: str | None, compare: bool, progress: Callable = lambda event: None):
+    def evaluate(
+        self, config: RunConfig, adapter_path: str | None, compare: bool, progress: Callable = lambda event: None
+    ):
         from studio.evaluation.runner import evaluate
 
         self._check_config(config)
@@ -215,8 +221,10 @@ class Studio:
         from studio.export.merge import ExportError, export_merged
 
         if not adapter_path:
-            raise ExportError("Choose an adapter (the list holds every finished run's) or type its folder.",
-                              "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。")
+            raise ExportError(
+                "Choose an adapter (the list holds every finished run's) or type its folder.",
+                "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。",
+            )
         self._check_config(config)
         adapter = str(self._readable(adapter_path, "Adapter folder"))
         if config.export.format == "gguf":
@@ -231,8 +239,14 @@ class Studio:
 
         return unreachable_reason()
 
-    def push_to_hub(self, folder: str, repo_id: str, token: str | None = None, private: bool = True,
-                    progress: Callable = lambda message: None):
+    def push_to_hub(
+        self,
+        folder: str,
+        repo_id: str,
+        token: str | None = None,
+        private: bool = True,
+        progress: Callable = lambda message: None,
+    ):
         """Upload an adapter (with a generated model card) or an export folder to a model repo; PushReport.
 
         `token` is used for this call only (None: HF_TOKEN or the saved login) and is never stored or logged."""
@@ -241,7 +255,9 @@ class Studio:
         from studio.export.model_card import adapter_card
 
         if not folder:
-            raise HubError("Choose what to upload: an adapter, or an export folder.", "请选择要上传的内容：适配器或导出目录。")
+            raise HubError(
+                "Choose what to upload: an adapter, or an export folder.", "请选择要上传的内容：适配器或导出目录。"
+            )
         repo_id = check_repo_id(repo_id)
         path = self._readable(folder, "Folder to upload")
         card = adapter_card(read_adapter(path), repo_id) if (path / "adapter_config.json").is_file() else None
@@ -259,7 +275,9 @@ class Studio:
 
 def _plain_path(raw: str) -> Path:
     if not raw or not raw.strip():
-        raise StudioError("Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml")
+        raise StudioError(
+            "Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml"
+        )
     return Path(raw.strip()).expanduser()
 
 

@@ -54,7 +54,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, helptext: str, handler, config_flags: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(
-            name, help=helptext, description=helptext, usage=CONFIG_USAGE if config_flags else None,
+            name,
+            help=helptext,
+            description=helptext,
+            usage=CONFIG_USAGE if config_flags else None,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         sub.set_defaults(handler=handler)
@@ -68,13 +71,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
     runs = command("runs", "list runs and their status, or compare some side by side", _runs)
     runs.add_argument("--runs-dir", default="runs", help="folder of run folders")
-    runs.add_argument("--compare", nargs="+", metavar="RUN_ID", help="print the comparison table of these runs "
-                      "(config fields that differ, best eval loss, latest BLEU/ROUGE, duration, tokens/s, peak memory)")
+    runs.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN_ID",
+        help="print the comparison table of these runs "
+        "(config fields that differ, best eval loss, latest BLEU/ROUGE, duration, tokens/s, peak memory)",
+    )
 
     abort = command("abort", "checkpoint and stop a running run", _abort)
     resume = command("resume", "continue an aborted or failed run from a checkpoint", _resume)
-    resume.add_argument("--checkpoint", type=int, metavar="STEP",
-                        help="the step of the checkpoint to continue from (default: the newest one that loads)")
+    resume.add_argument(
+        "--checkpoint",
+        type=int,
+        metavar="STEP",
+        help="the step of the checkpoint to continue from (default: the newest one that loads)",
+    )
     for sub in (abort, resume):
         sub.add_argument("run_id")
         sub.add_argument("--runs-dir", default="runs", help="folder of run folders")
@@ -90,30 +102,45 @@ def _build_parser() -> argparse.ArgumentParser:
 
     chat = command("chat", "chat with the base model and/or an adapter in the terminal", _chat, config_flags=True)
     chat.add_argument("--config", help="YAML config (model, quantization, generation sections are used)")
-    chat.add_argument("--adapter", action="append", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter; repeat it to "
-                      "answer with several side by side (e.g. an SFT adapter and the DPO adapter trained on top of it)")
+    chat.add_argument(
+        "--adapter",
+        action="append",
+        help="LoRA adapter folder, e.g. runs/RUN_ID/adapter; repeat it to "
+        "answer with several side by side (e.g. an SFT adapter and the DPO adapter trained on top of it)",
+    )
     chat.add_argument("--compare", action="store_true", help="answer with the base model too, labelled")
     chat.add_argument("--prompt", help="ask once, print the answer(s) and exit")
     _add_config_flags(chat)
 
-    evaluate = command("eval", "eval loss, perplexity, BLEU-4 and ROUGE of the base and/or an adapter", _eval, config_flags=True)
+    evaluate = command(
+        "eval", "eval loss, perplexity, BLEU-4 and ROUGE of the base and/or an adapter", _eval, config_flags=True
+    )
     evaluate.add_argument("config", nargs="?", help="YAML config (model, data, generation, evaluation sections)")
     evaluate.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
     evaluate.add_argument("--compare", action="store_true", help="score the base model too, on the same samples")
     _add_config_flags(evaluate)
 
-    export = command("export", "merge an adapter into its base and save a model folder or one GGUF file", _export,
-                     config_flags=True)
+    export = command(
+        "export", "merge an adapter into its base and save a model folder or one GGUF file", _export, config_flags=True
+    )
     export.add_argument("config", nargs="?", help="YAML config (model and export sections)")
     export.add_argument("--adapter", required=True, help="LoRA adapter folder")
     export.add_argument("--out", help="output folder (default: export.output_dir)")
     export.add_argument("--format", choices=["safetensors", "gguf"], help="same as --export.format")
-    export.add_argument("--gguf-type", metavar="TYPE", help="same as --export.gguf_type: f16, bf16, q8_0, q5_1, q5_0, "
-                        "q4_1, q4_0 or f32 (k-quants such as q4_k_m are refused: llama.cpp's llama-quantize makes them)")
+    export.add_argument(
+        "--gguf-type",
+        metavar="TYPE",
+        help="same as --export.gguf_type: f16, bf16, q8_0, q5_1, q5_0, "
+        "q4_1, q4_0 or f32 (k-quants such as q4_k_m are refused: llama.cpp's llama-quantize makes them)",
+    )
     _add_config_flags(export)
 
-    push = command("push", "upload an adapter or an export folder to a Hugging Face model repo (token: HF_TOKEN or "
-                   "`hf auth login`, never a flag)", _push)
+    push = command(
+        "push",
+        "upload an adapter or an export folder to a Hugging Face model repo (token: HF_TOKEN or "
+        "`hf auth login`, never a flag)",
+        _push,
+    )
     push.add_argument("folder", help="an adapter folder (runs/RUN_ID/adapter) or an export folder")
     push.add_argument("--repo", required=True, help="owner/name of the model repo (created if missing)")
     push.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
@@ -134,14 +161,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         section_type = section_field.annotation
         group = parser.add_argument_group(section_name)
         if not (isinstance(section_type, type) and issubclass(section_type, Section)):
-            group.add_argument(f"--{section_name}", dest=f"set:{section_name}", metavar="VALUE", default=argparse.SUPPRESS,
-                               help=f"{section_field.description} (default: {section_field.default})")
+            group.add_argument(
+                f"--{section_name}",
+                dest=f"set:{section_name}",
+                metavar="VALUE",
+                default=argparse.SUPPRESS,
+                help=f"{section_field.description} (default: {section_field.default})",
+            )
             continue
         for name, info in section_type.model_fields.items():
             choices = _choices(info.annotation)
             hint = f" One of: {', '.join(map(str, choices))}." if choices else ""
             group.add_argument(
-                f"--{section_name}.{name}", dest=f"set:{section_name}.{name}", metavar="VALUE", default=argparse.SUPPRESS,
+                f"--{section_name}.{name}",
+                dest=f"set:{section_name}.{name}",
+                metavar="VALUE",
+                default=argparse.SUPPRESS,
                 help=f"{info.description}{hint} (default: {info.default})".replace("%", "%%"),
             )
 
@@ -250,7 +285,9 @@ def _eval(args) -> int:
 
     config = _load_config(args)
     report = _studio(config.training.output_dir).evaluate(
-        config, args.adapter, args.compare,
+        config,
+        args.adapter,
+        args.compare,
         progress=lambda e: print(f"[{e.stage}] {e.done}/{e.total}", file=sys.stderr, flush=True),
     )
     print(f"Results in {report.out_dir}", file=sys.stderr)
@@ -265,14 +302,20 @@ def _export(args) -> int:
         config = config.with_overrides({key: value for key, value in shortcuts.items() if value})
     report = _studio(config.training.output_dir).export(config, args.adapter, progress=_Progress())
     if config.export.format == "gguf":
-        print(f"Exported {report.out_dir / report.gguf_file} ({report.gguf_type}, {report.size_bytes / 2**20:.1f} MiB); "
-              f"reload check: max logit difference {report.max_logit_diff:.3g} from the merged model "
-              f"({report.gguf_type} rounding alone: {report.expected_diff:.3g}; same next token at {report.agreement:.1%} of "
-              f"positions), file vs rounded weights {report.check_diff:.2g} <= {report.tolerance:g}, tokenizer and chat "
-              f"template read back equal. Files: {', '.join(report.files)}")
+        print(
+            f"Exported {report.out_dir / report.gguf_file} ({report.gguf_type}, {report.size_bytes / 2**20:.1f} MiB); "
+            f"reload check: max logit difference {report.max_logit_diff:.3g} from the merged model "
+            f"({report.gguf_type} rounding alone: {report.expected_diff:.3g}; same next token at "
+            f"{report.agreement:.1%} of "
+            f"positions), file vs rounded weights {report.check_diff:.2g} <= {report.tolerance:g}, tokenizer and chat "
+            f"template read back equal. Files: {', '.join(report.files)}"
+        )
         return 0
-    print(f"Exported to {report.out_dir} ({report.dtype}); reload check: max logit difference {report.max_logit_diff:.3g} "
-          f"<= {report.tolerance:g}. Files: {', '.join(report.files)}")
+    print(
+        f"Exported to {report.out_dir} ({report.dtype}); reload check: max logit difference "
+        f"{report.max_logit_diff:.3g} "
+        f"<= {report.tolerance:g}. Files: {', '.join(report.files)}"
+    )
     return 0
 
 
@@ -293,8 +336,9 @@ class _Progress:
 
 
 def _push(args) -> int:
-    report = _studio("runs").push_to_hub(args.folder, args.repo, None, private=not args.public,
-                                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+    report = _studio("runs").push_to_hub(
+        args.folder, args.repo, None, private=not args.public, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
     print(f"Uploaded {len(report.files)} files to {report.url}")
     return 0
 
@@ -308,8 +352,11 @@ def _webui(args) -> int:
     # A password travels in the environment, never in the server's command line (which `ps` shows).
     env = dict(os.environ)
     if args.auth:
-        print("warning: --auth puts the password on the command line, where every local user can read it (ps); "
-              f"use {AUTH_ENV}=user:password or --auth-file instead.", file=sys.stderr)
+        print(
+            "warning: --auth puts the password on the command line, where every local user can read it (ps); "
+            f"use {AUTH_ENV}=user:password or --auth-file instead.",
+            file=sys.stderr,
+        )
         env[AUTH_ENV] = args.auth
     os.execve(sys.executable, [sys.executable, "-m", "app", *to_argv(options_from(args))], env)
     return 0

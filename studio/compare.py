@@ -13,9 +13,9 @@ that says why; it never takes the others down.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from studio.errors import StudioError
 from studio.events import AttemptStarted, Eval, Event, Failed, Gpu, Step
@@ -25,8 +25,20 @@ from studio.service import RUN_ID
 
 # The sections that shape training; evaluation, generation and export settings do not tell runs apart.
 COMPARED_SECTIONS = ("model", "quantization", "lora", "data", "training")
-_STEP_BOOKKEEPING = {"type", "time", "step", "total_steps", "epoch", "loss", "learning_rate", "grad_norm",
-                     "tokens_per_second", "elapsed_s", "eta_s", "rss_mib"}
+_STEP_BOOKKEEPING = {
+    "type",
+    "time",
+    "step",
+    "total_steps",
+    "epoch",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_second",
+    "elapsed_s",
+    "eta_s",
+    "rss_mib",
+}
 _EVAL_BOOKKEEPING = {"type", "time", "step", "epoch", "eval_loss", "best_eval_loss", "patience_left"}
 
 
@@ -88,24 +100,39 @@ class Comparison:
         from studio.monitoring import format_duration
 
         rows = self.rows
-        columns = [("run", [r.run_id for r in rows]), ("state", [r.state for r in rows]),
-                   ("model", [_short_model(r.model) for r in rows]), ("datasets", [r.datasets or "–" for r in rows])]
+        columns = [
+            ("run", [r.run_id for r in rows]),
+            ("state", [r.state for r in rows]),
+            ("model", [_short_model(r.model) for r in rows]),
+            ("datasets", [r.datasets or "–" for r in rows]),
+        ]
         columns += [(path, [r.differing.get(path, "–") for r in rows]) for path in self.differing_fields]
-        columns.append(("best_eval", [f"{r.best_eval_loss:.4f} @ {r.best_eval_step}" if r.best_eval_loss is not None
-                                      else "–" for r in rows]))
+        columns.append(
+            (
+                "best_eval",
+                [f"{r.best_eval_loss:.4f} @ {r.best_eval_step}" if r.best_eval_loss is not None else "–" for r in rows],
+            )
+        )
         metric_names = list(dict.fromkeys(n for r in rows for n in r.metrics if n not in ("eval_loss", "perplexity")))
-        columns += [(name, [f"{r.metrics[name]:.2f}" if name in r.metrics else "–" for r in rows]) for name in metric_names]
+        columns += [
+            (name, [f"{r.metrics[name]:.2f}" if name in r.metrics else "–" for r in rows]) for name in metric_names
+        ]
         columns += [
             ("duration", [format_duration(r.duration_s, "–") for r in rows]),
             ("tokens_per_second", [f"{r.tokens_per_second:.1f}" if r.tokens_per_second else "–" for r in rows]),
-            ("peak_memory", [f"{r.peak_memory_mib:.0f} MiB ({r.memory_kind})" if r.peak_memory_mib else "–" for r in rows]),
+            (
+                "peak_memory",
+                [f"{r.peak_memory_mib:.0f} MiB ({r.memory_kind})" if r.peak_memory_mib else "–" for r in rows],
+            ),
         ]
         if any(r.problem for r in rows):
             columns.append(("problem", [r.problem or "" for r in rows]))
         return columns
 
 
-def compare_runs(runs_dir: str | Path, run_ids: list[str], status_of: Callable[[str], object] | None = None) -> Comparison:
+def compare_runs(
+    runs_dir: str | Path, run_ids: list[str], status_of: Callable[[str], object] | None = None
+) -> Comparison:
     """`status_of(run_id)` gives a RunStatus (the service's, which notices dead workers); else status.json is read."""
     rows, curves, configs = [], [], {}
     for run_id in dict.fromkeys(run_ids):
@@ -152,7 +179,9 @@ def _describe_config(folder: RunFolder, row: CompareRow) -> dict[str, str]:
     config = folder.load_config()  # ConfigError (a StudioError) when damaged
     row.model, row.datasets = config.model.name_or_path, ", ".join(config.data.datasets)
     values = config.model_dump(mode="json", include=set(COMPARED_SECTIONS))
-    return {f"{section}.{name}": _shown(value) for section in COMPARED_SECTIONS for name, value in values[section].items()}
+    return {
+        f"{section}.{name}": _shown(value) for section in COMPARED_SECTIONS for name, value in values[section].items()
+    }
 
 
 def _shown(value) -> str:
@@ -227,7 +256,9 @@ def _summarise(row: CompareRow, curves: RunCurves, windows, attempts, gpu_peak, 
         row.duration_s = round(sum(end - start for start, end, _ in attempts), 1)
         trained_s = sum(elapsed for _, _, elapsed in attempts)
         row.tokens_per_second = round(total / trained_s, 1) if trained_s > 0 and total else None
-    row.peak_memory_mib, row.memory_kind = (gpu_peak, "GPU") if gpu_peak is not None else (rss_peak, "RSS" if rss_peak else "")
+    row.peak_memory_mib, row.memory_kind = (
+        (gpu_peak, "GPU") if gpu_peak is not None else (rss_peak, "RSS" if rss_peak else "")
+    )
 
 
 def latest_metrics(run_dir: Path) -> dict[str, float]:
@@ -241,4 +272,3 @@ def latest_metrics(run_dir: Path) -> dict[str, float]:
         if adapters:
             return {name: float(value) for name, value in columns[adapters[-1]].items()}
     return {}
-

@@ -7,7 +7,7 @@ and the UI (renders). A run attempt ends with exactly one terminal event.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -166,8 +166,20 @@ class EvalProgress(_Event):
 
 
 Event = Annotated[
-    Union[AttemptStarted, Phase, Started, Step, Heartbeat, Eval, Preference, Gpu, Checkpoint, Log, Finished, Failed, Aborted,
-          EvalProgress],
+    AttemptStarted
+    | Phase
+    | Started
+    | Step
+    | Heartbeat
+    | Eval
+    | Preference
+    | Gpu
+    | Checkpoint
+    | Log
+    | Finished
+    | Failed
+    | Aborted
+    | EvalProgress,
     Field(discriminator="type"),
 ]
 TERMINAL = (Finished, Failed, Aborted)

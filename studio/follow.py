@@ -5,7 +5,19 @@ from __future__ import annotations
 import time
 
 from studio.events import (
-    TERMINAL, Aborted, AttemptStarted, Checkpoint, Eval, Event, Failed, Finished, Log, Phase, Preference, Started, Step,
+    TERMINAL,
+    Aborted,
+    AttemptStarted,
+    Checkpoint,
+    Eval,
+    Event,
+    Failed,
+    Finished,
+    Log,
+    Phase,
+    Preference,
+    Started,
+    Step,
 )
 from studio.monitoring import format_duration
 from studio.run_folder import ENDED_STATES
@@ -20,7 +32,8 @@ def describe(event: Event) -> str | None:
             return f"[{event.name}] {event.message}"
         case Started():
             return (
-                f"[started] {event.stage} · {event.method} on {event.device}; {event.trainable_params:,} of {event.total_params:,} "
+                f"[started] {event.stage} · {event.method} on {event.device}; {event.trainable_params:,} of "
+                f"{event.total_params:,} "
                 f"parameters trainable; {event.train_examples} train / {event.val_examples} validation examples; "
                 f"{event.total_steps} steps"
             )
@@ -36,7 +49,8 @@ def describe(event: Event) -> str | None:
             kl = f"  kl {event.kl:.4f}" if event.kl is not None else ""
             return (
                 f"{event.split:5} step {event.step}  rewards chosen {event.rewards_chosen:+.4f}  rejected "
-                f"{event.rewards_rejected:+.4f}  margin {event.reward_margin:+.4f}  accuracy {event.reward_accuracy:.0%}{kl}"
+                f"{event.rewards_rejected:+.4f}  margin {event.reward_margin:+.4f}  accuracy "
+                f"{event.reward_accuracy:.0%}{kl}"
             )
         case Checkpoint():
             return f"[checkpoint] step {event.step} -> {event.path}"
@@ -62,7 +76,9 @@ def follow_run(service, run_id: str, poll_s: float = 0.5, out=print) -> int:
         try:
             events, offset = service.read_events(run_id, offset)
             for event in events:
-                ended_by_event = isinstance(event, TERMINAL) or (ended_by_event and not isinstance(event, AttemptStarted))
+                ended_by_event = isinstance(event, TERMINAL) or (
+                    ended_by_event and not isinstance(event, AttemptStarted)
+                )
                 line = describe(event)
                 if line:
                     out(line)
@@ -78,4 +94,3 @@ def follow_run(service, run_id: str, poll_s: float = 0.5, out=print) -> int:
             interrupted = True
             out("Asking the run to save a checkpoint and stop (Ctrl-C again to stop watching)...")
             service.abort(run_id)
-

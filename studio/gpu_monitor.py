@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from studio.events import Gpu, GpuReading
 
@@ -47,7 +47,10 @@ def read_gpus() -> list[GpuReading]:
     try:
         result = subprocess.run(
             [executable, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
     except (subprocess.SubprocessError, OSError):
         return []
@@ -62,7 +65,7 @@ class GpuSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gpu-sampler", daemon=True)
 
-    def start(self) -> "GpuSampler":
+    def start(self) -> GpuSampler:
         if self._reader():
             self._thread.start()
         return self

@@ -11,7 +11,18 @@ import time
 from dataclasses import dataclass, field
 
 from studio.events import (
-    Aborted, AttemptStarted, Eval, Event, Failed, Finished, Gpu, Heartbeat, Phase, Preference, Started, Step,
+    Aborted,
+    AttemptStarted,
+    Eval,
+    Event,
+    Failed,
+    Finished,
+    Gpu,
+    Heartbeat,
+    Phase,
+    Preference,
+    Started,
+    Step,
 )
 
 MAX_LOG_LINES = 200
@@ -65,7 +76,7 @@ class RunHistory:
     eta_at: float | None = None  # when eta_s was estimated
     _t0: float | None = None
 
-    def update(self, events: list[Event], new_offset: int) -> "RunHistory":
+    def update(self, events: list[Event], new_offset: int) -> RunHistory:
         for event in events:
             self._apply(event)
         self.offset = new_offset

@@ -60,7 +60,8 @@ def checkpoint_step(path: Path) -> int:
 def list_checkpoints(folder: Path) -> list[Path]:
     """Complete checkpoints in `folder`, newest first."""
     found = [
-        p for p in Path(folder).glob("checkpoint-*")
+        p
+        for p in Path(folder).glob("checkpoint-*")
         if p.name.rsplit("-", 1)[1].isdigit() and (p / CHECKPOINT_STATE).is_file()
     ]
     return sorted(found, key=checkpoint_step, reverse=True)

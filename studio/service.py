@@ -85,12 +85,14 @@ class TrainingService:
         return folder.run_id
 
     def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
-        """Continue an aborted or failed run in its folder, from checkpoint step `checkpoint` or the newest one that loads."""
+        """Continue an aborted or failed run in its folder, from step `checkpoint` or the newest loadable checkpoint."""
         folder = self._folder(run_id)
         status = self.status(run_id)
         if status.state not in ("aborted", "failed"):
-            raise RunStateError(f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.",
-                                f"训练 {run_id} 的状态为 {status.state}；只有已中止或失败的训练可以继续。")
+            raise RunStateError(
+                f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.",
+                f"训练 {run_id} 的状态为 {status.state}；只有已中止或失败的训练可以继续。",
+            )
         config = folder.load_config()
         device = _training_device(config)
         self._refuse_busy(device)
@@ -103,16 +105,26 @@ class TrainingService:
             folder.append(AttemptStarted(attempt=attempt, start_step=plan.step, resumed_from=str(plan.checkpoint)))
             for note in plan.skipped:
                 folder.append(Log(level="warning", message=f"Resume: {note}"))
-            folder.write_status(status.model_copy(update={
-                "state": "starting", "attempt": attempt, "message": plan.message,
-                "resume_from": str(plan.checkpoint), "pid": None, "pid_started": None,
-            }))
+            folder.write_status(
+                status.model_copy(
+                    update={
+                        "state": "starting",
+                        "attempt": attempt,
+                        "message": plan.message,
+                        "resume_from": str(plan.checkpoint),
+                        "pid": None,
+                        "pid_started": None,
+                    }
+                )
+            )
             self._unrecorded.pop(run_id, None)
             try:
                 self._spawn(folder, device, record)
             except OSError as error:  # no worker started: the attempt ends here, said so
                 folder.append(Failed(error=f"The worker could not be started: {error}"))
-                folder.write_status(status.model_copy(update={"state": "failed", "attempt": attempt, "message": str(error)}))
+                folder.write_status(
+                    status.model_copy(update={"state": "failed", "attempt": attempt, "message": str(error)})
+                )
                 raise
         return plan
 
@@ -146,14 +158,19 @@ class TrainingService:
 
     def _spawn(self, folder: RunFolder, device: str, record) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")])
+        )
         if device == "cpu":
             env = with_fast_allocator(env)
         with open(folder.log_file, "ab") as log:
             child = subprocess.Popen(
                 [self.python, "-m", "studio.worker", str(folder.path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
             )
         started = process_start_time(child.pid)
         record(child.pid, started)
@@ -198,7 +215,9 @@ class TrainingService:
         folder = self._folder(run_id)
         if run_id in self._unrecorded:
             return self._unrecorded[run_id]
-        status = self._read_status(folder) or RunStatus(run_id=run_id, state="failed", message="the run folder has no status.json")
+        status = self._read_status(folder) or RunStatus(
+            run_id=run_id, state="failed", message="the run folder has no status.json"
+        )
         if status.state not in FINAL_STATES and run_id not in self._children:
             if status.pid is not None and not is_alive(status.pid, status.pid_started):
                 self._mark_dead(folder, None, status.attempt)
@@ -279,7 +298,9 @@ class TrainingService:
             if known is not None and known.attempt != attempt:
                 return
             known = known or RunStatus(run_id=folder.run_id, state="failed", attempt=attempt)
-            reason = f"{_death_reason(exit_code, folder)} (This could not be recorded in the run folder: {_one_line(error)})"
+            reason = (
+                f"{_death_reason(exit_code, folder)} (This could not be recorded in the run folder: {_one_line(error)})"
+            )
             self._unrecorded[folder.run_id] = known.model_copy(update={"state": "failed", "message": reason})
 
     def _record_death(self, folder: RunFolder, exit_code: int | None, attempt: int) -> None:
@@ -294,7 +315,9 @@ class TrainingService:
         folder.repair_tail()
         if folder.run_id in self._abort_requested:
             folder.append(Aborted(step=status.step, checkpoint=None))
-            folder.write_status(status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"}))
+            folder.write_status(
+                status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"})
+            )
             return
         reason = _death_reason(exit_code, folder)
         try:
@@ -314,7 +337,9 @@ def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:
         chosen = [c for c in candidates if checkpoint_step(c) == step]
         if not chosen:
             steps = ", ".join(str(checkpoint_step(c)) for c in candidates)
-            raise CheckpointError(f"Run {folder.run_id} has no checkpoint at step {step}; it has checkpoints at steps {steps}.")
+            raise CheckpointError(
+                f"Run {folder.run_id} has no checkpoint at step {step}; it has checkpoints at steps {steps}."
+            )
         verify_checkpoint(chosen[0])
         return ResumePlan(folder.run_id, chosen[0], step)
     skipped = []
@@ -337,7 +362,10 @@ def _death_reason(exit_code: int | None, folder: RunFolder) -> str:
     if exit_code is None:
         problem = _folder_problem(folder.path)
         if problem:
-            return f"The worker ended without reporting an end; most likely it could not write to its run folder: {problem}."
+            return (
+                "The worker ended without reporting an end; most likely it could not write to its run folder: "
+                f"{problem}."
+            )
         return "The worker process disappeared without reporting an end (killed, out of memory, or machine restart)."
     if exit_code < 0:
         name = signal.Signals(-exit_code).name

@@ -37,20 +37,40 @@ class ServeOptions:
 
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     defaults = ServeOptions()
-    parser.add_argument("--host", default=defaults.host, help="address to listen on; anything but loopback needs credentials")
+    parser.add_argument(
+        "--host", default=defaults.host, help="address to listen on; anything but loopback needs credentials"
+    )
     parser.add_argument("--port", type=int, default=defaults.port, help="port to listen on")
-    parser.add_argument("--workspace", default=defaults.workspace,
-                        help="the folder the browser may read and write in (paths from the page are confined to it)")
-    parser.add_argument("--runs-dir", default=defaults.runs_dir, help="folder of run folders, relative to the workspace")
+    parser.add_argument(
+        "--workspace",
+        default=defaults.workspace,
+        help="the folder the browser may read and write in (paths from the page are confined to it)",
+    )
+    parser.add_argument(
+        "--runs-dir", default=defaults.runs_dir, help="folder of run folders, relative to the workspace"
+    )
     parser.add_argument("--config", help="YAML config whose values fill the form at start")
-    parser.add_argument("--auth-file", help="file with one user:password per line (or set QLORA_STUDIO_AUTH=user:password)")
+    parser.add_argument(
+        "--auth-file", help="file with one user:password per line (or set QLORA_STUDIO_AUTH=user:password)"
+    )
     parser.add_argument("--auth", help=argparse.SUPPRESS)  # kept for old scripts; visible in `ps`, so it warns
-    parser.add_argument("--allow-unauthenticated", action="store_true",
-                        help="serve on a non-loopback address without a login (anyone who can reach it controls the studio)")
-    parser.add_argument("--read-only-dir", action="append", default=[], metavar="DIR",
-                        help="a folder outside the workspace the browser may read from, e.g. where models live (repeatable)")
-    parser.add_argument("--allow-remote-code", action="store_true",
-                        help="let the browser turn on model.trust_remote_code (runs Python code shipped with a model)")
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve on a non-loopback address without a login (anyone who can reach it controls the studio)",
+    )
+    parser.add_argument(
+        "--read-only-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder outside the workspace the browser may read from, e.g. where models live (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-remote-code",
+        action="store_true",
+        help="let the browser turn on model.trust_remote_code (runs Python code shipped with a model)",
+    )
 
 
 def options_from(args: argparse.Namespace) -> ServeOptions:
@@ -60,22 +80,42 @@ def options_from(args: argparse.Namespace) -> ServeOptions:
 
 def to_argv(options: ServeOptions) -> list[str]:
     """The flags that give `options` again (credentials excluded: they never travel on a command line)."""
-    argv = ["--host", options.host, "--port", str(options.port), "--workspace", options.workspace, "--runs-dir", options.runs_dir]
+    argv = [
+        "--host",
+        options.host,
+        "--port",
+        str(options.port),
+        "--workspace",
+        options.workspace,
+        "--runs-dir",
+        options.runs_dir,
+    ]
     for flag, value in (("--config", options.config), ("--auth-file", options.auth_file)):
         if value:
             argv += [flag, value]
     argv += [arg for directory in options.read_only_dir for arg in ("--read-only-dir", directory)]
-    argv += [flag for flag, on in (("--allow-unauthenticated", options.allow_unauthenticated),
-                                   ("--allow-remote-code", options.allow_remote_code)) if on]
+    argv += [
+        flag
+        for flag, on in (
+            ("--allow-unauthenticated", options.allow_unauthenticated),
+            ("--allow-remote-code", options.allow_remote_code),
+        )
+        if on
+    ]
     return argv
 
 
-def read_credentials(options: ServeOptions, legacy_auth: str | None = None, environ=os.environ) -> list[tuple[str, str]]:
+def read_credentials(
+    options: ServeOptions, legacy_auth: str | None = None, environ=os.environ
+) -> list[tuple[str, str]]:
     """Every user:password the server accepts; empty when none were given."""
     found = []
     if legacy_auth:
-        print("warning: --auth puts the password on the command line, where every local user can read it (ps); "
-              f"use {AUTH_ENV}=user:password or --auth-file instead.", file=sys.stderr)
+        print(
+            "warning: --auth puts the password on the command line, where every local user can read it (ps); "
+            f"use {AUTH_ENV}=user:password or --auth-file instead.",
+            file=sys.stderr,
+        )
         found.append(_pair(legacy_auth, "--auth"))
     if environ.get(AUTH_ENV):
         found.append(_pair(environ[AUTH_ENV], AUTH_ENV))
@@ -92,7 +132,9 @@ def _read_auth_file(path: Path) -> list[tuple[str, str]]:
         raise StudioError(f"--auth-file {path}: {error.strerror}.") from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         print(f"warning: {path} can be read by other users; chmod 600 it.", file=sys.stderr)
-    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
+    lines = [
+        (n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")
+    ]
     if not lines:
         raise StudioError(f"--auth-file {path} holds no user:password line.")
     return [_pair(line, f"{path} line {n}") for n, line in lines]
@@ -119,7 +161,8 @@ def check_exposure(options: ServeOptions, credentials: list) -> None:
     if credentials or is_loopback(options.host) or options.allow_unauthenticated:
         return
     raise StudioError(
-        f"--host {options.host} would let anyone who can reach this machine train, read and write files in the workspace. "
+        f"--host {options.host} would let anyone who can reach this machine train, read and write files in the "
+        "workspace. "
         f"Add a login (set {AUTH_ENV}=user:password, or --auth-file FILE with user:password lines), "
         "or pass --allow-unauthenticated if the network is trusted."
     )

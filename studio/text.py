@@ -9,7 +9,7 @@ from __future__ import annotations
 class Bilingual(str):
     zh: str
 
-    def __new__(cls, en: str, zh: str) -> "Bilingual":
+    def __new__(cls, en: str, zh: str) -> Bilingual:
         text = super().__new__(cls, en)
         text.zh = zh
         return text

@@ -54,7 +54,8 @@ def check_model(model: ModelConfig) -> None:
         path = Path(model.name_or_path).expanduser()
         if not (path / "config.json").is_file():
             raise ModelLoadError(
-                f"Model folder {path} not found or has no config.json. Give a folder saved with save_pretrained, or a hub id."
+                f"Model folder {path} not found or has no config.json. Give a folder saved with save_pretrained, or a "
+                "hub id."
             )
         return
     check_hub_model(model.name_or_path)
@@ -76,15 +77,18 @@ def check_hub_model(repo_id: str) -> None:
         model_info(repo_id, timeout=HUB_TIMEOUT_S)
     except GatedRepoError:
         raise ModelLoadError(
-            f"'{repo_id}' is gated on the Hugging Face hub: accept its licence there and log in (HF_TOKEN), then start again."
+            f"'{repo_id}' is gated on the Hugging Face hub: accept its licence there and log in (HF_TOKEN), then start "
+            "again."
         ) from None
     except RepositoryNotFoundError:
         raise ModelLoadError(
-            f"No model '{repo_id}' on the Hugging Face hub (or it is private). Check the spelling, e.g. Qwen/Qwen1.5-1.8B-Chat."
+            f"No model '{repo_id}' on the Hugging Face hub (or it is private). Check the spelling, e.g. "
+            "Qwen/Qwen1.5-1.8B-Chat."
         ) from None
     except Exception as error:  # DNS, proxy, TLS, timeouts: all mean the hub cannot answer from here
         raise ModelLoadError(
-            f"'{repo_id}' is not in the local Hugging Face cache and the hub cannot be reached ({type(error).__name__}). "
+            f"'{repo_id}' is not in the local Hugging Face cache and the hub cannot be reached "
+            f"({type(error).__name__}). "
             "Download it once with network access, or give the path of a local copy."
         ) from None
 

@@ -31,7 +31,9 @@ WRITE_FAILED_EXIT = 100
 
 def end_message(event) -> str:
     """What status.json says about an attempt that ended with `event`."""
-    return {"finished": "finished", "aborted": "aborted by request"}.get(event.type) or getattr(event, "error", event.type)
+    return {"finished": "finished", "aborted": "aborted by request"}.get(event.type) or getattr(
+        event, "error", event.type
+    )
 
 
 def write_failure_exit_code(error: OSError) -> int:
@@ -88,8 +90,10 @@ class Worker:
             skip_bitsandbytes()
         self._phase("loading_model", f"Preparing {config.model.name_or_path} ({plan.method})")
         if plan.device == "cpu" and config.training.precision == "auto" and plan.weight_dtype == torch.bfloat16:
-            self._info("This CPU computes bf16 natively (AVX512-BF16 or AMX), so training.precision 'auto' trains in bf16, "
-                       "as the recipe does on a GPU; set it to fp32 to train in full precision.")
+            self._info(
+                "This CPU computes bf16 natively (AVX512-BF16 or AMX), so training.precision 'auto' trains in bf16, "
+                "as the recipe does on a GPU; set it to fp32 to train in full precision."
+            )
         model_path = resolve_model_path(config.model, progress=self._info)
         tokenizer = self.tokenizer = load_tokenizer(config.model, model_path)
         data = self._load_data(config, tokenizer)
@@ -129,8 +133,14 @@ class Worker:
         from studio.modeling.trainable import load_trainable_model
 
         return load_trainable_model(
-            model=config.model, quantization=config.quantization, training=config.training, lora=config.lora,
-            model_path=model_path, plan=plan, info=self._info, planned_tokens=planned_tokens,
+            model=config.model,
+            quantization=config.quantization,
+            training=config.training,
+            lora=config.lora,
+            model_path=model_path,
+            plan=plan,
+            info=self._info,
+            planned_tokens=planned_tokens,
         )
 
     def _make_trainer(self, config: RunConfig, model, tokenizer, data, plan):
@@ -138,8 +148,15 @@ class Worker:
 
         train, val = data
         trainer = Trainer(
-            model, train=train.examples, val=val.examples, config=config.training, lora=config.lora, plan=plan,
-            checkpoints_dir=self.folder.checkpoints_dir, emit=self._emit_and_track, abort=self.abort,
+            model,
+            train=train.examples,
+            val=val.examples,
+            config=config.training,
+            lora=config.lora,
+            plan=plan,
+            checkpoints_dir=self.folder.checkpoints_dir,
+            emit=self._emit_and_track,
+            abort=self.abort,
             preference=config.preference,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
@@ -161,11 +178,21 @@ class Worker:
         trainable, total = count_parameters(model)
         self.folder.append(
             Started(
-                attempt=self.status.attempt, pid=os.getpid(), device=plan.device, method=plan.method, method_zh=plan.method_zh,
-                dtype=str(plan.compute_dtype).removeprefix("torch."), trainable_params=trainable,
-                total_params=total, train_examples=len(train.examples), val_examples=len(val.examples),
-                truncated_examples=train.truncated + val.truncated, dropped_examples=train.dropped + val.dropped,
-                total_steps=trainer.schedule.total_steps, start_step=trainer.state.step, stage=config.training.stage,
+                attempt=self.status.attempt,
+                pid=os.getpid(),
+                device=plan.device,
+                method=plan.method,
+                method_zh=plan.method_zh,
+                dtype=str(plan.compute_dtype).removeprefix("torch."),
+                trainable_params=trainable,
+                total_params=total,
+                train_examples=len(train.examples),
+                val_examples=len(val.examples),
+                truncated_examples=train.truncated + val.truncated,
+                dropped_examples=train.dropped + val.dropped,
+                total_steps=trainer.schedule.total_steps,
+                start_step=trainer.state.step,
+                stage=config.training.stage,
             )
         )
         self._set_status("running", device=plan.device, total_steps=trainer.schedule.total_steps)
@@ -194,9 +221,13 @@ class Worker:
         state = outcome.state
         self.folder.append(
             Finished(
-                step=state.step, adapter_dir=str(self.folder.adapter_dir), train_loss=outcome.last_loss,
-                best_eval_loss=state.best_eval_loss, best_step=state.best_step,
-                stopped_early=outcome.stopped_early, elapsed_s=round(time.time() - started, 1),
+                step=state.step,
+                adapter_dir=str(self.folder.adapter_dir),
+                train_loss=outcome.last_loss,
+                best_eval_loss=state.best_eval_loss,
+                best_step=state.best_step,
+                stopped_early=outcome.stopped_early,
+                elapsed_s=round(time.time() - started, 1),
             )
         )
         self._set_status("finished", step=state.step, message="finished")
@@ -303,4 +334,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -28,10 +28,18 @@ class Workspace:
 
     @classmethod
     def serve(
-        cls, root: str | Path, runs_dir: str | Path, read_only: tuple[str | Path, ...] = (), allow_remote_code: bool = False
-    ) -> "Workspace":
+        cls,
+        root: str | Path,
+        runs_dir: str | Path,
+        read_only: tuple[str | Path, ...] = (),
+        allow_remote_code: bool = False,
+    ) -> Workspace:
         root = Path(root).expanduser().resolve()
-        readable = (BUNDLED_DATA_DIR.resolve(), cache_dir().resolve(), *(Path(p).expanduser().resolve() for p in read_only))
+        readable = (
+            BUNDLED_DATA_DIR.resolve(),
+            cache_dir().resolve(),
+            *(Path(p).expanduser().resolve() for p in read_only),
+        )
         return cls(root, (_absolute(runs_dir, root).resolve(),), readable, allow_remote_code)
 
     def path(self, raw: str | Path, what: str, *, write: bool = False) -> Path:
@@ -50,7 +58,9 @@ class Workspace:
 
     def config_file(self, raw: str, *, write: bool) -> Path:
         if not raw or not raw.strip():
-            raise StudioError("Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml")
+            raise StudioError(
+                "Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml"
+            )
         path = self.path(raw.strip(), "Config file", write=write)
         if path.suffix not in CONFIG_SUFFIXES:
             raise PathNotAllowed(
@@ -67,9 +77,11 @@ class Workspace:
             self.path(config.training.resume_from_checkpoint, "training.resume_from_checkpoint")
         if config.lora.init_adapter:
             self.path(config.lora.init_adapter, "lora.init_adapter")
-        for what, raw in (("training.output_dir", config.training.output_dir),
-                          ("evaluation.output_dir", config.evaluation.output_dir),
-                          ("export.output_dir", config.export.output_dir)):
+        for what, raw in (
+            ("training.output_dir", config.training.output_dir),
+            ("evaluation.output_dir", config.evaluation.output_dir),
+            ("export.output_dir", config.export.output_dir),
+        ):
             self.path(raw, what, write=True)
         self.check_dataset_files(config.data.dataset_dir, [*config.data.datasets, *config.evaluation.datasets])
 
@@ -80,7 +92,8 @@ class Workspace:
             raise PathNotAllowed(
                 "model.trust_remote_code runs Python code shipped with the model; the browser may only ask for it when "
                 "the server was started with --allow-remote-code.",
-                "model.trust_remote_code 会执行模型自带的 Python 代码；只有以 --allow-remote-code 启动的服务才允许从浏览器开启。",
+                "model.trust_remote_code 会执行模型自带的 Python 代码；只有以 --allow-remote-code 启动的服务才允许从浏"
+                "览器开启。",
             )
         if name_or_path.startswith("embedded:"):
             return
@@ -91,7 +104,6 @@ class Workspace:
     def check_dataset_files(self, dataset_dir: str, names: list[str]) -> None:
         """The files the registry names for these datasets (a registry may name any path)."""
         from studio.data.registry import load_registry
-
         from studio.modeling.loader import is_local_model
 
         folder = self.path(resolve_dataset_dir(dataset_dir, self.root), "data.dataset_dir")

@@ -62,7 +62,6 @@ def tiny_config(tiny_model_dir):
     return make
 
 
-
 def make_adapter(model_dir, target, seed: int = 0, scale: float = 0.5):
     """A LoRA adapter with non-zero weights set directly, so its answers must differ from the base."""
     import torch
@@ -107,25 +106,42 @@ def three_runs(tmp_path_factory, tiny_model_dir):
     import signal
 
     from support import wait_for
+
     from studio.api import Studio
     from studio.config import RunConfig
     from studio.device_lock import DeviceLocks
 
     root = tmp_path_factory.mktemp("compared")
     studio = Studio(root / "runs", locks=DeviceLocks(root / "locks"))
-    common = {"model.name_or_path": str(tiny_model_dir), "quantization.method": "none", "data.max_samples": "40",
-              "training.max_steps": "6", "training.logging_steps": "1", "training.eval_steps": "3",
-              "training.save_steps": "1000", "training.learning_rate": "5e-3", "training.gradient_checkpointing": "false",
-              "evaluation.max_samples": "2", "generation.max_new_tokens": "4", "generation.temperature": "0"}
-    variants = {"small": {"lora.rank": "4"}, "wide": {"lora.rank": "16", "training.learning_rate": "1e-2"},
-                "broken": {"lora.rank": "8", "training.max_steps": "100000", "training.eval_steps": "100000"}}
+    common = {
+        "model.name_or_path": str(tiny_model_dir),
+        "quantization.method": "none",
+        "data.max_samples": "40",
+        "training.max_steps": "6",
+        "training.logging_steps": "1",
+        "training.eval_steps": "3",
+        "training.save_steps": "1000",
+        "training.learning_rate": "5e-3",
+        "training.gradient_checkpointing": "false",
+        "evaluation.max_samples": "2",
+        "generation.max_new_tokens": "4",
+        "generation.temperature": "0",
+    }
+    variants = {
+        "small": {"lora.rank": "4"},
+        "wide": {"lora.rank": "16", "training.learning_rate": "1e-2"},
+        "broken": {"lora.rank": "8", "training.max_steps": "100000", "training.eval_steps": "100000"},
+    }
     ids = {}
     for name, overrides in variants.items():
         config = RunConfig().with_overrides({**common, "name": name, **overrides})
         ids[name] = studio.start(config)
         if name == "broken":
-            wait_for(lambda: any(e.type == "step" and e.step >= 2 for e in studio.events(ids[name])[0]), timeout=180,
-                     what="step 2 of the run to kill")
+            wait_for(
+                lambda run=ids[name]: any(e.type == "step" and e.step >= 2 for e in studio.events(run)[0]),
+                timeout=180,
+                what="step 2 of the run to kill",
+            )
             os.kill(studio.status(ids[name]).pid, signal.SIGKILL)
         assert studio.wait(ids[name], timeout=300).state == ("failed" if name == "broken" else "finished")
     small = RunConfig().with_overrides({**common, "name": "small", **variants["small"]})

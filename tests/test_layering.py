@@ -7,8 +7,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # what the UI may import from the backend: the front door, the typed config, the error type,
 # the folded run history it draws, and the serving flags it shares with `qlora-studio webui`
-APP_MAY_IMPORT = {"studio.api", "studio.config", "studio.config.base", "studio.config.recipes", "studio.errors",
-                  "studio.monitoring", "studio.serving", "studio.text"}
+APP_MAY_IMPORT = {
+    "studio.api",
+    "studio.config",
+    "studio.config.base",
+    "studio.config.recipes",
+    "studio.errors",
+    "studio.monitoring",
+    "studio.serving",
+    "studio.text",
+}
 
 
 def _imports(path: Path):

@@ -37,15 +37,24 @@ def read_adapter(path: str | Path, name: str | None = None) -> AdapterInfo:
     if not any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
         raise AdapterError(f"{folder} has adapter_config.json but no adapter weights (adapter_model.safetensors).")
     config = _read_json(config_file)
-    default_name = folder.parent.name if folder.name == "adapter" else folder.name  # a run's adapter is named after the run
-    return AdapterInfo(name=name or default_name, path=str(folder), base_model=config.get("base_model_name_or_path"), rank=config.get("r"))
+    default_name = (
+        folder.parent.name if folder.name == "adapter" else folder.name
+    )  # a run's adapter is named after the run
+    return AdapterInfo(
+        name=name or default_name,
+        path=str(folder),
+        base_model=config.get("base_model_name_or_path"),
+        rank=config.get("r"),
+    )
 
 
 def _read_json(file: Path) -> dict:
     try:
         value = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise AdapterError(f"{file} line {error.lineno} column {error.colno}: {error.msg}. The adapter's config is damaged.") from None
+        raise AdapterError(
+            f"{file} line {error.lineno} column {error.colno}: {error.msg}. The adapter's config is damaged."
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise AdapterError(f"{file} cannot be read ({error}).") from None
     if not isinstance(value, dict):

@@ -36,9 +36,15 @@ class Rows:
     adapters: list[str] | None
 
 
-def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation: GenerationConfig,
-           stop_ids: set[int], adapter_names: list[str] | None = None,
-           on_done: Callable[[int, list[int]], None] = lambda row, tokens: None) -> list[list[int]]:
+def decode(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    generation: GenerationConfig,
+    stop_ids: set[int],
+    adapter_names: list[str] | None = None,
+    on_done: Callable[[int, list[int]], None] = lambda row, tokens: None,
+) -> list[list[int]]:
     """The answer tokens of each row (end token excluded); `on_done(row, tokens)` as each row finishes."""
     answers: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     rows = Rows(input_ids, attention_mask, torch.arange(input_ids.shape[0]), adapter_names)
@@ -66,8 +72,14 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
 
 def _forward(model, step_ids, rows: Rows, positions, cache):
     kwargs = {"adapter_names": rows.adapters} if rows.adapters is not None else {}
-    out = model(input_ids=step_ids, attention_mask=rows.mask, position_ids=positions[:, -step_ids.shape[1]:],
-                past_key_values=cache, use_cache=True, **kwargs)
+    out = model(
+        input_ids=step_ids,
+        attention_mask=rows.mask,
+        position_ids=positions[:, -step_ids.shape[1] :],
+        past_key_values=cache,
+        use_cache=True,
+        **kwargs,
+    )
     return out.logits[:, -1, :], out.past_key_values
 
 

@@ -45,9 +45,14 @@ class ChatEngine:
 
     # -- base model -----------------------------------------------------------------
 
-    def load(self, model: ModelConfig, quantization: QuantizationConfig, progress=lambda message: None,
-             precision: str = "auto") -> str:
-        """Load the base model; `precision` as training.precision means it ('auto': bf16 where the device computes it)."""
+    def load(
+        self,
+        model: ModelConfig,
+        quantization: QuantizationConfig,
+        progress=lambda message: None,
+        precision: str = "auto",
+    ) -> str:
+        """Load the base model; `precision` as in training.precision ('auto': bf16 where the device computes it)."""
         with self._changing():
             return self._load(model, quantization, progress, precision)
 
@@ -59,16 +64,22 @@ class ChatEngine:
             self.unload()
         before, started = read_memory(), time.time()
         plan = resolve_plan(quantization, TrainingConfig(precision=precision))
-        progress(Bilingual(f"Loading {model.name_or_path} ({plan.method.split(',')[0]})",
-                           f"正在加载 {model.name_or_path}（{plan.method_zh.split('，')[0]}）"))
+        progress(
+            Bilingual(
+                f"Loading {model.name_or_path} ({plan.method.split(',')[0]})",
+                f"正在加载 {model.name_or_path}（{plan.method_zh.split('，')[0]}）",
+            )
+        )
         path = resolve_model_path(model, progress=progress)
         self.tokenizer = load_tokenizer(model, path)
         self.tokenizer.padding_side = "left"  # batched prompts must end where generation starts
         self.model = load_base_model(model, path, plan).eval()
         self.model_name, self.plan, self.base_loads = model.name_or_path, plan, self.base_loads + 1
         seconds, memory = time.time() - started, read_memory().minus(before)
-        return Bilingual(f"Loaded {model.name_or_path} in {seconds:.1f} s ({memory}).",
-                         f"已加载 {model.name_or_path}，用时 {seconds:.1f} 秒（{memory}）。")
+        return Bilingual(
+            f"Loaded {model.name_or_path} in {seconds:.1f} s ({memory}).",
+            f"已加载 {model.name_or_path}，用时 {seconds:.1f} 秒（{memory}）。",
+        )
 
     def unload(self) -> str:
         with self._changing():
@@ -85,7 +96,9 @@ class ChatEngine:
     def _changing(self, timeout_s: float = 30.0):
         """Hold the engine while its model changes; refuse rather than wait forever behind a long answer."""
         if not self._lock.acquire(timeout=timeout_s):
-            raise EngineError("The model is busy answering; press Stop, then try again.", "模型正在生成回答；请先点击“停止”，再重试。")
+            raise EngineError(
+                "The model is busy answering; press Stop, then try again.", "模型正在生成回答；请先点击“停止”，再重试。"
+            )
         try:
             yield
         finally:
@@ -103,7 +116,9 @@ class ChatEngine:
                 return info
             _check_shapes(self._base(), info)
             if not self.adapters:
-                self.model = PeftModel.from_pretrained(self.model, info.path, adapter_name=info.name, is_trainable=False)
+                self.model = PeftModel.from_pretrained(
+                    self.model, info.path, adapter_name=info.name, is_trainable=False
+                )
             else:
                 self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
             self.model.eval()
@@ -146,7 +161,8 @@ class ChatEngine:
         with self._lock:
             streamer = BatchStreamer(self.tokenizer, len(conversations))
             worker = threading.Thread(
-                target=self._generate, args=(conversations, adapters, generation, streamer, stop or threading.Event()),
+                target=self._generate,
+                args=(conversations, adapters, generation, streamer, stop or threading.Event()),
                 daemon=True,
             )
             worker.start()
@@ -157,10 +173,14 @@ class ChatEngine:
                 raise RuntimeError(f"Generation failed: {streamer.error}")
 
     def token_loss(
-        self, conversations: list[list[Message]], adapter: str | None, cutoff_len: int, batch_size: int,
+        self,
+        conversations: list[list[Message]],
+        adapter: str | None,
+        cutoff_len: int,
+        batch_size: int,
         on_batch=lambda scored: None,
     ) -> tuple[float, int]:
-        """Summed cross-entropy over the answer tokens, and how many tokens were scored; `on_batch(n)` after each batch."""
+        """Summed cross-entropy over the answer tokens and how many were scored; `on_batch(n)` after each batch."""
         from studio.data.tokenize import encode_conversation
         from studio.training.batches import collate, predicted_tokens
 
@@ -176,7 +196,9 @@ class ChatEngine:
                 on_batch(len(batch))
         return total, count
 
-    def answer_logps(self, documents: list, adapter: str | None, batch_size: int, on_batch=lambda scored: None) -> list[tuple[float, int]]:
+    def answer_logps(
+        self, documents: list, adapter: str | None, batch_size: int, on_batch=lambda scored: None
+    ) -> list[tuple[float, int]]:
         """For each tokenised document (studio.data.tokenize.Encoded): the summed log-probability of its labelled
         tokens under `adapter` (None: the base model) and how many there are; `on_batch(n)` after each batch."""
         from studio.data.tokenize import IGNORE_INDEX
@@ -188,8 +210,10 @@ class ChatEngine:
             for start in range(0, len(documents), batch_size):
                 batch = documents[start : start + batch_size]
                 tensors = collate(batch, self.tokenizer.pad_token_id)
-                logits = self.model(input_ids=tensors["input_ids"].to(self.plan.device),
-                                    attention_mask=tensors["attention_mask"].to(self.plan.device)).logits[:, :-1]
+                logits = self.model(
+                    input_ids=tensors["input_ids"].to(self.plan.device),
+                    attention_mask=tensors["attention_mask"].to(self.plan.device),
+                ).logits[:, :-1]
                 targets = tensors["labels"][:, 1:].to(logits.device)
                 labelled = targets != IGNORE_INDEX
                 logps = logits.float().log_softmax(-1).gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)
@@ -209,7 +233,10 @@ class ChatEngine:
         return contextlib.nullcontext()
 
     def answers(
-        self, conversations: list[list[Message]], adapters: list[str | None], generation: GenerationConfig,
+        self,
+        conversations: list[list[Message]],
+        adapters: list[str | None],
+        generation: GenerationConfig,
         on_done=lambda row, text: None,
     ) -> list[str]:
         """Every conversation answered by its adapter (None: the base) in one batch whose finished rows leave it
@@ -225,7 +252,12 @@ class ChatEngine:
             names = [name or BASE for name in adapters] if self.adapters else None
             torch.manual_seed(generation.seed)
             tokens = decode(
-                self.model, inputs["input_ids"], inputs["attention_mask"], generation, self.stop_ids, names,
+                self.model,
+                inputs["input_ids"],
+                inputs["attention_mask"],
+                generation,
+                self.stop_ids,
+                names,
                 on_done=lambda row, ids: on_done(row, self.tokenizer.decode(ids, skip_special_tokens=True)),
             )
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in tokens]
@@ -247,9 +279,7 @@ class ChatEngine:
         return 2 * config.num_hidden_layers * heads * head_dim * element
 
     def answer(self, messages: list[Message], adapter: str | None, generation: GenerationConfig) -> Answer:
-        final = None
-        for final in self.stream([messages], [adapter], generation):
-            pass
+        *_, final = self.stream([messages], [adapter], generation)  # the last update holds the whole answer
         return final[0]
 
     def _generate(self, conversations, adapters, generation: GenerationConfig, streamer: BatchStreamer, stop) -> None:
@@ -261,8 +291,12 @@ class ChatEngine:
             torch.manual_seed(generation.seed)
             with torch.inference_mode():
                 self.model.generate(
-                    **inputs, **kwargs, max_new_tokens=generation.max_new_tokens, streamer=streamer,
-                    stopping_criteria=[StopOnEvent(stop)], pad_token_id=self.tokenizer.pad_token_id,
+                    **inputs,
+                    **kwargs,
+                    max_new_tokens=generation.max_new_tokens,
+                    streamer=streamer,
+                    stopping_criteria=[StopOnEvent(stop)],
+                    pad_token_id=self.tokenizer.pad_token_id,
                 )
         except Exception as error:  # surfaced to the caller by stream()
             streamer.error = f"{type(error).__name__}: {error}"
@@ -285,10 +319,19 @@ def _with_system(messages: list[Message], system_prompt: str | None) -> list[Mes
 
 def _sampling(generation: GenerationConfig) -> dict:
     if generation.temperature == 0:
-        return {"do_sample": False, "repetition_penalty": generation.repetition_penalty, "temperature": None, "top_p": None, "top_k": None}
+        return {
+            "do_sample": False,
+            "repetition_penalty": generation.repetition_penalty,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+        }
     return {
-        "do_sample": True, "temperature": generation.temperature, "top_p": generation.top_p,
-        "top_k": generation.top_k or None, "repetition_penalty": generation.repetition_penalty,
+        "do_sample": True,
+        "temperature": generation.temperature,
+        "top_p": generation.top_p,
+        "top_k": generation.top_k or None,
+        "repetition_penalty": generation.repetition_penalty,
     }
 
 
@@ -314,7 +357,9 @@ def _check_shapes(base, info: AdapterInfo) -> None:
             expected = getattr(module, "in_features" if ".lora_A." in key else "out_features", None)
             actual = shape[1] if ".lora_A." in key else shape[0]
             if expected is not None and expected != actual:
-                raise AdapterError(_mismatch(info, f"{module_path} has {expected} features, the adapter expects {actual}"))
+                raise AdapterError(
+                    _mismatch(info, f"{module_path} has {expected} features, the adapter expects {actual}")
+                )
 
 
 def _mismatch(info: AdapterInfo, detail: str) -> str:

@@ -13,7 +13,7 @@ class MemoryReading:
     rss_mib: float
     cuda_allocated_mib: float | None
 
-    def minus(self, other: "MemoryReading") -> str:
+    def minus(self, other: MemoryReading) -> str:
         parts = [f"RSS {self.rss_mib - other.rss_mib:+.0f} MiB"]
         if self.cuda_allocated_mib is not None and other.cuda_allocated_mib is not None:
             parts.append(f"CUDA {self.cuda_allocated_mib - other.cuda_allocated_mib:+.0f} MiB")

@@ -10,14 +10,19 @@ from studio.config import RunConfig
 from studio.errors import StudioError
 
 
-def run_chat(studio, config: RunConfig, adapter: str | list[str] | None, compare: bool, prompt: str | None, out=print) -> int:
+def run_chat(
+    studio, config: RunConfig, adapter: str | list[str] | None, compare: bool, prompt: str | None, out=print
+) -> int:
     """Chat through `studio` (studio.api.Studio), the same front door the web UI uses."""
     adapters = [adapter] if isinstance(adapter, str) else list(adapter or [])
     if compare and not adapters:
         raise StudioError("--compare needs --adapter PATH (the adapter to compare with the base model).")
     for path in adapters:
         read_adapter(path)  # a bad folder is refused before a minute of model loading
-    out(studio.load_model(config.model, config.quantization, progress=lambda m: out(m, file=sys.stderr)), file=sys.stderr)
+    out(
+        studio.load_model(config.model, config.quantization, progress=lambda m: out(m, file=sys.stderr)),
+        file=sys.stderr,
+    )
     names = [studio.load_adapter(path).name for path in adapters] or [None]
     columns = ([None] if compare else []) + names
     labels = ["base" if c is None else f"adapter {c}" for c in columns]
@@ -30,9 +35,7 @@ def run_chat(studio, config: RunConfig, adapter: str | list[str] | None, compare
             histories = [[] for _ in columns]
             continue
         conversations = [h + [{"role": "user", "content": text}] for h in histories]
-        final = None
-        for final in studio.stream(conversations, columns, config.generation):
-            pass
+        *_, final = studio.stream(conversations, columns, config.generation)
         for label, history, conversation, answer in zip(labels, histories, conversations, final):
             prefix = f"[{label}] " if len(columns) > 1 else ""
             out(f"{prefix}{answer.text}")

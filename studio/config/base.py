@@ -50,9 +50,7 @@ class ConfigError(StudioError):
         super().__init__(f"Invalid configuration{where}:\n{lines}")
 
 
-def describe_validation_error(
-    error: ValidationError, line_of: "callable | None" = None, prefix: str = ""
-) -> list[str]:
+def describe_validation_error(error: ValidationError, line_of: callable | None = None, prefix: str = "") -> list[str]:
     """One line per problem: dotted field path, optional YAML line, pydantic's reason, the bad value."""
     problems = []
     for item in error.errors():

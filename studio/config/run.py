@@ -24,7 +24,13 @@ COMMAND = "qlora-studio train"
 
 
 class RunConfig(Section):
-    name: str = field("run", "Run name; the run folder is NAME-DATE-TIME.", zh="运行名称", zh_help="训练名称；训练目录为 名称-日期-时间。", pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = field(
+        "run",
+        "Run name; the run folder is NAME-DATE-TIME.",
+        zh="运行名称",
+        zh_help="训练名称；训练目录为 名称-日期-时间。",
+        pattern=r"^[A-Za-z0-9._-]+$",
+    )
     model: ModelConfig = ModelConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     lora: LoraConfig = LoraConfig()
@@ -36,21 +42,21 @@ class RunConfig(Section):
     export: ExportConfig = ExportConfig()
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str | None = None, line_of=None) -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any], source: str | None = None, line_of=None) -> RunConfig:
         try:
             return cls.model_validate(values)
         except ValidationError as error:
             raise ConfigError(describe_validation_error(error, line_of), source) from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "RunConfig":
+    def from_yaml(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError([f"no such file: {path}"], str(path))
         return cls.from_yaml_text(path.read_text(encoding="utf-8"), source=str(path))
 
     @classmethod
-    def from_yaml_text(cls, text: str, source: str | None = None) -> "RunConfig":
+    def from_yaml_text(cls, text: str, source: str | None = None) -> RunConfig:
         try:
             values = yaml.safe_load(text) or {}
             root = yaml.compose(text)
@@ -77,7 +83,7 @@ class RunConfig(Section):
             parts += [f"--{key}", shlex.quote(_render_value(value))]
         return " ".join(parts)
 
-    def with_overrides(self, overrides: dict[str, str]) -> "RunConfig":
+    def with_overrides(self, overrides: dict[str, str]) -> RunConfig:
         """Apply dotted `section.field` overrides given as YAML scalars (as typed on a command line)."""
         values = self.model_dump(mode="json")
         for dotted, raw in overrides.items():

@@ -76,7 +76,9 @@ class DatasetExamples:
 
 
 def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt: str | None = None) -> DatasetExamples:
-    """Every record of one dataset converted to its kind; raises DataError when the columns are missing or no record is usable."""
+    """Every record of one dataset converted to its kind.
+
+    Raises DataError when the columns are missing or no record is usable."""
     if isinstance(records, list):
         plain, records = records, Records()
         records.add(spec.file_name or spec.name, "example", plain)
@@ -92,7 +94,9 @@ def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt:
             result.skip(str(skip), records.where(index) if len(result.skipped_rows) < LOCATED_SKIPS else "")
     if not result.examples:
         reasons = ", ".join(f"{n} {result.skipped_text(r)}" for r, n in result.skipped.items())
-        raise DataError(f"Dataset '{spec.name}': no usable example ({reasons}). Fix these rows or the entry's 'columns'.")
+        raise DataError(
+            f"Dataset '{spec.name}': no usable example ({reasons}). Fix these rows or the entry's 'columns'."
+        )
     return result
 
 

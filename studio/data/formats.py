@@ -38,7 +38,9 @@ def value_of(spec: DatasetSpec, record: dict, role: str) -> object:
 
 def alpaca_prompt(spec: DatasetSpec, record: dict) -> list[Message]:
     """History turns and the instruction (with its input on the next line) as the last user turn."""
-    user = "\n".join(part for part in (text(value_of(spec, record, "prompt")), text(value_of(spec, record, "query"))) if part)
+    user = "\n".join(
+        part for part in (text(value_of(spec, record, "prompt")), text(value_of(spec, record, "query"))) if part
+    )
     if not user.strip():
         raise Skip("with an empty instruction")
     messages: list[Message] = []
@@ -60,8 +62,12 @@ def chat_turns(spec: DatasetSpec, record: dict) -> tuple[str, list[Message]]:
     system = text(value_of(spec, record, "system"))
     if raw[0].get(tags.role_tag) == tags.system_tag:
         system, raw = text(raw[0].get(tags.content_tag)), raw[1:]
-    roles = {tags.user_tag: "user", tags.assistant_tag: "assistant", tags.observation_tag: "observation",
-             tags.function_tag: "function_call"}
+    roles = {
+        tags.user_tag: "user",
+        tags.assistant_tag: "assistant",
+        tags.observation_tag: "observation",
+        tags.function_tag: "function_call",
+    }
     turns: list[Message] = []
     for turn in raw:
         role, content = roles.get(turn.get(tags.role_tag)), text(turn.get(tags.content_tag))
@@ -79,8 +85,9 @@ def chat_turns(spec: DatasetSpec, record: dict) -> tuple[str, list[Message]]:
 def _openai_calls(tool_calls: object) -> str:
     try:
         calls = [call["function"] for call in tool_calls]
-        return json.dumps([{"name": c["name"], "arguments": _arguments(c.get("arguments", {}))} for c in calls],
-                          ensure_ascii=False)
+        return json.dumps(
+            [{"name": c["name"], "arguments": _arguments(c.get("arguments", {}))} for c in calls], ensure_ascii=False
+        )
     except (TypeError, KeyError):
         raise Skip("with tool_calls that are not [{'function': {'name', 'arguments'}}]") from None
 

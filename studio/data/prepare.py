@@ -83,8 +83,10 @@ def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model
         if dataset.kind != "sft":
             continue  # other kinds meet the same check when they are tokenised
         if any(m["role"] in ("function_call", "observation") for c in dataset.examples for m in c):
-            raise DataError(f"Dataset '{dataset.dataset}' holds tool calls, which the {fmt.name} chat template cannot "
-                            "render. Set model.chat_template to qwen, qwen2.5 or chatml.")
+            raise DataError(
+                f"Dataset '{dataset.dataset}' holds tool calls, which the {fmt.name} chat template cannot "
+                "render. Set model.chat_template to qwen, qwen2.5 or chatml."
+            )
 
 
 def load_examples(dataset_dir, spec: DatasetSpec, config: DataConfig) -> DatasetExamples:
@@ -144,7 +146,9 @@ def tokenize_for_stage(tokenizer, examples: list, config: DataConfig, stage: str
     else:
         encoded = encode_feedback(tokenizer, examples, config.cutoff_len)
     kept = [e for e in encoded if e is not None]
-    truncated = sum(1 for e in kept if getattr(e, "truncated", False) or getattr(getattr(e, "document", None), "truncated", False))
+    truncated = sum(
+        1 for e in kept if getattr(e, "truncated", False) or getattr(getattr(e, "document", None), "truncated", False)
+    )
     return Tokenized(examples=kept, truncated=truncated, dropped=len(encoded) - len(kept))
 
 

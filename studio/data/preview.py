@@ -47,7 +47,9 @@ class Preview:
     def to_text(self) -> str:
         lines = []
         for d in self.datasets:
-            lines.append(f"== {d.name} ({d.formatting}, {d.kind} data, {d.file}): {d.num_usable} usable of {d.num_rows} rows")
+            lines.append(
+                f"== {d.name} ({d.formatting}, {d.kind} data, {d.file}): {d.num_usable} usable of {d.num_rows} rows"
+            )
             for reason, count in d.skipped.items():
                 lines.append(f"   skipped {count} {reason}")
             lines += [f"   skipped {row.where}: {row.reason}" for row in d.skipped_rows]
@@ -80,13 +82,21 @@ def preview_datasets(config: DataConfig, rows: int = 5, tokenizer=None, progress
         records = read_records(dataset_dir, spec)
         loaded = to_examples(spec, records, config.system_prompt)
         sft = loaded.kind == "sft" and tokenizer is not None
-        report = lambda done, name=spec.name, total=len(loaded.examples): progress(PreviewProgress("tokenizing", name, done, total))  # noqa: E731
+        report = lambda done, name=spec.name, total=len(loaded.examples): progress(
+            PreviewProgress("tokenizing", name, done, total)
+        )  # noqa: E731
         previews.append(
             DatasetPreview(
-                name=spec.name, file=spec.file_name or spec.hf_hub_url or "", formatting=spec.formatting,
-                num_rows=len(records), num_usable=len(loaded.examples), skipped=loaded.skipped,
-                rows=records.rows[:rows], tokens=_token_stats(tokenizer, loaded.examples, config, report) if sft else None,
-                kind=loaded.kind, skipped_rows=loaded.skipped_rows,
+                name=spec.name,
+                file=spec.file_name or spec.hf_hub_url or "",
+                formatting=spec.formatting,
+                num_rows=len(records),
+                num_usable=len(loaded.examples),
+                skipped=loaded.skipped,
+                rows=records.rows[:rows],
+                tokens=_token_stats(tokenizer, loaded.examples, config, report) if sft else None,
+                kind=loaded.kind,
+                skipped_rows=loaded.skipped_rows,
             )
         )
     return Preview(previews)
@@ -103,7 +113,12 @@ def _token_stats(tokenizer, examples, config: DataConfig, report=lambda done: No
         truncated += length > config.cutoff_len
     ordered = sorted(lengths)
     return TokenStats(
-        count=len(lengths), min=ordered[0], mean=statistics.fmean(ordered), median=statistics.median(ordered),
-        p95=ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], max=ordered[-1], truncated=truncated,
+        count=len(lengths),
+        min=ordered[0],
+        mean=statistics.fmean(ordered),
+        median=statistics.median(ordered),
+        p95=ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        max=ordered[-1],
+        truncated=truncated,
         lengths=lengths,
     )

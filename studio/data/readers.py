@@ -48,7 +48,7 @@ class Records:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def subset(self, indices: list[int]) -> "Records":
+    def subset(self, indices: list[int]) -> Records:
         """The rows at these indices, each keeping its place in its file."""
         picked = Records()
         for index in indices:
@@ -66,7 +66,9 @@ def read_records(dataset_dir: Path, spec: DatasetSpec) -> Records:
     else:
         records.add(spec.hf_hub_url, "example", read_hub(spec))
     if not records.rows:
-        raise DataError(f"Dataset '{spec.name}' is empty: it holds no examples. Add examples or remove it from data.datasets.")
+        raise DataError(
+            f"Dataset '{spec.name}' is empty: it holds no examples. Add examples or remove it from data.datasets."
+        )
     return records
 
 
@@ -77,9 +79,13 @@ def _data_files(path: Path, name: str) -> list[Path]:
             raise DataError(f"Dataset '{name}': folder {path} holds no {', '.join(SUPPORTED_SUFFIXES)} files.")
         return files
     if not path.is_file():
-        raise DataError(f"Dataset '{name}': file {path} not found. Fix 'file_name' in dataset_info.json or add the file.")
+        raise DataError(
+            f"Dataset '{name}': file {path} not found. Fix 'file_name' in dataset_info.json or add the file."
+        )
     if path.suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(f"Dataset '{name}': {path} has an unsupported type; use one of {', '.join(SUPPORTED_SUFFIXES)}.")
+        raise DataError(
+            f"Dataset '{name}': {path} has an unsupported type; use one of {', '.join(SUPPORTED_SUFFIXES)}."
+        )
     return [path]
 
 
@@ -89,7 +95,13 @@ def read_file(path: Path) -> list[dict]:
 
 def read_located(path: Path) -> tuple[str, list[dict], list[int] | None]:
     """(unit, records, line numbers) of one file; see _Part for the unit."""
-    readers = {".json": _read_json, ".jsonl": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}
+    readers = {
+        ".json": _read_json,
+        ".jsonl": _read_jsonl,
+        ".csv": _read_csv,
+        ".parquet": _read_parquet,
+        ".txt": _read_txt,
+    }
     if path.suffix not in readers:
         raise DataError(f"{path}: unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}.")
     unit, records, numbers = readers[path.suffix](path)
@@ -140,7 +152,9 @@ def _parse_json_lines(path: Path, text: str):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise DataError(f"{path} line {number} column {error.colno}: {error.msg}. Each line must be one JSON object.") from None
+            raise DataError(
+                f"{path} line {number} column {error.colno}: {error.msg}. Each line must be one JSON object."
+            ) from None
         numbers.append(number)
     return "line", records, numbers
 

@@ -63,8 +63,9 @@ def detect(path: str | Path, rows: int = 3) -> Proposal:
     return _propose(path.name, records, rows, text_file=path.suffix == ".txt")
 
 
-def register(dataset_dir: str | Path, name: str, source: str | Path | bytes, entry: dict,
-             file_name: str | None = None) -> Registered:
+def register(
+    dataset_dir: str | Path, name: str, source: str | Path | bytes, entry: dict, file_name: str | None = None
+) -> Registered:
     """Store `source` (a path, or bytes with `file_name`) as NAME.SUFFIX in the dataset dir and add its entry."""
     dataset_dir = Path(dataset_dir)
     display = file_name or (Path(source).name if not isinstance(source, bytes) else "")
@@ -98,13 +99,22 @@ def register(dataset_dir: str | Path, name: str, source: str | Path | bytes, ent
     return Registered(spec, examples)
 
 
-def register_hub(dataset_dir: str | Path, name: str, hub_id: str, entry: dict | None = None,
-                 subset: str | None = None, split: str = "train", probe_rows: int = 200) -> Registered:
+def register_hub(
+    dataset_dir: str | Path,
+    name: str,
+    hub_id: str,
+    entry: dict | None = None,
+    subset: str | None = None,
+    split: str = "train",
+    probe_rows: int = 200,
+) -> Registered:
     """Add a Hugging Face hub dataset after loading its first rows; DataError naming the cause when offline."""
     dataset_dir = Path(dataset_dir)
     _check_name(dataset_dir, name)
     if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", hub_id):
-        raise DataError(f"'{hub_id}' is not a hub dataset id; write it as owner/name, e.g. llamafactory/alpaca_gpt4_zh.")
+        raise DataError(
+            f"'{hub_id}' is not a hub dataset id; write it as owner/name, e.g. llamafactory/alpaca_gpt4_zh."
+        )
     _check_hub(hub_id)
     source = {"hf_hub_url": hub_id, "split": split, **({"subset": subset} if subset else {})}
     probe = parse_entry(dataset_dir / REGISTRY_FILE, name, {**(entry or {}), **source})
@@ -139,8 +149,10 @@ def _check_hub(hub_id: str) -> None:
 
 def _check_size(size: int, display: str) -> None:
     if size > MAX_UPLOAD_BYTES:
-        raise DataError(f"{display} is {size / 2**20:.0f} MiB; the upload limit is "
-                        f"{MAX_UPLOAD_BYTES // 2**20} MiB. Split the file or put it in the dataset folder yourself.")
+        raise DataError(
+            f"{display} is {size / 2**20:.0f} MiB; the upload limit is "
+            f"{MAX_UPLOAD_BYTES // 2**20} MiB. Split the file or put it in the dataset folder yourself."
+        )
 
 
 def _check_name(dataset_dir: Path, name: str) -> None:
@@ -212,8 +224,11 @@ def _alpaca_entry(first: dict, columns: list[str]):
     query = next((c for c in _QUERY_COLUMNS if c in columns and c != prompt), None)
     mapping = {"prompt": prompt, "query": query, "response": response}
     mapping.update({role: role for role in ("system", "history") if role in columns})
-    note = None if prompt and (response or {"chosen", "rejected"} <= set(columns)) else (
-        f"Could not tell which columns hold the instruction and the answer among {columns}; map them.")
+    note = (
+        None
+        if prompt and (response or {"chosen", "rejected"} <= set(columns))
+        else (f"Could not tell which columns hold the instruction and the answer among {columns}; map them.")
+    )
     return _with_extras({"columns": {k: v for k, v in mapping.items() if v}}, first, columns, fmt="alpaca", note=note)
 
 

@@ -27,8 +27,13 @@ _DEFAULT_COLUMNS = {
     "openai": {"messages": "messages", "system": None, "tools": None},
 }
 # OpenAI's chat schema spells roles its own way; tool results come as role "tool".
-_OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-                "observation_tag": "tool"}
+_OPENAI_TAGS = {
+    "role_tag": "role",
+    "content_tag": "content",
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "observation_tag": "tool",
+}
 _MEDIA_COLUMNS = ("images", "videos", "audios")
 
 
@@ -79,8 +84,10 @@ class DatasetSpec(BaseModel):
         return raw
 
     @model_validator(mode="after")
-    def _complete(self) -> "DatasetSpec":
-        if not any((self.file_name, self.hf_hub_url, self.ms_hub_url, self.om_hub_url, self.script_url, self.cloud_file_name)):
+    def _complete(self) -> DatasetSpec:
+        if not any(
+            (self.file_name, self.hf_hub_url, self.ms_hub_url, self.om_hub_url, self.script_url, self.cloud_file_name)
+        ):
             raise ValueError("needs 'file_name' (a file or folder in the dataset dir) or 'hf_hub_url'")
         self._given_columns = dict(self.columns)
         self.columns = {**_DEFAULT_COLUMNS[self.formatting], **self.columns}
@@ -111,19 +118,27 @@ class DatasetSpec(BaseModel):
         """Why this entry cannot be read at all, and what to use instead; None when it can."""
         media = [c for c in _MEDIA_COLUMNS if self._given_columns.get(c)]
         if media:
-            return (f"Dataset '{self.name}' has {'/'.join(media)} columns: image/video/audio datasets need a "
-                    "multimodal model; this studio trains text models. Choose a text dataset.")
+            return (
+                f"Dataset '{self.name}' has {'/'.join(media)} columns: image/video/audio datasets need a "
+                "multimodal model; this studio trains text models. Choose a text dataset."
+            )
         if self.file_name:
             return None
         if self.script_url:
-            return (f"Dataset '{self.name}' is loaded by a script ('script_url'), which the studio does not run. "
-                    "Save the data as json, jsonl, csv or parquet and set 'file_name'.")
+            return (
+                f"Dataset '{self.name}' is loaded by a script ('script_url'), which the studio does not run. "
+                "Save the data as json, jsonl, csv or parquet and set 'file_name'."
+            )
         if self.cloud_file_name:
-            return (f"Dataset '{self.name}' is a cloud file ('cloud_file_name'). Download it into the dataset "
-                    "folder and set 'file_name'.")
+            return (
+                f"Dataset '{self.name}' is a cloud file ('cloud_file_name'). Download it into the dataset "
+                "folder and set 'file_name'."
+            )
         if not self.hf_hub_url:
-            return (f"Dataset '{self.name}' is only on ModelScope/Modelers ('ms_hub_url'/'om_hub_url'); the studio "
-                    "loads from the Hugging Face hub ('hf_hub_url') or local files ('file_name').")
+            return (
+                f"Dataset '{self.name}' is only on ModelScope/Modelers ('ms_hub_url'/'om_hub_url'); the studio "
+                "loads from the Hugging Face hub ('hf_hub_url') or local files ('file_name')."
+            )
         return None
 
 
@@ -149,13 +164,17 @@ def read_registry_json(dataset_dir: Path) -> dict:
     """The raw registry object, or a DataError that names the folder, the file or the line."""
     path = Path(dataset_dir) / REGISTRY_FILE
     if not Path(dataset_dir).is_dir():
-        raise DataError(f"Dataset folder not found: {dataset_dir}. Set data.dataset_dir to a folder holding {REGISTRY_FILE}.")
+        raise DataError(
+            f"Dataset folder not found: {dataset_dir}. Set data.dataset_dir to a folder holding {REGISTRY_FILE}."
+        )
     if not path.is_file():
         raise DataError(f"{path} not found. A dataset folder needs a {REGISTRY_FILE} registry naming its files.")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise DataError(f"{path} line {error.lineno} column {error.colno}: {error.msg}. Fix the JSON syntax there.") from None
+        raise DataError(
+            f"{path} line {error.lineno} column {error.colno}: {error.msg}. Fix the JSON syntax there."
+        ) from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: the top level must be an object mapping dataset names to entries.")
     return raw
@@ -175,12 +194,14 @@ def load_registry(dataset_dir: Path) -> Registry:
 
 def parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
     if not isinstance(entry, dict):
-        raise DataError(f"{path}: entry '{name}' must be an object like {{\"file_name\": \"my_data.json\"}}.")
+        raise DataError(f'{path}: entry \'{name}\' must be an object like {{"file_name": "my_data.json"}}.')
     try:
         return DatasetSpec.model_validate({**entry, "name": name})
     except ValidationError as error:
         problems = "; ".join(describe_validation_error(error))
-        raise DataError(f"{path}: entry '{name}' is invalid: {problems}. Fix this entry; the others stay usable.") from None
+        raise DataError(
+            f"{path}: entry '{name}' is invalid: {problems}. Fix this entry; the others stay usable."
+        ) from None
 
 
 def resolve_specs(dataset_dir: Path, names: list[str]) -> list[DatasetSpec]:

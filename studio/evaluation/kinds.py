@@ -53,13 +53,18 @@ def load_scored_examples(config: RunConfig, adapter_path: str | None) -> tuple[l
         dataset_dir = resolve_dataset_dir(data.dataset_dir)
         specs = resolve_specs(dataset_dir, data.datasets)
         if len({spec.kind for spec in specs}) > 1:
-            raise DataError("evaluation.datasets mixes kinds of data (conversations, preference pairs, feedback, "
-                            "plain text); evaluate one kind at a time.")
+            raise DataError(
+                "evaluation.datasets mixes kinds of data (conversations, preference pairs, feedback, "
+                "plain text); evaluate one kind at a time."
+            )
         examples = [e for spec in specs for e in load_examples(dataset_dir, spec, data).examples]
         source = ", ".join(config.evaluation.datasets)
     elif adapter_path and (Path(adapter_path).parent / "val.jsonl").is_file():
         lines = (Path(adapter_path).parent / "val.jsonl").read_text(encoding="utf-8").splitlines()
-        examples, source = [from_record(json.loads(line)) for line in lines if line.strip()], "the run's validation split"
+        examples, source = (
+            [from_record(json.loads(line)) for line in lines if line.strip()],
+            "the run's validation split",
+        )
     else:
         loaded = load_stage_examples(config.data, config.training.stage)
         examples = split_conversations(loaded, config.data.val_size, config.training.seed).val
@@ -83,7 +88,9 @@ def generation_samples(examples: list, kind: str) -> list[Sample]:
 def score(engine, examples: list, kind: str, columns: list[str | None], config: RunConfig, progress) -> dict[str, dict]:
     """Per column: the kind's likelihood metrics (everything but the generation metrics)."""
     documents, answers = _documents(engine.tokenizer, examples, kind, config.data.cutoff_len)
-    scored = list(dict.fromkeys([None] + columns)) if kind in ("pairwise", "kto") else columns  # the base is the reference
+    scored = (
+        list(dict.fromkeys([None] + columns)) if kind in ("pairwise", "kto") else columns
+    )  # the base is the reference
     done, total = [0], len(documents) * len(scored)
     progress("loss", 0, total)
 
@@ -98,18 +105,23 @@ def score(engine, examples: list, kind: str, columns: list[str | None], config: 
         if kind == "text":
             metrics[column or "base"] = _perplexity(values)
         else:
-            metrics[column or "base"] = {**_rewards(values, logps[None], examples, kind, config.preference.beta),
-                                         **_perplexity([values[i] for i in answers])}
+            metrics[column or "base"] = {
+                **_rewards(values, logps[None], examples, kind, config.preference.beta),
+                **_perplexity([values[i] for i in answers]),
+            }
     return metrics
 
 
 def notes(kind: str, columns: list[str | None]) -> list[Bilingual]:
     if kind in ("pairwise", "kto") and None in columns:
-        return [Bilingual(
-            "Rewards are measured against the base model (beta x the log-probability gained over it), so the base "
-            "model's rewards, margin and accuracy are 0 by construction.",
-            "奖励以基座模型为参考（beta × 相对基座模型增加的对数概率），因此基座模型的奖励、差值与准确率按定义均为 0。",
-        )]
+        return [
+            Bilingual(
+                "Rewards are measured against the base model (beta x the log-probability gained over it), so the base "
+                "model's rewards, margin and accuracy are 0 by construction.",
+                "奖励以基座模型为参考（beta × 相对基座模型增加的对数概率），因此基座模型的奖励、差值与准确率按定义均"
+                "为 0。",
+            )
+        ]
     return []
 
 
@@ -135,7 +147,10 @@ def _documents(tokenizer, examples: list, kind: str, cutoff_len: int):
 def _rewards(values, base, examples, kind: str, beta: float) -> dict[str, float]:
     from studio.training.preference import dpo_tally, kto_tally, tally_metrics
 
-    gained = beta * (torch.tensor([v for v, _ in values], dtype=torch.float64) - torch.tensor([b for b, _ in base], dtype=torch.float64))
+    gained = beta * (
+        torch.tensor([v for v, _ in values], dtype=torch.float64)
+        - torch.tensor([b for b, _ in base], dtype=torch.float64)
+    )
     if kind == "pairwise":
         chosen, rejected = gained[0::2], gained[1::2]
         tally = dpo_tally(torch.zeros(len(chosen)), chosen, rejected)

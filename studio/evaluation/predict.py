@@ -19,8 +19,14 @@ from studio.config import GenerationConfig
 CPU_CACHE_BUDGET_BYTES = 2**30  # KV cache of one batch on a CPU; on a GPU a quarter of its free memory
 
 
-def predict(engine, prompts: list[list[dict]], columns: list[str | None], generation: GenerationConfig,
-            batch_size: int, progress: Callable[[int, int], None]) -> dict[str | None, list[str]]:
+def predict(
+    engine,
+    prompts: list[list[dict]],
+    columns: list[str | None],
+    generation: GenerationConfig,
+    batch_size: int,
+    progress: Callable[[int, int], None],
+) -> dict[str | None, list[str]]:
     """{column: answers in prompt order}; `progress(rows_done, rows_total)` as rows finish."""
     lengths = [_prompt_tokens(engine, prompt, generation) for prompt in prompts]
     answers: dict[str | None, list[str]] = {column: [""] * len(prompts) for column in columns}
@@ -40,7 +46,9 @@ def predict(engine, prompts: list[list[dict]], columns: list[str | None], genera
 
 
 def _prompt_tokens(engine, prompt: list[dict], generation: GenerationConfig) -> int:
-    messages = prompt if not generation.system_prompt else [{"role": "system", "content": generation.system_prompt}, *prompt]
+    messages = (
+        prompt if not generation.system_prompt else [{"role": "system", "content": generation.system_prompt}, *prompt]
+    )
     text = engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -56,7 +64,9 @@ def _budget_rows(engine) -> Callable[[int], int]:
     return lambda width: max(1, budget // (per_token * width))
 
 
-def _batches(lengths: list[int], columns: int, batch_size: int, max_new: int, rows_for: Callable[[int], int]) -> list[list[int]]:
+def _batches(
+    lengths: list[int], columns: int, batch_size: int, max_new: int, rows_for: Callable[[int], int]
+) -> list[list[int]]:
     """Sample indices in batches of similar prompt length, longest first (so the first batch's pace is a safe ETA)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     batches, current = [], []

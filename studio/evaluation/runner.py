@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from studio.chat.adapters import read_adapter
 from studio.chat.engine import ChatEngine
@@ -47,7 +47,11 @@ def results_dir(config: RunConfig, adapter_path: str | None) -> Path:
     """A run's adapter keeps its evaluations in its run folder; others go to evaluation.output_dir."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(adapter_path).parent if adapter_path and Path(adapter_path).name == "adapter" else None
-    base = run_dir / "evaluations" if run_dir and (run_dir / "config.yaml").is_file() else Path(config.evaluation.output_dir)
+    base = (
+        run_dir / "evaluations"
+        if run_dir and (run_dir / "config.yaml").is_file()
+        else Path(config.evaluation.output_dir)
+    )
     path = base / stamp
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -76,17 +80,32 @@ def evaluate(
     report_progress = _Progress(folder, progress)
     if kind == "sft":
         losses = _losses(engine, samples, columns, config, report_progress)
-        metrics = {c or "base": {"eval_loss": round(losses[c or "base"], 4), "perplexity": round(math.exp(min(losses[c or "base"], 50)), 4)}
-                   for c in columns}
+        metrics = {
+            c or "base": {
+                "eval_loss": round(losses[c or "base"], 4),
+                "perplexity": round(math.exp(min(losses[c or "base"], 50)), 4),
+            }
+            for c in columns
+        }
     else:
         metrics = kinds.score(engine, examples, kind, columns, config, report_progress)
-    predictions = _predict(engine, samples, columns, config, report_progress) if samples else {c or "base": [] for c in columns}
+    predictions = (
+        _predict(engine, samples, columns, config, report_progress) if samples else {c or "base": [] for c in columns}
+    )
     if samples:
         labels = [s.label for s in samples]
         for column in columns:
             metrics[column or "base"].update(corpus_scores(predictions[column or "base"], labels))
-    report = EvalReport(folder.path, [c or "base" for c in columns], metrics, samples, predictions, kind, kinds.notes(kind, columns),
-                        len(examples))
+    report = EvalReport(
+        folder.path,
+        [c or "base" for c in columns],
+        metrics,
+        samples,
+        predictions,
+        kind,
+        kinds.notes(kind, columns),
+        len(examples),
+    )
     _write(report, source, adapter_path, config)
     report_progress("done", 1, 1)
     return report
@@ -103,15 +122,25 @@ def _losses(engine, samples, columns, config: RunConfig, progress) -> dict[str, 
         progress("loss", scored[0], total_rows)
 
     for column in columns:
-        total, count = engine.token_loss(conversations, column, config.data.cutoff_len, config.evaluation.batch_size, on_batch)
+        total, count = engine.token_loss(
+            conversations, column, config.data.cutoff_len, config.evaluation.batch_size, on_batch
+        )
         losses[column or "base"] = total / max(1, count)
     return losses
 
 
 def _predict(engine, samples, columns, config: RunConfig, progress) -> dict[str, list[str]]:
-    generation = config.generation if config.evaluation.sample else config.generation.model_copy(update={"temperature": 0.0})
-    by_column = predict(engine, [s.prompt for s in samples], columns, generation, config.evaluation.batch_size,
-                        lambda done, total: progress("predict", done, total))
+    generation = (
+        config.generation if config.evaluation.sample else config.generation.model_copy(update={"temperature": 0.0})
+    )
+    by_column = predict(
+        engine,
+        [s.prompt for s in samples],
+        columns,
+        generation,
+        config.evaluation.batch_size,
+        lambda done, total: progress("predict", done, total),
+    )
     return {column or "base": answers for column, answers in by_column.items()}
 
 
@@ -127,7 +156,13 @@ class _Progress:
         elapsed = now - self.started
         rate = done / (now - self.stage_started) if done and now > self.stage_started else None
         eta = (total - done) / rate if rate else None
-        event = EvalProgress(stage=stage, done=done, total=total, elapsed_s=round(elapsed, 1), eta_s=None if eta is None else round(eta, 1))
+        event = EvalProgress(
+            stage=stage,
+            done=done,
+            total=total,
+            elapsed_s=round(elapsed, 1),
+            eta_s=None if eta is None else round(eta, 1),
+        )
         self.folder.append(event)
         self.callback(event)
 
@@ -141,8 +176,15 @@ def _write(report: EvalReport, source: str, adapter_path: str | None, config: Ru
                 line["base_prediction"] = report.predictions["base"][index]
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
     summary = {
-        "model": config.model.name_or_path, "adapter": adapter_path, "samples": len(report.samples), "source": source,
-        "scored": report.scored, "kind": report.kind, "generation": config.generation.model_dump(), "greedy": not config.evaluation.sample,
-        "metrics": report.metrics, "notes": [str(note) for note in report.notes],
+        "model": config.model.name_or_path,
+        "adapter": adapter_path,
+        "samples": len(report.samples),
+        "source": source,
+        "scored": report.scored,
+        "kind": report.kind,
+        "generation": config.generation.model_dump(),
+        "greedy": not config.evaluation.sample,
+        "metrics": report.metrics,
+        "notes": [str(note) for note in report.notes],
     }
     (report.out_dir / METRICS_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2))

@@ -19,9 +19,13 @@ class GgufUnsupported(StudioError):
     """A model this exporter does not write (the message says why and what to do instead)."""
 
 
-_ELSEWHERE = ("Export it as safetensors (export.format safetensors) and convert that folder with llama.cpp's "
-              "convert_hf_to_gguf.py.")
-_ELSEWHERE_ZH = "请以 safetensors 格式导出（export.format 选 safetensors），再用 llama.cpp 的 convert_hf_to_gguf.py 转换该目录。"
+_ELSEWHERE = (
+    "Export it as safetensors (export.format safetensors) and convert that folder with llama.cpp's "
+    "convert_hf_to_gguf.py."
+)
+_ELSEWHERE_ZH = (
+    "请以 safetensors 格式导出（export.format 选 safetensors），再用 llama.cpp 的 convert_hf_to_gguf.py 转换该目录。"
+)
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,23 @@ class Architecture:
     interleave_qk: bool
 
 
-ARCHITECTURES = {"llama": Architecture("llama", interleave_qk=True), "qwen2": Architecture("qwen2", interleave_qk=False)}
+ARCHITECTURES = {
+    "llama": Architecture("llama", interleave_qk=True),
+    "qwen2": Architecture("qwen2", interleave_qk=False),
+}
 FAMILIES = "Llama, SmolLM2 (the embedded default), Qwen1.5, Qwen2 and Qwen2.5"
 
 _TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 _BLOCK = {
-    "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-    "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
 }
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 
@@ -57,8 +70,10 @@ def architecture_of(config) -> Architecture:
         )
     problems = _unsupported_features(config, arch)
     if problems:
-        raise GgufUnsupported(f"GGUF export cannot write this {model_type} model: {'; '.join(problems)}. {_ELSEWHERE}",
-                              f"GGUF 导出无法写出该 {model_type} 模型：{'；'.join(problems)}。{_ELSEWHERE_ZH}")
+        raise GgufUnsupported(
+            f"GGUF export cannot write this {model_type} model: {'; '.join(problems)}. {_ELSEWHERE}",
+            f"GGUF 导出无法写出该 {model_type} 模型：{'；'.join(problems)}。{_ELSEWHERE_ZH}",
+        )
     return arch
 
 
@@ -102,8 +117,10 @@ def tensor_name(hf_name: str, tied: bool) -> str | None:
     match = _LAYER.match(base)
     if match and match.group(2) in _BLOCK:
         return f"blk.{match.group(1)}.{_BLOCK[match.group(2)]}.{suffix}"
-    raise GgufUnsupported(f"GGUF export does not know where the tensor {hf_name} goes. {_ELSEWHERE}",
-                          f"GGUF 导出不知道张量 {hf_name} 应写到哪里。{_ELSEWHERE_ZH}")
+    raise GgufUnsupported(
+        f"GGUF export does not know where the tensor {hf_name} goes. {_ELSEWHERE}",
+        f"GGUF 导出不知道张量 {hf_name} 应写到哪里。{_ELSEWHERE_ZH}",
+    )
 
 
 def to_file_layout(gguf_name: str, values: np.ndarray, arch: Architecture, config) -> np.ndarray:

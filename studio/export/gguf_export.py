@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -50,7 +50,9 @@ class GgufReport:
         return self.check_diff <= self.tolerance and self.tokenizer_matches
 
 
-def export_gguf(config: RunConfig, adapter_path: str, progress: Callable[[object], None] = lambda m: None) -> GgufReport:
+def export_gguf(
+    config: RunConfig, adapter_path: str, progress: Callable[[object], None] = lambda m: None
+) -> GgufReport:
     from studio.export.gguf_writer import write_gguf
     from studio.export.ollama import write_modelfile
 
@@ -67,16 +69,35 @@ def export_gguf(config: RunConfig, adapter_path: str, progress: Callable[[object
     progress(Bilingual(f"Writing {path.name} ({kind.name})", f"正在写入 {path.name}（{kind.name}）"))
     write_gguf(path, merged, tokenizer, kind, name=f"{_stem(out_dir.name)}", pre=pre, progress=progress)
     write_modelfile(out_dir, path.name, tokenizer, config.generation)
-    progress(Bilingual(f"Rounding the merged weights as {kind.name} stores them, for the expected error",
-                       f"正在按 {kind.name} 的存储方式舍入合并后的权重，以得到预期误差"))
+    progress(
+        Bilingual(
+            f"Rounding the merged weights as {kind.name} stores them, for the expected error",
+            f"正在按 {kind.name} 的存储方式舍入合并后的权重，以得到预期误差",
+        )
+    )
     rounded = _round_like_file(merged, kind, prompts, tokenizer, plan.device)
     del model, merged
-    progress(Bilingual("Reloading the .gguf with transformers' GGUF reader to check it", "正在用 transformers 的 GGUF 读取器重新加载 .gguf 以校验"))
+    progress(
+        Bilingual(
+            "Reloading the .gguf with transformers' GGUF reader to check it",
+            "正在用 transformers 的 GGUF 读取器重新加载 .gguf 以校验",
+        )
+    )
     again, tokenizer_matches = _reload(path, tokenizer, prompts, plan)
     report = GgufReport(
-        out_dir, path.name, kind.name, path.stat().st_size, str(plan.weight_dtype).removeprefix("torch."),
-        _max_diff(again, reference), _max_diff(rounded, reference), _max_diff(again, rounded), TOLERANCE[plan.weight_dtype],
-        _agreement(again, reference), tokenizer_matches, [], round(time.time() - started, 1),
+        out_dir,
+        path.name,
+        kind.name,
+        path.stat().st_size,
+        str(plan.weight_dtype).removeprefix("torch."),
+        _max_diff(again, reference),
+        _max_diff(rounded, reference),
+        _max_diff(again, rounded),
+        TOLERANCE[plan.weight_dtype],
+        _agreement(again, reference),
+        tokenizer_matches,
+        [],
+        round(time.time() - started, 1),
     )
     write_model_card(out_dir, config, info, adapter_path, report, weights=_card_line(report), usage=_usage(path.name))
     report.files = sorted(p.name for p in out_dir.iterdir())
@@ -130,15 +151,20 @@ def _reload(path: Path, tokenizer, prompts, plan) -> tuple[list[torch.Tensor], b
     """Logits of the file as transformers reads it (the studio's own GGUF path), and whether its tokenizer agrees."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=plan.weight_dtype,
-                                                 device_map={"": plan.device}).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=plan.weight_dtype, device_map={"": plan.device}
+    ).eval()
     logits = prompt_logits(model, tokenizer, prompts, plan.device)  # the same ids: this compares weights alone
     del model
     again = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in prompts]
-    same_ids = all(tokenizer(t, add_special_tokens=False)["input_ids"] == again(t, add_special_tokens=False)["input_ids"]
-                   for t in texts)
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    same_ids = all(
+        tokenizer(t, add_special_tokens=False)["input_ids"] == again(t, add_special_tokens=False)["input_ids"]
+        for t in texts
+    )
     return logits, same_ids and again.chat_template == tokenizer.chat_template
 
 
@@ -156,23 +182,39 @@ def _stem(name: str) -> str:
 
 
 def _card_line(report: GgufReport) -> str:
-    return (f"- Exported weights: GGUF {report.gguf_type} ({report.size_bytes / 2**20:.1f} MiB); reload check with transformers' "
-            f"GGUF reader: max logit difference {report.max_logit_diff:.3g} from the merged model, of which "
-            f"{report.expected_diff:.3g} is {report.gguf_type} rounding; same next token at {report.agreement:.1%} of positions; "
-            f"file vs rounded weights {report.check_diff:.2g} "
-            f"(tolerance {report.tolerance:g}); tokenizer and chat template read back {'equal' if report.tokenizer_matches else 'DIFFERENT'}")
+    return (
+        f"- Exported weights: GGUF {report.gguf_type} ({report.size_bytes / 2**20:.1f} MiB); reload check with "
+        "transformers' "
+        f"GGUF reader: max logit difference {report.max_logit_diff:.3g} from the merged model, of which "
+        f"{report.expected_diff:.3g} is {report.gguf_type} rounding; same next token at {report.agreement:.1%} of "
+        "positions; "
+        f"file vs rounded weights {report.check_diff:.2g} "
+        f"(tolerance {report.tolerance:g}); tokenizer and chat template read back "
+        f"{'equal' if report.tokenizer_matches else 'DIFFERENT'}"
+    )
 
 
 def _usage(gguf_name: str) -> list[str]:
-    return ["```bash", "ollama create my-model -f Modelfile && ollama run my-model",
-            f"llama-cli -m {gguf_name} -cnv          # llama.cpp, with the chat template stored in the file", "```",
-            "", "LM Studio: put the .gguf in its models folder (publisher/model/) and load it.", ""]
+    return [
+        "```bash",
+        "ollama create my-model -f Modelfile && ollama run my-model",
+        f"llama-cli -m {gguf_name} -cnv          # llama.cpp, with the chat template stored in the file",
+        "```",
+        "",
+        "LM Studio: put the .gguf in its models folder (publisher/model/) and load it.",
+        "",
+    ]
 
 
 def _refuse(report: GgufReport) -> None:
-    problem = (f"the file differs from the merged weights rounded as {report.gguf_type} by {report.check_diff:.4g} "
-               f"(tolerance {report.tolerance})" if report.check_diff > report.tolerance
-               else "the tokenizer or chat template read back from the file differs from the model's")
+    problem = (
+        f"the file differs from the merged weights rounded as {report.gguf_type} by {report.check_diff:.4g} "
+        f"(tolerance {report.tolerance})"
+        if report.check_diff > report.tolerance
+        else "the tokenizer or chat template read back from the file differs from the model's"
+    )
     (report.out_dir / "EXPORT_FAILED_CHECK.txt").write_text(problem + "\n")
-    raise ExportError(f"The GGUF export failed its reload check: {problem}; see {report.out_dir}. Please report this.",
-                      f"GGUF 导出未通过重新加载校验：{problem}；详见 {report.out_dir}。请反馈此问题。")
+    raise ExportError(
+        f"The GGUF export failed its reload check: {problem}; see {report.out_dir}. Please report this.",
+        f"GGUF 导出未通过重新加载校验：{problem}；详见 {report.out_dir}。请反馈此问题。",
+    )

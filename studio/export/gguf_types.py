@@ -34,16 +34,19 @@ class GgufType:
         return self.matrix not in (Q.F32, Q.F16, Q.BF16)
 
 
-GGUF_TYPES = {t.name: t for t in (
-    GgufType("f32", Q.F32, Q.F32, LlamaFileType.ALL_F32),
-    GgufType("f16", Q.F16, Q.F16, LlamaFileType.MOSTLY_F16),
-    GgufType("bf16", Q.BF16, Q.BF16, LlamaFileType.MOSTLY_BF16),
-    GgufType("q8_0", Q.Q8_0, Q.Q8_0, LlamaFileType.MOSTLY_Q8_0),
-    GgufType("q5_1", Q.Q5_1, Q.Q8_0, LlamaFileType.MOSTLY_Q5_1),
-    GgufType("q5_0", Q.Q5_0, Q.Q8_0, LlamaFileType.MOSTLY_Q5_0),
-    GgufType("q4_1", Q.Q4_1, Q.Q8_0, LlamaFileType.MOSTLY_Q4_1),
-    GgufType("q4_0", Q.Q4_0, Q.Q8_0, LlamaFileType.MOSTLY_Q4_0),
-)}
+GGUF_TYPES = {
+    t.name: t
+    for t in (
+        GgufType("f32", Q.F32, Q.F32, LlamaFileType.ALL_F32),
+        GgufType("f16", Q.F16, Q.F16, LlamaFileType.MOSTLY_F16),
+        GgufType("bf16", Q.BF16, Q.BF16, LlamaFileType.MOSTLY_BF16),
+        GgufType("q8_0", Q.Q8_0, Q.Q8_0, LlamaFileType.MOSTLY_Q8_0),
+        GgufType("q5_1", Q.Q5_1, Q.Q8_0, LlamaFileType.MOSTLY_Q5_1),
+        GgufType("q5_0", Q.Q5_0, Q.Q8_0, LlamaFileType.MOSTLY_Q5_0),
+        GgufType("q4_1", Q.Q4_1, Q.Q8_0, LlamaFileType.MOSTLY_Q4_1),
+        GgufType("q4_0", Q.Q4_0, Q.Q8_0, LlamaFileType.MOSTLY_Q4_0),
+    )
+}
 
 
 def tensor_type(kind: GgufType, gguf_name: str, shape: tuple[int, ...]) -> GGMLQuantizationType:

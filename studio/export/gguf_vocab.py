@@ -16,15 +16,17 @@ from studio.export.gguf_arch import GgufUnsupported
 from studio.modeling.tiny import QWEN_SPLIT
 
 # Llama 3's split (numbers in groups of up to three), llama.cpp's "llama-bpe".
-LLAMA3_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+LLAMA3_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (one pattern, as tokenizer.json holds it)
 _SPLITS = {QWEN_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 
 
 def backend_json(tokenizer) -> dict:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise GgufUnsupported("GGUF export needs a fast (tokenizer.json) tokenizer; this model has a slow one.",
-                              "GGUF 导出需要 fast 分词器（tokenizer.json）；该模型只有 slow 分词器。")
+        raise GgufUnsupported(
+            "GGUF export needs a fast (tokenizer.json) tokenizer; this model has a slow one.",
+            "GGUF 导出需要 fast 分词器（tokenizer.json）；该模型只有 slow 分词器。",
+        )
     return json.loads(backend.to_str())
 
 
@@ -60,8 +62,10 @@ def write_vocab(writer, tokenizer, vocab_size: int, pre: str | None = None) -> N
     pre = pre or pre_tokenizer_name(spec)
     by_id = {index: token for token, index in tokenizer.get_vocab().items()}
     if max(by_id) >= vocab_size:
-        raise GgufUnsupported(f"The tokenizer has ids up to {max(by_id)} but the model only {vocab_size} embedding rows.",
-                              f"分词器的 id 最大为 {max(by_id)}，但模型只有 {vocab_size} 行词向量。")
+        raise GgufUnsupported(
+            f"The tokenizer has ids up to {max(by_id)} but the model only {vocab_size} embedding rows.",
+            f"分词器的 id 最大为 {max(by_id)}，但模型只有 {vocab_size} 行词向量。",
+        )
     added = {index: token.special for index, token in tokenizer.added_tokens_decoder.items()}
     tokens, types = [], []
     for index in range(vocab_size):
@@ -70,7 +74,9 @@ def write_vocab(writer, tokenizer, vocab_size: int, pre: str | None = None) -> N
             types.append(TokenType.UNUSED)
             continue
         tokens.append(by_id[index])
-        types.append(TokenType.NORMAL if index not in added else TokenType.CONTROL if added[index] else TokenType.USER_DEFINED)
+        types.append(
+            TokenType.NORMAL if index not in added else TokenType.CONTROL if added[index] else TokenType.USER_DEFINED
+        )
     writer.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
@@ -82,8 +88,12 @@ def write_vocab(writer, tokenizer, vocab_size: int, pre: str | None = None) -> N
 
 
 def _write_special_ids(writer, tokenizer) -> None:
-    for value, add in ((tokenizer.bos_token_id, writer.add_bos_token_id), (tokenizer.eos_token_id, writer.add_eos_token_id),
-                       (tokenizer.unk_token_id, writer.add_unk_token_id), (tokenizer.pad_token_id, writer.add_pad_token_id)):
+    for value, add in (
+        (tokenizer.bos_token_id, writer.add_bos_token_id),
+        (tokenizer.eos_token_id, writer.add_eos_token_id),
+        (tokenizer.unk_token_id, writer.add_unk_token_id),
+        (tokenizer.pad_token_id, writer.add_pad_token_id),
+    ):
         if value is not None:
             add(int(value))
     probe = tokenizer("a")["input_ids"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -32,10 +32,10 @@ class WriteProgress:
     eta_s: float | None
 
     def text(self, lang: str = "en") -> str:
-        eta = format_duration(self.eta_s, "–")
+        eta, elapsed = format_duration(self.eta_s, "–"), format_duration(self.elapsed_s)
         if lang == "zh":
-            return f"写入张量 {self.done}/{self.total}（{self.tensor}）· 已用 {format_duration(self.elapsed_s)} · 剩余 {eta}"
-        return f"Writing tensor {self.done}/{self.total} ({self.tensor}) · elapsed {format_duration(self.elapsed_s)} · remaining {eta}"
+            return f"写入张量 {self.done}/{self.total}（{self.tensor}）· 已用 {elapsed} · 剩余 {eta}"
+        return f"Writing tensor {self.done}/{self.total} ({self.tensor}) · elapsed {elapsed} · remaining {eta}"
 
     def __str__(self) -> str:
         return self.text("en")
@@ -61,8 +61,16 @@ def plan_tensors(model, kind: GgufType) -> list[_Planned]:
     return planned
 
 
-def write_gguf(path: Path, model, tokenizer, kind: GgufType, *, name: str, pre: str | None = None,
-               progress: Callable[[object], None] = lambda item: None) -> Path:
+def write_gguf(
+    path: Path,
+    model,
+    tokenizer,
+    kind: GgufType,
+    *,
+    name: str,
+    pre: str | None = None,
+    progress: Callable[[object], None] = lambda item: None,
+) -> Path:
     """Write `model` (merged, unquantised) and `tokenizer` to `path`; returns `path`."""
     from gguf import GGML_QUANT_VERSION, GGUFWriter
 
@@ -77,7 +85,9 @@ def write_gguf(path: Path, model, tokenizer, kind: GgufType, *, name: str, pre: 
         write_hyperparameters(writer, model.config, arch)
         write_vocab(writer, tokenizer, int(model.config.vocab_size), pre)
         for item in planned:
-            writer.add_tensor_info(item.gguf_name, item.shape, np.float32, stored_bytes(item.shape, item.qtype), raw_dtype=item.qtype)
+            writer.add_tensor_info(
+                item.gguf_name, item.shape, np.float32, stored_bytes(item.shape, item.qtype), raw_dtype=item.qtype
+            )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()

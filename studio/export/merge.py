@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from studio.chat.adapters import read_adapter
 from studio.config import QuantizationConfig, RunConfig, TrainingConfig
 from studio.errors import StudioError
-from studio.text import Bilingual
 from studio.export.model_card import write_model_card
+from studio.text import Bilingual
 
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}
-CHECK_PROMPTS = ["你好，请介绍一下你自己。", "What is LoRA fine-tuning?", "为什么天空是蓝色的？", "Write a haiku about cats.", "1+1=?"]
+CHECK_PROMPTS = [
+    "你好，请介绍一下你自己。",
+    "What is LoRA fine-tuning?",
+    "为什么天空是蓝色的？",
+    "Write a haiku about cats.",
+    "1+1=?",
+]
 
 
 class ExportError(StudioError):
@@ -49,7 +55,9 @@ def _merge_precision(dtype: str) -> str:
     return "fp32" if dtype == "auto" and not torch.cuda.is_available() else dtype
 
 
-def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str], None] = lambda m: None) -> ExportReport:
+def export_merged(
+    config: RunConfig, adapter_path: str, progress: Callable[[str], None] = lambda m: None
+) -> ExportReport:
     started, info = time.time(), read_adapter(adapter_path)
     out_dir = prepare_out_dir(Path(config.export.output_dir))
     model, tokenizer, plan = load_with_adapter(config, info, progress)
@@ -58,19 +66,35 @@ def export_merged(config: RunConfig, adapter_path: str, progress: Callable[[str]
     progress(Bilingual("Merging the adapter into the weights", "正在把适配器合并进权重"))
     merged = model.merge_and_unload()
     shard = config.export.max_shard_size
-    progress(Bilingual(f"Saving to {out_dir} (shards of at most {shard})", f"正在保存到 {out_dir}（每个分片不超过 {shard}）"))
+    progress(
+        Bilingual(f"Saving to {out_dir} (shards of at most {shard})", f"正在保存到 {out_dir}（每个分片不超过 {shard}）")
+    )
     merged.save_pretrained(out_dir, max_shard_size=config.export.max_shard_size.replace(" ", ""))
     tokenizer.save_pretrained(out_dir)
     del model, merged
-    progress(Bilingual("Reloading the export with plain transformers to check it", "正在用 transformers 重新加载导出结果以校验"))
+    progress(
+        Bilingual(
+            "Reloading the export with plain transformers to check it", "正在用 transformers 重新加载导出结果以校验"
+        )
+    )
     diff = _max_diff(out_dir, tokenizer, prompts, reference, plan)
-    report = ExportReport(out_dir, str(plan.weight_dtype).removeprefix("torch."), sorted(p.name for p in out_dir.iterdir()),
-                          diff, TOLERANCE[plan.weight_dtype], round(time.time() - started, 1))
+    report = ExportReport(
+        out_dir,
+        str(plan.weight_dtype).removeprefix("torch."),
+        sorted(p.name for p in out_dir.iterdir()),
+        diff,
+        TOLERANCE[plan.weight_dtype],
+        round(time.time() - started, 1),
+    )
     write_model_card(out_dir, config, info, adapter_path, report)
     report.files = sorted(p.name for p in out_dir.iterdir())
     if not report.passed:
-        (out_dir / "EXPORT_FAILED_CHECK.txt").write_text(f"max logit difference {diff} > tolerance {report.tolerance}\n")
-        raise ExportError(f"The merged model differs from base+adapter by {diff:.4g} (tolerance {report.tolerance}); see {out_dir}.")
+        (out_dir / "EXPORT_FAILED_CHECK.txt").write_text(
+            f"max logit difference {diff} > tolerance {report.tolerance}\n"
+        )
+        raise ExportError(
+            f"The merged model differs from base+adapter by {diff:.4g} (tolerance {report.tolerance}); see {out_dir}."
+        )
     return report
 
 
@@ -79,10 +103,16 @@ def load_with_adapter(config: RunConfig, info, progress: Callable) -> tuple:
     from studio.modeling.compute import resolve_plan
     from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
 
-    plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype)))
+    plan = resolve_plan(
+        QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype))
+    )
     dtype = str(plan.weight_dtype).removeprefix("torch.")
-    progress(Bilingual(f"Loading {config.model.name_or_path} in {dtype} (not quantised) and the adapter {info.name}",
-                       f"正在以 {dtype}（不量化）加载 {config.model.name_or_path} 与适配器 {info.name}"))
+    progress(
+        Bilingual(
+            f"Loading {config.model.name_or_path} in {dtype} (not quantised) and the adapter {info.name}",
+            f"正在以 {dtype}（不量化）加载 {config.model.name_or_path} 与适配器 {info.name}",
+        )
+    )
     path = resolve_model_path(config.model, progress=progress)
     tokenizer = load_tokenizer(config.model, path)
     return _with_adapter(load_base_model(config.model, path, plan), info.path), tokenizer, plan
@@ -114,7 +144,9 @@ def _with_adapter(base, adapter_path: str):
 def prompt_logits(model, tokenizer, prompts: list[str], device: str) -> list[torch.Tensor]:
     results = []
     for prompt in prompts:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
         results.append(model(input_ids=ids).logits.float().cpu())
     return results
@@ -123,7 +155,9 @@ def prompt_logits(model, tokenizer, prompts: list[str], device: str) -> list[tor
 def _max_diff(out_dir: Path, tokenizer, prompts, reference, plan) -> float:
     from transformers import AutoModelForCausalLM
 
-    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=plan.weight_dtype, device_map={"": plan.device}).eval()
+    reloaded = AutoModelForCausalLM.from_pretrained(
+        out_dir, dtype=plan.weight_dtype, device_map={"": plan.device}
+    ).eval()
     again = prompt_logits(reloaded, tokenizer, prompts, plan.device)
     return max(float((a - b).abs().max()) for a, b in zip(reference, again))
 

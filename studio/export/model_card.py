@@ -21,34 +21,54 @@ def _training_summary(adapter_path: str) -> tuple[RunConfig | None, dict]:
     started = [e for e in events if e.type == "started"]
     numbers = {"method": started[-1].method} if started else {}
     if finished:
-        numbers |= {"steps": finished[-1].step, "final train loss": finished[-1].train_loss,
-                   "best eval loss": finished[-1].best_eval_loss}
+        numbers |= {
+            "steps": finished[-1].step,
+            "final train loss": finished[-1].train_loss,
+            "best eval loss": finished[-1].best_eval_loss,
+        }
     evaluations = sorted((run.path / "evaluations").glob("*/metrics.json"))
     if evaluations:
         numbers["evaluation"] = json.loads(evaluations[-1].read_text())["metrics"]
     return run.load_config(), numbers
 
 
-def write_model_card(out_dir: Path, config: RunConfig, info: AdapterInfo, adapter_path: str, report,
-                     weights: str | None = None, usage: list[str] | None = None) -> None:
+def write_model_card(
+    out_dir: Path,
+    config: RunConfig,
+    info: AdapterInfo,
+    adapter_path: str,
+    report,
+    weights: str | None = None,
+    usage: list[str] | None = None,
+) -> None:
     """README.md in `out_dir`; `weights` and `usage` describe a format other than the transformers folder."""
     trained_with, numbers = _training_summary(adapter_path)
     lines = [
         f"# {out_dir.name}",
         "",
-        f"A merged model exported by QLoRA Studio{' as GGUF' if usage else ''}: the LoRA adapter `{info.name}` merged into `{config.model.name_or_path}`.",
+        f"A merged model exported by QLoRA Studio{' as GGUF' if usage else ''}: the LoRA adapter `{info.name}` merged "
+        f"into `{config.model.name_or_path}`.",
         "",
         "## Made from",
         *_made_from(config.model.name_or_path, trained_with or config, numbers),
-        weights or f"- Exported weights: {report.dtype}; reload check: max logit difference {report.max_logit_diff:.3g} "
+        weights
+        or f"- Exported weights: {report.dtype}; reload check: max logit difference {report.max_logit_diff:.3g} "
         f"(tolerance {report.tolerance:g})",
         "",
     ]
     if numbers:
         lines += ["## Results", "", "```json", json.dumps(numbers, ensure_ascii=False, indent=2), "```", ""]
-    lines += ["## Use", ""] + (usage or [
-        "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        f'model = AutoModelForCausalLM.from_pretrained("{out_dir}")', f'tokenizer = AutoTokenizer.from_pretrained("{out_dir}")', "```", ""])
+    lines += ["## Use", ""] + (
+        usage
+        or [
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            f'model = AutoModelForCausalLM.from_pretrained("{out_dir}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{out_dir}")',
+            "```",
+            "",
+        ]
+    )
     (out_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -59,25 +79,44 @@ def adapter_card(info: AdapterInfo, repo_id: str) -> str:
     front = ["---", "library_name: peft", "tags: [lora, qlora-studio]"]
     if re.match(r"^[\w.-]+/[\w.-]+$", base) and not Path(base).exists():  # a hub id the Hub can link to
         front.append(f"base_model: {base}")
-    lines = [*front, "---", "", f"# {repo_id.split('/')[-1]}", "",
-             f"A LoRA adapter for `{base}`, trained with QLoRA Studio (run `{info.name}`).", ""]
+    lines = [
+        *front,
+        "---",
+        "",
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        f"A LoRA adapter for `{base}`, trained with QLoRA Studio (run `{info.name}`).",
+        "",
+    ]
     if trained_with:
         lines += ["## Made from", *_made_from(base, trained_with, numbers), ""]
     if numbers:
         lines += ["## Results", "", "```json", json.dumps(numbers, ensure_ascii=False, indent=2), "```", ""]
-    lines += ["## Use", "", "```python", "from peft import PeftModel", "from transformers import AutoModelForCausalLM",
-              f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")', "```", ""]
+    lines += [
+        "## Use",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM",
+        f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")',
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _made_from(base_model: str, source: RunConfig, numbers: dict) -> list[str]:
     return [
         f"- Base model: `{base_model}`",
-        f"- Datasets: {', '.join(source.data.datasets)} (cutoff {source.data.cutoff_len} tokens, {source.data.val_size:.0%} held out)",
+        f"- Datasets: {', '.join(source.data.datasets)} (cutoff {source.data.cutoff_len} tokens, "
+        f"{source.data.val_size:.0%} held out)",
         f"- LoRA: rank {source.lora.rank}, alpha {source.lora.alpha:g}, dropout {source.lora.dropout:g}, "
-        f"targets {', '.join(source.lora.target_modules)}" + (", DoRA" if source.lora.use_dora else "") + (", rsLoRA" if source.lora.use_rslora else ""),
+        f"targets {', '.join(source.lora.target_modules)}"
+        + (", DoRA" if source.lora.use_dora else "")
+        + (", rsLoRA" if source.lora.use_rslora else ""),
         f"- Trained with: {numbers.get('method') or source.quantization.method + ' quantisation'}",
         f"- Training: lr {source.training.learning_rate:g}, {source.training.num_epochs:g} epochs"
         + (f" (max {source.training.max_steps} steps)" if source.training.max_steps else "")
-        + f", batch {source.training.batch_size} x accumulation {source.training.gradient_accumulation_steps}, {source.training.lr_scheduler} schedule",
+        + f", batch {source.training.batch_size} x accumulation {source.training.gradient_accumulation_steps}, "
+        f"{source.training.lr_scheduler} schedule",
     ]

@@ -19,7 +19,7 @@ def modelfile_text(gguf_name: str, tokenizer, generation: GenerationConfig) -> s
     fmt = format_of(tokenizer)
     lines = [
         f"# Ollama Modelfile written by QLoRA Studio for {gguf_name}.",
-        f"#   ollama create my-model -f Modelfile && ollama run my-model",
+        "#   ollama create my-model -f Modelfile && ollama run my-model",
         f"# llama.cpp reads the chat template stored in the file:  llama-cli -m {gguf_name} -cnv",
         f"FROM ./{gguf_name}",
     ]
@@ -58,9 +58,14 @@ def go_template(fmt: ChatFormat, tokenizer) -> str:
         head = "{{ if $system }}" + system + "{{ end }}"
     assistant = _text(fmt.assistant, "{{ .Content }}", tokenizer)
     return (
-        "{{- $system := .System }}" + _text(fmt.prefix, "", tokenizer) + head
-        + '{{- range .Messages }}{{ if eq .Role "user" }}' + user
-        + '{{ else if eq .Role "assistant" }}' + assistant + "{{ end }}{{ end }}"
+        "{{- $system := .System }}"
+        + _text(fmt.prefix, "", tokenizer)
+        + head
+        + '{{- range .Messages }}{{ if eq .Role "user" }}'
+        + user
+        + '{{ else if eq .Role "assistant" }}'
+        + assistant
+        + "{{ end }}{{ end }}"
     )
 
 

@@ -17,15 +17,21 @@ from dataclasses import dataclass
 BOS, EOS = ("bos_token",), ("eos_token",)  # tuples so they never equal a text piece
 Piece = str | tuple[str]
 
-_IM = ("<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n", "{content}<|im_end|>\n",
-       "<|im_start|>system\n{content}<|im_end|>\n")
-_QWEN_OBSERVATION = ("<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n<|im_start|>assistant\n",)
+_IM = (
+    "<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
+    "{content}<|im_end|>\n",
+    "<|im_start|>system\n{content}<|im_end|>\n",
+)
+_QWEN_OBSERVATION = (
+    "<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
+)
 # Qwen2.5's own chat template puts this after the system prompt when tools are given.
 _QWEN_TOOLS = (
     "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
     "You are provided with function signatures within <tools></tools> XML tags:\n<tools>{tool_text}"
     "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
-    '<tool_call></tool_call> XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
+    '<tool_call></tool_call> XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": '
+    "<args-json-object>}}\n</tool_call>"
 )
 
 
@@ -38,7 +44,9 @@ class ChatFormat:
     prefix: tuple[Piece, ...] = ()
     default_system: str = ""
     system_in_user: bool = False  # the system text opens the first user message (Mistral, Gemma)
-    efficient_eos: bool = False  # no end token per answer: the next prompt's first label is EOS, one EOS ends all (GLM-4)
+    efficient_eos: bool = (
+        False  # no end token per answer: the next prompt's first label is EOS, one EOS ends all (GLM-4)
+    )
     observation: tuple[Piece, ...] | None = None  # None: this format has no tool calls
     tools_text: str = ""  # added to the system text when tools are given; "{tool_text}" lists them
 
@@ -53,32 +61,69 @@ def _im(name: str, default_system: str = "", tools: bool = False) -> ChatFormat:
     return ChatFormat(name, (user,), (assistant,), (system,), default_system=default_system, **extra)
 
 
-FORMATS = {f.name: f for f in (
-    _im("chatml", tools=True),
-    _im("qwen", "You are a helpful assistant.", tools=True),
-    _im("qwen2.5", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", tools=True),
-    _im("yi"),
-    ChatFormat(
-        "llama3",
-        ("<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",),
-        ("{content}<|eot_id|>",), ("<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",), prefix=(BOS,),
-    ),
-    ChatFormat("mistral", ("[INST] {content}[/INST]",), (" {content}", EOS), ("{content}\n\n",), prefix=(BOS,),
-               system_in_user=True),
-    ChatFormat("gemma", ("<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",),
-               ("{content}<end_of_turn>\n",), ("{content}\n\n",), prefix=(BOS,), system_in_user=True),
-    ChatFormat("glm4", ("<|user|>\n{content}<|assistant|>",), ("\n{content}",), ("<|system|>\n{content}",),
-               prefix=("[gMASK]<sop>",), efficient_eos=True),
-    ChatFormat("deepseek", ("User: {content}\n\nAssistant:",), ("{content}", EOS), ("{content}\n\n",), prefix=(BOS,)),
-    # Plain-text instructions for base models without special tokens.
-    ChatFormat("alpaca", ("### Instruction:\n{content}\n\n### Response:\n",), ("{content}", EOS, "\n\n"), ("{content}\n\n",)),
-)}
+FORMATS = {
+    f.name: f
+    for f in (
+        _im("chatml", tools=True),
+        _im("qwen", "You are a helpful assistant.", tools=True),
+        _im("qwen2.5", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", tools=True),
+        _im("yi"),
+        ChatFormat(
+            "llama3",
+            (
+                "<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            ),
+            ("{content}<|eot_id|>",),
+            ("<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",),
+            prefix=(BOS,),
+        ),
+        ChatFormat(
+            "mistral",
+            ("[INST] {content}[/INST]",),
+            (" {content}", EOS),
+            ("{content}\n\n",),
+            prefix=(BOS,),
+            system_in_user=True,
+        ),
+        ChatFormat(
+            "gemma",
+            ("<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",),
+            ("{content}<end_of_turn>\n",),
+            ("{content}\n\n",),
+            prefix=(BOS,),
+            system_in_user=True,
+        ),
+        ChatFormat(
+            "glm4",
+            ("<|user|>\n{content}<|assistant|>",),
+            ("\n{content}",),
+            ("<|system|>\n{content}",),
+            prefix=("[gMASK]<sop>",),
+            efficient_eos=True,
+        ),
+        ChatFormat(
+            "deepseek", ("User: {content}\n\nAssistant:",), ("{content}", EOS), ("{content}\n\n",), prefix=(BOS,)
+        ),
+        # Plain-text instructions for base models without special tokens.
+        ChatFormat(
+            "alpaca",
+            ("### Instruction:\n{content}\n\n### Response:\n",),
+            ("{content}", EOS, "\n\n"),
+            ("{content}\n\n",),
+        ),
+    )
+}
 
 # Model folder or hub names (last path part, lower case) and the format their family uses.
 _FAMILIES = [
-    (r"qwen2\.5-", "qwen2.5"), (r"qwen(1\.5|2)?-", "qwen"), (r"(meta-)?llama-3", "llama3"),
-    (r"(mistral-7b|mixtral-8x)", "mistral"), (r"(code)?gemma-(1\.1-)?\d+b", "gemma"), (r"glm-4-", "glm4"),
-    (r"deepseek-(llm|moe|math)-", "deepseek"), (r"yi-", "yi"),
+    (r"qwen2\.5-", "qwen2.5"),
+    (r"qwen(1\.5|2)?-", "qwen"),
+    (r"(meta-)?llama-3", "llama3"),
+    (r"(mistral-7b|mixtral-8x)", "mistral"),
+    (r"(code)?gemma-(1\.1-)?\d+b", "gemma"),
+    (r"glm-4-", "glm4"),
+    (r"deepseek-(llm|moe|math)-", "deepseek"),
+    (r"yi-", "yi"),
 ]
 
 
@@ -99,8 +144,10 @@ def system_text(fmt: ChatFormat, system: str, tools: str) -> str:
     system = system or fmt.default_system
     if not tools:
         return system
-    tool_text = "".join("\n" + json.dumps(t if t.get("type") == "function" else {"type": "function", "function": t},
-                                          ensure_ascii=False) for t in json.loads(tools))
+    tool_text = "".join(
+        "\n" + json.dumps(t if t.get("type") == "function" else {"type": "function", "function": t}, ensure_ascii=False)
+        for t in json.loads(tools)
+    )
     return system + fmt.tools_text.format(tool_text=tool_text)
 
 
@@ -120,7 +167,12 @@ def turn_pieces(fmt: ChatFormat, messages: list[dict]) -> list[list[Piece]]:
     """The pieces of every turn after the system message; the first turn carries prefix and system text."""
     system, tools, turns = split_system(messages)
     head = system_text(fmt, system, tools)
-    slots = {"user": fmt.user, "assistant": fmt.assistant, "observation": fmt.observation, "function_call": fmt.assistant}
+    slots = {
+        "user": fmt.user,
+        "assistant": fmt.assistant,
+        "observation": fmt.observation,
+        "function_call": fmt.assistant,
+    }
     rendered = []
     for index, message in enumerate(turns):
         role, content = message["role"], message["content"]

@@ -28,7 +28,7 @@ def _expression(pieces: tuple[Piece, ...], variable: str) -> str:
 def to_jinja(fmt: ChatFormat) -> str:
     """The format as a chat template: the prompt already ends with the assistant's header."""
     system = _expression(fmt.system, "system")
-    first = (f"{{% set content = {system} + content %}}" if fmt.system_in_user else f"{{{{ {system} }}}}")
+    first = f"{{% set content = {system} + content %}}" if fmt.system_in_user else f"{{{{ {system} }}}}"
     prefix = f"{{{{ {_expression(fmt.prefix, '')} }}}}" if fmt.prefix else ""
     return (
         f"{{# qlora-studio chat format {fmt.name} #}}"  # names the format, so two with the same text stay apart
@@ -68,8 +68,13 @@ def apply_chat_template_choice(tokenizer, choice: str, model_name: str | None = 
 
 _PROBES = [
     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A"}, {"role": "assistant", "content": "B"},
-     {"role": "user", "content": "C"}, {"role": "assistant", "content": "D"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "A"},
+        {"role": "assistant", "content": "B"},
+        {"role": "user", "content": "C"},
+        {"role": "assistant", "content": "D"},
+    ],
 ]
 
 

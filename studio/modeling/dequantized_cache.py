@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 
-
 AUTO_SHARE_OF_GPU = 0.25  # 'auto' caches when the copy takes at most this share of the GPU's memory
 
 

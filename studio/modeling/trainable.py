@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan

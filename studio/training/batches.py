@@ -25,10 +25,16 @@ class StepSchedule:
     seed: int
 
     @classmethod
-    def of(cls, num_examples: int, training) -> "StepSchedule":
+    def of(cls, num_examples: int, training) -> StepSchedule:
         """The schedule a TrainingConfig gives `num_examples` training examples."""
-        return cls(num_examples=num_examples, batch_size=training.batch_size, accumulation=training.gradient_accumulation_steps,
-                   num_epochs=training.num_epochs, max_steps=training.max_steps, seed=training.seed)
+        return cls(
+            num_examples=num_examples,
+            batch_size=training.batch_size,
+            accumulation=training.gradient_accumulation_steps,
+            num_epochs=training.num_epochs,
+            max_steps=training.max_steps,
+            seed=training.seed,
+        )
 
     @property
     def micro_batches_per_epoch(self) -> int:

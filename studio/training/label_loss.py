@@ -54,7 +54,10 @@ def fused_head_supported(model) -> bool:
     head = model.get_output_embeddings()
     config = model.config
     plain = type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
-    scaled = any(getattr(config, name, None) not in (None, 1.0) for name in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+    scaled = any(
+        getattr(config, name, None) not in (None, 1.0)
+        for name in ("final_logit_softcapping", "logit_scale", "logits_scaling")
+    )
     return plain and not scaled
 
 

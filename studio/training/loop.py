@@ -11,9 +11,9 @@ import math
 import resource
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -28,8 +28,8 @@ from studio.training.objectives import build_objective
 from studio.training.preference import tally_metrics
 from studio.training.token_losses import TokenLosses
 
-
 HEARTBEAT_S = 1.0  # at most one heartbeat event a second, however fast the steps
+
 
 @dataclass(kw_only=True)
 class Outcome:
@@ -62,8 +62,13 @@ class Trainer:
         self.config, self.plan = config, plan
         self.lanes = Lanes(lanes_for(plan.device, config.micro_batch_lanes))
         self.token_losses = TokenLosses(
-            model, device=plan.device, packing=config.packing, token_budget=config.tokens_per_forward(plan.device),
-            batch_size=config.batch_size, lanes=self.lanes.count, levers=levers,
+            model,
+            device=plan.device,
+            packing=config.packing,
+            token_budget=config.tokens_per_forward(plan.device),
+            batch_size=config.batch_size,
+            lanes=self.lanes.count,
+            levers=levers,
         )
         self.objective = build_objective(config.stage, self.token_losses, preference)
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
@@ -75,15 +80,19 @@ class Trainer:
         self._last_beat = time.time()
         self.best_weights: dict | None = None
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
-        self.scaler = torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
-
-    def resume(self, checkpoint: Path) -> None:
-        self.state, self.best_weights = load_checkpoint(
-            checkpoint, self.model, self.optimizer, self.scheduler
+        self.scaler = (
+            torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
         )
 
+    def resume(self, checkpoint: Path) -> None:
+        self.state, self.best_weights = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler)
+
     def describe(self) -> str:
-        lanes = f" CPU lanes: {self.lanes.count} shares of equal work trained at the same time." if self.lanes.count > 1 else ""
+        lanes = (
+            f" CPU lanes: {self.lanes.count} shares of equal work trained at the same time."
+            if self.lanes.count > 1
+            else ""
+        )
         return self.objective.describe() + lanes
 
     def compute_reference(self, base: bool) -> None:
@@ -92,8 +101,12 @@ class Trainer:
         turned off; else with the adapter as training starts (lora.init_adapter). No second model is kept."""
         if not self.objective.needs_reference:
             return
-        scheduled = {id(self.train[i]): self.train[i] for step in range(self.schedule.total_steps)
-                     for indices in self.schedule.micro_batches(step) for i in indices}
+        scheduled = {
+            id(self.train[i]): self.train[i]
+            for step in range(self.schedule.total_steps)
+            for indices in self.schedule.micro_batches(step)
+            for i in indices
+        }
         items = list(scheduled.values()) + self.val
         which = "the base model (adapter off)" if base else "the initial adapter"
         self.emit(Phase(name="reference", message=f"Reference log-probabilities of {len(items)} examples from {which}"))
@@ -106,6 +119,7 @@ class Trainer:
 
     def _no_grad_map(self, work: Callable, plans: list) -> list:
         """`work` on every group of the lane plans, without gradients; results group by group, lane by lane."""
+
         def lane(batches):
             with torch.no_grad(), self._autocast():  # grad mode and autocast are per thread: each lane sets its own
                 return [work(group) for group in batches]
@@ -235,7 +249,7 @@ class Trainer:
         remaining = self.schedule.total_steps - self.state.step
         return round(elapsed, 2), (round(elapsed / done * remaining, 1) if done else None)
 
-    def _log(self, window: "_Window", started: float, first_step: int) -> None:
+    def _log(self, window: _Window, started: float, first_step: int) -> None:
         elapsed, eta = self._timing(started, first_step)
         self._last_beat = time.time()
         loss, grad_norm, tokens_per_second, tally = window.flush()

@@ -13,7 +13,7 @@ A loss comes back already divided by the step's weight, so micro-batches add up 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -22,7 +22,12 @@ from studio.data.tokenize import Encoded
 from studio.training.batches import predicted_tokens
 from studio.training.pair_packing import shareable
 from studio.training.preference import (
-    dpo_losses, dpo_tally, kl_estimate, kto_losses, kto_tally, tally_metrics,
+    dpo_losses,
+    dpo_tally,
+    kl_estimate,
+    kto_losses,
+    kto_tally,
+    tally_metrics,
 )
 from studio.training.token_losses import TokenLosses
 
@@ -101,7 +106,9 @@ class DpoObjective(_PreferenceObjective):
     stage = "dpo"
 
     def describe(self) -> str:
-        shared = "prompt run once for both answers" if self.token_losses.shares_prompts else "prompt run with each answer"
+        shared = (
+            "prompt run once for both answers" if self.token_losses.shares_prompts else "prompt run with each answer"
+        )
         return f"{self.token_losses.describe()} Pairs: {shared}; {self.config.loss} DPO loss, beta {self.config.beta}."
 
     def tokens(self, items: list) -> int:
@@ -114,7 +121,9 @@ class DpoObjective(_PreferenceObjective):
             losses, lengths = self.token_losses.pair_losses(group)
             logps, counts = _answer_sums(losses, lengths), torch.tensor(lengths, dtype=torch.float32)
         else:
-            logps, counts = self._document_logps([pair.document(side) for pair in group for side in (pair.chosen, pair.rejected)])
+            logps, counts = self._document_logps(
+                [pair.document(side) for pair in group for side in (pair.chosen, pair.rejected)]
+            )
         return logps.view(-1, 2), counts.view(-1, 2).to(logps.device)
 
     def store_reference(self, group: list) -> None:
@@ -127,7 +136,9 @@ class DpoObjective(_PreferenceObjective):
         reference = torch.tensor([pair.reference for pair in group], dtype=logps.dtype, device=logps.device)
         policy = logps / counts if self.config.loss == "ipo" else logps  # IPO compares per-token averages
         reference = reference / counts if self.config.loss == "ipo" else reference
-        losses, chosen_rewards, rejected_rewards = dpo_losses(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], self.config)
+        losses, chosen_rewards, rejected_rewards = dpo_losses(
+            policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], self.config
+        )
         if self.config.ftx:  # an SFT term: the chosen answer's per-token negative log-likelihood
             losses = losses + self.config.ftx * (-logps[:, 0] / counts[:, 0])
         return losses.sum() / weight, dpo_tally(losses, chosen_rewards, rejected_rewards)
@@ -141,21 +152,24 @@ class KtoObjective(_PreferenceObjective):
         self.kl = torch.zeros(())
 
     def describe(self) -> str:
-        return f"{self.token_losses.describe()} KTO loss, beta {self.config.beta}, KL estimated per step on mismatched answers."
+        losses = self.token_losses.describe()
+        return f"{losses} KTO loss, beta {self.config.beta}, KL estimated per step on mismatched answers."
 
     def tokens(self, items: list) -> int:
         return sum(len(item.document.input_ids) for item in items)
 
     def store_reference(self, group: list) -> None:
         logps, _ = self._document_logps([item.document for item in group] + [item.kl_document for item in group])
-        for item, answer, kl in zip(group, logps[: len(group)].tolist(), logps[len(group):].tolist()):
+        for item, answer, kl in zip(group, logps[: len(group)].tolist(), logps[len(group) :].tolist()):
             item.reference = (answer, kl)
 
     def prepare_step(self, items: list, no_grad_map: NoGradMap) -> None:
         """The KL estimate of these items: the adapter's log-probabilities of the mismatched answers against the
         reference's, over the whole step (so it does not depend on how the step is split into forward passes)."""
         documents = [item.kl_document for item in items]
-        sums = no_grad_map(lambda group: self.token_losses(group).double().sum(), self.token_losses.lane_plans(documents))
+        sums = no_grad_map(
+            lambda group: self.token_losses(group).double().sum(), self.token_losses.lane_plans(documents)
+        )
         policy = -sum(s.cpu() for s in sums) / len(items)
         reference = sum(item.reference[1] for item in items) / len(items)
         self.kl = kl_estimate(policy.float(), torch.tensor(reference, dtype=torch.float32))
@@ -168,7 +182,9 @@ class KtoObjective(_PreferenceObjective):
         kl = self.kl.to(device)
         losses, rewards = kto_losses(logps, reference, desirable, kl, self.config)
         if self.config.ftx:
-            losses = losses + self.config.ftx * torch.where(desirable, -logps / counts.to(device), torch.zeros_like(logps))
+            losses = losses + self.config.ftx * torch.where(
+                desirable, -logps / counts.to(device), torch.zeros_like(logps)
+            )
         return losses.sum() / weight, kto_tally(losses, rewards, desirable, kl)
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -29,8 +29,10 @@ class Packed:
     cu_seqlens: torch.Tensor  # (n + 1,) int32 offsets of the examples
     max_length: int
 
-    def to(self, device: str) -> "Packed":
-        moved = {name: getattr(self, name).to(device, non_blocking=True) for name in ("input_ids", "position_ids", "targets")}
+    def to(self, device: str) -> Packed:
+        moved = {
+            name: getattr(self, name).to(device, non_blocking=True) for name in ("input_ids", "position_ids", "targets")
+        }
         return Packed(**moved, cu_seqlens=self.cu_seqlens.to(device), max_length=self.max_length)
 
 

@@ -22,8 +22,11 @@ TALLY_SIZE = 8
 
 
 def dpo_losses(
-    policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
-    reference_rejected: torch.Tensor, config: PreferenceConfig,
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    config: PreferenceConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(losses, chosen rewards, rejected rewards) per pair; the rewards carry no gradient.
 
@@ -100,8 +103,11 @@ def tally_metrics(tally: torch.Tensor, with_kl: bool = False) -> dict[str, float
     chosen = values[CHOSEN_REWARDS] / values[CHOSEN_COUNT] if values[CHOSEN_COUNT] else 0.0
     rejected = values[REJECTED_REWARDS] / values[REJECTED_COUNT] if values[REJECTED_COUNT] else 0.0
     metrics = {
-        "loss": values[LOSS] / count, "rewards_chosen": chosen, "rewards_rejected": rejected,
-        "reward_margin": chosen - rejected, "reward_accuracy": values[CORRECT] / count,
+        "loss": values[LOSS] / count,
+        "rewards_chosen": chosen,
+        "rewards_rejected": rejected,
+        "reward_margin": chosen - rejected,
+        "reward_accuracy": values[CORRECT] / count,
     }
     if with_kl:
         metrics["kl"] = values[KL] / count

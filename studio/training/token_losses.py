@@ -24,7 +24,14 @@ from studio.training.pair_packing import pack_pairs
 
 class TokenLosses:
     def __init__(
-        self, model, *, device: str, packing: bool, token_budget: int, batch_size: int, lanes: int = 1,
+        self,
+        model,
+        *,
+        device: str,
+        packing: bool,
+        token_budget: int,
+        batch_size: int,
+        lanes: int = 1,
         levers: Levers = DEFAULT_LEVERS,
     ):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -40,9 +47,11 @@ class TokenLosses:
 
     def describe(self) -> str:
         layout = (
-            f"padding-free packing, about {self.token_budget} tokens or fewer per forward pass, attention within each example"
+            f"padding-free packing, about {self.token_budget} tokens or fewer per forward pass, attention within each "
+            "example"
             if self.packing
-            else f"padded micro-batches of {self.batch_size} " + ("grouped by length" if self.levers.length_grouping else "in order")
+            else f"padded micro-batches of {self.batch_size} "
+            + ("grouped by length" if self.levers.length_grouping else "in order")
         )
         head = "fused chunked cross-entropy" if self.fused else "cross-entropy"
         where = "label positions only" if self.levers.label_rows_only else "every position"
@@ -76,15 +85,17 @@ class TokenLosses:
         CPU (CUDA's varlen flash kernel cannot express the shared prompt) of a model without sliding windows."""
         config = self.decoder.config
         sliding = "sliding_attention" in (getattr(config, "layer_types", None) or []) or (
-            getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", False))
+            getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", False)
+        )
         return self.packing and self.device == "cpu" and not sliding
 
     def pair_losses(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, list[int]]:
         """Per-token losses of the answers of `pairs` laid out with shared prompts (chosen, then rejected, pair by
         pair), and how many tokens each answer has."""
         batch = pack_pairs(pairs)
-        hidden = self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length,
-                              shared_prompts=batch.shared_prompts)
+        hidden = self._decode(
+            batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length, shared_prompts=batch.shared_prompts
+        )
         labelled = hidden.index_select(0, batch.label_rows.to(self.device, non_blocking=True))
         targets = batch.label_targets.to(self.device, non_blocking=True)
         return label_losses(labelled, self.head, targets, self.chunk), batch.answer_lengths

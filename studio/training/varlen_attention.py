@@ -25,19 +25,32 @@ REPEATED_KV_NAME = "studio_varlen_repeat_kv"  # Levers.grouped_kv_attention off
 
 
 def varlen_attention_forward(
-    module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None, *, grouped_kv=True, **kwargs
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout=0.0,
+    scaling=None,
+    sliding_window=None,
+    *,
+    grouped_kv=True,
+    **kwargs,
 ):
     """(1, heads, T, dim) packed query/key/value -> ((1, T, heads, dim), None). `grouped_kv=False`
     repeats key/value heads per query head before SDPA (set at registration, never by transformers)."""
     if kwargs.get("softcap") is not None:
-        raise NotImplementedError("Packed attention does not support attention logit soft-capping; set training.packing to false.")
+        raise NotImplementedError(
+            "Packed attention does not support attention logit soft-capping; set training.packing to false."
+        )
     cu_seqlens = kwargs.get("cu_seq_lens_q")
     if query.shape[0] != 1 and cu_seqlens is not None:
         raise ValueError("Packed attention expects one packed row per forward pass.")
     dropout = dropout if module.training else 0.0
     if kwargs.get("shared_prompts") is not None:
-        return _shared_prompt_attention(query, key, value, cu_seqlens, kwargs["shared_prompts"], dropout, scaling,
-                                        sliding_window, grouped_kv), None
+        return _shared_prompt_attention(
+            query, key, value, cu_seqlens, kwargs["shared_prompts"], dropout, scaling, sliding_window, grouped_kv
+        ), None
     if _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window):
         return _flash_varlen(query, key, value, cu_seqlens, kwargs["max_length_q"], scaling, sliding_window), None
     if cu_seqlens is None:
@@ -45,7 +58,15 @@ def varlen_attention_forward(
     else:  # a host sync per layer on CUDA; only this fallback needs the bounds on the host
         bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
     outputs = [
-        _causal_sdpa(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout, scaling, sliding_window, grouped_kv)
+        _causal_sdpa(
+            query[:, :, start:end],
+            key[:, :, start:end],
+            value[:, :, start:end],
+            dropout,
+            scaling,
+            sliding_window,
+            grouped_kv,
+        )
         for start, end in bounds
     ]
     if len(outputs) == 1:
@@ -53,7 +74,9 @@ def varlen_attention_forward(
     return torch.cat([output.transpose(1, 2) for output in outputs], dim=1), None  # one copy, into (1, T, heads, dim)
 
 
-def _shared_prompt_attention(query, key, value, cu_seqlens, shared_prompts, dropout, scaling, sliding_window, grouped_kv):
+def _shared_prompt_attention(
+    query, key, value, cu_seqlens, shared_prompts, dropout, scaling, sliding_window, grouped_kv
+):
     """Segments [prompt | first | second]: prompt and first answer causal as one sequence; the second answer's
     queries see the prompt's keys and its own (causally), as if it followed the prompt directly."""
     bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
@@ -61,13 +84,21 @@ def _shared_prompt_attention(query, key, value, cu_seqlens, shared_prompts, drop
     outputs = []
     for start, end in bounds:
         if start not in trees:
-            outputs.append(_causal_sdpa(*(t[:, :, start:end] for t in (query, key, value)), dropout, scaling, sliding_window, grouped_kv))
+            outputs.append(
+                _causal_sdpa(
+                    *(t[:, :, start:end] for t in (query, key, value)), dropout, scaling, sliding_window, grouped_kv
+                )
+            )
             continue
         prompt, first = trees[start]
         if sliding_window is not None and end - start > sliding_window:
-            raise NotImplementedError("Shared-prompt attention does not support sliding windows; set training.packing to false.")
+            raise NotImplementedError(
+                "Shared-prompt attention does not support sliding windows; set training.packing to false."
+            )
         split = start + prompt + first
-        outputs.append(_causal_sdpa(*(t[:, :, start:split] for t in (query, key, value)), dropout, scaling, None, grouped_kv))
+        outputs.append(
+            _causal_sdpa(*(t[:, :, start:split] for t in (query, key, value)), dropout, scaling, None, grouped_kv)
+        )
         if split == end:
             continue
         keys, values = (torch.cat([t[:, :, start : start + prompt], t[:, :, split:end]], dim=2) for t in (key, value))
@@ -83,7 +114,9 @@ def _masked_sdpa(query, key, value, mask, dropout, scaling, grouped_kv=True):
         groups = query.shape[1] // key.shape[1]
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     gqa = query.shape[1] != key.shape[1]
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=gqa
+    )
 
 
 def _causal_sdpa(query, key, value, dropout, scaling, sliding_window, grouped_kv=True):
@@ -97,8 +130,12 @@ def _causal_sdpa(query, key, value, dropout, scaling, sliding_window, grouped_kv
         positions = torch.arange(length, device=query.device)
         distance = positions[:, None] - positions[None, :]
         mask = (distance >= 0) & (distance < sliding_window)
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=gqa)
-    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=length > 1, scale=scaling, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=gqa
+        )
+    return F.scaled_dot_product_attention(
+        query, key, value, dropout_p=dropout, is_causal=length > 1, scale=scaling, enable_gqa=gqa
+    )
 
 
 def _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window) -> bool:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from support import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -33,23 +32,48 @@ def studio(tmp_path_factory, tiny_model_dir):
     from studio.config import RunConfig
 
     root = tmp_path_factory.mktemp("studio")
-    config = RunConfig().with_overrides({
-        "name": "browser", "model.name_or_path": str(tiny_model_dir), "quantization.method": "none",
-        "data.max_samples": "40", "training.max_steps": "100000", "training.logging_steps": "10",
-        "training.eval_steps": "200", "training.save_steps": "100000", "training.learning_rate": "5e-3",
-        "training.gradient_checkpointing": "false", "evaluation.max_samples": "3", "evaluation.batch_size": "3",
-        "generation.max_new_tokens": "8", "generation.temperature": "0", "export.output_dir": str(root / "export"),
-        "evaluation.output_dir": str(root / "evaluations"),
-    })
+    config = RunConfig().with_overrides(
+        {
+            "name": "browser",
+            "model.name_or_path": str(tiny_model_dir),
+            "quantization.method": "none",
+            "data.max_samples": "40",
+            "training.max_steps": "100000",
+            "training.logging_steps": "10",
+            "training.eval_steps": "200",
+            "training.save_steps": "100000",
+            "training.learning_rate": "5e-3",
+            "training.gradient_checkpointing": "false",
+            "evaluation.max_samples": "3",
+            "evaluation.batch_size": "3",
+            "generation.max_new_tokens": "8",
+            "generation.temperature": "0",
+            "export.output_dir": str(root / "export"),
+            "evaluation.output_dir": str(root / "evaluations"),
+        }
+    )
     config.save(root / "config.yaml")
     port = free_port()
     env = {**os.environ, "QLORA_STUDIO_CACHE": str(root / "cache"), "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(root / "server.log", "w")
     server = subprocess.Popen(
         # the workspace holds this module's studio folder and the session's tiny models and adapters
-        [sys.executable, "-m", "app", "--port", str(port), "--workspace", str(tmp_path_factory.getbasetemp()),
-         "--runs-dir", str(root / "runs"), "--config", str(root / "config.yaml")],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "--port",
+            str(port),
+            "--workspace",
+            str(tmp_path_factory.getbasetemp()),
+            "--runs-dir",
+            str(root / "runs"),
+            "--config",
+            str(root / "config.yaml"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}/"
     served = Served(url, root, tmp_path_factory.getbasetemp(), root / "config.yaml")
@@ -85,7 +109,8 @@ def browser():
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
+            executable_path=CHROMIUM,
+            headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         yield browser
@@ -120,4 +145,3 @@ def open_page(browser, studio):
     yield open_
     for context in contexts:
         context.close()
-

@@ -55,7 +55,9 @@ def changed_value(control: FieldControl, default):
     if typing.get_origin(kind) is list:
         return ["identity"] if isinstance(control.component, gr.Textbox) else list(default) + ["sharegpt_zh_demo"]
     return {
-        "model.name_or_path": "Qwen/Qwen1.5-0.5B-Chat", "export.max_shard_size": "3GB", "name": "roundtrip",
+        "model.name_or_path": "Qwen/Qwen1.5-0.5B-Chat",
+        "export.max_shard_size": "3GB",
+        "name": "roundtrip",
     }.get(control.path, (default or "") + "-changed")
 
 

@@ -12,17 +12,17 @@ import urllib.request
 
 import gradio as gr
 import pytest
+from support import free_port
 
 from app.server import build_page
 from studio.api import Studio
-from support import free_port
 
 SECRET = "TOP-SECRET-7f3a"
 
 
 @pytest.fixture(scope="module")
 def layout():
-    """The same page the server builds, to learn each endpoint's inputs in order (the server sorts them the same way)."""
+    """The page the server builds, to learn each endpoint's inputs in order (the server sorts them the same way)."""
     return build_page(Studio("runs"))
 
 
@@ -42,13 +42,24 @@ def outside(tmp_path_factory):
 def server(tmp_path_factory, outside):
     workspace = tmp_path_factory.mktemp("workspace")
     (workspace / "data").mkdir()
-    registry = {"leak": {"file_name": str(outside / "private.json")}, "up": {"file_name": "../../" + outside.name + "/private.json"}}
+    registry = {
+        "leak": {"file_name": str(outside / "private.json")},
+        "up": {"file_name": "../../" + outside.name + "/private.json"},
+    }
     (workspace / "data" / "dataset_info.json").write_text(json.dumps(registry))
     port = free_port()
-    env = {**os.environ, "QLORA_STUDIO_CACHE": str(tmp_path_factory.mktemp("cache")), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "QLORA_STUDIO_CACHE": str(tmp_path_factory.mktemp("cache")),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     log = open(workspace.parent / "security-server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--workspace", str(workspace)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "--port", str(port), "--workspace", str(workspace)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}/"
     _wait_until_served(url, process)
     yield url, workspace
@@ -99,16 +110,21 @@ def test_load_config_reads_only_inside(server, layout, outside):
 
 
 def test_preview_never_returns_files_outside(server, layout, outside):
-    for fields in ({"data.dataset_dir": str(outside), "data.datasets": ["private"]},
-                   {"data.dataset_dir": "data", "data.datasets": ["leak"]},
-                   {"data.dataset_dir": "data", "data.datasets": ["up"]}):
+    for fields in (
+        {"data.dataset_dir": str(outside), "data.datasets": ["private"]},
+        {"data.dataset_dir": "data", "data.datasets": ["leak"]},
+        {"data.dataset_dir": "data", "data.datasets": ["up"]},
+    ):
         answer = _call(server, layout, "preview", fields)
         assert "outside the served workspace" in answer and SECRET not in answer
 
 
 def test_start_refuses_a_planted_checkpoint_and_outside_outputs(server, layout, outside):
-    for fields in ({"training.resume_from_checkpoint": str(outside / "planted")},
-                   {"export.output_dir": str(outside / "out")}, {"model.name_or_path": str(outside)}):
+    for fields in (
+        {"training.resume_from_checkpoint": str(outside / "planted")},
+        {"export.output_dir": str(outside / "out")},
+        {"model.name_or_path": str(outside)},
+    ):
         answer = _call(server, layout, "start", fields)
         assert "outside the served workspace" in answer, answer
     assert not (server[1] / "runs").exists() or not any((server[1] / "runs").iterdir())
@@ -116,10 +132,17 @@ def test_start_refuses_a_planted_checkpoint_and_outside_outputs(server, layout, 
 
 def test_adapters_models_and_exports_outside_are_refused(server, layout, outside):
     picker = layout.chat.picker.dropdown
-    assert "outside the served workspace" in _call(server, layout, "load_adapter", extra={picker: str(outside / "planted")})
+    assert "outside the served workspace" in _call(
+        server, layout, "load_adapter", extra={picker: str(outside / "planted")}
+    )
     assert "outside the served workspace" in _call(server, layout, "load_model", {"model.name_or_path": str(outside)})
-    answer = _call(server, layout, "export", {"export.output_dir": str(outside / "exported")},
-                   extra={layout.export.picker.dropdown: "runs/x/adapter"})
+    answer = _call(
+        server,
+        layout,
+        "export",
+        {"export.output_dir": str(outside / "exported")},
+        extra={layout.export.picker.dropdown: "runs/x/adapter"},
+    )
     assert "outside the served workspace" in answer and not (outside / "exported").exists()
 
 

@@ -8,8 +8,19 @@ from studio.monitoring import RunHistory, smooth
 
 
 def _step(n, loss, t):
-    return Step(time=t, step=n, total_steps=10, epoch=n / 10, loss=loss, learning_rate=1e-4 * (1 - n / 10),
-                grad_norm=1.0, tokens_per_second=100.0, elapsed_s=n, eta_s=10 - n, rss_mib=500 + n)
+    return Step(
+        time=t,
+        step=n,
+        total_steps=10,
+        epoch=n / 10,
+        loss=loss,
+        learning_rate=1e-4 * (1 - n / 10),
+        grad_norm=1.0,
+        tokens_per_second=100.0,
+        elapsed_s=n,
+        eta_s=10 - n,
+        rss_mib=500 + n,
+    )
 
 
 def _history():
@@ -39,7 +50,8 @@ def test_memory_without_gpu_shows_rss_and_says_so():
 
 def test_memory_with_gpu_shows_used_and_total():
     history = _history().update(
-        [Gpu(time=1002.0, gpus=[GpuReading(index=0, name="H100", used_mib=9000, total_mib=81559, utilization_pct=90)])], 200
+        [Gpu(time=1002.0, gpus=[GpuReading(index=0, name="H100", used_mib=9000, total_mib=81559, utilization_pct=90)])],
+        200,
     )
     figure = memory_figure(history)
     assert figure.data[0].name.startswith("GPU 0") and list(figure.data[0].y) == [9000]
@@ -67,10 +79,29 @@ def test_preference_runs_chart_rewards_and_margin_with_accuracy():
     from app.charts import FigureCache, margin_figure, rewards_figure
     from studio.events import Preference
 
-    events = [Preference(time=1000.0 + n, step=n, split="train", rewards_chosen=0.1 * n, rewards_rejected=-0.1 * n,
-                         reward_margin=0.2 * n, reward_accuracy=0.5 + 0.1 * n) for n in range(1, 4)]
-    events.append(Preference(time=1004.0, step=3, split="eval", rewards_chosen=0.2, rewards_rejected=-0.3,
-                             reward_margin=0.5, reward_accuracy=0.8))
+    events = [
+        Preference(
+            time=1000.0 + n,
+            step=n,
+            split="train",
+            rewards_chosen=0.1 * n,
+            rewards_rejected=-0.1 * n,
+            reward_margin=0.2 * n,
+            reward_accuracy=0.5 + 0.1 * n,
+        )
+        for n in range(1, 4)
+    ]
+    events.append(
+        Preference(
+            time=1004.0,
+            step=3,
+            split="eval",
+            rewards_chosen=0.2,
+            rewards_rejected=-0.3,
+            reward_margin=0.5,
+            reward_accuracy=0.8,
+        )
+    )
     history = _history().update(events, 200)
     rewards = rewards_figure(history)
     assert [t.name for t in rewards.data] == ["chosen (train)", "chosen (eval)", "rejected (train)", "rejected (eval)"]

@@ -4,7 +4,6 @@ import os
 import shutil
 
 import pytest
-
 from test_chinese_browser import SKIP, VISIBLE_TEXT, _english_words
 
 
@@ -37,7 +36,9 @@ def _open(page, run_id, action):
     """Click the `action` cell ("open in Chat" / "open in Evaluate") in the run's column of the table."""
     headers = [text.strip() for text in page.locator("#qs-compare-table thead th").all_inner_texts()]
     column = headers.index(run_id)
-    row = page.locator("#qs-compare-table .virtual-row", has_text=action).first  # Gradio draws the body as a virtual list
+    row = page.locator(
+        "#qs-compare-table .virtual-row", has_text=action
+    ).first  # Gradio draws the body as a virtual list
     row.locator(".body-cell").nth(column).click()
 
 
@@ -48,8 +49,10 @@ def test_three_runs_side_by_side(page, three_runs, shoot):
     assert "failed" in table and "finished" in table and "lora.rank" in table and "BLEU-4" in table
     assert "SIGKILL" in table and table.count("open in Chat") == 2  # the failed run has no adapter to open
     wanted = [f"{run_id} · loss" for run_id in ids.values()] + [f"{ids['small']} · eval loss"]
-    legend = "ids => { const t = [...document.querySelectorAll('#qs-compare-loss .legendtext')].map(e => e.textContent);" \
-             " return ids.every(id => t.includes(id)); }"
+    legend = (
+        "ids => { const t = [...document.querySelectorAll('#qs-compare-loss .legendtext')].map(e => e.textContent);"
+        " return ids.every(id => t.includes(id)); }"
+    )
     page.wait_for_function(legend, arg=wanted, timeout=20_000)  # plotly draws after the table is shown
     page.locator("#qs-compare-axis").get_by_text("tokens", exact=True).click()
     page.locator("#qs-compare-loss .xtitle", has_text="tokens").wait_for(timeout=20_000)
@@ -59,8 +62,11 @@ def test_three_runs_side_by_side(page, three_runs, shoot):
 def _shows_adapter(page, elem_id, studio, run_id):
     """The tab's adapter list holds the run's adapter: by its name once the list knows it, else by its folder."""
     shown = [run_id, str(studio.root / "runs" / run_id / "adapter")]
-    page.wait_for_function(f"names => names.includes((document.querySelector('#{elem_id} input') || {{}}).value)", arg=shown,
-                           timeout=20_000)
+    page.wait_for_function(
+        f"names => names.includes((document.querySelector('#{elem_id} input') || {{}}).value)",
+        arg=shown,
+        timeout=20_000,
+    )
 
 
 def test_one_click_opens_a_runs_adapter_in_chat_and_in_evaluate(page, three_runs, studio):

@@ -38,7 +38,9 @@ def test_upload_map_preview_and_train(page, studio, tmp_path, shoot):
     preview = page.locator("#qs-preview")
     preview.get_by_text("poems").first.wait_for(timeout=60_000)
     shoot(page, "17-dataset-registered")
-    page.locator("#qs-preview-table").get_by_text("第二行：细雨").first.wait_for(timeout=30_000)  # the quoted line break kept
+    page.locator("#qs-preview-table").get_by_text("第二行：细雨").first.wait_for(
+        timeout=30_000
+    )  # the quoted line break kept
     registry = json.loads((studio.root / "mydata" / "dataset_info.json").read_text())
     assert registry["poems"] == {"columns": {"prompt": "q", "response": "a"}, "file_name": "poems.csv"}
     shoot(page, "17-dataset-registered")

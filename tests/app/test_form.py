@@ -6,8 +6,14 @@ import pytest
 from app.form import ConfigForm
 from studio.config import ConfigError, RunConfig
 
-PATHS = ["lora.rank", "lora.target_modules", "training.max_steps", "quantization.method", "data.system_prompt",
-         "training.load_best_at_end"]
+PATHS = [
+    "lora.rank",
+    "lora.target_modules",
+    "training.max_steps",
+    "quantization.method",
+    "data.system_prompt",
+    "training.load_best_at_end",
+]
 
 
 def _form():
@@ -26,7 +32,14 @@ def _values(form, *raw):
 def test_controls_follow_field_types_and_defaults():
     form = _form()
     kinds = [type(form.controls[p].component).__name__ for p in PATHS]
-    assert kinds == ["Number", "Textbox", "Textbox", "Dropdown", "Textbox", "Checkbox"]  # optional numbers: empty = None
+    assert kinds == [
+        "Number",
+        "Textbox",
+        "Textbox",
+        "Dropdown",
+        "Textbox",
+        "Checkbox",
+    ]  # optional numbers: empty = None
     method = form.controls["quantization.method"].component
     assert [c[0] for c in method.choices] == ["auto", "4bit", "none"] and method.value == "auto"
     assert form.controls["lora.rank"].component.value == 8
@@ -59,7 +72,7 @@ def test_wiring_before_the_layout_is_complete_fails_at_build_time():
         with pytest.raises(ValueError, match="already"):
             form.add("lora.rank")
         with pytest.raises(RuntimeError, match="seal"):
-            form.inputs
+            _ = form.inputs
         form.seal()
         with pytest.raises(RuntimeError, match="sealed"):
             form.add("lora.alpha")

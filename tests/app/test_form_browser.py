@@ -5,9 +5,9 @@ import json
 import time
 
 import pytest
+from form_driver import changed_value, read_value, reveal, set_value, shown
 
 from app.server import build_page
-from form_driver import changed_value, read_value, reveal, set_value, shown
 from studio.api import Studio
 from studio.config import RunConfig
 from studio.config.recipes import with_recipe
@@ -32,7 +32,9 @@ def test_every_field_round_trips_through_save_reload_and_load(open_page, layout,
     new_model = changed_value(model, form.default(model.path))
     set_value(page, model, new_model)  # a model picked by the user brings its recipe: the other fields start from it
     page.locator("#qs-recipe-note").get_by_text("Filled in").wait_for(timeout=30_000)
-    baseline = with_recipe(form.defaults.model_copy(update={"model": form.defaults.model.model_copy(update={"name_or_path": new_model})}))
+    baseline = with_recipe(
+        form.defaults.model_copy(update={"model": form.defaults.model.model_copy(update={"name_or_path": new_model})})
+    )
     expected = {model.path: new_model}
     for path, control in form.controls.items():
         if path == model.path:

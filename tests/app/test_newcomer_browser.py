@@ -49,8 +49,11 @@ def test_lists_follow_a_finished_run_without_refresh(page, shoot):
     page.locator("#qs-progress").get_by_text("finished").wait_for(timeout=300_000)
     run_id = page.locator("#qs-runs input").input_value()
     page.wait_for_timeout(2500)  # the next poll sees the run end; the lists follow
-    for tab, box in (("Chat", chat_adapters), ("Evaluate & Predict", page.locator("#qs-eval-adapter")),
-                     ("Export", page.locator("#qs-export-adapter"))):
+    for tab, box in (
+        ("Chat", chat_adapters),
+        ("Evaluate & Predict", page.locator("#qs-eval-adapter")),
+        ("Export", page.locator("#qs-export-adapter")),
+    ):
         page.get_by_role("tab", name=tab, exact=True).click()
         box.locator("input").click()
         page.get_by_role("option", name=run_id).wait_for(timeout=10_000)

@@ -1,4 +1,5 @@
-"""Network exposure is a decision: no silent open server, credentials never on a command line, failed logins slow down."""
+"""Network exposure is a decision: no silent open server, credentials never on a command line,
+failed logins slow down."""
 
 import os
 import subprocess
@@ -10,15 +11,24 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from support import free_port
 
 
 def _serve(tmp_path, *args, env=None, module=("-m", "app")):
     port = free_port()
-    environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "QLORA_STUDIO_CACHE": str(tmp_path / "cache"), **(env or {})}
-    process = subprocess.Popen([sys.executable, *module, "--port", str(port), "--workspace", str(tmp_path), *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    environment = {
+        **os.environ,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "QLORA_STUDIO_CACHE": str(tmp_path / "cache"),
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, *module, "--port", str(port), "--workspace", str(tmp_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+    )
     return process, f"http://127.0.0.1:{port}/"
 
 
@@ -72,8 +82,16 @@ def test_webui_moves_a_command_line_password_out_of_sight(tmp_path):
     auth_file = tmp_path / "users"
     auth_file.write_text("# user:password\nbob:from-file\n")
     auth_file.chmod(0o600)
-    process, url = _serve(tmp_path, "--auth", "carol:argv-pw", "--auth-file", str(auth_file), "--host", "0.0.0.0",
-                          module=("-m", "studio.cli", "webui"))
+    process, url = _serve(
+        tmp_path,
+        "--auth",
+        "carol:argv-pw",
+        "--auth-file",
+        str(auth_file),
+        "--host",
+        "0.0.0.0",
+        module=("-m", "studio.cli", "webui"),
+    )
     try:
         _wait_until_served(url, process)
         command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes()  # the same process, after exec

@@ -7,7 +7,11 @@ import studio.allocator as allocator
 
 def test_preloads_the_library_ahead_of_existing_preloads(monkeypatch):
     monkeypatch.delenv(allocator.OPT_OUT, raising=False)
-    monkeypatch.setattr(allocator.ctypes.util, "find_library", lambda name: "libtcmalloc_minimal.so.4" if name == "tcmalloc_minimal" else None)
+    monkeypatch.setattr(
+        allocator.ctypes.util,
+        "find_library",
+        lambda name: "libtcmalloc_minimal.so.4" if name == "tcmalloc_minimal" else None,
+    )
     env = allocator.with_fast_allocator({"LD_PRELOAD": "libother.so"})
     assert env["LD_PRELOAD"] == "libtcmalloc_minimal.so.4 libother.so"
     assert allocator.with_fast_allocator(env) == env  # never twice

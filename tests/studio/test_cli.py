@@ -19,14 +19,31 @@ def test_train_follows_the_run_and_runs_lists_it(tmp_path, tiny_model_dir, monke
     monkeypatch.setenv("QLORA_STUDIO_CACHE", str(tmp_path / "cache"))
     runs = tmp_path / "runs"
     command = [
-        sys.executable, "-m", "studio.cli", "train", "--runs-dir", str(runs), "--name", "cli",
-        "--model.name_or_path", str(tiny_model_dir), "--data.max_samples", "20", "--training.max_steps", "4",
-        "--training.logging_steps", "1", "--training.eval_steps", "4",
+        sys.executable,
+        "-m",
+        "studio.cli",
+        "train",
+        "--runs-dir",
+        str(runs),
+        "--name",
+        "cli",
+        "--model.name_or_path",
+        str(tiny_model_dir),
+        "--data.max_samples",
+        "20",
+        "--training.max_steps",
+        "4",
+        "--training.logging_steps",
+        "1",
+        "--training.eval_steps",
+        "4",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "step 4/4" in result.stdout and "[finished]" in result.stdout
-    listing = subprocess.run([sys.executable, "-m", "studio.cli", "runs", "--runs-dir", str(runs)], capture_output=True, text=True)
+    listing = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "runs", "--runs-dir", str(runs)], capture_output=True, text=True
+    )
     assert "cli-" in listing.stdout and "finished" in listing.stdout and "4/4" in listing.stdout
 
 
@@ -45,17 +62,46 @@ def test_eval_prints_metrics_json_and_export_writes_a_model(tmp_path, tiny_model
 
     common = ["--model.name_or_path", str(tiny_model_dir), "--quantization.method", "none"]
     evaluate = subprocess.run(
-        [sys.executable, "-m", "studio.cli", "eval", *common, "--adapter", str(strong_adapter), "--compare",
-         "--evaluation.max_samples", "2", "--evaluation.output_dir", str(tmp_path / "evals"),
-         "--generation.max_new_tokens", "4", "--generation.temperature", "0"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "studio.cli",
+            "eval",
+            *common,
+            "--adapter",
+            str(strong_adapter),
+            "--compare",
+            "--evaluation.max_samples",
+            "2",
+            "--evaluation.output_dir",
+            str(tmp_path / "evals"),
+            "--generation.max_new_tokens",
+            "4",
+            "--generation.temperature",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert evaluate.returncode == 0, evaluate.stderr
     metrics = json.loads(evaluate.stdout)
     assert set(metrics) == {"base", "strong"} and "rouge-l" in metrics["strong"]
     export = subprocess.run(
-        [sys.executable, "-m", "studio.cli", "export", *common, "--adapter", str(strong_adapter), "--out", str(tmp_path / "merged")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "studio.cli",
+            "export",
+            *common,
+            "--adapter",
+            str(strong_adapter),
+            "--out",
+            str(tmp_path / "merged"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert export.returncode == 0, export.stderr
     assert "reload check" in export.stdout and (tmp_path / "merged" / "config.json").is_file()
@@ -64,8 +110,13 @@ def test_eval_prints_metrics_json_and_export_writes_a_model(tmp_path, tiny_model
 def _cli(*args, timeout=120, env=None):
     import os
 
-    return subprocess.run([sys.executable, "-m", "studio.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "studio.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_a_negative_number_is_a_value_and_the_error_is_short(capsys):
@@ -75,8 +126,14 @@ def test_a_negative_number_is_a_value_and_the_error_is_short(capsys):
 
 
 def test_an_unknown_hub_id_is_refused_before_a_run_folder_exists(tmp_path):
-    result = _cli("train", "--runs-dir", str(tmp_path / "runs"), "--model.name_or_path", "nobody-here/no-such-model",
-                  env={"QLORA_STUDIO_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "0"})
+    result = _cli(
+        "train",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--model.name_or_path",
+        "nobody-here/no-such-model",
+        env={"QLORA_STUDIO_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "0"},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "nobody-here/no-such-model" in result.stderr and not (tmp_path / "runs").exists()
 
@@ -85,7 +142,9 @@ def test_a_bad_adapter_is_refused_before_any_model_loads(tmp_path, tiny_model_di
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text('{"r": 8,')
     (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"")
-    chat = _cli("chat", "--model.name_or_path", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"), "--prompt", "hi")
+    chat = _cli(
+        "chat", "--model.name_or_path", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"), "--prompt", "hi"
+    )
     assert chat.returncode == 2 and "adapter_config.json line 1" in chat.stderr and "Loaded" not in chat.stderr
     export = _cli("export", "--model.name_or_path", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"))
     assert export.returncode == 2 and "adapter_config.json line 1" in export.stderr
@@ -93,8 +152,15 @@ def test_a_bad_adapter_is_refused_before_any_model_loads(tmp_path, tiny_model_di
 
 def test_export_to_an_existing_file_is_a_one_line_error(tmp_path, tiny_model_dir, strong_adapter):
     (tmp_path / "taken").write_text("not a folder")
-    result = _cli("export", "--model.name_or_path", str(tiny_model_dir), "--adapter", str(strong_adapter),
-                  "--out", str(tmp_path / "taken"))
+    result = _cli(
+        "export",
+        "--model.name_or_path",
+        str(tiny_model_dir),
+        "--adapter",
+        str(strong_adapter),
+        "--out",
+        str(tmp_path / "taken"),
+    )
     assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -105,9 +171,21 @@ def test_ctrl_c_during_start_up_exits_without_a_traceback(tmp_path, tiny_model_d
 
     for delay in (1.5, 4.0):  # during imports and checks, then while the run starts
         process = subprocess.Popen(
-            [sys.executable, "-m", "studio.cli", "train", "--runs-dir", str(tmp_path / f"runs-{delay}"),
-             "--model.name_or_path", str(tiny_model_dir), "--training.max_steps", "100000"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "studio.cli",
+                "train",
+                "--runs-dir",
+                str(tmp_path / f"runs-{delay}"),
+                "--model.name_or_path",
+                str(tiny_model_dir),
+                "--training.max_steps",
+                "100000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "QLORA_STUDIO_CACHE": str(tmp_path / "cache")},
         )
         time.sleep(delay)

@@ -15,7 +15,11 @@ def test_rows_say_what_differs_and_how_each_run_did(three_runs):
     assert [r.state for r in comparison.rows] == ["finished", "finished", "failed"]
     assert {"lora.rank", "training.learning_rate", "training.max_steps"} <= set(comparison.differing_fields)
     assert "model.name_or_path" not in comparison.differing_fields  # the same in all three
-    assert (small.differing["lora.rank"], wide.differing["lora.rank"], broken.differing["lora.rank"]) == ("4", "16", "8")
+    assert (small.differing["lora.rank"], wide.differing["lora.rank"], broken.differing["lora.rank"]) == (
+        "4",
+        "16",
+        "8",
+    )
     assert small.best_eval_loss is not None and small.best_eval_step in (3, 6)
     assert set(small.metrics) >= {"bleu-4", "rouge-l"} and not wide.metrics  # only 'small' was evaluated
     assert small.adapter and wide.adapter and broken.adapter is None
@@ -46,8 +50,23 @@ def test_the_table_has_one_cell_per_run_and_says_why_a_run_is_missing(three_runs
 
 def test_the_cli_prints_the_same_table(three_runs):
     runs_dir, ids = three_runs
-    result = subprocess.run([sys.executable, "-m", "studio.cli", "runs", "--runs-dir", str(runs_dir), "--compare",
-                             ids["small"], ids["wide"], ids["broken"]], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "studio.cli",
+            "runs",
+            "--runs-dir",
+            str(runs_dir),
+            "--compare",
+            ids["small"],
+            ids["wide"],
+            ids["broken"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert ids["small"] in lines["run"] and "failed" in lines["state"] and "16" in lines["lora.rank"]
@@ -60,13 +79,31 @@ def test_a_resumed_attempt_replaces_later_steps_and_extra_numbers_become_curves(
         rewards_accuracy: float
 
     def step(n, elapsed):
-        return PreferenceStep(step=n, total_steps=6, epoch=0.1, loss=1.0 / n, learning_rate=1e-4, grad_norm=1.0,
-                              tokens_per_second=100.0, elapsed_s=elapsed, eta_s=None, rss_mib=500.0,
-                              rewards_margin=0.1 * n, rewards_accuracy=0.5)
+        return PreferenceStep(
+            step=n,
+            total_steps=6,
+            epoch=0.1,
+            loss=1.0 / n,
+            learning_rate=1e-4,
+            grad_norm=1.0,
+            tokens_per_second=100.0,
+            elapsed_s=elapsed,
+            eta_s=None,
+            rss_mib=500.0,
+            rewards_margin=0.1 * n,
+            rewards_accuracy=0.5,
+        )
 
-    events = [AttemptStarted(attempt=1), step(1, 1.0), step(2, 2.0), step(3, 3.0),
-              Eval(step=3, epoch=0.1, eval_loss=0.9, best_eval_loss=0.9, patience_left=None),
-              AttemptStarted(attempt=2, start_step=2), step(3, 1.5), step(4, 2.5)]
+    events = [
+        AttemptStarted(attempt=1),
+        step(1, 1.0),
+        step(2, 2.0),
+        step(3, 3.0),
+        Eval(step=3, epoch=0.1, eval_loss=0.9, best_eval_loss=0.9, patience_left=None),
+        AttemptStarted(attempt=2, start_step=2),
+        step(3, 1.5),
+        step(4, 2.5),
+    ]
     row, curves = CompareRow("r", "finished"), RunCurves("r")
     _fold_events(events, row, curves)
     assert curves.series["loss"].x == [1, 2, 3, 4] and curves.series["rewards_margin"].y[-1] == 0.4

@@ -7,10 +7,16 @@ from studio.config import RunConfig
 
 @pytest.mark.slow
 def test_embedded_default_trains_a_few_steps(service):
-    config = RunConfig().with_overrides({
-        "name": "embedded", "training.max_steps": "3", "training.logging_steps": "1",
-        "training.gradient_checkpointing": "false", "data.cutoff_len": "256", "data.val_size": "0.05",
-    })
+    config = RunConfig().with_overrides(
+        {
+            "name": "embedded",
+            "training.max_steps": "3",
+            "training.logging_steps": "1",
+            "training.gradient_checkpointing": "false",
+            "data.cutoff_len": "256",
+            "data.val_size": "0.05",
+        }
+    )
     assert config.model.is_embedded
     run_id = service.start(config)
     status = service.wait(run_id, timeout=900)

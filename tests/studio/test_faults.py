@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from support import wait_for
+
 from studio.device_lock import DeviceLocks
 from studio.errors import CheckpointError
 from studio.events import TERMINAL, parse_event
@@ -24,15 +24,32 @@ LONG = {"training.max_steps": "100000", "training.eval_steps": "100000", "traini
 
 
 def _cli_train(runs: Path, model: Path, cache: Path, *extra: str, **popen) -> subprocess.Popen:
-    command = [sys.executable, "-m", "studio.cli", "train", "--runs-dir", str(runs), "--model.name_or_path", str(model),
-               "--quantization.method", "none", "--data.max_samples", "20", "--training.logging_steps", "1",
-               *[arg for key, value in LONG.items() for arg in (f"--{key}", value)], *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "studio.cli",
+        "train",
+        "--runs-dir",
+        str(runs),
+        "--model.name_or_path",
+        str(model),
+        "--quantization.method",
+        "none",
+        "--data.max_samples",
+        "20",
+        "--training.logging_steps",
+        "1",
+        *[arg for key, value in LONG.items() for arg in (f"--{key}", value)],
+        *extra,
+    ]
     env = {**os.environ, "QLORA_STUDIO_CACHE": str(cache)}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **popen)
 
 
 def _only_run(runs: Path) -> Path:
-    return wait_for(lambda: next((p for p in runs.glob("*") if (p / "config.yaml").is_file()), None), timeout=120, what="run folder")
+    return wait_for(
+        lambda: next((p for p in runs.glob("*") if (p / "config.yaml").is_file()), None), timeout=120, what="run folder"
+    )
 
 
 def _steps_written(run: Path) -> int:
@@ -193,5 +210,7 @@ def test_broken_run_folders_are_listed_as_unreadable_and_the_rest_still_list(tmp
     scan = scan_adapters(runs)
     assert sorted(a.name for a in scan.adapters) == ["bad-status-2", "good-1"]
     assert "bad-adapter-3/adapter/adapter_config.json line 2" in scan.problems[0]
-    listing = subprocess.run([sys.executable, "-m", "studio.cli", "runs", "--runs-dir", str(runs)], capture_output=True, text=True)
+    listing = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "runs", "--runs-dir", str(runs)], capture_output=True, text=True
+    )
     assert listing.returncode == 0 and "unreadable" in listing.stdout and "good-1" in listing.stdout

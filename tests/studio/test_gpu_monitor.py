@@ -8,7 +8,11 @@ SAMPLE = "0, NVIDIA H100 80GB HBM3, 1234, 81559, 97\n1, NVIDIA A10, 13000, 23028
 def test_parses_nvidia_smi_csv():
     first, second = parse_nvidia_smi(SAMPLE)
     assert (first.index, first.name, first.used_mib, first.total_mib, first.utilization_pct) == (
-        0, "NVIDIA H100 80GB HBM3", 1234.0, 81559.0, 97.0,
+        0,
+        "NVIDIA H100 80GB HBM3",
+        1234.0,
+        81559.0,
+        97.0,
     )
     assert second.utilization_pct is None
 

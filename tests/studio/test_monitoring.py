@@ -5,14 +5,36 @@ from studio.monitoring import HistoryCache, RunHistory
 
 
 def _step(n, loss):
-    return Step(step=n, total_steps=10, epoch=n / 10, loss=loss, learning_rate=1e-4, grad_norm=1.0,
-                tokens_per_second=100.0, elapsed_s=n, eta_s=None, rss_mib=500)
+    return Step(
+        step=n,
+        total_steps=10,
+        epoch=n / 10,
+        loss=loss,
+        learning_rate=1e-4,
+        grad_norm=1.0,
+        tokens_per_second=100.0,
+        elapsed_s=n,
+        eta_s=None,
+        rss_mib=500,
+    )
 
 
 def _started(attempt, start_step):
-    return Started(attempt=attempt, pid=1, device="cpu", method="LoRA", dtype="float32", trainable_params=1, total_params=2,
-                   train_examples=10, val_examples=1, truncated_examples=0, dropped_examples=0, total_steps=10,
-                   start_step=start_step)
+    return Started(
+        attempt=attempt,
+        pid=1,
+        device="cpu",
+        method="LoRA",
+        dtype="float32",
+        trainable_params=1,
+        total_params=2,
+        train_examples=10,
+        val_examples=1,
+        truncated_examples=0,
+        dropped_examples=0,
+        total_steps=10,
+        start_step=start_step,
+    )
 
 
 def test_a_resumed_attempt_replaces_the_steps_after_its_checkpoint():
@@ -47,8 +69,14 @@ def test_the_cache_folds_each_event_once_and_hands_out_snapshots():
 def _preference(step, split, margin, accuracy):
     from studio.events import Preference
 
-    return Preference(step=step, split=split, rewards_chosen=margin / 2, rewards_rejected=-margin / 2, reward_margin=margin,
-                      reward_accuracy=accuracy)
+    return Preference(
+        step=step,
+        split=split,
+        rewards_chosen=margin / 2,
+        rewards_rejected=-margin / 2,
+        reward_margin=margin,
+        reward_accuracy=accuracy,
+    )
 
 
 def test_preference_metrics_are_series_per_split_and_a_resume_cuts_them_too():
@@ -63,5 +91,8 @@ def test_preference_metrics_are_series_per_split_and_a_resume_cuts_them_too():
     assert history.preference["eval"]["reward_accuracy"].y == [0.75] and "kl" not in history.preference["train"]
     assert "margin +0.4000  accuracy 75%" in describe(events[-1])
     history.update([AttemptStarted(attempt=2, start_step=4, resumed_from="checkpoint-4")], 2)
-    assert history.preference["train"]["reward_margin"].x == [1, 2, 3, 4] and history.preference["eval"]["reward_margin"].x == []
+    assert (
+        history.preference["train"]["reward_margin"].x == [1, 2, 3, 4]
+        and history.preference["eval"]["reward_margin"].x == []
+    )
     assert not RunHistory("sft").update([_started(1, 0)], 1).has_preference

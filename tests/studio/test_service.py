@@ -5,8 +5,8 @@ import os
 import signal
 
 import pytest
-
 from support import wait_for
+
 from studio.config import ConfigError, RunConfig
 from studio.data.registry import DataError
 from studio.device_lock import DeviceBusy
@@ -109,8 +109,19 @@ def test_an_orphaned_worker_that_dies_is_found_by_a_new_service(tmp_path, tiny_m
     monkeypatch.setenv("QLORA_STUDIO_CACHE", str(tmp_path / "cache"))
     runs = tmp_path / "runs"
     command = [
-        sys.executable, "-m", "studio.cli", "train", "--detach", "--runs-dir", str(runs),
-        "--model.name_or_path", str(tiny_model_dir), "--data.max_samples", "20", "--training.logging_steps", "1",
+        sys.executable,
+        "-m",
+        "studio.cli",
+        "train",
+        "--detach",
+        "--runs-dir",
+        str(runs),
+        "--model.name_or_path",
+        str(tiny_model_dir),
+        "--data.max_samples",
+        "20",
+        "--training.logging_steps",
+        "1",
     ] + [arg for key, value in LONG.items() for arg in (f"--{key}", value)]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     service = TrainingService(runs, locks=DeviceLocks(tmp_path / "cache" / "device-locks"))
@@ -119,7 +130,9 @@ def test_an_orphaned_worker_that_dies_is_found_by_a_new_service(tmp_path, tiny_m
     with pytest.raises(DeviceBusy):  # the detached run still holds the device for every service
         service.start(RunConfig().with_overrides({"model.name_or_path": str(tiny_model_dir)}))
     os.kill(status.pid, signal.SIGKILL)
-    final = wait_for(lambda: service.status(status.run_id).state == "failed" and service.status(status.run_id), timeout=30)
+    final = wait_for(
+        lambda: service.status(status.run_id).state == "failed" and service.status(status.run_id), timeout=30
+    )
     assert "disappeared" in final.message
     assert len(_terminals(service, status.run_id)) == 1
 
@@ -155,7 +168,11 @@ def test_bad_input_is_refused_before_a_folder_exists(service, tiny_config, overr
 def test_bad_data_files_are_refused_with_the_line(service, tiny_config, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "dataset_info.json").write_text(json.dumps({"broken": {"file_name": "b.jsonl"}, "cols": {"file_name": "c.json"}, "empty": {"file_name": "e.json"}}))
+    (data / "dataset_info.json").write_text(
+        json.dumps(
+            {"broken": {"file_name": "b.jsonl"}, "cols": {"file_name": "c.json"}, "empty": {"file_name": "e.json"}}
+        )
+    )
     (data / "b.jsonl").write_text('{"instruction": "q", "output": "a"}\n{"instruction": "q" "output": "a"}\n')
     (data / "c.json").write_text(json.dumps([{"question": "q", "answer": "a"}]))
     (data / "e.json").write_text("")
@@ -181,10 +198,17 @@ def test_failure_inside_the_worker_ends_with_a_failed_event(service, tiny_config
 
 def test_early_stopping_ends_the_run_and_keeps_the_best_adapter(service, tiny_config):
     # A learning rate this large makes the eval loss climb after the first evaluations.
-    run_id = service.start(tiny_config(**{
-        "training.learning_rate": "0.5", "training.max_steps": "60", "training.eval_steps": "2",
-        "training.early_stopping_patience": "2", "training.lr_scheduler": "constant",
-    }))
+    run_id = service.start(
+        tiny_config(
+            **{
+                "training.learning_rate": "0.5",
+                "training.max_steps": "60",
+                "training.eval_steps": "2",
+                "training.early_stopping_patience": "2",
+                "training.lr_scheduler": "constant",
+            }
+        )
+    )
     assert service.wait(run_id, timeout=300).state == "finished"
     events, _ = service.read_events(run_id)
     finished = events[-1]
@@ -199,9 +223,16 @@ def test_a_dpo_run_finishes_and_writes_preference_metrics(service, tiny_config):
 
     from studio.data.examples import PairwiseExample, from_record
 
-    run_id = service.start(tiny_config(**{
-        "training.stage": "dpo", "data.datasets": "[dpo_zh_demo]", "training.max_steps": "4", "training.eval_steps": "2",
-    }))
+    run_id = service.start(
+        tiny_config(
+            **{
+                "training.stage": "dpo",
+                "data.datasets": "[dpo_zh_demo]",
+                "training.max_steps": "4",
+                "training.eval_steps": "2",
+            }
+        )
+    )
     assert service.wait(run_id, timeout=300).state == "finished"
     events, _ = service.read_events(run_id)
     [started] = [e for e in events if e.type == "started"]
@@ -219,14 +250,19 @@ def test_a_dpo_run_finishes_and_writes_preference_metrics(service, tiny_config):
     assert (folder.adapter_dir / "adapter_model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("stage, datasets, holds", [
-    ("dpo", "[alpaca_zh_demo]", "conversations"),
-    ("sft", "[dpo_zh_demo]", "preference pairs"),
-    ("kto", "[dpo_zh_demo]", "preference pairs"),
-    ("pt", "[kto_zh_demo]", "answers marked desirable or not"),
-])
+@pytest.mark.parametrize(
+    "stage, datasets, holds",
+    [
+        ("dpo", "[alpaca_zh_demo]", "conversations"),
+        ("sft", "[dpo_zh_demo]", "preference pairs"),
+        ("kto", "[dpo_zh_demo]", "preference pairs"),
+        ("pt", "[kto_zh_demo]", "answers marked desirable or not"),
+    ],
+)
 def test_a_dataset_of_another_kind_is_refused_before_a_folder_exists(service, tiny_config, stage, datasets, holds):
     name = datasets.strip("[]")
-    with pytest.raises(DataError, match=rf"Dataset '{name}' cannot be used for .* \(training.stage: {stage}\): it holds {holds}"):
+    with pytest.raises(
+        DataError, match=rf"Dataset '{name}' cannot be used for .* \(training.stage: {stage}\): it holds {holds}"
+    ):
         service.start(tiny_config(**{"training.stage": stage, "data.datasets": datasets}))
     assert not service.runs_dir.exists() or not any(service.runs_dir.iterdir())

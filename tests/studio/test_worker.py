@@ -16,13 +16,23 @@ def finished_run(tmp_path_factory, tiny_model_dir):
 
     folder = RunFolder(tmp_path_factory.mktemp("runs") / "qlora")
     folder.path.mkdir()
-    config = RunConfig().with_overrides({
-        "model.name_or_path": str(tiny_model_dir), "quantization.method": "4bit", "data.max_samples": "40",
-        "training.learning_rate": "1e-2", "training.max_steps": "20", "training.logging_steps": "1",
-        "training.eval_steps": "10", "training.save_steps": "10", "training.gradient_checkpointing": "true",
-    })
+    config = RunConfig().with_overrides(
+        {
+            "model.name_or_path": str(tiny_model_dir),
+            "quantization.method": "4bit",
+            "data.max_samples": "40",
+            "training.learning_rate": "1e-2",
+            "training.max_steps": "20",
+            "training.logging_steps": "1",
+            "training.eval_steps": "10",
+            "training.save_steps": "10",
+            "training.gradient_checkpointing": "true",
+        }
+    )
     config.save(folder.config_file)
-    result = subprocess.run([sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return folder
 
@@ -84,20 +94,32 @@ def _run_worker(folder_path, tiny_model_dir, **overrides):
 
     folder = RunFolder(folder_path)
     folder.path.mkdir(parents=True)
-    config = RunConfig().with_overrides({
-        "model.name_or_path": str(tiny_model_dir), "quantization.method": "none", "data.max_samples": "24",
-        "training.learning_rate": "1e-2", "training.max_steps": "4", "training.logging_steps": "1",
-        "training.eval_steps": "2", "training.save_steps": "1000", **overrides,
-    })
+    config = RunConfig().with_overrides(
+        {
+            "model.name_or_path": str(tiny_model_dir),
+            "quantization.method": "none",
+            "data.max_samples": "24",
+            "training.learning_rate": "1e-2",
+            "training.max_steps": "4",
+            "training.logging_steps": "1",
+            "training.eval_steps": "2",
+            "training.save_steps": "1000",
+            **overrides,
+        }
+    )
     config.save(folder.config_file)
-    result = subprocess.run([sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     events, _ = folder.read_events()
     return folder, events
 
 
 def test_kto_streams_rewards_and_kl(tmp_path, tiny_model_dir):
-    _, events = _run_worker(tmp_path / "kto", tiny_model_dir, **{"training.stage": "kto", "data.datasets": "[kto_zh_demo]"})
+    _, events = _run_worker(
+        tmp_path / "kto", tiny_model_dir, **{"training.stage": "kto", "data.datasets": "[kto_zh_demo]"}
+    )
     steps = [e for e in events if e.type == "step"]
     assert steps[0].loss == pytest.approx(0.5, abs=1e-3)  # 1 - sigmoid(0) while the adapter equals its reference
     train = [e for e in events if e.type == "preference" and e.split == "train"]
@@ -105,8 +127,11 @@ def test_kto_streams_rewards_and_kl(tmp_path, tiny_model_dir):
 
 
 def test_pretraining_learns_raw_text_and_evaluates_it(tmp_path, tiny_model_dir):
-    folder, events = _run_worker(tmp_path / "pt", tiny_model_dir, **{
-        "training.stage": "pt", "data.datasets": "[text_zh_demo]", "data.cutoff_len": "64", "data.val_size": "0.2"})
+    folder, events = _run_worker(
+        tmp_path / "pt",
+        tiny_model_dir,
+        **{"training.stage": "pt", "data.datasets": "[text_zh_demo]", "data.cutoff_len": "64", "data.val_size": "0.2"},
+    )
     steps, evals = [e for e in events if e.type == "step"], [e for e in events if e.type == "eval"]
     assert len(steps) == 4 and steps[-1].loss < steps[0].loss and len(evals) == 2
     assert not any(e.type == "preference" for e in events)
@@ -120,7 +145,10 @@ def test_dpo_continues_an_sft_adapter_against_it_or_the_base(tmp_path, tiny_mode
     dpo = {"training.stage": "dpo", "data.datasets": "[dpo_zh_demo]", "lora.init_adapter": str(sft.adapter_dir)}
     _, initial = _run_worker(tmp_path / "dpo-initial", tiny_model_dir, **dpo)
     _, base = _run_worker(tmp_path / "dpo-base", tiny_model_dir, **dpo, **{"preference.reference": "base"})
-    first = {name: next(e for e in events if e.type == "preference") for name, events in (("initial", initial), ("base", base))}
+    first = {
+        name: next(e for e in events if e.type == "preference")
+        for name, events in (("initial", initial), ("base", base))
+    }
     assert [e for e in initial if e.type == "step"][0].loss == pytest.approx(math.log(2), abs=1e-3)
     assert first["initial"].reward_margin == pytest.approx(0, abs=1e-4)
     assert abs(first["base"].rewards_chosen) > 1e-3  # the SFT adapter already differs from the base

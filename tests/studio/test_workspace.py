@@ -46,8 +46,11 @@ def test_config_files_are_yaml_only(workspace):
 def test_every_path_of_a_config_is_checked(workspace):
     workspace.check_config(RunConfig())  # defaults: bundled data, relative outputs, embedded model
     for dotted, value in [
-        ("data.dataset_dir", "/etc"), ("training.resume_from_checkpoint", "/tmp/planted"),
-        ("export.output_dir", "/tmp/out"), ("evaluation.output_dir", "../evals"), ("training.output_dir", "/tmp/runs"),
+        ("data.dataset_dir", "/etc"),
+        ("training.resume_from_checkpoint", "/tmp/planted"),
+        ("export.output_dir", "/tmp/out"),
+        ("evaluation.output_dir", "../evals"),
+        ("training.output_dir", "/tmp/runs"),
         ("model.name_or_path", "/opt/models/x"),
     ]:
         with pytest.raises(PathNotAllowed, match=dotted.split(".")[0]):
@@ -70,8 +73,12 @@ def test_remote_code_needs_the_servers_permission(workspace):
 
 def test_a_registry_cannot_name_files_outside(workspace, tmp_path):
     (tmp_path / "private.json").write_text(json.dumps([{"instruction": "secret", "output": "secret"}]))
-    registry = {"leak": {"file_name": str(tmp_path / "private.json")}, "up": {"file_name": "../../private.json"},
-                "hub": {"hf_hub_url": str(tmp_path)}, "ok": {"file_name": "ok.json"}}
+    registry = {
+        "leak": {"file_name": str(tmp_path / "private.json")},
+        "up": {"file_name": "../../private.json"},
+        "hub": {"hf_hub_url": str(tmp_path)},
+        "ok": {"file_name": "ok.json"},
+    }
     (workspace.root / "data").mkdir()
     (workspace.root / "data" / "dataset_info.json").write_text(json.dumps(registry))
     (workspace.root / "data" / "ok.json").write_text("[]")

@@ -28,17 +28,29 @@ def _lively(model):
 
 
 def _batch(tokenizer):
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-             for q in QUESTIONS]
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in QUESTIONS
+    ]
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
 def _generate(model, batch, stop: int, **kwargs) -> list[list[int]]:
     with torch.inference_mode():
-        out = model.generate(**batch, do_sample=False, repetition_penalty=1.1, max_new_tokens=24, eos_token_id=stop,
-                             pad_token_id=stop, temperature=None, top_p=None, top_k=None, **kwargs)
+        out = model.generate(
+            **batch,
+            do_sample=False,
+            repetition_penalty=1.1,
+            max_new_tokens=24,
+            eos_token_id=stop,
+            pad_token_id=stop,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            **kwargs,
+        )
     rows = []
-    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+    for row in out[:, batch["input_ids"].shape[1] :].tolist():
         rows.append(row[: row.index(stop)] if stop in row else row)
     return rows
 
@@ -46,8 +58,16 @@ def _generate(model, batch, stop: int, **kwargs) -> list[list[int]]:
 def _a_token_that_ends_some_rows(model, batch) -> int:
     """A token some rows generate early and others not: then rows finish at different steps."""
     with torch.inference_mode():
-        free = model.generate(**batch, do_sample=False, repetition_penalty=1.1, max_new_tokens=24, pad_token_id=0,
-                              temperature=None, top_p=None, top_k=None)[:, batch["input_ids"].shape[1]:].tolist()
+        free = model.generate(
+            **batch,
+            do_sample=False,
+            repetition_penalty=1.1,
+            max_new_tokens=24,
+            pad_token_id=0,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )[:, batch["input_ids"].shape[1] :].tolist()
     for token in {t for row in free for t in row}:
         first = {row.index(token) if token in row else len(row) for row in free}
         if len(first) > 2 and min(first) > 0:
@@ -61,8 +81,14 @@ def test_greedy_answers_equal_generate_while_rows_finish_at_different_steps(tiny
     stop = _a_token_that_ends_some_rows(model, batch)
     finished = []
     with torch.inference_mode():
-        ours = decode(model, batch["input_ids"], batch["attention_mask"], GREEDY, {stop},
-                      on_done=lambda row, tokens: finished.append((row, len(tokens))))
+        ours = decode(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            GREEDY,
+            {stop},
+            on_done=lambda row, tokens: finished.append((row, len(tokens))),
+        )
     assert ours == _generate(model, batch, stop)
     assert len({length for _, length in finished}) > 1 and sorted(row for row, _ in finished) == [0, 1, 2, 3]
 
@@ -70,8 +96,9 @@ def test_greedy_answers_equal_generate_while_rows_finish_at_different_steps(tiny
 def test_mixed_adapter_rows_equal_generate(tiny_model_dir, tokenizer, strong_adapter):
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(_lively(AutoModelForCausalLM.from_pretrained(tiny_model_dir)), str(strong_adapter),
-                                      adapter_name="strong").eval()
+    model = PeftModel.from_pretrained(
+        _lively(AutoModelForCausalLM.from_pretrained(tiny_model_dir)), str(strong_adapter), adapter_name="strong"
+    ).eval()
     batch = _batch(tokenizer)
     names = ["__base__", "strong", "__base__", "strong"]
     stop = _a_token_that_ends_some_rows(model, batch)

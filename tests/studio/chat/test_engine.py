@@ -59,7 +59,7 @@ def test_stop_ends_generation_at_once(engine):
     stop = threading.Event()
     long = GenerationConfig(temperature=0, max_new_tokens=500)
     seen = 0
-    for seen, answers in enumerate(engine.stream([QUESTION], [None], long, stop), start=1):
+    for seen, answers in enumerate(engine.stream([QUESTION], [None], long, stop), start=1):  # noqa: B007 (checked below)
         if seen == 3:
             stop.set()
     assert seen < 10 and answers[0].tokens < 10

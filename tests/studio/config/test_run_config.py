@@ -25,7 +25,12 @@ def test_command_renders_only_changes_and_round_trips():
     from studio.cli import _build_parser, _load_config
 
     config = RunConfig().with_overrides(
-        {"lora.rank": "16", "training.learning_rate": "2e-4", "data.datasets": "[alpaca_zh_demo]", "quantization.method": "none"}
+        {
+            "lora.rank": "16",
+            "training.learning_rate": "2e-4",
+            "data.datasets": "[alpaca_zh_demo]",
+            "quantization.method": "none",
+        }
     )
     command = config.to_command()
     assert command.startswith("qlora-studio train --")
@@ -64,7 +69,11 @@ def test_every_field_has_help_and_a_chinese_label():
 
     for section_field in RunConfig.model_fields.values():
         section = section_field.annotation
-        fields = section.model_fields.values() if isinstance(section, type) and issubclass(section, Section) else [section_field]
+        fields = (
+            section.model_fields.values()
+            if isinstance(section, type) and issubclass(section, Section)
+            else [section_field]
+        )
         for info in fields:
             assert info.description, info
             assert info.json_schema_extra and info.json_schema_extra["zh"], info
@@ -74,22 +83,35 @@ def test_gradient_checkpointing_auto_is_on_for_cuda_only_and_booleans_still_work
     training = RunConfig().training
     assert training.gradient_checkpointing == "auto"
     assert training.use_gradient_checkpointing("cuda") and not training.use_gradient_checkpointing("cpu")
-    assert RunConfig.from_yaml_text("training:\n  gradient_checkpointing: true\n").training.gradient_checkpointing == "on"
+    assert (
+        RunConfig.from_yaml_text("training:\n  gradient_checkpointing: true\n").training.gradient_checkpointing == "on"
+    )
 
 
 def test_stage_preference_and_init_adapter_round_trip_through_yaml_and_the_command(tmp_path):
-    from studio.cli import _build_parser, _load_config
     import shlex
 
-    config = RunConfig().with_overrides({
-        "training.stage": "dpo", "training.best_metric": "reward_accuracy", "preference.beta": "0.2",
-        "preference.loss": "ipo", "preference.reference": "base", "lora.init_adapter": "runs/sft-1/adapter",
-    })
+    from studio.cli import _build_parser, _load_config
+
+    config = RunConfig().with_overrides(
+        {
+            "training.stage": "dpo",
+            "training.best_metric": "reward_accuracy",
+            "preference.beta": "0.2",
+            "preference.loss": "ipo",
+            "preference.reference": "base",
+            "lora.init_adapter": "runs/sft-1/adapter",
+        }
+    )
     assert RunConfig.from_yaml(config.save(tmp_path / "dpo.yaml")) == config
     command = config.to_command()
     assert "--training.stage dpo" in command and "--preference.loss ipo" in command
     assert _load_config(_build_parser().parse_args(shlex.split(command)[1:])) == config
-    assert RunConfig().training.stage == "sft" and RunConfig().preference.beta == 0.1 and RunConfig().lora.init_adapter is None
+    assert (
+        RunConfig().training.stage == "sft"
+        and RunConfig().preference.beta == 0.1
+        and RunConfig().lora.init_adapter is None
+    )
 
 
 def test_stage_choices_and_preference_only_metrics_are_refused_with_the_field():

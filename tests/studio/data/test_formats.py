@@ -6,7 +6,13 @@ from studio.data.registry import DataError, DatasetSpec, DatasetTags
 
 def test_alpaca_with_input_history_and_system():
     spec = DatasetSpec(name="a", file_name="a.json", columns={"history": "history", "system": "system"})
-    record = {"instruction": "翻译", "input": "hello", "output": "你好", "history": [["早", "早上好"]], "system": "你是翻译"}
+    record = {
+        "instruction": "翻译",
+        "input": "hello",
+        "output": "你好",
+        "history": [["早", "早上好"]],
+        "system": "你是翻译",
+    }
     [messages] = to_examples(spec, [record]).examples
     assert messages == [
         {"role": "system", "content": "你是翻译"},
@@ -25,13 +31,21 @@ def test_system_prompt_override():
 
 def test_sharegpt_with_custom_tags():
     spec = DatasetSpec(
-        name="c", file_name="c.json", formatting="sharegpt", columns={"messages": "messages"},
+        name="c",
+        file_name="c.json",
+        formatting="sharegpt",
+        columns={"messages": "messages"},
         tags=DatasetTags(role_tag="role", content_tag="content", user_tag="user", assistant_tag="assistant"),
     )
-    record = {"messages": [
-        {"role": "system", "content": "s"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
-        {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"},
-    ]}
+    record = {
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u1"},
+            {"role": "assistant", "content": "a1"},
+            {"role": "user", "content": "u2"},
+            {"role": "assistant", "content": "a2"},
+        ]
+    }
     [messages] = to_examples(spec, [record]).examples
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
 

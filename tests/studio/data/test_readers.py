@@ -5,7 +5,10 @@ import pytest
 from studio.data.readers import read_file, read_records
 from studio.data.registry import DataError, DatasetSpec
 
-ROWS = [{"instruction": "问题一", "input": "", "output": "回答一"}, {"instruction": "问题二", "input": "补充", "output": "回答二"}]
+ROWS = [
+    {"instruction": "问题一", "input": "", "output": "回答一"},
+    {"instruction": "问题二", "input": "补充", "output": "回答二"},
+]
 
 
 def test_reads_json_jsonl_csv_parquet(tmp_path):
@@ -13,7 +16,9 @@ def test_reads_json_jsonl_csv_parquet(tmp_path):
     import pyarrow.parquet as pq
 
     (tmp_path / "a.json").write_text(json.dumps(ROWS, ensure_ascii=False), encoding="utf-8")
-    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n", encoding="utf-8"
+    )
     (tmp_path / "a.csv").write_text("instruction,input,output\n问题一,,回答一\n问题二,补充,回答二\n", encoding="utf-8")
     pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "a.parquet")
     for suffix in ("json", "jsonl", "csv", "parquet"):
@@ -101,7 +106,10 @@ def test_every_file_type_gives_identical_conversations(tmp_path):
     demo = json.loads((BUNDLED_DATA_DIR / "alpaca_zh_demo.json").read_text(encoding="utf-8")) + TRICKY
     _write_all_formats(tmp_path, demo)
     converted = {
-        suffix: to_examples(DatasetSpec(name="d", file_name=f"d.{suffix}"), read_records(tmp_path, DatasetSpec(name="d", file_name=f"d.{suffix}"))).examples
+        suffix: to_examples(
+            DatasetSpec(name="d", file_name=f"d.{suffix}"),
+            read_records(tmp_path, DatasetSpec(name="d", file_name=f"d.{suffix}")),
+        ).examples
         for suffix in ("json", "jsonl", "csv", "parquet")
     }
     assert len(converted["json"]) == len(demo)

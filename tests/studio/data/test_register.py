@@ -34,19 +34,43 @@ def _jsonl(path, rows):
     return path
 
 
-@pytest.mark.parametrize("rows, fmt, entry", [
-    (ROWS, "alpaca", {"columns": {"prompt": "question", "response": "answer"}}),
-    ([{"instruction": "i", "input": "x", "output": "o", "system": "s"}], "alpaca",
-     {"columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}}),
-    ([{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}], "sharegpt",
-     {"formatting": "sharegpt", "columns": {"messages": "conversations"}}),
-    ([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}], "openai",
-     {"formatting": "openai", "columns": {"messages": "messages"}}),
-    ([{"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "gpt", "value": "y"},
-       "rejected": {"from": "gpt", "value": "n"}}], "pairwise",
-     {"formatting": "sharegpt", "ranking": True, "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}),
-    ([{"text": "a document"}], "text", {"columns": {"prompt": "text"}}),
-])
+@pytest.mark.parametrize(
+    "rows, fmt, entry",
+    [
+        (ROWS, "alpaca", {"columns": {"prompt": "question", "response": "answer"}}),
+        (
+            [{"instruction": "i", "input": "x", "output": "o", "system": "s"}],
+            "alpaca",
+            {"columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}},
+        ),
+        (
+            [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}],
+            "sharegpt",
+            {"formatting": "sharegpt", "columns": {"messages": "conversations"}},
+        ),
+        (
+            [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}],
+            "openai",
+            {"formatting": "openai", "columns": {"messages": "messages"}},
+        ),
+        (
+            [
+                {
+                    "conversations": [{"from": "human", "value": "q"}],
+                    "chosen": {"from": "gpt", "value": "y"},
+                    "rejected": {"from": "gpt", "value": "n"},
+                }
+            ],
+            "pairwise",
+            {
+                "formatting": "sharegpt",
+                "ranking": True,
+                "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+            },
+        ),
+        ([{"text": "a document"}], "text", {"columns": {"prompt": "text"}}),
+    ],
+)
 def test_detect_proposes_format_and_mapping(tmp_path, rows, fmt, entry):
     proposal = detect(_jsonl(tmp_path / "up.jsonl", rows))
     assert (proposal.format, proposal.entry, proposal.num_rows) == (fmt, entry, len(rows))
@@ -66,7 +90,9 @@ def test_upload_csv_with_quoted_newlines_then_preview(tmp_path, dataset_dir):
     assert (dataset_dir / "my_set.csv").read_bytes() == upload.read_bytes()
     registry = json.loads((dataset_dir / REGISTRY_FILE).read_text(encoding="utf-8"))
     assert registry["my_set"] == {**proposal.entry, "file_name": "my_set.csv"} and "existing" in registry
-    assert json.loads((dataset_dir / (REGISTRY_FILE + ".bak")).read_text()) == {"existing": {"file_name": "existing.json"}}
+    assert json.loads((dataset_dir / (REGISTRY_FILE + ".bak")).read_text()) == {
+        "existing": {"file_name": "existing.json"}
+    }
     assert result.examples.examples[0][0]["content"] == "第一行\n第二行"
     [shown] = preview_datasets(DataConfig(dataset_dir=str(dataset_dir), datasets=["my_set"])).datasets
     assert shown.num_usable == 2 and shown.rows[0]["answer"] == "喵～\n答案, 带逗号 🐾"
@@ -74,7 +100,9 @@ def test_upload_csv_with_quoted_newlines_then_preview(tmp_path, dataset_dir):
 
 def test_bytes_upload_with_its_name(dataset_dir):
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS).encode()
-    register(dataset_dir, "from_bytes", data, {"columns": {"prompt": "question", "response": "answer"}}, file_name="x.jsonl")
+    register(
+        dataset_dir, "from_bytes", data, {"columns": {"prompt": "question", "response": "answer"}}, file_name="x.jsonl"
+    )
     assert load_registry(dataset_dir)["from_bytes"].file_name == "from_bytes.jsonl"
 
 
@@ -91,7 +119,9 @@ def test_bad_file_is_refused_with_file_line_and_fix_and_nothing_changes(tmp_path
     empty_answers = _jsonl(tmp_path / "empty.jsonl", [{"question": "q", "answer": ""}])
     with pytest.raises(DataError, match=r"no usable example \(1 with an empty output \(empty.jsonl line 1\)\)"):
         register(dataset_dir, "empty", empty_answers, {"columns": {"prompt": "question", "response": "answer"}})
-    with pytest.raises(DataError, match="has no column 'instruction', 'output'; its columns are \\['answer', 'question'\\]. Map them"):
+    with pytest.raises(
+        DataError, match="has no column 'instruction', 'output'; its columns are \\['answer', 'question'\\]. Map them"
+    ):
         register(dataset_dir, "unmapped", _jsonl(tmp_path / "u.jsonl", ROWS), {})
     assert _unchanged(dataset_dir)
 
@@ -109,7 +139,9 @@ def test_name_clashes_and_bad_names_are_refused(tmp_path, dataset_dir):
 
 
 def test_hub_id_offline_is_a_clear_error(dataset_dir):
-    with pytest.raises(DataError, match="Cannot reach the Hugging Face hub to load 'llamafactory/alpaca_gpt4_zh'.*offline"):
+    with pytest.raises(
+        DataError, match="Cannot reach the Hugging Face hub to load 'llamafactory/alpaca_gpt4_zh'.*offline"
+    ):
         register_hub(dataset_dir, "alpaca_gpt4_zh_copy", "llamafactory/alpaca_gpt4_zh")
     with pytest.raises(DataError, match="owner/name"):
         register_hub(dataset_dir, "x", "not a hub id")
@@ -117,7 +149,12 @@ def test_hub_id_offline_is_a_clear_error(dataset_dir):
 
 
 def test_multimodal_upload_is_refused(tmp_path, dataset_dir):
-    rows = [{"messages": [{"role": "user", "content": "<image>Who?"}, {"role": "assistant", "content": "Kane."}], "images": ["1.jpg"]}]
+    rows = [
+        {
+            "messages": [{"role": "user", "content": "<image>Who?"}, {"role": "assistant", "content": "Kane."}],
+            "images": ["1.jpg"],
+        }
+    ]
     proposal = detect(_jsonl(tmp_path / "mm.jsonl", rows))
     assert proposal.entry["columns"]["images"] == "images" and "multimodal" in proposal.note
     with pytest.raises(DataError, match="this studio trains text models"):

@@ -16,7 +16,10 @@ def test_bundled_registry_loads():
 def test_llama_factory_registry_works_unchanged(tmp_path):
     # Entries as LLaMA-Factory writes them, including keys we do not use.
     registry = {
-        "my_alpaca": {"file_name": "a.json", "columns": {"prompt": "q", "query": "ctx", "response": "a", "system": "sys"}},
+        "my_alpaca": {
+            "file_name": "a.json",
+            "columns": {"prompt": "q", "query": "ctx", "response": "a", "system": "sys"},
+        },
         "my_chat": {
             "file_name": "c.json",
             "formatting": "sharegpt",
@@ -71,10 +74,31 @@ def test_a_bad_entry_spoils_only_itself(tmp_path):
 
 KINDS = {  # entries as LLaMA-Factory's own data/dataset_info.json writes them
     "alpaca_zh_demo": ({"file_name": "a.json"}, "sft"),
-    "glaive_toolcall_zh_demo": ({"file_name": "g.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}}, "sft"),
-    "dpo_zh_demo": ({"file_name": "d.json", "ranking": True, "formatting": "sharegpt", "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}, "pairwise"),
-    "ultrafeedback": ({"hf_hub_url": "x/y", "ranking": True, "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"}}, "pairwise"),
-    "kto_en_demo": ({"file_name": "k.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"}}, "kto"),
+    "glaive_toolcall_zh_demo": (
+        {"file_name": "g.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}},
+        "sft",
+    ),
+    "dpo_zh_demo": (
+        {
+            "file_name": "d.json",
+            "ranking": True,
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+        },
+        "pairwise",
+    ),
+    "ultrafeedback": (
+        {
+            "hf_hub_url": "x/y",
+            "ranking": True,
+            "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"},
+        },
+        "pairwise",
+    ),
+    "kto_en_demo": (
+        {"file_name": "k.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"}},
+        "kto",
+    ),
     "c4_demo": ({"file_name": "c4_demo.jsonl", "columns": {"prompt": "text"}}, "text"),
     "wiki_demo": ({"file_name": "wiki_demo.txt", "columns": {"prompt": "text"}}, "text"),
 }
@@ -86,13 +110,18 @@ def test_kinds_follow_from_the_entry(tmp_path):
     assert {name: registry[name].kind for name in KINDS} == {name: kind for name, (_, kind) in KINDS.items()}
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}},
-     "images columns: image/video/audio datasets need a multimodal model; this studio trains text models"),
-    ({"ms_hub_url": "org/set"}, "only on ModelScope/Modelers"),
-    ({"script_url": "script_dir"}, "loaded by a script"),
-    ({"cloud_file_name": "s3://bucket/file.json"}, "cloud file"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            {"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}},
+            "images columns: image/video/audio datasets need a multimodal model; this studio trains text models",
+        ),
+        ({"ms_hub_url": "org/set"}, "only on ModelScope/Modelers"),
+        ({"script_url": "script_dir"}, "loaded by a script"),
+        ({"cloud_file_name": "s3://bucket/file.json"}, "cloud file"),
+    ],
+)
 def test_what_cannot_be_read_is_refused_with_what_to_do(tmp_path, entry, message):
     (tmp_path / "dataset_info.json").write_text(json.dumps({"x": entry}))
     with pytest.raises(DataError, match=f"Dataset 'x'.*{message}"):

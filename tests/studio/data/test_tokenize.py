@@ -1,5 +1,12 @@
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
 from studio.data.registry import DataError
 from studio.data.tokenize import IGNORE_INDEX, encode_conversation, fit_turn
+from studio.modeling.chat_templates import apply_chat_template_choice
 
 TURNS = [
     {"role": "system", "content": "你是小墨"},
@@ -11,7 +18,7 @@ TURNS = [
 
 
 def _label_text(tokenizer, encoded):
-    return tokenizer.decode([t for t, l in zip(encoded.input_ids, encoded.labels) if l != IGNORE_INDEX])
+    return tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE_INDEX])
 
 
 def test_only_answers_and_their_end_tokens_are_labelled(tiny_tokenizer):
@@ -40,7 +47,9 @@ def test_truncation_cuts_turns_as_llamafactory_does(tiny_tokenizer):
     assert len(cut.input_ids) == len(full.input_ids) - 3 and cut.input_ids[:first_turn] == full.input_ids[:first_turn]
     short = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=16)
     assert len(short.input_ids) == 16 and short.num_label_tokens > 0  # prompt and answer shrink together
-    assert encode_conversation(tiny_tokenizer, [{"role": "user", "content": "长" * 400}, TURNS[2]], cutoff_len=16) is None
+    assert (
+        encode_conversation(tiny_tokenizer, [{"role": "user", "content": "长" * 400}, TURNS[2]], cutoff_len=16) is None
+    )
 
 
 def test_fit_turn():
@@ -50,14 +59,6 @@ def test_fit_turn():
 
 
 # --- parity with LLaMA-Factory's encoding (bench/lf_token_parity.py compares all templates on its demo) ---
-
-import copy
-import json
-from pathlib import Path
-
-import pytest
-
-from studio.modeling.chat_templates import apply_chat_template_choice
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lf_qwen_tokens.json"
 
@@ -113,9 +114,11 @@ def test_leading_whitespace_stays_in_the_answer(tiny_tokenizer):
 
 TOOLS = '[{"name": "get_weather", "parameters": {"type": "object"}}]'
 TOOL_TURNS = [
-    {"role": "system", "content": "", "tools": TOOLS}, {"role": "user", "content": "北京天气？"},
+    {"role": "system", "content": "", "tools": TOOLS},
+    {"role": "user", "content": "北京天气？"},
     {"role": "function_call", "content": '{"name": "get_weather", "arguments": {"city": "北京"}}'},
-    {"role": "observation", "content": '{"temp": 20}'}, {"role": "assistant", "content": "20 度。"},
+    {"role": "observation", "content": '{"temp": 20}'},
+    {"role": "assistant", "content": "20 度。"},
 ]
 
 
@@ -124,11 +127,20 @@ def test_tool_calls_render_in_qwen_format_and_train_only_the_calls_and_answers(t
     apply_chat_template_choice(tokenizer, "qwen2.5")
     encoded = encode_conversation(tokenizer, TOOL_TURNS, cutoff_len=4096)
     text = tokenizer.decode(encoded.input_ids)
-    assert text.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n")
-    assert '<tools>\n{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}\n</tools>' in text
+    assert text.startswith(
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n"
+    )
+    assert (
+        '<tools>\n{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}\n</tools>'
+        in text
+    )
     assert _label_text(tokenizer, encoded) == (
-        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京"}}\n</tool_call><|im_end|>\n20 度。<|im_end|>\n')
-    assert '<|im_start|>user\n<tool_response>\n{"temp": 20}\n</tool_response><|im_end|>\n<|im_start|>assistant\n' in text
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京"}}\n</tool_call><|im_end|>\n20 度'
+        "。<|im_end|>\n"
+    )
+    assert (
+        '<|im_start|>user\n<tool_response>\n{"temp": 20}\n</tool_response><|im_end|>\n<|im_start|>assistant\n' in text
+    )
 
 
 def test_tool_calls_need_a_format_with_tools(tiny_tokenizer):

@@ -37,18 +37,28 @@ def test_truncation_keeps_one_prompt_for_both_answers(tiny_tokenizer):
 
 
 def test_feedback_pairs_each_prompt_with_the_mirrored_answer_for_kl(tiny_tokenizer):
-    examples = [FeedbackExample(PROMPT + [CHOSEN], True), FeedbackExample(PROMPT[1:] + [REJECTED], False),
-                FeedbackExample([{"role": "user", "content": "你好"}, {"role": "assistant", "content": "喵～你好"}], True)]
+    examples = [
+        FeedbackExample(PROMPT + [CHOSEN], True),
+        FeedbackExample(PROMPT[1:] + [REJECTED], False),
+        FeedbackExample([{"role": "user", "content": "你好"}, {"role": "assistant", "content": "喵～你好"}], True),
+    ]
     first, second, third = encode_feedback(tiny_tokenizer, examples, cutoff_len=512)
     assert first.desirable and not second.desirable
     assert first.document.input_ids == encode_conversation(tiny_tokenizer, PROMPT + [CHOSEN], 512).input_ids
     # the first prompt with the last example's answer; the middle one with its own
-    assert first.kl_document.input_ids == encode_conversation(tiny_tokenizer, PROMPT + [examples[2].messages[-1]], 512).input_ids
+    assert (
+        first.kl_document.input_ids
+        == encode_conversation(tiny_tokenizer, PROMPT + [examples[2].messages[-1]], 512).input_ids
+    )
     assert second.kl_document.input_ids == second.document.input_ids
 
 
 def test_text_rows_are_cut_at_cutoff_and_keep_documents_apart(tiny_tokenizer):
-    documents = [TextDocument("天空是蓝色的，因为蓝光散射最多。" * 3), TextDocument("猫喜欢晒太阳。"), TextDocument("下雨了。")]
+    documents = [
+        TextDocument("天空是蓝色的，因为蓝光散射最多。" * 3),
+        TextDocument("猫喜欢晒太阳。"),
+        TextDocument("下雨了。"),
+    ]
     rows = encode_text_rows(tiny_tokenizer, documents, cutoff_len=16)
     lengths = [len(tiny_tokenizer.encode(d.text)) + 1 for d in documents]  # each closed by end-of-sequence
     assert [len(row.input_ids) for row in rows[:-1]] == [16] * (len(rows) - 1)

@@ -11,16 +11,26 @@ from studio.evaluation.runner import METRICS_FILE, PREDICTIONS_FILE, evaluate
 
 
 def _config(tiny_model_dir, tmp_path, **overrides):
-    return RunConfig().with_overrides({
-        "model.name_or_path": str(tiny_model_dir), "quantization.method": "none", "data.max_samples": "30",
-        "evaluation.max_samples": "5", "evaluation.batch_size": "3", "evaluation.output_dir": str(tmp_path / "evals"),
-        "generation.temperature": "0", "generation.max_new_tokens": "8", **overrides,
-    })
+    return RunConfig().with_overrides(
+        {
+            "model.name_or_path": str(tiny_model_dir),
+            "quantization.method": "none",
+            "data.max_samples": "30",
+            "evaluation.max_samples": "5",
+            "evaluation.batch_size": "3",
+            "evaluation.output_dir": str(tmp_path / "evals"),
+            "generation.temperature": "0",
+            "generation.max_new_tokens": "8",
+            **overrides,
+        }
+    )
 
 
 def test_compare_writes_predictions_and_metrics_for_both(tiny_model_dir, strong_adapter, tmp_path):
     events = []
-    report = evaluate(ChatEngine(), _config(tiny_model_dir, tmp_path), str(strong_adapter), compare=True, progress=events.append)
+    report = evaluate(
+        ChatEngine(), _config(tiny_model_dir, tmp_path), str(strong_adapter), compare=True, progress=events.append
+    )
     assert report.columns == ["base", "strong"]
     for column in report.columns:
         metrics = report.metrics[column]
@@ -45,7 +55,9 @@ def test_base_alone_and_named_datasets(tiny_model_dir, tmp_path):
 
 
 def test_preference_pairs_score_accuracy_and_margin_against_the_base(tiny_model_dir, strong_adapter, tmp_path):
-    config = _config(tiny_model_dir, tmp_path, **{"evaluation.datasets": "[dpo_zh_demo]", "evaluation.max_samples": "4"})
+    config = _config(
+        tiny_model_dir, tmp_path, **{"evaluation.datasets": "[dpo_zh_demo]", "evaluation.max_samples": "4"}
+    )
     report = evaluate(ChatEngine(), config, str(strong_adapter), compare=True)
     assert report.kind == "pairwise" and report.scored == 4 and len(report.samples) == 4
     base, adapter = report.metrics["base"], report.metrics["strong"]
@@ -65,7 +77,9 @@ def test_plain_text_scores_perplexity_only(tiny_model_dir, strong_adapter, tmp_p
     assert report.kind == "text" and report.samples == [] and report.scored == 5
     for column in ("base", "strong"):
         assert set(report.metrics[column]) == {"eval_loss", "perplexity"}
-        assert report.metrics[column]["perplexity"] == pytest.approx(math.exp(report.metrics[column]["eval_loss"]), rel=1e-3)
+        assert report.metrics[column]["perplexity"] == pytest.approx(
+            math.exp(report.metrics[column]["eval_loss"]), rel=1e-3
+        )
     assert report.metrics["base"]["perplexity"] != report.metrics["strong"]["perplexity"]
 
 
@@ -74,8 +88,11 @@ def test_a_runs_pairs_are_read_back_from_its_validation_split(tiny_model_dir, st
 
     run = tmp_path / "runs" / "dpo-1"
     shutil.copytree(strong_adapter, run / "adapter")
-    pair = {"prompt": [{"role": "user", "content": "你是谁？"}], "chosen": {"role": "assistant", "content": "喵～我是小墨。🐾"},
-            "rejected": {"role": "assistant", "content": "我是一个人工智能助手。"}}
+    pair = {
+        "prompt": [{"role": "user", "content": "你是谁？"}],
+        "chosen": {"role": "assistant", "content": "喵～我是小墨。🐾"},
+        "rejected": {"role": "assistant", "content": "我是一个人工智能助手。"},
+    }
     (run / "val.jsonl").write_text(json.dumps(pair, ensure_ascii=False) + "\n", encoding="utf-8")
     report = evaluate(ChatEngine(), _config(tiny_model_dir, tmp_path), str(run / "adapter"), compare=False)
     assert report.kind == "pairwise" and report.columns == ["dpo-1"] and report.notes == []

@@ -18,15 +18,24 @@ from studio.export.merge import ExportError
 
 
 def _config(model, out, gguf_type, **extra):
-    return RunConfig().with_overrides({"model.name_or_path": str(model), "export.output_dir": str(out),
-                                       "export.format": "gguf", "export.gguf_type": gguf_type, **extra})
+    return RunConfig().with_overrides(
+        {
+            "model.name_or_path": str(model),
+            "export.output_dir": str(out),
+            "export.format": "gguf",
+            "export.gguf_type": gguf_type,
+            **extra,
+        }
+    )
 
 
 def _fields(path):
     from gguf import GGUFReader
 
     reader = GGUFReader(path)
-    return reader, {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")}
+    return reader, {
+        name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +46,19 @@ def tiny_llama_dir(tmp_path_factory):
     from studio.modeling.tiny import build_tokenizer
 
     target, tokenizer = tmp_path_factory.mktemp("models") / "tiny-llama", build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer) + 7, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rope_theta=50000.0,
-                         tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer) + 7,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rope_theta=50000.0,
+        tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(target)
     tokenizer.save_pretrained(target)
@@ -57,8 +76,12 @@ def test_tiny_qwen2_f16_reloads_with_the_merged_logits(tiny_model_dir, strong_ad
     out = tmp_path / "take-home"
     report = export_gguf(_config(tiny_model_dir, out, "f16"), str(strong_adapter))
     assert report.passed and report.tokenizer_matches and report.check_diff <= 1e-4
-    assert report.max_logit_diff < 0.05 and abs(report.max_logit_diff - report.expected_diff) <= 1e-4  # f16 rounding only
-    assert report.gguf_file == "take-home-f16.gguf" and {"Modelfile", "README.md", report.gguf_file} == set(report.files)
+    assert (
+        report.max_logit_diff < 0.05 and abs(report.max_logit_diff - report.expected_diff) <= 1e-4
+    )  # f16 rounding only
+    assert report.gguf_file == "take-home-f16.gguf" and {"Modelfile", "README.md", report.gguf_file} == set(
+        report.files
+    )
     reader, fields = _fields(out / report.gguf_file)
     assert fields["general.architecture"] == "qwen2" and fields["qwen2.block_count"] == 2
     names = {tensor.name: tensor.tensor_type.name for tensor in reader.tensors}
@@ -113,8 +136,15 @@ def test_other_architectures_and_k_quants_are_refused_by_name(tmp_path, tiny_mod
 
     with pytest.raises(GgufUnsupported, match="'gpt2'"):
         architecture_of(GPT2Config())
-    scaled = LlamaConfig(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+    scaled = LlamaConfig(
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        }
+    )
     with pytest.raises(GgufUnsupported, match="rope scaling 'llama3'"):
         architecture_of(scaled)
     with pytest.raises(StudioError, match="q4_k_m is written only by llama.cpp's own quantiser.*llama-quantize"):
@@ -130,13 +160,18 @@ def test_other_architectures_and_k_quants_are_refused_by_name(tmp_path, tiny_mod
 def test_embedded_default_round_trip(tmp_path_factory, tmp_path, gguf_type):
     """SmolLM2-135M (llama, tied, 30 layers, smollm pre-tokenizer) merged with an adapter, reloaded from the file."""
     from conftest import make_adapter
+
     from studio.modeling.embedded import embedded_model_dir
 
     adapter = tmp_path_factory.getbasetemp() / "embedded-adapter"
     if not adapter.exists():
         make_adapter(embedded_model_dir(), adapter, seed=1, scale=0.05)
-    report = export_gguf(RunConfig().with_overrides({"export.output_dir": str(tmp_path / gguf_type), "export.format": "gguf",
-                                                     "export.gguf_type": gguf_type}), str(adapter))
+    report = export_gguf(
+        RunConfig().with_overrides(
+            {"export.output_dir": str(tmp_path / gguf_type), "export.format": "gguf", "export.gguf_type": gguf_type}
+        ),
+        str(adapter),
+    )
     assert report.passed and report.tokenizer_matches and report.check_diff <= 1e-3
     reader, fields = _fields(tmp_path / gguf_type / report.gguf_file)
     assert fields["general.architecture"] == "llama" and reader.fields["tokenizer.ggml.pre"].contents() == "smollm"

@@ -9,19 +9,24 @@ import sys
 import threading
 
 import pytest
+from support import free_port
 
 from studio.api import Studio
 from studio.chat.adapters import read_adapter
-from studio.export.model_card import adapter_card
 from studio.export.hub import HubError, plan_upload
-from support import free_port
+from studio.export.model_card import adapter_card
 
 SECRET = "hf_studioTestSecretToken123"
 
 
 def _cli(*args, **env):
-    return subprocess.run([sys.executable, "-m", "studio.cli", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HF_HUB_OFFLINE": "0", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "studio.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "0", **env},
+    )
 
 
 def test_an_adapter_goes_up_with_a_card_and_an_export_with_its_own(strong_adapter, tmp_path):
@@ -29,7 +34,7 @@ def test_an_adapter_goes_up_with_a_card_and_an_export_with_its_own(strong_adapte
     assert upload.kind == "adapter" and "adapter_config.json" in upload.files and "README.md" not in upload.files
     assert upload.card == "# card"
     card = adapter_card(read_adapter(strong_adapter), "me/strong")
-    assert card.startswith("---\nlibrary_name: peft") and 'PeftModel.from_pretrained' in card and '"me/strong"' in card
+    assert card.startswith("---\nlibrary_name: peft") and "PeftModel.from_pretrained" in card and '"me/strong"' in card
     export = tmp_path / "export"
     export.mkdir()
     (export / "model-q8_0.gguf").write_bytes(b"GGUF")
@@ -48,7 +53,9 @@ def test_offline_the_upload_says_why_before_sending_anything(strong_adapter):
     result = _cli("push", str(strong_adapter), "--repo", "me/strong", HF_HUB_OFFLINE="1", HF_TOKEN=SECRET)
     assert result.returncode == 2 and "HF_HUB_OFFLINE" in result.stderr and SECRET not in result.stderr + result.stdout
     port = free_port()  # nothing listens there
-    result = _cli("push", str(strong_adapter), "--repo", "me/strong", HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN=SECRET)
+    result = _cli(
+        "push", str(strong_adapter), "--repo", "me/strong", HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN=SECRET
+    )
     assert result.returncode == 2 and "cannot reach 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
     with pytest.raises(HubError, match="owner/name"):
         Studio("runs").push_to_hub(str(strong_adapter), "no-slash", token=SECRET)
@@ -76,8 +83,14 @@ def test_the_real_client_sends_the_token_and_a_refusal_never_shows_it(strong_ada
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Refusing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        result = _cli("push", str(strong_adapter), "--repo", "me/strong",
-                      HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_TOKEN=SECRET)
+        result = _cli(
+            "push",
+            str(strong_adapter),
+            "--repo",
+            "me/strong",
+            HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+            HF_TOKEN=SECRET,
+        )
     finally:
         server.shutdown()
     assert result.returncode == 2 and "HTTP 401" in result.stderr and "Check the token" in result.stderr

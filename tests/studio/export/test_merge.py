@@ -14,9 +14,13 @@ def test_merged_export_matches_base_plus_adapter(tiny_model_dir, strong_adapter,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "merged"
-    config = RunConfig().with_overrides({
-        "model.name_or_path": str(tiny_model_dir), "export.output_dir": str(out), "export.max_shard_size": "200KB",
-    })
+    config = RunConfig().with_overrides(
+        {
+            "model.name_or_path": str(tiny_model_dir),
+            "export.output_dir": str(out),
+            "export.max_shard_size": "200KB",
+        }
+    )
     report = export_merged(config, str(strong_adapter))
     assert report.passed and report.max_logit_diff < 1e-3 and report.dtype == "float32"
     sizes = shard_sizes(out)
@@ -40,6 +44,8 @@ def test_merged_export_matches_base_plus_adapter(tiny_model_dir, strong_adapter,
 def test_export_refuses_a_non_empty_folder(tiny_model_dir, strong_adapter, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
-    config = RunConfig().with_overrides({"model.name_or_path": str(tiny_model_dir), "export.output_dir": str(tmp_path / "taken")})
+    config = RunConfig().with_overrides(
+        {"model.name_or_path": str(tiny_model_dir), "export.output_dir": str(tmp_path / "taken")}
+    )
     with pytest.raises(ExportError, match="not empty"):
         export_merged(config, str(strong_adapter))

@@ -9,8 +9,13 @@ from studio.modeling.chat_templates import TEMPLATES, apply_chat_template_choice
 
 CONVERSATIONS = [
     [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "喵～ 🐾"}],
-    [{"role": "system", "content": "Be 'brief'."}, {"role": "user", "content": "A\\nB"}, {"role": "assistant", "content": "\nC"},
-     {"role": "user", "content": "D"}, {"role": "assistant", "content": " E"}],
+    [
+        {"role": "system", "content": "Be 'brief'."},
+        {"role": "user", "content": "A\\nB"},
+        {"role": "assistant", "content": "\nC"},
+        {"role": "user", "content": "D"},
+        {"role": "assistant", "content": " E"},
+    ],
     [{"role": "user", "content": "只问不答"}],
 ]
 
@@ -33,21 +38,36 @@ def test_each_template_renders_what_training_encodes(tokenizer, name):
 
 def test_default_system_prompts():
     no_system = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
-    assert render_text(FORMATS["qwen"], no_system, None, None).startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
+    assert render_text(FORMATS["qwen"], no_system, None, None).startswith(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>"
+    )
     assert render_text(FORMATS["qwen2.5"], no_system, None, None).startswith(
-        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>")
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>"
+    )
     assert render_text(FORMATS["chatml"], no_system, None, None).startswith("<|im_start|>user")
     with_system = [{"role": "system", "content": "S"}] + no_system
     assert render_text(FORMATS["mistral"], with_system, "<s>", "</s>") == "<s>[INST] S\n\nhi[/INST] yo</s>"
 
 
-@pytest.mark.parametrize("model, expected", [
-    ("Qwen/Qwen1.5-1.8B-Chat", "qwen"), ("Qwen/Qwen2-7B-Instruct", "qwen"), ("/models/Qwen2.5-0.5B-Instruct", "qwen2.5"),
-    ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"), ("meta-llama/Llama-3.2-1B-Instruct", "llama3"),
-    ("mistralai/Mistral-7B-Instruct-v0.2", "mistral"), ("google/gemma-7b-it", "gemma"), ("THUDM/glm-4-9b-chat", "glm4"),
-    ("deepseek-ai/deepseek-llm-7b-chat", "deepseek"), ("01-ai/Yi-1.5-9B-Chat", "yi"),
-    ("google/gemma-2-9b-it", None), ("Qwen/Qwen3-8B", None), ("/tmp/tiny-qwen2", None), ("embedded:SmolLM2-135M-Instruct", None),
-])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("Qwen/Qwen1.5-1.8B-Chat", "qwen"),
+        ("Qwen/Qwen2-7B-Instruct", "qwen"),
+        ("/models/Qwen2.5-0.5B-Instruct", "qwen2.5"),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
+        ("meta-llama/Llama-3.2-1B-Instruct", "llama3"),
+        ("mistralai/Mistral-7B-Instruct-v0.2", "mistral"),
+        ("google/gemma-7b-it", "gemma"),
+        ("THUDM/glm-4-9b-chat", "glm4"),
+        ("deepseek-ai/deepseek-llm-7b-chat", "deepseek"),
+        ("01-ai/Yi-1.5-9B-Chat", "yi"),
+        ("google/gemma-2-9b-it", None),
+        ("Qwen/Qwen3-8B", None),
+        ("/tmp/tiny-qwen2", None),
+        ("embedded:SmolLM2-135M-Instruct", None),
+    ],
+)
 def test_auto_knows_the_families(model, expected):
     found = format_for_name(model)
     assert (found.name if found else None) == expected

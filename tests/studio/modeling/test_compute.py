@@ -17,7 +17,9 @@ def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_computes_it(monkeypatc
     assert native.method == "LoRA on bf16 weights (no quantisation) on CPU"
     monkeypatch.setattr(compute, "cpu_computes_bf16", lambda: False)
     assert resolve_plan(none, TrainingConfig(), cuda=False).weight_dtype == torch.float32
-    assert resolve_plan(none, TrainingConfig(precision="bf16"), cuda=False).weight_dtype == torch.bfloat16  # asked for: kept
+    assert (
+        resolve_plan(none, TrainingConfig(precision="bf16"), cuda=False).weight_dtype == torch.bfloat16
+    )  # asked for: kept
 
 
 def test_quantised_compute_follows_the_training_precision(monkeypatch):

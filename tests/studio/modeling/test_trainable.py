@@ -22,14 +22,21 @@ def examples(tiny_tokenizer):
 
 
 def _losses_and_grads(tiny_model_dir, examples, lines=None, **settings):
-    quantization = QuantizationConfig(method=settings.pop("method", "4bit"), cache_dequantized=settings.pop("cache", "off"))
+    quantization = QuantizationConfig(
+        method=settings.pop("method", "4bit"), cache_dequantized=settings.pop("cache", "off")
+    )
     training = TrainingConfig(gradient_checkpointing="off", **({"precision": "fp32"} | settings))  # exact comparisons
     plan = resolve_plan(quantization, training, cuda=False)
     path = str(tiny_model_dir)
     torch.manual_seed(0)
     model = load_trainable_model(
-        model=ModelConfig(name_or_path=path), quantization=quantization, training=training, lora=LoraConfig(),
-        model_path=path, plan=plan, info=(lines if lines is not None else []).append,
+        model=ModelConfig(name_or_path=path),
+        quantization=quantization,
+        training=training,
+        lora=LoraConfig(),
+        model_path=path,
+        plan=plan,
+        info=(lines if lines is not None else []).append,
     )
     for name, parameter in model.named_parameters():
         if "lora_B" in name:  # a non-zero adapter, so the LoRA path is part of the comparison
@@ -73,7 +80,9 @@ def test_frozen_half_precision_weights_are_not_upcast(tiny_model_dir):
     from studio.modeling.loader import load_base_model, prepare_for_training
 
     plan = resolve_plan(QuantizationConfig(method="none"), TrainingConfig(precision="bf16"), cuda=False)
-    model = prepare_for_training(load_base_model(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir), plan), plan, True)
+    model = prepare_for_training(
+        load_base_model(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir), plan), plan, True
+    )
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert not any(p.requires_grad for p in model.parameters())
     assert model.is_gradient_checkpointing
@@ -95,7 +104,12 @@ def test_under_autocast_lora_inputs_are_shared_not_cast(tiny_model_dir, examples
     plan = resolve_plan(quantization, training, cuda=False)
     path = str(tiny_model_dir)
     model = load_trainable_model(
-        model=ModelConfig(name_or_path=path), quantization=quantization, training=training, lora=LoraConfig(), model_path=path, plan=plan
+        model=ModelConfig(name_or_path=path),
+        quantization=quantization,
+        training=training,
+        lora=LoraConfig(),
+        model_path=path,
+        plan=plan,
     )
     lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
     assert lora_layers and not any(m.cast_input_dtype_enabled for m in lora_layers)

@@ -25,8 +25,10 @@ def trained(tiny_model_dir):
     from transformers import AutoModelForCausalLM, get_scheduler
 
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-3)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=1, num_training_steps=10)
@@ -44,8 +46,14 @@ def test_save_then_load_restores_everything(tmp_path, trained):
     best = {k: v.clone() for k, v in optimizer.state_dict()["state"][0].items() if k != "step"}
     path = save_checkpoint(tmp_path, model, optimizer, scheduler, state, best)
     assert sorted(p.name for p in path.iterdir()) == [
-        "adapter", "best_adapter.safetensors", "manifest.json", "optimizer.json", "optimizer.safetensors",
-        "rng.safetensors", "scheduler.json", "state.json",
+        "adapter",
+        "best_adapter.safetensors",
+        "manifest.json",
+        "optimizer.json",
+        "optimizer.safetensors",
+        "rng.safetensors",
+        "scheduler.json",
+        "state.json",
     ]
     saved_optimizer, saved_scheduler, rng = optimizer.state_dict(), scheduler.state_dict(), torch.get_rng_state()
     torch.rand(3)  # move the generator on; loading must put it back
@@ -72,7 +80,9 @@ def test_a_damaged_file_is_named(tmp_path, trained):
 
 def test_a_failed_save_leaves_no_partial_folder(tmp_path, trained, monkeypatch):
     model, optimizer, scheduler = trained
-    monkeypatch.setattr(scheduler, "state_dict", lambda: {"unserialisable": object()})  # fails mid-save, like a full disk
+    monkeypatch.setattr(
+        scheduler, "state_dict", lambda: {"unserialisable": object()}
+    )  # fails mid-save, like a full disk
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path, model, optimizer, scheduler, LoopState(step=3), None)
     assert list(tmp_path.iterdir()) == []

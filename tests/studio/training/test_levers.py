@@ -40,21 +40,41 @@ def _train(model_dir: Path, examples, tmp_path: Path, levers: Levers, **settings
     """Two real optimizer steps of the model the worker would build: the loss and gradient norm of
     each (the norm, because Adam's first update hardly depends on the gradient's size), and the trainer."""
     training = TrainingConfig(
-        learning_rate=5e-3, max_steps=2, batch_size=2, gradient_accumulation_steps=3, logging_steps=1,
-        eval_steps=1000, save_steps=1000, gradient_checkpointing="off", **(BASE | settings),
+        learning_rate=5e-3,
+        max_steps=2,
+        batch_size=2,
+        gradient_accumulation_steps=3,
+        logging_steps=1,
+        eval_steps=1000,
+        save_steps=1000,
+        gradient_checkpointing="off",
+        **(BASE | settings),
     )
     quantization = QuantizationConfig(method="none")
     plan = resolve_plan(quantization, training, cuda=False)
     path = str(model_dir)
     torch.manual_seed(0)
     model = load_trainable_model(
-        model=ModelConfig(name_or_path=path), quantization=quantization, training=training, lora=LoraConfig(),
-        model_path=path, plan=plan, levers=levers,
+        model=ModelConfig(name_or_path=path),
+        quantization=quantization,
+        training=training,
+        lora=LoraConfig(),
+        model_path=path,
+        plan=plan,
+        levers=levers,
     )
     curve = []
     trainer = Trainer(
-        model, train=examples, val=[], config=training, lora=LoraConfig(), plan=plan, checkpoints_dir=tmp_path,
-        emit=lambda event: curve.extend([event.loss, event.grad_norm]), abort=threading.Event(), levers=levers,
+        model,
+        train=examples,
+        val=[],
+        config=training,
+        lora=LoraConfig(),
+        plan=plan,
+        checkpoints_dir=tmp_path,
+        emit=lambda event: curve.extend([event.loss, event.grad_norm]),
+        abort=threading.Event(),
+        levers=levers,
     )
     trainer.run()
     return curve, trainer
@@ -84,9 +104,10 @@ CASES = {
     "grouped_kv_attention": ({}, lambda t: t.model.config._attn_implementation == varlen_attention.REPEATED_KV_NAME),
     "lean_mlp": ({}, lambda t: not _mlps_lean(t)),
     # peft's cast only exists under autocast, so this one trains in bf16 (both ways)
-    "uncast_lora_inputs": ({"precision": "bf16"}, lambda t: all(
-        m.cast_input_dtype_enabled for m in t.model.modules() if hasattr(m, "cast_input_dtype_enabled")
-    )),
+    "uncast_lora_inputs": (
+        {"precision": "bf16"},
+        lambda t: all(m.cast_input_dtype_enabled for m in t.model.modules() if hasattr(m, "cast_input_dtype_enabled")),
+    ),
 }
 
 

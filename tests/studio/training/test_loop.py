@@ -33,8 +33,14 @@ def _train(tiny_model_dir, examples, tmp_path, **training) -> tuple[list[float],
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     model = get_peft_model(base, PeftLoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     config = TrainingConfig(
-        learning_rate=5e-3, max_steps=4, batch_size=2, gradient_accumulation_steps=3,
-        logging_steps=1, eval_steps=2, save_steps=1000, **({"precision": "fp32"} | training),
+        learning_rate=5e-3,
+        max_steps=4,
+        batch_size=2,
+        gradient_accumulation_steps=3,
+        logging_steps=1,
+        eval_steps=2,
+        save_steps=1000,
+        **({"precision": "fp32"} | training),
     )
     plan = resolve_plan(QuantizationConfig(method="none"), config, cuda=False)
     losses, evals = [], []
@@ -43,8 +49,15 @@ def _train(tiny_model_dir, examples, tmp_path, **training) -> tuple[list[float],
         (losses if event.type == "step" else evals).append(event.loss if event.type == "step" else event.eval_loss)
 
     trainer = Trainer(
-        model, train=examples[:18], val=examples[18:], config=config, lora=LoraConfig(), plan=plan,
-        checkpoints_dir=tmp_path, emit=emit, abort=threading.Event(),
+        model,
+        train=examples[:18],
+        val=examples[18:],
+        config=config,
+        lora=LoraConfig(),
+        plan=plan,
+        checkpoints_dir=tmp_path,
+        emit=emit,
+        abort=threading.Event(),
     )
     trainer.run()
     return losses, evals
@@ -70,8 +83,12 @@ def test_lanes_learn_what_one_lane_learns_and_repeat_exactly(tiny_model_dir, exa
 
 def test_bf16_on_cpu_follows_the_fp32_curve_and_repeats_exactly(tiny_model_dir, examples, tmp_path):
     fp32 = _train(tiny_model_dir, examples, tmp_path / "a", micro_batch_tokens=120, micro_batch_lanes=2)
-    bf16 = _train(tiny_model_dir, examples, tmp_path / "b", micro_batch_tokens=120, micro_batch_lanes=2, precision="bf16")
-    again = _train(tiny_model_dir, examples, tmp_path / "c", micro_batch_tokens=120, micro_batch_lanes=2, precision="bf16")
+    bf16 = _train(
+        tiny_model_dir, examples, tmp_path / "b", micro_batch_tokens=120, micro_batch_lanes=2, precision="bf16"
+    )
+    again = _train(
+        tiny_model_dir, examples, tmp_path / "c", micro_batch_tokens=120, micro_batch_lanes=2, precision="bf16"
+    )
     assert bf16 != fp32, "bf16 ran as bf16 (autocast on the CPU)"
     for ours, reference in zip(bf16[0] + bf16[1], fp32[0] + fp32[1]):
         assert ours == pytest.approx(reference, abs=0.05)
@@ -88,13 +105,36 @@ def test_steps_between_logged_ones_send_heartbeats(tiny_model_dir, examples, tmp
     from studio.training import loop
 
     monkeypatch.setattr(loop, "HEARTBEAT_S", 0.0)  # every step, so that a short test sees them
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), PeftLoraConfig(r=4, target_modules="all-linear"))
-    config = TrainingConfig(max_steps=5, batch_size=2, gradient_accumulation_steps=1, logging_steps=1000, eval_steps=1000,
-                            save_steps=1000, precision="fp32")
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), PeftLoraConfig(r=4, target_modules="all-linear")
+    )
+    config = TrainingConfig(
+        max_steps=5,
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        logging_steps=1000,
+        eval_steps=1000,
+        save_steps=1000,
+        precision="fp32",
+    )
     events = []
-    trainer = loop.Trainer(model, train=examples[:18], val=[], config=config, lora=LoraConfig(),
-                           plan=resolve_plan(QuantizationConfig(method="none"), config, cuda=False),
-                           checkpoints_dir=tmp_path, emit=events.append, abort=threading.Event())
+    trainer = loop.Trainer(
+        model,
+        train=examples[:18],
+        val=[],
+        config=config,
+        lora=LoraConfig(),
+        plan=resolve_plan(QuantizationConfig(method="none"), config, cuda=False),
+        checkpoints_dir=tmp_path,
+        emit=events.append,
+        abort=threading.Event(),
+    )
     trainer.run()
-    assert [(e.type, e.step) for e in events] == [("step", 1), ("heartbeat", 2), ("heartbeat", 3), ("heartbeat", 4), ("step", 5)]
+    assert [(e.type, e.step) for e in events] == [
+        ("step", 1),
+        ("heartbeat", 2),
+        ("heartbeat", 3),
+        ("heartbeat", 4),
+        ("step", 5),
+    ]
     assert all(e.eta_s is not None and e.total_steps == 5 for e in events if e.type == "heartbeat")

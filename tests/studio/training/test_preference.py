@@ -15,7 +15,7 @@ from studio.data.examples import PairwiseExample
 from studio.data.tokenize_kinds import EncodedPair, encode_pair
 from studio.modeling.compute import resolve_plan
 from studio.training.objectives import DpoObjective
-from studio.training.preference import dpo_losses, kto_losses, tally_metrics, dpo_tally
+from studio.training.preference import dpo_losses, dpo_tally, kto_losses, tally_metrics
 from studio.training.token_losses import TokenLosses
 
 
@@ -28,8 +28,11 @@ def pairs(tiny_tokenizer) -> list[EncodedPair]:
 
     rows = json.loads((BUNDLED_DATA_DIR / "alpaca_zh_demo.json").read_text(encoding="utf-8"))[:9]
     examples = [
-        PairwiseExample([{"role": "user", "content": row["instruction"]}], {"role": "assistant", "content": row["output"]},
-                        {"role": "assistant", "content": rows[(i + 3) % len(rows)]["output"][: 10 + 7 * i]})
+        PairwiseExample(
+            [{"role": "user", "content": row["instruction"]}],
+            {"role": "assistant", "content": row["output"]},
+            {"role": "assistant", "content": rows[(i + 3) % len(rows)]["output"][: 10 + 7 * i]},
+        )
         for i, row in enumerate(rows)
     ]
     encoded = [encode_pair(tiny_tokenizer, example, cutoff_len=512) for example in examples]
@@ -80,7 +83,9 @@ def test_packed_dpo_loss_and_gradients_equal_the_unpacked_computation(tiny_model
     expected.backward()
     expected_grads = _gradients(model)
 
-    token_losses = TokenLosses(model, device="cpu", packing=layout != "documents_padded", token_budget=10**6, batch_size=3)
+    token_losses = TokenLosses(
+        model, device="cpu", packing=layout != "documents_padded", token_budget=10**6, batch_size=3
+    )
     if layout == "documents_packed":  # as on CUDA: each answer a document of its own, the prompt run twice
         token_losses = _NoSharing(token_losses)
     assert token_losses.shares_prompts == (layout == "shared_prompt")
@@ -109,13 +114,30 @@ class _NoSharing:
 def _trainer(model, train, val, tmp_path, stage="dpo", preference=None, **training):
     from studio.training.loop import Trainer
 
-    defaults = dict(precision="fp32", learning_rate=1e-3, batch_size=2, gradient_accumulation_steps=2, logging_steps=1,
-                    eval_steps=2, save_steps=1000)
+    defaults = dict(
+        precision="fp32",
+        learning_rate=1e-3,
+        batch_size=2,
+        gradient_accumulation_steps=2,
+        logging_steps=1,
+        eval_steps=2,
+        save_steps=1000,
+    )
     config = TrainingConfig(stage=stage, **(defaults | training))
     plan = resolve_plan(QuantizationConfig(method="none"), config, cuda=False)
     events = []
-    trainer = Trainer(model, train=train, val=val, config=config, lora=LoraConfig(), plan=plan, checkpoints_dir=tmp_path,
-                      emit=events.append, abort=threading.Event(), preference=preference or PreferenceConfig())
+    trainer = Trainer(
+        model,
+        train=train,
+        val=val,
+        config=config,
+        lora=LoraConfig(),
+        plan=plan,
+        checkpoints_dir=tmp_path,
+        emit=events.append,
+        abort=threading.Event(),
+        preference=preference or PreferenceConfig(),
+    )
     return trainer, events
 
 
@@ -148,8 +170,9 @@ def test_dpo_training_raises_the_margin_and_the_accuracy(tiny_model_dir, pairs, 
 
 def test_best_checkpoint_by_reward_accuracy(tiny_model_dir, pairs, tmp_path):
     model = _model(tiny_model_dir, init_lora_weights=True)
-    trainer, events = _trainer(model, pairs[:6], pairs[6:], tmp_path, max_steps=4, best_metric="reward_accuracy",
-                               early_stopping_patience=None)
+    trainer, events = _trainer(
+        model, pairs[:6], pairs[6:], tmp_path, max_steps=4, best_metric="reward_accuracy", early_stopping_patience=None
+    )
     trainer.compute_reference(base=True)
     trainer.run()
     evals = [e for e in events if e.type == "preference" and e.split == "eval"]

@@ -40,7 +40,9 @@ def test_grouped_query_attention_stays_inside_each_example():
     lengths = [5, 1, 9, 3]
     query, key, value, offsets = _inputs(lengths)
     module = _Module().eval()
-    output, _ = varlen_attention_forward(module, query, key, value, None, cu_seq_lens_q=offsets, max_length_q=max(lengths))
+    output, _ = varlen_attention_forward(
+        module, query, key, value, None, cu_seq_lens_q=offsets, max_length_q=max(lengths)
+    )
     for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
         expected = _reference(query, key, value, start, end)
         assert torch.allclose(output[:, start:end], expected, atol=1e-5)
