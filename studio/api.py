@@ -32,8 +32,11 @@ class Studio:
 
     @classmethod
     def serving(cls, root: str | Path, runs_dir: str | Path, read_only=(), allow_remote_code: bool = False) -> Studio:
-        """The studio of a web server: every path from the page confined to the workspace `root`."""
-        return cls(runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code))
+        """The studio of a web server: every path from the page confined to the workspace `root`; it keeps
+        the run queue, so queued runs start when their devices free up, whether or not a page is open."""
+        studio = cls(runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code))
+        studio.service.keep_queue()
+        return studio
 
     @property
     def runs_dir(self) -> Path:
@@ -41,9 +44,25 @@ class Studio:
 
     # -- runs -----------------------------------------------------------------------
 
-    def start(self, config: RunConfig) -> str:
+    def start(self, config: RunConfig, queue: bool = False) -> str:
+        """Start a run; with `queue`, a run whose devices are busy waits in the queue instead of being refused."""
         self._check_config(config)
-        return self.service.start(config)
+        return self.service.start(config, queue=queue)
+
+    def devices(self):
+        """This machine's devices (GPUs with name, total and free memory; the CPU), for training.devices."""
+        from studio.devices import list_devices
+
+        return list_devices()
+
+    def other_node_commands(self, config: RunConfig, run_id: str | None = None) -> list[str]:
+        """For a multi-node config, the command to run on each other machine (with this run's folder)."""
+        from studio.devices import plan_devices
+        from studio.launcher import other_node_commands
+
+        self._check_config(config)
+        run_dir = str(self.runs_dir / run_id) if run_id else str(self.runs_dir / "RUN_ID")
+        return other_node_commands(config, plan_devices(config), run_dir)
 
     def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
         plan = self.service.resume(run_id, checkpoint)

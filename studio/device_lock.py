@@ -1,15 +1,16 @@
 """One training run per device, machine-wide: a small JSON lock file per device in the cache.
 
-The holder is a worker pid (with its start time); a lock whose holder is gone is free, so a
-crashed worker or service never leaves a device locked. Any number of services (CLI, UI,
-scripts) on one machine see the same locks.
+Devices are the CPU ("cpu") and each GPU ("cuda0", "cuda1", ...), so runs on different GPUs
+train at the same time. The holder is a worker pid (with its start time); a lock whose holder
+is gone is free, so a crashed worker or service never leaves a device locked. Any number of
+services (CLI, UI, scripts) on one machine see the same locks.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from studio.errors import StudioError
@@ -17,14 +18,23 @@ from studio.paths import cache_dir
 from studio.processes import is_alive
 
 
+def device_name(device: str) -> str:
+    """How a person calls a lock's device: the CPU, GPU 0."""
+    if device.startswith("cuda"):
+        return f"GPU {device.removeprefix('cuda') or 0}"
+    return device.upper()
+
+
 class DeviceBusy(StudioError):
     def __init__(self, device: str, run_dir: str):
         self.device, self.run_dir = device, run_dir
+        name = device_name(device)
         super().__init__(
-            f"The {device.upper()} is busy training run '{Path(run_dir).name}' ({run_dir}). "
-            "Runs never share a device: abort that run or wait until it ends, then start again.",
-            f"{device.upper()} 正在训练 '{Path(run_dir).name}'（{run_dir}）。同一设备一次只训练一个任务："
-            "请中止该训练或等它结束后再开始。",
+            f"The {name} is busy training run '{Path(run_dir).name}' ({run_dir}). "
+            "Runs never share a device: queue this run (it starts by itself when the device is free), "
+            "abort that run, or choose other devices in training.devices.",
+            f"{name} 正在训练 '{Path(run_dir).name}'（{run_dir}）。同一设备一次只训练一个任务："
+            "可将本次训练加入队列（设备空闲时自动开始）、中止该训练，或在 training.devices 中选择其他设备。",
         )
 
 
@@ -43,6 +53,14 @@ class DeviceLocks:
         with self._guard(device) as path:
             return self._live_holder(path)
 
+    def busy(self, devices: list[str]) -> tuple[str, dict] | None:
+        """The first of `devices` that a live run holds, with its holder; None when all are free."""
+        for device in devices:
+            holder = self.holder(device)
+            if holder:
+                return device, holder
+        return None
+
     def _live_holder(self, path: Path) -> dict | None:
         try:
             holder = json.loads(path.read_text())
@@ -51,20 +69,29 @@ class DeviceLocks:
         return holder if is_alive(holder.get("pid"), holder.get("pid_started")) else None
 
     @contextmanager
-    def acquire(self, device: str, run_dir: str):
-        """Hold the guard while the caller spawns; the caller reports the worker via `record`."""
-        with self._guard(device) as path:
-            holder = self._live_holder(path)
-            if holder:
-                raise DeviceBusy(device, holder["run_dir"])
-            yield lambda pid, started: path.write_text(
-                json.dumps({"run_dir": run_dir, "pid": pid, "pid_started": started})
-            )
+    def acquire(self, devices: list[str] | str, run_dir: str):
+        """Hold the guards of all `devices` (taken in sorted order, so two runs never wait on each other) while
+        the caller spawns; the caller reports the worker via the yielded `record(pid, started)`."""
+        devices = sorted({devices} if isinstance(devices, str) else set(devices))
+        with ExitStack() as stack:
+            paths = [stack.enter_context(self._guard(device)) for device in devices]
+            for device, path in zip(devices, paths):
+                holder = self._live_holder(path)
+                if holder:
+                    raise DeviceBusy(device, holder["run_dir"])
 
-    def release(self, device: str, pid: int) -> None:
-        with self._guard(device) as path:
-            try:
-                if json.loads(path.read_text()).get("pid") == pid:
-                    path.unlink()
-            except (FileNotFoundError, ValueError):
-                pass
+            def record(pid: int, started: float | None) -> None:
+                text = json.dumps({"run_dir": run_dir, "pid": pid, "pid_started": started})
+                for path in paths:
+                    path.write_text(text)
+
+            yield record
+
+    def release(self, devices: list[str] | str, pid: int) -> None:
+        for device in [devices] if isinstance(devices, str) else devices:
+            with self._guard(device) as path:
+                try:
+                    if json.loads(path.read_text()).get("pid") == pid:
+                        path.unlink()
+                except (FileNotFoundError, ValueError):
+                    pass

@@ -54,6 +54,7 @@ class Started(_Event):
     total_steps: int
     start_step: int
     stage: str = "sft"  # training.stage: sft, dpo, kto or pt (events written before stages existed are sft)
+    processes: int = 1  # training processes in all (torchrun ranks); 1 without data parallelism
 
 
 class Step(_Event):

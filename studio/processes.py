@@ -36,3 +36,21 @@ def _is_zombie(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def children(pid: int | None) -> list[int]:
+    """The direct child processes of `pid` (Linux /proc); empty when it has none or is gone."""
+    found: list[int] = []
+    if not pid:
+        return found
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+        except OSError:
+            continue
+    return found

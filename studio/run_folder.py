@@ -28,7 +28,7 @@ from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.events import TERMINAL, AttemptStarted, Event, Log, dump_event, parse_event
 
-RunState = Literal["starting", "running", "finished", "failed", "aborted", "unreadable"]
+RunState = Literal["queued", "starting", "running", "finished", "failed", "aborted", "unreadable"]
 FINAL_STATES = ("finished", "failed", "aborted")
 ENDED_STATES = FINAL_STATES + ("unreadable",)  # nothing more will happen without the user
 CHECKPOINT_STATE = "state.json"  # written last into a checkpoint: its presence marks a complete one
@@ -49,6 +49,9 @@ class RunStatus(BaseModel):
     step: int = 0
     total_steps: int | None = None
     resume_from: str | None = None  # the checkpoint the current attempt continues from
+    processes: int = 1  # worker processes on this machine (torchrun's ranks); pid is then torchrun's
+    queued_at: float | None = None  # when a queued run joined the queue (its order)
+    queue_position: int | None = None  # filled in when read, never stored
     message: str = ""
     updated: float = 0.0
 

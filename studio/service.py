@@ -4,6 +4,11 @@ Each run trains in its own worker subprocess (`python -m studio.worker RUN_DIR`)
 session, so closing the UI or the terminal never stops it. The run folder is the truth:
 a restarted service re-attaches to live workers from their folders, and a worker that died
 without a terminal event (kill -9, OOM, crash) is marked failed with its log tail.
+
+A run on busy devices can be queued instead (state `queued`, in its folder like any run); a
+service that keeps the queue (`keep_queue`, the web server does) starts each queued run when
+its devices free up, oldest first. Several services may keep the same queue: a run is started
+under its folder's lock, so only once.
 """
 
 from __future__ import annotations
@@ -23,15 +28,19 @@ from pathlib import Path
 
 from studio.allocator import with_fast_allocator
 from studio.config import RunConfig
-from studio.device_lock import DeviceBusy, DeviceLocks
+from studio.device_lock import DeviceBusy, DeviceLocks, device_name
+from studio.devices import DevicePlan, plan_devices
 from studio.errors import CheckpointError, RunNotFound, RunStateError, StudioError
 from studio.events import Aborted, AttemptStarted, Event, Failed, Log
-from studio.processes import is_alive, process_start_time
+from studio.launcher import rank_failure, worker_command
+from studio.processes import children, is_alive, process_start_time
 from studio.run_folder import ENDED_STATES, FINAL_STATES, RunFolder, RunStatus, checkpoint_step
 from studio.validation import check_data, check_model, validate_run
 from studio.worker import WRITE_FAILED_EXIT, end_message
 
 ABORT_GRACE_S = 60.0
+QUEUE_POLL_S = 2.0
+ATTEMPT_MARK = b"--- qlora-studio: a new attempt starts here ---"
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain folder name: never a path out of runs_dir
 
 
@@ -59,30 +68,50 @@ class TrainingService:
         self._abort_requested: set[str] = set()  # a death after an abort request is an abort, not a failure
         self._unrecorded: dict[str, RunStatus] = {}  # ends the run folder could not take (disk full, read-only)
         self._parsed: dict[str, tuple[tuple, RunStatus]] = {}  # status.json by (mtime, size): lists stay cheap
+        self._keeper: threading.Thread | None = None
 
     # -- starting -------------------------------------------------------------------
 
-    def start(self, config: RunConfig) -> str:
+    def start(self, config: RunConfig, queue: bool = False) -> str:
         """Check (cheapest first), create the run folder, spawn the worker; returns the run id.
 
-        Raises a StudioError (DeviceBusy, ModelLoadError, CheckpointError, DataError, ...) before anything is written.
+        Raises a StudioError (DeviceBusy, ModelLoadError, CheckpointError, DataError, ...) before anything is
+        written. With `queue`, a run whose devices are busy is kept as `queued` instead of refused, and starts
+        when they free up (see `keep_queue`).
         """
-        device = _training_device(config)
-        self._refuse_busy(device)
+        devices = plan_devices(config)
+        busy = self._busy(devices)
+        if busy and not queue:
+            raise DeviceBusy(*busy)
         validate_run(config)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         folder = RunFolder(self._new_run_path(config.name))
-        with self.locks.acquire(device, str(folder.path)) as record:
-            folder.path.mkdir()
+        folder.path.mkdir()
+        try:
+            config.save(folder.config_file)
             try:
-                config.save(folder.config_file)
-                folder.write_status(RunStatus(run_id=folder.run_id, state="starting", device=device))
-                folder.append(AttemptStarted(attempt=1))
-                self._spawn(folder, device, record)
-            except BaseException:
-                shutil.rmtree(folder.path, ignore_errors=True)  # nothing half-made is left behind
-                raise
+                if busy:
+                    raise DeviceBusy(*busy)
+                self._launch(folder, devices)
+            except DeviceBusy:
+                if not queue:
+                    raise
+                folder.write_status(
+                    RunStatus(run_id=folder.run_id, state="queued", device=devices.label, queued_at=time.time())
+                )
+        except BaseException:
+            shutil.rmtree(folder.path, ignore_errors=True)  # nothing half-made is left behind
+            raise
         return folder.run_id
+
+    def _launch(self, folder: RunFolder, devices: DevicePlan) -> None:
+        """The first attempt of a new (or queued) run: take its devices and spawn its worker."""
+        with self.locks.acquire(devices.lock_names, str(folder.path)) as record:
+            folder.write_status(
+                RunStatus(run_id=folder.run_id, state="starting", device=devices.label, processes=devices.processes)
+            )
+            folder.append(AttemptStarted(attempt=1))
+            self._spawn(folder, devices, record)
 
     def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
         """Continue an aborted or failed run in its folder, from step `checkpoint` or the newest loadable checkpoint."""
@@ -94,13 +123,15 @@ class TrainingService:
                 f"训练 {run_id} 的状态为 {status.state}；只有已中止或失败的训练可以继续。",
             )
         config = folder.load_config()
-        device = _training_device(config)
-        self._refuse_busy(device)
+        devices = plan_devices(config)
+        busy = self._busy(devices)
+        if busy:
+            raise DeviceBusy(*busy)
         plan = choose_checkpoint(folder, checkpoint)
         check_model(config.model)
         check_data(config)
         self._abort_requested.discard(run_id)
-        with self.locks.acquire(device, str(folder.path)) as record:
+        with self.locks.acquire(devices.lock_names, str(folder.path)) as record:
             attempt = status.attempt + 1
             folder.append(AttemptStarted(attempt=attempt, start_step=plan.step, resumed_from=str(plan.checkpoint)))
             for note in plan.skipped:
@@ -114,12 +145,14 @@ class TrainingService:
                         "resume_from": str(plan.checkpoint),
                         "pid": None,
                         "pid_started": None,
+                        "device": devices.label,
+                        "processes": devices.processes,
                     }
                 )
             )
             self._unrecorded.pop(run_id, None)
             try:
-                self._spawn(folder, device, record)
+                self._spawn(folder, devices, record)
             except OSError as error:  # no worker started: the attempt ends here, said so
                 folder.append(Failed(error=f"The worker could not be started: {error}"))
                 folder.write_status(
@@ -128,12 +161,16 @@ class TrainingService:
                 raise
         return plan
 
-    def _refuse_busy(self, device: str) -> None:
-        """The cheapest check, so a busy device is reported before seconds of data and model checks."""
-        self._let_finished_worker_exit(device)
-        holder = self.locks.holder(device)
-        if holder:
-            raise DeviceBusy(device, holder["run_dir"])
+    def _busy(self, devices: DevicePlan, wait: bool = True) -> tuple[str, str] | None:
+        """The cheapest check, so a busy device is reported before seconds of data and model checks:
+        (device, run folder holding it), or None when all of the run's devices are free."""
+        for device in devices.lock_names:
+            if wait:
+                self._let_finished_worker_exit(device)
+            holder = self.locks.holder(device)
+            if holder:
+                return device, holder["run_dir"]
+        return None
 
     def _let_finished_worker_exit(self, device: str, timeout: float = 30.0) -> None:
         """A worker that wrote its end is about to exit; wait for that rather than call the device busy."""
@@ -156,16 +193,21 @@ class TrainingService:
             path = self.runs_dir / f"{name}-{stamp}-{n}"
         return path
 
-    def _spawn(self, folder: RunFolder, device: str, record) -> None:
+    def _spawn(self, folder: RunFolder, devices: DevicePlan, record) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")])
         )
-        if device == "cpu":
+        env.update(devices.environment(env.get("CUDA_VISIBLE_DEVICES")))
+        if devices.kind == "cpu":
             env = with_fast_allocator(env)
+        command = worker_command(self.python, str(folder.path), devices, folder.load_config())
         with open(folder.log_file, "ab") as log:
+            if devices.distributed:  # torchrun's failure summary is read back from after this line
+                log.write(ATTEMPT_MARK + b"\n")
+                log.flush()
             child = subprocess.Popen(
-                [self.python, "-m", "studio.worker", str(folder.path)],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -177,15 +219,94 @@ class TrainingService:
         status = folder.read_status()
         folder.write_status(status.model_copy(update={"pid": child.pid, "pid_started": started}))
         self._children[folder.run_id] = child
-        threading.Thread(target=self._reap, args=(folder, child, device, status.attempt), daemon=True).start()
+        threading.Thread(target=self._reap, args=(folder, child, devices, status.attempt), daemon=True).start()
 
-    def _reap(self, folder: RunFolder, child: subprocess.Popen, device: str, attempt: int) -> None:
+    def _reap(self, folder: RunFolder, child: subprocess.Popen, devices: DevicePlan, attempt: int) -> None:
         code = child.wait()
         try:
-            self.locks.release(device, child.pid)
+            self.locks.release(devices.lock_names, child.pid)
         except OSError:
             pass  # a lock whose holder is dead counts as free anyway
         self._mark_dead(folder, code, attempt)
+        if self._keeper is not None:  # its devices are free: the next queued run need not wait for a poll
+            self._dispatch_safely()
+
+    # -- the queue ------------------------------------------------------------------
+
+    def keep_queue(self, poll_s: float = QUEUE_POLL_S) -> None:
+        """From now on, start queued runs of this runs folder when their devices free up (a daemon thread)."""
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, args=(poll_s,), name="run-queue", daemon=True)
+            self._keeper.start()
+
+    def _keep(self, poll_s: float) -> None:
+        while True:
+            self._dispatch_safely()
+            time.sleep(poll_s)
+
+    def _dispatch_safely(self) -> None:
+        try:
+            self.dispatch_queue()
+        except Exception:  # a bug, not a user error: said loudly, and the queue goes on
+            import traceback
+
+            traceback.print_exc()
+
+    def queued(self) -> list[RunStatus]:
+        """Queued runs, oldest first."""
+        if not self.runs_dir.is_dir():
+            return []
+        found = []
+        for path in self.runs_dir.iterdir():
+            try:
+                status = self._read_status(RunFolder(path)) if (path / "status.json").is_file() else None
+            except (OSError, StudioError):
+                continue
+            if status is not None and status.state == "queued":
+                found.append(status)
+        return sorted(found, key=lambda s: (s.queued_at or 0.0, s.run_id))
+
+    def dispatch_queue(self) -> list[str]:
+        """Start every queued run whose devices are free, oldest first; returns the runs started."""
+        started = []
+        for status in self.queued():
+            folder = RunFolder(self.runs_dir / status.run_id)
+            try:
+                devices = plan_devices(folder.load_config())
+                if self._busy(devices, wait=False):
+                    continue
+                with folder.exclusive():
+                    current = folder.read_status()
+                    if current is None or current.state != "queued":
+                        continue  # another service started or cancelled it
+                    self._launch(folder, devices)
+                started.append(status.run_id)
+            except DeviceBusy:
+                continue
+            except (OSError, StudioError) as error:  # it can never start as it is: it fails, saying why
+                self._fail_queued(folder, f"The queued run could not start: {_one_line(error)}")
+        return started
+
+    def _fail_queued(self, folder: RunFolder, reason: str) -> None:
+        try:
+            status = folder.read_status()
+            if status is not None and status.state in ("queued", "starting"):
+                folder.write_status(status.model_copy(update={"state": "failed", "message": reason}))
+        except (OSError, StudioError):
+            pass
+
+    def _queue_note(self, status: RunStatus) -> RunStatus:
+        """A queued run's status says its place in the queue and what it waits for."""
+        order = [s.run_id for s in self.queued()]
+        place = order.index(status.run_id) + 1 if status.run_id in order else 1
+        waiting = ""
+        try:
+            busy = self._busy(plan_devices(self._folder(status.run_id).load_config()), wait=False)
+            if busy:
+                waiting = f", waiting for the {device_name(busy[0])} (run {Path(busy[1]).name})"
+        except StudioError:
+            pass
+        return status.model_copy(update={"queue_position": place, "message": f"queued #{place}{waiting}"})
 
     # -- stopping -------------------------------------------------------------------
 
@@ -195,9 +316,25 @@ class TrainingService:
         status = self.status(run_id)
         if status.state in FINAL_STATES:
             return
+        if status.state == "queued" and self._cancel_queued(folder):
+            return
+        status = self.status(run_id)  # it may have started meanwhile
         self._abort_requested.add(run_id)
-        _signal(status.pid, signal.SIGTERM)
+        if status.processes > 1:  # torchrun's workers, told directly: the ranks agree to stop at the same step
+            for pid in children(status.pid):
+                _signal(pid, signal.SIGTERM)
+        else:
+            _signal(status.pid, signal.SIGTERM)
         threading.Thread(target=self._escalate, args=(folder, status, grace_s), daemon=True).start()
+
+    def _cancel_queued(self, folder: RunFolder) -> bool:
+        """A queued run leaves the queue without ever starting; False when it has started meanwhile."""
+        with folder.exclusive():
+            current = folder.read_status()
+            if current is None or current.state != "queued":
+                return False
+            folder.write_status(current.model_copy(update={"state": "aborted", "message": "cancelled while queued"}))
+        return True
 
     def _escalate(self, folder: RunFolder, status: RunStatus, grace_s: float) -> None:
         deadline = time.time() + grace_s
@@ -205,6 +342,9 @@ class TrainingService:
             if not is_alive(status.pid, status.pid_started):
                 return
             time.sleep(0.5)
+        if status.processes > 1:  # torchrun starts each rank in a session of its own: each is killed by name
+            for pid in children(status.pid):
+                _signal(pid, signal.SIGKILL)
         _signal(status.pid, signal.SIGKILL)
         time.sleep(0.5)
         self._mark_dead(folder, -signal.SIGKILL, status.attempt)
@@ -222,6 +362,8 @@ class TrainingService:
             if status.pid is not None and not is_alive(status.pid, status.pid_started):
                 self._mark_dead(folder, None, status.attempt)
                 status = self._unrecorded.get(run_id) or folder.read_status() or status
+        if status.state == "queued":
+            status = self._queue_note(status)
         return status
 
     def _read_status(self, folder: RunFolder) -> RunStatus | None:
@@ -287,9 +429,11 @@ class TrainingService:
         When the folder cannot take the news (disk full, read-only), the end is kept in memory,
         so every caller of this service still sees the run end and why.
         """
+        note = None
         try:
+            note = _rank_failure(folder)
             with folder.exclusive():
-                self._record_death(folder, exit_code, attempt)
+                self._record_death(folder, exit_code, attempt, note)
         except (OSError, StudioError) as error:
             try:
                 known = folder.read_status()
@@ -298,12 +442,12 @@ class TrainingService:
             if known is not None and known.attempt != attempt:
                 return
             known = known or RunStatus(run_id=folder.run_id, state="failed", attempt=attempt)
-            reason = (
-                f"{_death_reason(exit_code, folder)} (This could not be recorded in the run folder: {_one_line(error)})"
-            )
+            reason = f"{note or _death_reason(exit_code, folder)} (This could not be recorded in the run folder: "
+            reason += f"{_one_line(error)})"
             self._unrecorded[folder.run_id] = known.model_copy(update={"state": "failed", "message": reason})
 
-    def _record_death(self, folder: RunFolder, exit_code: int | None, attempt: int) -> None:
+    def _record_death(self, folder: RunFolder, exit_code: int | None, attempt: int, note: str | None) -> None:
+        """`note`: torchrun's account of the rank that failed first, for a run of several processes."""
         status = folder.read_status() or RunStatus(run_id=folder.run_id, state="failed", attempt=attempt)
         if status.attempt != attempt:
             return
@@ -319,7 +463,7 @@ class TrainingService:
                 status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"})
             )
             return
-        reason = _death_reason(exit_code, folder)
+        reason = note or _death_reason(exit_code, folder)
         try:
             folder.append(Failed(error=reason, traceback=folder.log_tail()))
         finally:  # status.json is small and replaced whole: it may take the news when the event log cannot
@@ -374,6 +518,18 @@ def _death_reason(exit_code: int | None, folder: RunFolder) -> str:
     return f"The worker exited with code {exit_code} without reporting an end. See worker.log in the run folder."
 
 
+def _rank_failure(folder: RunFolder) -> str | None:
+    """torchrun's account of the first rank that failed (a run of several processes), from the log's end."""
+    try:
+        if (folder.read_status() or RunStatus(run_id="", state="failed")).processes < 2:
+            return None
+        with open(folder.log_file, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 20000))
+            return rank_failure(log.read().rsplit(ATTEMPT_MARK, 1)[-1].decode(errors="replace"))
+    except (OSError, StudioError):
+        return None
+
+
 def _folder_problem(path: Path) -> str | None:
     """Why a folder cannot be written, as far as can be told from outside."""
     if not os.access(path, os.W_OK):
@@ -396,9 +552,3 @@ def _signal(pid: int | None, signum: int) -> None:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
-
-
-def _training_device(config: RunConfig) -> str:
-    from studio.modeling.compute import resolve_plan
-
-    return resolve_plan(config.quantization, config.training).device

@@ -2,6 +2,8 @@
 
 Recipe order: load config -> setup (tokenizer, data, model, LoRA) -> train -> save -> cleanup.
 Everything it has to say goes to RUN_DIR/events.jsonl; SIGTERM means "checkpoint and stop".
+Launched by torchrun as one of several ranks, only rank 0 writes to the run folder; the others
+read its config and status, train their share, and print what they have to say to worker.log.
 
 A run always ends with a terminal event, even when the disk fills up: the worker holds a small
 reserve file that it gives back to write its last words. When even that cannot be written, the
@@ -25,6 +27,7 @@ from studio.events import Aborted, Failed, Finished, Heartbeat, Log, Phase, Star
 from studio.gpu_monitor import GpuSampler
 from studio.processes import process_start_time
 from studio.run_folder import RunFolder, RunStatus
+from studio.training.distributed import Ranks
 
 WRITE_FAILED_EXIT = 100
 
@@ -44,24 +47,48 @@ class AbortRequested(Exception):
     pass
 
 
+class FollowerFolder(RunFolder):
+    """The run folder as a rank other than 0 sees it: read, never written (rank 0 is the record)."""
+
+    def append(self, event) -> None:
+        if event.type in ("log", "failed") and getattr(event, "level", "error") != "info":
+            _say(f"[rank {os.environ.get('RANK', '?')}] {getattr(event, 'message', None) or event.error}")
+
+    def write_status(self, status: RunStatus) -> None:
+        pass
+
+    def reserve_space(self) -> None:
+        pass
+
+    def release_reserve(self) -> None:
+        pass
+
+    def last_terminal(self):
+        return None
+
+
 class Worker:
-    def __init__(self, folder: RunFolder):
-        self.folder = folder
+    def __init__(self, folder: RunFolder, ranks: Ranks = Ranks()):
+        self.folder, self.ranks = folder, ranks
         self.abort = threading.Event()
         self.status = folder.read_status() or RunStatus(run_id=folder.run_id, state="starting")
-        self.status.pid, self.status.pid_started = os.getpid(), process_start_time(os.getpid())
+        # the process whose life is the run's: this worker, or with several ranks the torchrun that watches them
+        alive = os.getppid() if ranks.several else os.getpid()
+        self.status.pid, self.status.pid_started = alive, process_start_time(alive)
 
     def main(self) -> int:
         self._install_signal_handlers()
         self.folder.reserve_space()
-        sampler = GpuSampler(self.folder.append).start()
+        sampler = GpuSampler(self.folder.append).start() if self.ranks.main else None
         try:
             return self._run()
         except Exception as error:  # the run must end with a failed event whatever broke
             return self._end_failed(error)
         finally:
-            sampler.stop()
+            if sampler:
+                sampler.stop()
             self.folder.release_reserve()
+            self.ranks.leave()
 
     def _run(self) -> int:
         started = time.time()
@@ -88,6 +115,9 @@ class Worker:
         plan = resolve_plan(config.quantization, config.training)
         if not plan.quantize_4bit:
             skip_bitsandbytes()
+        if self.ranks.several:
+            self._phase("loading_model", f"Joining the other {self.ranks.world - 1} processes of the run")
+            self.ranks.join(plan.device)
         self._phase("loading_model", f"Preparing {config.model.name_or_path} ({plan.method})")
         if plan.device == "cpu" and config.training.precision == "auto" and plan.weight_dtype == torch.bfloat16:
             self._info(
@@ -115,8 +145,9 @@ class Worker:
         split = split_conversations(load_stage_examples(config.data, stage), config.data.val_size, config.training.seed)
         for reason, count in split.skipped.items():
             self._warn(f"Skipped {count} examples of {reason}.")
-        with open(self.folder.val_file, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(to_record(example), ensure_ascii=False) + "\n" for example in split.val)
+        if self.ranks.main:
+            with open(self.folder.val_file, "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(to_record(example), ensure_ascii=False) + "\n" for example in split.val)
         self._phase("tokenizing", f"Tokenising {len(split.train)} train and {len(split.val)} validation examples")
         train = tokenize_for_stage(tokenizer, split.train, config.data, stage)
         val = tokenize_for_stage(tokenizer, split.val, config.data, stage)
@@ -158,6 +189,7 @@ class Worker:
             emit=self._emit_and_track,
             abort=self.abort,
             preference=config.preference,
+            ranks=self.ranks,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
         if config.lora.init_adapter:
@@ -169,6 +201,7 @@ class Worker:
         if checkpoint:
             trainer.resume(checkpoint)
             self._info(f"Resumed from {checkpoint} at step {trainer.state.step}.")
+        trainer.same_start()
         return trainer
 
     def _announce(self, config: RunConfig, plan, model, data, trainer) -> None:
@@ -193,9 +226,10 @@ class Worker:
                 total_steps=trainer.schedule.total_steps,
                 start_step=trainer.state.step,
                 stage=config.training.stage,
+                processes=self.ranks.world,
             )
         )
-        self._set_status("running", device=plan.device, total_steps=trainer.schedule.total_steps)
+        self._set_status("running", device=self.status.device or plan.device, total_steps=trainer.schedule.total_steps)
         self._phase("training", plan.method)
 
     # -- ends -----------------------------------------------------------------------
@@ -203,8 +237,10 @@ class Worker:
     def _save(self, config: RunConfig, trainer) -> None:
         import shutil
 
-        self._phase("saving", f"Saving the adapter to {self.folder.adapter_dir}")
         trainer.finalize()
+        if not self.ranks.main:
+            return
+        self._phase("saving", f"Saving the adapter to {self.folder.adapter_dir}")
         staging = self.folder.path / ".adapter.partial"
         shutil.rmtree(staging, ignore_errors=True)
         try:  # staged, so that an adapter folder is always complete (the adapter lists trust it)
@@ -241,6 +277,9 @@ class Worker:
         message = f"{type(error).__name__}: {error}"
         details = traceback.format_exc()
         _say(details, sys.stderr)
+        if self.ranks.several and _lost_peers(error):  # the cause is another rank's end: torchrun names it
+            self._warn(f"Rank {self.ranks.rank} lost contact with the other ranks: {message}")
+            return 1
         try:
             return self._record_failure(message, details)
         except OSError:
@@ -285,17 +324,20 @@ class Worker:
 
     def _phase(self, name: str, message: str) -> None:
         self.folder.append(Phase(name=name, message=message))
-        _say(f"[{name}] {message}")
+        if self.ranks.main:  # the other ranks would say the same again
+            _say(f"[{name}] {message}")
         if name == "loading_model" and self.status.state == "starting":
             self._set_status("starting", message=message)
 
     def _info(self, message: str) -> None:
         self.folder.append(Log(level="info", message=message))
-        _say(message)
+        if self.ranks.main:
+            _say(message)
 
     def _warn(self, message: str) -> None:
-        self.folder.append(Log(level="warning", message=message))
-        _say(f"warning: {message}")
+        self.folder.append(Log(level="warning", message=message))  # a follower's folder prints it, with its rank
+        if self.ranks.main:
+            _say(f"warning: {message}")
 
     def _set_status(self, state: str, **changes) -> None:
         self.status = self.status.model_copy(update={"state": state, **changes})
@@ -308,6 +350,16 @@ def _say(text: str, stream=None) -> None:
         print(text, file=stream or sys.stdout, flush=True)
     except (OSError, ValueError):
         pass
+
+
+def _lost_peers(error: Exception) -> bool:
+    """Whether a collective failed because another rank went away (gloo and NCCL say so in their messages)."""
+    import torch.distributed as dist
+
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe")
+    )
 
 
 def _planned_tokens(config: RunConfig, train: list) -> int:
@@ -325,11 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m studio.worker RUN_DIR", file=sys.stderr)
         return 2
-    folder = RunFolder(argv[0])
+    ranks = Ranks.from_env()
+    folder = RunFolder(argv[0]) if ranks.main else FollowerFolder(argv[0])
     if not folder.exists():
         print(f"{argv[0]} is not a run folder (no config.yaml)", file=sys.stderr)
         return 2
-    return Worker(folder).main()
+    return Worker(folder, ranks).main()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from studio.config.base import ConfigError
 from studio.config.data import DataConfig
+from studio.config.distributed import DistributedConfig
 from studio.config.evaluation import EvaluationConfig
 from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
@@ -15,6 +16,7 @@ from studio.config.training import TrainingConfig
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "DistributedConfig",
     "EMBEDDED_MODEL",
     "EvaluationConfig",
     "MODEL_PRESETS",

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from studio.config.base import ConfigError, Section, describe_validation_error, field
 from studio.config.data import DataConfig
+from studio.config.distributed import DistributedConfig
 from studio.config.evaluation import EvaluationConfig
 from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
@@ -36,6 +37,7 @@ class RunConfig(Section):
     lora: LoraConfig = LoraConfig()
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
+    distributed: DistributedConfig = DistributedConfig()
     preference: PreferenceConfig = PreferenceConfig()
     generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()

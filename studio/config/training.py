@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from studio.config.base import AutoOnOff, Section, field
 
@@ -16,6 +17,8 @@ COMPILE_MIN_TOKENS = 1_000_000
 # What each stage trains on; reward modelling and PPO are not offered (DPO reaches the same goal with one model).
 STAGES = ("sft", "dpo", "kto", "pt")
 PREFERENCE_STAGES = ("dpo", "kto")
+# auto | cpu | cuda | cuda:0,1 | N (processes: GPUs on a GPU machine, CPU processes on a CPU-only one)
+DEVICES = re.compile(r"^(auto|cpu|cuda|cuda:\d+(,\d+)*|[1-9]\d*)$")
 
 
 class TrainingConfig(Section):
@@ -30,6 +33,17 @@ class TrainingConfig(Section):
         zh_help="训练什么：sft（在对话上做监督微调）、dpo（偏好对：选中/拒绝的回答）、kto（标注为好或不好的回答）或 "
         "pt（在纯文本上继续预训练）。"
         "不提供奖励模型训练与 PPO：DPO 只用一个模型、无需奖励模型即可达到同样的目的。",
+    )
+    devices: str = field(
+        "auto",
+        "Devices of this machine to train on: auto (the first GPU, else the CPU), cpu, cuda:0,1 (those GPUs, one "
+        "process each, data parallel on torchrun), or a count N (the first N GPUs; on a CPU-only machine N processes "
+        "sharing the cores). A run locks each GPU it uses; runs on other GPUs train at the same time.",
+        zh="训练设备",
+        zh_help="本机用于训练的设备：auto（第一块 GPU，没有则用 CPU）、cpu、cuda:0,1（这些 GPU，每块一个进程，经 "
+        "torchrun "
+        "数据并行），或数量 N（前 N 块 GPU；仅有 CPU 时为分享 CPU 核心的 N 个进程）。训练会锁定所用的每块 GPU；"
+        "使用其他 GPU 的训练可同时进行。",
     )
     learning_rate: float = field(
         1e-4, "Peak learning rate of AdamW.", zh="学习率", zh_help="AdamW 的峰值学习率。", gt=0, le=1
@@ -210,6 +224,15 @@ class TrainingConfig(Section):
         zh_help="从这个检查点目录继续训练（包含优化器、调度器和步数）。",
         advanced=True,
     )
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _known_devices(cls, value) -> str:
+        # a count arrives from YAML or a command line as a number
+        value = str(value).strip().lower().replace(" ", "")
+        if not DEVICES.match(value):
+            raise ValueError("use auto, cpu, cuda, cuda:0,1 (GPU numbers) or a process count such as 2")
+        return value
 
     @model_validator(mode="after")
     def _metric_fits_stage(self) -> TrainingConfig:

@@ -26,12 +26,17 @@ import torch
 Item, Result = TypeVar("Item"), TypeVar("Result")
 
 
+def usable_cores() -> int:
+    """The cores this process may use: its share when torchrun runs several processes (OMP_NUM_THREADS)."""
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    return int(share) if share.isdigit() and int(share) > 0 else os.cpu_count() or 1
+
+
 def lanes_for(device: str, requested: int | None) -> int:
     """The configured lane count, or the default: 2 on a CPU with 2 or more cores, 1 on CUDA."""
     if device != "cpu":
         return 1
-    cores = os.cpu_count() or 1
-    return max(1, min(requested or 2, cores))
+    return max(1, min(requested or 2, usable_cores()))
 
 
 class Lanes:
@@ -44,7 +49,7 @@ class Lanes:
         if self.count == 1:
             return map(work, items)
         if self._pool is None:
-            threads_each = max(1, (os.cpu_count() or self.count) // self.count)
+            threads_each = max(1, usable_cores() // self.count)
             self._pool = ThreadPoolExecutor(
                 self.count, thread_name_prefix="lane", initializer=torch.set_num_threads, initargs=(threads_each,)
             )

@@ -22,6 +22,7 @@ from studio.events import Eval, Heartbeat, Log, Phase, Preference, Step
 from studio.modeling.compute import ComputePlan
 from studio.training.batches import StepSchedule
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
+from studio.training.distributed import Ranks
 from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.objectives import build_objective
@@ -55,10 +56,13 @@ class Trainer:
         abort: threading.Event,
         levers: Levers = DEFAULT_LEVERS,
         preference: PreferenceConfig | None = None,
+        ranks: Ranks = Ranks(),
     ):
         """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
-        EncodedFeedback (kto) or TextRow (pt); `preference` configures the dpo and kto losses."""
+        EncodedFeedback (kto) or TextRow (pt); `preference` configures the dpo and kto losses. With several
+        `ranks` (torchrun), each trains its share of every step and the gradients are summed over them."""
         self.model, self.train, self.val = model, train, val
+        self.ranks = ranks
         self.config, self.plan = config, plan
         self.lanes = Lanes(lanes_for(plan.device, config.micro_batch_lanes))
         self.token_losses = TokenLosses(
@@ -87,13 +91,23 @@ class Trainer:
     def resume(self, checkpoint: Path) -> None:
         self.state, self.best_weights = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler)
 
+    def same_start(self) -> None:
+        """With several ranks, all start from rank 0's trainable weights (after any resume)."""
+        self.ranks.same_start(self.trainable)
+
     def describe(self) -> str:
         lanes = (
             f" CPU lanes: {self.lanes.count} shares of equal work trained at the same time."
             if self.lanes.count > 1
             else ""
         )
-        return self.objective.describe() + lanes
+        ranks = (
+            f" Data parallel: {self.ranks.world} processes, each training its share of every step by token cost; "
+            "LoRA gradients summed over them before each optimizer step."
+            if self.ranks.several
+            else ""
+        )
+        return self.objective.describe() + lanes + ranks
 
     def compute_reference(self, base: bool) -> None:
         """DPO/KTO: the reference model's log-probabilities of every answer the run will use, computed once,
@@ -138,7 +152,7 @@ class Trainer:
         window = _Window()
         self.model.train()
         for step in range(self.state.step, total):
-            result = self._optimizer_step(step)
+            result = None if self.ranks.any(self.abort.is_set(), self.plan.device) else self._optimizer_step(step)
             if result is None:  # abort requested mid-step: the partial step is discarded
                 path = self._save("abort")
                 return Outcome(state=self.state, last_loss=window.last_loss, aborted=True, checkpoint=path)
@@ -169,7 +183,7 @@ class Trainer:
         weight = self.objective.step_weight(examples)  # what the step's summed losses are divided by
         self.objective.prepare_step(examples, self._no_grad_map)
         loss_sum, tally = torch.zeros((), device=self.plan.device), None
-        plans = self.objective.lane_plans(examples)
+        plans = self.objective.lane_plans(self.ranks.share(examples, self._work))
         for result in self.lanes.map(lambda batches: self._lane_step(batches, weight), plans):
             if result is None:  # abort requested mid-step: the partial step is discarded
                 self.optimizer.zero_grad(set_to_none=True)
@@ -179,6 +193,11 @@ class Trainer:
                 add_gradients(self.trainable, gradients)
             loss_sum += loss
             tally = _add(tally, lane_tally)
+        if self.ranks.several:  # every rank ends the step with the whole step's gradients, loss and tally
+            self.ranks.sum_gradients(self.trainable)
+            loss_sum = self.ranks.sum(loss_sum)
+            if self.objective.preference:  # a rank without a share adds an empty tally
+                tally = self.ranks.sum(tally if tally is not None else self.objective.empty_tally(self.plan.device))
         grad_norm = None
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -193,6 +212,10 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm, self.objective.tokens(examples), tally
+
+    def _work(self, item) -> int:
+        """What an example costs to train, for dealing a step's examples to the ranks."""
+        return self.objective.tokens([item])
 
     def _lane_step(self, batches: list[list], weight: float):
         """One lane's micro-batches in order: their summed loss, gradients and metric tally, or None on abort."""
@@ -210,7 +233,7 @@ class Trainer:
     def _micro_step(self, group: list, weight: float):
         """Forward and backward of one micro-batch. In a lane its gradients come back rather than
         landing in `.grad`, so the trainer can add them in order."""
-        if self.abort.is_set():
+        if self.abort.is_set() and not self.ranks.several:  # ranks stop together, at a step's start
             return None
         loss, tally = self._forward(group, weight)
         scaled = self.scaler.scale(loss) if self.scaler else loss
@@ -278,7 +301,9 @@ class Trainer:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
         self.objective.prepare_step(self.val, self._no_grad_map)
-        total = sum(self._no_grad_map(self.objective.eval_tally, self.objective.lane_plans(self.val)))
+        mine = self.objective.lane_plans(self.ranks.share(self.val, self._work))
+        total = sum(self._no_grad_map(self.objective.eval_tally, mine), self.objective.empty_tally(self.plan.device))
+        total = self.ranks.sum(total)
         self.model.train()
         metrics = self.objective.eval_metrics(total, self.val)
         stop = self._track_best(metrics)
@@ -313,8 +338,12 @@ class Trainer:
         patience = self.config.early_stopping_patience
         return patience is not None and state.evals_without_improvement >= patience
 
-    def _save(self, reason: str) -> Path:
+    def _save(self, reason: str) -> Path | None:
+        """A checkpoint, written by rank 0 alone (every rank holds the same weights)."""
         from studio.events import Checkpoint
+
+        if not self.ranks.main:
+            return None
 
         path = save_checkpoint(
             self.checkpoints_dir, self.model, self.optimizer, self.scheduler, self.state, self.best_weights

@@ -22,6 +22,7 @@ from studio.data.tokenize import Encoded
 from studio.training.batches import predicted_tokens
 from studio.training.pair_packing import shareable
 from studio.training.preference import (
+    TALLY_SIZE,
     dpo_losses,
     dpo_tally,
     kl_estimate,
@@ -69,6 +70,10 @@ class TokenObjective:
     def eval_tally(self, group: list[Encoded]) -> torch.Tensor:
         return self.token_losses(group).double().sum()
 
+    def empty_tally(self, device) -> torch.Tensor:
+        """The eval tally of no examples (a rank whose share of the validation split is empty)."""
+        return torch.zeros((), dtype=torch.float64, device=device)
+
     def eval_metrics(self, tally: torch.Tensor, items: list) -> dict[str, float]:
         return {"eval_loss": tally.item() / max(1, predicted_tokens(self.units(items)))}
 
@@ -91,6 +96,9 @@ class _PreferenceObjective:
 
     def eval_tally(self, group: list) -> torch.Tensor:
         return self.loss(group, 1.0)[1]
+
+    def empty_tally(self, device) -> torch.Tensor:
+        return torch.zeros(TALLY_SIZE, dtype=torch.float64, device=device)
 
     def eval_metrics(self, tally: torch.Tensor, items: list) -> dict[str, float]:
         metrics = tally_metrics(tally, with_kl=self.stage == "kto")

@@ -1,0 +1,119 @@
+"""Data parallel on torchrun, on this CPU machine (gloo): real worker processes, no mocks.
+
+Two processes with the same global batch train the same curve and the same adapter as one;
+two "nodes" on 127.0.0.1 rendezvous and finish; a killed rank fails the whole run, named, and
+the run resumes from its last checkpoint.
+"""
+
+import os
+import signal
+import subprocess
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from support import free_port, wait_for
+
+from studio.devices import plan_devices
+from studio.launcher import other_node_commands
+from studio.processes import children
+
+EXACT = {
+    "quantization.method": "none",
+    "training.precision": "fp32",
+    "lora.dropout": "0",
+    "training.max_steps": "4",
+    "training.eval_steps": "2",
+    "data.val_size": "0.2",
+}
+
+
+def _events(service, run_id, kind):
+    return [e for e in service.read_events(run_id)[0] if e.type == kind]
+
+
+def _adapter(service, run_id):
+    return load_file(str(service.folder(run_id).adapter_dir / "adapter_model.safetensors"))
+
+
+def test_two_processes_train_the_curve_and_adapter_of_one(service, tiny_config):
+    one = service.start(tiny_config(**EXACT, **{"training.devices": "1"}))
+    assert service.wait(one, timeout=300).state == "finished"
+    two = service.start(tiny_config(**EXACT, **{"training.devices": "2"}))
+    status = service.wait(two, timeout=300)
+    assert status.state == "finished", service.folder(two).log_tail()
+    assert status.processes == 2 and status.device == "cpu×2"
+    [started] = _events(service, two, "started")
+    assert started.processes == 2
+    losses = [[(s.step, s.loss, s.learning_rate) for s in _events(service, run, "step")] for run in (one, two)]
+    assert [step for step, _, _ in losses[0]] == [step for step, _, _ in losses[1]] == [1, 2, 3, 4]
+    for (_, a, lr_a), (_, b, lr_b) in zip(*losses):
+        assert b == pytest.approx(a, rel=1e-4) and lr_b == lr_a
+    evals = [[e.eval_loss for e in _events(service, run, "eval")] for run in (one, two)]
+    assert evals[1] == pytest.approx(evals[0], rel=1e-4) and len(evals[0]) == 2
+    single, parallel = _adapter(service, one), _adapter(service, two)
+    assert single.keys() == parallel.keys()
+    for name, weight in single.items():
+        torch.testing.assert_close(parallel[name], weight, rtol=1e-4, atol=1e-5)
+    assert not list(service.folder(two).path.glob("rank*"))  # one record: rank 0's
+
+
+def test_two_nodes_on_localhost_rendezvous_and_finish(service, tiny_config):
+    config = tiny_config(
+        **EXACT,
+        **{"training.devices": "1", "distributed.nnodes": "2", "distributed.master_port": str(free_port())},
+    )
+    run_id = service.start(config)
+    [command] = other_node_commands(config, plan_devices(config), str(service.folder(run_id).path))
+    assert "--node-rank 1" in command and "--nnodes 2" in command
+    node1 = subprocess.Popen(
+        command.split("\n", 1)[1], shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    status = service.wait(run_id, timeout=300)
+    output = node1.communicate(timeout=60)[0]
+    assert status.state == "finished", service.folder(run_id).log_tail() + output
+    assert node1.returncode == 0, output
+    [started] = _events(service, run_id, "started")
+    assert started.processes == 2
+
+
+def _rank_pid(launcher_pid: int, rank: int) -> int | None:
+    for pid in children(launcher_pid):
+        try:
+            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ:
+            return pid
+    return None
+
+
+def test_a_killed_rank_fails_the_whole_run_by_name_and_resume_continues(service, tiny_config):
+    config = tiny_config(
+        **{
+            **EXACT,
+            "training.devices": "2",
+            "training.max_steps": "100000",
+            "training.eval_steps": "1000",
+            "training.save_steps": "3",
+        },
+    )
+    run_id = service.start(config)
+    wait_for(lambda: any(s.step >= 4 for s in _events(service, run_id, "step")), timeout=240, what="step 4")
+    launcher = service.status(run_id).pid
+    rank1 = wait_for(lambda: _rank_pid(launcher, 1), timeout=10, what="rank 1's process")
+    os.kill(rank1, signal.SIGKILL)
+    status = service.wait(run_id, timeout=120)
+    assert status.state == "failed"
+    assert "Rank 1" in status.message and "SIGKILL" in status.message, status.message
+    assert not children(launcher)  # no rank is left hanging
+    assert service.folder(run_id).checkpoints()
+    plan = service.resume(run_id)
+    wait_for(
+        lambda: any(s.step > plan.step for s in _events(service, run_id, "step")), timeout=240, what="a resumed step"
+    )
+    service.abort(run_id)  # the ranks agree to stop at the same step; rank 0 checkpoints
+    status = service.wait(run_id, timeout=120)
+    assert status.state == "aborted", status.message
+    [_, aborted] = [e for e in service.read_events(run_id)[0] if e.type in ("failed", "aborted")][-2:]
+    assert aborted.type == "aborted" and aborted.checkpoint
