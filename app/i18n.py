@@ -63,6 +63,20 @@ class T:
     section_training = Text("Training", "训练参数")
     section_model = Text("Model", "模型参数")
     section_preference = Text("Preference (DPO / KTO)", "偏好训练（DPO / KTO）")
+    section_distributed = Text("Several devices and nodes (torchrun)", "多设备与多节点（torchrun）")
+    devices = Text("Devices of this machine", "本机设备")
+    devices_info = Text(
+        "Tick the devices to train on (one process each on GPUs); this fills training.devices. Nothing ticked: auto.",
+        "勾选用于训练的设备（每块 GPU 一个进程），勾选结果会填入 training.devices；不勾选则为 auto。",
+    )
+    queue = Text("Queue it", "加入队列")
+    queue_offer = Text(
+        "Press “Queue it” to let this run wait: it starts by itself when its devices are free, even with no page open.",
+        "点击“加入队列”让本次训练排队等待：设备空闲时会自动开始，即使没有打开页面。",
+    )
+    queued_run = Text("Queued run", "已加入队列")
+    queue_place = Text("Queued: #{position} in line", "排队中：第 {position} 位")
+    other_nodes = Text("Run on each other node", "在其他每个节点上运行")
     no_run = Text(
         "No run selected. Press Start to train, or open a run from the list.",
         "尚未选择训练。点击“开始训练”，或从列表中打开一次训练。",
@@ -138,6 +152,7 @@ class T:
     upload_first = Text("Upload a data file first.", "请先上传数据文件。")
     registered = Text("Registered **{name}**.", "已注册 **{name}**。")
     # run states and phases, as the progress box shows them
+    state_queued = Text("queued", "排队中")
     state_starting = Text("starting", "启动中")
     state_running = Text("running", "训练中")
     state_finished = Text("finished", "已完成")
@@ -293,7 +308,7 @@ class T:
     hub_push = Text("Upload", "上传")
     hub_done = Text("Uploaded {count} files to {url}", "已上传 {count} 个文件到 {url}")
     # Compare tab
-    tab_compare = Text("Compare runs", "对比训练")
+    tab_compare = Text("Compare runs", "运行对比")
     compare_note = Text(
         "Tick runs to overlay their curves and see the settings that differ. In the table, “open in Chat” or “open in "
         "Evaluate” puts that run's adapter in the tab and switches to it.",

@@ -120,10 +120,18 @@ def poll(studio: Studio, run_id: str | None, lang: str) -> tuple[str, str, str]:
     if not run_id:
         return _empty_progress(lang), f"- 0 {lang}", catalog
     try:
-        history, state = studio.history(run_id), studio.status(run_id).state
+        history, status = studio.history(run_id), studio.status(run_id)
     except StudioError as error:
         return f"<div class='qs-progress qs-empty'>{problem(error, lang)}</div>", f"{run_id} error {lang}", catalog
-    return progress_html(history, state, lang), f"{run_id} {_PACE.offset(run_id, history.offset)} {lang}", catalog
+    box = progress_html(history, status.state, lang, _queue_note(status, lang))
+    return box, f"{run_id} {_PACE.offset(run_id, history.offset)} {lang}", catalog
+
+
+def _queue_note(status, lang: str) -> str:
+    """Where a queued run stands: its place in line (and, in English, what it waits for)."""
+    if status.state != "queued":
+        return ""
+    return status.message if lang == "en" else T.queue_place(lang, position=status.queue_position or 1)
 
 
 def catalog_version(studio: Studio) -> str:
@@ -148,7 +156,7 @@ def run_choices(studio: Studio) -> list[str]:
     return [status.run_id for status in studio.runs()]  # state and progress live in the progress box, never stale
 
 
-def progress_html(history: RunHistory, state: str, lang: str) -> str:
+def progress_html(history: RunHistory, state: str, lang: str, note: str = "") -> str:
     percent = round(history.fraction_done * 100, 1)
     details = [
         f"{T.steps(lang)} {history.step}/{history.total_steps or '?'}",
@@ -160,6 +168,7 @@ def progress_html(history: RunHistory, state: str, lang: str) -> str:
     method_text = history.method_zh if lang == "zh" else history.method
     method = f"<div class='qs-method'>{html.escape(method_text)}</div>" if method_text else ""
     error = f"<div class='qs-error'>{html.escape(history.error)}</div>" if history.error else ""
+    error += f"<div class='qs-method qs-queue'>{html.escape(note)}</div>" if note else ""
     phase = named("phase", history.phase, lang) if history.phase and state in LIVE else ""  # an ended run has no phase
     return (
         f"<div class='qs-progress'><div class='qs-head'><b>{html.escape(history.run_id)}</b>"

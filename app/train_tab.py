@@ -13,6 +13,7 @@ from app.feedback import problem
 from app.form import ConfigForm
 from app.i18n import Labels, T
 from app.page import Page
+from studio.api import DeviceBusy, devices_value
 from studio.errors import StudioError
 
 COMMON = [
@@ -33,6 +34,7 @@ SECTIONS = [
     ("data", T.section_data),
     ("training", T.section_training),
     ("preference", T.section_preference),
+    ("distributed", T.section_distributed),
 ]
 # fields shown elsewhere on the page, and the runs folder, which the server decides (--runs-dir)
 ELSEWHERE = {
@@ -44,6 +46,7 @@ ELSEWHERE = {
     "name",
     "training.output_dir",
     "training.stage",
+    "training.devices",
 }
 LATEST = "latest"
 PER_ROW = 4
@@ -65,7 +68,10 @@ class TrainTab:
     load: gr.Button
     config_status: gr.Markdown
     message: gr.Markdown
+    devices: gr.CheckboxGroup
+    devices_field: gr.Textbox
     start: gr.Button
+    queue: gr.Button
     abort: gr.Button
     resume: gr.Button
     checkpoint: gr.Dropdown
@@ -96,9 +102,23 @@ def layout(page: Page) -> TrainTab:
             load = labels.add(gr.Button(T.load_config("en"), size="sm", scale=1), T.load_config, "value")
         config_status = gr.Markdown()
     _parameters(form, labels)
+    with gr.Row(equal_height=True):
+        devices = labels.add(
+            gr.CheckboxGroup(
+                [(d.label, d.value) for d in page.studio.devices()],
+                label=T.devices("en"),
+                info=T.devices_info("en"),
+                scale=3,
+                elem_id="qs-devices",
+            ),
+            T.devices,
+        )
+        labels.add(devices, T.devices_info, "info")
+        devices_field = form.add("training.devices", scale=1)
     message = gr.Markdown(elem_classes="qs-message")
     with gr.Row(equal_height=True):
         start = labels.add(gr.Button(T.start("en"), variant="primary", elem_id="qs-start"), T.start, "value")
+        queue = labels.add(gr.Button(T.queue("en"), visible=False, elem_id="qs-queue"), T.queue, "value")
         abort = labels.add(gr.Button(T.abort("en"), variant="stop", elem_id="qs-abort"), T.abort, "value")
         resume = labels.add(gr.Button(T.resume("en"), elem_id="qs-resume"), T.resume, "value")
         checkpoint = labels.add(
@@ -123,7 +143,10 @@ def layout(page: Page) -> TrainTab:
         load,
         config_status,
         message,
+        devices,
+        devices_field,
         start,
+        queue,
         abort,
         resume,
         checkpoint,
@@ -187,16 +210,26 @@ def wire(page: Page, tab: TrainTab) -> None:
 def _wire_run_controls(page: Page, tab: TrainTab) -> None:
     studio, form, lang, monitor = page.studio, page.form, page.lang, tab.monitor
 
-    def on_start(values):
+    def on_start(values, queue: bool = False):
+        """Start (or queue) the run; a Start on busy devices offers the Queue button."""
         try:
-            run_id = studio.start(form.read(values))
+            run_id = studio.start(form.read(values), queue=queue)
+        except DeviceBusy as error:
+            return (
+                f"{problem(error, values[lang])}\n\n{T.queue_offer(values[lang])}",
+                gr.update(),
+                gr.update(visible=True),
+            )
         except Exception as error:
-            return problem(error, values[lang]), gr.update()
-        return f"{T.started_run(values[lang])} `{run_id}`", gr.update(
-            choices=run_monitor.run_choices(studio), value=run_id
-        )
+            return problem(error, values[lang]), gr.update(), gr.update(visible=False)
+        said = T.queued_run if studio.status(run_id).state == "queued" else T.started_run
+        runs = gr.update(choices=run_monitor.run_choices(studio), value=run_id)
+        return f"{said(values[lang])} `{run_id}`", runs, gr.update(visible=False)
 
-    tab.start.click(on_start, {lang} | form.inputs, [tab.message, monitor.runs], api_name="start")
+    outputs = [tab.message, monitor.runs, tab.queue]
+    tab.start.click(on_start, {lang} | form.inputs, outputs, api_name="start")
+    tab.queue.click(lambda values: on_start(values, queue=True), {lang} | form.inputs, outputs, api_name="queue")
+    tab.devices.input(devices_value, tab.devices, tab.devices_field, api_visibility="private")
     tab.abort.click(lambda run, lng: _abort(page, run, lng), [monitor.runs, lang], tab.message, api_name="abort")
     tab.resume.click(
         lambda run, ckpt, lng: _resume(page, run, ckpt, lng),
@@ -248,7 +281,14 @@ def _command(page: Page, values):
         config = page.form.read(values)
     except Exception as error:
         return gr.update(visible=True), problem(error, values[page.lang]), ""
-    return gr.update(visible=True), config.to_yaml(), config.to_command()
+    command = config.to_command()
+    if config.distributed.nnodes > 1:  # the other machines' share of the run, to be started there
+        try:
+            others = page.studio.other_node_commands(config)
+        except Exception as error:
+            return gr.update(visible=True), problem(error, values[page.lang]), command
+        command += f"\n\n# {T.other_nodes(values[page.lang])}\n" + "\n".join(others)
+    return gr.update(visible=True), config.to_yaml(), command
 
 
 def _save(page: Page, path: str, values) -> str:

@@ -6,6 +6,7 @@
         --sides baseline,ours,ours-padded,ours-gc
     python bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --steps 8 --rounds 2 --json
     python bench/train_throughput.py --model embedded --steps 5 --sides llamafactory,baseline,ours  # after its setup
+    python bench/train_throughput.py --model embedded --steps 6 --rounds 1 --devices 2   # 1 vs 2 processes
 
 Each side trains in its own process (so its peak memory is its own), on the same examples in
 the same order with the same LoRA/quantisation settings and seed; sides alternate A B A B so
@@ -210,6 +211,11 @@ def main() -> None:
         "--model-cache",
         help="folder to build the qwen1.5-1.8b-arch model in once and reuse (default: a temporary folder)",
     )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        help="instead of sides: the studio's data-parallel scaling, 1 process against N (bench/device_scaling.py)",
+    )
     parser.add_argument("--json", action="store_true", help="print one machine-readable line last")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
@@ -218,6 +224,11 @@ def main() -> None:
     if args.child:
         args.side = args.child
         return child(args)
+    if args.devices:
+        from device_scaling import scaling
+
+        with tempfile.TemporaryDirectory() as scratch:
+            return scaling(args, prepare_model(args, Path(scratch)))
     sides = args.sides.split(",")
     results: dict[str, list[dict]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as scratch:

@@ -14,12 +14,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from studio.config import ModelConfig, QuantizationConfig, RunConfig
+from studio.device_lock import DeviceBusy
+from studio.devices import devices_value
 from studio.errors import StudioError
 from studio.monitoring import HistoryCache, RunHistory
 from studio.run_folder import RunStatus, checkpoint_step
 from studio.service import ResumePlan, TrainingService
 from studio.text import Bilingual
 from studio.workspace import Workspace
+
+__all__ = ["DeviceBusy", "Studio", "devices_value"]  # what the UI needs besides the facade
 
 
 class Studio:

@@ -67,6 +67,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="YAML config (flags override its values)")
     train.add_argument("--detach", action="store_true", help="start the run and return without following it")
     train.add_argument("--runs-dir", help="folder of run folders (default: training.output_dir)")
+    train.add_argument(
+        "--queue",
+        action="store_true",
+        help="when the devices are busy, wait in the run queue instead of refusing; the run starts when they free "
+        "up (this command keeps the queue while it follows; a running web server keeps it too)",
+    )
     _add_config_flags(train)
 
     runs = command("runs", "list runs and their status, or compare some side by side", _runs)
@@ -206,10 +212,20 @@ def _train(args) -> int:
 
     config = _load_config(args)
     studio = _studio(args.runs_dir or config.training.output_dir)
-    run_id = studio.start(config)
-    print(f"Started run {run_id} in {studio.runs_dir / run_id}")
+    run_id = studio.start(config, queue=args.queue)
+    status = studio.status(run_id)
+    if status.state == "queued":
+        print(f"Queued run {run_id} in {studio.runs_dir / run_id}: {status.message}")
+        if args.detach:
+            print("It starts when its devices are free while a web server or a following command keeps the queue.")
+            return 0
+        studio.service.keep_queue()
+    else:
+        print(f"Started run {run_id} in {studio.runs_dir / run_id}")
     if args.detach:
         return 0
+    for line in studio.other_node_commands(config, run_id) if config.distributed.nnodes > 1 else []:
+        print(f"Waiting for the other nodes; run on each:\n{line}")
     return follow_run(studio.service, run_id)
 
 
@@ -220,10 +236,10 @@ def _runs(args) -> int:
     if not runs:
         print(f"No runs in {Path(args.runs_dir).resolve()}")
         return 0
-    print(f"{'RUN':40} {'STATE':10} {'STEP':>11} {'DEVICE':6} MESSAGE")
+    print(f"{'RUN':40} {'STATE':10} {'STEP':>11} {'DEVICE':8} MESSAGE")
     for status in runs:
         steps = f"{status.step}/{status.total_steps or '?'}"
-        print(f"{status.run_id:40} {status.state:10} {steps:>11} {status.device or '-':6} {status.message[:80]}")
+        print(f"{status.run_id:40} {status.state:10} {steps:>11} {status.device or '-':8} {status.message[:80]}")
     return 0
 
 

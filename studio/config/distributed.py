@@ -14,12 +14,12 @@ from studio.config.base import Section, field
 class DistributedConfig(Section):
     strategy: Literal["ddp", "fsdp"] = field(
         "ddp",
-        "With more than one process: ddp keeps a whole copy of the model on every device and all-reduces the LoRA "
-        "gradients; fsdp shards the frozen base across the devices, for models that do not fit one card.",
+        "With more than one process: ddp keeps a whole copy of the model on every device and sums the LoRA "
+        "gradients over them; fsdp (sharding the frozen base across the devices, for models that do not fit one "
+        "card) is not available yet and is refused.",
         zh="并行策略",
-        zh_help="多进程时：ddp 在每个设备上保留完整模型副本，并对 LoRA 梯度做 all-reduce；fsdp 将冻结的基座切分到各设"
-        "备上，"
-        "用于单卡放不下的模型。",
+        zh_help="多进程时：ddp 在每个设备上保留完整模型副本，并对 LoRA 梯度求和；fsdp（将冻结的基座切分到各设备，"
+        "用于单卡放不下的模型）尚未提供，会被拒绝。",
         advanced=True,
     )
     nnodes: int = field(

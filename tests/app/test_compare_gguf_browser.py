@@ -110,7 +110,7 @@ def test_gguf_export_button_writes_and_checks_the_file(page, strong_adapter, stu
 def test_the_compare_tab_speaks_chinese(page, three_runs, shoot):
     _, ids = three_runs
     page.get_by_text("中文", exact=True).click()
-    page.get_by_role("tab", name="对比训练").click()
+    page.get_by_role("tab", name="运行对比").click()
     page.locator("#qs-compare-table", has_text="在对话中打开").wait_for(timeout=30_000)
     page.wait_for_timeout(1000)  # the charts redraw in Chinese too
     # the killed worker's own message stays as it is, like its log

@@ -73,7 +73,23 @@ def test_starting_twice_is_refused_in_the_page(page):
     page.get_by_text("busy training run").first.wait_for(timeout=30_000)
 
 
+def test_a_busy_start_offers_queue_and_a_queued_run_can_be_cancelled(page, shoot):
+    queue = page.locator("#qs-queue")
+    queue.wait_for(state="visible", timeout=30_000)  # offered by the refused start above
+    queue.click()
+    page.get_by_text("Queued run").first.wait_for(timeout=30_000)
+    _wait(page, lambda: "queued #1" in page.locator("#qs-progress").inner_text(), timeout=60, what="queued #1")
+    assert "waiting for the CPU" in page.locator("#qs-progress").inner_text()
+    assert not queue.is_visible()
+    shoot(page, "06-queued")
+    page.locator("#qs-abort").click()  # a queued run is cancelled: it never starts
+    _wait(page, lambda: "aborted" in page.locator("#qs-progress").inner_text(), timeout=60, what="cancelled")
+    page.locator("#qs-runs input").click()  # back to the run that trains
+    page.get_by_role("option").nth(1).click()
+    _wait(page, lambda: "running" in page.locator("#qs-progress").inner_text(), timeout=30, what="the running run")
+
+
 def test_abort_ends_with_status_aborted(page, shoot):
     page.locator("#qs-abort").click()
     _wait(page, lambda: "aborted" in page.locator("#qs-progress").inner_text(), timeout=60, what="aborted")
-    shoot(page, "06-aborted")
+    shoot(page, "07-aborted")
