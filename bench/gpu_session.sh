@@ -5,6 +5,7 @@
 #   bash bench/gpu_session.sh levers   # one lever off at a time
 #   bash bench/gpu_session.sh ab       # only the defaults vs the baseline, two rounds
 #   bash bench/gpu_session.sh profile  # where a step of the defaults spends its time (bench/step_profile.py)
+#   bash bench/gpu_session.sh devices  # data parallel: 1 GPU against all of them (torchrun, NCCL), 4-bit
 set -uo pipefail
 MODE=${1:-main}
 OUT=${OUT:-/tmp/gpu-out}
@@ -14,7 +15,12 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISA
 ARCH=/tmp/qwen1.5-1.8b-arch
 BENCH="python3 bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --json"
 
-if [ "$MODE" = profile ]; then  # GPU busy share and the costliest kernels, after warm-up (and compilation)
+if [ "$MODE" = devices ]; then  # scaling over the machine's GPUs, the studio's own runs (bench/device_scaling.py)
+    GPUS=$(nvidia-smi --list-gpus | wc -l)
+    python3 -c "import sys; sys.path.insert(0, 'bench'); import throughput_sides as s; from pathlib import Path; s.build_qwen15_architecture(Path('$ARCH'))"
+    python3 -c "from studio.modeling.tiny import build_tokenizer; build_tokenizer().save_pretrained('$ARCH')"
+    timeout 540 $BENCH --steps 12 --rounds 1 --devices "$GPUS" 2>&1 | grep -v "it/s]" | tee "$OUT/devices.txt"
+elif [ "$MODE" = profile ]; then  # GPU busy share and the costliest kernels, after warm-up (and compilation)
     timeout 500 python3 bench/step_profile.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --rows 30 \
         2>&1 | grep -v "it/s]" | tee "$OUT/profile.txt"
 elif [ "$MODE" = ab ]; then  # the defaults against the baseline, A B A B

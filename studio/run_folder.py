@@ -87,6 +87,8 @@ class RunFolder:
     adapter_dir = property(lambda self: self.path / "adapter")
     val_file = property(lambda self: self.path / "val.jsonl")
     reserve_file = property(lambda self: self.path / ".reserve")
+    # an abort was asked for this attempt: whichever service sees the worker end without a word calls it aborted
+    abort_file = property(lambda self: self.path / ".abort-requested")
 
     def exists(self) -> bool:
         return self.config_file.is_file()

@@ -131,6 +131,7 @@ class TrainingService:
         check_model(config.model)
         check_data(config)
         self._abort_requested.discard(run_id)
+        folder.abort_file.unlink(missing_ok=True)
         with self.locks.acquire(devices.lock_names, str(folder.path)) as record:
             attempt = status.attempt + 1
             folder.append(AttemptStarted(attempt=attempt, start_step=plan.step, resumed_from=str(plan.checkpoint)))
@@ -320,6 +321,10 @@ class TrainingService:
             return
         status = self.status(run_id)  # it may have started meanwhile
         self._abort_requested.add(run_id)
+        try:  # for every other service, too (a restarted server, the CLI): a worker killed early was aborted
+            folder.abort_file.touch()
+        except OSError:
+            pass
         if status.processes > 1:  # torchrun's workers, told directly: the ranks agree to stop at the same step
             for pid in children(status.pid):
                 _signal(pid, signal.SIGTERM)
@@ -457,7 +462,7 @@ class TrainingService:
                 folder.write_status(status.model_copy(update={"state": ended.type, "message": end_message(ended)}))
             return
         folder.repair_tail()
-        if folder.run_id in self._abort_requested:
+        if folder.run_id in self._abort_requested or folder.abort_file.exists():
             folder.append(Aborted(step=status.step, checkpoint=None))
             folder.write_status(
                 status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"})

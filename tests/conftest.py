@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support import make_adapter
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -60,25 +61,6 @@ def tiny_config(tiny_model_dir):
         return RunConfig().with_overrides({**base, **overrides})
 
     return make
-
-
-def make_adapter(model_dir, target, seed: int = 0, scale: float = 0.5):
-    """A LoRA adapter with non-zero weights set directly, so its answers must differ from the base."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(model_dir),
-        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
-    )
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:  # PEFT starts B at zero, which would make the adapter a no-op
-                parameter.normal_(0, scale)
-    model.save_pretrained(target)
-    return target
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,7 @@ def changed_value(control: FieldControl, default):
         "model.name_or_path": "Qwen/Qwen1.5-0.5B-Chat",
         "export.max_shard_size": "3GB",
         "name": "roundtrip",
+        "training.devices": "cpu",
     }.get(control.path, (default or "") + "-changed")
 
 
