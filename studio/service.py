@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from studio.allocator import with_fast_allocator
+from studio.allocator import with_worker_allocator
 from studio.config import RunConfig
 from studio.device_lock import DeviceBusy, DeviceLocks
 from studio.errors import CheckpointError, RunNotFound, RunStateError, StudioError
@@ -162,7 +162,7 @@ class TrainingService:
             filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")])
         )
         if device == "cpu":
-            env = with_fast_allocator(env)
+            env = with_worker_allocator(env)
         with open(folder.log_file, "ab") as log:
             child = subprocess.Popen(
                 [self.python, "-m", "studio.worker", str(folder.path)],
