@@ -6,8 +6,9 @@ malloc raises its mmap threshold each time a big block is freed (up to 32 MiB), 
 blocks below that come from its heaps, one per thread that allocated (the lanes are threads),
 where freed blocks stay as holes the kernel never gets back: about 500 MiB above the live
 memory on the embedded model. A fixed threshold keeps big blocks out of the heaps, at the cost
-of the kernel zeroing fresh pages for each (about 20% of the speed). tcmalloc (Debian/Ubuntu
-package libtcmalloc-minimal4) keeps freed blocks in its own caches, faster, about 100 MiB more;
+of the kernel zeroing fresh pages for each (20-40% of the speed in most runs). tcmalloc
+(Debian/Ubuntu package libtcmalloc-minimal4) keeps freed blocks in its own caches: faster, and
+100-170 MiB more;
 it is preloaded instead when installed. Measured in docs/benchmarks.md (2026-11-23, allocators).
 
 QLORA_STUDIO_ALLOCATOR picks: unset or `auto` as above, `glibc` the tuned glibc malloc even
