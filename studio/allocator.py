@@ -8,8 +8,7 @@ where freed blocks stay as holes the kernel never gets back: about 500 MiB above
 memory on the embedded model. A fixed threshold keeps big blocks out of the heaps, at the cost
 of the kernel zeroing fresh pages for each (20-40% of the speed in most runs). tcmalloc
 (Debian/Ubuntu package libtcmalloc-minimal4) keeps freed blocks in its own caches: faster, and
-100-170 MiB more;
-it is preloaded instead when installed. Measured in docs/benchmarks.md (2026-11-23, allocators).
+100-170 MiB more; it is preloaded instead when installed. Measured in docs/benchmarks.md (2026-11-23, allocators).
 
 QLORA_STUDIO_ALLOCATOR picks: unset or `auto` as above, `glibc` the tuned glibc malloc even
 where tcmalloc is installed, `system` the allocator the worker would have anyway, untouched.
