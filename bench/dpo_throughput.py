@@ -174,9 +174,9 @@ def run_side(args, side: str) -> dict:
         str(args.steps),
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
-    from studio.allocator import with_fast_allocator
+    from studio.allocator import with_worker_allocator
 
-    return _result_line(side, subprocess.run(command, capture_output=True, text=True, env=with_fast_allocator(env)))
+    return _result_line(side, subprocess.run(command, capture_output=True, text=True, env=with_worker_allocator(env)))
 
 
 def run_llamafactory(args) -> dict:

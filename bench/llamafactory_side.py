@@ -95,6 +95,17 @@ def stand_in_for_media_libraries() -> None:
             sys.modules[name] = module
 
 
+def allocator_in_use() -> str:
+    """The studio's own reading (studio/allocator.py, standard library only), loaded from its file:
+    this venv does not have the studio installed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("studio_allocator", Path(__file__).parents[1] / "studio/allocator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.allocator_in_use()
+
+
 def main(job_file: str) -> None:
     stand_in_for_media_libraries()
     import torch
@@ -131,6 +142,7 @@ def main(job_file: str) -> None:
         "losses": seen["losses"],
         "tokens": seen["tokens"],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "allocator": allocator_in_use(),
     }
     if job["device"] == "cuda":
         result["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import resource
+import sysconfig
 import tempfile
 import threading
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from studio.allocator import allocator_in_use
 from studio.data.tokenize import IGNORE_INDEX, Encoded
 from studio.training.label_loss import CHUNK_ELEMENTS
 from studio.training.levers import Levers
@@ -35,7 +37,13 @@ class Variant:
     training: dict = field(default_factory=dict)  # TrainingConfig fields
     quantization: dict = field(default_factory=dict)  # QuantizationConfig fields
     levers: Levers = Levers()  # studio/training/levers.py; the defaults are what the studio does
+    # the worker's environment on top of the driver's, before the studio's allocator choice
+    # (studio/allocator.py): QLORA_STUDIO_ALLOCATOR, glibc's MALLOC_* settings
+    environment: dict = field(default_factory=dict)
 
+
+_UNTUNED = {"QLORA_STUDIO_ALLOCATOR": "system"}
+_MMAP_256K = {**_UNTUNED, "MALLOC_MMAP_THRESHOLD_": str(256 * 1024)}
 
 VARIANTS = {
     "ours": Variant(),
@@ -73,7 +81,31 @@ VARIANTS = {
     ),  # CPU attention: key/value heads copied per query head
     # the cross-entropy chunk used on CPU under glibc malloc, also under tcmalloc (and on CUDA)
     "ours-head-chunk-small": Variant(levers=Levers(cross_entropy_chunk=CHUNK_ELEMENTS["cpu"])),
-    "ours-system-malloc": Variant(),  # glibc malloc instead of tcmalloc (see train_throughput.run_side)
+    # the worker's allocator (studio/allocator.py); `ours` has tcmalloc where the system has it
+    "ours-system-malloc": Variant(environment={"QLORA_STUDIO_ALLOCATOR": "system"}),  # glibc's malloc untuned
+    "ours-tuned-malloc": Variant(environment={"QLORA_STUDIO_ALLOCATOR": "glibc"}),  # the default without tcmalloc
+    # glibc settings other than the studio's, each on top of the untuned malloc
+    "ours-malloc-arenas-2": Variant(environment={**_UNTUNED, "MALLOC_ARENA_MAX": "2"}),
+    "ours-malloc-mmap-256k-arenas-2": Variant(environment={**_MMAP_256K, "MALLOC_ARENA_MAX": "2"}),
+    "ours-malloc-mmap-256k-padded": Variant(  # small blocks' heaps grow and shrink in steps of 16 / 64 MiB
+        environment={**_MMAP_256K, "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20), "MALLOC_TOP_PAD_": str(16 * 2**20)}
+    ),
+    # mapped blocks madvised for transparent huge pages
+    "ours-malloc-mmap-256k-thp": Variant(environment={**_MMAP_256K, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    "ours-malloc-mmap-1m": Variant(environment={**_UNTUNED, "MALLOC_MMAP_THRESHOLD_": str(2**20)}),
+    "ours-malloc-mmap-4m": Variant(environment={**_UNTUNED, "MALLOC_MMAP_THRESHOLD_": str(4 * 2**20)}),
+    "ours-malloc-heap-kept": Variant(  # freed activations stay in the heap: mmap only past 32 MiB, no trimming
+        environment={**_UNTUNED, "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+    ),
+    # gperftools' tcmalloc handing free spans back to the kernel at once (where tcmalloc is installed)
+    "ours-tcmalloc-decommit": Variant(environment={"TCMALLOC_AGGRESSIVE_DECOMMIT": "true"}),
+    # mimalloc from the PyPI wheel cmeel-mimalloc, where installed in this venv (`pip install cmeel-mimalloc`)
+    "ours-mimalloc": Variant(
+        environment={
+            **_UNTUNED,
+            "LD_PRELOAD": str(Path(sysconfig.get_paths()["purelib"]) / "cmeel.prefix/lib/libmimalloc.so"),
+        }
+    ),
     "ours-tokens-256": Variant(training={"micro_batch_tokens": 256}),
     "ours-tokens-512": Variant(training={"micro_batch_tokens": 512}),
     "ours-tokens-768": Variant(training={"micro_batch_tokens": 768}),
@@ -277,6 +309,7 @@ def _result(
         "first_loss_s": first_loss_s,
         "losses": losses,
         "model_flops": flops,
+        "allocator": allocator_in_use(),
         **memory.report(),
     }
 

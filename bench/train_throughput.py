@@ -64,10 +64,14 @@ def run_side(args, side: str) -> dict:
         args.precision,
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
-    if args.device == "cpu" and side.startswith("ours") and side != "ours-system-malloc":
-        from studio.allocator import with_fast_allocator
+    if side != "baseline":
+        import throughput_sides as sides
 
-        env = with_fast_allocator(env)  # what the studio's service does for its CPU workers
+        from studio.allocator import with_worker_allocator
+
+        env |= sides.VARIANTS[side].environment
+        if args.device == "cpu":
+            env = with_worker_allocator(env)  # what the studio's service does for its CPU workers
     return _result_line(side, subprocess.run(command, capture_output=True, text=True, env=env))
 
 
@@ -161,9 +165,15 @@ def _ratios(r: dict, references: dict[str, dict]) -> str:
     return "  ".join(f"{r['tokens_per_s'] / ref['tokens_per_s']:5.2f}x {name}" for name, ref in references.items())
 
 
+def _memory_ratios(r: dict, references: dict[str, dict]) -> str:
+    return "  ".join(f"{r['peak_rss_mib'] / ref['peak_rss_mib']:.2f}x {name}" for name, ref in references.items())
+
+
 def _row(round_index: int, side: str, r: dict, references: dict[str, dict]) -> str:
     ratio = _ratios(r, references) if side not in REFERENCES else "-"
     memory = f"RSS {r['peak_rss_mib']:6d} MiB"
+    if side not in REFERENCES and references:
+        memory += f" ({_memory_ratios(r, references)})"
     if "cuda_max_allocated_mib" in r:
         memory += f"  CUDA max {r['cuda_max_allocated_mib']} MiB  nvidia-smi {r['nvidia_smi_peak_mib']} MiB"
     losses = r["losses"]
@@ -172,7 +182,7 @@ def _row(round_index: int, side: str, r: dict, references: dict[str, dict]) -> s
         f"{ratio}  "
         f"after step 1 {_steady(r)}  {_flop_rate(r)}  "
         f"first loss {r['first_loss_s']:5.1f} s  loss step 1 {losses[0]:.4f}  step {len(losses)} {losses[-1]:.4f}  "
-        f"{memory}"
+        f"{memory}  allocator: {r.get('allocator', 'not reported')}"
     )
 
 
@@ -268,11 +278,13 @@ def _summary(args, results: dict[str, list[dict]]) -> None:
             if "cuda_max_allocated_mib" in r
             else ""
         )
+        memory_ratio = f" ({_memory_ratios(r, references)})" if references and side not in REFERENCES else ""
         print(
             f"  {side:22} {r['tokens_per_s']:9.1f} tok/s{steady}{memory} on {r['tokens']} tokens  peak RSS "
-            f"{r['peak_rss_mib']} MiB  first loss {r['first_loss_s']:.1f} s  "
+            f"{r['peak_rss_mib']} MiB{memory_ratio}  first loss {r['first_loss_s']:.1f} s  "
             f"last loss {r['losses'][-1]:.4f}{ratio}"
         )
+        print(f"  {'':22} allocator: {r.get('allocator', 'not reported')}")
         if r.get("model_flops"):
             work = _work_ratios(r, references) if side not in REFERENCES else ""
             print(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the studio uses when present: tcmalloc for CPU training workers (the memory
-# figures in docs/benchmarks.md are measured with it), and, for the browser tests (--browser),
+# Debian packages the studio uses when present: tcmalloc for CPU training workers (faster than the
+# tuned glibc malloc they run without it; docs/benchmarks.md), and, for the browser tests (--browser),
 # Chromium with CJK and emoji fonts. Installs only what is missing; without apt it says so and goes on.
 set -euo pipefail
 wanted=()

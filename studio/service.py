@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from studio.allocator import with_fast_allocator
+from studio.allocator import with_worker_allocator
 from studio.config import RunConfig
 from studio.device_lock import DeviceBusy, DeviceLocks, device_name
 from studio.devices import DevicePlan, plan_devices
@@ -201,7 +201,7 @@ class TrainingService:
         )
         env.update(devices.environment(env.get("CUDA_VISIBLE_DEVICES")))
         if devices.kind == "cpu":
-            env = with_fast_allocator(env)
+            env = with_worker_allocator(env)
         command = worker_command(self.python, str(folder.path), devices, folder.load_config())
         with open(folder.log_file, "ab") as log:
             if devices.distributed:  # torchrun's failure summary is read back from after this line
