@@ -38,19 +38,18 @@ def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, lang: str
         xaxis={"title": x_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
         yaxis={"title": y_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
     )
-    if not figure.data:  # no made-up axes: say what the chart is waiting for
-        figure.update_xaxes(visible=False)
-        figure.update_yaxes(visible=False)
-        figure.add_annotation(
-            text=T.waiting_first_step(lang),
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-            font={"size": 13, "color": "#888"},
-        )
+    if not figure.data:
+        say_empty(figure, T.waiting_first_step(lang))
     return figure
+
+
+def say_empty(figure: go.Figure, text: str) -> None:
+    """An empty chart says what it waits for instead of drawing made-up axes."""
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.add_annotation(
+        text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 13, "color": "#888"}
+    )
 
 
 def _mode(points: int) -> str:

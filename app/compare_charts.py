@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from app.charts import say_empty
 from app.i18n import T
 
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
@@ -22,18 +23,8 @@ def _layout(figure: go.Figure, title: str, x_title: str, lang: str, height: int 
     )
     figure.update_xaxes(title=x_title, gridcolor="#ebf0f8", zeroline=False)
     figure.update_yaxes(gridcolor="#ebf0f8", zeroline=False)
-    if not figure.data:  # say what the chart waits for instead of drawing made-up axes
-        figure.update_xaxes(visible=False)
-        figure.update_yaxes(visible=False)
-        figure.add_annotation(
-            text=T.compare_pick(lang),
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-            font={"size": 13, "color": "#888"},
-        )
+    if not figure.data:
+        say_empty(figure, T.compare_pick(lang))
     return figure
 
 

@@ -89,20 +89,24 @@ class TrainingService:
         folder.path.mkdir()
         try:
             config.save(folder.config_file)
-            try:
-                if busy:
-                    raise DeviceBusy(*busy)
-                self._launch(folder, devices)
-            except DeviceBusy:
-                if not queue:
-                    raise
-                folder.write_status(
-                    RunStatus(run_id=folder.run_id, state="queued", device=devices.label, queued_at=time.time())
-                )
+            if busy:
+                self._enqueue(folder, devices)
+            else:
+                try:
+                    self._launch(folder, devices)
+                except DeviceBusy:  # taken between the check and the launch
+                    if not queue:
+                        raise
+                    self._enqueue(folder, devices)
         except BaseException:
             shutil.rmtree(folder.path, ignore_errors=True)  # nothing half-made is left behind
             raise
         return folder.run_id
+
+    def _enqueue(self, folder: RunFolder, devices: DevicePlan) -> None:
+        folder.write_status(
+            RunStatus(run_id=folder.run_id, state="queued", device=devices.label, queued_at=time.time())
+        )
 
     def _launch(self, folder: RunFolder, devices: DevicePlan) -> None:
         """The first attempt of a new (or queued) run: take its devices and spawn its worker."""
