@@ -53,14 +53,6 @@ class DeviceLocks:
         with self._guard(device) as path:
             return self._live_holder(path)
 
-    def busy(self, devices: list[str]) -> tuple[str, dict] | None:
-        """The first of `devices` that a live run holds, with its holder; None when all are free."""
-        for device in devices:
-            holder = self.holder(device)
-            if holder:
-                return device, holder
-        return None
-
     def _live_holder(self, path: Path) -> dict | None:
         try:
             holder = json.loads(path.read_text())

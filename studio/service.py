@@ -532,9 +532,7 @@ def _rank_failure(folder: RunFolder) -> str | None:
     try:
         if (folder.read_status() or RunStatus(run_id="", state="failed")).processes < 2:
             return None
-        with open(folder.log_file, "rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - 20000))
-            return rank_failure(log.read().rsplit(ATTEMPT_MARK, 1)[-1].decode(errors="replace"))
+        return rank_failure(folder.log_tail(20000).rsplit(ATTEMPT_MARK.decode(), 1)[-1])
     except (OSError, StudioError):
         return None
 
