@@ -172,9 +172,12 @@ def _fill_recipe(page: Page, values, note: gr.Markdown) -> dict:
 
 
 def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:
-    """Runs started, ended or gone: every list follows, the chosen run stays chosen."""
+    """Runs started, ended or gone: every list follows, the chosen run stays chosen.
+
+    The value is sent only when the chosen run is gone: `run_id` is what the page held when the poll saw the
+    change, and a Start answered meanwhile (which picks its new run) must not be undone by this late reply."""
     choices = run_monitor.run_choices(studio)
-    runs = gr.update(choices=choices, value=run_id if run_id in choices else studio.default_run())
+    runs = gr.update(choices=choices) if run_id in choices else gr.update(choices=choices, value=studio.default_run())
     adapters = adapter_picker.choices(studio, lang)
     return [runs, adapters, adapters, adapters]
 

@@ -145,3 +145,17 @@ def open_page(browser, studio):
     yield open_
     for context in contexts:
         context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" and report.failed:
+        page = item.funcargs.get("page")  # every browser module names its page fixture `page`
+        if page is not None:
+            ARTIFACTS.mkdir(exist_ok=True)
+            try:  # what the page showed when the test failed, for whoever reads the CI log
+                page.screenshot(path=str(ARTIFACTS / f"FAILED-{item.name}.png"), full_page=True)
+            except Exception as error:  # the test's own failure is what matters
+                report.sections.append(("failure screenshot", f"could not be taken: {error}"))
+    return report
