@@ -15,6 +15,7 @@ from app.i18n import Labels, T
 from app.page import Page
 from studio.api import DeviceBusy, devices_value
 from studio.errors import StudioError
+from studio.text import in_language
 
 COMMON = [
     "training.learning_rate",
@@ -282,6 +283,10 @@ def _command(page: Page, values):
     except Exception as error:
         return gr.update(visible=True), problem(error, values[page.lang]), ""
     command = config.to_command()
+    try:
+        command += f"\n\n# {page.studio.memory_estimate(config).text(values[page.lang])}"
+    except StudioError as error:  # e.g. devices this machine lacks: said with the command, not instead of it
+        command += f"\n\n# {in_language(error, values[page.lang])}"
     if config.distributed.nnodes > 1:  # the other machines' share of the run, to be started there
         try:
             others = page.studio.other_node_commands(config)

@@ -68,6 +68,31 @@ class Studio:
         run_dir = str(self.runs_dir / run_id) if run_id else str(self.runs_dir / "RUN_ID")
         return other_node_commands(config, plan_devices(config), run_dir)
 
+    def memory_estimate(self, config: RunConfig) -> Bilingual:
+        """The memory each device (or CPU process) of `config` needs, estimated from the model's config.json;
+        or why there is no estimate yet. Nothing is downloaded or loaded."""
+        from studio.devices import plan_devices
+        from studio.memory_estimate import estimate_memory, local_config_dir
+
+        self._check_config(config)
+        folder = local_config_dir(config.model)
+        if folder is None:
+            return Bilingual(
+                "Memory estimate: the model's config.json is not on this machine yet (downloaded or converted when "
+                "a run first loads the model).",
+                "内存估算：本机尚无该模型的 config.json（首次运行加载模型时会下载或转换）。",
+            )
+        plan = plan_devices(config)
+        try:
+            estimate = estimate_memory(
+                config, folder, device=plan.kind, processes=plan.world_size, gpu_gib=_smallest_gpu_gib(plan.gpus)
+            )
+        except (ValueError, OSError) as error:  # an architecture transformers cannot build from its config alone
+            return Bilingual(
+                f"Memory estimate: not available for this model ({error}).", f"内存估算：此模型无法估算（{error}）。"
+            )
+        return estimate.describe()
+
     def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
         plan = self.service.resume(run_id, checkpoint)
         self._histories.forget(run_id)
@@ -310,3 +335,11 @@ def _tokenizer(name_or_path: str, chat_template: str, trust_remote_code: bool):
 
     model = ModelConfig(name_or_path=name_or_path, chat_template=chat_template, trust_remote_code=trust_remote_code)
     return load_tokenizer(model, resolve_model_path(model, progress=lambda _: None))
+
+
+def _smallest_gpu_gib(gpus: tuple[int, ...]) -> float | None:
+    import torch
+
+    if not gpus or not torch.cuda.is_available():
+        return None
+    return min(torch.cuda.get_device_properties(index).total_memory for index in gpus) / 2**30

@@ -279,6 +279,7 @@ def _config(args) -> int:
     config = _load_config(args)
     print(config.to_yaml())
     print(f"# Equivalent command:\n# {config.to_command()}")
+    print(f"# {_studio(config.training.output_dir).memory_estimate(config)}")
     return 0
 
 

@@ -64,15 +64,22 @@ def plan_devices(config: RunConfig, gpu_count: int | None = None) -> DevicePlan:
     spec, nnodes = config.training.devices, config.distributed.nnodes
     count = _gpu_count() if gpu_count is None else gpu_count
     plan = _plan(spec, nnodes, count)
-    if plan.distributed and config.distributed.strategy == "fsdp":
+    if plan.distributed and config.distributed.strategy == "fsdp" and _quantizes(config, plan.kind):
         raise DeviceChoiceError(
-            "distributed.strategy 'fsdp' (the quantised base sharded over the GPUs) is not available yet. Use 'ddp': "
-            "every GPU holds the whole 4-bit base (about 1.2 GB for Qwen1.5-1.8B, about 5 GB for a 7B model).",
-            "distributed.strategy 'fsdp'（将量化后的基座切分到多块 GPU）尚未提供。请使用 'ddp'：每块 GPU 保存完整的 4 "
-            "位基座"
-            "（Qwen1.5-1.8B 约 1.2 GB，7B 模型约 5 GB）。",
+            "distributed.strategy 'fsdp' cannot shard a 4-bit base: bitsandbytes' packed 4-bit weights lose their "
+            "quantisation state when FSDP2 re-wraps them. Use 'ddp' (every GPU holds the whole 4-bit base: about "
+            "1.2 GB for Qwen1.5-1.8B, 5 GB for a 7B model), or set quantization.method to 'none' to shard a bf16 "
+            "base with fsdp.",
+            "distributed.strategy 'fsdp' 无法切分 4 位基座：FSDP2 重新包装参数时，bitsandbytes 打包的 4 位权重会丢失"
+            "量化状态。请使用 'ddp'（每块 GPU 保存完整的 4 位基座：Qwen1.5-1.8B 约 1.2 GB，7B 模型约 5 GB），"
+            "或将 quantization.method 设为 'none'，用 fsdp 切分 bf16 基座。",
         )
     return plan
+
+
+def _quantizes(config: RunConfig, kind: str) -> bool:
+    method = config.quantization.method
+    return method == "4bit" or (method == "auto" and kind == "cuda")  # as compute.resolve_plan decides
 
 
 def _plan(spec: str, nnodes: int, count: int) -> DevicePlan:

@@ -12,6 +12,7 @@ exit code carries the OS error to whoever reaps the worker: WRITE_FAILED_EXIT + 
 
 from __future__ import annotations
 
+import dataclasses
 import errno as errno_codes
 import json
 import os
@@ -113,6 +114,7 @@ class Worker:
         from studio.modeling.loader import load_tokenizer, resolve_model_path, skip_bitsandbytes
 
         plan = resolve_plan(config.quantization, config.training)
+        self.ranks = dataclasses.replace(self.ranks, strategy=config.distributed.strategy)
         if not plan.quantize_4bit:
             skip_bitsandbytes()
         if self.ranks.several:
@@ -238,13 +240,14 @@ class Worker:
         import shutil
 
         trainer.finalize()
+        weights = trainer.adapter_weights()  # every rank: gathering a sharded adapter is collective
         if not self.ranks.main:
             return
         self._phase("saving", f"Saving the adapter to {self.folder.adapter_dir}")
         staging = self.folder.path / ".adapter.partial"
         shutil.rmtree(staging, ignore_errors=True)
         try:  # staged, so that an adapter folder is always complete (the adapter lists trust it)
-            trainer.model.save_pretrained(staging)
+            trainer.model.save_pretrained(staging, **({"state_dict": weights} if weights else {}))
             self.tokenizer.save_pretrained(staging)
             config.save(staging / "studio_config.yaml")
             shutil.rmtree(self.folder.adapter_dir, ignore_errors=True)

@@ -15,11 +15,12 @@ class DistributedConfig(Section):
     strategy: Literal["ddp", "fsdp"] = field(
         "ddp",
         "With more than one process: ddp keeps a whole copy of the model on every device and sums the LoRA "
-        "gradients over them; fsdp (sharding the frozen base across the devices, for models that do not fit one "
-        "card) is not available yet and is refused.",
+        "gradients over them; fsdp (PyTorch FSDP2) shards the decoder layers over the devices, each holding "
+        "1/N of them, for models whose bf16 weights do not fit one card (a 4-bit base is refused: use ddp).",
         zh="并行策略",
-        zh_help="多进程时：ddp 在每个设备上保留完整模型副本，并对 LoRA 梯度求和；fsdp（将冻结的基座切分到各设备，"
-        "用于单卡放不下的模型）尚未提供，会被拒绝。",
+        zh_help="多进程时：ddp 在每个设备上保留完整模型副本，并对 LoRA 梯度求和；"
+        "fsdp（PyTorch FSDP2）将解码层切分到各设备，每个设备只保存 1/N，"
+        "用于 bf16 权重单卡放不下的模型（4 位基座会被拒绝：请用 ddp）。",
         advanced=True,
     )
     nnodes: int = field(

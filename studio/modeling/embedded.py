@@ -37,6 +37,12 @@ def gguf_file() -> Path:
     return files[0]
 
 
+def converted_model_dir() -> Path | None:
+    """The converted folder when the conversion has run, without running it."""
+    target = cache_dir() / "models" / FOLDER_NAME
+    return target if (target / _DONE_MARKER).exists() else None
+
+
 def embedded_model_dir(progress=print) -> Path:
     """The converted safetensors folder, converting on first use (one process at a time)."""
     target = cache_dir() / "models" / FOLDER_NAME

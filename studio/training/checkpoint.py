@@ -42,16 +42,28 @@ class LoopState:
     last_eval_step: int | None = None
 
 
-def trainable_state(model) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class Gathered:
+    weights: dict[str, torch.Tensor]  # whole trainable weights by their names in the model
+    optimizer: dict  # the optimizer's state dict, every tensor whole
+
+
+def trainable_state(model, whole: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The adapter's weights as peft saves them; `whole`: a sharded model's weights gathered (sharding.py)."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    saved = get_peft_model_state_dict(model, state_dict=whole)
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in saved.items()}
 
 
 # -- saving -----------------------------------------------------------------------------
 
 
-def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState, best_weights) -> Path:
+def save_checkpoint(
+    folder: Path, model, optimizer, scheduler, state: LoopState, best_weights, gathered: Gathered | None = None
+) -> Path:
+    """`gathered`: the whole trainable weights and optimizer state of a sharded model (sharding.py), which
+    every rank gathered together and rank 0 alone writes."""
     from safetensors.torch import save_file
 
     target = folder / f"checkpoint-{state.step}"
@@ -59,8 +71,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState,
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        model.save_pretrained(staging / "adapter")
-        _save_optimizer(optimizer, staging)
+        model.save_pretrained(staging / "adapter", **({"state_dict": gathered.weights} if gathered else {}))
+        _save_optimizer(gathered.optimizer if gathered else optimizer.state_dict(), staging)
         _write_json(staging / "scheduler.json", scheduler.state_dict())
         save_file(_rng_state(), staging / "rng.safetensors")
         if best_weights is not None:
@@ -76,10 +88,9 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState,
     return target
 
 
-def _save_optimizer(optimizer, staging: Path) -> None:
+def _save_optimizer(saved: dict, staging: Path) -> None:
     from safetensors.torch import save_file
 
-    saved = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, values in saved["state"].items():
         for name, value in values.items():
@@ -188,12 +199,13 @@ def _load_plain(file: Path):
         raise CheckpointError(f"{file} cannot be loaded safely ({first_line}).") from None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[LoopState, dict | None]:
-    """Restore everything save_checkpoint wrote; returns (state, best_weights or None)."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = False) -> tuple[LoopState, dict | None]:
+    """Restore everything save_checkpoint wrote; returns (state, best_weights or None). `sharded`: into a model
+    sharded by sharding.py, each rank taking its own slice."""
     path = Path(path)
     state = verify_checkpoint(path)
     try:
-        _restore(path, model, optimizer, scheduler)
+        _restore(path, model, optimizer, scheduler, sharded)
         best = _best_weights(path)
     except CheckpointError:
         raise
@@ -202,19 +214,29 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[LoopState,
     return state, best
 
 
-def _restore(path: Path, model, optimizer, scheduler) -> None:
+def _restore(path: Path, model, optimizer, scheduler, sharded: bool) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(path / "adapter" / "adapter_model.safetensors"))
+    from studio.training import sharding
+
+    adapter = load_file(path / "adapter" / "adapter_model.safetensors")
+    if sharded:
+        sharding.load_trainable(model, adapter)
+    else:
+        set_peft_model_state_dict(model, adapter)
     if (path / "optimizer.safetensors").is_file():
-        optimizer.load_state_dict(_read_optimizer(path))
+        saved = _read_optimizer(path)
         scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
         _set_rng_state(load_file(path / "rng.safetensors"))
     else:
-        optimizer.load_state_dict(_load_plain(path / "optimizer.pt"))
+        saved = _load_plain(path / "optimizer.pt")
         scheduler.load_state_dict(_load_plain(path / "scheduler.pt"))
         torch.set_rng_state(_load_plain(path / "rng.pt"))
+    if sharded:
+        sharding.scatter_optimizer(optimizer, saved)
+    else:
+        optimizer.load_state_dict(saved)
 
 
 def _read_optimizer(path: Path) -> dict:

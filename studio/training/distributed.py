@@ -7,6 +7,7 @@ share with the step's global loss weight, and the LoRA gradients are summed over
 all-reduce of a flat bucket, as DDP does for the trainable parameters), so every rank takes the
 same optimizer step as a single process with the same global batch would. Losses, metric
 tallies and the abort flag are summed the same way, so all ranks agree on when to stop.
+With distributed.strategy fsdp the ranks share the model's weights instead (sharding.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    strategy: str = "ddp"  # distributed.strategy
 
     @classmethod
     def from_env(cls) -> Ranks:
@@ -42,6 +44,11 @@ class Ranks:
     @property
     def several(self) -> bool:
         return self.world > 1
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the model's layers are sharded over the ranks (FSDP) rather than whole on each (DDP)."""
+        return self.several and self.strategy == "fsdp"
 
     def join(self, device: str) -> None:
         """Join the process group: NCCL between GPUs, gloo between CPU processes."""
@@ -77,7 +84,7 @@ class Ranks:
 
     def sum_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
         """Sum the gradients over the ranks in one flat bucket; a rank without a share adds zeros."""
-        if not self.several:
+        if not self.several or not parameters:
             return
         import torch.distributed as dist
 
@@ -99,6 +106,16 @@ class Ranks:
         total = values.detach().to(torch.float64).clone()
         dist.all_reduce(total)
         return total.to(values.dtype)
+
+    def most(self, count: int, device: str) -> int:
+        """The largest `count` of any rank."""
+        if not self.several:
+            return count
+        import torch.distributed as dist
+
+        value = torch.tensor([count], dtype=torch.int64, device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return int(value.item())
 
     def any(self, flag: bool, device: str) -> bool:
         """Whether any rank raised `flag` (an abort request reaches one rank; all stop at the same step)."""

@@ -21,12 +21,20 @@ from studio.config import LoraConfig, PreferenceConfig, TrainingConfig
 from studio.events import Eval, Heartbeat, Log, Phase, Preference, Step
 from studio.modeling.compute import ComputePlan
 from studio.training.batches import StepSchedule
-from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
+from studio.training.checkpoint import Gathered, LoopState, load_checkpoint, save_checkpoint, trainable_state
 from studio.training.distributed import Ranks
 from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.objectives import build_objective
 from studio.training.preference import tally_metrics
+from studio.training.sharding import (
+    clip_gradients,
+    gather_optimizer,
+    is_sharded,
+    load_trainable,
+    shard_model,
+    whole_trainable,
+)
 from studio.training.token_losses import TokenLosses
 
 HEARTBEAT_S = 1.0  # at most one heartbeat event a second, however fast the steps
@@ -60,11 +68,13 @@ class Trainer:
     ):
         """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
         EncodedFeedback (kto) or TextRow (pt); `preference` configures the dpo and kto losses. With several
-        `ranks` (torchrun), each trains its share of every step and the gradients are summed over them."""
+        `ranks` (torchrun), each trains its share of every step and the gradients are summed over them; with
+        `ranks.sharded` (FSDP) the decoder layers are sharded over the ranks here, before the optimizer exists."""
         self.model, self.train, self.val = model, train, val
         self.ranks = ranks
         self.config, self.plan = config, plan
-        self.lanes = Lanes(lanes_for(plan.device, config.micro_batch_lanes))
+        # FSDP's gathers are collectives in a fixed order: one forward pass at a time, no lanes
+        self.lanes = Lanes(1 if ranks.sharded else lanes_for(plan.device, config.micro_batch_lanes))
         self.token_losses = TokenLosses(
             model,
             device=plan.device,
@@ -77,7 +87,9 @@ class Trainer:
         self.objective = build_objective(config.stage, self.token_losses, preference)
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule.of(len(train), config)
-        self.optimizer = _build_optimizer(model, config, lora, plan)
+        _fp32_trainable(model)
+        self.sharded_layers = self._shard() if ranks.sharded else 0
+        self.optimizer = _build_optimizer(model, config, lora)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
         self.state = LoopState()
@@ -88,12 +100,21 @@ class Trainer:
             torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
         )
 
+    def _shard(self) -> int:
+        """FSDP: every rank starts from rank 0's adapter (DDP's rule), then the layers are sharded."""
+        self.ranks.same_start([p for p in self.model.parameters() if p.requires_grad])
+        return shard_model(self.model)
+
     def resume(self, checkpoint: Path) -> None:
-        self.state, self.best_weights = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler)
+        self.state, self.best_weights = load_checkpoint(
+            checkpoint, self.model, self.optimizer, self.scheduler, sharded=self.ranks.sharded
+        )
 
     def same_start(self) -> None:
-        """With several ranks, all start from rank 0's trainable weights (after any resume)."""
-        self.ranks.same_start(self.trainable)
+        """With several ranks, all start from rank 0's trainable weights (after any resume; a sharded model
+        started the same before it was sharded, and every rank read the same checkpoint)."""
+        if not self.ranks.sharded:
+            self.ranks.same_start(self.trainable)
 
     def describe(self) -> str:
         lanes = (
@@ -107,6 +128,12 @@ class Trainer:
             if self.ranks.several
             else ""
         )
+        if self.ranks.sharded:
+            ranks += (
+                f" FSDP: {self.sharded_layers} decoder layers sharded over the {self.ranks.world} processes, each "
+                "holding 1/{0} of their weights and stepping 1/{0} of the adapter; embeddings and output layer "
+                "whole on each.".format(self.ranks.world)
+            )
         return self.objective.describe() + lanes + ranks
 
     def compute_reference(self, base: bool) -> None:
@@ -132,13 +159,27 @@ class Trainer:
         self.emit(Log(level="info", message=f"Reference computed from {which} in {time.time() - started:.1f} s."))
 
     def _no_grad_map(self, work: Callable, plans: list) -> list:
-        """`work` on every group of the lane plans, without gradients; results group by group, lane by lane."""
+        """`work` on every group of the lane plans, without gradients; results group by group, lane by lane
+        (a filler's result is dropped: see _even)."""
 
         def lane(batches):
             with torch.no_grad(), self._autocast():  # grad mode and autocast are per thread: each lane sets its own
-                return [work(group) for group in batches]
+                return [(work(_unwrap(group)), not isinstance(group, _Filler)) for group in batches]
 
-        return [result for results in self.lanes.map(lane, plans) for result in results]
+        return [result for results in self.lanes.map(lane, plans) for result, kept in results if kept]
+
+    def _even(self, plans: list, items: list) -> list:
+        """FSDP: every rank makes as many forward passes as the busiest one (each pass gathers the sharded
+        layers with the others); a rank with fewer repeats a group of `items`, the step's or split's whole
+        list, whose result is dropped. Other runs: `plans` unchanged."""
+        if not self.ranks.sharded:
+            return plans
+        groups = [group for lane in plans for group in lane]
+        most = self.ranks.most(len(groups), self.plan.device)
+        if most == len(groups):
+            return plans
+        filler = _Filler(self.objective.lane_plans(items[:1])[0][0])
+        return [groups + [filler] * (most - len(groups))]
 
     def run(self) -> Outcome:
         try:
@@ -170,11 +211,20 @@ class Trainer:
 
     def finalize(self) -> None:
         """Put the best evaluated weights back when the config asks for them."""
-        if self.config.load_best_at_end and self.best_weights is not None:
+        if self.config.load_best_at_end and self.best_weights is not None and self.state.best_step != self.state.step:
             from peft import set_peft_model_state_dict
 
-            if self.state.best_step != self.state.step:
+            if self.ranks.sharded:
+                load_trainable(self.model, self.best_weights)
+            else:
                 set_peft_model_state_dict(self.model, self.best_weights)
+
+    def adapter_weights(self) -> dict | None:
+        """For save_pretrained's state_dict: a sharded model's whole weights (collective: every rank calls it);
+        None for a whole model, whose save reads them itself."""
+        if not self.ranks.sharded:
+            return None
+        return whole_trainable(self.model)
 
     # -- one optimizer step ------------------------------------------------------------
 
@@ -183,7 +233,7 @@ class Trainer:
         weight = self.objective.step_weight(examples)  # what the step's summed losses are divided by
         self.objective.prepare_step(examples, self._no_grad_map)
         loss_sum, tally = torch.zeros((), device=self.plan.device), None
-        plans = self.objective.lane_plans(self.ranks.share(examples, self._work))
+        plans = self._even(self.objective.lane_plans(self.ranks.share(examples, self._work)), examples)
         for result in self.lanes.map(lambda batches: self._lane_step(batches, weight), plans):
             if result is None:  # abort requested mid-step: the partial step is discarded
                 self.optimizer.zero_grad(set_to_none=True)
@@ -194,16 +244,18 @@ class Trainer:
             loss_sum += loss
             tally = _add(tally, lane_tally)
         if self.ranks.several:  # every rank ends the step with the whole step's gradients, loss and tally
-            self.ranks.sum_gradients(self.trainable)
+            # (FSDP has summed the sharded layers' gradients into each rank's slice during backward)
+            self.ranks.sum_gradients([p for p in self.trainable if not is_sharded(p)])
             loss_sum = self.ranks.sum(loss_sum)
             if self.objective.preference:  # a rank without a share adds an empty tally
                 tally = self.ranks.sum(tally if tally is not None else self.objective.empty_tally(self.plan.device))
         grad_norm = None
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        if self.config.max_grad_norm > 0:
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.config.max_grad_norm)
+        if self.config.max_grad_norm > 0 and self.ranks.sharded:
+            grad_norm = clip_gradients(self.trainable, self.config.max_grad_norm)
+        elif self.config.max_grad_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -235,7 +287,9 @@ class Trainer:
         landing in `.grad`, so the trainer can add them in order."""
         if self.abort.is_set() and not self.ranks.several:  # ranks stop together, at a step's start
             return None
-        loss, tally = self._forward(group, weight)
+        loss, tally = self._forward(_unwrap(group), weight)
+        if isinstance(group, _Filler):  # made for FSDP's gathers (its backward still reaches every layer): adds nothing
+            loss, tally = loss * 0, None
         scaled = self.scaler.scale(loss) if self.scaler else loss
         if self.lanes.count == 1:
             scaled.backward()
@@ -301,7 +355,7 @@ class Trainer:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
         self.objective.prepare_step(self.val, self._no_grad_map)
-        mine = self.objective.lane_plans(self.ranks.share(self.val, self._work))
+        mine = self._even(self.objective.lane_plans(self.ranks.share(self.val, self._work)), self.val)
         total = sum(self._no_grad_map(self.objective.eval_tally, mine), self.objective.empty_tally(self.plan.device))
         total = self.ranks.sum(total)
         self.model.train()
@@ -332,21 +386,27 @@ class Trainer:
         if better:
             state.best_score, state.best_eval_loss, state.best_step = score, metrics["eval_loss"], state.step
             state.evals_without_improvement = 0
-            self.best_weights = trainable_state(self.model) if self.config.load_best_at_end else None
+            self.best_weights = self._best_weights() if self.config.load_best_at_end else None
             return False
         state.evals_without_improvement += 1
         patience = self.config.early_stopping_patience
         return patience is not None and state.evals_without_improvement >= patience
 
+    def _best_weights(self) -> dict:
+        return trainable_state(self.model, self.adapter_weights())
+
     def _save(self, reason: str) -> Path | None:
-        """A checkpoint, written by rank 0 alone (every rank holds the same weights)."""
+        """A checkpoint, written by rank 0 alone (every rank holds the same weights; sharded ones are gathered
+        by all first)."""
         from studio.events import Checkpoint
 
+        gathered = None
+        if self.ranks.sharded:
+            gathered = Gathered(self.adapter_weights(), gather_optimizer(self.optimizer))
         if not self.ranks.main:
             return None
-
         path = save_checkpoint(
-            self.checkpoints_dir, self.model, self.optimizer, self.scheduler, self.state, self.best_weights
+            self.checkpoints_dir, self.model, self.optimizer, self.scheduler, self.state, self.best_weights, gathered
         )
         self.emit(Checkpoint(step=self.state.step, path=str(path), reason=reason))
         return path
@@ -376,6 +436,17 @@ class _Window:
         return loss, (None if norm is None or math.isnan(norm) else norm), round(rate, 1), tally
 
 
+@dataclass(frozen=True)
+class _Filler:
+    """A group repeated by a rank with fewer forward passes than another (FSDP, see Trainer._even)."""
+
+    group: list
+
+
+def _unwrap(group):
+    return group.group if isinstance(group, _Filler) else group
+
+
 def _add(total: torch.Tensor | None, more: torch.Tensor | None) -> torch.Tensor | None:
     """Metric tallies add up; None (no tally: SFT and PT) counts as nothing."""
     if total is None or more is None:
@@ -393,19 +464,24 @@ def _rss_mib() -> float:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _build_optimizer(model, config: TrainingConfig, lora: LoraConfig, plan: ComputePlan):
+def _fp32_trainable(model) -> None:
+    """fp32 master weights for the adapter (before any sharding, which keeps each parameter's dtype)."""
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+
+
+def _build_optimizer(model, config: TrainingConfig, lora: LoraConfig):
     normal, b_matrices = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        parameter.data = parameter.data.float()  # fp32 master weights for the adapter
         (b_matrices if lora.loraplus_lr_ratio and "lora_B" in name else normal).append(parameter)
     groups = [{"params": normal, "lr": config.learning_rate}]
     if b_matrices:  # LoRA+: B learns `ratio` times faster than A
         groups.append({"params": b_matrices, "lr": config.learning_rate * lora.loraplus_lr_ratio})
-    return torch.optim.AdamW(
-        groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=plan.device == "cuda"
-    )
+    device = next(iter(normal or b_matrices)).device.type
+    return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device == "cuda")
 
 
 def _build_scheduler(optimizer, config: TrainingConfig, total_steps: int):

@@ -66,3 +66,10 @@ def test_devices_read_against_the_machine(tiny_config):
     assert nodes.world_size == 6 and nodes.distributed
     assert devices_value(["cuda:1", "cpu", "cuda:0"]) == "cuda:0,1"
     assert devices_value(["cpu"]) == "cpu" and devices_value([]) == "auto"
+    fsdp = {"training.devices": "2", "distributed.strategy": "fsdp"}
+    with pytest.raises(DeviceChoiceError, match="cannot shard a 4-bit base"):  # tiny_config quantises
+        plan_devices(config(**fsdp), gpu_count=2)
+    assert plan_devices(config(**fsdp, **{"quantization.method": "none"}), gpu_count=2).processes == 2
+    with pytest.raises(DeviceChoiceError, match="cannot shard a 4-bit base"):  # bitsandbytes' CPU backend alike
+        plan_devices(config(**fsdp), gpu_count=0)
+    assert plan_devices(config(**fsdp, **{"quantization.method": "auto"}), gpu_count=0).processes == 2  # plain on CPU

@@ -25,6 +25,7 @@ EXACT = {
     "training.max_steps": "4",
     "training.eval_steps": "2",
     "data.val_size": "0.2",
+    "training.micro_batch_tokens": "64",  # several forward passes per step, not as many on every rank
 }
 
 
@@ -36,10 +37,11 @@ def _adapter(service, run_id):
     return load_file(str(service.folder(run_id).adapter_dir / "adapter_model.safetensors"))
 
 
-def test_two_processes_train_the_curve_and_adapter_of_one(service, tiny_config):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_train_the_curve_and_adapter_of_one(service, tiny_config, strategy):
     one = service.start(tiny_config(**EXACT, **{"training.devices": "1"}))
     assert service.wait(one, timeout=300).state == "finished"
-    two = service.start(tiny_config(**EXACT, **{"training.devices": "2"}))
+    two = service.start(tiny_config(**EXACT, **{"training.devices": "2", "distributed.strategy": strategy}))
     status = service.wait(two, timeout=300)
     assert status.state == "finished", service.folder(two).log_tail()
     assert status.processes == 2 and status.device == "cpu×2"
@@ -56,6 +58,42 @@ def test_two_processes_train_the_curve_and_adapter_of_one(service, tiny_config):
     for name, weight in single.items():
         torch.testing.assert_close(parallel[name], weight, rtol=1e-4, atol=1e-5)
     assert not list(service.folder(two).path.glob("rank*"))  # one record: rank 0's
+    if strategy == "fsdp":
+        assert any(
+            "FSDP: 2 decoder layers sharded over the 2 processes" in e.message for e in _events(service, two, "log")
+        )
+
+
+@pytest.mark.parametrize("stage", ["dpo", "kto"])
+def test_fsdp_preference_stages_match_one_process(service, tiny_config, stage):
+    """Pairs with shared prompts (DPO) and the KTO step's KL estimate make their own forward passes."""
+    data = {"dpo": "[dpo_zh_demo]", "kto": "[kto_zh_demo]"}[stage]
+    config = {**EXACT, "training.stage": stage, "data.datasets": data, "data.max_samples": "16"}
+    runs = []
+    for devices in ({"training.devices": "1"}, {"training.devices": "2", "distributed.strategy": "fsdp"}):
+        runs.append(service.start(tiny_config(**config, **devices)))
+        assert service.wait(runs[-1], timeout=300).state == "finished", service.folder(runs[-1]).log_tail()
+    one, two = ([(s.step, s.loss) for s in _events(service, run, "step")] for run in runs)
+    assert [step for step, _ in two] == [step for step, _ in one] == [1, 2, 3, 4]
+    assert [loss for _, loss in two] == pytest.approx([loss for _, loss in one], rel=1e-4)
+    margins = [[p.reward_margin for p in _events(service, run, "preference")] for run in runs]
+    assert margins[0] and margins[1] == pytest.approx(margins[0], rel=1e-3, abs=1e-6)
+
+
+def test_fsdp_checkpoints_resume_where_the_run_left_off(service, tiny_config):
+    """A sharded run's checkpoint holds the whole adapter and optimizer; a resume slices them again."""
+    fsdp = {**EXACT, "training.devices": "2", "distributed.strategy": "fsdp", "training.save_steps": "2"}
+    whole = service.start(tiny_config(**fsdp))
+    assert service.wait(whole, timeout=300).state == "finished", service.folder(whole).log_tail()
+    checkpoint = service.folder(whole).checkpoints_dir / "checkpoint-2"
+    assert (checkpoint / "optimizer.safetensors").is_file()
+    resumed = service.start(tiny_config(**fsdp, **{"training.resume_from_checkpoint": str(checkpoint)}))
+    assert service.wait(resumed, timeout=300).state == "finished", service.folder(resumed).log_tail()
+    steps = [{s.step: s.loss for s in _events(service, run, "step")} for run in (whole, resumed)]
+    assert sorted(steps[1]) == [3, 4]
+    assert [steps[1][n] for n in (3, 4)] == pytest.approx([steps[0][n] for n in (3, 4)], rel=1e-4)
+    for name, weight in _adapter(service, whole).items():
+        torch.testing.assert_close(_adapter(service, resumed)[name], weight, rtol=1e-4, atol=1e-5)
 
 
 def test_two_nodes_on_localhost_rendezvous_and_finish(service, tiny_config):

@@ -1,0 +1,166 @@
+"""How much memory each device of a run needs, before it starts: shown under Preview command.
+
+Counted from the model's config.json on a meta-device copy of the model (no weights read): the frozen
+base at the bytes its quantisation stores per weight, the adapter with its gradient and AdamW moments
+(fp32), and a rough allowance for activations. With distributed.strategy fsdp the decoder layers and the
+adapter are divided over the processes; embeddings and output layer stay whole on each (sharding.py), and
+two layers at a time are gathered whole while they compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.config import ModelConfig, RunConfig
+from studio.text import Bilingual
+
+GIB = 2**30
+NF4_BYTES = 0.5 + 4 / 64  # 4 bits a weight and one fp32 scale per block of 64 (double quantisation saves ~0.4 bit)
+ADAPTER_BYTES = 4 + 4 + 8  # fp32 weight, its gradient, AdamW's two moments
+CUDA_CONTEXT_GIB = 0.5  # kernels and the caching allocator's reserve: none on a CPU
+# bytes kept for backward per token and layer, in hidden-size units at 2-byte activations: attention and MLP
+# inputs and outputs (~12 hidden) and the MLP's gate/up products (3 x intermediate, stated separately)
+ACTIVATION_HIDDEN_FACTOR = 12
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layer_params: int  # decoder layers (sharded by fsdp)
+    whole_params: int  # embeddings, output layer, final norm (whole on every device)
+    adapter_params: int  # LoRA weights for lora.rank on lora.target_modules
+    hidden: int
+    intermediate: int
+    layers: int
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_gib: float
+    dequantized_gib: float  # bf16 copies of the 4-bit layers (quantization.cache_dequantized)
+    adapter_gib: float
+    activations_gib: float
+    overhead_gib: float
+    processes: int
+    sharded: bool
+    device: str  # "cuda" or "cpu"
+
+    @property
+    def total_gib(self) -> float:
+        return self.weights_gib + self.dequantized_gib + self.adapter_gib + self.activations_gib + self.overhead_gib
+
+    def describe(self) -> Bilingual:
+        parts = [("base weights", "基座权重", self.weights_gib, "")]
+        if self.dequantized_gib:
+            parts.append(("dequantised copies", "反量化副本", self.dequantized_gib, ""))
+        parts.append(("adapter, gradients and optimizer", "适配器、梯度与优化器", self.adapter_gib, ""))
+        parts.append(("activations", "激活", self.activations_gib, "~"))
+        if self.overhead_gib:
+            parts.append(("CUDA context", "CUDA 上下文", self.overhead_gib, "~"))
+        en = " + ".join(f"{name} {rough}{gib:.2f} GiB" for name, _, gib, rough in parts)
+        zh = " + ".join(f"{name} {rough}{gib:.2f} GiB" for _, name, gib, rough in parts)
+        where, where_zh = ("GPU", "每块 GPU 的") if self.device == "cuda" else ("process", "每个进程的")
+        spread = f"; decoder layers and adapter sharded over {self.processes}" if self.sharded else ""
+        spread_zh = f"；解码层和适配器切分到 {self.processes} 个设备" if self.sharded else ""
+        return Bilingual(
+            f"Memory per {where} (estimate{spread}): {en} = about {self.total_gib:.1f} GiB",
+            f"{where_zh}内存（估算{spread_zh}）：{zh} ≈ {self.total_gib:.1f} GiB",
+        )
+
+
+def estimate_memory(
+    config: RunConfig, model_dir: Path, *, device: str, processes: int, gpu_gib: float | None = None
+) -> MemoryEstimate:
+    """The estimate for `config` on the model whose config.json is in `model_dir`; `gpu_gib`: the memory of one
+    of the run's GPUs, which decides whether 'auto' caches dequantised weights."""
+    shape = model_shape(model_dir, config.lora.rank, config.lora.target_modules)
+    quantized = device == "cuda" and config.quantization.method != "none"
+    bytes_per_weight = NF4_BYTES if quantized else (4 if config.training.precision == "fp32" else 2)
+    sharded = processes > 1 and config.distributed.strategy == "fsdp"
+    share = processes if sharded else 1
+    whole_bytes = 2 if quantized else bytes_per_weight  # embeddings and output layer are never quantised
+    weights = shape.layer_params * bytes_per_weight / share + shape.whole_params * whole_bytes
+    if sharded:  # the layer computing now and the one gathered ahead of it are whole
+        weights += 2 * shape.layer_params / shape.layers * bytes_per_weight
+    dequantized = 0.0
+    if quantized and _caches(config.quantization.cache_dequantized, shape.layer_params * 2, gpu_gib):
+        dequantized = shape.layer_params * 2 / share
+    tokens = config.training.tokens_per_forward(device)
+    per_token_layer = (ACTIVATION_HIDDEN_FACTOR * shape.hidden + 3 * shape.intermediate) * 2
+    if config.training.use_gradient_checkpointing(device):  # one layer's activations, and every layer's input
+        activations = tokens * (per_token_layer + shape.layers * shape.hidden * 2)
+    else:
+        activations = tokens * per_token_layer * shape.layers
+    return MemoryEstimate(
+        weights_gib=weights / GIB,
+        dequantized_gib=dequantized / GIB,
+        adapter_gib=shape.adapter_params * ADAPTER_BYTES / share / GIB,
+        activations_gib=activations / GIB,
+        overhead_gib=CUDA_CONTEXT_GIB if device == "cuda" else 0.0,
+        processes=processes,
+        sharded=sharded,
+        device=device,
+    )
+
+
+def _caches(setting: str, copy_bytes: float, gpu_gib: float | None) -> bool:
+    """What dequantized_cache.should_cache decides, from the sizes alone."""
+    from studio.modeling.dequantized_cache import AUTO_SHARE_OF_GPU
+
+    if setting != "auto":
+        return setting == "on"
+    return gpu_gib is not None and copy_bytes <= AUTO_SHARE_OF_GPU * gpu_gib * GIB
+
+
+def model_shape(model_dir: Path, rank: int, targets: list[str]) -> ModelShape:
+    """Parameter counts of the model in `model_dir`, from its config.json alone."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    decoder = model.get_decoder()
+    layer_params = sum(p.numel() for p in decoder.layers.parameters())
+    whole_params = sum(p.numel() for p in model.parameters()) - layer_params
+    adapter = sum(
+        rank * (module.in_features + module.out_features)
+        for name, module in decoder.layers.named_modules()
+        if isinstance(module, torch.nn.Linear) and _targeted(name, targets)
+    )
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return ModelShape(
+        layer_params=layer_params,
+        whole_params=whole_params,
+        adapter_params=adapter,
+        hidden=text.hidden_size,
+        intermediate=getattr(text, "intermediate_size", 4 * text.hidden_size),
+        layers=len(decoder.layers),
+    )
+
+
+def _targeted(name: str, targets: list[str]) -> bool:
+    """peft's rule for a list of names: a module whose name is, or ends with '.', one of them; 'all': every linear."""
+    if targets == ["all"]:
+        return True
+    return any(name == t or name.endswith(f".{t}") for t in targets)
+
+
+def local_config_dir(model: ModelConfig) -> Path | None:
+    """The folder holding the model's config.json on this machine (the converted embedded model, a local folder,
+    the hub cache), else None: nothing is downloaded or converted for an estimate."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    from studio.modeling.embedded import converted_model_dir
+
+    if model.is_embedded:
+        return converted_model_dir()
+    path = Path(model.name_or_path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    try:
+        cached = try_to_load_from_cache(model.name_or_path, "config.json")
+    except HFValidationError:  # spelled like no repository id: nothing can be cached under it
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
