@@ -92,7 +92,7 @@ def layout(page: Page) -> TrainTab:
         command_button = labels.add(gr.Button(T.preview_command("en"), size="sm"), T.preview_command, "value")
     preview = preview_view.layout()
     with gr.Column(visible=False) as command:
-        cli = gr.Code(language="shell", label="CLI", interactive=False, wrap_lines=True)
+        cli = gr.Code(language="shell", label="CLI", interactive=False, wrap_lines=True, elem_id="qs-cli")
         yaml = gr.Code(language="yaml", label="YAML", interactive=False, max_lines=20)
         with gr.Row():
             config_path = labels.add(

@@ -18,10 +18,11 @@ from studio.device_lock import DeviceLocks
 from studio.service import TrainingService
 
 
-def _config(args, model_path: str, devices: str) -> RunConfig:
+def _config(args, model_path: str, devices: str, strategy: str = "ddp") -> RunConfig:
     return RunConfig().with_overrides(
         {
-            "name": f"scaling-{devices.replace(':', '').replace(',', '-')}",
+            "name": f"scaling-{devices.replace(':', '').replace(',', '-')}-{strategy}",
+            "distributed.strategy": strategy,
             "model.name_or_path": model_path,
             "quantization.method": args.quant,
             "training.precision": args.precision,
@@ -56,19 +57,27 @@ def scaling(args, model_path: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         service = TrainingService(Path(scratch) / "runs", locks=DeviceLocks(Path(scratch) / "locks"))
         rows = []
+        sides = [("1 process", single, "ddp")]
+        sides += [(f"{args.devices} processes {strategy}", many, strategy) for strategy in args.strategies.split(",")]
         for round_index in range(args.rounds):
-            for label, devices in (("1 process", single), (f"{args.devices} processes", many)):
-                result = _measure(service, _config(args, model_path, devices))
+            for label, devices, strategy in sides:
+                result = _measure(service, _config(args, model_path, devices, strategy))
                 rows.append((round_index, label, result))
                 print(
-                    f"round {round_index}  {label:12}  {result['tokens_per_second']:8.1f} tokens/s  "
+                    f"round {round_index}  {label:18}  {result['tokens_per_second']:8.1f} tokens/s  "
                     f"loss at the last step {result['loss']:.4f}  peak RSS of rank 0 {result['rss_mib']:.0f} MiB",
                     flush=True,
                 )
-    one = statistics.fmean(r["tokens_per_second"] for _, label, r in rows if label == "1 process")
-    n = statistics.fmean(r["tokens_per_second"] for _, label, r in rows if label != "1 process")
-    ratio = n / one
-    if args.device == "cpu":  # the same cores on both sides: the ratio is the efficiency of splitting them
-        print(f"\n{args.devices} processes on the same cores / 1 process: {ratio:.2f}x tokens/s (1.00 = no loss)")
-    else:
-        print(f"\n{args.devices} GPUs / 1 GPU: {ratio:.2f}x tokens/s; scaling efficiency {ratio / args.devices:.0%}")
+    one = _mean(rows, "1 process", "tokens_per_second")
+    one_rss = _mean(rows, "1 process", "rss_mib")
+    for label, _, _ in sides[1:]:
+        ratio = _mean(rows, label, "tokens_per_second") / one
+        memory = f"; peak RSS of rank 0 {_mean(rows, label, 'rss_mib') / one_rss:.2f}x the single process's"
+        if args.device == "cpu":  # the same cores on both sides: the ratio is the efficiency of splitting them
+            print(f"\n{label} on the same cores / 1 process: {ratio:.2f}x tokens/s (1.00 = no loss){memory}")
+        else:
+            print(f"\n{label} / 1 GPU: {ratio:.2f}x tokens/s; scaling efficiency {ratio / args.devices:.0%}{memory}")
+
+
+def _mean(rows: list, label: str, key: str) -> float:
+    return statistics.fmean(result[key] for _, side, result in rows if side == label)

@@ -226,6 +226,11 @@ def main() -> None:
         type=int,
         help="instead of sides: the studio's data-parallel scaling, 1 process against N (bench/device_scaling.py)",
     )
+    parser.add_argument(
+        "--strategies",
+        default="ddp",
+        help="with --devices: distributed.strategy of the N-process side, comma-separated (ddp,fsdp: both)",
+    )
     parser.add_argument("--json", action="store_true", help="print one machine-readable line last")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)

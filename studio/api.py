@@ -40,6 +40,7 @@ class Studio:
         the run queue, so queued runs start when their devices free up, whether or not a page is open."""
         studio = cls(runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code))
         studio.service.keep_queue()
+        _import_model_libraries()
         return studio
 
     @property
@@ -343,3 +344,11 @@ def _smallest_gpu_gib(gpus: tuple[int, ...]) -> float | None:
     if not gpus or not torch.cuda.is_available():
         return None
     return min(torch.cuda.get_device_properties(index).total_memory for index in gpus) / 2**30
+
+
+def _import_model_libraries() -> None:
+    """Import what the page's handlers use, once, in this thread. transformers resolves its names lazily, and two
+    handler threads resolving them at the same moment can fail one with "cannot import name 'AutoTokenizer' from
+    'transformers'" (seen when a dataset preview met another handler's first import)."""
+    import peft  # noqa: F401 (imported for its side effect: loaded before any handler thread)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
