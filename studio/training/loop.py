@@ -129,10 +129,11 @@ class Trainer:
             else ""
         )
         if self.ranks.sharded:
+            world = self.ranks.world
             ranks += (
-                f" FSDP: {self.sharded_layers} decoder layers sharded over the {self.ranks.world} processes, each "
-                "holding 1/{0} of their weights and stepping 1/{0} of the adapter; embeddings and output layer "
-                "whole on each.".format(self.ranks.world)
+                f" FSDP: {self.sharded_layers} decoder layers sharded over the {world} processes, each holding "
+                f"1/{world} of their weights and stepping 1/{world} of the adapter; embeddings and output layer whole "
+                "on each."
             )
         return self.objective.describe() + lanes + ranks
 
