@@ -18,7 +18,10 @@ from studio.text import Bilingual
 GIB = 2**30
 NF4_BYTES = 0.5 + 4 / 64  # 4 bits a weight and one fp32 scale per block of 64 (double quantisation saves ~0.4 bit)
 ADAPTER_BYTES = 4 + 4 + 8  # fp32 weight, its gradient, AdamW's two moments
-CUDA_CONTEXT_GIB = 0.5  # kernels and the caching allocator's reserve: none on a CPU
+CUDA_CONTEXT_GIB = 0.5  # kernels and the caching allocator's reserve
+# a CPU worker's resident memory beyond what is counted here (torch's libraries, tokenizer, data): the embedded
+# model's 2-process runs peaked at 1552 MiB (ddp) and 1467 MiB (fsdp) per rank against 0.62 and 0.51 GiB counted
+CPU_RUNTIME_GIB = 0.9
 # bytes kept for backward per token and layer, in hidden-size units at 2-byte activations: attention and MLP
 # inputs and outputs (~12 hidden) and the MLP's gate/up products (3 x intermediate, stated separately)
 ACTIVATION_HIDDEN_FACTOR = 12
@@ -55,8 +58,10 @@ class MemoryEstimate:
             parts.append(("dequantised copies", "反量化副本", self.dequantized_gib, ""))
         parts.append(("adapter, gradients and optimizer", "适配器、梯度与优化器", self.adapter_gib, ""))
         parts.append(("activations", "激活", self.activations_gib, "~"))
-        if self.overhead_gib:
+        if self.device == "cuda":
             parts.append(("CUDA context", "CUDA 上下文", self.overhead_gib, "~"))
+        else:
+            parts.append(("Python and torch", "Python 与 torch", self.overhead_gib, "~"))
         en = " + ".join(f"{name} {rough}{gib:.2f} GiB" for name, _, gib, rough in parts)
         zh = " + ".join(f"{name} {rough}{gib:.2f} GiB" for _, name, gib, rough in parts)
         where, where_zh = ("GPU", "每块 GPU 的") if self.device == "cuda" else ("process", "每个进程的")
@@ -96,7 +101,7 @@ def estimate_memory(
         dequantized_gib=dequantized / GIB,
         adapter_gib=shape.adapter_params * ADAPTER_BYTES / share / GIB,
         activations_gib=activations / GIB,
-        overhead_gib=CUDA_CONTEXT_GIB if device == "cuda" else 0.0,
+        overhead_gib=CUDA_CONTEXT_GIB if device == "cuda" else CPU_RUNTIME_GIB,
         processes=processes,
         sharded=sharded,
         device=device,
