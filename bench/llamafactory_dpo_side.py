@@ -20,50 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from llamafactory_side import stand_in_for_media_libraries
+from llamafactory_side import shared_arguments, stand_in_for_media_libraries
 
 PROCESS_STARTED = time.time()
 
 
 def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
-    return dict(
-        stage="dpo",
-        do_train=True,
-        model_name_or_path=job["model_path"],
-        finetuning_type="lora",
-        lora_rank=8,
-        lora_alpha=16,
-        lora_dropout=0.0,
-        lora_target="all",
-        dataset="pairs",
-        dataset_dir=data_dir,
-        template=job["template"],
-        cutoff_len=2048,
-        overwrite_cache=True,
-        disable_shuffling=True,
-        output_dir=output_dir,
-        per_device_train_batch_size=job["batch"],
-        gradient_accumulation_steps=job["accumulation"],
-        learning_rate=job["learning_rate"],
-        max_steps=job["steps"],
-        lr_scheduler_type="cosine",
-        max_grad_norm=1.0,
-        warmup_steps=0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=job["seed"],
-        plot_loss=False,
-        pref_beta=job["beta"],
-        pref_loss="sigmoid",
-        pref_ftx=0.0,
-        bf16=job["bf16"],
-        fp16=False,
-        use_cpu=True,
-        trust_remote_code=True,
-        dataloader_num_workers=0,
-        preprocessing_num_workers=None,
+    arguments = shared_arguments(
+        job, data_dir, output_dir, stage="dpo", dataset="pairs", batch=job["batch"], accumulation=job["accumulation"]
     )
+    arguments.update(pref_beta=job["beta"], pref_loss="sigmoid", pref_ftx=0.0, bf16=job["bf16"], use_cpu=True)
+    return arguments
 
 
 def write_dataset(pairs: list[dict], folder: Path) -> None:

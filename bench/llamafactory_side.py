@@ -25,8 +25,19 @@ PROCESS_STARTED = time.time()
 
 def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
     cuda = job["device"] == "cuda"
-    arguments = dict(
-        stage="sft",
+    arguments = shared_arguments(job, data_dir, output_dir, stage="sft", dataset="bench", batch=2, accumulation=8)
+    arguments.update(include_num_input_tokens_seen="non_padding", bf16=job.get("bf16", cuda), use_cpu=not cuda)
+    if job["quant"] == "4bit":
+        arguments.update(quantization_bit=4, quantization_method="bnb", double_quantization=True)
+    return arguments
+
+
+def shared_arguments(
+    job: dict, data_dir: str, output_dir: str, *, stage: str, dataset: str, batch: int, accumulation: int
+) -> dict:
+    """LlamaBoard's web-UI defaults for a LoRA run of `stage`, as both LLaMA-Factory sides use them."""
+    return dict(
+        stage=stage,
         do_train=True,
         model_name_or_path=job["model_path"],
         finetuning_type="lora",
@@ -34,15 +45,15 @@ def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
         lora_alpha=16,
         lora_dropout=0.0,
         lora_target="all",
-        dataset="bench",
+        dataset=dataset,
         dataset_dir=data_dir,
         template=job["template"],
         cutoff_len=2048,
         overwrite_cache=True,
         disable_shuffling=True,
         output_dir=output_dir,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=8,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
         learning_rate=job["learning_rate"],
         max_steps=job["steps"],
         lr_scheduler_type="cosine",
@@ -53,17 +64,11 @@ def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
         report_to="none",
         seed=job["seed"],
         plot_loss=False,
-        include_num_input_tokens_seen="non_padding",
-        bf16=job.get("bf16", cuda),
         fp16=False,
-        use_cpu=not cuda,
         trust_remote_code=True,
         dataloader_num_workers=0,
         preprocessing_num_workers=None,
     )
-    if job["quant"] == "4bit":
-        arguments.update(quantization_bit=4, quantization_method="bnb", double_quantization=True)
-    return arguments
 
 
 def write_dataset(conversations: list[list[dict]], folder: Path) -> None:
