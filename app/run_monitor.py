@@ -175,7 +175,8 @@ def progress_html(history: RunHistory, state: str, lang: str, note: str = "") ->
         f"<span class='qs-state qs-{state}'>{named('state', state, lang)}</span>"
         f"<span class='qs-phase'>{html.escape(phase)}</span></div>"
         f"<div class='qs-bar'><div class='qs-fill' style='width:{percent}%'></div></div>"
-        f"<div class='qs-details'>{' · '.join(details)} · {percent}%</div>{method}{error}</div>"
+        + ("" if state == "queued" else f"<div class='qs-details'>{' · '.join(details)} · {percent}%</div>")
+        + f"{method}{error}</div>"
     )
 
 

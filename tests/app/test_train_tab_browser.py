@@ -87,7 +87,8 @@ def test_a_busy_start_offers_queue_and_a_queued_run_can_be_cancelled(page, shoot
     queue.click()
     page.get_by_text("Queued run").first.wait_for(timeout=30_000)
     _wait(page, lambda: "queued #1" in page.locator("#qs-progress").inner_text(), timeout=60, what="queued #1")
-    assert "waiting for the CPU" in page.locator("#qs-progress").inner_text()
+    queued = page.locator("#qs-progress").inner_text()
+    assert "waiting for the CPU" in queued and "elapsed" not in queued  # nothing has run yet: no counters shown
     assert not queue.is_visible()
     shoot(page, "06-queued")
     page.locator("#qs-abort").click()  # a queued run is cancelled: it never starts
