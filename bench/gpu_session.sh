@@ -6,6 +6,7 @@
 #   bash bench/gpu_session.sh ab       # only the defaults vs the baseline, two rounds
 #   bash bench/gpu_session.sh profile  # where a step of the defaults spends its time (bench/step_profile.py)
 #   bash bench/gpu_session.sh devices  # data parallel: 1 GPU against all of them (torchrun, NCCL), 4-bit
+#   bash bench/gpu_session.sh fsdp     # bf16 base: 1 GPU against all of them with ddp and with fsdp (2+ GPUs)
 set -uo pipefail
 MODE=${1:-main}
 OUT=${OUT:-/tmp/gpu-out}
@@ -15,11 +16,17 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISA
 ARCH=/tmp/qwen1.5-1.8b-arch
 BENCH="python3 bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --json"
 
-if [ "$MODE" = devices ]; then  # scaling over the machine's GPUs, the studio's own runs (bench/device_scaling.py)
+if [ "$MODE" = devices ] || [ "$MODE" = fsdp ]; then  # scaling over the GPUs, the studio's own runs (device_scaling.py)
     GPUS=$(nvidia-smi --list-gpus | wc -l)
+    if [ "$MODE" = fsdp ] && [ "$GPUS" -lt 2 ]; then echo "fsdp needs 2 or more GPUs; this machine has $GPUS" | tee "$OUT/fsdp.txt"; exit 0; fi
     python3 -c "import sys; sys.path.insert(0, 'bench'); import throughput_sides as s; from pathlib import Path; s.build_qwen15_architecture(Path('$ARCH'))"
     python3 -c "from studio.modeling.tiny import build_tokenizer; build_tokenizer().save_pretrained('$ARCH')"
-    timeout 540 $BENCH --steps 12 --rounds 1 --devices "$GPUS" 2>&1 | grep -v "it/s]" | tee "$OUT/devices.txt"
+    if [ "$MODE" = devices ]; then
+        timeout 540 $BENCH --steps 12 --rounds 1 --devices "$GPUS" 2>&1 | grep -v "it/s]" | tee "$OUT/devices.txt"
+    else  # fsdp shards a bf16 base (a 4-bit one is refused), so both sides train bf16
+        timeout 540 ${BENCH/--quant 4bit/--quant none} --steps 12 --rounds 1 --devices "$GPUS" --strategies ddp,fsdp \
+            2>&1 | grep -v "it/s]" | tee "$OUT/fsdp.txt"
+    fi
 elif [ "$MODE" = profile ]; then  # GPU busy share and the costliest kernels, after warm-up (and compilation)
     timeout 500 python3 bench/step_profile.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --rows 30 \
         2>&1 | grep -v "it/s]" | tee "$OUT/profile.txt"
