@@ -62,8 +62,8 @@ class MemoryEstimate:
             parts.append(("CUDA context", "CUDA 上下文", self.overhead_gib, "~"))
         else:
             parts.append(("Python and torch", "Python 与 torch", self.overhead_gib, "~"))
-        en = " + ".join(f"{name} {rough}{gib:.2f} GiB" for name, _, gib, rough in parts)
-        zh = " + ".join(f"{name} {rough}{gib:.2f} GiB" for _, name, gib, rough in parts)
+        en = " + ".join(f"{name} {rough}{_size(gib)}" for name, _, gib, rough in parts)
+        zh = " + ".join(f"{name} {rough}{_size(gib)}" for _, name, gib, rough in parts)
         where, where_zh = ("GPU", "每块 GPU 的") if self.device == "cuda" else ("process", "每个进程的")
         spread = f"; decoder layers and adapter sharded over {self.processes}" if self.sharded else ""
         spread_zh = f"；解码层和适配器切分到 {self.processes} 个设备" if self.sharded else ""
@@ -71,6 +71,10 @@ class MemoryEstimate:
             f"Memory per {where} (estimate{spread}): {en} = about {self.total_gib:.1f} GiB",
             f"{where_zh}内存（估算{spread_zh}）：{zh} ≈ {self.total_gib:.1f} GiB",
         )
+
+
+def _size(gib: float) -> str:
+    return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.0f} MiB"
 
 
 def estimate_memory(

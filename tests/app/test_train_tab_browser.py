@@ -42,12 +42,13 @@ def test_language_switch_changes_labels(page, shoot):
     assert page.get_by_role("button", name="Start").is_visible()
 
 
-def test_preview_command_shows_the_command_and_the_memory_it_needs(page):
+def test_preview_command_shows_the_command_and_the_memory_it_needs(page, shoot):
     page.get_by_role("button", name="Preview command").click()
     cli = page.locator("#qs-cli")
     cli.get_by_text("qlora-studio train").first.wait_for(timeout=30_000)
     cli.get_by_text("Memory per process (estimate)").first.wait_for(timeout=30_000)
     assert "GiB" in cli.inner_text()
+    shoot(page, "02b-command-preview")
 
 
 def test_preview_dataset_shows_rows_and_lengths(page, shoot):
