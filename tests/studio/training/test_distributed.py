@@ -37,11 +37,14 @@ def _adapter(service, run_id):
     return load_file(str(service.folder(run_id).adapter_dir / "adapter_model.safetensors"))
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "fsdp+checkpointing"])
 def test_two_processes_train_the_curve_and_adapter_of_one(service, tiny_config, strategy):
-    one = service.start(tiny_config(**EXACT, **{"training.devices": "1"}))
+    """fsdp+checkpointing: layers recomputed in the backward pass gather their weights again (as on a GPU)."""
+    both = {**EXACT, "training.gradient_checkpointing": "on" if "checkpointing" in strategy else "off"}
+    one = service.start(tiny_config(**both, **{"training.devices": "1"}))
     assert service.wait(one, timeout=300).state == "finished"
-    two = service.start(tiny_config(**EXACT, **{"training.devices": "2", "distributed.strategy": strategy}))
+    strategy = strategy.split("+")[0]
+    two = service.start(tiny_config(**both, **{"training.devices": "2", "distributed.strategy": strategy}))
     status = service.wait(two, timeout=300)
     assert status.state == "finished", service.folder(two).log_tail()
     assert status.processes == 2 and status.device == "cpu×2"
