@@ -239,6 +239,8 @@ class Worker:
     def _save(self, config: RunConfig, trainer) -> None:
         import shutil
 
+        from studio.training.checkpoint import save_adapter
+
         trainer.finalize()
         weights = trainer.adapter_weights()  # every rank: gathering a sharded adapter is collective
         if not self.ranks.main:
@@ -247,7 +249,7 @@ class Worker:
         staging = self.folder.path / ".adapter.partial"
         shutil.rmtree(staging, ignore_errors=True)
         try:  # staged, so that an adapter folder is always complete (the adapter lists trust it)
-            trainer.model.save_pretrained(staging, **({"state_dict": weights} if weights else {}))
+            save_adapter(trainer.model, staging, weights)
             self.tokenizer.save_pretrained(staging)
             config.save(staging / "studio_config.yaml")
             shutil.rmtree(self.folder.adapter_dir, ignore_errors=True)

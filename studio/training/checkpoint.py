@@ -71,7 +71,7 @@ def save_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        model.save_pretrained(staging / "adapter", **({"state_dict": gathered.weights} if gathered else {}))
+        save_adapter(model, staging / "adapter", gathered.weights if gathered else None)
         _save_optimizer(gathered.optimizer if gathered else optimizer.state_dict(), staging)
         _write_json(staging / "scheduler.json", scheduler.state_dict())
         save_file(_rng_state(), staging / "rng.safetensors")
@@ -86,6 +86,11 @@ def save_checkpoint(
         raise
     _prune(folder)
     return target
+
+
+def save_adapter(model, folder: Path, whole: dict[str, torch.Tensor] | None = None) -> None:
+    """peft's adapter files; `whole`: a sharded model's trainable weights, gathered (sharding.whole_trainable)."""
+    model.save_pretrained(folder, **({"state_dict": whole} if whole else {}))
 
 
 def _save_optimizer(saved: dict, staging: Path) -> None:

@@ -24,7 +24,7 @@ def shard_model(model) -> int:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = base.get_decoder()
-    whole = {p for p in (base.get_input_embeddings().weight, base.get_output_embeddings().weight)}
+    whole = {base.get_input_embeddings().weight, base.get_output_embeddings().weight}
     units = [*decoder.layers, decoder]
     for unit in units:
         fully_shard(unit, ignored_params=whole)
@@ -37,13 +37,13 @@ def is_sharded(parameter: torch.Tensor) -> bool:
     return isinstance(parameter, DTensor)
 
 
-def trainable_names(model) -> dict[str, torch.nn.Parameter]:
+def _trainable(model) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
 def whole_trainable(model) -> dict[str, torch.Tensor]:
     """Every trainable weight whole, on the CPU, by its name in the model (collective)."""
-    return {name: _whole(p.detach()).cpu() for name, p in trainable_names(model).items()}
+    return {name: _whole(p.detach()).cpu() for name, p in _trainable(model).items()}
 
 
 def load_trainable(model, saved: dict[str, torch.Tensor]) -> None:
@@ -62,7 +62,7 @@ def _saved_keys(model) -> dict[str, torch.nn.Parameter]:
     """peft's key for each trainable parameter, found by asking peft to name tensors that stand for them."""
     from peft import get_peft_model_state_dict
 
-    parameters = trainable_names(model)
+    parameters = _trainable(model)
     markers = {name: torch.tensor(index) for index, name in enumerate(parameters)}
     named = get_peft_model_state_dict(model, state_dict=markers)
     order = list(parameters.values())
