@@ -146,7 +146,7 @@ def _read_jsonl(path: Path):
 
 def _parse_json_lines(path: Path, text: str):
     records, numbers = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -186,8 +186,15 @@ def _read_csv(path: Path):
 
 def _read_txt(path: Path):
     """Plain text for pretraining: one document per line, in a 'text' column (as LLaMA-Factory reads .txt)."""
-    lines = _read_text(path).splitlines()
+    lines = _lines(_read_text(path))
     return "line", [{"text": line} for line in lines], list(range(1, len(lines) + 1))
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as the datasets library reads them (universal newlines, then line feeds only). str.splitlines() would
+    also break at U+2028, U+2029, U+0085 and form feeds, which JSON strings and documents may hold."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _read_parquet(path: Path):

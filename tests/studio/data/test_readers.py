@@ -134,3 +134,19 @@ def test_csv_with_too_many_fields_names_the_line(tmp_path):
 def test_txt_is_one_document_per_line(tmp_path):
     (tmp_path / "wiki.txt").write_text("first doc\nsecond doc\n", encoding="utf-8")
     assert read_file(tmp_path / "wiki.txt") == [{"text": "first doc"}, {"text": "second doc"}]
+
+
+def test_lines_break_at_line_feeds_only_as_the_datasets_library_reads_them(tmp_path):
+    """json.dumps(ensure_ascii=False) writes U+2028/U+2029 as they are; str.splitlines() would break there."""
+    rows = [{"instruction": f"a{c}b", "output": "x\fy\u0085z"} for c in ("\u2028", "\u2029", "\x0b", "\x1c")]
+    text = "\r\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\r\n"
+    (tmp_path / "odd.jsonl").write_text(text, encoding="utf-8", newline="")
+    assert read_file(tmp_path / "odd.jsonl") == rows
+    (tmp_path / "odd.txt").write_text("one\u2028still one\rtwo\r\nthree\fstill three\n\nfive", newline="")
+    assert [r["text"] for r in read_file(tmp_path / "odd.txt")] == [
+        "one\u2028still one",
+        "two",
+        "three\fstill three",
+        "",
+        "five",
+    ]
