@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 
 from studio.config import RunConfig
 from studio.devices import DevicePlan
@@ -38,15 +39,18 @@ def worker_command(python: str, run_dir: str, devices: DevicePlan, config: RunCo
     ]
 
 
-def other_node_commands(config: RunConfig, devices: DevicePlan, run_dir: str = "RUN_DIR") -> list[str]:
+def other_node_commands(
+    config: RunConfig, devices: DevicePlan, run_dir: str = "RUN_DIR", python: str = sys.executable
+) -> list[str]:
     """What to run on each other machine (nodes 1..N-1) for a multi-node run, as shell lines.
 
-    Each machine needs the studio installed, the model and data at the same paths, and the run
+    Each machine needs the studio installed at the same path (`python` is the interpreter of its environment, named
+    in full: a bare `python` is whatever the shell finds first), the model and data at the same paths, and the run
     folder (its config.yaml and status.json) at `run_dir`, e.g. on a shared file system."""
     lines = []
     for node in range(1, devices.nnodes):
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in devices.environment().items() if v)
-        command = shlex.join(worker_command("python", run_dir, devices, config, node_rank=node))
+        command = shlex.join(worker_command(python, run_dir, devices, config, node_rank=node))
         lines.append(f"# node {node}\n{(env + ' ') if env else ''}{command}")
     return lines
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.config import ModelConfig, RunConfig
+from studio.config.names import model_source
 from studio.text import Bilingual
 
 GIB = 2**30
@@ -159,17 +160,13 @@ def local_config_dir(model: ModelConfig) -> Path | None:
     """The folder holding the model's config.json on this machine (the converted embedded model, a local folder,
     the hub cache), else None: nothing is downloaded or converted for an estimate."""
     from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
 
     from studio.modeling.embedded import converted_model_dir
 
-    if model.is_embedded:
+    source = model_source(model.name_or_path)
+    if source.kind == "embedded":
         return converted_model_dir()
-    path = Path(model.name_or_path).expanduser()
-    if (path / "config.json").is_file():
-        return path
-    try:
-        cached = try_to_load_from_cache(model.name_or_path, "config.json")
-    except HFValidationError:  # spelled like no repository id: nothing can be cached under it
-        return None
+    if source.kind == "path":
+        return source.path if (source.path / "config.json").is_file() else None
+    cached = try_to_load_from_cache(source.name, "config.json")
     return Path(cached).parent if isinstance(cached, str) else None

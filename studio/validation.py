@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 from studio.config import ModelConfig, RunConfig
+from studio.config.names import model_source
 from studio.data.prepare import check_tool_template, load_stage_examples, split_conversations
 from studio.data.registry import DataError
 from studio.errors import CheckpointError
-from studio.modeling.embedded import gguf_file
-from studio.modeling.loader import ModelLoadError, is_local_model
-from studio.paths import cache_dir
+from studio.modeling.embedded import converted_model_dir, gguf_file
+from studio.modeling.loader import ModelLoadError, resolve_model_path
 
 HUB_TIMEOUT_S = 10.0
 
@@ -47,16 +47,11 @@ def check_init_adapter(config: RunConfig) -> None:
 
 def check_model(model: ModelConfig) -> None:
     if model.is_embedded:
-        if not (cache_dir() / "models" / "SmolLM2-135M-Instruct" / ".converted").exists():
+        if converted_model_dir() is None:
             gguf_file()  # raises EmbeddedModelMissing with the pip command that fixes it
         return
-    if is_local_model(model.name_or_path):
-        path = Path(model.name_or_path).expanduser()
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(
-                f"Model folder {path} not found or has no config.json. Give a folder saved with save_pretrained, or a "
-                "hub id."
-            )
+    if model_source(model.name_or_path).kind == "path":
+        resolve_model_path(model)  # ModelLoadError: no such folder, or no config.json in it
         return
     check_hub_model(model.name_or_path)
 

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.config import RunConfig
+from studio.config.names import model_source
 from studio.errors import PathNotAllowed, StudioError
 from studio.paths import BUNDLED_DATA_DIR, cache_dir, resolve_dataset_dir
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+_UNSAFE_CHARACTERS = set(':\\*?"<>|')  # besides control characters: what other systems cannot name, and "embedded:"
+MAX_PATH_CHARS, MAX_NAME_BYTES = 1024, 255
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Workspace:
             raise StudioError(
                 "Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml"
             )
+        _check_config_name(raw.strip())
         path = self.path(raw.strip(), "Config file", write=write)
         if path.suffix not in CONFIG_SUFFIXES:
             raise PathNotAllowed(
@@ -86,8 +90,6 @@ class Workspace:
         self.check_dataset_files(config.data.dataset_dir, [*config.data.datasets, *config.evaluation.datasets])
 
     def check_model(self, name_or_path: str, trust_remote_code: bool = False) -> None:
-        from studio.modeling.loader import is_local_model
-
         if trust_remote_code and not self.allow_remote_code:
             raise PathNotAllowed(
                 "model.trust_remote_code runs Python code shipped with the model; the browser may only ask for it when "
@@ -95,30 +97,51 @@ class Workspace:
                 "model.trust_remote_code 会执行模型自带的 Python 代码；只有以 --allow-remote-code 启动的服务才允许从浏"
                 "览器开启。",
             )
-        if name_or_path.startswith("embedded:"):
-            return
-        local = (self.root / Path(name_or_path).expanduser()).exists() or is_local_model(name_or_path)
-        if local:  # a hub id is fetched into the hub cache by name and never names a path
-            self.path(name_or_path, "model.name_or_path")
+        source = model_source(name_or_path, self.root)
+        if source.kind == "path":  # a hub id is fetched into the hub cache by name and never names a path
+            self.path(source.path, "model.name_or_path")
 
     def check_dataset_files(self, dataset_dir: str, names: list[str]) -> None:
-        """The files the registry names for these datasets (a registry may name any path)."""
+        """Every place the registry entries of these datasets name (a registry may name any path)."""
         from studio.data.registry import load_registry
-        from studio.modeling.loader import is_local_model
 
         folder = self.path(resolve_dataset_dir(dataset_dir, self.root), "data.dataset_dir")
         registry = load_registry(folder)
         for name in names:
-            spec = registry.specs.get(name)  # a broken entry is reported by the data checks
-            hub = spec and (spec.hf_hub_url or spec.ms_hub_url)
-            if hub and is_local_model(hub):  # the datasets library reads a local path given as a hub id
-                self.path(hub, f"dataset '{name}' (hf_hub_url in dataset_info.json)")
-            if spec is None or not spec.file_name:
-                continue  # unknown names are refused by the data checks; hub datasets name no path
-            path = self.path(folder / spec.file_name, f"dataset '{name}' (file_name in dataset_info.json)")
-            if path.is_dir():
-                for member in path.iterdir():
-                    self.path(member, f"dataset '{name}' (a file in its folder)")
+            spec = registry.specs.get(name)  # unknown names and broken entries are refused by the data checks
+            hub = None
+            for key, value, kind in spec.places() if spec else ():
+                what = f"dataset '{name}' ({key} in dataset_info.json)"
+                if kind == "file":
+                    self._dataset_file(folder / value, what)
+                elif kind == "hub" and (source := model_source(value, self.root)).kind == "path":
+                    hub = self.path(source.path, what)  # the datasets library reads an existing folder of that name
+                elif kind == "inner" and hub is not None:
+                    self.path(hub / value, what)
+
+    def _dataset_file(self, raw: Path, what: str) -> None:
+        path = self.path(raw, what)
+        if path.is_dir():
+            for member in path.iterdir():
+                self.path(member, f"{what}: a file in its folder")
+
+
+def _check_config_name(raw: str) -> None:
+    """A name the studio may create a file under: printable, portable, and within the file system's limits."""
+    bad = sorted({c for c in raw if c in _UNSAFE_CHARACTERS or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise StudioError(
+            f"Config file {raw!r}: the name holds {shown}; use letters, digits, spaces, '-', '_', '.' and '/' between "
+            "folders.",
+            f"配置文件 {raw!r}：名称含有 {shown}；请只用字母、数字、空格、-、_、.，以及分隔目录的 /。",
+        )
+    if len(raw) > MAX_PATH_CHARS or any(len(part.encode()) > MAX_NAME_BYTES for part in Path(raw).parts):
+        raise StudioError(
+            f"Config file: the path is too long (at most {MAX_PATH_CHARS} characters, {MAX_NAME_BYTES} bytes per "
+            "name).",
+            f"配置文件：路径过长（最多 {MAX_PATH_CHARS} 个字符，每一级名称最多 {MAX_NAME_BYTES} 字节）。",
+        )
 
 
 def _absolute(raw: str | Path, root: Path) -> Path:

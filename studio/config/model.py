@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from studio.config.base import Section, field
+from pydantic import field_validator
 
-EMBEDDED_MODEL = "embedded:SmolLM2-135M-Instruct"
+from studio.config.base import Section, field
+from studio.config.names import EMBEDDED_MODEL, check_model_name
 
 # Offered in pickers; any hub id or local folder works as well.
 MODEL_PRESETS = (
@@ -50,6 +51,11 @@ class ModelConfig(Section):
         zh_help="允许执行模型目录中的自定义建模代码。",
         advanced=True,
     )
+
+    @field_validator("name_or_path")
+    @classmethod
+    def _known_spelling(cls, name: str) -> str:
+        return check_model_name(name)
 
     @property
     def is_embedded(self) -> bool:

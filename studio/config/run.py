@@ -22,6 +22,8 @@ from studio.config.quantization import QuantizationConfig
 from studio.config.training import TrainingConfig
 
 COMMAND = "qlora-studio train"
+MAX_CONFIG_BYTES = 256 * 1024
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
 
 
 class RunConfig(Section):
@@ -55,15 +57,30 @@ class RunConfig(Section):
         path = Path(path)
         if not path.is_file():
             raise ConfigError([f"no such file: {path}"], str(path))
-        return cls.from_yaml_text(path.read_text(encoding="utf-8"), source=str(path))
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:  # a run config is a few KiB; parsing megabytes of YAML takes seconds of CPU
+            raise ConfigError(
+                [f"the file is {size / 1024:.0f} KiB; a run config is at most {MAX_CONFIG_BYTES // 1024} KiB"],
+                str(path),
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError([f"not UTF-8 text (byte {error.start}); save the file as UTF-8"], str(path)) from None
+        return cls.from_yaml_text(text, source=str(path))
 
     @classmethod
     def from_yaml_text(cls, text: str, source: str | None = None) -> RunConfig:
+        loader = _SafeLoader(text)
         try:
-            values = yaml.safe_load(text) or {}
-            root = yaml.compose(text)
+            root = loader.get_single_node()
+            values = (loader.construct_document(root) if root is not None else None) or {}
         except yaml.YAMLError as error:
             raise ConfigError([f"not valid YAML: {error}"], source) from None
+        except RecursionError:
+            raise ConfigError(["the YAML is nested too deeply to be a run config"], source) from None
+        finally:
+            loader.dispose()
         if not isinstance(values, dict):
             raise ConfigError(["the top level must be a mapping of sections (model:, lora:, ...)"], source)
         return cls.from_dict(values, source, lambda loc: _yaml_line(root, loc))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from studio.config.names import is_hub_id
 from studio.data.examples import DatasetExamples, to_examples
 from studio.data.readers import SUPPORTED_SUFFIXES, Records, read_hub, read_located
 from studio.data.registry import REGISTRY_FILE, DataError, DatasetSpec, load_registry, parse_entry
@@ -111,7 +112,7 @@ def register_hub(
     """Add a Hugging Face hub dataset after loading its first rows; DataError naming the cause when offline."""
     dataset_dir = Path(dataset_dir)
     _check_name(dataset_dir, name)
-    if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", hub_id):
+    if not is_hub_id(hub_id, owner_required=True):
         raise DataError(
             f"'{hub_id}' is not a hub dataset id; write it as owner/name, e.g. llamafactory/alpaca_gpt4_zh."
         )
@@ -156,8 +157,13 @@ def _check_size(size: int, display: str) -> None:
 
 
 def _check_name(dataset_dir: Path, name: str) -> None:
-    if not re.fullmatch(r"[\w.\-]+", name or ""):
-        raise DataError(f"Dataset name '{name}': use letters, digits, '_', '-' or '.', without spaces.")
+    if not re.fullmatch(r"\w[\w.\-]{0,127}", name or ""):
+        raise DataError(
+            f"Dataset name '{name}': use letters, digits, '_', '-' or '.' (starting with a letter, digit or '_'), "
+            "without spaces, at most 128 characters."
+        )
+    if name.casefold().startswith(Path(REGISTRY_FILE).stem):  # the upload would become the registry (or its backup)
+        raise DataError(f"Dataset name '{name}' is reserved for the registry file; choose another name.")
     if (dataset_dir / REGISTRY_FILE).is_file() and name in load_registry(dataset_dir):
         raise DataError(f"A dataset named '{name}' is already in {dataset_dir / REGISTRY_FILE}; choose another name.")
 

@@ -8,13 +8,15 @@ training stage is refused before any file is read.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from studio.config.base import describe_validation_error
+from studio.config.names import is_hub_id
 from studio.errors import StudioError
 
 REGISTRY_FILE = "dataset_info.json"
@@ -35,6 +37,10 @@ _OPENAI_TAGS = {
     "observation_tag": "tool",
 }
 _MEDIA_COLUMNS = ("images", "videos", "audios")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPLIT = re.compile(r"^[\w.\-\[\]:%+ ]+$")
+
+PlaceKind = Literal["file", "hub", "inner"]
 
 
 class DataError(StudioError):
@@ -75,6 +81,38 @@ class DatasetSpec(BaseModel):
     tags: DatasetTags = DatasetTags()
     _given_columns: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    @field_validator("hf_hub_url", "ms_hub_url", "om_hub_url")
+    @classmethod
+    def _hub_id(cls, value: str | None) -> str | None:
+        # A bare name such as 'json' or 'text' would be one of the datasets library's own loaders, which read
+        # whatever folder 'folder' names: local files are registered with 'file_name' instead.
+        if value is not None and not is_hub_id(value, owner_required=True):
+            raise ValueError(
+                f"'{value}' is not a hub dataset id; write it as owner/name (e.g. llamafactory/alpaca_gpt4_zh), or "
+                "register a local file with 'file_name'"
+            )
+        return value
+
+    @field_validator("folder")
+    @classmethod
+    def _inner_folder(cls, value: str | None) -> str | None:
+        """A folder inside the hub dataset's repository: relative, and never climbing out of it."""
+        if value is not None:
+            parts = value.replace("\\", "/").split("/")
+            if value.startswith(("/", "~")) or ".." in parts or _CONTROL.search(value):
+                raise ValueError(
+                    f"'{value}' must be a folder inside the hub dataset, e.g. data/zh (no '..', not absolute)"
+                )
+        return value
+
+    @field_validator("subset", "split")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        """A configuration or split name of the hub dataset (e.g. 'zh', 'train[:10%]'), never a path."""
+        if value is not None and not _SPLIT.match(value):
+            raise ValueError(f"'{value}' is not a subset or split name: use letters, digits and _ - . [ ] : % +")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _openai_tags(cls, raw: Any) -> Any:
@@ -92,6 +130,21 @@ class DatasetSpec(BaseModel):
         self._given_columns = dict(self.columns)
         self.columns = {**_DEFAULT_COLUMNS[self.formatting], **self.columns}
         return self
+
+    def places(self) -> list[tuple[str, str, PlaceKind]]:
+        """Every (field, value, kind) of this entry that names a place: 'file' relative to the dataset folder, 'hub'
+        a hub id the datasets library reads as a local folder when one of that name exists, 'inner' a folder inside
+        the hub dataset. Subsets and splits are names, checked by the validators above."""
+        kinds: dict[str, PlaceKind] = {
+            "file_name": "file",
+            "script_url": "file",
+            "cloud_file_name": "file",
+            "hf_hub_url": "hub",
+            "ms_hub_url": "hub",
+            "om_hub_url": "hub",
+            "folder": "inner",
+        }
+        return [(name, value, kind) for name, kind in kinds.items() if (value := getattr(self, name))]
 
     def column(self, role: str) -> str | None:
         return self.columns.get(role)

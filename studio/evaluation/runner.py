@@ -43,16 +43,15 @@ class EvalReport:
     scored: int = 0  # held-out examples scored (conversations, pairs, answers or documents)
 
 
-def results_dir(config: RunConfig, adapter_path: str | None) -> Path:
-    """A run's adapter keeps its evaluations in its run folder; others go to evaluation.output_dir."""
+def results_dir(
+    config: RunConfig, adapter_path: str | None, may_write: Callable[[Path], bool] = lambda folder: True
+) -> Path:
+    """A run's adapter keeps its evaluations in its run folder, when that may be written; others (and a run shared
+    read-only) go to evaluation.output_dir."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(adapter_path).parent if adapter_path and Path(adapter_path).name == "adapter" else None
-    base = (
-        run_dir / "evaluations"
-        if run_dir and (run_dir / "config.yaml").is_file()
-        else Path(config.evaluation.output_dir)
-    )
-    path = base / stamp
+    in_run = run_dir is not None and (run_dir / "config.yaml").is_file() and may_write(run_dir / "evaluations")
+    path = (run_dir / "evaluations" if in_run else Path(config.evaluation.output_dir)) / stamp
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -63,6 +62,7 @@ def evaluate(
     adapter_path: str | None = None,
     compare: bool = False,
     progress: Callable[[EvalProgress], None] = lambda event: None,
+    may_write: Callable[[Path], bool] = lambda folder: True,
 ) -> EvalReport:
     """Load what is missing, score every column on the same samples, write the files, return the report.
 
@@ -72,7 +72,7 @@ def evaluate(
         read_adapter(adapter_path)
     examples, source, kind = kinds.load_scored_examples(config, adapter_path)
     samples = kinds.generation_samples(examples, kind)
-    folder = RunFolder(results_dir(config, adapter_path))
+    folder = RunFolder(results_dir(config, adapter_path, may_write))
     if not engine.loaded or engine.model_name != config.model.name_or_path:
         engine.load(config.model, config.quantization)
     name = engine.load_adapter(adapter_path).name if adapter_path else None

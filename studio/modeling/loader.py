@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from studio.config import LoraConfig, ModelConfig
+from studio.config.names import model_source
 from studio.errors import StudioError
 from studio.modeling.chat_templates import apply_chat_template_choice
 from studio.modeling.compute import ComputePlan
@@ -17,22 +18,21 @@ class ModelLoadError(StudioError):
     """A model or tokenizer that cannot be found or loaded as configured."""
 
 
-def is_local_model(name_or_path: str) -> bool:
-    """A folder (existing, or spelled like a path) rather than a hub id."""
-    return Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~"))
-
-
 def resolve_model_path(config: ModelConfig, progress=print) -> str:
-    if config.is_embedded:
+    """What transformers loads: the converted embedded model's folder, a local folder, or a hub id."""
+    source = model_source(config.name_or_path)
+    if source.kind == "embedded":
         return str(embedded_model_dir(progress))
-    path = Path(config.name_or_path).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path} is not a model folder: it has no config.json.")
-        return str(path)
-    if is_local_model(config.name_or_path):
-        raise ModelLoadError(f"Model folder {config.name_or_path} does not exist.")
-    return config.name_or_path  # a hub id; transformers resolves it from the cache or the hub
+    if source.kind == "hub":
+        return source.name  # transformers resolves it from the cache or the hub
+    if not source.path.exists():
+        raise ModelLoadError(
+            f"Model folder {config.name_or_path} does not exist. Give a folder saved with save_pretrained, or a hub id "
+            "(owner/name)."
+        )
+    if not (source.path / "config.json").is_file():
+        raise ModelLoadError(f"{source.path} is not a model folder: it has no config.json.")
+    return str(source.path)
 
 
 def load_tokenizer(config: ModelConfig, model_path: str):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from studio.config import RunConfig
-from studio.errors import PathNotAllowed
+from studio.config import EMBEDDED_MODEL, ConfigError, RunConfig
+from studio.errors import PathNotAllowed, StudioError
 from studio.paths import BUNDLED_DATA_DIR
 from studio.workspace import Workspace
 
@@ -73,16 +73,67 @@ def test_remote_code_needs_the_servers_permission(workspace):
 
 def test_a_registry_cannot_name_files_outside(workspace, tmp_path):
     (tmp_path / "private.json").write_text(json.dumps([{"instruction": "secret", "output": "secret"}]))
+    (tmp_path / "secrets" / "sub").mkdir(parents=True)
+    (workspace.root / "owner").mkdir()
+    (workspace.root / "owner" / "name").symlink_to(tmp_path / "secrets")  # a hub id that is a local folder
+    (workspace.root / "local" / "set").mkdir(parents=True)
+    (workspace.root / "local" / "set" / "up").symlink_to(tmp_path / "secrets")
     registry = {
         "leak": {"file_name": str(tmp_path / "private.json")},
         "up": {"file_name": "../../private.json"},
-        "hub": {"hf_hub_url": str(tmp_path)},
+        "script": {"file_name": "ok.json", "script_url": "../../private.json"},
+        "cloud": {"file_name": "ok.json", "cloud_file_name": str(tmp_path / "private.json")},
+        "linked": {"hf_hub_url": "owner/name"},
+        "inner": {"hf_hub_url": "local/set", "folder": "up"},
         "ok": {"file_name": "ok.json"},
+        "hub": {"hf_hub_url": "llamafactory/alpaca_gpt4_zh", "folder": "data/zh", "subset": "zh", "split": "train"},
     }
     (workspace.root / "data").mkdir()
     (workspace.root / "data" / "dataset_info.json").write_text(json.dumps(registry))
     (workspace.root / "data" / "ok.json").write_text("[]")
-    workspace.check_dataset_files("data", ["ok"])
-    for name in ("leak", "up", "hub"):
-        with pytest.raises(PathNotAllowed, match=f"dataset '{name}'"):
+    workspace.check_dataset_files("data", ["ok", "hub"])  # a hub id names no path on this machine
+    for name, field in [
+        ("leak", "file_name"),
+        ("up", "file_name"),
+        ("script", "script_url"),
+        ("cloud", "cloud_file_name"),
+        ("linked", "hf_hub_url"),
+        ("inner", "folder"),
+    ]:
+        with pytest.raises(PathNotAllowed, match=f"dataset '{name}' \\({field} in dataset_info.json\\)"):
             workspace.check_dataset_files("data", [name])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../../x",
+        "embedded:../../../x",
+        "embedded:SmolLM2-135M-Instruct/../../x",
+        "./x/../../y",
+        "/opt/models/x",
+        "~/models/x",
+        "a/b/../../../c",
+    ],
+)
+def test_a_model_name_that_leads_out_is_refused(workspace, name):
+    """One decision says what a model name is; a path (however it is spelled) must stay in the workspace."""
+    with pytest.raises((PathNotAllowed, ConfigError)):
+        workspace.check_config(RunConfig().with_overrides({"model.name_or_path": name}))
+
+
+def test_hub_ids_and_the_embedded_model_name_no_path(workspace):
+    for name in ("Qwen/Qwen1.5-1.8B-Chat", "gpt2", EMBEDDED_MODEL):
+        workspace.check_config(RunConfig().with_overrides({"model.name_or_path": name}))
+    (workspace.root / "Qwen").mkdir()
+    (workspace.root / "Qwen" / "Qwen1.5-1.8B-Chat").symlink_to("/etc")  # a folder of that name is what loads
+    with pytest.raises(PathNotAllowed):
+        workspace.check_config(RunConfig().with_overrides({"model.name_or_path": "Qwen/Qwen1.5-1.8B-Chat"}))
+
+
+def test_config_file_names_are_refused_clearly(workspace):
+    for name in ("configs/a\nb.yaml", "configs/a\x00b.yaml", "x" * 300 + ".yaml", "embedded:../x.yaml", "a\\b.yaml"):
+        with pytest.raises(StudioError, match="Config file") as refused:
+            workspace.config_file(name, write=True)
+        assert type(refused.value) in (StudioError, PathNotAllowed)
+    assert not any(workspace.root.iterdir())  # nothing was created on the way

@@ -135,7 +135,22 @@ def test_name_clashes_and_bad_names_are_refused(tmp_path, dataset_dir):
         register(dataset_dir, "my set", upload, entry)
     with pytest.raises(DataError, match="unsupported file type"):
         register(dataset_dir, "doc", tmp_path / "a.docx", entry)
+    for bad in ("..", ".hidden", "-x", "x" * 200, "a/b", "a\nb"):
+        with pytest.raises(DataError, match="without spaces"):
+            register(dataset_dir, bad, upload, entry)
     assert _unchanged(dataset_dir)
+
+
+@pytest.mark.parametrize("name", ["dataset_info", "Dataset_Info", "dataset_info.json"])
+def test_an_upload_can_never_become_a_registry(tmp_path, name):
+    """In a new dataset folder (no registry yet) the upload named dataset_info would be the registry itself."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    planted = tmp_path / "planted.json"
+    planted.write_text(json.dumps({"ssh": {"hf_hub_url": "text", "folder": "/etc/ssh"}}))
+    with pytest.raises(DataError, match="reserved for the registry"):
+        register(folder, name, planted, {"columns": {"prompt": "ssh"}})
+    assert not any(folder.iterdir())
 
 
 def test_hub_id_offline_is_a_clear_error(dataset_dir):
@@ -143,8 +158,9 @@ def test_hub_id_offline_is_a_clear_error(dataset_dir):
         DataError, match="Cannot reach the Hugging Face hub to load 'llamafactory/alpaca_gpt4_zh'.*offline"
     ):
         register_hub(dataset_dir, "alpaca_gpt4_zh_copy", "llamafactory/alpaca_gpt4_zh")
-    with pytest.raises(DataError, match="owner/name"):
-        register_hub(dataset_dir, "x", "not a hub id")
+    for bad in ("not a hub id", "../etc", "json", "text", "owner/../x", "/etc/ssh"):
+        with pytest.raises(DataError, match="owner/name"):
+            register_hub(dataset_dir, "x", bad)
     assert _unchanged(dataset_dir)
 
 

@@ -133,3 +133,36 @@ def test_missing_folder_and_registry(tmp_path):
         load_registry(tmp_path / "nope")
     with pytest.raises(DataError, match="dataset_info.json not found"):
         load_registry(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "entry, field",
+    [
+        ({"hf_hub_url": "text", "folder": "/etc/ssh"}, "hf_hub_url"),  # one of the datasets library's own loaders
+        ({"hf_hub_url": "json"}, "hf_hub_url"),
+        ({"hf_hub_url": "../../etc"}, "hf_hub_url"),
+        ({"hf_hub_url": "/etc/ssh"}, "hf_hub_url"),
+        ({"hf_hub_url": "owner/../x"}, "hf_hub_url"),
+        ({"ms_hub_url": "parquet"}, "ms_hub_url"),
+        ({"hf_hub_url": "org/set", "folder": "../../../etc"}, "folder"),
+        ({"hf_hub_url": "org/set", "folder": "/etc/ssh"}, "folder"),
+        ({"hf_hub_url": "org/set", "folder": "~/.ssh"}, "folder"),
+        ({"hf_hub_url": "org/set", "subset": "../x"}, "subset"),
+        ({"hf_hub_url": "org/set", "split": "/etc/passwd"}, "split"),
+    ],
+)
+def test_fields_that_name_places_are_refused_when_they_could_lead_anywhere(tmp_path, entry, field):
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"bad": entry}))
+    with pytest.raises(DataError, match=f"entry 'bad' is invalid: {field}"):
+        resolve_specs(tmp_path, ["bad"])
+
+
+def test_hub_entries_as_llama_factory_writes_them_stay_valid(tmp_path):
+    entries = {
+        "a": {"hf_hub_url": "llamafactory/alpaca_gpt4_zh"},
+        "b": {"hf_hub_url": "HuggingFaceH4/ultrachat_200k", "split": "train_sft"},
+        "c": {"hf_hub_url": "allenai/c4", "folder": "en", "subset": "en.noblocklist", "split": "train[:10%]"},
+        "d": {"hf_hub_url": "a/b", "ms_hub_url": "AI-ModelScope/alpaca-gpt4-data-zh", "om_hub_url": "HaM/x"},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps(entries))
+    assert [spec.name for spec in resolve_specs(tmp_path, list(entries))] == list(entries)

@@ -8,6 +8,7 @@ the run resumes from its last checkpoint.
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -107,6 +108,7 @@ def test_two_nodes_on_localhost_rendezvous_and_finish(service, tiny_config):
     run_id = service.start(config)
     [command] = other_node_commands(config, plan_devices(config), str(service.folder(run_id).path))
     assert "--node-rank 1" in command and "--nnodes 2" in command
+    assert command.split("\n", 1)[1].startswith(f"{sys.executable} -m torch.distributed.run")  # not a bare `python`
     node1 = subprocess.Popen(
         command.split("\n", 1)[1], shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
