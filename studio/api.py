@@ -16,7 +16,7 @@ from pathlib import Path
 from studio.config import ModelConfig, QuantizationConfig, RunConfig
 from studio.device_lock import DeviceBusy
 from studio.devices import devices_value
-from studio.errors import StudioError
+from studio.errors import PathNotAllowed, StudioError
 from studio.monitoring import HistoryCache, RunHistory
 from studio.run_folder import RunStatus, checkpoint_step
 from studio.service import ResumePlan, TrainingService
@@ -49,10 +49,13 @@ class Studio:
 
     # -- runs -----------------------------------------------------------------------
 
-    def start(self, config: RunConfig, queue: bool = False) -> str:
-        """Start a run; with `queue`, a run whose devices are busy waits in the queue instead of being refused."""
+    def start(
+        self, config: RunConfig, queue: bool = False, on_created: Callable[[str], None] = lambda run: None
+    ) -> str:
+        """Start a run; with `queue`, a run whose devices are busy waits in the queue instead of being refused.
+        `on_created(run_id)` as soon as the run's folder exists (before its worker is spawned)."""
         self._check_config(config)
-        return self.service.start(config, queue=queue)
+        return self.service.start(config, queue=queue, on_created=on_created)
 
     def devices(self):
         """This machine's devices (GPUs with name, total and free memory; the CPU), for training.devices."""
@@ -67,7 +70,7 @@ class Studio:
 
         self._check_config(config)
         run_dir = str(self.runs_dir / run_id) if run_id else str(self.runs_dir / "RUN_ID")
-        return other_node_commands(config, plan_devices(config), run_dir)
+        return other_node_commands(config, plan_devices(config), run_dir, self.service.python)
 
     def memory_estimate(self, config: RunConfig) -> Bilingual:
         """The memory each device (or CPU process) of `config` needs, estimated from the model's config.json;
@@ -262,7 +265,7 @@ class Studio:
 
         self._check_config(config)
         adapter = str(self._readable(adapter_path, "Adapter folder")) if adapter_path else None
-        return evaluate(self.engine, config, adapter, compare, progress=progress)
+        return evaluate(self.engine, config, adapter, compare, progress=progress, may_write=self._writable)
 
     def export(self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None):
         """ExportReport (safetensors folder) or GgufReport (export.format gguf); progress gets Bilingual lines
@@ -317,6 +320,12 @@ class Studio:
     def _check_config(self, config: RunConfig) -> None:
         if self.workspace:
             self.workspace.check_config(config)
+
+    def _writable(self, path: Path) -> bool:
+        try:
+            return self.workspace is None or bool(self.workspace.path(path, "", write=True))
+        except PathNotAllowed:
+            return False
 
     def _readable(self, raw: str, what: str) -> Path:
         return self.workspace.path(raw, what) if self.workspace else Path(raw).expanduser()

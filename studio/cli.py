@@ -14,12 +14,14 @@ import typing
 from pathlib import Path
 
 from studio.errors import StudioError  # no dependencies: importing it cannot be interrupted for long
+from studio.interrupts import CTRL_C
 
 CONFIG_USAGE = "%(prog)s [CONFIG] [--SECTION.FIELD VALUE ...]   (--help lists every field)"
 _NUMBER = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
 
 
 def main(argv: list[str] | None = None) -> int:
+    CTRL_C.install()  # before anything slow: no press may be lost (studio.interrupts)
     argv = _attach_negative_values(sys.argv[1:] if argv is None else argv)
     try:
         parser = _build_parser()  # imports the config models: inside, so Ctrl-C there is quiet too
@@ -208,11 +210,31 @@ def _studio(runs_dir: str):
 
 
 def _train(args) -> int:
-    from studio.follow import follow_run
-
+    """Ctrl-C before the worker exists ends the command (130) with nothing left behind; once it exists, Ctrl-C asks
+    the run to checkpoint and stop, and the command follows it to its end."""
     config = _load_config(args)
     studio = _studio(args.runs_dir or config.training.output_dir)
-    run_id = studio.start(config, queue=args.queue)
+    created: list[str] = []
+
+    def on_created(run_id: str) -> None:
+        created.append(run_id)
+        CTRL_C.check()  # a press whose KeyboardInterrupt was swallowed during the checks: start nothing
+
+    try:
+        run_id = studio.start(config, queue=args.queue, on_created=on_created)
+        with CTRL_C.counting():
+            return _follow_new_run(studio, config, run_id, args)
+    except KeyboardInterrupt:
+        CTRL_C.handled()
+        if not created or not studio.service.exists(created[0]):
+            raise  # the start was undone: nothing runs (main says "Interrupted", 130)
+        with CTRL_C.counting():  # it started just before the press arrived
+            return _stop_and_follow(studio, created[0])
+
+
+def _follow_new_run(studio, config, run_id: str, args) -> int:
+    from studio.follow import follow_run
+
     status = studio.status(run_id)
     if status.state == "queued":
         print(f"Queued run {run_id} in {studio.runs_dir / run_id}: {status.message}")
@@ -226,7 +248,15 @@ def _train(args) -> int:
         return 0
     for line in studio.other_node_commands(config, run_id) if config.distributed.nnodes > 1 else []:
         print(f"Waiting for the other nodes; run on each:\n{line}")
-    return follow_run(studio.service, run_id)
+    return follow_run(studio.service, run_id, interrupts=CTRL_C.take)
+
+
+def _stop_and_follow(studio, run_id: str) -> int:
+    from studio.follow import ask_to_stop, follow_run
+
+    print(f"Started run {run_id} in {studio.runs_dir / run_id}")
+    ask_to_stop(studio.service, run_id, stopping=False)
+    return follow_run(studio.service, run_id, interrupts=CTRL_C.take, stopping=True)
 
 
 def _runs(args) -> int:
@@ -272,7 +302,8 @@ def _resume(args) -> int:
     for note in plan.skipped:
         print(f"[warning] {note}")
     print(f"Resuming run {args.run_id} from {plan.checkpoint} (step {plan.step}).")
-    return follow_run(studio.service, args.run_id)
+    with CTRL_C.counting():
+        return follow_run(studio.service, args.run_id, interrupts=CTRL_C.take)
 
 
 def _config(args) -> int:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -72,12 +73,16 @@ class TrainingService:
 
     # -- starting -------------------------------------------------------------------
 
-    def start(self, config: RunConfig, queue: bool = False) -> str:
+    def start(
+        self, config: RunConfig, queue: bool = False, on_created: Callable[[str], None] = lambda run: None
+    ) -> str:
         """Check (cheapest first), create the run folder, spawn the worker; returns the run id.
 
         Raises a StudioError (DeviceBusy, ModelLoadError, CheckpointError, DataError, ...) before anything is
         written. With `queue`, a run whose devices are busy is kept as `queued` instead of refused, and starts
-        when they free up (see `keep_queue`).
+        when they free up (see `keep_queue`). `on_created(run_id)` is called once the folder exists, before the
+        worker is spawned. Whatever interrupts a start (KeyboardInterrupt included) leaves nothing behind: a worker
+        it spawned is killed and the folder removed.
         """
         devices = plan_devices(config)
         busy = self._busy(devices)
@@ -88,6 +93,7 @@ class TrainingService:
         folder = RunFolder(self._new_run_path(config.name))
         folder.path.mkdir()
         try:
+            on_created(folder.run_id)
             config.save(folder.config_file)
             if busy:
                 self._enqueue(folder, devices)
@@ -99,9 +105,17 @@ class TrainingService:
                         raise
                     self._enqueue(folder, devices)
         except BaseException:
-            shutil.rmtree(folder.path, ignore_errors=True)  # nothing half-made is left behind
+            self._undo_start(folder)
             raise
         return folder.run_id
+
+    def _undo_start(self, folder: RunFolder) -> None:
+        """Nothing half-made is left behind: no worker (it has not trained yet), no folder."""
+        child = self._children.pop(folder.run_id, None)
+        if child is not None:
+            child.kill()
+            child.wait()
+        shutil.rmtree(folder.path, ignore_errors=True)
 
     def _enqueue(self, folder: RunFolder, devices: DevicePlan) -> None:
         folder.write_status(
@@ -219,11 +233,11 @@ class TrainingService:
                 env=env,
                 start_new_session=True,
             )
+        self._children[folder.run_id] = child  # first, so that a start broken off from here on can stop it
         started = process_start_time(child.pid)
         record(child.pid, started)
         status = folder.read_status()
         folder.write_status(status.model_copy(update={"pid": child.pid, "pid_started": started}))
-        self._children[folder.run_id] = child
         threading.Thread(target=self._reap, args=(folder, child, devices, status.attempt), daemon=True).start()
 
     def _reap(self, folder: RunFolder, child: subprocess.Popen, devices: DevicePlan, attempt: int) -> None:
@@ -406,6 +420,13 @@ class TrainingService:
 
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[Event], int]:
         return self._folder(run_id).read_events(offset)
+
+    def exists(self, run_id: str) -> bool:
+        try:
+            self._folder(run_id)
+        except RunNotFound:
+            return False
+        return True
 
     def folder(self, run_id: str) -> RunFolder:
         return self._folder(run_id)

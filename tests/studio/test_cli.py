@@ -1,7 +1,13 @@
+import json
+import os
+import re
 import subprocess
 import sys
 
+import pytest
+
 from studio.cli import main
+from studio.processes import is_alive
 
 
 def test_config_prints_yaml_and_the_equivalent_command(capsys):
@@ -164,36 +170,76 @@ def test_export_to_an_existing_file_is_a_one_line_error(tmp_path, tiny_model_dir
     assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_ctrl_c_during_start_up_exits_without_a_traceback(tmp_path, tiny_model_dir):
-    import os
-    import signal
-    import time
+# Runs `qlora-studio train` with Ctrl-C pressed (SIGINT sent to itself) at one named point of its start.
+CTRL_C_DRIVER = """
+import os, signal, sys
+from studio import cli, service
 
-    for delay in (1.5, 4.0):  # during imports and checks, then while the run starts
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "studio.cli",
-                "train",
-                "--runs-dir",
-                str(tmp_path / f"runs-{delay}"),
-                "--model.name_or_path",
-                str(tiny_model_dir),
-                "--training.max_steps",
-                "100000",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "QLORA_STUDIO_CACHE": str(tmp_path / "cache")},
-        )
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-        if process.returncode == 1 and "[aborted]" in out:
-            continue  # the run had started: Ctrl-C checkpointed and stopped it, as the README promises
-        assert process.returncode == 130 and "Traceback" not in err, err
+point, argv = sys.argv[1], sys.argv[2:]
+press = lambda: os.kill(os.getpid(), signal.SIGINT)
+
+def swallowed():  # as library code with a bare except would do
+    try:
+        press()
+    except KeyboardInterrupt:
+        pass
+
+def after(owner, name, then):
+    original = getattr(owner, name)
+    def wrapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        then(args[0])
+        return result
+    setattr(owner, name, wrapped)
+
+def pid_then_press(svc):
+    [child] = svc._children.values()
+    print(f"worker pid {child.pid}", file=sys.stderr, flush=True)
+    press()
+
+if point == "checks":  # while the config, model and data are checked
+    service.validate_run = lambda config, check=service.validate_run: (check(config), press())
+elif point == "checks-swallowed":
+    service.validate_run = lambda config, check=service.validate_run: (check(config), swallowed())
+elif point == "spawned":  # the worker process exists; start() has not returned
+    after(service.TrainingService, "_spawn", pid_then_press)
+elif point == "started":  # start() returned; the command has not begun to follow
+    after(service.TrainingService, "start", lambda svc: press())
+elif point == "following":  # at the first read of the run's events
+    calls = []
+    after(service.TrainingService, "read_events", lambda svc: calls.append(1) or (len(calls) == 1 and press()))
+sys.exit(cli.main(argv))
+"""
+
+
+def _train_with_ctrl_c_at(point: str, tmp_path, tiny_model_dir):
+    runs = tmp_path / f"runs-{point}"
+    command = [sys.executable, "-c", CTRL_C_DRIVER, point, "train", "--runs-dir", str(runs)]
+    command += ["--model.name_or_path", str(tiny_model_dir), "--training.max_steps", "100000"]
+    env = {**os.environ, "QLORA_STUDIO_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    return result, runs
+
+
+@pytest.mark.parametrize("point", ["checks", "checks-swallowed", "spawned"])
+def test_ctrl_c_before_the_run_exists_ends_the_command_with_nothing_left(point, tmp_path, tiny_model_dir):
+    result, runs = _train_with_ctrl_c_at(point, tmp_path, tiny_model_dir)
+    assert result.returncode == 130 and "Interrupted." in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "Started run" not in result.stdout
+    assert not runs.exists() or not any(runs.iterdir())  # no run folder is left behind
+    for pid in re.findall(r"worker pid (\d+)", result.stderr):
+        assert not is_alive(int(pid), None), "the worker spawned before the press still runs"
+    assert point != "spawned" or "worker pid" in result.stderr
+
+
+@pytest.mark.parametrize("point", ["started", "following"])
+def test_ctrl_c_once_the_run_exists_checkpoints_and_stops_it(point, tmp_path, tiny_model_dir):
+    result, runs = _train_with_ctrl_c_at(point, tmp_path, tiny_model_dir)
+    assert result.returncode == 1 and "[aborted]" in result.stdout, result.stdout + result.stderr
+    assert "Asking the run to save a checkpoint and stop" in result.stdout and "Traceback" not in result.stderr
+    [status_file] = runs.glob("*/status.json")
+    status = json.loads(status_file.read_text())
+    assert status["state"] == "aborted" and not is_alive(status["pid"], status["pid_started"])
 
 
 def test_every_help_shows_defaults():
