@@ -24,10 +24,11 @@ def page(open_page, studio, three_runs):
 
 
 def _tick_all(page, ids):
+    """Every run ticked (those ticked already stay ticked) and the table showing them."""
     page.get_by_role("tab", name="Compare runs").click()
     runs = page.locator("#qs-compare-runs")
     for run_id in ids.values():
-        runs.get_by_text(run_id).click()
+        runs.get_by_label(run_id, exact=True).check()
     script = "ids => ids.every(id => (document.querySelector('#qs-compare-table') || {}).innerText?.includes(id))"
     page.wait_for_function(script, arg=list(ids.values()), timeout=30_000)
 
@@ -71,7 +72,7 @@ def _shows_adapter(page, elem_id, studio, run_id):
 
 def test_one_click_opens_a_runs_adapter_in_chat_and_in_evaluate(page, three_runs, studio):
     _, ids = three_runs
-    page.get_by_role("tab", name="Compare runs").click()
+    _tick_all(page, ids)
     _open(page, ids["wide"], "open in Chat")
     page.locator("#qs-chat-adapter").wait_for(state="visible", timeout=20_000)
     _shows_adapter(page, "qs-chat-adapter", studio, ids["wide"])
@@ -109,6 +110,7 @@ def test_gguf_export_button_writes_and_checks_the_file(page, strong_adapter, stu
 
 def test_the_compare_tab_speaks_chinese(page, three_runs, shoot):
     _, ids = three_runs
+    _tick_all(page, ids)
     page.get_by_text("中文", exact=True).click()
     page.get_by_role("tab", name="运行对比").click()
     page.locator("#qs-compare-table", has_text="在对话中打开").wait_for(timeout=30_000)

@@ -54,8 +54,15 @@ def test_upload_map_preview_and_train(page, studio, tmp_path, shoot):
 def test_a_bad_file_is_refused_and_the_registry_is_untouched(page, studio, tmp_path):
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"instruction": "q", "output": "a"}\n{"instruction": "q" "output": "a"}\n', encoding="utf-8")
-    before = (studio.root / "mydata" / "dataset_info.json").read_text()
-    page.locator("#qs-upload button[aria-label*='lear']").first.click()  # the previous file goes
-    page.locator("#qs-upload input[type=file]").set_input_files(str(bad))
+    registry = studio.root / "mydata" / "dataset_info.json"
+    before = registry.read_text() if registry.is_file() else None
+    page.locator("#qs-field-data-dataset_dir textarea").fill(str(studio.root / "mydata"))
+    if not page.locator("#qs-upload-register").is_visible():  # the accordion is still closed
+        page.locator("#qs-add-dataset").get_by_text("Add a dataset").click()
+    uploads = page.locator("#qs-upload")
+    uploads.locator("input[type=file], button[aria-label*='lear']").first.wait_for(timeout=10_000)
+    if not uploads.locator("input[type=file]").count():  # a file shown from before: it goes
+        uploads.locator("button[aria-label*='lear']").first.click()
+    uploads.locator("input[type=file]").set_input_files(str(bad))
     page.locator("#qs-upload-proposal").get_by_text("line 2").wait_for(timeout=30_000)
-    assert (studio.root / "mydata" / "dataset_info.json").read_text() == before
+    assert (registry.read_text() if registry.is_file() else None) == before

@@ -25,14 +25,22 @@ def test_choosing_the_embedded_model_fills_in_its_recipe(open_page, shoot):
     shoot(page, "12-recipe-filled")
 
 
-def test_before_the_first_step_the_charts_say_they_are_waiting(page, shoot):
+def test_a_short_run_from_before_its_first_step_to_its_end(page, shoot):
+    """One run, watched as a newcomer watches it: each step below needs the ones before it."""
+    _charts_wait_for_the_first_step(page, shoot)
+    _progress_keeps_moving_between_logged_steps(page, shoot)
+    _lists_follow_the_finished_run_without_refresh(page, shoot)
+    _the_log_shows_its_end(page)
+
+
+def _charts_wait_for_the_first_step(page, shoot):
     page.locator("#qs-field-training-max_steps textarea").fill("40")  # logging every 10 steps (the server's config)
     page.locator("#qs-start").click()
     page.locator("#qs-loss-chart").get_by_text("Waiting for the first step").wait_for(timeout=30_000)
     shoot(page, "13-waiting-for-first-step")
 
 
-def test_progress_keeps_moving_between_logged_steps(page, shoot):
+def _progress_keeps_moving_between_logged_steps(page, shoot):
     progress = page.locator("#qs-progress")
     progress.get_by_text("running").wait_for(timeout=120_000)
     first = progress.inner_text()
@@ -42,7 +50,7 @@ def test_progress_keeps_moving_between_logged_steps(page, shoot):
     shoot(page, "14-progress-moving")
 
 
-def test_lists_follow_a_finished_run_without_refresh(page, shoot):
+def _lists_follow_the_finished_run_without_refresh(page, shoot):
     page.get_by_role("tab", name="Chat", exact=True).click()  # opened before the run ends: no adapter yet
     chat_adapters = page.locator("#qs-chat-adapter")
     page.get_by_role("tab", name="Train", exact=True).click()
@@ -61,7 +69,7 @@ def test_lists_follow_a_finished_run_without_refresh(page, shoot):
     shoot(page, "15-adapter-listed-after-finish")
 
 
-def test_the_log_shows_its_end(page):
+def _the_log_shows_its_end(page):
     page.get_by_role("tab", name="Train", exact=True).click()
     at_end = """() => { const t = document.querySelector('#qs-log textarea');
         return t.value.includes('[finished]') && t.scrollHeight - t.clientHeight - t.scrollTop <= 5; }"""

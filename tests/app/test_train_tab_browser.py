@@ -1,6 +1,8 @@
 """The Train tab in a real headless Chromium: tabs, language, preview, live training, reload, abort."""
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,14 +62,37 @@ def test_preview_dataset_shows_rows_and_lengths(page, shoot):
     shoot(page, "03-preview")
 
 
-def test_start_streams_loss_points(page, shoot):
-    page.locator("#qs-start").click()
+@pytest.fixture
+def training(page, studio):
+    """The page showing a run that trains: the one the runs folder says is training, else one started here."""
+    progress = page.locator("#qs-progress")
+    running = _training_run(studio.root / "runs")
+    if running is None:
+        page.locator("#qs-start").click()
+        _wait(page, lambda: "running" in progress.inner_text(), timeout=120, what="the run to start")
+    elif page.locator("#qs-runs input").input_value() != running:
+        page.locator("#qs-runs input").click()
+        page.get_by_role("option", name=running, exact=True).click()
+        _wait(page, lambda: "running" in progress.inner_text(), timeout=30, what="the running run")
     _wait(page, lambda: page.evaluate(LOSS_POINTS) >= 3, what="3 loss points")
-    assert "running" in page.locator("#qs-progress").inner_text()
-    shoot(page, "04-training")
+    return page
 
 
-def test_reload_brings_the_curve_back_and_it_keeps_growing(page, shoot):
+def _training_run(runs: Path) -> str | None:
+    for status_file in runs.glob("*/status.json"):
+        status = json.loads(status_file.read_text())
+        if status["state"] in ("starting", "running"):
+            return status["run_id"]
+    return None
+
+
+def test_start_streams_loss_points(training, shoot):
+    assert "running" in training.locator("#qs-progress").inner_text()
+    shoot(training, "04-training")
+
+
+def test_reload_brings_the_curve_back_and_it_keeps_growing(training, shoot):
+    page = training
     before = page.evaluate(LOSS_POINTS)
     page.reload()
     page.get_by_role("tab", name="Train").wait_for(timeout=60_000)
@@ -77,14 +102,16 @@ def test_reload_brings_the_curve_back_and_it_keeps_growing(page, shoot):
     shoot(page, "05-reloaded")
 
 
-def test_starting_twice_is_refused_in_the_page(page):
-    page.locator("#qs-start").click()
-    page.get_by_text("busy training run").first.wait_for(timeout=30_000)
+def test_starting_twice_is_refused_in_the_page(training):
+    training.locator("#qs-start").click()
+    training.get_by_text("busy training run").first.wait_for(timeout=30_000)
 
 
-def test_a_busy_start_offers_queue_and_a_queued_run_can_be_cancelled(page, shoot):
+def test_a_busy_start_offers_queue_and_a_queued_run_can_be_cancelled(training, studio, shoot):
+    page, running = training, training.locator("#qs-runs input").input_value()
+    page.locator("#qs-start").click()  # refused: the CPU is busy, so Queue it is offered
     queue = page.locator("#qs-queue")
-    queue.wait_for(state="visible", timeout=30_000)  # offered by the refused start above
+    queue.wait_for(state="visible", timeout=30_000)
     queue.click()
     page.get_by_text("Queued run").first.wait_for(timeout=30_000)
     _wait(page, lambda: "queued #1" in page.locator("#qs-progress").inner_text(), timeout=60, what="queued #1")
@@ -94,12 +121,13 @@ def test_a_busy_start_offers_queue_and_a_queued_run_can_be_cancelled(page, shoot
     shoot(page, "06-queued")
     page.locator("#qs-abort").click()  # a queued run is cancelled: it never starts
     _wait(page, lambda: "aborted" in page.locator("#qs-progress").inner_text(), timeout=60, what="cancelled")
+    assert _training_run(studio.root / "runs") == running  # the run that trains went on
     page.locator("#qs-runs input").click()  # back to the run that trains
-    page.get_by_role("option").nth(1).click()
+    page.get_by_role("option", name=running, exact=True).click()
     _wait(page, lambda: "running" in page.locator("#qs-progress").inner_text(), timeout=30, what="the running run")
 
 
-def test_abort_ends_with_status_aborted(page, shoot):
-    page.locator("#qs-abort").click()
-    _wait(page, lambda: "aborted" in page.locator("#qs-progress").inner_text(), timeout=60, what="aborted")
-    shoot(page, "07-aborted")
+def test_abort_ends_with_status_aborted(training, shoot):
+    training.locator("#qs-abort").click()
+    _wait(training, lambda: "aborted" in training.locator("#qs-progress").inner_text(), timeout=60, what="aborted")
+    shoot(training, "07-aborted")
