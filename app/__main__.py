@@ -19,7 +19,7 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 def main(argv: list[str] | None = None) -> int:
     from studio.errors import StudioError
-    from studio.serving import add_serve_flags, check_exposure, options_from, read_credentials
+    from studio.serving import add_serve_flags, check_exposure, options_from, read_credentials, trusted_proxies
 
     parser = argparse.ArgumentParser(
         prog="qlora-studio webui",
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         credentials = read_credentials(options, legacy_auth=args.auth)
         check_exposure(options, credentials)
+        proxies = trusted_proxies(options)
         studio, defaults = _open_workspace(options)
     except StudioError as error:
         parser.exit(2, f"error: {error}\n")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        serve(studio, options.host, options.port, credentials, defaults)
+        serve(studio, options.host, options.port, credentials, defaults, trusted_proxies=proxies)
     except KeyboardInterrupt:
         pass
     return 0

@@ -191,9 +191,23 @@ def _header(lang: str) -> str:
     return f"# {T.title(lang)}\n{T.subtitle(lang)}"
 
 
-def serve(studio: Studio, host: str, port: int, auth: list[tuple[str, str]] | None, defaults: RunConfig | None) -> None:
+def serve(
+    studio: Studio,
+    host: str,
+    port: int,
+    auth: list[tuple[str, str]] | None,
+    defaults: RunConfig | None,
+    trusted_proxies: str = "",
+) -> None:
+    """Serve the page. `trusted_proxies` (studio.serving.trusted_proxies) may set X-Forwarded-For; no one else."""
+    # Gradio builds its uvicorn.Config without forwarded_allow_ips (gradio/http_server.py start_server), so
+    # uvicorn reads this variable, whose absence would mean "believe 127.0.0.1": any local client could then
+    # pick its address per request. Set here, not inherited, so only the flag decides.
+    os.environ["FORWARDED_ALLOW_IPS"] = trusted_proxies
     demo = build_app(studio, defaults)
-    demo.queue(default_concurrency_limit=8).launch(
+    # api_open=False: a queued event runs only through the queue and its concurrency limit, never as a direct
+    # POST to /run/predict, where a script could run any number of them at once
+    demo.queue(default_concurrency_limit=8, api_open=False).launch(
         server_name=host,
         server_port=port,
         auth=auth or None,
@@ -204,5 +218,9 @@ def serve(studio: Studio, host: str, port: int, auth: list[tuple[str, str]] | No
         footer_links=[],
         show_error=True,
         quiet=True,
+        # Gradio stores an upload in its temp folder before any handler sees it: the studio's limit applies there
+        max_file_size=studio.upload_limit_mib * 2**20,
+        # the run history would keep every public call's inputs in the browser, the Hub token box's included
+        run_history=False,
         app_kwargs={"middleware": [Middleware(LoginThrottle)]},
     )

@@ -5,6 +5,10 @@ Credentials never have to appear on a command line, where every local user can r
 (`ps`): they come from QLORA_STUDIO_AUTH ("user:password") or from --auth-file (one
 "user:password" per line). A server on an address other than loopback without them refuses to
 start unless --allow-unauthenticated says that this is intended.
+
+A client is known by the address of its connection. Only the reverse proxies named by
+--forwarded-allow-ips may say, in X-Forwarded-For, which client they speak for: anyone else
+could claim a new address with every request and so escape the login throttle (app.login_throttle).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class ServeOptions:
     allow_unauthenticated: bool = False
     read_only_dir: list[str] = field(default_factory=list)
     allow_remote_code: bool = False
+    forwarded_allow_ips: str = ""  # comma-separated proxy addresses or networks; empty: trust no one's header
 
 
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +76,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let the browser turn on model.trust_remote_code (runs Python code shipped with a model)",
     )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default=defaults.forwarded_allow_ips,
+        metavar="ADDRESSES",
+        help="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For header names the "
+        "client, e.g. 127.0.0.1 for a proxy on this machine; by default no one's is believed",
+    )
 
 
 def options_from(args: argparse.Namespace) -> ServeOptions:
@@ -90,7 +102,11 @@ def to_argv(options: ServeOptions) -> list[str]:
         "--runs-dir",
         options.runs_dir,
     ]
-    for flag, value in (("--config", options.config), ("--auth-file", options.auth_file)):
+    for flag, value in (
+        ("--config", options.config),
+        ("--auth-file", options.auth_file),
+        ("--forwarded-allow-ips", options.forwarded_allow_ips),
+    ):
         if value:
             argv += [flag, value]
     argv += [arg for directory in options.read_only_dir for arg in ("--read-only-dir", directory)]
@@ -154,6 +170,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name other than localhost may resolve to anything
+
+
+def trusted_proxies(options: ServeOptions) -> str:
+    """--forwarded-allow-ips checked and normalised: uvicorn would take a mistyped address as a literal name
+    that never matches, and "*" would let every client choose the address it is throttled by."""
+    found = []
+    for item in filter(None, (part.strip() for part in options.forwarded_allow_ips.split(","))):
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)))
+        except ValueError:
+            raise StudioError(
+                f"--forwarded-allow-ips: {item!r} is not an IP address or network. Name the reverse proxy that "
+                "sets X-Forwarded-For, e.g. 127.0.0.1 or 10.0.0.0/8."
+            ) from None
+    return ",".join(found)
 
 
 def check_exposure(options: ServeOptions, credentials: list) -> None:
