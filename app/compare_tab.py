@@ -73,8 +73,12 @@ def layout(page: Page) -> CompareTab:
 
 def wire(page: Page, tab: CompareTab, targets: OpenTargets) -> None:
     studio, lang = page.studio, page.lang
-    tab.refresh.click(
-        lambda ticked, lng: run_choices(studio, ticked, lng), [tab.runs, lang], tab.runs, api_visibility="private"
+    gr.on(  # the run list is labelled with states, in the page's language
+        [tab.refresh.click, lang.change],
+        lambda ticked, lng: run_choices(studio, ticked, lng),
+        [tab.runs, lang],
+        tab.runs,
+        api_visibility="private",
     )
     outputs = [tab.hint, tab.loss, tab.extras, tab.table, tab.status]  # a redraw clears the last "opened" note
     # the language redraws titles and headers too; one endpoint for the three triggers

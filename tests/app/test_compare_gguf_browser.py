@@ -28,7 +28,7 @@ def _tick_all(page, ids):
     page.get_by_role("tab", name="Compare runs").click()
     runs = page.locator("#qs-compare-runs")
     for run_id in ids.values():
-        runs.get_by_label(run_id, exact=True).check()
+        runs.locator(f'input[type=checkbox][name="{run_id}"]').check()  # each box is named by its choice
     script = "ids => ids.every(id => (document.querySelector('#qs-compare-table') || {}).innerText?.includes(id))"
     page.wait_for_function(script, arg=list(ids.values()), timeout=30_000)
 

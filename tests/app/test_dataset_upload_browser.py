@@ -60,9 +60,10 @@ def test_a_bad_file_is_refused_and_the_registry_is_untouched(page, studio, tmp_p
     if not page.locator("#qs-upload-register").is_visible():  # the accordion is still closed
         page.locator("#qs-add-dataset").get_by_text("Add a dataset").click()
     uploads = page.locator("#qs-upload")
-    uploads.locator("input[type=file], button[aria-label*='lear']").first.wait_for(timeout=10_000)
-    if not uploads.locator("input[type=file]").count():  # a file shown from before: it goes
-        uploads.locator("button[aria-label*='lear']").first.click()
+    uploads.locator("input[type=file], button[aria-label*='lear']").first.wait_for(state="attached", timeout=10_000)
+    clear = uploads.locator("button[aria-label*='lear']")
+    if clear.count() and clear.first.is_visible():  # a file shown from before: it goes
+        clear.first.click()
     uploads.locator("input[type=file]").set_input_files(str(bad))
     page.locator("#qs-upload-proposal").get_by_text("line 2").wait_for(timeout=30_000)
     assert (registry.read_text() if registry.is_file() else None) == before
