@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,10 @@ def detect(path: str | Path, rows: int = 3) -> Proposal:
     """Read an uploaded file and propose its format and column mapping; DataError when it cannot be read."""
     path = Path(path)
     _check_size(path.stat().st_size, path.name)
-    _, records, _ = read_located(path)
+    try:
+        _, records, _ = read_located(path)
+    except DataError as error:  # named as the user knows it, not by the upload's temporary folder
+        raise DataError(str(error).replace(str(path), path.name)) from None
     if not records:
         raise DataError(f"{path.name} holds no examples. Add examples to it.")
     return _propose(path.name, records, rows, text_file=path.suffix == ".txt")
@@ -82,6 +86,7 @@ def register(
     with tempfile.NamedTemporaryFile(dir=dataset_dir, suffix=suffix, delete=False) as handle:
         staged = Path(handle.name)
         handle.write(data if data is not None else Path(source).read_bytes())
+    os.chmod(staged, new_file_mode())  # tempfile makes its files private; a dataset is read by whoever reads the folder
     try:
         spec = parse_entry(dataset_dir / REGISTRY_FILE, name, {**_clean(entry), "file_name": target.name})
         records = Records()
@@ -190,9 +195,21 @@ def _write_entry(dataset_dir: Path, name: str, entry: dict) -> None:
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(handle.name, stat.S_IMODE(path.stat().st_mode) if path.is_file() else new_file_mode())
     if path.is_file():
         shutil.copy2(path, path.with_name(REGISTRY_FILE + BACKUP_SUFFIX))
     os.replace(handle.name, path)
+
+
+def new_file_mode() -> int:
+    """The mode open() gives a new file in this process: 0o666 less the umask (read from /proc, since os.umask can
+    only be read by setting it, which other threads would see)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = 0o022
+    return 0o666 & ~umask
 
 
 def _propose(file_name: str, records: list[dict], rows: int, text_file: bool = False) -> Proposal:

@@ -106,6 +106,30 @@ def test_bytes_upload_with_its_name(dataset_dir):
     assert load_registry(dataset_dir)["from_bytes"].file_name == "from_bytes.jsonl"
 
 
+def test_registering_keeps_the_registrys_mode_and_gives_the_file_the_usual_one(tmp_path, dataset_dir):
+    import os
+    import stat
+
+    (dataset_dir / REGISTRY_FILE).chmod(0o664)
+    old_umask = os.umask(0o022)
+    try:
+        register(dataset_dir, "shared", _jsonl(tmp_path / "s.jsonl", ROWS), {"columns": {"prompt": "question"}})
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((dataset_dir / REGISTRY_FILE).stat().st_mode) == 0o664
+    assert stat.S_IMODE((dataset_dir / "shared.jsonl").stat().st_mode) == 0o644  # 0o666 less the umask
+
+
+def test_a_bad_upload_is_named_as_the_user_knows_it(tmp_path):
+    """Gradio keeps uploads in a hashed temporary folder: errors name the file, not that folder."""
+    upload = tmp_path / "3f9a0c1e" / "broken.json"
+    upload.parent.mkdir()
+    upload.write_text('[\n  {"a": 1},\n  {"a" 2}\n]', encoding="utf-8")
+    with pytest.raises(DataError) as refused:
+        detect(upload)
+    assert str(refused.value).startswith("broken.json line 3") and "3f9a0c1e" not in str(refused.value)
+
+
 def _unchanged(dataset_dir):
     return sorted(p.name for p in dataset_dir.iterdir()) == [REGISTRY_FILE]
 
