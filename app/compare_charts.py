@@ -58,34 +58,48 @@ def loss_figure(comparison, axis: str, lang: str) -> go.Figure:
 
 
 def extra_names(comparison) -> list[str]:
-    """Curves beyond train and eval loss that some ticked run has (a preference stage's margin and accuracy)."""
-    return list(
-        dict.fromkeys(name for c in comparison.curves for name in c.series if name not in ("loss", "eval_loss"))
-    )
+    """Metrics beyond train and eval loss that some ticked run has (a preference stage's reward accuracy and
+    margin), each once: a held-out ('eval_') curve shares its metric's panel."""
+    names = (name.removeprefix("eval_") for c in comparison.curves for name in c.series)
+    return list(dict.fromkeys(name for name in names if name != "loss"))
+
+
+def _metric_title(name: str, lang: str) -> str:
+    text = getattr(T, f"compare_col_{name}", None)
+    return text(lang) if text is not None else name
 
 
 def extras_figure(comparison, axis: str, lang: str) -> go.Figure:
-    """One panel per extra metric, stacked, runs in the same colours as the loss chart."""
+    """One panel per extra metric, stacked: training values as lines, held-out ones dashed, runs in the same
+    colours as the loss chart."""
     from plotly.subplots import make_subplots
 
     names = extra_names(comparison)
     if not names:
         return _layout(go.Figure(), T.compare_extra_chart(lang), _x_title(axis, lang), lang)
-    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.08)
+    titles = [_metric_title(name, lang) for name in names]
+    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.12)
     for index, curves in enumerate(comparison.curves):
+        color = PALETTE[index % len(PALETTE)]
         for row, name in enumerate(names, start=1):
-            series = curves.series.get(name)
-            if series and series.x:
-                figure.add_scatter(
-                    x=_x(curves, series, axis),
-                    y=series.y,
-                    name=curves.run_id,
-                    legendgroup=curves.run_id,
-                    showlegend=row == 1,
-                    mode="lines+markers",
-                    marker={"size": 5},
-                    line={"color": PALETTE[index % len(PALETTE)], "width": 2},
-                    row=row,
-                    col=1,
-                )
-    return _layout(figure, T.compare_extra_chart(lang), _x_title(axis, lang), lang, height=220 + 180 * len(names))
+            for key, dash, kind in (
+                (name, None, T.trace_train_split(lang)),
+                (f"eval_{name}", "dash", T.trace_eval_split(lang)),
+            ):
+                series = curves.series.get(key)
+                if series and series.x:
+                    figure.add_scatter(
+                        x=_x(curves, series, axis),
+                        y=series.y,
+                        name=f"{curves.run_id} · {kind}",
+                        legendgroup=f"{curves.run_id}-{kind}",
+                        showlegend=row == 1,
+                        mode="lines+markers",
+                        marker={"size": 5},
+                        line={"color": color, "width": 2, "dash": dash},
+                        row=row,
+                        col=1,
+                    )
+        if "reward_accuracy" in names:
+            figure.update_yaxes(tickformat=".0%", row=names.index("reward_accuracy") + 1, col=1)
+    return _layout(figure, T.compare_extra_chart(lang), _x_title(axis, lang), lang, height=240 + 200 * len(names))

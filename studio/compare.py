@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.errors import StudioError
-from studio.events import AttemptStarted, Eval, Event, Failed, Gpu, Step
+from studio.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Step
 from studio.monitoring import Series
 from studio.run_folder import RunFolder
 from studio.service import RUN_ID
 
 # The sections that shape training; evaluation, generation and export settings do not tell runs apart.
-COMPARED_SECTIONS = ("model", "quantization", "lora", "data", "training")
+COMPARED_SECTIONS = ("model", "quantization", "lora", "data", "training", "preference")
+_OWN_COLUMNS = {"model.name_or_path", "data.datasets"}  # shown as the model and datasets columns already
+# A preference stage's numbers (Preference events), as curves and as the table's last-known values.
+PREFERENCE_METRICS = ("reward_accuracy", "reward_margin")
 _STEP_BOOKKEEPING = {
     "type",
     "time",
@@ -81,6 +84,7 @@ class CompareRow:
     tokens_per_second: float | None = None
     peak_memory_mib: float | None = None
     memory_kind: str = ""  # "GPU" (nvidia-smi) or "RSS" (the worker process)
+    preference: dict[str, float] = field(default_factory=dict)  # the latest reward accuracy/margin, eval_ or train
     adapter: str | None = None  # the adapter folder, for Chat and Evaluate
     problem: str = ""  # why the run failed, or why its folder could not be read
 
@@ -113,6 +117,8 @@ class Comparison:
                 [f"{r.best_eval_loss:.4f} @ {r.best_eval_step}" if r.best_eval_loss is not None else "–" for r in rows],
             )
         )
+        if any(r.preference for r in rows):
+            columns += [(name, [_preference_cell(r.preference, name) for r in rows]) for name in PREFERENCE_METRICS]
         metric_names = list(dict.fromkeys(n for r in rows for n in r.metrics if n not in ("eval_loss", "perplexity")))
         columns += [
             (name, [f"{r.metrics[name]:.2f}" if name in r.metrics else "–" for r in rows]) for name in metric_names
@@ -158,6 +164,15 @@ def compare_runs(
     return Comparison(rows, curves, differing)
 
 
+def _preference_cell(values: dict[str, float], name: str) -> str:
+    """The held-out value when the run was evaluated, else the last training one; which is said."""
+    split, value = ("eval", values.get(f"eval_{name}")) if f"eval_{name}" in values else ("train", values.get(name))
+    if value is None:
+        return "–"
+    shown = f"{value:.0%}" if name == "reward_accuracy" else f"{value:+.3f}"
+    return f"{shown} ({split})"
+
+
 def _short_model(name: str) -> str:
     """A hub id as it is; a local model folder by its own name (its full path is in the run's config.yaml)."""
     if not name:
@@ -193,7 +208,11 @@ def differing_fields(configs: dict[str, dict[str, str]]) -> list[str]:
     if len(configs) < 2:
         return []
     paths = list(dict.fromkeys(path for values in configs.values() for path in values))
-    return [path for path in paths if len({values.get(path) for values in configs.values()}) > 1]
+    return [
+        path
+        for path in paths
+        if path not in _OWN_COLUMNS and len({values.get(path) for values in configs.values()}) > 1
+    ]
 
 
 def _fold_events(events: list[Event], row: CompareRow, curves: RunCurves) -> None:
@@ -225,6 +244,10 @@ def _fold_events(events: list[Event], row: CompareRow, curves: RunCurves) -> Non
             case Eval():
                 _add(curves, "eval_loss", event.step, event.eval_loss)
                 _add_extras(curves, event, _EVAL_BOOKKEEPING, "eval_")
+            case Preference():
+                prefix = "eval_" if event.split == "eval" else ""
+                for name in PREFERENCE_METRICS:
+                    _add(curves, prefix + name, event.step, getattr(event, name))
             case Gpu():
                 gpu_peak = max([gpu_peak or 0.0, *(reading.used_mib for reading in event.gpus)])
             case Failed():
@@ -248,6 +271,9 @@ def _summarise(row: CompareRow, curves: RunCurves, windows, attempts, gpu_peak, 
     for step in sorted(windows):
         total += windows[step]
         curves.tokens_at[step] = round(total)
+    for name in (*PREFERENCE_METRICS, *(f"eval_{name}" for name in PREFERENCE_METRICS)):
+        if (series := curves.series.get(name)) and series.y:  # the latest, after a resume cut the curves
+            row.preference[name] = series.y[-1]
     evals = curves.series.get("eval_loss")
     if evals and evals.y:
         best = min(range(len(evals.y)), key=evals.y.__getitem__)

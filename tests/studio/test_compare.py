@@ -4,8 +4,8 @@ import shutil
 import subprocess
 import sys
 
-from studio.compare import CompareRow, RunCurves, _fold_events, compare_runs
-from studio.events import AttemptStarted, Eval, Step
+from studio.compare import CompareRow, Comparison, RunCurves, _fold_events, compare_runs
+from studio.events import AttemptStarted, Eval, Preference, Step
 
 
 def test_rows_say_what_differs_and_how_each_run_did(three_runs):
@@ -73,13 +73,9 @@ def test_the_cli_prints_the_same_table(three_runs):
     assert {"best_eval", "bleu-4", "rouge-l", "duration", "tokens_per_second", "peak_memory"} <= set(lines)
 
 
-def test_a_resumed_attempt_replaces_later_steps_and_extra_numbers_become_curves():
-    class PreferenceStep(Step):  # what a preference stage's step event adds
-        rewards_margin: float
-        rewards_accuracy: float
-
+def test_a_resumed_attempt_replaces_later_steps_and_preference_numbers_become_curves_and_cells():
     def step(n, elapsed):
-        return PreferenceStep(
+        return Step(
             step=n,
             total_steps=6,
             epoch=0.1,
@@ -90,22 +86,41 @@ def test_a_resumed_attempt_replaces_later_steps_and_extra_numbers_become_curves(
             elapsed_s=elapsed,
             eta_s=None,
             rss_mib=500.0,
-            rewards_margin=0.1 * n,
-            rewards_accuracy=0.5,
+        )
+
+    def preference(n, split, margin, accuracy):
+        return Preference(
+            step=n,
+            split=split,
+            rewards_chosen=margin / 2,
+            rewards_rejected=-margin / 2,
+            reward_margin=margin,
+            reward_accuracy=accuracy,
         )
 
     events = [
         AttemptStarted(attempt=1),
         step(1, 1.0),
+        preference(1, "train", 0.1, 0.5),
         step(2, 2.0),
+        preference(2, "train", 0.2, 0.5),
         step(3, 3.0),
         Eval(step=3, epoch=0.1, eval_loss=0.9, best_eval_loss=0.9, patience_left=None),
+        preference(3, "eval", 0.25, 0.6),
         AttemptStarted(attempt=2, start_step=2),
         step(3, 1.5),
+        preference(3, "train", 0.3, 0.75),
         step(4, 2.5),
+        preference(4, "train", 0.4, 1.0),
     ]
     row, curves = CompareRow("r", "finished"), RunCurves("r")
     _fold_events(events, row, curves)
-    assert curves.series["loss"].x == [1, 2, 3, 4] and curves.series["rewards_margin"].y[-1] == 0.4
+    assert curves.series["loss"].x == [1, 2, 3, 4] and curves.series["reward_margin"].y == [0.1, 0.2, 0.3, 0.4]
     assert curves.series["eval_loss"].x == [] and row.best_eval_loss is None  # its step was replaced
+    assert curves.series["eval_reward_accuracy"].x == []
     assert curves.tokens_at == {1: 100, 2: 200, 3: 350, 4: 450}  # tokens/s x the time since the previous step
+    table = dict(Comparison([row], [curves], []).table())  # the held-out values went with their attempt
+    assert table["reward_accuracy"] == ["100% (train)"] and table["reward_margin"] == ["+0.400 (train)"]
+    curves.series["eval_reward_accuracy"].add(4, 0.8)
+    _fold_events([], row, curves)
+    assert dict(Comparison([row], [curves], []).table())["reward_accuracy"] == ["80% (eval)"]
