@@ -127,6 +127,11 @@ class T:
     samples = Text("Samples", "样本")
     export = Text("Export", "导出")
     recipe_filled = Text("Filled in", "已填入")
+    recipe_kept = Text("Kept the values you changed: {fields}.", "保留了你修改过的值：{fields}。")
+    recipe_datasets_replaced = Text(
+        "The datasets chosen before cannot train stage {stage}: chose {datasets} instead.",
+        "之前选择的数据集不能用于 {stage} 阶段训练，已改为 {datasets}。",
+    )
     # adding a dataset from the browser
     add_dataset = Text("Add a dataset", "添加数据集")
     add_dataset_note = Text(

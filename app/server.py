@@ -18,15 +18,22 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "200")
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from app import adapter_picker, chat_tab, compare_tab, eval_tab, export_tab, run_monitor, train_tab  # noqa: E402
+from app import (  # noqa: E402
+    adapter_picker,
+    chat_tab,
+    compare_tab,
+    eval_tab,
+    export_tab,
+    recipe_fill,
+    run_monitor,
+    train_tab,
+)
 from app.form import ConfigForm  # noqa: E402
 from app.i18n import LANGUAGES, Labels, T  # noqa: E402
 from app.login_throttle import LoginThrottle  # noqa: E402
 from app.page import Page  # noqa: E402
 from studio.api import Studio  # noqa: E402
 from studio.config import MODEL_PRESETS, RunConfig  # noqa: E402
-from studio.config.recipes import RECIPE_SECTIONS, recipe_for, with_recipe  # noqa: E402
-from studio.errors import StudioError  # noqa: E402
 
 CSS = """
 .qs-header h1 { margin: 0; font-size: 1.6rem; }
@@ -54,6 +61,7 @@ class StudioPage:
 
     demo: gr.Blocks
     page: Page
+    recipes: recipe_fill.RecipeFill
     train: train_tab.TrainTab
     evaluate: eval_tab.EvalTab
     chat: chat_tab.ChatTab
@@ -74,10 +82,10 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
                 gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language"),
                 T.language,
             )
-            model = page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
+            page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
             page.form.add("quantization.method", scale=1)
             page.form.add("model.chat_template", scale=1)
-        recipe_note = gr.Markdown(elem_id="qs-recipe-note")
+        recipes = recipe_fill.layout()
         with gr.Tabs() as tabs:  # tab ids let a handler switch tabs (Compare opens an adapter in Chat or Evaluate)
             with page.labels.add(gr.Tab(T.tab_train("en"), id="train", elem_id="qs-tab-train"), T.tab_train):
                 train = train_tab.layout(page)
@@ -109,12 +117,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
             queue=False,
         )
         _wire_language(page, language, header, train)
-        model.input(
-            lambda v: _fill_recipe(page, v, recipe_note),
-            {page.lang} | page.form.inputs,
-            [recipe_note, *page.form.outputs],
-            api_visibility="private",
-        )
+        recipe_fill.wire(page, recipes)
         for tab, picker in ((eval_page, evaluate.picker), (chat_page, chat.picker), (export_page, export.picker)):
             # a tab's adapter list is read when the tab is opened: fresh there, and page loads stay cheap
             tab.select(
@@ -124,8 +127,16 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
                 api_visibility="private",
                 queue=False,
             )
+        init_adapter = page.form.controls["lora.init_adapter"].component
         demo.load(lambda: _on_load(studio), None, train.monitor.runs, api_name="page_load", queue=False)
-        pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown]
+        demo.load(  # what the files hold now, not what they held when the server built the page
+            lambda folder, lng: (gr.update(choices=studio.dataset_names(folder)), adapter_picker.choices(studio, lng)),
+            [train.dataset_dir, page.lang],
+            [train.datasets, init_adapter],
+            api_visibility="private",
+            queue=False,
+        )
+        pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown, init_adapter]
         train.monitor.catalog.change(
             lambda run, lng: _refresh_lists(studio, run, lng),
             [train.monitor.runs, page.lang],
@@ -133,7 +144,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
             api_visibility="private",
             queue=False,
         )
-    return StudioPage(demo, page, train, evaluate, chat, export, compare)
+    return StudioPage(demo, page, recipes, train, evaluate, chat, export, compare)
 
 
 def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: train_tab.TrainTab) -> None:
@@ -149,28 +160,6 @@ def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: t
     )
 
 
-def _fill_recipe(page: Page, values, note: gr.Markdown) -> dict:
-    """A model picked by the user brings its recipe into the form (and the page says which)."""
-    lang, form = values[page.lang], page.form
-    try:
-        config = form.read(values)
-    except StudioError:  # a half-edited form: start the recipe from the defaults instead
-        config = form.defaults.model_copy(
-            update={
-                "model": form.defaults.model.model_copy(
-                    update={"name_or_path": values[form.controls["model.name_or_path"].component]}
-                )
-            }
-        )
-    recipe = recipe_for(config.model.name_or_path)
-    if recipe is None:
-        return {note: ""}
-    filled = form.values_of(with_recipe(config, recipe))
-    changed = {c.component: filled[c.component] for p, c in form.controls.items() if p.split(".")[0] in RECIPE_SECTIONS}
-    summary = recipe.summary_zh if lang == "zh" else recipe.summary
-    return {note: f"{T.recipe_filled(lang)} {summary} (`examples/{recipe.file.name}`)", **changed}
-
-
 def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:
     """Runs started, ended or gone: every list follows, the chosen run stays chosen.
 
@@ -179,7 +168,7 @@ def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:
     choices = run_monitor.run_choices(studio)
     runs = gr.update(choices=choices) if run_id in choices else gr.update(choices=choices, value=studio.default_run())
     adapters = adapter_picker.choices(studio, lang)
-    return [runs, adapters, adapters, adapters]
+    return [runs, adapters, adapters, adapters, adapters]
 
 
 def _on_load(studio: Studio):

@@ -49,6 +49,9 @@ ELSEWHERE = {
     "training.stage",
     "training.devices",
 }
+# fields whose value is usually one of the workspace's things: a list to pick from (typing still works),
+# filled when the page loads and whenever runs start or end
+CHOICES = {"lora.init_adapter": {"choices": []}}
 LATEST = "latest"
 PER_ROW = 4
 
@@ -167,7 +170,7 @@ def _parameters(form: ConfigForm, labels: Labels) -> None:
             for start in range(0, len(paths), PER_ROW):  # rows of equal width: long help texts stay readable
                 with gr.Row(equal_height=True):
                     for path in paths[start : start + PER_ROW]:
-                        form.add(path, min_width=200)
+                        form.add(path, min_width=200, **CHOICES.get(path, {}))
                     for _ in range(PER_ROW - len(paths[start : start + PER_ROW])):
                         gr.HTML(min_height=0)  # keeps the last row's fields as wide as the others
 

@@ -150,15 +150,30 @@ class Studio:
 
     def dataset_names(self, dataset_dir: str) -> list[str]:
         """Names in the folder's registry; empty when it has none (the preview says why)."""
+        registry = self._registry(dataset_dir)
+        return sorted(registry) if registry is not None else []
+
+    def dataset_stages(self, dataset_dir: str) -> dict[str, str]:
+        """The training stage each usable dataset of the folder's registry is for (sft, dpo, kto or pt)."""
+        from studio.data.prepare import STAGE_KINDS
+
+        stage_of = {kind: stage for stage, kind in STAGE_KINDS.items()}
+        registry = self._registry(dataset_dir)
+        specs = registry.specs.items() if registry is not None else ()
+        return {name: stage_of[spec.kind] for name, spec in specs if spec.unsupported() is None}
+
+    def _registry(self, dataset_dir: str):
+        """The folder's registry (from the page: a folder in the workspace), or None when there is none to read."""
         from studio.data.registry import load_registry
         from studio.paths import resolve_dataset_dir
 
         try:
+            folder = resolve_dataset_dir(dataset_dir, self.workspace.root if self.workspace else None)
             if self.workspace:
-                self.workspace.path(resolve_dataset_dir(dataset_dir, self.workspace.root), "data.dataset_dir")
-            return sorted(load_registry(resolve_dataset_dir(dataset_dir)))
+                folder = self.workspace.path(folder, "data.dataset_dir")
+            return load_registry(folder)
         except StudioError:
-            return []
+            return None
 
     def preview(self, config: RunConfig, rows: int = 10, tokens: bool = True, progress: Callable = lambda report: None):
         """(Preview, note): token statistics when the model's tokenizer loads, else the rows alone and why.

@@ -28,16 +28,17 @@ def _value_at(config, path: str):
 def test_every_field_round_trips_through_save_reload_and_load(open_page, layout, studio, shoot):
     page = open_page("Train")
     form = layout.page.form
-    model = form.controls["model.name_or_path"]
-    new_model = changed_value(model, form.default(model.path))
+    model, stage = form.controls["model.name_or_path"], form.controls["training.stage"]
+    new_model, new_stage = changed_value(model, form.default(model.path)), changed_value(stage, "sft")
     set_value(page, model, new_model)  # a model picked by the user brings its recipe: the other fields start from it
-    page.locator("#qs-recipe-note").get_by_text("Filled in").wait_for(timeout=30_000)
-    baseline = with_recipe(
-        form.defaults.model_copy(update={"model": form.defaults.model.model_copy(update={"name_or_path": new_model})})
-    )
-    expected = {model.path: new_model}
+    page.locator("#qs-recipe-note").get_by_text("tutorial recipe").wait_for(timeout=30_000)
+    reveal(page, stage.component)
+    set_value(page, stage, new_stage)  # and so does a stage
+    page.locator("#qs-recipe-note").get_by_text(f"qwen1.5-1.8b-chat-{new_stage}.yaml").wait_for(timeout=30_000)
+    baseline = with_recipe(form.defaults.with_overrides({model.path: new_model, stage.path: new_stage}))
+    expected = {model.path: new_model, stage.path: new_stage}
     for path, control in form.controls.items():
-        if path == model.path:
+        if path in expected:
             continue
         value = changed_value(control, _value_at(baseline, path))
         expected[path] = shown(control, value)
