@@ -87,6 +87,10 @@ class T:
     )
     started_run = Text("Started run", "已开始训练")
     abort_sent = Text("Asked the run to save a checkpoint and stop.", "已请求保存检查点并停止训练。")
+    abort_cancelled = Text(
+        "Cancelled: the queued run left the queue without starting.", "已取消：排队中的训练未启动即离开队列。"
+    )
+    abort_ended = Text("This run has already ended.", "这次训练已经结束。")
     saved = Text("Saved", "已保存")
     loaded = Text("Loaded", "已加载")
     rows = Text("rows", "条")
@@ -163,6 +167,7 @@ class T:
     state_finished = Text("finished", "已完成")
     state_failed = Text("failed", "失败")
     state_aborted = Text("aborted", "已中止")
+    state_cancelled = Text("cancelled", "已取消")
     state_unreadable = Text("unreadable", "无法读取")
     state_missing = Text("missing", "不存在")
     phase_loading_model = Text("loading the model", "加载模型")

@@ -45,7 +45,7 @@ CSS = """
 .qs-running, .qs-starting { background: #dbeafe; color: #1e40af; }
 .qs-finished { background: #dcfce7; color: #166534; }
 .qs-failed, .qs-missing, .qs-unreadable { background: #fee2e2; color: #991b1b; }
-.qs-aborted { background: #fef3c7; color: #92400e; }
+.qs-aborted, .qs-cancelled { background: #fef3c7; color: #92400e; }
 .qs-phase { color: var(--body-text-color-subdued); font-size: 0.85rem; }
 .qs-bar { height: 12px; background: #e5e7eb; border-radius: 6px; overflow: hidden; }
 .qs-fill { height: 100%; background: linear-gradient(90deg, #6366f1, #22c55e); transition: width 0.6s; }

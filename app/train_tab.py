@@ -319,10 +319,10 @@ def _abort(page: Page, run_id: str | None, lang: str) -> str:
     if not run_id:
         return T.no_run(lang)
     try:
-        page.studio.abort(run_id)
+        outcome = page.studio.abort(run_id)
     except Exception as error:
         return problem(error, lang)
-    return T.abort_sent(lang)
+    return {"stopping": T.abort_sent, "cancelled": T.abort_cancelled, "ended": T.abort_ended}[outcome](lang)
 
 
 def _resume(page: Page, run_id: str | None, checkpoint, lang: str):

@@ -19,7 +19,7 @@ from studio.devices import devices_value
 from studio.errors import PathNotAllowed, StudioError
 from studio.monitoring import HistoryCache, RunHistory
 from studio.run_folder import RunStatus, checkpoint_step
-from studio.service import ResumePlan, TrainingService
+from studio.service import AbortOutcome, ResumePlan, TrainingService
 from studio.text import Bilingual
 from studio.workspace import Workspace
 
@@ -102,8 +102,9 @@ class Studio:
         self._histories.forget(run_id)
         return plan
 
-    def abort(self, run_id: str) -> None:
-        self.service.abort(run_id)
+    def abort(self, run_id: str) -> AbortOutcome:
+        """"stopping" (the run checkpoints and stops), "cancelled" (a queued run left the queue) or "ended"."""
+        return self.service.abort(run_id)
 
     def runs(self) -> list[RunStatus]:
         return self.service.list_runs()

@@ -289,8 +289,12 @@ def _compare(args) -> int:
 
 
 def _abort(args) -> int:
-    _studio(args.runs_dir).abort(args.run_id)
-    print(f"Asked run {args.run_id} to checkpoint and stop.")
+    said = {
+        "stopping": f"Asked run {args.run_id} to checkpoint and stop.",
+        "cancelled": f"Cancelled run {args.run_id}: it left the queue without starting.",
+        "ended": f"Run {args.run_id} has already ended.",
+    }
+    print(said[_studio(args.runs_dir).abort(args.run_id)])
     return 0
 
 

@@ -28,8 +28,8 @@ from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.events import TERMINAL, AttemptStarted, Event, Log, dump_event, parse_event
 
-RunState = Literal["queued", "starting", "running", "finished", "failed", "aborted", "unreadable"]
-FINAL_STATES = ("finished", "failed", "aborted")
+RunState = Literal["queued", "starting", "running", "finished", "failed", "aborted", "cancelled", "unreadable"]
+FINAL_STATES = ("finished", "failed", "aborted", "cancelled")  # cancelled: left the queue without ever starting
 ENDED_STATES = FINAL_STATES + ("unreadable",)  # nothing more will happen without the user
 CHECKPOINT_STATE = "state.json"  # written last into a checkpoint: its presence marks a complete one
 RESERVE_BYTES = 64 * 1024  # a failed event with its traceback and a status.json, several times over

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from studio.allocator import with_worker_allocator
 from studio.config import RunConfig
@@ -42,6 +43,7 @@ from studio.worker import WRITE_FAILED_EXIT, end_message
 ABORT_GRACE_S = 60.0
 QUEUE_POLL_S = 2.0
 ATTEMPT_MARK = b"--- qlora-studio: a new attempt starts here ---"
+AbortOutcome = Literal["stopping", "cancelled", "ended"]  # asked to checkpoint and stop; left the queue; over already
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain folder name: never a path out of runs_dir
 
 
@@ -329,14 +331,15 @@ class TrainingService:
 
     # -- stopping -------------------------------------------------------------------
 
-    def abort(self, run_id: str, grace_s: float = ABORT_GRACE_S) -> None:
-        """Ask the worker to checkpoint and stop (SIGTERM); kill it if it has not ended after `grace_s`."""
+    def abort(self, run_id: str, grace_s: float = ABORT_GRACE_S) -> AbortOutcome:
+        """Ask the worker to checkpoint and stop (SIGTERM); kill it if it has not ended after `grace_s`.
+        A queued run is cancelled instead: it leaves the queue without ever starting."""
         folder = self._folder(run_id)
         status = self.status(run_id)
         if status.state in FINAL_STATES:
-            return
+            return "ended"
         if status.state == "queued" and self._cancel_queued(folder):
-            return
+            return "cancelled"
         status = self.status(run_id)  # it may have started meanwhile
         self._abort_requested.add(run_id)
         try:  # for every other service, too (a restarted server, the CLI): a worker killed early was aborted
@@ -349,6 +352,7 @@ class TrainingService:
         else:
             _signal(status.pid, signal.SIGTERM)
         threading.Thread(target=self._escalate, args=(folder, status, grace_s), daemon=True).start()
+        return "stopping"
 
     def _cancel_queued(self, folder: RunFolder) -> bool:
         """A queued run leaves the queue without ever starting; False when it has started meanwhile."""
@@ -356,7 +360,7 @@ class TrainingService:
             current = folder.read_status()
             if current is None or current.state != "queued":
                 return False
-            folder.write_status(current.model_copy(update={"state": "aborted", "message": "cancelled while queued"}))
+            folder.write_status(current.model_copy(update={"state": "cancelled", "message": "cancelled while queued"}))
         return True
 
     def _escalate(self, folder: RunFolder, status: RunStatus, grace_s: float) -> None:

@@ -27,7 +27,7 @@ def resolve_model_path(config: ModelConfig, progress=print) -> str:
         return source.name  # transformers resolves it from the cache or the hub
     if not source.path.exists():
         raise ModelLoadError(
-            f"Model folder {config.name_or_path} does not exist. Give a folder saved with save_pretrained, or a hub id "
+            f"Model folder {config.name_or_path} not found. Give a folder saved with save_pretrained, or a hub id "
             "(owner/name)."
         )
     if not (source.path / "config.json").is_file():

@@ -120,7 +120,8 @@ def test_a_busy_start_offers_queue_and_a_queued_run_can_be_cancelled(training, s
     assert not queue.is_visible()
     shoot(page, "06-queued")
     page.locator("#qs-abort").click()  # a queued run is cancelled: it never starts
-    _wait(page, lambda: "aborted" in page.locator("#qs-progress").inner_text(), timeout=60, what="cancelled")
+    page.get_by_text("the queued run left the queue without starting").wait_for(timeout=30_000)
+    _wait(page, lambda: "cancelled" in page.locator("#qs-progress").inner_text(), timeout=60, what="cancelled")
     assert _training_run(studio.root / "runs") == running  # the run that trains went on
     page.locator("#qs-runs input").click()  # back to the run that trains
     page.get_by_role("option", name=running, exact=True).click()

@@ -23,18 +23,18 @@ def test_a_queued_run_waits_survives_a_restart_and_starts_when_the_device_frees(
     assert status.state == "queued" and status.queue_position == 1
     assert "queued #1" in status.message and busy in status.message  # what it waits for
     assert first.status(later).queue_position == 2
-    first.abort(later)  # cancelled while queued: it never starts
-    assert first.status(later).state == "aborted" and first.status(later).message == "cancelled while queued"
+    assert first.abort(later) == "cancelled"  # cancelled while queued: it never starts
+    assert first.status(later).state == "cancelled" and first.status(later).message == "cancelled while queued"
     assert first.dispatch_queue() == []  # the device is still busy
 
     # the service that queued it is gone (a server restart); a new one keeps the queue
     second = TrainingService(tmp_path / "runs", locks=locks)
     second.keep_queue(poll_s=0.5)
     assert second.status(waiting).state == "queued"
-    second.abort(busy)
+    assert second.abort(busy) == "stopping"
     assert second.wait(busy, timeout=120).state == "aborted"
     assert second.wait(waiting, timeout=300).state == "finished"
-    assert second.status(later).state == "aborted"
+    assert second.status(later).state == "cancelled" and second.abort(later) == "ended"
     assert second.queued() == []
 
 

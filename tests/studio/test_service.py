@@ -157,7 +157,7 @@ def test_a_second_run_on_a_busy_device_is_refused(service, tiny_config):
     [
         ({"data.datasets": "[no_such_set]"}, DataError, "Unknown dataset 'no_such_set'"),
         ({"data.dataset_dir": "/nonexistent/data"}, DataError, "Dataset folder not found"),
-        ({"model.name_or_path": "/nonexistent/model"}, ModelLoadError, "not found or has no config.json"),
+        ({"model.name_or_path": "/nonexistent/model"}, ModelLoadError, "Model folder /nonexistent/model not found"),
         ({"training.resume_from_checkpoint": "/nonexistent/ckpt"}, CheckpointError, "not a complete checkpoint"),
     ],
 )
