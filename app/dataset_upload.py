@@ -22,7 +22,7 @@ UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".parquet", ".txt"]
 
 @dataclass
 class DatasetUpload:
-    file: gr.File
+    file: gr.UploadButton
     proposal: gr.Markdown
     name: gr.Textbox
     entry: gr.Code
@@ -37,9 +37,13 @@ def layout(labels: Labels, upload_limit_mib: int) -> DatasetUpload:
         note = T.add_dataset_note.filled(limit=upload_limit_mib)
         labels.add(gr.Markdown(note("en")), note, "value")
         with gr.Row():
-            file = labels.add(
-                gr.File(label=T.upload_file("en"), file_types=UPLOAD_TYPES, scale=2, elem_id="qs-upload"), T.upload_file
-            )
+            # a button rather than Gradio's drop zone: the zone's own words follow the browser's language, not the
+            # page's (an English browser showed "Drop File Here" in 中文); the file input sits inside qs-upload
+            with gr.Column(scale=2, elem_id="qs-upload"):
+                file = labels.add(
+                    gr.UploadButton(T.upload_file("en"), file_types=UPLOAD_TYPES, variant="secondary"),
+                    T.upload_file,
+                )
             with gr.Column(scale=3):
                 proposal = gr.Markdown(elem_id="qs-upload-proposal")
                 name = labels.add(gr.Textbox(label=T.dataset_name("en"), elem_id="qs-upload-name"), T.dataset_name)
@@ -72,7 +76,9 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
             found = studio.detect_dataset(path)
         except Exception as error:
             return problem(error, lng), "", "", ""
-        summary = T.detected(lng, format=found.format, rows=found.num_rows, columns=", ".join(found.columns))
+        summary = f"`{found.file_name}`: " + T.detected(
+            lng, format=found.format, rows=found.num_rows, columns=", ".join(found.columns)
+        )
         note = f"\n\n_{found.note}_" if found.note else ""
         return summary + note, _default_name(found.file_name), json.dumps(found.entry, ensure_ascii=False, indent=2), ""
 

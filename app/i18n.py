@@ -148,7 +148,7 @@ class T:
         "dataset_info.json "
         "条目：请检查或修改，填写数据集名称后注册。文件会保存到上方的数据目录，并立即预览。",
     )
-    upload_file = Text("Data file", "数据文件")
+    upload_file = Text("Choose a data file…", "选择数据文件…")
     dataset_name = Text("Dataset name", "数据集名称")
     dataset_entry = Text("Entry for dataset_info.json", "dataset_info.json 条目")
     register_dataset = Text("Register and preview", "注册并预览")

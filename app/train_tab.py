@@ -209,6 +209,12 @@ def wire(page: Page, tab: TrainTab) -> None:
         tab.checkpoint,
         api_visibility="private",
     )
+    lang.change(  # "newest that loads" in the page's language; the chosen checkpoint stays chosen
+        lambda run, lng, chosen: _checkpoint_choices(page, run, lng, chosen),
+        [tab.monitor.runs, lang, tab.checkpoint],
+        tab.checkpoint,
+        api_visibility="private",
+    )
 
 
 def _wire_run_controls(page: Page, tab: TrainTab) -> None:
@@ -336,7 +342,7 @@ def _resume(page: Page, run_id: str | None, checkpoint, lang: str):
     return f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}"
 
 
-def _checkpoint_choices(page: Page, run_id: str | None, lang: str):
+def _checkpoint_choices(page: Page, run_id: str | None, lang: str, chosen: str = LATEST):
     steps = []
     if run_id:
         try:
@@ -344,4 +350,4 @@ def _checkpoint_choices(page: Page, run_id: str | None, lang: str):
         except (StudioError, OSError):  # an unreadable run has no checkpoints to offer; the monitor says why
             steps = []
     choices = [(T.latest_checkpoint(lang), LATEST)] + [(f"checkpoint-{step}", str(step)) for step in steps]
-    return gr.update(choices=choices, value=LATEST)
+    return gr.update(choices=choices, value=chosen if chosen in {value for _, value in choices} else LATEST)

@@ -58,7 +58,7 @@ def describe_validation_error(error: ValidationError, line_of: callable | None =
         path = prefix + ".".join(loc)
         line = line_of(loc) if line_of else None
         where = f" (line {line})" if line else ""
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")  # a validator's own sentence needs no prefix
         if item["type"] == "extra_forbidden":
             message = "unknown field; check the spelling against `qlora-studio train --help`"
         elif "input" in item and not isinstance(item["input"], (dict, list)):

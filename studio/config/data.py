@@ -19,7 +19,6 @@ class DataConfig(Section):
         "Dataset names from dataset_info.json, mixed together.",
         zh="数据集",
         zh_help="dataset_info.json 中的数据集名称，混合使用。",
-        min_length=1,
     )
     max_samples: int | None = field(
         None,
@@ -61,4 +60,4 @@ class DataConfig(Section):
     @field_validator("datasets")
     @classmethod
     def _strip_names(cls, names: list[str]) -> list[str]:
-        return clean_names(names, "name at least one dataset from dataset_info.json")
+        return clean_names(names, "choose at least one dataset (the Datasets list of the Train tab, from dataset_info.json)")
