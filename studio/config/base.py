@@ -39,37 +39,66 @@ def field(default: Any, help: str, *, zh: str, zh_help: str, advanced: bool = Fa
     )
 
 
+_SOURCES_ZH = {"the form": "表单", "command-line overrides": "命令行参数"}
+
+
+class FieldProblem(ValueError):
+    """A validator's refusal in both languages: pydantic keeps the exception in its error's context."""
+
+    def __init__(self, en: str, zh: str):
+        super().__init__(en)
+        self.zh = zh
+
+
 class ConfigError(StudioError):
     """A config that cannot be used; the message names each bad field and what it accepts."""
 
-    def __init__(self, problems: list[str], source: str | None = None):
+    def __init__(self, problems: list[str], source: str | None = None, problems_zh: list[str] | None = None):
         self.problems = problems
         self.source = source
         where = f" in {source}" if source else ""
+        where_zh = f"（{_SOURCES_ZH.get(source, source)}）" if source else ""
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"Invalid configuration{where}:\n{lines}")
+        lines_zh = "\n".join(f"  - {p}" for p in problems_zh or problems)
+        super().__init__(f"Invalid configuration{where}:\n{lines}", f"配置无效{where_zh}：\n{lines_zh}")
+
+    @classmethod
+    def of(cls, error: ValidationError, source: str | None = None, line_of=None) -> ConfigError:
+        return cls(
+            describe_validation_error(error, line_of), source, describe_validation_error(error, line_of, lang="zh")
+        )
 
 
-def describe_validation_error(error: ValidationError, line_of: callable | None = None, prefix: str = "") -> list[str]:
-    """One line per problem: dotted field path, optional YAML line, pydantic's reason, the bad value."""
+def describe_validation_error(
+    error: ValidationError, line_of: callable | None = None, prefix: str = "", lang: str = "en"
+) -> list[str]:
+    """One line per problem: dotted field path, optional YAML line, the reason, the bad value. In Chinese (`lang`
+    zh) where the validator said it in both languages (FieldProblem); pydantic's own reasons stay English."""
     problems = []
     for item in error.errors():
         loc = tuple(str(part) for part in item["loc"])
         path = prefix + ".".join(loc)
         line = line_of(loc) if line_of else None
-        where = f" (line {line})" if line else ""
+        where = (f"（第 {line} 行）" if lang == "zh" else f" (line {line})") if line else ""
         message = item["msg"].removeprefix("Value error, ")  # a validator's own sentence needs no prefix
+        said = item.get("ctx", {}).get("error")
+        if lang == "zh" and isinstance(said, FieldProblem):
+            message = said.zh
         if item["type"] == "extra_forbidden":
-            message = "unknown field; check the spelling against `qlora-studio train --help`"
+            message = (
+                "未知字段；请对照 `qlora-studio train --help` 检查拼写"
+                if lang == "zh"
+                else "unknown field; check the spelling against `qlora-studio train --help`"
+            )
         elif "input" in item and not isinstance(item["input"], (dict, list)):
-            message += f" (got {item['input']!r})"
+            message += f"（输入为 {item['input']!r}）" if lang == "zh" else f" (got {item['input']!r})"
         problems.append(f"{path}{where}: {message}")
     return problems
 
 
-def clean_names(names: list[str], empty_message: str) -> list[str]:
+def clean_names(names: list[str], empty: FieldProblem) -> list[str]:
     """Strip blanks from a list of names typed by a person; refuse a list left empty."""
     cleaned = [name.strip() for name in names if name.strip()]
     if not cleaned:
-        raise ValueError(empty_message)
+        raise empty
     return cleaned

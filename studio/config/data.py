@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from studio.config.base import Section, clean_names, field
+from studio.config.base import FieldProblem, Section, clean_names, field
 
 
 class DataConfig(Section):
@@ -60,4 +60,10 @@ class DataConfig(Section):
     @field_validator("datasets")
     @classmethod
     def _strip_names(cls, names: list[str]) -> list[str]:
-        return clean_names(names, "choose at least one dataset (the Datasets list of the Train tab, from dataset_info.json)")
+        return clean_names(
+            names,
+            FieldProblem(
+                "choose at least one dataset (the Datasets list of the Train tab, from dataset_info.json)",
+                "请至少选择一个数据集（训练页的“数据集”列表，来自 dataset_info.json）",
+            ),
+        )

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from studio.config.base import Section, field
+from studio.config.base import FieldProblem, Section, field
 
 
 class DistributedConfig(Section):
@@ -61,5 +61,8 @@ class DistributedConfig(Section):
     @model_validator(mode="after")
     def _node_in_range(self) -> DistributedConfig:
         if self.node_rank >= self.nnodes:
-            raise ValueError(f"node_rank {self.node_rank} must be below nnodes ({self.nnodes})")
+            raise FieldProblem(
+                f"node_rank {self.node_rank} must be below nnodes ({self.nnodes})",
+                f"node_rank {self.node_rank} 必须小于 nnodes（{self.nnodes}）",
+            )
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from studio.config.base import Section, clean_names, field
+from studio.config.base import FieldProblem, Section, clean_names, field
 
 
 class LoraConfig(Section):
@@ -64,4 +64,6 @@ class LoraConfig(Section):
     @field_validator("target_modules")
     @classmethod
     def _strip_names(cls, names: list[str]) -> list[str]:
-        return clean_names(names, "give at least one module name, or ['all']")
+        return clean_names(
+            names, FieldProblem("give at least one module name, or ['all']", "请至少填写一个模块名，或 ['all']")
+        )

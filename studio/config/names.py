@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from studio.config.base import FieldProblem
+
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODEL = f"{EMBEDDED_PREFIX}SmolLM2-135M-Instruct"
 
@@ -40,9 +42,15 @@ def is_hub_id(text: str, *, owner_required: bool = False) -> bool:
 def check_model_name(name: str) -> str:
     """The spelling alone (no disk access), for config validation: a wrong embedded name or control characters."""
     if _CONTROL.search(name):
-        raise ValueError("a model name or path cannot hold control characters (line breaks, tabs, NUL)")
+        raise FieldProblem(
+            "a model name or path cannot hold control characters (line breaks, tabs, NUL)",
+            "模型名称或路径不能包含控制字符（换行、制表符、NUL）",
+        )
     if name.startswith(EMBEDDED_PREFIX) and name != EMBEDDED_MODEL:
-        raise ValueError(f"the only embedded model is {EMBEDDED_MODEL}; give a hub id (owner/name) or a folder")
+        raise FieldProblem(
+            f"the only embedded model is {EMBEDDED_MODEL}; give a hub id (owner/name) or a folder",
+            f"内置模型只有 {EMBEDDED_MODEL}；请填写 Hub 模型 ID（owner/name）或本地目录",
+        )
     return name
 
 

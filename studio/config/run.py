@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from studio.config.base import ConfigError, Section, describe_validation_error, field
+from studio.config.base import ConfigError, Section, field
 from studio.config.data import DataConfig
 from studio.config.distributed import DistributedConfig
 from studio.config.evaluation import EvaluationConfig
@@ -50,7 +50,7 @@ class RunConfig(Section):
         try:
             return cls.model_validate(values)
         except ValidationError as error:
-            raise ConfigError(describe_validation_error(error, line_of), source) from None
+            raise ConfigError.of(error, source, line_of) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from studio.config.base import AutoOnOff, Section, field
+from studio.config.base import AutoOnOff, FieldProblem, Section, field
 
 # Compiling the layers costs about a minute and then trains 2-2.5x faster on a GPU: with eager
 # steps at ~6k tokens/s (Qwen1.5-1.8B shape, H100) it pays off after about 1M tokens.
@@ -231,15 +231,19 @@ class TrainingConfig(Section):
         # a count arrives from YAML or a command line as a number
         value = str(value).strip().lower().replace(" ", "")
         if not DEVICES.match(value):
-            raise ValueError("use auto, cpu, cuda, cuda:0,1 (GPU numbers) or a process count such as 2")
+            raise FieldProblem(
+                "use auto, cpu, cuda, cuda:0,1 (GPU numbers) or a process count such as 2",
+                "请填写 auto、cpu、cuda、cuda:0,1（GPU 编号）或进程数（如 2）",
+            )
         return value
 
     @model_validator(mode="after")
     def _metric_fits_stage(self) -> TrainingConfig:
         if self.best_metric != "eval_loss" and self.stage not in PREFERENCE_STAGES:
-            raise ValueError(
+            raise FieldProblem(
                 f"best_metric {self.best_metric} is measured in the dpo and kto stages only; use eval_loss for stage "
-                f"{self.stage}"
+                f"{self.stage}",
+                f"best_metric {self.best_metric} 只在 dpo 和 kto 阶段计算；{self.stage} 阶段请使用 eval_loss",
             )
         return self
 

@@ -39,6 +39,13 @@ KIND_NAMES = {
     "kto": "answers marked desirable or not (kto_tag)",
     "text": "plain text for pretraining (no answers)",
 }
+STAGE_NAMES_ZH = {"sft": "监督微调", "dpo": "DPO", "kto": "KTO", "pt": "继续预训练"}
+KIND_NAMES_ZH = {
+    "sft": "对话（问题与回答）",
+    "pairwise": "偏好对（chosen/rejected 回答）",
+    "kto": "标注为可取或不可取的回答（kto_tag）",
+    "text": "用于预训练的纯文本（无回答）",
+}
 _STAGE_FOR_KIND = {kind: stage for stage, kind in STAGE_KINDS.items()}
 
 
@@ -65,7 +72,10 @@ def check_stage(spec: DatasetSpec, stage: str) -> None:
     raise DataError(
         f"Dataset '{spec.name}' cannot be used for {STAGE_NAMES[stage]} (training.stage: {stage}): it holds "
         f"{KIND_NAMES[spec.kind]}, and {stage} trains on {KIND_NAMES[wanted]}. Choose training.stage: {fits} for it, "
-        f"or a dataset of {KIND_NAMES[wanted].split(' (')[0]}."
+        f"or a dataset of {KIND_NAMES[wanted].split(' (')[0]}.",
+        f"数据集 '{spec.name}' 不能用于{STAGE_NAMES_ZH[stage]}（training.stage: {stage}）：它包含"
+        f"{KIND_NAMES_ZH[spec.kind]}，而 {stage} 需要{KIND_NAMES_ZH[wanted]}。请为它选择 training.stage: {fits}，"
+        f"或选择{KIND_NAMES_ZH[wanted].split('（')[0]}类的数据集。",
     )
 
 
