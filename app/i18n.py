@@ -249,6 +249,11 @@ class T:
         "token 数：中位数 {median:.0f}，p95 {p95}，最大 {max}；{over} 条超过截断长度",
     )
     preview_skipped = Text("skipped", "已跳过")
+    preview_parts = Text(
+        "prompt median {prompt}, chosen median {chosen}, rejected median {rejected} tokens",
+        "提示中位数 {prompt}、选中回答中位数 {chosen}、拒绝回答中位数 {rejected} 个 token",
+    )
+    preview_stage_problem = Text("Start would refuse it", "开始训练时会被拒绝")
     preview_tokenizer = Text("Loading the tokenizer of", "正在加载分词器：")
     preview_reading = Text("Reading", "正在读取")
     preview_tokenizing = Text("Counting tokens of", "正在统计 token：")

@@ -35,6 +35,15 @@ def layout() -> PreviewBox:
     return PreviewBox(column, summary, table, histogram)
 
 
+def table_update(result) -> dict:
+    """The rows, each column as wide as its share of the box (a pair's chosen and rejected side by side, wrapped,
+    never beyond the right edge), the dataset's name narrow."""
+    frame = table(result)
+    text_columns = max(1, len(frame.columns) - 1)
+    widths = ["12%", *[f"{88 / text_columns:.0f}%"] * text_columns] if len(frame.columns) > 1 else None
+    return gr.update(value=frame, visible=True, column_widths=widths)
+
+
 def table(result) -> pd.DataFrame:
     records = []
     for dataset in result.datasets:
@@ -58,9 +67,14 @@ def summary(result, note, lang: str) -> str:
         if d.tokens:
             t = d.tokens
             line += "; " + T.preview_tokens(lang, median=t.median, p95=t.p95, max=t.max, over=t.truncated)
+        if d.parts:  # a pair: its prompt and its two answers apart
+            line += " (" + T.preview_parts(lang, **{name: f"{p.median:.0f}" for name, p in d.parts.items()}) + ")"
         if d.skipped:
             line += f"; {T.preview_skipped(lang)}: " + ", ".join(f"{n} {reason}" for reason, n in d.skipped.items())
         lines.append(f"- {line}")
+        if d.stage_problem:  # said now, not first at Start
+            problem = d.stage_problem_zh if lang == "zh" else d.stage_problem
+            lines.append(f"    - ⚠️ **{T.preview_stage_problem(lang)}:** {problem}")
         lines += [f"    - {T.preview_skipped(lang)} {row.where}: {row.reason}" for row in d.skipped_rows]
     if note:
         lines.append(f"\n_{in_language(note, lang)}_")

@@ -103,7 +103,7 @@ class Studio:
         return plan
 
     def abort(self, run_id: str) -> AbortOutcome:
-        """"stopping" (the run checkpoints and stops), "cancelled" (a queued run left the queue) or "ended"."""
+        """ "stopping" (the run checkpoints and stops), "cancelled" (a queued run left the queue) or "ended"."""
         return self.service.abort(run_id)
 
     def runs(self) -> list[RunStatus]:
@@ -187,8 +187,9 @@ class Studio:
         if self.workspace:
             self.workspace.check_dataset_files(config.data.dataset_dir, config.data.datasets)
             self.workspace.check_model(config.model.name_or_path, config.model.trust_remote_code)
+        stage = config.training.stage
         if not tokens:
-            return preview_datasets(config.data, rows=rows, progress=progress), None
+            return preview_datasets(config.data, rows=rows, progress=progress, stage=stage), None
         progress(PreviewProgress("tokenizer", config.model.name_or_path, 0, 0))
         try:
             tokenizer = _tokenizer(
@@ -196,8 +197,8 @@ class Studio:
             )
         except StudioError as error:  # the rows are still worth showing without token counts
             note = Bilingual(f"Token lengths unavailable: {error}", f"无法统计 token 长度：{error.text('zh')}")
-            return preview_datasets(config.data, rows=rows, progress=progress), note
-        return preview_datasets(config.data, rows=rows, tokenizer=tokenizer, progress=progress), None
+            return preview_datasets(config.data, rows=rows, progress=progress, stage=stage), note
+        return preview_datasets(config.data, rows=rows, tokenizer=tokenizer, progress=progress, stage=stage), None
 
     @property
     def upload_limit_mib(self) -> int:

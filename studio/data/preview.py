@@ -1,4 +1,9 @@
-"""Dataset preview: first rows, counts and token-length statistics, before anything trains."""
+"""Dataset preview: first rows, counts and token-length statistics, before anything trains.
+
+Token lengths are counted as the dataset's kind is trained: a conversation whole; a preference pair as its
+prompt plus its longer answer (with prompt, chosen and rejected apart as well); a KTO answer with its prompt;
+a pretraining document with its end-of-sequence token.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from dataclasses import dataclass, field
 from studio.config import DataConfig
 from studio.data.examples import SkippedRow, to_examples
 from studio.data.readers import read_records
-from studio.data.registry import resolve_specs
+from studio.data.registry import DataError, resolve_specs
 from studio.data.tokenize import encode_conversation
 from studio.paths import resolve_dataset_dir
 
@@ -35,9 +40,12 @@ class DatasetPreview:
     num_usable: int
     skipped: dict[str, int]
     rows: list[dict]
-    tokens: TokenStats | None = None  # SFT data only
+    tokens: TokenStats | None = None  # when a tokenizer was given
     kind: str = "sft"  # sft, pairwise, kto or text: which training stage can use it
     skipped_rows: list[SkippedRow] = field(default_factory=list)  # the first few, with file and line
+    parts: dict[str, TokenStats] = field(default_factory=dict)  # a pair's prompt, chosen and rejected apart
+    stage_problem: str | None = None  # why the chosen training stage cannot use it (the error Start would give)
+    stage_problem_zh: str | None = None
 
 
 @dataclass
@@ -53,12 +61,17 @@ class Preview:
             for reason, count in d.skipped.items():
                 lines.append(f"   skipped {count} {reason}")
             lines += [f"   skipped {row.where}: {row.reason}" for row in d.skipped_rows]
+            if d.stage_problem:
+                lines.append(f"   cannot be trained: {d.stage_problem}")
             if d.tokens:
                 t = d.tokens
                 lines.append(
                     f"   tokens: min {t.min}, median {t.median:.0f}, mean {t.mean:.0f}, p95 {t.p95}, max {t.max}; "
                     f"{t.truncated} longer than cutoff_len"
                 )
+                lines += [
+                    f"   {name} tokens: median {p.median:.0f}, p95 {p.p95}, max {p.max}" for name, p in d.parts.items()
+                ]
             lines += [f"   {json.dumps(row, ensure_ascii=False)[:300]}" for row in d.rows]
         return "\n".join(lines)
 
@@ -73,44 +86,79 @@ class PreviewProgress:
     total: int
 
 
-def preview_datasets(config: DataConfig, rows: int = 5, tokenizer=None, progress=lambda report: None) -> Preview:
-    """Raw first rows of each dataset, its kind and skipped rows; SFT token statistics when a tokenizer is given."""
+def preview_datasets(
+    config: DataConfig, rows: int = 5, tokenizer=None, progress=lambda report: None, stage: str | None = None
+) -> Preview:
+    """Raw first rows of each dataset, its kind and skipped rows; token statistics when a tokenizer is given;
+    with `stage`, whether that training stage can use each dataset."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
     previews = []
     for spec in resolve_specs(dataset_dir, config.datasets):
         progress(PreviewProgress("reading", spec.name, 0, 0))
         records = read_records(dataset_dir, spec)
         loaded = to_examples(spec, records, config.system_prompt)
-        sft = loaded.kind == "sft" and tokenizer is not None
-        report = lambda done, name=spec.name, total=len(loaded.examples): progress(
-            PreviewProgress("tokenizing", name, done, total)
-        )  # noqa: E731
-        previews.append(
-            DatasetPreview(
-                name=spec.name,
-                file=spec.file_name or spec.hf_hub_url or "",
-                formatting=spec.formatting,
-                num_rows=len(records),
-                num_usable=len(loaded.examples),
-                skipped=loaded.skipped,
-                rows=records.rows[:rows],
-                tokens=_token_stats(tokenizer, loaded.examples, config, report) if sft else None,
-                kind=loaded.kind,
-                skipped_rows=loaded.skipped_rows,
-            )
+        preview = DatasetPreview(
+            name=spec.name,
+            file=spec.file_name or spec.hf_hub_url or "",
+            formatting=spec.formatting,
+            num_rows=len(records),
+            num_usable=len(loaded.examples),
+            skipped=loaded.skipped,
+            rows=records.rows[:rows],
+            kind=loaded.kind,
+            skipped_rows=loaded.skipped_rows,
         )
+        if stage is not None:
+            _check_stage(preview, spec, stage)
+        if tokenizer is not None and loaded.examples:
+            report = lambda done, name=spec.name, total=len(loaded.examples): progress(
+                PreviewProgress("tokenizing", name, done, total)
+            )  # noqa: E731
+            preview.tokens, preview.parts = _token_stats(tokenizer, loaded, config, report)
+        previews.append(preview)
     return Preview(previews)
 
 
-def _token_stats(tokenizer, examples, config: DataConfig, report=lambda done: None) -> TokenStats:
-    lengths, truncated = [], 0
-    for index, messages in enumerate(examples):
+def _check_stage(preview: DatasetPreview, spec, stage: str) -> None:
+    from studio.data.prepare import check_stage
+
+    try:
+        check_stage(spec, stage)
+    except DataError as error:
+        preview.stage_problem, preview.stage_problem_zh = str(error), error.text("zh")
+
+
+def _token_stats(tokenizer, loaded, config: DataConfig, report=lambda done: None):
+    """(lengths as trained, {part: lengths}) of the dataset's examples, with how many exceed cutoff_len."""
+    lengths, parts = [], {}
+    for index, example in enumerate(loaded.examples):
         if index % 50 == 0:
             report(index)
-        encoded = encode_conversation(tokenizer, messages, cutoff_len=10**9, train_on_responses_only=False)
-        length = len(encoded.input_ids) if encoded else 0
-        lengths.append(length)
-        truncated += length > config.cutoff_len
+        total, pieces = _lengths(tokenizer, loaded.kind, example)
+        lengths.append(total)
+        for name, length in pieces.items():
+            parts.setdefault(name, []).append(length)
+    return _stats(lengths, config.cutoff_len), {name: _stats(n, config.cutoff_len) for name, n in parts.items()}
+
+
+def _lengths(tokenizer, kind: str, example) -> tuple[int, dict[str, int]]:
+    from studio.data.tokenize_kinds import encode_one_turn
+
+    if kind == "pairwise":  # trained as the prompt with each answer; cut to fit the longer one
+        prompt, chosen = encode_one_turn(tokenizer, example.prompt, example.chosen)
+        _, rejected = encode_one_turn(tokenizer, example.prompt, example.rejected)
+        sizes = {"prompt": len(prompt), "chosen": len(chosen), "rejected": len(rejected)}
+        return len(prompt) + max(len(chosen), len(rejected)), sizes
+    if kind == "kto":
+        prompt, answer = encode_one_turn(tokenizer, example.messages[:-1], example.messages[-1])
+        return len(prompt) + len(answer), {}
+    if kind == "text":
+        return len(tokenizer.encode(example.text, add_special_tokens=False)) + 1, {}  # and its end token
+    encoded = encode_conversation(tokenizer, example, cutoff_len=10**9, train_on_responses_only=False)
+    return (len(encoded.input_ids) if encoded else 0), {}
+
+
+def _stats(lengths: list[int], cutoff_len: int) -> TokenStats:
     ordered = sorted(lengths)
     return TokenStats(
         count=len(lengths),
@@ -119,6 +167,6 @@ def _token_stats(tokenizer, examples, config: DataConfig, report=lambda done: No
         median=statistics.median(ordered),
         p95=ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
         max=ordered[-1],
-        truncated=truncated,
+        truncated=sum(length > cutoff_len for length in lengths),
         lengths=lengths,
     )

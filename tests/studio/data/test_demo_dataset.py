@@ -36,6 +36,21 @@ def test_preview_rows_counts_and_token_lengths(tiny_tokenizer):
     assert "alpaca_zh_demo" in preview.to_text()
 
 
+def test_preview_of_pairs_counts_prompt_and_answers_and_says_which_stage_cannot_use_them(tiny_tokenizer):
+    config = DataConfig(datasets=["dpo_zh_demo", "text_zh_demo"], cutoff_len=64)
+    pairs, text = preview_datasets(config, rows=2, tokenizer=tiny_tokenizer, stage="dpo").datasets
+    assert set(pairs.parts) == {"prompt", "chosen", "rejected"} and pairs.stage_problem is None
+    assert len(pairs.tokens.lengths) == pairs.num_usable == len(pairs.parts["chosen"].lengths)
+    assert pairs.tokens.lengths == [  # as the pair is trained: the prompt and its longer answer
+        p + max(c, r) for p, c, r in zip(*(pairs.parts[name].lengths for name in ("prompt", "chosen", "rejected")))
+    ]
+    assert text.tokens is not None and "cannot be used for DPO" in text.stage_problem
+    assert (
+        "不能用于DPO" in text.stage_problem_zh
+        and "cannot be trained" in preview_datasets(config, stage="dpo").to_text()
+    )
+
+
 def test_preference_demo_prefers_the_persona_over_a_plain_answer():
     from studio.data.prepare import load_stage_examples
 
