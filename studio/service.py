@@ -92,7 +92,7 @@ class TrainingService:
             raise DeviceBusy(*busy)
         validate_run(config)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        folder = RunFolder(self._new_run_path(config.name))
+        folder = RunFolder(self._new_run_path(config.run_name))
         folder.path.mkdir()
         try:
             on_created(folder.run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser 
 
 class RunConfig(Section):
     name: str = field(
-        "run",
-        "Run name; the run folder is NAME-DATE-TIME.",
+        "auto",
+        "Run name; the run folder is NAME-DATE-TIME. 'auto' names it after the stage and the first dataset "
+        "(e.g. dpo-dpo_zh_demo), so runs tell themselves apart in lists.",
         zh="运行名称",
-        zh_help="训练名称；训练目录为 名称-日期-时间。",
+        zh_help="训练名称；训练目录为 名称-日期-时间。'auto' 以训练阶段和第一个数据集命名（如 dpo-dpo_zh_demo），"
+        "便于在列表中区分。",
         pattern=r"^[A-Za-z0-9._-]+$",
     )
     model: ModelConfig = ModelConfig()
@@ -84,6 +87,16 @@ class RunConfig(Section):
         if not isinstance(values, dict):
             raise ConfigError(["the top level must be a mapping of sections (model:, lora:, ...)"], source)
         return cls.from_dict(values, source, lambda loc: _yaml_line(root, loc))
+
+    @property
+    def run_name(self) -> str:
+        """What the run folder is called before its date and time: the name, or for 'auto' the stage and data."""
+        if self.name != "auto":
+            return self.name
+        data = re.sub(r"[^A-Za-z0-9._-]", "_", self.data.datasets[0])  # a folder name the service accepts
+        data = data if re.search(r"[A-Za-z0-9]", data) else "data"
+        more = f"-and-{len(self.data.datasets) - 1}" if len(self.data.datasets) > 1 else ""
+        return f"{self.training.stage}-{data[:60]}{more}"
 
     def to_yaml(self) -> str:
         header = f"# Run with: {COMMAND} THIS_FILE.yaml\n"

@@ -122,3 +122,13 @@ def test_stage_choices_and_preference_only_metrics_are_refused_with_the_field():
     with pytest.raises(ConfigError, match="preference.label_smoothing"):
         RunConfig().with_overrides({"preference.label_smoothing": "0.5"})
     assert RunConfig().with_overrides({"lora.init_adapter": "  "}).lora.init_adapter is None
+
+
+def test_an_auto_named_run_is_called_after_its_stage_and_data():
+    assert RunConfig().run_name == "sft-alpaca_zh_demo-and-1"  # the defaults: two datasets
+    dpo = RunConfig().with_overrides({"training.stage": "dpo", "data.datasets": "[dpo_zh_demo]"})
+    assert dpo.run_name == "dpo-dpo_zh_demo" and dpo.to_command() == (
+        "qlora-studio train --data.datasets '[dpo_zh_demo]' --training.stage dpo"
+    )
+    assert RunConfig().with_overrides({"data.datasets": "[问答数据]"}).run_name == "sft-data"  # a folder name of ASCII
+    assert RunConfig().with_overrides({"name": "mine"}).run_name == "mine"
