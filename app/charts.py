@@ -24,19 +24,35 @@ _COLORS = {
 }
 
 
+_HEIGHT = 320
+_TITLE_PX = 36  # the band at a chart's top that holds its title; the legend starts under it
+
+
+def _title_and_legend(title: str) -> dict:
+    """The title and the legend on their own lines above the plot, both pinned to the figure's top in pixels: a
+    legend too wide for one line wraps and plotly moves the plot down to make room, so the legend never slides
+    under the title (as it did, right-aligned beside it, on a chart half the page wide)."""
+    top = {"yref": "container", "yanchor": "top"}
+    return {
+        "title": {"text": title, "x": 0.02, "xanchor": "left", "y": 1 - 10 / _HEIGHT, "font": {"size": 15}, **top},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1 - _TITLE_PX / _HEIGHT, **top},
+    }
+
+
 def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, lang: str) -> go.Figure:
+    # automargin: plotly widens the margins to fit tick labels and axis titles, whatever their length
+    axis = {"gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8", "automargin": True}
     figure.update_layout(
-        title={"text": title, "x": 0.02, "font": {"size": 15}},
-        margin={"l": 55, "r": 15, "t": 45, "b": 45},
-        height=300,
+        **_title_and_legend(title),
+        margin={"l": 55, "r": 15, "t": _TITLE_PX + 10, "b": 45},
+        height=_HEIGHT,
         # plotly_white's look without its 7 KB template in every figure sent to every page
         template="none",
         plot_bgcolor="white",
         paper_bgcolor="white",
         font={"color": "#2a3f5f"},
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        xaxis={"title": x_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
-        yaxis={"title": y_title, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#ebf0f8"},
+        xaxis={"title": x_title, **axis},
+        yaxis={"title": y_title, **axis},
     )
     if not figure.data:
         say_empty(figure, T.waiting_first_step(lang))
@@ -128,8 +144,11 @@ def memory_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
             figure.add_scatter(x=series.x, y=series.y, name=name, mode=_mode(len(series.x)), line={"width": 2})
             total = history.gpu_total_mib.get(index)
             if total:
-                figure.add_hline(
-                    y=total, line_dash="dot", annotation_text=f"GPU {index} {T.trace_gpu_total(lang)} {total:.0f} MiB"
+                figure.add_hline(  # its label under the line: above it, a line at the top would put it on the legend
+                    y=total,
+                    line_dash="dot",
+                    annotation_text=f"GPU {index} {T.trace_gpu_total(lang)} {total:.0f} MiB",
+                    annotation_position="bottom right",
                 )
         return _layout(figure, T.memory_chart(lang) + " (nvidia-smi)", T.axis_seconds(lang), "MiB", lang)
     if history and history.rss_mib.x:
@@ -142,16 +161,12 @@ def memory_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
             marker={"size": 5},
         )
     figure = _layout(figure, T.rss_chart(lang), T.axis_seconds(lang), "MiB", lang)
-    figure.add_annotation(  # under the plot, wrapped so that it fits a third of the page
-        text=T.no_gpu(lang).replace(": ", ":<br>").replace("：", "：<br>"),
-        xref="paper",
-        yref="paper",
-        x=0.5,
-        y=-0.42,
-        showarrow=False,
-        font={"size": 11, "color": "#666"},
+    # why RSS, under the title: wrapped so that it fits a chart half the page wide (below the plot, it met the
+    # axis title)
+    note = T.no_gpu(lang).replace(": ", ":<br>").replace("：", "：<br>")
+    figure.update_layout(
+        title_subtitle={"text": note, "font": {"size": 11, "color": "#666"}}, margin={"t": _TITLE_PX + 42}
     )
-    figure.update_layout(margin={"b": 85})
     return figure
 
 
@@ -178,9 +193,11 @@ def margin_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
                 "title": T.axis_accuracy(lang),
                 "overlaying": "y",
                 "side": "right",
-                "range": [0, 1.05],
+                "range": [-0.05, 1.05],  # room for a point at 0% or 100%, drawn whole
                 "showgrid": False,
+                "zeroline": False,
                 "tickformat": ".0%",
+                "automargin": True,  # the right margin grows to fit "100%" and the axis title beside it
             }
         )
     return figure

@@ -102,4 +102,7 @@ def extras_figure(comparison, axis: str, lang: str) -> go.Figure:
                     )
         if "reward_accuracy" in names:
             figure.update_yaxes(tickformat=".0%", row=names.index("reward_accuracy") + 1, col=1)
-    return _layout(figure, T.compare_extra_chart(lang), _x_title(axis, lang), lang, height=240 + 200 * len(names))
+    figure = _layout(figure, T.compare_extra_chart(lang), _x_title(axis, lang), lang, height=240 + 200 * len(names))
+    for row in range(1, len(names)):  # the axis is named once, at the bottom: between panels it met the next title
+        figure.update_xaxes(title=None, row=row, col=1)
+    return figure

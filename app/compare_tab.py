@@ -63,7 +63,13 @@ def layout(page: Page) -> CompareTab:
     extras = gr.Plot(show_label=False, visible=False, elem_id="qs-compare-extras")
     table = labels.add(
         gr.Dataframe(
-            label=T.compare_table("en"), interactive=False, wrap=True, visible=False, elem_id="qs-compare-table"
+            label=T.compare_table("en"),
+            interactive=False,
+            wrap=True,
+            visible=False,
+            # a few dozen rows at most: the page scrolls, never the table, whose last rows hid at 500 px
+            max_height=4000,
+            elem_id="qs-compare-table",
         ),
         T.compare_table,
     )

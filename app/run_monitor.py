@@ -80,12 +80,12 @@ def layout(labels: Labels) -> Monitor:
         runs = labels.add(gr.Dropdown(choices=[], label=T.runs("en"), scale=4, elem_id="qs-runs"), T.runs)
         refresh_runs = labels.add(gr.Button(T.refresh("en"), size="sm", scale=1), T.refresh, "value")
     progress = gr.HTML(elem_id="qs-progress")
-    with gr.Row():
+    # a grid of two columns, one on a narrow screen (server.CSS): the loss across the page, then pairs
+    with gr.Column(elem_classes="qs-charts"):
         loss = gr.Plot(show_label=False, elem_id="qs-loss-chart")
         lr = gr.Plot(show_label=False, elem_id="qs-lr-chart")
         memory = gr.Plot(show_label=False, elem_id="qs-memory-chart")
-    with gr.Row():  # shown for preference runs
-        rewards = gr.Plot(show_label=False, elem_id="qs-rewards-chart", visible=False)
+        rewards = gr.Plot(show_label=False, elem_id="qs-rewards-chart", visible=False)  # preference runs only
         margin = gr.Plot(show_label=False, elem_id="qs-margin-chart", visible=False)
     log = labels.add(
         gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"),

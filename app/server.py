@@ -52,6 +52,12 @@ CSS = """
 .qs-details, .qs-method { margin-top: 0.4rem; font-size: 0.9rem; }
 .qs-method { color: var(--body-text-color-subdued); }
 .qs-error { margin-top: 0.4rem; color: #b91c1c; white-space: pre-wrap; }
+/* the run's charts: two columns (each at least 480 px and 40% wide, so never three), one on a narrow screen */
+.qs-charts { display: grid !important; grid-template-columns: repeat(auto-fit, minmax(max(480px, 40%), 1fr)); }
+.qs-charts > #qs-loss-chart { grid-column: 1 / -1; }
+/* the command box as tall as its text: Gradio sizes it from its first line's height, which wrapped (and measured
+   while the box was still narrow) is most of the command, and left a few lines in ~600 px of empty space */
+#qs-cli .cm-scroller { min-height: 0 !important; max-height: 24em !important; }
 """
 
 

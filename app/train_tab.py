@@ -95,11 +95,7 @@ def layout(page: Page) -> TrainTab:
         command_button = labels.add(gr.Button(T.preview_command("en"), size="sm"), T.preview_command, "value")
     preview = preview_view.layout()
     with gr.Column(visible=False) as command:
-        # lines=1: Gradio sizes the box as (lines + 1) times its first line's height, and wrapped, the command's
-        # first line is most of the box: with the default 5 lines, a few lines of text sat in ~600 px of space
-        cli = gr.Code(
-            language="shell", label="CLI", interactive=False, wrap_lines=True, lines=1, max_lines=20, elem_id="qs-cli"
-        )
+        cli = gr.Code(language="shell", label="CLI", interactive=False, wrap_lines=True, elem_id="qs-cli")
         yaml = gr.Code(language="yaml", label="YAML", interactive=False, max_lines=20)
         with gr.Row():
             config_path = labels.add(

@@ -45,7 +45,7 @@ def test_learning_rate_and_progress_fields():
 def test_memory_without_gpu_shows_rss_and_says_so():
     figure = memory_figure(_history(), "en")
     assert figure.data[0].name == "worker RSS"
-    assert any("No GPU" in a.text for a in figure.layout.annotations)
+    assert "No GPU" in figure.layout.title.subtitle.text  # under the title, where it meets no axis title
 
 
 def test_memory_with_gpu_shows_used_and_total():
@@ -107,7 +107,16 @@ def test_preference_runs_chart_rewards_and_margin_with_accuracy():
     assert [t.name for t in rewards.data] == ["chosen (train)", "chosen (eval)", "rejected (train)", "rejected (eval)"]
     margin = margin_figure(history, "zh")
     assert [t.name for t in margin.data] == ["差值 (训练)", "差值 (验证)", "准确率 (训练)", "准确率 (验证)"]
-    assert margin.data[2].yaxis == "y2" and margin.layout.yaxis2.range == (0, 1.05)
+    assert margin.data[2].yaxis == "y2" and margin.layout.yaxis2.range == (-0.05, 1.05)
+    assert margin.layout.yaxis2.automargin  # "100%" and the axis title get the room they need on the right
     figures = FigureCache().get(history, "en")
     assert len(figures) == 5 and all(figure is not None for figure in figures)
     assert FigureCache().get(_history(), "en")[3:] == (None, None)  # an SFT run has no preference charts
+
+
+def test_title_and_legend_are_pinned_to_the_top_one_under_the_other():
+    """Both in pixels from the figure's top (a legend wider than the chart wraps and pushes the plot down)."""
+    for figure in (loss_figure(_history()), memory_figure(_history()), token_histogram([10, 20], 64)):
+        title, legend, height = figure.layout.title, figure.layout.legend, figure.layout.height
+        assert title.yref == legend.yref == "container" and title.yanchor == legend.yanchor == "top"
+        assert (1 - title.y) * height + 20 < (1 - legend.y) * height  # the legend starts under a 15 px title
