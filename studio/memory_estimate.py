@@ -26,6 +26,10 @@ CPU_RUNTIME_GIB = 0.9
 # bytes kept for backward per token and layer, in hidden-size units at 2-byte activations: attention and MLP
 # inputs and outputs (~12 hidden) and the MLP's gate/up products (3 x intermediate, stated separately)
 ACTIVATION_HIDDEN_FACTOR = 12
+# Activations per token in flight relative to SFT's, measured on the embedded model on CPU with each stage's demo
+# recipe (bench/memory_estimate_check.py, docs/benchmarks.md): a preference pair keeps both answers and their
+# log-probabilities for the loss; pretraining rows fill every micro-batch and every token is a label.
+STAGE_ACTIVATION_FACTOR = {"sft": 1.0, "dpo": 1.8, "kto": 1.1, "pt": 1.9}
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ def estimate_memory(
     dequantized = 0.0
     if quantized and _caches(config.quantization.cache_dequantized, shape.layer_params * 2, gpu_gib):
         dequantized = shape.layer_params * 2 / share
-    tokens = config.training.tokens_per_forward(device)
+    # each CPU lane holds one micro-batch of activations at the same time (studio.training.lanes)
+    tokens = config.training.tokens_per_forward(device) * _lanes(config, device, processes, sharded)
+    tokens *= STAGE_ACTIVATION_FACTOR.get(config.training.stage, 1.0)
     per_token_layer = (ACTIVATION_HIDDEN_FACTOR * shape.hidden + 3 * shape.intermediate) * 2
     if config.training.use_gradient_checkpointing(device):  # one layer's activations, and every layer's input
         activations = tokens * (per_token_layer + shape.layers * shape.hidden * 2)
@@ -111,6 +117,16 @@ def estimate_memory(
         sharded=sharded,
         device=device,
     )
+
+
+def _lanes(config: RunConfig, device: str, processes: int, sharded: bool) -> int:
+    """Lanes of each process: fsdp turns them off; several CPU processes share the cores (torchrun's ranks)."""
+    import os
+
+    from studio.training.lanes import lanes_for
+
+    cores = max(1, (os.cpu_count() or 1) // processes)
+    return 1 if sharded else lanes_for(device, config.training.micro_batch_lanes, cores)
 
 
 def _caches(setting: str, copy_bytes: float, gpu_gib: float | None) -> bool:

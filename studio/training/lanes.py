@@ -32,11 +32,12 @@ def usable_cores() -> int:
     return int(share) if share.isdigit() and int(share) > 0 else os.cpu_count() or 1
 
 
-def lanes_for(device: str, requested: int | None) -> int:
-    """The configured lane count, or the default: 2 on a CPU with 2 or more cores, 1 on CUDA."""
+def lanes_for(device: str, requested: int | None, cores: int | None = None) -> int:
+    """The configured lane count, or the default: 2 on a CPU with 2 or more cores (`cores`: this process's share,
+    by default what it may use now), 1 on CUDA."""
     if device != "cpu":
         return 1
-    return max(1, min(requested or 2, usable_cores()))
+    return max(1, min(requested or 2, cores or usable_cores()))
 
 
 class Lanes:
