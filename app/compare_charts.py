@@ -65,7 +65,7 @@ def extra_names(comparison) -> list[str]:
 
 
 def _metric_title(name: str, lang: str) -> str:
-    text = getattr(T, f"compare_col_{name}", None)
+    text = getattr(T, f"compare_col_training_{name}", None)
     return text(lang) if text is not None else name
 
 

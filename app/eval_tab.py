@@ -25,6 +25,7 @@ class EvalTab:
     progress: gr.HTML
     metrics: gr.Dataframe
     samples: gr.Dataframe
+    report: gr.State  # the last evaluation's report, so a language switch redraws it
 
 
 def layout(page: Page) -> EvalTab:
@@ -54,7 +55,7 @@ def layout(page: Page) -> EvalTab:
         ),
         T.samples,
     )
-    return EvalTab(picker, compare, start, progress, metrics, samples)
+    return EvalTab(picker, compare, start, progress, metrics, samples, gr.State(None))
 
 
 def wire(page: Page, tab: EvalTab) -> None:
@@ -63,29 +64,50 @@ def wire(page: Page, tab: EvalTab) -> None:
     def run(values):
         lang, adapter, compare = values[page.lang], values[tab.picker.dropdown] or None, values[tab.compare]
         if compare and not adapter:  # never score the base alone while the page promises a comparison
-            yield _error(T.compare_needs_adapter(lang), lang), gr.skip(), gr.skip()
+            yield _error(T.compare_needs_adapter(lang), lang), gr.skip(), gr.skip(), None
             return
         try:
             config = page.form.read(values)
         except Exception as error:
-            yield _error(problem(error, lang, markdown=False), lang), gr.skip(), gr.skip()
+            yield _error(problem(error, lang, markdown=False), lang), gr.skip(), gr.skip(), None
             return
         work = lambda report: page.studio.evaluate(config, adapter, compare, progress=report)  # noqa: E731
         clock = _Clock()
         for kind, value in run_with_updates(work, tick_s=1.0):
             if kind in ("progress", "tick"):
-                yield clock.show(value, lang), gr.skip(), gr.skip()
+                yield clock.show(value, lang), gr.skip(), gr.skip(), gr.skip()
             elif kind == "error":
-                yield _error(problem(value, lang, markdown=False), lang), gr.skip(), gr.skip()
+                yield _error(problem(value, lang, markdown=False), lang), gr.skip(), gr.skip(), None
             else:
-                yield (
-                    _finished(value, lang),
-                    gr.update(value=metrics_table(value, lang), visible=True),
-                    gr.update(value=samples_table(value, lang), visible=True),
-                )
+                yield *shown(value, lang), value
 
     inputs = {page.lang, tab.picker.dropdown, tab.compare} | page.form.inputs
-    tab.start.click(run, inputs, [tab.progress, tab.metrics, tab.samples], api_name="evaluate")
+    outputs = [tab.progress, tab.metrics, tab.samples, tab.report]
+    tab.start.click(run, inputs, outputs, api_name="evaluate")
+    page.lang.change(  # the results in the page's language
+        lambda report, lng: shown(report, lng) if report is not None else (gr.skip(),) * 3,
+        [tab.report, page.lang],
+        [tab.progress, tab.metrics, tab.samples],
+        api_visibility="private",
+    )
+
+
+def shown(report, lang: str) -> tuple:
+    """The progress box, metrics table and samples table of a finished evaluation."""
+    samples = samples_table(report, lang)
+    return (
+        _finished(report, lang),
+        gr.update(value=metrics_table(report, lang), visible=True),
+        gr.update(value=samples, visible=True, column_widths=_widths(samples)),
+    )
+
+
+def _widths(samples: pd.DataFrame) -> list[str] | None:
+    """Prompt and reference a quarter each, the predictions share the rest: every column readable, none cut off."""
+    if len(samples.columns) < 3:
+        return None
+    predictions = len(samples.columns) - 2
+    return ["25%", "25%", *[f"{50 / predictions:.0f}%"] * predictions]
 
 
 def metrics_table(report, lang: str = "en") -> pd.DataFrame:

@@ -24,21 +24,25 @@ MODEL, STAGE, DATASETS, DATASET_DIR = "model.name_or_path", "training.stage", "d
 class RecipeFill:
     note: gr.Markdown
     in_force: gr.State  # {field path: control value} of the recipe the untouched fields show
+    said: gr.State  # the note in both languages, for a language switch
 
 
 def layout() -> RecipeFill:
-    return RecipeFill(gr.Markdown(elem_id="qs-recipe-note"), gr.State(None))
+    return RecipeFill(gr.Markdown(elem_id="qs-recipe-note"), gr.State(None), gr.State(None))
 
 
 def wire(page: Page, fill: RecipeFill) -> None:
     form = page.form
     inputs = {page.lang, fill.in_force} | form.inputs
-    outputs = [fill.note, fill.in_force, *form.outputs]
+    outputs = [fill.note, fill.said, fill.in_force, *form.outputs]
     form.controls[MODEL].component.input(
         lambda values: _fill(page, fill, values, "model"), inputs, outputs, api_visibility="private"
     )
     form.controls[STAGE].component.input(
         lambda values: _fill(page, fill, values, "stage"), inputs, outputs, api_visibility="private"
+    )
+    page.lang.change(
+        lambda said, lng: said[lng] if said else gr.skip(), [fill.said, page.lang], fill.note, api_visibility="private"
     )
 
 
@@ -49,7 +53,7 @@ def _fill(page: Page, fill: RecipeFill, values: dict, changed: str) -> dict:
     # a stage picked for a model of no known family takes LLaMA-Factory's own example values
     recipe = recipe_for(model, stage, any_model=changed == "stage")
     if recipe is None:
-        return {fill.note: ""}
+        return {fill.note: "", fill.said: None}
     new = _recipe_values(page, with_recipe(_current(page, values, model), recipe))
     # until a first fill, the form's defaults are the recipe in force
     in_force, kept, updates = values[fill.in_force] or _recipe_values(page, form.defaults), [], {}
@@ -61,12 +65,13 @@ def _fill(page: Page, fill: RecipeFill, values: dict, changed: str) -> dict:
             updates[component] = value
         else:
             kept.append(path)
-    datasets, replaced = form.controls[DATASETS].component, ""
+    datasets, replaced = form.controls[DATASETS].component, None
     if datasets not in updates and not _fit(page, values, stage):
         updates[datasets] = new[DATASETS]
         kept = [path for path in kept if path != DATASETS]
-        replaced = " " + T.recipe_datasets_replaced(lang, stage=stage, datasets=", ".join(new[DATASETS]))
-    return {fill.note: _note(recipe, kept, lang) + replaced, fill.in_force: new, **updates}
+        replaced = {"stage": stage, "datasets": ", ".join(new[DATASETS])}
+    said = {code: _note(recipe, kept, replaced, code) for code in ("en", "zh")}
+    return {fill.note: said[lang], fill.said: said, fill.in_force: new, **updates}
 
 
 def _recipe_values(page: Page, config: RunConfig) -> dict:
@@ -96,9 +101,11 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _note(recipe: Recipe, kept: list[str], lang: str) -> str:
+def _note(recipe: Recipe, kept: list[str], replaced: dict | None, lang: str) -> str:
     summary = recipe.summary_zh if lang == "zh" else recipe.summary
     note = f"{T.recipe_filled(lang)} {summary} (`examples/{recipe.file.name}`)."
     if kept:
         note += " " + T.recipe_kept(lang, fields=", ".join(f"`{path}`" for path in kept))
+    if replaced:
+        note += " " + T.recipe_datasets_replaced(lang, **replaced)
     return note

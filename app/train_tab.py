@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 
@@ -225,28 +226,35 @@ def _wire_run_controls(page: Page, tab: TrainTab) -> None:
         try:
             run_id = studio.start(form.read(values), queue=queue)
         except DeviceBusy as error:
-            return (
-                f"{problem(error, values[lang])}\n\n{T.queue_offer(values[lang])}",
-                gr.update(),
-                gr.update(visible=True),
-            )
+            say = lambda lng, busy=error: f"{problem(busy, lng)}\n\n{T.queue_offer(lng)}"  # noqa: E731
+            return (*_said(say, values[lang]), gr.update(), gr.update(visible=True))
         except Exception as error:
-            return problem(error, values[lang]), gr.update(), gr.update(visible=False)
-        said = T.queued_run if studio.status(run_id).state == "queued" else T.started_run
+            return (*_said(partial(problem, error), values[lang]), gr.update(), gr.update(visible=False))
+        started = T.queued_run if studio.status(run_id).state == "queued" else T.started_run
         runs = gr.update(choices=run_monitor.run_choices(studio), value=run_id)
-        return f"{said(values[lang])} `{run_id}`", runs, gr.update(visible=False)
+        return (*_said(lambda lng: f"{started(lng)} `{run_id}`", values[lang]), runs, gr.update(visible=False))
 
-    outputs = [tab.message, monitor.runs, tab.queue]
+    said = gr.State(None)  # the last message in both languages, for a language switch
+    outputs = [tab.message, said, monitor.runs, tab.queue]
     tab.start.click(on_start, {lang} | form.inputs, outputs, api_name="start")
     tab.queue.click(lambda values: on_start(values, queue=True), {lang} | form.inputs, outputs, api_name="queue")
     tab.devices.input(devices_value, tab.devices, tab.devices_field, api_visibility="private")
-    tab.abort.click(lambda run, lng: _abort(page, run, lng), [monitor.runs, lang], tab.message, api_name="abort")
+    tab.abort.click(
+        lambda run, lng: _said(_abort(page, run), lng), [monitor.runs, lang], [tab.message, said], api_name="abort"
+    )
     tab.resume.click(
-        lambda run, ckpt, lng: _resume(page, run, ckpt, lng),
+        lambda run, ckpt, lng: _said(_resume(page, run, ckpt), lng),
         [monitor.runs, tab.checkpoint, lang],
-        tab.message,
+        [tab.message, said],
         api_name="resume",
     )
+    lang.change(lambda both, lng: both[lng] if both else gr.skip(), [said, lang], tab.message, api_visibility="private")
+
+
+def _said(say, lang: str) -> tuple[str, dict]:
+    """A message in the page's language now, and in both for a later language switch."""
+    both = {code: say(code) for code in ("en", "zh")}
+    return both[lang], both
 
 
 def _preview(page: Page, values):
@@ -321,25 +329,26 @@ def _load(page: Page, path: str, lang: str, status: gr.Markdown) -> dict:
     return {status: f"{T.loaded(lang)}: `{path}`", **page.form.values_of(config)}
 
 
-def _abort(page: Page, run_id: str | None, lang: str) -> str:
+def _abort(page: Page, run_id: str | None):
+    """What to say (a function of the language) once the run is asked to stop."""
     if not run_id:
-        return T.no_run(lang)
+        return T.no_run
     try:
         outcome = page.studio.abort(run_id)
     except Exception as error:
-        return problem(error, lang)
-    return {"stopping": T.abort_sent, "cancelled": T.abort_cancelled, "ended": T.abort_ended}[outcome](lang)
+        return partial(problem, error)
+    return {"stopping": T.abort_sent, "cancelled": T.abort_cancelled, "ended": T.abort_ended}[outcome]
 
 
-def _resume(page: Page, run_id: str | None, checkpoint, lang: str):
+def _resume(page: Page, run_id: str | None, checkpoint):
     if not run_id:
-        return T.no_run(lang)
+        return T.no_run
     try:
         plan = page.studio.resume(run_id, None if checkpoint in (None, "", LATEST) else int(checkpoint))
     except Exception as error:
-        return problem(error, lang)
+        return partial(problem, error)
     notes = "".join(f"\n- {note}" for note in plan.skipped)
-    return f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}"
+    return lambda lang: f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}"
 
 
 def _checkpoint_choices(page: Page, run_id: str | None, lang: str, chosen: str = LATEST):

@@ -118,7 +118,10 @@ class Comparison:
             )
         )
         if any(r.preference for r in rows):
-            columns += [(name, [_preference_cell(r.preference, name) for r in rows]) for name in PREFERENCE_METRICS]
+            columns += [
+                (f"training_{name}", [_preference_cell(r.preference, name) for r in rows])
+                for name in PREFERENCE_METRICS
+            ]
         metric_names = list(dict.fromkeys(n for r in rows for n in r.metrics if n not in ("eval_loss", "perplexity")))
         columns += [
             (name, [f"{r.metrics[name]:.2f}" if name in r.metrics else "–" for r in rows]) for name in metric_names

@@ -120,7 +120,9 @@ def test_a_resumed_attempt_replaces_later_steps_and_preference_numbers_become_cu
     assert curves.series["eval_reward_accuracy"].x == []
     assert curves.tokens_at == {1: 100, 2: 200, 3: 350, 4: 450}  # tokens/s x the time since the previous step
     table = dict(Comparison([row], [curves], []).table())  # the held-out values went with their attempt
-    assert table["reward_accuracy"] == ["100% (train)"] and table["reward_margin"] == ["+0.400 (train)"]
+    assert table["training_reward_accuracy"] == ["100% (train)"] and table["training_reward_margin"] == [
+        "+0.400 (train)"
+    ]
     curves.series["eval_reward_accuracy"].add(4, 0.8)
     _fold_events([], row, curves)
-    assert dict(Comparison([row], [curves], []).table())["reward_accuracy"] == ["80% (eval)"]
+    assert dict(Comparison([row], [curves], []).table())["training_reward_accuracy"] == ["80% (eval)"]
