@@ -18,10 +18,10 @@ from support import free_port
 
 
 @contextmanager
-def served(workspace: Path, cache: Path, *flags: str, log: Path | None = None):
-    """`python -m app` on a free port serving `workspace`; yields its URL."""
+def served(workspace: Path, cache: Path, *flags: str, env: dict | None = None, log: Path | None = None):
+    """`python -m app` on a free port serving `workspace` (`env`: more environment); yields its URL."""
     port = free_port()
-    env = {**os.environ, "QLORA_STUDIO_CACHE": str(cache), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "QLORA_STUDIO_CACHE": str(cache), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     with open(log or workspace.parent / f"{workspace.name}-server.log", "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "--port", str(port), "--workspace", str(workspace), *flags],
