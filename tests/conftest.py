@@ -87,7 +87,7 @@ def three_runs(tmp_path_factory, tiny_model_dir):
     at step 2 (failed). Real workers; returns (runs_dir, {name: run_id})."""
     import signal
 
-    from support import wait_for
+    from support import quick_run, wait_for
 
     from studio.api import Studio
     from studio.config import RunConfig
@@ -95,20 +95,7 @@ def three_runs(tmp_path_factory, tiny_model_dir):
 
     root = tmp_path_factory.mktemp("compared")
     studio = Studio(root / "runs", locks=DeviceLocks(root / "locks"))
-    common = {
-        "model.name_or_path": str(tiny_model_dir),
-        "quantization.method": "none",
-        "data.max_samples": "40",
-        "training.max_steps": "6",
-        "training.logging_steps": "1",
-        "training.eval_steps": "3",
-        "training.save_steps": "1000",
-        "training.learning_rate": "5e-3",
-        "training.gradient_checkpointing": "false",
-        "evaluation.max_samples": "2",
-        "generation.max_new_tokens": "4",
-        "generation.temperature": "0",
-    }
+    common = {**quick_run(tiny_model_dir), "training.max_steps": "6", "training.eval_steps": "3"}
     variants = {
         "small": {"lora.rank": "4"},
         "wide": {"lora.rank": "16", "training.learning_rate": "1e-2"},

@@ -40,3 +40,20 @@ def make_adapter(model_dir, target, seed: int = 0, scale: float = 0.5):
                 parameter.normal_(0, scale)
     model.save_pretrained(target)
     return target
+
+
+def quick_run(model_dir) -> dict[str, str]:
+    """Overrides for a short CPU run of a tiny model (plain LoRA, every step logged, few evaluation samples), for
+    tests that need finished runs to look at; callers add the steps and evaluations they need."""
+    return {
+        "model.name_or_path": str(model_dir),
+        "quantization.method": "none",
+        "data.max_samples": "40",
+        "training.logging_steps": "1",
+        "training.save_steps": "1000",
+        "training.learning_rate": "5e-3",
+        "training.gradient_checkpointing": "false",
+        "evaluation.max_samples": "2",
+        "generation.max_new_tokens": "4",
+        "generation.temperature": "0",
+    }

@@ -7,6 +7,7 @@ A DPO run (rewards, margin and accuracy, eval points) and an SFT run give every 
 import shutil
 
 import pytest
+from support import quick_run
 
 WIDTHS = [1280, 1920]
 TRAIN_CHARTS = ["qs-loss-chart", "qs-lr-chart", "qs-memory-chart", "qs-rewards-chart", "qs-margin-chart"]
@@ -55,20 +56,7 @@ def runs(studio, tmp_path_factory, tiny_model_dir):
 
     root = tmp_path_factory.mktemp("layout")
     trainer = Studio(root / "runs", locks=DeviceLocks(root / "locks"))
-    common = {
-        "model.name_or_path": str(tiny_model_dir),
-        "quantization.method": "none",
-        "data.max_samples": "40",
-        "training.max_steps": "8",
-        "training.logging_steps": "1",
-        "training.eval_steps": "2",
-        "training.save_steps": "1000",
-        "training.learning_rate": "5e-3",
-        "training.gradient_checkpointing": "false",
-        "evaluation.max_samples": "2",
-        "generation.max_new_tokens": "4",
-        "generation.temperature": "0",
-    }
+    common = {**quick_run(tiny_model_dir), "training.max_steps": "8", "training.eval_steps": "2"}
     variants = {"dpo": {"training.stage": "dpo", "data.datasets": "[dpo_zh_demo]"}, "sft": {}}
     ids, configs = {}, {}
     for name, overrides in variants.items():
