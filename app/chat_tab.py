@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 
 from app import adapter_picker
-from app.feedback import problem
+from app.feedback import failure, said
 from app.i18n import T
 from app.page import Page
 from studio.errors import StudioError
@@ -102,20 +105,25 @@ def layout(page: Page) -> ChatTab:
 def wire(page: Page, tab: ChatTab) -> None:
     studio, lang, stop = page.studio, page.lang, threading.Event()  # Stop ends the answer in progress
     adapter_picker.wire(studio, tab.picker, lang)
-    tab.load.click(lambda v: _load_model(page, v), {lang} | page.form.inputs, tab.status, api_name="load_model")
-    tab.unload.click(lambda lng: in_language(studio.unload_model(), lng), lang, tab.status, api_name="unload_model")
+    last = gr.State(said(T.model_status_none, "en")[1])  # the status line in both languages, for a language switch
+    status = [tab.status, last]
+    tab.load.click(
+        lambda v: said(_load_model(page, v), v[lang]), {lang} | page.form.inputs, status, api_name="load_model"
+    )
+    tab.unload.click(lambda lng: said(_unload_model(page), lng), lang, status, api_name="unload_model")
     tab.load_adapter.click(
-        lambda path, lng: _load_adapter(page, path, lng),
+        lambda path, lng: said(_load_adapter(page, path), lng),
         [tab.picker.dropdown, lang],
-        tab.status,
+        status,
         api_name="load_adapter",
     )
     tab.unload_adapter.click(
-        lambda path, lng: _unload_adapter(page, path, lng),
+        lambda path, lng: said(_unload_adapter(page, path), lng),
         [tab.picker.dropdown, lang],
-        tab.status,
+        status,
         api_name="unload_adapter",
     )
+    lang.change(lambda both, lng: both[lng] if both else gr.skip(), [last, lang], tab.status, api_visibility="private")
     tab.mode.change(
         lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")),
         tab.mode,
@@ -130,18 +138,36 @@ def wire(page: Page, tab: ChatTab) -> None:
         api_visibility="private",
     )
     inputs = {lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat} | page.form.inputs
-    outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, tab.status]
+    outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, *status]
     send = lambda v: (yield from _send(page, tab, stop, v))  # noqa: E731
-    tab.send.click(send, inputs, outputs, api_name="send")
-    tab.prompt.submit(send, inputs, outputs, api_visibility="private")
+    # No progress animation: drawn without a GPU, a pulsing border (or timer) costs the browser a good part of a
+    # core all along, which the model's own threads then lack (bench/chat_stream_speed.py). The greyed Send button
+    # and the growing answers say that it is answering.
+    for event, visibility in (
+        (tab.send.click, {"api_name": "send"}),
+        (tab.prompt.submit, {"api_visibility": "private"}),
+    ):
+        event(lambda: gr.update(interactive=False), None, tab.send, api_visibility="private", queue=False).then(
+            send, inputs, outputs, show_progress="hidden", **visibility
+        ).then(lambda: gr.update(interactive=True), None, tab.send, api_visibility="private", queue=False)
 
 
-def _load_model(page: Page, values) -> str:
+def _load_model(page: Page, values) -> Callable[[str], str]:
+    """What to say (a function of the language) once the base model is loaded, or why not."""
     try:
         config = page.form.read(values)
-        return in_language(page.studio.load_model(config.model, config.quantization), values[page.lang])
+        loaded = page.studio.load_model(config.model, config.quantization)
     except Exception as error:
-        return problem(error, values[page.lang])
+        return failure(error)
+    return partial(in_language, loaded)
+
+
+def _unload_model(page: Page) -> Callable[[str], str]:
+    try:
+        unloaded = page.studio.unload_model()
+    except Exception as error:
+        return failure(error)
+    return partial(in_language, unloaded)
 
 
 def _adapter_name(page: Page, path: str | None) -> str | None:
@@ -151,33 +177,33 @@ def _adapter_name(page: Page, path: str | None) -> str | None:
     return None
 
 
-def _load_adapter(page: Page, path: str | None, lang: str) -> str:
+def _load_adapter(page: Page, path: str | None) -> Callable[[str], str]:
     if not path:
-        return f"**{T.error(lang)}:** {T.choose_adapter(lang)}"
+        return lambda lang: f"**{T.error(lang)}:** {T.choose_adapter(lang)}"
     try:
         info = page.studio.load_adapter(path)
     except Exception as error:
-        return problem(error, lang)
+        return failure(error)
     engine = page.studio.engine
-    return T.adapter_loaded(lang, name=f"**{info.name}**", model=engine.model_name, all=", ".join(engine.adapters))
+    return partial(T.adapter_loaded, name=f"**{info.name}**", model=engine.model_name, all=", ".join(engine.adapters))
 
 
-def _unload_adapter(page: Page, path: str | None, lang: str) -> str:
+def _unload_adapter(page: Page, path: str | None) -> Callable[[str], str]:
     name = _adapter_name(page, path)
     if name is None:
-        return T.adapter_not_loaded(lang)
+        return T.adapter_not_loaded
     try:
         page.studio.unload_adapter(name)
     except Exception as error:
-        return problem(error, lang)
-    return T.adapter_unloaded(lang, name=name)
+        return failure(error)
+    return partial(T.adapter_unloaded, name=name)
 
 
 def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
     text, mode = values[tab.prompt], values[tab.mode]
     base_history, adapter_history = list(values[tab.base_chat] or []), list(values[tab.adapter_chat] or [])
     if not text or not text.strip():
-        yield base_history, adapter_history, gr.skip(), gr.skip(), text, gr.skip()
+        yield base_history, adapter_history, gr.skip(), gr.skip(), text, gr.skip(), gr.skip()
         return
     try:
         generation = page.form.read(values).generation
@@ -191,14 +217,25 @@ def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
         stop.clear()
         for history in (h for _, _, h in columns):
             history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-        for answers in page.studio.stream(conversations, [n for _, n, _ in columns], generation, stop):
-            speeds = {}
-            for (kind, _, history), answer in zip(columns, answers):
-                history[-1] = {"role": "assistant", "content": answer.text}
-                speeds[kind] = T.answer_speed(values[page.lang], tokens=answer.tokens, rate=answer.tokens_per_second)
-            yield base_history, adapter_history, speeds.get("base", ""), speeds.get("adapter", ""), "", gr.skip()
+        answers = page.studio.stream(conversations, [n for _, n, _ in columns], generation, stop)
+        with contextlib.closing(answers):  # now, not when collected: a page gone mid-answer ends the generation
+            for update in answers:  # four a second, each redrawing both panes, rather than one per token
+                speeds = _show(columns, update, values[page.lang])
+                yield base_history, adapter_history, speeds.get("base", ""), speeds.get("adapter", ""), "", *_SAME
     except Exception as error:
-        yield base_history, adapter_history, gr.skip(), gr.skip(), text, problem(error, values[page.lang])
+        yield base_history, adapter_history, gr.skip(), gr.skip(), text, *said(failure(error), values[page.lang])
+
+
+_SAME = (gr.skip(), gr.skip())  # the status line and its memory, while an answer streams
+
+
+def _show(columns: list, answers: list, lang: str) -> dict[str, str]:
+    """Each answer into its pane's last message; each pane's speed line by pane kind."""
+    speeds = {}
+    for (kind, _, history), answer in zip(columns, answers):
+        history[-1] = {"role": "assistant", "content": answer.text}
+        speeds[kind] = T.answer_speed(lang, tokens=answer.tokens, rate=answer.tokens_per_second)
+    return speeds
 
 
 def _history_messages(history: list) -> list[dict]:

@@ -47,9 +47,12 @@ class _ChartPace:
             return shown
 
 
-# the log box shows its newest lines: scrolled to its end after every redraw
+# the log box shows its newest lines: scrolled to its end after every redraw, and whenever its tab is shown again.
+# The textarea takes its new text (and its tab its height) a moment after the event; scroll then too, since
+# Gradio's own autoscroll gives up when the box was not near its end before a redraw that added many lines.
 FOLLOW_LOG_END = (
-    "() => { const box = document.querySelector('#qs-log textarea'); if (box) box.scrollTop = box.scrollHeight; }"
+    "() => { for (const ms of [0, 100, 400]) setTimeout(() => { const box = document.querySelector('#qs-log textarea');"
+    " if (box) box.scrollTop = box.scrollHeight; }, ms); }"
 )
 
 _FIGURES = FigureCache()

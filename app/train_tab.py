@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import gradio as gr
 
 from app import dataset_upload, preview_view, run_monitor
 from app.background import run_with_updates
 from app.charts import token_histogram
-from app.feedback import problem
+from app.feedback import failure, problem, said
 from app.form import ConfigForm
 from app.i18n import Labels, T
 from app.page import Page
@@ -227,34 +226,28 @@ def _wire_run_controls(page: Page, tab: TrainTab) -> None:
             run_id = studio.start(form.read(values), queue=queue)
         except DeviceBusy as error:
             say = lambda lng, busy=error: f"{problem(busy, lng)}\n\n{T.queue_offer(lng)}"  # noqa: E731
-            return (*_said(say, values[lang]), gr.update(), gr.update(visible=True))
+            return (*said(say, values[lang]), gr.update(), gr.update(visible=True))
         except Exception as error:
-            return (*_said(partial(problem, error), values[lang]), gr.update(), gr.update(visible=False))
+            return (*said(failure(error), values[lang]), gr.update(), gr.update(visible=False))
         started = T.queued_run if studio.status(run_id).state == "queued" else T.started_run
         runs = gr.update(choices=run_monitor.run_choices(studio), value=run_id)
-        return (*_said(lambda lng: f"{started(lng)} `{run_id}`", values[lang]), runs, gr.update(visible=False))
+        return (*said(lambda lng: f"{started(lng)} `{run_id}`", values[lang]), runs, gr.update(visible=False))
 
-    said = gr.State(None)  # the last message in both languages, for a language switch
-    outputs = [tab.message, said, monitor.runs, tab.queue]
+    last = gr.State(None)  # the last message in both languages, for a language switch
+    outputs = [tab.message, last, monitor.runs, tab.queue]
     tab.start.click(on_start, {lang} | form.inputs, outputs, api_name="start")
     tab.queue.click(lambda values: on_start(values, queue=True), {lang} | form.inputs, outputs, api_name="queue")
     tab.devices.input(devices_value, tab.devices, tab.devices_field, api_visibility="private")
     tab.abort.click(
-        lambda run, lng: _said(_abort(page, run), lng), [monitor.runs, lang], [tab.message, said], api_name="abort"
+        lambda run, lng: said(_abort(page, run), lng), [monitor.runs, lang], [tab.message, last], api_name="abort"
     )
     tab.resume.click(
-        lambda run, ckpt, lng: _said(_resume(page, run, ckpt), lng),
+        lambda run, ckpt, lng: said(_resume(page, run, ckpt), lng),
         [monitor.runs, tab.checkpoint, lang],
-        [tab.message, said],
+        [tab.message, last],
         api_name="resume",
     )
-    lang.change(lambda both, lng: both[lng] if both else gr.skip(), [said, lang], tab.message, api_visibility="private")
-
-
-def _said(say, lang: str) -> tuple[str, dict]:
-    """A message in the page's language now, and in both for a later language switch."""
-    both = {code: say(code) for code in ("en", "zh")}
-    return both[lang], both
+    lang.change(lambda both, lng: both[lng] if both else gr.skip(), [last, lang], tab.message, api_visibility="private")
 
 
 def _preview(page: Page, values):
@@ -336,7 +329,7 @@ def _abort(page: Page, run_id: str | None):
     try:
         outcome = page.studio.abort(run_id)
     except Exception as error:
-        return partial(problem, error)
+        return failure(error)
     return {"stopping": T.abort_sent, "cancelled": T.abort_cancelled, "ended": T.abort_ended}[outcome]
 
 
@@ -346,7 +339,7 @@ def _resume(page: Page, run_id: str | None, checkpoint):
     try:
         plan = page.studio.resume(run_id, None if checkpoint in (None, "", LATEST) else int(checkpoint))
     except Exception as error:
-        return partial(problem, error)
+        return failure(error)
     notes = "".join(f"\n- {note}" for note in plan.skipped)
     return lambda lang: f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}"
 

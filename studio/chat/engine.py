@@ -37,7 +37,9 @@ class ChatEngine:
         self.plan = None
         self.adapters: dict[str, AdapterInfo] = {}
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
-        self._lock = threading.RLock()  # one generation or one model change at a time
+        # one generation or one model change at a time; taken and let go by the same thread within one call,
+        # never held across a yield (see stream); reentrant because loading a model unloads the last one
+        self._lock = threading.RLock()
 
     @property
     def loaded(self) -> bool:
@@ -144,6 +146,11 @@ class ChatEngine:
         if not self.loaded:
             raise EngineError("No model is loaded. Load the base model first.")
 
+    def _check_adapters(self, names: list[str | None]) -> None:
+        for name in names:
+            if name is not None and name not in self.adapters:
+                raise AdapterError(f"Adapter {name!r} is not loaded. Load it first.")
+
     # -- generation -----------------------------------------------------------------
 
     def stream(
@@ -152,25 +159,35 @@ class ChatEngine:
         adapters: list[str | None],
         generation: GenerationConfig,
         stop: threading.Event | None = None,
+        every_s: float = 0.25,
     ) -> Iterator[list[Answer]]:
-        """Answer each conversation with its adapter (None: the base model), yielding all answers so far."""
+        """Answer each conversation with its adapter (None: the base model), yielding all answers so far: at most
+        every `every_s` seconds while tokens come, then in full. Four a second still reads as streaming, and a
+        page redrawing both panes no longer follows every token (bench/chat_stream_speed.py: on two cores shared with
+        the browser, two or one a second gained nothing measurable over four).
+
+        The generating thread holds the engine from start to end, never this generator: a page runs each step of
+        a generator on whichever worker thread is free and may close it from yet another, so a lock held across a
+        yield would be released by a thread that does not own it, or never. A reader that stops listening (the
+        generator closed or dropped) ends the generation at its next token, which frees the engine.
+        """
         self._require_model()
-        for name in adapters:
-            if name is not None and name not in self.adapters:
-                raise AdapterError(f"Adapter {name!r} is not loaded. Load it first.")
-        with self._lock:
-            streamer = BatchStreamer(self.tokenizer, len(conversations))
-            worker = threading.Thread(
-                target=self._generate,
-                args=(conversations, adapters, generation, streamer, stop or threading.Event()),
-                daemon=True,
-            )
-            worker.start()
-            while (update := streamer.updates.get()) is not None:
-                yield update
-            worker.join()
-            if getattr(streamer, "error", None):
-                raise RuntimeError(f"Generation failed: {streamer.error}")
+        self._check_adapters(adapters)
+        streamer, abandoned = BatchStreamer(self.tokenizer, len(conversations)), threading.Event()
+        stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
+        worker = threading.Thread(
+            target=self._generate, args=(conversations, adapters, generation, streamer, stopping), daemon=True
+        )
+        worker.start()
+        try:
+            yield from streamer.updates(every_s)
+        finally:  # GeneratorExit included: nobody reads the rest, so nobody should wait for it
+            abandoned.set()
+        worker.join()  # the answer has ended: a moment until the engine is free (and no thread outlives a script)
+        if isinstance(streamer.error, StudioError):
+            raise streamer.error
+        if streamer.error is not None:
+            raise RuntimeError(f"Generation failed: {type(streamer.error).__name__}: {streamer.error}")
 
     def token_loss(
         self,
@@ -244,9 +261,7 @@ class ChatEngine:
         from studio.chat.decode import decode
 
         self._require_model()
-        for name in adapters:
-            if name is not None and name not in self.adapters:
-                raise AdapterError(f"Adapter {name!r} is not loaded. Load it first.")
+        self._check_adapters(adapters)
         with self._lock, torch.inference_mode():
             inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
             names = [name or BASE for name in adapters] if self.adapters else None
@@ -282,25 +297,42 @@ class ChatEngine:
         *_, final = self.stream([messages], [adapter], generation)  # the last update holds the whole answer
         return final[0]
 
-    def _generate(self, conversations, adapters, generation: GenerationConfig, streamer: BatchStreamer, stop) -> None:
+    def _generate(
+        self, conversations, adapters, generation: GenerationConfig, streamer: BatchStreamer, stopping: StopOnEvent
+    ) -> None:
+        """The generating thread: holds the engine while it answers, so a model change waits for the answer."""
         try:
-            inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
-            kwargs = _sampling(generation)
-            if self.adapters:
-                kwargs["adapter_names"] = [name or BASE for name in adapters]
-            torch.manual_seed(generation.seed)
-            with torch.inference_mode():
-                self.model.generate(
-                    **inputs,
-                    **kwargs,
-                    max_new_tokens=generation.max_new_tokens,
-                    streamer=streamer,
-                    stopping_criteria=[StopOnEvent(stop)],
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
-        except Exception as error:  # surfaced to the caller by stream()
-            streamer.error = f"{type(error).__name__}: {error}"
+            with self._lock:
+                if stopping.stopped:  # stopped or abandoned while another answer or a model change held the engine
+                    return
+                self._require_model()  # the model may have changed while this answer waited
+                if self.tokenizer is not streamer.tokenizer:
+                    raise EngineError(
+                        "The model changed while this answer waited; send it again.",
+                        "等待期间模型已更换；请重新发送。",
+                    )
+                self._check_adapters(adapters)
+                self._generate_into(conversations, adapters, generation, streamer, stopping)
+        except Exception as error:  # raised to the reader by stream()
+            streamer.error = error
+        finally:
             streamer.end()
+
+    def _generate_into(self, conversations, adapters, generation: GenerationConfig, streamer, stopping) -> None:
+        inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
+        kwargs = _sampling(generation)
+        if self.adapters:
+            kwargs["adapter_names"] = [name or BASE for name in adapters]
+        torch.manual_seed(generation.seed)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs,
+                **kwargs,
+                max_new_tokens=generation.max_new_tokens,
+                streamer=streamer,
+                stopping_criteria=[stopping],
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
 
     def _encode(self, conversations: list[list[Message]]) -> dict[str, torch.Tensor]:
         texts = [

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -25,61 +25,80 @@ class Answer:
 
 
 class BatchStreamer(BaseStreamer):
-    """Receives one token per row per step from `generate` and publishes every row's text so far."""
+    """Collects one token per row per step from `generate` (in its thread) for one reader (`updates`, any thread).
+
+    `put` only appends token ids: decoding waits until the reader asks, so a step of the model never pays for
+    a reader's pace, and a reader that falls behind skips to the latest tokens instead of queueing every one.
+    """
 
     def __init__(self, tokenizer, rows: int):
         self.tokenizer, self.rows = tokenizer, rows
         self.tokens: list[list[int]] = [[] for _ in range(rows)]
         self.finished = [False] * rows
-        self.updates: queue.Queue = queue.Queue()
-        self._prompt_seen = False
-        self._started = time.perf_counter()
-        self.answers = [Answer() for _ in range(rows)]
+        self.error: Exception | None = None  # set by the generating thread before it calls end()
+        self._stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
+        self._started: float | None = None
+        self._arrived = [0.0] * rows  # when each row's latest token came: its tokens/s ends there
+        self._steps, self._ended = 0, False
+        self._changed = threading.Condition()  # taken and let go within one call, never across a yield
 
     def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate first hands over the prompt itself
-            self._prompt_seen = True
-            return
-        for row, token in enumerate(value.reshape(self.rows, -1)[:, -1].tolist()):
-            if self.finished[row]:
-                continue
-            if token in self._stop_ids:
-                self.finished[row] = True
-                self.answers[row].done = True
-                continue
-            self.tokens[row].append(token)
-            self._refresh(row)
-        self.updates.put(self._snapshot())
+        with self._changed:
+            if self._started is None:  # generate first hands over the prompt itself; the clock starts there
+                self._started = time.perf_counter()
+                return
+            now = time.perf_counter()
+            for row, token in enumerate(value.reshape(self.rows, -1)[:, -1].tolist()):
+                if self.finished[row]:
+                    continue
+                if token in self._stop_ids:
+                    self.finished[row] = True
+                    continue
+                self.tokens[row].append(token)
+                self._arrived[row] = now
+            self._steps += 1
+            self._changed.notify_all()
 
     def end(self) -> None:
-        for row, answer in enumerate(self.answers):
-            answer.done = True
-            answer.text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)  # whatever came, in full
-        self.updates.put(self._snapshot())
-        self.updates.put(None)
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
 
-    @property
-    def _stop_ids(self) -> set[int]:
-        ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
-        return {i for i in ids if i is not None}
+    def updates(self, every_s: float = 0.0) -> Iterator[list[Answer]]:
+        """Every row's answer so far when tokens came, at most once per `every_s` seconds (the latest tokens win),
+        and always the whole answers last, as soon as generation ends."""
+        seen, due = 0, 0.0
+        while True:
+            with self._changed:
+                # sit out the rest of the interval unless the answer ends meanwhile, then wait for anything new
+                self._changed.wait_for(lambda: self._ended, timeout=max(0.0, due - time.perf_counter()))
+                self._changed.wait_for(lambda seen=seen: self._ended or self._steps != seen)
+                seen, ended = self._steps, self._ended
+                rows = [(list(t), a, f) for t, a, f in zip(self.tokens, self._arrived, self.finished)]
+            yield [self._answer(tokens, arrived, finished, ended) for tokens, arrived, finished in rows]
+            if ended:
+                return
+            due = time.perf_counter() + every_s
 
-    def _refresh(self, row: int) -> None:
-        answer = self.answers[row]
-        text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
-        # a character split across tokens (Chinese, emoji) decodes as U+FFFD until its last byte arrives: hold it back
-        answer.text = text.rstrip("\ufffd") if text.endswith("\ufffd") else text
-        answer.tokens = len(self.tokens[row])
-        answer.seconds = time.perf_counter() - self._started
-
-    def _snapshot(self) -> list[Answer]:
-        return [Answer(a.text, a.tokens, a.seconds, a.done) for a in self.answers]
+    def _answer(self, tokens: list[int], arrived: float, finished: bool, ended: bool) -> Answer:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        if not ended:
+            # a character split across tokens (Chinese, emoji) decodes as U+FFFD until its last byte arrives: hold
+            # it back; the final answer shows whatever came, in full
+            text = text.rstrip("\ufffd")
+        seconds = arrived - self._started if tokens and self._started is not None else 0.0
+        return Answer(text, len(tokens), seconds, finished or ended)
 
 
 class StopOnEvent(StoppingCriteria):
-    """Ends generation at the next token once the event is set (the Stop button)."""
+    """Ends generation at the next token once any of the events is set (the Stop button, a reader gone)."""
 
-    def __init__(self, event: threading.Event):
-        self.event = event
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    @property
+    def stopped(self) -> bool:
+        return any(event.is_set() for event in self.events)
 
     def __call__(self, input_ids, scores, **kwargs):
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)

@@ -27,8 +27,25 @@ def test_load_model_and_adapter_then_both_columns_answer(page, strong_adapter, s
     page.locator("#qs-chat-prompt textarea").fill("你是谁？")
     page.locator("#qs-chat-send").click()
     page.get_by_text("tok/s").nth(1).wait_for(timeout=60_000)
+    _wait_until_answered(page)
     base = page.locator("#qs-chat-base").inner_text()
     tuned = page.locator("#qs-chat-adapter-answers").inner_text()
     assert "你是谁？" in base and "你是谁？" in tuned
     assert len(tuned.replace("你是谁？", "").strip()) > 0
+    assert "Unexpected error" not in page.locator("#qs-chat-status").inner_text()
     shoot(page, "07-chat-side-by-side")
+
+
+def test_a_second_question_is_answered_too(page):
+    """The engine is let go after an answer (it once stayed held by whichever Gradio thread ran the first)."""
+    page.locator("#qs-chat-prompt textarea").fill("你好")
+    page.locator("#qs-chat-send").click()
+    page.locator("#qs-chat-adapter-answers").get_by_text("你好").wait_for(timeout=60_000)
+    _wait_until_answered(page)
+    assert "Unexpected error" not in page.locator("#qs-chat-status").inner_text()
+    assert page.locator("#qs-chat-adapter-answers [data-testid='bot']").count() == 2
+
+
+def _wait_until_answered(page) -> None:
+    """Until the Send handler has ended: Send stays greyed while the answer streams."""
+    page.wait_for_function("() => !document.querySelector('#qs-chat-send').disabled", timeout=120_000)

@@ -39,7 +39,6 @@ SKIP = [
     "pre",
     ".cm-editor",
     "#qs-eval-metrics tbody",
-    "#qs-chat-status",
     ".modebar",
 ]
 TERMS = {
@@ -221,5 +220,26 @@ def test_no_english_is_left_in_chinese_mode(page, shoot):
         leftovers |= _english_words(page.evaluate(VISIBLE_TEXT, SKIP))
         shoot(page, f"11-chinese-{tab}")
     page.get_by_role("tab", name="训练", exact=True).click()
+    # values are the user's, except the ones the page words itself (the checkpoint to resume from)
+    leftovers |= _english_words([page.locator("#qs-checkpoint input").input_value()])
     page.locator("#qs-abort").click()
     assert not leftovers, "\n".join(sorted(leftovers))
+
+
+def test_the_chat_status_follows_a_language_switch(browser, studio):
+    """What Chat said in English (model loaded, adapter refused) is said again in 中文 after the switch."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale="en-US")
+    page = context.new_page()
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Chat", exact=True).click()
+    status = page.locator("#qs-chat-status")
+    page.locator("#qs-chat-load").click()
+    status.get_by_text("Loaded").wait_for(timeout=120_000)
+    page.get_by_text("中文", exact=True).click()
+    status.get_by_text("已加载").wait_for(timeout=10_000)
+    assert not _english_words([status.inner_text()])
+    page.locator("#qs-chat-load-adapter").click()  # no adapter chosen: refused, in the page's language
+    status.get_by_text("错误").wait_for(timeout=10_000)
+    page.get_by_text("English", exact=True).click()
+    status.get_by_text("Error").wait_for(timeout=10_000)
+    context.close()

@@ -73,12 +73,16 @@ def test_evaluate_uses_the_generation_settings_from_chat(open_page, studio, stro
     page = open_page("Chat")
     page.get_by_role("tab", name="Chat", exact=True).click()
     page.locator("button.label-wrap").filter(has=page.locator("span:text-is('Generation settings')")).click()
-    page.locator("#qs-field-generation-max_new_tokens input").fill("5")
-    page.locator("#qs-field-generation-max_new_tokens input").press("Tab")
+    tokens = page.locator("#qs-field-generation-max_new_tokens input")
+    tokens.fill("5")
+    tokens.press("Tab")
+    page.wait_for_timeout(1500)  # a reply to an event of the page's load that came late would show by now
+    assert tokens.input_value() == "5"
     page.get_by_role("tab", name="Evaluate & Predict", exact=True).click()
     adapter = page.locator("#qs-eval-adapter input")
     adapter.fill(str(strong_adapter))
     adapter.press("Enter")
+    assert tokens.input_value() == "5"  # still, in the hidden Chat tab
     started = time.time()
     page.locator("#qs-eval-start").click()
     page.locator("#qs-eval-progress").get_by_text("finished").wait_for(timeout=180_000)

@@ -51,10 +51,12 @@ def _progress_keeps_moving_between_logged_steps(page, shoot):
 
 
 def _lists_follow_the_finished_run_without_refresh(page, shoot):
-    page.get_by_role("tab", name="Chat", exact=True).click()  # opened before the run ends: no adapter yet
+    # Chat is opened before the run ends (no adapter yet) and kept open while the hidden Train tab's log is redrawn
+    page.get_by_role("tab", name="Chat", exact=True).click()
     chat_adapters = page.locator("#qs-chat-adapter")
-    page.get_by_role("tab", name="Train", exact=True).click()
-    page.locator("#qs-progress").get_by_text("finished").wait_for(timeout=300_000)
+    page.wait_for_function(
+        "() => document.querySelector('#qs-progress').textContent.includes('finished')", timeout=300_000
+    )
     run_id = page.locator("#qs-runs input").input_value()
     page.wait_for_timeout(2500)  # the next poll sees the run end; the lists follow
     for tab, box in (
@@ -70,6 +72,7 @@ def _lists_follow_the_finished_run_without_refresh(page, shoot):
 
 
 def _the_log_shows_its_end(page):
+    """Its last lines arrived while Train was hidden: shown again, the log is scrolled to them."""
     page.get_by_role("tab", name="Train", exact=True).click()
     at_end = """() => { const t = document.querySelector('#qs-log textarea');
         return t.value.includes('[finished]') && t.scrollHeight - t.clientHeight - t.scrollTop <= 5; }"""

@@ -20,7 +20,7 @@ def engine(tiny_model_dir):
 def test_side_by_side_differs_and_disabled_adapter_equals_base(engine, strong_adapter):
     base_alone = engine.answer(QUESTION, None, GREEDY)
     name = engine.load_adapter(str(strong_adapter)).name
-    updates = list(engine.stream([QUESTION, QUESTION], [None, name], GREEDY))
+    updates = list(engine.stream([QUESTION, QUESTION], [None, name], GREEDY, every_s=0))
     base, tuned = updates[-1]
     assert base.text == base_alone.text  # the adapter disabled is exactly the base model
     assert tuned.text != base.text and tuned.tokens > 0
@@ -59,10 +59,11 @@ def test_stop_ends_generation_at_once(engine):
     stop = threading.Event()
     long = GenerationConfig(temperature=0, max_new_tokens=500)
     seen = 0
-    for seen, answers in enumerate(engine.stream([QUESTION], [None], long, stop), start=1):  # noqa: B007 (checked below)
+    for seen, answers in enumerate(engine.stream([QUESTION], [None], long, stop, every_s=0), start=1):  # noqa: B007
         if seen == 3:
             stop.set()
-    assert seen < 10 and answers[0].tokens < 10
+    # the reader may skip tokens that came while it was busy (the latest win), so allow a few beyond the third
+    assert seen < 10 and answers[0].tokens < 50 and answers[0].done
 
 
 def test_unload_drops_every_reference_to_the_model(engine):
