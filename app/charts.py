@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from gradio.components.plot import PlotData
 
 from app.i18n import T
-from studio.monitoring import RunHistory, smooth
+from studio.runs.history import RunHistory, smooth
 
 _COLORS = {
     "raw": "rgba(99,110,250,0.35)",

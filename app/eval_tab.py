@@ -14,7 +14,7 @@ from app.background import run_with_updates
 from app.feedback import problem
 from app.i18n import T, named
 from app.page import Page
-from studio.monitoring import format_duration
+from studio.runs.text import format_duration
 
 
 @dataclass

@@ -10,7 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from app.i18n import T, named
-from studio.monitoring import format_duration
+from studio.runs.text import format_duration
 from studio.text import in_language
 
 

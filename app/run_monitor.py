@@ -24,7 +24,8 @@ from app.feedback import problem
 from app.i18n import Labels, T, named
 from studio.api import Studio
 from studio.errors import StudioError
-from studio.monitoring import RunHistory, format_duration
+from studio.runs.history import RunHistory
+from studio.runs.text import format_duration
 
 LIVE = ("starting", "running")
 MIN_REDRAW_S = 2.0  # charts follow a fast run every 2 s; the progress box follows it every second

@@ -25,10 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from served_studio import serve  # noqa: E402 (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -55,7 +56,7 @@ def main() -> None:
         model = _model(workspace, args.model)
         config = _config(workspace, model, args.max_new_tokens)
         adapter = _adapter(workspace, model, args.adapter)
-        server, url = _serve(workspace, config)
+        server, url = serve(workspace, config)
         try:
             cli, page = _rounds(url, config, adapter, args.prompt, args.rounds, workspace)
         finally:
@@ -67,7 +68,7 @@ def main() -> None:
 def _model(workspace: Path, choice: str) -> str:
     if choice != "tiny":
         return choice
-    from studio.modeling.tiny import build_tiny_model
+    from studio.dev.tiny_models import build_tiny_model
 
     return str(build_tiny_model(workspace / "models" / "tiny", hidden=256, layers=4))
 
@@ -111,35 +112,6 @@ def _adapter(workspace: Path, model: str, given: str | None) -> Path:
     engine.model = peft_model.unload()
     engine.unload()
     return target
-
-
-def _serve(workspace: Path, config: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "--port", str(port), "--workspace", str(workspace), "--config", str(config)],
-        stdout=open(workspace / "server.log", "w"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit("the studio did not start: " + (workspace / "server.log").read_text()[-2000:])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rounds(url: str, config: Path, adapter: Path, prompt: str, rounds: int, workspace: Path):

@@ -22,8 +22,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 def losses(model_path: str, examples, packing: bool, cache: bool, liger: bool) -> torch.Tensor:
     from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
     from studio.modeling.compute import resolve_plan
-    from studio.modeling.trainable import load_trainable_model
     from studio.training.token_losses import TokenLosses
+    from studio.training.trainable import load_trainable_model
 
     training = TrainingConfig(packing=packing, liger_kernels=liger, gradient_checkpointing="off", compile="off")
     quantization = QuantizationConfig(method="4bit", cache_dequantized=cache)
@@ -53,8 +53,8 @@ def main() -> None:
     import throughput_sides as sides
 
     from studio.config import ModelConfig
+    from studio.dev.tiny_models import build_tiny_model
     from studio.modeling.loader import load_tokenizer
-    from studio.modeling.tiny import build_tiny_model
     from studio.training import varlen_attention
 
     gpu = torch.cuda.get_device_name() if DEVICE == "cuda" else "no GPU"

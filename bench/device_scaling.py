@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from studio.config import RunConfig
-from studio.device_lock import DeviceLocks
-from studio.service import TrainingService
+from studio.control.device_lock import DeviceLocks
+from studio.control.service import TrainingService
 
 
 def _config(args, model_path: str, devices: str, strategy: str = "ddp") -> RunConfig:

@@ -73,9 +73,10 @@ def run_ours(args) -> dict:
 
     from studio.config import LoraConfig, ModelConfig, PreferenceConfig, QuantizationConfig, TrainingConfig
     from studio.modeling.compute import resolve_plan
-    from studio.modeling.loader import load_tokenizer, resolve_model_path
-    from studio.modeling.trainable import load_trainable_model
+    from studio.modeling.loader import load_tokenizer
+    from studio.modeling.sources import resolve_model_path
     from studio.training.loop import Trainer
+    from studio.training.trainable import load_trainable_model
 
     training = TrainingConfig(
         stage="dpo",
@@ -184,7 +185,8 @@ def run_llamafactory(args) -> dict:
 
     from studio.config import ModelConfig, QuantizationConfig, TrainingConfig
     from studio.modeling.compute import resolve_plan
-    from studio.modeling.loader import load_tokenizer, resolve_model_path
+    from studio.modeling.loader import load_tokenizer
+    from studio.modeling.sources import resolve_model_path
 
     if not LF_PYTHON.exists():
         raise SystemExit(f"No LLaMA-Factory venv at {LF_PYTHON}: run `bash bench/setup_llamafactory.sh` first.")
@@ -230,7 +232,7 @@ def _result_line(side: str, done: subprocess.CompletedProcess) -> dict:
 
 def prepare_model(args, scratch: Path) -> str:
     if args.model == "tiny":
-        from studio.modeling.tiny import build_tiny_model
+        from studio.dev.tiny_models import build_tiny_model
 
         return str(build_tiny_model(scratch / "tiny", hidden=256, layers=4))
     return "embedded:SmolLM2-135M-Instruct" if args.model == "embedded" else args.model

@@ -20,7 +20,7 @@ if [ "$MODE" = devices ] || [ "$MODE" = fsdp ]; then  # scaling over the GPUs, t
     GPUS=$(nvidia-smi --list-gpus | wc -l)
     if [ "$MODE" = fsdp ] && [ "$GPUS" -lt 2 ]; then echo "fsdp needs 2 or more GPUs; this machine has $GPUS" | tee "$OUT/fsdp.txt"; exit 0; fi
     python3 -c "import sys; sys.path.insert(0, 'bench'); import throughput_sides as s; from pathlib import Path; s.build_qwen15_architecture(Path('$ARCH'))"
-    python3 -c "from studio.modeling.tiny import build_tokenizer; build_tokenizer().save_pretrained('$ARCH')"
+    python3 -c "from studio.dev.tiny_models import build_tokenizer; build_tokenizer().save_pretrained('$ARCH')"
     if [ "$MODE" = devices ]; then
         timeout 540 $BENCH --steps 12 --rounds 1 --devices "$GPUS" 2>&1 | grep -v "it/s]" | tee "$OUT/devices.txt"
     else  # fsdp shards a bf16 base (a 4-bit one is refused), so both sides train bf16
@@ -38,7 +38,7 @@ print('torch', torch.__version__, 'transformers', transformers.__version__, 'pef
     timeout 150 python3 bench/cuda_checks.py 2>&1 | grep -v "Warning\|it/s]" | tee "$OUT/checks.txt"
     timeout 330 $BENCH --steps 24 --rounds 2 --sides baseline,ours,ours-no-gc,ours-cached 2>&1 | grep -v "it/s]" | tee "$OUT/bench.txt"
     # the studio itself on CUDA: CLI -> service -> worker subprocess, events with nvidia-smi readings
-    python3 -c "from studio.modeling.tiny import build_tokenizer; build_tokenizer().save_pretrained('$ARCH')"
+    python3 -c "from studio.dev.tiny_models import build_tokenizer; build_tokenizer().save_pretrained('$ARCH')"
     timeout 120 python3 -m studio.cli train examples/demo.yaml --model.name_or_path $ARCH --training.max_steps 40 \
         --training.logging_steps 5 --runs-dir /tmp/runs 2>&1 | tail -40 | tee "$OUT/studio.txt"
     cp /tmp/runs/*/events.jsonl "$OUT/events.jsonl"; cp /tmp/runs/*/worker.log "$OUT/worker.log" 2>/dev/null

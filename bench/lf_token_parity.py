@@ -9,7 +9,7 @@ LLaMA-Factory 0.9.5's templates of the same name, on alpaca data, with Qwen's re
     .venv/bin/python bench/lf_token_parity.py FILE --write-fixture tests/studio/data/fixtures/lf_qwen_tokens.json
 
 The LLaMA-Factory side runs LLaMA-Factory's own converter and supervised encoder in its venv;
-both sides use the same tokenizer (studio.modeling.tiny.build_qwen_tokenizer). Besides the
+both sides use the same tokenizer (studio.dev.tiny_models.build_qwen_tokenizer). Besides the
 file's records it checks written cases: answers that open with a space or line breaks, an
 input field, a system prompt, a history. Templates whose special tokens Qwen's vocabulary lacks
 (llama3, glm4, ...) are still compared: both sides then encode those markers as text.
@@ -68,7 +68,7 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
 
-    from studio.modeling.tiny import build_qwen_tokenizer
+    from studio.dev.tiny_models import build_qwen_tokenizer
 
     records = json.loads(Path(records_file).read_text(encoding="utf-8"))
     tools = "conversations" in records[0]  # sharegpt tool-call data (glaive_toolcall_*)
@@ -105,8 +105,8 @@ def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int) -> di
     from studio.data.examples import to_examples
     from studio.data.registry import DatasetSpec
     from studio.data.tokenize import encode_conversation
+    from studio.dev.tiny_models import build_qwen_tokenizer
     from studio.modeling.chat_templates import apply_chat_template_choice
-    from studio.modeling.tiny import build_qwen_tokenizer
 
     tools = "conversations" in records[0]
     columns = {"messages": "conversations", "tools": "tools"} if tools else {"system": "system", "history": "history"}

@@ -18,8 +18,8 @@ from pathlib import Path
 from studio.api import Studio
 from studio.config import EMBEDDED_MODEL, RunConfig
 from studio.config.recipes import recipe_for, with_recipe
-from studio.device_lock import DeviceLocks
-from studio.devices import plan_devices
+from studio.control.device_lock import DeviceLocks
+from studio.control.devices import plan_devices
 from studio.memory_estimate import estimate_memory, local_config_dir
 
 

@@ -234,7 +234,8 @@ def _setup_baseline(args):
     """LLaMA-Factory's preparation (model/model_utils/checkpointing.py, model/adapter.py): frozen
     weights keep their dtype, reentrant gradient checkpointing, input grads on, LoRA in fp32."""
     from studio.config import LoraConfig, ModelConfig
-    from studio.modeling.loader import attach_lora, load_base_model, resolve_model_path
+    from studio.modeling.loader import attach_lora, load_base_model
+    from studio.modeling.sources import resolve_model_path
 
     plan = plan_for(args)
     model_config = ModelConfig(name_or_path=args.model_path)
@@ -270,8 +271,9 @@ def ours_training(variant: Variant, steps: int, precision: str = "auto"):
 
 def _setup_ours(args, training, variant: Variant):
     from studio.config import LoraConfig, ModelConfig, QuantizationConfig
-    from studio.modeling.loader import resolve_model_path, skip_bitsandbytes
-    from studio.modeling.trainable import load_trainable_model
+    from studio.modeling.loader import skip_bitsandbytes
+    from studio.modeling.sources import resolve_model_path
+    from studio.training.trainable import load_trainable_model
 
     plan = plan_for(args, training)
     if not plan.quantize_4bit:

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from studio.config import RunConfig
-from studio.device_lock import DeviceLocks
-from studio.service import TrainingService
+from studio.control.device_lock import DeviceLocks
+from studio.control.service import TrainingService
 
 
 def measure(config: RunConfig, runs_dir: Path) -> dict:

@@ -87,7 +87,7 @@ def run_llamafactory(args) -> dict:
     import torch
 
     from studio.config import ModelConfig
-    from studio.modeling.loader import resolve_model_path
+    from studio.modeling.sources import resolve_model_path
 
     if not LF_PYTHON.exists():
         raise SystemExit(f"No LLaMA-Factory venv at {LF_PYTHON}: run `bash bench/setup_llamafactory.sh` first.")
@@ -125,7 +125,7 @@ def _result_line(side: str, done: subprocess.CompletedProcess) -> dict:
 
 def prepare_model(args, scratch: Path) -> str:
     if args.model == "tiny":
-        from studio.modeling.tiny import build_tiny_model
+        from studio.dev.tiny_models import build_tiny_model
 
         return str(build_tiny_model(scratch / "tiny", hidden=256, layers=4))
     if args.model == "qwen1.5-1.8b-arch":

@@ -24,10 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from served_studio import serve  # noqa: E402 (bench/ is on the path of a script run from it)
 
 MAX_PAGES, MAX_SECONDS = 64, 600
 
@@ -57,7 +58,7 @@ def main() -> None:
 
 def _model(choice: str, workspace: Path) -> str:
     if choice == "tiny":
-        from studio.modeling.tiny import build_tiny_model
+        from studio.dev.tiny_models import build_tiny_model
 
         return str(build_tiny_model(workspace / "models" / "tiny", hidden=256, layers=4))
     return "embedded:SmolLM2-135M-Instruct" if choice == "embedded" else choice
@@ -78,42 +79,7 @@ def _serve(workspace: Path, model: str) -> tuple[subprocess.Popen, str]:
         }
     )
     config.save(workspace / "load.yaml")
-    port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "--port",
-            str(port),
-            "--workspace",
-            str(workspace),
-            "--config",
-            str(workspace / "load.yaml"),
-        ],
-        stdout=open(workspace / "server.log", "w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit("the studio did not start: " + (workspace / "server.log").read_text()[-2000:])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return serve(workspace, workspace / "load.yaml")
 
 
 def _measure(url: str, workspace: Path, pages: int, seconds: float, server_pid: int, ramp: float) -> dict:

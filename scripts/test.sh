@@ -8,8 +8,8 @@ bash scripts/setup.sh ui,test
 bash scripts/system_packages.sh --browser
 . .venv/bin/activate
 export GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
-# lint and format are checked first but do not hide test results: both are reported, either failing fails the run
+# lint, format and types are checked first but do not hide test results: all are reported, any failing fails the run
 lint=0
-ruff check . && ruff format --check . || lint=$?
+ruff check . && ruff format --check . && mypy || lint=$?
 python -m pytest -ra "$@"
 exit "$lint"

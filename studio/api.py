@@ -10,29 +10,51 @@ is read, written or loaded (studio.workspace). Failures a user can fix are Studi
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.config import ModelConfig, QuantizationConfig, RunConfig
-from studio.device_lock import DeviceBusy
-from studio.devices import devices_value
+from studio.config.model import ChatTemplate
+from studio.control.device_lock import DeviceBusy
+from studio.control.devices import devices_value
+from studio.control.service import AbortOutcome, ResumePlan, TrainingService
 from studio.errors import PathNotAllowed, StudioError
-from studio.monitoring import HistoryCache, RunHistory
-from studio.run_folder import RunStatus, checkpoint_step
-from studio.service import AbortOutcome, ResumePlan, TrainingService
+from studio.runs.folder import RunStatus, checkpoint_step
+from studio.runs.history import HistoryCache, RunHistory
 from studio.text import Bilingual
 from studio.workspace import Workspace
+
+if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported only by the type checker
+    from studio.adapters import AdapterInfo, AdapterScan
+    from studio.chat import ChatEngine
+    from studio.chat.streaming import Answer
+    from studio.config import GenerationConfig
+    from studio.control.device_lock import DeviceLocks
+    from studio.control.devices import DeviceInfo
+    from studio.data.preview import Preview
+    from studio.data.register import Proposal
+    from studio.data.registry import DatasetSpec, Registry
+    from studio.evaluation.runner import EvalReport
+    from studio.export.gguf_export import GgufReport
+    from studio.export.hub import PushReport
+    from studio.export.merge import ExportReport
+    from studio.runs.compare import Comparison
+    from studio.runs.events import Event
 
 __all__ = ["DeviceBusy", "Studio", "devices_value"]  # what the UI needs besides the facade
 
 
 class Studio:
-    def __init__(self, runs_dir: str | Path = "runs", workspace: Workspace | None = None, locks=None):
+    def __init__(
+        self, runs_dir: str | Path = "runs", workspace: Workspace | None = None, locks: DeviceLocks | None = None
+    ) -> None:
         self.service = TrainingService(runs_dir, locks=locks)
         self.workspace = workspace
         self._histories = HistoryCache(self.service.read_events)
         self._adapters_read: dict = {}  # adapter configs already read, by file and modification time
-        self._engine = None
+        self._engine: ChatEngine | None = None
 
     @classmethod
     def serving(cls, root: str | Path, runs_dir: str | Path, read_only=(), allow_remote_code: bool = False) -> Studio:
@@ -57,16 +79,16 @@ class Studio:
         self._check_config(config)
         return self.service.start(config, queue=queue, on_created=on_created)
 
-    def devices(self):
+    def devices(self) -> list[DeviceInfo]:
         """This machine's devices (GPUs with name, total and free memory; the CPU), for training.devices."""
-        from studio.devices import list_devices
+        from studio.control.devices import list_devices
 
         return list_devices()
 
     def other_node_commands(self, config: RunConfig, run_id: str | None = None) -> list[str]:
         """For a multi-node config, the command to run on each other machine (with this run's folder)."""
-        from studio.devices import plan_devices
-        from studio.launcher import other_node_commands
+        from studio.control.devices import plan_devices
+        from studio.control.launcher import other_node_commands
 
         self._check_config(config)
         run_dir = str(self.runs_dir / run_id) if run_id else str(self.runs_dir / "RUN_ID")
@@ -75,7 +97,7 @@ class Studio:
     def memory_estimate(self, config: RunConfig) -> Bilingual:
         """The memory each device (or CPU process) of `config` needs, estimated from the model's config.json;
         or why there is no estimate yet. Nothing is downloaded or loaded."""
-        from studio.devices import plan_devices
+        from studio.control.devices import plan_devices
         from studio.memory_estimate import estimate_memory, local_config_dir
 
         self._check_config(config)
@@ -112,16 +134,16 @@ class Studio:
     def status(self, run_id: str) -> RunStatus:
         return self.service.status(run_id)
 
-    def events(self, run_id: str, offset: int = 0):
+    def events(self, run_id: str, offset: int = 0) -> tuple[list[Event], int]:
         return self.service.read_events(run_id, offset)
 
     def history(self, run_id: str) -> RunHistory:
         """The run's folded history, shared by every caller; a new snapshot whenever events arrive."""
         return self._histories.get(run_id)
 
-    def compare(self, run_ids: list[str]):
-        """Comparison of the runs (rows and curves, studio.compare), read from their folders; damaged ones say why."""
-        from studio.compare import compare_runs
+    def compare(self, run_ids: list[str]) -> Comparison:
+        """Comparison of the runs (rows and curves: studio.runs.compare), from their folders; damaged ones say why."""
+        from studio.runs.compare import compare_runs
 
         return compare_runs(self.runs_dir, list(run_ids or []), self.service.status)
 
@@ -163,7 +185,7 @@ class Studio:
         specs = registry.specs.items() if registry is not None else ()
         return {name: stage_of[spec.kind] for name, spec in specs if spec.unsupported() is None}
 
-    def _registry(self, dataset_dir: str):
+    def _registry(self, dataset_dir: str) -> Registry | None:
         """The folder's registry (from the page: a folder in the workspace), or None when there is none to read."""
         from studio.data.registry import load_registry
         from studio.paths import resolve_dataset_dir
@@ -176,7 +198,9 @@ class Studio:
         except StudioError:
             return None
 
-    def preview(self, config: RunConfig, rows: int = 10, tokens: bool = True, progress: Callable = lambda report: None):
+    def preview(
+        self, config: RunConfig, rows: int = 10, tokens: bool = True, progress: Callable = lambda report: None
+    ) -> tuple[Preview, Bilingual | None]:
         """(Preview, note): token statistics when the model's tokenizer loads, else the rows alone and why.
 
         `progress` receives PreviewProgress reports: 'tokenizer' while the tokenizer loads (a first use of the
@@ -206,19 +230,19 @@ class Studio:
 
         return MAX_UPLOAD_BYTES // 2**20
 
-    def detect_dataset(self, uploaded: str):
+    def detect_dataset(self, uploaded: str) -> Proposal:
         """A proposal (format, column mapping, sample rows) for a file the page uploaded (Gradio's upload folder)."""
         from studio.data.register import detect
 
         return detect(uploaded)
 
-    def register_dataset(self, dataset_dir: str, name: str, uploaded: str, entry: dict):
+    def register_dataset(self, dataset_dir: str, name: str, uploaded: str, entry: dict) -> DatasetSpec:
         """Store an uploaded file in the dataset folder and add its (confirmed) entry to the registry."""
         from studio.data.register import register
 
         return register(self._dataset_folder(dataset_dir), name, uploaded, entry).spec
 
-    def register_hub_dataset(self, dataset_dir: str, name: str, hub_id: str):
+    def register_hub_dataset(self, dataset_dir: str, name: str, hub_id: str) -> DatasetSpec:
         from studio.data.register import register_hub
 
         return register_hub(self._dataset_folder(dataset_dir), name, hub_id).spec
@@ -236,16 +260,16 @@ class Studio:
 
     # -- adapters, chat, evaluation, export --------------------------------------------
 
-    def adapters(self):
+    def adapters(self) -> AdapterScan:
         """AdapterScan: the finished runs' adapters, and why damaged ones were left out."""
-        from studio.chat.adapters import scan_adapters
+        from studio.adapters import scan_adapters
 
         if len(self._adapters_read) > 4096:
             self._adapters_read.clear()
         return scan_adapters(self.runs_dir, self._adapters_read)
 
     @property
-    def engine(self):
+    def engine(self) -> ChatEngine:
         """The chat engine (one model in memory), shared by Chat and Evaluate."""
         if self._engine is None:
             from studio.chat import ChatEngine
@@ -256,7 +280,7 @@ class Studio:
     def load_model(
         self, model: ModelConfig, quantization: QuantizationConfig, progress: Callable = lambda message: None
     ) -> str:
-        from studio.validation import check_model
+        from studio.control.validation import check_model
 
         if self.workspace:
             self.workspace.check_model(model.name_or_path, model.trust_remote_code)
@@ -266,25 +290,33 @@ class Studio:
     def unload_model(self) -> str:
         return self.engine.unload()
 
-    def load_adapter(self, path: str):
+    def load_adapter(self, path: str) -> AdapterInfo:
         return self.engine.load_adapter(str(self._readable(path, "Adapter folder")))
 
     def unload_adapter(self, name: str) -> None:
         self.engine.unload_adapter(name)
 
-    def stream(self, conversations, adapters, generation, stop=None) -> Iterator:
+    def stream(
+        self,
+        conversations: list[list[dict]],
+        adapters: list[str | None],
+        generation: GenerationConfig,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[Answer]]:
         return self.engine.stream(conversations, adapters, generation, stop)
 
     def evaluate(
         self, config: RunConfig, adapter_path: str | None, compare: bool, progress: Callable = lambda event: None
-    ):
+    ) -> EvalReport:
         from studio.evaluation.runner import evaluate
 
         self._check_config(config)
         adapter = str(self._readable(adapter_path, "Adapter folder")) if adapter_path else None
         return evaluate(self.engine, config, adapter, compare, progress=progress, may_write=self._writable)
 
-    def export(self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None):
+    def export(
+        self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None
+    ) -> ExportReport | GgufReport:
         """ExportReport (safetensors folder) or GgufReport (export.format gguf); progress gets Bilingual lines
         and, while a GGUF is written, WriteProgress per tensor."""
         from studio.export.merge import ExportError, export_merged
@@ -302,7 +334,7 @@ class Studio:
             return export_gguf(config, adapter, progress=progress)
         return export_merged(config, adapter, progress=progress)
 
-    def hub_unreachable(self):
+    def hub_unreachable(self) -> Bilingual | None:
         """Why uploading to the Hugging Face Hub cannot work from this machine (a Bilingual), or None."""
         from studio.export.hub import unreachable_reason
 
@@ -315,11 +347,11 @@ class Studio:
         token: str | None = None,
         private: bool = True,
         progress: Callable = lambda message: None,
-    ):
+    ) -> PushReport:
         """Upload an adapter (with a generated model card) or an export folder to a model repo; PushReport.
 
         `token` is used for this call only (None: HF_TOKEN or the saved login) and is never stored or logged."""
-        from studio.chat.adapters import read_adapter
+        from studio.adapters import read_adapter
         from studio.export.hub import HubError, check_repo_id, plan_upload, push
         from studio.export.model_card import adapter_card
 
@@ -357,8 +389,9 @@ def _plain_path(raw: str) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer(name_or_path: str, chat_template: str, trust_remote_code: bool):
-    from studio.modeling.loader import load_tokenizer, resolve_model_path
+def _tokenizer(name_or_path: str, chat_template: ChatTemplate, trust_remote_code: bool):
+    from studio.modeling.loader import load_tokenizer
+    from studio.modeling.sources import resolve_model_path
 
     model = ModelConfig(name_or_path=name_or_path, chat_template=chat_template, trust_remote_code=trust_remote_code)
     return load_tokenizer(model, resolve_model_path(model, progress=lambda _: None))

@@ -233,7 +233,7 @@ def _train(args) -> int:
 
 
 def _follow_new_run(studio, config, run_id: str, args) -> int:
-    from studio.follow import follow_run
+    from studio.control.follow import follow_run
 
     status = studio.status(run_id)
     if status.state == "queued":
@@ -252,7 +252,7 @@ def _follow_new_run(studio, config, run_id: str, args) -> int:
 
 
 def _stop_and_follow(studio, run_id: str) -> int:
-    from studio.follow import ask_to_stop, follow_run
+    from studio.control.follow import ask_to_stop, follow_run
 
     print(f"Started run {run_id} in {studio.runs_dir / run_id}")
     ask_to_stop(studio.service, run_id, stopping=False)
@@ -299,7 +299,7 @@ def _abort(args) -> int:
 
 
 def _resume(args) -> int:
-    from studio.follow import follow_run
+    from studio.control.follow import follow_run
 
     studio = _studio(args.runs_dir)
     plan = studio.resume(args.run_id, args.checkpoint)

@@ -7,7 +7,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-from studio.events import Gpu, GpuReading
+from studio.runs.events import Gpu, GpuReading
 
 QUERY = "index,name,memory.used,memory.total,utilization.gpu"
 

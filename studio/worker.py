@@ -13,7 +13,6 @@ exit code carries the OS error to whoever reaps the worker: WRITE_FAILED_EXIT + 
 from __future__ import annotations
 
 import dataclasses
-import errno as errno_codes
 import json
 import os
 import signal
@@ -24,24 +23,11 @@ import traceback
 
 from studio.allocator import allocator_in_use
 from studio.config import RunConfig
-from studio.events import Aborted, Failed, Finished, Heartbeat, Log, Phase, Started, Step
 from studio.gpu_monitor import GpuSampler
 from studio.processes import process_start_time
-from studio.run_folder import RunFolder, RunStatus
+from studio.runs.events import Aborted, Failed, Finished, Heartbeat, Log, Phase, Started, Step
+from studio.runs.folder import RunFolder, RunStatus, end_message, write_failure_exit_code
 from studio.training.distributed import Ranks
-
-WRITE_FAILED_EXIT = 100
-
-
-def end_message(event) -> str:
-    """What status.json says about an attempt that ended with `event`."""
-    return {"finished": "finished", "aborted": "aborted by request"}.get(event.type) or getattr(
-        event, "error", event.type
-    )
-
-
-def write_failure_exit_code(error: OSError) -> int:
-    return WRITE_FAILED_EXIT + min(error.errno or errno_codes.EIO, 99)
 
 
 class AbortRequested(Exception):
@@ -111,7 +97,8 @@ class Worker:
         import torch
 
         from studio.modeling.compute import resolve_plan
-        from studio.modeling.loader import load_tokenizer, resolve_model_path, skip_bitsandbytes
+        from studio.modeling.loader import load_tokenizer, skip_bitsandbytes
+        from studio.modeling.sources import resolve_model_path
 
         plan = resolve_plan(config.quantization, config.training)
         self.ranks = dataclasses.replace(self.ranks, strategy=config.distributed.strategy)
@@ -163,7 +150,7 @@ class Worker:
         return train, val
 
     def _load_model(self, config: RunConfig, model_path: str, plan, planned_tokens: int):
-        from studio.modeling.trainable import load_trainable_model
+        from studio.training.trainable import load_trainable_model
 
         return load_trainable_model(
             model=config.model,

@@ -12,9 +12,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_collection_modifyitems(items):
+    """Every test of a `*_browser.py` module drives Chromium: marked `browser` by its file name, never forgotten."""
+    for item in items:
+        if item.path.name.endswith("_browser.py"):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from studio.modeling.tiny import build_tiny_model
+    from studio.dev.tiny_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2")
 
@@ -28,14 +35,14 @@ def tiny_tokenizer(tiny_model_dir):
 
 @pytest.fixture
 def locks(tmp_path):
-    from studio.device_lock import DeviceLocks
+    from studio.control.device_lock import DeviceLocks
 
     return DeviceLocks(tmp_path / "locks")
 
 
 @pytest.fixture
 def service(tmp_path, locks):
-    from studio.service import TrainingService
+    from studio.control.service import TrainingService
 
     return TrainingService(tmp_path / "runs", locks=locks)
 
@@ -75,7 +82,7 @@ def second_adapter(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def foreign_adapter(tmp_path_factory):
-    from studio.modeling.tiny import build_tiny_model
+    from studio.dev.tiny_models import build_tiny_model
 
     other = build_tiny_model(tmp_path_factory.mktemp("models") / "other", hidden=32)
     return make_adapter(other, tmp_path_factory.mktemp("adapters") / "foreign", seed=3)
@@ -91,7 +98,7 @@ def three_runs(tmp_path_factory, tiny_model_dir):
 
     from studio.api import Studio
     from studio.config import RunConfig
-    from studio.device_lock import DeviceLocks
+    from studio.control.device_lock import DeviceLocks
 
     root = tmp_path_factory.mktemp("compared")
     studio = Studio(root / "runs", locks=DeviceLocks(root / "locks"))

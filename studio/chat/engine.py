@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
-from studio.chat.adapters import AdapterError, AdapterInfo, read_adapter
+from studio.adapters import AdapterError, AdapterInfo, read_adapter
 from studio.chat.memory import read_memory, release_memory
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
@@ -60,7 +60,8 @@ class ChatEngine:
 
     def _load(self, model: ModelConfig, quantization: QuantizationConfig, progress, precision: str) -> str:
         from studio.modeling.compute import resolve_plan
-        from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
+        from studio.modeling.loader import load_base_model, load_tokenizer
+        from studio.modeling.sources import resolve_model_path
 
         if self.loaded:
             self.unload()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from studio.chat.adapters import read_adapter
+from studio.adapters import read_adapter
 from studio.config import RunConfig
 from studio.errors import StudioError
 

@@ -17,6 +17,11 @@ MODEL_PRESETS = (
 )
 
 
+ChatTemplate = Literal[
+    "auto", "chatml", "qwen", "qwen2.5", "llama3", "mistral", "gemma", "glm4", "deepseek", "yi", "alpaca"
+]
+
+
 class ModelConfig(Section):
     name_or_path: str = field(
         EMBEDDED_MODEL,
@@ -25,9 +30,7 @@ class ModelConfig(Section):
         zh_help="基座模型：Hugging Face 模型 ID（如 Qwen/Qwen1.5-1.8B-Chat）、本地目录，或内置的离线默认模型。",
         min_length=1,
     )
-    chat_template: Literal[
-        "auto", "chatml", "qwen", "qwen2.5", "llama3", "mistral", "gemma", "glm4", "deepseek", "yi", "alpaca"
-    ] = field(
+    chat_template: ChatTemplate = field(
         "auto",
         "Prompt format, encoded as LLaMA-Factory's template of the same name (qwen: Qwen1.5's, default system "
         "prompt 'You are a helpful assistant.'). 'auto' picks the model family's from its name, else the "

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from studio.chat.adapters import read_adapter
+from studio.adapters import read_adapter
 from studio.chat.engine import ChatEngine
 from studio.config import RunConfig
 from studio.evaluation import kinds
 from studio.evaluation.kinds import Sample
 from studio.evaluation.metrics import corpus_scores
 from studio.evaluation.predict import predict
-from studio.events import EvalProgress
-from studio.run_folder import RunFolder
+from studio.runs.events import EvalProgress
+from studio.runs.folder import RunFolder
 from studio.text import Bilingual
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from studio.chat.adapters import read_adapter
+from studio.adapters import read_adapter
 from studio.config import RunConfig
 from studio.export.gguf_types import GGUF_TYPES, GgufType, round_trip
 from studio.export.merge import CHECK_PROMPTS, TOLERANCE, ExportError, load_with_adapter, prepare_out_dir, prompt_logits
@@ -110,7 +110,7 @@ def _check_architecture(config: RunConfig, progress) -> None:
     from transformers import AutoConfig
 
     from studio.export.gguf_arch import architecture_of
-    from studio.modeling.loader import resolve_model_path
+    from studio.modeling.sources import resolve_model_path
 
     path = resolve_model_path(config.model, progress=progress)
     architecture_of(AutoConfig.from_pretrained(path, trust_remote_code=config.model.trust_remote_code))

@@ -13,10 +13,9 @@ import json
 from gguf import TokenType
 
 from studio.export.gguf_arch import GgufUnsupported
-from studio.modeling.tiny import QWEN_SPLIT
+from studio.modeling.pre_tokenizers import LLAMA3_SPLIT, QWEN_SPLIT
 
-# Llama 3's split (numbers in groups of up to three), llama.cpp's "llama-bpe".
-LLAMA3_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (one pattern, as tokenizer.json holds it)
+# llama.cpp's names for the pre-tokenizers these patterns make
 _SPLITS = {QWEN_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from studio.export.gguf_arch import architecture_of, tensor_name, to_file_layout, write_hyperparameters
 from studio.export.gguf_types import GgufType, encode, stored_bytes, tensor_type
 from studio.export.gguf_vocab import write_vocab
-from studio.monitoring import format_duration
+from studio.runs.text import format_duration
 
 
 @dataclass

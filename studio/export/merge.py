@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from studio.chat.adapters import read_adapter
+from studio.adapters import read_adapter
 from studio.config import QuantizationConfig, RunConfig, TrainingConfig
 from studio.errors import StudioError
 from studio.export.model_card import write_model_card
@@ -101,7 +101,8 @@ def export_merged(
 def load_with_adapter(config: RunConfig, info, progress: Callable) -> tuple:
     """(base+adapter as a PeftModel, tokenizer, compute plan): the base unquantised, in the export's precision."""
     from studio.modeling.compute import resolve_plan
-    from studio.modeling.loader import load_base_model, load_tokenizer, resolve_model_path
+    from studio.modeling.loader import load_base_model, load_tokenizer
+    from studio.modeling.sources import resolve_model_path
 
     plan = resolve_plan(
         QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype))

@@ -6,9 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from studio.chat.adapters import AdapterInfo
+from studio.adapters import AdapterInfo
 from studio.config import RunConfig
-from studio.run_folder import RunFolder
+from studio.runs.folder import RunFolder
 
 
 def _training_summary(adapter_path: str) -> tuple[RunConfig | None, dict]:

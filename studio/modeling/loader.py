@@ -7,32 +7,9 @@ from pathlib import Path
 import torch
 
 from studio.config import LoraConfig, ModelConfig
-from studio.config.names import model_source
-from studio.errors import StudioError
 from studio.modeling.chat_templates import apply_chat_template_choice
 from studio.modeling.compute import ComputePlan
-from studio.modeling.embedded import embedded_model_dir
-
-
-class ModelLoadError(StudioError):
-    """A model or tokenizer that cannot be found or loaded as configured."""
-
-
-def resolve_model_path(config: ModelConfig, progress=print) -> str:
-    """What transformers loads: the converted embedded model's folder, a local folder, or a hub id."""
-    source = model_source(config.name_or_path)
-    if source.kind == "embedded":
-        return str(embedded_model_dir(progress))
-    if source.kind == "hub":
-        return source.name  # transformers resolves it from the cache or the hub
-    if not source.path.exists():
-        raise ModelLoadError(
-            f"Model folder {config.name_or_path} not found. Give a folder saved with save_pretrained, or a hub id "
-            "(owner/name)."
-        )
-    if not (source.path / "config.json").is_file():
-        raise ModelLoadError(f"{source.path} is not a model folder: it has no config.json.")
-    return str(source.path)
+from studio.modeling.sources import ModelLoadError
 
 
 def load_tokenizer(config: ModelConfig, model_path: str):
@@ -133,7 +110,7 @@ def attach_lora(model, config: LoraConfig):
 def continue_adapter(model, path: str):
     from peft import PeftModel
 
-    from studio.chat.adapters import read_adapter
+    from studio.adapters import read_adapter
 
     read_adapter(path)  # AdapterError naming what is missing
     try:

@@ -15,7 +15,6 @@ anything but plain tensors and containers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,21 +24,11 @@ from pathlib import Path
 import torch
 
 from studio.errors import CheckpointError
-from studio.run_folder import CHECKPOINT_STATE as STATE
-from studio.run_folder import list_checkpoints
+from studio.runs.checkpoints import MANIFEST, LoopState, load_plain, sha256_of, verify_checkpoint
+from studio.runs.folder import CHECKPOINT_STATE as STATE
+from studio.runs.folder import list_checkpoints
 
 KEEP_CHECKPOINTS = 2
-MANIFEST = "manifest.json"
-
-
-@dataclass
-class LoopState:
-    step: int = 0
-    best_eval_loss: float | None = None  # the eval loss of the best evaluation
-    best_step: int | None = None
-    best_score: float | None = None  # training.best_metric at the best evaluation (None before it existed: eval_loss)
-    evals_without_improvement: int = 0
-    last_eval_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,18 +110,10 @@ def _write_json(path: Path, value) -> None:
 
 def _describe_files(staging: Path) -> dict[str, dict]:
     return {
-        str(path.relative_to(staging)): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        str(path.relative_to(staging)): {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
         for path in sorted(staging.rglob("*"))
         if path.is_file()
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _prune(folder: Path) -> None:
@@ -141,67 +122,6 @@ def _prune(folder: Path) -> None:
 
 
 # -- checking and loading ---------------------------------------------------------------
-
-
-def verify_checkpoint(path: Path) -> LoopState:
-    """The checkpoint's loop state, once every file is present and unchanged; CheckpointError naming the file otherwise.
-
-    Cheap enough to run before a worker starts: it reads the files once, loads no model.
-    """
-    path = Path(path)
-    state = _read_state(path)
-    manifest = path / MANIFEST
-    if not manifest.is_file():
-        _verify_legacy(path)
-        return state
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{manifest} is unreadable ({error}).") from None
-    for name, expected in files.items():
-        file = path / name
-        if not file.is_file():
-            raise CheckpointError(f"{file} is missing from the checkpoint.")
-        if file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
-            raise CheckpointError(f"{file} is damaged (its size or checksum differs from when it was saved).")
-    return state
-
-
-def _read_state(path: Path) -> LoopState:
-    state_file = path / STATE
-    if not state_file.is_file():
-        raise CheckpointError(f"{path} is not a complete checkpoint (no {STATE}).")
-    try:
-        return LoopState(**json.loads(state_file.read_text()))
-    except (OSError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{state_file} is unreadable ({error}).") from None
-
-
-def _verify_legacy(path: Path) -> None:
-    """A checkpoint written before manifests existed: every file must at least load as plain data."""
-    from safetensors import safe_open
-
-    adapter = path / "adapter" / "adapter_model.safetensors"
-    try:
-        with safe_open(adapter, framework="pt") as handle:
-            for key in handle.keys():
-                handle.get_tensor(key)
-    except Exception as error:  # safetensors raises its own error type for truncated files
-        raise CheckpointError(f"{adapter} is damaged or missing ({error}).") from None
-    for name in ("optimizer.pt", "scheduler.pt", "rng.pt", "best_adapter.pt"):
-        if (path / name).is_file() or name != "best_adapter.pt":
-            _load_plain(path / name)
-
-
-def _load_plain(file: Path):
-    """A legacy .pt file, refused unless it is plain tensors and containers (weights_only: no code runs)."""
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{file} is missing from the checkpoint.") from None
-    except Exception as error:  # an unpickling refusal, a truncated zip, ...: all mean the file cannot be used
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{file} cannot be loaded safely ({first_line}).") from None
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = False) -> tuple[LoopState, dict | None]:
@@ -235,9 +155,9 @@ def _restore(path: Path, model, optimizer, scheduler, sharded: bool) -> None:
         scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
         _set_rng_state(load_file(path / "rng.safetensors"))
     else:
-        saved = _load_plain(path / "optimizer.pt")
-        scheduler.load_state_dict(_load_plain(path / "scheduler.pt"))
-        torch.set_rng_state(_load_plain(path / "rng.pt"))
+        saved = load_plain(path / "optimizer.pt")
+        scheduler.load_state_dict(load_plain(path / "scheduler.pt"))
+        torch.set_rng_state(load_plain(path / "rng.pt"))
     if sharded:
         sharding.scatter_optimizer(optimizer, saved)
     else:
@@ -272,5 +192,5 @@ def _best_weights(path: Path) -> dict | None:
     if (path / "best_adapter.safetensors").is_file():
         return load_file(path / "best_adapter.safetensors")
     if (path / "best_adapter.pt").is_file():
-        return _load_plain(path / "best_adapter.pt")
+        return load_plain(path / "best_adapter.pt")
     return None

@@ -8,7 +8,7 @@ runs. Techniques a user may want to choose are config fields instead (`training.
 `training.micro_batch_lanes`, `training.gradient_checkpointing`, `training.compile`,
 `training.liger_kernels`, `quantization.cache_dequantized`).
 
-The model builder (`studio.modeling.trainable.load_trainable_model`) and the trainer
+The model builder (`studio.training.trainable.load_trainable_model`) and the trainer
 (`studio.training.loop.Trainer`) take a `Levers` and hand each field to the code it switches.
 """
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from studio.config import LoraConfig, PreferenceConfig, TrainingConfig
-from studio.events import Eval, Heartbeat, Log, Phase, Preference, Step
 from studio.modeling.compute import ComputePlan
+from studio.runs.events import Eval, Heartbeat, Log, Phase, Preference, Step
 from studio.training.batches import StepSchedule
 from studio.training.checkpoint import Gathered, LoopState, load_checkpoint, save_checkpoint, trainable_state
 from studio.training.distributed import Ranks
@@ -399,7 +399,7 @@ class Trainer:
     def _save(self, reason: str) -> Path | None:
         """A checkpoint, written by rank 0 alone (every rank holds the same weights; sharded ones are gathered
         by all first)."""
-        from studio.events import Checkpoint
+        from studio.runs.events import Checkpoint
 
         gathered = None
         if self.ranks.sharded:

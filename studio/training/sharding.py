@@ -8,7 +8,7 @@ any module call where FSDP could gather it.
 
 Reading or writing whole weights (checkpoints, the adapter, the best evaluated weights) is collective:
 every rank calls the same functions in the same order, and the whole tensors come back on every rank.
-A 4-bit base is refused before the run starts (see studio/devices.py): bitsandbytes' packed 4-bit
+A 4-bit base is refused before the run starts (see studio/control/devices.py): bitsandbytes' packed 4-bit
 parameters lose their quantisation state when FSDP2 re-wraps them.
 """
 

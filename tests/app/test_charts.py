@@ -3,8 +3,8 @@
 import pytest
 
 from app.charts import loss_figure, lr_figure, memory_figure, token_histogram
-from studio.events import Eval, Gpu, GpuReading, Step
-from studio.monitoring import RunHistory, smooth
+from studio.runs.events import Eval, Gpu, GpuReading, Step
+from studio.runs.history import RunHistory, smooth
 
 
 def _step(n, loss, t):
@@ -77,7 +77,7 @@ def test_smoothing_starts_at_the_first_value():
 
 def test_preference_runs_chart_rewards_and_margin_with_accuracy():
     from app.charts import FigureCache, margin_figure, rewards_figure
-    from studio.events import Preference
+    from studio.runs.events import Preference
 
     events = [
         Preference(

@@ -52,7 +52,7 @@ def runs(studio, tmp_path_factory, tiny_model_dir):
     Compare table taller than Gradio's default 500 px), copied into the served runs folder."""
     from studio.api import Studio
     from studio.config import RunConfig
-    from studio.device_lock import DeviceLocks
+    from studio.control.device_lock import DeviceLocks
 
     root = tmp_path_factory.mktemp("layout")
     trainer = Studio(root / "runs", locks=DeviceLocks(root / "locks"))

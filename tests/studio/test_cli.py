@@ -173,7 +173,8 @@ def test_export_to_an_existing_file_is_a_one_line_error(tmp_path, tiny_model_dir
 # Runs `qlora-studio train` with Ctrl-C pressed (SIGINT sent to itself) at one named point of its start.
 CTRL_C_DRIVER = """
 import os, signal, sys
-from studio import cli, service
+from studio import cli
+from studio.control import service
 
 point, argv = sys.argv[1], sys.argv[2:]
 press = lambda: os.kill(os.getpid(), signal.SIGINT)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from support import wait_for
 
-from studio.device_lock import DeviceLocks
+from studio.control.device_lock import DeviceLocks
+from studio.control.service import TrainingService
 from studio.errors import CheckpointError
-from studio.events import TERMINAL, parse_event
-from studio.service import TrainingService
+from studio.runs.events import TERMINAL, parse_event
 
 LONG = {"training.max_steps": "100000", "training.eval_steps": "100000", "training.save_steps": "100000"}
 
@@ -191,9 +191,9 @@ class _Payload:
 
 
 def test_broken_run_folders_are_listed_as_unreadable_and_the_rest_still_list(tmp_path, strong_adapter):
-    from studio.chat.adapters import scan_adapters
+    from studio.adapters import scan_adapters
     from studio.config import RunConfig
-    from studio.run_folder import RunFolder, RunStatus
+    from studio.runs.folder import RunFolder, RunStatus
 
     runs = tmp_path / "runs"
     for name in ("good-1", "bad-status-2", "bad-adapter-3"):

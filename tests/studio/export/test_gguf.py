@@ -43,7 +43,7 @@ def tiny_llama_dir(tmp_path_factory):
     """A Llama with grouped-query attention, an untied head and its own rope base: the Q/K row order is checked."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from studio.modeling.tiny import build_tokenizer
+    from studio.dev.tiny_models import build_tokenizer
 
     target, tokenizer = tmp_path_factory.mktemp("models") / "tiny-llama", build_tokenizer()
     config = LlamaConfig(

@@ -11,8 +11,8 @@ import threading
 import pytest
 from support import free_port
 
+from studio.adapters import read_adapter
 from studio.api import Studio
-from studio.chat.adapters import read_adapter
 from studio.export.hub import HubError, plan_upload
 from studio.export.model_card import adapter_card
 

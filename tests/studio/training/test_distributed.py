@@ -15,9 +15,11 @@ import torch
 from safetensors.torch import load_file
 from support import free_port, wait_for
 
-from studio.devices import plan_devices
-from studio.launcher import other_node_commands
+from studio.control.devices import plan_devices
+from studio.control.launcher import other_node_commands
 from studio.processes import children
+
+pytestmark = pytest.mark.distributed  # torchrun with several processes (gloo)
 
 EXACT = {
     "quantization.method": "none",

@@ -15,10 +15,10 @@ import torch
 
 from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import resolve_plan
-from studio.modeling.trainable import load_trainable_model
 from studio.training import varlen_attention
 from studio.training.levers import Levers
 from studio.training.loop import Trainer
+from studio.training.trainable import load_trainable_model
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 

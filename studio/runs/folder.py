@@ -1,7 +1,7 @@
 """A run folder is the truth about a run: config, events, status, checkpoints, adapter, log.
 
     RUN_DIR/config.yaml         the RunConfig the user chose, exactly
-    RUN_DIR/events.jsonl        append-only protocol (studio.events)
+    RUN_DIR/events.jsonl        append-only protocol (studio.runs.events)
     RUN_DIR/status.json         latest state and runtime facts (pid, attempt, checkpoint resumed from)
     RUN_DIR/worker.log          the worker's stdout and stderr
     RUN_DIR/checkpoints/        resumable checkpoints, checkpoint-STEP/
@@ -14,8 +14,10 @@ whole (disk full, file-size limit) is cut back out, and status.json is replaced 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -26,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from studio.config import RunConfig
 from studio.errors import StudioError
-from studio.events import TERMINAL, AttemptStarted, Event, Log, dump_event, parse_event
+from studio.runs.events import TERMINAL, AttemptStarted, Event, Log, dump_event, parse_event
 
 RunState = Literal["queued", "starting", "running", "finished", "failed", "aborted", "cancelled", "unreadable"]
 FINAL_STATES = ("finished", "failed", "aborted", "cancelled")  # cancelled: left the queue without ever starting
@@ -244,3 +246,23 @@ def _parse_or_warn(line: bytes) -> Event:
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+# How a worker's attempt ends, as both processes read it: the worker exits with WRITE_FAILED_EXIT + errno when
+# even its last event could not be written, and the supervisor reads the OS error back from that code.
+WRITE_FAILED_EXIT = 100
+
+
+def end_message(event) -> str:
+    """What status.json says about an attempt that ended with `event`."""
+    return {"finished": "finished", "aborted": "aborted by request"}.get(event.type) or getattr(
+        event, "error", event.type
+    )
+
+
+def write_failure_exit_code(error: OSError) -> int:
+    return WRITE_FAILED_EXIT + min(error.errno or errno.EIO, 99)
+
+
+# a plain folder name: never a path out of the runs folder
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

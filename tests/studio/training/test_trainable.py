@@ -8,8 +8,8 @@ import torch
 
 from studio.config import DataConfig, LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import resolve_plan
-from studio.modeling.trainable import load_trainable_model
 from studio.training.token_losses import TokenLosses
+from studio.training.trainable import load_trainable_model
 
 
 @pytest.fixture(scope="module")

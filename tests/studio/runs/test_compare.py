@@ -4,8 +4,8 @@ import shutil
 import subprocess
 import sys
 
-from studio.compare import CompareRow, Comparison, RunCurves, _fold_events, compare_runs
-from studio.events import AttemptStarted, Eval, Preference, Step
+from studio.runs.compare import CompareRow, Comparison, RunCurves, _fold_events, compare_runs
+from studio.runs.events import AttemptStarted, Eval, Preference, Step
 
 
 def test_rows_say_what_differs_and_how_each_run_did(three_runs):

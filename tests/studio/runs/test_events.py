@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from studio.events import Aborted, Eval, Failed, Gpu, GpuReading, Step, dump_event, parse_event
+from studio.runs.events import Aborted, Eval, Failed, Gpu, GpuReading, Step, dump_event, parse_event
 
 
 def test_events_round_trip_through_json_lines():

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.errors import StudioError
-from studio.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Step
-from studio.monitoring import Series
-from studio.run_folder import RunFolder
-from studio.service import RUN_ID
+from studio.runs.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Step
+from studio.runs.folder import RUN_ID, RunFolder
+from studio.runs.history import Series
 
 # The sections that shape training; evaluation, generation and export settings do not tell runs apart.
 COMPARED_SECTIONS = ("model", "quantization", "lora", "data", "training", "preference")
@@ -101,7 +100,7 @@ class Comparison:
         Ids: run, state, model, datasets, each differing config path, best_eval, the evaluation metrics, duration,
         tokens_per_second, peak_memory, problem (only when some run has one).
         """
-        from studio.monitoring import format_duration
+        from studio.runs.text import format_duration
 
         rows = self.rows
         columns = [
@@ -262,7 +261,7 @@ def _add(curves: RunCurves, name: str, step: int, value: float) -> None:
     curves.series.setdefault(name, Series()).add(step, value)
 
 
-def _add_extras(curves: RunCurves, event: Event, bookkeeping: set[str], prefix: str) -> None:
+def _add_extras(curves: RunCurves, event: Step | Eval, bookkeeping: set[str], prefix: str) -> None:
     """Numbers an event type carries beyond the ones every run has (e.g. a preference stage's reward margin)."""
     for name, value in event.model_dump().items():
         if name not in bookkeeping and isinstance(value, (int, float)) and not isinstance(value, bool):

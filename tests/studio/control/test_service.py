@@ -8,12 +8,12 @@ import pytest
 from support import wait_for
 
 from studio.config import ConfigError, RunConfig
+from studio.control.device_lock import DeviceBusy
+from studio.control.service import TrainingService
 from studio.data.registry import DataError
-from studio.device_lock import DeviceBusy
 from studio.errors import CheckpointError
-from studio.events import TERMINAL
-from studio.modeling.loader import ModelLoadError
-from studio.service import TrainingService
+from studio.modeling.sources import ModelLoadError
+from studio.runs.events import TERMINAL
 
 LONG = {"training.max_steps": "100000", "training.eval_steps": "100000", "training.save_steps": "100000"}
 
@@ -106,7 +106,7 @@ def test_an_orphaned_worker_that_dies_is_found_by_a_new_service(tmp_path, tiny_m
     import subprocess
     import sys
 
-    from studio.device_lock import DeviceLocks
+    from studio.control.device_lock import DeviceLocks
 
     monkeypatch.setenv("QLORA_STUDIO_CACHE", str(tmp_path / "cache"))
     runs = tmp_path / "runs"

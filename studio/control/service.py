@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,21 +29,28 @@ from typing import Literal
 
 from studio.allocator import with_worker_allocator
 from studio.config import RunConfig
-from studio.device_lock import DeviceBusy, DeviceLocks, device_name
-from studio.devices import DevicePlan, plan_devices
+from studio.control.device_lock import DeviceBusy, DeviceLocks, device_name
+from studio.control.devices import DevicePlan, plan_devices
+from studio.control.launcher import rank_failure, worker_command
+from studio.control.validation import check_data, check_model, validate_run
 from studio.errors import CheckpointError, RunNotFound, RunStateError, StudioError
-from studio.events import Aborted, AttemptStarted, Event, Failed, Log
-from studio.launcher import rank_failure, worker_command
 from studio.processes import children, is_alive, process_start_time
-from studio.run_folder import ENDED_STATES, FINAL_STATES, RunFolder, RunStatus, checkpoint_step
-from studio.validation import check_data, check_model, validate_run
-from studio.worker import WRITE_FAILED_EXIT, end_message
+from studio.runs.events import Aborted, AttemptStarted, Event, Failed, Log
+from studio.runs.folder import (
+    ENDED_STATES,
+    FINAL_STATES,
+    RUN_ID,
+    WRITE_FAILED_EXIT,
+    RunFolder,
+    RunStatus,
+    checkpoint_step,
+    end_message,
+)
 
 ABORT_GRACE_S = 60.0
 QUEUE_POLL_S = 2.0
 ATTEMPT_MARK = b"--- qlora-studio: a new attempt starts here ---"
 AbortOutcome = Literal["stopping", "cancelled", "ended"]  # asked to checkpoint and stop; left the queue; over already
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain folder name: never a path out of runs_dir
 
 
 @dataclass
@@ -239,6 +245,8 @@ class TrainingService:
         started = process_start_time(child.pid)
         record(child.pid, started)
         status = folder.read_status()
+        if status is None:  # written by this start before the spawn: a bug if it is gone
+            raise RuntimeError(f"{folder.status_file} vanished while its worker was being started")
         folder.write_status(status.model_copy(update={"pid": child.pid, "pid_started": started}))
         threading.Thread(target=self._reap, args=(folder, child, devices, status.attempt), daemon=True).start()
 
@@ -506,7 +514,7 @@ class TrainingService:
 
 def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:
     """Checkpoint `step`, or the newest one whose files are intact; CheckpointError naming what is wrong."""
-    from studio.training.checkpoint import verify_checkpoint
+    from studio.runs.checkpoints import verify_checkpoint
 
     candidates = folder.checkpoints()
     if not candidates:
@@ -520,7 +528,7 @@ def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:
             )
         verify_checkpoint(chosen[0])
         return ResumePlan(folder.run_id, chosen[0], step)
-    skipped = []
+    skipped: list[str] = []
     for candidate in candidates:
         try:
             verify_checkpoint(candidate)

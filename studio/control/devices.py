@@ -98,6 +98,7 @@ def _plan(spec: str, nnodes: int, count: int) -> DevicePlan:
             "Set training.devices to cpu or auto.",
             f"training.devices 为 '{spec}'，但本机没有可用的 GPU（torch 未检测到）。请将其设为 cpu 或 auto。",
         )
+    gpus: tuple[int, ...]
     if spec in ("auto", "cuda"):
         gpus = (0,)
     else:
@@ -133,7 +134,7 @@ class DeviceInfo:
 
     @property
     def label(self) -> str:
-        if self.total_mib is None:
+        if self.total_mib is None or self.free_mib is None:
             return f"{self.value} · {self.name}"
         return f"{self.value} · {self.name} · {self.free_mib / 1024:.1f} / {self.total_mib / 1024:.1f} GiB free"
 

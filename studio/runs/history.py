@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from studio.events import (
+from studio.runs.events import (
     Aborted,
     AttemptStarted,
     Eval,
@@ -24,6 +24,7 @@ from studio.events import (
     Started,
     Step,
 )
+from studio.runs.text import describe
 
 MAX_LOG_LINES = 200
 PREFERENCE_METRICS = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "kl")
@@ -102,6 +103,10 @@ class RunHistory:
             return None
         return max(0.0, self.eta_s - (time.time() - self.eta_at)) if live else self.eta_s
 
+    def _since_start(self, event: Event) -> float:
+        """Seconds from the run's first event to `event` (the x of the memory charts)."""
+        return round(event.time - (self._t0 if self._t0 is not None else event.time), 2)
+
     def _apply(self, event: Event) -> None:
         self._t0 = self._t0 if self._t0 is not None else event.time
         self.last_event_at = event.time
@@ -152,7 +157,7 @@ class RunHistory:
     def _on_step(self, event: Step) -> None:
         self.loss.add(event.step, event.loss)
         self.learning_rate.add(event.step, event.learning_rate)
-        self.rss_mib.add(round(event.time - self._t0, 2), event.rss_mib)
+        self.rss_mib.add(self._since_start(event), event.rss_mib)
         self.step, self.total_steps = event.step, event.total_steps
         self.elapsed_s, self.eta_s, self.tokens_per_second = event.elapsed_s, event.eta_s, event.tokens_per_second
         self.eta_at = event.time
@@ -166,26 +171,16 @@ class RunHistory:
 
     def _on_gpu(self, event: Gpu) -> None:
         for reading in event.gpus:
-            self.gpu_used_mib.setdefault(reading.index, Series()).add(round(event.time - self._t0, 2), reading.used_mib)
+            self.gpu_used_mib.setdefault(reading.index, Series()).add(self._since_start(event), reading.used_mib)
             self.gpu_total_mib[reading.index] = reading.total_mib
             self.gpu_names[reading.index] = reading.name
 
 
 def _log_line(event: Event) -> str | None:
-    from studio.follow import describe
-
     line = describe(event)
     if line and isinstance(event, Failed):
         return line.splitlines()[0]
     return line
-
-
-def format_duration(seconds: float | None, unknown: str = "?") -> str:
-    if seconds is None:
-        return unknown
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def smooth(values: list[float], weight: float = 0.8) -> list[float]:

@@ -1,7 +1,7 @@
 """The folded history of a run: a resumed attempt replaces the steps after its checkpoint."""
 
-from studio.events import AttemptStarted, Eval, Phase, Started, Step
-from studio.monitoring import HistoryCache, RunHistory
+from studio.runs.events import AttemptStarted, Eval, Phase, Started, Step
+from studio.runs.history import HistoryCache, RunHistory
 
 
 def _step(n, loss):
@@ -67,7 +67,7 @@ def test_the_cache_folds_each_event_once_and_hands_out_snapshots():
 
 
 def _preference(step, split, margin, accuracy):
-    from studio.events import Preference
+    from studio.runs.events import Preference
 
     return Preference(
         step=step,
@@ -80,7 +80,7 @@ def _preference(step, split, margin, accuracy):
 
 
 def test_preference_metrics_are_series_per_split_and_a_resume_cuts_them_too():
-    from studio.follow import describe
+    from studio.runs.text import describe
 
     started = _started(1, 0).model_copy(update={"stage": "dpo"})
     events = [AttemptStarted(attempt=1), started] + [_preference(n, "train", n / 10, 0.5 + n / 20) for n in range(1, 7)]
