@@ -98,7 +98,7 @@ class Workspace:
                 "览器开启。",
             )
         source = model_source(name_or_path, self.root)
-        if source.kind == "path":  # a hub id is fetched into the hub cache by name and never names a path
+        if source.path is not None:  # a hub id is fetched into the hub cache by name and never names a path
             self.path(source.path, "model.name_or_path")
 
     def check_dataset_files(self, dataset_dir: str, names: list[str]) -> None:
@@ -114,7 +114,7 @@ class Workspace:
                 what = f"dataset '{name}' ({key} in dataset_info.json)"
                 if kind == "file":
                     self._dataset_file(folder / value, what)
-                elif kind == "hub" and (source := model_source(value, self.root)).kind == "path":
+                elif kind == "hub" and (source := model_source(value, self.root)).path is not None:
                     hub = self.path(source.path, what)  # the datasets library reads an existing folder of that name
                 elif kind == "inner" and hub is not None:
                     self.path(hub / value, what)

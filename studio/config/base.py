@@ -7,6 +7,7 @@ whether it belongs to the advanced accordion). Nothing else lists defaults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -70,7 +71,10 @@ class ConfigError(StudioError):
 
 
 def describe_validation_error(
-    error: ValidationError, line_of: callable | None = None, prefix: str = "", lang: str = "en"
+    error: ValidationError,
+    line_of: Callable[[tuple[str, ...]], int | None] | None = None,
+    prefix: str = "",
+    lang: str = "en",
 ) -> list[str]:
     """One line per problem: dotted field path, optional YAML line, the reason, the bad value. In Chinese (`lang`
     zh) where the validator said it in both languages (FieldProblem); pydantic's own reasons stay English."""

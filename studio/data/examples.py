@@ -4,6 +4,7 @@ feedback or pretraining text; skipped records are counted and the first few loca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from studio.data.formats import (
     Message,
@@ -160,16 +161,16 @@ def _pairwise(spec: DatasetSpec, record: dict, system_prompt: str | None) -> Pai
     return PairwiseExample(with_system(turns, system, tools), chosen, rejected)
 
 
-def _answer(spec: DatasetSpec, value: object) -> Message:
+def _answer(spec: DatasetSpec, value: Any) -> Message:
     """A chosen/rejected answer: text in alpaca data, a message object in sharegpt/openai data."""
     if spec.formatting == "alpaca":
         if not isinstance(value, str) or not value.strip():
             raise Skip("with an empty chosen or rejected answer")
         return {"role": "assistant", "content": value}
     tags = spec.tags
-    role = {tags.assistant_tag: "assistant", tags.function_tag: "function_call"}.get(
-        value.get(tags.role_tag) if isinstance(value, dict) else None
-    )
+    speaker = value.get(tags.role_tag) if isinstance(value, dict) else None
+    roles = {tags.assistant_tag: "assistant", tags.function_tag: "function_call"}
+    role = roles.get(speaker) if isinstance(speaker, str) else None
     if role is None:
         raise Skip(f"with a chosen or rejected answer that is not a message from '{tags.assistant_tag}'")
     return {"role": role, "content": text(value.get(tags.content_tag))}

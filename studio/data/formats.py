@@ -9,6 +9,7 @@ message under "tools" (a JSON list), so conversations stay plain lists of messag
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from studio.data.registry import DatasetSpec
 
@@ -30,7 +31,7 @@ def text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def value_of(spec: DatasetSpec, record: dict, role: str) -> object:
+def value_of(spec: DatasetSpec, record: dict, role: str) -> Any:
     """The record's value for a column role; None when the registry maps none or the record lacks it."""
     column = spec.column(role)
     return record.get(column) if column else None
@@ -82,7 +83,7 @@ def chat_turns(spec: DatasetSpec, record: dict) -> tuple[str, list[Message]]:
     return system, turns
 
 
-def _openai_calls(tool_calls: object) -> str:
+def _openai_calls(tool_calls: Any) -> str:
     try:
         calls = [call["function"] for call in tool_calls]
         return json.dumps(

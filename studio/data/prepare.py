@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, to_examples
@@ -14,6 +16,9 @@ from studio.data.registry import DataError, DataKind, DatasetSpec, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
 from studio.modeling.chat_formats import FORMATS, format_for_name
 from studio.paths import resolve_dataset_dir
+
+if TYPE_CHECKING:
+    from studio.data.tokenize_kinds import EncodedFeedback, EncodedPair, TextRow
 
 
 @dataclass
@@ -25,7 +30,7 @@ class Split:
 
 @dataclass
 class Tokenized:
-    examples: list[Encoded]
+    examples: Sequence[Encoded | EncodedPair | EncodedFeedback | TextRow]  # one kind per stage
     truncated: int = 0
     dropped: int = 0  # nothing left to learn after truncation
 
@@ -151,6 +156,7 @@ def tokenize_for_stage(tokenizer, examples: list, config: DataConfig, stage: str
         return tokenize_conversations(tokenizer, examples, config)
     if stage == "pt":
         return Tokenized(examples=encode_text_rows(tokenizer, examples, config.cutoff_len))
+    encoded: list[EncodedPair | None] | list[EncodedFeedback | None]
     if stage == "dpo":
         encoded = [encode_pair(tokenizer, example, config.cutoff_len) for example in examples]
     else:
@@ -163,12 +169,13 @@ def tokenize_for_stage(tokenizer, examples: list, config: DataConfig, stage: str
 
 
 def tokenize_conversations(tokenizer, conversations: list[list[Message]], config: DataConfig) -> Tokenized:
-    result = Tokenized(examples=[])
+    examples: list[Encoded] = []
+    truncated = dropped = 0
     for messages in conversations:
         encoded = encode_conversation(tokenizer, messages, config.cutoff_len, config.train_on_responses_only)
         if encoded is None:
-            result.dropped += 1
+            dropped += 1
             continue
-        result.truncated += encoded.truncated
-        result.examples.append(encoded)
-    return result
+        truncated += encoded.truncated
+        examples.append(encoded)
+    return Tokenized(examples=examples, truncated=truncated, dropped=dropped)

@@ -130,7 +130,8 @@ def _check_stage(preview: DatasetPreview, spec, stage: str) -> None:
 
 def _token_stats(tokenizer, loaded, config: DataConfig, report=lambda done: None):
     """(lengths as trained, {part: lengths}) of the dataset's examples, with how many exceed cutoff_len."""
-    lengths, parts = [], {}
+    lengths: list[int] = []
+    parts: dict[str, list[int]] = {}
     for index, example in enumerate(loaded.examples):
         if index % 50 == 0:
             report(index)

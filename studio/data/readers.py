@@ -64,7 +64,7 @@ def read_records(dataset_dir: Path, spec: DatasetSpec) -> Records:
         for path in _data_files(Path(dataset_dir) / spec.file_name, spec.name):
             records.add(path.name, *read_located(path))
     else:
-        records.add(spec.hf_hub_url, "example", read_hub(spec))
+        records.add(spec.hf_hub_url or spec.name, "example", read_hub(spec))
     if not records.rows:
         raise DataError(
             f"Dataset '{spec.name}' is empty: it holds no examples. Add examples or remove it from data.datasets."

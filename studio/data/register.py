@@ -81,11 +81,10 @@ def register(
     target = dataset_dir / f"{name}{suffix}"
     if target.exists():
         raise DataError(f"{target} already exists; choose another dataset name or remove that file.")
-    data = source if isinstance(source, bytes) else None
-    _check_size(len(data) if data is not None else Path(source).stat().st_size, display)
+    _check_size(len(source) if isinstance(source, bytes) else Path(source).stat().st_size, display)
     with tempfile.NamedTemporaryFile(dir=dataset_dir, suffix=suffix, delete=False) as handle:
         staged = Path(handle.name)
-        handle.write(data if data is not None else Path(source).read_bytes())
+        handle.write(source if isinstance(source, bytes) else Path(source).read_bytes())
     os.chmod(staged, new_file_mode())  # tempfile makes its files private; a dataset is read by whoever reads the folder
     try:
         spec = parse_entry(dataset_dir / REGISTRY_FILE, name, {**_clean(entry), "file_name": target.name})
@@ -215,7 +214,8 @@ def new_file_mode() -> int:
 def _propose(file_name: str, records: list[dict], rows: int, text_file: bool = False) -> Proposal:
     columns = sorted(set().union(*(r.keys() for r in records[:100])))
     first = records[0]
-    fmt, entry, note = "text", {"columns": {"prompt": "text"}}, None
+    fmt: DetectedFormat = "text"
+    entry, note = {"columns": {"prompt": "text"}}, None
     if not text_file:
         fmt, entry, note = _chat_entry(records, columns) or _alpaca_entry(first, columns)
     return Proposal(file_name, fmt, entry, columns, records[:rows], len(records), note)

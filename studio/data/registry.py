@@ -117,8 +117,8 @@ class DatasetSpec(BaseModel):
     @classmethod
     def _openai_tags(cls, raw: Any) -> Any:
         if isinstance(raw, dict) and raw.get("formatting") == "openai":
-            given = raw.get("tags") if isinstance(raw.get("tags"), dict) else {}
-            raw = {**raw, "tags": {**_OPENAI_TAGS, **given}}
+            given = raw.get("tags")
+            raw = {**raw, "tags": {**_OPENAI_TAGS, **(given if isinstance(given, dict) else {})}}
         return raw
 
     @model_validator(mode="after")
