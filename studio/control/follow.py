@@ -41,7 +41,7 @@ def follow_run(
                 line = describe(event)
                 if line:
                     out(line)
-            status = service.status(run_id)
+            status = service.settle(run_id)  # a worker that died unseen has its end recorded
             if status.state in ENDED_STATES and not service.read_events(run_id, offset)[0]:
                 if not ended_by_event:
                     out(f"[{status.state}] {status.message}")

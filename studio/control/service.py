@@ -1,9 +1,12 @@
-"""The training service: the API the UI, the CLI and scripts call to run training.
+"""The training service, the supervisor of runs: it starts, queues, reaps, resumes and aborts them.
 
 Each run trains in its own worker subprocess (`python -m studio.worker RUN_DIR`) in a new
 session, so closing the UI or the terminal never stops it. The run folder is the truth:
 a restarted service re-attaches to live workers from their folders, and a worker that died
-without a terminal event (kill -9, OOM, crash) is marked failed with its log tail.
+without a terminal event (kill -9, OOM, crash) is recorded as failed with its log tail — by the
+service that reaps it, or by any service that keeps the queue, waits for the run, resumes or
+aborts it. Reading (`status`, `list_runs`, studio/control/reader.py) never writes: it shows that
+end before it is recorded.
 
 A run on busy devices can be queued instead (state `queued`, in its folder like any run); a
 service that keeps the queue (`keep_queue`, the web server does) starts each queued run when
@@ -13,7 +16,6 @@ under its folder's lock, so only once.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import signal
@@ -29,27 +31,24 @@ from typing import Literal
 
 from studio.allocator import with_worker_allocator
 from studio.config import RunConfig
-from studio.control.device_lock import DeviceBusy, DeviceLocks, device_name
+from studio.control.device_lock import DeviceBusy, DeviceLocks
 from studio.control.devices import DevicePlan, plan_devices
-from studio.control.launcher import rank_failure, worker_command
+from studio.control.launcher import worker_command
+from studio.control.reader import ATTEMPT_MARK, RunReader, death_reason, ending, one_line, rank_failure_of
 from studio.control.validation import check_data, check_model, validate_run
-from studio.errors import CheckpointError, RunNotFound, RunStateError, StudioError
+from studio.errors import CheckpointError, RunStateError, StudioError
 from studio.processes import children, is_alive, process_start_time
-from studio.runs.events import Aborted, AttemptStarted, Event, Failed, Log
+from studio.runs.events import AttemptStarted, Failed, Log
 from studio.runs.folder import (
     ENDED_STATES,
     FINAL_STATES,
-    RUN_ID,
-    WRITE_FAILED_EXIT,
     RunFolder,
     RunStatus,
     checkpoint_step,
-    end_message,
 )
 
 ABORT_GRACE_S = 60.0
 QUEUE_POLL_S = 2.0
-ATTEMPT_MARK = b"--- qlora-studio: a new attempt starts here ---"
 AbortOutcome = Literal["stopping", "cancelled", "ended"]  # asked to checkpoint and stop; left the queue; over already
 
 
@@ -68,15 +67,16 @@ class ResumePlan:
         return f"resuming from {self.checkpoint.name} (step {self.step}){note}"
 
 
-class TrainingService:
+class TrainingService(RunReader):
     def __init__(self, runs_dir: str | Path = "runs", locks: DeviceLocks | None = None, python: str = sys.executable):
-        self.runs_dir = Path(runs_dir).resolve()
-        self.locks = locks or DeviceLocks()
+        super().__init__(runs_dir, locks)
         self.python = python
+        # what this service knows beyond the folders, shared by the page's threads, reapers and the queue keeper
+        self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen] = {}
+        self._reapers: dict[str, threading.Thread] = {}  # the thread waiting for each child to end
         self._abort_requested: set[str] = set()  # a death after an abort request is an abort, not a failure
         self._unrecorded: dict[str, RunStatus] = {}  # ends the run folder could not take (disk full, read-only)
-        self._parsed: dict[str, tuple[tuple, RunStatus]] = {}  # status.json by (mtime, size): lists stay cheap
         self._keeper: threading.Thread | None = None
 
     # -- starting -------------------------------------------------------------------
@@ -119,10 +119,14 @@ class TrainingService:
 
     def _undo_start(self, folder: RunFolder) -> None:
         """Nothing half-made is left behind: no worker (it has not trained yet), no folder."""
-        child = self._children.pop(folder.run_id, None)
+        with self._lock:  # gone from here first: its reaper then records nothing in a folder about to go
+            child = self._children.pop(folder.run_id, None)
+            reaper = self._reapers.pop(folder.run_id, None)
         if child is not None:
             child.kill()
             child.wait()
+        if reaper is not None:  # a reaper already writing the worker's end would leave files behind the removal
+            reaper.join(timeout=30)
         shutil.rmtree(folder.path, ignore_errors=True)
 
     def _enqueue(self, folder: RunFolder, devices: DevicePlan) -> None:
@@ -142,7 +146,7 @@ class TrainingService:
     def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
         """Continue an aborted or failed run in its folder, from step `checkpoint` or the newest loadable checkpoint."""
         folder = self._folder(run_id)
-        status = self.status(run_id)
+        status = self.settle(run_id)
         if status.state not in ("aborted", "failed"):
             raise RunStateError(
                 f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.",
@@ -156,7 +160,8 @@ class TrainingService:
         plan = choose_checkpoint(folder, checkpoint)
         check_model(config.model)
         check_data(config)
-        self._abort_requested.discard(run_id)
+        with self._lock:
+            self._abort_requested.discard(run_id)
         folder.abort_file.unlink(missing_ok=True)
         with self.locks.acquire(devices.lock_names, str(folder.path)) as record:
             attempt = status.attempt + 1
@@ -177,7 +182,8 @@ class TrainingService:
                     }
                 )
             )
-            self._unrecorded.pop(run_id, None)
+            with self._lock:
+                self._unrecorded.pop(run_id, None)
             try:
                 self._spawn(folder, devices, record)
             except OSError as error:  # no worker started: the attempt ends here, said so
@@ -187,17 +193,6 @@ class TrainingService:
                 )
                 raise
         return plan
-
-    def _busy(self, devices: DevicePlan, wait: bool = True) -> tuple[str, str] | None:
-        """The cheapest check, so a busy device is reported before seconds of data and model checks:
-        (device, run folder holding it), or None when all of the run's devices are free."""
-        for device in devices.lock_names:
-            if wait:
-                self._let_finished_worker_exit(device)
-            holder = self.locks.holder(device)
-            if holder:
-                return device, holder["run_dir"]
-        return None
 
     def _let_finished_worker_exit(self, device: str, timeout: float = 30.0) -> None:
         """A worker that wrote its end is about to exit; wait for that rather than call the device busy."""
@@ -241,14 +236,18 @@ class TrainingService:
                 env=env,
                 start_new_session=True,
             )
-        self._children[folder.run_id] = child  # first, so that a start broken off from here on can stop it
+        with self._lock:  # first, so that a start broken off from here on can stop it
+            self._children[folder.run_id] = child
         started = process_start_time(child.pid)
         record(child.pid, started)
         status = folder.read_status()
         if status is None:  # written by this start before the spawn: a bug if it is gone
             raise RuntimeError(f"{folder.status_file} vanished while its worker was being started")
         folder.write_status(status.model_copy(update={"pid": child.pid, "pid_started": started}))
-        threading.Thread(target=self._reap, args=(folder, child, devices, status.attempt), daemon=True).start()
+        reaper = threading.Thread(target=self._reap, args=(folder, child, devices, status.attempt), daemon=True)
+        with self._lock:
+            self._reapers[folder.run_id] = reaper
+        reaper.start()
 
     def _reap(self, folder: RunFolder, child: subprocess.Popen, devices: DevicePlan, attempt: int) -> None:
         code = child.wait()
@@ -256,7 +255,10 @@ class TrainingService:
             self.locks.release(devices.lock_names, child.pid)
         except OSError:
             pass  # a lock whose holder is dead counts as free anyway
-        self._mark_dead(folder, code, attempt)
+        with self._lock:
+            undone = self._children.get(folder.run_id) is not child  # its start was undone, or a newer attempt runs
+        if not undone:
+            self._mark_dead(folder, code, attempt)
         if self._keeper is not None:  # its devices are free: the next queued run need not wait for a poll
             self._dispatch_safely()
 
@@ -274,26 +276,14 @@ class TrainingService:
             time.sleep(poll_s)
 
     def _dispatch_safely(self) -> None:
+        """Ends recorded, then the queue dispatched; a bug is said loudly, and the keeper goes on."""
         try:
+            self._settle_all()
             self.dispatch_queue()
-        except Exception:  # a bug, not a user error: said loudly, and the queue goes on
+        except Exception:
             import traceback
 
             traceback.print_exc()
-
-    def queued(self) -> list[RunStatus]:
-        """Queued runs, oldest first."""
-        if not self.runs_dir.is_dir():
-            return []
-        found = []
-        for path in self.runs_dir.iterdir():
-            try:
-                status = self._read_status(RunFolder(path)) if (path / "status.json").is_file() else None
-            except (OSError, StudioError):
-                continue
-            if status is not None and status.state == "queued":
-                found.append(status)
-        return sorted(found, key=lambda s: (s.queued_at or 0.0, s.run_id))
 
     def dispatch_queue(self) -> list[str]:
         """Start every queued run whose devices are free, oldest first; returns the runs started."""
@@ -302,7 +292,7 @@ class TrainingService:
             folder = RunFolder(self.runs_dir / status.run_id)
             try:
                 devices = plan_devices(folder.load_config())
-                if self._busy(devices, wait=False):
+                if self._holder(devices):
                     continue
                 with folder.exclusive():
                     current = folder.read_status()
@@ -313,7 +303,7 @@ class TrainingService:
             except DeviceBusy:
                 continue
             except (OSError, StudioError) as error:  # it can never start as it is: it fails, saying why
-                self._fail_queued(folder, f"The queued run could not start: {_one_line(error)}")
+                self._fail_queued(folder, f"The queued run could not start: {one_line(error)}")
         return started
 
     def _fail_queued(self, folder: RunFolder, reason: str) -> None:
@@ -324,32 +314,20 @@ class TrainingService:
         except (OSError, StudioError):
             pass
 
-    def _queue_note(self, status: RunStatus) -> RunStatus:
-        """A queued run's status says its place in the queue and what it waits for."""
-        order = [s.run_id for s in self.queued()]
-        place = order.index(status.run_id) + 1 if status.run_id in order else 1
-        waiting = ""
-        try:
-            busy = self._busy(plan_devices(self._folder(status.run_id).load_config()), wait=False)
-            if busy:
-                waiting = f", waiting for the {device_name(busy[0])} (run {Path(busy[1]).name})"
-        except StudioError:
-            pass
-        return status.model_copy(update={"queue_position": place, "message": f"queued #{place}{waiting}"})
-
     # -- stopping -------------------------------------------------------------------
 
     def abort(self, run_id: str, grace_s: float = ABORT_GRACE_S) -> AbortOutcome:
         """Ask the worker to checkpoint and stop (SIGTERM); kill it if it has not ended after `grace_s`.
         A queued run is cancelled instead: it leaves the queue without ever starting."""
         folder = self._folder(run_id)
-        status = self.status(run_id)
+        status = self.settle(run_id)
         if status.state in FINAL_STATES:
             return "ended"
         if status.state == "queued" and self._cancel_queued(folder):
             return "cancelled"
-        status = self.status(run_id)  # it may have started meanwhile
-        self._abort_requested.add(run_id)
+        status = self.settle(run_id)  # it may have started meanwhile
+        with self._lock:
+            self._abort_requested.add(run_id)
         try:  # for every other service, too (a restarted server, the CLI): a worker killed early was aborted
             folder.abort_file.touch()
         except OSError:
@@ -384,84 +362,50 @@ class TrainingService:
         time.sleep(0.5)
         self._mark_dead(folder, -signal.SIGKILL, status.attempt)
 
-    # -- reading --------------------------------------------------------------------
+    # -- reading, and recording what reading finds --------------------------------------------------------
 
     def status(self, run_id: str) -> RunStatus:
+        """The run as its folder says, or as this service knows it when the folder could not take its end."""
+        with self._lock:
+            unrecorded = self._unrecorded.get(run_id)
+        return unrecorded or super().status(run_id)
+
+    def settle(self, run_id: str) -> RunStatus:
+        """`status`, after recording the end of an attempt whose worker died unseen (its reaper gone with an earlier
+        service, or a run started with --detach)."""
         folder = self._folder(run_id)
-        if run_id in self._unrecorded:
-            return self._unrecorded[run_id]
-        status = self._read_status(folder) or RunStatus(
-            run_id=run_id, state="failed", message="the run folder has no status.json"
-        )
-        if status.state not in FINAL_STATES and run_id not in self._children:
-            if status.pid is not None and not is_alive(status.pid, status.pid_started):
-                self._mark_dead(folder, None, status.attempt)
-                status = self._unrecorded.get(run_id) or folder.read_status() or status
-        if status.state == "queued":
-            status = self._queue_note(status)
-        return status
-
-    def _read_status(self, folder: RunFolder) -> RunStatus | None:
-        """status.json, parsed again only when it changed (twenty open pages list the runs often)."""
-        try:
-            info = folder.status_file.stat()
-        except FileNotFoundError:
-            return None
-        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-        cached = self._parsed.get(folder.run_id)
-        if cached and cached[0] == stamp:
-            return cached[1].model_copy()
-        status = folder.read_status()
-        if status is not None:
-            self._parsed[folder.run_id] = (stamp, status.model_copy())
-        return status
-
-    def list_runs(self) -> list[RunStatus]:
-        """Every run, newest first; a folder that cannot be read is listed as unreadable, with why."""
-        if not self.runs_dir.is_dir():
-            return []
-        found: list[tuple[float, RunStatus]] = []
-        for path in self.runs_dir.iterdir():
-            try:
-                if not (path.is_dir() and (path / "config.yaml").is_file()):
-                    continue
-                found.append(((path / "config.yaml").stat().st_mtime, self.status(path.name)))
-            except (OSError, StudioError) as error:
-                found.append((0.0, RunStatus(run_id=path.name, state="unreadable", message=_one_line(error))))
-        return [status for _, status in sorted(found, key=lambda item: item[0], reverse=True)]
-
-    def read_events(self, run_id: str, offset: int = 0) -> tuple[list[Event], int]:
-        return self._folder(run_id).read_events(offset)
-
-    def exists(self, run_id: str) -> bool:
-        try:
-            self._folder(run_id)
-        except RunNotFound:
-            return False
-        return True
-
-    def folder(self, run_id: str) -> RunFolder:
-        return self._folder(run_id)
+        status = self._read_status(folder)
+        if status is not None and status.state not in FINAL_STATES and self._worker_gone(status):
+            self._mark_dead(folder, None, status.attempt)
+        return self.status(run_id)
 
     def wait(self, run_id: str, timeout: float | None = None, poll_s: float = 0.5) -> RunStatus:
         deadline = None if timeout is None else time.time() + timeout
         while True:
-            status = self.status(run_id)
+            status = self.settle(run_id)
             if status.state in ENDED_STATES:
                 return status
             if deadline is not None and time.time() > deadline:
                 raise TimeoutError(f"Run {run_id} still {status.state} after {timeout} s.")
             time.sleep(poll_s)
 
-    # -- internals ------------------------------------------------------------------
+    def _settle_all(self) -> None:
+        """Every run whose worker died unseen has its end recorded (the queue keeper does this at each poll)."""
+        for status in self.list_runs():
+            if status.state not in FINAL_STATES and status.state != "unreadable" and status.pid is not None:
+                self.settle(status.run_id)
 
-    def _folder(self, run_id: str) -> RunFolder:
-        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
-            raise RunNotFound(str(run_id))
-        folder = RunFolder(self.runs_dir / run_id)
-        if not folder.exists():
-            raise RunNotFound(run_id)
-        return folder
+    def _worker_gone(self, status: RunStatus) -> bool:
+        with self._lock:  # this service's own workers are reaped as they end: their ends are recorded there
+            reaping = status.run_id in self._children
+        return not reaping and super()._worker_gone(status)
+
+    def _busy(self, devices: DevicePlan) -> tuple[str, str] | None:
+        """The cheapest check, so a busy device is reported before seconds of data and model checks:
+        (device, run folder holding it), or None when all of the run's devices are free."""
+        for device in devices.lock_names:
+            self._let_finished_worker_exit(device)
+        return self._holder(devices)
 
     def _mark_dead(self, folder: RunFolder, exit_code: int | None, attempt: int) -> None:
         """The worker of `attempt` has ended: if it wrote no terminal event, it died; say so, with its last log lines.
@@ -473,7 +417,7 @@ class TrainingService:
         """
         note = None
         try:
-            note = _rank_failure(folder)
+            note = rank_failure_of(folder)
             with folder.exclusive():
                 self._record_death(folder, exit_code, attempt, note)
         except (OSError, StudioError) as error:
@@ -484,32 +428,28 @@ class TrainingService:
             if known is not None and known.attempt != attempt:
                 return
             known = known or RunStatus(run_id=folder.run_id, state="failed", attempt=attempt)
-            reason = f"{note or _death_reason(exit_code, folder)} (This could not be recorded in the run folder: "
-            reason += f"{_one_line(error)})"
-            self._unrecorded[folder.run_id] = known.model_copy(update={"state": "failed", "message": reason})
+            reason = f"{note or death_reason(exit_code, folder)} (This could not be recorded in the run folder: "
+            reason += f"{one_line(error)})"
+            with self._lock:
+                self._unrecorded[folder.run_id] = known.model_copy(update={"state": "failed", "message": reason})
 
     def _record_death(self, folder: RunFolder, exit_code: int | None, attempt: int, note: str | None) -> None:
         """`note`: torchrun's account of the rank that failed first, for a run of several processes."""
         status = folder.read_status() or RunStatus(run_id=folder.run_id, state="failed", attempt=attempt)
         if status.attempt != attempt:
             return
-        ended = folder.last_terminal()
-        if ended is not None:  # the end was written; only the status may lag behind it
-            if status.state != ended.type:
-                folder.write_status(status.model_copy(update={"state": ended.type, "message": end_message(ended)}))
+        with self._lock:
+            aborted = folder.run_id in self._abort_requested
+        ended, event = ending(folder, status, exit_code, note, aborted)
+        if event is None:  # the worker wrote its end; only the status may lag behind it
+            if status.state != ended.state:
+                folder.write_status(ended)
             return
         folder.repair_tail()
-        if folder.run_id in self._abort_requested or folder.abort_file.exists():
-            folder.append(Aborted(step=status.step, checkpoint=None))
-            folder.write_status(
-                status.model_copy(update={"state": "aborted", "message": "stopped before it could checkpoint"})
-            )
-            return
-        reason = note or _death_reason(exit_code, folder)
         try:
-            folder.append(Failed(error=reason, traceback=folder.log_tail()))
+            folder.append(event)
         finally:  # status.json is small and replaced whole: it may take the news when the event log cannot
-            folder.write_status(status.model_copy(update={"state": "failed", "message": reason}))
+            folder.write_status(ended)
 
 
 def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:
@@ -536,54 +476,6 @@ def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:
         except CheckpointError as error:
             skipped.append(f"{candidate.name} cannot be used: {error}")
     raise CheckpointError(f"No checkpoint of run {folder.run_id} can be used: " + "; ".join(skipped))
-
-
-def _death_reason(exit_code: int | None, folder: RunFolder) -> str:
-    if exit_code is not None and exit_code >= WRITE_FAILED_EXIT:
-        code = exit_code - WRITE_FAILED_EXIT
-        return (
-            f"The worker could not write to its run folder: {os.strerror(code)} ({errno.errorcode.get(code, code)}). "
-            "Free disk space or fix the folder's permissions, then resume the run."
-        )
-    if exit_code is None:
-        problem = _folder_problem(folder.path)
-        if problem:
-            return (
-                "The worker ended without reporting an end; most likely it could not write to its run folder: "
-                f"{problem}."
-            )
-        return "The worker process disappeared without reporting an end (killed, out of memory, or machine restart)."
-    if exit_code < 0:
-        name = signal.Signals(-exit_code).name
-        hint = " - often the kernel's out-of-memory killer" if exit_code == -signal.SIGKILL else ""
-        return f"The worker was killed by {name}{hint}. See worker.log in the run folder."
-    return f"The worker exited with code {exit_code} without reporting an end. See worker.log in the run folder."
-
-
-def _rank_failure(folder: RunFolder) -> str | None:
-    """torchrun's account of the first rank that failed (a run of several processes), from the log's end."""
-    try:
-        if (folder.read_status() or RunStatus(run_id="", state="failed")).processes < 2:
-            return None
-        return rank_failure(folder.log_tail(20000).rsplit(ATTEMPT_MARK.decode(), 1)[-1])
-    except (OSError, StudioError):
-        return None
-
-
-def _folder_problem(path: Path) -> str | None:
-    """Why a folder cannot be written, as far as can be told from outside."""
-    if not os.access(path, os.W_OK):
-        return "it is not writable (read-only file system or permissions)"
-    try:
-        free = shutil.disk_usage(path).free
-    except OSError:
-        return None
-    return f"the disk holding it is full ({free // 1024} KiB free)" if free < 4 * 2**20 else None
-
-
-def _one_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _signal(pid: int | None, signum: int) -> None:

@@ -132,11 +132,15 @@ def test_an_orphaned_worker_that_dies_is_found_by_a_new_service(tmp_path, tiny_m
     with pytest.raises(DeviceBusy):  # the detached run still holds the device for every service
         service.start(RunConfig().with_overrides({"model.name_or_path": str(tiny_model_dir)}))
     os.kill(status.pid, signal.SIGKILL)
-    final = wait_for(
+    folder = service.folder(status.run_id)
+    seen = wait_for(
         lambda: service.status(status.run_id).state == "failed" and service.status(status.run_id), timeout=30
     )
-    assert "disappeared" in final.message
-    assert len(_terminals(service, status.run_id)) == 1
+    assert "disappeared" in seen.message  # shown at once, by reading alone...
+    assert folder.read_status().state == "running" and not _terminals(service, status.run_id)  # ...which wrote nothing
+    final = service.wait(status.run_id, timeout=30)  # the supervisor records it
+    assert final.state == "failed" and "disappeared" in final.message
+    assert folder.read_status().state == "failed" and len(_terminals(service, status.run_id)) == 1
 
 
 def test_a_second_run_on_a_busy_device_is_refused(service, tiny_config):
