@@ -75,6 +75,7 @@ class TrainingService(RunReader):
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen] = {}
         self._reapers: dict[str, threading.Thread] = {}  # the thread waiting for each child to end
+        self._starting: set[str] = set()  # runs whose start() has not returned: their end is start()'s to handle
         self._abort_requested: set[str] = set()  # a death after an abort request is an abort, not a failure
         self._unrecorded: dict[str, RunStatus] = {}  # ends the run folder could not take (disk full, read-only)
         self._keeper: threading.Thread | None = None
@@ -100,6 +101,8 @@ class TrainingService(RunReader):
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         folder = RunFolder(self._new_run_path(config.run_name))
         folder.path.mkdir()
+        with self._lock:
+            self._starting.add(folder.run_id)
         try:
             on_created(folder.run_id)
             config.save(folder.config_file)
@@ -115,6 +118,9 @@ class TrainingService(RunReader):
         except BaseException:
             self._undo_start(folder)
             raise
+        finally:
+            with self._lock:
+                self._starting.discard(folder.run_id)
         return folder.run_id
 
     def _undo_start(self, folder: RunFolder) -> None:
@@ -397,7 +403,7 @@ class TrainingService(RunReader):
 
     def _worker_gone(self, status: RunStatus) -> bool:
         with self._lock:  # this service's own workers are reaped as they end: their ends are recorded there
-            reaping = status.run_id in self._children
+            reaping = status.run_id in self._children or status.run_id in self._starting
         return not reaping and super()._worker_gone(status)
 
     def _busy(self, devices: DevicePlan) -> tuple[str, str] | None:
