@@ -14,6 +14,8 @@ from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
 
+pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
+
 SECRET = "SSH-PRIVATE-KEY-5e1c"
 
 

@@ -17,6 +17,8 @@ from app.server import build_page
 from studio.api import Studio
 from studio.data.register import MAX_UPLOAD_BYTES
 
+pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
+
 SECRET = "TOP-SECRET-7f3a"
 
 

@@ -12,6 +12,8 @@ import threading
 import gradio as gr
 import pytest
 
+pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
+
 QUESTION = "你是谁？"
 
 

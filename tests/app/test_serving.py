@@ -17,6 +17,8 @@ from support import free_port
 from app.login_throttle import BROWSER_COOKIE
 from studio.serving import ServeOptions, add_serve_flags, options_from, to_argv, trusted_proxies
 
+pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
+
 
 def _serve(tmp_path, *args, env=None, module=("-m", "app")):
     port = free_port()
