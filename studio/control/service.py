@@ -379,11 +379,14 @@ class TrainingService(RunReader):
     def settle(self, run_id: str) -> RunStatus:
         """`status`, after recording the end of an attempt whose worker died unseen (its reaper gone with an earlier
         service, or a run started with --detach)."""
+        self._record_if_dead(run_id)
+        return self.status(run_id)
+
+    def _record_if_dead(self, run_id: str) -> None:
         folder = self._folder(run_id)
         status = self._read_status(folder)
         if status is not None and status.state not in FINAL_STATES and self._worker_gone(status):
             self._mark_dead(folder, None, status.attempt)
-        return self.status(run_id)
 
     def wait(self, run_id: str, timeout: float | None = None, poll_s: float = 0.5) -> RunStatus:
         deadline = None if timeout is None else time.time() + timeout
@@ -396,10 +399,17 @@ class TrainingService(RunReader):
             time.sleep(poll_s)
 
     def _settle_all(self) -> None:
-        """Every run whose worker died unseen has its end recorded (the queue keeper does this at each poll)."""
-        for status in self.list_runs():
-            if status.state not in FINAL_STATES and status.state != "unreadable" and status.pid is not None:
-                self.settle(status.run_id)
+        """Every run whose worker died unseen has its end recorded (the queue keeper does this at each poll).
+
+        status.json as written, not `status()`: that already shows such a run with the end it will get."""
+        if not self.runs_dir.is_dir():
+            return
+        for path in self.runs_dir.iterdir():
+            try:
+                if (path / "status.json").is_file():
+                    self._record_if_dead(path.name)
+            except (OSError, StudioError):
+                continue  # an unreadable folder is listed as such; nothing here can record its end
 
     def _worker_gone(self, status: RunStatus) -> bool:
         with self._lock:  # this service's own workers are reaped as they end: their ends are recorded there

@@ -138,9 +138,11 @@ def test_an_orphaned_worker_that_dies_is_found_by_a_new_service(tmp_path, tiny_m
     )
     assert "disappeared" in seen.message  # shown at once, by reading alone...
     assert folder.read_status().state == "running" and not _terminals(service, status.run_id)  # ...which wrote nothing
-    final = service.wait(status.run_id, timeout=30)  # the supervisor records it
+    service.keep_queue(poll_s=0.2)  # the supervisor records it: the queue keeper sweeps every run
+    wait_for(lambda: folder.read_status().state == "failed", timeout=30, what="the end recorded by the keeper")
+    final = service.wait(status.run_id, timeout=30)
     assert final.state == "failed" and "disappeared" in final.message
-    assert folder.read_status().state == "failed" and len(_terminals(service, status.run_id)) == 1
+    assert len(_terminals(service, status.run_id)) == 1
 
 
 def test_a_second_run_on_a_busy_device_is_refused(service, tiny_config):
