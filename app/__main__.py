@@ -19,6 +19,7 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 def main(argv: list[str] | None = None) -> int:
     from studio.errors import StudioError
+    from studio.locales import cli_language, in_language, say
     from studio.serving import add_serve_flags, check_exposure, options_from, read_credentials, trusted_proxies
 
     parser = argparse.ArgumentParser(
@@ -35,14 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         proxies = trusted_proxies(options)
         studio, defaults = _open_workspace(options)
     except StudioError as error:
-        parser.exit(2, f"error: {error}\n")
+        parser.exit(2, f"error: {in_language(error, cli_language())}\n")
     from app.server import serve
 
-    print(
-        f"Serving workspace {Path.cwd()} on http://{options.host}:{options.port}"
-        f"{' (login required)' if credentials else ''}. Ctrl-C stops the server, not the runs.",
-        flush=True,
-    )
+    login = say("page.login_required") if credentials else ""
+    serving = say("page.serving", workspace=Path.cwd(), host=options.host, port=options.port, login=login)
+    print(in_language(serving, cli_language()), flush=True)
     try:
         serve(studio, options.host, options.port, credentials, defaults, trusted_proxies=proxies)
     except KeyboardInterrupt:
@@ -60,7 +59,7 @@ def _open_workspace(options):
     config = Path(options.config).expanduser().resolve() if options.config else None
     root = Path(options.workspace).expanduser().resolve()
     if not root.is_dir():
-        raise StudioError(f"--workspace {root} is not a folder.")
+        raise StudioError("page.workspace_not_folder", path=root)
     os.chdir(root)
     defaults = RunConfig.from_yaml(config) if config else with_recipe(RunConfig())  # the default model's recipe
     return Studio.serving(root, options.runs_dir, options.read_only_dir, options.allow_remote_code), defaults

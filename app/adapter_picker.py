@@ -8,6 +8,7 @@ import gradio as gr
 
 from app.i18n import Labels, T
 from studio.api import Studio
+from studio.locales import in_language
 
 
 @dataclass
@@ -33,5 +34,5 @@ def wire(studio: Studio, picker: AdapterPicker, lang: gr.State) -> None:
 def choices(studio: Studio, lang: str = "en", warn: bool = False):
     scan = studio.adapters()
     if warn and scan.problems:  # a damaged adapter is left out of the list, and said so
-        gr.Warning(f"{T.damaged_adapters(lang)}: " + " · ".join(scan.problems[:3]))
+        gr.Warning(f"{T.damaged_adapters(lang)}: " + " · ".join(in_language(p, lang) for p in scan.problems[:3]))
     return gr.update(choices=[(a.name, a.path) for a in scan.adapters])

@@ -15,7 +15,7 @@ from app.feedback import failure, said
 from app.i18n import T
 from app.page import Page
 from studio.errors import StudioError
-from studio.text import in_language
+from studio.locales import in_language
 
 MODES = [(T.mode_compare, "compare"), (T.mode_base, "base"), (T.mode_adapter, "adapter")]
 GENERATION_FIELDS = ["system_prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"]
@@ -209,7 +209,7 @@ def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
         generation = page.form.read(values).generation
         name = _adapter_name(page, values[tab.picker.dropdown])
         if mode != "base" and name is None:
-            raise StudioError("Load an adapter first (or choose 'Base only').", "请先加载适配器（或选择“仅基座”）。")
+            raise StudioError("page.load_adapter_first")
         columns = [
             c for c in (("base", None, base_history), ("adapter", name, adapter_history)) if mode in ("compare", c[0])
         ]

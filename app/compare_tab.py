@@ -13,9 +13,9 @@ import pandas as pd
 
 from app import compare_charts
 from app.feedback import problem
-from app.form import field_info
 from app.i18n import T, named
 from app.page import Page
+from studio.locales import has, template
 
 AXES = [(T.axis_step, "step"), (T.axis_tokens, "tokens")]
 
@@ -169,6 +169,7 @@ def _header(column: str, lang: str) -> str:
     text = getattr(T, f"compare_col_{column.replace('-', '_')}", None)
     if text is not None:
         return text(lang)
-    if "." in column:  # a config field: its label in Chinese, its path in English (what the CLI and YAML call it)
-        return f"{field_info(column).json_schema_extra['zh']} ({column})" if lang == "zh" else column
+    if "." in column:  # a config field: its path (what the CLI and YAML call it), after its label where it has one
+        label = template(column, lang, column) if has(column) else column
+        return column if label == column else f"{label} ({column})"
     return column.upper()  # a metric: BLEU-4, ROUGE-L, ...

@@ -16,6 +16,7 @@ from app.feedback import problem
 from app.i18n import Labels, T
 from app.page import Page
 from studio.errors import StudioError
+from studio.locales import in_language
 
 UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".parquet", ".txt"]
 
@@ -79,7 +80,7 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
         summary = f"`{found.file_name}`: " + T.detected(
             lng, format=found.format, rows=found.num_rows, columns=", ".join(found.columns)
         )
-        note = f"\n\n_{found.note}_" if found.note else ""
+        note = f"\n\n_{in_language(found.note, lng)}_" if found.note else ""
         return summary + note, _default_name(found.file_name), json.dumps(found.entry, ensure_ascii=False, indent=2), ""
 
     upload.file.upload(
@@ -91,7 +92,7 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
 
     def on_register(path, name, entry_text, folder, chosen, lng):
         try:
-            entry = _entry(entry_text, lng)
+            entry = _entry(entry_text)
             spec = studio.register_dataset(folder, name.strip(), path, entry) if path else None
         except Exception as error:
             return problem(error, lng), gr.update()
@@ -122,19 +123,13 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
     return registered
 
 
-def _entry(text: str, lang: str) -> dict:
+def _entry(text: str) -> dict:
     try:
         entry = json.loads(text or "{}")
     except json.JSONDecodeError as error:
-        raise StudioError(
-            f"The entry is not valid JSON (line {error.lineno} column {error.colno}: {error.msg}).",
-            f"条目不是合法的 JSON（第 {error.lineno} 行第 {error.colno} 列：{error.msg}）。",
-        ) from None
+        raise StudioError("page.entry_not_json", line=error.lineno, column=error.colno, reason=error.msg) from None
     if not isinstance(entry, dict):
-        raise StudioError(
-            "The entry must be a JSON object, like the ones in dataset_info.json.",
-            "条目必须是 JSON 对象，与 dataset_info.json 中的条目相同。",
-        )
+        raise StudioError("page.entry_not_object")
     return entry
 
 

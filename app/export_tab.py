@@ -13,7 +13,7 @@ from app.feedback import problem
 from app.i18n import T, named
 from app.page import Page
 from studio.errors import StudioError
-from studio.text import in_language
+from studio.locales import in_language
 
 UPLOADS = [(T.hub_adapter, "adapter"), (T.hub_export, "export")]
 
@@ -144,7 +144,8 @@ def _summary(report, lang: str) -> list[str]:
 
 
 def _box(state: str, text: str, lang: str) -> str:
+    shown = T.export_running(lang) if state == "running" else named("state", state, lang)  # an export, not training
     return (
-        f"<div class='qs-progress'><span class='qs-state qs-{state}'>{named('state', state, lang)}</span>"
+        f"<div class='qs-progress'><span class='qs-state qs-{state}'>{shown}</span>"
         f"<pre style='white-space:pre-wrap;margin-top:.5rem'>{html.escape(text)}</pre></div>"
     )

@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from app.i18n import LANGUAGES, T
+from app.i18n import T
 from studio.errors import StudioError
+from studio.locales import LANGUAGES
 
 log = logging.getLogger("qlora_studio.ui")
 
@@ -31,8 +32,8 @@ def failure(error: Exception) -> Callable[[str], str]:
 
 def said(say: Callable[[str], str], lang: str) -> tuple[str, dict[str, str]]:
     """A message in the page's language now, and in every language for a later language switch."""
-    both = {code: say(code) for code in LANGUAGES.values()}
-    return both[lang], both
+    every = {code: say(code) for code in LANGUAGES}
+    return every[lang], every
 
 
 def _describe(error: Exception, lang: str, markdown: bool = True) -> str:

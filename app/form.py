@@ -1,7 +1,8 @@
 """Gradio controls generated from the typed config, bound to their field paths, read back into it.
 
 Each control knows its path ("training.learning_rate"), its pydantic field and its component, so
-labels, defaults, choices and help all come from studio.config; nothing here repeats them.
+defaults and choices come from studio.config, labels and help from the translation table (studio/locales/
+fields.yaml; the English ones are the field's name and description); nothing here repeats them.
 Handlers receive the form as Gradio's dict input ({component: value}) and `read` picks each
 value by its control, never by position. The form is sealed once the whole page is laid out:
 wiring an event before then (and so missing controls added later) is an error at build time.
@@ -18,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from studio.config import RunConfig
 from studio.config.base import Section
+from studio.locales import template
 
 
 def field_info(path: str) -> FieldInfo:
@@ -52,10 +54,10 @@ class FieldControl:
     info: FieldInfo = field(repr=False)
 
     def label(self, lang: str) -> str:
-        return self.info.json_schema_extra["zh"] if lang == "zh" else english_label(self.path)
+        return template(self.path, lang, english_label(self.path))
 
     def help(self, lang: str) -> str:
-        return (self.info.json_schema_extra.get("zh_help") if lang == "zh" else None) or self.info.description
+        return template(f"{self.path}.help", lang, self.info.description)
 
     def to_config_value(self, raw):
         kind, optional = _core_type(self.info.annotation)

@@ -1,4 +1,4 @@
-"""What every tab of one page shares: the studio, the config form, the bilingual labels, the language."""
+"""What every tab of one page shares: the studio, the config form, the labels that follow the language, the language."""
 
 from __future__ import annotations
 
@@ -16,4 +16,4 @@ class Page:
     studio: Studio
     form: ConfigForm
     labels: Labels
-    lang: gr.State  # "en" or "zh", per browser
+    lang: gr.State  # a language code of studio.locales.LANGUAGES ("en", "zh"), per browser

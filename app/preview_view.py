@@ -10,8 +10,11 @@ import gradio as gr
 import pandas as pd
 
 from app.i18n import T, named
+from studio.locales import in_language
 from studio.runs.text import format_duration
-from studio.text import in_language
+
+# what the preview reports doing (PreviewProgress.stage: studio.data.preview's and studio.api's own "tokenizer")
+STAGES = {"tokenizer": T.preview_tokenizer, "reading": T.preview_reading, "tokenizing": T.preview_tokenizing}
 
 
 @dataclass
@@ -70,12 +73,15 @@ def summary(result, note, lang: str) -> str:
         if d.parts:  # a pair: its prompt and its two answers apart
             line += " (" + T.preview_parts(lang, **{name: f"{p.median:.0f}" for name, p in d.parts.items()}) + ")"
         if d.skipped:
-            line += f"; {T.preview_skipped(lang)}: " + ", ".join(f"{n} {reason}" for reason, n in d.skipped.items())
+            skipped = (f"{n} {in_language(reason, lang)}" for reason, n in d.skipped.items())
+            line += f"; {T.preview_skipped(lang)}: " + ", ".join(skipped)
         lines.append(f"- {line}")
         if d.stage_problem:  # said now, not first at Start
-            problem = d.stage_problem_zh if lang == "zh" else d.stage_problem
-            lines.append(f"    - ⚠️ **{T.preview_stage_problem(lang)}:** {problem}")
-        lines += [f"    - {T.preview_skipped(lang)} {row.where}: {row.reason}" for row in d.skipped_rows]
+            lines.append(f"    - ⚠️ **{T.preview_stage_problem(lang)}:** {in_language(d.stage_problem, lang)}")
+        for row in d.skipped_rows:
+            lines.append(
+                f"    - {T.preview_skipped(lang)} {in_language(row.where, lang)}: {in_language(row.reason, lang)}"
+            )
     if note:
         lines.append(f"\n_{in_language(note, lang)}_")
     return "\n".join(lines)
@@ -95,7 +101,7 @@ class Clock:
         elapsed = format_duration(time.time() - self.started)
         if self.report is None:
             return f"_{T.loading(lang)} · {T.elapsed(lang)} {elapsed}_"
-        stage = named("preview", self.report.stage, lang)
+        stage = STAGES[self.report.stage](lang) if self.report.stage in STAGES else self.report.stage
         count = f" {self.report.done}/{self.report.total}" if self.report.total else ""
         return f"_{stage} **{self.report.dataset}**{count} · {T.elapsed(lang)} {elapsed}{self._eta(lang)}_"
 

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from app.feedback import said
 from app.i18n import T
 from app.page import Page
 from studio.config import RunConfig
 from studio.config.recipes import RECIPE_SECTIONS, Recipe, recipe_for, with_recipe
 from studio.errors import StudioError
+from studio.locales import in_language
 
 MODEL, STAGE, DATASETS, DATASET_DIR = "model.name_or_path", "training.stage", "data.datasets", "data.dataset_dir"
 
@@ -24,7 +26,7 @@ MODEL, STAGE, DATASETS, DATASET_DIR = "model.name_or_path", "training.stage", "d
 class RecipeFill:
     note: gr.Markdown
     in_force: gr.State  # {field path: control value} of the recipe the untouched fields show
-    said: gr.State  # the note in both languages, for a language switch
+    said: gr.State  # the note in every language, for a language switch
 
 
 def layout() -> RecipeFill:
@@ -70,8 +72,8 @@ def _fill(page: Page, fill: RecipeFill, values: dict, changed: str) -> dict:
         updates[datasets] = new[DATASETS]
         kept = [path for path in kept if path != DATASETS]
         replaced = {"stage": stage, "datasets": ", ".join(new[DATASETS])}
-    said = {code: _note(recipe, kept, replaced, code) for code in ("en", "zh")}
-    return {fill.note: said[lang], fill.said: said, fill.in_force: new, **updates}
+    note, every_language = said(lambda code: _note(recipe, kept, replaced, code), lang)
+    return {fill.note: note, fill.said: every_language, fill.in_force: new, **updates}
 
 
 def _recipe_values(page: Page, config: RunConfig) -> dict:
@@ -102,8 +104,7 @@ def _same(a, b) -> bool:
 
 
 def _note(recipe: Recipe, kept: list[str], replaced: dict | None, lang: str) -> str:
-    summary = recipe.summary_zh if lang == "zh" else recipe.summary
-    note = f"{T.recipe_filled(lang)} {summary} (`examples/{recipe.file.name}`)."
+    note = f"{T.recipe_filled(lang)} {in_language(recipe.summary, lang)} (`examples/{recipe.file.name}`)."
     if kept:
         note += " " + T.recipe_kept(lang, fields=", ".join(f"`{path}`" for path in kept))
     if replaced:

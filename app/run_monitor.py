@@ -24,6 +24,7 @@ from app.feedback import problem
 from app.i18n import Labels, T, named
 from studio.api import Studio
 from studio.errors import StudioError
+from studio.locales import in_language
 from studio.runs.history import RunHistory
 from studio.runs.text import format_duration
 
@@ -132,10 +133,8 @@ def poll(studio: Studio, run_id: str | None, lang: str) -> tuple[str, str, str]:
 
 
 def _queue_note(status, lang: str) -> str:
-    """Where a queued run stands: its place in line (and, in English, what it waits for)."""
-    if status.state != "queued":
-        return ""
-    return status.message if lang == "en" else T.queue_place(lang, position=status.queue_position or 1)
+    """Where a queued run stands: its place in line and what it waits for, as the backend says it."""
+    return in_language(status.message, lang) if status.state == "queued" else ""
 
 
 def catalog_version(studio: Studio) -> str:
@@ -168,8 +167,8 @@ def progress_html(history: RunHistory, state: str, lang: str, note: str = "") ->
         f"{T.eta(lang)} {format_duration(history.eta_now(live=state in LIVE), '–')}",
     ]
     if history.tokens_per_second:
-        details.append(f"{history.tokens_per_second:.0f} tok/s")
-    method_text = history.method_zh if lang == "zh" else history.method
+        details.append(T.tokens_per_second(lang, rate=history.tokens_per_second))
+    method_text = in_language(history.method, lang) if history.method else ""
     method = f"<div class='qs-method'>{html.escape(method_text)}</div>" if method_text else ""
     error = f"<div class='qs-error'>{html.escape(history.error)}</div>" if history.error else ""
     error += f"<div class='qs-method qs-queue'>{html.escape(note)}</div>" if note else ""

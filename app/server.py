@@ -34,7 +34,10 @@ from app.login_throttle import LoginThrottle  # noqa: E402
 from app.page import Page  # noqa: E402
 from studio.api import Studio  # noqa: E402
 from studio.config import MODEL_PRESETS, RunConfig  # noqa: E402
+from studio.locales import ENGLISH  # noqa: E402
+from studio.locales import LANGUAGES as LANGUAGE_NAMES  # noqa: E402
 
+ENGLISH_NAME = LANGUAGE_NAMES[ENGLISH]  # the page starts in English
 CSS = """
 .qs-header h1 { margin: 0; font-size: 1.6rem; }
 .qs-header p { margin: 0.2rem 0 0; color: var(--body-text-color-subdued); }
@@ -85,7 +88,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         header = gr.Markdown(_header("en"), elem_classes="qs-header")
         with gr.Row(equal_height=True):
             language = page.labels.add(
-                gr.Radio(list(LANGUAGES), value="English", label=T.language("en"), scale=1, elem_id="qs-language"),
+                gr.Radio(list(LANGUAGES), value=ENGLISH_NAME, label=T.language("en"), scale=1, elem_id="qs-language"),
                 T.language,
             )
             page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)

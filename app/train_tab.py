@@ -15,7 +15,7 @@ from app.i18n import Labels, T
 from app.page import Page
 from studio.api import DeviceBusy, devices_value
 from studio.errors import StudioError
-from studio.text import in_language
+from studio.locales import in_language
 
 COMMON = [
     "training.learning_rate",
@@ -340,8 +340,12 @@ def _resume(page: Page, run_id: str | None, checkpoint):
         plan = page.studio.resume(run_id, None if checkpoint in (None, "", LATEST) else int(checkpoint))
     except Exception as error:
         return failure(error)
-    notes = "".join(f"\n- {note}" for note in plan.skipped)
-    return lambda lang: f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}"
+
+    def resumed(lang: str) -> str:
+        notes = "".join(f"\n- {in_language(note, lang)}" for note in plan.skipped)
+        return f"{T.resumed_run(lang)} `{run_id}` ← checkpoint-{plan.step}{notes}"
+
+    return resumed
 
 
 def _checkpoint_choices(page: Page, run_id: str | None, lang: str, chosen: str = LATEST):

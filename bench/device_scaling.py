@@ -9,6 +9,7 @@ like on a small machine; on a GPU machine the N processes use N GPUs. Printed, n
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -77,6 +78,15 @@ def scaling(args, model_path: str) -> None:
             print(f"\n{label} on the same cores / 1 process: {ratio:.2f}x tokens/s (1.00 = no loss){memory}")
         else:
             print(f"\n{label} / 1 GPU: {ratio:.2f}x tokens/s; scaling efficiency {ratio / args.devices:.0%}{memory}")
+    if getattr(args, "json", False):  # each side's fastest round (bench/tree_ab.py reads it)
+        best = {
+            label: {
+                "tokens_per_s": max(r["tokens_per_second"] for _, side, r in rows if side == label),
+                "peak_rss_mib": round(max(r["rss_mib"] for _, side, r in rows if side == label)),
+            }
+            for label, _, _ in sides
+        }
+        print(json.dumps({"best": best}))
 
 
 def _mean(rows: list, label: str, key: str) -> float:

@@ -263,6 +263,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--sides", default="llamafactory,ours")
     parser.add_argument("--lf-template", help="LLaMA-Factory template (default: smollm2 for embedded, chatml for tiny)")
+    parser.add_argument("--json", action="store_true", help="print one machine-readable line last")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -271,10 +272,15 @@ def main() -> None:
         print("RESULT " + json.dumps(run_ours(args)), flush=True)
         return
     sides = args.sides.split(",")
+    best: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         args.model_path = prepare_model(args, Path(scratch))
         for round_index in range(args.rounds):
             results = {side: run_side(args, side) for side in sides}
+            for side, result in results.items():
+                result["tokens_per_s"] = result["tokens"] / result["seconds"]
+                if side not in best or result["tokens_per_s"] > best[side]["tokens_per_s"]:
+                    best[side] = result
             print(
                 f"round {round_index + 1}: {args.model} on cpu, {args.steps} steps x {BATCH * ACCUMULATION} pairs of "
                 "dpo_zh_demo"
@@ -283,6 +289,8 @@ def main() -> None:
                 print(_row(side, result, results.get("llamafactory")), flush=True)
             if "ours" in results:
                 print(f"  ours: {results['ours']['layout']}")
+    if args.json:  # each side's fastest round
+        print(json.dumps({"model": args.model, "steps": args.steps, "best": best}))
 
 
 if __name__ == "__main__":

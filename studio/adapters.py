@@ -26,16 +26,16 @@ class AdapterScan:
     """The usable adapters of a runs folder, newest first, and why others were left out."""
 
     adapters: list[AdapterInfo] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # why each was left out (an AdapterError's Message)
 
 
 def read_adapter(path: str | Path, name: str | None = None) -> AdapterInfo:
     folder = Path(path).expanduser()
     config_file = folder / "adapter_config.json"
     if not config_file.is_file():
-        raise AdapterError(f"{folder} is not a LoRA adapter folder: it has no adapter_config.json.")
+        raise AdapterError("adapters.no_config", folder=folder)
     if not any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
-        raise AdapterError(f"{folder} has adapter_config.json but no adapter weights (adapter_model.safetensors).")
+        raise AdapterError("adapters.no_weights", folder=folder)
     config = _read_json(config_file)
     default_name = (
         folder.parent.name if folder.name == "adapter" else folder.name
@@ -53,12 +53,12 @@ def _read_json(file: Path) -> dict:
         value = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise AdapterError(
-            f"{file} line {error.lineno} column {error.colno}: {error.msg}. The adapter's config is damaged."
+            "adapters.config_bad_json", file=file, line=error.lineno, column=error.colno, error=error.msg
         ) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise AdapterError(f"{file} cannot be read ({error}).") from None
+        raise AdapterError("adapters.config_unreadable", file=file, error=error) from None
     if not isinstance(value, dict):
-        raise AdapterError(f"{file} is not a JSON object; the adapter's config is damaged.")
+        raise AdapterError("adapters.config_not_object", file=file)
     return value
 
 
@@ -79,7 +79,9 @@ def scan_adapters(runs_dir: str | Path, known: dict | None = None) -> AdapterSca
             if stamp not in known:
                 known[stamp] = read_adapter(config_file.parent)
             found.append((stamp[1], known[stamp]))
-        except (AdapterError, OSError) as error:
+        except AdapterError as error:
+            scan.problems.append(error.message)
+        except OSError as error:
             scan.problems.append(str(error))
     scan.adapters = [info for _, info in sorted(found, key=lambda item: item[0], reverse=True)]
     return scan

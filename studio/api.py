@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +21,9 @@ from studio.control.device_lock import DeviceBusy
 from studio.control.devices import devices_value
 from studio.control.service import AbortOutcome, ResumePlan, TrainingService
 from studio.errors import PathNotAllowed, StudioError
+from studio.locales import Message, say
 from studio.runs.folder import RunStatus, checkpoint_step
 from studio.runs.history import HistoryCache, RunHistory
-from studio.text import Bilingual
 from studio.workspace import Workspace
 
 if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported only by the type checker
@@ -57,7 +57,13 @@ class Studio:
         self._engine: ChatEngine | None = None
 
     @classmethod
-    def serving(cls, root: str | Path, runs_dir: str | Path, read_only=(), allow_remote_code: bool = False) -> Studio:
+    def serving(
+        cls,
+        root: str | Path,
+        runs_dir: str | Path,
+        read_only: Iterable[str | Path] = (),
+        allow_remote_code: bool = False,
+    ) -> Studio:
         """The studio of a web server: every path from the page confined to the workspace `root`; it keeps
         the run queue, so queued runs start when their devices free up, whether or not a page is open."""
         studio = cls(runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code))
@@ -94,7 +100,7 @@ class Studio:
         run_dir = str(self.runs_dir / run_id) if run_id else str(self.runs_dir / "RUN_ID")
         return other_node_commands(config, plan_devices(config), run_dir, self.service.python)
 
-    def memory_estimate(self, config: RunConfig) -> Bilingual:
+    def memory_estimate(self, config: RunConfig) -> Message:
         """The memory each device (or CPU process) of `config` needs, estimated from the model's config.json;
         or why there is no estimate yet. Nothing is downloaded or loaded."""
         from studio.control.devices import plan_devices
@@ -103,20 +109,14 @@ class Studio:
         self._check_config(config)
         folder = local_config_dir(config.model)
         if folder is None:
-            return Bilingual(
-                "Memory estimate: the model's config.json is not on this machine yet (downloaded or converted when "
-                "a run first loads the model).",
-                "内存估算：本机尚无该模型的 config.json（首次运行加载模型时会下载或转换）。",
-            )
+            return say("api.no_model_config_yet")
         plan = plan_devices(config)
         try:
             estimate = estimate_memory(
                 config, folder, device=plan.kind, processes=plan.world_size, gpu_gib=_smallest_gpu_gib(plan.gpus)
             )
         except (ValueError, OSError) as error:  # an architecture transformers cannot build from its config alone
-            return Bilingual(
-                f"Memory estimate: not available for this model ({error}).", f"内存估算：此模型无法估算（{error}）。"
-            )
+            return say("api.no_memory_estimate", error=error)
         return estimate.describe()
 
     def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
@@ -200,7 +200,7 @@ class Studio:
 
     def preview(
         self, config: RunConfig, rows: int = 10, tokens: bool = True, progress: Callable = lambda report: None
-    ) -> tuple[Preview, Bilingual | None]:
+    ) -> tuple[Preview, Message | None]:
         """(Preview, note): token statistics when the model's tokenizer loads, else the rows alone and why.
 
         `progress` receives PreviewProgress reports: 'tokenizer' while the tokenizer loads (a first use of the
@@ -220,7 +220,7 @@ class Studio:
                 config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code
             )
         except StudioError as error:  # the rows are still worth showing without token counts
-            note = Bilingual(f"Token lengths unavailable: {error}", f"无法统计 token 长度：{error.text('zh')}")
+            note = say("api.token_lengths_unavailable", error=error)
             return preview_datasets(config.data, rows=rows, progress=progress, stage=stage), note
         return preview_datasets(config.data, rows=rows, tokenizer=tokenizer, progress=progress, stage=stage), None
 
@@ -291,7 +291,7 @@ class Studio:
         return self.engine.unload()
 
     def load_adapter(self, path: str) -> AdapterInfo:
-        return self.engine.load_adapter(str(self._readable(path, "Adapter folder")))
+        return self.engine.load_adapter(str(self._readable(path, say("api.adapter_folder"))))
 
     def unload_adapter(self, name: str) -> None:
         self.engine.unload_adapter(name)
@@ -311,31 +311,28 @@ class Studio:
         from studio.evaluation.runner import evaluate
 
         self._check_config(config)
-        adapter = str(self._readable(adapter_path, "Adapter folder")) if adapter_path else None
+        adapter = str(self._readable(adapter_path, say("api.adapter_folder"))) if adapter_path else None
         return evaluate(self.engine, config, adapter, compare, progress=progress, may_write=self._writable)
 
     def export(
         self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None
     ) -> ExportReport | GgufReport:
-        """ExportReport (safetensors folder) or GgufReport (export.format gguf); progress gets Bilingual lines
+        """ExportReport (safetensors folder) or GgufReport (export.format gguf); progress gets Message lines
         and, while a GGUF is written, WriteProgress per tensor."""
         from studio.export.merge import ExportError, export_merged
 
         if not adapter_path:
-            raise ExportError(
-                "Choose an adapter (the list holds every finished run's) or type its folder.",
-                "请选择适配器（列表包含所有已完成训练的适配器）或填写其目录。",
-            )
+            raise ExportError("api.choose_adapter_to_export")
         self._check_config(config)
-        adapter = str(self._readable(adapter_path, "Adapter folder"))
+        adapter = str(self._readable(adapter_path, say("api.adapter_folder")))
         if config.export.format == "gguf":
             from studio.export.gguf_export import export_gguf
 
             return export_gguf(config, adapter, progress=progress)
         return export_merged(config, adapter, progress=progress)
 
-    def hub_unreachable(self) -> Bilingual | None:
-        """Why uploading to the Hugging Face Hub cannot work from this machine (a Bilingual), or None."""
+    def hub_unreachable(self) -> Message | None:
+        """Why uploading to the Hugging Face Hub cannot work from this machine (a Message), or None."""
         from studio.export.hub import unreachable_reason
 
         return unreachable_reason()
@@ -356,11 +353,9 @@ class Studio:
         from studio.export.model_card import adapter_card
 
         if not folder:
-            raise HubError(
-                "Choose what to upload: an adapter, or an export folder.", "请选择要上传的内容：适配器或导出目录。"
-            )
+            raise HubError("api.choose_what_to_upload")
         repo_id = check_repo_id(repo_id)
-        path = self._readable(folder, "Folder to upload")
+        path = self._readable(folder, say("api.folder_to_upload"))
         card = adapter_card(read_adapter(path), repo_id) if (path / "adapter_config.json").is_file() else None
         return push(plan_upload(path, card), repo_id, token, private, progress)
 
@@ -382,9 +377,7 @@ class Studio:
 
 def _plain_path(raw: str) -> Path:
     if not raw or not raw.strip():
-        raise StudioError(
-            "Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml"
-        )
+        raise StudioError("workspace.config_path_missing")
     return Path(raw.strip()).expanduser()
 
 

@@ -2,7 +2,8 @@
 
 Every command goes through the same front door as the web UI (studio.api.Studio), without a
 workspace: the machine's own user may name any path. A StudioError is printed as one line
-(exit 2); Ctrl-C exits quietly (130); anything else is a bug and keeps its traceback.
+(exit 2); Ctrl-C exits quietly (130); anything else is a bug and keeps its traceback. What the studio
+says (errors, notes, progress) is printed in QLORA_STUDIO_LANG's language (studio.locales.cli_language).
 """
 
 from __future__ import annotations
@@ -11,10 +12,17 @@ import argparse
 import re
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.errors import StudioError  # no dependencies: importing it cannot be interrupted for long
 from studio.interrupts import CTRL_C
+from studio.locales import cli_language, in_language, say
+
+if TYPE_CHECKING:
+    from studio.api import Studio
+    from studio.config import RunConfig
 
 CONFIG_USAGE = "%(prog)s [CONFIG] [--SECTION.FIELD VALUE ...]   (--help lists every field)"
 _NUMBER = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
@@ -28,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return args.handler(args)
     except StudioError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(say("cli.error", error=error).text(cli_language()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         return 130
+
+
+def _said(thing: object) -> str:
+    """A Message (or anything else the studio hands back) as the command line's reader reads it."""
+    return in_language(thing, cli_language())
 
 
 def _attach_negative_values(argv: list[str]) -> list[str]:
@@ -54,7 +67,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qlora-studio", description="Fine-tune chat LLMs with QLoRA.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, helptext: str, handler, config_flags: bool = False) -> argparse.ArgumentParser:
+    def command(
+        name: str, helptext: str, handler: Callable[[argparse.Namespace], int], config_flags: bool = False
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name,
             help=helptext,
@@ -189,13 +204,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def _choices(annotation) -> tuple | None:
+def _choices(annotation: object) -> tuple | None:
     if typing.get_origin(annotation) is typing.Literal:
         return typing.get_args(annotation)
     return None
 
 
-def _load_config(args):
+def _load_config(args: argparse.Namespace) -> RunConfig:
     from studio.config import RunConfig
 
     config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
@@ -203,13 +218,13 @@ def _load_config(args):
     return config.with_overrides(overrides) if overrides else config
 
 
-def _studio(runs_dir: str):
+def _studio(runs_dir: str) -> Studio:
     from studio.api import Studio
 
     return Studio(runs_dir)
 
 
-def _train(args) -> int:
+def _train(args: argparse.Namespace) -> int:
     """Ctrl-C before the worker exists ends the command (130) with nothing left behind; once it exists, Ctrl-C asks
     the run to checkpoint and stop, and the command follows it to its end."""
     config = _load_config(args)
@@ -232,7 +247,7 @@ def _train(args) -> int:
             return _stop_and_follow(studio, created[0])
 
 
-def _follow_new_run(studio, config, run_id: str, args) -> int:
+def _follow_new_run(studio: Studio, config: RunConfig, run_id: str, args: argparse.Namespace) -> int:
     from studio.control.follow import follow_run
 
     status = studio.status(run_id)
@@ -251,7 +266,7 @@ def _follow_new_run(studio, config, run_id: str, args) -> int:
     return follow_run(studio.service, run_id, interrupts=CTRL_C.take)
 
 
-def _stop_and_follow(studio, run_id: str) -> int:
+def _stop_and_follow(studio: Studio, run_id: str) -> int:
     from studio.control.follow import ask_to_stop, follow_run
 
     print(f"Started run {run_id} in {studio.runs_dir / run_id}")
@@ -259,7 +274,7 @@ def _stop_and_follow(studio, run_id: str) -> int:
     return follow_run(studio.service, run_id, interrupts=CTRL_C.take, stopping=True)
 
 
-def _runs(args) -> int:
+def _runs(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(args)
     runs = _studio(args.runs_dir).runs()
@@ -273,7 +288,7 @@ def _runs(args) -> int:
     return 0
 
 
-def _compare(args) -> int:
+def _compare(args: argparse.Namespace) -> int:
     """The page's comparison table, turned on its side for a terminal: one line per column, one column per run."""
     columns = _studio(args.runs_dir).compare(args.compare).table()
     problems = dict(columns).get("problem", [])
@@ -288,7 +303,7 @@ def _compare(args) -> int:
     return 0
 
 
-def _abort(args) -> int:
+def _abort(args: argparse.Namespace) -> int:
     said = {
         "stopping": f"Asked run {args.run_id} to checkpoint and stop.",
         "cancelled": f"Cancelled run {args.run_id}: it left the queue without starting.",
@@ -298,41 +313,41 @@ def _abort(args) -> int:
     return 0
 
 
-def _resume(args) -> int:
+def _resume(args: argparse.Namespace) -> int:
     from studio.control.follow import follow_run
 
     studio = _studio(args.runs_dir)
     plan = studio.resume(args.run_id, args.checkpoint)
     for note in plan.skipped:
-        print(f"[warning] {note}")
+        print(f"[warning] {_said(note)}")
     print(f"Resuming run {args.run_id} from {plan.checkpoint} (step {plan.step}).")
     with CTRL_C.counting():
         return follow_run(studio.service, args.run_id, interrupts=CTRL_C.take)
 
 
-def _config(args) -> int:
+def _config(args: argparse.Namespace) -> int:
     config = _load_config(args)
     print(config.to_yaml())
     print(f"# Equivalent command:\n# {config.to_command()}")
-    print(f"# {_studio(config.training.output_dir).memory_estimate(config)}")
+    print(f"# {_said(_studio(config.training.output_dir).memory_estimate(config))}")
     return 0
 
 
-def _preview(args) -> int:
+def _preview(args: argparse.Namespace) -> int:
     config = _load_config(args)
     preview, _ = _studio(config.training.output_dir).preview(config, rows=args.rows, tokens=False)
     print(preview.to_text())
     return 0
 
 
-def _chat(args) -> int:
+def _chat(args: argparse.Namespace) -> int:
     from studio.chat.terminal import run_chat
 
     config = _load_config(args)
     return run_chat(_studio(config.training.output_dir), config, args.adapter, args.compare, args.prompt)
 
 
-def _eval(args) -> int:
+def _eval(args: argparse.Namespace) -> int:
     import json
 
     config = _load_config(args)
@@ -347,13 +362,15 @@ def _eval(args) -> int:
     return 0
 
 
-def _export(args) -> int:
+def _export(args: argparse.Namespace) -> int:
     config = _load_config(args)
     shortcuts = {"export.output_dir": args.out, "export.format": args.format, "export.gguf_type": args.gguf_type}
     if any(shortcuts.values()):
         config = config.with_overrides({key: value for key, value in shortcuts.items() if value})
+    from studio.export.gguf_export import GgufReport
+
     report = _studio(config.training.output_dir).export(config, args.adapter, progress=_Progress())
-    if config.export.format == "gguf":
+    if isinstance(report, GgufReport):  # export.format gguf
         print(
             f"Exported {report.out_dir / report.gguf_file} ({report.gguf_type}, {report.size_bytes / 2**20:.1f} MiB); "
             f"reload check: max logit difference {report.max_logit_diff:.3g} from the merged model "
@@ -377,25 +394,29 @@ class _Progress:
     def __init__(self):
         self.shown_at = 0.0
 
-    def __call__(self, message) -> None:
+    def __call__(self, message: object) -> None:
         import time
 
         done, total = getattr(message, "done", None), getattr(message, "total", None)
         if done is not None and done < total and time.time() - self.shown_at < 1.0:
             return
         self.shown_at = time.time()
-        print(message, file=sys.stderr, flush=True)
+        print(_said(message), file=sys.stderr, flush=True)
 
 
-def _push(args) -> int:
+def _push(args: argparse.Namespace) -> int:
     report = _studio("runs").push_to_hub(
-        args.folder, args.repo, None, private=not args.public, progress=lambda m: print(m, file=sys.stderr, flush=True)
+        args.folder,
+        args.repo,
+        None,
+        private=not args.public,
+        progress=lambda m: print(_said(m), file=sys.stderr, flush=True),
     )
     print(f"Uploaded {len(report.files)} files to {report.url}")
     return 0
 
 
-def _webui(args) -> int:
+def _webui(args: argparse.Namespace) -> int:
     import os
 
     from studio.serving import AUTH_ENV, options_from, to_argv

@@ -60,7 +60,9 @@ def read_gpus() -> list[GpuReading]:
 class GpuSampler:
     """Emits a Gpu event every `interval` seconds until stopped; does nothing without a GPU."""
 
-    def __init__(self, emit: Callable[[Gpu], None], interval: float = 2.0, reader=read_gpus):
+    def __init__(
+        self, emit: Callable[[Gpu], None], interval: float = 2.0, reader: Callable[[], list[GpuReading]] = read_gpus
+    ):
         self._emit, self._interval, self._reader = emit, interval, reader
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gpu-sampler", daemon=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from types import FrameType
 
 
 class CtrlC:
@@ -25,7 +26,7 @@ class CtrlC:
         signal.signal(signal.SIGINT, self._on_signal)
         return self
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.presses += 1
         if self._raising:
             raise KeyboardInterrupt

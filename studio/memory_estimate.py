@@ -14,7 +14,7 @@ from pathlib import Path
 
 from studio.config import ModelConfig, RunConfig
 from studio.config.names import model_source
-from studio.text import Bilingual
+from studio.locales import Joined, Message, say
 
 GIB = 2**30
 NF4_BYTES = 0.5 + 4 / 64  # 4 bits a weight and one fp32 scale per block of 64 (double quantisation saves ~0.4 bit)
@@ -57,25 +57,19 @@ class MemoryEstimate:
     def total_gib(self) -> float:
         return self.weights_gib + self.dequantized_gib + self.adapter_gib + self.activations_gib + self.overhead_gib
 
-    def describe(self) -> Bilingual:
-        parts = [("base weights", "基座权重", self.weights_gib, "")]
+    def describe(self) -> Message:
+        cuda = self.device == "cuda"
+        parts = [("memory.base_weights", self.weights_gib)]
         if self.dequantized_gib:
-            parts.append(("dequantised copies", "反量化副本", self.dequantized_gib, ""))
-        parts.append(("adapter, gradients and optimizer", "适配器、梯度与优化器", self.adapter_gib, ""))
-        parts.append(("activations", "激活", self.activations_gib, "~"))
-        if self.device == "cuda":
-            parts.append(("CUDA context", "CUDA 上下文", self.overhead_gib, "~"))
-        else:
-            parts.append(("Python and torch", "Python 与 torch", self.overhead_gib, "~"))
-        en = " + ".join(f"{name} {rough}{_size(gib)}" for name, _, gib, rough in parts)
-        zh = " + ".join(f"{name} {rough}{_size(gib)}" for _, name, gib, rough in parts)
-        where, where_zh = ("GPU", "每块 GPU 的") if self.device == "cuda" else ("process", "每个进程的")
-        spread = f"; decoder layers and adapter sharded over {self.processes}" if self.sharded else ""
-        spread_zh = f"；解码层和适配器切分到 {self.processes} 个设备" if self.sharded else ""
-        return Bilingual(
-            f"Memory per {where} (estimate{spread}): {en} = about {self.total_gib:.1f} GiB",
-            f"{where_zh}内存（估算{spread_zh}）：{zh} ≈ {self.total_gib:.1f} GiB",
-        )
+            parts.append(("memory.dequantized_copies", self.dequantized_gib))
+        parts.append(("memory.adapter_and_optimizer", self.adapter_gib))
+        parts.append(("memory.activations", self.activations_gib))
+        parts.append(("memory.cuda_context" if cuda else "memory.python_and_torch", self.overhead_gib))
+        said = [say(key, size=_size(gib)) for key, gib in parts]
+        summed = Joined("list.plus", said)
+        spread = say("memory.sharded", processes=self.processes) if self.sharded else ""
+        key = "memory.per_gpu" if cuda else "memory.per_process"
+        return say(key, spread=spread, parts=summed, total=self.total_gib)
 
 
 def _size(gib: float) -> str:
@@ -100,7 +94,7 @@ def estimate_memory(
     if quantized and _caches(config.quantization.cache_dequantized, shape.layer_params * 2, gpu_gib):
         dequantized = shape.layer_params * 2 / share
     # each CPU lane holds one micro-batch of activations at the same time (studio.training.lanes)
-    tokens = config.training.tokens_per_forward(device) * _lanes(config, device, processes, sharded)
+    tokens: float = config.training.tokens_per_forward(device) * _lanes(config, device, processes, sharded)
     tokens *= STAGE_ACTIVATION_FACTOR.get(config.training.stage, 1.0)
     per_token_layer = (ACTIVATION_HIDDEN_FACTOR * shape.hidden + 3 * shape.intermediate) * 2
     if config.training.use_gradient_checkpointing(device):  # one layer's activations, and every layer's input
@@ -182,7 +176,7 @@ def local_config_dir(model: ModelConfig) -> Path | None:
     source = model_source(model.name_or_path)
     if source.kind == "embedded":
         return converted_model_dir()
-    if source.kind == "path":
+    if source.path is not None:
         return source.path if (source.path / "config.json").is_file() else None
     cached = try_to_load_from_cache(source.name, "config.json")
     return Path(cached).parent if isinstance(cached, str) else None

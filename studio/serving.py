@@ -18,10 +18,12 @@ import ipaddress
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.locales import say
 
 AUTH_ENV = "QLORA_STUDIO_AUTH"
 
@@ -122,7 +124,7 @@ def to_argv(options: ServeOptions) -> list[str]:
 
 
 def read_credentials(
-    options: ServeOptions, legacy_auth: str | None = None, environ=os.environ
+    options: ServeOptions, legacy_auth: str | None = None, environ: Mapping[str, str] = os.environ
 ) -> list[tuple[str, str]]:
     """Every user:password the server accepts; empty when none were given."""
     found = []
@@ -145,21 +147,21 @@ def _read_auth_file(path: Path) -> list[tuple[str, str]]:
         text = path.read_text(encoding="utf-8")
         mode = path.stat().st_mode
     except OSError as error:
-        raise StudioError(f"--auth-file {path}: {error.strerror}.") from None
+        raise StudioError("serving.auth_file_unreadable", path=path, reason=error.strerror) from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         print(f"warning: {path} can be read by other users; chmod 600 it.", file=sys.stderr)
     lines = [
         (n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")
     ]
     if not lines:
-        raise StudioError(f"--auth-file {path} holds no user:password line.")
-    return [_pair(line, f"{path} line {n}") for n, line in lines]
+        raise StudioError("serving.auth_file_empty", path=path)
+    return [_pair(line, say("serving.auth_file_line", path=path, line=n)) for n, line in lines]
 
 
 def _pair(text: str, source: str) -> tuple[str, str]:
     user, _, password = text.strip().partition(":")
     if not user or not password:
-        raise StudioError(f"{source}: expected user:password.")
+        raise StudioError("serving.auth_pair_expected", source=source)
     return user, password
 
 
@@ -180,10 +182,7 @@ def trusted_proxies(options: ServeOptions) -> str:
         try:
             found.append(str(ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)))
         except ValueError:
-            raise StudioError(
-                f"--forwarded-allow-ips: {item!r} is not an IP address or network. Name the reverse proxy that "
-                "sets X-Forwarded-For, e.g. 127.0.0.1 or 10.0.0.0/8."
-            ) from None
+            raise StudioError("serving.bad_proxy", item=item) from None
     return ",".join(found)
 
 
@@ -191,9 +190,4 @@ def check_exposure(options: ServeOptions, credentials: list) -> None:
     """Serving beyond this machine without a login must be said out loud."""
     if credentials or is_loopback(options.host) or options.allow_unauthenticated:
         return
-    raise StudioError(
-        f"--host {options.host} would let anyone who can reach this machine train, read and write files in the "
-        "workspace. "
-        f"Add a login (set {AUTH_ENV}=user:password, or --auth-file FILE with user:password lines), "
-        "or pass --allow-unauthenticated if the network is trusted."
-    )
+    raise StudioError("serving.exposed_without_login", host=options.host, env=AUTH_ENV)

@@ -20,14 +20,26 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from studio.allocator import allocator_in_use
 from studio.config import RunConfig
 from studio.gpu_monitor import GpuSampler
 from studio.processes import process_start_time
-from studio.runs.events import Aborted, Failed, Finished, Heartbeat, Log, Phase, Started, Step
+from studio.runs.events import Aborted, Event, Failed, Finished, Heartbeat, Log, Phase, Started, Step
 from studio.runs.folder import RunFolder, RunStatus, end_message, write_failure_exit_code
 from studio.training.distributed import Ranks
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.data.prepare import Tokenized
+    from studio.modeling.compute import ComputePlan
+    from studio.training.loop import Outcome, Trainer
 
 
 class AbortRequested(Exception):
@@ -37,9 +49,9 @@ class AbortRequested(Exception):
 class FollowerFolder(RunFolder):
     """The run folder as a rank other than 0 sees it: read, never written (rank 0 is the record)."""
 
-    def append(self, event) -> None:
+    def append(self, event: Event) -> None:
         if event.type in ("log", "failed") and getattr(event, "level", "error") != "info":
-            _say(f"[rank {os.environ.get('RANK', '?')}] {getattr(event, 'message', None) or event.error}")
+            _say(f"[rank {os.environ.get('RANK', '?')}] {event.message if isinstance(event, Log) else event.error}")
 
     def write_status(self, status: RunStatus) -> None:
         pass
@@ -50,7 +62,7 @@ class FollowerFolder(RunFolder):
     def release_reserve(self) -> None:
         pass
 
-    def last_terminal(self):
+    def last_terminal(self) -> Event | None:
         return None
 
 
@@ -93,7 +105,7 @@ class Worker:
 
     # -- setup ----------------------------------------------------------------------
 
-    def _setup(self, config: RunConfig):
+    def _setup(self, config: RunConfig) -> Trainer:
         import torch
 
         from studio.modeling.compute import resolve_plan
@@ -125,7 +137,7 @@ class Worker:
         self._announce(config, plan, model, data, trainer)
         return trainer
 
-    def _load_data(self, config: RunConfig, tokenizer):
+    def _load_data(self, config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[Tokenized, Tokenized]:
         from studio.data.examples import to_record
         from studio.data.prepare import load_stage_examples, split_conversations, tokenize_for_stage
 
@@ -149,7 +161,7 @@ class Worker:
             )
         return train, val
 
-    def _load_model(self, config: RunConfig, model_path: str, plan, planned_tokens: int):
+    def _load_model(self, config: RunConfig, model_path: str, plan: ComputePlan, planned_tokens: int) -> PeftModel:
         from studio.training.trainable import load_trainable_model
 
         return load_trainable_model(
@@ -163,14 +175,21 @@ class Worker:
             planned_tokens=planned_tokens,
         )
 
-    def _make_trainer(self, config: RunConfig, model, tokenizer, data, plan):
+    def _make_trainer(
+        self,
+        config: RunConfig,
+        model: PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: tuple[Tokenized, Tokenized],
+        plan: ComputePlan,
+    ) -> Trainer:
         from studio.training.loop import Trainer
 
         train, val = data
         trainer = Trainer(
             model,
-            train=train.examples,
-            val=val.examples,
+            train=list(train.examples),
+            val=list(val.examples),
             config=config.training,
             lora=config.lora,
             plan=plan,
@@ -193,7 +212,14 @@ class Worker:
         trainer.same_start()
         return trainer
 
-    def _announce(self, config: RunConfig, plan, model, data, trainer) -> None:
+    def _announce(
+        self,
+        config: RunConfig,
+        plan: ComputePlan,
+        model: PeftModel,
+        data: tuple[Tokenized, Tokenized],
+        trainer: Trainer,
+    ) -> None:
         from studio.modeling.loader import count_parameters
 
         train, val = data
@@ -203,8 +229,9 @@ class Worker:
                 attempt=self.status.attempt,
                 pid=os.getpid(),
                 device=plan.device,
-                method=plan.method,
-                method_zh=plan.method_zh,
+                method=str(plan.method),
+                method_key=plan.method.key,
+                method_args={name: str(value) for name, value in plan.method.args.items()},
                 dtype=str(plan.compute_dtype).removeprefix("torch."),
                 trainable_params=trainable,
                 total_params=total,
@@ -223,7 +250,7 @@ class Worker:
 
     # -- ends -----------------------------------------------------------------------
 
-    def _save(self, config: RunConfig, trainer) -> None:
+    def _save(self, config: RunConfig, trainer: Trainer) -> None:
         import shutil
 
         from studio.training.checkpoint import save_adapter
@@ -245,7 +272,7 @@ class Worker:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
-    def _end_finished(self, trainer, outcome, started: float) -> None:
+    def _end_finished(self, trainer: Trainer, outcome: Outcome, started: float) -> None:
         state = outcome.state
         self.folder.append(
             Finished(
@@ -260,7 +287,7 @@ class Worker:
         )
         self._set_status("finished", step=state.step, message="finished")
 
-    def _end_aborted(self, step: int, checkpoint) -> int:
+    def _end_aborted(self, step: int, checkpoint: Path | None) -> int:
         self.folder.append(Aborted(step=step, checkpoint=str(checkpoint) if checkpoint else None))
         self._set_status("aborted", step=step, message="aborted by request")
         return 0
@@ -297,7 +324,7 @@ class Worker:
     # -- plumbing -------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
-        def request_abort(signum, frame):
+        def request_abort(signum: int, frame: FrameType | None) -> None:
             self.abort.set()
 
         signal.signal(signal.SIGTERM, request_abort)
@@ -309,12 +336,14 @@ class Worker:
         if self.abort.is_set():
             raise AbortRequested()
 
-    def _emit_and_track(self, event) -> None:
+    def _emit_and_track(self, event: Event) -> None:
         self.folder.append(event)
         if isinstance(event, (Step, Heartbeat)):
             self._set_status("running", step=event.step)
 
-    def _phase(self, name: str, message: str) -> None:
+    def _phase(
+        self, name: Literal["loading_model", "loading_data", "tokenizing", "training", "saving"], message: str
+    ) -> None:
         self.folder.append(Phase(name=name, message=message))
         if self.ranks.main:  # the other ranks would say the same again
             _say(f"[{name}] {message}")
@@ -331,12 +360,12 @@ class Worker:
         if self.ranks.main:
             _say(f"warning: {message}")
 
-    def _set_status(self, state: str, **changes) -> None:
+    def _set_status(self, state: str, **changes: Any) -> None:
         self.status = self.status.model_copy(update={"state": state, **changes})
         self.folder.write_status(self.status)
 
 
-def _say(text: str, stream=None) -> None:
+def _say(text: str, stream: TextIO | None = None) -> None:
     """worker.log is for people; events.jsonl is the record. A log that cannot be written is not a failure."""
     try:
         print(text, file=stream or sys.stdout, flush=True)
@@ -354,7 +383,7 @@ def _lost_peers(error: Exception) -> bool:
     )
 
 
-def _planned_tokens(config: RunConfig, train: list) -> int:
+def _planned_tokens(config: RunConfig, train: Sequence) -> int:
     """About how many tokens the run will train on (what 'auto' compilation weighs its cost against)."""
     from studio.training.batches import StepSchedule
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from studio.config import RunConfig
 from studio.config.names import model_source
 from studio.errors import PathNotAllowed, StudioError
+from studio.locales import say
 from studio.paths import BUNDLED_DATA_DIR, cache_dir, resolve_dataset_dir
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -51,26 +52,16 @@ class Workspace:
         roots = (self.root, *self.writable) + (() if write else self.readable)
         if any(resolved.is_relative_to(root) for root in roots):
             return resolved
-        access = "written" if write else "read"
-        raise PathNotAllowed(
-            f"{what}: {raw} is outside the served workspace {self.root}, so it cannot be {access} from the browser. "
-            "Use a path inside the workspace, or start the server with --workspace (or --read-only-dir) covering it.",
-            f"{what}：{raw} 不在当前工作区 {self.root} 内，无法从浏览器{'写入' if write else '读取'}。"
-            "请使用工作区内的路径，或以 --workspace（或 --read-only-dir）启动服务。",
-        )
+        key = "workspace.outside_write" if write else "workspace.outside_read"
+        raise PathNotAllowed(key, what=what, raw=raw, root=self.root)
 
     def config_file(self, raw: str, *, write: bool) -> Path:
         if not raw or not raw.strip():
-            raise StudioError(
-                "Give a config file path, e.g. configs/my_run.yaml", "请填写配置文件路径，例如 configs/my_run.yaml"
-            )
+            raise StudioError("workspace.config_path_missing")
         _check_config_name(raw.strip())
-        path = self.path(raw.strip(), "Config file", write=write)
+        path = self.path(raw.strip(), say("workspace.config_file"), write=write)
         if path.suffix not in CONFIG_SUFFIXES:
-            raise PathNotAllowed(
-                f"Config file {raw}: only .yaml or .yml files are read or written from the browser.",
-                f"配置文件 {raw}：浏览器只能读写 .yaml 或 .yml 文件。",
-            )
+            raise PathNotAllowed("workspace.config_not_yaml", raw=raw)
         return path
 
     def check_config(self, config: RunConfig) -> None:
@@ -91,12 +82,7 @@ class Workspace:
 
     def check_model(self, name_or_path: str, trust_remote_code: bool = False) -> None:
         if trust_remote_code and not self.allow_remote_code:
-            raise PathNotAllowed(
-                "model.trust_remote_code runs Python code shipped with the model; the browser may only ask for it when "
-                "the server was started with --allow-remote-code.",
-                "model.trust_remote_code 会执行模型自带的 Python 代码；只有以 --allow-remote-code 启动的服务才允许从浏"
-                "览器开启。",
-            )
+            raise PathNotAllowed("workspace.remote_code_not_allowed")
         source = model_source(name_or_path, self.root)
         if source.path is not None:  # a hub id is fetched into the hub cache by name and never names a path
             self.path(source.path, "model.name_or_path")
@@ -111,7 +97,7 @@ class Workspace:
             spec = registry.specs.get(name)  # unknown names and broken entries are refused by the data checks
             hub = None
             for key, value, kind in spec.places() if spec else ():
-                what = f"dataset '{name}' ({key} in dataset_info.json)"
+                what = say("workspace.dataset_place", name=name, key=key)
                 if kind == "file":
                     self._dataset_file(folder / value, what)
                 elif kind == "hub" and (source := model_source(value, self.root)).path is not None:
@@ -123,7 +109,7 @@ class Workspace:
         path = self.path(raw, what)
         if path.is_dir():
             for member in path.iterdir():
-                self.path(member, f"{what}: a file in its folder")
+                self.path(member, say("workspace.file_in_folder", what=what))
 
 
 def _check_config_name(raw: str) -> None:
@@ -131,17 +117,9 @@ def _check_config_name(raw: str) -> None:
     bad = sorted({c for c in raw if c in _UNSAFE_CHARACTERS or ord(c) < 32 or ord(c) == 127})
     if bad:
         shown = " ".join(repr(c) for c in bad)
-        raise StudioError(
-            f"Config file {raw!r}: the name holds {shown}; use letters, digits, spaces, '-', '_', '.' and '/' between "
-            "folders.",
-            f"配置文件 {raw!r}：名称含有 {shown}；请只用字母、数字、空格、-、_、.，以及分隔目录的 /。",
-        )
+        raise StudioError("workspace.config_name_characters", raw=raw, shown=shown)
     if len(raw) > MAX_PATH_CHARS or any(len(part.encode()) > MAX_NAME_BYTES for part in Path(raw).parts):
-        raise StudioError(
-            f"Config file: the path is too long (at most {MAX_PATH_CHARS} characters, {MAX_NAME_BYTES} bytes per "
-            "name).",
-            f"配置文件：路径过长（最多 {MAX_PATH_CHARS} 个字符，每一级名称最多 {MAX_NAME_BYTES} 字节）。",
-        )
+        raise StudioError("workspace.config_path_too_long", max_chars=MAX_PATH_CHARS, max_bytes=MAX_NAME_BYTES)
 
 
 def _absolute(raw: str | Path, root: Path) -> Path:

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from support import make_adapter
+
+from tests.support import make_adapter
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -94,11 +95,10 @@ def three_runs(tmp_path_factory, tiny_model_dir):
     at step 2 (failed). Real workers; returns (runs_dir, {name: run_id})."""
     import signal
 
-    from support import quick_run, wait_for
-
     from studio.api import Studio
     from studio.config import RunConfig
     from studio.control.device_lock import DeviceLocks
+    from tests.support import quick_run, wait_for
 
     root = tmp_path_factory.mktemp("compared")
     studio = Studio(root / "runs", locks=DeviceLocks(root / "locks"))

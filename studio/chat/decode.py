@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import (
@@ -24,6 +25,9 @@ from transformers import (
 )
 
 from studio.config import GenerationConfig
+
+if TYPE_CHECKING:
+    from transformers import Cache
 
 
 @dataclass
@@ -37,7 +41,7 @@ class Rows:
 
 
 def decode(
-    model,
+    model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     generation: GenerationConfig,
@@ -51,10 +55,12 @@ def decode(
     processors, sample = _processors(generation), generation.temperature > 0
     stop = torch.tensor(sorted(stop_ids), device=input_ids.device)
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)  # as generate places pads
-    cache, step_ids, step_positions = None, rows.ids, positions
+    cache: Cache | None = None
+    step_ids, step_positions = rows.ids, positions
     for step in range(generation.max_new_tokens):
         logits, cache = _forward(model, step_ids, rows, step_positions, cache)
-        scores = processors(rows.ids, logits.float())
+        # transformers types token ids as the legacy torch.LongTensor class, which no tensor is typed as
+        scores = processors(rows.ids, logits.float())  # type: ignore[arg-type]
         chosen = torch.multinomial(scores.softmax(-1), 1).squeeze(1) if sample else scores.argmax(-1)
         ended = torch.isin(chosen, stop) | (step + 1 == generation.max_new_tokens)
         for index, token in zip(rows.where.tolist(), chosen.tolist()):
@@ -70,7 +76,9 @@ def decode(
     return answers
 
 
-def _forward(model, step_ids, rows: Rows, positions, cache):
+def _forward(
+    model: torch.nn.Module, step_ids: torch.Tensor, rows: Rows, positions: torch.Tensor, cache: Cache | None
+) -> tuple[torch.Tensor, Cache]:
     kwargs = {"adapter_names": rows.adapters} if rows.adapters is not None else {}
     out = model(
         input_ids=step_ids,
@@ -83,7 +91,9 @@ def _forward(model, step_ids, rows: Rows, positions, cache):
     return out.logits[:, -1, :], out.past_key_values
 
 
-def _keep(rows: Rows, chosen, live, cache, positions):
+def _keep(
+    rows: Rows, chosen: torch.Tensor, live: torch.Tensor, cache: Cache, positions: torch.Tensor
+) -> tuple[Rows, Cache, torch.Tensor]:
     """The live rows with their new token; the cache keeps only their entries."""
     ids = torch.cat([rows.ids, chosen.unsqueeze(1)], dim=1)[live]
     mask = torch.cat([rows.mask, torch.ones_like(rows.mask[:, :1])], dim=1)[live]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,9 +19,15 @@ from studio.adapters import AdapterError, AdapterInfo, read_adapter
 from studio.chat.memory import read_memory, release_memory
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
+from studio.config.training import Precision
 from studio.data.formats import Message
 from studio.errors import StudioError
-from studio.text import Bilingual
+from studio.locales import Message as Said  # a chat Message is a turn of a conversation
+from studio.locales import say
+
+if TYPE_CHECKING:
+    from studio.data.tokenize import Encoded
+    from studio.modeling.compute import ComputePlan
 
 BASE = "__base__"
 
@@ -30,11 +37,12 @@ class EngineError(StudioError):
 
 
 class ChatEngine:
-    def __init__(self):
-        self.model = None
-        self.tokenizer = None
+    def __init__(self) -> None:
+        # the model and its tokenizer are transformers' (the model a PeftModel once an adapter is loaded), used untyped
+        self.model: Any = None
+        self.tokenizer: Any = None
         self.model_name: str | None = None
-        self.plan = None
+        self.plan: ComputePlan | None = None
         self.adapters: dict[str, AdapterInfo] = {}
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
         # one generation or one model change at a time; taken and let go by the same thread within one call,
@@ -51,14 +59,20 @@ class ChatEngine:
         self,
         model: ModelConfig,
         quantization: QuantizationConfig,
-        progress=lambda message: None,
-        precision: str = "auto",
-    ) -> str:
+        progress: Callable[[Said], None] = lambda message: None,
+        precision: Precision = "auto",
+    ) -> Said:
         """Load the base model; `precision` as in training.precision ('auto': bf16 where the device computes it)."""
         with self._changing():
             return self._load(model, quantization, progress, precision)
 
-    def _load(self, model: ModelConfig, quantization: QuantizationConfig, progress, precision: str) -> str:
+    def _load(
+        self,
+        model: ModelConfig,
+        quantization: QuantizationConfig,
+        progress: Callable[[Said], None],
+        precision: Precision,
+    ) -> Said:
         from studio.modeling.compute import resolve_plan
         from studio.modeling.loader import load_base_model, load_tokenizer
         from studio.modeling.sources import resolve_model_path
@@ -67,41 +81,31 @@ class ChatEngine:
             self.unload()
         before, started = read_memory(), time.time()
         plan = resolve_plan(quantization, TrainingConfig(precision=precision))
-        progress(
-            Bilingual(
-                f"Loading {model.name_or_path} ({plan.method.split(',')[0]})",
-                f"正在加载 {model.name_or_path}（{plan.method_zh.split('，')[0]}）",
-            )
-        )
+        progress(_loading(model.name_or_path, plan))
         path = resolve_model_path(model, progress=progress)
         self.tokenizer = load_tokenizer(model, path)
         self.tokenizer.padding_side = "left"  # batched prompts must end where generation starts
         self.model = load_base_model(model, path, plan).eval()
         self.model_name, self.plan, self.base_loads = model.name_or_path, plan, self.base_loads + 1
         seconds, memory = time.time() - started, read_memory().minus(before)
-        return Bilingual(
-            f"Loaded {model.name_or_path} in {seconds:.1f} s ({memory}).",
-            f"已加载 {model.name_or_path}，用时 {seconds:.1f} 秒（{memory}）。",
-        )
+        return say("chat.loaded", name=model.name_or_path, seconds=seconds, memory=memory)
 
-    def unload(self) -> str:
+    def unload(self) -> Said:
         with self._changing():
             if not self.loaded:
-                return Bilingual("No model is loaded.", "尚未加载模型。")
+                return say("chat.nothing_loaded")
             before = read_memory()
             self.model = self.tokenizer = self.plan = None
             self.adapters.clear()
             release_memory()
             memory = read_memory().minus(before)
-            return Bilingual(f"Unloaded {self.model_name} ({memory}).", f"已卸载 {self.model_name}（{memory}）。")
+            return say("chat.unloaded", name=self.model_name, memory=memory)
 
     @contextlib.contextmanager
     def _changing(self, timeout_s: float = 30.0):
         """Hold the engine while its model changes; refuse rather than wait forever behind a long answer."""
         if not self._lock.acquire(timeout=timeout_s):
-            raise EngineError(
-                "The model is busy answering; press Stop, then try again.", "模型正在生成回答；请先点击“停止”，再重试。"
-            )
+            raise EngineError("chat.busy")
         try:
             yield
         finally:
@@ -131,7 +135,7 @@ class ChatEngine:
     def unload_adapter(self, name: str) -> None:
         with self._changing():
             if name not in self.adapters:
-                raise AdapterError(f"Adapter {name!r} is not loaded.")
+                raise AdapterError("chat.adapter_not_loaded", name=name)
             del self.adapters[name]
             if self.adapters:
                 self.model.set_adapter(next(iter(self.adapters)))
@@ -145,12 +149,18 @@ class ChatEngine:
 
     def _require_model(self) -> None:
         if not self.loaded:
-            raise EngineError("No model is loaded. Load the base model first.")
+            raise EngineError("chat.no_model_loaded")
+
+    def _loaded_plan(self) -> ComputePlan:
+        """The plan the model was loaded with (set and cleared with the model)."""
+        if self.plan is None:
+            raise EngineError("chat.no_model_loaded")
+        return self.plan
 
     def _check_adapters(self, names: list[str | None]) -> None:
         for name in names:
             if name is not None and name not in self.adapters:
-                raise AdapterError(f"Adapter {name!r} is not loaded. Load it first.")
+                raise AdapterError("chat.adapter_not_loaded_load_it", name=name)
 
     # -- generation -----------------------------------------------------------------
 
@@ -196,7 +206,7 @@ class ChatEngine:
         adapter: str | None,
         cutoff_len: int,
         batch_size: int,
-        on_batch=lambda scored: None,
+        on_batch: Callable[[int], None] = lambda scored: None,
     ) -> tuple[float, int]:
         """Summed cross-entropy over the answer tokens and how many were scored; `on_batch(n)` after each batch."""
         from studio.data.tokenize import encode_conversation
@@ -206,16 +216,21 @@ class ChatEngine:
         encoded = [e for c in conversations if (e := encode_conversation(self.tokenizer, c, cutoff_len))]
         total, count = 0.0, 0
         with self._lock, self._adapter(adapter), torch.inference_mode():
+            device = self._loaded_plan().device
             for start in range(0, len(encoded), batch_size):
                 batch = encoded[start : start + batch_size]
-                tensors = {k: v.to(self.plan.device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
+                tensors = {k: v.to(device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
                 total += self.model(**tensors, num_items_in_batch=1).loss.float().item()  # a sum, not a mean
                 count += predicted_tokens(batch)
                 on_batch(len(batch))
         return total, count
 
     def answer_logps(
-        self, documents: list, adapter: str | None, batch_size: int, on_batch=lambda scored: None
+        self,
+        documents: list[Encoded],
+        adapter: str | None,
+        batch_size: int,
+        on_batch: Callable[[int], None] = lambda scored: None,
     ) -> list[tuple[float, int]]:
         """For each tokenised document (studio.data.tokenize.Encoded): the summed log-probability of its labelled
         tokens under `adapter` (None: the base model) and how many there are; `on_batch(n)` after each batch."""
@@ -225,12 +240,13 @@ class ChatEngine:
         self._require_model()
         results = []
         with self._lock, self._adapter(adapter), torch.inference_mode():
+            device = self._loaded_plan().device
             for start in range(0, len(documents), batch_size):
                 batch = documents[start : start + batch_size]
                 tensors = collate(batch, self.tokenizer.pad_token_id)
                 logits = self.model(
-                    input_ids=tensors["input_ids"].to(self.plan.device),
-                    attention_mask=tensors["attention_mask"].to(self.plan.device),
+                    input_ids=tensors["input_ids"].to(device),
+                    attention_mask=tensors["attention_mask"].to(device),
                 ).logits[:, :-1]
                 targets = tensors["labels"][:, 1:].to(logits.device)
                 labelled = targets != IGNORE_INDEX
@@ -243,7 +259,7 @@ class ChatEngine:
     def _adapter(self, name: str | None):
         if not self.adapters:
             if name is not None:
-                raise AdapterError(f"Adapter {name!r} is not loaded.")
+                raise AdapterError("chat.adapter_not_loaded", name=name)
             return contextlib.nullcontext()
         if name is None:
             return self.model.disable_adapter()
@@ -255,7 +271,7 @@ class ChatEngine:
         conversations: list[list[Message]],
         adapters: list[str | None],
         generation: GenerationConfig,
-        on_done=lambda row, text: None,
+        on_done: Callable[[int, str], None] = lambda row, text: None,
     ) -> list[str]:
         """Every conversation answered by its adapter (None: the base) in one batch whose finished rows leave it
         (studio.chat.decode): for evaluation, where nothing streams. `on_done(row, text)` as each row finishes."""
@@ -291,7 +307,7 @@ class ChatEngine:
         config = getattr(config, "text_config", config)
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        element = torch.finfo(self.plan.weight_dtype).bits // 8
+        element = torch.finfo(self._loaded_plan().weight_dtype).bits // 8
         return 2 * config.num_hidden_layers * heads * head_dim * element
 
     def answer(self, messages: list[Message], adapter: str | None, generation: GenerationConfig) -> Answer:
@@ -299,7 +315,12 @@ class ChatEngine:
         return final[0]
 
     def _generate(
-        self, conversations, adapters, generation: GenerationConfig, streamer: BatchStreamer, stopping: StopOnEvent
+        self,
+        conversations: list[list[Message]],
+        adapters: list[str | None],
+        generation: GenerationConfig,
+        streamer: BatchStreamer,
+        stopping: StopOnEvent,
     ) -> None:
         """The generating thread: holds the engine while it answers, so a model change waits for the answer."""
         try:
@@ -308,10 +329,7 @@ class ChatEngine:
                     return
                 self._require_model()  # the model may have changed while this answer waited
                 if self.tokenizer is not streamer.tokenizer:
-                    raise EngineError(
-                        "The model changed while this answer waited; send it again.",
-                        "等待期间模型已更换；请重新发送。",
-                    )
+                    raise EngineError("chat.model_changed")
                 self._check_adapters(adapters)
                 self._generate_into(conversations, adapters, generation, streamer, stopping)
         except Exception as error:  # raised to the reader by stream()
@@ -319,7 +337,14 @@ class ChatEngine:
         finally:
             streamer.end()
 
-    def _generate_into(self, conversations, adapters, generation: GenerationConfig, streamer, stopping) -> None:
+    def _generate_into(
+        self,
+        conversations: list[list[Message]],
+        adapters: list[str | None],
+        generation: GenerationConfig,
+        streamer: BatchStreamer,
+        stopping: StopOnEvent,
+    ) -> None:
         inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
         kwargs = _sampling(generation)
         if self.adapters:
@@ -340,7 +365,7 @@ class ChatEngine:
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
         ]
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        return {k: v.to(self.plan.device) for k, v in batch.items()}
+        return {k: v.to(self._loaded_plan().device) for k, v in batch.items()}
 
 
 def _with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
@@ -368,7 +393,7 @@ def _sampling(generation: GenerationConfig) -> dict:
     }
 
 
-def _check_shapes(base, info: AdapterInfo) -> None:
+def _check_shapes(base: torch.nn.Module, info: AdapterInfo) -> None:
     """Refuse an adapter trained on another architecture before PEFT touches the model."""
     from safetensors import safe_open
 
@@ -385,16 +410,25 @@ def _check_shapes(base, info: AdapterInfo) -> None:
             try:
                 module = base.get_submodule(module_path)
             except AttributeError:
-                raise AdapterError(_mismatch(info, f"the base has no module {module_path}")) from None
+                raise _mismatch(info, say("chat.base_lacks_module", module=module_path)) from None
             shape = handle.get_slice(key).get_shape()
             expected = getattr(module, "in_features" if ".lora_A." in key else "out_features", None)
             actual = shape[1] if ".lora_A." in key else shape[0]
             if expected is not None and expected != actual:
-                raise AdapterError(
-                    _mismatch(info, f"{module_path} has {expected} features, the adapter expects {actual}")
-                )
+                detail = say("chat.features_differ", module=module_path, expected=expected, actual=actual)
+                raise _mismatch(info, detail)
 
 
-def _mismatch(info: AdapterInfo, detail: str) -> str:
-    trained_on = f" (trained on {info.base_model})" if info.base_model else ""
-    return f"Adapter {info.name}{trained_on} does not fit the loaded base model: {detail}."
+def _mismatch(info: AdapterInfo, detail: Said) -> AdapterError:
+    if info.base_model:
+        return AdapterError("chat.adapter_mismatch_trained_on", name=info.name, base=info.base_model, detail=detail)
+    return AdapterError("chat.adapter_mismatch", name=info.name, detail=detail)
+
+
+def _loading(name: str, plan: ComputePlan) -> Said:
+    """What is loaded and how: the plan's method without its training details (compute dtype, where it trains)."""
+    if plan.quantize_4bit:
+        backend = "chat.backend_cuda" if plan.device == "cuda" else "chat.backend_cpu"
+        return say("chat.loading_4bit", name=name, quant_type=plan.quant_type.upper(), backend=say(backend))
+    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[plan.weight_dtype]
+    return say("chat.loading_unquantized", name=name, dtype=dtype, device=plan.device.upper())

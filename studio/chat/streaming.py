@@ -6,10 +6,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -31,7 +35,7 @@ class BatchStreamer(BaseStreamer):
     a reader's pace, and a reader that falls behind skips to the latest tokens instead of queueing every one.
     """
 
-    def __init__(self, tokenizer, rows: int):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, rows: int):
         self.tokenizer, self.rows = tokenizer, rows
         self.tokens: list[list[int]] = [[] for _ in range(rows)]
         self.finished = [False] * rows
@@ -72,7 +76,7 @@ class BatchStreamer(BaseStreamer):
             with self._changed:
                 # sit out the rest of the interval unless the answer ends meanwhile, then wait for anything new
                 self._changed.wait_for(lambda: self._ended, timeout=max(0.0, due - time.perf_counter()))
-                self._changed.wait_for(lambda seen=seen: self._ended or self._steps != seen)
+                self._changed.wait_for(lambda: self._ended or self._steps != seen)  # noqa: B023 (called at once)
                 seen, ended = self._steps, self._ended
                 rows = [(list(t), a, f) for t, a, f in zip(self.tokens, self._arrived, self.finished)]
             yield [self._answer(tokens, arrived, finished, ended) for tokens, arrived, finished in rows]
@@ -81,7 +85,8 @@ class BatchStreamer(BaseStreamer):
             due = time.perf_counter() + every_s
 
     def _answer(self, tokens: list[int], arrived: float, finished: bool, ended: bool) -> Answer:
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        # one sequence decodes to a str; transformers declares one answer type for a sequence and a batch (str | list)
+        text: str = self.tokenizer.decode(tokens, skip_special_tokens=True)  # type: ignore[assignment]
         if not ended:
             # a character split across tokens (Chinese, emoji) decodes as U+FFFD until its last byte arrives: hold
             # it back; the final answer shows whatever came, in full
@@ -100,5 +105,6 @@ class StopOnEvent(StoppingCriteria):
     def stopped(self) -> bool:
         return any(event.is_set() for event in self.events)
 
-    def __call__(self, input_ids, scores, **kwargs):
+    # transformers declares the answer as the legacy torch.BoolTensor class, which no torch function is typed to return
+    def __call__(self, input_ids: torch.LongTensor, scores: object, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
         return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)

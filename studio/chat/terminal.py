@@ -4,26 +4,39 @@ adapter(s); several --adapter answer side by side (base / SFT / SFT+DPO)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from studio.adapters import read_adapter
 from studio.config import RunConfig
 from studio.errors import StudioError
+from studio.locales import cli_language, in_language
+
+if TYPE_CHECKING:
+    from studio.api import Studio
 
 
 def run_chat(
-    studio, config: RunConfig, adapter: str | list[str] | None, compare: bool, prompt: str | None, out=print
+    studio: Studio,
+    config: RunConfig,
+    adapter: str | list[str] | None,
+    compare: bool,
+    prompt: str | None,
+    out: Callable[..., None] = print,
 ) -> int:
     """Chat through `studio` (studio.api.Studio), the same front door the web UI uses."""
     adapters = [adapter] if isinstance(adapter, str) else list(adapter or [])
     if compare and not adapters:
-        raise StudioError("--compare needs --adapter PATH (the adapter to compare with the base model).")
+        raise StudioError("chat.compare_needs_adapter")
     for path in adapters:
         read_adapter(path)  # a bad folder is refused before a minute of model loading
-    out(
-        studio.load_model(config.model, config.quantization, progress=lambda m: out(m, file=sys.stderr)),
-        file=sys.stderr,
-    )
-    names = [studio.load_adapter(path).name for path in adapters] or [None]
+    lang = cli_language()
+
+    def note(message: str) -> None:  # loading progress and its summary, in the command line's language
+        out(in_language(message, lang), file=sys.stderr)
+
+    note(studio.load_model(config.model, config.quantization, progress=note))
+    names: list[str | None] = [studio.load_adapter(path).name for path in adapters] or [None]
     columns = ([None] if compare else []) + names
     labels = ["base" if c is None else f"adapter {c}" for c in columns]
     histories: list[list[dict]] = [[] for _ in columns]

@@ -1,21 +1,23 @@
 """Shared machinery of the config sections: field metadata, readable errors.
 
-Every section is a pydantic model; a field's description is its help text and
-`json_schema_extra` carries what a UI needs to build a control (Chinese label,
-whether it belongs to the advanced accordion). Nothing else lists defaults.
+Every section is a pydantic model; a field's description is its (English) help text and
+`json_schema_extra` carries what a UI needs to build a control (whether it belongs to the advanced
+accordion). Its label and help in other languages are in the translation table (studio/locales/fields.yaml,
+keyed by the field's dotted path). Nothing else lists defaults.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from studio.errors import StudioError
+from studio.locales import Joined, Message, say
 
 
-def _booleans_as_on_off(value):
+def _booleans_as_on_off(value: object) -> object:
     """true/false (YAML, older configs) mean on/off."""
     return {True: "on", False: "off"}[value] if isinstance(value, bool) else value
 
@@ -30,73 +32,70 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def field(default: Any, help: str, *, zh: str, zh_help: str, advanced: bool = False, **constraints: Any) -> Any:
-    """A config field with help text (English and Chinese) and the metadata UIs render controls from."""
-    return Field(
-        default,
-        description=help,
-        json_schema_extra={"zh": zh, "zh_help": zh_help, "advanced": advanced},
-        **constraints,
-    )
+def field(default: Any, help: str, *, advanced: bool = False, **constraints: Any) -> Any:
+    """A config field with its English help text and the metadata UIs render controls from."""
+    return Field(default, description=help, json_schema_extra={"advanced": advanced}, **constraints)
 
 
-_SOURCES_ZH = {"the form": "表单", "command-line overrides": "命令行参数"}
+# Sources the callers name in English (the page, the CLI); a file's path is shown as it is.
+_SOURCES = {"the form": "config.source_form", "command-line overrides": "config.source_overrides"}
 
 
 class FieldProblem(ValueError):
-    """A validator's refusal in both languages: pydantic keeps the exception in its error's context."""
+    """A validator's refusal, said by key: pydantic keeps the exception in its error's context, so the problem
+    is shown in the reader's language; as a ValueError its text is the English."""
 
-    def __init__(self, en: str, zh: str):
-        super().__init__(en)
-        self.zh = zh
+    def __init__(self, key: str, /, **args: Any):
+        self.message = say(key, **args)
+        super().__init__(str(self.message))
 
 
 class ConfigError(StudioError):
-    """A config that cannot be used; the message names each bad field and what it accepts."""
+    """A config that cannot be used; the message names each bad field and what it accepts.
 
-    def __init__(self, problems: list[str], source: str | None = None, problems_zh: list[str] | None = None):
+    `problems` are Messages (or plain English text), one line each in every language."""
+
+    def __init__(self, problems: Sequence[str], source: str | None = None):
         self.problems = problems
         self.source = source
-        where = f" in {source}" if source else ""
-        where_zh = f"（{_SOURCES_ZH.get(source, source)}）" if source else ""
-        lines = "\n".join(f"  - {p}" for p in problems)
-        lines_zh = "\n".join(f"  - {p}" for p in problems_zh or problems)
-        super().__init__(f"Invalid configuration{where}:\n{lines}", f"配置无效{where_zh}：\n{lines_zh}")
+        super().__init__("config.invalid", where=self._where(), problems=Joined("list.lines", problems))
+
+    def _where(self) -> Message | str:
+        if not self.source:
+            return ""
+        return say("config.invalid_in", source=say(_SOURCES[self.source]) if self.source in _SOURCES else self.source)
 
     @classmethod
-    def of(cls, error: ValidationError, source: str | None = None, line_of=None) -> ConfigError:
-        return cls(
-            describe_validation_error(error, line_of), source, describe_validation_error(error, line_of, lang="zh")
-        )
+    def of(
+        cls,
+        error: ValidationError,
+        source: str | None = None,
+        line_of: Callable[[tuple[str, ...]], int | None] | None = None,
+    ) -> ConfigError:
+        return cls(describe_validation_error(error, line_of), source)
 
 
 def describe_validation_error(
     error: ValidationError,
     line_of: Callable[[tuple[str, ...]], int | None] | None = None,
     prefix: str = "",
-    lang: str = "en",
-) -> list[str]:
-    """One line per problem: dotted field path, optional YAML line, the reason, the bad value. In Chinese (`lang`
-    zh) where the validator said it in both languages (FieldProblem); pydantic's own reasons stay English."""
+) -> list[Message]:
+    """One Message per problem: dotted field path, optional YAML line, the reason, the bad value. A validator's
+    reason (FieldProblem) is said in each language; pydantic's own reasons stay English."""
     problems = []
     for item in error.errors():
         loc = tuple(str(part) for part in item["loc"])
-        path = prefix + ".".join(loc)
         line = line_of(loc) if line_of else None
-        where = (f"（第 {line} 行）" if lang == "zh" else f" (line {line})") if line else ""
-        message = item["msg"].removeprefix("Value error, ")  # a validator's own sentence needs no prefix
         said = item.get("ctx", {}).get("error")
-        if lang == "zh" and isinstance(said, FieldProblem):
-            message = said.zh
+        # a validator's own sentence needs no prefix; one said by key is shown in each language
+        reason: str = said.message if isinstance(said, FieldProblem) else item["msg"].removeprefix("Value error, ")
+        got: Message | str = ""
         if item["type"] == "extra_forbidden":
-            message = (
-                "未知字段；请对照 `qlora-studio train --help` 检查拼写"
-                if lang == "zh"
-                else "unknown field; check the spelling against `qlora-studio train --help`"
-            )
+            reason = say("config.unknown_field")
         elif "input" in item and not isinstance(item["input"], (dict, list)):
-            message += f"（输入为 {item['input']!r}）" if lang == "zh" else f" (got {item['input']!r})"
-        problems.append(f"{path}{where}: {message}")
+            got = say("config.got", value=item["input"])
+        where = say("config.at_line", line=line) if line else ""
+        problems.append(say("config.problem", path=prefix + ".".join(loc), where=where, reason=reason, got=got))
     return problems
 
 

@@ -42,15 +42,9 @@ def is_hub_id(text: str, *, owner_required: bool = False) -> bool:
 def check_model_name(name: str) -> str:
     """The spelling alone (no disk access), for config validation: a wrong embedded name or control characters."""
     if _CONTROL.search(name):
-        raise FieldProblem(
-            "a model name or path cannot hold control characters (line breaks, tabs, NUL)",
-            "模型名称或路径不能包含控制字符（换行、制表符、NUL）",
-        )
+        raise FieldProblem("config.model_name_control_characters")
     if name.startswith(EMBEDDED_PREFIX) and name != EMBEDDED_MODEL:
-        raise FieldProblem(
-            f"the only embedded model is {EMBEDDED_MODEL}; give a hub id (owner/name) or a folder",
-            f"内置模型只有 {EMBEDDED_MODEL}；请填写 Hub 模型 ID（owner/name）或本地目录",
-        )
+        raise FieldProblem("config.only_one_embedded_model", model=EMBEDDED_MODEL)
     return name
 
 

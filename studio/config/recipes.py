@@ -19,6 +19,7 @@ from pathlib import Path
 
 from studio.config.model import EMBEDDED_MODEL
 from studio.config.run import RunConfig
+from studio.locales import Message, say
 from studio.paths import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -28,57 +29,24 @@ RECIPE_SECTIONS = ("quantization", "lora", "data", "training", "preference")
 @dataclass(frozen=True)
 class Recipe:
     file: Path
-    summary: str  # one line for people: what it trains and about how long
-    summary_zh: str
+    summary: Message  # one line for people: what it trains and about how long
 
     def config(self) -> RunConfig:
         return RunConfig.from_yaml(self.file)
 
 
-DEMO = Recipe(
-    EXAMPLES / "demo.yaml",
-    "the demo recipe for the embedded model (the 小墨 persona; minutes on a 2-core CPU)",
-    "内置模型的演示配方（“小墨”人设；2 核 CPU 上几分钟即可训练完）",
-)
-TUTORIAL = Recipe(
-    EXAMPLES / "qwen1.5-1.8b-chat-qlora.yaml",
-    "the tutorial recipe (QLoRA NF4, rank 8, lr 1e-4, 3 epochs, accumulation 2)",
-    "教程配方（QLoRA NF4、秩 8、学习率 1e-4、3 轮、梯度累积 2）",
-)
+DEMO = Recipe(EXAMPLES / "demo.yaml", say("config.recipe_embedded_sft_summary"))
+TUTORIAL = Recipe(EXAMPLES / "qwen1.5-1.8b-chat-qlora.yaml", say("config.recipe_tutorial_sft_summary"))
 # (family, stage) -> recipe; a family is the embedded model, or the tutorial's Qwen presets
 RECIPES: dict[tuple[str, str], Recipe] = {
     ("embedded", "sft"): DEMO,
-    ("embedded", "dpo"): Recipe(
-        EXAMPLES / "dpo-demo.yaml",
-        "the DPO demo recipe for the embedded model (lr 2e-4 with an SFT term, ftx 1.0, on dpo_zh_demo)",
-        "内置模型的 DPO 演示配方（学习率 2e-4，带 SFT 项 ftx 1.0，数据 dpo_zh_demo）",
-    ),
-    ("embedded", "kto"): Recipe(
-        EXAMPLES / "kto-demo.yaml",
-        "the KTO demo recipe for the embedded model (lr 2e-4 with an SFT term, ftx 1.0, on kto_zh_demo)",
-        "内置模型的 KTO 演示配方（学习率 2e-4，带 SFT 项 ftx 1.0，数据 kto_zh_demo）",
-    ),
-    ("embedded", "pt"): Recipe(
-        EXAMPLES / "pt-demo.yaml",
-        "the pretraining demo recipe for the embedded model (lr 5e-4, 1 epoch, on text_zh_demo)",
-        "内置模型的继续预训练演示配方（学习率 5e-4，1 轮，数据 text_zh_demo）",
-    ),
+    ("embedded", "dpo"): Recipe(EXAMPLES / "dpo-demo.yaml", say("config.recipe_embedded_dpo_summary")),
+    ("embedded", "kto"): Recipe(EXAMPLES / "kto-demo.yaml", say("config.recipe_embedded_kto_summary")),
+    ("embedded", "pt"): Recipe(EXAMPLES / "pt-demo.yaml", say("config.recipe_embedded_pt_summary")),
     ("tutorial", "sft"): TUTORIAL,
-    ("tutorial", "dpo"): Recipe(
-        EXAMPLES / "qwen1.5-1.8b-chat-dpo.yaml",
-        "LLaMA-Factory's LoRA DPO values (QLoRA NF4, lr 5e-6, beta 0.1, accumulation 8, on dpo_zh_demo)",
-        "LLaMA-Factory 的 LoRA DPO 取值（QLoRA NF4、学习率 5e-6、beta 0.1、梯度累积 8，数据 dpo_zh_demo）",
-    ),
-    ("tutorial", "kto"): Recipe(
-        EXAMPLES / "qwen1.5-1.8b-chat-kto.yaml",
-        "LLaMA-Factory's LoRA KTO values (QLoRA NF4, lr 5e-6, beta 0.1, accumulation 8, on kto_zh_demo)",
-        "LLaMA-Factory 的 LoRA KTO 取值（QLoRA NF4、学习率 5e-6、beta 0.1、梯度累积 8，数据 kto_zh_demo）",
-    ),
-    ("tutorial", "pt"): Recipe(
-        EXAMPLES / "qwen1.5-1.8b-chat-pt.yaml",
-        "LLaMA-Factory's LoRA pretraining values (QLoRA NF4, lr 1e-4, 3 epochs, accumulation 8, on text_zh_demo)",
-        "LLaMA-Factory 的 LoRA 继续预训练取值（QLoRA NF4、学习率 1e-4、3 轮、梯度累积 8，数据 text_zh_demo）",
-    ),
+    ("tutorial", "dpo"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-dpo.yaml", say("config.recipe_tutorial_dpo_summary")),
+    ("tutorial", "kto"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-kto.yaml", say("config.recipe_tutorial_kto_summary")),
+    ("tutorial", "pt"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-pt.yaml", say("config.recipe_tutorial_pt_summary")),
 }
 
 

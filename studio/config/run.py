@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from studio.config.model import ModelConfig
 from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.training import TrainingConfig
+from studio.locales import say
 
 COMMAND = "qlora-studio train"
 MAX_CONFIG_BYTES = 256 * 1024
@@ -32,9 +34,6 @@ class RunConfig(Section):
         "auto",
         "Run name; the run folder is NAME-DATE-TIME. 'auto' names it after the stage and the first dataset "
         "(e.g. dpo-dpo_zh_demo), so runs tell themselves apart in lists.",
-        zh="运行名称",
-        zh_help="训练名称；训练目录为 名称-日期-时间。'auto' 以训练阶段和第一个数据集命名（如 dpo-dpo_zh_demo），"
-        "便于在列表中区分。",
         pattern=r"^[A-Za-z0-9._-]+$",
     )
     model: ModelConfig = ModelConfig()
@@ -49,7 +48,12 @@ class RunConfig(Section):
     export: ExportConfig = ExportConfig()
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str | None = None, line_of=None) -> RunConfig:
+    def from_dict(
+        cls,
+        values: dict[str, Any],
+        source: str | None = None,
+        line_of: Callable[[tuple[str, ...]], int | None] | None = None,
+    ) -> RunConfig:
         try:
             return cls.model_validate(values)
         except ValidationError as error:
@@ -59,17 +63,15 @@ class RunConfig(Section):
     def from_yaml(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError([f"no such file: {path}"], str(path))
+            raise ConfigError([say("config.no_such_file", path=path)], str(path))
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:  # a run config is a few KiB; parsing megabytes of YAML takes seconds of CPU
-            raise ConfigError(
-                [f"the file is {size / 1024:.0f} KiB; a run config is at most {MAX_CONFIG_BYTES // 1024} KiB"],
-                str(path),
-            )
+            limit = MAX_CONFIG_BYTES // 1024
+            raise ConfigError([say("config.file_too_large", size_kib=size / 1024, limit_kib=limit)], str(path))
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
-            raise ConfigError([f"not UTF-8 text (byte {error.start}); save the file as UTF-8"], str(path)) from None
+            raise ConfigError([say("config.not_utf8", byte=error.start)], str(path)) from None
         return cls.from_yaml_text(text, source=str(path))
 
     @classmethod
@@ -79,13 +81,13 @@ class RunConfig(Section):
             root = loader.get_single_node()
             values = (loader.construct_document(root) if root is not None else None) or {}
         except yaml.YAMLError as error:
-            raise ConfigError([f"not valid YAML: {error}"], source) from None
+            raise ConfigError([say("config.not_yaml", error=str(error))], source) from None
         except RecursionError:
-            raise ConfigError(["the YAML is nested too deeply to be a run config"], source) from None
+            raise ConfigError([say("config.yaml_too_deep")], source) from None
         finally:
             loader.dispose()
         if not isinstance(values, dict):
-            raise ConfigError(["the top level must be a mapping of sections (model:, lora:, ...)"], source)
+            raise ConfigError([say("config.top_level_not_sections")], source)
         return cls.from_dict(values, source, lambda loc: _yaml_line(root, loc))
 
     @property
@@ -142,7 +144,7 @@ def _set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
     target = values
     for section in sections:
         if not isinstance(target.get(section), dict):
-            raise ConfigError([f"{dotted}: unknown section '{section}'"], "command-line overrides")
+            raise ConfigError([say("config.unknown_section", path=dotted, section=section)], "command-line overrides")
         target = target[section]
     target[leaf] = value
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -28,14 +29,7 @@ def device_name(device: str) -> str:
 class DeviceBusy(StudioError):
     def __init__(self, device: str, run_dir: str):
         self.device, self.run_dir = device, run_dir
-        name = device_name(device)
-        super().__init__(
-            f"The {name} is busy training run '{Path(run_dir).name}' ({run_dir}). "
-            "Runs never share a device: queue this run (it starts by itself when the device is free), "
-            "abort that run, or choose other devices in training.devices.",
-            f"{name} 正在训练 '{Path(run_dir).name}'（{run_dir}）。同一设备一次只训练一个任务："
-            "可将本次训练加入队列（设备空闲时自动开始）、中止该训练，或在 training.devices 中选择其他设备。",
-        )
+        super().__init__("control.device_busy", name=device_name(device), run_name=Path(run_dir).name, run_dir=run_dir)
 
 
 class DeviceLocks:
@@ -61,7 +55,7 @@ class DeviceLocks:
         return holder if is_alive(holder.get("pid"), holder.get("pid_started")) else None
 
     @contextmanager
-    def acquire(self, devices: list[str] | str, run_dir: str):
+    def acquire(self, devices: list[str] | str, run_dir: str) -> Iterator[Callable[[int, float | None], None]]:
         """Hold the guards of all `devices` (taken in sorted order, so two runs never wait on each other) while
         the caller spawns; the caller reports the worker via the yielded `record(pid, started)`."""
         devices = sorted({devices} if isinstance(devices, str) else set(devices))

@@ -7,11 +7,14 @@ Locks are per device (`lock_names`), so runs on different GPUs train at the same
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.gpu_monitor import read_gpus
+from studio.locales import say
+from studio.runs.events import GpuReading
 
 
 class DeviceChoiceError(StudioError):
@@ -65,15 +68,7 @@ def plan_devices(config: RunConfig, gpu_count: int | None = None) -> DevicePlan:
     count = _gpu_count() if gpu_count is None else gpu_count
     plan = _plan(spec, nnodes, count)
     if plan.distributed and config.distributed.strategy == "fsdp" and _quantizes(config, plan.kind):
-        raise DeviceChoiceError(
-            "distributed.strategy 'fsdp' cannot shard a 4-bit base: bitsandbytes' packed 4-bit weights lose their "
-            "quantisation state when FSDP2 re-wraps them. Use 'ddp' (every GPU holds the whole 4-bit base: about "
-            "1.2 GB for Qwen1.5-1.8B, 5 GB for a 7B model), or set quantization.method to 'none' to shard a bf16 "
-            "base with fsdp.",
-            "distributed.strategy 'fsdp' 无法切分 4 位基座：FSDP2 重新包装参数时，bitsandbytes 打包的 4 位权重会丢失"
-            "量化状态。请使用 'ddp'（每块 GPU 保存完整的 4 位基座：Qwen1.5-1.8B 约 1.2 GB，7B 模型约 5 GB），"
-            "或将 quantization.method 设为 'none'，用 fsdp 切分 bf16 基座。",
-        )
+        raise DeviceChoiceError("control.fsdp_cannot_shard_4bit")
     return plan
 
 
@@ -90,14 +85,10 @@ def _plan(spec: str, nnodes: int, count: int) -> DevicePlan:
         if count == 0:  # a CPU-only machine: N processes share the cores
             return DevicePlan("cpu", processes=wanted, nnodes=nnodes)
         if wanted > count:
-            raise _missing(f"{wanted} GPUs", count)
+            raise _missing(say("control.gpu_count", count=wanted), count)
         return DevicePlan("cuda", tuple(range(wanted)), wanted, nnodes)
     if count == 0:
-        raise DeviceChoiceError(
-            f"training.devices is '{spec}', but this machine has no usable GPU (torch sees none). "
-            "Set training.devices to cpu or auto.",
-            f"training.devices 为 '{spec}'，但本机没有可用的 GPU（torch 未检测到）。请将其设为 cpu 或 auto。",
-        )
+        raise DeviceChoiceError("control.no_gpu", spec=spec)
     gpus: tuple[int, ...]
     if spec in ("auto", "cuda"):
         gpus = (0,)
@@ -110,11 +101,8 @@ def _plan(spec: str, nnodes: int, count: int) -> DevicePlan:
 
 
 def _missing(what: str, count: int) -> DeviceChoiceError:
-    have = f"GPUs 0-{count - 1}" if count > 1 else "one GPU (0)"
-    return DeviceChoiceError(
-        f"training.devices asks for {what}, but this machine has {have}. Choose among them.",
-        f"training.devices 要求 {what}，但本机只有 {have}。请在其中选择。",
-    )
+    have = say("control.gpu_range", last=count - 1) if count > 1 else say("control.one_gpu")
+    return DeviceChoiceError("control.devices_missing", what=what, have=have)
 
 
 def _gpu_count() -> int:
@@ -139,7 +127,7 @@ class DeviceInfo:
         return f"{self.value} · {self.name} · {self.free_mib / 1024:.1f} / {self.total_mib / 1024:.1f} GiB free"
 
 
-def list_devices(reader=read_gpus) -> list[DeviceInfo]:
+def list_devices(reader: Callable[[], list[GpuReading]] = read_gpus) -> list[DeviceInfo]:
     """The GPUs nvidia-smi reports (name, total and free memory), then the CPU."""
     gpus = [DeviceInfo(f"cuda:{g.index}", g.name, g.total_mib, max(0.0, g.total_mib - g.used_mib)) for g in reader()]
     return gpus + [DeviceInfo("cpu", f"CPU ×{os.cpu_count() or 1}")]

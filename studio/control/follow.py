@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from studio.runs.events import (
     TERMINAL,
@@ -12,12 +13,15 @@ from studio.runs.events import (
 from studio.runs.folder import ENDED_STATES
 from studio.runs.text import describe
 
+if TYPE_CHECKING:
+    from studio.control.service import TrainingService
+
 
 def follow_run(
-    service,
+    service: TrainingService,
     run_id: str,
     poll_s: float = 0.5,
-    out=print,
+    out: Callable[[str], None] = print,
     interrupts: Callable[[], int] = lambda: 0,
     stopping: bool = False,
 ) -> int:
@@ -51,7 +55,7 @@ def follow_run(
             stopping = ask_to_stop(service, run_id, stopping, out)
 
 
-def ask_to_stop(service, run_id: str, stopping: bool, out=print) -> bool:
+def ask_to_stop(service: TrainingService, run_id: str, stopping: bool, out: Callable[[str], None] = print) -> bool:
     """A Ctrl-C while a run is followed: the first asks the run to stop; a later one stops watching (it raises)."""
     if stopping:
         raise KeyboardInterrupt

@@ -19,6 +19,7 @@ from studio.control.device_lock import DeviceLocks, device_name
 from studio.control.devices import DevicePlan, plan_devices
 from studio.control.launcher import rank_failure
 from studio.errors import RunNotFound, StudioError
+from studio.locales import Message, say
 from studio.processes import is_alive
 from studio.runs.events import Aborted, Event, Failed
 from studio.runs.folder import FINAL_STATES, RUN_ID, WRITE_FAILED_EXIT, RunFolder, RunStatus, end_message
@@ -101,14 +102,15 @@ class RunReader:
         """A queued run's status says its place in the queue and what it waits for."""
         order = [s.run_id for s in self.queued()]
         place = order.index(status.run_id) + 1 if status.run_id in order else 1
-        waiting = ""
+        waiting: Message | str = ""
         try:
             busy = self._holder(plan_devices(self._folder(status.run_id).load_config()))
             if busy:
-                waiting = f", waiting for the {device_name(busy[0])} (run {Path(busy[1]).name})"
+                waiting = say("control.queued_waiting", device=device_name(busy[0]), run=Path(busy[1]).name)
         except StudioError:
             pass
-        return status.model_copy(update={"queue_position": place, "message": f"queued #{place}{waiting}"})
+        note = say("control.queued", place=place, waiting=waiting)
+        return status.model_copy(update={"queue_position": place, "message": note})
 
     def _read_status(self, folder: RunFolder) -> RunStatus | None:
         """status.json, parsed again only when it changed (twenty open pages list the runs often)."""

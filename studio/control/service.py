@@ -37,6 +37,7 @@ from studio.control.launcher import worker_command
 from studio.control.reader import ATTEMPT_MARK, RunReader, death_reason, ending, one_line, rank_failure_of
 from studio.control.validation import check_data, check_model, validate_run
 from studio.errors import CheckpointError, RunStateError, StudioError
+from studio.locales import Joined, Message, say
 from studio.processes import children, is_alive, process_start_time
 from studio.runs.events import AttemptStarted, Failed, Log
 from studio.runs.folder import (
@@ -59,7 +60,7 @@ class ResumePlan:
     run_id: str
     checkpoint: Path
     step: int
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[Message] = field(default_factory=list)  # why each newer checkpoint was passed over
 
     @property
     def message(self) -> str:
@@ -154,10 +155,7 @@ class TrainingService(RunReader):
         folder = self._folder(run_id)
         status = self.settle(run_id)
         if status.state not in ("aborted", "failed"):
-            raise RunStateError(
-                f"Run {run_id} is {status.state}; only aborted or failed runs can be resumed.",
-                f"训练 {run_id} 的状态为 {status.state}；只有已中止或失败的训练可以继续。",
-            )
+            raise RunStateError("control.resume_needs_ended", run_id=run_id, state=status.state)
         config = folder.load_config()
         devices = plan_devices(config)
         busy = self._busy(devices)
@@ -221,10 +219,12 @@ class TrainingService(RunReader):
             path = self.runs_dir / f"{name}-{stamp}-{n}"
         return path
 
-    def _spawn(self, folder: RunFolder, devices: DevicePlan, record) -> None:
+    def _spawn(self, folder: RunFolder, devices: DevicePlan, record: Callable[[int, float | None], None]) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+        # the folder that holds the studio package: studio/ itself on the path would let its modules hide the
+        # standard library's of the same names
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")])
+            filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])
         )
         env.update(devices.environment(env.get("CUDA_VISIBLE_DEVICES")))
         if devices.kind == "cpu":
@@ -474,24 +474,23 @@ def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:
 
     candidates = folder.checkpoints()
     if not candidates:
-        raise CheckpointError(f"Run {folder.run_id} has no checkpoint to resume from; start it again instead.")
+        raise CheckpointError("control.no_checkpoint", run_id=folder.run_id)
     if step is not None:
         chosen = [c for c in candidates if checkpoint_step(c) == step]
         if not chosen:
             steps = ", ".join(str(checkpoint_step(c)) for c in candidates)
-            raise CheckpointError(
-                f"Run {folder.run_id} has no checkpoint at step {step}; it has checkpoints at steps {steps}."
-            )
+            raise CheckpointError("control.no_checkpoint_at_step", run_id=folder.run_id, step=step, steps=steps)
         verify_checkpoint(chosen[0])
         return ResumePlan(folder.run_id, chosen[0], step)
-    skipped: list[str] = []
+    skipped: list[Message] = []
     for candidate in candidates:
         try:
             verify_checkpoint(candidate)
             return ResumePlan(folder.run_id, candidate, checkpoint_step(candidate), skipped)
         except CheckpointError as error:
-            skipped.append(f"{candidate.name} cannot be used: {error}")
-    raise CheckpointError(f"No checkpoint of run {folder.run_id} can be used: " + "; ".join(skipped))
+            skipped.append(say("control.checkpoint_skipped", name=candidate.name, error=error))
+    listed = Joined("list.separator", skipped)
+    raise CheckpointError("control.no_usable_checkpoint", run_id=folder.run_id, skipped=listed)
 
 
 def _signal(pid: int | None, signum: int) -> None:

@@ -29,9 +29,9 @@ def check_data(config: RunConfig) -> None:
     check_tool_template(loaded, config.model.chat_template, config.model.name_or_path)
     split = split_conversations(loaded, config.data.val_size, config.training.seed)
     if not split.train:
-        raise DataError("Every example went to the validation split; lower data.val_size or add examples.")
+        raise DataError("control.all_examples_in_validation")
     if config.training.early_stopping_patience and not split.val and config.data.val_size > 0:
-        raise DataError("Early stopping needs a validation split; raise data.val_size or add examples.")
+        raise DataError("control.early_stopping_needs_validation")
 
 
 def check_init_adapter(config: RunConfig) -> None:
@@ -42,7 +42,7 @@ def check_init_adapter(config: RunConfig) -> None:
         try:
             read_adapter(config.lora.init_adapter)
         except AdapterError as error:
-            raise AdapterError(f"lora.init_adapter: {error}") from None
+            raise AdapterError("control.field_problem", field="lora.init_adapter", error=error) from None
 
 
 def check_model(model: ModelConfig) -> None:
@@ -61,31 +61,18 @@ def check_hub_model(repo_id: str) -> None:
     if _in_hub_cache(repo_id):
         return
     if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise ModelLoadError(
-            f"'{repo_id}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1. "
-            "Download it once with network access, or give the path of a local copy."
-        )
+        raise ModelLoadError("control.hub_offline_not_cached", repo_id=repo_id)
     from huggingface_hub import model_info
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     try:
         model_info(repo_id, timeout=HUB_TIMEOUT_S)
     except GatedRepoError:
-        raise ModelLoadError(
-            f"'{repo_id}' is gated on the Hugging Face hub: accept its licence there and log in (HF_TOKEN), then start "
-            "again."
-        ) from None
+        raise ModelLoadError("control.hub_gated", repo_id=repo_id) from None
     except RepositoryNotFoundError:
-        raise ModelLoadError(
-            f"No model '{repo_id}' on the Hugging Face hub (or it is private). Check the spelling, e.g. "
-            "Qwen/Qwen1.5-1.8B-Chat."
-        ) from None
+        raise ModelLoadError("control.hub_no_model", repo_id=repo_id) from None
     except Exception as error:  # DNS, proxy, TLS, timeouts: all mean the hub cannot answer from here
-        raise ModelLoadError(
-            f"'{repo_id}' is not in the local Hugging Face cache and the hub cannot be reached "
-            f"({type(error).__name__}). "
-            "Download it once with network access, or give the path of a local copy."
-        ) from None
+        raise ModelLoadError("control.hub_unreachable", repo_id=repo_id, error_type=type(error).__name__) from None
 
 
 def _in_hub_cache(repo_id: str) -> bool:
@@ -105,4 +92,6 @@ def check_resume(config: RunConfig) -> None:
         try:
             verify_checkpoint(Path(checkpoint).expanduser())
         except CheckpointError as error:
-            raise CheckpointError(f"training.resume_from_checkpoint: {error}") from None
+            raise CheckpointError(
+                "control.field_problem", field="training.resume_from_checkpoint", error=error
+            ) from None

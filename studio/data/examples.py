@@ -3,6 +3,7 @@ feedback or pretraining text; skipped records are counted and the first few loca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from studio.data.formats import (
 )
 from studio.data.readers import Records
 from studio.data.registry import DataError, DataKind, DatasetSpec
+from studio.locales import say
 
 LOCATED_SKIPS = 5  # skipped records named by place; the rest are only counted
 
@@ -49,9 +51,12 @@ class TextDocument:
     text: str
 
 
+Example = Conversation | PairwiseExample | FeedbackExample | TextDocument  # one of each kind of data
+
+
 @dataclass
 class SkippedRow:
-    where: str  # "data.csv line 7"
+    where: str  # "data.csv line 7" (a Message of the table, as reason is)
     reason: str
 
 
@@ -73,7 +78,17 @@ class DatasetExamples:
     def skipped_text(self, reason: str) -> str:
         """'with an empty output (a.json example 3, a.json example 9)': the reason and where its first rows are."""
         places = [row.where for row in self.skipped_rows if row.reason == reason]
-        return f"{reason} ({', '.join(places)})" if places else reason
+        return say("data.skipped_at", reason=reason, places=listed(places)) if places else reason
+
+
+def listed(items: Sequence[str]) -> str:
+    """'a, b, c', each item (a Message) and the commas in the reader's language."""
+    if not items:
+        return ""
+    joined = items[-1]
+    for item in reversed(items[:-1]):
+        joined = say("data.list_more", first=item, rest=joined)
+    return joined
 
 
 def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt: str | None = None) -> DatasetExamples:
@@ -84,7 +99,7 @@ def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt:
         plain, records = records, Records()
         records.add(spec.file_name or spec.name, "example", plain)
     if problem := spec.unsupported():
-        raise DataError(problem)
+        raise DataError.said(problem)
     _check_columns(spec, records.rows)
     build = _BUILDERS[spec.kind]
     result = DatasetExamples(spec.name, spec.kind)
@@ -92,12 +107,10 @@ def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt:
         try:
             result.examples.append(build(spec, record, system_prompt))
         except Skip as skip:
-            result.skip(str(skip), records.where(index) if len(result.skipped_rows) < LOCATED_SKIPS else "")
+            result.skip(skip.reason, records.where(index) if len(result.skipped_rows) < LOCATED_SKIPS else "")
     if not result.examples:
-        reasons = ", ".join(f"{n} {result.skipped_text(r)}" for r, n in result.skipped.items())
-        raise DataError(
-            f"Dataset '{spec.name}': no usable example ({reasons}). Fix these rows or the entry's 'columns'."
-        )
+        reasons = [say("data.skipped_count", count=n, reason=result.skipped_text(r)) for r, n in result.skipped.items()]
+        raise DataError("data.no_usable_example", name=spec.name, reasons=listed(reasons))
     return result
 
 
@@ -118,9 +131,12 @@ def _check_columns(spec: DatasetSpec, records: list[dict]) -> None:
     missing = [c for c in wanted if c not in present]
     if missing:
         raise DataError(
-            f"Dataset '{spec.name}' ({spec.formatting} format, {spec.kind} data) has no column "
-            f"{', '.join(repr(m) for m in missing)}; its columns are {sorted(present)}. Map them in dataset_info.json, "
-            f'e.g. "columns": {{"prompt": "question", "response": "answer"}}, or set "formatting".'
+            "data.columns_missing",
+            name=spec.name,
+            formatting=spec.formatting,
+            kind=spec.kind,
+            missing=", ".join(repr(m) for m in missing),
+            present=sorted(present),
         )
 
 
@@ -132,7 +148,7 @@ def _prompt_and_answers(spec: DatasetSpec, record: dict, system_prompt: str | No
         if answers:
             response = text(value_of(spec, record, "response"))
             if not response.strip():
-                raise Skip("with an empty output")
+                raise Skip(say("data.skip_empty_output"))
             turns.append({"role": "assistant", "content": response})
     else:
         system, turns = chat_turns(spec, record)
@@ -151,7 +167,7 @@ def _feedback(spec: DatasetSpec, record: dict, system_prompt: str | None) -> Fee
     if isinstance(tag, str) and tag.strip().lower() in ("true", "false"):
         tag = tag.strip().lower() == "true"  # CSV brings booleans as text
     if not isinstance(tag, bool):
-        raise Skip("with a kto_tag that is not true or false")
+        raise Skip(say("data.skip_kto_tag"))
     return FeedbackExample(_sft(spec, record, system_prompt), tag)
 
 
@@ -165,28 +181,28 @@ def _answer(spec: DatasetSpec, value: Any) -> Message:
     """A chosen/rejected answer: text in alpaca data, a message object in sharegpt/openai data."""
     if spec.formatting == "alpaca":
         if not isinstance(value, str) or not value.strip():
-            raise Skip("with an empty chosen or rejected answer")
+            raise Skip(say("data.skip_empty_answer"))
         return {"role": "assistant", "content": value}
     tags = spec.tags
     speaker = value.get(tags.role_tag) if isinstance(value, dict) else None
     roles = {tags.assistant_tag: "assistant", tags.function_tag: "function_call"}
     role = roles.get(speaker) if isinstance(speaker, str) else None
     if role is None:
-        raise Skip(f"with a chosen or rejected answer that is not a message from '{tags.assistant_tag}'")
+        raise Skip(say("data.skip_answer_not_message", assistant=tags.assistant_tag))
     return {"role": role, "content": text(value.get(tags.content_tag))}
 
 
 def _document(spec: DatasetSpec, record: dict, system_prompt: str | None) -> TextDocument:
     content = text(record.get(spec.text_column))
     if not content.strip():
-        raise Skip("with empty text")
+        raise Skip(say("data.skip_empty_text"))
     return TextDocument(content)
 
 
 _BUILDERS = {"sft": _sft, "pairwise": _pairwise, "kto": _feedback, "text": _document}
 
 
-def to_record(example) -> dict:
+def to_record(example: Example) -> dict:
     """An example as one JSON object (a run's val.jsonl), readable back with `from_record`."""
     if isinstance(example, PairwiseExample):
         return {"prompt": example.prompt, "chosen": example.chosen, "rejected": example.rejected}
@@ -197,7 +213,7 @@ def to_record(example) -> dict:
     return {"messages": example}
 
 
-def from_record(record: dict):
+def from_record(record: dict) -> Example:
     """The example `to_record` wrote: its keys say its kind."""
     if "chosen" in record:
         return PairwiseExample(record["prompt"], record["chosen"], record["rejected"])

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from studio.data.registry import DatasetSpec
+from studio.locales import say
 
 Message = dict[str, str]
 
@@ -22,7 +23,11 @@ TOOL_RESULT_SEPARATOR = "\n</tool_response>\n<tool_response>\n"
 
 
 class Skip(Exception):
-    """A record that cannot become an example; the message is the reason, phrased 'with ...'."""
+    """A record that cannot become an example; `reason` (a Message of the table) is phrased 'with ...'."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def text(value: object) -> str:
@@ -43,11 +48,11 @@ def alpaca_prompt(spec: DatasetSpec, record: dict) -> list[Message]:
         part for part in (text(value_of(spec, record, "prompt")), text(value_of(spec, record, "query"))) if part
     )
     if not user.strip():
-        raise Skip("with an empty instruction")
+        raise Skip(say("data.skip_empty_instruction"))
     messages: list[Message] = []
     for turn in value_of(spec, record, "history") or []:
         if not (isinstance(turn, (list, tuple)) and len(turn) == 2):
-            raise Skip("with a history that is not a list of [question, answer] pairs")
+            raise Skip(say("data.skip_bad_history"))
         messages += [{"role": "user", "content": text(turn[0])}, {"role": "assistant", "content": text(turn[1])}]
     return messages + [{"role": "user", "content": user}]
 
@@ -57,9 +62,9 @@ def chat_turns(spec: DatasetSpec, record: dict) -> tuple[str, list[Message]]:
     tags = spec.tags
     raw = value_of(spec, record, "messages")
     if not isinstance(raw, list) or not raw:
-        raise Skip("with no message list")
+        raise Skip(say("data.skip_no_messages"))
     if not all(isinstance(turn, dict) for turn in raw):
-        raise Skip("with a message that is not an object")
+        raise Skip(say("data.skip_message_not_object"))
     system = text(value_of(spec, record, "system"))
     if raw[0].get(tags.role_tag) == tags.system_tag:
         system, raw = text(raw[0].get(tags.content_tag)), raw[1:]
@@ -75,7 +80,7 @@ def chat_turns(spec: DatasetSpec, record: dict) -> tuple[str, list[Message]]:
         if spec.formatting == "openai" and role in ANSWER_ROLES and turn.get("tool_calls"):
             role, content = "function_call", _openai_calls(turn["tool_calls"])
         if role is None:
-            raise Skip(f"with a role other than {sorted(roles)} (check 'tags' in dataset_info.json)")
+            raise Skip(say("data.skip_unknown_role", roles=sorted(roles)))
         if spec.formatting == "openai" and role == "observation" and turns and turns[-1]["role"] == "observation":
             turns[-1]["content"] += TOOL_RESULT_SEPARATOR + content
             continue
@@ -90,7 +95,7 @@ def _openai_calls(tool_calls: Any) -> str:
             [{"name": c["name"], "arguments": _arguments(c.get("arguments", {}))} for c in calls], ensure_ascii=False
         )
     except (TypeError, KeyError):
-        raise Skip("with tool_calls that are not [{'function': {'name', 'arguments'}}]") from None
+        raise Skip(say("data.skip_bad_tool_calls", shape="[{'function': {'name', 'arguments'}}]")) from None
 
 
 def _arguments(arguments: object) -> object:
@@ -108,9 +113,9 @@ def check_alternation(turns: list[Message], ends_with_answer: bool) -> None:
     for index, turn in enumerate(turns):
         expected = ANSWER_ROLES if index % 2 else ASKING_ROLES
         if turn["role"] not in expected:
-            raise Skip("whose turns do not alternate user/assistant (or observation/function_call)")
+            raise Skip(say("data.skip_not_alternating"))
     if not turns or (turns[-1]["role"] in ANSWER_ROLES) != ends_with_answer:
-        raise Skip("that does not end with an answer" if ends_with_answer else "that does not end with a question")
+        raise Skip(say("data.skip_no_final_answer" if ends_with_answer else "data.skip_no_final_question"))
     for turn in turns:
         if turn["role"] == "function_call":
             check_function_call(turn["content"])
@@ -121,10 +126,10 @@ def check_function_call(content: str) -> list[dict]:
     try:
         calls = json.loads(content)
     except json.JSONDecodeError:
-        raise Skip("with a function_call that is not JSON") from None
+        raise Skip(say("data.skip_function_call_not_json")) from None
     calls = calls if isinstance(calls, list) else [calls]
     if not all(isinstance(c, dict) and "name" in c and "arguments" in c for c in calls):
-        raise Skip('with a function_call that is not {"name": ..., "arguments": ...}')
+        raise Skip(say("data.skip_bad_function_call", shape='{"name": ..., "arguments": ...}'))
     return calls
 
 
@@ -137,10 +142,10 @@ def tools_json(spec: DatasetSpec, record: dict) -> str:
         try:
             tools = json.loads(tools)
         except json.JSONDecodeError:
-            raise Skip("with a tools value that is not JSON") from None
+            raise Skip(say("data.skip_tools_not_json")) from None
     tools = [tools] if isinstance(tools, dict) else tools
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-        raise Skip("with a tools value that is not a list of function descriptions")
+        raise Skip(say("data.skip_bad_tools"))
     return json.dumps(tools, ensure_ascii=False) if tools else ""
 
 

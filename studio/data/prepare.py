@@ -14,10 +14,15 @@ from studio.data.formats import Message
 from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DataKind, DatasetSpec, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
+from studio.locales import say
 from studio.modeling.chat_formats import FORMATS, format_for_name
 from studio.paths import resolve_dataset_dir
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from transformers import PreTrainedTokenizerBase
+
     from studio.data.tokenize_kinds import EncodedFeedback, EncodedPair, TextRow
 
 
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
 class Split:
     train: list[list[Message]]
     val: list[list[Message]]
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # keyed by Messages: '{dataset}: {reason} ({places})'
 
 
 @dataclass
@@ -35,21 +40,20 @@ class Tokenized:
     dropped: int = 0  # nothing left to learn after truncation
 
 
-# The data kind each training stage learns from, and how the kinds are named in messages.
+# The data kind each training stage learns from, and the keys naming stages and kinds in messages (a kind in full,
+# and its short name).
 STAGE_KINDS: dict[str, DataKind] = {"sft": "sft", "dpo": "pairwise", "kto": "kto", "pt": "text"}
-STAGE_NAMES = {"sft": "supervised fine-tuning", "dpo": "DPO", "kto": "KTO", "pt": "pretraining"}
-KIND_NAMES = {
-    "sft": "conversations (questions and answers)",
-    "pairwise": "preference pairs (chosen/rejected answers)",
-    "kto": "answers marked desirable or not (kto_tag)",
-    "text": "plain text for pretraining (no answers)",
+STAGE_NAMES = {
+    "sft": "data.stage_name_sft",
+    "dpo": "data.stage_name_dpo",
+    "kto": "data.stage_name_kto",
+    "pt": "data.stage_name_pt",
 }
-STAGE_NAMES_ZH = {"sft": "监督微调", "dpo": "DPO", "kto": "KTO", "pt": "继续预训练"}
-KIND_NAMES_ZH = {
-    "sft": "对话（问题与回答）",
-    "pairwise": "偏好对（chosen/rejected 回答）",
-    "kto": "标注为可取或不可取的回答（kto_tag）",
-    "text": "用于预训练的纯文本（无回答）",
+KIND_NAMES = {
+    "sft": ("data.kind_sft", "data.kind_sft_short"),
+    "pairwise": ("data.kind_pairwise", "data.kind_pairwise_short"),
+    "kto": ("data.kind_kto", "data.kind_kto_short"),
+    "text": ("data.kind_text", "data.kind_text_short"),
 }
 _STAGE_FOR_KIND = {kind: stage for stage, kind in STAGE_KINDS.items()}
 
@@ -73,14 +77,15 @@ def check_stage(spec: DatasetSpec, stage: str) -> None:
     wanted = STAGE_KINDS[stage]
     if spec.kind == wanted:
         return
-    fits = _STAGE_FOR_KIND[spec.kind]
     raise DataError(
-        f"Dataset '{spec.name}' cannot be used for {STAGE_NAMES[stage]} (training.stage: {stage}): it holds "
-        f"{KIND_NAMES[spec.kind]}, and {stage} trains on {KIND_NAMES[wanted]}. Choose training.stage: {fits} for it, "
-        f"or a dataset of {KIND_NAMES[wanted].split(' (')[0]}.",
-        f"数据集 '{spec.name}' 不能用于{STAGE_NAMES_ZH[stage]}（training.stage: {stage}）：它包含"
-        f"{KIND_NAMES_ZH[spec.kind]}，而 {stage} 需要{KIND_NAMES_ZH[wanted]}。请为它选择 training.stage: {fits}，"
-        f"或选择{KIND_NAMES_ZH[wanted].split('（')[0]}类的数据集。",
+        "data.stage_mismatch",
+        name=spec.name,
+        stage=stage,
+        stage_name=say(STAGE_NAMES[stage]),
+        holds=say(KIND_NAMES[spec.kind][0]),
+        wanted=say(KIND_NAMES[wanted][0]),
+        wanted_short=say(KIND_NAMES[wanted][1]),
+        fits=_STAGE_FOR_KIND[spec.kind],
     )
 
 
@@ -98,13 +103,10 @@ def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model
         if dataset.kind != "sft":
             continue  # other kinds meet the same check when they are tokenised
         if any(m["role"] in ("function_call", "observation") for c in dataset.examples for m in c):
-            raise DataError(
-                f"Dataset '{dataset.dataset}' holds tool calls, which the {fmt.name} chat template cannot "
-                "render. Set model.chat_template to qwen, qwen2.5 or chatml."
-            )
+            raise DataError("data.tools_need_tool_format", name=dataset.dataset, template=fmt.name)
 
 
-def load_examples(dataset_dir, spec: DatasetSpec, config: DataConfig) -> DatasetExamples:
+def load_examples(dataset_dir: Path, spec: DatasetSpec, config: DataConfig) -> DatasetExamples:
     """One dataset's examples of its own kind, at most max_samples / num_samples of them."""
     records = read_records(dataset_dir, spec)
     if spec.num_samples is not None:
@@ -142,12 +144,12 @@ def split_conversations(loaded: list[DatasetExamples], val_size: float, seed: in
     skipped: dict[str, int] = {}
     for dataset in loaded:
         for reason, count in dataset.skipped.items():
-            skipped[f"{dataset.dataset}: {dataset.skipped_text(reason)}"] = count
+            skipped[say("data.skipped_in", dataset=dataset.dataset, reason=dataset.skipped_text(reason))] = count
     val = [group[0] for group in groups[:n_val]]
     return Split(train=[example for group in groups[n_val:] for example in group], val=val, skipped=skipped)
 
 
-def tokenize_for_stage(tokenizer, examples: list, config: DataConfig, stage: str) -> Tokenized:
+def tokenize_for_stage(tokenizer: PreTrainedTokenizerBase, examples: list, config: DataConfig, stage: str) -> Tokenized:
     """Examples of the stage's kind to what its trainer takes: Encoded conversations (sft), EncodedPair (dpo),
     EncodedFeedback (kto) or TextRow (pt). Examples left without an answer by truncation are dropped."""
     from studio.data.tokenize_kinds import encode_feedback, encode_pair, encode_text_rows
@@ -168,7 +170,9 @@ def tokenize_for_stage(tokenizer, examples: list, config: DataConfig, stage: str
     return Tokenized(examples=kept, truncated=truncated, dropped=len(encoded) - len(kept))
 
 
-def tokenize_conversations(tokenizer, conversations: list[list[Message]], config: DataConfig) -> Tokenized:
+def tokenize_conversations(
+    tokenizer: PreTrainedTokenizerBase, conversations: list[list[Message]], config: DataConfig
+) -> Tokenized:
     examples: list[Encoded] = []
     truncated = dropped = 0
     for messages in conversations:

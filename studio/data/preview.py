@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from studio.config import DataConfig
-from studio.data.examples import SkippedRow, to_examples
+from studio.data.examples import DatasetExamples, SkippedRow, to_examples
 from studio.data.readers import read_records
-from studio.data.registry import DataError, resolve_specs
+from studio.data.registry import DataError, DatasetSpec, resolve_specs
 from studio.data.tokenize import encode_conversation
+from studio.locales import Message
 from studio.paths import resolve_dataset_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -44,8 +50,7 @@ class DatasetPreview:
     kind: str = "sft"  # sft, pairwise, kto or text: which training stage can use it
     skipped_rows: list[SkippedRow] = field(default_factory=list)  # the first few, with file and line
     parts: dict[str, TokenStats] = field(default_factory=dict)  # a pair's prompt, chosen and rejected apart
-    stage_problem: str | None = None  # why the chosen training stage cannot use it (the error Start would give)
-    stage_problem_zh: str | None = None
+    stage_problem: Message | None = None  # why the chosen training stage cannot use it (the error Start would give)
 
 
 @dataclass
@@ -87,7 +92,11 @@ class PreviewProgress:
 
 
 def preview_datasets(
-    config: DataConfig, rows: int = 5, tokenizer=None, progress=lambda report: None, stage: str | None = None
+    config: DataConfig,
+    rows: int = 5,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    progress: Callable[[PreviewProgress], None] = lambda report: None,
+    stage: str | None = None,
 ) -> Preview:
     """Raw first rows of each dataset, its kind and skipped rows; token statistics when a tokenizer is given;
     with `stage`, whether that training stage can use each dataset."""
@@ -119,16 +128,21 @@ def preview_datasets(
     return Preview(previews)
 
 
-def _check_stage(preview: DatasetPreview, spec, stage: str) -> None:
+def _check_stage(preview: DatasetPreview, spec: DatasetSpec, stage: str) -> None:
     from studio.data.prepare import check_stage
 
     try:
         check_stage(spec, stage)
     except DataError as error:
-        preview.stage_problem, preview.stage_problem_zh = str(error), error.text("zh")
+        preview.stage_problem = error.message
 
 
-def _token_stats(tokenizer, loaded, config: DataConfig, report=lambda done: None):
+def _token_stats(
+    tokenizer: PreTrainedTokenizerBase,
+    loaded: DatasetExamples,
+    config: DataConfig,
+    report: Callable[[int], None] = lambda done: None,
+) -> tuple[TokenStats, dict[str, TokenStats]]:
     """(lengths as trained, {part: lengths}) of the dataset's examples, with how many exceed cutoff_len."""
     lengths: list[int] = []
     parts: dict[str, list[int]] = {}
@@ -142,7 +156,8 @@ def _token_stats(tokenizer, loaded, config: DataConfig, report=lambda done: None
     return _stats(lengths, config.cutoff_len), {name: _stats(n, config.cutoff_len) for name, n in parts.items()}
 
 
-def _lengths(tokenizer, kind: str, example) -> tuple[int, dict[str, int]]:
+def _lengths(tokenizer: PreTrainedTokenizerBase, kind: str, example: Any) -> tuple[int, dict[str, int]]:
+    # `example` is of `kind` (studio.data.examples.Example narrowed by the kind, which the checker cannot follow)
     from studio.data.tokenize_kinds import encode_one_turn
 
     if kind == "pairwise":  # trained as the prompt with each answer; cut to fit the longer one

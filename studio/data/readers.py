@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.data.registry import DataError, DatasetSpec
+from studio.locales import Message, say
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
+_SUFFIXES = ", ".join(SUPPORTED_SUFFIXES)
 
 
 @dataclass
@@ -35,10 +37,10 @@ class Records:
         self.parts.append(_Part(name, unit, len(self.rows), numbers))
         self.rows.extend(rows)
 
-    def where(self, index: int) -> str:
+    def where(self, index: int) -> Message:
         """'data.csv line 7' or 'data.json example 3': what to look for in the file."""
         part, number = self._locate(index)
-        return f"{part.name} {part.unit} {number}"
+        return say("data.where", file=part.name, at=at(part.unit, number))
 
     def _locate(self, index: int) -> tuple[_Part, int]:
         part = self.parts[bisect.bisect_right([p.start for p in self.parts], index) - 1]
@@ -66,26 +68,25 @@ def read_records(dataset_dir: Path, spec: DatasetSpec) -> Records:
     else:
         records.add(spec.hf_hub_url or spec.name, "example", read_hub(spec))
     if not records.rows:
-        raise DataError(
-            f"Dataset '{spec.name}' is empty: it holds no examples. Add examples or remove it from data.datasets."
-        )
+        raise DataError("data.dataset_empty", name=spec.name)
     return records
+
+
+def at(unit: str, number: int) -> Message:
+    """'line 7' or 'example 3' (see _Part for the unit)."""
+    return say("data.at_line" if unit == "line" else "data.at_example", number=number)
 
 
 def _data_files(path: Path, name: str) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
         if not files:
-            raise DataError(f"Dataset '{name}': folder {path} holds no {', '.join(SUPPORTED_SUFFIXES)} files.")
+            raise DataError("data.folder_no_files", name=name, path=path, suffixes=_SUFFIXES)
         return files
     if not path.is_file():
-        raise DataError(
-            f"Dataset '{name}': file {path} not found. Fix 'file_name' in dataset_info.json or add the file."
-        )
+        raise DataError("data.file_not_found", name=name, path=path)
     if path.suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(
-            f"Dataset '{name}': {path} has an unsupported type; use one of {', '.join(SUPPORTED_SUFFIXES)}."
-        )
+        raise DataError("data.file_type_unsupported", name=name, path=path, suffixes=_SUFFIXES)
     return [path]
 
 
@@ -103,12 +104,12 @@ def read_located(path: Path) -> tuple[str, list[dict], list[int] | None]:
         ".txt": _read_txt,
     }
     if path.suffix not in readers:
-        raise DataError(f"{path}: unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}.")
+        raise DataError("data.file_type_unknown", path=path, suffixes=_SUFFIXES)
     unit, records, numbers = readers[path.suffix](path)
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            where = f"line {numbers[index]}" if numbers else f"example {index + 1}"
-            raise DataError(f"{path}: {where} is a {type(record).__name__}, not an object with named fields.")
+            where = at("line", numbers[index]) if numbers else at("example", index + 1)
+            raise DataError("data.record_not_object", path=path, where=where, type=type(record).__name__)
     return unit, records, numbers
 
 
@@ -117,30 +118,30 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}). Save the file as UTF-8.") from None
+        raise DataError("data.not_utf8", path=path, byte=error.start) from None
 
 
 def _read_json(path: Path):
     text = _read_text(path)
     if not text.strip():
-        raise DataError(f"{path} is empty. Put a JSON array of examples in it.")
+        raise DataError("data.json_empty", path=path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         if text.lstrip().startswith("{") and error.msg == "Extra data":
             return _parse_json_lines(path, text)  # JSON lines saved with a .json name
-        raise DataError(f"{path} line {error.lineno} column {error.colno}: {error.msg}. Fix the JSON there.") from None
+        raise DataError("data.json_syntax", path=path, line=error.lineno, column=error.colno, error=error.msg) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON array of examples, found {type(data).__name__}.")
+        raise DataError("data.json_not_array", path=path, type=type(data).__name__)
     return "example", data, None
 
 
 def _read_jsonl(path: Path):
     text = _read_text(path)
     if not text.strip():
-        raise DataError(f"{path} is empty. Put one JSON object per line in it.")
+        raise DataError("data.jsonl_empty", path=path)
     return _parse_json_lines(path, text)
 
 
@@ -152,9 +153,7 @@ def _parse_json_lines(path: Path, text: str):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path} line {number} column {error.colno}: {error.msg}. Each line must be one JSON object."
-            ) from None
+            raise DataError("data.jsonl_syntax", path=path, line=number, column=error.colno, error=error.msg) from None
         numbers.append(number)
     return "line", records, numbers
 
@@ -163,7 +162,7 @@ def _read_csv(path: Path):
     """Through the csv module on the whole text, so quoted fields keep their line breaks, commas and quotes."""
     text = _read_text(path)
     if not text.strip():
-        raise DataError(f"{path} is empty. Put a header row and one example per row in it.")
+        raise DataError("data.csv_empty", path=path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -173,14 +172,11 @@ def _read_csv(path: Path):
             if not row:
                 continue  # a blank line
             if len(row) > len(header):
-                raise DataError(
-                    f"{path} line {start}: {len(row)} fields but the header has {len(header)}. "
-                    "Quote fields that contain commas or line breaks."
-                )
+                raise DataError("data.csv_too_many_fields", path=path, line=start, fields=len(row), header=len(header))
             records.append(dict(zip(header, row + [""] * (len(header) - len(row)))))
             numbers.append(start)
     except csv.Error as error:
-        raise DataError(f"{path} line {reader.line_num}: {error}. Check the quotes there.") from None
+        raise DataError("data.csv_syntax", path=path, line=reader.line_num, error=str(error)) from None
     return "line", records, numbers
 
 
@@ -203,7 +199,7 @@ def _read_parquet(path: Path):
     try:
         return "example", pq.read_table(path).to_pylist(), None
     except Exception as error:  # pyarrow raises several unrelated types for a damaged file
-        raise DataError(f"{path}: not a readable parquet file ({error}).") from None
+        raise DataError("data.parquet_unreadable", path=path, error=str(error)) from None
 
 
 def read_hub(spec: DatasetSpec, limit: int | None = None) -> list[dict]:
@@ -215,8 +211,10 @@ def read_hub(spec: DatasetSpec, limit: int | None = None) -> list[dict]:
         loaded = datasets.load_dataset(spec.hf_hub_url, name=spec.subset, data_dir=spec.folder, split=split)
     except Exception as error:  # offline, missing or private: all surface as different exception types
         raise DataError(
-            f"Dataset '{spec.name}': could not load '{spec.hf_hub_url}' from the Hugging Face hub or its cache "
-            f"({type(error).__name__}: {str(error)[:300]}). Offline, download it once elsewhere and point "
-            "'file_name' at the local file, or upload the file."
+            "data.hub_load_failed",
+            name=spec.name,
+            hub_id=spec.hf_hub_url,
+            error_type=type(error).__name__,
+            error=str(error)[:300],
         ) from None
     return list(loaded)

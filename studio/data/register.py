@@ -23,6 +23,7 @@ from studio.config.names import is_hub_id
 from studio.data.examples import DatasetExamples, to_examples
 from studio.data.readers import SUPPORTED_SUFFIXES, Records, read_hub, read_located
 from studio.data.registry import REGISTRY_FILE, DataError, DatasetSpec, load_registry, parse_entry
+from studio.locales import Message, say
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 BACKUP_SUFFIX = ".bak"
@@ -46,7 +47,7 @@ class Proposal:
     columns: list[str]
     sample_rows: list[dict]
     num_rows: int
-    note: str | None = None  # what could not be told and needs the user's mapping
+    note: Message | None = None  # what could not be told and needs the user's mapping
 
 
 @dataclass
@@ -62,9 +63,9 @@ def detect(path: str | Path, rows: int = 3) -> Proposal:
     try:
         _, records, _ = read_located(path)
     except DataError as error:  # named as the user knows it, not by the upload's temporary folder
-        raise DataError(str(error).replace(str(path), path.name)) from None
+        raise _named_as(error, path, path.name) from None
     if not records:
-        raise DataError(f"{path.name} holds no examples. Add examples to it.")
+        raise DataError("data.upload_no_examples", file=path.name)
     return _propose(path.name, records, rows, text_file=path.suffix == ".txt")
 
 
@@ -76,11 +77,11 @@ def register(
     display = file_name or (Path(source).name if not isinstance(source, bytes) else "")
     suffix = Path(display).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(f"'{display}': unsupported file type; upload one of {', '.join(SUPPORTED_SUFFIXES)}.")
+        raise DataError("data.upload_type_unsupported", file=display, suffixes=", ".join(SUPPORTED_SUFFIXES))
     _check_name(dataset_dir, name)
     target = dataset_dir / f"{name}{suffix}"
     if target.exists():
-        raise DataError(f"{target} already exists; choose another dataset name or remove that file.")
+        raise DataError("data.upload_target_exists", path=target)
     _check_size(len(source) if isinstance(source, bytes) else Path(source).stat().st_size, display)
     with tempfile.NamedTemporaryFile(dir=dataset_dir, suffix=suffix, delete=False) as handle:
         staged = Path(handle.name)
@@ -93,7 +94,7 @@ def register(
         examples = _validated(spec, records)
         os.replace(staged, target)
     except DataError as error:
-        raise DataError(str(error).replace(str(staged), display)) from None
+        raise _named_as(error, staged, display) from None
     finally:
         staged.unlink(missing_ok=True)
     try:
@@ -117,15 +118,13 @@ def register_hub(
     dataset_dir = Path(dataset_dir)
     _check_name(dataset_dir, name)
     if not is_hub_id(hub_id, owner_required=True):
-        raise DataError(
-            f"'{hub_id}' is not a hub dataset id; write it as owner/name, e.g. llamafactory/alpaca_gpt4_zh."
-        )
+        raise DataError("data.hub_id_invalid", hub_id=hub_id)
     _check_hub(hub_id)
     source = {"hf_hub_url": hub_id, "split": split, **({"subset": subset} if subset else {})}
     probe = parse_entry(dataset_dir / REGISTRY_FILE, name, {**(entry or {}), **source})
     rows = read_hub(probe, limit=probe_rows)
     if not rows:
-        raise DataError(f"Hub dataset '{hub_id}' (split {split}) has no rows.")
+        raise DataError("data.hub_no_rows", hub_id=hub_id, split=split)
     if entry is None:
         entry = _propose(hub_id, rows, 0).entry
     full = {**_clean(entry), **source}
@@ -144,32 +143,35 @@ def _check_hub(hub_id: str) -> None:
     try:
         HfApi().dataset_info(hub_id, timeout=10)
     except RepositoryNotFoundError:
-        raise DataError(f"No dataset '{hub_id}' on the Hugging Face hub (or it is private). Check the id.") from None
+        raise DataError("data.hub_not_found", hub_id=hub_id) from None
     except Exception as error:  # no network, DNS, proxy or TLS failures all look different
-        raise DataError(
-            f"Cannot reach the Hugging Face hub to load '{hub_id}' ({type(error).__name__}): this machine looks "
-            "offline. Register it when the hub is reachable, or download the file elsewhere and upload it."
-        ) from None
+        raise DataError("data.hub_unreachable", hub_id=hub_id, error_type=type(error).__name__) from None
 
 
 def _check_size(size: int, display: str) -> None:
     if size > MAX_UPLOAD_BYTES:
-        raise DataError(
-            f"{display} is {size / 2**20:.0f} MiB; the upload limit is "
-            f"{MAX_UPLOAD_BYTES // 2**20} MiB. Split the file or put it in the dataset folder yourself."
-        )
+        raise DataError("data.upload_too_large", file=display, size=size / 2**20, limit=MAX_UPLOAD_BYTES // 2**20)
 
 
 def _check_name(dataset_dir: Path, name: str) -> None:
     if not re.fullmatch(r"\w[\w.\-]{0,127}", name or ""):
-        raise DataError(
-            f"Dataset name '{name}': use letters, digits, '_', '-' or '.' (starting with a letter, digit or '_'), "
-            "without spaces, at most 128 characters."
-        )
+        raise DataError("data.name_invalid", name=name)
     if name.casefold().startswith(Path(REGISTRY_FILE).stem):  # the upload would become the registry (or its backup)
-        raise DataError(f"Dataset name '{name}' is reserved for the registry file; choose another name.")
+        raise DataError("data.name_reserved", name=name)
     if (dataset_dir / REGISTRY_FILE).is_file() and name in load_registry(dataset_dir):
-        raise DataError(f"A dataset named '{name}' is already in {dataset_dir / REGISTRY_FILE}; choose another name.")
+        raise DataError("data.name_taken", name=name, path=dataset_dir / REGISTRY_FILE)
+
+
+def _named_as(error: DataError, path: Path, name: str) -> DataError:
+    """The same error with `path` (an upload's temporary file) shown as `name`, the file the user knows; the path
+    may also sit inside a reader's own error text."""
+
+    def renamed(value: object) -> object:
+        if isinstance(value, Path) and value == path:
+            return name
+        return value.replace(str(path), name) if type(value) is str else value  # a Message keeps its language
+
+    return DataError(error.message.key, **{key: renamed(value) for key, value in error.message.args.items()})
 
 
 def _clean(entry: dict) -> dict:
@@ -180,7 +182,7 @@ def _clean(entry: dict) -> dict:
 
 def _validated(spec: DatasetSpec, records: Records) -> DatasetExamples:
     if problem := spec.unsupported():
-        raise DataError(problem)
+        raise DataError.said(problem)
     return to_examples(spec, records)
 
 
@@ -250,12 +252,12 @@ def _alpaca_entry(first: dict, columns: list[str]):
     note = (
         None
         if prompt and (response or {"chosen", "rejected"} <= set(columns))
-        else (f"Could not tell which columns hold the instruction and the answer among {columns}; map them.")
+        else say("data.note_columns_unclear", columns=columns)
     )
     return _with_extras({"columns": {k: v for k, v in mapping.items() if v}}, first, columns, fmt="alpaca", note=note)
 
 
-def _with_extras(entry: dict, first: dict, columns: list[str], fmt: str, note: str | None = None):
+def _with_extras(entry: dict, first: dict, columns: list[str], fmt: str, note: Message | None = None):
     """Tools, preference and KTO columns on top of the base mapping; the format name says the kind."""
     mapping = entry["columns"]
     if "tools" in columns:
@@ -263,7 +265,7 @@ def _with_extras(entry: dict, first: dict, columns: list[str], fmt: str, note: s
     media = [c for c in ("images", "videos", "audios") if c in columns]
     if media:  # kept in the mapping so that registering refuses it, saying why
         mapping.update({c: c for c in media})
-        note = "image/video/audio datasets need a multimodal model; this studio trains text models"
+        note = say("data.note_multimodal")
     if {"chosen", "rejected"} <= set(columns):
         entry["ranking"] = True
         mapping.update(chosen="chosen", rejected="rejected")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_
 from studio.config.base import describe_validation_error
 from studio.config.names import is_hub_id
 from studio.errors import StudioError
+from studio.locales import Joined, Message, say
 
 REGISTRY_FILE = "dataset_info.json"
 
@@ -45,6 +46,11 @@ PlaceKind = Literal["file", "hub", "inner"]
 
 class DataError(StudioError):
     """Data that cannot be trained on; the message says which file or dataset, where, and what to do."""
+
+    @classmethod
+    def said(cls, message: Message) -> DataError:
+        """The error that says `message`: a problem found before it is raised (DatasetSpec.unsupported, ...)."""
+        return cls(message.key, **message.args)
 
 
 class DatasetTags(BaseModel):
@@ -167,43 +173,31 @@ class DatasetSpec(BaseModel):
     def text_column(self) -> str:
         return self._given_columns.get("prompt") or "text"
 
-    def unsupported(self) -> str | None:
+    def unsupported(self) -> Message | None:
         """Why this entry cannot be read at all, and what to use instead; None when it can."""
         media = [c for c in _MEDIA_COLUMNS if self._given_columns.get(c)]
         if media:
-            return (
-                f"Dataset '{self.name}' has {'/'.join(media)} columns: image/video/audio datasets need a "
-                "multimodal model; this studio trains text models. Choose a text dataset."
-            )
+            return say("data.multimodal_dataset", name=self.name, media="/".join(media))
         if self.file_name:
             return None
         if self.script_url:
-            return (
-                f"Dataset '{self.name}' is loaded by a script ('script_url'), which the studio does not run. "
-                "Save the data as json, jsonl, csv or parquet and set 'file_name'."
-            )
+            return say("data.script_dataset", name=self.name)
         if self.cloud_file_name:
-            return (
-                f"Dataset '{self.name}' is a cloud file ('cloud_file_name'). Download it into the dataset "
-                "folder and set 'file_name'."
-            )
+            return say("data.cloud_dataset", name=self.name)
         if not self.hf_hub_url:
-            return (
-                f"Dataset '{self.name}' is only on ModelScope/Modelers ('ms_hub_url'/'om_hub_url'); the studio "
-                "loads from the Hugging Face hub ('hf_hub_url') or local files ('file_name')."
-            )
+            return say("data.modelscope_dataset", name=self.name)
         return None
 
 
 class Registry(Mapping[str, DatasetSpec]):
     """The entries of one dataset_info.json by name; a broken entry is listed but raises its problem when used."""
 
-    def __init__(self, path: Path, specs: dict[str, DatasetSpec], problems: dict[str, str], names: list[str]):
+    def __init__(self, path: Path, specs: dict[str, DatasetSpec], problems: dict[str, Message], names: list[str]):
         self.path, self.specs, self.problems, self._names = path, specs, problems, names
 
     def __getitem__(self, name: str) -> DatasetSpec:
         if name in self.problems:
-            raise DataError(self.problems[name])
+            raise DataError.said(self.problems[name])
         return self.specs[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -217,19 +211,17 @@ def read_registry_json(dataset_dir: Path) -> dict:
     """The raw registry object, or a DataError that names the folder, the file or the line."""
     path = Path(dataset_dir) / REGISTRY_FILE
     if not Path(dataset_dir).is_dir():
-        raise DataError(
-            f"Dataset folder not found: {dataset_dir}. Set data.dataset_dir to a folder holding {REGISTRY_FILE}."
-        )
+        raise DataError("data.folder_not_found", path=dataset_dir, registry=REGISTRY_FILE)
     if not path.is_file():
-        raise DataError(f"{path} not found. A dataset folder needs a {REGISTRY_FILE} registry naming its files.")
+        raise DataError("data.registry_not_found", path=path, registry=REGISTRY_FILE)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise DataError(
-            f"{path} line {error.lineno} column {error.colno}: {error.msg}. Fix the JSON syntax there."
+            "data.registry_syntax", path=path, line=error.lineno, column=error.colno, error=error.msg
         ) from None
     if not isinstance(raw, dict):
-        raise DataError(f"{path}: the top level must be an object mapping dataset names to entries.")
+        raise DataError("data.registry_not_object", path=path)
     return raw
 
 
@@ -241,20 +233,18 @@ def load_registry(dataset_dir: Path) -> Registry:
         try:
             specs[name] = parse_entry(path, name, entry)
         except DataError as error:
-            problems[name] = str(error)
+            problems[name] = error.message
     return Registry(path, specs, problems, list(raw))
 
 
 def parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
     if not isinstance(entry, dict):
-        raise DataError(f'{path}: entry \'{name}\' must be an object like {{"file_name": "my_data.json"}}.')
+        raise DataError("data.entry_not_object", path=path, name=name)
     try:
         return DatasetSpec.model_validate({**entry, "name": name})
     except ValidationError as error:
-        problems = "; ".join(describe_validation_error(error))
-        raise DataError(
-            f"{path}: entry '{name}' is invalid: {problems}. Fix this entry; the others stay usable."
-        ) from None
+        problems = Joined("list.separator", describe_validation_error(error))  # pydantic's own reasons are English
+        raise DataError("data.entry_invalid", path=path, name=name, problems=problems) from None
 
 
 def resolve_specs(dataset_dir: Path, names: list[str]) -> list[DatasetSpec]:
@@ -262,13 +252,14 @@ def resolve_specs(dataset_dir: Path, names: list[str]) -> list[DatasetSpec]:
     registry = load_registry(dataset_dir)
     unknown = [n for n in names if n not in registry]
     if unknown:
-        known = ", ".join(sorted(registry)) or "(none)"
         raise DataError(
-            f"Unknown dataset {', '.join(repr(n) for n in unknown)}: not in {Path(dataset_dir) / REGISTRY_FILE}. "
-            f"Known datasets: {known}. Add an entry there or fix the name."
+            "data.dataset_unknown",
+            names=", ".join(repr(n) for n in unknown),
+            path=Path(dataset_dir) / REGISTRY_FILE,
+            known=", ".join(sorted(registry)) or say("data.none_known"),
         )
     specs = [registry[n] for n in names]
     for spec in specs:
         if problem := spec.unsupported():
-            raise DataError(problem)
+            raise DataError.said(problem)
     return specs

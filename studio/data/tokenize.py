@@ -10,11 +10,16 @@ template the rendered text is cut into prompt and answer spans, each encoded on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from studio.data.formats import Message
 from studio.data.registry import DataError
+from studio.locales import say
 from studio.modeling.chat_formats import BOS, EOS, ChatFormat, Piece, turn_pieces
 from studio.modeling.chat_templates import format_of
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 _TOOL_ROLES = ("function_call", "observation")
@@ -32,7 +37,7 @@ class Encoded:
 
 
 def encode_conversation(
-    tokenizer, messages: list[Message], cutoff_len: int, train_on_responses_only: bool = True
+    tokenizer: PreTrainedTokenizerBase, messages: list[Message], cutoff_len: int, train_on_responses_only: bool = True
 ) -> Encoded | None:
     """Token ids and labels for one conversation; None when truncation leaves no answer token.
 
@@ -78,14 +83,11 @@ def fit_turn(prompt_len: int, answer_len: int, budget: int) -> tuple[int, int]:
 
 def _check_tools(fmt: ChatFormat | None, messages: list[Message]) -> None:
     if any(m["role"] in _TOOL_ROLES for m in messages) and not (fmt and fmt.supports_tools):
-        name = fmt.name if fmt else "the tokenizer's own template"
-        raise DataError(
-            f"Tool-call data (function_call/observation turns) cannot be rendered with {name}: it has no tool "
-            "format. Set model.chat_template to qwen, qwen2.5 or chatml."
-        )
+        name = fmt.name if fmt else say("data.own_template")
+        raise DataError("data.tools_no_tool_format", template=name)
 
 
-def _encode_pieces(tokenizer, pieces: list[Piece]) -> list[int]:
+def _encode_pieces(tokenizer: PreTrainedTokenizerBase, pieces: list[Piece]) -> list[int]:
     ids = []
     for piece in pieces:
         if piece == BOS:
@@ -97,16 +99,19 @@ def _encode_pieces(tokenizer, pieces: list[Piece]) -> list[int]:
     return ids
 
 
-def _format_pairs(tokenizer, fmt: ChatFormat, messages: list[Message]) -> list[tuple[list[int], list[int]]]:
+def _format_pairs(
+    tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat, messages: list[Message]
+) -> list[tuple[list[int], list[int]]]:
     turns = [_encode_pieces(tokenizer, pieces) for pieces in turn_pieces(fmt, messages)]
     return list(zip(turns[0::2], turns[1::2]))
 
 
-def render(tokenizer, messages: list[Message], add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render(tokenizer: PreTrainedTokenizerBase, messages: list[Message], add_generation_prompt: bool = False) -> str:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return cast(str, text)  # tokenize=False returns the text; transformers annotates every kind it can return
 
 
-def assistant_spans(tokenizer, messages: list[Message]) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of every assistant turn (answer + end token).
 
     Spans come from rendering growing prefixes, so any template works as long as a
@@ -120,15 +125,14 @@ def assistant_spans(tokenizer, messages: list[Message]) -> tuple[str, list[tuple
         start = render(tokenizer, messages[:index], add_generation_prompt=True)
         end = render(tokenizer, messages[: index + 1])
         if not (end.startswith(start) and text.startswith(end)):
-            raise DataError(
-                "The chat template renders a conversation differently from its own beginning, so answers cannot be "
-                "located for label masking. Choose another model.chat_template (e.g. chatml)."
-            )
+            raise DataError("data.template_not_prefix_stable")
         spans.append((len(start), len(end)))
     return text, spans
 
 
-def _own_template_pairs(tokenizer, messages: list[Message]) -> list[tuple[list[int], list[int]]]:
+def _own_template_pairs(
+    tokenizer: PreTrainedTokenizerBase, messages: list[Message]
+) -> list[tuple[list[int], list[int]]]:
     """(prompt, answer) ids cut from the tokenizer's own rendering; text after the last answer joins no pair."""
     text, spans = assistant_spans(tokenizer, messages)
     pairs, position = [], 0

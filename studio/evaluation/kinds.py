@@ -16,18 +16,28 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from studio.config import RunConfig
-from studio.data.examples import FeedbackExample, PairwiseExample, TextDocument, from_record
+from studio.data.examples import Example, FeedbackExample, PairwiseExample, TextDocument, from_record
 from studio.data.formats import Message
 from studio.data.prepare import load_examples, load_stage_examples, split_conversations
 from studio.data.registry import DataError, resolve_specs
+from studio.locales import Message as Said  # a data Message is a turn of a conversation
+from studio.locales import say
 from studio.paths import resolve_dataset_dir
-from studio.text import Bilingual
+from studio.runs.events import EvalStage
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.chat.engine import ChatEngine
+    from studio.data.tokenize import Encoded
 
 PREFERENCE_METRICS = ("reward_accuracy", "reward_margin", "rewards_chosen", "rewards_rejected")
 
@@ -38,7 +48,7 @@ class Sample:
     label: str
 
 
-def kind_of(example) -> str:
+def kind_of(example: Example) -> str:
     if isinstance(example, PairwiseExample):
         return "pairwise"
     if isinstance(example, FeedbackExample):
@@ -47,30 +57,25 @@ def kind_of(example) -> str:
 
 
 def load_scored_examples(config: RunConfig, adapter_path: str | None) -> tuple[list, str, str]:
-    """(examples of one kind, where they come from, their kind)."""
+    """(examples of one kind, where they come from (dataset names, or a Message), their kind)."""
     if config.evaluation.datasets:
         data = config.data.model_copy(update={"datasets": config.evaluation.datasets})
         dataset_dir = resolve_dataset_dir(data.dataset_dir)
         specs = resolve_specs(dataset_dir, data.datasets)
         if len({spec.kind for spec in specs}) > 1:
-            raise DataError(
-                "evaluation.datasets mixes kinds of data (conversations, preference pairs, feedback, "
-                "plain text); evaluate one kind at a time."
-            )
+            raise DataError("evaluation.mixed_kinds")
         examples = [e for spec in specs for e in load_examples(dataset_dir, spec, data).examples]
         source = ", ".join(config.evaluation.datasets)
     elif adapter_path and (Path(adapter_path).parent / "val.jsonl").is_file():
         lines = (Path(adapter_path).parent / "val.jsonl").read_text(encoding="utf-8").splitlines()
-        examples, source = (
-            [from_record(json.loads(line)) for line in lines if line.strip()],
-            "the run's validation split",
-        )
+        examples = [from_record(json.loads(line)) for line in lines if line.strip()]
+        source = say("evaluation.run_split")
     else:
         loaded = load_stage_examples(config.data, config.training.stage)
         examples = split_conversations(loaded, config.data.val_size, config.training.seed).val
-        source = "the validation split of " + ", ".join(config.data.datasets)
+        source = say("evaluation.stage_split", datasets=", ".join(config.data.datasets))
     if not examples:
-        raise DataError(f"No samples to evaluate in {source}; name datasets in evaluation.datasets.")
+        raise DataError("evaluation.no_samples", source=source)
     return examples[: config.evaluation.max_samples], source, kind_of(examples[0])
 
 
@@ -85,7 +90,14 @@ def generation_samples(examples: list, kind: str) -> list[Sample]:
     return []
 
 
-def score(engine, examples: list, kind: str, columns: list[str | None], config: RunConfig, progress) -> dict[str, dict]:
+def score(
+    engine: ChatEngine,
+    examples: list,
+    kind: str,
+    columns: list[str | None],
+    config: RunConfig,
+    progress: Callable[[EvalStage, int, int], None],
+) -> dict[str, dict]:
     """Per column: the kind's likelihood metrics (everything but the generation metrics)."""
     documents, answers = _documents(engine.tokenizer, examples, kind, config.data.cutoff_len)
     scored = (
@@ -112,20 +124,15 @@ def score(engine, examples: list, kind: str, columns: list[str | None], config: 
     return metrics
 
 
-def notes(kind: str, columns: list[str | None]) -> list[Bilingual]:
+def notes(kind: str, columns: list[str | None]) -> list[Said]:
     if kind in ("pairwise", "kto") and None in columns:
-        return [
-            Bilingual(
-                "Rewards are measured against the base model (beta x the log-probability gained over it), so the base "
-                "model's rewards, margin and accuracy are 0 by construction.",
-                "奖励以基座模型为参考（beta × 相对基座模型增加的对数概率），因此基座模型的奖励、差值与准确率按定义均"
-                "为 0。",
-            )
-        ]
+        return [say("evaluation.base_rewards_are_zero")]
     return []
 
 
-def _documents(tokenizer, examples: list, kind: str, cutoff_len: int):
+def _documents(
+    tokenizer: PreTrainedTokenizerBase, examples: list, kind: str, cutoff_len: int
+) -> tuple[list[Encoded], list[int]]:
     """(documents to score, indices of those whose answers are the 'wanted' ones: chosen or desirable)."""
     from studio.data.tokenize_kinds import encode_feedback, encode_pair, encode_text_rows
 
@@ -133,18 +140,22 @@ def _documents(tokenizer, examples: list, kind: str, cutoff_len: int):
         pieces = [piece for row in encode_text_rows(tokenizer, examples, cutoff_len) for piece in row.pieces]
         return pieces, list(range(len(pieces)))
     if kind == "pairwise":
-        pairs = [encode_pair(tokenizer, example, cutoff_len) for example in examples]
-        if any(pair is None for pair in pairs):
-            raise DataError(f"A pair has no answer left at cutoff_len {cutoff_len}; raise data.cutoff_len.")
+        encoded = [encode_pair(tokenizer, example, cutoff_len) for example in examples]
+        pairs = [pair for pair in encoded if pair is not None]
+        if len(pairs) < len(encoded):
+            raise DataError("evaluation.pair_cut_off", cutoff_len=cutoff_len)
         documents = [pair.document(side) for pair in pairs for side in (pair.chosen, pair.rejected)]
         return documents, list(range(0, len(documents), 2))
-    feedback = encode_feedback(tokenizer, examples, cutoff_len)
-    if any(item is None for item in feedback):
-        raise DataError(f"An answer has no token left at cutoff_len {cutoff_len}; raise data.cutoff_len.")
+    encoded_feedback = encode_feedback(tokenizer, examples, cutoff_len)
+    feedback = [item for item in encoded_feedback if item is not None]
+    if len(feedback) < len(encoded_feedback):
+        raise DataError("evaluation.answer_cut_off", cutoff_len=cutoff_len)
     return [item.document for item in feedback], [i for i, item in enumerate(feedback) if item.desirable]
 
 
-def _rewards(values, base, examples, kind: str, beta: float) -> dict[str, float]:
+def _rewards(
+    values: list[tuple[float, int]], base: list[tuple[float, int]], examples: list, kind: str, beta: float
+) -> dict[str, float]:
     from studio.training.preference import dpo_tally, kto_tally, tally_metrics
 
     gained = beta * (

@@ -11,16 +11,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from studio.config import GenerationConfig
 
+if TYPE_CHECKING:
+    from studio.chat.engine import ChatEngine
+
 CPU_CACHE_BUDGET_BYTES = 2**30  # KV cache of one batch on a CPU; on a GPU a quarter of its free memory
 
 
 def predict(
-    engine,
+    engine: ChatEngine,
     prompts: list[list[dict]],
     columns: list[str | None],
     generation: GenerationConfig,
@@ -35,7 +39,7 @@ def predict(
     for batch in _batches(lengths, len(columns), batch_size, generation.max_new_tokens, _budget_rows(engine)):
         rows = [(index, column) for index in batch for column in columns]
 
-        def finished(row: int, text: str, rows=rows) -> None:
+        def finished(row: int, text: str, rows: list[tuple[int, str | None]] = rows) -> None:
             index, column = rows[row]
             answers[column][index] = text
             done[0] += 1
@@ -45,7 +49,7 @@ def predict(
     return answers
 
 
-def _prompt_tokens(engine, prompt: list[dict], generation: GenerationConfig) -> int:
+def _prompt_tokens(engine: ChatEngine, prompt: list[dict], generation: GenerationConfig) -> int:
     messages = (
         prompt if not generation.system_prompt else [{"role": "system", "content": generation.system_prompt}, *prompt]
     )
@@ -53,8 +57,9 @@ def _prompt_tokens(engine, prompt: list[dict], generation: GenerationConfig) -> 
     return len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _budget_rows(engine) -> Callable[[int], int]:
+def _budget_rows(engine: ChatEngine) -> Callable[[int], int]:
     """How many rows of `width` tokens (prompt + answer) the KV-cache budget holds."""
+    assert engine.plan is not None  # predict() runs on a loaded model
     if engine.plan.device == "cuda":
         free, _ = torch.cuda.mem_get_info()
         budget = free // 4
@@ -69,7 +74,8 @@ def _batches(
 ) -> list[list[int]]:
     """Sample indices in batches of similar prompt length, longest first (so the first batch's pace is a safe ETA)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    batches, current = [], []
+    batches: list[list[int]] = []
+    current: list[int] = []
     for index in order:
         width = lengths[current[0] if current else index] + max_new  # the batch's longest prompt sets its width
         fits = len(current) < batch_size and (len(current) + 1) * columns <= rows_for(width)

@@ -23,9 +23,9 @@ from studio.evaluation import kinds
 from studio.evaluation.kinds import Sample
 from studio.evaluation.metrics import corpus_scores
 from studio.evaluation.predict import predict
-from studio.runs.events import EvalProgress
+from studio.locales import Message
+from studio.runs.events import EvalProgress, EvalStage
 from studio.runs.folder import RunFolder
-from studio.text import Bilingual
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 METRICS_FILE = "metrics.json"
@@ -39,7 +39,7 @@ class EvalReport:
     samples: list[Sample] = field(repr=False, default_factory=list)
     predictions: dict[str, list[str]] = field(repr=False, default_factory=dict)
     kind: str = "sft"  # of the held-out data: sft, pairwise, kto or text
-    notes: list[Bilingual] = field(default_factory=list)  # how to read the numbers (e.g. the base's rewards are 0)
+    notes: list[Message] = field(default_factory=list)  # how to read the numbers (e.g. the base's rewards are 0)
     scored: int = 0  # held-out examples scored (conversations, pairs, answers or documents)
 
 
@@ -51,7 +51,7 @@ def results_dir(
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(adapter_path).parent if adapter_path and Path(adapter_path).name == "adapter" else None
     in_run = run_dir is not None and (run_dir / "config.yaml").is_file() and may_write(run_dir / "evaluations")
-    path = (run_dir / "evaluations" if in_run else Path(config.evaluation.output_dir)) / stamp
+    path = (run_dir / "evaluations" if run_dir is not None and in_run else Path(config.evaluation.output_dir)) / stamp
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -111,7 +111,13 @@ def evaluate(
     return report
 
 
-def _losses(engine, samples, columns, config: RunConfig, progress) -> dict[str, float]:
+def _losses(
+    engine: ChatEngine,
+    samples: list[Sample],
+    columns: list[str | None],
+    config: RunConfig,
+    progress: Callable[[EvalStage, int, int], None],
+) -> dict[str, float]:
     """Eval loss per column; progress counts samples scored, batch by batch, over every column."""
     losses, scored, total_rows = {}, [0], len(samples) * len(columns)
     conversations = [s.prompt + [{"role": "assistant", "content": s.label}] for s in samples]
@@ -129,7 +135,13 @@ def _losses(engine, samples, columns, config: RunConfig, progress) -> dict[str, 
     return losses
 
 
-def _predict(engine, samples, columns, config: RunConfig, progress) -> dict[str, list[str]]:
+def _predict(
+    engine: ChatEngine,
+    samples: list[Sample],
+    columns: list[str | None],
+    config: RunConfig,
+    progress: Callable[[EvalStage, int, int], None],
+) -> dict[str, list[str]]:
     generation = (
         config.generation if config.evaluation.sample else config.generation.model_copy(update={"temperature": 0.0})
     )
@@ -145,11 +157,12 @@ def _predict(engine, samples, columns, config: RunConfig, progress) -> dict[str,
 
 
 class _Progress:
-    def __init__(self, folder: RunFolder, callback):
+    def __init__(self, folder: RunFolder, callback: Callable[[EvalProgress], None]):
         self.folder, self.callback, self.started = folder, callback, time.time()
-        self.stage, self.stage_started = None, self.started
+        self.stage: EvalStage | None = None
+        self.stage_started = self.started
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: EvalStage, done: int, total: int) -> None:
         now = time.time()
         if stage != self.stage:
             self.stage, self.stage_started = stage, now
@@ -179,7 +192,7 @@ def _write(report: EvalReport, source: str, adapter_path: str | None, config: Ru
         "model": config.model.name_or_path,
         "adapter": adapter_path,
         "samples": len(report.samples),
-        "source": source,
+        "source": str(source),  # its English, like the notes
         "scored": report.scored,
         "kind": report.kind,
         "generation": config.generation.model_dump(),

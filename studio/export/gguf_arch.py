@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from studio.errors import StudioError
+from studio.locales import Joined, Message, say
+
+if TYPE_CHECKING:
+    from gguf import GGUFWriter
+    from transformers import PreTrainedConfig
 
 
 class GgufUnsupported(StudioError):
     """A model this exporter does not write (the message says why and what to do instead)."""
-
-
-_ELSEWHERE = (
-    "Export it as safetensors (export.format safetensors) and convert that folder with llama.cpp's "
-    "convert_hf_to_gguf.py."
-)
-_ELSEWHERE_ZH = (
-    "请以 safetensors 格式导出（export.format 选 safetensors），再用 llama.cpp 的 convert_hf_to_gguf.py 转换该目录。"
-)
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,6 @@ ARCHITECTURES = {
     "llama": Architecture("llama", interleave_qk=True),
     "qwen2": Architecture("qwen2", interleave_qk=False),
 }
-FAMILIES = "Llama, SmolLM2 (the embedded default), Qwen1.5, Qwen2 and Qwen2.5"
 
 _TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 _BLOCK = {
@@ -58,41 +54,39 @@ _BLOCK = {
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 
 
-def architecture_of(config) -> Architecture:
+def architecture_of(config: PreTrainedConfig) -> Architecture:
     """The llama.cpp architecture for a transformers config; GgufUnsupported naming what stands in the way."""
     model_type = getattr(config, "model_type", "?")
     arch = ARCHITECTURES.get(model_type)
     if arch is None:
         raise GgufUnsupported(
-            f"GGUF export writes the {FAMILIES} families (model types llama and qwen2); this model is "
-            f"'{model_type}'. {_ELSEWHERE}",
-            f"GGUF 导出支持 {FAMILIES}（模型类型 llama 与 qwen2）；该模型类型为 '{model_type}'。{_ELSEWHERE_ZH}",
+            "modeling.gguf_model_type", model_type=model_type, elsewhere=say("modeling.gguf_elsewhere")
         )
     problems = _unsupported_features(config, arch)
     if problems:
+        listed = Joined("list.separator", problems)
         raise GgufUnsupported(
-            f"GGUF export cannot write this {model_type} model: {'; '.join(problems)}. {_ELSEWHERE}",
-            f"GGUF 导出无法写出该 {model_type} 模型：{'；'.join(problems)}。{_ELSEWHERE_ZH}",
+            "modeling.gguf_features", model_type=model_type, problems=listed, elsewhere=say("modeling.gguf_elsewhere")
         )
     return arch
 
 
-def _unsupported_features(config, arch: Architecture) -> list[str]:
+def _unsupported_features(config: PreTrainedConfig, arch: Architecture) -> list[Message]:
     """What the file (or transformers' GGUF reader, which checks the export) would not reproduce."""
     problems = []
     rope = rope_parameters(config)
     if rope.get("rope_type", "default") != "default":
-        problems.append(f"its rope scaling '{rope['rope_type']}' is not written (only plain rope is)")
+        problems.append(say("modeling.gguf_rope_scaling", rope_type=rope["rope_type"]))
     if arch.name == "llama" and (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)):
-        problems.append("it has attention or MLP biases, which llama-architecture GGUF readers drop")
+        problems.append(say("modeling.gguf_biases"))
     if arch.name == "qwen2" and getattr(config, "use_sliding_window", False):
-        problems.append("it uses sliding-window attention")
+        problems.append(say("modeling.gguf_sliding_window"))
     if arch.name == "qwen2" and head_dim(config) != config.hidden_size // config.num_attention_heads:
-        problems.append("its head size is not hidden_size / heads")
+        problems.append(say("modeling.gguf_head_size"))
     return problems
 
 
-def rope_parameters(config) -> dict:
+def rope_parameters(config: PreTrainedConfig) -> dict:
     """transformers 5 keeps rope settings in `rope_parameters`; older configs had `rope_theta`/`rope_scaling`."""
     rope = dict(getattr(config, "rope_parameters", None) or {})
     if "rope_theta" not in rope:
@@ -103,7 +97,7 @@ def rope_parameters(config) -> dict:
     return rope
 
 
-def head_dim(config) -> int:
+def head_dim(config: PreTrainedConfig) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
@@ -117,13 +111,10 @@ def tensor_name(hf_name: str, tied: bool) -> str | None:
     match = _LAYER.match(base)
     if match and match.group(2) in _BLOCK:
         return f"blk.{match.group(1)}.{_BLOCK[match.group(2)]}.{suffix}"
-    raise GgufUnsupported(
-        f"GGUF export does not know where the tensor {hf_name} goes. {_ELSEWHERE}",
-        f"GGUF 导出不知道张量 {hf_name} 应写到哪里。{_ELSEWHERE_ZH}",
-    )
+    raise GgufUnsupported("modeling.gguf_unknown_tensor", name=hf_name, elsewhere=say("modeling.gguf_elsewhere"))
 
 
-def to_file_layout(gguf_name: str, values: np.ndarray, arch: Architecture, config) -> np.ndarray:
+def to_file_layout(gguf_name: str, values: np.ndarray, arch: Architecture, config: PreTrainedConfig) -> np.ndarray:
     """The tensor as the architecture stores it: Q and K rows interleaved for llama (see Architecture)."""
     if not arch.interleave_qk:
         return values
@@ -141,7 +132,7 @@ def _interleave_heads(values: np.ndarray, heads: int) -> np.ndarray:
     return np.ascontiguousarray(split.swapaxes(1, 2).reshape(values.shape))
 
 
-def write_hyperparameters(writer, config, arch: Architecture) -> None:
+def write_hyperparameters(writer: GGUFWriter, config: PreTrainedConfig, arch: Architecture) -> None:
     """The `<arch>.*` keys llama.cpp (and transformers' GGUF reader) build the model from."""
     writer.add_context_length(int(config.max_position_embeddings))
     writer.add_embedding_length(int(config.hidden_size))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,7 +27,12 @@ from studio.config import RunConfig
 from studio.export.gguf_types import GGUF_TYPES, GgufType, round_trip
 from studio.export.merge import CHECK_PROMPTS, TOLERANCE, ExportError, load_with_adapter, prepare_out_dir, prompt_logits
 from studio.export.model_card import write_model_card
-from studio.text import Bilingual
+from studio.locales import say
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from studio.modeling.compute import ComputePlan
 
 
 @dataclass
@@ -61,28 +67,18 @@ def export_gguf(
     out_dir = prepare_out_dir(Path(config.export.output_dir))
     model, tokenizer, plan = load_with_adapter(config, info, progress)
     pre = _pre_tokenizer(config, tokenizer)
-    progress(Bilingual("Merging the adapter into the weights", "正在把适配器合并进权重"))
+    progress(say("export.merging"))
     merged = model.merge_and_unload().eval()
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
     reference = prompt_logits(merged, tokenizer, prompts, plan.device)
     path = out_dir / f"{_stem(out_dir.name)}-{kind.name}.gguf"
-    progress(Bilingual(f"Writing {path.name} ({kind.name})", f"正在写入 {path.name}（{kind.name}）"))
+    progress(say("export.gguf_writing", file=path.name, kind=kind.name))
     write_gguf(path, merged, tokenizer, kind, name=f"{_stem(out_dir.name)}", pre=pre, progress=progress)
     write_modelfile(out_dir, path.name, tokenizer, config.generation)
-    progress(
-        Bilingual(
-            f"Rounding the merged weights as {kind.name} stores them, for the expected error",
-            f"正在按 {kind.name} 的存储方式舍入合并后的权重，以得到预期误差",
-        )
-    )
+    progress(say("export.gguf_rounding", kind=kind.name))
     rounded = _round_like_file(merged, kind, prompts, tokenizer, plan.device)
     del model, merged
-    progress(
-        Bilingual(
-            "Reloading the .gguf with transformers' GGUF reader to check it",
-            "正在用 transformers 的 GGUF 读取器重新加载 .gguf 以校验",
-        )
-    )
+    progress(say("export.gguf_reloading"))
     again, tokenizer_matches = _reload(path, tokenizer, prompts, plan)
     report = GgufReport(
         out_dir,
@@ -106,7 +102,7 @@ def export_gguf(
     return report
 
 
-def _check_architecture(config: RunConfig, progress) -> None:
+def _check_architecture(config: RunConfig, progress: Callable[[object], None]) -> None:
     from transformers import AutoConfig
 
     from studio.export.gguf_arch import architecture_of
@@ -116,7 +112,7 @@ def _check_architecture(config: RunConfig, progress) -> None:
     architecture_of(AutoConfig.from_pretrained(path, trust_remote_code=config.model.trust_remote_code))
 
 
-def _pre_tokenizer(config: RunConfig, tokenizer) -> str:
+def _pre_tokenizer(config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> str:
     """llama.cpp's name of the tokenizer's split; refuses a tokenizer the file cannot describe."""
     from studio.export.gguf_vocab import backend_json, pre_tokenizer_name
 
@@ -135,7 +131,9 @@ def _embedded_pre() -> str | None:
 
 
 @torch.inference_mode()
-def _round_like_file(merged, kind: GgufType, prompts, tokenizer, device) -> list[torch.Tensor]:
+def _round_like_file(
+    merged: PreTrainedModel, kind: GgufType, prompts: list[str], tokenizer: PreTrainedTokenizerBase, device: str
+) -> list[torch.Tensor]:
     """Logits of the merged model after rounding its weights in place as the file stores them."""
     from studio.export.gguf_writer import plan_tensors
 
@@ -147,7 +145,9 @@ def _round_like_file(merged, kind: GgufType, prompts, tokenizer, device) -> list
     return prompt_logits(merged, tokenizer, prompts, device)
 
 
-def _reload(path: Path, tokenizer, prompts, plan) -> tuple[list[torch.Tensor], bool]:
+def _reload(
+    path: Path, tokenizer: PreTrainedTokenizerBase, prompts: list[str], plan: ComputePlan
+) -> tuple[list[torch.Tensor], bool]:
     """Logits of the file as transformers reads it (the studio's own GGUF path), and whether its tokenizer agrees."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -208,13 +208,9 @@ def _usage(gguf_name: str) -> list[str]:
 
 def _refuse(report: GgufReport) -> None:
     problem = (
-        f"the file differs from the merged weights rounded as {report.gguf_type} by {report.check_diff:.4g} "
-        f"(tolerance {report.tolerance})"
+        say("export.gguf_weights_differ", kind=report.gguf_type, diff=report.check_diff, tolerance=report.tolerance)
         if report.check_diff > report.tolerance
-        else "the tokenizer or chat template read back from the file differs from the model's"
+        else say("export.gguf_tokenizer_differs")
     )
-    (report.out_dir / "EXPORT_FAILED_CHECK.txt").write_text(problem + "\n")
-    raise ExportError(
-        f"The GGUF export failed its reload check: {problem}; see {report.out_dir}. Please report this.",
-        f"GGUF 导出未通过重新加载校验：{problem}；详见 {report.out_dir}。请反馈此问题。",
-    )
+    (report.out_dir / "EXPORT_FAILED_CHECK.txt").write_text(problem + "\n")  # its English: a file for a bug report
+    raise ExportError("export.gguf_check_failed", problem=problem, out_dir=report.out_dir)

@@ -9,6 +9,7 @@ names it; a split it does not know would tokenise differently there, so it is re
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from gguf import TokenType
 
@@ -16,27 +17,24 @@ from studio.export.gguf_arch import GgufUnsupported
 from studio.modeling.pre_tokenizers import LLAMA3_SPLIT, QWEN_SPLIT
 
 # llama.cpp's names for the pre-tokenizers these patterns make
+if TYPE_CHECKING:
+    from gguf import GGUFWriter
+    from transformers import PreTrainedTokenizerBase
+
 _SPLITS = {QWEN_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 
 
-def backend_json(tokenizer) -> dict:
+def backend_json(tokenizer: PreTrainedTokenizerBase) -> dict:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise GgufUnsupported(
-            "GGUF export needs a fast (tokenizer.json) tokenizer; this model has a slow one.",
-            "GGUF 导出需要 fast 分词器（tokenizer.json）；该模型只有 slow 分词器。",
-        )
+        raise GgufUnsupported("export.gguf_slow_tokenizer")
     return json.loads(backend.to_str())
 
 
 def pre_tokenizer_name(spec: dict) -> str:
     """llama.cpp's name for the tokenizer's pre-tokenizer (`spec` is its tokenizer.json)."""
     if spec.get("model", {}).get("type") != "BPE" or "ByteLevel" not in json.dumps(spec.get("pre_tokenizer")):
-        raise GgufUnsupported(
-            "GGUF export writes byte-level BPE tokenizers (GPT-2 style, as Qwen, Llama 3 and SmolLM use); this one is "
-            f"{spec.get('model', {}).get('type', 'unknown')} without byte-level pre-tokenisation.",
-            "GGUF 导出只支持字节级 BPE 分词器（GPT-2 式，Qwen、Llama 3、SmolLM 均如此）；该分词器不是。",
-        )
+        raise GgufUnsupported("export.gguf_not_byte_level", model=spec.get("model", {}).get("type", "unknown"))
     pre = spec["pre_tokenizer"]
     parts = pre["pretokenizers"] if pre["type"] == "Sequence" else [pre]
     kinds = [part["type"] for part in parts]
@@ -46,25 +44,18 @@ def pre_tokenizer_name(spec: dict) -> str:
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and parts[0]["pattern"].get("Regex") in _SPLITS:
         return _SPLITS[parts[0]["pattern"]["Regex"]]
-    raise GgufUnsupported(
-        f"GGUF export does not know how llama.cpp names this tokenizer's pre-tokenizer ({' + '.join(kinds)}); "
-        "it knows GPT-2's, Qwen2's, Llama 3's and SmolLM's. Convert a safetensors export with llama.cpp's "
-        "convert_hf_to_gguf.py, which recognises more.",
-        f"GGUF 导出不认识该分词器的预分词规则（{' + '.join(kinds)}）；已支持 GPT-2、Qwen2、Llama 3 与 SmolLM 的规则。"
-        "请导出 safetensors 后用 llama.cpp 的 convert_hf_to_gguf.py 转换。",
-    )
+    raise GgufUnsupported("export.gguf_unknown_pre_tokenizer", parts=" + ".join(kinds))
 
 
-def write_vocab(writer, tokenizer, vocab_size: int, pre: str | None = None) -> None:
+def write_vocab(
+    writer: GGUFWriter, tokenizer: PreTrainedTokenizerBase, vocab_size: int, pre: str | None = None
+) -> None:
     """Tokens (padded to the model's embedding rows), their types, merges, special ids and chat template."""
     spec = backend_json(tokenizer)
     pre = pre or pre_tokenizer_name(spec)
     by_id = {index: token for token, index in tokenizer.get_vocab().items()}
     if max(by_id) >= vocab_size:
-        raise GgufUnsupported(
-            f"The tokenizer has ids up to {max(by_id)} but the model only {vocab_size} embedding rows.",
-            f"分词器的 id 最大为 {max(by_id)}，但模型只有 {vocab_size} 行词向量。",
-        )
+        raise GgufUnsupported("export.gguf_ids_past_embeddings", largest=max(by_id), rows=vocab_size)
     added = {index: token.special for index, token in tokenizer.added_tokens_decoder.items()}
     tokens, types = [], []
     for index in range(vocab_size):
@@ -86,7 +77,7 @@ def write_vocab(writer, tokenizer, vocab_size: int, pre: str | None = None) -> N
         writer.add_chat_template(tokenizer.chat_template)
 
 
-def _write_special_ids(writer, tokenizer) -> None:
+def _write_special_ids(writer: GGUFWriter, tokenizer: PreTrainedTokenizerBase) -> None:
     for value, add in (
         (tokenizer.bos_token_id, writer.add_bos_token_id),
         (tokenizer.eos_token_id, writer.add_eos_token_id),

@@ -12,18 +12,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from studio.export.gguf_arch import architecture_of, tensor_name, to_file_layout, write_hyperparameters
+from studio.export.gguf_arch import Architecture, architecture_of, tensor_name, to_file_layout, write_hyperparameters
 from studio.export.gguf_types import GgufType, encode, stored_bytes, tensor_type
 from studio.export.gguf_vocab import write_vocab
+from studio.locales import Message
 from studio.runs.text import format_duration
 
+if TYPE_CHECKING:
+    from gguf import GGMLQuantizationType, GGUFWriter
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-@dataclass
-class WriteProgress:
-    """Tensors written so far; shown as a bar on the page, one line per report in a terminal."""
+
+class WriteProgress(Message):
+    """Tensors written so far: a line in any language like every Message, and its numbers, which the page's
+    progress line (it has `done`) and a terminal read."""
 
     done: int
     total: int
@@ -31,14 +37,18 @@ class WriteProgress:
     elapsed_s: float
     eta_s: float | None
 
-    def text(self, lang: str = "en") -> str:
-        eta, elapsed = format_duration(self.eta_s, "–"), format_duration(self.elapsed_s)
-        if lang == "zh":
-            return f"写入张量 {self.done}/{self.total}（{self.tensor}）· 已用 {elapsed} · 剩余 {eta}"
-        return f"Writing tensor {self.done}/{self.total} ({self.tensor}) · elapsed {elapsed} · remaining {eta}"
-
-    def __str__(self) -> str:
-        return self.text("en")
+    def __new__(cls, done: int, total: int, tensor: str, elapsed_s: float, eta_s: float | None) -> WriteProgress:
+        line = super().__new__(
+            cls,
+            "export.gguf_writing_tensor",
+            done=done,
+            total=total,
+            tensor=tensor,
+            elapsed=format_duration(elapsed_s),
+            eta=format_duration(eta_s, "–"),
+        )
+        line.done, line.total, line.tensor, line.elapsed_s, line.eta_s = done, total, tensor, elapsed_s, eta_s
+        return line
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,10 @@ class _Planned:
     hf_name: str
     gguf_name: str
     shape: tuple[int, ...]
-    qtype: object
+    qtype: GGMLQuantizationType
 
 
-def plan_tensors(model, kind: GgufType) -> list[_Planned]:
+def plan_tensors(model: PreTrainedModel, kind: GgufType) -> list[_Planned]:
     """Every tensor the file holds, in file order, with its llama.cpp name and stored type."""
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     planned = []
@@ -63,8 +73,8 @@ def plan_tensors(model, kind: GgufType) -> list[_Planned]:
 
 def write_gguf(
     path: Path,
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     kind: GgufType,
     *,
     name: str,
@@ -86,7 +96,11 @@ def write_gguf(
         write_vocab(writer, tokenizer, int(model.config.vocab_size), pre)
         for item in planned:
             writer.add_tensor_info(
-                item.gguf_name, item.shape, np.float32, stored_bytes(item.shape, item.qtype), raw_dtype=item.qtype
+                item.gguf_name,
+                item.shape,
+                np.dtype(np.float32),
+                stored_bytes(item.shape, item.qtype),
+                raw_dtype=item.qtype,
             )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -98,7 +112,13 @@ def write_gguf(
     return path
 
 
-def _write_tensors(writer, model, planned: list[_Planned], arch, progress) -> None:
+def _write_tensors(
+    writer: GGUFWriter,
+    model: PreTrainedModel,
+    planned: list[_Planned],
+    arch: Architecture,
+    progress: Callable[[object], None],
+) -> None:
     state = model.state_dict()
     weights = [int(np.prod(item.shape)) for item in planned]
     total, done, started = sum(weights), 0, time.time()

@@ -13,14 +13,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from studio.adapters import read_adapter
+from studio.adapters import AdapterInfo, read_adapter
 from studio.config import QuantizationConfig, RunConfig, TrainingConfig
+from studio.config.training import Precision
 from studio.errors import StudioError
 from studio.export.model_card import write_model_card
-from studio.text import Bilingual
+from studio.locales import say
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from studio.modeling.compute import ComputePlan
 
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}
 CHECK_PROMPTS = [
@@ -50,7 +58,7 @@ class ExportReport:
         return self.max_logit_diff <= self.tolerance
 
 
-def _merge_precision(dtype: str) -> str:
+def _merge_precision(dtype: Precision) -> Precision:
     """The export's own 'auto': fp32 on CPU even where training picks bf16 there, so the merge adds no rounding."""
     return "fp32" if dtype == "auto" and not torch.cuda.is_available() else dtype
 
@@ -63,20 +71,13 @@ def export_merged(
     model, tokenizer, plan = load_with_adapter(config, info, progress)
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
     reference = prompt_logits(model, tokenizer, prompts, plan.device)
-    progress(Bilingual("Merging the adapter into the weights", "正在把适配器合并进权重"))
+    progress(say("export.merging"))
     merged = model.merge_and_unload()
-    shard = config.export.max_shard_size
-    progress(
-        Bilingual(f"Saving to {out_dir} (shards of at most {shard})", f"正在保存到 {out_dir}（每个分片不超过 {shard}）")
-    )
+    progress(say("export.saving", out_dir=out_dir, shard=config.export.max_shard_size))
     merged.save_pretrained(out_dir, max_shard_size=config.export.max_shard_size.replace(" ", ""))
     tokenizer.save_pretrained(out_dir)
     del model, merged
-    progress(
-        Bilingual(
-            "Reloading the export with plain transformers to check it", "正在用 transformers 重新加载导出结果以校验"
-        )
-    )
+    progress(say("export.reloading"))
     diff = _max_diff(out_dir, tokenizer, prompts, reference, plan)
     report = ExportReport(
         out_dir,
@@ -92,13 +93,13 @@ def export_merged(
         (out_dir / "EXPORT_FAILED_CHECK.txt").write_text(
             f"max logit difference {diff} > tolerance {report.tolerance}\n"
         )
-        raise ExportError(
-            f"The merged model differs from base+adapter by {diff:.4g} (tolerance {report.tolerance}); see {out_dir}."
-        )
+        raise ExportError("export.merge_differs", diff=diff, tolerance=report.tolerance, out_dir=out_dir)
     return report
 
 
-def load_with_adapter(config: RunConfig, info, progress: Callable) -> tuple:
+def load_with_adapter(
+    config: RunConfig, info: AdapterInfo, progress: Callable[[str], None]
+) -> tuple[PeftModel, PreTrainedTokenizerBase, ComputePlan]:
     """(base+adapter as a PeftModel, tokenizer, compute plan): the base unquantised, in the export's precision."""
     from studio.modeling.compute import resolve_plan
     from studio.modeling.loader import load_base_model, load_tokenizer
@@ -108,12 +109,7 @@ def load_with_adapter(config: RunConfig, info, progress: Callable) -> tuple:
         QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype))
     )
     dtype = str(plan.weight_dtype).removeprefix("torch.")
-    progress(
-        Bilingual(
-            f"Loading {config.model.name_or_path} in {dtype} (not quantised) and the adapter {info.name}",
-            f"正在以 {dtype}（不量化）加载 {config.model.name_or_path} 与适配器 {info.name}",
-        )
-    )
+    progress(say("export.loading", name=config.model.name_or_path, dtype=dtype, adapter=info.name))
     path = resolve_model_path(config.model, progress=progress)
     tokenizer = load_tokenizer(config.model, path)
     return _with_adapter(load_base_model(config.model, path, plan), info.path), tokenizer, plan
@@ -122,27 +118,31 @@ def load_with_adapter(config: RunConfig, info, progress: Callable) -> tuple:
 def prepare_out_dir(out_dir: Path) -> Path:
     """The export folder, created; refused when it holds anything (an export never overwrites)."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir} is a file; give a folder for the export (it is created, or must be empty).")
+        raise ExportError("export.out_dir_is_file", out_dir=out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise ExportError(f"{out_dir} exists and is not empty; choose a new export folder or empty it.")
+        raise ExportError("export.out_dir_not_empty", out_dir=out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ExportError(f"Cannot create the export folder {out_dir}: {error.strerror}.") from None
+        raise ExportError("export.out_dir_uncreatable", out_dir=out_dir, reason=error.strerror) from None
     return out_dir
 
 
-def _with_adapter(base, adapter_path: str):
+def _with_adapter(base: PreTrainedModel, adapter_path: str) -> PeftModel:
     from peft import PeftModel
 
     try:
         return PeftModel.from_pretrained(base, adapter_path, is_trainable=False).eval()
     except (RuntimeError, ValueError, KeyError) as error:
-        raise ExportError(f"The adapter {adapter_path} does not fit {base.config.name_or_path}: {error}") from None
+        raise ExportError(
+            "export.adapter_does_not_fit", adapter=adapter_path, base=base.config.name_or_path, error=error
+        ) from None
 
 
 @torch.inference_mode()
-def prompt_logits(model, tokenizer, prompts: list[str], device: str) -> list[torch.Tensor]:
+def prompt_logits(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: str
+) -> list[torch.Tensor]:
     results = []
     for prompt in prompts:
         text = tokenizer.apply_chat_template(
@@ -153,7 +153,13 @@ def prompt_logits(model, tokenizer, prompts: list[str], device: str) -> list[tor
     return results
 
 
-def _max_diff(out_dir: Path, tokenizer, prompts, reference, plan) -> float:
+def _max_diff(
+    out_dir: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    reference: list[torch.Tensor],
+    plan: ComputePlan,
+) -> float:
     from transformers import AutoModelForCausalLM
 
     reloaded = AutoModelForCausalLM.from_pretrained(

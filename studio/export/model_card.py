@@ -5,10 +5,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, Protocol
 
 from studio.adapters import AdapterInfo
 from studio.config import RunConfig
 from studio.runs.folder import RunFolder
+
+
+class CheckedWeights(Protocol):
+    """What the card says of the exported weights (merge.ExportReport and gguf_export.GgufReport both say it)."""
+
+    dtype: str
+    max_logit_diff: float
+    tolerance: float
 
 
 def _training_summary(adapter_path: str) -> tuple[RunConfig | None, dict]:
@@ -19,7 +28,7 @@ def _training_summary(adapter_path: str) -> tuple[RunConfig | None, dict]:
     events, _ = run.read_events()
     finished = [e for e in events if e.type == "finished"]
     started = [e for e in events if e.type == "started"]
-    numbers = {"method": started[-1].method} if started else {}
+    numbers: dict[str, Any] = {"method": started[-1].method} if started else {}
     if finished:
         numbers |= {
             "steps": finished[-1].step,
@@ -37,7 +46,7 @@ def write_model_card(
     config: RunConfig,
     info: AdapterInfo,
     adapter_path: str,
-    report,
+    report: CheckedWeights,
     weights: str | None = None,
     usage: list[str] | None = None,
 ) -> None:

@@ -9,13 +9,17 @@ template stored in the GGUF (`tokenizer.chat_template`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.config import GenerationConfig
-from studio.modeling.chat_formats import BOS, EOS, ChatFormat
+from studio.modeling.chat_formats import BOS, EOS, ChatFormat, Piece
 from studio.modeling.chat_templates import format_of
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def modelfile_text(gguf_name: str, tokenizer, generation: GenerationConfig) -> str:
+
+def modelfile_text(gguf_name: str, tokenizer: PreTrainedTokenizerBase, generation: GenerationConfig) -> str:
     fmt = format_of(tokenizer)
     lines = [
         f"# Ollama Modelfile written by QLoRA Studio for {gguf_name}.",
@@ -40,13 +44,15 @@ def modelfile_text(gguf_name: str, tokenizer, generation: GenerationConfig) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_modelfile(out_dir: Path, gguf_name: str, tokenizer, generation: GenerationConfig) -> Path:
+def write_modelfile(
+    out_dir: Path, gguf_name: str, tokenizer: PreTrainedTokenizerBase, generation: GenerationConfig
+) -> Path:
     path = out_dir / "Modelfile"
     path.write_text(modelfile_text(gguf_name, tokenizer, generation), encoding="utf-8")
     return path
 
 
-def go_template(fmt: ChatFormat, tokenizer) -> str:
+def go_template(fmt: ChatFormat, tokenizer: PreTrainedTokenizerBase) -> str:
     """The chat format as an Ollama template: the system text, then each user and assistant turn."""
     system = _text(fmt.system, "{{ $system }}", tokenizer)
     if fmt.system_in_user:  # the system text opens the first user message, once
@@ -69,7 +75,7 @@ def go_template(fmt: ChatFormat, tokenizer) -> str:
     )
 
 
-def stop_words(fmt: ChatFormat | None, tokenizer) -> list[str]:
+def stop_words(fmt: ChatFormat | None, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Where an answer ends: the end-of-sequence token and the format's end-of-turn marker."""
     stops = [tokenizer.eos_token] if tokenizer.eos_token else []
     if fmt is not None:
@@ -80,17 +86,17 @@ def stop_words(fmt: ChatFormat | None, tokenizer) -> list[str]:
     return stops
 
 
-def _text(pieces, content: str, tokenizer) -> str:
+def _text(pieces: tuple[Piece, ...], content: str, tokenizer: PreTrainedTokenizerBase) -> str:
     specials = {BOS: "" if _adds_bos(tokenizer) else (tokenizer.bos_token or ""), EOS: tokenizer.eos_token or ""}
     return "".join(specials[p] if isinstance(p, tuple) else p.replace("{content}", content) for p in pieces)
 
 
-def _split_at_content(pieces, tokenizer) -> tuple[str, str]:
+def _split_at_content(pieces: tuple[Piece, ...], tokenizer: PreTrainedTokenizerBase) -> tuple[str, str]:
     before, _, after = _text(pieces, "\0", tokenizer).partition("\0")
     return before, after
 
 
-def _adds_bos(tokenizer) -> bool:
+def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     """llama.cpp and Ollama put BOS in front themselves when the tokenizer does; the template must not repeat it."""
     ids = tokenizer("a")["input_ids"]
     return tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id]

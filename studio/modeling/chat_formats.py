@@ -57,8 +57,15 @@ class ChatFormat:
 
 def _im(name: str, default_system: str = "", tools: bool = False) -> ChatFormat:
     user, assistant, system = _IM
-    extra = {"observation": _QWEN_OBSERVATION, "tools_text": _QWEN_TOOLS} if tools else {}
-    return ChatFormat(name, (user,), (assistant,), (system,), default_system=default_system, **extra)
+    return ChatFormat(
+        name,
+        (user,),
+        (assistant,),
+        (system,),
+        default_system=default_system,
+        observation=_QWEN_OBSERVATION if tools else None,
+        tools_text=_QWEN_TOOLS if tools else "",
+    )
 
 
 FORMATS = {
@@ -185,7 +192,10 @@ def turn_pieces(fmt: ChatFormat, messages: list[dict]) -> list[list[Piece]]:
                 pieces += fill(fmt.system, head)
         if role == "function_call":
             content = function_calls_text(content)
-        pieces += fill(slots[role], content)
+        slot = slots[role]
+        if slot is None:  # callers refuse tool turns for a format without them first (studio.data.tokenize)
+            raise ValueError(f"chat format {fmt.name} has no tool turns")
+        pieces += fill(slot, content)
         rendered.append(pieces)
     return rendered
 

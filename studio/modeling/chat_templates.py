@@ -3,7 +3,12 @@ tokenizer's Jinja template, or with 'auto' the model family's format, else the t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from studio.modeling.chat_formats import BOS, EOS, FORMATS, ChatFormat, Piece, fill, format_for_name, render_text
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _literal(text: str) -> str:
@@ -18,7 +23,7 @@ def _expression(pieces: tuple[Piece, ...], variable: str) -> str:
             parts.append("(bos_token or '')")
         elif piece == EOS:
             parts.append("(eos_token or '')")
-        else:
+        elif isinstance(piece, str):
             texts = piece.split("\0")
             for index, text in enumerate(texts):
                 parts += ([variable] if index else []) + ([_literal(text)] if text else [])
@@ -48,12 +53,12 @@ TEMPLATES = {name: to_jinja(fmt) for name, fmt in FORMATS.items()}
 _FORMAT_OF_TEMPLATE = {template: FORMATS[name] for name, template in TEMPLATES.items()}
 
 
-def format_of(tokenizer) -> ChatFormat | None:
+def format_of(tokenizer: PreTrainedTokenizerBase) -> ChatFormat | None:
     """The named format installed on this tokenizer; None when it uses a template of its own."""
     return _FORMAT_OF_TEMPLATE.get(tokenizer.chat_template)
 
 
-def apply_chat_template_choice(tokenizer, choice: str, model_name: str | None = None) -> None:
+def apply_chat_template_choice(tokenizer: PreTrainedTokenizerBase, choice: str, model_name: str | None = None) -> None:
     """Install the chosen template. 'auto': the format of the model's family (from its name), else
     the named format the tokenizer's own template renders like, else its own template, else ChatML."""
     if choice != "auto":
@@ -78,7 +83,7 @@ _PROBES = [
 ]
 
 
-def _same_as_own(tokenizer) -> ChatFormat | None:
+def _same_as_own(tokenizer: PreTrainedTokenizerBase) -> ChatFormat | None:
     if not isinstance(tokenizer.chat_template, str):
         return None
     try:

@@ -10,14 +10,22 @@ reuse it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 
-def compile_decoder_layers(model) -> int:
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+
+def compile_decoder_layers(model: PeftModel | PreTrainedModel) -> int:
     """Compile every decoder layer in place; returns how many."""
     import torch._dynamo
 
     # a layer dynamo cannot compile runs eagerly (with a warning) instead of failing the run
     torch._dynamo.config.suppress_errors = True
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # walked untyped: nn.Module types every unknown attribute as Tensor | Module, and get_decoder() is untyped anyway
+    walked: Any = model
+    base = walked.get_base_model() if hasattr(walked, "get_base_model") else walked
     layers = base.get_decoder().layers
     for layer in layers:
         layer.compile(dynamic=True)

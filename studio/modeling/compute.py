@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from studio.config import QuantizationConfig, TrainingConfig
+from studio.locales import Message, say
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -26,19 +27,12 @@ class ComputePlan:
         return self.weight_dtype != torch.float32
 
     @property
-    def method(self) -> str:
-        """Human-readable training method, shown in the UI and the started event."""
+    def method(self) -> Message:
+        """The training method for a person, shown in the UI and the started event."""
         if self.quantize_4bit:
-            backend = "bitsandbytes CUDA" if self.device == "cuda" else "bitsandbytes CPU backend"
-            return f"QLoRA 4-bit {self.quant_type.upper()} ({backend}), compute {_name(self.compute_dtype)}"
-        return f"LoRA on {_name(self.weight_dtype)} weights (no quantisation) on {self.device.upper()}"
-
-    @property
-    def method_zh(self) -> str:
-        if self.quantize_4bit:
-            backend = "bitsandbytes CUDA" if self.device == "cuda" else "bitsandbytes CPU 后端"
-            return f"QLoRA 4 比特 {self.quant_type.upper()}（{backend}），计算精度 {_name(self.compute_dtype)}"
-        return f"LoRA，{_name(self.weight_dtype)} 权重（不量化），{self.device.upper()} 上训练"
+            key = "modeling.method_qlora_cuda" if self.device == "cuda" else "modeling.method_qlora_cpu"
+            return say(key, quant_type=self.quant_type.upper(), compute=_name(self.compute_dtype))
+        return say("modeling.method_lora", weights=_name(self.weight_dtype), device=self.device.upper())
 
 
 def _name(dtype: torch.dtype) -> str:

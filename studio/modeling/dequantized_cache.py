@@ -9,12 +9,19 @@ take compute-dtype memory (about 4x their 4-bit size).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    import bitsandbytes as bnb
+
+    from studio.modeling.compute import ComputePlan
 
 AUTO_SHARE_OF_GPU = 0.25  # 'auto' caches when the copy takes at most this share of the GPU's memory
 
 
-def should_cache(model, setting: str, plan) -> bool:
+def should_cache(model: torch.nn.Module, setting: str, plan: ComputePlan) -> bool:
     if setting != "auto":
         return setting == "on"
     if plan.device != "cuda":
@@ -23,13 +30,13 @@ def should_cache(model, setting: str, plan) -> bool:
     return size <= AUTO_SHARE_OF_GPU * torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
 
 
-def dequantized_bytes(model, compute_dtype: torch.dtype) -> int:
+def dequantized_bytes(model: torch.nn.Module, compute_dtype: torch.dtype) -> int:
     """What the cached copies would take: two 4-bit weights per stored byte."""
     element = torch.empty((), dtype=compute_dtype).element_size()
     return sum(2 * p.numel() * element for p in model.parameters() if p.__class__.__name__ == "Params4bit")
 
 
-def cache_dequantized_weights(model, compute_dtype: torch.dtype) -> int:
+def cache_dequantized_weights(model: torch.nn.Module, compute_dtype: torch.dtype) -> int:
     """Swap every LoRA-wrapped 4-bit base layer for its dequantised linear twin; returns how many."""
     import bitsandbytes as bnb
 
@@ -44,10 +51,12 @@ def cache_dequantized_weights(model, compute_dtype: torch.dtype) -> int:
     return swapped
 
 
-def _dequantized_linear(layer, compute_dtype: torch.dtype) -> torch.nn.Linear:
+def _dequantized_linear(layer: bnb.nn.Linear4bit, compute_dtype: torch.dtype) -> torch.nn.Linear:
     from bitsandbytes.functional import dequantize_4bit
 
-    weight = dequantize_4bit(layer.weight.data, layer.weight.quant_state).to(compute_dtype)
+    # bitsandbytes declares the weight as nn.Linear's Tensor; a Linear4bit holds a Params4bit, with its quant_state
+    quant_state = layer.weight.quant_state  # type: ignore[attr-defined]
+    weight = dequantize_4bit(layer.weight.data, quant_state).to(compute_dtype)
     linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
     linear.weight = torch.nn.Parameter(weight, requires_grad=False)
     if layer.bias is not None:

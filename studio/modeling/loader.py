@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -11,14 +12,18 @@ from studio.modeling.chat_templates import apply_chat_template_choice
 from studio.modeling.compute import ComputePlan
 from studio.modeling.sources import ModelLoadError
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-def load_tokenizer(config: ModelConfig, model_path: str):
+
+def load_tokenizer(config: ModelConfig, model_path: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
     except OSError as error:
-        raise ModelLoadError(f"Cannot load the tokenizer of '{config.name_or_path}': {error}") from None
+        raise ModelLoadError("modeling.tokenizer_unloadable", name=config.name_or_path, error=error) from None
     apply_chat_template_choice(tokenizer, config.chat_template, config.name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -26,10 +31,10 @@ def load_tokenizer(config: ModelConfig, model_path: str):
     return tokenizer
 
 
-def load_base_model(config: ModelConfig, model_path: str, plan: ComputePlan):
+def load_base_model(config: ModelConfig, model_path: str, plan: ComputePlan) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "dtype": plan.weight_dtype,
         "device_map": {"": plan.device},
         "trust_remote_code": config.trust_remote_code,
@@ -41,10 +46,10 @@ def load_base_model(config: ModelConfig, model_path: str, plan: ComputePlan):
     try:
         return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except OSError as error:
-        raise ModelLoadError(f"Cannot load the model '{config.name_or_path}': {error}") from None
+        raise ModelLoadError("modeling.model_unloadable", name=config.name_or_path, error=error) from None
 
 
-def _bnb_config(plan: ComputePlan):
+def _bnb_config(plan: ComputePlan) -> BitsAndBytesConfig:
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -66,10 +71,11 @@ def skip_bitsandbytes() -> None:
     import sys
 
     if "bitsandbytes" not in sys.modules:
-        sys.modules["bitsandbytes"] = None
+        # typeshed types sys.modules as holding modules only; None is the import system's documented "missing"
+        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
 
 
-def prepare_for_training(model, plan: ComputePlan, gradient_checkpointing: bool):
+def prepare_for_training(model: PreTrainedModel, plan: ComputePlan, gradient_checkpointing: bool) -> PreTrainedModel:
     """Freeze the base and optionally turn on recomputation.
 
     Frozen weights keep their dtype, 4-bit or not. (peft's `prepare_model_for_kbit_training`
@@ -84,7 +90,7 @@ def prepare_for_training(model, plan: ComputePlan, gradient_checkpointing: bool)
     return model
 
 
-def attach_lora(model, config: LoraConfig):
+def attach_lora(model: PreTrainedModel, config: LoraConfig) -> PeftModel:
     """A new adapter as `config` describes it, or the adapter lora.init_adapter names, trainable, to continue."""
     if config.init_adapter:
         return continue_adapter(model, config.init_adapter)
@@ -94,7 +100,7 @@ def attach_lora(model, config: LoraConfig):
     targets = "all-linear" if config.target_modules == ["all"] else config.target_modules
     peft_config = PeftLoraConfig(
         r=config.rank,
-        lora_alpha=config.alpha,
+        lora_alpha=config.alpha,  # type: ignore[arg-type]  # peft says int but only divides by it: a float scales as well
         lora_dropout=config.dropout,
         target_modules=targets,
         use_rslora=config.use_rslora,
@@ -104,10 +110,10 @@ def attach_lora(model, config: LoraConfig):
     try:
         return get_peft_model(model, peft_config)
     except ValueError as error:  # e.g. a target module name the model does not have
-        raise ModelLoadError(f"Cannot attach LoRA: {error}. Check lora.target_modules.") from None
+        raise ModelLoadError("modeling.lora_unattachable", error=error) from None
 
 
-def continue_adapter(model, path: str):
+def continue_adapter(model: PreTrainedModel, path: str) -> PeftModel:
     from peft import PeftModel
 
     from studio.adapters import read_adapter
@@ -116,12 +122,10 @@ def continue_adapter(model, path: str):
     try:
         return PeftModel.from_pretrained(model, str(Path(path).expanduser()), is_trainable=True)
     except (ValueError, RuntimeError, OSError) as error:  # another architecture's adapter, damaged weights
-        raise ModelLoadError(
-            f"Cannot continue the adapter {path} (lora.init_adapter) on this base model: {error}"
-        ) from None
+        raise ModelLoadError("modeling.adapter_not_continuable", path=path, error=error) from None
 
 
-def count_parameters(model) -> tuple[int, int]:
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total), counting 4-bit packed weights at their real element count."""
     trainable = total = 0
     for parameter in model.parameters():

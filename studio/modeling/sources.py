@@ -3,9 +3,12 @@ supervisor can check a model before any worker starts (studio/config/names.py sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from studio.config import ModelConfig
 from studio.config.names import model_source
 from studio.errors import StudioError
+from studio.locales import Message
 from studio.modeling.embedded import embedded_model_dir
 
 
@@ -13,18 +16,15 @@ class ModelLoadError(StudioError):
     """A model or tokenizer that cannot be found or loaded as configured."""
 
 
-def resolve_model_path(config: ModelConfig, progress=print) -> str:
+def resolve_model_path(config: ModelConfig, progress: Callable[[Message], None] = print) -> str:
     """What transformers loads: the converted embedded model's folder, a local folder, or a hub id."""
     source = model_source(config.name_or_path)
     if source.kind == "embedded":
         return str(embedded_model_dir(progress))
-    if source.kind == "hub":
-        return source.name  # transformers resolves it from the cache or the hub
+    if source.path is None:  # a hub id: transformers resolves it from the cache or the hub
+        return source.name
     if not source.path.exists():
-        raise ModelLoadError(
-            f"Model folder {config.name_or_path} not found. Give a folder saved with save_pretrained, or a hub id "
-            "(owner/name)."
-        )
+        raise ModelLoadError("modeling.model_folder_missing", name=config.name_or_path)
     if not (source.path / "config.json").is_file():
-        raise ModelLoadError(f"{source.path} is not a model folder: it has no config.json.")
+        raise ModelLoadError("modeling.not_a_model_folder", path=source.path)
     return str(source.path)

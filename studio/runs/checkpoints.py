@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.errors import CheckpointError
 from studio.runs.folder import CHECKPOINT_STATE as STATE
@@ -48,24 +49,24 @@ def verify_checkpoint(path: Path) -> LoopState:
     try:
         files = json.loads(manifest.read_text())["files"]
     except (OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{manifest} is unreadable ({error}).") from None
+        raise CheckpointError("runs.file_unreadable", file=manifest, error=error) from None
     for name, expected in files.items():
         file = path / name
         if not file.is_file():
-            raise CheckpointError(f"{file} is missing from the checkpoint.")
+            raise CheckpointError("runs.checkpoint_file_missing", file=file)
         if file.stat().st_size != expected["bytes"] or sha256_of(file) != expected["sha256"]:
-            raise CheckpointError(f"{file} is damaged (its size or checksum differs from when it was saved).")
+            raise CheckpointError("runs.checkpoint_file_damaged", file=file)
     return state
 
 
 def _read_state(path: Path) -> LoopState:
     state_file = path / STATE
     if not state_file.is_file():
-        raise CheckpointError(f"{path} is not a complete checkpoint (no {STATE}).")
+        raise CheckpointError("runs.checkpoint_incomplete", path=path, state=STATE)
     try:
         return LoopState(**json.loads(state_file.read_text()))
     except (OSError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{state_file} is unreadable ({error}).") from None
+        raise CheckpointError("runs.file_unreadable", file=state_file, error=error) from None
 
 
 def _verify_legacy(path: Path) -> None:
@@ -78,20 +79,20 @@ def _verify_legacy(path: Path) -> None:
             for key in handle.keys():
                 handle.get_tensor(key)
     except Exception as error:  # safetensors raises its own error type for truncated files
-        raise CheckpointError(f"{adapter} is damaged or missing ({error}).") from None
+        raise CheckpointError("runs.checkpoint_adapter_damaged", adapter=adapter, error=error) from None
     for name in ("optimizer.pt", "scheduler.pt", "rng.pt", "best_adapter.pt"):
         if (path / name).is_file() or name != "best_adapter.pt":
             load_plain(path / name)
 
 
-def load_plain(file: Path):
+def load_plain(file: Path) -> Any:
     """A legacy .pt file, refused unless it is plain tensors and containers (weights_only: no code runs)."""
     import torch
 
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"{file} is missing from the checkpoint.") from None
+        raise CheckpointError("runs.checkpoint_file_missing", file=file) from None
     except Exception as error:  # an unpickling refusal, a truncated zip, ...: all mean the file cannot be used
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{file} cannot be loaded safely ({first_line}).") from None
+        raise CheckpointError("runs.checkpoint_file_unsafe", file=file, error=first_line) from None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from studio.errors import StudioError
 from studio.runs.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Step
-from studio.runs.folder import RUN_ID, RunFolder
+from studio.runs.folder import RUN_ID, RunFolder, RunStatus
 from studio.runs.history import Series
 
 # The sections that shape training; evaluation, generation and export settings do not tell runs apart.
@@ -139,7 +139,7 @@ class Comparison:
 
 
 def compare_runs(
-    runs_dir: str | Path, run_ids: list[str], status_of: Callable[[str], object] | None = None
+    runs_dir: str | Path, run_ids: list[str], status_of: Callable[[str], RunStatus] | None = None
 ) -> Comparison:
     """`status_of(run_id)` gives a RunStatus (the service's, which notices dead workers); else status.json is read."""
     rows, curves, configs = [], [], {}
@@ -182,7 +182,7 @@ def _short_model(name: str) -> str:
     return Path(name).name if name.startswith(("/", ".", "~")) else name
 
 
-def _state(folder: RunFolder, status_of) -> str:
+def _state(folder: RunFolder, status_of: Callable[[str], RunStatus] | None) -> str:
     if not folder.path.is_dir():
         return "missing"
     try:
@@ -201,7 +201,7 @@ def _describe_config(folder: RunFolder, row: CompareRow) -> dict[str, str]:
     }
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else "–" if value is None else str(value)
 
 
@@ -268,7 +268,14 @@ def _add_extras(curves: RunCurves, event: Step | Eval, bookkeeping: set[str], pr
             _add(curves, name if name.startswith(prefix) else prefix + name, event.step, float(value))
 
 
-def _summarise(row: CompareRow, curves: RunCurves, windows, attempts, gpu_peak, rss_peak) -> None:
+def _summarise(
+    row: CompareRow,
+    curves: RunCurves,
+    windows: dict[int, float],
+    attempts: list[list[float]],
+    gpu_peak: float | None,
+    rss_peak: float | None,
+) -> None:
     total = 0.0
     for step in sorted(windows):
         total += windows[step]

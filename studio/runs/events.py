@@ -42,8 +42,10 @@ class Started(_Event):
     attempt: int
     pid: int
     device: str
-    method: str
-    method_zh: str = ""  # the same, for the page in Chinese
+    method: str  # in English, for people reading the file
+    method_key: str = ""  # the method as the translation table says it (studio/locales), with its arguments
+    method_args: dict[str, str] = {}
+    method_zh: str = ""  # written by versions before the table: the method in Chinese
     dtype: str
     trainable_params: int
     total_params: int
@@ -155,11 +157,14 @@ class Aborted(_Event):
     checkpoint: str | None
 
 
+EvalStage = Literal["loss", "predict", "done"]
+
+
 class EvalProgress(_Event):
     """Evaluate & Predict: how far loss scoring and prediction have come."""
 
     type: Literal["eval_progress"] = "eval_progress"
-    stage: Literal["loss", "predict", "done"]
+    stage: EvalStage
     done: int
     total: int
     elapsed_s: float

@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from studio.config import RunConfig
 from studio.errors import StudioError
-from studio.runs.events import TERMINAL, AttemptStarted, Event, Log, dump_event, parse_event
+from studio.runs.events import TERMINAL, AttemptStarted, Event, Failed, Log, dump_event, parse_event
 
 RunState = Literal["queued", "starting", "running", "finished", "failed", "aborted", "cancelled", "unreadable"]
 FINAL_STATES = ("finished", "failed", "aborted", "cancelled")  # cancelled: left the queue without ever starting
@@ -166,7 +167,7 @@ class RunFolder:
         except FileNotFoundError:
             return None
         except (OSError, ValidationError) as error:
-            raise RunUnreadable(f"{self.status_file} cannot be read: {_first_line(error)}") from None
+            raise RunUnreadable("runs.status_unreadable", file=self.status_file, error=_first_line(error)) from None
 
     def write_status(self, status: RunStatus) -> None:
         status.updated = time.time()
@@ -179,7 +180,7 @@ class RunFolder:
             raise
 
     @contextmanager
-    def exclusive(self):
+    def exclusive(self) -> Iterator[None]:
         """Serialise processes that decide the run's end. Locks the folder itself: no file has to be created."""
         fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -253,11 +254,10 @@ def _first_line(error: Exception) -> str:
 WRITE_FAILED_EXIT = 100
 
 
-def end_message(event) -> str:
+def end_message(event: Event) -> str:
     """What status.json says about an attempt that ended with `event`."""
-    return {"finished": "finished", "aborted": "aborted by request"}.get(event.type) or getattr(
-        event, "error", event.type
-    )
+    said = {"finished": "finished", "aborted": "aborted by request"}.get(event.type)
+    return said or (event.error if isinstance(event, Failed) else event.type)
 
 
 def write_failure_exit_code(error: OSError) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from studio.locales import has, say
 from studio.runs.events import (
     Aborted,
     AttemptStarted,
@@ -64,8 +66,7 @@ class RunHistory:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     tokens_per_second: float | None = None
-    method: str = ""
-    method_zh: str = ""
+    method: str = ""  # a Message once the run has started (the app shows it in the reader's language)
     device: str = ""
     phase: str = ""
     outcome: str | None = None  # finished | failed | aborted for the latest attempt
@@ -150,8 +151,11 @@ class RunHistory:
             self.step = event.start_step
 
     def _on_started(self, event: Started) -> None:
-        self.total_steps, self.method, self.device = event.total_steps, event.method, event.device
-        self.method_zh = event.method_zh or event.method
+        self.total_steps, self.device = event.total_steps, event.device
+        if event.method_key and has(event.method_key):
+            self.method = say(event.method_key, **event.method_args)
+        else:  # a folder written before the table: its two texts as written (before Chinese, only English)
+            self.method = say("runs.recorded_method", en=event.method, zh=event.method_zh or event.method)
         self.step, self.stage = event.start_step, event.stage
 
     def _on_step(self, event: Step) -> None:
@@ -199,7 +203,7 @@ class HistoryCache:
     a snapshot that never changes under it (a new one whenever events arrive).
     """
 
-    def __init__(self, read_events, capacity: int = 32):
+    def __init__(self, read_events: Callable[[str, int], tuple[list[Event], int]], capacity: int = 32):
         self._read_events = read_events  # (run_id, offset) -> (events, new offset)
         self._capacity = capacity
         self._working: dict[str, RunHistory] = {}

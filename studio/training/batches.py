@@ -9,10 +9,14 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from studio.data.tokenize import IGNORE_INDEX, Encoded
+
+if TYPE_CHECKING:
+    from studio.config import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class StepSchedule:
     seed: int
 
     @classmethod
-    def of(cls, num_examples: int, training) -> StepSchedule:
+    def of(cls, num_examples: int, training: TrainingConfig) -> StepSchedule:
         """The schedule a TrainingConfig gives `num_examples` training examples."""
         return cls(
             num_examples=num_examples,

@@ -20,6 +20,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +28,10 @@ from studio.errors import CheckpointError
 from studio.runs.checkpoints import MANIFEST, LoopState, load_plain, sha256_of, verify_checkpoint
 from studio.runs.folder import CHECKPOINT_STATE as STATE
 from studio.runs.folder import list_checkpoints
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from torch.optim.lr_scheduler import LRScheduler
 
 KEEP_CHECKPOINTS = 2
 
@@ -37,7 +42,7 @@ class Gathered:
     optimizer: dict  # the optimizer's state dict, every tensor whole
 
 
-def trainable_state(model, whole: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def trainable_state(model: torch.nn.Module, whole: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The adapter's weights as peft saves them; `whole`: a sharded model's weights gathered (sharding.py)."""
     from peft import get_peft_model_state_dict
 
@@ -49,7 +54,13 @@ def trainable_state(model, whole: dict[str, torch.Tensor] | None = None) -> dict
 
 
 def save_checkpoint(
-    folder: Path, model, optimizer, scheduler, state: LoopState, best_weights, gathered: Gathered | None = None
+    folder: Path,
+    model: PeftModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    state: LoopState,
+    best_weights: dict[str, torch.Tensor] | None,
+    gathered: Gathered | None = None,
 ) -> Path:
     """`gathered`: the whole trainable weights and optimizer state of a sharded model (sharding.py), which
     every rank gathered together and rank 0 alone writes."""
@@ -77,9 +88,9 @@ def save_checkpoint(
     return target
 
 
-def save_adapter(model, folder: Path, whole: dict[str, torch.Tensor] | None = None) -> None:
+def save_adapter(model: PeftModel, folder: Path, whole: dict[str, torch.Tensor] | None = None) -> None:
     """peft's adapter files; `whole`: a sharded model's trainable weights, gathered (sharding.whole_trainable)."""
-    model.save_pretrained(folder, **({"state_dict": whole} if whole else {}))
+    model.save_pretrained(str(folder), state_dict=whole or None)  # peft reads a None state_dict as none given
 
 
 def _save_optimizer(saved: dict, staging: Path) -> None:
@@ -104,7 +115,7 @@ def _rng_state() -> dict[str, torch.Tensor]:
     return states
 
 
-def _write_json(path: Path, value) -> None:
+def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, allow_nan=True))
 
 
@@ -124,7 +135,13 @@ def _prune(folder: Path) -> None:
 # -- checking and loading ---------------------------------------------------------------
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = False) -> tuple[LoopState, dict | None]:
+def load_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    sharded: bool = False,
+) -> tuple[LoopState, dict | None]:
     """Restore everything save_checkpoint wrote; returns (state, best_weights or None). `sharded`: into a model
     sharded by sharding.py, each rank taking its own slice."""
     path = Path(path)
@@ -135,11 +152,13 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, sharded: bool = Fal
     except CheckpointError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as error:  # shapes or groups of another model
-        raise CheckpointError(f"Checkpoint {path} does not fit this run: {error}") from None
+        raise CheckpointError("training.checkpoint_does_not_fit", path=path, error=error) from None
     return state, best
 
 
-def _restore(path: Path, model, optimizer, scheduler, sharded: bool) -> None:
+def _restore(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler, sharded: bool
+) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 

@@ -13,12 +13,16 @@ With distributed.strategy fsdp the ranks share the model's weights instead (shar
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 
 from studio.training.packing import deal
+
+Item = TypeVar("Item")
 
 # A rank that waits longer than this for the others gives up (a hung peer, not a slow step).
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
@@ -67,7 +71,7 @@ class Ranks:
             if dist.is_initialized():
                 dist.destroy_process_group()
 
-    def share(self, items: list, work) -> list:
+    def share(self, items: list[Item], work: Callable[[Item], float]) -> list[Item]:
         """This rank's share of `items`: dealt by `work` into shares of about equal cost (possibly empty)."""
         if not self.several:
             return items

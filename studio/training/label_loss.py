@@ -11,9 +11,13 @@ no label (prompts, padding) never reach the output layer at all.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Logits per chunk. CUDA: large enough for efficient GEMMs. CPU: each chunk reads the whole
 # output layer twice, so bigger chunks are faster (+8% tokens/s for 4x on the embedded model),
@@ -26,7 +30,9 @@ MIN_CHUNK_ROWS = 64
 
 class LabelCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int):
+    def forward(
+        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int
+    ) -> torch.Tensor:
         losses = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         keep_grad = ctx.needs_input_grad[0]
         grad = torch.empty_like(hidden) if keep_grad else None
@@ -36,7 +42,7 @@ class LabelCrossEntropy(torch.autograd.Function):
             log_norm = torch.logsumexp(logits, dim=-1)
             chunk_targets = targets[rows]
             losses[rows] = log_norm - logits.gather(1, chunk_targets[:, None]).squeeze(1)
-            if keep_grad:
+            if grad is not None:
                 probabilities = logits.sub_(log_norm[:, None]).exp_()
                 probabilities[torch.arange(len(chunk_targets), device=hidden.device), chunk_targets] -= 1
                 grad[rows] = probabilities.to(weight.dtype) @ weight
@@ -44,12 +50,12 @@ class LabelCrossEntropy(torch.autograd.Function):
         return losses
 
     @staticmethod
-    def backward(ctx, grad_losses: torch.Tensor):
+    def backward(ctx: Any, grad_losses: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         (grad,) = ctx.saved_tensors
         return grad * grad_losses[:, None].to(grad.dtype), None, None, None
 
 
-def fused_head_supported(model) -> bool:
+def fused_head_supported(model: PreTrainedModel) -> bool:
     """A plain, frozen, bias-free linear output layer with no logit scaling or soft-capping."""
     head = model.get_output_embeddings()
     config = model.config
@@ -65,8 +71,10 @@ def label_losses(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Ten
     """Per-token losses of the rows of `hidden` (rows x dim) against `targets` (rows,): fused in
     chunks of about `chunk` logits, or torch's cross-entropy over whole logits when `chunk` is None."""
     if chunk:
-        rows = max(MIN_CHUNK_ROWS, chunk // head.weight.shape[0])
-        return LabelCrossEntropy.apply(hidden, head.weight, targets, rows)
+        weight = head.weight
+        assert isinstance(weight, torch.Tensor)  # a Linear's (fused_head_supported), not a submodule
+        rows = max(MIN_CHUNK_ROWS, chunk // weight.shape[0])
+        return LabelCrossEntropy.apply(hidden, weight, targets, rows)
     return F.cross_entropy(head(hidden).float(), targets, reduction="none")
 
 

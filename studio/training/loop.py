@@ -14,28 +14,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from studio.config import LoraConfig, PreferenceConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan
-from studio.runs.events import Eval, Heartbeat, Log, Phase, Preference, Step
+from studio.runs.events import Eval, Event, Heartbeat, Log, Phase, Preference, Step
 from studio.training.batches import StepSchedule
-from studio.training.checkpoint import Gathered, LoopState, load_checkpoint, save_checkpoint, trainable_state
+from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
 from studio.training.distributed import Ranks
-from studio.training.lanes import Lanes, add_gradients, lanes_for, sum_gradients
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.objectives import build_objective
 from studio.training.preference import tally_metrics
-from studio.training.sharding import (
-    clip_gradients,
-    gather_optimizer,
-    is_sharded,
-    load_trainable,
-    shard_model,
-    whole_trainable,
-)
+from studio.training.strategies import add_tally, choose_strategy, lane_count
 from studio.training.token_losses import TokenLosses
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from torch.optim.lr_scheduler import LRScheduler
 
 HEARTBEAT_S = 1.0  # at most one heartbeat event a second, however fast the steps
 
@@ -52,7 +49,7 @@ class Outcome:
 class Trainer:
     def __init__(
         self,
-        model,
+        model: PeftModel,
         *,
         train: list,
         val: list,
@@ -60,82 +57,58 @@ class Trainer:
         lora: LoraConfig,
         plan: ComputePlan,
         checkpoints_dir: Path,
-        emit: Callable,
+        emit: Callable[[Event], None],
         abort: threading.Event,
         levers: Levers = DEFAULT_LEVERS,
         preference: PreferenceConfig | None = None,
         ranks: Ranks = Ranks(),
     ):
         """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
-        EncodedFeedback (kto) or TextRow (pt); `preference` configures the dpo and kto losses. With several
-        `ranks` (torchrun), each trains its share of every step and the gradients are summed over them; with
-        `ranks.sharded` (FSDP) the decoder layers are sharded over the ranks here, before the optimizer exists."""
+        EncodedFeedback (kto) or TextRow (pt); `preference` configures the dpo and kto losses. How each step's
+        gradients are produced and combined (one process, CPU lanes, several ranks, FSDP) is the strategy's,
+        chosen here once (strategies.py)."""
         self.model, self.train, self.val = model, train, val
         self.ranks = ranks
         self.config, self.plan = config, plan
-        # FSDP's gathers are collectives in a fixed order: one forward pass at a time, no lanes
-        self.lanes = Lanes(1 if ranks.sharded else lanes_for(plan.device, config.micro_batch_lanes))
+        lanes = lane_count(ranks, plan.device, config.micro_batch_lanes)
         self.token_losses = TokenLosses(
             model,
             device=plan.device,
             packing=config.packing,
             token_budget=config.tokens_per_forward(plan.device),
             batch_size=config.batch_size,
-            lanes=self.lanes.count,
+            lanes=lanes,
             levers=levers,
         )
         self.objective = build_objective(config.stage, self.token_losses, preference)
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule.of(len(train), config)
-        _fp32_trainable(model)
-        self.sharded_layers = self._shard() if ranks.sharded else 0
-        self.optimizer = _build_optimizer(model, config, lora)
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
-        self.state = LoopState()
-        self._last_beat = time.time()
-        self.best_weights: dict | None = None
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
         self.scaler = (
             torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
         )
+        self.strategy = choose_strategy(
+            ranks=ranks, objective=self.objective, lanes=lanes, plan=plan, abort=abort, scaler=self.scaler
+        )
+        _fp32_trainable(model)
+        self.trainable = self.strategy.prepare(model)
+        self.optimizer = _build_optimizer(model, config, lora)
+        self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
+        self.state = LoopState()
+        self._last_beat = time.time()
+        self.best_weights: dict | None = None
 
-    def _shard(self) -> int:
-        """FSDP: every rank starts from rank 0's adapter (DDP's rule), then the layers are sharded."""
-        self.ranks.same_start([p for p in self.model.parameters() if p.requires_grad])
-        return shard_model(self.model)
-
-    def resume(self, checkpoint: Path) -> None:
+    def resume(self, checkpoint: str | Path) -> None:
         self.state, self.best_weights = load_checkpoint(
             checkpoint, self.model, self.optimizer, self.scheduler, sharded=self.ranks.sharded
         )
 
     def same_start(self) -> None:
-        """With several ranks, all start from rank 0's trainable weights (after any resume; a sharded model
-        started the same before it was sharded, and every rank read the same checkpoint)."""
-        if not self.ranks.sharded:
-            self.ranks.same_start(self.trainable)
+        """With several ranks, all start from rank 0's trainable weights (after any resume)."""
+        self.strategy.same_start()
 
     def describe(self) -> str:
-        lanes = (
-            f" CPU lanes: {self.lanes.count} shares of equal work trained at the same time."
-            if self.lanes.count > 1
-            else ""
-        )
-        ranks = (
-            f" Data parallel: {self.ranks.world} processes, each training its share of every step by token cost; "
-            "LoRA gradients summed over them before each optimizer step."
-            if self.ranks.several
-            else ""
-        )
-        if self.ranks.sharded:
-            world = self.ranks.world
-            ranks += (
-                f" FSDP: {self.sharded_layers} decoder layers sharded over the {world} processes, each holding "
-                f"1/{world} of their weights and stepping 1/{world} of the adapter; embeddings and output layer whole "
-                "on each."
-            )
-        return self.objective.describe() + lanes + ranks
+        return self.objective.describe() + self.strategy.describe()
 
     def compute_reference(self, base: bool) -> None:
         """DPO/KTO: the reference model's log-probabilities of every answer the run will use, computed once,
@@ -155,38 +128,15 @@ class Trainer:
         started = time.time()
         self.model.eval()
         with self.model.disable_adapter() if base else contextlib.nullcontext():
-            self._no_grad_map(self.objective.store_reference, self.objective.lane_plans(items))
+            self.strategy.no_grad_map(self.objective.store_reference, self.objective.lane_plans(items))
         self.model.train()
         self.emit(Log(level="info", message=f"Reference computed from {which} in {time.time() - started:.1f} s."))
-
-    def _no_grad_map(self, work: Callable, plans: list) -> list:
-        """`work` on every group of the lane plans, without gradients; results group by group, lane by lane
-        (a filler's result is dropped: see _even)."""
-
-        def lane(batches):
-            with torch.no_grad(), self._autocast():  # grad mode and autocast are per thread: each lane sets its own
-                return [(work(_unwrap(group)), not isinstance(group, _Filler)) for group in batches]
-
-        return [result for results in self.lanes.map(lane, plans) for result, kept in results if kept]
-
-    def _even(self, plans: list, items: list) -> list:
-        """FSDP: every rank makes as many forward passes as the busiest one (each pass gathers the sharded
-        layers with the others); a rank with fewer repeats a group of `items`, the step's or split's whole
-        list, whose result is dropped. Other runs: `plans` unchanged."""
-        if not self.ranks.sharded:
-            return plans
-        groups = [group for lane in plans for group in lane]
-        most = self.ranks.most(len(groups), self.plan.device)
-        if most == len(groups):
-            return plans
-        filler = _Filler(self.objective.lane_plans(items[:1])[0][0])
-        return [groups + [filler] * (most - len(groups))]
 
     def run(self) -> Outcome:
         try:
             return self._run()
         finally:
-            self.lanes.close()
+            self.strategy.close()
 
     def _run(self) -> Outcome:
         total = self.schedule.total_steps
@@ -194,7 +144,7 @@ class Trainer:
         window = _Window()
         self.model.train()
         for step in range(self.state.step, total):
-            result = None if self.ranks.any(self.abort.is_set(), self.plan.device) else self._optimizer_step(step)
+            result = None if self.strategy.any(self.abort.is_set()) else self._optimizer_step(step)
             if result is None:  # abort requested mid-step: the partial step is discarded
                 path = self._save("abort")
                 return Outcome(state=self.state, last_loss=window.last_loss, aborted=True, checkpoint=path)
@@ -213,50 +163,28 @@ class Trainer:
     def finalize(self) -> None:
         """Put the best evaluated weights back when the config asks for them."""
         if self.config.load_best_at_end and self.best_weights is not None and self.state.best_step != self.state.step:
-            from peft import set_peft_model_state_dict
-
-            if self.ranks.sharded:
-                load_trainable(self.model, self.best_weights)
-            else:
-                set_peft_model_state_dict(self.model, self.best_weights)
+            self.strategy.load_weights(self.model, self.best_weights)
 
     def adapter_weights(self) -> dict | None:
         """For save_pretrained's state_dict: a sharded model's whole weights (collective: every rank calls it);
         None for a whole model, whose save reads them itself."""
-        if not self.ranks.sharded:
-            return None
-        return whole_trainable(self.model)
+        return self.strategy.whole_weights(self.model)
 
     # -- one optimizer step ------------------------------------------------------------
 
-    def _optimizer_step(self, step: int):
+    def _optimizer_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor | None] | None:
+        """The step's examples, their gradients (produced and combined by the strategy), clipping, the update."""
         examples = [self.train[i] for indices in self.schedule.micro_batches(step) for i in indices]
         weight = self.objective.step_weight(examples)  # what the step's summed losses are divided by
-        self.objective.prepare_step(examples, self._no_grad_map)
-        loss_sum, tally = torch.zeros((), device=self.plan.device), None
-        plans = self._even(self.objective.lane_plans(self.ranks.share(examples, self._work)), examples)
-        for result in self.lanes.map(lambda batches: self._lane_step(batches, weight), plans):
-            if result is None:  # abort requested mid-step: the partial step is discarded
-                self.optimizer.zero_grad(set_to_none=True)
-                return None
-            loss, gradients, lane_tally = result
-            if gradients is not None:  # added in lane order: repeatable however lanes interleave
-                add_gradients(self.trainable, gradients)
-            loss_sum += loss
-            tally = _add(tally, lane_tally)
-        if self.ranks.several:  # every rank ends the step with the whole step's gradients, loss and tally
-            # (FSDP has summed the sharded layers' gradients into each rank's slice during backward)
-            self.ranks.sum_gradients([p for p in self.trainable if not is_sharded(p)])
-            loss_sum = self.ranks.sum(loss_sum)
-            if self.objective.preference:  # a rank without a share adds an empty tally
-                tally = self.ranks.sum(tally if tally is not None else self.objective.empty_tally(self.plan.device))
-        grad_norm = None
+        self.objective.prepare_step(examples, self.strategy.no_grad_map)
+        produced = self.strategy.gradients(examples, lambda group: self.objective.loss(group, weight))
+        if produced is None:  # abort requested mid-step: the partial step is discarded
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        loss_sum, tally = produced
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        if self.config.max_grad_norm > 0 and self.ranks.sharded:
-            grad_norm = clip_gradients(self.trainable, self.config.max_grad_norm)
-        elif self.config.max_grad_norm > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
+        grad_norm = self.strategy.clip(self.config.max_grad_norm) if self.config.max_grad_norm > 0 else None
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -265,47 +193,6 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm, self.objective.tokens(examples), tally
-
-    def _work(self, item) -> int:
-        """What an example costs to train, for dealing a step's examples to the ranks."""
-        return self.objective.tokens([item])
-
-    def _lane_step(self, batches: list[list], weight: float):
-        """One lane's micro-batches in order: their summed loss, gradients and metric tally, or None on abort."""
-        loss_sum, gradient_sum, tally = None, None, None
-        for group in batches:
-            result = self._micro_step(group, weight)
-            if result is None:
-                return None
-            loss, gradients, group_tally = result
-            loss_sum = loss if loss_sum is None else loss_sum + loss
-            gradient_sum = sum_gradients(gradient_sum, gradients)
-            tally = _add(tally, group_tally)
-        return loss_sum, gradient_sum, tally
-
-    def _micro_step(self, group: list, weight: float):
-        """Forward and backward of one micro-batch. In a lane its gradients come back rather than
-        landing in `.grad`, so the trainer can add them in order."""
-        if self.abort.is_set() and not self.ranks.several:  # ranks stop together, at a step's start
-            return None
-        loss, tally = self._forward(_unwrap(group), weight)
-        if isinstance(group, _Filler):  # made for FSDP's gathers (its backward still reaches every layer): adds nothing
-            loss, tally = loss * 0, None
-        scaled = self.scaler.scale(loss) if self.scaler else loss
-        if self.lanes.count == 1:
-            scaled.backward()
-            return loss.detach(), None, tally
-        return loss.detach(), torch.autograd.grad(scaled, self.trainable, allow_unused=True), tally
-
-    def _forward(self, group: list, weight: float):
-        """The micro-batch's loss (its share of the step's mean) and its metric tally (preference stages)."""
-        with self._autocast():
-            return self.objective.loss(group, weight)
-
-    def _autocast(self):
-        if self.plan.autocast:
-            return torch.autocast(self.plan.device, dtype=self.plan.weight_dtype)
-        return contextlib.nullcontext()
 
     # -- logging, evaluation, checkpoints ------------------------------------------------
 
@@ -337,7 +224,7 @@ class Trainer:
                 total_steps=self.schedule.total_steps,
                 epoch=round(self.schedule.epoch_at(self.state.step), 4),
                 loss=loss,
-                learning_rate=self.scheduler.get_last_lr()[0],
+                learning_rate=float(self.scheduler.get_last_lr()[0]),  # torch's type allows a tensor learning rate
                 grad_norm=grad_norm,
                 tokens_per_second=tokens_per_second,
                 elapsed_s=elapsed,
@@ -348,21 +235,20 @@ class Trainer:
         if tally is not None:
             self._emit_preference("train", tally_metrics(tally, with_kl=self.config.stage == "kto"))
 
-    def _emit_preference(self, split: str, metrics: dict) -> None:
+    def _emit_preference(self, split: Literal["train", "eval"], metrics: dict) -> None:
         names = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "kl")
         self.emit(Preference(step=self.state.step, split=split, **{n: metrics[n] for n in names if n in metrics}))
 
     def _evaluate(self) -> bool:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
-        self.objective.prepare_step(self.val, self._no_grad_map)
-        mine = self._even(self.objective.lane_plans(self.ranks.share(self.val, self._work)), self.val)
-        total = sum(self._no_grad_map(self.objective.eval_tally, mine), self.objective.empty_tally(self.plan.device))
-        total = self.ranks.sum(total)
+        self.objective.prepare_step(self.val, self.strategy.no_grad_map)
+        total = self.strategy.evaluate(self.val)
         self.model.train()
         metrics = self.objective.eval_metrics(total, self.val)
         stop = self._track_best(metrics)
         patience = self.config.early_stopping_patience
+        assert self.state.best_eval_loss is not None  # set by this evaluation, if not by a better one before
         self.emit(
             Eval(
                 step=self.state.step,
@@ -396,14 +282,12 @@ class Trainer:
     def _best_weights(self) -> dict:
         return trainable_state(self.model, self.adapter_weights())
 
-    def _save(self, reason: str) -> Path | None:
+    def _save(self, reason: Literal["periodic", "abort"]) -> Path | None:
         """A checkpoint, written by rank 0 alone (every rank holds the same weights; sharded ones are gathered
         by all first)."""
         from studio.runs.events import Checkpoint
 
-        gathered = None
-        if self.ranks.sharded:
-            gathered = Gathered(self.adapter_weights(), gather_optimizer(self.optimizer))
+        gathered = self.strategy.gathered(self.model, self.optimizer)
         if not self.ranks.main:
             return None
         path = save_checkpoint(
@@ -416,16 +300,22 @@ class Trainer:
 class _Window:
     """Losses and token counts since the last logged step; synced to the host only on flush."""
 
-    def __init__(self):
+    losses: list[torch.Tensor]
+    norms: list[torch.Tensor]
+    tally: torch.Tensor | None
+
+    def __init__(self) -> None:
         self.losses, self.norms, self.tokens, self.since, self.tally = [], [], 0, time.time(), None
         self.last_loss: float | None = None
 
-    def add(self, loss: torch.Tensor, grad_norm, tokens: int, tally: torch.Tensor | None = None) -> None:
+    def add(
+        self, loss: torch.Tensor, grad_norm: torch.Tensor | None, tokens: int, tally: torch.Tensor | None = None
+    ) -> None:
         self.losses.append(loss)
         if grad_norm is not None:
             self.norms.append(grad_norm)
         self.tokens += tokens
-        self.tally = _add(self.tally, tally)
+        self.tally = add_tally(self.tally, tally)
 
     def flush(self) -> tuple[float, float | None, float, torch.Tensor | None]:
         loss = torch.stack(self.losses).float().mean().item()
@@ -435,24 +325,6 @@ class _Window:
         self.losses, self.norms, self.tokens, self.since, self.tally = [], [], 0, time.time(), None
         self.last_loss = loss
         return loss, (None if norm is None or math.isnan(norm) else norm), round(rate, 1), tally
-
-
-@dataclass(frozen=True)
-class _Filler:
-    """A group repeated by a rank with fewer forward passes than another (FSDP, see Trainer._even)."""
-
-    group: list
-
-
-def _unwrap(group):
-    return group.group if isinstance(group, _Filler) else group
-
-
-def _add(total: torch.Tensor | None, more: torch.Tensor | None) -> torch.Tensor | None:
-    """Metric tallies add up; None (no tally: SFT and PT) counts as nothing."""
-    if total is None or more is None:
-        return more if total is None else total
-    return total + more
 
 
 def _rss_mib() -> float:
@@ -465,27 +337,28 @@ def _rss_mib() -> float:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _fp32_trainable(model) -> None:
+def _fp32_trainable(model: torch.nn.Module) -> None:
     """fp32 master weights for the adapter (before any sharding, which keeps each parameter's dtype)."""
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
 
 
-def _build_optimizer(model, config: TrainingConfig, lora: LoraConfig):
-    normal, b_matrices = [], []
+def _build_optimizer(model: torch.nn.Module, config: TrainingConfig, lora: LoraConfig) -> torch.optim.AdamW:
+    normal: list[torch.nn.Parameter] = []
+    b_matrices: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         (b_matrices if lora.loraplus_lr_ratio and "lora_B" in name else normal).append(parameter)
     groups = [{"params": normal, "lr": config.learning_rate}]
-    if b_matrices:  # LoRA+: B learns `ratio` times faster than A
+    if b_matrices and lora.loraplus_lr_ratio:  # LoRA+: B learns `ratio` times faster than A
         groups.append({"params": b_matrices, "lr": config.learning_rate * lora.loraplus_lr_ratio})
     device = next(iter(normal or b_matrices)).device.type
     return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device == "cuda")
 
 
-def _build_scheduler(optimizer, config: TrainingConfig, total_steps: int):
+def _build_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int) -> LRScheduler:
     from transformers import get_scheduler
 
     return get_scheduler(

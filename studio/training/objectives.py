@@ -14,6 +14,7 @@ A loss comes back already divided by the step's weight, so micro-batches add up 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 
@@ -32,13 +33,14 @@ from studio.training.preference import (
 )
 from studio.training.token_losses import TokenLosses
 
-NoGradMap = Callable  # (function of a group, lane plans) -> the function's results, group by group
+# (function of a group, lane plans) -> the function's results, group by group
+NoGradMap = Callable[[Callable[[list], Any], list], list]
 
 
 class TokenObjective:
     """Supervised fine-tuning and pretraining: the studio's SFT loss, unchanged."""
 
-    needs_reference = False
+    needs_reference: Literal[False] = False  # Literal: the trainer's check narrows an Objective to a preference one
     preference = False
 
     def __init__(self, token_losses: TokenLosses, stage: str = "sft"):
@@ -70,7 +72,7 @@ class TokenObjective:
     def eval_tally(self, group: list[Encoded]) -> torch.Tensor:
         return self.token_losses(group).double().sum()
 
-    def empty_tally(self, device) -> torch.Tensor:
+    def empty_tally(self, device: str) -> torch.Tensor:
         """The eval tally of no examples (a rank whose share of the validation split is empty)."""
         return torch.zeros((), dtype=torch.float64, device=device)
 
@@ -79,8 +81,9 @@ class TokenObjective:
 
 
 class _PreferenceObjective:
-    needs_reference = True
+    needs_reference: Literal[True] = True
     preference = True
+    stage: str
 
     def __init__(self, token_losses: TokenLosses, config: PreferenceConfig):
         self.token_losses, self.config = token_losses, config
@@ -94,10 +97,13 @@ class _PreferenceObjective:
     def prepare_step(self, items: list, no_grad_map: NoGradMap) -> None:
         pass
 
+    def loss(self, group: list, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError  # each stage's own
+
     def eval_tally(self, group: list) -> torch.Tensor:
         return self.loss(group, 1.0)[1]
 
-    def empty_tally(self, device) -> torch.Tensor:
+    def empty_tally(self, device: str) -> torch.Tensor:
         return torch.zeros(TALLY_SIZE, dtype=torch.float64, device=device)
 
     def eval_metrics(self, tally: torch.Tensor, items: list) -> dict[str, float]:
@@ -202,9 +208,12 @@ def _answer_sums(losses: torch.Tensor, counts: list[int]) -> torch.Tensor:
     return -torch.zeros(len(counts), dtype=losses.dtype, device=losses.device).index_add_(0, index, losses)
 
 
-def build_objective(stage: str, token_losses: TokenLosses, preference: PreferenceConfig | None = None):
+Objective = TokenObjective | DpoObjective | KtoObjective
+
+
+def build_objective(stage: str, token_losses: TokenLosses, preference: PreferenceConfig | None = None) -> Objective:
     """The objective of a training stage (the stage registry)."""
-    registry = {
+    registry: dict[str, Callable[[], Objective]] = {
         "sft": lambda: TokenObjective(token_losses, "sft"),
         "pt": lambda: TokenObjective(token_losses, "pt"),
         "dpo": lambda: DpoObjective(token_losses, preference or PreferenceConfig()),

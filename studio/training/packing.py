@@ -15,10 +15,13 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from studio.data.tokenize import IGNORE_INDEX, Encoded
+
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -122,10 +125,11 @@ def example_work(example: Encoded) -> float:
     return length * (1 + length / 2048)
 
 
-def deal(items: list, lanes: int, work: Callable) -> list[list]:
+def deal(items: list[Item], lanes: int, work: Callable[[Item], float]) -> list[list[Item]]:
     """`items` dealt into at most `lanes` shares of about equal total work, largest first to the
     least loaded share; each share keeps the items' original order. Deterministic."""
-    loads, shares = [0.0] * lanes, [[] for _ in range(lanes)]
+    loads = [0.0] * lanes
+    shares: list[list[int]] = [[] for _ in range(lanes)]
     for index in sorted(range(len(items)), key=lambda i: -work(items[i])):
         lane = min(range(lanes), key=loads.__getitem__)
         shares[lane].append(index)

@@ -14,11 +14,13 @@ parameters lose their quantisation state when FSDP2 re-wraps them.
 
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 import torch
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 
-def shard_model(model) -> int:
+def shard_model(model: Any) -> int:
     """Shard every decoder layer, then the rest of the decoder (its final norm); returns the layers sharded."""
     from torch.distributed.fsdp import fully_shard
 
@@ -33,20 +35,20 @@ def shard_model(model) -> int:
     return len(decoder.layers)
 
 
-def is_sharded(parameter: torch.Tensor) -> bool:
+def is_sharded(parameter: torch.Tensor) -> TypeGuard[DTensor]:
     return isinstance(parameter, DTensor)
 
 
-def _trainable(model) -> dict[str, torch.nn.Parameter]:
+def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def whole_trainable(model) -> dict[str, torch.Tensor]:
+def whole_trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every trainable weight whole, on the CPU, by its name in the model (collective)."""
     return {name: _whole(p.detach()).cpu() for name, p in _trainable(model).items()}
 
 
-def load_trainable(model, saved: dict[str, torch.Tensor]) -> None:
+def load_trainable(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
     """Set trainable weights from whole tensors keyed as peft saves them (adapter files, best weights):
     each rank keeps its own slice."""
     by_saved_key = _saved_keys(model)
@@ -58,7 +60,7 @@ def load_trainable(model, saved: dict[str, torch.Tensor]) -> None:
             _set(by_saved_key[key], value)
 
 
-def _saved_keys(model) -> dict[str, torch.nn.Parameter]:
+def _saved_keys(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """peft's key for each trainable parameter, found by asking peft to name tensors that stand for them."""
     from peft import get_peft_model_state_dict
 
@@ -69,14 +71,14 @@ def _saved_keys(model) -> dict[str, torch.nn.Parameter]:
     return {key: order[int(marker)] for key, marker in named.items()}
 
 
-def gather_optimizer(optimizer) -> dict:
+def gather_optimizer(optimizer: torch.optim.Optimizer) -> dict:
     """The optimizer's state dict with every sharded tensor whole (collective)."""
     saved = optimizer.state_dict()
     state = {index: {name: _whole(v) for name, v in values.items()} for index, values in saved["state"].items()}
     return {"state": state, "param_groups": saved["param_groups"]}
 
 
-def scatter_optimizer(optimizer, saved: dict) -> None:
+def scatter_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     """Load a whole optimizer state dict: tensors shaped like their parameter become that parameter's slice."""
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     state = {}
@@ -106,11 +108,11 @@ def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float) -> tor
     return norm
 
 
-def _whole(value):
+def _whole(value: Any) -> Any:
     return value.full_tensor() if isinstance(value, DTensor) else value
 
 
-def _slice_like(parameter: torch.Tensor, value):
+def _slice_like(parameter: torch.Tensor, value: Any) -> Any:
     if not (is_sharded(parameter) and isinstance(value, torch.Tensor) and value.shape == parameter.shape):
         return value  # the step count, or state of a parameter that is not sharded
     # every rank holds the whole value: each takes its own slice, nothing is sent

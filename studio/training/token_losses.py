@@ -10,6 +10,8 @@ The losses come back in the same order for both layouts: example by example, lef
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 
@@ -21,11 +23,14 @@ from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.packing import deal, pack, padded_groups, plan_lanes, shifted_targets
 from studio.training.pair_packing import pack_pairs
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 class TokenLosses:
     def __init__(
         self,
-        model,
+        model: Any,  # a peft model or a plain transformers one
         *,
         device: str,
         packing: bool,
@@ -106,7 +111,14 @@ class TokenLosses:
         batch = batch.to(self.device)
         return self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length), targets
 
-    def _decode(self, input_ids, position_ids, cu_seqlens, max_length: int, **attention) -> torch.Tensor:
+    def _decode(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        max_length: int,
+        **attention: Any,
+    ) -> torch.Tensor:
         """Hidden states of one packed row; `attention` goes to the attention function (`shared_prompts`)."""
         output = self.decoder(
             input_ids=input_ids.to(self.device, non_blocking=True),
@@ -134,7 +146,7 @@ class TokenLosses:
         return output.last_hidden_state.flatten(0, 1), targets.flatten()
 
 
-def packing_supported(model) -> bool:
+def packing_supported(model: PreTrainedModel) -> bool:
     """Models whose attention the varlen function cannot reproduce keep padded batches."""
     config = model.config
     return getattr(config, "attn_logit_softcapping", None) is None and not getattr(config, "is_encoder_decoder", False)

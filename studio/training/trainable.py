@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan
 from studio.training.levers import DEFAULT_LEVERS, Levers
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
 
 
 def load_trainable_model(
@@ -20,7 +25,7 @@ def load_trainable_model(
     info: Callable[[str], None] = lambda line: None,
     planned_tokens: int | None = None,
     levers: Levers = DEFAULT_LEVERS,
-):
+) -> PeftModel:
     """`planned_tokens`: about how many tokens the run trains on, which 'auto' compilation weighs
     its cost against. `levers.lean_mlp` and `levers.uncast_lora_inputs` are honoured here."""
     from studio.modeling.liger import apply_liger_kernels
@@ -59,7 +64,7 @@ def load_trainable_model(
     return peft_model
 
 
-def keep_inputs_uncast(model) -> None:
+def keep_inputs_uncast(model: torch.nn.Module) -> None:
     """Let autocast, not peft, match the dtypes of LoRA's matmuls.
 
     peft casts each LoRA layer's bf16 input to its fp32 weights' dtype, and under autocast the
@@ -68,10 +73,11 @@ def keep_inputs_uncast(model) -> None:
     """
     for module in model.modules():
         if hasattr(module, "cast_input_dtype_enabled"):
-            module.cast_input_dtype_enabled = False
+            # torch types a Module's attributes as tensors or modules; peft's flag is a plain bool
+            module.cast_input_dtype_enabled = False  # type: ignore[assignment]
 
 
-def keep_4bit_layout(model) -> None:
+def keep_4bit_layout(model: torch.nn.Module) -> None:
     """Turn off bitsandbytes' AVX512-BF16 inference repacking in a model that trains.
 
     On such CPUs a 4-bit layer repacks its weight in place on its first forward without
@@ -80,4 +86,5 @@ def keep_4bit_layout(model) -> None:
     """
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+            # torch types a Module's attributes as tensors or modules; bitsandbytes' flag is a plain bool
+            module.support_avx512bf16_for_cpu = False  # type: ignore[assignment]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,18 +27,18 @@ REPEATED_KV_NAME = "studio_varlen_repeat_kv"  # Levers.grouped_kv_attention off
 
 
 def varlen_attention_forward(
-    module,
-    query,
-    key,
-    value,
-    attention_mask,
-    dropout=0.0,
-    scaling=None,
-    sliding_window=None,
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    sliding_window: int | None = None,
     *,
-    grouped_kv=True,
-    **kwargs,
-):
+    grouped_kv: bool = True,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """(1, heads, T, dim) packed query/key/value -> ((1, T, heads, dim), None). `grouped_kv=False`
     repeats key/value heads per query head before SDPA (set at registration, never by transformers)."""
     if kwargs.get("softcap") is not None:
@@ -48,10 +50,11 @@ def varlen_attention_forward(
         raise ValueError("Packed attention expects one packed row per forward pass.")
     dropout = dropout if module.training else 0.0
     if kwargs.get("shared_prompts") is not None:
+        assert cu_seqlens is not None  # shared prompts come in packed rows (pair_packing)
         return _shared_prompt_attention(
             query, key, value, cu_seqlens, kwargs["shared_prompts"], dropout, scaling, sliding_window, grouped_kv
         ), None
-    if _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window):
+    if cu_seqlens is not None and _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window):
         return _flash_varlen(query, key, value, cu_seqlens, kwargs["max_length_q"], scaling, sliding_window), None
     if cu_seqlens is None:
         bounds = [(0, query.shape[2])]
@@ -75,8 +78,16 @@ def varlen_attention_forward(
 
 
 def _shared_prompt_attention(
-    query, key, value, cu_seqlens, shared_prompts, dropout, scaling, sliding_window, grouped_kv
-):
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    shared_prompts: tuple[tuple[int, int, int], ...],
+    dropout: float,
+    scaling: float | None,
+    sliding_window: int | None,
+    grouped_kv: bool,
+) -> torch.Tensor:
     """Segments [prompt | first | second]: prompt and first answer causal as one sequence; the second answer's
     queries see the prompt's keys and its own (causally), as if it followed the prompt directly."""
     bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
@@ -84,11 +95,8 @@ def _shared_prompt_attention(
     outputs = []
     for start, end in bounds:
         if start not in trees:
-            outputs.append(
-                _causal_sdpa(
-                    *(t[:, :, start:end] for t in (query, key, value)), dropout, scaling, sliding_window, grouped_kv
-                )
-            )
+            q, k, v = (t[:, :, start:end] for t in (query, key, value))
+            outputs.append(_causal_sdpa(q, k, v, dropout, scaling, sliding_window, grouped_kv))
             continue
         prompt, first = trees[start]
         if sliding_window is not None and end - start > sliding_window:
@@ -96,9 +104,8 @@ def _shared_prompt_attention(
                 "Shared-prompt attention does not support sliding windows; set training.packing to false."
             )
         split = start + prompt + first
-        outputs.append(
-            _causal_sdpa(*(t[:, :, start:split] for t in (query, key, value)), dropout, scaling, None, grouped_kv)
-        )
+        q, k, v = (t[:, :, start:split] for t in (query, key, value))
+        outputs.append(_causal_sdpa(q, k, v, dropout, scaling, None, grouped_kv))
         if split == end:
             continue
         keys, values = (torch.cat([t[:, :, start : start + prompt], t[:, :, split:end]], dim=2) for t in (key, value))
@@ -109,7 +116,15 @@ def _shared_prompt_attention(
     return torch.cat([output.transpose(1, 2) for output in outputs], dim=1)
 
 
-def _masked_sdpa(query, key, value, mask, dropout, scaling, grouped_kv=True):
+def _masked_sdpa(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    dropout: float,
+    scaling: float | None,
+    grouped_kv: bool = True,
+) -> torch.Tensor:
     if not grouped_kv and query.shape[1] != key.shape[1]:
         groups = query.shape[1] // key.shape[1]
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
@@ -119,7 +134,15 @@ def _masked_sdpa(query, key, value, mask, dropout, scaling, grouped_kv=True):
     )
 
 
-def _causal_sdpa(query, key, value, dropout, scaling, sliding_window, grouped_kv=True):
+def _causal_sdpa(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    dropout: float,
+    scaling: float | None,
+    sliding_window: int | None,
+    grouped_kv: bool = True,
+) -> torch.Tensor:
     if not grouped_kv and query.shape[1] != key.shape[1]:  # the copies grouped SDPA saves; for measuring it
         groups = query.shape[1] // key.shape[1]
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
@@ -138,7 +161,9 @@ def _causal_sdpa(query, key, value, dropout, scaling, sliding_window, grouped_kv
     )
 
 
-def _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window) -> bool:
+def _can_use_flash_varlen(
+    query: torch.Tensor, cu_seqlens: torch.Tensor | None, dropout: float, sliding_window: int | None
+) -> bool:
     return (
         cu_seqlens is not None
         and query.is_cuda
@@ -149,12 +174,21 @@ def _can_use_flash_varlen(query, cu_seqlens, dropout, sliding_window) -> bool:
     )
 
 
-def _flash_varlen(query, key, value, cu_seqlens, max_length, scaling, sliding_window):
+def _flash_varlen(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_length: int,
+    scaling: float | None,
+    sliding_window: int | None,
+) -> torch.Tensor:
     varlen_attn = _flash_varlen_function()
+    assert varlen_attn is not None  # checked by _can_use_flash_varlen
     parameters = _varlen_parameters()
     # (1, heads, T, dim) -> (T, heads, dim), the layout varlen kernels take
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
-    options = {"scale": scaling}
+    options: dict[str, Any] = {"scale": scaling}
     if "window_size" in parameters:  # newer torch: a (left, right) window; (-1, 0) is causal
         options["window_size"] = (-1, 0) if sliding_window is None else (sliding_window - 1, 0)
     else:  # earlier releases: a causal flag (sliding windows were routed to SDPA)
@@ -171,7 +205,7 @@ def _flash_varlen(query, key, value, cu_seqlens, max_length, scaling, sliding_wi
     return output.unsqueeze(0)  # (1, T, heads, dim), what the attention module expects back
 
 
-def _find_varlen() -> tuple:
+def _find_varlen() -> tuple[Callable[..., Any] | None, frozenset[str]]:
     """torch's varlen flash attention and the names of its parameters, or (None, empty)."""
     try:
         from torch.nn.attention.varlen import varlen_attn
@@ -188,7 +222,7 @@ def _find_varlen() -> tuple:
 _VARLEN, _VARLEN_PARAMETERS = _find_varlen()
 
 
-def _flash_varlen_function():
+def _flash_varlen_function() -> Callable[..., Any] | None:
     return _VARLEN
 
 

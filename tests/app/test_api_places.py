@@ -8,11 +8,11 @@ import shutil
 import time
 
 import pytest
-from api_client import call, served
 
 from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
+from tests.support.api_client import call, served
 
 pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
 

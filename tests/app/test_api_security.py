@@ -11,11 +11,11 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from api_client import call, served
 
 from app.server import build_page
 from studio.api import Studio
 from studio.data.register import MAX_UPLOAD_BYTES
+from tests.support.api_client import call, served
 
 pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
 

@@ -132,6 +132,6 @@ def test_a_cancelled_answer_frees_the_engine(client, layout, adapter):
 
 
 def _wait_for_tokens(job) -> None:
-    from support import wait_for
+    from tests.support import wait_for
 
     wait_for(lambda: any("tok/s" in str(output) for output in job.outputs()), timeout=120, what="the first tokens")

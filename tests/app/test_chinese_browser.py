@@ -4,184 +4,9 @@ What is allowed to stay as it is: model output and data (chat answers, dataset r
 names of files, models, datasets and runs, config values (auto, bf16, cosine, ...), and technical terms.
 """
 
-import re
-
 import pytest
 
-VISIBLE_TEXT = """(skip) => {
-  const hidden = (el) => { const s = getComputedStyle(el); return s.display === 'none' || s.visibility === 'hidden'; };
-  const out = [];
-  const walk = (node) => {
-    if (node.nodeType === Node.ELEMENT_NODE) {
-      if (hidden(node) || skip.some(sel => node.matches(sel))) return;
-      if (node.tagName === 'INPUT' || node.tagName === 'TEXTAREA') {
-        if (node.placeholder) out.push(node.placeholder);
-        return;  // a value is the user's (or a config value), not the page's text
-      }
-      node.childNodes.forEach(walk);
-    } else if (node.nodeType === Node.TEXT_NODE && node.textContent.trim()) {
-      out.push(node.textContent.trim());
-    }
-  };
-  walk(document.body);
-  document.querySelectorAll('.js-plotly-plot text').forEach(t => out.push(t.textContent));
-  return out;
-}"""
-
-# data, model output and machine text, shown as they are
-SKIP = [
-    "#qs-log",
-    "#qs-preview-table",
-    "#qs-eval-samples",
-    "#qs-chat-base .message-row",
-    "#qs-chat-adapter-answers .message-row",
-    "code",
-    "pre",
-    ".cm-editor",
-    "#qs-eval-metrics tbody",
-    ".modebar",
-]
-TERMS = {
-    # training stages, losses and option values (the config's own words), and the distributed engine's
-    "sft",
-    "dpo",
-    "kto",
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "beta",
-    "initial",
-    "ddp",
-    "fsdp",
-    "torchrun",
-    "nnodes",
-    "rendezvous",
-    "modelfile",
-    "k-quant",
-    "llama-quantize",
-    "qlora",
-    "lora",
-    "dora",
-    "rslora",
-    "adamw",
-    "sdpa",
-    "liger",
-    "triton",
-    "rmsnorm",
-    "swiglu",
-    "rope",
-    "cuda",
-    "gpu",
-    "cpu",
-    "bitsandbytes",
-    "qwen",
-    "hugging",
-    "face",
-    "llama",
-    "factory",
-    "safetensors",
-    "transformers",
-    "torch",
-    "compile",
-    "json",
-    "yaml",
-    "jsonl",
-    "csv",
-    "parquet",
-    "token",
-    "tokens",
-    "studio",
-    "auto",
-    "none",
-    "on",
-    "off",
-    "bf16",
-    "fp16",
-    "fp32",
-    "cosine",
-    "linear",
-    "constant",
-    "eager",
-    "chatml",
-    "mistral",
-    "gemma",
-    "deepseek",
-    "alpaca",
-    "embedded",
-    "instruct",
-    "chat",
-    "eval",
-    "loss",
-    "rouge",
-    "rouge-l",
-    "bleu",
-    "perplexity",
-    "nvidia",
-    "smi",
-    "resident",
-    "rss",
-    "top",
-    "dropout",
-    "alpha",
-    "rank",
-    "checkpoint",
-    "cutoff",
-    "len",
-    "sharegpt",
-    "identity",
-    "demo",
-    "browser",
-    "softcapping",
-    "warmup",
-    "nf4",
-    "fp4",
-    "mib",
-    "gib",
-    "tok",
-    "gguf",
-    "ollama",
-    "base",
-    "adapter",
-    "you",
-    "are",
-    "helpful",
-    "assistant",
-    "dataset",
-    "info",
-    "data",
-    "qwen1",
-    "qwen2",
-    "max",
-    "steps",
-    "num",
-    "epochs",
-    "true",
-    "false",
-    "english",
-    "top-k",
-    "top-p",
-    "logits",
-    "liger-kernel",
-    "all",
-    "sqrt",
-    "hub",
-    "txt",
-}
-
-
-def _is_name(token: str) -> bool:
-    """Files, models, datasets, runs and acronyms: digits, _ . / inside, or two capitals (LoRA, SwiGLU, AMX)."""
-    return bool(re.search(r"[\d_./]", token)) or sum(c.isupper() for c in token) >= 2
-
-
-def _english_words(texts: list[str]) -> set[str]:
-    found = set()
-    for text in texts:
-        for token in re.findall(r"\w[\w./-]*", text, flags=re.ASCII):
-            token = token.strip(".-")
-            if len(token) >= 3 and not _is_name(token) and token.lower() not in TERMS:
-                found.add(f"{token}  <-  {text[:80]}")
-    return found
+from tests.support.page_text import SKIP, VISIBLE_TEXT, english_words
 
 
 def _open_accordions(page) -> None:
@@ -217,11 +42,11 @@ def test_no_english_is_left_in_chinese_mode(page, shoot):
         page.get_by_role("tab", name=tab, exact=True).click()
         page.wait_for_timeout(500)
         _open_accordions(page)
-        leftovers |= _english_words(page.evaluate(VISIBLE_TEXT, SKIP))
+        leftovers |= english_words(page.evaluate(VISIBLE_TEXT, SKIP))
         shoot(page, f"11-chinese-{tab}")
     page.get_by_role("tab", name="训练", exact=True).click()
     # values are the user's, except the ones the page words itself (the checkpoint to resume from)
-    leftovers |= _english_words([page.locator("#qs-checkpoint input").input_value()])
+    leftovers |= english_words([page.locator("#qs-checkpoint input").input_value()])
     page.locator("#qs-abort").click()
     assert not leftovers, "\n".join(sorted(leftovers))
 
@@ -237,7 +62,7 @@ def test_the_chat_status_follows_a_language_switch(browser, studio):
     status.get_by_text("Loaded").wait_for(timeout=120_000)
     page.get_by_text("中文", exact=True).click()
     status.get_by_text("已加载").wait_for(timeout=10_000)
-    assert not _english_words([status.inner_text()])
+    assert not english_words([status.inner_text()])
     page.locator("#qs-chat-load-adapter").click()  # no adapter chosen: refused, in the page's language
     status.get_by_text("错误").wait_for(timeout=10_000)
     page.get_by_text("English", exact=True).click()

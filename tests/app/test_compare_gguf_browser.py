@@ -4,7 +4,8 @@ import os
 import shutil
 
 import pytest
-from test_chinese_browser import SKIP, VISIBLE_TEXT, _english_words
+
+from tests.support.page_text import SKIP, VISIBLE_TEXT, english_words
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -116,7 +117,7 @@ def test_the_compare_tab_speaks_chinese(page, three_runs, shoot):
     page.locator("#qs-compare-table", has_text="在对话中打开").wait_for(timeout=30_000)
     page.wait_for_timeout(1000)  # the charts redraw in Chinese too
     # the killed worker's own message stays as it is, like its log
-    leftovers = {line for line in _english_words(page.evaluate(VISIBLE_TEXT, SKIP)) if "SIGKILL" not in line}
+    leftovers = {line for line in english_words(page.evaluate(VISIBLE_TEXT, SKIP)) if "SIGKILL" not in line}
     shoot(page, "14-compare-chinese")
     page.get_by_text("English", exact=True).click()
     assert not leftovers, "\n".join(sorted(leftovers))

@@ -5,12 +5,12 @@ import json
 import time
 
 import pytest
-from form_driver import changed_value, read_value, reveal, set_value, shown
 
 from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
 from studio.config.recipes import with_recipe
+from tests.support.form_driver import changed_value, read_value, reveal, set_value, shown
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ A DPO run (rewards, margin and accuracy, eval points) and an SFT run give every 
 import shutil
 
 import pytest
-from support import quick_run
+
+from tests.support import quick_run
 
 WIDTHS = [1280, 1920]
 TRAIN_CHARTS = ["qs-loss-chart", "qs-lr-chart", "qs-memory-chart", "qs-rewards-chart", "qs-margin-chart"]

@@ -3,12 +3,12 @@
 adapter against the base, then the same pages in 中文 with nothing left in English."""
 
 import pytest
-from form_driver import reveal, set_value
-from test_chinese_browser import SKIP, VISIBLE_TEXT, _english_words
 
 from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
+from tests.support.form_driver import reveal, set_value
+from tests.support.page_text import SKIP, VISIBLE_TEXT, english_words
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_sft_then_dpo_then_compare_and_evaluate_in_english_and_chinese(page, lay
     for tab, name in (("评估与预测", "evaluate"), ("运行对比", "compare"), ("训练", "train")):
         page.get_by_role("tab", name=tab, exact=True).click()
         page.wait_for_timeout(1500)  # tables and charts redraw in Chinese
-        leftovers |= _english_words(page.evaluate(VISIBLE_TEXT, SKIP))
+        leftovers |= english_words(page.evaluate(VISIBLE_TEXT, SKIP))
         shoot(page, f"25-walk-chinese-{name}")
     page.get_by_text("English", exact=True).click()
     assert not leftovers, "\n".join(sorted(leftovers))

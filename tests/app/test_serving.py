@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import free_port
 
 from app.login_throttle import BROWSER_COOKIE
 from studio.serving import ServeOptions, add_serve_flags, options_from, to_argv, trusted_proxies
+from tests.support import free_port
 
 pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
 

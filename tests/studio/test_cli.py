@@ -248,3 +248,9 @@ def test_every_help_shows_defaults():
         result = _cli(command, "--help")
         assert result.returncode == 0 and "(default:" in result.stdout, command
     assert "7860" in _cli("webui", "--help").stdout and "127.0.0.1" in _cli("webui", "--help").stdout
+
+
+def test_an_error_is_printed_in_the_language_qlora_studio_lang_names(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QLORA_STUDIO_LANG", "zh")
+    assert main(["resume", "no-such-run", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip() == "错误：没有名为 'no-such-run' 的训练。"

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from support import wait_for
 
 from studio.control.device_lock import DeviceLocks
 from studio.control.service import TrainingService
 from studio.errors import CheckpointError
 from studio.runs.events import TERMINAL, parse_event
+from tests.support import wait_for
 
 LONG = {"training.max_steps": "100000", "training.eval_steps": "100000", "training.save_steps": "100000"}
 

@@ -61,7 +61,7 @@ def test_fsdp_divides_the_layers_and_the_adapter_but_not_the_embeddings(qwen_dir
         shape.whole_params * 2 / GIB + (one.weights_gib - shape.whole_params * 2 / GIB) / 4 + 2 * layer
     )
     assert four.adapter_gib == pytest.approx(one.adapter_gib / 4)
-    assert four.sharded and "sharded over 4" in four.describe() and "切分到 4 个设备" in four.describe().zh
+    assert four.sharded and "sharded over 4" in four.describe() and "切分到 4 个设备" in four.describe().text("zh")
     ddp = estimate_memory(bf16.with_overrides({"distributed.strategy": "ddp"}), qwen_dir, device="cuda", processes=4)
     assert ddp.weights_gib == pytest.approx(one.weights_gib)
 
@@ -74,4 +74,4 @@ def test_a_model_not_on_this_machine_says_so_and_a_local_one_is_estimated(tmp_pa
     assert "not on this machine yet" in studio.memory_estimate(absent)
     local = RunConfig().with_overrides({"model.name_or_path": str(tiny_model_dir), "training.devices": "cpu"})
     said = studio.memory_estimate(local)
-    assert said.startswith("Memory per process (estimate): base weights") and "每个进程的内存" in said.zh
+    assert said.startswith("Memory per process (estimate): base weights") and "每个进程的内存" in said.text("zh")

@@ -64,19 +64,43 @@ def test_override_of_unknown_section_is_refused():
         RunConfig().with_overrides({"nope.rank": "3"})
 
 
-def test_every_field_has_help_and_a_chinese_label():
+def test_every_field_has_help_and_a_chinese_label_and_help_in_the_table():
     from studio.config.base import Section
+    from studio.locales import template
 
-    for section_field in RunConfig.model_fields.values():
+    for section_name, section_field in RunConfig.model_fields.items():
         section = section_field.annotation
         fields = (
-            section.model_fields.values()
+            {f"{section_name}.{name}": info for name, info in section.model_fields.items()}
             if isinstance(section, type) and issubclass(section, Section)
-            else [section_field]
+            else {section_name: section_field}
         )
-        for info in fields:
-            assert info.description, info
-            assert info.json_schema_extra and info.json_schema_extra["zh"], info
+        for path, info in fields.items():
+            assert info.description, path
+            assert template(path, "zh") != path and template(f"{path}.help", "zh"), path
+
+
+def test_a_refused_config_is_said_in_each_language_from_one_error():
+    text = "lora:\n  rank: 0\ntraining:\n  lr: 3\n  devices: gpu\n"
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.from_yaml_text(text, source="bad.yaml")
+    chinese = caught.value.text("zh")
+    assert chinese.startswith("配置无效（bad.yaml）：\n  - ")
+    assert "lora.rank（第 2 行）: Input should be greater than or equal to 1（输入为 0）" in chinese  # pydantic's own
+    assert "training.lr（第 4 行）: 未知字段" in chinese
+    assert "training.devices（第 5 行）: 请填写 auto、cpu" in chinese  # a validator's, said by key
+    assert caught.value.text("en") == str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        RunConfig().with_overrides({"nope.rank": "3"})
+    assert caught.value.text("zh") == "配置无效（命令行参数）：\n  - nope.rank: 未知的配置节 'nope'"
+
+
+def test_every_recipe_summary_is_said_in_both_languages():
+    from studio.config.recipes import RECIPES
+    from studio.locales import in_language
+
+    for recipe in RECIPES.values():
+        assert recipe.summary and in_language(recipe.summary, "zh") != str(recipe.summary), recipe
 
 
 def test_gradient_checkpointing_auto_is_on_for_cuda_only_and_booleans_still_work():

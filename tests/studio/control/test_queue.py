@@ -2,11 +2,11 @@
 also after the service that queued it is gone. Real workers, real device locks."""
 
 import pytest
-from support import wait_for
 
 from studio.control.device_lock import DeviceBusy
 from studio.control.devices import DeviceChoiceError, DevicePlan, devices_value, plan_devices
 from studio.control.service import TrainingService
+from tests.support import wait_for
 
 LONG = {"training.max_steps": "100000", "training.eval_steps": "100000", "training.save_steps": "100000"}
 SHORT = {"training.max_steps": "3", "training.eval_steps": "100000"}

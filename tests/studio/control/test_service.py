@@ -5,7 +5,6 @@ import os
 import signal
 
 import pytest
-from support import wait_for
 
 from studio.config import ConfigError, RunConfig
 from studio.control.device_lock import DeviceBusy
@@ -14,6 +13,7 @@ from studio.data.registry import DataError
 from studio.errors import CheckpointError
 from studio.modeling.sources import ModelLoadError
 from studio.runs.events import TERMINAL
+from tests.support import wait_for
 
 LONG = {"training.max_steps": "100000", "training.eval_steps": "100000", "training.save_steps": "100000"}
 

@@ -3,6 +3,7 @@ import re
 from studio.config import DataConfig
 from studio.data.prepare import load_conversations, split_conversations
 from studio.data.preview import preview_datasets
+from studio.locales import in_language
 
 
 def test_demo_set_is_large_varied_chinese_and_in_persona():
@@ -46,7 +47,7 @@ def test_preview_of_pairs_counts_prompt_and_answers_and_says_which_stage_cannot_
     ]
     assert text.tokens is not None and "cannot be used for DPO" in text.stage_problem
     assert (
-        "不能用于DPO" in text.stage_problem_zh
+        "不能用于DPO" in in_language(text.stage_problem, "zh")
         and "cannot be trained" in preview_datasets(config, stage="dpo").to_text()
     )
 

@@ -42,8 +42,9 @@ def test_malformed_json_says_file_and_line(tmp_path):
 def test_malformed_jsonl_says_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"instruction": "a", "output": "b"}\n\n{"instruction": oops}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl line 3"):
+    with pytest.raises(DataError, match=r"bad.jsonl line 3") as caught:
         read_file(path)
+    assert "bad.jsonl 第 3 行" in caught.value.text("zh")  # the Chinese reader gets the same file and line
 
 
 def test_empty_and_missing_files(tmp_path):
@@ -60,8 +61,9 @@ def test_empty_and_missing_files(tmp_path):
 
 def test_non_object_rows_are_refused(tmp_path):
     (tmp_path / "a.json").write_text('[["a", "b"]]')
-    with pytest.raises(DataError, match="a.json: example 1 is a list"):
+    with pytest.raises(DataError, match="a.json: example 1 is a list") as caught:
         read_file(tmp_path / "a.json")
+    assert "第 1 条样本是 list" in caught.value.text("zh")
 
 
 def test_folder_of_files(tmp_path):

@@ -137,12 +137,18 @@ def _unchanged(dataset_dir):
 def test_bad_file_is_refused_with_file_line_and_fix_and_nothing_changes(tmp_path, dataset_dir):
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"question": "q", "answer": "a"}\n{"question": oops}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"broken.jsonl line 2 column \d+: .*Each line must be one JSON object"):
+    with pytest.raises(
+        DataError, match=r"^broken.jsonl line 2 column \d+: .*Each line must be one JSON object"
+    ) as caught:  # named as uploaded, not by the staged copy
         register(dataset_dir, "bad", bad, {"columns": {"prompt": "question", "response": "answer"}})
+    assert caught.value.text("zh").startswith("broken.jsonl 第 2 行")
     assert _unchanged(dataset_dir)
     empty_answers = _jsonl(tmp_path / "empty.jsonl", [{"question": "q", "answer": ""}])
-    with pytest.raises(DataError, match=r"no usable example \(1 with an empty output \(empty.jsonl line 1\)\)"):
+    with pytest.raises(
+        DataError, match=r"no usable example \(1 with an empty output \(empty.jsonl line 1\)\)"
+    ) as caught:
         register(dataset_dir, "empty", empty_answers, {"columns": {"prompt": "question", "response": "answer"}})
+    assert "（1 条输出为空的样本（empty.jsonl 第 1 行））" in caught.value.text("zh")
     with pytest.raises(
         DataError, match="has no column 'instruction', 'output'; its columns are \\['answer', 'question'\\]. Map them"
     ):

@@ -67,7 +67,7 @@ def tiny_llama_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def llama_adapter(tmp_path_factory, tiny_llama_dir):
-    from support import make_adapter
+    from tests.support import make_adapter
 
     return make_adapter(tiny_llama_dir, tmp_path_factory.mktemp("adapters") / "llama", seed=4)
 
@@ -159,9 +159,8 @@ def test_other_architectures_and_k_quants_are_refused_by_name(tmp_path, tiny_mod
 @pytest.mark.parametrize("gguf_type", ["f16", "q8_0"])
 def test_embedded_default_round_trip(tmp_path_factory, tmp_path, gguf_type):
     """SmolLM2-135M (llama, tied, 30 layers, smollm pre-tokenizer) merged with an adapter, reloaded from the file."""
-    from support import make_adapter
-
     from studio.modeling.embedded import embedded_model_dir
+    from tests.support import make_adapter
 
     adapter = tmp_path_factory.getbasetemp() / "embedded-adapter"
     if not adapter.exists():

@@ -9,12 +9,12 @@ import sys
 import threading
 
 import pytest
-from support import free_port
 
 from studio.adapters import read_adapter
 from studio.api import Studio
 from studio.export.hub import HubError, plan_upload
 from studio.export.model_card import adapter_card
+from tests.support import free_port
 
 SECRET = "hf_studioTestSecretToken123"
 

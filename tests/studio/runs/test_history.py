@@ -96,3 +96,23 @@ def test_preference_metrics_are_series_per_split_and_a_resume_cuts_them_too():
         and history.preference["eval"]["reward_margin"].x == []
     )
     assert not RunHistory("sft").update([_started(1, 0)], 1).has_preference
+
+
+def test_a_started_run_says_its_method_in_each_language_from_new_and_old_folders():
+    """The method is a Message in the cached snapshot (which is a deep copy): from the table where the event names
+    its key, from the two texts an older folder stored, and English alone from the oldest."""
+    from studio.locales import say
+
+    said = say("modeling.method_lora", weights="float32", device="CPU")
+    new = _started(1, 0).model_copy(update={"method": str(said), "method_key": said.key, "method_args": said.args})
+    old = _started(1, 0).model_copy(update={"method": "LoRA (old)", "method_zh": "LoRA（旧）"})
+    oldest = _started(1, 0).model_copy(update={"method": "LoRA (oldest)"})
+    for event, english, chinese in [
+        (new, str(said), said.text("zh")),
+        (old, "LoRA (old)", "LoRA（旧）"),
+        (oldest, "LoRA (oldest)", "LoRA (oldest)"),
+    ]:
+        cache = HistoryCache(lambda run_id, offset, event=event: ([event], 1) if offset == 0 else ([], offset))
+        method = cache.get("r").method
+        assert (str(method), method.text("en"), method.text("zh")) == (english, english, chinese)
+    assert said.text("zh") != str(said)

@@ -13,11 +13,11 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from support import free_port, wait_for
 
 from studio.control.devices import plan_devices
 from studio.control.launcher import other_node_commands
 from studio.processes import children
+from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.distributed  # torchrun with several processes (gloo)
 

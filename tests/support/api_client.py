@@ -14,7 +14,8 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from support import free_port
+
+from tests.support import free_port
 
 
 @contextmanager

@@ -1,0 +1,178 @@
+"""What a page shows a reader, as text: for the tests that look for English left on a page in 中文."""
+
+import re
+
+VISIBLE_TEXT = """(skip) => {
+  const hidden = (el) => { const s = getComputedStyle(el); return s.display === 'none' || s.visibility === 'hidden'; };
+  const out = [];
+  const walk = (node) => {
+    if (node.nodeType === Node.ELEMENT_NODE) {
+      if (hidden(node) || skip.some(sel => node.matches(sel))) return;
+      if (node.tagName === 'INPUT' || node.tagName === 'TEXTAREA') {
+        if (node.placeholder) out.push(node.placeholder);
+        return;  // a value is the user's (or a config value), not the page's text
+      }
+      node.childNodes.forEach(walk);
+    } else if (node.nodeType === Node.TEXT_NODE && node.textContent.trim()) {
+      out.push(node.textContent.trim());
+    }
+  };
+  walk(document.body);
+  document.querySelectorAll('.js-plotly-plot text').forEach(t => out.push(t.textContent));
+  return out;
+}"""
+
+# data, model output and machine text, shown as they are
+SKIP = [
+    "#qs-log",
+    "#qs-preview-table",
+    "#qs-eval-samples",
+    "#qs-chat-base .message-row",
+    "#qs-chat-adapter-answers .message-row",
+    "code",
+    "pre",
+    ".cm-editor",
+    "#qs-eval-metrics tbody",
+    ".modebar",
+]
+TERMS = {
+    # training stages, losses and option values (the config's own words), and the distributed engine's
+    "sft",
+    "dpo",
+    "kto",
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "beta",
+    "initial",
+    "ddp",
+    "fsdp",
+    "torchrun",
+    "nnodes",
+    "rendezvous",
+    "modelfile",
+    "k-quant",
+    "llama-quantize",
+    "qlora",
+    "lora",
+    "dora",
+    "rslora",
+    "adamw",
+    "sdpa",
+    "liger",
+    "triton",
+    "rmsnorm",
+    "swiglu",
+    "rope",
+    "cuda",
+    "gpu",
+    "cpu",
+    "bitsandbytes",
+    "qwen",
+    "hugging",
+    "face",
+    "llama",
+    "factory",
+    "safetensors",
+    "transformers",
+    "torch",
+    "compile",
+    "json",
+    "yaml",
+    "jsonl",
+    "csv",
+    "parquet",
+    "token",
+    "tokens",
+    "studio",
+    "auto",
+    "none",
+    "on",
+    "off",
+    "bf16",
+    "fp16",
+    "fp32",
+    "cosine",
+    "linear",
+    "constant",
+    "eager",
+    "chatml",
+    "mistral",
+    "gemma",
+    "deepseek",
+    "alpaca",
+    "embedded",
+    "instruct",
+    "chat",
+    "eval",
+    "loss",
+    "rouge",
+    "rouge-l",
+    "bleu",
+    "perplexity",
+    "nvidia",
+    "smi",
+    "resident",
+    "rss",
+    "top",
+    "dropout",
+    "alpha",
+    "rank",
+    "checkpoint",
+    "cutoff",
+    "len",
+    "sharegpt",
+    "identity",
+    "demo",
+    "browser",
+    "softcapping",
+    "warmup",
+    "nf4",
+    "fp4",
+    "mib",
+    "gib",
+    "tok",
+    "gguf",
+    "ollama",
+    "base",
+    "adapter",
+    "you",
+    "are",
+    "helpful",
+    "assistant",
+    "dataset",
+    "info",
+    "data",
+    "qwen1",
+    "qwen2",
+    "max",
+    "steps",
+    "num",
+    "epochs",
+    "true",
+    "false",
+    "english",
+    "top-k",
+    "top-p",
+    "logits",
+    "liger-kernel",
+    "all",
+    "sqrt",
+    "hub",
+    "txt",
+}
+
+
+def _is_name(token: str) -> bool:
+    """Files, models, datasets, runs and acronyms: digits, _ . / inside, or two capitals (LoRA, SwiGLU, AMX)."""
+    return bool(re.search(r"[\d_./]", token)) or sum(c.isupper() for c in token) >= 2
+
+
+def english_words(texts: list[str]) -> set[str]:
+    found = set()
+    for text in texts:
+        for token in re.findall(r"\w[\w./-]*", text, flags=re.ASCII):
+            token = token.strip(".-")
+            if len(token) >= 3 and not _is_name(token) and token.lower() not in TERMS:
+                found.add(f"{token}  <-  {text[:80]}")
+    return found
