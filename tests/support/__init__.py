@@ -57,3 +57,37 @@ def quick_run(model_dir) -> dict[str, str]:
         "generation.max_new_tokens": "4",
         "generation.temperature": "0",
     }
+
+
+def trainable_model(model_dir, training, quantization=None, **options):
+    """The trainable model and its compute plan on the CPU, built as the worker builds them, seeded."""
+    import torch
+
+    from studio.config import LoraConfig, ModelConfig, QuantizationConfig
+    from studio.modeling.compute import resolve_plan
+    from studio.training.trainable import load_trainable_model
+
+    quantization = quantization or QuantizationConfig(method="none")
+    plan = resolve_plan(quantization, training, cuda=False)
+    path = str(model_dir)
+    torch.manual_seed(0)
+    model = load_trainable_model(
+        model=ModelConfig(name_or_path=path),
+        quantization=quantization,
+        training=training,
+        lora=LoraConfig(),
+        model_path=path,
+        plan=plan,
+        **options,
+    )
+    return model, plan
+
+
+def demo_conversations(tokenizer, count: int) -> list:
+    """The first `count` conversations of the demo set, tokenised as training reads them."""
+    from studio.config import DataConfig
+    from studio.data.prepare import load_conversations, tokenize_conversations
+
+    data = DataConfig(datasets=["alpaca_zh_demo"], max_samples=count)
+    conversations = [c for loaded in load_conversations(data) for c in loaded.examples]
+    return tokenize_conversations(tokenizer, conversations, data).examples

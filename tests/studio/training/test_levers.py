@@ -11,14 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 
-from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
-from studio.modeling.compute import resolve_plan
+from studio.config import LoraConfig, QuantizationConfig, TrainingConfig
 from studio.training import varlen_attention
 from studio.training.levers import Levers
 from studio.training.loop import Trainer
-from studio.training.trainable import load_trainable_model
+from tests.support import demo_conversations, trainable_model
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 
@@ -28,12 +26,7 @@ BASE = dict(micro_batch_tokens=120, micro_batch_lanes=2, precision="fp32")
 
 @pytest.fixture(scope="module")
 def examples(tiny_tokenizer):
-    from studio.config import DataConfig
-    from studio.data.prepare import load_conversations, tokenize_conversations
-
-    data = DataConfig(datasets=["alpaca_zh_demo"], max_samples=12)
-    conversations = [c for loaded in load_conversations(data) for c in loaded.examples]
-    return tokenize_conversations(tiny_tokenizer, conversations, data).examples
+    return demo_conversations(tiny_tokenizer, 12)
 
 
 def _train(model_dir: Path, examples, tmp_path: Path, levers: Levers, **settings) -> tuple[list[float], Trainer]:
@@ -50,19 +43,7 @@ def _train(model_dir: Path, examples, tmp_path: Path, levers: Levers, **settings
         gradient_checkpointing="off",
         **(BASE | settings),
     )
-    quantization = QuantizationConfig(method="none")
-    plan = resolve_plan(quantization, training, cuda=False)
-    path = str(model_dir)
-    torch.manual_seed(0)
-    model = load_trainable_model(
-        model=ModelConfig(name_or_path=path),
-        quantization=quantization,
-        training=training,
-        lora=LoraConfig(),
-        model_path=path,
-        plan=plan,
-        levers=levers,
-    )
+    model, plan = trainable_model(model_dir, training, levers=levers)
     curve = []
     trainer = Trainer(
         model,

@@ -10,16 +10,12 @@ import torch
 
 from studio.config import LoraConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import resolve_plan
+from tests.support import demo_conversations
 
 
 @pytest.fixture(scope="module")
 def examples(tiny_tokenizer):
-    from studio.config import DataConfig
-    from studio.data.prepare import load_conversations, tokenize_conversations
-
-    data = DataConfig(datasets=["alpaca_zh_demo"], max_samples=24)
-    conversations = [c for loaded in load_conversations(data) for c in loaded.examples]
-    return tokenize_conversations(tiny_tokenizer, conversations, data).examples
+    return demo_conversations(tiny_tokenizer, 24)
 
 
 def _train(tiny_model_dir, examples, tmp_path, **training) -> tuple[list[float], list[float]]:

@@ -10,16 +10,12 @@ from studio.data.tokenize import IGNORE_INDEX, Encoded
 from studio.training.label_loss import LabelCrossEntropy
 from studio.training.packing import deal, pack, plan_lanes, split_by_tokens
 from studio.training.token_losses import TokenLosses
+from tests.support import demo_conversations
 
 
 @pytest.fixture(scope="module")
 def examples(tiny_tokenizer) -> list[Encoded]:
-    from studio.config import DataConfig
-    from studio.data.prepare import load_conversations, tokenize_conversations
-
-    data = DataConfig(datasets=["alpaca_zh_demo"], max_samples=7)
-    conversations = [c for loaded in load_conversations(data) for c in loaded.examples]
-    encoded = tokenize_conversations(tiny_tokenizer, conversations, data).examples
+    encoded = demo_conversations(tiny_tokenizer, 7)
     assert len({len(e.input_ids) for e in encoded}) > 3, "lengths must differ for the padding to matter"
     return encoded
 

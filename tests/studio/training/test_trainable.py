@@ -6,19 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studio.config import DataConfig, LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
+from studio.config import ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import resolve_plan
 from studio.training.token_losses import TokenLosses
-from studio.training.trainable import load_trainable_model
+from tests.support import demo_conversations, trainable_model
 
 
 @pytest.fixture(scope="module")
 def examples(tiny_tokenizer):
-    from studio.data.prepare import load_conversations, tokenize_conversations
-
-    data = DataConfig(datasets=["alpaca_zh_demo"], max_samples=6)
-    conversations = [c for loaded in load_conversations(data) for c in loaded.examples]
-    return tokenize_conversations(tiny_tokenizer, conversations, data).examples
+    return demo_conversations(tiny_tokenizer, 6)
 
 
 def _losses_and_grads(tiny_model_dir, examples, lines=None, **settings):
@@ -26,18 +22,7 @@ def _losses_and_grads(tiny_model_dir, examples, lines=None, **settings):
         method=settings.pop("method", "4bit"), cache_dequantized=settings.pop("cache", "off")
     )
     training = TrainingConfig(gradient_checkpointing="off", **({"precision": "fp32"} | settings))  # exact comparisons
-    plan = resolve_plan(quantization, training, cuda=False)
-    path = str(tiny_model_dir)
-    torch.manual_seed(0)
-    model = load_trainable_model(
-        model=ModelConfig(name_or_path=path),
-        quantization=quantization,
-        training=training,
-        lora=LoraConfig(),
-        model_path=path,
-        plan=plan,
-        info=(lines if lines is not None else []).append,
-    )
+    model, _ = trainable_model(tiny_model_dir, training, quantization, info=(lines if lines is not None else []).append)
     for name, parameter in model.named_parameters():
         if "lora_B" in name:  # a non-zero adapter, so the LoRA path is part of the comparison
             torch.nn.init.normal_(parameter, std=0.05, generator=torch.Generator().manual_seed(1))
@@ -99,18 +84,7 @@ def test_compiled_layers_compute_what_eager_layers_compute(tiny_model_dir, examp
 
 
 def test_under_autocast_lora_inputs_are_shared_not_cast(tiny_model_dir, examples):
-    training = TrainingConfig(precision="bf16", gradient_checkpointing="off")
-    quantization = QuantizationConfig(method="none")
-    plan = resolve_plan(quantization, training, cuda=False)
-    path = str(tiny_model_dir)
-    model = load_trainable_model(
-        model=ModelConfig(name_or_path=path),
-        quantization=quantization,
-        training=training,
-        lora=LoraConfig(),
-        model_path=path,
-        plan=plan,
-    )
+    model, _ = trainable_model(tiny_model_dir, TrainingConfig(precision="bf16", gradient_checkpointing="off"))
     lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
     assert lora_layers and not any(m.cast_input_dtype_enabled for m in lora_layers)
 
