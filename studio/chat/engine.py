@@ -430,5 +430,6 @@ def _loading(name: str, plan: ComputePlan) -> Said:
     if plan.quantize_4bit:
         backend = "chat.backend_cuda" if plan.device == "cuda" else "chat.backend_cpu"
         return say("chat.loading_4bit", name=name, quant_type=plan.quant_type.upper(), backend=say(backend))
-    dtype = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[plan.weight_dtype]
-    return say("chat.loading_unquantized", name=name, dtype=dtype, device=plan.device.upper())
+    from studio.modeling.compute import dtype_name
+
+    return say("chat.loading_unquantized", name=name, dtype=dtype_name(plan.weight_dtype), device=plan.device.upper())

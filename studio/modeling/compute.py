@@ -31,11 +31,12 @@ class ComputePlan:
         """The training method for a person, shown in the UI and the started event."""
         if self.quantize_4bit:
             key = "modeling.method_qlora_cuda" if self.device == "cuda" else "modeling.method_qlora_cpu"
-            return say(key, quant_type=self.quant_type.upper(), compute=_name(self.compute_dtype))
-        return say("modeling.method_lora", weights=_name(self.weight_dtype), device=self.device.upper())
+            return say(key, quant_type=self.quant_type.upper(), compute=dtype_name(self.compute_dtype))
+        return say("modeling.method_lora", weights=dtype_name(self.weight_dtype), device=self.device.upper())
 
 
-def _name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
+    """The config's name of a dtype (bf16, fp16, fp32)."""
     return {v: k for k, v in _DTYPES.items()}[dtype]
 
 
