@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from gradio.components.plot import PlotData
 
 from app.i18n import T
-from studio.runs.history import RunHistory, smooth
+from studio.runs.history import FUNCTION, RunHistory, smooth
 
 _COLORS = {
     "raw": "rgba(99,110,250,0.35)",
@@ -21,7 +21,13 @@ _COLORS = {
     "rejected": "#ef553b",
     "margin": "#636efa",
     "accuracy": "#ffa15a",
+    "reward": "#00cc96",
+    "kl": "#ef553b",
+    "length": "#636efa",
+    "flat": "#ffa15a",
 }
+# GRPO's reward functions, each its own colour (plotly's qualitative palette, past the colours above)
+_FUNCTION_COLORS = ["#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52", "#ab63fa", "#8c564b"]
 
 
 _HEIGHT = 320
@@ -187,27 +193,67 @@ def margin_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
     _split_traces(figure, history, "reward_accuracy", T.trace_accuracy(lang), _COLORS["accuracy"], lang, yaxis="y2")
     _mark_resumes(figure, history, lang)
     figure = _layout(figure, T.margin_chart(lang), T.axis_step(lang), T.axis_margin(lang), lang)
-    if figure.data:
-        figure.update_layout(
-            yaxis2={
-                "title": T.axis_accuracy(lang),
-                "overlaying": "y",
-                "side": "right",
-                "range": [-0.05, 1.05],  # room for a point at 0% or 100%, drawn whole
-                "showgrid": False,
-                "zeroline": False,
-                "tickformat": ".0%",
-                "automargin": True,  # the right margin grows to fit "100%" and the axis title beside it
-            }
+    # room for a point at 0% or 100%, drawn whole
+    return _right_axis(figure, T.axis_accuracy(lang), range=[-0.05, 1.05], tickformat=".0%")
+
+
+def reward_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
+    """PPO/GRPO: the mean reward of the sampled answers (train) and of greedy answers to the validation prompts
+    (eval), and each GRPO reward function's mean beside it."""
+    figure = go.Figure()
+    _split_traces(figure, history, "reward_mean", T.trace_reward_mean(lang), _COLORS["reward"], lang, source="rewards")
+    functions = sorted(
+        {m for split in (history.rewards.values() if history else []) for m in split if m.startswith(FUNCTION)}
+    )
+    for index, metric in enumerate(functions):
+        color = _FUNCTION_COLORS[index % len(_FUNCTION_COLORS)]
+        _split_traces(figure, history, metric, metric.removeprefix(FUNCTION), color, lang, source="rewards")
+    _mark_resumes(figure, history, lang)
+    return _layout(figure, T.rewards_chart(lang), T.axis_step(lang), T.axis_reward(lang), lang)
+
+
+def policy_figure(history: RunHistory | None, lang: str = "en") -> go.Figure:
+    """PPO/GRPO: KL to the reference (left axis) and answer length (right axis); the share of answers in flat groups
+    (GRPO) or clipped tokens (PPO) on the left axis too, as fractions."""
+    figure = go.Figure()
+    _split_traces(figure, history, "kl", T.trace_kl(lang), _COLORS["kl"], lang, source="rewards")
+    _split_traces(figure, history, "flat_groups", T.trace_flat_groups(lang), _COLORS["flat"], lang, source="rewards")
+    if history and history.stage == "ppo":
+        _split_traces(
+            figure, history, "clip_fraction", T.trace_clip_fraction(lang), _COLORS["flat"], lang, source="rewards"
         )
+        _split_traces(
+            figure, history, "value_loss", T.trace_value_loss(lang), _COLORS["margin"], lang, source="rewards"
+        )
+    length = T.trace_length(lang)
+    _split_traces(figure, history, "completion_length", length, _COLORS["length"], lang, yaxis="y2", source="rewards")
+    _mark_resumes(figure, history, lang)
+    figure = _layout(figure, T.policy_chart(lang), T.axis_step(lang), T.axis_kl(lang), lang)
+    return _right_axis(figure, T.axis_length(lang), rangemode="tozero")
+
+
+def _right_axis(figure: go.Figure, title: str, **axis: object) -> go.Figure:
+    """A second y axis on the right for the traces drawn on "y2" (only once there are traces)."""
+    if figure.data:
+        # automargin: the right margin grows to fit the tick labels and the axis title beside them
+        base = {"title": title, "overlaying": "y", "side": "right", "showgrid": False, "zeroline": False}
+        figure.update_layout(yaxis2={**base, "automargin": True, **axis})
     return figure
 
 
 def _split_traces(
-    figure: go.Figure, history: RunHistory | None, metric: str, name: str, color: str, lang: str, yaxis: str = "y"
+    figure: go.Figure,
+    history: RunHistory | None,
+    metric: str,
+    name: str,
+    color: str,
+    lang: str,
+    yaxis: str = "y",
+    source: str = "preference",
 ) -> None:
+    """`metric`'s train line and eval markers, from the history's preference or rewards series."""
     for split, text in (("train", T.split_train), ("eval", T.split_eval)):
-        series = history.preference.get(split, {}).get(metric) if history else None
+        series = getattr(history, source).get(split, {}).get(metric) if history else None
         if not series or not series.x:
             continue
         line = {"color": color, "width": 2, "dash": "solid" if split == "train" else "dot"}
@@ -254,6 +300,8 @@ class FigureCache:
                 built = [loss_figure(history, lang), lr_figure(history, lang), memory_figure(history, lang)]
                 if history.has_preference:
                     built += [rewards_figure(history, lang), margin_figure(history, lang)]
+                elif history.has_rewards:
+                    built += [reward_figure(history, lang), policy_figure(history, lang)]
                 figures = tuple(PlotData(type="plotly", plot=figure.to_json()) for figure in built)
                 figures += (None, None) if len(figures) == 3 else ()
             self._figures[key] = figures  # most recently used last

@@ -26,6 +26,17 @@ class EvalTab:
     metrics: gr.Dataframe
     samples: gr.Dataframe
     report: gr.State  # the last evaluation's report, so a language switch redraws it
+    scorer: ScoreBox
+
+
+@dataclass
+class ScoreBox:
+    """A reward model's score of any prompt and answer (the adapter picked above must be an rm run's)."""
+
+    prompt: gr.Textbox
+    answer: gr.Textbox
+    button: gr.Button
+    result: gr.Markdown
 
 
 def layout(page: Page) -> EvalTab:
@@ -55,7 +66,25 @@ def layout(page: Page) -> EvalTab:
         ),
         T.samples,
     )
-    return EvalTab(picker, compare, start, progress, metrics, samples, gr.State(None))
+    return EvalTab(picker, compare, start, progress, metrics, samples, gr.State(None), _score_box(page))
+
+
+def _score_box(page: Page) -> ScoreBox:
+    labels = page.labels
+    with labels.add(gr.Accordion(T.score_box("en"), open=False), T.score_box):
+        labels.add(gr.Markdown(T.score_box_note("en")), T.score_box_note, "value")
+        with gr.Row():
+            prompt = labels.add(
+                gr.Textbox(label=T.score_prompt("en"), lines=2, elem_id="qs-score-prompt"), T.score_prompt
+            )
+            answer = labels.add(
+                gr.Textbox(label=T.score_answer("en"), lines=2, elem_id="qs-score-answer"), T.score_answer
+            )
+        button = labels.add(
+            gr.Button(T.score_button("en"), size="sm", elem_id="qs-score-button"), T.score_button, "value"
+        )
+        result = gr.Markdown(elem_id="qs-score-result")
+    return ScoreBox(prompt, answer, button, result)
 
 
 def wire(page: Page, tab: EvalTab) -> None:
@@ -84,12 +113,29 @@ def wire(page: Page, tab: EvalTab) -> None:
     inputs = {page.lang, tab.picker.dropdown, tab.compare} | page.form.inputs
     outputs = [tab.progress, tab.metrics, tab.samples, tab.report]
     tab.start.click(run, inputs, outputs, api_name="evaluate")
+    _wire_score_box(page, tab)
     page.lang.change(  # the results in the page's language
         lambda report, lng: shown(report, lng) if report is not None else (gr.skip(),) * 3,
         [tab.report, page.lang],
         [tab.progress, tab.metrics, tab.samples],
         api_visibility="private",
     )
+
+
+def _wire_score_box(page: Page, tab: EvalTab) -> None:
+    box = tab.scorer
+
+    def score(values):
+        lang = values[page.lang]
+        try:
+            config = page.form.read(values)
+            value = page.studio.score_text(config, values[tab.picker.dropdown], values[box.prompt], values[box.answer])
+        except Exception as error:
+            return problem(error, lang)
+        return T.score_result(lang, score=f"{value:+.4f}")
+
+    inputs = {page.lang, tab.picker.dropdown, box.prompt, box.answer} | page.form.inputs
+    box.button.click(score, inputs, box.result, api_name="score_text")
 
 
 def shown(report, lang: str) -> tuple:

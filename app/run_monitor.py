@@ -69,15 +69,16 @@ class Monitor:
     loss: gr.Plot
     lr: gr.Plot
     memory: gr.Plot
-    rewards: gr.Plot  # DPO/KTO runs only
-    margin: gr.Plot  # DPO/KTO runs only
+    rewards: gr.Plot  # DPO/KTO/RM: chosen and rejected rewards; PPO/GRPO: the reward of sampled answers
+    margin: gr.Plot  # DPO/KTO/RM: margin and accuracy; PPO/GRPO: KL, answer length, learning signal
+    answers: gr.Dataframe  # PPO/GRPO: the latest sampled answers with their rewards
     log: gr.Textbox
     version: gr.Textbox  # hidden: "run offset lang" of what the poll saw; its change redraws the charts
     catalog: gr.Textbox  # hidden: which runs exist and in what state; its change refreshes run and adapter lists
 
     @property
     def charts(self) -> list:
-        return [self.loss, self.lr, self.memory, self.rewards, self.margin, self.log]
+        return [self.loss, self.lr, self.memory, self.rewards, self.margin, self.answers, self.log]
 
 
 def layout(labels: Labels) -> Monitor:
@@ -92,13 +93,21 @@ def layout(labels: Labels) -> Monitor:
         memory = gr.Plot(show_label=False, elem_id="qs-memory-chart")
         rewards = gr.Plot(show_label=False, elem_id="qs-rewards-chart", visible=False)  # preference runs only
         margin = gr.Plot(show_label=False, elem_id="qs-margin-chart", visible=False)
+    answers = gr.Dataframe(
+        headers=_answer_headers("en"),
+        label=T.answers_table("en"),
+        interactive=False,
+        wrap=True,
+        visible=False,
+        elem_id="qs-answers",
+    )
     log = labels.add(
         gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"),
         T.logs,
     )
     version = gr.Textbox(visible=False, elem_id="qs-run-version")
     catalog = gr.Textbox(visible=False, elem_id="qs-run-catalog")
-    return Monitor(runs, refresh_runs, progress, loss, lr, memory, rewards, margin, log, version, catalog)
+    return Monitor(runs, refresh_runs, progress, loss, lr, memory, rewards, margin, answers, log, version, catalog)
 
 
 def wire(studio: Studio, monitor: Monitor, lang: gr.State) -> None:
@@ -152,7 +161,30 @@ def draw(studio: Studio, run_id: str | None, version: str, lang: str) -> list:
     shown = version.split()[1] if version and len(version.split()) == 3 else "0"
     loss, lr, memory, rewards, margin = _FIGURES.get(history, lang, version=shown)
     preference = [gr.update(value=figure, visible=figure is not None) for figure in (rewards, margin)]
-    return [loss, lr, memory, *preference, "\n".join(history.log[-40:])]
+    return [loss, lr, memory, *preference, answers_update(history, lang), "\n".join(history.log[-40:])]
+
+
+def answers_update(history: RunHistory, lang: str) -> dict:
+    """The latest sampled answers (PPO/GRPO runs), one row each: prompt, answer, reference, reward and each reward
+    function's value; hidden for other stages."""
+    if not history.has_rewards:
+        return gr.update(visible=False)
+    functions = list(dict.fromkeys(name for row in history.answers for name in row.scores))
+    rows = [
+        [row.prompt, row.answer, row.reference or "", round(row.reward, 3), *(row.scores.get(f) for f in functions)]
+        for row in history.answers
+    ]
+    title = T.answers_at_step(lang, step=history.answers_step) if history.answers_step else T.answers_table(lang)
+    return gr.update(value={"headers": _answer_headers(lang) + functions, "data": rows}, label=title, visible=True)
+
+
+def _answer_headers(lang: str) -> list[str]:
+    return [
+        T.answers_col_prompt(lang),
+        T.answers_col_answer(lang),
+        T.answers_col_reference(lang),
+        T.answers_col_reward(lang),
+    ]
 
 
 def run_choices(studio: Studio) -> list[str]:

@@ -141,15 +141,20 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
                 queue=False,
             )
         init_adapter = page.form.controls["lora.init_adapter"].component
+        reward_model = page.form.controls["ppo.reward_model"].component
         demo.load(lambda: _on_load(studio), None, train.monitor.runs, api_name="page_load", queue=False)
         demo.load(  # what the files hold now, not what they held when the server built the page
-            lambda folder, lng: (gr.update(choices=studio.dataset_names(folder)), adapter_picker.choices(studio, lng)),
+            lambda folder, lng: (
+                gr.update(choices=studio.dataset_names(folder)),
+                adapter_picker.choices(studio, lng),
+                gr.update(choices=studio.reward_models()),
+            ),
             [train.dataset_dir, page.lang],
-            [train.datasets, init_adapter],
+            [train.datasets, init_adapter, reward_model],
             api_visibility="private",
             queue=False,
         )
-        pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown, init_adapter]
+        pickers = [evaluate.picker.dropdown, chat.picker.dropdown, export.picker.dropdown, init_adapter, reward_model]
         train.monitor.catalog.change(
             lambda run, lng: _refresh_lists(studio, run, lng),
             [train.monitor.runs, page.lang],
@@ -181,7 +186,7 @@ def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:
     choices = run_monitor.run_choices(studio)
     runs = gr.update(choices=choices) if run_id in choices else gr.update(choices=choices, value=studio.default_run())
     adapters = adapter_picker.choices(studio, lang)
-    return [runs, adapters, adapters, adapters, adapters]
+    return [runs, adapters, adapters, adapters, adapters, gr.update(choices=studio.reward_models())]
 
 
 def _on_load(studio: Studio):

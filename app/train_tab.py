@@ -35,6 +35,9 @@ SECTIONS = [
     ("data", T.section_data),
     ("training", T.section_training),
     ("preference", T.section_preference),
+    ("ppo", T.section_ppo),
+    ("grpo", T.section_grpo),
+    ("rewards", T.section_rewards),
     ("distributed", T.section_distributed),
 ]
 # fields shown elsewhere on the page, and the runs folder, which the server decides (--runs-dir)
@@ -51,7 +54,7 @@ ELSEWHERE = {
 }
 # fields whose value is usually one of the workspace's things: a list to pick from (typing still works),
 # filled when the page loads and whenever runs start or end
-CHOICES = {"lora.init_adapter": {"choices": []}}
+CHOICES = {"lora.init_adapter": {"choices": []}, "ppo.reward_model": {"choices": []}}
 LATEST = "latest"
 PER_ROW = 4
 

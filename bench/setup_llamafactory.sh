@@ -15,3 +15,7 @@ python3 -m venv "$VENV"
 # LlamaBoard's BLEU/ROUGE (llamafactory's "metrics" extra), for bench/lf_metric_parity.py.
 "$VENV/bin/pip" install -q "jieba==0.42.1" "rouge-chinese==1.0.3" "nltk==3.10.4"
 "$VENV/bin/llamafactory-cli" version
+# LLaMA-Factory 0.9.5's ppo stage is written against TRL's first PPOTrainer (trl <= 0.9.6; later TRLs replaced it),
+# while its other stages want trl 0.24: that TRL goes to its own folder, put first on the path of the PPO side
+# only (bench/rl_throughput.py), with LLaMA-Factory's own DISABLE_VERSION_CHECK=1.
+"$VENV/bin/pip" install -q --no-deps "trl==0.9.6" --target .bench-venvs/trl-0.9.6

@@ -19,6 +19,7 @@ class AdapterInfo:
     path: str
     base_model: str | None
     rank: int | None
+    reward_model: bool = False  # an rm run's adapter: it has a value head, and scores texts
 
 
 @dataclass
@@ -45,7 +46,20 @@ def read_adapter(path: str | Path, name: str | None = None) -> AdapterInfo:
         path=str(folder),
         base_model=config.get("base_model_name_or_path"),
         rank=config.get("r"),
+        reward_model=(folder / "value_head.safetensors").is_file() and _trained_stage(folder) == "rm",
     )
+
+
+def _trained_stage(folder: Path) -> str | None:
+    """training.stage of the run that saved the adapter (its studio_config.yaml), None for a foreign adapter."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((folder / "studio_config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    training = saved.get("training") if isinstance(saved, dict) else None
+    return training.get("stage", "sft") if isinstance(training, dict) else None
 
 
 def _read_json(file: Path) -> dict:

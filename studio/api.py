@@ -268,6 +268,10 @@ class Studio:
             self._adapters_read.clear()
         return scan_adapters(self.runs_dir, self._adapters_read)
 
+    def reward_models(self) -> list[str]:
+        """The finished rm runs, newest first: what ppo.reward_model names."""
+        return [adapter.name for adapter in self.adapters().adapters if adapter.reward_model]
+
     @property
     def engine(self) -> ChatEngine:
         """The chat engine (one model in memory), shared by Chat and Evaluate."""
@@ -313,6 +317,22 @@ class Studio:
         self._check_config(config)
         adapter = str(self._readable(adapter_path, say("api.adapter_folder"))) if adapter_path else None
         return evaluate(self.engine, config, adapter, compare, progress=progress, may_write=self._writable)
+
+    def score_text(self, config: RunConfig, adapter_path: str, prompt: str, answer: str) -> float:
+        """A reward model's score of `answer` to `prompt` (the page's score box): the run's base model and the
+        adapter are loaded first when they are not."""
+        from studio.adapters import AdapterError
+
+        if not adapter_path:
+            raise AdapterError("api.choose_reward_model")
+        if not prompt.strip() or not answer.strip():
+            raise AdapterError("api.score_needs_prompt_and_answer")
+        self._check_config(config)
+        adapter = str(self._readable(adapter_path, say("api.adapter_folder")))
+        if not self.engine.loaded or self.engine.model_name != config.model.name_or_path:
+            self.load_model(config.model, config.quantization)
+        name = self.engine.load_adapter(adapter).name
+        return self.engine.score_text([{"role": "user", "content": prompt}], answer, name)
 
     def export(
         self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.config import ModelConfig, RunConfig
 from studio.config.names import model_source
@@ -29,7 +30,9 @@ ACTIVATION_HIDDEN_FACTOR = 12
 # Activations per token in flight relative to SFT's, measured on the embedded model on CPU with each stage's demo
 # recipe (bench/memory_estimate_check.py, docs/benchmarks.md): a preference pair keeps both answers and their
 # log-probabilities for the loss; pretraining rows fill every micro-batch and every token is a label.
-STAGE_ACTIVATION_FACTOR = {"sft": 1.0, "dpo": 1.8, "kto": 1.1, "pt": 1.9}
+# rm runs each pair as two whole documents (as dpo without a shared prompt); ppo and grpo train on sampled answers
+# as sft trains on answers, with the sampling's KV cache counted apart (`_sampling_bytes`).
+STAGE_ACTIVATION_FACTOR = {"sft": 1.0, "dpo": 1.8, "kto": 1.1, "pt": 1.9, "rm": 1.8, "ppo": 1.0, "grpo": 1.0}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class ModelShape:
     hidden: int
     intermediate: int
     layers: int
+    kv_width: int = 0  # key/value heads x head size: what one layer caches per token while sampling
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,13 @@ class MemoryEstimate:
     processes: int
     sharded: bool
     device: str  # "cuda" or "cpu"
+    reward_model_gib: float = 0.0  # ppo: the reward model, a second copy of the base with its adapter
+    sampling_gib: float = 0.0  # ppo, grpo: the KV cache of the answers sampled at once
 
     @property
     def total_gib(self) -> float:
-        return self.weights_gib + self.dequantized_gib + self.adapter_gib + self.activations_gib + self.overhead_gib
+        parts = (self.weights_gib, self.dequantized_gib, self.adapter_gib, self.activations_gib, self.overhead_gib)
+        return sum(parts) + self.reward_model_gib + self.sampling_gib
 
     def describe(self) -> Message:
         cuda = self.device == "cuda"
@@ -64,6 +71,10 @@ class MemoryEstimate:
             parts.append(("memory.dequantized_copies", self.dequantized_gib))
         parts.append(("memory.adapter_and_optimizer", self.adapter_gib))
         parts.append(("memory.activations", self.activations_gib))
+        if self.sampling_gib:
+            parts.append(("memory.sampling_cache", self.sampling_gib))
+        if self.reward_model_gib:
+            parts.append(("memory.reward_model", self.reward_model_gib))
         parts.append(("memory.cuda_context" if cuda else "memory.python_and_torch", self.overhead_gib))
         said = [say(key, size=_size(gib)) for key, gib in parts]
         summed = Joined("list.plus", said)
@@ -101,7 +112,12 @@ def estimate_memory(
         activations = tokens * (per_token_layer + shape.layers * shape.hidden * 2)
     else:
         activations = tokens * per_token_layer * shape.layers
+    reward_model = 0.0
+    if config.training.stage == "ppo":  # loaded as the base is, frozen: weights and adapter, no optimizer state
+        reward_model = weights + shape.adapter_params * 4
     return MemoryEstimate(
+        reward_model_gib=reward_model / GIB,
+        sampling_gib=_sampling_bytes(config, shape, device, bytes_per_weight) / GIB,
         weights_gib=weights / GIB,
         dequantized_gib=dequantized / GIB,
         adapter_gib=shape.adapter_params * ADAPTER_BYTES / share / GIB,
@@ -111,6 +127,19 @@ def estimate_memory(
         sharded=sharded,
         device=device,
     )
+
+
+def _sampling_bytes(config: RunConfig, shape: ModelShape, device: str, bytes_per_weight: float) -> float:
+    """ppo and grpo: every answer of a step (a ppo buffer) sampled at once, each caching keys and values for its
+    prompt (up to cutoff_len) and its answer (max_new_tokens); 0 for the other stages."""
+    training = config.training
+    if training.stage not in ("ppo", "grpo"):
+        return 0.0
+    rows = training.batch_size * training.gradient_accumulation_steps
+    rows *= config.grpo.num_generations if training.stage == "grpo" else config.ppo.ppo_buffer_size
+    element = 2 if device == "cuda" or bytes_per_weight == 2 else 4
+    per_token = 2 * shape.layers * shape.kv_width * element
+    return rows * (config.data.cutoff_len + config.generation.max_new_tokens) * per_token
 
 
 def _lanes(config: RunConfig, device: str, processes: int, sharded: bool) -> int:
@@ -156,7 +185,12 @@ def model_shape(model_dir: Path, rank: int, targets: list[str]) -> ModelShape:
         hidden=text.hidden_size,
         intermediate=getattr(text, "intermediate_size", 4 * text.hidden_size),
         layers=len(decoder.layers),
+        kv_width=_kv_heads(text) * (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads),
     )
+
+
+def _kv_heads(text: Any) -> int:
+    return getattr(text, "num_key_value_heads", None) or text.num_attention_heads
 
 
 def _targeted(name: str, targets: list[str]) -> bool:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from studio.data.prepare import Tokenized
     from studio.modeling.compute import ComputePlan
     from studio.training.loop import Outcome, Trainer
+    from studio.training.reinforce import Reinforcement
 
 
 class AbortRequested(Exception):
@@ -133,7 +134,8 @@ class Worker:
         torch.manual_seed(config.training.seed)
         model = self._load_model(config, model_path, plan, _planned_tokens(config, data[0].examples))
         self._checkpoint_abort()
-        trainer = self._make_trainer(config, model, tokenizer, data, plan)
+        reinforce = self._reinforcement(config, tokenizer, model_path, plan)
+        trainer = self._make_trainer(config, model, tokenizer, data, plan, reinforce)
         self._announce(config, plan, model, data, trainer)
         return trainer
 
@@ -175,6 +177,28 @@ class Worker:
             planned_tokens=planned_tokens,
         )
 
+    def _reinforcement(
+        self, config: RunConfig, tokenizer: PreTrainedTokenizerBase, model_path: str, plan: ComputePlan
+    ) -> Reinforcement | None:
+        """What ppo and grpo sample with and score by: the reward functions, or the reward model (loaded here)."""
+        from studio.training.reinforce import Reinforcement
+        from studio.training.rewards import build_rewards
+
+        stage = config.training.stage
+        if stage not in ("ppo", "grpo"):
+            return None
+        reinforce = Reinforcement(tokenizer, config.generation, config.training.seed, grpo=config.grpo, ppo=config.ppo)
+        if stage == "grpo":
+            reinforce.rewards = build_rewards(config.rewards)
+            return reinforce
+        from studio.runs.reward_models import reward_model_folder
+        from studio.training.reward_scorer import RewardScorer
+
+        folder = reward_model_folder(config.ppo.reward_model or "", self.folder.path.parent)
+        self._phase("loading_model", f"Loading the reward model {folder}")
+        reinforce.reward_model = RewardScorer.load(folder, config.model, model_path, plan)
+        return reinforce
+
     def _make_trainer(
         self,
         config: RunConfig,
@@ -182,6 +206,7 @@ class Worker:
         tokenizer: PreTrainedTokenizerBase,
         data: tuple[Tokenized, Tokenized],
         plan: ComputePlan,
+        reinforce: Reinforcement | None = None,
     ) -> Trainer:
         from studio.training.loop import Trainer
 
@@ -197,6 +222,7 @@ class Worker:
             emit=self._emit_and_track,
             abort=self.abort,
             preference=config.preference,
+            reinforce=reinforce,
             ranks=self.ranks,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")

@@ -72,6 +72,12 @@ class Workspace:
             self.path(config.training.resume_from_checkpoint, "training.resume_from_checkpoint")
         if config.lora.init_adapter:
             self.path(config.lora.init_adapter, "lora.init_adapter")
+        if config.rewards.file:
+            if not self.allow_remote_code:
+                raise PathNotAllowed("workspace.reward_file_not_allowed", file=config.rewards.file)
+            self.path(config.rewards.file, "rewards.file")
+        if config.ppo.reward_model:
+            self._reward_model(config.ppo.reward_model)
         for what, raw in (
             ("training.output_dir", config.training.output_dir),
             ("evaluation.output_dir", config.evaluation.output_dir),
@@ -79,6 +85,13 @@ class Workspace:
         ):
             self.path(raw, what, write=True)
         self.check_dataset_files(config.data.dataset_dir, [*config.data.datasets, *config.evaluation.datasets])
+
+    def _reward_model(self, raw: str) -> None:
+        """A run's name in a runs folder the server writes to, or an adapter folder inside the workspace."""
+        is_name = all(c.isalnum() or c in "._-" for c in raw) and raw not in (".", "..")
+        if is_name and any((runs / raw).is_dir() for runs in self.writable):
+            return
+        self.path(raw, "ppo.reward_model")
 
     def check_model(self, name_or_path: str, trust_remote_code: bool = False) -> None:
         if trust_remote_code and not self.allow_remote_code:

@@ -44,6 +44,7 @@ class ChatEngine:
         self.model_name: str | None = None
         self.plan: ComputePlan | None = None
         self.adapters: dict[str, AdapterInfo] = {}
+        self.heads: dict[str, Any] = {}  # a reward model's value head, by its adapter's name
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
         # one generation or one model change at a time; taken and let go by the same thread within one call,
         # never held across a yield (see stream); reentrant because loading a model unloads the last one
@@ -97,6 +98,7 @@ class ChatEngine:
             before = read_memory()
             self.model = self.tokenizer = self.plan = None
             self.adapters.clear()
+            self.heads.clear()
             release_memory()
             memory = read_memory().minus(before)
             return say("chat.unloaded", name=self.model_name, memory=memory)
@@ -130,13 +132,26 @@ class ChatEngine:
                 self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
             self.model.eval()
             self.adapters[info.name] = info
+            self._load_head(info)
             return info
+
+    def _load_head(self, info: AdapterInfo) -> None:
+        """A reward model's value head, kept beside its adapter (studio.training.value_head)."""
+        from studio.training.value_head import ValueHead, read_head
+
+        weights = read_head(info.path) if info.reward_model else None
+        if weights is None:
+            return
+        head = ValueHead(int(weights["v_head.summary.weight"].shape[1]))
+        head.load_state_dict({key.removeprefix("v_head."): value for key, value in weights.items()})
+        self.heads[info.name] = head.to(self._loaded_plan().device).eval()
 
     def unload_adapter(self, name: str) -> None:
         with self._changing():
             if name not in self.adapters:
                 raise AdapterError("chat.adapter_not_loaded", name=name)
             del self.adapters[name]
+            self.heads.pop(name, None)
             if self.adapters:
                 self.model.set_adapter(next(iter(self.adapters)))
                 self.model.delete_adapter(name)
@@ -256,6 +271,43 @@ class ChatEngine:
                 on_batch(len(batch))
         return results
 
+    def reward_scores(
+        self,
+        documents: list[Encoded],
+        adapter: str,
+        batch_size: int,
+        on_batch: Callable[[int], None] = lambda scored: None,
+    ) -> list[float]:
+        """The reward model `adapter`'s score of each tokenised document (prompt and answer), read at its last
+        token; AdapterError when `adapter` is no reward model."""
+        from studio.training.batches import collate
+
+        self._require_model()
+        head = self.heads.get(adapter)
+        if head is None:
+            raise AdapterError("chat.not_a_reward_model", name=adapter)
+        scores: list[float] = []
+        with self._lock, self._adapter(adapter), torch.inference_mode():
+            device = self._loaded_plan().device
+            for start in range(0, len(documents), batch_size):
+                tensors = collate(documents[start : start + batch_size], self.tokenizer.pad_token_id)
+                mask = tensors["attention_mask"].to(device)
+                hidden = self._base().get_decoder()(input_ids=tensors["input_ids"].to(device), attention_mask=mask)
+                last = mask.sum(1) - 1  # collate pads on the right
+                rows = hidden.last_hidden_state[torch.arange(len(last), device=device), last]
+                scores += head(rows).float().tolist()
+                on_batch(len(last))
+        return scores
+
+    def score_text(self, messages: list[Message], answer: str, adapter: str) -> float:
+        """The reward model's score of `answer` to the conversation `messages`."""
+        from studio.data.tokenize import IGNORE_INDEX, Encoded
+        from studio.data.tokenize_kinds import encode_one_turn
+
+        prompt, answer_ids = encode_one_turn(self.tokenizer, messages, {"role": "assistant", "content": answer})
+        ids = prompt + answer_ids
+        return self.reward_scores([Encoded(ids, [IGNORE_INDEX] * len(ids), False)], adapter, 1)[0]
+
     def _adapter(self, name: str | None):
         if not self.adapters:
             if name is not None:
@@ -274,8 +326,8 @@ class ChatEngine:
         on_done: Callable[[int, str], None] = lambda row, text: None,
     ) -> list[str]:
         """Every conversation answered by its adapter (None: the base) in one batch whose finished rows leave it
-        (studio.chat.decode): for evaluation, where nothing streams. `on_done(row, text)` as each row finishes."""
-        from studio.chat.decode import decode
+        (studio.modeling.decode): for evaluation, where nothing streams. `on_done(row, text)` as each row finishes."""
+        from studio.modeling.decode import decode
 
         self._require_model()
         self._check_adapters(adapters)

@@ -10,6 +10,7 @@ from studio.config.lora import LoraConfig
 from studio.config.model import EMBEDDED_MODEL, MODEL_PRESETS, ModelConfig
 from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
+from studio.config.reinforcement import GrpoConfig, PpoConfig, RewardsConfig
 from studio.config.run import RunConfig
 from studio.config.training import TrainingConfig
 
@@ -22,10 +23,13 @@ __all__ = [
     "MODEL_PRESETS",
     "ExportConfig",
     "GenerationConfig",
+    "GrpoConfig",
     "LoraConfig",
     "ModelConfig",
+    "PpoConfig",
     "PreferenceConfig",
     "QuantizationConfig",
+    "RewardsConfig",
     "RunConfig",
     "TrainingConfig",
 ]

@@ -3,10 +3,11 @@
 The recipes are the example configs themselves (examples/*.yaml), so what the page fills in, what
 the README runs and what the tests train are one file each:
 
-    embedded default          -> examples/demo.yaml, dpo-demo.yaml, kto-demo.yaml, pt-demo.yaml
-                                 (minutes on a CPU; the demo persona)
+    embedded default          -> examples/demo.yaml, {dpo,kto,pt,rm,ppo,grpo}-demo.yaml
+                                 (minutes on a CPU; the demo persona, arithmetic for grpo)
     Qwen1.5 / Qwen2.5 presets -> examples/qwen1.5-1.8b-chat-qlora.yaml (the tutorial's recipe) and
-                                 qwen1.5-1.8b-chat-{dpo,kto,pt}.yaml (LLaMA-Factory's example values)
+                                 qwen1.5-1.8b-chat-{dpo,kto,pt,rm,ppo,grpo}.yaml (LLaMA-Factory's example
+                                 values; TRL's GRPO defaults)
 
 Only the training-side sections are taken from a recipe; the model, its template and the run's
 name stay the user's.
@@ -23,7 +24,7 @@ from studio.locales import Message, say
 from studio.paths import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"
-RECIPE_SECTIONS = ("quantization", "lora", "data", "training", "preference")
+RECIPE_SECTIONS = ("quantization", "lora", "data", "training", "preference", "ppo", "grpo", "rewards", "generation")
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,16 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("embedded", "dpo"): Recipe(EXAMPLES / "dpo-demo.yaml", say("config.recipe_embedded_dpo_summary")),
     ("embedded", "kto"): Recipe(EXAMPLES / "kto-demo.yaml", say("config.recipe_embedded_kto_summary")),
     ("embedded", "pt"): Recipe(EXAMPLES / "pt-demo.yaml", say("config.recipe_embedded_pt_summary")),
+    ("embedded", "rm"): Recipe(EXAMPLES / "rm-demo.yaml", say("config.recipe_embedded_rm_summary")),
+    ("embedded", "ppo"): Recipe(EXAMPLES / "ppo-demo.yaml", say("config.recipe_embedded_ppo_summary")),
+    ("embedded", "grpo"): Recipe(EXAMPLES / "grpo-demo.yaml", say("config.recipe_embedded_grpo_summary")),
     ("tutorial", "sft"): TUTORIAL,
     ("tutorial", "dpo"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-dpo.yaml", say("config.recipe_tutorial_dpo_summary")),
     ("tutorial", "kto"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-kto.yaml", say("config.recipe_tutorial_kto_summary")),
     ("tutorial", "pt"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-pt.yaml", say("config.recipe_tutorial_pt_summary")),
+    ("tutorial", "rm"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-rm.yaml", say("config.recipe_tutorial_rm_summary")),
+    ("tutorial", "ppo"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-ppo.yaml", say("config.recipe_tutorial_ppo_summary")),
+    ("tutorial", "grpo"): Recipe(EXAMPLES / "qwen1.5-1.8b-chat-grpo.yaml", say("config.recipe_tutorial_grpo_summary")),
 }
 
 

@@ -21,6 +21,7 @@ from studio.config.lora import LoraConfig
 from studio.config.model import ModelConfig
 from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
+from studio.config.reinforcement import GrpoConfig, PpoConfig, RewardsConfig
 from studio.config.training import TrainingConfig
 from studio.locales import say
 
@@ -43,6 +44,9 @@ class RunConfig(Section):
     training: TrainingConfig = TrainingConfig()
     distributed: DistributedConfig = DistributedConfig()
     preference: PreferenceConfig = PreferenceConfig()
+    ppo: PpoConfig = PpoConfig()
+    grpo: GrpoConfig = GrpoConfig()
+    rewards: RewardsConfig = RewardsConfig()
     generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     export: ExportConfig = ExportConfig()

@@ -14,22 +14,23 @@ from studio.config.base import AutoOnOff, FieldProblem, Section, field
 COMPILE_MIN_TOKENS = 1_000_000
 
 
-# What each stage trains on; reward modelling and PPO are not offered (DPO reaches the same goal with one model).
-STAGES = ("sft", "dpo", "kto", "pt")
-PREFERENCE_STAGES = ("dpo", "kto")
+STAGES = ("sft", "dpo", "kto", "pt", "rm", "ppo", "grpo")
+# stages whose validation split gives reward accuracy and margin (best_metric may go by them)
+PREFERENCE_STAGES = ("dpo", "kto", "rm")
+# stages that learn from answers the model samples: evaluated by the reward of its answers to the validation prompts
+RL_STAGES = ("ppo", "grpo")
 # auto | cpu | cuda | cuda:0,1 | N (processes: GPUs on a GPU machine, CPU processes on a CPU-only one)
 DEVICES = re.compile(r"^(auto|cpu|cuda|cuda:\d+(,\d+)*|[1-9]\d*)$")
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 
 
 class TrainingConfig(Section):
-    stage: Literal["sft", "dpo", "kto", "pt"] = field(
+    stage: Literal["sft", "dpo", "kto", "pt", "rm", "ppo", "grpo"] = field(
         "sft",
         "What to train: sft (supervised fine-tuning on conversations), dpo (preference pairs: chosen/rejected "
-        "answers), "
-        "kto (answers marked desirable or not) or pt (continued pretraining on plain text). Reward modelling and PPO "
-        "are "
-        "not offered: DPO reaches the same goal with one model and no reward model.",
+        "answers), kto (answers marked desirable or not), pt (continued pretraining on plain text), rm (a reward "
+        "model on preference pairs), ppo (RLHF: answers sampled and scored by a finished rm run) or grpo "
+        "(answers sampled in groups and scored by rules, e.g. a correct final number).",
     )
     devices: str = field(
         "auto",
@@ -102,8 +103,9 @@ class TrainingConfig(Section):
     )
     best_metric: Literal["eval_loss", "reward_accuracy", "reward_margin"] = field(
         "eval_loss",
-        "What early stopping and the best checkpoint go by: eval_loss (lower is better; every stage), or for dpo/kto "
-        "reward_accuracy or reward_margin on the validation split (higher is better).",
+        "What early stopping and the best checkpoint go by: eval_loss (lower is better), or for dpo/kto/rm "
+        "reward_accuracy or reward_margin on the validation split (higher is better). ppo and grpo always go by the "
+        "mean reward of the model's answers to the validation prompts.",
         advanced=True,
     )
     gradient_checkpointing: AutoOnOff = field(
@@ -181,6 +183,11 @@ class TrainingConfig(Section):
     @property
     def is_preference(self) -> bool:
         return self.stage in PREFERENCE_STAGES
+
+    @property
+    def tracked_metric(self) -> str:
+        """What early stopping and the best weights go by (best_metric, or for ppo and grpo the mean reward)."""
+        return "reward_mean" if self.stage in RL_STAGES else self.best_metric
 
     def tokens_per_forward(self, device: str) -> int:
         return self.micro_batch_tokens or (4096 if device == "cuda" else 512)

@@ -69,6 +69,8 @@ def plan_devices(config: RunConfig, gpu_count: int | None = None) -> DevicePlan:
     plan = _plan(spec, nnodes, count)
     if plan.distributed and config.distributed.strategy == "fsdp" and _quantizes(config, plan.kind):
         raise DeviceChoiceError("control.fsdp_cannot_shard_4bit")
+    if plan.distributed and config.distributed.strategy == "fsdp" and config.training.stage in ("ppo", "grpo"):
+        raise DeviceChoiceError("control.fsdp_cannot_sample", stage=config.training.stage)
     return plan
 
 

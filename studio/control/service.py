@@ -98,7 +98,7 @@ class TrainingService(RunReader):
         busy = self._busy(devices)
         if busy and not queue:
             raise DeviceBusy(*busy)
-        validate_run(config)
+        validate_run(config, self.runs_dir)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         folder = RunFolder(self._new_run_path(config.run_name))
         folder.path.mkdir()

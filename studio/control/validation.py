@@ -9,19 +9,35 @@ from studio.config import ModelConfig, RunConfig
 from studio.config.names import model_source
 from studio.data.prepare import check_tool_template, load_stage_examples, split_conversations
 from studio.data.registry import DataError
-from studio.errors import CheckpointError
+from studio.errors import CheckpointError, StudioError
 from studio.modeling.embedded import converted_model_dir, gguf_file
 from studio.modeling.sources import ModelLoadError, resolve_model_path
 
 HUB_TIMEOUT_S = 10.0
 
 
-def validate_run(config: RunConfig) -> None:
+def validate_run(config: RunConfig, runs_dir: str | Path = "runs") -> None:
     """Raise a StudioError (ModelLoadError, CheckpointError, DataError) that says what to fix."""
     check_model(config.model)
     check_resume(config)
     check_init_adapter(config)
+    check_rewards(config, runs_dir)
     check_data(config)
+
+
+def check_rewards(config: RunConfig, runs_dir: str | Path) -> None:
+    """ppo: a reward model that exists and shares the base; grpo: at least one reward function, its file found.
+    The reward file is not run here: its code runs in the worker only."""
+    from studio.runs.reward_models import check_same_base, reward_model_folder
+
+    if config.training.stage == "ppo":
+        check_same_base(reward_model_folder(config.ppo.reward_model or "", runs_dir), config.model)
+    if config.training.stage == "grpo":
+        rewards = config.rewards
+        if not rewards.weights():
+            raise StudioError("training.no_reward_function")
+        if rewards.file and not Path(rewards.file).is_file():
+            raise StudioError("training.reward_file_missing", path=rewards.file)
 
 
 def check_data(config: RunConfig) -> None:

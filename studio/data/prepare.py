@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from transformers import PreTrainedTokenizerBase
 
-    from studio.data.tokenize_kinds import EncodedFeedback, EncodedPair, TextRow
+    from studio.data.tokenize_kinds import EncodedFeedback, EncodedPair, EncodedPrompt, TextRow
 
 
 @dataclass
@@ -35,27 +35,33 @@ class Split:
 
 @dataclass
 class Tokenized:
-    examples: Sequence[Encoded | EncodedPair | EncodedFeedback | TextRow]  # one kind per stage
+    examples: Sequence[Encoded | EncodedPair | EncodedFeedback | TextRow | EncodedPrompt]  # one kind per stage
     truncated: int = 0
     dropped: int = 0  # nothing left to learn after truncation
 
 
 # The data kind each training stage learns from, and the keys naming stages and kinds in messages (a kind in full,
 # and its short name).
-STAGE_KINDS: dict[str, DataKind] = {"sft": "sft", "dpo": "pairwise", "kto": "kto", "pt": "text"}
-STAGE_NAMES = {
-    "sft": "data.stage_name_sft",
-    "dpo": "data.stage_name_dpo",
-    "kto": "data.stage_name_kto",
-    "pt": "data.stage_name_pt",
+# ppo and grpo answer the prompts of conversations (grpo checks its answers against the conversation's own).
+STAGE_KINDS: dict[str, DataKind] = {
+    "sft": "sft",
+    "dpo": "pairwise",
+    "kto": "kto",
+    "pt": "text",
+    "rm": "pairwise",
+    "ppo": "sft",
+    "grpo": "sft",
 }
+STAGE_NAMES = {stage: f"data.stage_name_{stage}" for stage in STAGE_KINDS}
 KIND_NAMES = {
     "sft": ("data.kind_sft", "data.kind_sft_short"),
     "pairwise": ("data.kind_pairwise", "data.kind_pairwise_short"),
     "kto": ("data.kind_kto", "data.kind_kto_short"),
     "text": ("data.kind_text", "data.kind_text_short"),
 }
-_STAGE_FOR_KIND = {kind: stage for stage, kind in STAGE_KINDS.items()}
+_STAGE_FOR_KIND: dict[str, str] = {}  # a kind's first stage: the one a mismatch message suggests
+for _stage, _kind in STAGE_KINDS.items():
+    _STAGE_FOR_KIND.setdefault(_kind, _stage)
 
 
 def load_conversations(config: DataConfig) -> list[DatasetExamples]:
@@ -156,10 +162,17 @@ def tokenize_for_stage(tokenizer: PreTrainedTokenizerBase, examples: list, confi
 
     if stage == "sft":
         return tokenize_conversations(tokenizer, examples, config)
+    if stage in ("ppo", "grpo"):
+        from studio.data.tokenize_kinds import encode_prompt
+
+        prompts = [encode_prompt(tokenizer, example, config.cutoff_len) for example in examples]
+        kept_prompts = [p for p in prompts if p is not None]
+        truncated = sum(1 for p in kept_prompts if p.truncated)
+        return Tokenized(examples=kept_prompts, truncated=truncated, dropped=len(prompts) - len(kept_prompts))
     if stage == "pt":
         return Tokenized(examples=encode_text_rows(tokenizer, examples, config.cutoff_len))
     encoded: list[EncodedPair | None] | list[EncodedFeedback | None]
-    if stage == "dpo":
+    if stage in ("dpo", "rm"):
         encoded = [encode_pair(tokenizer, example, config.cutoff_len) for example in examples]
     else:
         encoded = encode_feedback(tokenizer, examples, config.cutoff_len)

@@ -10,7 +10,7 @@ template the rendered text is cut into prompt and answer spans, each encoded on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from studio.data.formats import Message
 from studio.data.registry import DataError
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 _TOOL_ROLES = ("function_call", "observation")
+
+
+class Labelled(Protocol):
+    """What the trainer's forward pass reads of an example: its ids and labels (Encoded, a sampled answer)."""
+
+    @property
+    def input_ids(self) -> list[int]: ...
+
+    @property
+    def labels(self) -> list[int]: ...
 
 
 @dataclass

@@ -68,6 +68,33 @@ class TextRow:
         return [token for piece in self.pieces for token in piece.input_ids]
 
 
+@dataclass
+class EncodedPrompt:
+    """A prompt for ppo and grpo: its ids up to where the answer starts, and the conversation's own answer (grpo's
+    reference). `rollouts` holds the answers sampled for it in the current step."""
+
+    prompt: list[int]
+    reference: str
+    question: str = ""  # the last user message, as answers tables show it
+    truncated: bool = False
+    rollouts: list = field(default_factory=list)
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.prompt
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, example: list[Message], cutoff_len: int) -> EncodedPrompt | None:
+    """A conversation's last answer becomes the reference; the prompt keeps its last cutoff_len tokens (its end,
+    where the question is). None for a conversation without an answer."""
+    if not example or example[-1]["role"] != "assistant":
+        return None
+    prompt, _ = encode_one_turn(tokenizer, example[:-1], example[-1])
+    truncated = len(prompt) > cutoff_len
+    question = next((str(m["content"]) for m in reversed(example) if m["role"] == "user"), "")
+    return EncodedPrompt(prompt[-cutoff_len:], str(example[-1]["content"]), question, truncated)
+
+
 def encode_one_turn(
     tokenizer: PreTrainedTokenizerBase, prompt: list[Message], answer: Message
 ) -> tuple[list[int], list[int]]:

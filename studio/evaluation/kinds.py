@@ -2,7 +2,8 @@
 
     conversations (sft)   eval loss and perplexity of the answers, BLEU/ROUGE of predictions (runner.py)
     preference pairs      preference accuracy and mean reward margin, rewards of chosen and rejected, against
-                          the base model as reference; loss, perplexity and BLEU/ROUGE on the chosen answers
+                          the base model as reference (a reward model's own scores for an rm adapter); loss,
+                          perplexity and BLEU/ROUGE on the chosen answers
     KTO feedback          the same rewards: accuracy is the share of answers whose reward has the right sign
     plain text (pt)       perplexity of the held-out text
 
@@ -116,6 +117,9 @@ def score(
         values = logps[column]
         if kind == "text":
             metrics[column or "base"] = _perplexity(values)
+        elif kind == "pairwise" and column is not None and column in engine.heads:  # a reward model: its scores
+            scores = engine.reward_scores(documents, column, config.evaluation.batch_size)
+            metrics[column] = {**_scored_pairs(scores), **_perplexity([values[i] for i in answers])}
         else:
             metrics[column or "base"] = {
                 **_rewards(values, logps[None], examples, kind, config.preference.beta),
@@ -169,6 +173,15 @@ def _rewards(
         desirable = torch.tensor([example.desirable for example in examples])
         tally = kto_tally(torch.zeros(len(gained)), gained, desirable, torch.zeros(()))
     metrics = tally_metrics(tally)
+    return {name: round(metrics[name], 4) for name in PREFERENCE_METRICS}
+
+
+def _scored_pairs(scores: list[float]) -> dict[str, float]:
+    """A reward model on held-out pairs: its mean scores, and how often and by how much chosen beats rejected."""
+    from studio.training.preference import dpo_tally, tally_metrics
+
+    values = torch.tensor(scores, dtype=torch.float64)
+    metrics = tally_metrics(dpo_tally(torch.zeros(len(values) // 2), values[0::2], values[1::2]))
     return {name: round(metrics[name], 4) for name in PREFERENCE_METRICS}
 
 

@@ -5,7 +5,7 @@
   weights once for both;
 - a batch holds as many samples as `evaluation.batch_size` allows and the KV-cache budget holds
   (a decode step reads the weights once whatever the number of rows: wide batches are nearly free);
-- a row that has answered leaves its batch (studio.chat.decode).
+- a row that has answered leaves its batch (studio.modeling.decode).
 """
 
 from __future__ import annotations

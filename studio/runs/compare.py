@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.errors import StudioError
-from studio.runs.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Step
+from studio.runs.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Rewards, Step
 from studio.runs.folder import RUN_ID, RunFolder, RunStatus
 from studio.runs.history import Series
 
 # The sections that shape training; evaluation, generation and export settings do not tell runs apart.
-COMPARED_SECTIONS = ("model", "quantization", "lora", "data", "training", "preference")
+COMPARED_SECTIONS = ("model", "quantization", "lora", "data", "training", "preference", "ppo", "grpo", "rewards")
 _OWN_COLUMNS = {"model.name_or_path", "data.datasets"}  # shown as the model and datasets columns already
-# A preference stage's numbers (Preference events), as curves and as the table's last-known values.
+# A preference stage's numbers (Preference events) and the reward of a ppo/grpo run's answers (Rewards events), as
+# curves and as the table's last-known values.
 PREFERENCE_METRICS = ("reward_accuracy", "reward_margin")
+REWARD_METRICS = ("reward_mean", "kl")
 _STEP_BOOKKEEPING = {
     "type",
     "time",
@@ -83,7 +85,7 @@ class CompareRow:
     tokens_per_second: float | None = None
     peak_memory_mib: float | None = None
     memory_kind: str = ""  # "GPU" (nvidia-smi) or "RSS" (the worker process)
-    preference: dict[str, float] = field(default_factory=dict)  # the latest reward accuracy/margin, eval_ or train
+    preference: dict[str, float] = field(default_factory=dict)  # the latest reward accuracy/margin/mean, eval_ or train
     adapter: str | None = None  # the adapter folder, for Chat and Evaluate
     problem: str = ""  # why the run failed, or why its folder could not be read
 
@@ -116,11 +118,17 @@ class Comparison:
                 [f"{r.best_eval_loss:.4f} @ {r.best_eval_step}" if r.best_eval_loss is not None else "–" for r in rows],
             )
         )
-        if any(r.preference for r in rows):
+        if any(
+            name in r.preference
+            for r in rows
+            for name in (*PREFERENCE_METRICS, *(f"eval_{n}" for n in PREFERENCE_METRICS))
+        ):
             columns += [
                 (f"training_{name}", [_preference_cell(r.preference, name) for r in rows])
                 for name in PREFERENCE_METRICS
             ]
+        if any("reward_mean" in r.preference or "eval_reward_mean" in r.preference for r in rows):
+            columns.append(("training_reward_mean", [_preference_cell(r.preference, "reward_mean") for r in rows]))
         metric_names = list(dict.fromkeys(n for r in rows for n in r.metrics if n not in ("eval_loss", "perplexity")))
         columns += [
             (name, [f"{r.metrics[name]:.2f}" if name in r.metrics else "–" for r in rows]) for name in metric_names
@@ -171,7 +179,7 @@ def _preference_cell(values: dict[str, float], name: str) -> str:
     split, value = ("eval", values.get(f"eval_{name}")) if f"eval_{name}" in values else ("train", values.get(name))
     if value is None:
         return "–"
-    shown = f"{value:.0%}" if name == "reward_accuracy" else f"{value:+.3f}"
+    shown = f"{value:.0%}" if name == "reward_accuracy" else f"{value:+.3f}"  # a margin or a mean reward
     return f"{shown} ({split})"
 
 
@@ -250,6 +258,11 @@ def _fold_events(events: list[Event], row: CompareRow, curves: RunCurves) -> Non
                 prefix = "eval_" if event.split == "eval" else ""
                 for name in PREFERENCE_METRICS:
                     _add(curves, prefix + name, event.step, getattr(event, name))
+            case Rewards():
+                prefix = "eval_" if event.split == "eval" else ""
+                for name in REWARD_METRICS:
+                    if (value := getattr(event, name)) is not None:
+                        _add(curves, prefix + name, event.step, value)
             case Gpu():
                 gpu_peak = max([gpu_peak or 0.0, *(reading.used_mib for reading in event.gpus)])
             case Failed():
@@ -280,7 +293,12 @@ def _summarise(
     for step in sorted(windows):
         total += windows[step]
         curves.tokens_at[step] = round(total)
-    for name in (*PREFERENCE_METRICS, *(f"eval_{name}" for name in PREFERENCE_METRICS)):
+    for name in (
+        *PREFERENCE_METRICS,
+        *(f"eval_{name}" for name in PREFERENCE_METRICS),
+        "reward_mean",
+        "eval_reward_mean",
+    ):
         if (series := curves.series.get(name)) and series.y:  # the latest, after a resume cut the curves
             row.preference[name] = series.y[-1]
     evals = curves.series.get("eval_loss")

@@ -55,7 +55,7 @@ class Started(_Event):
     dropped_examples: int
     total_steps: int
     start_step: int
-    stage: str = "sft"  # training.stage: sft, dpo, kto or pt (events written before stages existed are sft)
+    stage: str = "sft"  # training.stage: sft, dpo, kto, pt, rm, ppo or grpo (events before stages existed are sft)
     processes: int = 1  # training processes in all (torchrun ranks); 1 without data parallelism
 
 
@@ -106,6 +106,44 @@ class Preference(_Event):
     reward_margin: float
     reward_accuracy: float
     kl: float | None = None  # KTO's estimate of how far the adapter has moved from the reference
+
+
+class Rewards(_Event):
+    """PPO/GRPO: the reward of sampled answers beside a logged step (split train: the answers trained on since the
+    last one logged) or an evaluation (split eval: one greedy answer per validation prompt). `functions`: GRPO's
+    reward functions, each function's mean (unweighted) and `function_std` its spread; kl: per token, to the
+    reference; flat_groups: the share of answers in groups whose rewards were all equal (no learning signal);
+    ended: the share of answers that ended by themselves rather than at max_new_tokens."""
+
+    type: Literal["rewards"] = "rewards"
+    step: int
+    split: Literal["train", "eval"]
+    reward_mean: float
+    reward_std: float
+    functions: dict[str, float] = {}
+    function_std: dict[str, float] = {}
+    kl: float | None = None
+    completion_length: float
+    ended: float
+    flat_groups: float | None = None
+    clip_fraction: float | None = None
+    value_loss: float | None = None
+
+
+class AnswerRow(BaseModel):
+    prompt: str
+    answer: str
+    reference: str | None = None
+    reward: float
+    scores: dict[str, float] = {}
+
+
+class Answers(_Event):
+    """PPO/GRPO: a few of the latest sampled answers with their rewards, beside a logged step."""
+
+    type: Literal["answers"] = "answers"
+    step: int
+    rows: list[AnswerRow]
 
 
 class GpuReading(BaseModel):
@@ -179,6 +217,8 @@ Event = Annotated[
     | Heartbeat
     | Eval
     | Preference
+    | Rewards
+    | Answers
     | Gpu
     | Checkpoint
     | Log

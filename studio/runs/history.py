@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from studio.locales import has, say
 from studio.runs.events import (
     Aborted,
+    AnswerRow,
+    Answers,
     AttemptStarted,
     Eval,
     Event,
@@ -23,6 +25,7 @@ from studio.runs.events import (
     Heartbeat,
     Phase,
     Preference,
+    Rewards,
     Started,
     Step,
 )
@@ -30,6 +33,8 @@ from studio.runs.text import describe
 
 MAX_LOG_LINES = 200
 PREFERENCE_METRICS = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "kl")
+REWARD_METRICS = ("reward_mean", "reward_std", "kl", "completion_length", "flat_groups", "clip_fraction", "value_loss")
+FUNCTION = "function:"  # a reward function's series in `rewards`: function:NAME
 
 
 @dataclass
@@ -60,6 +65,10 @@ class RunHistory:
     gpu_names: dict[int, str] = field(default_factory=dict)
     # DPO/KTO: split ("train", "eval") -> metric (PREFERENCE_METRICS) -> its series over steps
     preference: dict[str, dict[str, Series]] = field(default_factory=dict)
+    # PPO/GRPO: split -> metric (REWARD_METRICS, and FUNCTION + each reward function's name) -> its series
+    rewards: dict[str, dict[str, Series]] = field(default_factory=dict)
+    answers: list[AnswerRow] = field(default_factory=list)  # the latest answers sampled, with their rewards
+    answers_step: int | None = None
     stage: str = "sft"
     step: int = 0
     total_steps: int | None = None
@@ -86,7 +95,11 @@ class RunHistory:
 
     @property
     def has_preference(self) -> bool:
-        return bool(self.preference) or self.stage in ("dpo", "kto")
+        return bool(self.preference) or self.stage in ("dpo", "kto", "rm")
+
+    @property
+    def has_rewards(self) -> bool:
+        return bool(self.rewards) or self.stage in ("ppo", "grpo")
 
     @property
     def fraction_done(self) -> float:
@@ -127,6 +140,10 @@ class RunHistory:
                 self.eval_loss.add(event.step, event.eval_loss)
             case Preference():
                 self._on_preference(event)
+            case Rewards():
+                self._on_rewards(event)
+            case Answers():
+                self.answers, self.answers_step = event.rows, event.step
             case Gpu():
                 self._on_gpu(event)
             case Finished():
@@ -145,6 +162,7 @@ class RunHistory:
         if event.attempt > 1:  # the resumed attempt replays the steps after its checkpoint
             kept = [self.loss, self.eval_loss, self.learning_rate]
             kept += [series for split in self.preference.values() for series in split.values()]
+            kept += [series for split in self.rewards.values() for series in split.values()]
             for series in kept:
                 series.keep_until(event.start_step)
             self.resumed_at.append(event.start_step)
@@ -172,6 +190,15 @@ class RunHistory:
             value = getattr(event, name)
             if value is not None:
                 split.setdefault(name, Series()).add(event.step, value)
+
+    def _on_rewards(self, event: Rewards) -> None:
+        split = self.rewards.setdefault(event.split, {})
+        for name in REWARD_METRICS:
+            value = getattr(event, name)
+            if value is not None:
+                split.setdefault(name, Series()).add(event.step, value)
+        for name, value in event.functions.items():
+            split.setdefault(FUNCTION + name, Series()).add(event.step, value)
 
     def _on_gpu(self, event: Gpu) -> None:
         for reading in event.gpus:

@@ -13,6 +13,7 @@ from studio.runs.events import (
     Log,
     Phase,
     Preference,
+    Rewards,
     Started,
     Step,
 )
@@ -55,6 +56,8 @@ def describe(event: Event) -> str | None:
                 f"{event.rewards_rejected:+.4f}  margin {event.reward_margin:+.4f}  accuracy "
                 f"{event.reward_accuracy:.0%}{kl}"
             )
+        case Rewards():
+            return _rewards_line(event)
         case Checkpoint():
             return f"[checkpoint] step {event.step} -> {event.path}"
         case Log():
@@ -66,3 +69,16 @@ def describe(event: Event) -> str | None:
         case Aborted():
             return f"[aborted] at step {event.step}; checkpoint: {event.checkpoint or 'none'}"
     return None
+
+
+def _rewards_line(event: Rewards) -> str:
+    parts = [f"{event.split:5} step {event.step}  reward {event.reward_mean:+.4f} ± {event.reward_std:.4f}"]
+    parts += [f"{name} {value:.3f}" for name, value in event.functions.items()]
+    if event.kl is not None:
+        parts.append(f"kl {event.kl:.4f}")
+    parts.append(f"length {event.completion_length:.1f}")
+    if event.flat_groups is not None:
+        parts.append(f"flat groups {event.flat_groups:.0%}")
+    if event.clip_fraction is not None and event.value_loss is not None:
+        parts.append(f"clipped {event.clip_fraction:.1%}  value loss {event.value_loss:.4f}")
+    return "  ".join(parts)

@@ -46,8 +46,11 @@ def trainable_state(model: torch.nn.Module, whole: dict[str, torch.Tensor] | Non
     """The adapter's weights as peft saves them; `whole`: a sharded model's weights gathered (sharding.py)."""
     from peft import get_peft_model_state_dict
 
+    from studio.training.value_head import head_state
+
     saved = get_peft_model_state_dict(model, state_dict=whole)
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in saved.items()}
+    adapter = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in saved.items()}
+    return adapter | head_state(model)  # a value head is whole on every rank
 
 
 # -- saving -----------------------------------------------------------------------------
@@ -90,7 +93,10 @@ def save_checkpoint(
 
 def save_adapter(model: PeftModel, folder: Path, whole: dict[str, torch.Tensor] | None = None) -> None:
     """peft's adapter files; `whole`: a sharded model's trainable weights, gathered (sharding.whole_trainable)."""
+    from studio.training.value_head import save_head
+
     model.save_pretrained(str(folder), state_dict=whole or None)  # peft reads a None state_dict as none given
+    save_head(model, folder)
 
 
 def _save_optimizer(saved: dict, staging: Path) -> None:
@@ -163,8 +169,10 @@ def _restore(
     from safetensors.torch import load_file
 
     from studio.training import sharding
+    from studio.training.value_head import load_head_state, read_head
 
     adapter = load_file(path / "adapter" / "adapter_model.safetensors")
+    load_head_state(model, read_head(path / "adapter") or {})
     if sharded:
         sharding.load_trainable(model, adapter)
     else:

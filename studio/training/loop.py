@@ -20,19 +20,21 @@ import torch
 
 from studio.config import LoraConfig, PreferenceConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan
-from studio.runs.events import Eval, Event, Heartbeat, Log, Phase, Preference, Step
+from studio.runs.events import Eval, Event, Heartbeat, Log, Phase, Step
 from studio.training.batches import StepSchedule
 from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
 from studio.training.distributed import Ranks
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.objectives import build_objective
-from studio.training.preference import tally_metrics
+from studio.training.ppo import PpoObjective
 from studio.training.strategies import add_tally, choose_strategy, lane_count
 from studio.training.token_losses import TokenLosses
 
 if TYPE_CHECKING:
     from peft import PeftModel
     from torch.optim.lr_scheduler import LRScheduler
+
+    from studio.training.reinforce import Reinforcement
 
 HEARTBEAT_S = 1.0  # at most one heartbeat event a second, however fast the steps
 
@@ -61,10 +63,12 @@ class Trainer:
         abort: threading.Event,
         levers: Levers = DEFAULT_LEVERS,
         preference: PreferenceConfig | None = None,
+        reinforce: Reinforcement | None = None,
         ranks: Ranks = Ranks(),
     ):
         """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
-        EncodedFeedback (kto) or TextRow (pt); `preference` configures the dpo and kto losses. How each step's
+        EncodedFeedback (kto), TextRow (pt), EncodedPair (rm) or EncodedPrompt (ppo, grpo); `preference` configures
+        the dpo and kto losses, `reinforce` what ppo and grpo sample and how they score it. How each step's
         gradients are produced and combined (one process, CPU lanes, several ranks, FSDP) is the strategy's,
         chosen here once (strategies.py)."""
         self.model, self.train, self.val = model, train, val
@@ -80,9 +84,11 @@ class Trainer:
             lanes=lanes,
             levers=levers,
         )
-        self.objective = build_objective(config.stage, self.token_losses, preference)
+        self.objective = build_objective(config.stage, self.token_losses, preference, model, reinforce)
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
-        self.schedule = StepSchedule.of(len(train), config)
+        self.schedule = StepSchedule.of(len(train), config, *_repeats(self.objective))
+        if isinstance(self.objective, PpoObjective):
+            self.objective.bind(train, self.schedule)
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
         self.scaler = (
             torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
@@ -175,8 +181,9 @@ class Trainer:
     def _optimizer_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor | None] | None:
         """The step's examples, their gradients (produced and combined by the strategy), clipping, the update."""
         examples = [self.train[i] for indices in self.schedule.micro_batches(step) for i in indices]
-        weight = self.objective.step_weight(examples)  # what the step's summed losses are divided by
-        self.objective.prepare_step(examples, self.strategy.no_grad_map)
+        # ppo and grpo sample answers here, each process to its share of the prompts
+        self.objective.prepare_step(examples, self.strategy.no_grad_map, step, self.strategy.share)
+        weight = self.strategy.step_weight(examples)  # what the step's summed losses are divided by
         produced = self.strategy.gradients(examples, lambda group: self.objective.loss(group, weight))
         if produced is None:  # abort requested mid-step: the partial step is discarded
             self.optimizer.zero_grad(set_to_none=True)
@@ -192,7 +199,7 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum, grad_norm, self.objective.tokens(examples), tally
+        return loss_sum, grad_norm, self.strategy.tokens(examples), tally
 
     # -- logging, evaluation, checkpoints ------------------------------------------------
 
@@ -233,45 +240,44 @@ class Trainer:
             )
         )
         if tally is not None:
-            self._emit_preference("train", tally_metrics(tally, with_kl=self.config.stage == "kto"))
-
-    def _emit_preference(self, split: Literal["train", "eval"], metrics: dict) -> None:
-        names = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy", "kl")
-        self.emit(Preference(step=self.state.step, split=split, **{n: metrics[n] for n in names if n in metrics}))
+            for event in self.objective.report(self.state.step, "train", tally):
+                self.emit(event)
 
     def _evaluate(self) -> bool:
         """Evaluate on the validation split; True when early stopping says stop."""
         self.model.eval()
-        self.objective.prepare_step(self.val, self.strategy.no_grad_map)
+        self.objective.prepare_eval(self.val, self.strategy.no_grad_map, self.strategy.share)
         total = self.strategy.evaluate(self.val)
         self.model.train()
         metrics = self.objective.eval_metrics(total, self.val)
         stop = self._track_best(metrics)
         patience = self.config.early_stopping_patience
-        assert self.state.best_eval_loss is not None  # set by this evaluation, if not by a better one before
-        self.emit(
-            Eval(
-                step=self.state.step,
-                epoch=round(self.schedule.epoch_at(self.state.step), 4),
-                eval_loss=metrics["eval_loss"],
-                best_eval_loss=self.state.best_eval_loss,
-                patience_left=None if patience is None else patience - self.state.evals_without_improvement,
+        if "eval_loss" in metrics:  # ppo and grpo have no loss to evaluate: their answers' reward instead
+            assert self.state.best_eval_loss is not None  # set by this evaluation, if not by a better one before
+            self.emit(
+                Eval(
+                    step=self.state.step,
+                    epoch=round(self.schedule.epoch_at(self.state.step), 4),
+                    eval_loss=metrics["eval_loss"],
+                    best_eval_loss=self.state.best_eval_loss,
+                    patience_left=None if patience is None else patience - self.state.evals_without_improvement,
+                )
             )
-        )
-        if self.objective.preference:
-            self._emit_preference("eval", metrics)
+        if self.objective.tallies:
+            for event in self.objective.report(self.state.step, "eval", total):
+                self.emit(event)
         return stop
 
     def _track_best(self, metrics: dict[str, float]) -> bool:
         """Whether this evaluation is the best so far by training.best_metric (eval_loss: lower is better;
         reward_accuracy, reward_margin: higher is better); True when early stopping says stop."""
-        state, name = self.state, self.config.best_metric
+        state, name = self.state, self.config.tracked_metric
         state.last_eval_step = state.step
         score, lower_is_better = metrics[name], name == "eval_loss"
         best = state.best_score if state.best_score is not None else (state.best_eval_loss if lower_is_better else None)
         better = best is None or (score < best - 1e-6 if lower_is_better else score > best + 1e-6)
         if better:
-            state.best_score, state.best_eval_loss, state.best_step = score, metrics["eval_loss"], state.step
+            state.best_score, state.best_eval_loss, state.best_step = score, metrics.get("eval_loss"), state.step
             state.evals_without_improvement = 0
             self.best_weights = self._best_weights() if self.config.load_best_at_end else None
             return False
@@ -325,6 +331,11 @@ class _Window:
         self.losses, self.norms, self.tokens, self.since, self.tally = [], [], 0, time.time(), None
         self.last_loss = loss
         return loss, (None if norm is None or math.isnan(norm) else norm), round(rate, 1), tally
+
+
+def _repeats(objective: object) -> tuple[int, int]:
+    """PPO trains each buffer of answers several times: (repeats, steps per buffer); (1, 1) for other stages."""
+    return (objective.repeat, objective.buffer) if isinstance(objective, PpoObjective) else (1, 1)
 
 
 def _rss_mib() -> float:

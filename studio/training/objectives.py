@@ -5,6 +5,9 @@
     dpo       mean DPO loss over the step's pairs; the prompt runs once for both answers where
               the layout allows it (`TokenLosses.shares_prompts`)
     kto       mean KTO loss over the step's examples, against the step's KL estimate
+    rm        mean pairwise loss of a value head's scores (reward_model.py)
+    grpo      clipped policy loss of sampled answers, advantages normalised per prompt (grpo.py)
+    ppo       clipped policy and value losses against a reward model, KL-penalised (ppo.py)
 
 The trainer sees one interface (`lane_plans`, `step_weight`, `loss`, `eval_tally`, `eval_metrics`,
 and for preference stages `store_reference` / `prepare_step`); `build_objective` is the registry.
@@ -20,8 +23,11 @@ import torch
 
 from studio.config import PreferenceConfig
 from studio.data.tokenize import Encoded
+from studio.runs.events import Event
 from studio.training.batches import predicted_tokens
+from studio.training.grpo import GrpoObjective
 from studio.training.pair_packing import shareable
+from studio.training.ppo import PpoObjective
 from studio.training.preference import (
     TALLY_SIZE,
     dpo_losses,
@@ -29,12 +35,13 @@ from studio.training.preference import (
     kl_estimate,
     kto_losses,
     kto_tally,
+    preference_event,
     tally_metrics,
 )
+from studio.training.reinforce import NoGradMap, Reinforcement, Share, everything
+from studio.training.reward_model import RewardObjective
 from studio.training.token_losses import TokenLosses
-
-# (function of a group, lane plans) -> the function's results, group by group
-NoGradMap = Callable[[Callable[[list], Any], list], list]
+from studio.training.value_head import ValueHead
 
 
 class TokenObjective:
@@ -42,6 +49,8 @@ class TokenObjective:
 
     needs_reference: Literal[False] = False  # Literal: the trainer's check narrows an Objective to a preference one
     preference = False
+    samples = False  # whether the stage samples answers (ppo, grpo): each process then knows only its own
+    tallies = False  # whether losses come with a metric tally (summed over passes and ranks, reported by `report`)
 
     def __init__(self, token_losses: TokenLosses, stage: str = "sft"):
         self.token_losses, self.stage = token_losses, stage
@@ -56,18 +65,28 @@ class TokenObjective:
     def lane_plans(self, items: list) -> list:
         return self.token_losses.lane_plans(self.units(items))
 
-    def step_weight(self, items: list) -> int:
+    def step_weight(self, items: list, floor: int = 1) -> int:
         # every token of the step weighs the same, however the examples are split into forward passes
-        return max(1, predicted_tokens(self.units(items)))
+        return max(floor, predicted_tokens(self.units(items)))
 
     def tokens(self, items: list) -> int:
         return sum(len(item.input_ids) for item in items)
 
-    def prepare_step(self, items: list, no_grad_map: NoGradMap) -> None:
+    def cost(self, item: Any) -> int:
+        """What an example costs to train, for dealing a step's examples to the ranks."""
+        return self.tokens([item])
+
+    def prepare_step(self, items: list, no_grad_map: NoGradMap, step: int = 0, share: Share = everything) -> None:
+        pass
+
+    def prepare_eval(self, items: list, no_grad_map: NoGradMap, share: Share = everything) -> None:
         pass
 
     def loss(self, group: list[Encoded], weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.token_losses(group).sum() / weight, None
+
+    def report(self, step: int, split: Literal["train", "eval"], tally: torch.Tensor) -> list[Event]:
+        return []
 
     def eval_tally(self, group: list[Encoded]) -> torch.Tensor:
         return self.token_losses(group).double().sum()
@@ -83,6 +102,8 @@ class TokenObjective:
 class _PreferenceObjective:
     needs_reference: Literal[True] = True
     preference = True
+    samples = False
+    tallies = True
     stage: str
 
     def __init__(self, token_losses: TokenLosses, config: PreferenceConfig):
@@ -91,14 +112,26 @@ class _PreferenceObjective:
     def lane_plans(self, items: list) -> list:
         return self.token_losses.lane_plans(items)
 
-    def step_weight(self, items: list) -> int:
-        return max(1, len(items))
+    def step_weight(self, items: list, floor: int = 1) -> int:
+        return max(floor, len(items))
 
-    def prepare_step(self, items: list, no_grad_map: NoGradMap) -> None:
+    def cost(self, item: Any) -> int:
+        return self.tokens([item])
+
+    def tokens(self, items: list) -> int:
+        raise NotImplementedError  # each stage's own
+
+    def prepare_step(self, items: list, no_grad_map: NoGradMap, step: int = 0, share: Share = everything) -> None:
         pass
+
+    def prepare_eval(self, items: list, no_grad_map: NoGradMap, share: Share = everything) -> None:
+        self.prepare_step(items, no_grad_map)  # KTO's KL estimate, over the validation split
 
     def loss(self, group: list, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # each stage's own
+
+    def report(self, step: int, split: Literal["train", "eval"], tally: torch.Tensor) -> list[Event]:
+        return [preference_event(step, split, tally_metrics(tally, with_kl=self.stage == "kto"))]
 
     def eval_tally(self, group: list) -> torch.Tensor:
         return self.loss(group, 1.0)[1]
@@ -177,7 +210,7 @@ class KtoObjective(_PreferenceObjective):
         for item, answer, kl in zip(group, logps[: len(group)].tolist(), logps[len(group) :].tolist()):
             item.reference = (answer, kl)
 
-    def prepare_step(self, items: list, no_grad_map: NoGradMap) -> None:
+    def prepare_step(self, items: list, no_grad_map: NoGradMap, step: int = 0, share: Share = everything) -> None:
         """The KL estimate of these items: the adapter's log-probabilities of the mismatched answers against the
         reference's, over the whole step (so it does not depend on how the step is split into forward passes)."""
         documents = [item.kl_document for item in items]
@@ -208,15 +241,35 @@ def _answer_sums(losses: torch.Tensor, counts: list[int]) -> torch.Tensor:
     return -torch.zeros(len(counts), dtype=losses.dtype, device=losses.device).index_add_(0, index, losses)
 
 
-Objective = TokenObjective | DpoObjective | KtoObjective
+Objective = TokenObjective | DpoObjective | KtoObjective | RewardObjective | GrpoObjective | PpoObjective
 
 
-def build_objective(stage: str, token_losses: TokenLosses, preference: PreferenceConfig | None = None) -> Objective:
-    """The objective of a training stage (the stage registry)."""
+def build_objective(
+    stage: str,
+    token_losses: TokenLosses,
+    preference: PreferenceConfig | None = None,
+    model: torch.nn.Module | None = None,
+    reinforce: Reinforcement | None = None,
+) -> Objective:
+    """The objective of a training stage (the stage registry). `model`: the model trained, for stages that add a
+    value head to it (rm, ppo) or generate with it (ppo, grpo); `reinforce`: what ppo and grpo sample and score."""
+    from studio.training.value_head import attach_value_head, head_of
+
+    def head() -> ValueHead:
+        assert model is not None  # the trainer passes its model
+        return head_of(model) or attach_value_head(model)
+
+    def reinforcement() -> Reinforcement:
+        assert reinforce is not None, f"stage {stage} needs its rollout setup"
+        return reinforce
+
     registry: dict[str, Callable[[], Objective]] = {
         "sft": lambda: TokenObjective(token_losses, "sft"),
         "pt": lambda: TokenObjective(token_losses, "pt"),
         "dpo": lambda: DpoObjective(token_losses, preference or PreferenceConfig()),
         "kto": lambda: KtoObjective(token_losses, preference or PreferenceConfig()),
+        "rm": lambda: RewardObjective(token_losses, head()),
+        "grpo": lambda: GrpoObjective(token_losses, reinforcement()),
+        "ppo": lambda: PpoObjective(token_losses, reinforcement(), head()),
     }
     return registry[stage]()

@@ -13,15 +13,16 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 
-from studio.data.tokenize import IGNORE_INDEX, Encoded
+from studio.data.tokenize import IGNORE_INDEX, Labelled
 
 Item = TypeVar("Item")
+Example = TypeVar("Example", bound=Labelled)
 
 
 @dataclass
@@ -39,12 +40,12 @@ class Packed:
         return Packed(**moved, cu_seqlens=self.cu_seqlens.to(device), max_length=self.max_length)
 
 
-def shifted_targets(example: Encoded) -> list[int]:
+def shifted_targets(example: Labelled) -> list[int]:
     """Labels moved one to the left: position t is trained to predict token t + 1."""
     return example.labels[1:] + [IGNORE_INDEX]
 
 
-def pack(examples: list[Encoded]) -> Packed:
+def pack(examples: Sequence[Labelled]) -> Packed:
     lengths = [len(e.input_ids) for e in examples]
     input_ids = [token for e in examples for token in e.input_ids]
     positions = [p for length in lengths for p in range(length)]
@@ -61,7 +62,7 @@ def pack(examples: list[Encoded]) -> Packed:
     )
 
 
-def split_by_tokens(examples: list[Encoded], budget: int, multiple: int = 1) -> list[list[Encoded]]:
+def split_by_tokens(examples: list[Example], budget: int, multiple: int = 1) -> list[list[Example]]:
     """Consecutive groups of about `budget` tokens or fewer and about equal size, their number
     a multiple of `multiple`. A group can run over the budget by part of one example; a long
     example goes alone."""
@@ -70,7 +71,7 @@ def split_by_tokens(examples: list[Encoded], budget: int, multiple: int = 1) -> 
     return split_evenly(examples, count)
 
 
-def split_evenly(examples: list[Encoded], count: int) -> list[list[Encoded]]:
+def split_evenly(examples: list[Example], count: int) -> list[list[Example]]:
     """`count` consecutive groups (fewer if there are fewer examples) of about equal tokens."""
     lengths = [len(example.input_ids) for example in examples]
     total = sum(lengths)
@@ -89,7 +90,7 @@ def split_evenly(examples: list[Encoded], count: int) -> list[list[Encoded]]:
     return [examples[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
-def plan_lanes(examples: list[Encoded], budget: int, lanes: int, balanced: bool = True) -> list[list[list[Encoded]]]:
+def plan_lanes(examples: list[Example], budget: int, lanes: int, balanced: bool = True) -> list[list[list[Example]]]:
     """For each lane, the packed micro-batches it trains one after the other.
 
     The step's examples are first dealt into `lanes` shares of about equal work, then each share
@@ -114,11 +115,11 @@ def plan_lanes(examples: list[Encoded], budget: int, lanes: int, balanced: bool 
     return [plan[::-1] if lane % 2 else plan for lane, plan in enumerate(plans)]
 
 
-def _tokens(group: list[Encoded]) -> int:
+def _tokens(group: list[Example]) -> int:
     return sum(len(example.input_ids) for example in group)
 
 
-def example_work(example: Encoded) -> float:
+def example_work(example: Labelled) -> float:
     """Relative cost of training on one example: linear layers grow with its length, attention
     with its square (about 1/2048 of the linear cost per token of context on a small model)."""
     length = len(example.input_ids)
@@ -137,7 +138,7 @@ def deal(items: list[Item], lanes: int, work: Callable[[Item], float]) -> list[l
     return [[items[i] for i in sorted(share)] for share in shares if share]
 
 
-def padded_groups(examples: list[Encoded], batch_size: int, by_length: bool = True) -> list[list[Encoded]]:
+def padded_groups(examples: list[Example], batch_size: int, by_length: bool = True) -> list[list[Example]]:
     """Padded micro-batches of similar lengths, so little of each is padding; consecutive
     examples in their given order with `by_length=False` (`Levers.length_grouping`)."""
     ordered = sorted(examples, key=lambda e: len(e.input_ids)) if by_length else examples

@@ -11,10 +11,13 @@ windows add them up in any grouping and the means come out the same.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from studio.config import PreferenceConfig
+from studio.runs.events import Preference
 
 # Positions in a Tally: sums over examples (pairs for DPO, examples for KTO).
 LOSS, COUNT, CHOSEN_COUNT, REJECTED_COUNT, CHOSEN_REWARDS, REJECTED_REWARDS, CORRECT, KL = range(8)
@@ -112,3 +115,16 @@ def tally_metrics(tally: torch.Tensor, with_kl: bool = False) -> dict[str, float
     if with_kl:
         metrics["kl"] = values[KL] / count
     return metrics
+
+
+def preference_event(step: int, split: Literal["train", "eval"], metrics: dict[str, float]) -> Preference:
+    """The event of a tally's means (tally_metrics), as the charts read it."""
+    return Preference(
+        step=step,
+        split=split,
+        rewards_chosen=metrics["rewards_chosen"],
+        rewards_rejected=metrics["rewards_rejected"],
+        reward_margin=metrics["reward_margin"],
+        reward_accuracy=metrics["reward_accuracy"],
+        kl=metrics.get("kl"),
+    )

@@ -112,6 +112,18 @@ class OneProcess:
             tally = add_tally(tally, lane_tally)
         return self._combine(loss_sum, tally)
 
+    def share(self, items: list) -> list:
+        """This process's share of `items` (what it trains of a step, answers of a step's prompts)."""
+        return items
+
+    def step_weight(self, examples: list) -> int:
+        """What the step's summed losses are divided by (the objective's; see DataParallel)."""
+        return self.objective.step_weight(examples)
+
+    def tokens(self, examples: list) -> int:
+        """Tokens the step trained on, every process's together."""
+        return self.objective.tokens(examples)
+
     def no_grad_map(self, work: Callable[[list], Any], plans: list) -> list:
         """`work` on every group of the lane plans, without gradients; results group by group, lane by lane."""
 
@@ -143,7 +155,11 @@ class OneProcess:
     def load_weights(self, model: torch.nn.Module, weights: dict[str, Tensor]) -> None:
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, weights)
+        from studio.training.value_head import load_head_state, split_head
+
+        adapter, head = split_head(weights)
+        set_peft_model_state_dict(model, adapter)
+        load_head_state(model, head)
 
     def gathered(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Gathered | None:
         """Sharded weights and optimizer state whole, for a checkpoint (collective); None where nothing is sharded."""
@@ -208,18 +224,30 @@ class DataParallel(OneProcess):
     def any(self, flag: bool) -> bool:
         return self.ranks.any(flag, self.plan.device)
 
-    def _plans(self, items: list) -> list:
-        return self.objective.lane_plans(self.ranks.share(items, self._cost))
+    def share(self, items: list) -> list:
+        return self.ranks.share(items, self.objective.cost)
 
-    def _cost(self, item: Any) -> int:
-        """What an example costs to train, for dealing a step's examples to the ranks."""
-        return self.objective.tokens([item])
+    def step_weight(self, examples: list) -> int:
+        """Stages that sample answers know only their own answers' weight: summed over the processes."""
+        if not self.objective.samples:
+            return self.objective.step_weight(examples)
+        local = torch.tensor(float(self.objective.step_weight(self.share(examples), floor=0)), device=self.plan.device)
+        return max(1, int(self.ranks.sum(local).item()))
+
+    def tokens(self, examples: list) -> int:
+        if not self.objective.samples:
+            return self.objective.tokens(examples)
+        local = torch.tensor(float(self.objective.tokens(self.share(examples))), device=self.plan.device)
+        return int(self.ranks.sum(local).item())
+
+    def _plans(self, items: list) -> list:
+        return self.objective.lane_plans(self.share(items))
 
     def _combine(self, loss: Tensor, tally: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Every rank ends the step with the whole step's gradients, loss and tally."""
         self._sum_gradients()
         loss = self.ranks.sum(loss)
-        if self.objective.preference:  # a rank without a share adds an empty tally
+        if self.objective.tallies:  # a rank without a share adds an empty tally
             tally = self.ranks.sum(tally if tally is not None else self.empty_tally())
         return loss, tally
 
@@ -270,8 +298,11 @@ class FullySharded(DataParallel):
 
     def load_weights(self, model: torch.nn.Module, weights: dict[str, Tensor]) -> None:
         from studio.training.sharding import load_trainable
+        from studio.training.value_head import load_head_state, split_head
 
-        load_trainable(model, weights)
+        adapter, head = split_head(weights)
+        load_trainable(model, adapter)
+        load_head_state(model, head)
 
     def gathered(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Gathered:
         from studio.training.checkpoint import Gathered

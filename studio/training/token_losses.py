@@ -10,17 +10,18 @@ The losses come back in the same order for both layouts: example by example, lef
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from studio.data.tokenize import IGNORE_INDEX, Encoded
+from studio.data.tokenize import IGNORE_INDEX, Labelled
 from studio.data.tokenize_kinds import EncodedPair
 from studio.training import varlen_attention
 from studio.training.label_loss import chunk_elements, fused_head_supported, label_losses
 from studio.training.levers import DEFAULT_LEVERS, Levers
-from studio.training.packing import deal, pack, padded_groups, plan_lanes, shifted_targets
+from studio.training.packing import Example, deal, pack, padded_groups, plan_lanes, shifted_targets
 from studio.training.pair_packing import pack_pairs
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class TokenLosses:
         lanes: int = 1,
         levers: Levers = DEFAULT_LEVERS,
     ):
+        self.model = model
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
@@ -62,14 +64,14 @@ class TokenLosses:
         where = "label positions only" if self.levers.label_rows_only else "every position"
         return f"Batches: {layout}; loss: {head} at {where}."
 
-    def lane_plans(self, examples: list[Encoded]) -> list[list[list[Encoded]]]:
+    def lane_plans(self, examples: list[Example]) -> list[list[list[Example]]]:
         """For each lane, the micro-batches it runs one after the other (one list with one lane)."""
         if self.packing:
             return plan_lanes(examples, self.token_budget, self.lanes, self.levers.balanced_lanes)
         groups = padded_groups(examples, self.batch_size, self.levers.length_grouping)
         return deal(groups, self.lanes, lambda group: len(group) * max(len(e.input_ids) for e in group))
 
-    def __call__(self, examples: list[Encoded]) -> torch.Tensor:
+    def __call__(self, examples: Sequence[Labelled]) -> torch.Tensor:
         hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
         if not self.levers.label_rows_only:
             return self._all_positions(hidden, targets)
@@ -77,6 +79,26 @@ class TokenLosses:
         rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
         labelled = hidden.index_select(0, rows.to(self.device, non_blocking=True))
         return label_losses(labelled, self.head, targets[rows].to(self.device, non_blocking=True), self.chunk)
+
+    def final_hidden(self, examples: Sequence[Labelled]) -> torch.Tensor:
+        """(n, hidden): each example's hidden state at its last token, where a value head reads its score."""
+        if self.packing:
+            batch = pack(examples)
+            hidden = self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length)
+            ends = batch.cu_seqlens[1:].long() - 1
+        else:
+            hidden, _ = self._padded(examples)
+            width = max(len(e.input_ids) for e in examples)
+            ends = torch.tensor([row * width + len(e.input_ids) - 1 for row, e in enumerate(examples)])
+        return hidden.index_select(0, ends.to(self.device, non_blocking=True))
+
+    def token_hidden(self, examples: Sequence[Labelled]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-token losses at label positions, hidden states at the same positions): PPO's policy and value."""
+        hidden, targets = self._packed(examples) if self.packing else self._padded(examples)
+        rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+        labelled = hidden.index_select(0, rows.to(self.device, non_blocking=True))
+        losses = label_losses(labelled, self.head, targets[rows].to(self.device, non_blocking=True), self.chunk)
+        return losses, labelled
 
     def _all_positions(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """`Levers.label_rows_only` off: logits at every position, as a plain causal-LM head makes them."""
@@ -105,7 +127,7 @@ class TokenLosses:
         targets = batch.label_targets.to(self.device, non_blocking=True)
         return label_losses(labelled, self.head, targets, self.chunk), batch.answer_lengths
 
-    def _packed(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _packed(self, examples: Sequence[Labelled]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = pack(examples)
         targets = batch.targets  # stays on the host (see __call__)
         batch = batch.to(self.device)
@@ -132,7 +154,7 @@ class TokenLosses:
         )
         return output.last_hidden_state[0]
 
-    def _padded(self, examples: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _padded(self, examples: Sequence[Labelled]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(e.input_ids) for e in examples)
         input_ids = torch.zeros((len(examples), width), dtype=torch.long)
         mask = torch.zeros((len(examples), width), dtype=torch.long)

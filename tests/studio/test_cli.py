@@ -199,9 +199,9 @@ def pid_then_press(svc):
     press()
 
 if point == "checks":  # while the config, model and data are checked
-    service.validate_run = lambda config, check=service.validate_run: (check(config), press())
+    service.validate_run = lambda *args, check=service.validate_run: (check(*args), press())
 elif point == "checks-swallowed":
-    service.validate_run = lambda config, check=service.validate_run: (check(config), swallowed())
+    service.validate_run = lambda *args, check=service.validate_run: (check(*args), swallowed())
 elif point == "spawned":  # the worker process exists; start() has not returned
     after(service.TrainingService, "_spawn", pid_then_press)
 elif point == "started":  # start() returned; the command has not begun to follow

@@ -66,6 +66,29 @@ def test_fsdp_divides_the_layers_and_the_adapter_but_not_the_embeddings(qwen_dir
     assert ddp.weights_gib == pytest.approx(one.weights_gib)
 
 
+def test_ppo_adds_the_reward_model_and_sampling_adds_its_kv_cache(qwen_dir):
+    sft = estimate_memory(RunConfig(), qwen_dir, device="cuda", processes=1, gpu_gib=79.1)
+    assert sft.reward_model_gib == sft.sampling_gib == 0
+    ppo = estimate_memory(
+        RunConfig().with_overrides({"training.stage": "ppo"}), qwen_dir, device="cuda", processes=1, gpu_gib=79.1
+    )
+    assert ppo.reward_model_gib > ppo.weights_gib  # the base again, with its adapter
+    grpo = RunConfig().with_overrides(
+        {
+            "training.stage": "grpo",
+            "grpo.num_generations": "8",
+            "data.cutoff_len": "512",
+            "generation.max_new_tokens": "512",
+        }
+    )
+    estimate = estimate_memory(grpo, qwen_dir, device="cuda", processes=1, gpu_gib=79.1)
+    rows = 2 * 2 * 8  # batch x accumulation x answers per prompt
+    kv_per_token = 2 * 24 * 2048 * 2  # keys and values, 24 layers, 16 heads of 128, bf16
+    assert estimate.sampling_gib == pytest.approx(rows * 1024 * kv_per_token / GIB)
+    assert "answers sampled at once" in estimate.describe() and "同时采样的回答" in estimate.describe().text("zh")
+    assert "reward model" in ppo.describe()
+
+
 def test_a_model_not_on_this_machine_says_so_and_a_local_one_is_estimated(tmp_path, locks, tiny_model_dir):
     from studio.api import Studio
 

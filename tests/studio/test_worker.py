@@ -8,6 +8,7 @@ import pytest
 
 from studio.runs.events import TERMINAL, Finished
 from studio.runs.folder import RunFolder
+from tests.support import run_worker
 
 
 @pytest.fixture(scope="module")
@@ -89,35 +90,8 @@ def test_worker_refuses_a_folder_without_config(tmp_path):
     assert result.returncode == 2 and "not a run folder" in result.stderr
 
 
-def _run_worker(folder_path, tiny_model_dir, **overrides):
-    from studio.config import RunConfig
-
-    folder = RunFolder(folder_path)
-    folder.path.mkdir(parents=True)
-    config = RunConfig().with_overrides(
-        {
-            "model.name_or_path": str(tiny_model_dir),
-            "quantization.method": "none",
-            "data.max_samples": "24",
-            "training.learning_rate": "1e-2",
-            "training.max_steps": "4",
-            "training.logging_steps": "1",
-            "training.eval_steps": "2",
-            "training.save_steps": "1000",
-            **overrides,
-        }
-    )
-    config.save(folder.config_file)
-    result = subprocess.run(
-        [sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    events, _ = folder.read_events()
-    return folder, events
-
-
 def test_kto_streams_rewards_and_kl(tmp_path, tiny_model_dir):
-    _, events = _run_worker(
+    _, events = run_worker(
         tmp_path / "kto", tiny_model_dir, **{"training.stage": "kto", "data.datasets": "[kto_zh_demo]"}
     )
     steps = [e for e in events if e.type == "step"]
@@ -127,7 +101,7 @@ def test_kto_streams_rewards_and_kl(tmp_path, tiny_model_dir):
 
 
 def test_pretraining_learns_raw_text_and_evaluates_it(tmp_path, tiny_model_dir):
-    folder, events = _run_worker(
+    folder, events = run_worker(
         tmp_path / "pt",
         tiny_model_dir,
         **{"training.stage": "pt", "data.datasets": "[text_zh_demo]", "data.cutoff_len": "64", "data.val_size": "0.2"},
@@ -141,10 +115,10 @@ def test_pretraining_learns_raw_text_and_evaluates_it(tmp_path, tiny_model_dir):
 def test_dpo_continues_an_sft_adapter_against_it_or_the_base(tmp_path, tiny_model_dir):
     import math
 
-    sft, _ = _run_worker(tmp_path / "sft", tiny_model_dir)
+    sft, _ = run_worker(tmp_path / "sft", tiny_model_dir)
     dpo = {"training.stage": "dpo", "data.datasets": "[dpo_zh_demo]", "lora.init_adapter": str(sft.adapter_dir)}
-    _, initial = _run_worker(tmp_path / "dpo-initial", tiny_model_dir, **dpo)
-    _, base = _run_worker(tmp_path / "dpo-base", tiny_model_dir, **dpo, **{"preference.reference": "base"})
+    _, initial = run_worker(tmp_path / "dpo-initial", tiny_model_dir, **dpo)
+    _, base = run_worker(tmp_path / "dpo-base", tiny_model_dir, **dpo, **{"preference.reference": "base"})
     first = {
         name: next(e for e in events if e.type == "preference")
         for name, events in (("initial", initial), ("base", base))

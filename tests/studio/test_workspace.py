@@ -1,5 +1,6 @@
 """The served workspace: paths from the browser stay inside it, symlinks included."""
 
+import dataclasses
 import json
 
 import pytest
@@ -69,6 +70,26 @@ def test_remote_code_needs_the_servers_permission(workspace):
     with pytest.raises(PathNotAllowed, match="--allow-remote-code"):
         workspace.check_config(config)
     Workspace(workspace.root, allow_remote_code=True).check_model("embedded:x", trust_remote_code=True)
+
+
+def test_a_reward_file_runs_code_and_needs_the_servers_permission(workspace):
+    config = RunConfig().with_overrides({"training.stage": "grpo", "rewards.file": "my_reward.py"})
+    with pytest.raises(PathNotAllowed, match="rewards.file .*--allow-remote-code"):
+        workspace.check_config(config)
+    allowed = dataclasses.replace(workspace, allow_remote_code=True)
+    allowed.check_config(config)
+    with pytest.raises(PathNotAllowed, match="rewards.file"):  # permitted code, still only from the workspace
+        allowed.check_config(config.with_overrides({"rewards.file": "/tmp/planted_reward.py"}))
+
+
+def test_a_reward_model_is_a_run_of_the_runs_folder_or_a_folder_inside(workspace):
+    runs = workspace.writable[0]
+    (runs / "rm-1" / "adapter").mkdir(parents=True)
+    workspace.check_config(RunConfig().with_overrides({"ppo.reward_model": "rm-1"}))
+    workspace.check_config(RunConfig().with_overrides({"ppo.reward_model": "models/my-rm"}))
+    for outside in ("/tmp/planted-rm", "../rm", "..", "runs/../../rm"):
+        with pytest.raises(PathNotAllowed, match="ppo.reward_model"):
+            workspace.check_config(RunConfig().with_overrides({"ppo.reward_model": outside}))
 
 
 def test_a_registry_cannot_name_files_outside(workspace, tmp_path):

@@ -91,3 +91,36 @@ def demo_conversations(tokenizer, count: int) -> list:
     data = DataConfig(datasets=["alpaca_zh_demo"], max_samples=count)
     conversations = [c for loaded in load_conversations(data) for c in loaded.examples]
     return tokenize_conversations(tokenizer, conversations, data).examples
+
+
+def run_worker(folder_path, model_dir, expect_exit: int = 0, **overrides: str):
+    """A short plain-LoRA run of the tiny model through the real worker process, in `folder_path`; (folder, events).
+    `overrides` are dotted config fields over the defaults (4 steps, every step logged, evaluated every 2)."""
+    import subprocess
+    import sys
+
+    from studio.config import RunConfig
+    from studio.runs.folder import RunFolder
+
+    folder = RunFolder(folder_path)
+    folder.path.mkdir(parents=True)
+    config = RunConfig().with_overrides(
+        {
+            "model.name_or_path": str(model_dir),
+            "quantization.method": "none",
+            "data.max_samples": "24",
+            "training.learning_rate": "1e-2",
+            "training.max_steps": "4",
+            "training.logging_steps": "1",
+            "training.eval_steps": "2",
+            "training.save_steps": "1000",
+            **overrides,
+        }
+    )
+    config.save(folder.config_file)
+    result = subprocess.run(
+        [sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == expect_exit, result.stdout + result.stderr
+    events, _ = folder.read_events()
+    return folder, events

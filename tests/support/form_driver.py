@@ -50,8 +50,9 @@ def changed_value(control: FieldControl, default):
         return "32" if kind is int else "8.0"
     if kind is int:
         return default + 1
-    if kind is float:
-        return round(default + 0.05, 6)
+    if kind is float:  # up, unless that leaves the field's range (gamma, lambda: at most 1)
+        ceiling = min((getattr(m, "le", None) or getattr(m, "lt", None) or float("inf")) for m in control.info.metadata)
+        return round(default + 0.05 if default + 0.05 < ceiling else default - 0.05, 6)
     if typing.get_origin(kind) is list:
         return ["identity"] if isinstance(control.component, gr.Textbox) else list(default) + ["sharegpt_zh_demo"]
     return {

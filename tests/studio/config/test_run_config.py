@@ -140,8 +140,8 @@ def test_stage_preference_and_init_adapter_round_trip_through_yaml_and_the_comma
 
 def test_stage_choices_and_preference_only_metrics_are_refused_with_the_field():
     with pytest.raises(ConfigError, match="training.stage"):
-        RunConfig().with_overrides({"training.stage": "ppo"})
-    with pytest.raises(ConfigError, match="best_metric reward_margin is measured in the dpo and kto stages only"):
+        RunConfig().with_overrides({"training.stage": "rlhf"})
+    with pytest.raises(ConfigError, match="best_metric reward_margin is measured in the dpo, kto and rm stages only"):
         RunConfig().with_overrides({"training.stage": "pt", "training.best_metric": "reward_margin"})
     with pytest.raises(ConfigError, match="preference.label_smoothing"):
         RunConfig().with_overrides({"preference.label_smoothing": "0.5"})

@@ -73,3 +73,8 @@ def test_devices_read_against_the_machine(tiny_config):
     with pytest.raises(DeviceChoiceError, match="cannot shard a 4-bit base"):  # bitsandbytes' CPU backend alike
         plan_devices(config(**fsdp), gpu_count=0)
     assert plan_devices(config(**fsdp, **{"quantization.method": "auto"}), gpu_count=0).processes == 2  # plain on CPU
+    plain = {**fsdp, "quantization.method": "none"}
+    for stage in ("ppo", "grpo"):  # each rank samples answers of its own length: FSDP's gathers would wait forever
+        with pytest.raises(DeviceChoiceError, match=f"cannot train {stage}"):
+            plan_devices(config(**plain, **{"training.stage": stage}), gpu_count=2)
+    assert plan_devices(config(**plain, **{"training.stage": "rm"}), gpu_count=2).processes == 2

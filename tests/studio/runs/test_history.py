@@ -116,3 +116,41 @@ def test_a_started_run_says_its_method_in_each_language_from_new_and_old_folders
         method = cache.get("r").method
         assert (str(method), method.text("en"), method.text("zh")) == (english, english, chinese)
     assert said.text("zh") != str(said)
+
+
+def test_rewards_and_answers_of_a_grpo_run_are_folded_for_the_charts_and_table():
+    from studio.runs.events import AnswerRow, Answers, Rewards
+    from studio.runs.history import FUNCTION
+
+    def rewards(step, split, mean):
+        functions = {"accuracy": mean / 2, "format": 1.0}
+        return Rewards(
+            step=step,
+            split=split,
+            reward_mean=mean,
+            reward_std=0.1,
+            functions=functions,
+            completion_length=20.0,
+            ended=1.0,
+            kl=0.01 if split == "train" else None,
+            flat_groups=0.5 if split == "train" else None,
+        )
+
+    row = AnswerRow(prompt="1 + 1 = ?", answer="<answer>2</answer>", reference="2", reward=2.0, scores={"format": 1.0})
+    history = RunHistory("grpo").update(
+        [
+            _started(1, 0).model_copy(update={"stage": "grpo"}),
+            rewards(1, "train", 0.5),
+            Answers(step=1, rows=[row]),
+            rewards(2, "train", 1.0),
+            rewards(2, "eval", 1.5),
+            AttemptStarted(attempt=2, start_step=1),
+        ],
+        6,
+    )
+    assert history.has_rewards and not history.has_preference
+    train = history.rewards["train"]
+    assert train["reward_mean"].y == [0.5] and train[FUNCTION + "accuracy"].y == [0.25]  # the resume cut step 2
+    assert "kl" in train and "kl" not in history.rewards["eval"]
+    assert history.answers == [row] and history.answers_step == 1
+    assert any(line.startswith("train step 1  reward +0.5000") for line in history.log)

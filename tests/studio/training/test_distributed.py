@@ -164,3 +164,40 @@ def test_a_killed_rank_fails_the_whole_run_by_name_and_resume_continues(service,
         "failed",
         "aborted",
     ]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_reward_model_on_two_processes_matches_one(service, tiny_config, strategy):
+    """The value head is whole on every rank (never sharded): its gradients are summed with the whole weights'."""
+    config = {**EXACT, "training.stage": "rm", "data.datasets": "[dpo_zh_demo]", "data.max_samples": "16"}
+    runs = []
+    for devices in ({"training.devices": "1"}, {"training.devices": "2", "distributed.strategy": strategy}):
+        runs.append(service.start(tiny_config(**config, **devices)))
+        assert service.wait(runs[-1], timeout=300).state == "finished", service.folder(runs[-1]).log_tail()
+    one, two = ([s.loss for s in _events(service, run, "step")] for run in runs)
+    assert len(one) == 4 and two == pytest.approx(one, rel=1e-4)
+    heads = [load_file(str(service.folder(run).adapter_dir / "value_head.safetensors")) for run in runs]
+    for name, weight in heads[0].items():
+        torch.testing.assert_close(heads[1][name], weight, rtol=1e-4, atol=1e-5)
+
+
+def test_grpo_on_two_processes_each_answering_its_share(service, tiny_config):
+    config = {
+        **EXACT,
+        "training.stage": "grpo",
+        "data.datasets": "[arithmetic_zh_demo]",
+        "data.max_samples": "16",
+        "training.batch_size": "4",
+        "training.gradient_accumulation_steps": "1",
+        "grpo.num_generations": "2",
+        "generation.max_new_tokens": "6",
+        "training.devices": "2",
+    }
+    run = service.start(tiny_config(**config))
+    status = service.wait(run, timeout=300)
+    assert status.state == "finished", service.folder(run).log_tail()
+    assert status.processes == 2
+    train = [e for e in _events(service, run, "rewards") if e.split == "train"]
+    assert len(train) == 4 and all(0 <= e.flat_groups <= 1 for e in train)
+    steps = _events(service, run, "step")
+    assert all(s.tokens_per_second > 0 for s in steps)  # both processes' answers counted

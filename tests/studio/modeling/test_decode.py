@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from studio.chat.decode import decode
 from studio.config import GenerationConfig
+from studio.modeling.decode import decode
 
 QUESTIONS = ["你好", "为什么天空是蓝色的？请详细解释一下原因。", "1+1", "写一首关于猫的诗"]
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=24, repetition_penalty=1.1)

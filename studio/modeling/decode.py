@@ -48,8 +48,12 @@ def decode(
     stop_ids: set[int],
     adapter_names: list[str] | None = None,
     on_done: Callable[[int, list[int]], None] = lambda row, tokens: None,
+    *,
+    keep_end: bool = False,
+    generator: torch.Generator | None = None,
 ) -> list[list[int]]:
-    """The answer tokens of each row (end token excluded); `on_done(row, tokens)` as each row finishes."""
+    """The answer tokens of each row (end token excluded unless `keep_end`); `on_done(row, tokens)` as each row
+    finishes. `generator`: the random source of sampling (else torch's global one)."""
     answers: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     rows = Rows(input_ids, attention_mask, torch.arange(input_ids.shape[0]), adapter_names)
     processors, sample = _processors(generation), generation.temperature > 0
@@ -61,10 +65,12 @@ def decode(
         logits, cache = _forward(model, step_ids, rows, step_positions, cache)
         # transformers types token ids as the legacy torch.LongTensor class, which no tensor is typed as
         scores = processors(rows.ids, logits.float())  # type: ignore[arg-type]
-        chosen = torch.multinomial(scores.softmax(-1), 1).squeeze(1) if sample else scores.argmax(-1)
+        chosen = (
+            torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1) if sample else scores.argmax(-1)
+        )
         ended = torch.isin(chosen, stop) | (step + 1 == generation.max_new_tokens)
         for index, token in zip(rows.where.tolist(), chosen.tolist()):
-            if token not in stop_ids:
+            if keep_end or token not in stop_ids:
                 answers[index].append(token)
         for index in rows.where[ended].tolist():
             on_done(index, answers[index])
@@ -86,6 +92,7 @@ def _forward(
         position_ids=positions[:, -step_ids.shape[1] :],
         past_key_values=cache,
         use_cache=True,
+        logits_to_keep=1,  # the prompt's own logits (a vocabulary row per prompt token) are never read
         **kwargs,
     )
     return out.logits[:, -1, :], out.past_key_values

@@ -1,0 +1,75 @@
+"""A reward model (an rm run's adapter with its value head) in the chat engine: scores of texts, read as the
+trainer reads them, and held-out pairs scored by the reward model itself in Evaluate."""
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from studio.chat import AdapterError
+from studio.config import RunConfig
+from studio.data.examples import PairwiseExample
+from studio.data.tokenize_kinds import encode_one_turn
+from studio.evaluation.kinds import score
+
+
+@pytest.fixture
+def reward_adapter(tmp_path, strong_adapter, tiny_model_dir):
+    """The strong adapter saved as an rm run saves it: its value head and the run's config beside it."""
+    folder = tmp_path / "rm-run" / "adapter"
+    shutil.copytree(strong_adapter, folder)
+    torch.manual_seed(3)
+    save_file(
+        {"v_head.summary.weight": torch.randn(1, 64), "v_head.summary.bias": torch.zeros(1)},
+        folder / "value_head.safetensors",
+    )
+    RunConfig().with_overrides({"training.stage": "rm", "model.name_or_path": str(tiny_model_dir)}).save(
+        folder / "studio_config.yaml"
+    )
+    return folder
+
+
+def test_a_reward_model_scores_a_text_at_its_last_token(engine, reward_adapter):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    name = engine.load_adapter(str(reward_adapter)).name
+    assert engine.adapters[name].reward_model and name in engine.heads
+    messages = [{"role": "user", "content": "你是谁？"}]
+    scored = engine.score_text(messages, "我是小墨。", name)
+
+    prompt, answer = encode_one_turn(engine.tokenizer, messages, {"role": "assistant", "content": "我是小墨。"})
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(engine.model_name), str(reward_adapter))
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([prompt + answer]), output_hidden_states=True).hidden_states[-1]
+    head = engine.heads[name]
+    assert scored == pytest.approx(head(hidden[0, -1]).item(), abs=1e-4)
+    assert engine.score_text(messages, "你好", name) != pytest.approx(scored)
+
+
+def test_an_adapter_without_a_value_head_cannot_score(engine, strong_adapter):
+    name = engine.load_adapter(str(strong_adapter)).name
+    with pytest.raises(AdapterError, match="not a reward model"):
+        engine.score_text([{"role": "user", "content": "hi"}], "hello", name)
+
+
+def test_held_out_pairs_are_scored_by_the_reward_model_itself(engine, reward_adapter):
+    name = engine.load_adapter(str(reward_adapter)).name
+    pairs = [
+        PairwiseExample(
+            [{"role": "user", "content": f"问题 {i}"}],
+            {"role": "assistant", "content": "喵～" * (i + 1)},
+            {"role": "assistant", "content": "这是一个好问题。"},
+        )
+        for i in range(4)
+    ]
+    metrics = score(engine, pairs, "pairwise", [None, name], RunConfig(), lambda *args: None)
+    documents_scores = [
+        engine.score_text(p.prompt, answer["content"], name) for p in pairs for answer in (p.chosen, p.rejected)
+    ]
+    chosen, rejected = documents_scores[0::2], documents_scores[1::2]
+    expected = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+    assert metrics[name]["reward_accuracy"] == pytest.approx(expected)
+    assert metrics[name]["reward_margin"] == pytest.approx(sum(chosen) / 4 - sum(rejected) / 4, abs=1e-3)
+    assert metrics["base"]["reward_accuracy"] == 0.0  # the base has no reward model: its implicit rewards are 0
