@@ -137,14 +137,11 @@ class ChatEngine:
 
     def _load_head(self, info: AdapterInfo) -> None:
         """A reward model's value head, kept beside its adapter (studio.training.value_head)."""
-        from studio.training.value_head import ValueHead, read_head
+        from studio.training.value_head import head_from, read_head
 
         weights = read_head(info.path) if info.reward_model else None
-        if weights is None:
-            return
-        head = ValueHead(int(weights["v_head.summary.weight"].shape[1]))
-        head.load_state_dict({key.removeprefix("v_head."): value for key, value in weights.items()})
-        self.heads[info.name] = head.to(self._loaded_plan().device).eval()
+        if weights is not None:
+            self.heads[info.name] = head_from(weights).to(self._loaded_plan().device)
 
     def unload_adapter(self, name: str) -> None:
         with self._changing():
@@ -250,25 +247,14 @@ class ChatEngine:
         """For each tokenised document (studio.data.tokenize.Encoded): the summed log-probability of its labelled
         tokens under `adapter` (None: the base model) and how many there are; `on_batch(n)` after each batch."""
         from studio.data.tokenize import IGNORE_INDEX
-        from studio.training.batches import collate
 
-        self._require_model()
         results = []
-        with self._lock, self._adapter(adapter), torch.inference_mode():
-            device = self._loaded_plan().device
-            for start in range(0, len(documents), batch_size):
-                batch = documents[start : start + batch_size]
-                tensors = collate(batch, self.tokenizer.pad_token_id)
-                logits = self.model(
-                    input_ids=tensors["input_ids"].to(device),
-                    attention_mask=tensors["attention_mask"].to(device),
-                ).logits[:, :-1]
-                targets = tensors["labels"][:, 1:].to(logits.device)
-                labelled = targets != IGNORE_INDEX
-                logps = logits.float().log_softmax(-1).gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)
-                sums = (logps * labelled).sum(1).tolist()
-                results += list(zip(sums, labelled.sum(1).tolist()))
-                on_batch(len(batch))
+        for tensors in self._batches(documents, adapter, batch_size, on_batch):
+            logits = self.model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+            targets = tensors["labels"][:, 1:]
+            labelled = targets != IGNORE_INDEX
+            logps = logits[:, :-1].float().log_softmax(-1).gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)
+            results += list(zip((logps * labelled).sum(1).tolist(), labelled.sum(1).tolist()))
         return results
 
     def reward_scores(
@@ -280,24 +266,31 @@ class ChatEngine:
     ) -> list[float]:
         """The reward model `adapter`'s score of each tokenised document (prompt and answer), read at its last
         token; AdapterError when `adapter` is no reward model."""
-        from studio.training.batches import collate
-
-        self._require_model()
         head = self.heads.get(adapter)
         if head is None:
             raise AdapterError("chat.not_a_reward_model", name=adapter)
         scores: list[float] = []
+        for tensors in self._batches(documents, adapter, batch_size, on_batch):
+            mask = tensors["attention_mask"]
+            hidden = self._base().get_decoder()(input_ids=tensors["input_ids"], attention_mask=mask).last_hidden_state
+            last = mask.sum(1) - 1  # collate pads on the right
+            scores += head(hidden[torch.arange(len(last), device=last.device), last]).float().tolist()
+        return scores
+
+    def _batches(
+        self, documents: list[Encoded], adapter: str | None, batch_size: int, on_batch: Callable[[int], None]
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """The documents right-padded in batches on the model's device, under `adapter`, without gradients; the
+        engine is held until the last batch is scored, and `on_batch(n)` follows each."""
+        from studio.training.batches import collate
+
+        self._require_model()
         with self._lock, self._adapter(adapter), torch.inference_mode():
             device = self._loaded_plan().device
             for start in range(0, len(documents), batch_size):
-                tensors = collate(documents[start : start + batch_size], self.tokenizer.pad_token_id)
-                mask = tensors["attention_mask"].to(device)
-                hidden = self._base().get_decoder()(input_ids=tensors["input_ids"].to(device), attention_mask=mask)
-                last = mask.sum(1) - 1  # collate pads on the right
-                rows = hidden.last_hidden_state[torch.arange(len(last), device=device), last]
-                scores += head(rows).float().tolist()
-                on_batch(len(last))
-        return scores
+                batch = documents[start : start + batch_size]
+                yield {k: v.to(device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
+                on_batch(len(batch))
 
     def score_text(self, messages: list[Message], answer: str, adapter: str) -> float:
         """The reward model's score of `answer` to the conversation `messages`."""

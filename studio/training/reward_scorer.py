@@ -14,7 +14,7 @@ import torch
 
 from studio.data.tokenize import IGNORE_INDEX, Encoded
 from studio.runs.reward_models import RewardModelError, check_same_base
-from studio.training.value_head import ValueHead, read_head
+from studio.training.value_head import ValueHead, head_from, read_head
 
 if TYPE_CHECKING:
     from studio.config import ModelConfig
@@ -40,13 +40,8 @@ class RewardScorer:
             peft_model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
         except (ValueError, RuntimeError, OSError) as error:
             raise RewardModelError("training.reward_model_unloadable", folder=folder, error=error) from None
-        weights = read_head(folder) or {}
-        head = ValueHead(int(weights["v_head.summary.weight"].shape[1])).to(plan.device)
-        head.load_state_dict({key.removeprefix("v_head."): value for key, value in weights.items()})
-        peft_model.eval()
-        head.eval()
-        for parameter in [*peft_model.parameters(), *head.parameters()]:
-            parameter.requires_grad_(False)
+        head = head_from(read_head(folder) or {}).to(plan.device)  # reward_model_folder found the file
+        peft_model.eval().requires_grad_(False)
         return cls(peft_model, head, plan.device)
 
     def score_ids(self, sequences: list[list[int]]) -> list[float]:

@@ -60,6 +60,14 @@ def split_head(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return adapter, {k: v for k, v in weights.items() if k.startswith(PREFIX)}
 
 
+def head_from(weights: dict[str, torch.Tensor]) -> ValueHead:
+    """A head holding saved weights (read_head's), sized by them: for scoring, frozen and in eval mode."""
+    head = ValueHead(int(weights[PREFIX + "summary.weight"].shape[1]))
+    head.load_state_dict({key.removeprefix(PREFIX): value for key, value in weights.items()})
+    head.requires_grad_(False)
+    return head.eval()
+
+
 def load_head_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     head = head_of(model)
     if head is None or not weights:
