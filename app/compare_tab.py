@@ -29,6 +29,7 @@ class CompareTab:
     loss: gr.Plot
     extras: gr.Plot
     table: gr.Dataframe
+    watched: gr.Dataframe  # the watched prompts, a column per run: each run's answer at its latest evaluation
     status: gr.Markdown
 
 
@@ -73,8 +74,14 @@ def layout(page: Page) -> CompareTab:
         ),
         T.compare_table,
     )
+    watched = labels.add(
+        gr.Dataframe(
+            label=T.compare_watched("en"), interactive=False, wrap=True, visible=False, elem_id="qs-compare-watched"
+        ),
+        T.compare_watched,
+    )
     status = gr.Markdown(elem_id="qs-compare-status")
-    return CompareTab(runs, refresh, axis, hint, loss, extras, table, status)
+    return CompareTab(runs, refresh, axis, hint, loss, extras, table, watched, status)
 
 
 def wire(page: Page, tab: CompareTab, targets: OpenTargets) -> None:
@@ -86,7 +93,8 @@ def wire(page: Page, tab: CompareTab, targets: OpenTargets) -> None:
         tab.runs,
         api_visibility="private",
     )
-    outputs = [tab.hint, tab.loss, tab.extras, tab.table, tab.status]  # a redraw clears the last "opened" note
+    # a redraw clears the last "opened" note
+    outputs = [tab.hint, tab.loss, tab.extras, tab.table, tab.watched, tab.status]
     # the language redraws titles and headers too; one endpoint for the three triggers
     gr.on(
         [tab.runs.change, tab.axis.change, lang.change],
@@ -133,20 +141,34 @@ def show(studio, ticked: list[str] | None, axis: str, lang: str) -> list:
             compare_charts.loss_figure(empty, axis, lang),
             gr.update(visible=False),
             gr.update(visible=False),
+            gr.update(visible=False),
             "",
         ]
     try:
         comparison = studio.compare(ticked)
     except Exception as error:  # the tab stays usable; the reason is shown where the charts were
-        return [problem(error, lang), gr.skip(), gr.skip(), gr.skip(), ""]
+        return [problem(error, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""]
     extras = bool(compare_charts.extra_names(comparison))
     return [
         "",
         compare_charts.loss_figure(comparison, axis, lang),
         gr.update(value=compare_charts.extras_figure(comparison, axis, lang) if extras else None, visible=extras),
         gr.update(value=comparison_table(comparison, lang), visible=True),
+        _watched_update(comparison, lang),
         "",
     ]
+
+
+def _watched_update(comparison, lang: str):
+    """Each watched prompt in a row, each run's latest answer to it in its column; hidden when no run watched."""
+    rows = comparison.watched()
+    if not rows:
+        return gr.update(visible=False)
+    steps = [
+        f"{r.run_id} ({T.watched_col_step(lang)} {r.watched.step})" if r.watched else r.run_id for r in comparison.rows
+    ]
+    table = pd.DataFrame([[prompt, *answers] for prompt, answers in rows], columns=[T.answers_col_prompt(lang), *steps])
+    return gr.update(value=table, visible=True)
 
 
 def comparison_table(comparison, lang: str = "en") -> pd.DataFrame:

@@ -72,13 +72,14 @@ class Monitor:
     rewards: gr.Plot  # DPO/KTO/RM: chosen and rejected rewards; PPO/GRPO: the reward of sampled answers
     margin: gr.Plot  # DPO/KTO/RM: margin and accuracy; PPO/GRPO: KL, answer length, learning signal
     answers: gr.Dataframe  # PPO/GRPO: the latest sampled answers with their rewards
+    watched: gr.Dataframe  # every stage: the watched prompts' answers at each evaluation, newest first
     log: gr.Textbox
     version: gr.Textbox  # hidden: "run offset lang" of what the poll saw; its change redraws the charts
     catalog: gr.Textbox  # hidden: which runs exist and in what state; its change refreshes run and adapter lists
 
     @property
     def charts(self) -> list:
-        return [self.loss, self.lr, self.memory, self.rewards, self.margin, self.answers, self.log]
+        return [self.loss, self.lr, self.memory, self.rewards, self.margin, self.answers, self.watched, self.log]
 
 
 def layout(labels: Labels) -> Monitor:
@@ -101,13 +102,24 @@ def layout(labels: Labels) -> Monitor:
         visible=False,
         elem_id="qs-answers",
     )
+    watched = gr.Dataframe(
+        headers=_watched_headers("en"),
+        label=T.watched_table("en"),
+        interactive=False,
+        wrap=True,
+        max_height=420,
+        visible=False,
+        elem_id="qs-watched",
+    )
     log = labels.add(
         gr.Textbox(label=T.logs("en"), lines=8, max_lines=8, interactive=False, autoscroll=True, elem_id="qs-log"),
         T.logs,
     )
     version = gr.Textbox(visible=False, elem_id="qs-run-version")
     catalog = gr.Textbox(visible=False, elem_id="qs-run-catalog")
-    return Monitor(runs, refresh_runs, progress, loss, lr, memory, rewards, margin, answers, log, version, catalog)
+    return Monitor(
+        runs, refresh_runs, progress, loss, lr, memory, rewards, margin, answers, watched, log, version, catalog
+    )
 
 
 def wire(studio: Studio, monitor: Monitor, lang: gr.State) -> None:
@@ -161,7 +173,39 @@ def draw(studio: Studio, run_id: str | None, version: str, lang: str) -> list:
     shown = version.split()[1] if version and len(version.split()) == 3 else "0"
     loss, lr, memory, rewards, margin = _FIGURES.get(history, lang, version=shown)
     preference = [gr.update(value=figure, visible=figure is not None) for figure in (rewards, margin)]
-    return [loss, lr, memory, *preference, answers_update(history, lang), "\n".join(history.log[-40:])]
+    return [
+        loss,
+        lr,
+        memory,
+        *preference,
+        answers_update(history, lang),
+        watched_update(history, lang),
+        "\n".join(history.log[-40:]),
+    ]
+
+
+WATCHED_SHOWN = 10  # evaluations whose watched answers the table shows, the newest
+
+
+def watched_update(history: RunHistory, lang: str) -> dict:
+    """The watched prompts' answers, newest evaluation first, a row per prompt; hidden until the first one."""
+    if not history.watched:
+        return gr.update(visible=False)
+    rows = [
+        [event.step, row.prompt, row.answer, row.reference or ""]
+        for event in reversed(history.watched[-WATCHED_SHOWN:])
+        for row in event.rows
+    ]
+    return gr.update(value={"headers": _watched_headers(lang), "data": rows}, label=T.watched_table(lang), visible=True)
+
+
+def _watched_headers(lang: str) -> list[str]:
+    return [
+        T.watched_col_step(lang),
+        T.answers_col_prompt(lang),
+        T.answers_col_answer(lang),
+        T.answers_col_reference(lang),
+    ]
 
 
 def answers_update(history: RunHistory, lang: str) -> dict:

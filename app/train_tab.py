@@ -52,6 +52,8 @@ ELSEWHERE = {
     "training.stage",
     "training.devices",
 }
+# the evaluation settings a training run uses: the prompts it answers at each evaluation
+WATCH = ["evaluation.watch_count", "evaluation.watch_prompts", "evaluation.watch_max_new_tokens"]
 # fields whose value is usually one of the workspace's things: a list to pick from (typing still works),
 # filled when the page loads and whenever runs start or end
 CHOICES = {"lora.init_adapter": {"choices": []}, "ppo.reward_model": {"choices": []}}
@@ -176,6 +178,10 @@ def _parameters(form: ConfigForm, labels: Labels) -> None:
                         form.add(path, min_width=200, **CHOICES.get(path, {}))
                     for _ in range(PER_ROW - len(paths[start : start + PER_ROW])):
                         gr.HTML(min_height=0)  # keeps the last row's fields as wide as the others
+    with labels.add(gr.Accordion(T.section_watch("en"), open=False), T.section_watch):  # evaluation.* used by training
+        with gr.Row(equal_height=True):
+            for path in WATCH:
+                form.add(path, min_width=200)
 
 
 def wire(page: Page, tab: TrainTab) -> None:

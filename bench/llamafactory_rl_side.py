@@ -81,17 +81,19 @@ def run_ppo_alone(arguments: dict, callback: object) -> None:
     """LLaMA-Factory's ppo workflow without its tuner: the tuner imports every stage, and its other stages need a
     TRL (>= 0.18) whose PPOTrainer is not the one its ppo stage is written against (<= 0.9.6)."""
     from llamafactory.hparams import get_train_args
+    from llamafactory.train.ppo import workflow
     from llamafactory.train.ppo.trainer import CustomPPOTrainer
-    from llamafactory.train.ppo.workflow import run_ppo
     from transformers import PreTrainedTokenizerBase
 
-    # the bench keeps nothing, and its save_model fails under transformers 5 (no processing_class)
+    # the bench keeps nothing, and its save_model fails under transformers 5 (no processing_class); nothing
+    # saved, nothing for its value-head fix-up to read afterwards
     CustomPPOTrainer.save_model = lambda self, output_dir=None: None
+    workflow.fix_valuehead_checkpoint = lambda *args, **kwargs: None
     if not hasattr(PreTrainedTokenizerBase, "additional_special_tokens_ids"):
         # transformers 5 dropped it; the ppo trainer adds these ids to its stop tokens (the eos is among them already)
         PreTrainedTokenizerBase.additional_special_tokens_ids = property(lambda self: [])
     model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(arguments)
-    run_ppo(model_args, data_args, training_args, finetuning_args, generating_args, callbacks=[callback])
+    workflow.run_ppo(model_args, data_args, training_args, finetuning_args, generating_args, callbacks=[callback])
 
 
 def main(job_file: str) -> None:

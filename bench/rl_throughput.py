@@ -303,7 +303,7 @@ def _row(side: str, r: dict, peer: dict | None) -> str:
         ratio += f"{r['peak_rss_mib'] / peer['peak_rss_mib']:.2f}x peak RSS"
     curve = r.get("rewards") or r.get("losses") or []
     name = "reward" if r.get("rewards") else "loss"
-    ends = f"{name} {curve[0]:+.4f} -> {curve[-1]:+.4f}" if curve else ""
+    ends = f"{name} {curve[0]:+.4f} -> {curve[-1]:+.4f} (mean {sum(curve) / len(curve):+.4f})" if curve else ""
     shown = f"{rate:8.1f} tok/s" if rate else "       ? tok/s"
     return (
         f"  {side:13} {shown}  {r['samples'] / r['seconds']:6.2f} samples/s  {r['seconds']:7.1f} s  "

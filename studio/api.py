@@ -318,6 +318,13 @@ class Studio:
         adapter = str(self._readable(adapter_path, say("api.adapter_folder"))) if adapter_path else None
         return evaluate(self.engine, config, adapter, compare, progress=progress, may_write=self._writable)
 
+    def benchmark_names(self) -> list[str]:
+        """The benchmarks shipped with the studio (data/benchmarks), offered first in the Evaluate tab; any other
+        task lm-eval knows may be typed in."""
+        from studio.evaluation.benchmarks import bundled_tasks
+
+        return bundled_tasks()
+
     def score_text(self, config: RunConfig, adapter_path: str, prompt: str, answer: str) -> float:
         """A reward model's score of `answer` to `prompt` (the page's score box): the run's base model and the
         adapter are loaded first when they are not."""

@@ -23,6 +23,7 @@ from studio.locales import cli_language, in_language, say
 if TYPE_CHECKING:
     from studio.api import Studio
     from studio.config import RunConfig
+    from studio.evaluation.benchmarks import BenchmarkReport
 
 CONFIG_USAGE = "%(prog)s [CONFIG] [--SECTION.FIELD VALUE ...]   (--help lists every field)"
 _NUMBER = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
@@ -141,6 +142,12 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("config", nargs="?", help="YAML config (model, data, generation, evaluation sections)")
     evaluate.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
     evaluate.add_argument("--compare", action="store_true", help="score the base model too, on the same samples")
+    evaluate.add_argument(
+        "--benchmark",
+        metavar="TASK[,TASK]",
+        help="lm-evaluation-harness tasks or groups to run too (e.g. ceval_zh_demo); with --evaluation.held_out "
+        "false only these",
+    )
     _add_config_flags(evaluate)
 
     export = command(
@@ -351,6 +358,9 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     config = _load_config(args)
+    if args.benchmark:
+        tasks = [name.strip() for name in args.benchmark.split(",") if name.strip()]
+        config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"benchmarks": tasks})})
     report = _studio(config.training.output_dir).evaluate(
         config,
         args.adapter,
@@ -358,8 +368,23 @@ def _eval(args: argparse.Namespace) -> int:
         progress=lambda e: print(f"[{e.stage}] {e.done}/{e.total}", file=sys.stderr, flush=True),
     )
     print(f"Results in {report.out_dir}", file=sys.stderr)
+    if report.benchmarks is not None:
+        print(_benchmark_table(report.benchmarks), file=sys.stderr)
     print(json.dumps(report.metrics, ensure_ascii=False, indent=2))
     return 0
+
+
+def _benchmark_table(report: BenchmarkReport) -> str:
+    """Task, metric, each column and the last column's change from the first, one line each."""
+    lines = ["task | metric | " + " | ".join(report.columns) + (" | change" if len(report.columns) > 1 else "")]
+    for row in report.rows:
+        values = [row.values[c] for c in report.columns]
+        cells = ["-" if v is None else f"{v:.4f}" for v in values]
+        if len(values) > 1:
+            first, last = values[0], values[-1]
+            cells.append("-" if first is None or last is None else f"{last - first:+.4f}")
+        lines.append(f"{row.alias} | {row.metric} | " + " | ".join(cells))
+    return "\n".join(lines)
 
 
 def _export(args: argparse.Namespace) -> int:

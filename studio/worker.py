@@ -29,7 +29,7 @@ from studio.allocator import allocator_in_use
 from studio.config import RunConfig
 from studio.gpu_monitor import GpuSampler
 from studio.processes import process_start_time
-from studio.runs.events import Aborted, Event, Failed, Finished, Heartbeat, Log, Phase, Started, Step
+from studio.runs.events import Aborted, Event, Failed, Finished, Heartbeat, Log, Phase, Started, Step, Watched
 from studio.runs.folder import RunFolder, RunStatus, end_message, write_failure_exit_code
 from studio.training.distributed import Ranks
 
@@ -71,6 +71,7 @@ class Worker:
     def __init__(self, folder: RunFolder, ranks: Ranks = Ranks()):
         self.folder, self.ranks = folder, ranks
         self.abort = threading.Event()
+        self.val_examples: list = []  # the validation split's examples, before tokenising (watched prompts)
         self.status = folder.read_status() or RunStatus(run_id=folder.run_id, state="starting")
         # the process whose life is the run's: this worker, or with several ranks the torchrun that watches them
         alive = os.getppid() if ranks.several else os.getpid()
@@ -154,6 +155,7 @@ class Worker:
         self._phase("tokenizing", f"Tokenising {len(split.train)} train and {len(split.val)} validation examples")
         train = tokenize_for_stage(tokenizer, split.train, config.data, stage)
         val = tokenize_for_stage(tokenizer, split.val, config.data, stage)
+        self.val_examples = split.val  # where the watched prompts come from
         if not train.examples:
             raise ValueError("No training example is left after tokenisation; raise data.cutoff_len.")
         if train.truncated or train.dropped:
@@ -209,8 +211,10 @@ class Worker:
         reinforce: Reinforcement | None = None,
     ) -> Trainer:
         from studio.training.loop import Trainer
+        from studio.training.watch import Watcher
 
         train, val = data
+        watcher = Watcher.of(tokenizer, config.evaluation, self.val_examples, config.data.cutoff_len)
         trainer = Trainer(
             model,
             train=list(train.examples),
@@ -224,8 +228,14 @@ class Worker:
             preference=config.preference,
             reinforce=reinforce,
             ranks=self.ranks,
+            watcher=watcher,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
+        if watcher is not None and val.examples:
+            self._info(
+                f"Watching {len(watcher.prompts)} prompts: answered greedily at every evaluation, at most "
+                f"{config.evaluation.watch_max_new_tokens} new tokens each."
+            )
         if config.lora.init_adapter:
             self._info(f"Continuing the adapter {config.lora.init_adapter} (its rank, alpha and target modules).")
         # before a checkpoint's weights are loaded: 'initial' means the adapter as training starts
@@ -366,6 +376,8 @@ class Worker:
         self.folder.append(event)
         if isinstance(event, (Step, Heartbeat)):
             self._set_status("running", step=event.step)
+        if isinstance(event, Watched):  # what watching cost, where a slow evaluation would be looked for
+            self._info(f"Watched {len(event.rows)} prompts at step {event.step} in {event.seconds:.1f} s.")
 
     def _phase(
         self, name: Literal["loading_model", "loading_data", "tokenizing", "training", "saving"], message: str

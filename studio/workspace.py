@@ -76,6 +76,12 @@ class Workspace:
             if not self.allow_remote_code:
                 raise PathNotAllowed("workspace.reward_file_not_allowed", file=config.rewards.file)
             self.path(config.rewards.file, "rewards.file")
+        if config.evaluation.judge == "model":
+            self.check_model(config.evaluation.judge_model)
+        if config.evaluation.metric_file:
+            if not self.allow_remote_code:
+                raise PathNotAllowed("workspace.metric_file_not_allowed", file=config.evaluation.metric_file)
+            self.path(config.evaluation.metric_file, "evaluation.metric_file")
         if config.ppo.reward_model:
             self._reward_model(config.ppo.reward_model)
         for what, raw in (

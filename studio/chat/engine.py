@@ -311,6 +311,15 @@ class ChatEngine:
         self.model.set_adapter(name)
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def selected(self, adapter: str | None) -> Iterator[tuple[Any, Any]]:
+        """(model, tokenizer) with `adapter` on (None: the base, every adapter off), for a library that drives the
+        model itself (lm-eval); held under the engine's lock, as a generation is."""
+        self._require_model()
+        self._check_adapters([adapter])
+        with self._lock, self._adapter(adapter):
+            yield self.model, self.tokenizer
+
     def answers(
         self,
         conversations: list[list[Message]],

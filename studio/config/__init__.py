@@ -3,7 +3,7 @@
 from studio.config.base import ConfigError
 from studio.config.data import DataConfig
 from studio.config.distributed import DistributedConfig
-from studio.config.evaluation import EvaluationConfig
+from studio.config.evaluation import EvaluationConfig, TaskMetric
 from studio.config.export import ExportConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
@@ -31,5 +31,6 @@ __all__ = [
     "QuantizationConfig",
     "RewardsConfig",
     "RunConfig",
+    "TaskMetric",
     "TrainingConfig",
 ]

@@ -8,6 +8,7 @@ keyed by the field's dotted path). Nothing else lists defaults.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
@@ -48,6 +49,15 @@ class FieldProblem(ValueError):
     def __init__(self, key: str, /, **args: Any):
         self.message = say(key, **args)
         super().__init__(str(self.message))
+
+
+def regular_expression(value: str) -> str:
+    """`value` when it compiles as a regular expression; a field validator's refusal naming the error otherwise."""
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise FieldProblem("config.bad_pattern", error=str(error)) from None
+    return value
 
 
 class ConfigError(StudioError):

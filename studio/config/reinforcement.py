@@ -3,12 +3,11 @@ GRPO's groups, and the rule-based rewards GRPO scores answers with."""
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import field_validator
 
-from studio.config.base import FieldProblem, Section, field
+from studio.config.base import Section, field, regular_expression
 
 
 class PpoConfig(Section):
@@ -101,8 +100,4 @@ class RewardsConfig(Section):
     @field_validator("format_pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise FieldProblem("config.bad_pattern", error=str(error)) from None
-        return value
+        return regular_expression(value)

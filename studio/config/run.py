@@ -125,8 +125,19 @@ class RunConfig(Section):
         """Apply dotted `section.field` overrides given as YAML scalars (as typed on a command line)."""
         values = self.model_dump(mode="json")
         for dotted, raw in overrides.items():
-            _set_dotted(values, dotted, yaml.safe_load(raw) if raw != "" else None)
+            _set_dotted(values, dotted, _scalar(raw))
         return RunConfig.from_dict(values, source="command-line overrides")
+
+
+def _scalar(raw: str) -> Any:
+    """An override's value as YAML reads it; text YAML cannot read (a prompt starting with "{question}") is that
+    text, which the field then accepts or refuses by name."""
+    if raw == "":
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def _flatten(values: dict[str, Any], prefix: str = ""):

@@ -15,19 +15,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from studio.adapters import read_adapter
 from studio.chat.engine import ChatEngine
-from studio.config import RunConfig
+from studio.config import ModelConfig, RunConfig
 from studio.evaluation import kinds
+from studio.evaluation.benchmarks import BENCHMARKS_FILE, BenchmarkError, BenchmarkReport, check_tasks, run_benchmarks
+from studio.evaluation.judge import JudgeReport, judge
 from studio.evaluation.kinds import Sample
 from studio.evaluation.metrics import corpus_scores
 from studio.evaluation.predict import predict
+from studio.evaluation.task_metrics import Metric, build_metrics, score_samples
 from studio.locales import Message
 from studio.runs.events import EvalProgress, EvalStage
 from studio.runs.folder import RunFolder
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
+PREDICTIONS_CSV = "generated_predictions.csv"
 METRICS_FILE = "metrics.json"
 
 
@@ -38,9 +43,17 @@ class EvalReport:
     metrics: dict[str, dict[str, float]]
     samples: list[Sample] = field(repr=False, default_factory=list)
     predictions: dict[str, list[str]] = field(repr=False, default_factory=dict)
-    kind: str = "sft"  # of the held-out data: sft, pairwise, kto or text
+    kind: str = "sft"  # of the held-out data: sft, pairwise, kto or text; benchmark: no held-out data scored
     notes: list[Message] = field(default_factory=list)  # how to read the numbers (e.g. the base's rewards are 0)
     scored: int = 0  # held-out examples scored (conversations, pairs, answers or documents)
+    benchmarks: BenchmarkReport | None = None  # lm-eval's results, also folded into `metrics` row by row
+    scores: dict[str, dict[str, list[float]]] = field(repr=False, default_factory=dict)  # column -> metric -> samples
+    judge: JudgeReport | None = None  # the judge's verdict on every sample, for the adapter
+
+    @property
+    def prediction_files(self) -> list[Path]:
+        """The predictions with their per-sample scores, as JSON lines and as CSV (nothing when none were made)."""
+        return [self.out_dir / name for name in (PREDICTIONS_FILE, PREDICTIONS_CSV)] if self.samples else []
 
 
 def results_dir(
@@ -66,18 +79,55 @@ def evaluate(
 ) -> EvalReport:
     """Load what is missing, score every column on the same samples, write the files, return the report.
 
-    Cheap checks come first: the adapter folder and the samples, then the output folder; the model loads last.
+    Cheap checks come first: the adapter folder, the samples and the benchmarks' names, then the output folder;
+    the model loads last.
     """
+    evaluation = config.evaluation
+    if not evaluation.held_out and not evaluation.benchmarks:
+        raise BenchmarkError("evaluation.nothing_to_evaluate")
     if adapter_path:
         read_adapter(adapter_path)
-    examples, source, kind = kinds.load_scored_examples(config, adapter_path)
-    samples = kinds.generation_samples(examples, kind)
+    examples, source, kind = (
+        kinds.load_scored_examples(config, adapter_path) if evaluation.held_out else ([], "", "sft")
+    )
+    if evaluation.benchmarks:
+        check_tasks(evaluation.benchmarks)
+    task_metrics = build_metrics(evaluation) if evaluation.held_out else {}
     folder = RunFolder(results_dir(config, adapter_path, may_write))
     if not engine.loaded or engine.model_name != config.model.name_or_path:
         engine.load(config.model, config.quantization)
     name = engine.load_adapter(adapter_path).name if adapter_path else None
     columns = ([None] if compare or name is None else []) + ([name] if name else [])
     report_progress = _Progress(folder, progress)
+    report = (
+        _held_out(engine, examples, kind, columns, config, report_progress, folder, task_metrics)
+        if evaluation.held_out
+        else EvalReport(
+            folder.path, [c or "base" for c in columns], {c or "base": {} for c in columns}, kind="benchmark"
+        )
+    )
+    if evaluation.judge != "none" and report.samples and len(columns) == 2:
+        _judge(engine, report, config, report_progress)
+    if evaluation.benchmarks:
+        _benchmarks(engine, report, columns, config, report_progress)
+    _write(report, source, adapter_path, config)
+    report_progress("done", 1, 1)
+    return report
+
+
+def _held_out(
+    engine: ChatEngine,
+    examples: list,
+    kind: str,
+    columns: list[str | None],
+    config: RunConfig,
+    report_progress: _Progress,
+    folder: RunFolder,
+    task_metrics: dict[str, Metric],
+) -> EvalReport:
+    """Eval loss (or the kind's own scores), predictions, BLEU-4/ROUGE and the task metrics of every column on the
+    held-out samples."""
+    samples = kinds.generation_samples(examples, kind)
     if kind == "sft":
         losses = _losses(engine, samples, columns, config, report_progress)
         metrics = {
@@ -92,11 +142,14 @@ def evaluate(
     predictions = (
         _predict(engine, samples, columns, config, report_progress) if samples else {c or "base": [] for c in columns}
     )
+    scores: dict[str, dict[str, list[float]]] = {}
     if samples:
-        labels = [s.label for s in samples]
-        for column in columns:
-            metrics[column or "base"].update(corpus_scores(predictions[column or "base"], labels))
-    report = EvalReport(
+        labels, prompts = [s.label for s in samples], [s.prompt[-1]["content"] for s in samples]
+        for column in [c or "base" for c in columns]:
+            metrics[column].update(corpus_scores(predictions[column], labels))
+            scores[column] = score_samples(task_metrics, prompts, predictions[column], labels)
+            metrics[column].update({name: round(100 * sum(v) / len(v), 4) for name, v in scores[column].items()})
+    return EvalReport(
         folder.path,
         [c or "base" for c in columns],
         metrics,
@@ -105,10 +158,8 @@ def evaluate(
         kind,
         kinds.notes(kind, columns),
         len(examples),
+        scores=scores,
     )
-    _write(report, source, adapter_path, config)
-    report_progress("done", 1, 1)
-    return report
 
 
 def _losses(
@@ -156,6 +207,88 @@ def _predict(
     return {column or "base": answers for column, answers in by_column.items()}
 
 
+def _benchmarks(
+    engine: ChatEngine, report: EvalReport, columns: list[str | None], config: RunConfig, progress: _Progress
+) -> None:
+    """lm-eval's results on every column, kept whole and folded into the metrics table row by row."""
+    evaluation = config.evaluation
+    report.benchmarks = run_benchmarks(
+        engine,
+        evaluation.benchmarks,
+        columns,
+        num_fewshot=evaluation.num_fewshot,
+        limit=evaluation.benchmark_limit,
+        batch_size=evaluation.batch_size,
+        progress=lambda done, total: progress("benchmark", done, total),
+    )
+    if not evaluation.held_out:
+        report.scored = sum(report.benchmarks.samples.values())
+    for row in report.benchmarks.rows:
+        for column, value in row.values.items():
+            if value is not None:
+                report.metrics[column][f"{row.alias} · {row.metric}"] = round(value, 4)
+
+
+def _judge(engine: ChatEngine, report: EvalReport, config: RunConfig, progress: _Progress) -> None:
+    """The judge's verdicts (judge.py) as metrics of both columns (the base's win is the adapter's loss) and as
+    per-sample scores: 1 a win, 0.5 a tie, 0 a loss."""
+    evaluation = config.evaluation
+    generation = config.generation.model_copy(
+        update={"temperature": 0.0, "max_new_tokens": evaluation.judge_max_new_tokens, "system_prompt": None}
+    )
+    judge_engine = engine
+    if evaluation.judge == "model":
+        judge_engine = ChatEngine()
+        judge_engine.load(ModelConfig(name_or_path=evaluation.judge_model), config.quantization)
+
+    def ask(prompts: list[str]) -> list[str]:
+        conversations = [[{"role": "user", "content": text}] for text in prompts]
+        answers = predict(
+            judge_engine, conversations, [None], generation, evaluation.batch_size, lambda d, t: progress("judge", d, t)
+        )
+        return answers[None]
+
+    base, adapter = report.columns
+    try:
+        report.judge = judge(
+            ask,
+            [s.prompt[-1]["content"] for s in report.samples],
+            [s.label for s in report.samples],
+            report.predictions[base],
+            report.predictions[adapter],
+            evaluation.judge_prompt,
+        )
+    finally:
+        if judge_engine is not engine:
+            judge_engine.unload()
+    rates = report.judge.rates()
+    report.metrics[adapter].update(rates)
+    report.metrics[base].update(
+        {"judge_win": rates["judge_loss"], "judge_tie": rates["judge_tie"], "judge_loss": rates["judge_win"]}
+    )
+    points = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[v.outcome] for v in report.judge.verdicts]
+    report.scores.setdefault(adapter, {})["judge"] = points
+    report.scores.setdefault(base, {})["judge"] = [1.0 - p for p in points]
+
+
+def _write_csv(report: EvalReport) -> None:
+    """The predictions as a spreadsheet opens them: prompt, reference, then per column its prediction and scores."""
+    import csv
+
+    header = ["prompt", "reference"]
+    for column in report.columns:
+        header += [f"{column} prediction", *(f"{column} {name}" for name in report.scores.get(column, {}))]
+    with open(report.out_dir / PREDICTIONS_CSV, "w", encoding="utf-8-sig", newline="") as handle:  # BOM: Excel's UTF-8
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for index, sample in enumerate(report.samples):
+            row: list[str | float] = [sample.prompt[-1]["content"], sample.label]
+            for column in report.columns:
+                row.append(report.predictions[column][index])
+                row += [values[index] for values in report.scores.get(column, {}).values()]
+            writer.writerow(row)
+
+
 class _Progress:
     def __init__(self, folder: RunFolder, callback: Callable[[EvalProgress], None]):
         self.folder, self.callback, self.started = folder, callback, time.time()
@@ -182,12 +315,27 @@ class _Progress:
 
 def _write(report: EvalReport, source: str, adapter_path: str | None, config: RunConfig) -> None:
     main = report.columns[-1]
+    if report.benchmarks is not None:
+        text = json.dumps(report.benchmarks.to_json(), ensure_ascii=False, indent=2, default=str)
+        (report.out_dir / BENCHMARKS_FILE).write_text(text, encoding="utf-8")
     with open(report.out_dir / PREDICTIONS_FILE, "w", encoding="utf-8") as handle:
         for index, sample in enumerate(report.samples):
-            line = {"prompt": sample.prompt, "label": sample.label, "prediction": report.predictions[main][index]}
+            line: dict[str, Any] = {
+                "prompt": sample.prompt,
+                "label": sample.label,
+                "prediction": report.predictions[main][index],
+            }
+            if report.scores.get(main):
+                line["scores"] = {name: values[index] for name, values in report.scores[main].items()}
+            if report.judge is not None:
+                verdict = report.judge.verdicts[index]
+                line["judge"] = {"outcome": verdict.outcome, "votes": verdict.votes, "reason": verdict.reason}
             if "base" in report.predictions and main != "base":
                 line["base_prediction"] = report.predictions["base"][index]
+                if report.scores.get("base"):
+                    line["base_scores"] = {name: values[index] for name, values in report.scores["base"].items()}
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+    _write_csv(report)
     summary = {
         "model": config.model.name_or_path,
         "adapter": adapter_path,
@@ -198,6 +346,7 @@ def _write(report: EvalReport, source: str, adapter_path: str | None, config: Ru
         "generation": config.generation.model_dump(),
         "greedy": not config.evaluation.sample,
         "metrics": report.metrics,
+        "benchmarks": report.benchmarks.tasks if report.benchmarks else [],
         "notes": [str(note) for note in report.notes],
     }
     (report.out_dir / METRICS_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2))

@@ -11,7 +11,8 @@ row, then temperature, top-k, top-p) and, for greedy decoding, the same answers 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,10 +52,16 @@ def decode(
     *,
     keep_end: bool = False,
     generator: torch.Generator | None = None,
+    copies: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """The answer tokens of each row (end token excluded unless `keep_end`); `on_done(row, tokens)` as each row
-    finishes. `generator`: the random source of sampling (else torch's global one)."""
-    answers: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
+    finishes. `generator`: the random source of sampling (else torch's global one). `copies`: several answers to
+    one prompt, the prompt run once: the input rows are distinct prompts and answer row i answers input row
+    copies[i] (then answers and `on_done` are by answer row; no `adapter_names`)."""
+    if copies is not None and adapter_names is not None:
+        raise ValueError("decode: copies of a prompt run under the prompt's adapter; adapter_names do not apply")
+    copies = copies.to(input_ids.device) if copies is not None else None
+    answers: list[list[int]] = [[] for _ in range(input_ids.shape[0] if copies is None else copies.shape[0])]
     rows = Rows(input_ids, attention_mask, torch.arange(input_ids.shape[0]), adapter_names)
     processors, sample = _processors(generation), generation.temperature > 0
     stop = torch.tensor(sorted(stop_ids), device=input_ids.device)
@@ -63,6 +70,9 @@ def decode(
     step_ids, step_positions = rows.ids, positions
     for step in range(generation.max_new_tokens):
         logits, cache = _forward(model, step_ids, rows, step_positions, cache)
+        if step == 0 and copies is not None:
+            logits, rows, step_positions = logits[copies], _copied(rows, copies), step_positions[copies]
+            cache.batch_select_indices(copies)
         # transformers types token ids as the legacy torch.LongTensor class, which no tensor is typed as
         scores = processors(rows.ids, logits.float())  # type: ignore[arg-type]
         chosen = (
@@ -80,6 +90,22 @@ def decode(
         rows, cache, step_positions = _keep(rows, chosen, live, cache, step_positions)
         step_ids = chosen[live].unsqueeze(1)
     return answers
+
+
+def left_padded(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of prompts padded on the left, so that every row's answer starts in the same column."""
+    width = max(len(prompt) for prompt in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
+def _copied(rows: Rows, copies: torch.Tensor) -> Rows:
+    """The answer rows after the prompts' run: each a copy of its prompt's row."""
+    return Rows(rows.ids[copies], rows.mask[copies], torch.arange(copies.shape[0]), None)
 
 
 def _forward(
@@ -124,3 +150,34 @@ def _processors(generation: GenerationConfig) -> LogitsProcessorList:
         if generation.top_p < 1.0:
             processors.append(TopPLogitsWarper(generation.top_p))
     return processors
+
+
+NARROW_ROWS = 32  # up to this many rows a step, the head reads its weight as the wide side of the product
+
+
+@contextlib.contextmanager
+def narrow_head(model: torch.nn.Module) -> Iterator[None]:
+    """While decoding a few rows, the output layer computes (W @ h.T).T instead of h @ W.T: the same sums, but
+    MKL then streams the vocabulary-sized weight once instead of repacking it for every call (measured on 2 CPU
+    cores, SmolLM2-135M, 4 rows: the head 21 -> 11 ms, a whole decoding step -12%). Only a plain nn.Linear head
+    is changed; callers enter this once around all the threads that decode (it sets an attribute)."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if type(head) is not torch.nn.Linear:
+        yield
+        return
+    linear: torch.nn.Linear = head
+
+    def forward(hidden: torch.Tensor) -> torch.Tensor:
+        rows = hidden.reshape(-1, hidden.shape[-1])
+        if rows.shape[0] > NARROW_ROWS:
+            return torch.nn.functional.linear(hidden, linear.weight, linear.bias)
+        out = torch.mm(linear.weight, rows.t()).t()
+        out = out + linear.bias if linear.bias is not None else out
+        return out.reshape(*hidden.shape[:-1], out.shape[-1])
+
+    linear.forward = forward  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        del linear.forward

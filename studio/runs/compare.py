@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.errors import StudioError
-from studio.runs.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Rewards, Step
+from studio.runs.events import AttemptStarted, Eval, Event, Failed, Gpu, Preference, Rewards, Step, Watched
 from studio.runs.folder import RUN_ID, RunFolder, RunStatus
 from studio.runs.history import Series
 
@@ -88,6 +88,7 @@ class CompareRow:
     preference: dict[str, float] = field(default_factory=dict)  # the latest reward accuracy/margin/mean, eval_ or train
     adapter: str | None = None  # the adapter folder, for Chat and Evaluate
     problem: str = ""  # why the run failed, or why its folder could not be read
+    watched: Watched | None = None  # the watched prompts' answers at the run's latest evaluation
 
 
 @dataclass
@@ -95,6 +96,13 @@ class Comparison:
     rows: list[CompareRow]
     curves: list[RunCurves]
     differing_fields: list[str]
+
+    def watched(self) -> list[tuple[str, list[str]]]:
+        """(prompt, each run's answer to it at its latest evaluation, "–" where a run did not watch it): the
+        watched prompts side by side, prompts in the order the runs first name them."""
+        prompts = list(dict.fromkeys(row.prompt for r in self.rows if r.watched for row in r.watched.rows))
+        answers = [{row.prompt: row.answer for row in r.watched.rows} if r.watched else {} for r in self.rows]
+        return [(prompt, [found.get(prompt, "–") for found in answers]) for prompt in prompts]
 
     def table(self) -> list[tuple[str, list[str]]]:
         """The comparison as text columns, (column id, one cell per run): the page labels the ids, the CLI prints them.
@@ -251,6 +259,8 @@ def _fold_events(events: list[Event], row: CompareRow, curves: RunCurves) -> Non
                 rss_peak = max(rss_peak or 0.0, event.rss_mib)
                 _add(curves, "loss", event.step, event.loss)
                 _add_extras(curves, event, _STEP_BOOKKEEPING, "")
+            case Watched():
+                row.watched = event
             case Eval():
                 _add(curves, "eval_loss", event.step, event.eval_loss)
                 _add_extras(curves, event, _EVAL_BOOKKEEPING, "eval_")

@@ -146,6 +146,22 @@ class Answers(_Event):
     rows: list[AnswerRow]
 
 
+class WatchedRow(BaseModel):
+    prompt: str
+    answer: str
+    reference: str | None = None
+
+
+class Watched(_Event):
+    """Every stage: the watched prompts (evaluation.watch_prompts, or the first validation prompts) answered
+    greedily by the model as it is at an evaluation step."""
+
+    type: Literal["watched"] = "watched"
+    step: int
+    rows: list[WatchedRow]
+    seconds: float
+
+
 class GpuReading(BaseModel):
     index: int
     name: str
@@ -195,7 +211,7 @@ class Aborted(_Event):
     checkpoint: str | None
 
 
-EvalStage = Literal["loss", "predict", "done"]
+EvalStage = Literal["loss", "predict", "judge", "benchmark", "done"]
 
 
 class EvalProgress(_Event):
@@ -219,6 +235,7 @@ Event = Annotated[
     | Preference
     | Rewards
     | Answers
+    | Watched
     | Gpu
     | Checkpoint
     | Log

@@ -28,6 +28,7 @@ from studio.runs.events import (
     Rewards,
     Started,
     Step,
+    Watched,
 )
 from studio.runs.text import describe
 
@@ -69,6 +70,7 @@ class RunHistory:
     rewards: dict[str, dict[str, Series]] = field(default_factory=dict)
     answers: list[AnswerRow] = field(default_factory=list)  # the latest answers sampled, with their rewards
     answers_step: int | None = None
+    watched: list[Watched] = field(default_factory=list)  # the watched prompts' answers, evaluation by evaluation
     stage: str = "sft"
     step: int = 0
     total_steps: int | None = None
@@ -144,6 +146,9 @@ class RunHistory:
                 self._on_rewards(event)
             case Answers():
                 self.answers, self.answers_step = event.rows, event.step
+            case Watched():
+                # a resumed attempt evaluates again from its checkpoint: its answers replace the later ones
+                self.watched = [w for w in self.watched if w.step < event.step] + [event]
             case Gpu():
                 self._on_gpu(event)
             case Finished():

@@ -5,6 +5,8 @@
     checkpoint-STEP/scheduler.json        the learning-rate schedule's position
     checkpoint-STEP/rng.safetensors       torch's generator states
     checkpoint-STEP/best_adapter.safetensors  the best evaluated weights, when kept
+    checkpoint-STEP/objective.json        the objective's own state, when it has one (ppo: KL coefficient, score
+                                          statistics)
     checkpoint-STEP/manifest.json         size and sha256 of every file above
     checkpoint-STEP/state.json            the loop's counters; written last, so it marks a complete checkpoint
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
 
 KEEP_CHECKPOINTS = 2
+OBJECTIVE_STATE = "objective.json"
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,11 @@ def save_checkpoint(
     state: LoopState,
     best_weights: dict[str, torch.Tensor] | None,
     gathered: Gathered | None = None,
+    objective_state: dict[str, Any] | None = None,
 ) -> Path:
     """`gathered`: the whole trainable weights and optimizer state of a sharded model (sharding.py), which
-    every rank gathered together and rank 0 alone writes."""
+    every rank gathered together and rank 0 alone writes. `objective_state`: what the objective carries from step
+    to step besides the weights (`read_objective_state` gives it back)."""
     from safetensors.torch import save_file
 
     target = folder / f"checkpoint-{state.step}"
@@ -80,6 +85,8 @@ def save_checkpoint(
         save_file(_rng_state(), staging / "rng.safetensors")
         if best_weights is not None:
             save_file(best_weights, staging / "best_adapter.safetensors")
+        if objective_state:
+            _write_json(staging / OBJECTIVE_STATE, objective_state)
         _write_json(staging / MANIFEST, {"format": 2, "files": _describe_files(staging)})
         _write_json(staging / STATE, asdict(state))
         shutil.rmtree(target, ignore_errors=True)
@@ -189,6 +196,18 @@ def _restore(
         sharding.scatter_optimizer(optimizer, saved)
     else:
         optimizer.load_state_dict(saved)
+
+
+def read_objective_state(path: str | Path) -> dict[str, Any]:
+    """The objective's state a checkpoint kept ({} when it kept none, as checkpoints of other stages)."""
+    found = Path(path) / OBJECTIVE_STATE
+    if not found.is_file():
+        return {}
+    try:
+        state = json.loads(found.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError("training.checkpoint_does_not_fit", path=path, error=error) from None
+    return state if isinstance(state, dict) else {}
 
 
 def _read_optimizer(path: Path) -> dict:

@@ -21,6 +21,7 @@ from studio.training.reinforce import (
     Rollout,
     SamplingObjective,
     Share,
+    answer_losses,
     everything,
     own_share,
     split_tokens,
@@ -53,7 +54,7 @@ class GrpoObjective(SamplingObjective):
     ) -> None:
         """Answers to this process's share of the step's prompts, scored, with their advantages."""
         items = own_share(items, share)
-        rollouts = self.sampler.sample(items, self.config.num_generations, step, no_grad_map)
+        rollouts = self.sampler.sample(items, self.config.num_generations, step)
         self.score(rollouts, training=True)
         for index, item in enumerate(items):
             group = rollouts[index * self.config.num_generations : (index + 1) * self.config.num_generations]
@@ -92,7 +93,7 @@ class GrpoObjective(SamplingObjective):
         return len(item.prompt) * self.config.num_generations
 
     def loss(self, group: list[Rollout], weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-        logps = -self.token_losses(group)
+        logps = -answer_losses(self.token_losses, group)
         device = logps.device
         advantages = torch.cat(
             [torch.full((len(r.completion),), r.advantage, device=device, dtype=logps.dtype) for r in group]

@@ -22,11 +22,18 @@ from studio.config import LoraConfig, PreferenceConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan
 from studio.runs.events import Eval, Event, Heartbeat, Log, Phase, Step
 from studio.training.batches import StepSchedule
-from studio.training.checkpoint import LoopState, load_checkpoint, save_checkpoint, trainable_state
+from studio.training.checkpoint import (
+    LoopState,
+    load_checkpoint,
+    read_objective_state,
+    save_checkpoint,
+    trainable_state,
+)
 from studio.training.distributed import Ranks
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.objectives import build_objective
 from studio.training.ppo import PpoObjective
+from studio.training.reinforce import SamplingObjective
 from studio.training.strategies import add_tally, choose_strategy, lane_count
 from studio.training.token_losses import TokenLosses
 
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
 
     from studio.training.reinforce import Reinforcement
+    from studio.training.watch import Watcher
 
 HEARTBEAT_S = 1.0  # at most one heartbeat event a second, however fast the steps
 
@@ -65,13 +73,16 @@ class Trainer:
         preference: PreferenceConfig | None = None,
         reinforce: Reinforcement | None = None,
         ranks: Ranks = Ranks(),
+        watcher: Watcher | None = None,
     ):
         """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
         EncodedFeedback (kto), TextRow (pt), EncodedPair (rm) or EncodedPrompt (ppo, grpo); `preference` configures
-        the dpo and kto losses, `reinforce` what ppo and grpo sample and how they score it. How each step's
+        the dpo and kto losses, `reinforce` what ppo and grpo sample and how they score it, `watcher` the prompts
+        answered at each evaluation (watch.py). How each step's
         gradients are produced and combined (one process, CPU lanes, several ranks, FSDP) is the strategy's,
         chosen here once (strategies.py)."""
         self.model, self.train, self.val = model, train, val
+        self.watcher = watcher
         self.ranks = ranks
         self.config, self.plan = config, plan
         lanes = lane_count(ranks, plan.device, config.micro_batch_lanes)
@@ -88,7 +99,7 @@ class Trainer:
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort
         self.schedule = StepSchedule.of(len(train), config, *_repeats(self.objective))
         if isinstance(self.objective, PpoObjective):
-            self.objective.bind(train, self.schedule)
+            self.objective.bind(train, self.schedule, ranks.sum)
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
         self.scaler = (
             torch.amp.GradScaler("cuda") if plan.device == "cuda" and plan.weight_dtype == torch.float16 else None
@@ -96,6 +107,8 @@ class Trainer:
         self.strategy = choose_strategy(
             ranks=ranks, objective=self.objective, lanes=lanes, plan=plan, abort=abort, scaler=self.scaler
         )
+        if isinstance(self.objective, SamplingObjective):  # it samples on this thread, not in the strategy's lanes
+            self.objective.sampler.compute = self.strategy.autocast
         _fp32_trainable(model)
         self.trainable = self.strategy.prepare(model)
         self.optimizer = _build_optimizer(model, config, lora)
@@ -108,6 +121,8 @@ class Trainer:
         self.state, self.best_weights = load_checkpoint(
             checkpoint, self.model, self.optimizer, self.scheduler, sharded=self.ranks.sharded
         )
+        if isinstance(self.objective, PpoObjective):
+            self.objective.load_state(read_objective_state(checkpoint))
 
     def same_start(self) -> None:
         """With several ranks, all start from rank 0's trainable weights (after any resume)."""
@@ -266,6 +281,8 @@ class Trainer:
         if self.objective.tallies:
             for event in self.objective.report(self.state.step, "eval", total):
                 self.emit(event)
+        if self.watcher is not None and self.ranks.main and not self.ranks.sharded:
+            self.emit(self.watcher.answer(self.model, self.state.step, self.plan.device, self.strategy.autocast))
         return stop
 
     def _track_best(self, metrics: dict[str, float]) -> bool:
@@ -297,7 +314,14 @@ class Trainer:
         if not self.ranks.main:
             return None
         path = save_checkpoint(
-            self.checkpoints_dir, self.model, self.optimizer, self.scheduler, self.state, self.best_weights, gathered
+            self.checkpoints_dir,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.state,
+            self.best_weights,
+            gathered,
+            objective_state=self.objective.state() if isinstance(self.objective, PpoObjective) else None,
         )
         self.emit(Checkpoint(step=self.state.step, path=str(path), reason=reason))
         return path

@@ -26,7 +26,6 @@ from studio.data.tokenize import Encoded
 from studio.runs.events import Event
 from studio.training.batches import predicted_tokens
 from studio.training.grpo import GrpoObjective
-from studio.training.pair_packing import shareable
 from studio.training.ppo import PpoObjective
 from studio.training.preference import (
     TALLY_SIZE,
@@ -40,6 +39,7 @@ from studio.training.preference import (
 )
 from studio.training.reinforce import NoGradMap, Reinforcement, Share, everything
 from studio.training.reward_model import RewardObjective
+from studio.training.shared_prompts import shareable
 from studio.training.token_losses import TokenLosses
 from studio.training.value_head import ValueHead
 

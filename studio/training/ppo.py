@@ -11,7 +11,8 @@ over the buffer then make optimizer steps of clipped policy and value losses. Th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from studio.training.batches import StepSchedule
 
 
+def _alone(values: torch.Tensor) -> torch.Tensor:
+    """One process: its sums are the run's."""
+    return values
+
+
 class PpoObjective(SamplingObjective):
     stage = "ppo"
 
@@ -45,6 +51,7 @@ class PpoObjective(SamplingObjective):
         self.block: int | None = None
         self.train: list = []
         self.schedule: StepSchedule | None = None
+        self.total: Callable[[torch.Tensor], torch.Tensor] = _alone
 
     @property
     def repeat(self) -> int:
@@ -54,9 +61,23 @@ class PpoObjective(SamplingObjective):
     def buffer(self) -> int:
         return self.config.ppo_buffer_size
 
-    def bind(self, train: list, schedule: StepSchedule) -> None:
-        """The run's examples and schedule: a rollout answers every prompt of its buffer at once."""
-        self.train, self.schedule = train, schedule
+    def bind(self, train: list, schedule: StepSchedule, total: Callable[[torch.Tensor], torch.Tensor] = _alone) -> None:
+        """The run's examples and schedule: a rollout answers every prompt of its buffer at once. `total`: a tensor
+        summed over the processes, so that the KL controller and the score statistics are the run's, not each
+        process's (as TRL gathers them); advantages are whitened over each process's own share."""
+        self.train, self.schedule, self.total = train, schedule, total
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps besides the weights: the adapted KL coefficient and the score statistics."""
+        moments = self.score_moments
+        return {"kl_coef": self.kl_coef, "score_moments": [moments.mean, moments.var, moments.count]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if "kl_coef" in state:
+            self.kl_coef = float(state["kl_coef"])
+        if "score_moments" in state:
+            mean, var, count = (float(value) for value in state["score_moments"])
+            self.score_moments.mean, self.score_moments.var, self.score_moments.count = mean, var, count
 
     def describe(self) -> str:
         config = self.config
@@ -81,9 +102,8 @@ class PpoObjective(SamplingObjective):
             buffer.update((id(item), item) for item in own_share(step_items, share))  # what the steps will train
         mine = list(buffer.values())
         self.block, self.latest = block, []
-        if not mine:  # a process left without a share of a small buffer
-            return
-        rollouts = self.sampler.sample(mine, 1, block, no_grad_map)
+        # a process left without a share of a small buffer still takes part in the run's statistics below
+        rollouts = self.sampler.sample(mine, 1, block)
         self.score(rollouts, training=True)
         self._measure(rollouts, no_grad_map)
         self._advantages(rollouts)
@@ -92,10 +112,15 @@ class PpoObjective(SamplingObjective):
         self.block, self.latest = block, rollouts
 
     def score(self, rollouts: list[Rollout], training: bool) -> None:
-        scores = torch.tensor(self.reinforce.reward_model.score_ids([r.input_ids for r in rollouts]))
+        scores = torch.tensor(
+            self.reinforce.reward_model.score_ids([r.input_ids for r in rollouts]), dtype=torch.float64
+        )
         if self.config.ppo_score_norm:
-            if training:
-                self.score_moments.update(scores)
+            if training:  # every process, with or without answers of its own
+                sums = torch.stack(
+                    [torch.tensor(float(len(scores)), dtype=torch.float64), scores.sum(), scores.pow(2).sum()]
+                )
+                self.score_moments.update(*self._summed(sums))
             scores = self.score_moments.normalise(scores)
         for rollout, value in zip(rollouts, scores.tolist()):
             rollout.reward = value
@@ -117,9 +142,15 @@ class PpoObjective(SamplingObjective):
         losses, hidden = self.token_losses.token_hidden(group)
         return -losses.float(), self.head(hidden).float()
 
+    def _summed(self, values: torch.Tensor) -> list[float]:
+        return self.total(values.to(self.token_losses.device)).tolist()
+
     def _advantages(self, rollouts: list[Rollout]) -> None:
-        """Per-token rewards (KL penalty, score at the end), GAE, whitened advantages; then the KL controller.
-        With several processes each whitens and adapts over its own share of the buffer."""
+        """Per-token rewards (KL penalty, score at the end), GAE, whitened advantages; then the KL controller."""
+        self._whitened_advantages(rollouts)
+        self._adapt_kl(rollouts)
+
+    def _whitened_advantages(self, rollouts: list[Rollout]) -> None:
         if not rollouts:
             return
         gamma, lam = self.config.gamma, self.config.lam
@@ -144,11 +175,15 @@ class PpoObjective(SamplingObjective):
             advantages.append(found)
         for rollout, whitened in zip(rollouts, _whiten_each(advantages)):
             rollout.advantages = whitened
-        kl = torch.stack(
-            [(r.old - r.reference).sum() for r in rollouts if r.old is not None and r.reference is not None]
-        )
-        error = float((kl.mean() / self.config.ppo_target - 1).clamp(-0.2, 0.2))
-        self.kl_coef *= 1 + error * len(rollouts) / self.config.kl_horizon
+
+    def _adapt_kl(self, rollouts: list[Rollout]) -> None:
+        """The adaptive controller over every process's answers (each process calls this, answers or not)."""
+        kl = sum(float((r.old - r.reference).sum()) for r in rollouts if r.old is not None and r.reference is not None)
+        count, total = self._summed(torch.tensor([float(len(rollouts)), kl], dtype=torch.float64))
+        if count == 0:
+            return
+        error = min(max(total / count / self.config.ppo_target - 1, -0.2), 0.2)
+        self.kl_coef *= 1 + error * count / self.config.kl_horizon
 
     # -- the loss --------------------------------------------------------------------------------
 
@@ -187,9 +222,12 @@ class _RunningMoments:
     def __init__(self) -> None:
         self.mean, self.var, self.count = 0.0, 1.0, 1e-24
 
-    def update(self, values: torch.Tensor) -> None:
-        values = values.double()
-        batch_mean, batch_var, n = values.mean().item(), values.var(unbiased=False).item(), len(values)
+    def update(self, n: float, summed: float, squares: float) -> None:
+        """Add a batch given by its count, sum and sum of squares."""
+        if n == 0:
+            return
+        batch_mean = summed / n
+        batch_var = max(squares / n - batch_mean**2, 0.0)
         delta, total = batch_mean - self.mean, self.count + n
         self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
         self.mean, self.count = self.mean + delta * n / total, total

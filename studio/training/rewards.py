@@ -142,8 +142,9 @@ def ends_rule(text: str) -> RewardFunction:
     return lambda prompt, answer, reference: float(bool(text) and answer.rstrip().endswith(text))
 
 
-def reward_file(path: str) -> RewardFunction:
-    """`reward(prompt, answer, reference)` from a Python file; any error it raises names the file and its traceback."""
+def reward_file(path: str, function: str = "reward") -> RewardFunction:
+    """`reward(prompt, answer, reference)` (or the function named `function`) from a Python file; any error it raises
+    names the file and its traceback."""
     import runpy
 
     source = Path(path)
@@ -153,13 +154,13 @@ def reward_file(path: str) -> RewardFunction:
         namespace = runpy.run_path(str(source))
     except Exception:
         raise RewardFileError("training.reward_file_failed", path=path, traceback=_user_traceback(source)) from None
-    function = namespace.get("reward")
-    if not callable(function):
-        raise RewardFileError("training.reward_file_no_function", path=path)
+    found = namespace.get(function)
+    if not callable(found):
+        raise RewardFileError("training.reward_file_no_function", path=path, function=function)
 
     def call(prompt: str, answer: str, reference: str) -> float:
         try:
-            return float(function(prompt, answer, reference))
+            return float(found(prompt, answer, reference))
         except Exception:
             raise RewardFileError("training.reward_file_failed", path=path, traceback=_user_traceback(source)) from None
 

@@ -22,7 +22,7 @@ from studio.training import varlen_attention
 from studio.training.label_loss import chunk_elements, fused_head_supported, label_losses
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.packing import Example, deal, pack, padded_groups, plan_lanes, shifted_targets
-from studio.training.pair_packing import pack_pairs
+from studio.training.shared_prompts import SharedPacking, pack_pairs, pack_shared
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -108,8 +108,9 @@ class TokenLosses:
 
     @property
     def shares_prompts(self) -> bool:
-        """Whether preference pairs can run their prompt once for both answers (`pair_losses`): packed rows on a
-        CPU (CUDA's varlen flash kernel cannot express the shared prompt) of a model without sliding windows."""
+        """Whether answers to one prompt (preference pairs, GRPO groups) can run their prompt once for all of them
+        (`shared_losses`): packed rows on a CPU (CUDA's varlen flash kernel cannot express the shared prompt) of a
+        model without sliding windows."""
         config = self.decoder.config
         sliding = "sliding_attention" in (getattr(config, "layer_types", None) or []) or (
             getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", False)
@@ -119,7 +120,16 @@ class TokenLosses:
     def pair_losses(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, list[int]]:
         """Per-token losses of the answers of `pairs` laid out with shared prompts (chosen, then rejected, pair by
         pair), and how many tokens each answer has."""
-        batch = pack_pairs(pairs)
+        return self._shared(pack_pairs(pairs))
+
+    def shared_losses(
+        self, segments: Sequence[tuple[list[int], Sequence[list[int]]]]
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Per-token losses of every answer of (prompt, answers) segments, each prompt run once (answer after
+        answer, segment by segment), and how many tokens each answer has."""
+        return self._shared(pack_shared(segments))
+
+    def _shared(self, batch: SharedPacking) -> tuple[torch.Tensor, list[int]]:
         hidden = self._decode(
             batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length, shared_prompts=batch.shared_prompts
         )

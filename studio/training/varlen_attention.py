@@ -5,11 +5,11 @@ model's attention modules call it with the `cu_seq_lens_q` / `max_length_q` keyw
 the training loop passes to the decoder. On CUDA with half-precision inputs it is one varlen flash
 attention call; elsewhere (CPU, fp32) it is one causal SDPA call per example, which costs
 the sum of the examples' squared lengths rather than the square of the packed length.
-Rows of preference pairs laid out with a shared prompt (`pair_packing`) pass `shared_prompts`:
-in those segments the second answer attends to the prompt and itself only (SDPA with a small
-mask), never to the first answer. Masks are never built for this implementation (transformers skips mask creation for
-attention functions it does not know), so right-padded batches without `cu_seq_lens_q` are
-also correct: causal attention keeps real tokens from seeing the padding after them.
+Rows laid out with a shared prompt (`shared_prompts.py`: preference pairs, GRPO groups) pass
+`shared_prompts`: in those segments every answer after the first attends to the prompt and itself only
+(SDPA with a small mask), never to another answer. Masks are never built for this implementation
+(transformers skips mask creation for attention functions it does not know), so right-padded batches
+without `cu_seq_lens_q` are also correct: causal attention keeps real tokens from seeing the padding after them.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def varlen_attention_forward(
         raise ValueError("Packed attention expects one packed row per forward pass.")
     dropout = dropout if module.training else 0.0
     if kwargs.get("shared_prompts") is not None:
-        assert cu_seqlens is not None  # shared prompts come in packed rows (pair_packing)
+        assert cu_seqlens is not None  # shared prompts come in packed rows (shared_prompts.py)
         return _shared_prompt_attention(
             query, key, value, cu_seqlens, kwargs["shared_prompts"], dropout, scaling, sliding_window, grouped_kv
         ), None
@@ -82,38 +82,51 @@ def _shared_prompt_attention(
     key: torch.Tensor,
     value: torch.Tensor,
     cu_seqlens: torch.Tensor,
-    shared_prompts: tuple[tuple[int, int, int], ...],
+    shared_prompts: tuple[tuple[int, int, tuple[int, ...]], ...],
     dropout: float,
     scaling: float | None,
     sliding_window: int | None,
     grouped_kv: bool,
 ) -> torch.Tensor:
-    """Segments [prompt | first | second]: prompt and first answer causal as one sequence; the second answer's
-    queries see the prompt's keys and its own (causally), as if it followed the prompt directly."""
+    """Segments [prompt | first | second | ...]: prompt and first answer causal as one sequence; each later
+    answer's queries see the prompt's keys and its own (causally), as if it followed the prompt directly."""
     bounds = list(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()))
-    trees = {start: (prompt, first) for start, prompt, first in shared_prompts}
+    trees = {start: (prompt, answers) for start, prompt, answers in shared_prompts}
     outputs = []
     for start, end in bounds:
         if start not in trees:
             q, k, v = (t[:, :, start:end] for t in (query, key, value))
             outputs.append(_causal_sdpa(q, k, v, dropout, scaling, sliding_window, grouped_kv))
             continue
-        prompt, first = trees[start]
+        prompt, answers = trees[start]
         if sliding_window is not None and end - start > sliding_window:
             raise NotImplementedError(
                 "Shared-prompt attention does not support sliding windows; set training.packing to false."
             )
-        split = start + prompt + first
+        split = start + prompt + (answers[0] if answers else 0)
         q, k, v = (t[:, :, start:split] for t in (query, key, value))
         outputs.append(_causal_sdpa(q, k, v, dropout, scaling, None, grouped_kv))
         if split == end:
             continue
         keys, values = (torch.cat([t[:, :, start : start + prompt], t[:, :, split:end]], dim=2) for t in (key, value))
-        second = end - split
-        mask = torch.ones((second, prompt + second), dtype=torch.bool, device=query.device)
-        mask[:, prompt:] = torch.ones((second, second), dtype=torch.bool, device=query.device).tril()
+        mask = _later_answers_mask(prompt, answers[1:], query.device)
         outputs.append(_masked_sdpa(query[:, :, split:end], keys, values, mask, dropout, scaling, grouped_kv))
     return torch.cat([output.transpose(1, 2) for output in outputs], dim=1)
+
+
+def _later_answers_mask(prompt: int, lengths: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(answer tokens, prompt + answer tokens): every prompt key, then each answer's own keys causally."""
+    total = sum(lengths)
+    mask = torch.zeros((total, prompt + total), dtype=torch.bool, device=device)
+    mask[:, :prompt] = True
+    offset = 0
+    for length in lengths:
+        block = slice(offset, offset + length)
+        mask[block, prompt + offset : prompt + offset + length] = torch.ones(
+            (length, length), dtype=torch.bool, device=device
+        ).tril()
+        offset += length
+    return mask
 
 
 def _masked_sdpa(

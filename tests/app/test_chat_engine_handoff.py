@@ -99,7 +99,7 @@ def test_chat_then_evaluate_then_chat_then_adapter_changes(client, layout, adapt
     first = _send(client, layout, adapter)
 
     evaluate = _args(layout, "evaluate", extra={layout.evaluate.picker.dropdown: str(adapter)})
-    progress, metrics, _ = client.predict(*evaluate, api_name="/evaluate")
+    progress, metrics, *_ = client.predict(*evaluate, api_name="/evaluate")
     assert "finished" in progress and "busy" not in progress, progress
     assert "rouge-l" in json.dumps(metrics)
 

@@ -50,6 +50,8 @@ def test_three_runs_side_by_side(page, three_runs, shoot):
     table = page.locator("#qs-compare-table").inner_text()
     assert "failed" in table and "finished" in table and "lora.rank" in table and "BLEU-4" in table
     assert "SIGKILL" in table and table.count("open in Chat") == 2  # the failed run has no adapter to open
+    watched = page.locator("#qs-compare-watched").inner_text()  # the runs' answers to the same prompts
+    assert "Watched answers" in watched and f"{ids['small']} (step" in watched
     wanted = [f"{run_id} · loss" for run_id in ids.values()] + [f"{ids['small']} · eval loss"]
     legend = (
         "ids => { const t = [...document.querySelectorAll('#qs-compare-loss .legendtext')].map(e => e.textContent);"

@@ -102,6 +102,14 @@ def test_reload_brings_the_curve_back_and_it_keeps_growing(training, shoot):
     shoot(page, "05-reloaded")
 
 
+def test_watched_answers_appear_under_the_charts_at_each_evaluation(training, shoot):
+    watched = training.locator("#qs-watched")
+    _wait(training, lambda: watched.is_visible() and "200" in watched.inner_text(), timeout=300, what="watched answers")
+    text = watched.inner_text()
+    assert "Watched answers" in text and "prompt" in text and "answer" in text
+    shoot(training, "05b-watched")
+
+
 def test_starting_twice_is_refused_in_the_page(training):
     training.locator("#qs-start").click()
     training.get_by_text("busy training run").first.wait_for(timeout=30_000)

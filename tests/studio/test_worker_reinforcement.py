@@ -3,11 +3,13 @@ save, and how they end when a reward file breaks."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from studio.adapters import scan_adapters
+from studio.config import PpoConfig
 from tests.support import run_worker
 
 GRPO = {
@@ -46,7 +48,7 @@ def test_a_reward_model_starts_at_ln_2_and_is_saved_with_its_value_head(reward_r
 
 def test_ppo_against_the_reward_model_streams_rewards_kl_and_answers(reward_run, tiny_model_dir):
     runs, _, _ = reward_run
-    _, events = run_worker(
+    folder, events = run_worker(
         runs / "ppo-run",
         tiny_model_dir,
         **{
@@ -57,8 +59,11 @@ def test_ppo_against_the_reward_model_streams_rewards_kl_and_answers(reward_run,
             "generation.max_new_tokens": "8",
             "training.batch_size": "2",
             "training.gradient_accumulation_steps": "1",
+            "training.save_steps": "2",
         },
     )
+    kept = json.loads((folder.latest_checkpoint() / "objective.json").read_text())  # resumes where it was
+    assert kept["kl_coef"] != PpoConfig().init_kl_coef and len(kept["score_moments"]) == 3
     train = [e for e in events if e.type == "rewards" and e.split == "train"]
     assert len(train) == 4 and all(e.value_loss is not None and e.kl is not None for e in train)
     assert any(e.type == "rewards" and e.split == "eval" for e in events)
@@ -88,6 +93,16 @@ def test_grpo_streams_each_reward_function_and_the_latest_answers(tmp_path, tiny
     assert answers[-1].rows[0].reference and "<answer>" in answers[-1].rows[0].reference
     evals = [e for e in events if e.type == "rewards" and e.split == "eval"]
     assert len(evals) == 2 and not any(e.type == "eval" for e in events)  # no eval loss: the reward instead
+
+
+def test_grpo_samples_a_4bit_bf16_model_under_the_runs_autocast(tmp_path, tiny_model_dir):
+    _, events = run_worker(
+        tmp_path / "grpo-4bit",
+        tiny_model_dir,
+        **GRPO,
+        **{"quantization.method": "4bit", "training.precision": "bf16", "training.max_steps": "2"},
+    )
+    assert [e.step for e in events if e.type == "rewards" and e.split == "train"] == [1, 2]
 
 
 def test_grpo_resumes_from_a_checkpoint_with_the_same_samples(tmp_path, tiny_model_dir):

@@ -54,6 +54,9 @@ def changed_value(control: FieldControl, default):
         ceiling = min((getattr(m, "le", None) or getattr(m, "lt", None) or float("inf")) for m in control.info.metadata)
         return round(default + 0.05 if default + 0.05 < ceiling else default - 0.05, 6)
     if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        if typing.get_origin(item) is typing.Literal:  # a choice of fixed values (evaluation.task_metrics)
+            return list(default) + [next(choice for choice in typing.get_args(item) if choice not in default)]
         return ["identity"] if isinstance(control.component, gr.Textbox) else list(default) + ["sharegpt_zh_demo"]
     return {
         "model.name_or_path": "Qwen/Qwen1.5-0.5B-Chat",

@@ -27,6 +27,8 @@ SKIP = [
     "#qs-log",
     "#qs-preview-table",
     "#qs-eval-samples",
+    "#qs-watched",
+    "#qs-compare-watched",
     "#qs-chat-base .message-row",
     "#qs-chat-adapter-answers .message-row",
     "code",
@@ -45,6 +47,19 @@ TERMS = {
     "sequence",
     "exact",
     "numeric",
+    # Evaluate's task metrics and judge (the config's option values), the judge prompt's {question} field, and
+    # benchmarks as lm-evaluation-harness names them
+    "accuracy",
+    "choice",
+    "file",
+    "regex",
+    "model",
+    "judge",
+    "question",
+    "lm-evaluation-harness",
+    "mmlu",
+    "cmmlu",
+    "ceval-valid",
     # a reward file's function, as the user writes it: reward(prompt, answer, reference) -> float, in Python
     "reward",
     "prompt",

@@ -34,7 +34,8 @@ def test_compare_writes_predictions_and_metrics_for_both(tiny_model_dir, strong_
     assert report.columns == ["base", "strong"]
     for column in report.columns:
         metrics = report.metrics[column]
-        assert set(metrics) == {"eval_loss", "perplexity", "bleu-4", "rouge-1", "rouge-2", "rouge-l"}
+        held_out = {"eval_loss", "perplexity", "bleu-4", "rouge-1", "rouge-2", "rouge-l"}
+        assert set(metrics) == held_out | {"exact_match", "accuracy"}  # the default task metrics
         assert all(math.isfinite(v) for v in metrics.values())
     assert report.metrics["base"]["eval_loss"] != report.metrics["strong"]["eval_loss"]
     lines = (report.out_dir / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()

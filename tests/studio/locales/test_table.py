@@ -14,7 +14,7 @@ from studio.locales import ENGLISH, LANGUAGES, Message, in_language, say, table
 ROOT = Path(__file__).resolve().parents[3]
 SOURCES = sorted([*(ROOT / "studio").rglob("*.py"), *(ROOT / "app").rglob("*.py")])
 # keys the code builds from a prefix and a name (a run's state, a phase, ...): app/i18n.py `named`
-BUILT = ("state_", "phase_", "stage_", "eval_kind_", "dev_", "kind_", "compare_col_", "data.stage_name_")
+BUILT = ("state_", "phase_", "stage_", "eval_kind_", "judge_", "dev_", "kind_", "compare_col_", "data.stage_name_")
 
 
 def _field_keys() -> set[str]:

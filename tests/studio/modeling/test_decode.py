@@ -106,3 +106,46 @@ def test_mixed_adapter_rows_equal_generate(tiny_model_dir, tokenizer, strong_ada
         ours = decode(model, batch["input_ids"], batch["attention_mask"], GREEDY, {stop}, adapter_names=names)
     assert ours == _generate(model, batch, stop, adapter_names=names)
     assert ours[0] != ours[1]  # the adapter rows really ran with the adapter
+
+
+def test_copies_of_a_prompt_run_once_sample_what_rows_of_their_own_would(tiny_model_dir, tokenizer):
+    model = _lively(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
+    batch = _batch(tokenizer)
+    copies = torch.tensor([0, 0, 0, 2, 2, 3])
+    sampled = GenerationConfig(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=12, repetition_penalty=1.1)
+    with torch.inference_mode():
+        shared = decode(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            sampled,
+            set(),
+            generator=torch.Generator().manual_seed(3),
+            copies=copies,
+        )
+        own_rows = decode(
+            model,
+            batch["input_ids"][copies],
+            batch["attention_mask"][copies],
+            sampled,
+            set(),
+            generator=torch.Generator().manual_seed(3),
+        )
+    assert shared == own_rows and len(shared) == 6
+    assert len({tuple(answer) for answer in shared[:3]}) > 1  # sampled: one prompt's answers differ
+
+
+def test_the_narrow_head_gives_the_heads_logits_and_leaves_the_model_as_it_was(tiny_model_dir, tokenizer):
+    from studio.modeling.decode import narrow_head
+
+    model = _lively(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
+    batch = _batch(tokenizer)
+    with torch.inference_mode():
+        plain = model(**batch, logits_to_keep=1).logits
+        with narrow_head(model):
+            assert "forward" in vars(model.get_output_embeddings())
+            narrow = model(**batch, logits_to_keep=1).logits
+            every_position = model(**batch).logits  # more rows than the narrow form takes
+    assert torch.allclose(narrow, plain, atol=1e-5)
+    assert torch.allclose(every_position[:, -1:], plain, atol=1e-5)
+    assert "forward" not in vars(model.get_output_embeddings())

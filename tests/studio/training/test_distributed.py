@@ -5,6 +5,7 @@ two "nodes" on 127.0.0.1 rendezvous and finish; a killed rank fails the whole ru
 the run resumes from its last checkpoint.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -201,3 +202,32 @@ def test_grpo_on_two_processes_each_answering_its_share(service, tiny_config):
     assert len(train) == 4 and all(0 <= e.flat_groups <= 1 for e in train)
     steps = _events(service, run, "step")
     assert all(s.tokens_per_second > 0 for s in steps)  # both processes' answers counted
+
+
+def test_ppo_on_two_processes_shares_its_kl_controller_and_score_statistics(service, tiny_config):
+    """Each process answers its share; the KL controller and the score statistics are summed over both (a
+    process with nothing to answer still joins), so one checkpointed state serves every rank."""
+    reward = service.start(
+        tiny_config(**EXACT, **{"training.stage": "rm", "data.datasets": "[dpo_zh_demo]", "data.max_samples": "8"})
+    )
+    assert service.wait(reward, timeout=300).state == "finished", service.folder(reward).log_tail()
+    config = {
+        **EXACT,
+        "training.stage": "ppo",
+        "ppo.reward_model": reward,
+        "data.datasets": "[alpaca_zh_demo]",
+        "data.max_samples": "12",
+        "training.batch_size": "3",  # 3 prompts over 2 processes: shares of 2 and 1
+        "training.gradient_accumulation_steps": "1",
+        "training.save_steps": "2",
+        "generation.max_new_tokens": "6",
+        "training.devices": "2",
+    }
+    run = service.start(tiny_config(**config))
+    status = service.wait(run, timeout=300)
+    assert status.state == "finished", service.folder(run).log_tail()
+    assert status.processes == 2
+    train = [e for e in _events(service, run, "rewards") if e.split == "train"]
+    assert train and all(e.kl is not None for e in train)
+    kept = json.loads((service.folder(run).latest_checkpoint() / "objective.json").read_text())
+    assert kept["score_moments"][2] > 0 and kept["kl_coef"] > 0

@@ -3,6 +3,7 @@ that sampling repeats with its seed."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -15,7 +16,7 @@ from studio.training.batches import StepSchedule
 from studio.training.grpo import GrpoObjective
 from studio.training.objectives import build_objective
 from studio.training.ppo import PpoObjective
-from studio.training.reinforce import Reinforcement, Sampler
+from studio.training.reinforce import Reinforcement, Sampler, answer_losses, plan_answers
 from studio.training.reward_model import RewardObjective
 from studio.training.reward_scorer import RewardScorer
 from studio.training.rewards import build_rewards
@@ -142,11 +143,32 @@ def test_grpo_sampling_repeats_with_the_seed_and_step(tiny_model_dir, tiny_token
     model = _model(tiny_model_dir)
     sampler = Sampler(_token_losses(model, lanes=2), _grpo(model, tiny_tokenizer, RewardsConfig()).reinforce)
     prompts = _prompts(tiny_tokenizer)
-    first = [r.completion for r in sampler.sample(prompts, 3, 5, _serial)]
-    again = [r.completion for r in sampler.sample(prompts, 3, 5, _serial)]
-    other_step = [r.completion for r in sampler.sample(prompts, 3, 6, _serial)]
+    first = [r.completion for r in sampler.sample(prompts, 3, 5)]
+    again = [r.completion for r in sampler.sample(prompts, 3, 5)]
+    other_step = [r.completion for r in sampler.sample(prompts, 3, 6)]
     assert first == again and first != other_step
     assert len({tuple(c) for c in first}) > 1  # sampled, not greedy: a group's answers differ
+
+
+def test_a_groups_answers_sharing_one_run_of_their_prompt_have_the_losses_each_has_alone(
+    tiny_model_dir, tiny_tokenizer
+):
+    model = _model(tiny_model_dir, zero_adapter=False).eval()
+    objective = _grpo(model, tiny_tokenizer, RewardsConfig(accuracy=0.0, repetition=1.0))
+    prompts = _prompts(tiny_tokenizer)
+    rollouts = objective.sampler.sample(prompts, 3, 0)
+    token_losses = objective.token_losses
+    assert token_losses.shares_prompts
+    small = TokenLosses(model, device="cpu", packing=True, token_budget=16, batch_size=4, lanes=2)
+    groups = [group for lane in plan_answers(small, rollouts) for group in lane]
+    assert len(groups) > 1
+    for prompt in prompts:  # a prompt's answers are never cut apart, however small the budget
+        assert sum(any(r.prompt is prompt for r in group) for group in groups) == 1
+    with torch.no_grad():
+        shared = answer_losses(token_losses, rollouts)
+        alone = torch.cat([token_losses([rollout]) for rollout in rollouts])
+    assert shared.shape == alone.shape == (sum(len(r.completion) for r in rollouts),)
+    assert torch.allclose(shared, alone, atol=1e-5)
 
 
 def test_ppo_first_epoch_ratio_is_one_and_the_clipped_loss_equals_the_unclipped_one(tiny_model_dir, tiny_tokenizer):
@@ -204,3 +226,40 @@ def test_ppo_rewards_carry_the_kl_penalty_per_token_and_the_score_at_the_end(tin
         # gamma = lambda = 1: the return at the first token is the sum of every reward after it
         expected = (-coefficient * (rollout.old - rollout.reference)).sum() + rollout.reward
         assert rollout.returns[0].item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
+
+
+def test_ppo_adapts_its_kl_coefficient_and_score_statistics_over_every_process_and_keeps_them(
+    tiny_model_dir, tiny_tokenizer
+):
+    def objective_on(prompts, total=None):
+        model = _model(tiny_model_dir, zero_adapter=False)
+        head = ValueHead(model.config.hidden_size)
+        reinforce = Reinforcement(
+            tiny_tokenizer,
+            GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0),
+            seed=3,
+            ppo=PpoConfig(ppo_score_norm=True),
+            reward_model=RewardScorer(_model(tiny_model_dir, zero_adapter=False), head, "cpu"),
+        )
+        torch.nn.init.normal_(head.summary.weight, std=0.5)
+        objective = build_objective("ppo", _token_losses(model), model=model, reinforce=reinforce)
+        assert isinstance(objective, PpoObjective)
+        schedule = StepSchedule.of(
+            len(prompts), TrainingConfig(batch_size=len(prompts), gradient_accumulation_steps=1), 1, 1
+        )
+        objective.bind(prompts, schedule, *([total] if total else []))
+        objective.prepare_step(prompts, _serial, step=0)
+        return objective
+
+    alone = objective_on(_prompts(tiny_tokenizer, 2))
+    twice = objective_on(_prompts(tiny_tokenizer, 2), total=lambda sums: 2 * sums)  # two processes alike
+    assert alone.kl_coef != PpoConfig().init_kl_coef
+    assert twice.score_moments.count == pytest.approx(2 * alone.score_moments.count)
+    assert twice.score_moments.mean == pytest.approx(alone.score_moments.mean)
+    # the controller's step grows with the run's answer count, its direction is the run's mean KL
+    step = alone.kl_coef / PpoConfig().init_kl_coef - 1
+    assert twice.kl_coef / PpoConfig().init_kl_coef - 1 == pytest.approx(2 * step, rel=1e-6)
+
+    resumed = objective_on(_prompts(tiny_tokenizer, 2))
+    resumed.load_state(json.loads(json.dumps(alone.state())))  # as a checkpoint's objective.json holds it
+    assert resumed.state() == alone.state()
