@@ -171,20 +171,27 @@ def test_a_groups_answers_sharing_one_run_of_their_prompt_have_the_losses_each_h
     assert torch.allclose(shared, alone, atol=1e-5)
 
 
-def test_ppo_first_epoch_ratio_is_one_and_the_clipped_loss_equals_the_unclipped_one(tiny_model_dir, tiny_tokenizer):
+def _ppo(tiny_model_dir, tokenizer, ppo: PpoConfig, max_new_tokens: int = 5, random_reward: bool = True):
+    """PPO on the tiny model against a tiny reward model whose value head (and, with `random_reward`, its adapter)
+    scores at random."""
     model = _model(tiny_model_dir, zero_adapter=False)
-    reward_model = _model(tiny_model_dir, zero_adapter=False)
+    reward_model = _model(tiny_model_dir, zero_adapter=not random_reward)
     head = ValueHead(model.config.hidden_size)
     torch.nn.init.normal_(head.summary.weight, std=0.5)
     reinforce = Reinforcement(
-        tiny_tokenizer,
-        GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0),
+        tokenizer,
+        GenerationConfig(max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0),
         seed=3,
-        ppo=PpoConfig(ppo_epochs=2, cliprange=0.2, cliprange_value=0.2),
+        ppo=ppo,
         reward_model=RewardScorer(reward_model, head, "cpu"),
     )
     objective = build_objective("ppo", _token_losses(model), model=model, reinforce=reinforce)
     assert isinstance(objective, PpoObjective)
+    return objective
+
+
+def test_ppo_first_epoch_ratio_is_one_and_the_clipped_loss_equals_the_unclipped_one(tiny_model_dir, tiny_tokenizer):
+    objective = _ppo(tiny_model_dir, tiny_tokenizer, PpoConfig(ppo_epochs=2, cliprange=0.2, cliprange_value=0.2), 6)
     prompts = _prompts(tiny_tokenizer, 4)
     schedule = StepSchedule.of(4, TrainingConfig(batch_size=4, gradient_accumulation_steps=1, max_steps=2), 2, 1)
     objective.bind(prompts, schedule)
@@ -206,18 +213,7 @@ def test_ppo_first_epoch_ratio_is_one_and_the_clipped_loss_equals_the_unclipped_
 
 
 def test_ppo_rewards_carry_the_kl_penalty_per_token_and_the_score_at_the_end(tiny_model_dir, tiny_tokenizer):
-    model = _model(tiny_model_dir, zero_adapter=False)
-    head = ValueHead(model.config.hidden_size)
-    torch.nn.init.normal_(head.summary.weight, std=0.5)
-    reinforce = Reinforcement(
-        tiny_tokenizer,
-        GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0),
-        seed=3,
-        ppo=PpoConfig(ppo_epochs=1, gamma=1.0, lam=1.0),
-        reward_model=RewardScorer(_model(tiny_model_dir), head, "cpu"),
-    )
-    objective = build_objective("ppo", _token_losses(model), model=model, reinforce=reinforce)
-    assert isinstance(objective, PpoObjective)
+    objective = _ppo(tiny_model_dir, tiny_tokenizer, PpoConfig(ppo_epochs=1, gamma=1.0, lam=1.0), random_reward=False)
     prompts = _prompts(tiny_tokenizer, 2)
     objective.bind(prompts, StepSchedule.of(2, TrainingConfig(batch_size=2, gradient_accumulation_steps=1), 1, 1))
     coefficient = objective.kl_coef
@@ -232,18 +228,7 @@ def test_ppo_adapts_its_kl_coefficient_and_score_statistics_over_every_process_a
     tiny_model_dir, tiny_tokenizer
 ):
     def objective_on(prompts, total=None):
-        model = _model(tiny_model_dir, zero_adapter=False)
-        head = ValueHead(model.config.hidden_size)
-        reinforce = Reinforcement(
-            tiny_tokenizer,
-            GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0),
-            seed=3,
-            ppo=PpoConfig(ppo_score_norm=True),
-            reward_model=RewardScorer(_model(tiny_model_dir, zero_adapter=False), head, "cpu"),
-        )
-        torch.nn.init.normal_(head.summary.weight, std=0.5)
-        objective = build_objective("ppo", _token_losses(model), model=model, reinforce=reinforce)
-        assert isinstance(objective, PpoObjective)
+        objective = _ppo(tiny_model_dir, tiny_tokenizer, PpoConfig(ppo_score_norm=True))
         schedule = StepSchedule.of(
             len(prompts), TrainingConfig(batch_size=len(prompts), gradient_accumulation_steps=1), 1, 1
         )
