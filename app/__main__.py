@@ -62,7 +62,10 @@ def _open_workspace(options):
         raise StudioError("page.workspace_not_folder", path=root)
     os.chdir(root)
     defaults = RunConfig.from_yaml(config) if config else with_recipe(RunConfig())  # the default model's recipe
-    return Studio.serving(root, options.runs_dir, options.read_only_dir, options.allow_remote_code), defaults
+    studio = Studio.serving(
+        root, options.runs_dir, options.read_only_dir, options.allow_remote_code, options.judge_endpoint
+    )
+    return studio, defaults
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def layout(page: Page) -> EvalTab:
         form.add("evaluation.judge", scale=1)
         form.add("evaluation.judge_model", scale=1)
     with labels.add(gr.Accordion(T.judge_prompt_box("en"), open=False), T.judge_prompt_box):
+        form.add("evaluation.judge_url")
         form.add("evaluation.judge_prompt", lines=8)
     start = labels.add(gr.Button(T.start_eval("en"), variant="primary", elem_id="qs-eval-start"), T.start_eval, "value")
     progress = gr.HTML(elem_id="qs-eval-progress")

@@ -63,10 +63,13 @@ class Studio:
         runs_dir: str | Path,
         read_only: Iterable[str | Path] = (),
         allow_remote_code: bool = False,
+        judge_endpoints: Iterable[str] = (),
     ) -> Studio:
         """The studio of a web server: every path from the page confined to the workspace `root`; it keeps
         the run queue, so queued runs start when their devices free up, whether or not a page is open."""
-        studio = cls(runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code))
+        studio = cls(
+            runs_dir, Workspace.serve(root, runs_dir, tuple(read_only), allow_remote_code, tuple(judge_endpoints))
+        )
         studio.service.keep_queue()
         _import_model_libraries()
         return studio

@@ -39,6 +39,7 @@ class ServeOptions:
     allow_unauthenticated: bool = False
     read_only_dir: list[str] = field(default_factory=list)
     allow_remote_code: bool = False
+    judge_endpoint: list[str] = field(default_factory=list)
     forwarded_allow_ips: str = ""  # comma-separated proxy addresses or networks; empty: trust no one's header
 
 
@@ -79,6 +80,14 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="let the browser turn on model.trust_remote_code (runs Python code shipped with a model)",
     )
     parser.add_argument(
+        "--judge-endpoint",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an OpenAI-compatible API the page may use as Evaluate's judge, e.g. http://127.0.0.1:8000/v1 "
+        "(repeatable; URLs under it too); the page may name no other address",
+    )
+    parser.add_argument(
         "--forwarded-allow-ips",
         default=defaults.forwarded_allow_ips,
         metavar="ADDRESSES",
@@ -112,6 +121,7 @@ def to_argv(options: ServeOptions) -> list[str]:
         if value:
             argv += [flag, value]
     argv += [arg for directory in options.read_only_dir for arg in ("--read-only-dir", directory)]
+    argv += [arg for url in options.judge_endpoint for arg in ("--judge-endpoint", url)]
     argv += [
         flag
         for flag, on in (

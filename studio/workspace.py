@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from studio.config import RunConfig
 from studio.config.names import model_source
@@ -29,6 +30,7 @@ class Workspace:
     writable: tuple[Path, ...] = ()  # besides the root, e.g. a runs folder given on the command line
     readable: tuple[Path, ...] = ()  # read-only: bundled data, the model cache, folders the server was told to share
     allow_remote_code: bool = False
+    endpoints: tuple[str, ...] = ()  # URLs (and what lies under them) a judge from the page may call
 
     @classmethod
     def serve(
@@ -37,6 +39,7 @@ class Workspace:
         runs_dir: str | Path,
         read_only: tuple[str | Path, ...] = (),
         allow_remote_code: bool = False,
+        endpoints: tuple[str, ...] = (),
     ) -> Workspace:
         root = Path(root).expanduser().resolve()
         readable = (
@@ -44,7 +47,7 @@ class Workspace:
             cache_dir().resolve(),
             *(Path(p).expanduser().resolve() for p in read_only),
         )
-        return cls(root, (_absolute(runs_dir, root).resolve(),), readable, allow_remote_code)
+        return cls(root, (_absolute(runs_dir, root).resolve(),), readable, allow_remote_code, endpoints)
 
     def path(self, raw: str | Path, what: str, *, write: bool = False) -> Path:
         """`raw` resolved against the workspace; PathNotAllowed when it leads anywhere else."""
@@ -78,6 +81,8 @@ class Workspace:
             self.path(config.rewards.file, "rewards.file")
         if config.evaluation.judge == "model":
             self.check_model(config.evaluation.judge_model)
+        if config.evaluation.judge == "endpoint":
+            self.check_endpoint(config.evaluation.judge_url)
         if config.evaluation.metric_file:
             if not self.allow_remote_code:
                 raise PathNotAllowed("workspace.metric_file_not_allowed", file=config.evaluation.metric_file)
@@ -98,6 +103,12 @@ class Workspace:
         if is_name and any((runs / raw).is_dir() for runs in self.writable):
             return
         self.path(raw, "ppo.reward_model")
+
+    def check_endpoint(self, url: str) -> None:
+        """A URL the server was started to allow (--judge-endpoint), or one under it: from the page, any other
+        would make the server a client of whatever address the page names (its own loopback services included)."""
+        if not any(_under(url, allowed) for allowed in self.endpoints):
+            raise PathNotAllowed("workspace.endpoint_not_allowed", url=url)
 
     def check_model(self, name_or_path: str, trust_remote_code: bool = False) -> None:
         if trust_remote_code and not self.allow_remote_code:
@@ -129,6 +140,23 @@ class Workspace:
         if path.is_dir():
             for member in path.iterdir():
                 self.path(member, say("workspace.file_in_folder", what=what))
+
+
+def _under(url: str, allowed: str) -> bool:
+    """Same scheme, host and port, no credentials, and a path at or below the allowed one (no dot segments or
+    escapes that a server would resolve above it)."""
+    try:
+        asked, given = urlsplit(url.strip()), urlsplit(allowed.strip())
+        ports = (asked.port, given.port)  # a malformed port raises here
+    except ValueError:
+        return False
+    if asked.username is not None or asked.password is not None or ports[0] != ports[1]:
+        return False
+    if "%" in asked.path or {".", ".."} & set(asked.path.split("/")):
+        return False
+    base = given.path.rstrip("/")
+    same_place = (asked.scheme.lower(), asked.hostname) == (given.scheme.lower(), given.hostname)
+    return same_place and (asked.path.rstrip("/") == base or asked.path.startswith(base + "/"))
 
 
 def _check_config_name(raw: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import field_validator, model_validator
 
@@ -54,12 +55,24 @@ class EvaluationConfig(Section):
         "the browser only when the server was started with --allow-remote-code).",
         advanced=True,
     )
-    judge: Literal["none", "base", "model"] = field(
+    judge: Literal["none", "base", "model", "endpoint"] = field(
         "none",
-        "A local judge compares the base's and the adapter's answer to each prompt, in both orders: base (the base "
-        "model itself, no second load) or model (judge_model).",
+        "A judge compares the base's and the adapter's answer to each prompt, in both orders: base (the base model "
+        "itself, no second load), model (judge_model, loaded beside it) or endpoint (an OpenAI-compatible server at "
+        "judge_url).",
     )
-    judge_model: str = field("", "The judge for judge: model, a local model folder or a hub id.", advanced=True)
+    judge_model: str = field(
+        "",
+        "judge: model: a local model folder or a hub id. judge: endpoint: the model name the server serves (empty: "
+        "the first it lists).",
+        advanced=True,
+    )
+    judge_url: str = field(
+        "",
+        "judge: endpoint: the base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 (its key from "
+        "OPENAI_API_KEY; from the browser only URLs the server was started with --judge-endpoint).",
+        advanced=True,
+    )
     judge_prompt: str = field(
         DEFAULT_JUDGE_PROMPT,
         "What the judge is asked: {question}, {reference}, {a} and {b} are filled in; its first line must be A, B "
@@ -122,4 +135,12 @@ class EvaluationConfig(Section):
             raise FieldProblem("config.file_metric_needs_file")
         if self.judge == "model" and not self.judge_model.strip():
             raise FieldProblem("config.judge_needs_model")
+        if self.judge == "endpoint":
+            _http_url(self.judge_url)
         return self
+
+
+def _http_url(url: str) -> None:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FieldProblem("config.judge_needs_url", url=url)

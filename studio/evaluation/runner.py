@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,8 @@ from studio.chat.engine import ChatEngine
 from studio.config import ModelConfig, RunConfig
 from studio.evaluation import kinds
 from studio.evaluation.benchmarks import BENCHMARKS_FILE, BenchmarkError, BenchmarkReport, check_tasks, run_benchmarks
-from studio.evaluation.judge import JudgeReport, judge
+from studio.evaluation.judge import Ask, JudgeReport, judge
+from studio.evaluation.judge_endpoint import endpoint_asker
 from studio.evaluation.kinds import Sample
 from studio.evaluation.metrics import corpus_scores
 from studio.evaluation.predict import predict
@@ -233,6 +235,40 @@ def _judge(engine: ChatEngine, report: EvalReport, config: RunConfig, progress: 
     """The judge's verdicts (judge.py) as metrics of both columns (the base's win is the adapter's loss) and as
     per-sample scores: 1 a win, 0.5 a tie, 0 a loss."""
     evaluation = config.evaluation
+    base, adapter = report.columns
+    with _judge_asker(engine, config, progress) as ask:
+        report.judge = judge(
+            ask,
+            [s.prompt[-1]["content"] for s in report.samples],
+            [s.label for s in report.samples],
+            report.predictions[base],
+            report.predictions[adapter],
+            evaluation.judge_prompt,
+        )
+    rates = report.judge.rates()
+    report.metrics[adapter].update(rates)
+    report.metrics[base].update(
+        {"judge_win": rates["judge_loss"], "judge_tie": rates["judge_tie"], "judge_loss": rates["judge_win"]}
+    )
+    points = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[v.outcome] for v in report.judge.verdicts]
+    report.scores.setdefault(adapter, {})["judge"] = points
+    report.scores.setdefault(base, {})["judge"] = [1.0 - p for p in points]
+
+
+@contextmanager
+def _judge_asker(engine: ChatEngine, config: RunConfig, progress: _Progress) -> Iterator[Ask]:
+    """The judge evaluation.judge names, answering greedily; a judge model loaded for it is unloaded after."""
+    evaluation = config.evaluation
+    report_progress = lambda done, total: progress("judge", done, total)  # noqa: E731
+    if evaluation.judge == "endpoint":
+        yield endpoint_asker(
+            evaluation.judge_url,
+            evaluation.judge_model,
+            evaluation.judge_max_new_tokens,
+            evaluation.batch_size,
+            report_progress,
+        )
+        return
     generation = config.generation.model_copy(
         update={"temperature": 0.0, "max_new_tokens": evaluation.judge_max_new_tokens, "system_prompt": None}
     )
@@ -243,32 +279,13 @@ def _judge(engine: ChatEngine, report: EvalReport, config: RunConfig, progress: 
 
     def ask(prompts: list[str]) -> list[str]:
         conversations = [[{"role": "user", "content": text}] for text in prompts]
-        answers = predict(
-            judge_engine, conversations, [None], generation, evaluation.batch_size, lambda d, t: progress("judge", d, t)
-        )
-        return answers[None]
+        return predict(judge_engine, conversations, [None], generation, evaluation.batch_size, report_progress)[None]
 
-    base, adapter = report.columns
     try:
-        report.judge = judge(
-            ask,
-            [s.prompt[-1]["content"] for s in report.samples],
-            [s.label for s in report.samples],
-            report.predictions[base],
-            report.predictions[adapter],
-            evaluation.judge_prompt,
-        )
+        yield ask
     finally:
         if judge_engine is not engine:
             judge_engine.unload()
-    rates = report.judge.rates()
-    report.metrics[adapter].update(rates)
-    report.metrics[base].update(
-        {"judge_win": rates["judge_loss"], "judge_tie": rates["judge_tie"], "judge_loss": rates["judge_win"]}
-    )
-    points = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[v.outcome] for v in report.judge.verdicts]
-    report.scores.setdefault(adapter, {})["judge"] = points
-    report.scores.setdefault(base, {})["judge"] = [1.0 - p for p in points]
 
 
 def _write_csv(report: EvalReport) -> None:

@@ -13,6 +13,7 @@ from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
 from tests.support.api_client import call, served
+from tests.support.openai_stub import openai_stub
 
 pytestmark = pytest.mark.server  # a studio served over HTTP, driven as a script would
 
@@ -131,3 +132,12 @@ def test_results_of_an_adapter_shared_read_only_go_to_the_workspace(server, layo
     assert "a bug" not in answer and "rror" not in answer, answer
     assert not (run / "evaluations").exists()  # the shared folder is read, never written
     assert list((workspace / "evaluations").glob("*/metrics.json"))
+
+
+def test_a_judge_endpoint_the_server_was_not_started_with_is_never_called(server, layout):
+    url, _ = server
+    with openai_stub() as (judge_url, seen):
+        fields = {"evaluation.judge": "endpoint", "evaluation.judge_url": judge_url}
+        answer = call(url, layout, "evaluate", fields, {layout.evaluate.picker.dropdown: "runs/x/adapter"})
+    assert _refused(answer) and "--judge-endpoint" in answer, answer
+    assert seen.paths == []

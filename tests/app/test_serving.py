@@ -190,7 +190,12 @@ def test_serve_flags_round_trip():
     parser = argparse.ArgumentParser()
     add_serve_flags(parser)
     assert options_from(parser.parse_args([])) == ServeOptions()
-    options = ServeOptions(host="0.0.0.0", read_only_dir=["/models"], forwarded_allow_ips="127.0.0.1,10.0.0.0/8")
+    options = ServeOptions(
+        host="0.0.0.0",
+        read_only_dir=["/models"],
+        forwarded_allow_ips="127.0.0.1,10.0.0.0/8",
+        judge_endpoint=["http://127.0.0.1:8000/v1", "http://10.0.0.2/v1"],
+    )
     assert options_from(parser.parse_args(to_argv(options))) == options
     assert trusted_proxies(ServeOptions()) == ""  # by default no one's X-Forwarded-For is believed
     assert trusted_proxies(options_from(parser.parse_args(["--forwarded-allow-ips", " ::1, 10.1.2.3/8"]))) == (

@@ -12,6 +12,10 @@ LOSS_POINTS = """() => {
 }"""
 
 
+WATCHED_ROWS = """() => [...document.querySelectorAll('#qs-watched [role=row][data-index]')].map(row =>
+  [0, 1, 2].map(column => row.querySelector(`[data-col="${column}"]`)?.innerText.trim() ?? ''))"""
+
+
 def _wait(page, predicate, timeout=300.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -103,11 +107,25 @@ def test_reload_brings_the_curve_back_and_it_keeps_growing(training, shoot):
 
 
 def test_watched_answers_appear_under_the_charts_at_each_evaluation(training, shoot):
+    """Two evaluations or more, newest first, the same prompts answered differently as the run learns."""
     watched = training.locator("#qs-watched")
-    _wait(training, lambda: watched.is_visible() and "200" in watched.inner_text(), timeout=300, what="watched answers")
+    _wait(training, lambda: len(set(_watched_rows(training))) >= 2, timeout=300, what="two evaluations' answers")
     text = watched.inner_text()
     assert "Watched answers" in text and "prompt" in text and "answer" in text
+    evaluations = _watched_rows(training)  # step -> {prompt: answer}, as many as the table has drawn
+    steps = [int(step) for step in evaluations]
+    assert steps == sorted(steps, reverse=True) and steps[0] >= 400
+    newest, before = list(evaluations.values())[:2]
+    assert newest.keys() == before.keys() and len(set(map(str, evaluations.values()))) > 1, evaluations
     shoot(training, "05b-watched")
+
+
+def _watched_rows(page) -> dict[str, dict[str, str]]:
+    """The watched table's rows the page has drawn (it draws those in view), by step in table order."""
+    rows: dict[str, dict[str, str]] = {}
+    for step, prompt, answer in page.evaluate(WATCHED_ROWS):
+        rows.setdefault(step, {})[prompt] = answer
+    return rows
 
 
 def test_starting_twice_is_refused_in_the_page(training):

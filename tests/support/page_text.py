@@ -55,6 +55,10 @@ TERMS = {
     "regex",
     "model",
     "judge",
+    "endpoint",
+    "judge-endpoint",
+    "openai_api_key",
+    "http",  # a URL's scheme, e.g. the judge endpoint's example
     "question",
     "lm-evaluation-harness",
     "mmlu",
