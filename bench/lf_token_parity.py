@@ -28,18 +28,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LF_PYTHON = ROOT / ".bench-venvs" / "llamafactory" / "bin" / "python"
-# studio format -> (LLaMA-Factory template, its default_system override or None)
-PAIRS = {
-    "qwen": ("qwen", "You are a helpful assistant."),
-    "qwen2.5": ("qwen", None),
-    "yi": ("yi", None),
-    "llama3": ("llama3", None),
-    "mistral": ("mistral", None),
-    "gemma": ("gemma", None),
-    "glm4": ("glm4", None),
-    "deepseek": ("deepseek", None),
-}
-TOOL_FORMATS = ("qwen", "qwen2.5")  # LLaMA-Factory's templates with Qwen's tool format
+# studio format -> (LLaMA-Factory template, its default_system override or None): every format of the studio;
+# the rest are LLaMA-Factory's templates of the same name
+_RENAMED = {"qwen": ("qwen", "You are a helpful assistant."), "qwen2.5": ("qwen", None)}
+
+
+def _pairs() -> dict[str, tuple[str, str | None]]:
+    sys.path.insert(0, str(ROOT))
+    from studio.modeling.chat_formats import FORMATS
+
+    return {name: _RENAMED.get(name, (name, None)) for name in FORMATS}
+
+
+def _tool_formats() -> tuple[str, ...]:
+    from studio.modeling.chat_formats import FORMATS
+
+    return tuple(name for name, fmt in FORMATS.items() if fmt.supports_tools)
+
+
+PAIRS = _pairs()
+TOOL_FORMATS = _tool_formats()  # formats that render tool calls (the others refuse tool data, by name)
 CASES = [
     {"instruction": "写一句问候。", "input": "", "output": "\n喵～你好 🐾"},
     {"instruction": "Indent this.", "input": "", "output": "    four spaces first"},
@@ -52,10 +60,19 @@ CASES = [
         "output": "\n好的：早上好",
         "history": [["早", "早上好"], ["晚", " 晚上好"]],
     },
+    # reasoning data: a thought kept or dropped as the template and enable_thinking say
+    {"instruction": "1+1=?", "input": "", "output": "<think>\n一加一。\n</think>\n\n2"},
+    {
+        "instruction": "再算 2+2",
+        "input": "",
+        "output": "<think>\n二加二。\n</think>\n\n4",
+        "history": [["1+1=?", "<think>\n一加一。\n</think>\n\n2"], ["谢谢", "不客气"]],
+    },
+    {"instruction": "只有结尾", "input": "", "output": "想过了</think>\n\n好", "system": "先想再答。"},
 ]
 
 
-def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -> None:
+def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str, thinking: str) -> None:
     """Runs in LLaMA-Factory's venv: its converter and supervised encoder on every record and template."""
     sys.path.insert(0, str(ROOT / "bench"))
     from llamafactory_side import stand_in_for_media_libraries
@@ -63,6 +80,7 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -
     stand_in_for_media_libraries()
     from llamafactory.data import template as lf_templates
     from llamafactory.data.converter import get_dataset_converter
+    from llamafactory.data.mm_plugin import get_mm_plugin
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.data.processor.supervised import SupervisedDatasetProcessor
     from llamafactory.data.template import get_template_and_fix_tokenizer
@@ -83,28 +101,37 @@ def lf_side(records_file: str, out_file: str, tiktoken_file: str, cutoff: str) -
             continue
         lf_templates.TEMPLATES.update(copy.deepcopy(pristine))
         tokenizer = build_qwen_tokenizer(Path(tiktoken_file))
-        data_args = DataArguments(template=template, cutoff_len=int(cutoff), default_system=default_system)
-        processor = SupervisedDatasetProcessor(
-            get_template_and_fix_tokenizer(tokenizer, data_args), tokenizer, None, data_args
+        data_args = DataArguments(
+            template=template, cutoff_len=int(cutoff), default_system=default_system, enable_thinking=thinking == "on"
         )
+        try:
+            template_object = get_template_and_fix_tokenizer(tokenizer, data_args)
+            # text-only data: a multimodal family's plugin would ask for an image processor and change nothing
+            template_object.mm_plugin = get_mm_plugin(name="base")
+            processor = SupervisedDatasetProcessor(template_object, tokenizer, None, data_args)
+        except Exception as error:  # a template LLaMA-Factory cannot build here: reported, not compared
+            results[ours] = f"{type(error).__name__}: {error}"
+            continue
         # Its stop words become special tokens, as they are in the family's real tokenizer.
         tokens[ours] = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
         convert = get_dataset_converter(attr.formatting, attr, data_args)
         encoded = []
         for record in records:
             row = convert({"system": "", "history": [], **record})
-            ids, labels = processor._encode_data_example(
-                row["_prompt"], row["_response"], row["_system"], row["_tools"], [], [], []
-            )
-            encoded.append({"input_ids": ids, "labels": labels})
+            try:
+                ids, labels = processor._encode_data_example(
+                    row["_prompt"], row["_response"], row["_system"], row["_tools"], [], [], []
+                )
+                encoded.append({"input_ids": ids, "labels": labels})
+            except Exception as error:  # e.g. GLM-4's single-call tool format meeting parallel calls
+                encoded.append({"error": f"{type(error).__name__}: {error}"})
         results[ours] = encoded
     Path(out_file).write_text(json.dumps({"results": results, "tokens": tokens}), encoding="utf-8")
 
 
-def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int) -> dict[str, list[dict]]:
+def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int, thinking: bool) -> dict[str, list]:
     from studio.data.examples import to_examples
     from studio.data.registry import DatasetSpec
-    from studio.data.tokenize import encode_conversation
     from studio.dev.tiny_models import build_qwen_tokenizer
     from studio.modeling.chat_templates import apply_chat_template_choice
 
@@ -121,10 +148,19 @@ def studio_side(records: list[dict], tokens: dict[str, list], cutoff: int) -> di
             {"additional_special_tokens": [t for t, _ in tokens[name] if t not in tokenizer.get_vocab()]}
         )
         assert [tokenizer.convert_tokens_to_ids(t) for t, _ in tokens[name]] == [i for _, i in tokens[name]]
-        apply_chat_template_choice(tokenizer, name)
-        encoded = [encode_conversation(tokenizer, c, cutoff_len=cutoff) for c in conversations]
-        results[name] = [{"input_ids": e.input_ids, "labels": e.labels} if e else None for e in encoded]
+        apply_chat_template_choice(tokenizer, name, thinking=thinking)
+        results[name] = [_ours(tokenizer, c, cutoff) for c in conversations]
     return results
+
+
+def _ours(tokenizer, conversation, cutoff: int) -> dict | None:
+    from studio.data.tokenize import encode_conversation
+
+    try:
+        encoded = encode_conversation(tokenizer, conversation, cutoff_len=cutoff)
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"input_ids": encoded.input_ids, "labels": encoded.labels} if encoded else None
 
 
 def main() -> None:
@@ -133,6 +169,7 @@ def main() -> None:
     parser.add_argument(
         "--cutoff", type=int, default=1_000_000, help="cutoff_len on both sides (e.g. 64 to compare truncation)"
     )
+    parser.add_argument("--thinking", choices=["on", "off"], default="on", help="enable_thinking on both sides")
     parser.add_argument("--write-fixture", help="store the written cases' LLaMA-Factory ids/labels here (qwen formats)")
     args = parser.parse_args()
     records = json.loads(Path(args.records).read_text(encoding="utf-8"))
@@ -152,21 +189,32 @@ def main() -> None:
             f"{tmp}/out.json",
             str(tiktoken_file),
             str(args.cutoff),
+            args.thinking,
         ]
         subprocess.run(command, check=True, env=env)
         lf = json.loads((Path(tmp) / "out.json").read_text(encoding="utf-8"))
-    theirs, ours = lf["results"], studio_side(records, lf["tokens"], args.cutoff)
+    built = {name: result for name, result in lf["results"].items() if not isinstance(result, str)}
+    tokens = lf["tokens"]
+    theirs, ours = built, studio_side(records, tokens, args.cutoff, args.thinking == "on")
     leading = [i for i, r in enumerate(records) if r.get("output", "x")[:1].isspace()]
+    print(f"{Path(args.records).name}: {len(records)} examples, cutoff {args.cutoff}, thinking {args.thinking}")
     for name in ours:
-        same = sum(a == b for a, b in zip(ours[name], theirs[name]))
+        if name not in theirs:
+            print(f"  {name:16s} LLaMA-Factory cannot build {PAIRS[name][0]} here: {lf['results'][name][:100]}")
+            continue
+        both_fail = sum("error" in (a or {}) and "error" in (b or {}) for a, b in zip(ours[name], theirs[name]))
+        same = sum(a == b for a, b in zip(ours[name], theirs[name]) if "error" not in (b or {}))
+        compared = len(records) - sum("error" in (b or {}) for b in theirs[name])
         same_leading = sum(ours[name][i] == theirs[name][i] for i in leading)
+        percent = 100 * same / max(1, compared)
         print(
-            f"{name:9s} ({PAIRS[name][0]}): {same}/{len(records)} identical ids and labels; "
-            f"answers opening with whitespace {same_leading}/{len(leading)}"
+            f"  {name:16s} ({PAIRS[name][0]:16s}) {same:4d}/{compared:<4d} identical ids and labels ({percent:5.1f}%);"
+            f" LF refuses {len(records) - compared} (ours too: {both_fail}); leading whitespace "
+            f"{same_leading}/{len(leading)}"
         )
     if args.write_fixture:  # the written cases, or a whole (small, written) tool-call file
         written = records if "conversations" in records[0] else CASES
-        cases = {name: theirs[name][-len(written) :] for name in TOOL_FORMATS}
+        cases = {name: theirs[name][-len(written) :] for name in ("qwen", "qwen2.5")}  # the fixture's formats
         Path(args.write_fixture).write_text(
             json.dumps({"cases": written, "llamafactory": cases}, ensure_ascii=False) + "\n"
         )
@@ -174,6 +222,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--lf-side"]:
-        lf_side(*sys.argv[2:6])
+        lf_side(*sys.argv[2:7])
     else:
         main()

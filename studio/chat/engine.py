@@ -24,6 +24,7 @@ from studio.data.formats import Message
 from studio.errors import StudioError
 from studio.locales import Message as Said  # a chat Message is a turn of a conversation
 from studio.locales import say
+from studio.modeling.chat_templates import stop_ids
 
 if TYPE_CHECKING:
     from studio.data.tokenize import Encoded
@@ -350,10 +351,8 @@ class ChatEngine:
 
     @property
     def stop_ids(self) -> set[int]:
-        """End tokens: the model's generation config's and the tokenizer's."""
-        configured = getattr(self._base().generation_config, "eos_token_id", None)
-        ids = set(configured if isinstance(configured, list) else [configured]) | {self.tokenizer.eos_token_id}
-        return {i for i in ids if i is not None}
+        """End tokens: the model's generation config's, the tokenizer's and its chat format's stop words."""
+        return stop_ids(self._base(), self.tokenizer)
 
     def kv_bytes_per_token(self) -> int:
         """KV-cache memory one token of one row takes: what bounds how many rows a batch can hold."""

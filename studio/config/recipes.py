@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.config.model import EMBEDDED_MODEL
+from studio.config.model import EMBEDDED_MODEL, MODEL_PRESETS
 from studio.config.run import RunConfig
 from studio.locales import Message, say
 from studio.paths import REPO_ROOT
@@ -58,9 +58,10 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 
 
 def recipe_family(model_name: str) -> str | None:
+    """'embedded', or 'tutorial' for every other preset (QLoRA rank 8 on all linear layers suits each of them)."""
     if model_name == EMBEDDED_MODEL:
         return "embedded"
-    if model_name.startswith(("Qwen/Qwen1.5-", "Qwen/Qwen2.5-")):
+    if model_name in MODEL_PRESETS:
         return "tutorial"
     return None
 

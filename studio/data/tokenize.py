@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Protocol, cast
 from studio.data.formats import Message
 from studio.data.registry import DataError
 from studio.locales import say
-from studio.modeling.chat_formats import BOS, EOS, ChatFormat, Piece, turn_pieces
+from studio.modeling.chat_formats import BOS, EOS, ChatFormat, Piece
+from studio.modeling.chat_rendering import thinking_turns, thought_pairs, turn_pieces
 from studio.modeling.chat_templates import format_of
 
 if TYPE_CHECKING:
@@ -112,8 +113,10 @@ def _encode_pieces(tokenizer: PreTrainedTokenizerBase, pieces: list[Piece]) -> l
 def _format_pairs(
     tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat, messages: list[Message]
 ) -> list[tuple[list[int], list[int]]]:
+    messages = thinking_turns(fmt, messages)
     turns = [_encode_pieces(tokenizer, pieces) for pieces in turn_pieces(fmt, messages)]
-    return list(zip(turns[0::2], turns[1::2]))
+    empty = tokenizer.encode(fmt.empty_thought, add_special_tokens=False) if fmt.reasoning else []
+    return thought_pairs(fmt, messages, list(zip(turns[0::2], turns[1::2])), empty)
 
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: list[Message], add_generation_prompt: bool = False) -> str:

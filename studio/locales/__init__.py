@@ -1,6 +1,7 @@
 """One translation table for everything the studio says to people, and the one way to say it.
 
-The table is the YAML files in this folder, read as one: `key: {en: ..., zh: ...}`, a key in exactly one file.
+The table is the YAML files in this folder, read as one: `key: {en: ..., zh: ..., ru: ..., ko: ..., ja: ...}`, a key
+in exactly one file.
     page.yaml        the page's fixed text, keyed by the element's id (tab names, buttons, notes)
     fields.yaml      config fields: `section.field` its label, `section.field.help` its help; the English of
                      both lives on the field itself (its name and its description), the table holds the rest
@@ -27,7 +28,7 @@ import yaml
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11's; the studio runs on 3.10 too
 
-LANGUAGES = {"en": "English", "zh": "中文"}
+LANGUAGES = {"en": "English", "zh": "中文", "ru": "Русский", "ko": "한국어", "ja": "日本語"}  # LlamaBoard's five
 ENGLISH = "en"
 HERE = Path(__file__).resolve().parent
 

@@ -24,7 +24,7 @@ def load_tokenizer(config: ModelConfig, model_path: str) -> PreTrainedTokenizerB
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
     except OSError as error:
         raise ModelLoadError("modeling.tokenizer_unloadable", name=config.name_or_path, error=error) from None
-    apply_chat_template_choice(tokenizer, config.chat_template, config.name_or_path)
+    apply_chat_template_choice(tokenizer, config.chat_template, config.name_or_path, config.enable_thinking)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

@@ -25,6 +25,7 @@ import torch
 from studio.config import GenerationConfig, GrpoConfig, PpoConfig
 from studio.data.tokenize import IGNORE_INDEX
 from studio.data.tokenize_kinds import EncodedPrompt
+from studio.modeling.chat_templates import stop_ids
 from studio.modeling.decode import decode, left_padded, narrow_head
 from studio.runs.events import AnswerRow, Answers, Event, Rewards
 from studio.training.rewards import Reward
@@ -201,13 +202,6 @@ def answer_losses(token_losses: TokenLosses, rollouts: list[Rollout]) -> torch.T
     segments = [(run[0].prompt.prompt, [rollout.completion for rollout in run]) for run in by_prompt(rollouts)]
     losses, _ = token_losses.shared_losses(segments)
     return losses
-
-
-def stop_ids(model: Any, tokenizer: Any) -> set[int]:
-    """The tokens that end an answer: the model's generation config's end tokens and the tokenizer's."""
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = set(configured if isinstance(configured, list) else [configured]) | {tokenizer.eos_token_id}
-    return {i for i in ids if i is not None}
 
 
 def split_tokens(values: torch.Tensor, group: list[Rollout]) -> tuple[torch.Tensor, ...]:

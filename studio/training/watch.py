@@ -21,9 +21,10 @@ from studio.config import EvaluationConfig, GenerationConfig
 from studio.data.examples import FeedbackExample, PairwiseExample
 from studio.data.formats import Message
 from studio.data.tokenize_kinds import EncodedPrompt, encode_prompt
+from studio.modeling.chat_templates import stop_ids
 from studio.modeling.decode import decode, left_padded
 from studio.runs.events import Watched, WatchedRow
-from studio.training.reinforce import sampling_mode, stop_ids
+from studio.training.reinforce import sampling_mode
 
 
 class Watcher:

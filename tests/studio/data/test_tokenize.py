@@ -145,9 +145,17 @@ def test_tool_calls_render_in_qwen_format_and_train_only_the_calls_and_answers(t
 
 def test_tool_calls_need_a_format_with_tools(tiny_tokenizer):
     tokenizer = copy.deepcopy(tiny_tokenizer)
-    apply_chat_template_choice(tokenizer, "llama3")
-    with pytest.raises(DataError, match="cannot be rendered with llama3.*qwen, qwen2.5 or chatml"):
+    apply_chat_template_choice(tokenizer, "gemma4")
+    with pytest.raises(DataError, match="cannot be rendered with gemma4.*qwen, qwen2.5 or chatml"):
         encode_conversation(tokenizer, TOOL_TURNS, cutoff_len=4096)
+
+
+@pytest.mark.parametrize("name", ["llama3", "mistral", "glm4", "chatml", "alpaca", "granite4", "lfm2", "qwen3_5"])
+def test_every_format_with_a_tool_format_renders_tool_turns(tiny_tokenizer, name):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    apply_chat_template_choice(tokenizer, name)
+    encoded = encode_conversation(tokenizer, TOOL_TURNS, cutoff_len=4096)
+    assert encoded is not None and encoded.num_label_tokens > 0
 
 
 def test_glm4_ends_answers_the_way_llamafactory_does(tiny_tokenizer):

@@ -4,7 +4,8 @@ import copy
 
 import pytest
 
-from studio.modeling.chat_formats import FORMATS, format_for_name, render_text
+from studio.modeling.chat_formats import FORMATS, format_for_name
+from studio.modeling.chat_rendering import render_text
 from studio.modeling.chat_templates import TEMPLATES, apply_chat_template_choice, format_of
 
 CONVERSATIONS = [
@@ -30,7 +31,7 @@ def tokenizer(tiny_tokenizer):
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_each_template_renders_what_training_encodes(tokenizer, name):
     apply_chat_template_choice(tokenizer, name)
-    assert format_of(tokenizer) is FORMATS[name]
+    assert format_of(tokenizer) == FORMATS[name]
     for messages in CONVERSATIONS:
         rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         assert rendered == render_text(FORMATS[name], messages, tokenizer.bos_token, tokenizer.eos_token)
@@ -63,9 +64,27 @@ def test_default_system_prompts():
         ("deepseek-ai/deepseek-llm-7b-chat", "deepseek"),
         ("01-ai/Yi-1.5-9B-Chat", "yi"),
         ("google/gemma-2-9b-it", None),
-        ("Qwen/Qwen3-8B", None),
+        ("Qwen/Qwen3-8B", "qwen3"),
+        ("Qwen/Qwen3-4B-Instruct-2507", "qwen3_nothink"),
+        ("Qwen/Qwen3.5-9B", "qwen3_5"),
+        ("Qwen/Qwen3.6-35B-A3B", "qwen3_6"),
+        ("google/gemma-3-4b-it", "gemma3"),
+        ("google/gemma-4-E4B-it", "gemma4"),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama4"),
+        ("microsoft/phi-4", "phi4"),
+        ("microsoft/Phi-4-mini-instruct", "phi4_mini"),
+        ("mistralai/Mistral-Small-3.2-24B-Instruct-2506", "mistral_small"),
+        ("mistralai/Ministral-3-8B-Instruct-2512", "ministral3"),
+        ("deepseek-ai/DeepSeek-V3", "deepseek3"),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseekr1"),
+        ("zai-org/GLM-4.5-Air", "glm4_moe"),
+        ("zai-org/GLM-4.7", "glm4_7"),
+        ("openai/gpt-oss-20b", "gpt_oss"),
+        ("ibm-granite/granite-4.0-h-tiny", "granite4"),
+        ("LiquidAI/LFM2-1.2B", "lfm2"),
+        ("allenai/OLMo-7B-Instruct", "olmo"),
         ("/tmp/tiny-qwen2", None),
-        ("embedded:SmolLM2-135M-Instruct", None),
+        ("embedded:SmolLM2-135M-Instruct", "smollm2"),
     ],
 )
 def test_auto_knows_the_families(model, expected):

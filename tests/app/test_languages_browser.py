@@ -1,4 +1,5 @@
-"""In 中文 mode no English is left on the page: every tab, every accordion, with a run training and results shown.
+"""In every language but English no English is left on the page: every tab, every accordion, with a run training
+and results shown (中文, Русский, 한국어 and 日本語, LlamaBoard's five with English).
 
 What is allowed to stay as it is: model output and data (chat answers, dataset rows, the worker's log),
 names of files, models, datasets and runs, config values (auto, bf16, cosine, ...), and technical terms.
@@ -6,7 +7,10 @@ names of files, models, datasets and runs, config values (auto, bf16, cosine, ..
 
 import pytest
 
+from studio.locales import LANGUAGES, template
 from tests.support.page_text import SKIP, VISIBLE_TEXT, english_words
+
+TABS = ("tab_train", "tab_eval", "tab_chat", "tab_export", "tab_compare")
 
 
 def _open_accordions(page) -> None:
@@ -19,35 +23,32 @@ def _open_accordions(page) -> None:
         page.wait_for_timeout(300)
 
 
-@pytest.fixture(scope="module")
-def page(browser, studio):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale="zh-CN")
+@pytest.mark.parametrize("lang", [code for code in LANGUAGES if code != "en"])
+def test_no_english_is_left(browser, studio, shoot, lang):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale=lang)
     page = context.new_page()
     page.goto(studio.url)
     page.get_by_role("tab", name="Train").wait_for(timeout=60_000)
-    page.get_by_text("中文", exact=True).click()
-    page.get_by_role("tab", name="训练").wait_for(timeout=10_000)
-    yield page
-    context.close()
-
-
-def test_no_english_is_left_in_chinese_mode(page, shoot):
-    page.get_by_role("button", name="预览数据集").click()
+    page.get_by_text(LANGUAGES[lang], exact=True).click()
+    page.get_by_role("tab", name=template("tab_train", lang)).wait_for(timeout=30_000)
+    page.get_by_role("button", name=template("preview_dataset", lang)).click()
     page.locator("#qs-preview-table").wait_for(timeout=120_000)
     page.locator("#qs-start").click()
-    page.locator("#qs-progress").get_by_text("训练中").wait_for(timeout=120_000)
+    page.locator("#qs-progress").get_by_text(template("state_running", lang)).wait_for(timeout=120_000)
     page.wait_for_timeout(4000)  # a few steps: charts, log, progress
     leftovers = set()
-    for tab in ("训练", "评估与预测", "对话", "导出", "运行对比"):
-        page.get_by_role("tab", name=tab, exact=True).click()
+    for key in TABS:
+        page.get_by_role("tab", name=template(key, lang), exact=True).click()
         page.wait_for_timeout(500)
         _open_accordions(page)
         leftovers |= english_words(page.evaluate(VISIBLE_TEXT, SKIP))
-        shoot(page, f"11-chinese-{tab}")
-    page.get_by_role("tab", name="训练", exact=True).click()
+        shoot(page, f"11-{lang}-{key}")
+    page.get_by_role("tab", name=template("tab_train", lang), exact=True).click()
     # values are the user's, except the ones the page words itself (the checkpoint to resume from)
     leftovers |= english_words([page.locator("#qs-checkpoint input").input_value()])
     page.locator("#qs-abort").click()
+    page.locator("#qs-progress").get_by_text(template("state_aborted", lang)).wait_for(timeout=120_000)
+    context.close()
     assert not leftovers, "\n".join(sorted(leftovers))
 
 
