@@ -292,6 +292,8 @@ FORMATS = {
 }
 
 # Model folder or hub names (last path part, lower case) and the format their family uses; the first match wins.
+# SmolLM2 (the embedded default among them) keeps its own template: LLaMA-Factory's smollm2 adds a full stop to
+# the default system prompt the model was trained with.
 _FAMILIES = [
     (r"qwen3\.6-", "qwen3_6"),
     (r"qwen3\.5-", "qwen3_5"),
@@ -317,7 +319,6 @@ _FAMILIES = [
     (r"phi-4-mini", "phi4_mini"),
     (r"phi-4", "phi4"),
     (r"gpt-oss-", "gpt_oss"),
-    (r"smollm2-", "smollm2"),
     (r"granite-4", "granite4"),
     (r"lfm2", "lfm2"),
     (r"olmo-", "olmo"),
@@ -326,5 +327,5 @@ _FAMILIES = [
 
 
 def format_for_name(name: str) -> ChatFormat | None:
-    last = name.rstrip("/").split("/")[-1].split(":")[-1].lower()
+    last = name.rstrip("/").split("/")[-1].lower()
     return next((FORMATS[f] for pattern, f in _FAMILIES if re.match(pattern, last)), None)

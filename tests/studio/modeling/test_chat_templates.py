@@ -84,7 +84,8 @@ def test_default_system_prompts():
         ("LiquidAI/LFM2-1.2B", "lfm2"),
         ("allenai/OLMo-7B-Instruct", "olmo"),
         ("/tmp/tiny-qwen2", None),
-        ("embedded:SmolLM2-135M-Instruct", "smollm2"),
+        ("embedded:SmolLM2-135M-Instruct", None),  # its own template (LF's smollm2 adds a full stop)
+        ("HuggingFaceTB/SmolLM2-360M-Instruct", None),
     ],
 )
 def test_auto_knows_the_families(model, expected):
