@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from studio.modeling.chat_formats import ChatFormat, Piece
+from studio.modeling.chat_formats import BOS, EOS, ChatFormat, Piece
 from studio.modeling.tool_formats import TOOL_FORMATS, Call
 
 
@@ -33,15 +33,17 @@ def system_text(fmt: ChatFormat, system: str, tools: str) -> str:
 def function_calls_text(fmt: ChatFormat, content: str) -> str:
     """A function_call turn in the format's tool format; a thought before the calls (or text around calls already
     written in the format's tool-call words) is kept in front of them."""
-    words = () if fmt.system_in_user else (fmt.tool_call_words, fmt.thought_words)  # as LF's Llama2-style formats
-    for index, (opening, closing) in enumerate(words):
-        match = re.search(f"{re.escape(opening)}(.*?){re.escape(closing)}", content, re.DOTALL)
-        if match is None:
-            continue
-        if index == 0:  # calls inside tool-call words: the text around them stays in front
-            return content.replace(match.group(0), "") + _calls(fmt, match.group(1))
-        return match.group(0) + _calls(fmt, content.replace(match.group(0), ""))
+    if fmt.system_in_user:  # LLaMA-Factory's Llama2-style templates look for neither
+        return _calls(fmt, content)
+    if call := _between(fmt.tool_call_words, content):
+        return content.replace(call.group(0), "") + _calls(fmt, call.group(1))
+    if thought := _between(fmt.thought_words, content):
+        return thought.group(0) + _calls(fmt, content.replace(thought.group(0), ""))
     return _calls(fmt, content)
+
+
+def _between(words: tuple[str, str], text: str) -> re.Match[str] | None:
+    return re.search(f"{re.escape(words[0])}(.*?){re.escape(words[1])}", text, re.DOTALL)
 
 
 def _calls(fmt: ChatFormat, text: str) -> str:
@@ -60,7 +62,8 @@ def fill(pieces: tuple[Piece, ...], content: str) -> list[Piece]:
 def turn_pieces(fmt: ChatFormat, messages: list[dict]) -> list[list[Piece]]:
     """The pieces of every turn after the system message; the first turn carries prefix and system text."""
     system, tools, turns = split_system(messages)
-    head = system_text(fmt, system, tools) if (system or fmt.default_system or tools) else ""
+    has_head = bool(system or fmt.default_system or tools)  # LF: even an empty tool list opens the system slot
+    head = system_text(fmt, system, tools) if has_head else ""
     slots = {
         "user": fmt.user,
         "assistant": fmt.assistant,
@@ -73,10 +76,10 @@ def turn_pieces(fmt: ChatFormat, messages: list[dict]) -> list[list[Piece]]:
         pieces: list[Piece] = []
         if index == 0:
             pieces += list(fmt.prefix)
-            if (system or fmt.default_system or tools) and fmt.system_in_user:
+            if has_head and fmt.system_in_user:
                 if role == "user":
                     content = "".join(p for p in fill(fmt.system, head) if isinstance(p, str)) + content
-            elif system or fmt.default_system or tools:
+            elif has_head:
                 pieces += fill(fmt.system, head)
         if role == "function_call":
             if not fmt.supports_tools:  # callers refuse tool turns for a format without them first (data.tokenize)
@@ -88,7 +91,7 @@ def turn_pieces(fmt: ChatFormat, messages: list[dict]) -> list[list[Piece]]:
 
 
 def render_text(fmt: ChatFormat, messages: list[dict], bos: str | None, eos: str | None) -> str:
-    specials = {("bos_token",): bos or "", ("eos_token",): eos or ""}
+    specials = {BOS: bos or "", EOS: eos or ""}
     return "".join(p if isinstance(p, str) else specials[p] for turn in turn_pieces(fmt, messages) for p in turn)
 
 
@@ -97,7 +100,7 @@ def render_text(fmt: ChatFormat, messages: list[dict], bos: str | None, eos: str
 
 def without_thought(fmt: ChatFormat, text: str) -> str:
     opening, closing = fmt.thought_words
-    return re.sub(f"{re.escape(opening)}(.*?){re.escape(closing)}", "", text, flags=re.DOTALL).lstrip("\n")
+    return re.sub(f"{re.escape(opening)}.*?{re.escape(closing)}", "", text, flags=re.DOTALL).lstrip("\n")
 
 
 def has_thought(fmt: ChatFormat, text: str) -> bool:
