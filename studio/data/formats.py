@@ -134,7 +134,8 @@ def check_function_call(content: str) -> list[dict]:
 
 
 def tools_json(spec: DatasetSpec, record: dict) -> str:
-    """The record's tool descriptions as a JSON list text; "" when it has none."""
+    """The record's tool descriptions as a JSON list text; "" when it has none. A tools text that lists none ("[]")
+    stays "[]": LLaMA-Factory opens the system turn for any tools text, so such a record has a system turn."""
     tools = value_of(spec, record, "tools")
     if tools in (None, "", [], {}):
         return ""
@@ -146,7 +147,7 @@ def tools_json(spec: DatasetSpec, record: dict) -> str:
     tools = [tools] if isinstance(tools, dict) else tools
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise Skip(say("data.skip_bad_tools"))
-    return json.dumps(tools, ensure_ascii=False) if tools else ""
+    return json.dumps(tools, ensure_ascii=False)
 
 
 def with_system(turns: list[Message], system: str, tools: str) -> list[Message]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from studio.errors import StudioError
+
 Call = tuple[str, str]  # a function's name and its arguments as JSON text
 
 
@@ -111,9 +113,13 @@ def _qwen3_5_calls(calls: list[Call]) -> str:
     return "\n".join(blocks)
 
 
+def _today() -> datetime:
+    return datetime.now()
+
+
 def _llama3_describe(tools: list[dict]) -> str:
     listed = "".join(_json(_wrapped(tool), indent=4) + "\n\n" for tool in tools)
-    today = datetime.now().strftime("%d %b %Y")  # Llama 3.1's system prompt dates itself
+    today = _today().strftime("%d %b %Y")  # Llama 3.1's system prompt dates itself
     return (
         f"Cutting Knowledge Date: December 2023\nToday Date: {today}\n\nYou have access to the following functions. "
         "To call a function, please respond with JSON for a function call. Respond in the format "
@@ -148,7 +154,7 @@ def _glm4_describe(tools: list[dict]) -> str:
 
 def _glm4_calls(calls: list[Call]) -> str:
     if len(calls) > 1:
-        raise ValueError("GLM-4 writes one function call per turn")  # the data check refuses such turns first
+        raise StudioError("data.tools_one_call_per_turn", count=len(calls))  # as LLaMA-Factory refuses them
     name, arguments = calls[0]
     return f"{name}\n{arguments}"
 

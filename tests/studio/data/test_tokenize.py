@@ -6,6 +6,7 @@ import pytest
 
 from studio.data.registry import DataError
 from studio.data.tokenize import IGNORE_INDEX, encode_conversation, fit_turn
+from studio.errors import StudioError
 from studio.modeling.chat_templates import apply_chat_template_choice
 
 TURNS = [
@@ -60,7 +61,12 @@ def test_fit_turn():
 
 # --- parity with LLaMA-Factory's encoding (bench/lf_token_parity.py compares all templates on its demo) ---
 
-FIXTURE = Path(__file__).parent / "fixtures" / "lf_qwen_tokens.json"
+FIXTURES = Path(__file__).parent / "fixtures"
+PLAIN = [
+    json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    for name in ("lf_tokens.json", "lf_tokens_thinking_off.json")
+]
+TOOL_FIXTURE = json.loads((FIXTURES / "lf_tool_tokens.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -71,36 +77,49 @@ def qwen_tokenizer():
     return build_qwen_tokenizer()
 
 
-@pytest.mark.parametrize("template", ["qwen", "qwen2.5"])
-def test_ids_and_labels_equal_llamafactorys(qwen_tokenizer, template):
-    """Expected values: LLaMA-Factory 0.9.5's converter and supervised encoder, template 'qwen' (default
-    system 'You are a helpful assistant.' for Qwen1.5), run by bench/lf_token_parity.py --write-fixture."""
+def _equal_to_llamafactorys(qwen_tokenizer, fixture: dict, template: str, spec) -> None:
+    """Expected values: LLaMA-Factory 0.9.5's converter and supervised encoder with its template of the same name
+    (qwen: default system 'You are a helpful assistant.' for Qwen1.5), run by bench/lf_token_parity.py
+    --write-fixture on the written cases; LF's tokenizer fix added the template's stop words as tokens."""
     from studio.data.examples import to_examples
+
+    tokenizer = copy.deepcopy(qwen_tokenizer)
+    added = fixture["tokens"][template]
+    tokenizer.add_special_tokens({"additional_special_tokens": [t for t, _ in added if t not in tokenizer.get_vocab()]})
+    assert [tokenizer.convert_tokens_to_ids(t) for t, _ in added] == [i for _, i in added]
+    apply_chat_template_choice(tokenizer, template, thinking=fixture["thinking"])
+    examples = to_examples(spec, fixture["cases"]).examples
+    for messages, expected in zip(examples, fixture["llamafactory"][template], strict=True):
+        if "error" in expected:  # LLaMA-Factory refuses it (GLM-4 and parallel calls): so do we, saying why
+            with pytest.raises(StudioError, match="one function call per turn"):
+                encode_conversation(tokenizer, messages, cutoff_len=100_000)
+            continue
+        encoded = encode_conversation(tokenizer, messages, cutoff_len=100_000)
+        assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"]), messages
+
+
+@pytest.mark.parametrize("fixture", PLAIN, ids=["thinking", "not-thinking"])
+@pytest.mark.parametrize("template", sorted(PLAIN[0]["llamafactory"]))
+def test_ids_and_labels_equal_llamafactorys(qwen_tokenizer, fixture, template):
     from studio.data.registry import DatasetSpec
 
-    fixture = json.loads(FIXTURE.read_text(encoding="utf-8"))
     spec = DatasetSpec(name="cases", file_name="cases.json", columns={"system": "system", "history": "history"})
-    tokenizer = copy.deepcopy(qwen_tokenizer)
-    apply_chat_template_choice(tokenizer, template)
-    for messages, expected in zip(to_examples(spec, fixture["cases"]).examples, fixture["llamafactory"][template]):
-        encoded = encode_conversation(tokenizer, messages, cutoff_len=100_000)
-        assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"])
+    _equal_to_llamafactorys(qwen_tokenizer, fixture, template, spec)
 
 
-@pytest.mark.parametrize("template", ["qwen", "qwen2.5"])
-def test_tool_calls_equal_llamafactorys(qwen_tokenizer, template):
-    """Written tool-call conversations (parallel calls, a system prompt, no tools) encoded by LLaMA-Factory's
-    sharegpt converter and its qwen template (bench/lf_token_parity.py FILE --write-fixture)."""
-    from studio.data.examples import to_examples
+@pytest.mark.parametrize("template", sorted(TOOL_FIXTURE["llamafactory"]))
+def test_tool_calls_equal_llamafactorys(qwen_tokenizer, template, monkeypatch):
+    """Written tool-call conversations (parallel calls, a system prompt, no tools) in every template's tool format,
+    by LLaMA-Factory's sharegpt converter and template; Llama 3's tool prompt dated the day the fixture was made."""
+    import datetime
+
     from studio.data.registry import DatasetSpec
+    from studio.modeling import tool_formats
 
-    fixture = json.loads((FIXTURE.parent / "lf_qwen_tool_tokens.json").read_text(encoding="utf-8"))
+    made = datetime.datetime.fromisoformat(TOOL_FIXTURE["date"])
+    monkeypatch.setattr(tool_formats, "_today", lambda: made)
     spec = DatasetSpec(name="tools", file_name="t.json", formatting="sharegpt", columns={"tools": "tools"})
-    tokenizer = copy.deepcopy(qwen_tokenizer)
-    apply_chat_template_choice(tokenizer, template)
-    for messages, expected in zip(to_examples(spec, fixture["cases"]).examples, fixture["llamafactory"][template]):
-        encoded = encode_conversation(tokenizer, messages, cutoff_len=100_000)
-        assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"])
+    _equal_to_llamafactorys(qwen_tokenizer, TOOL_FIXTURE, template, spec)
 
 
 def test_leading_whitespace_stays_in_the_answer(tiny_tokenizer):
@@ -167,3 +186,17 @@ def test_glm4_ends_answers_the_way_llamafactory_does(tiny_tokenizer):
     assert encoded.input_ids[-1] == eos and encoded.labels[-1] == eos  # one end token after the last answer
     second_prompt = [i for i, t in enumerate(encoded.input_ids) if t == tokenizer.convert_tokens_to_ids("<|user|>")][1]
     assert encoded.labels[second_prompt] == eos  # the first answer ends where the next prompt starts
+
+
+def test_a_tools_text_listing_none_opens_the_system_turn_as_llamafactory_does(tiny_tokenizer):
+    """glaive-style records give "[]" when a conversation has no tools: LLaMA-Factory still writes the system turn."""
+    from studio.data.examples import to_examples
+    from studio.data.registry import DatasetSpec
+
+    spec = DatasetSpec(name="t", file_name="t.json", formatting="sharegpt", columns={"tools": "tools"})
+    record = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}], "tools": "[]"}
+    (messages,) = to_examples(spec, [record]).examples
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    apply_chat_template_choice(tokenizer, "qwen3")
+    encoded = encode_conversation(tokenizer, messages, cutoff_len=4096)
+    assert tokenizer.decode(encoded.input_ids).startswith("<|im_start|>system\n<|im_end|>\n<|im_start|>user\nhi")
