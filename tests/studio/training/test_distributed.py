@@ -37,6 +37,14 @@ def _events(service, run_id, kind):
     return [e for e in service.read_events(run_id)[0] if e.type == kind]
 
 
+def _finished_on_two_processes(service, config) -> str:
+    run = service.start(config)
+    status = service.wait(run, timeout=300)
+    assert status.state == "finished", service.folder(run).log_tail()
+    assert status.processes == 2
+    return run
+
+
 def _adapter(service, run_id):
     return load_file(str(service.folder(run_id).adapter_dir / "adapter_model.safetensors"))
 
@@ -194,10 +202,7 @@ def test_grpo_on_two_processes_each_answering_its_share(service, tiny_config):
         "generation.max_new_tokens": "6",
         "training.devices": "2",
     }
-    run = service.start(tiny_config(**config))
-    status = service.wait(run, timeout=300)
-    assert status.state == "finished", service.folder(run).log_tail()
-    assert status.processes == 2
+    run = _finished_on_two_processes(service, tiny_config(**config))
     train = [e for e in _events(service, run, "rewards") if e.split == "train"]
     assert len(train) == 4 and all(0 <= e.flat_groups <= 1 for e in train)
     steps = _events(service, run, "step")
@@ -223,10 +228,7 @@ def test_ppo_on_two_processes_shares_its_kl_controller_and_score_statistics(serv
         "generation.max_new_tokens": "6",
         "training.devices": "2",
     }
-    run = service.start(tiny_config(**config))
-    status = service.wait(run, timeout=300)
-    assert status.state == "finished", service.folder(run).log_tail()
-    assert status.processes == 2
+    run = _finished_on_two_processes(service, tiny_config(**config))
     train = [e for e in _events(service, run, "rewards") if e.split == "train"]
     assert train and all(e.kl is not None for e in train)
     kept = json.loads((service.folder(run).latest_checkpoint() / "objective.json").read_text())
