@@ -1,4 +1,5 @@
-"""An adapter dropdown with a refresh button, listing every finished run's adapter (Chat, Evaluate and Export)."""
+"""An adapter dropdown with a refresh button, listing every finished run's adapter (Chat, Evaluate and Export); a
+full or freeze run's whole model is listed too, said to be one beside its name."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.i18n import Labels, T
-from studio.api import Studio
+from studio.api import AdapterInfo, Studio
 from studio.locales import in_language
 
 
@@ -31,8 +32,15 @@ def wire(studio: Studio, picker: AdapterPicker, lang: gr.State) -> None:
     picker.refresh.click(lambda lng: choices(studio, lng, warn=True), lang, picker.dropdown, api_visibility="private")
 
 
-def choices(studio: Studio, lang: str = "en", warn: bool = False):
+def choices(studio: Studio, lang: str = "en", warn: bool = False, adapters_only: bool = False):
+    """`adapters_only`: no whole models (lora.init_adapter continues an adapter; a whole model is none)."""
     scan = studio.adapters()
     if warn and scan.problems:  # a damaged adapter is left out of the list, and said so
         gr.Warning(f"{T.damaged_adapters(lang)}: " + " · ".join(in_language(p, lang) for p in scan.problems[:3]))
-    return gr.update(choices=[(a.name, a.path) for a in scan.adapters])
+    listed = [a for a in scan.adapters if not (adapters_only and a.whole_model)]
+    return gr.update(choices=[(label(a, lang), a.path) for a in listed])
+
+
+def label(info: AdapterInfo, lang: str) -> str:
+    """An adapter by its name; a whole model by its name and method (full, freeze), so the two are told apart."""
+    return T.whole_model_choice(lang, name=info.name, method=info.method) if info.whole_model else info.name

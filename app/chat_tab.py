@@ -156,7 +156,9 @@ def _load_model(page: Page, values) -> Callable[[str], str]:
     """What to say (a function of the language) once the base model is loaded, or why not."""
     try:
         config = page.form.read(values)
-        loaded = page.studio.load_model(config.model, config.quantization)
+        # a form set up for a full or freeze run loads the base its model's tensors can replace
+        whole = config.finetuning.trains_whole_model
+        loaded = page.studio.load_model(config.model, config.quantization, whole_model=whole)
     except Exception as error:
         return failure(error)
     return partial(in_language, loaded)
@@ -185,7 +187,12 @@ def _load_adapter(page: Page, path: str | None) -> Callable[[str], str]:
     except Exception as error:
         return failure(error)
     engine = page.studio.engine
-    return partial(T.adapter_loaded, name=f"**{info.name}**", model=engine.model_name, all=", ".join(engine.adapters))
+    loaded = ", ".join(engine.adapters)
+    if info.whole_model:
+        return partial(
+            T.whole_model_loaded, name=f"**{info.name}**", method=info.method, model=engine.model_name, all=loaded
+        )
+    return partial(T.adapter_loaded, name=f"**{info.name}**", model=engine.model_name, all=loaded)
 
 
 def _unload_adapter(page: Page, path: str | None) -> Callable[[str], str]:

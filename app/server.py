@@ -92,6 +92,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
                 T.language,
             )
             page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
+            page.form.add("finetuning.method", scale=1)
             page.form.add("quantization.method", scale=1)
             page.form.add("model.chat_template", scale=1)
         recipes = recipe_fill.layout()
@@ -146,7 +147,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         demo.load(  # what the files hold now, not what they held when the server built the page
             lambda folder, lng: (
                 gr.update(choices=studio.dataset_names(folder)),
-                adapter_picker.choices(studio, lng),
+                adapter_picker.choices(studio, lng, adapters_only=True),
                 gr.update(choices=studio.reward_models()),
             ),
             [train.dataset_dir, page.lang],
@@ -185,8 +186,8 @@ def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:
     change, and a Start answered meanwhile (which picks its new run) must not be undone by this late reply."""
     choices = run_monitor.run_choices(studio)
     runs = gr.update(choices=choices) if run_id in choices else gr.update(choices=choices, value=studio.default_run())
-    adapters = adapter_picker.choices(studio, lang)
-    return [runs, adapters, adapters, adapters, adapters, gr.update(choices=studio.reward_models())]
+    adapters, init = adapter_picker.choices(studio, lang), adapter_picker.choices(studio, lang, adapters_only=True)
+    return [runs, adapters, adapters, adapters, init, gr.update(choices=studio.reward_models())]
 
 
 def _on_load(studio: Studio):

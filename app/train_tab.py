@@ -30,10 +30,12 @@ COMMON = [
 ]
 SECTIONS = [
     ("model", T.section_model),
+    ("finetuning", T.section_finetuning),
     ("lora", T.section_lora),
     ("quantization", T.section_quantization),
     ("data", T.section_data),
     ("training", T.section_training),
+    ("optimizer", T.section_optimizer),
     ("preference", T.section_preference),
     ("ppo", T.section_ppo),
     ("grpo", T.section_grpo),
@@ -45,6 +47,7 @@ ELSEWHERE = {
     "model.name_or_path",
     "model.chat_template",
     "quantization.method",
+    "finetuning.method",
     "data.dataset_dir",
     "data.datasets",
     "name",

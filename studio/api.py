@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from studio.adapters import AdapterInfo, AdapterScan  # plain records, no torch: the page names them too
 from studio.config import ModelConfig, QuantizationConfig, RunConfig
 from studio.config.model import ChatTemplate
 from studio.control.device_lock import DeviceBusy
@@ -27,7 +28,6 @@ from studio.runs.history import HistoryCache, RunHistory
 from studio.workspace import Workspace
 
 if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported only by the type checker
-    from studio.adapters import AdapterInfo, AdapterScan
     from studio.chat import ChatEngine
     from studio.chat.streaming import Answer
     from studio.config import GenerationConfig
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported on
     from studio.control.devices import DeviceInfo
     from studio.data.preview import Preview
     from studio.data.register import Proposal
-    from studio.data.registry import DatasetSpec, Registry
+    from studio.data.registry import DatasetSpec, Hub, Registry
     from studio.evaluation.runner import EvalReport
     from studio.export.gguf_export import GgufReport
     from studio.export.hub import PushReport
@@ -214,18 +214,18 @@ class Studio:
         if self.workspace:
             self.workspace.check_dataset_files(config.data.dataset_dir, config.data.datasets)
             self.workspace.check_model(config.model.name_or_path, config.model.trust_remote_code)
-        stage = config.training.stage
+        stage, hub = config.training.stage, config.model.hub
         if not tokens:
-            return preview_datasets(config.data, rows=rows, progress=progress, stage=stage), None
+            return preview_datasets(config.data, rows=rows, progress=progress, stage=stage, hub=hub), None
         progress(PreviewProgress("tokenizer", config.model.name_or_path, 0, 0))
         try:
             tokenizer = _tokenizer(
-                config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code
+                config.model.name_or_path, config.model.chat_template, config.model.trust_remote_code, config.model.hub
             )
         except StudioError as error:  # the rows are still worth showing without token counts
             note = say("api.token_lengths_unavailable", error=error)
-            return preview_datasets(config.data, rows=rows, progress=progress, stage=stage), note
-        return preview_datasets(config.data, rows=rows, tokenizer=tokenizer, progress=progress, stage=stage), None
+            return preview_datasets(config.data, rows=rows, progress=progress, stage=stage, hub=hub), note
+        return preview_datasets(config.data, rows, tokenizer, progress, stage, hub), None
 
     @property
     def upload_limit_mib(self) -> int:
@@ -285,14 +285,23 @@ class Studio:
         return self._engine
 
     def load_model(
-        self, model: ModelConfig, quantization: QuantizationConfig, progress: Callable = lambda message: None
+        self,
+        model: ModelConfig,
+        quantization: QuantizationConfig,
+        progress: Callable = lambda message: None,
+        cutoff_len: int | None = None,
+        whole_model: bool = False,
     ) -> str:
+        """`cutoff_len`: the data.cutoff_len of the run whose adapters the model serves (model.rope_scaling);
+        `whole_model`: the base serves a full or freeze run, whose tensors need it unquantised ('auto' is none)."""
+        from studio.chat.whole_models import base_quantization
         from studio.control.validation import check_model
 
         if self.workspace:
             self.workspace.check_model(model.name_or_path, model.trust_remote_code)
         check_model(model)
-        return self.engine.load(model, quantization, progress=progress)
+        quantization = base_quantization(quantization, whole_model)
+        return self.engine.load(model, quantization, progress=progress, cutoff_len=cutoff_len)
 
     def unload_model(self) -> str:
         return self.engine.unload()
@@ -340,7 +349,7 @@ class Studio:
         self._check_config(config)
         adapter = str(self._readable(adapter_path, say("api.adapter_folder")))
         if not self.engine.loaded or self.engine.model_name != config.model.name_or_path:
-            self.load_model(config.model, config.quantization)
+            self.load_model(config.model, config.quantization, cutoff_len=config.data.cutoff_len)
         name = self.engine.load_adapter(adapter).name
         return self.engine.score_text([{"role": "user", "content": prompt}], answer, name)
 
@@ -375,7 +384,8 @@ class Studio:
         private: bool = True,
         progress: Callable = lambda message: None,
     ) -> PushReport:
-        """Upload an adapter (with a generated model card) or an export folder to a model repo; PushReport.
+        """Upload a run's adapter or whole model (with a generated model card) or an export folder to a model repo;
+        PushReport.
 
         `token` is used for this call only (None: HF_TOKEN or the saved login) and is never stored or logged."""
         from studio.adapters import read_adapter
@@ -386,7 +396,8 @@ class Studio:
             raise HubError("api.choose_what_to_upload")
         repo_id = check_repo_id(repo_id)
         path = self._readable(folder, say("api.folder_to_upload"))
-        card = adapter_card(read_adapter(path), repo_id) if (path / "adapter_config.json").is_file() else None
+        trained = (path / "adapter_config.json").is_file() or (path / "studio_config.yaml").is_file()
+        card = adapter_card(read_adapter(path), repo_id) if trained else None  # an export folder has its own
         return push(plan_upload(path, card), repo_id, token, private, progress)
 
     # -- internals ------------------------------------------------------------------
@@ -412,11 +423,13 @@ def _plain_path(raw: str) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer(name_or_path: str, chat_template: ChatTemplate, trust_remote_code: bool):
+def _tokenizer(name_or_path: str, chat_template: ChatTemplate, trust_remote_code: bool, hub: Hub = "huggingface"):
     from studio.modeling.loader import load_tokenizer
     from studio.modeling.sources import resolve_model_path
 
-    model = ModelConfig(name_or_path=name_or_path, chat_template=chat_template, trust_remote_code=trust_remote_code)
+    model = ModelConfig(
+        name_or_path=name_or_path, chat_template=chat_template, trust_remote_code=trust_remote_code, hub=hub
+    )
     return load_tokenizer(model, resolve_model_path(model, progress=lambda _: None))
 
 

@@ -129,7 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--adapter",
         action="append",
-        help="LoRA adapter folder, e.g. runs/RUN_ID/adapter; repeat it to "
+        help="adapter folder, e.g. runs/RUN_ID/adapter (a full or freeze run's runs/RUN_ID/model); repeat it to "
         "answer with several side by side (e.g. an SFT adapter and the DPO adapter trained on top of it)",
     )
     chat.add_argument("--compare", action="store_true", help="answer with the base model too, labelled")
@@ -140,7 +140,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "eval", "eval loss, perplexity, BLEU-4 and ROUGE of the base and/or an adapter", _eval, config_flags=True
     )
     evaluate.add_argument("config", nargs="?", help="YAML config (model, data, generation, evaluation sections)")
-    evaluate.add_argument("--adapter", help="LoRA adapter folder, e.g. runs/RUN_ID/adapter")
+    evaluate.add_argument(
+        "--adapter", help="adapter folder, e.g. runs/RUN_ID/adapter (a full or freeze run's runs/RUN_ID/model)"
+    )
     evaluate.add_argument("--compare", action="store_true", help="score the base model too, on the same samples")
     evaluate.add_argument(
         "--benchmark",
@@ -154,7 +156,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "export", "merge an adapter into its base and save a model folder or one GGUF file", _export, config_flags=True
     )
     export.add_argument("config", nargs="?", help="YAML config (model and export sections)")
-    export.add_argument("--adapter", required=True, help="LoRA adapter folder")
+    export.add_argument(
+        "--adapter", required=True, help="adapter folder, or a full or freeze run's model folder (saved again)"
+    )
     export.add_argument("--out", help="output folder (default: export.output_dir)")
     export.add_argument("--format", choices=["safetensors", "gguf"], help="same as --export.format")
     export.add_argument(
@@ -171,7 +175,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "`hf auth login`, never a flag)",
         _push,
     )
-    push.add_argument("folder", help="an adapter folder (runs/RUN_ID/adapter) or an export folder")
+    push.add_argument(
+        "folder", help="an adapter folder (runs/RUN_ID/adapter), a run's model folder (runs/RUN_ID/model) or an export"
+    )
     push.add_argument("--repo", required=True, help="owner/name of the model repo (created if missing)")
     push.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
 

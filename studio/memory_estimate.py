@@ -1,10 +1,10 @@
 """How much memory each device of a run needs, before it starts: shown under Preview command.
 
 Counted from the model's config.json on a meta-device copy of the model (no weights read): the frozen
-base at the bytes its quantisation stores per weight, the adapter with its gradient and AdamW moments
-(fp32), and a rough allowance for activations. With distributed.strategy fsdp the decoder layers and the
-adapter are divided over the processes; embeddings and output layer stay whole on each (sharding.py), and
-two layers at a time are gathered whole while they compute.
+base at the bytes its quantisation stores per weight, the adapter with its gradient and the optimizer's state
+(AdamW: two fp32 moments; less for the others, `optimizer_state_share`), and a rough allowance for activations.
+With distributed.strategy fsdp the decoder layers and the adapter are divided over the processes; embeddings and
+output layer stay whole on each (sharding.py), and two layers at a time are gathered whole while they compute.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.config import ModelConfig, RunConfig
+from studio.config import FinetuningConfig, LoraConfig, ModelConfig, RunConfig
 from studio.config.names import model_source
 from studio.locales import Joined, Message, say
 
 GIB = 2**30
 NF4_BYTES = 0.5 + 4 / 64  # 4 bits a weight and one fp32 scale per block of 64 (double quantisation saves ~0.4 bit)
 ADAPTER_BYTES = 4 + 4 + 8  # fp32 weight, its gradient, AdamW's two moments
+BNB_BLOCK = 256  # bitsandbytes' 8-bit optimizer state: an fp32 scale per block of 256 values
 CUDA_CONTEXT_GIB = 0.5  # kernels and the caching allocator's reserve
 # a CPU worker's resident memory beyond what is counted here (torch's libraries, tokenizer, data): the embedded
 # model's 2-process runs peaked at 1552 MiB (ddp) and 1467 MiB (fsdp) per rank against 0.62 and 0.51 GiB counted
@@ -44,6 +45,7 @@ class ModelShape:
     intermediate: int
     layers: int
     kv_width: int = 0  # key/value heads x head size: what one layer caches per token while sampling
+    trained_params: int | None = None  # full and freeze: the model's own weights that train (None: an adapter)
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,19 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """The estimate for `config` on the model whose config.json is in `model_dir`; `gpu_gib`: the memory of one
     of the run's GPUs, which decides whether 'auto' caches dequantised weights."""
-    shape = model_shape(model_dir, config.lora.rank, config.lora.target_modules)
-    quantized = device == "cuda" and config.quantization.method != "none"
+    shape = model_shape(model_dir, config.lora.rank, config.lora.target_modules, config.finetuning)
+    quantized = device == "cuda" and config.quantization.method != "none" and shape.trained_params is None
     bytes_per_weight = NF4_BYTES if quantized else (4 if config.training.precision == "fp32" else 2)
     sharded = processes > 1 and config.distributed.strategy == "fsdp"
     share = processes if sharded else 1
     whole_bytes = 2 if quantized else bytes_per_weight  # embeddings and output layer are never quantised
     weights = shape.layer_params * bytes_per_weight / share + shape.whole_params * whole_bytes
+    trained, per_trained = shape.adapter_params, float(ADAPTER_BYTES)
+    if shape.trained_params is not None:  # the trained weights are counted with their optimizer state instead
+        trained = shape.trained_params
+        weights -= trained * bytes_per_weight / share
+        per_trained = ADAPTER_BYTES / 2 if config.training.pure_bf16 and bytes_per_weight == 2 else ADAPTER_BYTES
+    moments = (1 + optimizer_state_share(config, shape)) / 2  # half of per_trained is AdamW's two moments
     if sharded:  # the layer computing now and the one gathered ahead of it are whole
         weights += 2 * shape.layer_params / shape.layers * bytes_per_weight
     dequantized = 0.0
@@ -120,13 +128,28 @@ def estimate_memory(
         sampling_gib=_sampling_bytes(config, shape, device, bytes_per_weight) / GIB,
         weights_gib=weights / GIB,
         dequantized_gib=dequantized / GIB,
-        adapter_gib=shape.adapter_params * ADAPTER_BYTES / share / GIB,
+        adapter_gib=trained * per_trained * moments / share / GIB,
         activations_gib=activations / GIB,
         overhead_gib=CUDA_CONTEXT_GIB if device == "cuda" else CPU_RUNTIME_GIB,
         processes=processes,
         sharded=sharded,
         device=device,
     )
+
+
+def optimizer_state_share(config: RunConfig, shape: ModelShape) -> float:
+    """The optimizer's state per trained weight as a share of AdamW's two moments. The trained matrices' shorter
+    side is lora.rank for an adapter, about hidden for the model's own weights."""
+    name, short = config.optimizer.name, config.lora.rank if shape.trained_params is None else shape.hidden
+    if name == "adamw_8bit":  # a byte a moment for four, and an fp32 scale per block
+        return (1 + 4 / BNB_BLOCK) / 4
+    if name == "adafactor":  # no first moment; the second factored into a row and a column of each matrix
+        return (1 / short + 1 / shape.hidden) / 2
+    if name in ("galore", "apollo"):  # both moments of the gradient projected to the optimizer's rank
+        return min(1.0, (config.optimizer.galore_rank if name == "galore" else config.optimizer.apollo_rank) / short)
+    if name == "badam":  # one block of layers at a time: its moments and an fp32 copy of its weights
+        return 1.5 / shape.layers
+    return 1.0
 
 
 def _sampling_bytes(config: RunConfig, shape: ModelShape, device: str, bytes_per_weight: float) -> float:
@@ -161,8 +184,11 @@ def _caches(setting: str, copy_bytes: float, gpu_gib: float | None) -> bool:
     return gpu_gib is not None and copy_bytes <= AUTO_SHARE_OF_GPU * gpu_gib * GIB
 
 
-def model_shape(model_dir: Path, rank: int, targets: list[str]) -> ModelShape:
-    """Parameter counts of the model in `model_dir`, from its config.json alone."""
+def model_shape(
+    model_dir: Path, rank: int, targets: list[str], finetuning: FinetuningConfig | None = None
+) -> ModelShape:
+    """Parameter counts of the model in `model_dir`, from its config.json alone; `finetuning` full or freeze: how
+    many of its own weights train."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -179,6 +205,7 @@ def model_shape(model_dir: Path, rank: int, targets: list[str]) -> ModelShape:
     )
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return ModelShape(
+        trained_params=_trained_params(model, finetuning),
         layer_params=layer_params,
         whole_params=whole_params,
         adapter_params=adapter,
@@ -187,6 +214,16 @@ def model_shape(model_dir: Path, rank: int, targets: list[str]) -> ModelShape:
         layers=len(decoder.layers),
         kv_width=_kv_heads(text) * (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads),
     )
+
+
+def _trained_params(model: Any, finetuning: FinetuningConfig | None) -> int | None:
+    if finetuning is None or not finetuning.trains_whole_model:
+        return None
+    from studio.modeling.methods import attach_method
+
+    model.requires_grad_(False)
+    attach_method(model, finetuning, LoraConfig())  # on the meta copy: only which weights would train
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _kv_heads(text: Any) -> int:
@@ -202,15 +239,19 @@ def _targeted(name: str, targets: list[str]) -> bool:
 
 def local_config_dir(model: ModelConfig) -> Path | None:
     """The folder holding the model's config.json on this machine (the converted embedded model, a local folder,
-    the hub cache), else None: nothing is downloaded or converted for an estimate."""
+    the model.hub's cache), else None: nothing is downloaded or converted for an estimate."""
     from huggingface_hub import try_to_load_from_cache
 
     from studio.modeling.embedded import converted_model_dir
+    from studio.modeling.from_modelscope import cached_folder
 
     source = model_source(model.name_or_path)
     if source.kind == "embedded":
         return converted_model_dir()
     if source.path is not None:
         return source.path if (source.path / "config.json").is_file() else None
+    if model.hub == "modelscope":
+        folder = cached_folder(source.name)
+        return folder if folder is not None and (folder / "config.json").is_file() else None
     cached = try_to_load_from_cache(source.name, "config.json")
     return Path(cached).parent if isinstance(cached, str) else None

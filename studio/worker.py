@@ -34,7 +34,7 @@ from studio.runs.folder import RunFolder, RunStatus, end_message, write_failure_
 from studio.training.distributed import Ranks
 
 if TYPE_CHECKING:
-    from peft import PeftModel
+    import torch
     from transformers import PreTrainedTokenizerBase
 
     from studio.data.prepare import Tokenized
@@ -114,9 +114,9 @@ class Worker:
         from studio.modeling.loader import load_tokenizer, skip_bitsandbytes
         from studio.modeling.sources import resolve_model_path
 
-        plan = resolve_plan(config.quantization, config.training)
+        plan = resolve_plan(config.quantization, config.training, finetuning=config.finetuning.method)
         self.ranks = dataclasses.replace(self.ranks, strategy=config.distributed.strategy)
-        if not plan.quantize_4bit:
+        if not plan.quantized and not config.optimizer.imports_bitsandbytes:
             skip_bitsandbytes()
         if self.ranks.several:
             self._phase("loading_model", f"Joining the other {self.ranks.world - 1} processes of the run")
@@ -128,7 +128,7 @@ class Worker:
                 "as the recipe does on a GPU; set it to fp32 to train in full precision."
             )
         model_path = resolve_model_path(config.model, progress=self._info)
-        tokenizer = self.tokenizer = load_tokenizer(config.model, model_path)
+        tokenizer = self.tokenizer = load_tokenizer(config.model, model_path, info=self._info)
         data = self._load_data(config, tokenizer)
         self._checkpoint_abort()
         self._phase("loading_model", f"Loading weights of {config.model.name_or_path}")
@@ -146,7 +146,8 @@ class Worker:
 
         stage = config.training.stage
         self._phase("loading_data", f"Reading {', '.join(config.data.datasets)}")
-        split = split_conversations(load_stage_examples(config.data, stage), config.data.val_size, config.training.seed)
+        loaded = load_stage_examples(config.data, stage, config.model.hub)
+        split = split_conversations(loaded, config.data.val_size, config.training.seed)
         for reason, count in split.skipped.items():
             self._warn(f"Skipped {count} examples of {reason}.")
         if self.ranks.main:
@@ -165,7 +166,9 @@ class Worker:
             )
         return train, val
 
-    def _load_model(self, config: RunConfig, model_path: str, plan: ComputePlan, planned_tokens: int) -> PeftModel:
+    def _load_model(
+        self, config: RunConfig, model_path: str, plan: ComputePlan, planned_tokens: int
+    ) -> torch.nn.Module:
         from studio.training.trainable import load_trainable_model
 
         return load_trainable_model(
@@ -177,7 +180,15 @@ class Worker:
             plan=plan,
             info=self._info,
             planned_tokens=planned_tokens,
+            finetuning=config.finetuning,
+            initial_dir=self._initial_adapter(config),
+            tokenizer=self.tokenizer,
+            cutoff_len=config.data.cutoff_len,
         )
+
+    def _initial_adapter(self, config: RunConfig) -> Path | None:
+        """Where a PiSSA/OLoRA adapter's start is kept: its final save is converted against it."""
+        return self.folder.initial_adapter_dir if config.lora.init in ("pissa", "olora") else None
 
     def _reinforcement(
         self, config: RunConfig, tokenizer: PreTrainedTokenizerBase, model_path: str, plan: ComputePlan
@@ -198,13 +209,15 @@ class Worker:
 
         folder = reward_model_folder(config.ppo.reward_model or "", self.folder.path.parent)
         self._phase("loading_model", f"Loading the reward model {folder}")
-        reinforce.reward_model = RewardScorer.load(folder, config.model, model_path, plan)
+        reinforce.reward_model = RewardScorer.load(
+            folder, config.model, model_path, plan, tokenizer=tokenizer, cutoff_len=config.data.cutoff_len
+        )
         return reinforce
 
     def _make_trainer(
         self,
         config: RunConfig,
-        model: PeftModel,
+        model: torch.nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         data: tuple[Tokenized, Tokenized],
         plan: ComputePlan,
@@ -229,6 +242,7 @@ class Worker:
             reinforce=reinforce,
             ranks=self.ranks,
             watcher=watcher,
+            optimizer=config.optimizer,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
         if watcher is not None and val.examples:
@@ -252,7 +266,7 @@ class Worker:
         self,
         config: RunConfig,
         plan: ComputePlan,
-        model: PeftModel,
+        model: torch.nn.Module,
         data: tuple[Tokenized, Tokenized],
         trainer: Trainer,
     ) -> None:
@@ -290,30 +304,39 @@ class Worker:
         import shutil
 
         from studio.training.checkpoint import save_adapter
+        from studio.training.weights import save_whole_model
 
         trainer.finalize()
         weights = trainer.adapter_weights()  # every rank: gathering a sharded adapter is collective
         if not self.ranks.main:
             return
-        self._phase("saving", f"Saving the adapter to {self.folder.adapter_dir}")
-        staging = self.folder.path / ".adapter.partial"
+        target = self._result_dir(config)
+        self._phase("saving", f"Saving the {'model' if target == self.folder.model_dir else 'adapter'} to {target}")
+        staging = self.folder.path / f".{target.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        try:  # staged, so that an adapter folder is always complete (the adapter lists trust it)
-            save_adapter(trainer.model, staging, weights)
+        try:  # staged, so that an adapter or model folder is always complete (the lists trust it)
+            if config.finetuning.trains_whole_model:
+                save_whole_model(trainer.model, staging, trainer.plan.weight_dtype)
+            else:
+                save_adapter(trainer.model, staging, weights, self._initial_adapter(config))
             self.tokenizer.save_pretrained(staging)
             config.save(staging / "studio_config.yaml")
-            shutil.rmtree(self.folder.adapter_dir, ignore_errors=True)
-            os.replace(staging, self.folder.adapter_dir)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+    def _result_dir(self, config: RunConfig) -> Path:
+        """adapter/ for lora and oft runs, model/ for full and freeze runs (a whole model)."""
+        return self.folder.model_dir if config.finetuning.trains_whole_model else self.folder.adapter_dir
 
     def _end_finished(self, trainer: Trainer, outcome: Outcome, started: float) -> None:
         state = outcome.state
         self.folder.append(
             Finished(
                 step=state.step,
-                adapter_dir=str(self.folder.adapter_dir),
+                adapter_dir=str(self._result_dir(self.folder.load_config())),
                 train_loss=outcome.last_loss,
                 best_eval_loss=state.best_eval_loss,
                 best_step=state.best_step,

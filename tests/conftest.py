@@ -123,3 +123,33 @@ def three_runs(tmp_path_factory, tiny_model_dir):
     small = RunConfig().with_overrides({**common, "name": "small", **variants["small"]})
     studio.evaluate(small, str(root / "runs" / ids["small"] / "adapter"), compare=True)
     return root / "runs", ids
+
+
+# finetuning.method -> its overrides; a high learning rate for a few steps, so that greedy answers change
+METHOD_RUNS = {
+    "full": {"finetuning.method": "full"},
+    "freeze": {"finetuning.method": "freeze", "finetuning.freeze_trainable_layers": "1"},
+    "oft": {"finetuning.method": "oft"},
+}
+
+
+@pytest.fixture(scope="session")
+def method_runs(tmp_path_factory, tiny_model_dir):
+    """Finished runs of the tiny model, one per finetuning.method in METHOD_RUNS, each trained through the real
+    worker on first use, in one runs folder (the run is named after its method). Returns run(method) -> RunFolder."""
+    from tests.support import run_worker
+
+    runs_dir, made = tmp_path_factory.mktemp("method-runs"), {}
+    fast = {
+        "training.learning_rate": "5e-2",
+        "training.max_steps": "3",
+        "training.eval_steps": "100",
+        "data.max_samples": "12",
+    }
+
+    def run(method: str):
+        if method not in made:
+            made[method], _ = run_worker(runs_dir / method, tiny_model_dir, **fast, **METHOD_RUNS[method])
+        return made[method]
+
+    return run

@@ -1,8 +1,11 @@
-"""The chat engine: one base model in memory, LoRA adapters loaded onto it by name, streamed answers.
+"""The chat engine: one base model in memory, adapters and whole-model runs loaded onto it by name, streamed answers.
 
 Side-by-side answers come from one batched `generate` in which each row names its adapter
 (PEFT's mixed-adapter batches; "__base__" is the base model), so base and adapter share the
-prompt, the parameters and the step loop, and neither waits for the other.
+prompt, the parameters and the step loop, and neither waits for the other. A full or freeze run
+(studio.chat.whole_models) answers in a `generate` of its own, its tensors swapped into the base's
+parameters meanwhile, and so does an OFT adapter (peft mixes LoRA rows only): their rows follow the
+others' in the same stream.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from studio.adapters import AdapterError, AdapterInfo, read_adapter
 from studio.chat.memory import read_memory, release_memory
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
+from studio.chat.whole_models import WholeModel, read_whole_model, swapped_in
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.config.training import Precision
 from studio.data.formats import Message
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from studio.modeling.compute import ComputePlan
 
 BASE = "__base__"
+MIXED = "__mixed__"  # rows of one batch under several LoRA adapters and the base (peft's adapter_names)
 
 
 class EngineError(StudioError):
@@ -44,8 +49,10 @@ class ChatEngine:
         self.tokenizer: Any = None
         self.model_name: str | None = None
         self.plan: ComputePlan | None = None
-        self.adapters: dict[str, AdapterInfo] = {}
+        self.adapters: dict[str, AdapterInfo] = {}  # peft adapters and whole-model runs, by name
+        self.whole: dict[str, WholeModel] = {}  # the whole-model runs' tensors, by name
         self.heads: dict[str, Any] = {}  # a reward model's value head, by its adapter's name
+        self._parameters: dict[str, torch.nn.Parameter] = {}  # the base's, by their names in the plain base model
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
         # one generation or one model change at a time; taken and let go by the same thread within one call,
         # never held across a yield (see stream); reentrant because loading a model unloads the last one
@@ -63,10 +70,12 @@ class ChatEngine:
         quantization: QuantizationConfig,
         progress: Callable[[Said], None] = lambda message: None,
         precision: Precision = "auto",
+        cutoff_len: int | None = None,
     ) -> Said:
-        """Load the base model; `precision` as in training.precision ('auto': bf16 where the device computes it)."""
+        """Load the base model; `precision` as in training.precision ('auto': bf16 where the device computes it),
+        `cutoff_len` the data.cutoff_len of the run whose adapters it serves (model.rope_scaling's factor)."""
         with self._changing():
-            return self._load(model, quantization, progress, precision)
+            return self._load(model, quantization, progress, precision, cutoff_len)
 
     def _load(
         self,
@@ -74,6 +83,7 @@ class ChatEngine:
         quantization: QuantizationConfig,
         progress: Callable[[Said], None],
         precision: Precision,
+        cutoff_len: int | None,
     ) -> Said:
         from studio.modeling.compute import resolve_plan
         from studio.modeling.loader import load_base_model, load_tokenizer
@@ -87,7 +97,8 @@ class ChatEngine:
         path = resolve_model_path(model, progress=progress)
         self.tokenizer = load_tokenizer(model, path)
         self.tokenizer.padding_side = "left"  # batched prompts must end where generation starts
-        self.model = load_base_model(model, path, plan).eval()
+        self.model = load_base_model(model, path, plan, tokenizer=self.tokenizer, cutoff_len=cutoff_len).eval()
+        self._parameters = dict(self.model.named_parameters())  # the same objects once peft wraps their modules
         self.model_name, self.plan, self.base_loads = model.name_or_path, plan, self.base_loads + 1
         seconds, memory = time.time() - started, read_memory().minus(before)
         return say("chat.loaded", name=model.name_or_path, seconds=seconds, memory=memory)
@@ -99,7 +110,9 @@ class ChatEngine:
             before = read_memory()
             self.model = self.tokenizer = self.plan = None
             self.adapters.clear()
+            self.whole.clear()
             self.heads.clear()
+            self._parameters = {}
             release_memory()
             memory = read_memory().minus(before)
             return say("chat.unloaded", name=self.model_name, memory=memory)
@@ -117,24 +130,33 @@ class ChatEngine:
     # -- adapters -------------------------------------------------------------------
 
     def load_adapter(self, path: str, name: str | None = None) -> AdapterInfo:
-        from peft import PeftModel
-
+        """A peft adapter put onto the base, or a full or freeze run's tensors kept beside it (whole_models)."""
         info = read_adapter(path, name)
         with self._changing():
             self._require_model()
             if info.name in self.adapters:
                 return info
-            _check_shapes(self._base(), info)
-            if not self.adapters:
-                self.model = PeftModel.from_pretrained(
-                    self.model, info.path, adapter_name=info.name, is_trainable=False
-                )
-            else:
-                self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
-            self.model.eval()
+            if info.whole_model:
+                self.whole[info.name] = read_whole_model(info, self._parameters, self._loaded_plan().quantized)
+                self.adapters[info.name] = info
+                return info
+            self._load_peft(info)
             self.adapters[info.name] = info
             self._load_head(info)
             return info
+
+    def _load_peft(self, info: AdapterInfo) -> None:
+        from peft import PeftModel
+
+        _check_shapes(self._base(), info)
+        kinds = {self.adapters[name].method for name in self._peft_names} - {info.method}
+        if kinds:  # peft holds adapters of one type in a model
+            raise AdapterError("chat.adapter_kinds_differ", name=info.name, method=info.method, loaded=kinds.pop())
+        if not self._peft_names:
+            self.model = PeftModel.from_pretrained(self.model, info.path, adapter_name=info.name, is_trainable=False)
+        else:
+            self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
+        self.model.eval()
 
     def _load_head(self, info: AdapterInfo) -> None:
         """A reward model's value head, kept beside its adapter (studio.training.value_head)."""
@@ -148,17 +170,24 @@ class ChatEngine:
         with self._changing():
             if name not in self.adapters:
                 raise AdapterError("chat.adapter_not_loaded", name=name)
-            del self.adapters[name]
+            info = self.adapters.pop(name)
             self.heads.pop(name, None)
-            if self.adapters:
-                self.model.set_adapter(next(iter(self.adapters)))
+            if info.whole_model:
+                del self.whole[name]  # its tensors go; the base never held them outside a selection
+            elif self._peft_names:
+                self.model.set_adapter(self._peft_names[0])
                 self.model.delete_adapter(name)
             else:
                 self.model = self.model.unload()  # back to the plain base model, no LoRA layers left
             release_memory()
 
+    @property
+    def _peft_names(self) -> list[str]:
+        """The loaded peft adapters (the model is a PeftModel while there is one)."""
+        return [name for name, info in self.adapters.items() if not info.whole_model]
+
     def _base(self):
-        return self.model.get_base_model() if self.adapters else self.model
+        return self.model.get_base_model() if self._peft_names else self.model
 
     def _require_model(self) -> None:
         if not self.loaded:
@@ -303,7 +332,11 @@ class ChatEngine:
         return self.reward_scores([Encoded(ids, [IGNORE_INDEX] * len(ids), False)], adapter, 1)[0]
 
     def _adapter(self, name: str | None):
-        if not self.adapters:
+        """What `name` answers with, while the engine is held: a peft adapter made active, the base (None: every
+        adapter off) or a whole-model run swapped in (every adapter off meanwhile)."""
+        if name in self.whole:
+            return self._whole_model(name)
+        if not self._peft_names:
             if name is not None:
                 raise AdapterError("chat.adapter_not_loaded", name=name)
             return contextlib.nullcontext()
@@ -311,6 +344,29 @@ class ChatEngine:
             return self.model.disable_adapter()
         self.model.set_adapter(name)
         return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _whole_model(self, name: str) -> Iterator[None]:
+        adapters_off = self.model.disable_adapter() if self._peft_names else contextlib.nullcontext()
+        with adapters_off, swapped_in(self.whole[name]):
+            yield
+
+    def _groups(self, adapters: list[str | None]) -> list[tuple[str | None, list[int]]]:
+        """Rows that can share a batch, as (selection, row indices): the rows peft's mixed-adapter batches serve (LoRA
+        adapters and the base) together under MIXED; any other row with those of its own selection: a whole-model
+        run (its tensors swapped in), an OFT adapter (peft mixes LoRA rows only), the base beside either."""
+        mixed = bool(self._peft_names) and all(self.adapters[name].method == "lora" for name in self._peft_names)
+        groups: dict[str | None, list[int]] = {}
+        for row, name in enumerate(adapters):
+            groups.setdefault(MIXED if mixed and name not in self.whole else name, []).append(row)
+        return list(groups.items())
+
+    def _row_names(self, selection: str | None, names: list[str | None]) -> list[str] | None:
+        """Each row's adapter as peft's mixed batches name them, for the MIXED group."""
+        return [name or BASE for name in names] if selection == MIXED else None
+
+    def _group_weights(self, selection: str | None):
+        return contextlib.nullcontext() if selection == MIXED else self._adapter(selection)
 
     @contextlib.contextmanager
     def selected(self, adapter: str | None) -> Iterator[tuple[Any, Any]]:
@@ -334,20 +390,32 @@ class ChatEngine:
 
         self._require_model()
         self._check_adapters(adapters)
+        texts = [""] * len(conversations)
         with self._lock, torch.inference_mode():
-            inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
-            names = [name or BASE for name in adapters] if self.adapters else None
-            torch.manual_seed(generation.seed)
-            tokens = decode(
-                self.model,
-                inputs["input_ids"],
-                inputs["attention_mask"],
-                generation,
-                self.stop_ids,
-                names,
-                on_done=lambda row, ids: on_done(row, self.tokenizer.decode(ids, skip_special_tokens=True)),
-            )
-        return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in tokens]
+            for selection, rows in self._groups(adapters):
+                inputs = self._encode([_with_system(conversations[r], generation.system_prompt) for r in rows])
+
+                def done(row: int, ids: list[int], rows: list[int] = rows) -> None:
+                    on_done(rows[row], self._text(ids))
+
+                torch.manual_seed(generation.seed)
+                with self._group_weights(selection):
+                    names = self._row_names(selection, [adapters[r] for r in rows])
+                    tokens = decode(
+                        self.model,
+                        inputs["input_ids"],
+                        inputs["attention_mask"],
+                        generation,
+                        self.stop_ids,
+                        names,
+                        done,
+                    )
+                for row, ids in zip(rows, tokens):
+                    texts[row] = self._text(ids)
+        return texts
+
+    def _text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     @property
     def stop_ids(self) -> set[int]:
@@ -398,20 +466,24 @@ class ChatEngine:
         streamer: BatchStreamer,
         stopping: StopOnEvent,
     ) -> None:
-        inputs = self._encode([_with_system(c, generation.system_prompt) for c in conversations])
-        kwargs = _sampling(generation)
-        if self.adapters:
-            kwargs["adapter_names"] = [name or BASE for name in adapters]
-        torch.manual_seed(generation.seed)
-        with torch.inference_mode():
-            self.model.generate(
-                **inputs,
-                **kwargs,
-                max_new_tokens=generation.max_new_tokens,
-                streamer=streamer,
-                stopping_criteria=[stopping],
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+        for selection, rows in self._groups(adapters):  # one group unless a whole-model run or OFT answers
+            if stopping.stopped:
+                return
+            inputs = self._encode([_with_system(conversations[r], generation.system_prompt) for r in rows])
+            kwargs = _sampling(generation)
+            names = self._row_names(selection, [adapters[r] for r in rows])
+            if names is not None:
+                kwargs["adapter_names"] = names
+            torch.manual_seed(generation.seed)
+            with self._group_weights(selection), torch.inference_mode():
+                self.model.generate(
+                    **inputs,
+                    **kwargs,
+                    max_new_tokens=generation.max_new_tokens,
+                    streamer=streamer.part(rows),
+                    stopping_criteria=[stopping],
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
 
     def _encode(self, conversations: list[list[Message]]) -> dict[str, torch.Tensor]:
         texts = [

@@ -41,18 +41,26 @@ class BatchStreamer(BaseStreamer):
         self.finished = [False] * rows
         self.error: Exception | None = None  # set by the generating thread before it calls end()
         self._stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
-        self._started: float | None = None
+        self._begun: list[float | None] = [None] * rows  # when each row's prompt came: its tokens/s starts there
         self._arrived = [0.0] * rows  # when each row's latest token came: its tokens/s ends there
         self._steps, self._ended = 0, False
         self._changed = threading.Condition()  # taken and let go within one call, never across a yield
 
     def put(self, value: torch.Tensor) -> None:
+        self._put(range(self.rows), value)
+
+    def part(self, rows: list[int]) -> BaseStreamer:
+        """The streamer of a `generate` that answers only `rows` of this batch (in that order); its end ends them."""
+        return _Part(self, rows)
+
+    def _put(self, rows: range | list[int], value: torch.Tensor) -> None:
         with self._changed:
-            if self._started is None:  # generate first hands over the prompt itself; the clock starts there
-                self._started = time.perf_counter()
-                return
             now = time.perf_counter()
-            for row, token in enumerate(value.reshape(self.rows, -1)[:, -1].tolist()):
+            if self._begun[rows[0]] is None:  # generate first hands over the prompt itself; the clock starts there
+                for row in rows:
+                    self._begun[row] = now
+                return
+            for row, token in zip(rows, value.reshape(len(rows), -1)[:, -1].tolist()):
                 if self.finished[row]:
                     continue
                 if token in self._stop_ids:
@@ -68,6 +76,13 @@ class BatchStreamer(BaseStreamer):
             self._ended = True
             self._changed.notify_all()
 
+    def _end_rows(self, rows: list[int]) -> None:
+        with self._changed:
+            for row in rows:
+                self.finished[row] = True
+            self._steps += 1  # a change the reader shows: these rows are done
+            self._changed.notify_all()
+
     def updates(self, every_s: float = 0.0) -> Iterator[list[Answer]]:
         """Every row's answer so far when tokens came, at most once per `every_s` seconds (the latest tokens win),
         and always the whole answers last, as soon as generation ends."""
@@ -78,21 +93,36 @@ class BatchStreamer(BaseStreamer):
                 self._changed.wait_for(lambda: self._ended, timeout=max(0.0, due - time.perf_counter()))
                 self._changed.wait_for(lambda: self._ended or self._steps != seen)  # noqa: B023 (called at once)
                 seen, ended = self._steps, self._ended
-                rows = [(list(t), a, f) for t, a, f in zip(self.tokens, self._arrived, self.finished)]
-            yield [self._answer(tokens, arrived, finished, ended) for tokens, arrived, finished in rows]
+                rows = [
+                    (list(t), a, b, f) for t, a, b, f in zip(self.tokens, self._arrived, self._begun, self.finished)
+                ]
+            yield [self._answer(*row, ended) for row in rows]
             if ended:
                 return
             due = time.perf_counter() + every_s
 
-    def _answer(self, tokens: list[int], arrived: float, finished: bool, ended: bool) -> Answer:
+    def _answer(self, tokens: list[int], arrived: float, begun: float | None, finished: bool, ended: bool) -> Answer:
         # one sequence decodes to a str; transformers declares one answer type for a sequence and a batch (str | list)
         text: str = self.tokenizer.decode(tokens, skip_special_tokens=True)  # type: ignore[assignment]
         if not ended:
             # a character split across tokens (Chinese, emoji) decodes as U+FFFD until its last byte arrives: hold
             # it back; the final answer shows whatever came, in full
             text = text.rstrip("\ufffd")
-        seconds = arrived - self._started if tokens and self._started is not None else 0.0
+        seconds = arrived - begun if tokens and begun is not None else 0.0
         return Answer(text, len(tokens), seconds, finished or ended)
+
+
+class _Part(BaseStreamer):
+    """Some rows of a BatchStreamer, fed by a `generate` of their own (a whole-model run's rows)."""
+
+    def __init__(self, batch: BatchStreamer, rows: list[int]):
+        self.batch, self.rows = batch, rows
+
+    def put(self, value: torch.Tensor) -> None:
+        self.batch._put(self.rows, value)
+
+    def end(self) -> None:  # the batch ends once every part has; the engine says so
+        self.batch._end_rows(self.rows)
 
 
 class StopOnEvent(StoppingCriteria):

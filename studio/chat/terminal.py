@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from studio.adapters import read_adapter
+from studio.chat.whole_models import base_quantization
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.locales import cli_language, in_language
@@ -28,17 +29,20 @@ def run_chat(
     adapters = [adapter] if isinstance(adapter, str) else list(adapter or [])
     if compare and not adapters:
         raise StudioError("chat.compare_needs_adapter")
-    for path in adapters:
-        read_adapter(path)  # a bad folder is refused before a minute of model loading
+    read = [read_adapter(path) for path in adapters]  # a bad folder is refused before a minute of model loading
+    whole = any(info.whole_model for info in read)
     lang = cli_language()
 
     def note(message: str) -> None:  # loading progress and its summary, in the command line's language
         out(in_language(message, lang), file=sys.stderr)
 
-    note(studio.load_model(config.model, config.quantization, progress=note))
-    names: list[str | None] = [studio.load_adapter(path).name for path in adapters] or [None]
+    quantization = base_quantization(config.quantization, whole)
+    note(studio.load_model(config.model, quantization, progress=note, cutoff_len=config.data.cutoff_len))
+    loaded = [studio.load_adapter(path) for path in adapters]
+    names: list[str | None] = [info.name for info in loaded] or [None]
+    kinds = {info.name: "model" if info.whole_model else "adapter" for info in loaded}
     columns = ([None] if compare else []) + names
-    labels = ["base" if c is None else f"adapter {c}" for c in columns]
+    labels = ["base" if c is None else f"{kinds[c]} {c}" for c in columns]
     histories: list[list[dict]] = [[] for _ in columns]
     prompts = [prompt] if prompt is not None else _ask_forever()
     for text in prompts:

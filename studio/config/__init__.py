@@ -5,9 +5,11 @@ from studio.config.data import DataConfig
 from studio.config.distributed import DistributedConfig
 from studio.config.evaluation import EvaluationConfig, TaskMetric
 from studio.config.export import ExportConfig
+from studio.config.finetuning import FinetuningConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import EMBEDDED_MODEL, MODEL_PRESETS, ModelConfig
+from studio.config.optimizer import OptimizerConfig
 from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.reinforcement import GrpoConfig, PpoConfig, RewardsConfig
@@ -22,10 +24,12 @@ __all__ = [
     "EvaluationConfig",
     "MODEL_PRESETS",
     "ExportConfig",
+    "FinetuningConfig",
     "GenerationConfig",
     "GrpoConfig",
     "LoraConfig",
     "ModelConfig",
+    "OptimizerConfig",
     "PpoConfig",
     "PreferenceConfig",
     "QuantizationConfig",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
-from studio.config.base import Section, field
+from studio.config.base import FieldProblem, Section, field
 from studio.config.names import EMBEDDED_MODEL, check_model_name
 
 # Offered in pickers; any hub id or local folder works as well. 'auto' picks each one's chat template from its name
@@ -83,6 +83,31 @@ class ModelConfig(Section):
         "in the data are trained and an answer without one gets an empty thought to learn from; off, thoughts are "
         "removed and the prompt ends with an empty thought (as LLaMA-Factory's enable_thinking).",
     )
+    rope_scaling: Literal["none", "linear", "dynamic", "yarn", "llama3"] = field(
+        "none",
+        "Stretch the rotary positions to train and chat beyond the model's pretrained context (LLaMA-Factory's "
+        "rope_scaling): linear divides every position by the factor; dynamic (NTK) raises the RoPE base only for "
+        "sequences longer than the pretrained context (LLaMA-Factory warns it may not suit fine-tuning); yarn and "
+        "llama3 slow down the low frequencies and keep the high ones. Written into the model's config before loading, "
+        "replacing any scaling the model has.",
+        advanced=True,
+    )
+    rope_factor: float | None = field(
+        None,
+        "How many times longer the context becomes with model.rope_scaling. Empty: as LLaMA-Factory computes it, "
+        "ceil(data.cutoff_len / the pretrained context) when cutoff_len is longer, else no scaling; 2 where no run's "
+        "data settings are known (a base loaded in the Chat tab), as LLaMA-Factory at inference.",
+        ge=1,
+        advanced=True,
+    )
+    resize_vocab: bool = field(
+        False,
+        "Grow the embedding and output layers to the tokenizer when the template's stop words are tokens the model "
+        "lacks (new rows start at the mean of the others plus small noise), and train both layers in full with LoRA "
+        "(saved with the adapter), as LLaMA-Factory's resize_vocab. Off, a tokenizer with ids beyond the embedding "
+        "is refused before training.",
+        advanced=True,
+    )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = field(
         "auto",
         "Attention kernel; 'auto' picks SDPA where available.",
@@ -93,11 +118,24 @@ class ModelConfig(Section):
         "Allow custom modelling code from the model folder.",
         advanced=True,
     )
+    hub: Literal["huggingface", "modelscope"] = field(
+        "huggingface",
+        "Where a hub id is downloaded from: the Hugging Face hub, or ModelScope (pip install "
+        "'qlora-studio[modelscope]'), which also loads datasets by their 'ms_hub_url'. Local folders and the embedded "
+        "default load the same either way.",
+        advanced=True,
+    )
 
     @field_validator("name_or_path")
     @classmethod
     def _known_spelling(cls, name: str) -> str:
         return check_model_name(name)
+
+    @model_validator(mode="after")
+    def _factor_with_scaling(self) -> ModelConfig:
+        if self.rope_factor is not None and self.rope_scaling == "none":
+            raise FieldProblem("config.rope_factor_without_scaling")
+        return self
 
     @property
     def is_embedded(self) -> bool:

@@ -8,10 +8,12 @@ from studio.config.base import AutoOnOff, Section, field
 
 
 class QuantizationConfig(Section):
-    method: Literal["auto", "4bit", "none"] = field(
+    method: Literal["auto", "4bit", "8bit", "none"] = field(
         "auto",
-        "'4bit' quantises the base with bitsandbytes (QLoRA; CUDA, or bitsandbytes' CPU backend); "
-        "'none' trains plain LoRA on full-precision weights; 'auto' is 4bit on CUDA and none on CPU.",
+        "'4bit' quantises the base with bitsandbytes (QLoRA; CUDA, or bitsandbytes' CPU backend); '8bit' with "
+        "bitsandbytes' LLM.int8 (about twice the memory of 4bit, closer to the original weights); "
+        "'none' trains plain LoRA on full-precision weights; 'auto' is 4bit on CUDA and none on CPU. Only LoRA and OFT "
+        "train on a quantised base (full and freeze: auto means none).",
     )
     quant_type: Literal["nf4", "fp4"] = field("nf4", "4-bit data type.")
     double_quant: bool = field(

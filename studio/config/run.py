@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
-from studio.config.base import ConfigError, Section, field
+from studio.config.base import ConfigError, FieldProblem, Section, field
 from studio.config.data import DataConfig
 from studio.config.distributed import DistributedConfig
 from studio.config.evaluation import EvaluationConfig
 from studio.config.export import ExportConfig
+from studio.config.finetuning import FinetuningConfig
 from studio.config.generation import GenerationConfig
 from studio.config.lora import LoraConfig
 from studio.config.model import ModelConfig
+from studio.config.optimizer import OptimizerConfig, optimizer_needs_full_weights
 from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.reinforcement import GrpoConfig, PpoConfig, RewardsConfig
@@ -38,10 +40,12 @@ class RunConfig(Section):
         pattern=r"^[A-Za-z0-9._-]+$",
     )
     model: ModelConfig = ModelConfig()
+    finetuning: FinetuningConfig = FinetuningConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     lora: LoraConfig = LoraConfig()
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
     distributed: DistributedConfig = DistributedConfig()
     preference: PreferenceConfig = PreferenceConfig()
     ppo: PpoConfig = PpoConfig()
@@ -50,6 +54,24 @@ class RunConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     export: ExportConfig = ExportConfig()
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> RunConfig:
+        """The combinations of finetuning method, quantisation, adapter start and stage that cannot train."""
+        method, quantized = self.finetuning.method, self.quantization.method in ("4bit", "8bit")
+        if self.finetuning.trains_whole_model and quantized:
+            raise FieldProblem("config.whole_model_not_quantized", method=method)
+        if method != "lora" and self.training.stage in ("rm", "ppo", "grpo"):
+            raise FieldProblem("config.method_needs_lora", method=method, stage=self.training.stage)
+        if self.finetuning.trains_whole_model and self.lora.init_adapter:
+            raise FieldProblem("config.whole_model_no_init_adapter", method=method)
+        if self.lora.init in ("pissa", "olora") and self.quantization.method != "none":
+            raise FieldProblem("config.lora_init_needs_full_precision", init=self.lora.init)
+        if self.lora.init == "loftq" and self.quantization.method != "4bit":
+            raise FieldProblem("config.loftq_needs_4bit")
+        if optimizer_needs_full_weights(self.optimizer.name) and not self.finetuning.trains_whole_model:
+            raise FieldProblem("config.optimizer_needs_whole_model", optimizer=self.optimizer.name, method=method)
+        return self
 
     @classmethod
     def from_dict(

@@ -22,6 +22,23 @@ RL_STAGES = ("ppo", "grpo")
 # auto | cpu | cuda | cuda:0,1 | N (processes: GPUs on a GPU machine, CPU processes on a CPU-only one)
 DEVICES = re.compile(r"^(auto|cpu|cuda|cuda:\d+(,\d+)*|[1-9]\d*)$")
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+# every schedule transformers' get_scheduler offers (transformers.SchedulerType)
+LrScheduler = Literal[
+    "cosine",
+    "linear",
+    "constant",
+    "constant_with_warmup",
+    "cosine_with_restarts",
+    "polynomial",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "reduce_lr_on_plateau",
+    "greedy",
+]
+# schedules stepped by evaluations (the tracked metric), not by optimizer steps
+METRIC_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
 
 
 class TrainingConfig(Section):
@@ -55,8 +72,63 @@ class TrainingConfig(Section):
         ge=1,
     )
     gradient_accumulation_steps: int = field(2, "Micro-batches per optimizer step.", ge=1)
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = field(
-        "cosine", "Learning-rate schedule after warm-up."
+    lr_scheduler: LrScheduler = field(
+        "cosine",
+        "Learning-rate schedule after warm-up (transformers' schedulers): cosine, linear, cosine_with_restarts "
+        "(lr_num_cycles hard restarts), polynomial (lr_power, down to lr_min_ratio), constant, constant_with_warmup, "
+        "inverse_sqrt (lr_timescale), cosine_with_min_lr and cosine_warmup_with_min_lr (down to lr_min_ratio), "
+        "warmup_stable_decay (lr_decay_steps at the end), reduce_lr_on_plateau and greedy (lowered, or for greedy "
+        "also raised up to learning_rate, by lr_factor after lr_patience evaluations without a better best_metric: "
+        "they need a validation split). constant, reduce_lr_on_plateau and greedy have no warm-up.",
+    )
+    lr_num_cycles: float | None = field(
+        None,
+        "cosine_with_restarts: number of cosine cycles, each restarting at the peak (empty: 1); cosine_with_min_lr, "
+        "cosine_warmup_with_min_lr, warmup_stable_decay: waves of the cosine (empty: 0.5, one half-wave down).",
+        gt=0,
+        advanced=True,
+    )
+    lr_min_ratio: float = field(
+        0.0,
+        "The lowest learning rate as a share of learning_rate, for polynomial, cosine_with_min_lr, "
+        "cosine_warmup_with_min_lr, warmup_stable_decay, reduce_lr_on_plateau and greedy.",
+        ge=0,
+        lt=1,
+        advanced=True,
+    )
+    lr_power: float = field(1.0, "polynomial: the power of the decay (1 is linear).", gt=0, advanced=True)
+    lr_decay_steps: int | None = field(
+        None,
+        "warmup_stable_decay: steps of the final decay, at most the steps after warm-up (empty: a tenth of the run).",
+        ge=1,
+        advanced=True,
+    )
+    lr_warmup_type: Literal["linear", "cosine", "1-sqrt"] = field(
+        "linear", "warmup_stable_decay: shape of the warm-up.", advanced=True
+    )
+    lr_decay_type: Literal["linear", "cosine", "1-sqrt"] = field(
+        "cosine", "warmup_stable_decay: shape of the decay.", advanced=True
+    )
+    lr_timescale: int | None = field(
+        None,
+        "inverse_sqrt: the time scale of the decay in steps (empty: warmup_steps, or 10000 without warm-up).",
+        ge=1,
+        advanced=True,
+    )
+    lr_factor: float | None = field(
+        None,
+        "reduce_lr_on_plateau and greedy: what the learning rate is multiplied by on a plateau (greedy divides by it "
+        "after improvements); empty: 0.1 and 0.95.",
+        gt=0,
+        lt=1,
+        advanced=True,
+    )
+    lr_patience: int | None = field(
+        None,
+        "reduce_lr_on_plateau and greedy: evaluations without a better best_metric before the learning rate changes "
+        "(empty: 10).",
+        ge=0,
+        advanced=True,
     )
     warmup_steps: int = field(0, "Linear warm-up steps.", ge=0, advanced=True)
     weight_decay: float = field(0.0, "AdamW weight decay.", ge=0, advanced=True)
@@ -66,10 +138,25 @@ class TrainingConfig(Section):
         ge=0,
         advanced=True,
     )
+    neftune_alpha: float | None = field(
+        None,
+        "NEFTune: uniform noise in ±alpha/sqrt(L·d) added to the input embeddings of training passes (never to "
+        "evaluation or generation), as LLaMA-Factory's neftune_noise_alpha; 5 is typical, empty disables. d is the "
+        "embedding width and L the length of each example, also inside a packed row (Hugging Face takes the padded "
+        "row's length, which for a packed row of many examples would make the noise much weaker).",
+        gt=0,
+        advanced=True,
+    )
     precision: Precision = field(
         "auto",
         "Training precision; 'auto' is bf16 on GPUs and CPUs that compute it natively (AVX512-BF16, AMX), else fp16 on "
         "GPUs and fp32 on CPUs.",
+        advanced=True,
+    )
+    pure_bf16: bool = field(
+        False,
+        "With bf16 precision, keep the trained weights and optimizer moments in bf16 too (no fp32 master copy): "
+        "about half the memory of full fine-tuning, at some cost in precision of small updates.",
         advanced=True,
     )
     logging_steps: int = field(

@@ -69,14 +69,17 @@ def plan_devices(config: RunConfig, gpu_count: int | None = None) -> DevicePlan:
     plan = _plan(spec, nnodes, count)
     if plan.distributed and config.distributed.strategy == "fsdp" and _quantizes(config, plan.kind):
         raise DeviceChoiceError("control.fsdp_cannot_shard_4bit")
+    if plan.distributed and config.distributed.strategy == "fsdp" and config.finetuning.trains_whole_model:
+        raise DeviceChoiceError("control.fsdp_whole_model", method=config.finetuning.method)
     if plan.distributed and config.distributed.strategy == "fsdp" and config.training.stage in ("ppo", "grpo"):
         raise DeviceChoiceError("control.fsdp_cannot_sample", stage=config.training.stage)
     return plan
 
 
 def _quantizes(config: RunConfig, kind: str) -> bool:
-    method = config.quantization.method
-    return method == "4bit" or (method == "auto" and kind == "cuda")  # as compute.resolve_plan decides
+    """Whether the base is quantised, as compute.resolve_plan decides (full and freeze never quantise)."""
+    method, adapter = config.quantization.method, not config.finetuning.trains_whole_model
+    return method in ("4bit", "8bit") or (method == "auto" and kind == "cuda" and adapter)
 
 
 def _plan(spec: str, nnodes: int, count: int) -> DevicePlan:

@@ -7,9 +7,15 @@ from pathlib import Path
 
 from studio.config import ModelConfig, RunConfig
 from studio.config.names import model_source
-from studio.data.prepare import check_tool_template, load_stage_examples, split_conversations
+from studio.data.prepare import (
+    check_masking,
+    load_stage_examples,
+    named_format,
+    split_conversations,
+)
 from studio.data.registry import DataError
 from studio.errors import CheckpointError, StudioError
+from studio.modeling import from_modelscope
 from studio.modeling.embedded import converted_model_dir, gguf_file
 from studio.modeling.sources import ModelLoadError, resolve_model_path
 
@@ -22,6 +28,7 @@ def validate_run(config: RunConfig, runs_dir: str | Path = "runs") -> None:
     check_resume(config)
     check_init_adapter(config)
     check_rewards(config, runs_dir)
+    check_optimizer(config)
     check_data(config)
 
 
@@ -40,9 +47,25 @@ def check_rewards(config: RunConfig, runs_dir: str | Path) -> None:
             raise StudioError("training.reward_file_missing", path=rewards.file)
 
 
+def check_optimizer(config: RunConfig) -> None:
+    """An optimizer whose package is not installed; a schedule moved by evaluations in a run without any."""
+    from studio.config.optimizer import missing_package
+    from studio.config.training import METRIC_SCHEDULERS
+
+    missing = missing_package(config.optimizer.name)
+    if missing:
+        package, extra = missing
+        raise StudioError(
+            "training.optimizer_package_missing", name=config.optimizer.name, package=package, extra=extra
+        )
+    if config.training.lr_scheduler in METRIC_SCHEDULERS and config.data.val_size == 0:
+        raise StudioError("training.scheduler_needs_evaluation", name=config.training.lr_scheduler)
+
+
 def check_data(config: RunConfig) -> None:
-    loaded = load_stage_examples(config.data, config.training.stage)
-    check_tool_template(loaded, config.model.chat_template, config.model.name_or_path)
+    fmt = named_format(config.model.chat_template, config.model.name_or_path)
+    check_masking(config.data, config.training.stage, fmt)
+    loaded = load_stage_examples(config.data, config.training.stage, config.model.hub)
     split = split_conversations(loaded, config.data.val_size, config.training.seed)
     if not split.train:
         raise DataError("control.all_examples_in_validation")
@@ -51,12 +74,12 @@ def check_data(config: RunConfig) -> None:
 
 
 def check_init_adapter(config: RunConfig) -> None:
-    """lora.init_adapter, when given, must be a complete adapter folder."""
-    from studio.adapters import AdapterError, read_adapter
+    """lora.init_adapter, when given, must be a complete adapter folder (a full or freeze run's model is none)."""
+    from studio.adapters import AdapterError, read_peft_adapter
 
     if config.lora.init_adapter:
         try:
-            read_adapter(config.lora.init_adapter)
+            read_peft_adapter(config.lora.init_adapter)
         except AdapterError as error:
             raise AdapterError("control.field_problem", field="lora.init_adapter", error=error) from None
 
@@ -68,6 +91,9 @@ def check_model(model: ModelConfig) -> None:
         return
     if model_source(model.name_or_path).kind == "path":
         resolve_model_path(model)  # ModelLoadError: no such folder, or no config.json in it
+        return
+    if model.hub == "modelscope":
+        from_modelscope.check_model(model.name_or_path, ModelLoadError)
         return
     check_hub_model(model.name_or_path)
 

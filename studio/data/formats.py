@@ -135,19 +135,21 @@ def check_function_call(content: str) -> list[dict]:
 
 def tools_json(spec: DatasetSpec, record: dict) -> str:
     """The record's tool descriptions as a JSON list text; "" when it has none. A tools text that lists none ("[]")
-    stays "[]": LLaMA-Factory opens the system turn for any tools text, so such a record has a system turn."""
+    stays "[]": LLaMA-Factory opens the system turn for any tools text, so such a record has a system turn. A text
+    that is already a list stays as written (spacing and escapes too): Phi-4-mini's template copies it verbatim."""
     tools = value_of(spec, record, "tools")
     if tools in (None, "", [], {}):
         return ""
-    if isinstance(tools, str):
+    given = tools if isinstance(tools, str) else None
+    if given is not None:
         try:
-            tools = json.loads(tools)
+            tools = json.loads(given)
         except json.JSONDecodeError:
             raise Skip(say("data.skip_tools_not_json")) from None
-    tools = [tools] if isinstance(tools, dict) else tools
-    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+    listed = [tools] if isinstance(tools, dict) else tools
+    if not isinstance(listed, list) or not all(isinstance(t, dict) for t in listed):
         raise Skip(say("data.skip_bad_tools"))
-    return json.dumps(tools, ensure_ascii=False)
+    return given if given is not None and listed is tools else json.dumps(listed, ensure_ascii=False)
 
 
 def with_system(turns: list[Message], system: str, tools: str) -> list[Message]:

@@ -12,10 +12,11 @@ from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, to_examples
 from studio.data.formats import Message
 from studio.data.readers import Records, read_records
-from studio.data.registry import DataError, DataKind, DatasetSpec, resolve_specs
+from studio.data.registry import DataError, DataKind, DatasetSpec, Hub, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
 from studio.locales import say
-from studio.modeling.chat_formats import FORMATS, format_for_name
+from studio.modeling.chat_formats import FORMATS, ChatFormat, format_for_name
+from studio.modeling.chat_templates import format_of
 from studio.paths import resolve_dataset_dir
 
 if TYPE_CHECKING:
@@ -69,14 +70,15 @@ def load_conversations(config: DataConfig) -> list[DatasetExamples]:
     return load_stage_examples(config, "sft")
 
 
-def load_stage_examples(config: DataConfig, stage: str) -> list[DatasetExamples]:
+def load_stage_examples(config: DataConfig, stage: str, hub: Hub = "huggingface") -> list[DatasetExamples]:
     """Every configured dataset read as the kind `stage` trains on; a dataset of another kind is refused
-    (by its registry entry, before any file is read) with a message naming both."""
+    (by its registry entry, before any file is read) with a message naming both. `hub`: model.hub, which also
+    picks the hub of an entry registered on both (DatasetSpec.hub_source)."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
     specs = resolve_specs(dataset_dir, config.datasets)
     for spec in specs:
         check_stage(spec, stage)
-    return [load_examples(dataset_dir, spec, config) for spec in specs]
+    return [load_examples(dataset_dir, spec, config, hub) for spec in specs]
 
 
 def check_stage(spec: DatasetSpec, stage: str) -> None:
@@ -99,22 +101,28 @@ def check_sft(spec: DatasetSpec) -> None:
     check_stage(spec, "sft")
 
 
-def check_tool_template(loaded: list[DatasetExamples], chat_template: str, model_name: str) -> None:
-    """Tool-call data needs a chat format with a tool format; known before a run when the format is named
-    (with 'auto', when the model's family is; a tokenizer's own template is checked at tokenisation)."""
-    fmt = format_for_name(model_name) if chat_template == "auto" else FORMATS.get(chat_template)
-    if fmt is None or fmt.supports_tools:
-        return
-    for dataset in loaded:
-        if dataset.kind != "sft":
-            continue  # other kinds meet the same check when they are tokenised
-        if any(m["role"] in ("function_call", "observation") for c in dataset.examples for m in c):
-            raise DataError("data.tools_need_tool_format", name=dataset.dataset, template=fmt.name)
+def named_format(chat_template: str, model_name: str) -> ChatFormat | None:
+    """The chat format a run will use, as far as it is known before the tokenizer is loaded: the named one, or
+    with 'auto' the model family's (a tokenizer's own template is known at tokenisation only)."""
+    return format_for_name(model_name) if chat_template == "auto" else FORMATS.get(chat_template)
 
 
-def load_examples(dataset_dir: Path, spec: DatasetSpec, config: DataConfig) -> DatasetExamples:
+def check_masking(config: DataConfig, stage: str, fmt: ChatFormat | None) -> None:
+    """LLaMA-Factory's refusals, before a run and at tokenisation: train_on_prompt and mask_history are sft's (the
+    other stages learn answers only), and train_on_prompt would unlearn the answers' ends of an efficient_eos
+    format (their EOS labels stand on the next prompts' first tokens)."""
+    for option in ("train_on_prompt", "mask_history"):
+        if getattr(config, option) and stage != "sft":
+            raise DataError("data.masking_sft_only", option=option, stage=stage)
+    if config.train_on_prompt and fmt is not None and fmt.efficient_eos:
+        raise DataError("data.train_on_prompt_efficient_eos", template=fmt.name)
+
+
+def load_examples(
+    dataset_dir: Path, spec: DatasetSpec, config: DataConfig, hub: Hub = "huggingface"
+) -> DatasetExamples:
     """One dataset's examples of its own kind, at most max_samples / num_samples of them."""
-    records = read_records(dataset_dir, spec)
+    records = read_records(dataset_dir, spec, hub)
     if spec.num_samples is not None:
         records = sample_records(records, spec.num_samples)
     if config.max_samples is not None:
@@ -160,6 +168,7 @@ def tokenize_for_stage(tokenizer: PreTrainedTokenizerBase, examples: list, confi
     EncodedFeedback (kto) or TextRow (pt). Examples left without an answer by truncation are dropped."""
     from studio.data.tokenize_kinds import encode_feedback, encode_pair, encode_text_rows
 
+    check_masking(config, stage, format_of(tokenizer))
     if stage == "sft":
         return tokenize_conversations(tokenizer, examples, config)
     if stage in ("ppo", "grpo"):
@@ -189,7 +198,9 @@ def tokenize_conversations(
     examples: list[Encoded] = []
     truncated = dropped = 0
     for messages in conversations:
-        encoded = encode_conversation(tokenizer, messages, config.cutoff_len, config.train_on_responses_only)
+        encoded = encode_conversation(
+            tokenizer, messages, config.cutoff_len, config.train_on_prompt, config.mask_history
+        )
         if encoded is None:
             dropped += 1
             continue

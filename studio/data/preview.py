@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, SkippedRow, to_examples
 from studio.data.readers import read_records
-from studio.data.registry import DataError, DatasetSpec, resolve_specs
+from studio.data.registry import DataError, DatasetSpec, Hub, resolve_specs
 from studio.data.tokenize import encode_conversation
 from studio.locales import Message
 from studio.paths import resolve_dataset_dir
@@ -97,18 +97,19 @@ def preview_datasets(
     tokenizer: PreTrainedTokenizerBase | None = None,
     progress: Callable[[PreviewProgress], None] = lambda report: None,
     stage: str | None = None,
+    hub: Hub = "huggingface",
 ) -> Preview:
     """Raw first rows of each dataset, its kind and skipped rows; token statistics when a tokenizer is given;
-    with `stage`, whether that training stage can use each dataset."""
+    with `stage`, whether that training stage can use each dataset; `hub` (model.hub) for hub entries."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
     previews = []
     for spec in resolve_specs(dataset_dir, config.datasets):
         progress(PreviewProgress("reading", spec.name, 0, 0))
-        records = read_records(dataset_dir, spec)
+        records = read_records(dataset_dir, spec, hub)
         loaded = to_examples(spec, records, config.system_prompt)
         preview = DatasetPreview(
             name=spec.name,
-            file=spec.file_name or spec.hf_hub_url or "",
+            file=spec.file_name or spec.hub_source(hub)[1],
             formatting=spec.formatting,
             num_rows=len(records),
             num_usable=len(loaded.examples),
@@ -170,7 +171,7 @@ def _lengths(tokenizer: PreTrainedTokenizerBase, kind: str, example: Any) -> tup
         return len(prompt) + len(answer), {}
     if kind == "text":
         return len(tokenizer.encode(example.text, add_special_tokens=False)) + 1, {}  # and its end token
-    encoded = encode_conversation(tokenizer, example, cutoff_len=10**9, train_on_responses_only=False)
+    encoded = encode_conversation(tokenizer, example, cutoff_len=10**9, train_on_prompt=True)
     return (len(encoded.input_ids) if encoded else 0), {}
 
 

@@ -9,8 +9,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.data.registry import DataError, DatasetSpec
+from studio.data.registry import DataError, DatasetSpec, Hub
 from studio.locales import Message, say
+from studio.modeling.from_modelscope import fetch
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
 _SUFFIXES = ", ".join(SUPPORTED_SUFFIXES)
@@ -59,14 +60,14 @@ class Records:
         return picked
 
 
-def read_records(dataset_dir: Path, spec: DatasetSpec) -> Records:
-    """All raw records of one registry entry, in file order."""
+def read_records(dataset_dir: Path, spec: DatasetSpec, hub: Hub = "huggingface") -> Records:
+    """All raw records of one registry entry, in file order; a hub entry from the hub `hub` picks for it."""
     records = Records()
     if spec.file_name:
         for path in _data_files(Path(dataset_dir) / spec.file_name, spec.name):
             records.add(path.name, *read_located(path))
     else:
-        records.add(spec.hf_hub_url or spec.name, "example", read_hub(spec))
+        records.add(spec.hub_source(hub)[1] or spec.name, "example", read_hub(spec, hub=hub))
     if not records.rows:
         raise DataError("data.dataset_empty", name=spec.name)
     return records
@@ -202,18 +203,21 @@ def _read_parquet(path: Path):
         raise DataError("data.parquet_unreadable", path=path, error=str(error)) from None
 
 
-def read_hub(spec: DatasetSpec, limit: int | None = None) -> list[dict]:
-    """Rows of a Hugging Face hub dataset, from the hub or the local cache."""
+def read_hub(spec: DatasetSpec, limit: int | None = None, hub: Hub = "huggingface") -> list[dict]:
+    """Rows of a hub dataset: from the Hugging Face hub or its cache, or from the folder ModelScope's files were
+    downloaded to (read by the datasets library as any local folder: files, subsets and splits alike)."""
     import datasets
 
+    source, hub_id = spec.hub_source(hub)
+    where = str(fetch(hub_id, "dataset", DataError)) if source == "modelscope" else hub_id
     split = spec.split if limit is None else f"{spec.split}[:{limit}]"
     try:
-        loaded = datasets.load_dataset(spec.hf_hub_url, name=spec.subset, data_dir=spec.folder, split=split)
+        loaded = datasets.load_dataset(where, name=spec.subset, data_dir=spec.folder, split=split)
     except Exception as error:  # offline, missing or private: all surface as different exception types
         raise DataError(
-            "data.hub_load_failed",
+            "data.hub_load_failed" if source == "huggingface" else "data.modelscope_load_failed",
             name=spec.name,
-            hub_id=spec.hf_hub_url,
+            hub_id=hub_id,
             error_type=type(error).__name__,
             error=str(error)[:300],
         ) from None

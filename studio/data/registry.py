@@ -42,6 +42,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPLIT = re.compile(r"^[\w.\-\[\]:%+ ]+$")
 
 PlaceKind = Literal["file", "hub", "inner"]
+Hub = Literal["huggingface", "modelscope"]  # model.hub's choices
 
 
 class DataError(StudioError):
@@ -152,6 +153,13 @@ class DatasetSpec(BaseModel):
         }
         return [(name, value, kind) for name, kind in kinds.items() if (value := getattr(self, name))]
 
+    def hub_source(self, hub: Hub = "huggingface") -> tuple[Hub, str]:
+        """(hub, id) a hub entry loads from, as LLaMA-Factory picks with USE_MODELSCOPE_HUB (here model.hub):
+        ModelScope's id when the hub is ModelScope or the entry has no Hugging Face id, else the Hugging Face id."""
+        if self.ms_hub_url and (hub == "modelscope" or not self.hf_hub_url):
+            return "modelscope", self.ms_hub_url
+        return "huggingface", self.hf_hub_url or ""
+
     def column(self, role: str) -> str | None:
         return self.columns.get(role)
 
@@ -184,8 +192,8 @@ class DatasetSpec(BaseModel):
             return say("data.script_dataset", name=self.name)
         if self.cloud_file_name:
             return say("data.cloud_dataset", name=self.name)
-        if not self.hf_hub_url:
-            return say("data.modelscope_dataset", name=self.name)
+        if not self.hf_hub_url and not self.ms_hub_url:
+            return say("data.modelers_dataset", name=self.name)
         return None
 
 

@@ -48,35 +48,54 @@ class Encoded:
 
 
 def encode_conversation(
-    tokenizer: PreTrainedTokenizerBase, messages: list[Message], cutoff_len: int, train_on_responses_only: bool = True
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[Message],
+    cutoff_len: int,
+    train_on_prompt: bool = False,
+    mask_history: bool = False,
 ) -> Encoded | None:
     """Token ids and labels for one conversation; None when truncation leaves no answer token.
 
-    Longer than cutoff_len, each turn is cut in turn as LLaMA-Factory cuts it (fit_turn): the
-    earlier turns are kept whole while they fit, the turn that overflows loses prompt or answer
-    tokens from its end, and later turns are left out.
+    Answers are learned, prompts masked; `train_on_prompt` learns the prompts too, `mask_history` the last answer
+    only (LLaMA-Factory's options of those names). Longer than cutoff_len, each turn is cut in turn as
+    LLaMA-Factory cuts it (fit_turn): the turns taken first are kept whole while they fit, the turn that overflows
+    loses prompt or answer tokens from its end, and the rest are left out. Turns are taken in order, or with
+    mask_history from the last one back, so that the answer learned survives the cut.
     """
     fmt = format_of(tokenizer)
     _check_tools(fmt, messages)
-    pairs = _format_pairs(tokenizer, fmt, messages) if fmt else _own_template_pairs(tokenizer, messages)
+    if fmt:  # under mask_history, as in LLaMA-Factory, earlier answers lose their thoughts
+        pairs = _format_pairs(tokenizer, fmt, messages, history_thoughts=not mask_history)
+    else:
+        pairs = _own_template_pairs(tokenizer, messages)
     end = [tokenizer.eos_token_id] if fmt and fmt.efficient_eos else []
-    ids, labels, used = [], [], len(end)
-    for turn, (prompt, answer) in enumerate(pairs):
+    pieces, used = [], len(end)
+    for turn, (prompt, answer) in enumerate(pairs[::-1] if mask_history else pairs):
         if used >= cutoff_len:
             break
         prompt_len, answer_len = fit_turn(len(prompt), len(answer), cutoff_len - used)
         prompt, answer, used = prompt[:prompt_len], answer[:answer_len], used + prompt_len + answer_len
-        if not train_on_responses_only:
-            prompt_labels = prompt
-        elif end and turn > 0:  # this prompt's first token stands where the last answer ended
-            prompt_labels = end + [IGNORE_INDEX] * (len(prompt) - 1)
-        else:
-            prompt_labels = [IGNORE_INDEX] * len(prompt)
-        ids += prompt + answer
-        labels += prompt_labels + answer
+        # `turn` counts in the order taken: with mask_history the earlier turns are the later ones, so (as in
+        # LLaMA-Factory) the first turn's prompt opens with an EOS label (at position 0, never predicted) and the
+        # last turn's prompt, the one whose answer is learned, with none.
+        prompt_labels = _prompt_labels(prompt, end if turn > 0 else [], train_on_prompt)
+        answer_labels = [IGNORE_INDEX] * len(answer) if mask_history and turn > 0 else answer
+        pieces.append((prompt + answer, prompt_labels + answer_labels))
+    if mask_history:
+        pieces.reverse()
+    ids = [token for piece, _ in pieces for token in piece]
+    labels = [label for _, piece_labels in pieces for label in piece_labels]
     truncated = sum(len(p) + len(a) for p, a in pairs) + len(end) > cutoff_len
     encoded = Encoded(ids + end, labels + end, truncated)
     return encoded if encoded.num_label_tokens else None
+
+
+def _prompt_labels(prompt: list[int], end: list[int], train_on_prompt: bool) -> list[int]:
+    """A prompt's labels: itself when prompts are learned; else masked, but with efficient_eos (`end`, the EOS
+    id) its first token stands where the last answer ended, so it is labelled EOS: the answer's end is learned."""
+    if train_on_prompt:
+        return prompt
+    return end + [IGNORE_INDEX] * (len(prompt) - len(end))
 
 
 def fit_turn(prompt_len: int, answer_len: int, budget: int) -> tuple[int, int]:
@@ -87,7 +106,7 @@ def fit_turn(prompt_len: int, answer_len: int, budget: int) -> tuple[int, int]:
     elif 2 * prompt_len < budget:
         answer_max = budget - prompt_len
     else:
-        answer_max = int(budget * answer_len / (prompt_len + answer_len))
+        answer_max = int(budget * (answer_len / (prompt_len + answer_len)))  # LF's order: 22 * (15 / 22) < 15
     answer_len = min(answer_max, answer_len)
     return min(max(budget - answer_len, 0), prompt_len), answer_len
 
@@ -111,12 +130,14 @@ def _encode_pieces(tokenizer: PreTrainedTokenizerBase, pieces: list[Piece]) -> l
 
 
 def _format_pairs(
-    tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat, messages: list[Message]
+    tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat, messages: list[Message], history_thoughts: bool = True
 ) -> list[tuple[list[int], list[int]]]:
-    messages = thinking_turns(fmt, messages)
+    """(prompt, answer) ids of every turn; without `history_thoughts` earlier answers lose their thoughts
+    (studio.modeling.chat_rendering.thinking_turns)."""
+    messages = thinking_turns(fmt, messages, history_thoughts)
     turns = [_encode_pieces(tokenizer, pieces) for pieces in turn_pieces(fmt, messages)]
     empty = tokenizer.encode(fmt.empty_thought, add_special_tokens=False) if fmt.reasoning else []
-    return thought_pairs(fmt, messages, list(zip(turns[0::2], turns[1::2])), empty)
+    return thought_pairs(fmt, messages, list(zip(turns[0::2], turns[1::2])), empty, history_thoughts)
 
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: list[Message], add_generation_prompt: bool = False) -> str:

@@ -98,11 +98,15 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, example: list[Message], cu
 def encode_one_turn(
     tokenizer: PreTrainedTokenizerBase, prompt: list[Message], answer: Message
 ) -> tuple[list[int], list[int]]:
-    """(prompt ids, answer ids) of a conversation whose last message is `answer`, every earlier turn in the prompt."""
+    """(prompt ids, answer ids) of a conversation whose last message is `answer`, every earlier turn in the prompt
+    (as LLaMA-Factory's encode_oneturn: a reasoning format's earlier answers lose their thoughts)."""
     fmt = format_of(tokenizer)
     messages = prompt + [answer]
     _check_tools(fmt, messages)
-    pairs = _format_pairs(tokenizer, fmt, messages) if fmt else _own_template_pairs(tokenizer, messages)
+    if fmt:
+        pairs = _format_pairs(tokenizer, fmt, messages, history_thoughts=False)
+    else:
+        pairs = _own_template_pairs(tokenizer, messages)
     prompt_ids = [token for ask, reply in pairs[:-1] for token in ask + reply] + pairs[-1][0]
     answer_ids = pairs[-1][1] + ([tokenizer.eos_token_id] if fmt and fmt.efficient_eos else [])
     return prompt_ids, answer_ids

@@ -65,14 +65,15 @@ def load_scored_examples(config: RunConfig, adapter_path: str | None) -> tuple[l
         specs = resolve_specs(dataset_dir, data.datasets)
         if len({spec.kind for spec in specs}) > 1:
             raise DataError("evaluation.mixed_kinds")
-        examples = [e for spec in specs for e in load_examples(dataset_dir, spec, data).examples]
+        hub = config.model.hub
+        examples = [e for spec in specs for e in load_examples(dataset_dir, spec, data, hub).examples]
         source = ", ".join(config.evaluation.datasets)
     elif adapter_path and (Path(adapter_path).parent / "val.jsonl").is_file():
         lines = (Path(adapter_path).parent / "val.jsonl").read_text(encoding="utf-8").splitlines()
         examples = [from_record(json.loads(line)) for line in lines if line.strip()]
         source = say("evaluation.run_split")
     else:
-        loaded = load_stage_examples(config.data, config.training.stage)
+        loaded = load_stage_examples(config.data, config.training.stage, config.model.hub)
         examples = split_conversations(loaded, config.data.val_size, config.training.seed).val
         source = say("evaluation.stage_split", datasets=", ".join(config.data.datasets))
     if not examples:

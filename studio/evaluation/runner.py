@@ -2,7 +2,8 @@
 
 For each column (base, adapter): eval loss and perplexity over the reference answers, greedy or
 sampled predictions in batches, and BLEU-4 / ROUGE against the references. Base and adapter
-predictions come from the same batched generate call (mixed-adapter rows). Preference pairs,
+predictions come from the same batched generate call (mixed-adapter rows); a full or freeze run's
+model answers in a call of its own on the same base (studio.chat.whole_models). Preference pairs,
 KTO feedback and plain text are scored as their kind asks (studio/evaluation/kinds.py).
 """
 
@@ -18,8 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from studio.adapters import read_adapter
+from studio.adapters import RESULT_FOLDERS, read_adapter
 from studio.chat.engine import ChatEngine
+from studio.chat.whole_models import base_quantization
 from studio.config import ModelConfig, RunConfig
 from studio.evaluation import kinds
 from studio.evaluation.benchmarks import BENCHMARKS_FILE, BenchmarkError, BenchmarkReport, check_tasks, run_benchmarks
@@ -61,10 +63,10 @@ class EvalReport:
 def results_dir(
     config: RunConfig, adapter_path: str | None, may_write: Callable[[Path], bool] = lambda folder: True
 ) -> Path:
-    """A run's adapter keeps its evaluations in its run folder, when that may be written; others (and a run shared
-    read-only) go to evaluation.output_dir."""
+    """A run's adapter (or whole model) keeps its evaluations in its run folder, when that may be written; others
+    (and a run shared read-only) go to evaluation.output_dir."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(adapter_path).parent if adapter_path and Path(adapter_path).name == "adapter" else None
+    run_dir = Path(adapter_path).parent if adapter_path and Path(adapter_path).name in RESULT_FOLDERS else None
     in_run = run_dir is not None and (run_dir / "config.yaml").is_file() and may_write(run_dir / "evaluations")
     path = (run_dir / "evaluations" if run_dir is not None and in_run else Path(config.evaluation.output_dir)) / stamp
     path.mkdir(parents=True, exist_ok=True)
@@ -87,8 +89,7 @@ def evaluate(
     evaluation = config.evaluation
     if not evaluation.held_out and not evaluation.benchmarks:
         raise BenchmarkError("evaluation.nothing_to_evaluate")
-    if adapter_path:
-        read_adapter(adapter_path)
+    whole = read_adapter(adapter_path).whole_model if adapter_path else False
     examples, source, kind = (
         kinds.load_scored_examples(config, adapter_path) if evaluation.held_out else ([], "", "sft")
     )
@@ -97,7 +98,7 @@ def evaluate(
     task_metrics = build_metrics(evaluation) if evaluation.held_out else {}
     folder = RunFolder(results_dir(config, adapter_path, may_write))
     if not engine.loaded or engine.model_name != config.model.name_or_path:
-        engine.load(config.model, config.quantization)
+        engine.load(config.model, base_quantization(config.quantization, whole), cutoff_len=config.data.cutoff_len)
     name = engine.load_adapter(adapter_path).name if adapter_path else None
     columns = ([None] if compare or name is None else []) + ([name] if name else [])
     report_progress = _Progress(folder, progress)
@@ -275,7 +276,8 @@ def _judge_asker(engine: ChatEngine, config: RunConfig, progress: _Progress) -> 
     judge_engine = engine
     if evaluation.judge == "model":
         judge_engine = ChatEngine()
-        judge_engine.load(ModelConfig(name_or_path=evaluation.judge_model), config.quantization)
+        judge = ModelConfig(name_or_path=evaluation.judge_model, hub=config.model.hub)  # from the run's hub
+        judge_engine.load(judge, config.quantization)
 
     def ask(prompts: list[str]) -> list[str]:
         conversations = [[{"role": "user", "content": text}] for text in prompts]

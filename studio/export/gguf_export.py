@@ -1,4 +1,5 @@
-"""Export an adapter as one GGUF file for llama.cpp / Ollama / LM Studio, then prove the file.
+"""Export an adapter (or a full or freeze run's model) as one GGUF file for llama.cpp / Ollama / LM Studio, then
+prove the file.
 
     load base (unquantised) + adapter -> merge -> logits of the merged model on a few prompts
     -> write the .gguf (+ Modelfile) -> round the merged weights in memory as the type does
@@ -25,7 +26,15 @@ import torch
 from studio.adapters import read_adapter
 from studio.config import RunConfig
 from studio.export.gguf_types import GGUF_TYPES, GgufType, round_trip
-from studio.export.merge import CHECK_PROMPTS, TOLERANCE, ExportError, load_with_adapter, prepare_out_dir, prompt_logits
+from studio.export.merge import (
+    CHECK_PROMPTS,
+    TOLERANCE,
+    ExportError,
+    load_with_adapter,
+    merge,
+    prepare_out_dir,
+    prompt_logits,
+)
 from studio.export.model_card import write_model_card
 from studio.locales import say
 
@@ -67,8 +76,7 @@ def export_gguf(
     out_dir = prepare_out_dir(Path(config.export.output_dir))
     model, tokenizer, plan = load_with_adapter(config, info, progress)
     pre = _pre_tokenizer(config, tokenizer)
-    progress(say("export.merging"))
-    merged = model.merge_and_unload().eval()
+    merged = merge(model, progress).eval()
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
     reference = prompt_logits(merged, tokenizer, prompts, plan.device)
     path = out_dir / f"{_stem(out_dir.name)}-{kind.name}.gguf"

@@ -30,7 +30,7 @@ class HubError(StudioError):
 class Upload:
     """What one commit sends: files by their name in the repo, the card's text, and what the folder is."""
 
-    kind: str  # "adapter" or "export"
+    kind: str  # "adapter", "model" (a full or freeze run's) or "export"
     files: dict[str, Path]
     card: str
 
@@ -59,7 +59,8 @@ def unreachable_reason(timeout: float = 3.0) -> Message | None:
 
 
 def plan_upload(folder: Path, card: str | None = None) -> Upload:
-    """The files of an adapter folder (card `card`) or of a checked export folder (its own card)."""
+    """The files of an adapter folder or a run's whole model (card `card`) or of a checked export folder (its own
+    card)."""
     folder = Path(folder)
     if (folder / "EXPORT_FAILED_CHECK.txt").exists():
         raise HubError("export.hub_failed_check", folder=folder)
@@ -70,6 +71,8 @@ def plan_upload(folder: Path, card: str | None = None) -> Upload:
     }
     if "adapter_config.json" in files:
         kind = "adapter"
+    elif "config.json" in files and "studio_config.yaml" in files:  # a run's model/ (an export has no run config)
+        kind = "model"
     elif "config.json" in files or any(name.endswith(".gguf") for name in files):
         kind = "export"
     else:
@@ -77,7 +80,7 @@ def plan_upload(folder: Path, card: str | None = None) -> Upload:
     own_card = files.pop(CARD, None)
     text = (
         card
-        if kind == "adapter" and card
+        if kind != "export" and card
         else own_card.read_text(encoding="utf-8")
         if own_card
         else f"# {folder.name}\n"

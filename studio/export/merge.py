@@ -1,9 +1,10 @@
-"""Merge a LoRA adapter into its base and save a standard transformers model folder, then prove it.
+"""Merge a LoRA (or OFT) adapter into its base and save a standard transformers model folder, then prove it.
 
 The base is loaded in 16-bit on a GPU (fp32 on CPU) — never merged into 4-bit weights, whose
 rounding would change the model. After saving, the folder is reloaded with plain transformers
 and its logits are compared with base+adapter on a few prompts; past the tolerance the export
-is refused.
+is refused. A full or freeze run's model has nothing to merge: it is loaded in the export's
+precision and saved again (no peft involved), with the same check.
 """
 
 from __future__ import annotations
@@ -71,8 +72,7 @@ def export_merged(
     model, tokenizer, plan = load_with_adapter(config, info, progress)
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
     reference = prompt_logits(model, tokenizer, prompts, plan.device)
-    progress(say("export.merging"))
-    merged = model.merge_and_unload()
+    merged = merge(model, progress)
     progress(say("export.saving", out_dir=out_dir, shard=config.export.max_shard_size))
     merged.save_pretrained(out_dir, max_shard_size=config.export.max_shard_size.replace(" ", ""))
     tokenizer.save_pretrained(out_dir)
@@ -99,8 +99,9 @@ def export_merged(
 
 def load_with_adapter(
     config: RunConfig, info: AdapterInfo, progress: Callable[[str], None]
-) -> tuple[PeftModel, PreTrainedTokenizerBase, ComputePlan]:
-    """(base+adapter as a PeftModel, tokenizer, compute plan): the base unquantised, in the export's precision."""
+) -> tuple[PeftModel | PreTrainedModel, PreTrainedTokenizerBase, ComputePlan]:
+    """(base+adapter as a PeftModel, tokenizer, compute plan): the base unquantised, in the export's precision; a
+    full or freeze run's own model (`info.whole_model`) instead of base+adapter."""
     from studio.modeling.compute import resolve_plan
     from studio.modeling.loader import load_base_model, load_tokenizer
     from studio.modeling.sources import resolve_model_path
@@ -109,10 +110,37 @@ def load_with_adapter(
         QuantizationConfig(method="none"), TrainingConfig(precision=_merge_precision(config.export.dtype))
     )
     dtype = str(plan.weight_dtype).removeprefix("torch.")
+    if info.whole_model:
+        return _whole_model(config, info, plan, progress)
     progress(say("export.loading", name=config.model.name_or_path, dtype=dtype, adapter=info.name))
     path = resolve_model_path(config.model, progress=progress)
     tokenizer = load_tokenizer(config.model, path)
-    return _with_adapter(load_base_model(config.model, path, plan), info.path), tokenizer, plan
+    base = load_base_model(config.model, path, plan, tokenizer=tokenizer, cutoff_len=config.data.cutoff_len)
+    return _with_adapter(base, info.path), tokenizer, plan
+
+
+def _whole_model(
+    config: RunConfig, info: AdapterInfo, plan: ComputePlan, progress: Callable[[str], None]
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ComputePlan]:
+    """A full or freeze run's model and tokenizer from its own folder, in the export's precision."""
+    from studio.modeling.loader import load_base_model, load_tokenizer
+
+    dtype = str(plan.weight_dtype).removeprefix("torch.")
+    progress(say("export.loading_whole", name=info.name, method=info.method, dtype=dtype))
+    # its config.json is as the run trained it: RoPE already scaled where the run scaled it
+    as_trained = config.model.model_copy(update={"rope_scaling": "none"})
+    tokenizer = load_tokenizer(as_trained, info.path)
+    return load_base_model(as_trained, info.path, plan, tokenizer=tokenizer).eval(), tokenizer, plan
+
+
+def merge(model: PeftModel | PreTrainedModel, progress: Callable[[str], None]) -> PreTrainedModel:
+    """The adapter merged into the base weights; a whole model (a full or freeze run's) has none to merge."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return model
+    progress(say("export.merging"))
+    return model.merge_and_unload()
 
 
 def prepare_out_dir(out_dir: Path) -> Path:

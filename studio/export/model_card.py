@@ -52,14 +52,20 @@ def write_model_card(
 ) -> None:
     """README.md in `out_dir`; `weights` and `usage` describe a format other than the transformers folder."""
     trained_with, numbers = _training_summary(adapter_path)
+    base = config.model.name_or_path  # an adapter was merged into this one; a whole model names its run's
+    if info.whole_model:
+        base = (trained_with.model.name_or_path if trained_with else None) or info.base_model or base
+        made = f"run `{info.name}`, a {info.method} fine-tune of `{base}`"
+    else:
+        made = f"the {_ADAPTER.get(info.method, info.method)} adapter `{info.name}` merged into `{base}`"
+    kind = "model" if info.whole_model else "merged model"
     lines = [
         f"# {out_dir.name}",
         "",
-        f"A merged model exported by QLoRA Studio{' as GGUF' if usage else ''}: the LoRA adapter `{info.name}` merged "
-        f"into `{config.model.name_or_path}`.",
+        f"A {kind} exported by QLoRA Studio{' as GGUF' if usage else ''}: {made}.",
         "",
         "## Made from",
-        *_made_from(config.model.name_or_path, trained_with or config, numbers),
+        *_made_from(base, trained_with or config, numbers),
         weights
         or f"- Exported weights: {report.dtype}; reload check: max logit difference {report.max_logit_diff:.3g} "
         f"(tolerance {report.tolerance:g})",
@@ -81,37 +87,71 @@ def write_model_card(
     (out_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+_ADAPTER = {"lora": "LoRA", "oft": "OFT"}  # a peft adapter's method as its card names it
+
+
 def adapter_card(info: AdapterInfo, repo_id: str) -> str:
-    """The Hub card of a LoRA adapter: metadata the Hub reads, how it was trained, how to load it."""
+    """The Hub card of a run's result, a peft adapter or (full, freeze) a whole model: metadata the Hub reads, how
+    it was trained, how to load it."""
     trained_with, numbers = _training_summary(info.path)
     base = (trained_with.model.name_or_path if trained_with else None) or info.base_model or "?"
-    front = ["---", "library_name: peft", "tags: [lora, qlora-studio]"]
+    library = "transformers" if info.whole_model else "peft"
+    front = ["---", f"library_name: {library}", f"tags: [{info.method}, qlora-studio]"]
     if re.match(r"^[\w.-]+/[\w.-]+$", base) and not Path(base).exists():  # a hub id the Hub can link to
         front.append(f"base_model: {base}")
+    what = (
+        f"A {info.method} fine-tune of `{base}`"
+        if info.whole_model
+        else f"A {_ADAPTER.get(info.method, info.method)} adapter for `{base}`"
+    )
     lines = [
         *front,
         "---",
         "",
         f"# {repo_id.split('/')[-1]}",
         "",
-        f"A LoRA adapter for `{base}`, trained with QLoRA Studio (run `{info.name}`).",
+        f"{what}, trained with QLoRA Studio (run `{info.name}`).",
         "",
     ]
     if trained_with:
         lines += ["## Made from", *_made_from(base, trained_with, numbers), ""]
     if numbers:
         lines += ["## Results", "", "```json", json.dumps(numbers, ensure_ascii=False, indent=2), "```", ""]
-    lines += [
-        "## Use",
-        "",
-        "```python",
+    return "\n".join([*lines, "## Use", "", "```python", *_loading(info, base, repo_id), "```", ""])
+
+
+def _loading(info: AdapterInfo, base: str, repo_id: str) -> list[str]:
+    if info.whole_model:
+        return [
+            "from transformers import AutoModelForCausalLM",
+            f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
+        ]
+    return [
         "from peft import PeftModel",
         "from transformers import AutoModelForCausalLM",
         f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")',
-        "```",
-        "",
     ]
-    return "\n".join(lines)
+
+
+def _method_line(source: RunConfig) -> str:
+    """What finetuning.method trained: the adapter's shape, or which of the model's own weights."""
+    tuning, lora = source.finetuning, source.lora
+    if tuning.method == "full":
+        return "- Fine-tuning: full (every weight trained)"
+    if tuning.method == "freeze":
+        layers = tuning.freeze_trainable_layers
+        which = f"the last {layers}" if layers > 0 else f"the first {-layers}" if layers else "no"
+        modules = ", ".join(tuning.freeze_trainable_modules)
+        extra = f"; also {', '.join(tuning.freeze_extra_modules)}" if tuning.freeze_extra_modules else ""
+        return f"- Fine-tuning: freeze ({which} decoder layers trained, modules: {modules}{extra})"
+    targets = ", ".join(lora.target_modules)
+    if tuning.method == "oft":
+        return f"- OFT: block size {tuning.oft_block_size}, dropout {lora.dropout:g}, targets {targets}"
+    return (
+        f"- LoRA: rank {lora.rank}, alpha {lora.alpha:g}, dropout {lora.dropout:g}, targets {targets}"
+        + (", DoRA" if lora.use_dora else "")
+        + (", rsLoRA" if lora.use_rslora else "")
+    )
 
 
 def _made_from(base_model: str, source: RunConfig, numbers: dict) -> list[str]:
@@ -119,10 +159,7 @@ def _made_from(base_model: str, source: RunConfig, numbers: dict) -> list[str]:
         f"- Base model: `{base_model}`",
         f"- Datasets: {', '.join(source.data.datasets)} (cutoff {source.data.cutoff_len} tokens, "
         f"{source.data.val_size:.0%} held out)",
-        f"- LoRA: rank {source.lora.rank}, alpha {source.lora.alpha:g}, dropout {source.lora.dropout:g}, "
-        f"targets {', '.join(source.lora.target_modules)}"
-        + (", DoRA" if source.lora.use_dora else "")
-        + (", rsLoRA" if source.lora.use_rslora else ""),
+        _method_line(source),
         f"- Trained with: {numbers.get('method') or source.quantization.method + ' quantisation'}",
         f"- Training: lr {source.training.learning_rate:g}, {source.training.num_epochs:g} epochs"
         + (f" (max {source.training.max_steps} steps)" if source.training.max_steps else "")

@@ -255,7 +255,7 @@ FORMATS = {
             "<|user|>{content}<|end|><|assistant|>",
             assistant=("{content}<|end|>",),
             system=("<|system|>{content}<|end|>",),
-            tool_format="phi4_mini",  # tools wrapped in <|tool|> as given: not rendered yet
+            tool_format="phi4_mini",  # the tools text as given, in <|tool|>; calls in the default format
             stop_words=("<|end|>",),
             replace_eos=True,
         ),

@@ -4,7 +4,9 @@ descriptions and calls, and what a reasoning format does with thoughts — each 
 Thoughts (reasoning formats: qwen3, deepseekr1, gpt_oss, ...): with thinking on, thoughts in the data are kept
 and trained, and an answer without one is trained with an empty thought first (the model learns when it need not
 think); with thinking off, thoughts are removed from every answer and the empty thought closes the prompt, masked
-(the model is shown that it does not think, as the family's own "no thinking" prompt does).
+(the model is shown that it does not think, as the family's own "no thinking" prompt does). Under mask_history,
+and in the one-turn prompts of dpo, kto and ppo, only the last answer is treated so: earlier answers lose their
+thoughts and get no empty one (LLaMA-Factory's encode_multiturn discarding history thoughts, and encode_oneturn).
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ def split_system(messages: list[dict]) -> tuple[str, str, list[dict]]:
 def system_text(fmt: ChatFormat, system: str, tools: str) -> str:
     """The data's system prompt (or the format's default) with the tool descriptions after it."""
     system = system or fmt.default_system
-    listed = json.loads(tools) if tools else []
-    return system + (TOOL_FORMATS[fmt.tool_format].describe(listed) if listed and fmt.tool_format else "")
+    return system + (TOOL_FORMATS[fmt.tool_format].tools_text(tools) if tools and fmt.tool_format else "")
 
 
 def function_calls_text(fmt: ChatFormat, content: str) -> str:
@@ -108,28 +109,37 @@ def has_thought(fmt: ChatFormat, text: str) -> bool:
     return opening.strip() in text or closing.strip() in text
 
 
-def thinking_turns(fmt: ChatFormat, messages: list[dict]) -> list[dict]:
-    """The conversation as a reasoning format trains it: with thinking off, no answer keeps its thought."""
-    if not fmt.reasoning or fmt.thinking:
+def thinking_turns(fmt: ChatFormat, messages: list[dict], history_thoughts: bool = True) -> list[dict]:
+    """The conversation as a reasoning format trains it: with thinking off, no answer keeps its thought; without
+    `history_thoughts` only the last answer may keep one (LLaMA-Factory drops the thoughts of earlier answers under
+    mask_history, and in every one-turn prompt: dpo, kto, ppo)."""
+    if not fmt.reasoning or (fmt.thinking and history_thoughts):
         return messages
     turns = split_system(messages)[2]
     head = messages[: len(messages) - len(turns)]
+    last = len(turns) - 1
     return head + [
-        {**m, "content": without_thought(fmt, m["content"])} if index % 2 else m for index, m in enumerate(turns)
+        {**m, "content": without_thought(fmt, m["content"])} if index % 2 and (not fmt.thinking or index < last) else m
+        for index, m in enumerate(turns)
     ]
 
 
 def thought_pairs(
-    fmt: ChatFormat, messages: list[dict], pairs: list[tuple[list[int], list[int]]], empty: list[int]
+    fmt: ChatFormat,
+    messages: list[dict],
+    pairs: list[tuple[list[int], list[int]]],
+    empty: list[int],
+    history_thoughts: bool = True,
 ) -> list[tuple[list[int], list[int]]]:
     """Each (prompt, answer) pair with the empty thought (`empty`, its ids) where the answer has none: in front of
-    the answer (trained) with thinking on, at the end of the prompt (masked) with thinking off."""
+    the answer (trained) with thinking on, at the end of the prompt (masked) with thinking off. Without
+    `history_thoughts` only the last answer is given one; earlier answers stay as they are written."""
     if not fmt.reasoning:
         return pairs
     answers = split_system(messages)[2][1::2]
     result = []
-    for (prompt, answer), message in zip(pairs, answers):
-        if has_thought(fmt, message["content"]):
+    for index, ((prompt, answer), message) in enumerate(zip(pairs, answers)):
+        if has_thought(fmt, message["content"]) or (not history_thoughts and index < len(pairs) - 1):
             result.append((prompt, answer))
         elif fmt.thinking:
             result.append((prompt, empty + answer))

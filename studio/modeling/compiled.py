@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from peft import PeftModel
-    from transformers import PreTrainedModel
+    import torch
 
 
-def compile_decoder_layers(model: PeftModel | PreTrainedModel) -> int:
+def compile_decoder_layers(model: torch.nn.Module) -> int:
     """Compile every decoder layer in place; returns how many."""
     import torch._dynamo
 

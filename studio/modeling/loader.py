@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from studio.config import LoraConfig, ModelConfig
-from studio.modeling.chat_templates import apply_chat_template_choice
+from studio.modeling.chat_templates import apply_chat_template_choice, format_of
 from studio.modeling.compute import ComputePlan
+from studio.modeling.rope import apply_rope_scaling
 from studio.modeling.sources import ModelLoadError
+from studio.modeling.vocab import fit_embeddings, fix_special_tokens
 
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
-def load_tokenizer(config: ModelConfig, model_path: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    config: ModelConfig, model_path: str, info: Callable[[str], None] = lambda line: None
+) -> PreTrainedTokenizerBase:
+    """The tokenizer with the chosen chat template installed and LLaMA-Factory's fix for it (studio.modeling.vocab:
+    the template's end token and stop words as special tokens); `info` hears what the fix changed."""
     from transformers import AutoTokenizer
 
     try:
@@ -25,13 +32,24 @@ def load_tokenizer(config: ModelConfig, model_path: str) -> PreTrainedTokenizerB
     except OSError as error:
         raise ModelLoadError("modeling.tokenizer_unloadable", name=config.name_or_path, error=error) from None
     apply_chat_template_choice(tokenizer, config.chat_template, config.name_or_path, config.enable_thinking)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    for line in fix_special_tokens(tokenizer, format_of(tokenizer)):
+        info(line)
     tokenizer.padding_side = "right"
     return tokenizer
 
 
-def load_base_model(config: ModelConfig, model_path: str, plan: ComputePlan) -> PreTrainedModel:
+def load_base_model(
+    config: ModelConfig,
+    model_path: str,
+    plan: ComputePlan,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    cutoff_len: int | None = None,
+    info: Callable[[str], None] = lambda line: None,
+) -> PreTrainedModel:
+    """The base model as planned. model.rope_scaling is written into its config first, for sequences of
+    `cutoff_len` tokens (None: no run's data is known); with `tokenizer` the embedding is made to hold every id
+    (model.resize_vocab), or the pair refused."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {
@@ -44,9 +62,25 @@ def load_base_model(config: ModelConfig, model_path: str, plan: ComputePlan) -> 
     if plan.quantize_4bit:
         kwargs["quantization_config"] = _bnb_config(plan)
     try:
-        return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        if config.rope_scaling != "none":
+            kwargs["config"] = _scaled_config(config, model_path, cutoff_len, info)
+        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except OSError as error:
         raise ModelLoadError("modeling.model_unloadable", name=config.name_or_path, error=error) from None
+    fitted = fit_embeddings(model, tokenizer, config) if tokenizer is not None else None
+    if fitted:
+        info(fitted)
+    return model
+
+
+def _scaled_config(config: ModelConfig, model_path: str, cutoff_len: int | None, info: Callable[[str], None]) -> Any:
+    from transformers import AutoConfig
+
+    hf_config = AutoConfig.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
+    line = apply_rope_scaling(hf_config, config, cutoff_len)
+    if line:
+        info(line)
+    return hf_config
 
 
 def _bnb_config(plan: ComputePlan) -> BitsAndBytesConfig:
@@ -90,6 +124,10 @@ def prepare_for_training(model: PreTrainedModel, plan: ComputePlan, gradient_che
     return model
 
 
+# lora.init as peft names it; pissa with 16 iterations of randomised SVD, as LLaMA-Factory's default pissa_iter
+_PEFT_INIT = {"default": True, "pissa": "pissa_niter_16", "olora": "olora", "loftq": True}
+
+
 def attach_lora(model: PreTrainedModel, config: LoraConfig) -> PeftModel:
     """A new adapter as `config` describes it, or the adapter lora.init_adapter names, trainable, to continue."""
     if config.init_adapter:
@@ -105,6 +143,11 @@ def attach_lora(model: PreTrainedModel, config: LoraConfig) -> PeftModel:
         target_modules=targets,
         use_rslora=config.use_rslora,
         use_dora=config.use_dora,
+        # loftq's start is computed afterwards from the 4-bit weights (replace_lora_weights_loftq)
+        init_lora_weights=_PEFT_INIT[config.init],  # type: ignore[arg-type]  # peft lists its strings as a Literal
+        modules_to_save=config.modules_to_save or None,
+        # a tied output layer trained whole stays tied to the embeddings (one trained copy, as in the model)
+        ensure_weight_tying=bool(config.modules_to_save),
         task_type="CAUSAL_LM",
     )
     try:
@@ -116,9 +159,9 @@ def attach_lora(model: PreTrainedModel, config: LoraConfig) -> PeftModel:
 def continue_adapter(model: PreTrainedModel, path: str) -> PeftModel:
     from peft import PeftModel
 
-    from studio.adapters import read_adapter
+    from studio.adapters import read_peft_adapter
 
-    read_adapter(path)  # AdapterError naming what is missing
+    read_peft_adapter(path)  # AdapterError naming what is missing, or that it is a whole model
     try:
         return PeftModel.from_pretrained(model, str(Path(path).expanduser()), is_trainable=True)
     except (ValueError, RuntimeError, OSError) as error:  # another architecture's adapter, damaged weights

@@ -3,9 +3,10 @@
 A tool format has two halves: `describe` turns the data's tool list into the text added after the system prompt,
 `calls` turns one assistant turn's function calls (name, JSON arguments) into the text the model learns to write.
 The wording of each is the model family's own (Qwen2.5's <tool_call> JSON, Qwen3.5's XML-like parameters, Llama
-3.1's JSON tool calling, Mistral's [AVAILABLE_TOOLS], GLM-4's Chinese preamble, LFM2's Pythonic calls) as
-LLaMA-Factory 0.9.5 writes them; `default` is LLaMA-Factory's ReAct-style Action / Action Input for families
-without a tool format of their own.
+3.1's JSON tool calling, Mistral's [AVAILABLE_TOOLS], GLM-4's Chinese preamble, LFM2's Pythonic calls, Gemma 4's
+declarations and call:NAME{...} syntax) as LLaMA-Factory 0.9.5 writes them; `default` is LLaMA-Factory's
+ReAct-style Action / Action Input for families without a tool format of their own. Phi-4-mini describes nothing:
+its tools text goes in as the data writes it, between <|tool|> and <|/tool|>, and its calls are `default`'s.
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ Call = tuple[str, str]  # a function's name and its arguments as JSON text
 
 @dataclass(frozen=True)
 class ToolFormat:
-    describe: Callable[[list[dict]], str]
+    describe: Callable[[list[dict]], str] | None  # None: the tools text is kept as given, between `verbatim`
     calls: Callable[[list[Call]], str]
+    verbatim: tuple[str, str] = ("", "")
+
+    def tools_text(self, text: str) -> str:
+        """What the system prompt gains for the data's tools text (a JSON list): LLaMA-Factory's tool formatter
+        describes the tools and writes nothing for "[]"; a template that writes them as given keeps even "[]"."""
+        if self.describe is None:
+            return self.verbatim[0] + text + self.verbatim[1]
+        listed = json.loads(text)
+        return self.describe(listed) if listed else ""
 
 
 def _wrapped(tool: dict) -> dict:
@@ -60,6 +70,10 @@ def _default_describe(tools: list[dict]) -> str:
         f"Action: tool name (one of [{', '.join(names)}])\nAction Input: the input to the tool, in a JSON format "
         'representing the kwargs (e.g. ```{"input": "hello world", "num_beams": 5}```)\n```\n'
     )
+
+
+def _default_calls(calls: list[Call]) -> str:
+    return "\n".join(f"Action: {name}\nAction Input: {arguments}" for name, arguments in calls)
 
 
 def _value_text(value: Any) -> str:
@@ -190,10 +204,75 @@ def _lfm2_calls(calls: list[Call]) -> str:
     return f"<|tool_call_start|>[{', '.join(rendered)}]<|tool_call_end|>"
 
 
+_QUOTE = '<|"|>'  # what Gemma 4 writes around a string, on both sides
+
+
+def _quoted(text: Any) -> str:
+    return f"{_QUOTE}{text}{_QUOTE}"
+
+
+def _gemma4_schema(spec: dict) -> str:
+    """One parameter: its description and upper-case type only (no items, enums or nested properties)."""
+    parts = [f"description:{_quoted(spec['description'])}"] if spec.get("description") else []
+    parts += [f"type:{_quoted(str(spec['type']).upper())}"] if spec.get("type") else []
+    return "{" + ",".join(parts) + "}"
+
+
+def _gemma4_parameters(parameters: dict) -> str:
+    parts = []
+    if properties := parameters.get("properties"):
+        listed = ",".join(f"{name}:{_gemma4_schema(spec)}" for name, spec in properties.items())
+        parts.append(f"properties:{{{listed}}}")
+    if required := parameters.get("required"):
+        parts.append(f"required:[{','.join(map(_quoted, required))}]")
+    if parameters.get("type"):
+        parts.append(f"type:{_quoted(str(parameters['type']).upper())}")
+    return "{" + ",".join(parts) + "}"
+
+
+def _gemma4_describe(tools: list[dict]) -> str:
+    """One declaration line per tool, in Gemma 4's own object syntax (bare keys, <|"|>-quoted strings)."""
+    declarations = []
+    for tool in map(_bare, tools):
+        declaration = f"declaration:{tool['name']}{{description:{_quoted(tool.get('description', ''))}"
+        if parameters := tool.get("parameters"):
+            declaration += f",parameters:{_gemma4_parameters(parameters)}"
+        if response := tool.get("response"):
+            kind = str(response.get("type", "")).upper()
+            parts = [f"description:{_quoted(response['description'])}"] if response.get("description") else []
+            parts += [f"type:{_quoted(kind)}"] if kind == "OBJECT" else []  # other response types go unsaid
+            declaration += f",response:{{{','.join(parts)}}}"
+        declarations.append(declaration + "}")
+    return "\n".join(declarations)
+
+
+def _gemma4_value(value: Any) -> str:
+    """An argument in Gemma 4's call syntax: strings quoted, object keys bare and sorted, JSON's literals."""
+    if isinstance(value, str):
+        return _quoted(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_gemma4_value(value[key])}" for key in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(map(_gemma4_value, value)) + "]"
+    return "null" if value is None else str(value)  # numbers as Python writes them: 2.0 stays 2.0
+
+
+def _gemma4_calls(calls: list[Call]) -> str:
+    rendered = []
+    for name, arguments in calls:
+        value = json.loads(arguments)
+        if isinstance(value, dict):
+            body = _gemma4_value(value)  # {key:value,...}
+        else:  # arguments that are no object go inside the braces, a string as it is
+            body = "{" + (value if isinstance(value, str) else _gemma4_value(value)) + "}"
+        rendered.append(f"<|tool_call>call:{name}{body}<tool_call|>")
+    return "".join(rendered)
+
+
 TOOL_FORMATS = {
-    "default": ToolFormat(
-        _default_describe, lambda calls: "\n".join(f"Action: {n}\nAction Input: {a}" for n, a in calls)
-    ),
+    "default": ToolFormat(_default_describe, _default_calls),
     "qwen": ToolFormat(_qwen_describe, _qwen_calls),
     "qwen3_5": ToolFormat(_qwen3_5_describe, _qwen3_5_calls),
     "llama3": ToolFormat(_llama3_describe, _llama3_calls),
@@ -201,4 +280,7 @@ TOOL_FORMATS = {
     "glm4": ToolFormat(_glm4_describe, _glm4_calls),
     "glm4_moe": ToolFormat(_glm4_moe_describe, _glm4_moe_calls),
     "lfm2": ToolFormat(_lfm2_describe, _lfm2_calls),
+    "gemma4": ToolFormat(_gemma4_describe, _gemma4_calls),
+    # LLaMA-Factory's phi4_mini names no function formatter, so its calls are the default format's
+    "phi4_mini": ToolFormat(None, _default_calls, verbatim=("<|tool|>", "<|/tool|>")),
 }

@@ -86,7 +86,7 @@ class CompareRow:
     peak_memory_mib: float | None = None
     memory_kind: str = ""  # "GPU" (nvidia-smi) or "RSS" (the worker process)
     preference: dict[str, float] = field(default_factory=dict)  # the latest reward accuracy/margin/mean, eval_ or train
-    adapter: str | None = None  # the adapter folder, for Chat and Evaluate
+    adapter: str | None = None  # the adapter folder (a full or freeze run's model folder), for Chat and Evaluate
     problem: str = ""  # why the run failed, or why its folder could not be read
     watched: Watched | None = None  # the watched prompts' answers at the run's latest evaluation
 
@@ -172,7 +172,7 @@ def compare_runs(
             row.metrics = latest_metrics(folder.path)
         except (StudioError, OSError, ValueError) as error:
             row.problem = row.problem or str(error).splitlines()[0]
-        row.adapter = str(folder.adapter_dir) if (folder.adapter_dir / "adapter_config.json").is_file() else None
+        row.adapter = _result_of(folder)
         rows.append(row)
         curves.append(run_curves)
     differing = differing_fields(configs)
@@ -180,6 +180,13 @@ def compare_runs(
         if row.run_id in configs:
             row.differing = {path: configs[row.run_id].get(path, "–") for path in differing}
     return Comparison(rows, curves, differing)
+
+
+def _result_of(folder: RunFolder) -> str | None:
+    """The run's adapter folder, or a full or freeze run's model folder (both open in Chat and Evaluate)."""
+    if (folder.adapter_dir / "adapter_config.json").is_file():
+        return str(folder.adapter_dir)
+    return str(folder.model_dir) if (folder.model_dir / "config.json").is_file() else None
 
 
 def _preference_cell(values: dict[str, float], name: str) -> str:

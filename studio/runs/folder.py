@@ -5,7 +5,8 @@
     RUN_DIR/status.json         latest state and runtime facts (pid, attempt, checkpoint resumed from)
     RUN_DIR/worker.log          the worker's stdout and stderr
     RUN_DIR/checkpoints/        resumable checkpoints, checkpoint-STEP/
-    RUN_DIR/adapter/            the final PEFT adapter and tokenizer
+    RUN_DIR/adapter/            the final PEFT adapter and tokenizer (lora, oft)
+    RUN_DIR/model/              instead, a full or freeze run's whole model and tokenizer
     RUN_DIR/val.jsonl           the validation conversations, for later evaluation
 
 Writers never leave half a line or half a file behind: an event that cannot be written
@@ -88,6 +89,8 @@ class RunFolder:
     log_file = property(lambda self: self.path / "worker.log")
     checkpoints_dir = property(lambda self: self.path / "checkpoints")
     adapter_dir = property(lambda self: self.path / "adapter")
+    model_dir = property(lambda self: self.path / "model")  # a full or freeze run's whole model
+    initial_adapter_dir = property(lambda self: self.path / "initial_adapter")  # a PiSSA/OLoRA adapter's start
     val_file = property(lambda self: self.path / "val.jsonl")
     reserve_file = property(lambda self: self.path / ".reserve")
     # an abort was asked for this attempt: whichever service sees the worker end without a word calls it aborted

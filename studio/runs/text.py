@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from studio.runs.events import (
     Aborted,
     AttemptStarted,
@@ -63,7 +65,8 @@ def describe(event: Event) -> str | None:
         case Log():
             return f"[{event.level}] {event.message}"
         case Finished():
-            return f"[finished] {event.step} steps in {format_duration(event.elapsed_s)}; adapter: {event.adapter_dir}"
+            saved = "model" if Path(event.adapter_dir).name == "model" else "adapter"  # full, freeze: a whole model
+            return f"[finished] {event.step} steps in {format_duration(event.elapsed_s)}; {saved}: {event.adapter_dir}"
         case Failed():
             return f"[failed] {event.error}\n{event.traceback[-1500:]}"
         case Aborted():

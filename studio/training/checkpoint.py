@@ -1,7 +1,8 @@
 """Resumable checkpoints: adapter weights, optimizer, scheduler, loop state and RNG, written atomically.
 
     checkpoint-STEP/adapter/              the PEFT adapter (safetensors)
-    checkpoint-STEP/optimizer.safetensors AdamW moments; optimizer.json: its groups and scalars
+    checkpoint-STEP/optimizer.safetensors the optimizer's state tensors (moments, projections); optimizer.json: its
+                                          groups, numbers and position (BAdam's block)
     checkpoint-STEP/scheduler.json        the learning-rate schedule's position
     checkpoint-STEP/rng.safetensors       torch's generator states
     checkpoint-STEP/best_adapter.safetensors  the best evaluated weights, when kept
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,6 @@ from studio.runs.folder import CHECKPOINT_STATE as STATE
 from studio.runs.folder import list_checkpoints
 
 if TYPE_CHECKING:
-    from peft import PeftModel
     from torch.optim.lr_scheduler import LRScheduler
 
 KEEP_CHECKPOINTS = 2
@@ -47,11 +48,10 @@ class Gathered:
 
 def trainable_state(model: torch.nn.Module, whole: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The adapter's weights as peft saves them; `whole`: a sharded model's weights gathered (sharding.py)."""
-    from peft import get_peft_model_state_dict
-
     from studio.training.value_head import head_state
+    from studio.training.weights import trained_state
 
-    saved = get_peft_model_state_dict(model, state_dict=whole)
+    saved = trained_state(model, whole)
     adapter = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in saved.items()}
     return adapter | head_state(model)  # a value head is whole on every rank
 
@@ -61,7 +61,7 @@ def trainable_state(model: torch.nn.Module, whole: dict[str, torch.Tensor] | Non
 
 def save_checkpoint(
     folder: Path,
-    model: PeftModel,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: LRScheduler,
     state: LoopState,
@@ -98,27 +98,45 @@ def save_checkpoint(
     return target
 
 
-def save_adapter(model: PeftModel, folder: Path, whole: dict[str, torch.Tensor] | None = None) -> None:
-    """peft's adapter files; `whole`: a sharded model's trainable weights, gathered (sharding.whole_trainable)."""
+def save_adapter(
+    model: torch.nn.Module, folder: Path, whole: dict[str, torch.Tensor] | None = None, initial: Path | None = None
+) -> None:
+    """peft's adapter files; `whole`: a sharded model's trainable weights, gathered (sharding.whole_trainable);
+    `initial`: a PiSSA/OLoRA adapter's start, to save the adapter as a plain LoRA of the original base."""
     from studio.training.value_head import save_head
+    from studio.training.weights import save_trained
 
-    model.save_pretrained(str(folder), state_dict=whole or None)  # peft reads a None state_dict as none given
+    save_trained(model, folder, whole, initial)
     save_head(model, folder)
 
 
 def _save_optimizer(saved: dict, staging: Path) -> None:
+    """Each weight's state as `INDEX.NAME` tensors and numbers; a state value that is itself a dict (bitsandbytes'
+    8-bit quantisation state, a GaLore/APOLLO projector: optimizers.py) as `INDEX.NAME.KEY`. What the optimizer
+    keeps besides its state and groups (BAdam's block position) goes to optimizer.json as it is."""
     from safetensors.torch import save_file
 
-    tensors, scalars = {}, {}
+    tensors, scalars, seen = {}, {}, set()
     for index, values in saved["state"].items():
-        for name, value in values.items():
-            key = f"{index}.{name}"
+        for key, value in _dotted(values, f"{index}."):
             if isinstance(value, torch.Tensor):
-                tensors[key] = value.detach().cpu().contiguous()
+                tensor = value.detach().cpu().contiguous()
+                # safetensors refuses tensors that share memory: bitsandbytes gives every weight the same qmap
+                tensors[key] = tensor.clone() if tensor.data_ptr() in seen else tensor
+                seen.add(tensor.data_ptr())
             else:
                 scalars[key] = value
     save_file(tensors, staging / "optimizer.safetensors")
-    _write_json(staging / "optimizer.json", {"param_groups": saved["param_groups"], "scalars": scalars})
+    more = {k: v for k, v in saved.items() if k not in ("state", "param_groups")}
+    _write_json(staging / "optimizer.json", {"param_groups": saved["param_groups"], "scalars": scalars, **more})
+
+
+def _dotted(values: dict, prefix: str) -> Iterator[tuple[str, Any]]:
+    for name, value in values.items():
+        if isinstance(value, dict):  # one level: the inner keys may hold dots of their own
+            yield from ((f"{prefix}{name}.{inner}", v) for inner, v in value.items())
+        else:
+            yield f"{prefix}{name}", value
 
 
 def _rng_state() -> dict[str, torch.Tensor]:
@@ -172,18 +190,18 @@ def load_checkpoint(
 def _restore(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler, sharded: bool
 ) -> None:
-    from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     from studio.training import sharding
     from studio.training.value_head import load_head_state, read_head
+    from studio.training.weights import load_trained_state
 
     adapter = load_file(path / "adapter" / "adapter_model.safetensors")
     load_head_state(model, read_head(path / "adapter") or {})
     if sharded:
         sharding.load_trainable(model, adapter)
     else:
-        set_peft_model_state_dict(model, adapter)
+        load_trained_state(model, adapter)
     if (path / "optimizer.safetensors").is_file():
         saved = _read_optimizer(path)
         scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
@@ -215,14 +233,19 @@ def _read_optimizer(path: Path) -> dict:
 
     saved = json.loads((path / "optimizer.json").read_text())
     state: dict[int, dict] = {}
-    values = {**load_file(path / "optimizer.safetensors"), **saved["scalars"]}
+    values = {**load_file(path / "optimizer.safetensors"), **saved.pop("scalars")}
     for key, value in values.items():
         index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
+        values_of = state.setdefault(int(index), {})
+        if "." in name:  # a dict state value (_dotted)
+            name, inner = name.split(".", 1)
+            values_of.setdefault(name, {})[inner] = value
+        else:
+            values_of[name] = value
     for group in saved["param_groups"]:
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])  # JSON has no tuples; AdamW keeps them as one
-    return {"state": state, "param_groups": saved["param_groups"]}
+    return {**saved, "state": state}
 
 
 def _set_rng_state(states: dict[str, torch.Tensor]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from studio.config import LoraConfig, PreferenceConfig, TrainingConfig
+from studio.config import LoraConfig, OptimizerConfig, PreferenceConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan
 from studio.runs.events import Eval, Event, Heartbeat, Log, Phase, Step
 from studio.training.batches import StepSchedule
@@ -32,15 +32,14 @@ from studio.training.checkpoint import (
 from studio.training.distributed import Ranks
 from studio.training.levers import DEFAULT_LEVERS, Levers
 from studio.training.objectives import build_objective
+from studio.training.optimizers import build_optimizer, build_scheduler, step_on_metric, steps_on_metric
 from studio.training.ppo import PpoObjective
 from studio.training.reinforce import SamplingObjective
 from studio.training.strategies import add_tally, choose_strategy, lane_count
 from studio.training.token_losses import TokenLosses
+from studio.training.weights import adapter_off
 
 if TYPE_CHECKING:
-    from peft import PeftModel
-    from torch.optim.lr_scheduler import LRScheduler
-
     from studio.training.reinforce import Reinforcement
     from studio.training.watch import Watcher
 
@@ -59,7 +58,7 @@ class Outcome:
 class Trainer:
     def __init__(
         self,
-        model: PeftModel,
+        model: torch.nn.Module,
         *,
         train: list,
         val: list,
@@ -74,11 +73,12 @@ class Trainer:
         reinforce: Reinforcement | None = None,
         ranks: Ranks = Ranks(),
         watcher: Watcher | None = None,
+        optimizer: OptimizerConfig = OptimizerConfig(),
     ):
         """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
         EncodedFeedback (kto), TextRow (pt), EncodedPair (rm) or EncodedPrompt (ppo, grpo); `preference` configures
         the dpo and kto losses, `reinforce` what ppo and grpo sample and how they score it, `watcher` the prompts
-        answered at each evaluation (watch.py). How each step's
+        answered at each evaluation (watch.py), `optimizer` what steps the weights (optimizers.py). How each step's
         gradients are produced and combined (one process, CPU lanes, several ranks, FSDP) is the strategy's,
         chosen here once (strategies.py)."""
         self.model, self.train, self.val = model, train, val
@@ -109,10 +109,11 @@ class Trainer:
         )
         if isinstance(self.objective, SamplingObjective):  # it samples on this thread, not in the strategy's lanes
             self.objective.sampler.compute = self.strategy.autocast
-        _fp32_trainable(model)
+        if not plan.pure_bf16:
+            _fp32_trainable(model)
         self.trainable = self.strategy.prepare(model)
-        self.optimizer = _build_optimizer(model, config, lora)
-        self.scheduler = _build_scheduler(self.optimizer, config, self.schedule.total_steps)
+        self.optimizer = build_optimizer(model, config, optimizer, lora, sharded=ranks.sharded)
+        self.scheduler = build_scheduler(self.optimizer, config, self.schedule.total_steps, evaluates=bool(val))
         self.state = LoopState()
         self._last_beat = time.time()
         self.best_weights: dict | None = None
@@ -132,9 +133,10 @@ class Trainer:
         return self.objective.describe() + self.strategy.describe()
 
     def compute_reference(self, base: bool) -> None:
-        """DPO/KTO: the reference model's log-probabilities of every answer the run will use, computed once,
-        before the first step and before a resumed run loads its checkpoint's weights. `base`: with the adapter
-        turned off; else with the adapter as training starts (lora.init_adapter). No second model is kept."""
+        """DPO/KTO (not dpo's reference-free orpo and simpo losses): the reference model's log-probabilities of
+        every answer the run will use, computed once, before the first step and before a resumed run loads its
+        checkpoint's weights. `base`: with the adapter turned off; else with the adapter as training starts
+        (lora.init_adapter). No second model is kept."""
         if not self.objective.needs_reference:
             return
         scheduled = {
@@ -148,7 +150,7 @@ class Trainer:
         self.emit(Phase(name="reference", message=f"Reference log-probabilities of {len(items)} examples from {which}"))
         started = time.time()
         self.model.eval()
-        with self.model.disable_adapter() if base else contextlib.nullcontext():
+        with adapter_off(self.model) if base else contextlib.nullcontext():
             self.strategy.no_grad_map(self.objective.store_reference, self.objective.lane_plans(items))
         self.model.train()
         self.emit(Log(level="info", message=f"Reference computed from {which} in {time.time() - started:.1f} s."))
@@ -212,7 +214,8 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.scheduler.step()
+        if not steps_on_metric(self.config):  # reduce_lr_on_plateau and greedy move at evaluations
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm, self.strategy.tokens(examples), tally
 
@@ -266,6 +269,8 @@ class Trainer:
         self.model.train()
         metrics = self.objective.eval_metrics(total, self.val)
         stop = self._track_best(metrics)
+        if steps_on_metric(self.config):
+            step_on_metric(self.scheduler, metrics[self.config.tracked_metric])
         patience = self.config.early_stopping_patience
         if "eval_loss" in metrics:  # ppo and grpo have no loss to evaluate: their answers' reward instead
             assert self.state.best_eval_loss is not None  # set by this evaluation, if not by a better one before
@@ -377,25 +382,3 @@ def _fp32_trainable(model: torch.nn.Module) -> None:
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
-
-
-def _build_optimizer(model: torch.nn.Module, config: TrainingConfig, lora: LoraConfig) -> torch.optim.AdamW:
-    normal: list[torch.nn.Parameter] = []
-    b_matrices: list[torch.nn.Parameter] = []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (b_matrices if lora.loraplus_lr_ratio and "lora_B" in name else normal).append(parameter)
-    groups = [{"params": normal, "lr": config.learning_rate}]
-    if b_matrices and lora.loraplus_lr_ratio:  # LoRA+: B learns `ratio` times faster than A
-        groups.append({"params": b_matrices, "lr": config.learning_rate * lora.loraplus_lr_ratio})
-    device = next(iter(normal or b_matrices)).device.type
-    return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device == "cuda")
-
-
-def _build_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int) -> LRScheduler:
-    from transformers import get_scheduler
-
-    return get_scheduler(
-        config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps
-    )

@@ -3,7 +3,7 @@
     sft, pt   mean next-token loss over every labelled token of the step (pt: every token of raw
               text, each document its own piece of a packed row)
     dpo       mean DPO loss over the step's pairs; the prompt runs once for both answers where
-              the layout allows it (`TokenLosses.shares_prompts`)
+              the layout allows it (`TokenLosses.shares_prompts`); orpo and simpo need no reference
     kto       mean KTO loss over the step's examples, against the step's KL estimate
     rm        mean pairwise loss of a value head's scores (reward_model.py)
     grpo      clipped policy loss of sampled answers, advantages normalised per prompt (grpo.py)
@@ -29,11 +29,11 @@ from studio.training.grpo import GrpoObjective
 from studio.training.ppo import PpoObjective
 from studio.training.preference import (
     TALLY_SIZE,
-    dpo_losses,
     dpo_tally,
     kl_estimate,
     kto_losses,
     kto_tally,
+    pair_losses,
     preference_event,
     tally_metrics,
 )
@@ -100,7 +100,7 @@ class TokenObjective:
 
 
 class _PreferenceObjective:
-    needs_reference: Literal[True] = True
+    needs_reference: bool = True  # False for dpo's reference-free losses (orpo, simpo)
     preference = True
     samples = False
     tallies = True
@@ -152,11 +152,20 @@ class _PreferenceObjective:
 class DpoObjective(_PreferenceObjective):
     stage = "dpo"
 
+    def __init__(self, token_losses: TokenLosses, config: PreferenceConfig):
+        super().__init__(token_losses, config)
+        self.needs_reference = not config.reference_free
+
     def describe(self) -> str:
         shared = (
             "prompt run once for both answers" if self.token_losses.shares_prompts else "prompt run with each answer"
         )
-        return f"{self.token_losses.describe()} Pairs: {shared}; {self.config.loss} DPO loss, beta {self.config.beta}."
+        loss = f"{self.config.loss} DPO loss, beta {self.config.beta}"
+        if self.config.loss == "simpo":
+            loss += f", gamma {self.config.simpo_gamma}"
+        if self.config.reference_free:
+            loss += ", no reference model"
+        return f"{self.token_losses.describe()} Pairs: {shared}; {loss}."
 
     def tokens(self, items: list) -> int:
         """Tokens of both sequences (prompt + chosen, prompt + rejected), as a plain implementation counts them."""
@@ -180,14 +189,12 @@ class DpoObjective(_PreferenceObjective):
 
     def loss(self, group: list, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         logps, counts = self.answer_logps(group)
-        reference = torch.tensor([pair.reference for pair in group], dtype=logps.dtype, device=logps.device)
-        policy = logps / counts if self.config.loss == "ipo" else logps  # IPO compares per-token averages
-        reference = reference / counts if self.config.loss == "ipo" else reference
-        losses, chosen_rewards, rejected_rewards = dpo_losses(
-            policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], self.config
+        reference = (
+            None
+            if self.config.reference_free
+            else torch.tensor([pair.reference for pair in group], dtype=logps.dtype, device=logps.device)
         )
-        if self.config.ftx:  # an SFT term: the chosen answer's per-token negative log-likelihood
-            losses = losses + self.config.ftx * (-logps[:, 0] / counts[:, 0])
+        losses, chosen_rewards, rejected_rewards = pair_losses(logps, counts, reference, self.config)
         return losses.sum() / weight, dpo_tally(losses, chosen_rewards, rejected_rewards)
 
 

@@ -1,9 +1,11 @@
-"""The math of the preference stages: DPO (sigmoid, hinge, IPO) and KTO losses, rewards and their metrics.
+"""The math of the preference stages: DPO (sigmoid, hinge, IPO, ORPO, SimPO) and KTO losses, rewards and metrics.
 
 Inputs are per-example log-probabilities of answers (sums over the answer's tokens) under the
 adapter being trained ("policy") and under the frozen reference. The implicit reward of an answer
 is beta * (policy - reference) log-probability: 0 for every answer while the adapter still
-equals the reference, where the sigmoid DPO loss is ln 2.
+equals the reference, where the sigmoid DPO loss is ln 2. ORPO and SimPO have no reference: their
+inputs are log-probabilities averaged per answer token and an answer's reward is beta times that
+average (as LLaMA-Factory and TRL report them).
 
 Metrics travel as a `Tally`, a small vector of sums, so micro-batches, CPU lanes and logging
 windows add them up in any grouping and the means come out the same.
@@ -11,6 +13,7 @@ windows add them up in any grouping and the means come out the same.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -22,6 +25,28 @@ from studio.runs.events import Preference
 # Positions in a Tally: sums over examples (pairs for DPO, examples for KTO).
 LOSS, COUNT, CHOSEN_COUNT, REJECTED_COUNT, CHOSEN_REWARDS, REJECTED_REWARDS, CORRECT, KL = range(8)
 TALLY_SIZE = 8
+
+
+def pair_losses(
+    logps: torch.Tensor, counts: torch.Tensor, reference: torch.Tensor | None, config: PreferenceConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The dpo stage's (losses, chosen rewards, rejected rewards) per pair, from (n, 2) summed log-probabilities of
+    (chosen, rejected) under the policy, their (n, 2) token counts and the reference's sums (None for orpo and
+    simpo), with the SFT term (ftx) added."""
+    # IPO, ORPO and SimPO compare per-token averages (as LLaMA-Factory does), the other losses whole-answer sums
+    averaged = config.loss in ("ipo", "orpo", "simpo")
+    policy = logps / counts if averaged else logps
+    if config.reference_free:
+        losses, chosen_rewards, rejected_rewards = reference_free_losses(policy[:, 0], policy[:, 1], config)
+    else:
+        assert reference is not None, f"the {config.loss} loss needs the reference's log-probabilities"
+        reference = reference / counts if averaged else reference
+        losses, chosen_rewards, rejected_rewards = dpo_losses(
+            policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1], config
+        )
+    if config.ftx:  # an SFT term: the chosen answer's per-token negative log-likelihood (on top of ORPO's own)
+        losses = losses + config.ftx * (-logps[:, 0] / counts[:, 0])
+    return losses, chosen_rewards, rejected_rewards
 
 
 def dpo_losses(
@@ -50,6 +75,34 @@ def dpo_losses(
     chosen_rewards = beta * (policy_chosen - reference_chosen).detach()
     rejected_rewards = beta * (policy_rejected - reference_rejected).detach()
     return losses, chosen_rewards, rejected_rewards
+
+
+def reference_free_losses(
+    policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, config: PreferenceConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(losses, chosen rewards, rejected rewards) per pair, from log-probabilities averaged per answer token:
+
+    orpo:  -chosen - beta * log sigmoid(log odds(chosen) - log odds(rejected)),  log odds(p) = p - log(1 - e^p)
+    simpo: -log sigmoid(beta * (chosen - rejected) - simpo_gamma)
+    rewards: beta * chosen, beta * rejected (no gradient).
+    """
+    beta = config.beta
+    if config.loss == "orpo":
+        log_odds = (policy_chosen - policy_rejected) - (_log1mexp(policy_chosen) - _log1mexp(policy_rejected))
+        losses = -policy_chosen - beta * F.logsigmoid(log_odds)  # the NLL term is part of ORPO itself
+    else:
+        losses = -F.logsigmoid(beta * (policy_chosen - policy_rejected) - config.simpo_gamma)
+    return losses, beta * policy_chosen.detach(), beta * policy_rejected.detach()
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - e^x) for x <= 0, accurate at both ends (Maechler's split at -ln 2). Near 0, where 1 - e^x would
+    cancel to nothing in float32, expm1 keeps the digits; x is held just below 0 so an answer the model is certain
+    of gives a large finite log odds rather than inf, and no NaN gradient."""
+    near = x > -math.log(2)
+    close = torch.log(-torch.expm1(x.clamp(max=-1e-30)))
+    far = torch.log1p(-torch.exp(x.clamp(max=-math.log(2))))
+    return torch.where(near, close, far)
 
 
 def kto_losses(

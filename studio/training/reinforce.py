@@ -214,7 +214,7 @@ def sampling_mode(model: Any) -> Iterator[None]:
     """Dropout off and a padding-aware attention while answers are sampled (the packed attention the trainer uses
     knows nothing of left padding), with the adapter folded into its weights where they are not quantised and the
     output layer in its few-rows form (`narrow_head`)."""
-    base = model.get_base_model()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # full and freeze: no adapter
     trained = base.config._attn_implementation
     model.eval()
     base.set_attn_implementation("sdpa")
@@ -231,7 +231,10 @@ def _folded_adapter(model: Any) -> Iterator[None]:
     """Each adapted layer decodes with one matmul instead of three: while answers are sampled, its weight is a new
     tensor W + BA and the adapter is off. The original weight is put back untouched (never W + BA - BA, which
     would drift in bf16). Quantised weights keep the adapter as it is."""
-    layers = [m for m in model.modules() if hasattr(m, "get_delta_weight") and hasattr(m, "get_base_layer")]
+    from peft.tuners.lora import LoraLayer
+
+    # only LoRA's delta adds to the weight (OFT's rotates it)
+    layers: list[Any] = [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")]
     bases = [layer.get_base_layer() for layer in layers]
     if not layers or any(not torch.is_floating_point(b.weight) or b.weight.dtype.itemsize < 2 for b in bases):
         yield

@@ -17,6 +17,8 @@ from studio.runs.reward_models import RewardModelError, check_same_base
 from studio.training.value_head import ValueHead, head_from, read_head
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from studio.config import ModelConfig
     from studio.modeling.compute import ComputePlan
 
@@ -29,13 +31,22 @@ class RewardScorer:
         self.token_losses = TokenLosses(model, device=device, packing=True, token_budget=4096, batch_size=8)
 
     @classmethod
-    def load(cls, folder: Path, model: ModelConfig, model_path: str, plan: ComputePlan) -> RewardScorer:
+    def load(
+        cls,
+        folder: Path,
+        model: ModelConfig,
+        model_path: str,
+        plan: ComputePlan,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        cutoff_len: int | None = None,
+    ) -> RewardScorer:
+        """`tokenizer` and `cutoff_len`: the run's, so the base is resized and RoPE-scaled as the policy's."""
         from peft import PeftModel
 
         from studio.modeling.loader import load_base_model
 
         check_same_base(folder, model)
-        base = load_base_model(model, model_path, plan)
+        base = load_base_model(model, model_path, plan, tokenizer=tokenizer, cutoff_len=cutoff_len)
         try:
             peft_model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
         except (ValueError, RuntimeError, OSError) as error:

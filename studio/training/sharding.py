@@ -61,12 +61,13 @@ def load_trainable(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> No
 
 
 def _saved_keys(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    """peft's key for each trainable parameter, found by asking peft to name tensors that stand for them."""
-    from peft import get_peft_model_state_dict
+    """The saved key of each trainable parameter (peft's, for an adapter), found by naming tensors that stand for
+    them."""
+    from studio.training.weights import trained_state
 
     parameters = _trainable(model)
     markers = {name: torch.tensor(index) for index, name in enumerate(parameters)}
-    named = get_peft_model_state_dict(model, state_dict=markers)
+    named = trained_state(model, markers)
     order = list(parameters.values())
     return {key: order[int(marker)] for key, marker in named.items()}
 

@@ -153,12 +153,11 @@ class OneProcess:
         return None
 
     def load_weights(self, model: torch.nn.Module, weights: dict[str, Tensor]) -> None:
-        from peft import set_peft_model_state_dict
-
         from studio.training.value_head import load_head_state, split_head
+        from studio.training.weights import load_trained_state
 
         adapter, head = split_head(weights)
-        set_peft_model_state_dict(model, adapter)
+        load_trained_state(model, adapter)
         load_head_state(model, head)
 
     def gathered(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Gathered | None:

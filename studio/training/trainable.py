@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.config import LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
+from studio.config import FinetuningConfig, LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import ComputePlan
 from studio.training.levers import DEFAULT_LEVERS, Levers
 
 if TYPE_CHECKING:
     import torch
-    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 
 def load_trainable_model(
@@ -25,13 +26,23 @@ def load_trainable_model(
     info: Callable[[str], None] = lambda line: None,
     planned_tokens: int | None = None,
     levers: Levers = DEFAULT_LEVERS,
-) -> PeftModel:
+    finetuning: FinetuningConfig | None = None,
+    initial_dir: Path | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    cutoff_len: int | None = None,
+) -> torch.nn.Module:
     """`planned_tokens`: about how many tokens the run trains on, which 'auto' compilation weighs
-    its cost against. `levers.lean_mlp` and `levers.uncast_lora_inputs` are honoured here."""
+    its cost against. `levers.lean_mlp` and `levers.uncast_lora_inputs` are honoured here. `finetuning`: what
+    trains (a LoRA adapter when not given); `initial_dir`: where a PiSSA/OLoRA adapter's start is kept.
+    Returns a peft model (lora, oft) or the model itself with the chosen weights trainable (full, freeze)."""
     from studio.modeling.liger import apply_liger_kernels
-    from studio.modeling.loader import attach_lora, load_base_model, prepare_for_training
+    from studio.modeling.loader import load_base_model, prepare_for_training
+    from studio.modeling.methods import attach_method
+    from studio.modeling.neftune import add_neftune
+    from studio.modeling.vocab import extra_trainable_modules
 
-    base = load_base_model(model, model_path, plan)
+    base = load_base_model(model, model_path, plan, tokenizer=tokenizer, cutoff_len=cutoff_len, info=info)
+    add_neftune(base, training.neftune_alpha)
     # compiled layers fuse what Liger's kernels fuse, and trace more simply without them
     compile_layers = training.use_compile(plan.device, planned_tokens)
     if training.compile == "auto" and plan.device == "cuda" and not compile_layers:
@@ -45,23 +56,37 @@ def load_trainable_model(
 
         if use_lean_mlps(base):
             info("MLPs keep 2 of their 4 activations for the backward pass (silu recomputed).")
-    peft_model = attach_lora(base, lora)
+    finetuning = finetuning or FinetuningConfig()
+    finetuning, lora = _with_resized_layers(finetuning, lora, extra_trainable_modules(model, base))
+    trained = attach_method(base, finetuning, lora, model_path=model_path, initial_dir=initial_dir)
     if plan.autocast and levers.uncast_lora_inputs:
-        keep_inputs_uncast(peft_model)
+        keep_inputs_uncast(trained)
     if plan.quantize_4bit and plan.device == "cpu":
-        keep_4bit_layout(peft_model)
+        keep_4bit_layout(trained)
     if plan.quantize_4bit:
         from studio.modeling.dequantized_cache import cache_dequantized_weights, should_cache
 
-        if should_cache(peft_model, quantization.cache_dequantized, plan):
-            swapped = cache_dequantized_weights(peft_model, plan.compute_dtype)
+        if should_cache(trained, quantization.cache_dequantized, plan):
+            swapped = cache_dequantized_weights(trained, plan.compute_dtype)
             info(f"Training on dequantised copies of {swapped} 4-bit layers (quantization.cache_dequantized).")
     if compile_layers:
         from studio.modeling.compiled import compile_decoder_layers
 
-        count = compile_decoder_layers(peft_model)
+        count = compile_decoder_layers(trained)
         info(f"Compiling {count} decoder layers with torch.compile (the first steps include the compilation).")
-    return peft_model
+    return trained
+
+
+def _with_resized_layers(
+    finetuning: FinetuningConfig, lora: LoraConfig, layers: list[str]
+) -> tuple[FinetuningConfig, LoraConfig]:
+    """model.resize_vocab: the embedding and output layers train too, or their new rows would stay random."""
+    if not layers:
+        return finetuning, lora
+    if finetuning.method == "freeze":
+        extra = list(dict.fromkeys(finetuning.freeze_extra_modules + layers))
+        return finetuning.model_copy(update={"freeze_extra_modules": extra}), lora
+    return finetuning, lora.model_copy(update={"modules_to_save": list(dict.fromkeys(lora.modules_to_save + layers))})
 
 
 def keep_inputs_uncast(model: torch.nn.Module) -> None:

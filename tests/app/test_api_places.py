@@ -51,6 +51,7 @@ def server(tmp_path_factory, outside):
         "loader": {"hf_hub_url": "text", "folder": str(outside / "secrets")},
         "climb": {"hf_hub_url": "owner/set", "folder": "../../../" + str(outside / "secrets")},
         "linked": {"hf_hub_url": "owner/name"},
+        "ms_linked": {"ms_hub_url": "owner/name"},  # a ModelScope id, spelled like the planted folder
         "script": {"file_name": "x.json", "script_url": str(outside / "secrets" / "id_rsa")},
     }
     (planted / "dataset_info.json").write_text(json.dumps(registry))
@@ -91,6 +92,20 @@ def test_an_upload_cannot_become_a_registry(server, layout, tmp_path):
         )
         assert _refused(answer) and "reserved for the registry" in answer, answer
     assert not (workspace / "fresh" / "dataset_info.json").exists()
+
+
+def test_modelscope_ids_are_checked_as_hugging_face_ids_are(server, layout):
+    """model.hub modelscope: a model or dataset id spelled like a folder that leads outside is refused the same way,
+    before ModelScope's package is asked for anything."""
+    url, _ = server
+    for fields in (
+        {"model.hub": "modelscope", "model.name_or_path": "owner/name"},
+        {"model.hub": "modelscope", "data.dataset_dir": "planted", "data.datasets": ["ms_linked"]},
+        {"model.hub": "huggingface", "data.dataset_dir": "planted", "data.datasets": ["ms_linked"]},
+    ):
+        for api_name in ("preview", "start"):
+            answer = call(url, layout, api_name, fields)
+            assert _refused(answer) and "outside the served workspace" in answer and SECRET not in answer, answer
 
 
 @pytest.mark.parametrize("prefix", ["embedded:../", "embedded:SmolLM2-135M-Instruct/../../", ""])

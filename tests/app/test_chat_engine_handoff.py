@@ -135,3 +135,12 @@ def _wait_for_tokens(job) -> None:
     from tests.support import wait_for
 
     wait_for(lambda: any("tok/s" in str(output) for output in job.outputs()), timeout=120, what="the first tokens")
+
+
+def test_a_full_runs_model_answers_beside_the_base_and_the_adapter_stays(client, layout, adapter, method_runs):
+    full = method_runs("full").model_dir
+    assert "(full: a whole model) loaded beside" in _switch_adapter(client, layout, full, "load_adapter")
+    base, tuned = _send(client, layout, full, max_new_tokens=8)
+    assert tuned[-1]["content"] != base[-1]["content"]
+    assert "unloaded" in _switch_adapter(client, layout, full, "unload_adapter")
+    _send(client, layout, adapter)

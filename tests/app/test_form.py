@@ -41,7 +41,7 @@ def test_controls_follow_field_types_and_defaults():
         "Checkbox",
     ]  # optional numbers: empty = None
     method = form.controls["quantization.method"].component
-    assert [c[0] for c in method.choices] == ["auto", "4bit", "none"] and method.value == "auto"
+    assert [c[0] for c in method.choices] == ["auto", "4bit", "8bit", "none"] and method.value == "auto"
     assert form.controls["lora.rank"].component.value == 8
 
 

@@ -98,3 +98,19 @@ def test_a_model_not_on_this_machine_says_so_and_a_local_one_is_estimated(tmp_pa
     local = RunConfig().with_overrides({"model.name_or_path": str(tiny_model_dir), "training.devices": "cpu"})
     said = studio.memory_estimate(local)
     assert said.startswith("Memory per process (estimate): base weights") and "每个进程的内存" in said.text("zh")
+
+
+def test_each_optimizer_counts_its_own_state(qwen_dir):
+    """Weight and gradient stay fp32 (half of AdamW's 16 bytes a trained weight); the moments shrink."""
+
+    def adapter(**options: str) -> float:
+        config = RunConfig().with_overrides({"quantization.method": "none", **options})
+        return estimate_memory(config, qwen_dir, device="cuda", processes=1).adapter_gib
+
+    adamw = adapter()
+    assert adapter(**{"optimizer.name": "adamw_8bit"}) == pytest.approx(adamw * (1 + (1 + 4 / 256) / 4) / 2)
+    assert adapter(**{"optimizer.name": "adafactor"}) == pytest.approx(adamw * (1 + (1 / 8 + 1 / 2048) / 2) / 2)
+    galore = {"optimizer.name": "galore", "optimizer.galore_rank": "2"}  # rank 2 of the adapter's 8
+    assert adapter(**galore) == pytest.approx(adamw * (1 + 2 / 8) / 2)
+    assert adapter(**{"optimizer.name": "galore"}) == pytest.approx(adamw)  # rank 16 projects nothing away
+    assert adapter(**{"optimizer.name": "badam"}) == pytest.approx(adamw * (1 + 1.5 / 24) / 2)  # 1 block of 24

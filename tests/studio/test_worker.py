@@ -100,6 +100,18 @@ def test_kto_streams_rewards_and_kl(tmp_path, tiny_model_dir):
     assert len(train) == 4 and all(e.kl is not None and e.kl >= 0 for e in train)
 
 
+@pytest.mark.parametrize("loss,beta", [("orpo", "0.1"), ("simpo", "2.0")])
+def test_reference_free_dpo_losses_learn_without_a_reference_pass(tmp_path, tiny_model_dir, loss, beta):
+    dpo = {"training.stage": "dpo", "data.datasets": "[dpo_zh_demo]", "preference.loss": loss, "preference.beta": beta}
+    _, events = run_worker(tmp_path / loss, tiny_model_dir, **dpo)
+    assert not any(e.type == "phase" and e.name == "reference" for e in events)
+    assert any(f"{loss} DPO loss" in getattr(e, "message", "") and "no reference model" in e.message for e in events)
+    first, last = [e for e in events if e.type == "eval"]  # at steps 2 and 4, on the same validation pairs
+    assert last.eval_loss < first.eval_loss
+    margins = [e.reward_margin for e in events if e.type == "preference" and e.split == "eval"]
+    assert margins[-1] > margins[0] > 0
+
+
 def test_pretraining_learns_raw_text_and_evaluates_it(tmp_path, tiny_model_dir):
     folder, events = run_worker(
         tmp_path / "pt",

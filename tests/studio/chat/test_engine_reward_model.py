@@ -40,11 +40,14 @@ def test_a_reward_model_scores_a_text_at_its_last_token(engine, reward_adapter):
     scored = engine.score_text(messages, "我是小墨。", name)
 
     prompt, answer = encode_one_turn(engine.tokenizer, messages, {"role": "assistant", "content": "我是小墨。"})
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(engine.model_name), str(reward_adapter))
+    dtype = engine.plan.weight_dtype  # bf16 where this CPU computes it natively ('auto' precision)
+    base = AutoModelForCausalLM.from_pretrained(engine.model_name, dtype=dtype)
+    model = PeftModel.from_pretrained(base, str(reward_adapter))
     with torch.no_grad():
         hidden = model(input_ids=torch.tensor([prompt + answer]), output_hidden_states=True).hidden_states[-1]
     head = engine.heads[name]
-    assert scored == pytest.approx(head(hidden[0, -1]).item(), abs=1e-4)
+    expected = head(hidden[0, -1].to(next(head.parameters()).dtype)).item()
+    assert scored == pytest.approx(expected, abs=1e-4 if dtype == torch.float32 else 2e-2)
     assert engine.score_text(messages, "你好", name) != pytest.approx(scored)
 
 

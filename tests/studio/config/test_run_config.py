@@ -42,13 +42,13 @@ def test_command_renders_only_changes_and_round_trips():
 
 
 def test_bad_fields_name_the_field_line_and_allowed_values():
-    text = "lora:\n  rank: 0\nquantization:\n  method: 8bit\ntraining:\n  lr: 3\n"
+    text = "lora:\n  rank: 0\nquantization:\n  method: 16bit\ntraining:\n  lr: 3\n"
     with pytest.raises(ConfigError) as caught:
         RunConfig.from_yaml_text(text, source="bad.yaml")
     message = str(caught.value)
     assert "bad.yaml" in message
     assert "lora.rank (line 2)" in message and "greater than or equal to 1" in message
-    assert "quantization.method (line 4)" in message and "'auto', '4bit' or 'none'" in message
+    assert "quantization.method (line 4)" in message and "'auto', '4bit', '8bit' or 'none'" in message
     assert "training.lr (line 6): unknown field" in message
 
 
@@ -146,6 +146,20 @@ def test_stage_choices_and_preference_only_metrics_are_refused_with_the_field():
     with pytest.raises(ConfigError, match="preference.label_smoothing"):
         RunConfig().with_overrides({"preference.label_smoothing": "0.5"})
     assert RunConfig().with_overrides({"lora.init_adapter": "  "}).lora.init_adapter is None
+
+
+def test_reference_free_losses_and_label_smoothing_only_with_the_sigmoid_loss():
+    simpo = RunConfig().with_overrides({"training.stage": "dpo", "preference.loss": "simpo", "preference.beta": "2"})
+    assert simpo.preference.simpo_gamma == 0.5 and simpo.preference.reference_free
+    assert "--preference.loss simpo" in simpo.to_command()
+    assert RunConfig().with_overrides({"preference.loss": "orpo"}).preference.reference_free
+    assert not RunConfig().with_overrides({"preference.loss": "ipo"}).preference.reference_free
+    assert RunConfig().with_overrides({"preference.label_smoothing": "0.1"}).preference.label_smoothing == 0.1
+    for loss in ("hinge", "ipo", "orpo", "simpo"):  # cDPO's smoothing would be ignored silently
+        with pytest.raises(ConfigError, match=f"label_smoothing applies to the sigmoid loss only.*loss {loss}"):
+            RunConfig().with_overrides({"preference.loss": loss, "preference.label_smoothing": "0.1"})
+    with pytest.raises(ConfigError, match="preference.simpo_gamma"):
+        RunConfig().with_overrides({"preference.simpo_gamma": "-1"})
 
 
 def test_an_auto_named_run_is_called_after_its_stage_and_data():

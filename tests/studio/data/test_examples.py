@@ -273,16 +273,3 @@ def test_num_samples_samples_and_repeats_as_llamafactory_does(data_dir):
     fewer, more = (_load(data_dir, name) for name in ("fewer", "more"))
     assert len(fewer.examples) == 2 and len({m[0]["content"] for m in fewer.examples}) == 2
     assert len(more.examples) == 7 and {m[0]["content"] for m in more.examples} == {"q0", "q1", "q2"}
-
-
-def test_tool_data_with_a_template_without_tools_is_refused_before_a_run(data_dir):
-    from studio.data.prepare import check_tool_template
-
-    loaded = [_load(data_dir, "tools")]
-    check_tool_template(loaded, "qwen2.5", "any")
-    check_tool_template(loaded, "auto", "/models/unknown")  # decided when its tokenizer loads
-    with pytest.raises(
-        DataError, match="Dataset 'tools' holds tool calls, which the gemma4 chat template cannot render"
-    ):
-        check_tool_template(loaded, "auto", "google/gemma-4-E4B-it")  # its tool format is not rendered yet
-    check_tool_template(loaded, "auto", "meta-llama/Meta-Llama-3-8B-Instruct")

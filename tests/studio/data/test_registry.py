@@ -117,7 +117,7 @@ def test_kinds_follow_from_the_entry(tmp_path):
             {"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}},
             "images columns: image/video/audio datasets need a multimodal model; this studio trains text models",
         ),
-        ({"ms_hub_url": "org/set"}, "only on ModelScope/Modelers"),
+        ({"om_hub_url": "org/set"}, "only on Modelers"),
         ({"script_url": "script_dir"}, "loaded by a script"),
         ({"cloud_file_name": "s3://bucket/file.json"}, "cloud file"),
     ],
@@ -166,3 +166,18 @@ def test_hub_entries_as_llama_factory_writes_them_stay_valid(tmp_path):
     }
     (tmp_path / "dataset_info.json").write_text(json.dumps(entries))
     assert [spec.name for spec in resolve_specs(tmp_path, list(entries))] == list(entries)
+
+
+def test_the_hub_an_entry_loads_from_is_llama_factorys_choice(tmp_path):
+    """ModelScope's id when model.hub is modelscope or the entry has no Hugging Face id (as USE_MODELSCOPE_HUB)."""
+    entries = {
+        "both": {"hf_hub_url": "hf/set", "ms_hub_url": "ms/set"},
+        "hf_only": {"hf_hub_url": "hf/set"},
+        "ms_only": {"ms_hub_url": "ms/set"},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps(entries))
+    both, hf_only, ms_only = resolve_specs(tmp_path, list(entries))
+    assert both.hub_source("huggingface") == ("huggingface", "hf/set")
+    assert both.hub_source("modelscope") == ("modelscope", "ms/set")
+    assert hf_only.hub_source("modelscope") == ("huggingface", "hf/set")
+    assert ms_only.hub_source("huggingface") == ms_only.hub_source("modelscope") == ("modelscope", "ms/set")

@@ -36,7 +36,7 @@ def test_multi_turn_labels_every_assistant_turn(tiny_tokenizer):
 
 
 def test_train_on_everything(tiny_tokenizer):
-    encoded = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=512, train_on_responses_only=False)
+    encoded = encode_conversation(tiny_tokenizer, TURNS, cutoff_len=512, train_on_prompt=True)
     assert encoded.labels == encoded.input_ids
 
 
@@ -57,6 +57,7 @@ def test_fit_turn():
     assert fit_turn(30, 5, 20) == (15, 5)  # a short answer stays whole
     assert fit_turn(5, 30, 20) == (5, 15)  # else a short prompt does
     assert fit_turn(30, 10, 20) == (15, 5)  # else both shrink in proportion
+    assert fit_turn(14, 30, 22) == (8, 14)  # in LF's floating-point order: 22 * (30 / 44) is just below 15
 
 
 # --- parity with LLaMA-Factory's encoding (bench/lf_token_parity.py compares all templates on its demo) ---
@@ -80,14 +81,17 @@ def qwen_tokenizer():
 def _equal_to_llamafactorys(qwen_tokenizer, fixture: dict, template: str, spec) -> None:
     """Expected values: LLaMA-Factory 0.9.5's converter and supervised encoder with its template of the same name
     (qwen: default system 'You are a helpful assistant.' for Qwen1.5), run by bench/lf_token_parity.py
-    --write-fixture on the written cases; LF's tokenizer fix added the template's stop words as tokens."""
+    --write-fixture on the written cases; LF's tokenizer fix added the template's stop words as tokens, and the
+    studio's own fix (studio.modeling.vocab) adds the same tokens with the same ids."""
     from studio.data.examples import to_examples
+    from studio.modeling.chat_templates import format_of
+    from studio.modeling.vocab import fix_special_tokens
 
     tokenizer = copy.deepcopy(qwen_tokenizer)
-    added = fixture["tokens"][template]
-    tokenizer.add_special_tokens({"additional_special_tokens": [t for t, _ in added if t not in tokenizer.get_vocab()]})
-    assert [tokenizer.convert_tokens_to_ids(t) for t, _ in added] == [i for _, i in added]
     apply_chat_template_choice(tokenizer, template, thinking=fixture["thinking"])
+    fix_special_tokens(tokenizer, format_of(tokenizer))
+    added = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
+    assert added == [tuple(token) for token in fixture["tokens"][template]]
     examples = to_examples(spec, fixture["cases"]).examples
     for messages, expected in zip(examples, fixture["llamafactory"][template], strict=True):
         if "error" in expected:  # LLaMA-Factory refuses it (GLM-4 and parallel calls): so do we, saying why
@@ -162,14 +166,45 @@ def test_tool_calls_render_in_qwen_format_and_train_only_the_calls_and_answers(t
     )
 
 
-def test_tool_calls_need_a_format_with_tools(tiny_tokenizer):
+def test_tool_calls_need_a_named_format(tiny_tokenizer):
+    """A tokenizer's own template has no tool format the studio knows: tool turns are refused, saying what to use."""
     tokenizer = copy.deepcopy(tiny_tokenizer)
-    apply_chat_template_choice(tokenizer, "gemma4")
-    with pytest.raises(DataError, match="cannot be rendered with gemma4.*qwen, qwen2.5 or chatml"):
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    with pytest.raises(DataError, match="cannot be rendered with the tokenizer's own template.*qwen, qwen2.5"):
         encode_conversation(tokenizer, TOOL_TURNS, cutoff_len=4096)
 
 
-@pytest.mark.parametrize("name", ["llama3", "mistral", "glm4", "chatml", "alpaca", "granite4", "lfm2", "qwen3_5"])
+def test_gemma4_writes_tools_and_calls_in_its_own_syntax(tiny_tokenizer):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    apply_chat_template_choice(tokenizer, "gemma4")
+    turns = copy.deepcopy(TOOL_TURNS)
+    turns[2]["content"] = '{"name": "get_weather", "arguments": {"city": "北京", "days": 2, "hourly": true}}'
+    encoded = encode_conversation(tokenizer, turns, cutoff_len=4096)
+    assert tokenizer.decode(encoded.input_ids).startswith(
+        '<|turn>system\n<|think|>You are a helpful assistant.declaration:get_weather{description:<|"|><|"|>,'
+        'parameters:{type:<|"|>OBJECT<|"|>}}<turn|>\n<|turn>user\n'
+    )
+    assert _label_text(tokenizer, encoded) == (  # the keys sorted, strings quoted; an empty thought first
+        '<|channel>thought\n<channel|><|tool><|tool_call>call:get_weather{city:<|"|>北京<|"|>,days:2,hourly:true}'
+        "<tool_call|><tool|><|channel>thought\n<channel|>20 度。<turn|>\n"
+    )
+
+
+def test_phi4_mini_keeps_the_tools_text_as_given_and_calls_in_the_default_format(tiny_tokenizer):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    apply_chat_template_choice(tokenizer, "phi4_mini")
+    encoded = encode_conversation(tokenizer, TOOL_TURNS, cutoff_len=4096)
+    text = tokenizer.decode(encoded.input_ids)
+    assert text.startswith(f"<|system|><|tool|>{TOOLS}<|/tool|><|end|><|user|>北京天气？<|end|><|assistant|>")
+    assert '<|user|>{"temp": 20}<|end|><|assistant|>' in text  # a tool's result is asked like a user turn
+    assert _label_text(tokenizer, encoded) == (
+        'Action: get_weather\nAction Input: {"city": "北京"}<|end|>20 度。<|end|>'
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["llama3", "mistral", "glm4", "chatml", "alpaca", "granite4", "lfm2", "qwen3_5", "gemma4", "phi4_mini"]
+)
 def test_every_format_with_a_tool_format_renders_tool_turns(tiny_tokenizer, name):
     tokenizer = copy.deepcopy(tiny_tokenizer)
     apply_chat_template_choice(tokenizer, name)

@@ -1,10 +1,13 @@
 """DPO and KTO as the reference implementation defines them: ln 2 at the start, the same loss and gradients
-packed with a shared prompt as computed one sequence at a time, and the formulas of each loss type."""
+packed with a shared prompt as computed one sequence at a time, and the formulas of each loss type; ORPO and SimPO
+as their papers write them and as LLaMA-Factory and TRL compute them, trained without a reference pass."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +18,7 @@ from studio.data.examples import PairwiseExample
 from studio.data.tokenize_kinds import EncodedPair, encode_pair
 from studio.modeling.compute import resolve_plan
 from studio.training.objectives import DpoObjective
-from studio.training.preference import dpo_losses, dpo_tally, kto_losses, tally_metrics
+from studio.training.preference import dpo_losses, dpo_tally, kto_losses, pair_losses, tally_metrics
 from studio.training.token_losses import TokenLosses
 
 
@@ -146,6 +149,7 @@ def test_with_lora_b_at_zero_the_dpo_loss_is_ln2_and_the_rewards_are_zero(tiny_m
     assert all(not p.any() for n, p in model.named_parameters() if "lora_B" in n)
     trainer, events = _trainer(model, pairs[:6], pairs[6:], tmp_path, max_steps=1)
     trainer.compute_reference(base=True)
+    assert any(e.type == "phase" and e.name == "reference" for e in events)  # the pass orpo and simpo skip
     trainer.run()
     [step] = [e for e in events if e.type == "step"]
     assert step.loss == pytest.approx(math.log(2), abs=1e-5)
@@ -209,3 +213,97 @@ def test_kto_loss_weighs_desirable_and_undesirable_answers():
     assert losses[0].item() == pytest.approx(1.5 * (1 - torch.sigmoid(torch.tensor(0.2 * (1.0 - 0.3)))).item())
     assert losses[1].item() == pytest.approx(0.5 * (1 - torch.sigmoid(torch.tensor(0.2 * (0.3 + 1.0)))).item())
     assert rewards.tolist() == pytest.approx([0.2, -0.2])
+
+
+def test_orpo_and_simpo_follow_their_papers():
+    # (n, 2) summed log-probabilities of (chosen, rejected) and their token counts
+    sums = torch.tensor([[-6.0, -9.0], [-2.0, -0.5], [-12.0, -12.0]], dtype=torch.float64)
+    counts = torch.tensor([[4.0, 3.0], [8.0, 5.0], [6.0, 3.0]], dtype=torch.float64)
+    chosen, rejected = sums[:, 0] / counts[:, 0], sums[:, 1] / counts[:, 1]  # length-normalised
+    beta = 0.25
+
+    def odds(average_logp):  # ORPO eq. 4: P / (1 - P) of the length-normalised likelihood
+        probability = torch.exp(average_logp)
+        return probability / (1 - probability)
+
+    orpo_paper = -chosen + beta * -torch.log(torch.sigmoid(torch.log(odds(chosen) / odds(rejected))))  # eq. 6, 7
+    gamma = 0.8
+    simpo_paper = -torch.log(torch.sigmoid(beta * chosen - beta * rejected - gamma))  # SimPO eq. 6
+    for config, expected in [
+        (PreferenceConfig(loss="orpo", beta=beta), orpo_paper),
+        (PreferenceConfig(loss="simpo", beta=beta, simpo_gamma=gamma), simpo_paper),
+        (PreferenceConfig(loss="orpo", beta=beta, ftx=0.5), orpo_paper - 0.5 * chosen),  # as LLaMA-Factory: on top
+        (PreferenceConfig(loss="simpo", beta=beta, simpo_gamma=gamma, ftx=2.0), simpo_paper - 2.0 * chosen),
+    ]:
+        losses, chosen_rewards, rejected_rewards = pair_losses(sums, counts, None, config)
+        assert torch.allclose(losses, expected, atol=1e-12), config
+        # the rewards LLaMA-Factory and TRL log: beta times the per-token average log-probability
+        assert torch.allclose(chosen_rewards, beta * chosen) and torch.allclose(rejected_rewards, beta * rejected)
+    metrics = tally_metrics(dpo_tally(losses, chosen_rewards, rejected_rewards))
+    assert metrics["reward_accuracy"] == pytest.approx(2 / 3)  # -1.5 > -3 and -2 > -4, but -0.25 < -0.1
+    assert metrics["reward_margin"] == pytest.approx(beta * (chosen - rejected).mean().item())
+
+
+def test_orpo_stays_finite_for_an_answer_the_model_is_certain_of():
+    sums = torch.tensor([[0.0, -3.0], [-1e-7, -2.0], [-5.0, 0.0]], requires_grad=True)  # probability 1 (float32)
+    counts = torch.tensor([[2.0, 2.0], [3.0, 1.0], [2.0, 4.0]])
+    losses, _, _ = pair_losses(sums, counts, None, PreferenceConfig(loss="orpo", beta=0.1))
+    losses.sum().backward()
+    assert torch.isfinite(losses).all() and torch.isfinite(sums.grad).all()
+    assert losses[0].item() == pytest.approx(0.0, abs=1e-6)  # certain of the chosen: no NLL, odds ratio saturated
+    # certain of the rejected: a large, finite odds-ratio term (its 1 - P held at 1e-30)
+    log_odds = -2.5 - (math.log1p(-math.exp(-2.5)) - math.log(1e-30))
+    assert losses[2].item() == pytest.approx(2.5 - 0.1 * F.logsigmoid(torch.tensor(log_odds)).item(), rel=1e-5)
+
+
+def test_orpo_and_simpo_equal_llamafactory_and_trl():
+    """bench/preference_loss_parity.py wrote LLaMA-Factory 0.9.5's (CustomDPOTrainer, pref_ftx included) and TRL
+    0.24's (ORPOTrainer.odds_ratio_loss, CPOTrainer.cpo_loss with loss_type simpo) losses and rewards of fixed
+    logits; the studio gets the same answers' log-probability sums and token counts."""
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "preference_losses.json").read_text(encoding="utf-8"))
+    sums = torch.tensor([fixture["chosen_sums"], fixture["rejected_sums"]]).T
+    counts = torch.tensor([fixture["chosen_counts"], fixture["rejected_counts"]], dtype=torch.float32).T
+    assert fixture["cases"] and {case["case"]["loss"] for case in fixture["cases"]} == {"orpo", "simpo"}
+    for case in fixture["cases"]:
+        config = PreferenceConfig(**case["case"])
+        losses, chosen, rejected = pair_losses(sums, counts, None, config)
+        lf = case["llamafactory"]
+        assert losses.tolist() == pytest.approx(lf["losses"], abs=1e-5)
+        assert losses.mean().item() == pytest.approx(lf["loss"], abs=1e-5)
+        assert chosen.tolist() == pytest.approx(lf["rewards_chosen"], abs=1e-6)
+        assert rejected.tolist() == pytest.approx(lf["rewards_rejected"], abs=1e-6)
+        metrics = tally_metrics(dpo_tally(losses, chosen, rejected))
+        assert [metrics[k] for k in ("rewards_chosen", "rewards_rejected", "reward_accuracy", "reward_margin")] == (
+            pytest.approx([lf["metrics"][k] for k in ("chosen", "rejected", "accuracies", "margins")], abs=1e-5)
+        )
+        without_ftx, _, _ = pair_losses(sums, counts, None, config.model_copy(update={"ftx": 0.0}))
+        assert without_ftx.tolist() == pytest.approx(case["trl"]["losses"], abs=1e-5)  # TRL has no pref_ftx
+
+
+@pytest.mark.parametrize(
+    "preference",
+    [PreferenceConfig(loss="orpo", beta=0.1, reference="base"), PreferenceConfig(loss="simpo", beta=2.0)],
+    ids=["orpo", "simpo"],
+)
+def test_reference_free_losses_train_without_a_reference_pass(tiny_model_dir, pairs, tmp_path, preference):
+    for pair in pairs:
+        pair.reference = None  # what the module's other tests stored
+    model = _model(tiny_model_dir, init_lora_weights=True)
+    trainer, events = _trainer(
+        model, pairs, pairs, tmp_path, preference=preference, max_steps=6, learning_rate=1e-2, eval_steps=6
+    )
+    assert not trainer.objective.needs_reference and "no reference model" in trainer.describe()
+    with torch.no_grad():
+        before = trainer.objective.eval_tally(pairs)
+    trainer.compute_reference(base=True)  # as the worker calls it: nothing to compute
+    assert all(pair.reference is None for pair in pairs)
+    trainer.run()
+    assert not any(e.type == "phase" and e.name == "reference" for e in events)
+    assert len([e for e in events if e.type == "preference" and e.split == "train"]) == 6
+    with torch.no_grad():
+        after = trainer.objective.eval_tally(pairs)
+    first, last = tally_metrics(before), tally_metrics(after)
+    assert last["loss"] < first["loss"] - 0.05, (first, last)
+    assert last["reward_margin"] > first["reward_margin"]  # beta * (chosen - rejected) per-token averages
+    [evaluated] = [e for e in events if e.type == "preference" and e.split == "eval"]
+    assert evaluated.reward_margin == pytest.approx(last["reward_margin"], abs=1e-4)
