@@ -92,7 +92,6 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
                 T.language,
             )
             page.form.add("model.name_or_path", choices=MODEL_PRESETS, scale=3)
-            page.form.add("finetuning.method", scale=1)
             page.form.add("quantization.method", scale=1)
             page.form.add("model.chat_template", scale=1)
         recipes = recipe_fill.layout()

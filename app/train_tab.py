@@ -18,6 +18,7 @@ from studio.errors import StudioError
 from studio.locales import in_language
 
 COMMON = [
+    "finetuning.method",
     "training.learning_rate",
     "training.num_epochs",
     "training.max_steps",
@@ -47,7 +48,6 @@ ELSEWHERE = {
     "model.name_or_path",
     "model.chat_template",
     "quantization.method",
-    "finetuning.method",
     "data.dataset_dir",
     "data.datasets",
     "name",

@@ -17,8 +17,8 @@ def test_config_prints_yaml_and_the_equivalent_command(capsys):
 
 
 def test_bad_flag_value_is_a_readable_error(capsys):
-    assert main(["config", "--quantization.method", "8bit"]) == 2
-    assert "quantization.method: Input should be 'auto', '4bit' or 'none'" in capsys.readouterr().err
+    assert main(["config", "--quantization.method", "16bit"]) == 2
+    assert "quantization.method: Input should be 'auto', '4bit', '8bit' or 'none'" in capsys.readouterr().err
 
 
 def test_train_follows_the_run_and_runs_lists_it(tmp_path, tiny_model_dir, monkeypatch):

@@ -38,7 +38,7 @@ def reward_run(tmp_path_factory, tiny_model_dir):
 def test_a_reward_model_starts_at_ln_2_and_is_saved_with_its_value_head(reward_run):
     runs, folder, events = reward_run
     steps = [e for e in events if e.type == "step"]
-    assert steps[0].loss == pytest.approx(math.log(2), abs=1e-4)
+    assert steps[0].loss == pytest.approx(math.log(2), abs=3e-3)  # ln 2 as bf16 rounds it where the CPU computes bf16
     evals = [e for e in events if e.type == "preference" and e.split == "eval"]
     assert len(evals) == 2 and all(0 <= e.reward_accuracy <= 1 for e in evals)
     assert (folder.adapter_dir / "value_head.safetensors").is_file()
