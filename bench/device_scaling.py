@@ -26,6 +26,8 @@ def _config(args, model_path: str, devices: str, strategy: str = "ddp") -> RunCo
             "distributed.strategy": strategy,
             "model.name_or_path": model_path,
             "quantization.method": args.quant,
+            "finetuning.method": args.method,
+            "finetuning.freeze_trainable_layers": str(args.freeze_layers),
             "training.precision": args.precision,
             "training.devices": devices,
             "training.max_steps": str(args.steps + 1),

@@ -35,12 +35,17 @@ def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
 def shared_arguments(
     job: dict, data_dir: str, output_dir: str, *, stage: str, dataset: str, batch: int, accumulation: int
 ) -> dict:
-    """LlamaBoard's web-UI defaults for a LoRA run of `stage`, as both LLaMA-Factory sides use them."""
+    """LlamaBoard's web-UI defaults for a LoRA run of `stage`, as both LLaMA-Factory sides use them; with
+    job["method"] full or freeze, those weights train instead (freeze: the last job["freeze_layers"] layers,
+    every module, LlamaBoard's freeze defaults). Trained weights are upcast to fp32 (no pure_bf16), as ours."""
+    method = job.get("method", "lora")
+    freeze = {"freeze_trainable_layers": job.get("freeze_layers", 2), "freeze_trainable_modules": "all"}
     return dict(
         stage=stage,
         do_train=True,
         model_name_or_path=job["model_path"],
-        finetuning_type="lora",
+        finetuning_type=method,
+        **(freeze if method == "freeze" else {}),
         lora_rank=8,
         lora_alpha=16,
         lora_dropout=0.0,
@@ -133,6 +138,9 @@ def main(job_file: str) -> None:
             seen["seconds"] = time.perf_counter() - seen["started"]
             seen["tokens"] = int(state.num_input_tokens_seen)
             seen["samples"] = state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+            # before run_exp saves the model: serialising a whole model (full, freeze) copies it, which the other
+            # sides, saving nothing, would not pay
+            seen["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     if job["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -146,7 +154,7 @@ def main(job_file: str) -> None:
         "first_loss_s": seen["first_loss_s"],
         "losses": seen["losses"],
         "tokens": seen["tokens"],
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mib": seen["peak_rss_mib"],
         "allocator": allocator_in_use(),
     }
     if job["device"] == "cuda":

@@ -7,6 +7,8 @@ Ours: the studio's training loop with its defaults for the device, or a variant 
 lever turned off (VARIANTS), to measure what each lever is worth. A variant is data: config
 overrides and `Levers`, the studio's own switches; nothing of the studio is patched.
 Both sides see the same examples in the same order, so their per-step losses are comparable.
+With --method full or freeze every side trains those weights instead of a LoRA adapter (the
+baseline makes them trainable as the studio does; LLaMA-Factory through its finetuning_type).
 """
 
 from __future__ import annotations
@@ -217,7 +219,16 @@ def plan_for(args, training=None):
     from studio.modeling.compute import resolve_plan
 
     training = training or TrainingConfig(precision=args.precision)
-    return resolve_plan(QuantizationConfig(method=args.quant), training, cuda=args.device == "cuda")
+    return resolve_plan(
+        QuantizationConfig(method=args.quant), training, cuda=args.device == "cuda", finetuning=args.method
+    )
+
+
+def finetuning_for(args):
+    """What every side trains: --method, freeze with --freeze-layers of every module (LLaMA-Factory's defaults)."""
+    from studio.config import FinetuningConfig
+
+    return FinetuningConfig(method=args.method, freeze_trainable_layers=args.freeze_layers)
 
 
 def _examples(args, model, model_path: str) -> list[Encoded]:
@@ -232,9 +243,10 @@ def _examples(args, model, model_path: str) -> list[Encoded]:
 
 def _setup_baseline(args):
     """LLaMA-Factory's preparation (model/model_utils/checkpointing.py, model/adapter.py): frozen
-    weights keep their dtype, reentrant gradient checkpointing, input grads on, LoRA in fp32."""
+    weights keep their dtype, reentrant gradient checkpointing, input grads on, trained weights in fp32."""
     from studio.config import LoraConfig, ModelConfig
-    from studio.modeling.loader import attach_lora, load_base_model
+    from studio.modeling.loader import load_base_model
+    from studio.modeling.methods import attach_method
     from studio.modeling.sources import resolve_model_path
 
     plan = plan_for(args)
@@ -245,7 +257,7 @@ def _setup_baseline(args):
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     model.enable_input_require_grads()
     model.config.use_cache = False
-    model = attach_lora(model, LoraConfig())
+    model = attach_method(model, finetuning_for(args), LoraConfig())
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
@@ -291,6 +303,7 @@ def _setup_ours(args, training, variant: Variant):
         plan=plan,
         info=print,
         levers=variant.levers,
+        finetuning=finetuning_for(args),
     )
     return model, _examples(args, model, path), plan
 
@@ -316,24 +329,30 @@ def _result(
     }
 
 
-def _lora_rank() -> int:
+def _trained(args, model, recompute: bool):
+    """The LoRA rank (every side trains the default adapter) and what gets weight gradients, for model_flops."""
+    from model_flops import Shapes, trained_for
+
     from studio.config import LoraConfig
 
-    return LoraConfig().rank  # every side trains with the default adapter
+    shapes = Shapes.of(model.config)
+    rank = LoraConfig().rank if args.method == "lora" else 0
+    return shapes, rank, trained_for(shapes, args.method, args.freeze_layers, inputs_need_grad=recompute)
 
 
-def _baseline_flops(model, examples: list[Encoded]) -> float:
+def _baseline_flops(args, model, examples: list[Encoded]) -> float:
     """Padded batches of 2 in order, recomputed forward, logits at every position."""
-    from model_flops import Shapes, training_flops
+    from model_flops import training_flops
 
     widths = [max(len(e.input_ids) for e in examples[i : i + BATCH]) for i in range(0, len(examples), BATCH)]
     rows = [width for width in widths for _ in range(BATCH)]
-    return training_flops(Shapes.of(model.config), rows, sum(rows), _lora_rank(), recompute=True)
+    shapes, rank, trained = _trained(args, model, recompute=True)
+    return training_flops(shapes, rows, sum(rows), rank, recompute=True, trained=trained)
 
 
-def _ours_flops(trainer, model, examples: list[Encoded], full_logits: bool) -> float:
+def _ours_flops(args, trainer, model, examples: list[Encoded], full_logits: bool) -> float:
     """The micro-batches the trainer ran, packed or padded, recomputed or not."""
-    from model_flops import Shapes, training_flops
+    from model_flops import training_flops
 
     from studio.training.batches import predicted_tokens
 
@@ -345,7 +364,8 @@ def _ours_flops(trainer, model, examples: list[Encoded], full_logits: bool) -> f
             rows += widths if trainer.token_losses.packing else [max(widths)] * len(group)
     head_rows = sum(rows) if full_logits else predicted_tokens(examples)
     recompute = trainer.config.use_gradient_checkpointing(trainer.plan.device)
-    return training_flops(Shapes.of(model.config), rows, head_rows, _lora_rank(), recompute)
+    shapes, rank, trained = _trained(args, model, recompute)
+    return training_flops(shapes, rows, head_rows, rank, recompute, trained)
 
 
 # -- the sides ------------------------------------------------------------------------
@@ -398,7 +418,7 @@ def run_baseline(args, process_started: float) -> dict:
         started = time.perf_counter()
         trainer.train()
         finished = time.perf_counter()
-    flops = _baseline_flops(model, examples)
+    flops = _baseline_flops(args, model, examples)
     return _result(
         examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops
     )
@@ -448,7 +468,7 @@ def run_ours(args, process_started: float, name: str) -> dict:
         started = time.perf_counter()
         trainer.run()
         finished = time.perf_counter()
-    flops = _ours_flops(trainer, model, examples, full_logits=not variant.levers.label_rows_only)
+    flops = _ours_flops(args, trainer, model, examples, full_logits=not variant.levers.label_rows_only)
     return _result(
         examples, finished - started, first_loss[0] if first_loss else None, losses, memory, log_times, finished, flops
     )

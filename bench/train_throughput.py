@@ -7,9 +7,12 @@
     python bench/train_throughput.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --steps 8 --rounds 2 --json
     python bench/train_throughput.py --model embedded --steps 5 --sides llamafactory,baseline,ours  # after its setup
     python bench/train_throughput.py --model embedded --steps 6 --rounds 1 --devices 2   # 1 vs 2 processes
+    python bench/train_throughput.py --model embedded --steps 5 --sides llamafactory,ours --method full
+    python bench/train_throughput.py --model embedded --steps 5 --sides llamafactory,ours --method freeze
 
 Each side trains in its own process (so its peak memory is its own), on the same examples in
-the same order with the same LoRA/quantisation settings and seed; sides alternate A B A B so
+the same order with the same LoRA/quantisation settings and seed (or, with --method full or freeze,
+training the same weights: all, or the last --freeze-layers layers); sides alternate A B A B so
 drift in machine load hits both. Printed per side: non-padding tokens/s, samples/s, peak
 memory (RSS; on CUDA also max allocated and nvidia-smi), time from process start to the first
 logged loss, the loss of the first and last step, and the ratio to each baseline present:
@@ -62,6 +65,10 @@ def run_side(args, side: str) -> dict:
         args.data,
         "--precision",
         args.precision,
+        "--method",
+        args.method,
+        "--freeze-layers",
+        str(args.freeze_layers),
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
     if side != "baseline":
@@ -106,6 +113,8 @@ def run_llamafactory(args) -> dict:
         "learning_rate": sides.LR,
         "seed": sides.SEED,
         "bf16": sides.plan_for(args).weight_dtype == torch.bfloat16,
+        "method": args.method,
+        "freeze_layers": args.freeze_layers,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as job_file:
         json.dump(job, job_file, ensure_ascii=False)
@@ -206,6 +215,18 @@ def main() -> None:
         choices=["demo", "synthetic"],
         help="the demo datasets, or alpaca_gpt4_zh-like lengths (default: synthetic for qwen1.5-1.8b-arch)",
     )
+    parser.add_argument(
+        "--method",
+        choices=["lora", "full", "freeze"],
+        default="lora",
+        help="finetuning.method of every side (LLaMA-Factory: its finetuning_type); full and freeze take no --quant",
+    )
+    parser.add_argument(
+        "--freeze-layers",
+        type=int,
+        default=2,
+        help="with --method freeze: the last N decoder layers train, every module of them (LLaMA-Factory's default 2)",
+    )
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps of 2 x 8 examples per side")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
@@ -236,6 +257,8 @@ def main() -> None:
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.data = args.data or ("synthetic" if args.model == "qwen1.5-1.8b-arch" else "demo")
+    if args.method != "lora" and args.quant != "none":
+        parser.error("--method full and freeze train the weights themselves: no --quant")
     if args.child:
         args.side = args.child
         return child(args)
@@ -257,10 +280,15 @@ def main() -> None:
     _summary(args, results)
 
 
+def _method(args) -> str:
+    return f"freeze, last {args.freeze_layers} layers" if args.method == "freeze" else args.method
+
+
 def _summary(args, results: dict[str, list[dict]]) -> None:
     best = {side: max(runs, key=lambda r: r["tokens_per_s"]) for side, runs in results.items()}
     print(
-        f"\n{args.model} on {args.device} (quant {args.quant}, precision {args.precision}, data {args.data}, "
+        f"\n{args.model} on {args.device} ({_method(args)}, quant {args.quant}, precision {args.precision}, "
+        f"data {args.data}, "
         f"{args.steps} steps x 16 examples), best round per side:"
     )
     references = {name: best[name] for name in REFERENCES if name in best}
@@ -307,6 +335,8 @@ def _summary(args, results: dict[str, list[dict]]) -> None:
                     "device": args.device,
                     "quant": args.quant,
                     "precision": args.precision,
+                    "method": args.method,
+                    "freeze_layers": args.freeze_layers if args.method == "freeze" else None,
                     "data": args.data,
                     "steps": args.steps,
                     "best": summary,

@@ -41,7 +41,9 @@ def load_trainable_model(
     from studio.modeling.neftune import add_neftune
     from studio.modeling.vocab import extra_trainable_modules
 
-    base = load_base_model(model, model_path, plan, tokenizer=tokenizer, cutoff_len=cutoff_len, info=info)
+    finetuning = finetuning or FinetuningConfig()
+    load_plan = _whole_weights_plan(plan) if finetuning.trains_whole_model else plan
+    base = load_base_model(model, model_path, load_plan, tokenizer=tokenizer, cutoff_len=cutoff_len, info=info)
     add_neftune(base, training.neftune_alpha)
     # compiled layers fuse what Liger's kernels fuse, and trace more simply without them
     compile_layers = training.use_compile(plan.device, planned_tokens)
@@ -56,9 +58,10 @@ def load_trainable_model(
 
         if use_lean_mlps(base):
             info("MLPs keep 2 of their 4 activations for the backward pass (silu recomputed).")
-    finetuning = finetuning or FinetuningConfig()
     finetuning, lora = _with_resized_layers(finetuning, lora, extra_trainable_modules(model, base))
     trained = attach_method(base, finetuning, lora, model_path=model_path, initial_dir=initial_dir)
+    if load_plan is not plan:
+        frozen_to(trained, plan.weight_dtype)
     if plan.autocast and levers.uncast_lora_inputs:
         keep_inputs_uncast(trained)
     if plan.quantize_4bit and plan.device == "cpu":
@@ -87,6 +90,26 @@ def _with_resized_layers(
         extra = list(dict.fromkeys(finetuning.freeze_extra_modules + layers))
         return finetuning.model_copy(update={"freeze_extra_modules": extra}), lora
     return finetuning, lora.model_copy(update={"modules_to_save": list(dict.fromkeys(lora.modules_to_save + layers))})
+
+
+def _whole_weights_plan(plan: ComputePlan) -> ComputePlan:
+    """Full and freeze train fp32 master weights (unless pure_bf16): loaded at the checkpoint's precision, not
+    rounded to the compute dtype first. Weights on bf16's grid would hide from the bf16 forward every update under
+    half its step (~1e-4 at 0.05), so an fp32 checkpoint's first steps would learn much less (docs/benchmarks.md)."""
+    import dataclasses
+
+    import torch
+
+    if plan.pure_bf16 or plan.quantized or plan.weight_dtype == torch.float32:
+        return plan
+    return dataclasses.replace(plan, weight_dtype=torch.float32)
+
+
+def frozen_to(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Frozen floating-point weights (freeze's untrained layers) back to the planned dtype: they never change."""
+    for parameter in model.parameters():
+        if not parameter.requires_grad and parameter.is_floating_point():
+            parameter.data = parameter.data.to(dtype)
 
 
 def keep_inputs_uncast(model: torch.nn.Module) -> None:

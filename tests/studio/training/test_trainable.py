@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studio.config import ModelConfig, QuantizationConfig, TrainingConfig
+from studio.config import FinetuningConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.modeling.compute import resolve_plan
 from studio.training.token_losses import TokenLosses
 from tests.support import demo_conversations, trainable_model
@@ -105,3 +105,25 @@ def test_under_autocast_lora_inputs_are_shared_not_cast(tiny_model_dir, examples
     shared_losses, shared_kept = losses_and_kept(False)
     torch.testing.assert_close(shared_losses, cast_losses, atol=0, rtol=0)
     assert shared_kept < cast_kept
+
+
+@pytest.mark.parametrize("method", ["full", "freeze"])
+def test_whole_model_methods_train_the_checkpoint_s_own_fp32_weights(tiny_model_dir, method):
+    """Rounded to bf16 first, trained weights would sit on its grid, where the bf16 forward misses every update under
+    half a step: an fp32 checkpoint learned much less in its first steps than in LLaMA-Factory (docs/benchmarks.md)."""
+    from safetensors.torch import load_file
+
+    saved = load_file(tiny_model_dir / "model.safetensors")
+    finetuning = FinetuningConfig(method=method, freeze_trainable_layers=1)
+    training = TrainingConfig(precision="bf16", gradient_checkpointing="off")
+    model, plan = trainable_model(tiny_model_dir, training, finetuning=finetuning)
+    assert plan.autocast and saved["model.norm.weight"].dtype == torch.float32
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    frozen = {name: p for name, p in model.named_parameters() if not p.requires_grad}
+    assert trained and (method == "full") == (not frozen)
+    for name, parameter in trained.items():
+        assert parameter.dtype == torch.float32 and torch.equal(parameter.detach(), saved[name]), name
+    assert all(p.dtype == torch.bfloat16 for p in frozen.values())  # they never change: the planned dtype
+
+    pure, _ = trainable_model(tiny_model_dir, training.model_copy(update={"pure_bf16": True}), finetuning=finetuning)
+    assert all(p.dtype == torch.bfloat16 for p in pure.parameters())  # pure_bf16 trains bf16 weights as loaded
