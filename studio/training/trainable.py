@@ -106,10 +106,18 @@ def _whole_weights_plan(plan: ComputePlan) -> ComputePlan:
 
 
 def frozen_to(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Frozen floating-point weights (freeze's untrained layers) back to the planned dtype: they never change."""
+    """Frozen floating-point weights (freeze's untrained layers) back to the planned dtype: they never change. The
+    trained ones are then copied out of the checkpoint file, which transformers maps rather than reads when the dtype
+    is the file's: one weight left on the mapping keeps every page the casts read resident (+470 MiB on the embedded
+    model)."""
+    frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
+    if not frozen:
+        return
+    for parameter in frozen:
+        parameter.data = parameter.data.to(dtype)
     for parameter in model.parameters():
-        if not parameter.requires_grad and parameter.is_floating_point():
-            parameter.data = parameter.data.to(dtype)
+        if parameter.requires_grad:
+            parameter.data = parameter.data.clone()
 
 
 def keep_inputs_uncast(model: torch.nn.Module) -> None:
