@@ -9,6 +9,8 @@ overrides and `Levers`, the studio's own switches; nothing of the studio is patc
 Both sides see the same examples in the same order, so their per-step losses are comparable.
 With --method full or freeze every side trains those weights instead of a LoRA adapter (the
 baseline makes them trainable as the studio does; LLaMA-Factory through its finetuning_type).
+The baseline's freeze runs the backward pass through every layer (HF's checkpointing with input
+gradients on), where LLaMA-Factory checkpoints and differentiates only the trainable layers.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ VARIANTS = {
         training={"compile": "on", "gradient_checkpointing": "off"}, quantization={"cache_dequantized": "on"}
     ),
     "ours-one-lane": Variant(training={"micro_batch_lanes": 1}),
+    "ours-two-lanes": Variant(training={"micro_batch_lanes": 2}),  # full fine-tuning's default is one lane
     "ours-bf16": Variant(training={"precision": "bf16"}),
     "ours-fp32": Variant(training={"precision": "fp32"}),
     # under autocast: peft casts each LoRA input to fp32 (a copy kept per layer)

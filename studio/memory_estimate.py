@@ -172,7 +172,8 @@ def _lanes(config: RunConfig, device: str, processes: int, sharded: bool) -> int
     from studio.training.lanes import lanes_for
 
     cores = max(1, (os.cpu_count() or 1) // processes)
-    return 1 if sharded else lanes_for(device, config.training.micro_batch_lanes, cores)
+    every_weight = config.finetuning.method == "full"
+    return 1 if sharded else lanes_for(device, config.training.micro_batch_lanes, cores, every_weight)
 
 
 def _caches(setting: str, copy_bytes: float, gpu_gib: float | None) -> bool:

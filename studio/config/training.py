@@ -217,8 +217,8 @@ class TrainingConfig(Section):
     micro_batch_lanes: int | None = field(
         None,
         "CPU only: micro-batches of a step trained at the same time, each on its share of the cores "
-        "(empty = 2 when the CPU has 2 or more cores). Faster on small CPUs; each lane holds one micro-batch of "
-        "activations.",
+        "(empty = 2 when the CPU has 2 or more cores; 1 for finetuning.method full, where each lane would hold a "
+        "gradient of every weight). Faster on small CPUs; each lane holds one micro-batch of activations.",
         ge=1,
         le=64,
         advanced=True,

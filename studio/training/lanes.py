@@ -33,12 +33,14 @@ def usable_cores() -> int:
     return int(share) if share.isdigit() and int(share) > 0 else os.cpu_count() or 1
 
 
-def lanes_for(device: str, requested: int | None, cores: int | None = None) -> int:
+def lanes_for(device: str, requested: int | None, cores: int | None = None, every_weight: bool = False) -> int:
     """The configured lane count, or the default: 2 on a CPU with 2 or more cores (`cores`: this process's share,
-    by default what it may use now), 1 on CUDA."""
+    by default what it may use now), 1 on CUDA. `every_weight` (finetuning.method full): 1 by default, as each lane
+    would hold a gradient of every weight; on 2 cores one lane trains about as fast (its matmuls, weight gradients
+    included, split well over the cores) with 2.4 GB less on the embedded model (docs/benchmarks.md)."""
     if device != "cpu":
         return 1
-    return max(1, min(requested or 2, cores or usable_cores()))
+    return max(1, min(requested or (1 if every_weight else 2), cores or usable_cores()))
 
 
 class Lanes:

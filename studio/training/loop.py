@@ -85,7 +85,7 @@ class Trainer:
         self.watcher = watcher
         self.ranks = ranks
         self.config, self.plan = config, plan
-        lanes = lane_count(ranks, plan.device, config.micro_batch_lanes)
+        lanes = lane_count(ranks, plan.device, config.micro_batch_lanes, every_weight=plan.finetuning == "full")
         self.token_losses = TokenLosses(
             model,
             device=plan.device,

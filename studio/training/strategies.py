@@ -41,9 +41,10 @@ Forward = Callable[[list], tuple[Tensor, Tensor | None]]
 Pass = tuple[Tensor, Gradients | None, Tensor | None]
 
 
-def lane_count(ranks: Ranks, device: str, requested: int | None) -> int:
-    """CPU lanes per process (FSDP's gathers are collectives in a fixed order: one forward pass at a time)."""
-    return 1 if ranks.sharded else lanes_for(device, requested)
+def lane_count(ranks: Ranks, device: str, requested: int | None, every_weight: bool = False) -> int:
+    """CPU lanes per process (FSDP's gathers are collectives in a fixed order: one forward pass at a time);
+    `every_weight`: full fine-tuning (lanes_for)."""
+    return 1 if ranks.sharded else lanes_for(device, requested, every_weight=every_weight)
 
 
 def choose_strategy(

@@ -41,6 +41,13 @@ def test_cuda_never_gets_lanes_and_cpu_defaults_to_two():
     assert lanes_for("cpu", None) == min(2, __import__("os").cpu_count() or 1)
 
 
+def test_full_fine_tuning_defaults_to_one_lane_unless_asked():
+    """Each lane would hold a gradient of every weight (docs/benchmarks.md: about as fast, 2.4 GB less)."""
+    assert lanes_for("cpu", None, cores=2, every_weight=True) == 1
+    assert lanes_for("cpu", 2, cores=2, every_weight=True) == 2  # training.micro_batch_lanes still wins
+    assert lanes_for("cpu", None, cores=2) == 2
+
+
 def test_gradients_are_set_then_added():
     weight = torch.nn.Parameter(torch.zeros(2))
     add_gradients([weight], (torch.ones(2),))
