@@ -102,7 +102,7 @@ class Worker:
         if outcome.aborted:
             return self._end_aborted(outcome.state.step, outcome.checkpoint)
         self._save(config, trainer)
-        self._end_finished(trainer, outcome, started)
+        self._end_finished(self._result_dir(config), outcome, started)
         return 0
 
     # -- setup ----------------------------------------------------------------------
@@ -331,12 +331,12 @@ class Worker:
         """adapter/ for lora and oft runs, model/ for full and freeze runs (a whole model)."""
         return self.folder.model_dir if config.finetuning.trains_whole_model else self.folder.adapter_dir
 
-    def _end_finished(self, trainer: Trainer, outcome: Outcome, started: float) -> None:
+    def _end_finished(self, result_dir: Path, outcome: Outcome, started: float) -> None:
         state = outcome.state
         self.folder.append(
             Finished(
                 step=state.step,
-                adapter_dir=str(self._result_dir(self.folder.load_config())),
+                adapter_dir=str(result_dir),
                 train_loss=outcome.last_loss,
                 best_eval_loss=state.best_eval_loss,
                 best_step=state.best_step,
