@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         credentials = read_credentials(options, legacy_auth=args.auth)
         check_exposure(options, credentials)
         proxies = trusted_proxies(options)
+        key_file = str(Path(options.api_key_file).expanduser().resolve()) if options.api_key_file else None
         studio, defaults = _open_workspace(options)
+        studio.openai_endpoint.configure(options.host, key_file)  # the Chat tab's API switch: who may call it
     except StudioError as error:
         parser.exit(2, f"error: {in_language(error, cli_language())}\n")
     from app.server import serve

@@ -10,12 +10,12 @@ from functools import partial
 
 import gradio as gr
 
-from app import adapter_picker
+from app import adapter_picker, tool_cards
 from app.feedback import failure, said
 from app.i18n import T
 from app.page import Page
 from studio.errors import StudioError
-from studio.locales import in_language
+from studio.locales import in_language, say
 
 MODES = [(T.mode_compare, "compare"), (T.mode_base, "base"), (T.mode_adapter, "adapter")]
 GENERATION_FIELDS = ["system_prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"]
@@ -40,6 +40,9 @@ class ChatTab:
     send: gr.Button
     stop: gr.Button
     clear: gr.Button
+    as_result: gr.Checkbox  # send the message as a tool's result
+    tools: gr.Textbox
+    thinking: gr.Checkbox
 
 
 def layout(page: Page) -> ChatTab:
@@ -77,6 +80,9 @@ def layout(page: Page) -> ChatTab:
         send = labels.add(gr.Button(T.send("en"), variant="primary", elem_id="qs-chat-send"), T.send, "value")
         stop = labels.add(gr.Button(T.stop("en"), variant="stop"), T.stop, "value")
         clear = labels.add(gr.Button(T.clear("en")), T.clear, "value")
+    as_result = gr.Checkbox(label=T.chat_reply_as_tool("en"), elem_id="qs-chat-as-result")
+    labels.add(as_result, T.chat_reply_as_tool)
+    tools, thinking = _tools_and_thinking(page)
     with labels.add(gr.Accordion(T.generation("en"), open=False), T.generation):
         with gr.Row():
             for name in GENERATION_FIELDS:
@@ -99,7 +105,32 @@ def layout(page: Page) -> ChatTab:
         send,
         stop,
         clear,
+        as_result,
+        tools,
+        thinking,
     )
+
+
+def _tools_and_thinking(page: Page) -> tuple[gr.Textbox, gr.Checkbox]:
+    """The tools box and the thinking switch (which the loaded template enables: see _thinking_switch)."""
+    labels = page.labels
+    with labels.add(
+        gr.Accordion(T.chat_tools_thinking("en"), open=False, elem_id="qs-chat-tools-box"), T.chat_tools_thinking
+    ):
+        with gr.Row():
+            tools = gr.Textbox(
+                label=T.chat_tools("en"), lines=6, placeholder=tool_cards.EXAMPLE, scale=3, elem_id="qs-chat-tools"
+            )
+            thinking = gr.Checkbox(
+                label=T.chat_thinking("en"),
+                info=T.chat_thinking_no_model("en"),
+                interactive=False,
+                scale=1,
+                elem_id="qs-chat-thinking",
+            )
+    labels.add(tools, T.chat_tools)
+    labels.add(thinking, T.chat_thinking)
+    return tools, thinking
 
 
 def wire(page: Page, tab: ChatTab) -> None:
@@ -107,10 +138,15 @@ def wire(page: Page, tab: ChatTab) -> None:
     adapter_picker.wire(studio, tab.picker, lang)
     last = gr.State(said(T.model_status_none, "en")[1])  # the status line in both languages, for a language switch
     status = [tab.status, last]
+    note = gr.State(said(T.chat_thinking_no_model, "en")[1])  # why the thinking switch is as it is, likewise
+    switch = (lambda lng: _thinking_switch(page, lng), lang, [tab.thinking, note])
     tab.load.click(
         lambda v: said(_load_model(page, v), v[lang]), {lang} | page.form.inputs, status, api_name="load_model"
+    ).then(*switch, api_visibility="private")
+    tab.unload.click(lambda lng: said(_unload_model(page), lng), lang, status, api_name="unload_model").then(
+        *switch, api_visibility="private"
     )
-    tab.unload.click(lambda lng: said(_unload_model(page), lng), lang, status, api_name="unload_model")
+    lang.change(lambda both, lng: gr.update(info=both[lng]), [note, lang], tab.thinking, api_visibility="private")
     tab.load_adapter.click(
         lambda path, lng: said(_load_adapter(page, path), lng),
         [tab.picker.dropdown, lang],
@@ -132,12 +168,13 @@ def wire(page: Page, tab: ChatTab) -> None:
     )
     tab.stop.click(lambda: stop.set(), None, None, api_name="stop")
     tab.clear.click(
-        lambda: ([], [], "", ""),
+        lambda: ([], [], "", "", False),
         None,
-        [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed],
+        [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.as_result],
         api_visibility="private",
     )
     inputs = {lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat} | page.form.inputs
+    inputs |= {tab.as_result, tab.tools, tab.thinking}
     outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, *status]
     send = lambda v: (yield from _send(page, tab, stop, v))  # noqa: E731
     # No progress animation: drawn without a GPU, a pulsing border (or timer) costs the browser a good part of a
@@ -149,7 +186,14 @@ def wire(page: Page, tab: ChatTab) -> None:
     ):
         event(lambda: gr.update(interactive=False), None, tab.send, api_visibility="private", queue=False).then(
             send, inputs, outputs, show_progress="hidden", **visibility
-        ).then(lambda: gr.update(interactive=True), None, tab.send, api_visibility="private", queue=False)
+        ).then(lambda: gr.update(interactive=True), None, tab.send, api_visibility="private", queue=False).then(
+            # an answer that called tools asks for their results next
+            lambda *panes: any(tool_cards.ends_with_call(p) for p in panes),
+            [tab.base_chat, tab.adapter_chat],
+            tab.as_result,
+            api_visibility="private",
+            queue=False,
+        )
 
 
 def _load_model(page: Page, values) -> Callable[[str], str]:
@@ -207,11 +251,12 @@ def _unload_adapter(page: Page, path: str | None) -> Callable[[str], str]:
 
 
 def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
-    text, mode = values[tab.prompt], values[tab.mode]
+    text, mode, lang = values[tab.prompt], values[tab.mode], values[page.lang]
     base_history, adapter_history = list(values[tab.base_chat] or []), list(values[tab.adapter_chat] or [])
     if not text or not text.strip():
         yield base_history, adapter_history, gr.skip(), gr.skip(), text, gr.skip(), gr.skip()
         return
+    before, answered = (list(base_history), list(adapter_history)), False
     try:
         generation = page.form.read(values).generation
         name = _adapter_name(page, values[tab.picker.dropdown])
@@ -220,38 +265,57 @@ def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
         columns = [
             c for c in (("base", None, base_history), ("adapter", name, adapter_history)) if mode in ("compare", c[0])
         ]
-        conversations = [_history_messages(h) + [{"role": "user", "content": text}] for _, _, h in columns]
+        as_result = bool(values[tab.as_result])
+        asked = {"role": "observation" if as_result else "user", "content": text}
+        conversations = [tool_cards.conversation(h) + [asked] for _, _, h in columns]
+        options = _options(page, values[tab.tools], values[tab.thinking])
         stop.clear()
+        starts = []
         for history in (h for _, _, h in columns):
-            history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-        answers = page.studio.stream(conversations, [n for _, n, _ in columns], generation, stop)
+            history.append(tool_cards.question(text, as_result, lang, len(history)))
+            starts.append(len(history))
+            history.append({"role": "assistant", "content": ""})
+        answers = page.studio.stream(conversations, [n for _, n, _ in columns], generation, stop, **options)
         with contextlib.closing(answers):  # now, not when collected: a page gone mid-answer ends the generation
             for update in answers:  # four a second, each redrawing both panes, rather than one per token
-                speeds = _show(columns, update, values[page.lang])
+                speeds, answered = _show(columns, starts, update, lang), True
                 yield base_history, adapter_history, speeds.get("base", ""), speeds.get("adapter", ""), "", *_SAME
     except Exception as error:
-        yield base_history, adapter_history, gr.skip(), gr.skip(), text, *said(failure(error), values[page.lang])
+        # refused before it was answered (bad tools, no model): the panes as they were, the message kept to retry
+        panes = (base_history, adapter_history) if answered else before
+        yield *panes, gr.skip(), gr.skip(), text, *said(failure(error), lang)
 
 
 _SAME = (gr.skip(), gr.skip())  # the status line and its memory, while an answer streams
 
 
-def _show(columns: list, answers: list, lang: str) -> dict[str, str]:
-    """Each answer into its pane's last message; each pane's speed line by pane kind."""
+def _options(page: Page, tools: str | None, thinking: bool | None) -> dict:
+    """The tools box and the thinking switch as the engine takes them; the switch only for a template that thinks
+    (otherwise it is greyed out and its value says nothing)."""
+    options: dict = {"tools": tools} if tools and tools.strip() else {}
+    if page.studio.engine.loaded and page.studio.engine.template().reasoning:
+        options["thinking"] = bool(thinking)
+    return options
+
+
+def _show(columns: list, starts: list[int], answers: list, lang: str) -> dict[str, str]:
+    """Each answer into its pane, from where it starts (thought, text, call cards); each pane's speed line."""
     speeds = {}
-    for (kind, _, history), answer in zip(columns, answers):
-        history[-1] = {"role": "assistant", "content": answer.text}
+    for (kind, _, history), start, answer in zip(columns, starts, answers):
+        history[start:] = tool_cards.answer_messages(answer, lang, start)
         speeds[kind] = T.answer_speed(lang, tokens=answer.tokens, rate=answer.tokens_per_second)
     return speeds
 
 
-def _history_messages(history: list) -> list[dict]:
-    """Chatbot messages back to plain role/content pairs (Gradio may wrap content in lists)."""
-    messages = []
-    for message in history:
-        content = message["content"] if isinstance(message, dict) else message.content
-        if isinstance(content, list):
-            content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-        role = message["role"] if isinstance(message, dict) else message.role
-        messages.append({"role": role, "content": content})
-    return messages
+def _thinking_switch(page: Page, lang: str) -> tuple[dict, dict[str, str]]:
+    """The thinking switch as the loaded template has it (on by the template's own setting), and why, in every
+    language."""
+    engine = page.studio.engine
+    if not engine.loaded:
+        shown, every = said(T.chat_thinking_no_model, lang)
+        return gr.update(interactive=False, value=False, info=shown), every
+    template = engine.template()
+    name = say("data.own_template") if template.name == "own" else template.name
+    why = T.chat_thinking_available if template.reasoning else T.chat_thinking_unavailable
+    shown, every = said(why.filled(template=name), lang)
+    return gr.update(interactive=template.reasoning, value=template.thinking, info=shown), every

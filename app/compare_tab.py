@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from app import compare_charts
+from app import compare_charts, sweep_view
 from app.feedback import problem
 from app.i18n import T, named
 from app.page import Page
@@ -31,6 +31,7 @@ class CompareTab:
     table: gr.Dataframe
     watched: gr.Dataframe  # the watched prompts, a column per run: each run's answer at its latest evaluation
     status: gr.Markdown
+    sweeps: sweep_view.SweepView  # a sweep's runs ranked, above the runs ticked by hand
 
 
 @dataclass
@@ -44,6 +45,7 @@ class OpenTargets:
 
 def layout(page: Page) -> CompareTab:
     labels = page.labels
+    sweeps = sweep_view.layout(page)
     labels.add(gr.Markdown(T.compare_note("en")), T.compare_note, "value")
     with gr.Row(equal_height=True):
         runs = labels.add(
@@ -81,11 +83,12 @@ def layout(page: Page) -> CompareTab:
         T.compare_watched,
     )
     status = gr.Markdown(elem_id="qs-compare-status")
-    return CompareTab(runs, refresh, axis, hint, loss, extras, table, watched, status)
+    return CompareTab(runs, refresh, axis, hint, loss, extras, table, watched, status, sweeps)
 
 
 def wire(page: Page, tab: CompareTab, targets: OpenTargets) -> None:
     studio, lang = page.studio, page.lang
+    sweep_view.wire(page, tab.sweeps, [tab.refresh.click, targets.tabs.select])  # opening the tab re-reads them
     gr.on(  # the run list is labelled with states, in the page's language
         [tab.refresh.click, lang.change],
         lambda ticked, lng: run_choices(studio, ticked, lng),

@@ -38,8 +38,15 @@ def _core_type(annotation):
     return annotation, False
 
 
+# names written as their owners write them, wherever a field's name starts with one
+_NAMES = {"Lora": "LoRA", "Loraplus": "LoRA+", "Mlflow": "MLflow", "Wandb": "W&B", "Swanlab": "SwanLab", " uri": " URI"}
+
+
 def english_label(path: str) -> str:
-    return path.rsplit(".", 1)[-1].replace("_", " ").capitalize().replace("Lora", "LoRA").replace("Loraplus", "LoRA+")
+    label = path.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+    for written, name in _NAMES.items():
+        label = label.replace(written, name)
+    return label
 
 
 def element_id(path: str) -> str:

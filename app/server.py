@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "200")
 
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
 
 from app import (  # noqa: E402
     adapter_picker,
@@ -24,6 +25,7 @@ from app import (  # noqa: E402
     compare_tab,
     eval_tab,
     export_tab,
+    openai_switch,
     recipe_fill,
     run_monitor,
     train_tab,
@@ -76,6 +78,7 @@ class StudioPage:
     chat: chat_tab.ChatTab
     export: export_tab.ExportTab
     compare: compare_tab.CompareTab
+    api: openai_switch.ApiSwitch  # the Chat tab's switch for the OpenAI-compatible API
 
 
 def build_app(studio: Studio, defaults: RunConfig | None = None) -> gr.Blocks:
@@ -104,6 +107,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
                 evaluate = eval_tab.layout(page)
             with page.labels.add(gr.Tab(T.tab_chat("en"), id="chat", elem_id="qs-tab-chat"), T.tab_chat) as chat_page:
                 chat = chat_tab.layout(page)
+                api_switch = openai_switch.layout(page)
             with page.labels.add(
                 gr.Tab(T.tab_export("en"), id="export", elem_id="qs-tab-export"), T.tab_export
             ) as export_page:
@@ -118,6 +122,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         train_tab.wire(page, train)
         eval_tab.wire(page, evaluate)
         chat_tab.wire(page, chat)
+        openai_switch.wire(page, api_switch, chat.status, demo)
         export_tab.wire(page, export)
         compare_tab.wire(page, compare, compare_tab.OpenTargets(tabs, chat.picker.dropdown, evaluate.picker.dropdown))
         compare_page.select(
@@ -162,7 +167,7 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
             api_visibility="private",
             queue=False,
         )
-    return StudioPage(demo, page, recipes, train, evaluate, chat, export, compare)
+    return StudioPage(demo, page, recipes, train, evaluate, chat, export, compare, api_switch)
 
 
 def _wire_language(page: Page, language: gr.Radio, header: gr.Markdown, train: train_tab.TrainTab) -> None:
@@ -244,5 +249,10 @@ def serve(
         max_file_size=studio.upload_limit_mib * 2**20,
         # the run history would keep every public call's inputs in the browser, the Hub token box's included
         run_history=False,
-        app_kwargs={"middleware": [Middleware(LoginThrottle)]},
+        # the OpenAI-compatible API beside the page, on the Chat tab's engine (off until its switch; its own keys,
+        # not the page's login: app/openai_switch.py); first among the routes, so no page route can shadow it
+        app_kwargs={
+            "middleware": [Middleware(LoginThrottle)],
+            "routes": [Mount("/v1", app=studio.openai_endpoint.app)],
+        },
     )

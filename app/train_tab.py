@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app import dataset_upload, preview_view, run_monitor
+from app import dataset_upload, fit_line, preview_view, run_monitor, sweep_panel
 from app.background import run_with_updates
 from app.charts import token_histogram
 from app.feedback import failure, problem, said
@@ -14,6 +14,7 @@ from app.form import ConfigForm
 from app.i18n import Labels, T
 from app.page import Page
 from studio.api import DeviceBusy, devices_value
+from studio.config import TRACKER_NAMES
 from studio.errors import StudioError
 from studio.locales import in_language
 
@@ -42,6 +43,7 @@ SECTIONS = [
     ("grpo", T.section_grpo),
     ("rewards", T.section_rewards),
     ("distributed", T.section_distributed),
+    ("logging", T.section_logging),
 ]
 # fields shown elsewhere on the page, and the runs folder, which the server decides (--runs-dir)
 ELSEWHERE = {
@@ -59,7 +61,8 @@ ELSEWHERE = {
 WATCH = ["evaluation.watch_count", "evaluation.watch_prompts", "evaluation.watch_max_new_tokens"]
 # fields whose value is usually one of the workspace's things: a list to pick from (typing still works),
 # filled when the page loads and whenever runs start or end
-CHOICES = {"lora.init_adapter": {"choices": []}, "ppo.reward_model": {"choices": []}}
+CHOICES: dict[str, dict[str, list[str]]] = {"lora.init_adapter": {"choices": []}, "ppo.reward_model": {"choices": []}}
+CHOICES["logging.report_to"] = {"choices": list(TRACKER_NAMES)}  # fixed names: a list that shows them all
 LATEST = "latest"
 PER_ROW = 4
 
@@ -88,6 +91,8 @@ class TrainTab:
     resume: gr.Button
     checkpoint: gr.Dropdown
     monitor: run_monitor.Monitor
+    sweep: sweep_panel.SweepPanel  # a few fields' values, one queued run each
+    fit: fit_line.FitLine  # will it fit, how long
 
 
 def layout(page: Page) -> TrainTab:
@@ -127,6 +132,7 @@ def layout(page: Page) -> TrainTab:
         )
         labels.add(devices, T.devices_info, "info")
         devices_field = form.add("training.devices", scale=1)
+    fit = fit_line.layout(labels)  # will it fit, how long: right above Start
     message = gr.Markdown(elem_classes="qs-message")
     with gr.Row(equal_height=True):
         start = labels.add(gr.Button(T.start("en"), variant="primary", elem_id="qs-start"), T.start, "value")
@@ -139,6 +145,7 @@ def layout(page: Page) -> TrainTab:
             ),
             T.checkpoint,
         )
+    sweep = sweep_panel.layout(page)
     monitor = run_monitor.layout(labels)
     return TrainTab(
         dataset_dir,
@@ -163,6 +170,8 @@ def layout(page: Page) -> TrainTab:
         resume,
         checkpoint,
         monitor,
+        sweep,
+        fit,
     )
 
 
@@ -214,7 +223,9 @@ def wire(page: Page, tab: TrainTab) -> None:
         api_name="load_config",
     )
     _wire_run_controls(page, tab)
+    fit_line.wire(page, tab.fit)
     run_monitor.wire(studio, tab.monitor, lang)
+    sweep_panel.wire(page, tab.sweep, tab.monitor.runs)
     tab.monitor.runs.change(
         lambda run, lng: _checkpoint_choices(page, run, lng),
         [tab.monitor.runs, lang],

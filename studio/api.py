@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from studio.errors import PathNotAllowed, StudioError
 from studio.locales import Message, say
 from studio.runs.folder import RunStatus, checkpoint_step
 from studio.runs.history import HistoryCache, RunHistory
+from studio.sweeps.spec import SweepError, SweepSpec
 from studio.workspace import Workspace
 
 if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported only by the type checker
@@ -36,14 +37,22 @@ if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported on
     from studio.data.preview import Preview
     from studio.data.register import Proposal
     from studio.data.registry import DatasetSpec, Hub, Registry
+    from studio.estimates.data_tokens import DataTokens
+    from studio.estimates.duration import Rate, TimeEstimate
+    from studio.estimates.fit import FitReport
     from studio.evaluation.runner import EvalReport
     from studio.export.gguf_export import GgufReport
     from studio.export.hub import PushReport
     from studio.export.merge import ExportReport
+    from studio.openai_api import OpenAIEndpoint
     from studio.runs.compare import Comparison
     from studio.runs.events import Event
+    from studio.sweeps.launch import SweepCancel
+    from studio.sweeps.plan import SweepPlan
+    from studio.sweeps.ranking import SweepRanking
+    from studio.sweeps.record import SweepInfo
 
-__all__ = ["DeviceBusy", "Studio", "devices_value"]  # what the UI needs besides the facade
+__all__ = ["DeviceBusy", "Studio", "SweepError", "SweepSpec", "devices_value"]  # what the UI needs besides the facade
 
 
 class Studio:
@@ -55,6 +64,8 @@ class Studio:
         self._histories = HistoryCache(self.service.read_events)
         self._adapters_read: dict = {}  # adapter configs already read, by file and modification time
         self._engine: ChatEngine | None = None
+        self._openai: OpenAIEndpoint | None = None
+        self._measured: dict[tuple, Rate] = {}  # Measure speed's rates, by setup and devices (estimates.duration)
 
     @classmethod
     def serving(
@@ -122,6 +133,68 @@ class Studio:
             return say("api.no_memory_estimate", error=error)
         return estimate.describe()
 
+    def fit(self, config: RunConfig) -> FitReport:
+        """Will it fit: the memory `config` needs on each of its devices against what each has free now, and the
+        changes that would make it fit when it does not (studio.estimates.fit). The training split's own lengths
+        are used when they can be counted without downloading anything."""
+        from studio.control.devices import plan_devices
+        from studio.estimates.fit import check_fit
+        from studio.estimates.free_memory import free_memory
+        from studio.memory_estimate import local_config_dir
+
+        self._check_config(config)
+        folder = local_config_dir(config.model)
+        if folder is None:
+            raise StudioError("estimate.model_not_local", name=config.model.name_or_path)
+        plan = plan_devices(config)
+        try:
+            lengths, assumed = self.data_tokens(config).lengths, None
+        except StudioError as error:  # the estimate stands without them, at cutoff_len, and says why
+            lengths, assumed = None, error
+        try:
+            return check_fit(config, folder, plan, free_memory(plan), lengths, assumed)
+        except (ValueError, OSError) as error:  # an architecture transformers cannot build from its config alone
+            raise StudioError("api.no_memory_estimate", error=error) from None
+
+    def data_tokens(self, config: RunConfig) -> DataTokens:
+        """The training split's token count and lengths, tokenised as the worker would (sampled when large)."""
+        from studio.estimates.data_tokens import data_tokens
+
+        self._check_config(config)
+        if self.workspace:
+            self.workspace.check_dataset_files(config.data.dataset_dir, config.data.datasets)
+        return data_tokens(config)
+
+    def time_estimate(self, config: RunConfig) -> TimeEstimate:
+        """How long `config` will train: its tokens over the newest rate measured for this setup and devices (a
+        finished run like it, or Measure speed); StudioError estimate.no_rate when there is none yet."""
+        from studio.control.devices import plan_devices
+        from studio.estimates.duration import comparable_run, estimate_duration, setup_key, watch_seconds
+
+        data = self.data_tokens(config)
+        plan = plan_devices(config)
+        rates = [self._measured.get((setup_key(config), plan.label))]
+        rates.append(comparable_run(self.runs_dir, config, plan.kind, plan.processes))
+        found = [rate for rate in rates if rate is not None]
+        if not found:
+            raise StudioError("estimate.no_rate")
+        rate = max(found, key=lambda rate: rate.measured_at)
+        watch = watch_seconds(self.runs_dir, config, plan.kind) if rate.eval_s is None else None
+        return estimate_duration(config, data, rate, watch)
+
+    def measure_speed(self, config: RunConfig, limit_s: float = 30.0) -> TimeEstimate:
+        """A few real steps of `config` (at most `limit_s`, killed then; DeviceBusy while a run holds its devices),
+        remembered for this setup; the time estimate they give."""
+        from studio.control.devices import plan_devices
+        from studio.estimates.duration import setup_key, tokens_per_step
+        from studio.estimates.measure import measure_speed
+
+        per_step = tokens_per_step(config, self.data_tokens(config))
+        self.service.let_finished_workers_exit(plan_devices(config))  # a run that just ended frees its devices
+        rate = measure_speed(config, self.service.locks, per_step, self.runs_dir, limit_s, self.service.python)
+        self._measured[(setup_key(config), plan_devices(config).label)] = rate
+        return self.time_estimate(config)
+
     def resume(self, run_id: str, checkpoint: int | None = None) -> ResumePlan:
         plan = self.service.resume(run_id, checkpoint)
         self._histories.forget(run_id)
@@ -149,6 +222,44 @@ class Studio:
         from studio.runs.compare import compare_runs
 
         return compare_runs(self.runs_dir, list(run_ids or []), self.service.status)
+
+    # -- sweeps: one queued run per combination of a few fields' values (studio/sweeps/) ---------------
+
+    def plan_sweep(self, config: RunConfig, spec: SweepSpec) -> SweepPlan:
+        """The sweep's runs, named and validated (SweepError naming each field and value that cannot train)."""
+        from studio.sweeps.plan import plan_sweep
+
+        return plan_sweep(config, spec)
+
+    def start_sweep(self, plan: SweepPlan) -> str:
+        """Queue every run of the plan, in order (the first starts when its devices are free); the sweep id."""
+        from studio.sweeps.launch import start_sweep
+
+        return start_sweep(self.service, plan, self._check_config)
+
+    def sweeps(self) -> list[SweepInfo]:
+        """Every sweep with a run in the runs folder, newest first."""
+        from studio.sweeps.record import find_sweeps
+
+        return find_sweeps(self.runs_dir)
+
+    def sweep_ranking(self, sweep_id: str, metric: str | None = None) -> SweepRanking:
+        """The sweep's runs ranked by `metric` (default: the one it was queued with, best eval loss unless said)."""
+        from studio.runs.compare import compare_runs
+        from studio.sweeps.ranking import rank_sweep
+        from studio.sweeps.record import find_sweep
+
+        info = find_sweep(self.runs_dir, sweep_id)
+        comparison = compare_runs(self.runs_dir, info.runs, self.service.status)
+        return rank_sweep(info, comparison, metric or info.metric)
+
+    def cancel_sweep(self, sweep_id: str, abort_running: bool = False) -> SweepCancel:
+        """Its queued runs leave the queue; the one training goes on unless `abort_running` (it then checkpoints and
+        stops)."""
+        from studio.sweeps.launch import cancel_sweep
+        from studio.sweeps.record import find_sweep
+
+        return cancel_sweep(self.service, find_sweep(self.runs_dir, sweep_id), abort_running)
 
     def checkpoints(self, run_id: str) -> list[int]:
         """Steps of the run's complete checkpoints, newest first."""
@@ -306,8 +417,18 @@ class Studio:
     def unload_model(self) -> str:
         return self.engine.unload()
 
-    def load_adapter(self, path: str) -> AdapterInfo:
-        return self.engine.load_adapter(str(self._readable(path, say("api.adapter_folder"))))
+    def load_adapter(self, path: str, name: str | None = None) -> AdapterInfo:
+        """`name`: what Chat and the OpenAI-compatible API call it (default: its run's or folder's name)."""
+        return self.engine.load_adapter(str(self._readable(path, say("api.adapter_folder"))), name)
+
+    @property
+    def openai_endpoint(self) -> OpenAIEndpoint:
+        """The OpenAI-compatible API (studio.openai_api) answering with the chat engine: off until switched on."""
+        if self._openai is None:
+            from studio.openai_api import OpenAIEndpoint
+
+            self._openai = OpenAIEndpoint(lambda: self.engine)
+        return self._openai
 
     def unload_adapter(self, name: str) -> None:
         self.engine.unload_adapter(name)
@@ -318,8 +439,12 @@ class Studio:
         adapters: list[str | None],
         generation: GenerationConfig,
         stop: threading.Event | None = None,
-    ) -> Iterator[list[Answer]]:
-        return self.engine.stream(conversations, adapters, generation, stop)
+        *,
+        tools: str | list | None = None,
+        thinking: bool | None = None,
+    ) -> Generator[list[Answer], None, None]:
+        """Answers streamed side by side; `tools` and `thinking` as ChatEngine.stream takes them."""
+        return self.engine.stream(conversations, adapters, generation, stop, tools=tools, thinking=thinking)
 
     def evaluate(
         self, config: RunConfig, adapter_path: str | None, compare: bool, progress: Callable = lambda event: None

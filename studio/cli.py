@@ -93,6 +93,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(train)
 
+    from studio.sweeps.commands import add_sweep_flags, add_sweeps_flags
+
+    sweep = command(
+        "sweep",
+        "queue one run per combination of a few fields' values (a grid, or random draws), then rank them",
+        _sweep,
+        config_flags=True,
+    )
+    add_sweep_flags(sweep)
+    _add_config_flags(sweep)
+    add_sweeps_flags(command("sweeps", "list sweeps, rank a sweep's runs, wait for them or cancel the sweep", _sweeps))
+
     runs = command("runs", "list runs and their status, or compare some side by side", _runs)
     runs.add_argument("--runs-dir", default="runs", help="folder of run folders")
     runs.add_argument(
@@ -118,6 +130,24 @@ def _build_parser() -> argparse.ArgumentParser:
     config = command("config", "print a config as YAML and as the equivalent command", _config, config_flags=True)
     config.add_argument("config", nargs="?", help="YAML config")
     _add_config_flags(config)
+
+    estimate = command(
+        "estimate",
+        "will it fit, how long: memory per device against what it has free, and the time the run will take",
+        _estimate,
+        config_flags=True,
+    )
+    estimate.add_argument("config", nargs="?", help="YAML config")
+    estimate.add_argument(
+        "--measure",
+        action="store_true",
+        help="measure the speed first: a few real steps on the run's devices (at most 30 s), instead of relying "
+        "on a finished run like this one",
+    )
+    estimate.add_argument(
+        "--runs-dir", help="folder of run folders to find a comparable run in (default: training.output_dir)"
+    )
+    _add_config_flags(estimate)
 
     preview = command("preview", "show the first rows and size of the configured datasets", _preview, config_flags=True)
     preview.add_argument("config", nargs="?", help="YAML config")
@@ -185,6 +215,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     webui = command("webui", "serve the studio in the browser", _webui)
     add_serve_flags(webui)
+
+    from studio.openai_api.command import add_flags as add_api_flags
+
+    api = command(
+        "serve",
+        "answer OpenAI's API (/v1/models, /v1/chat/completions, /v1/completions) with a base model and adapters",
+        _serve,
+        config_flags=True,
+    )
+    add_api_flags(api)
+    _add_config_flags(api)
     return parser
 
 
@@ -287,6 +328,19 @@ def _stop_and_follow(studio: Studio, run_id: str) -> int:
     return follow_run(studio.service, run_id, interrupts=CTRL_C.take, stopping=True)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from studio.sweeps.commands import run_sweep
+
+    config = _load_config(args)
+    return run_sweep(_studio(args.runs_dir or config.training.output_dir), config, args)
+
+
+def _sweeps(args: argparse.Namespace) -> int:
+    from studio.sweeps.commands import run_sweeps
+
+    return run_sweeps(_studio(args.runs_dir), args)
+
+
 def _runs(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(args)
@@ -346,6 +400,21 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate(args: argparse.Namespace) -> int:
+    """The fit line and the time line, as the Train tab shows them; exit 1 when the run does not fit."""
+    config = _load_config(args)
+    studio = _studio(args.runs_dir or config.training.output_dir)
+    report = studio.fit(config)
+    print(f"Memory: {_said(report.describe())}")
+    print(f"# {_said(report.estimate.describe())}")
+    try:
+        duration = studio.measure_speed(config) if args.measure else studio.time_estimate(config)
+        print(f"Time: {_said(duration.describe())}")
+    except StudioError as error:
+        print(f"Time: {_said(error)}")
+    return 0 if report.fits else 1
+
+
 def _preview(args: argparse.Namespace) -> int:
     config = _load_config(args)
     preview, _ = _studio(config.training.output_dir).preview(config, rows=args.rows, tokens=False)
@@ -358,6 +427,12 @@ def _chat(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     return run_chat(_studio(config.training.output_dir), config, args.adapter, args.compare, args.prompt)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from studio.openai_api.command import run_serve
+
+    return run_serve(args, _load_config(args))
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -1,14 +1,17 @@
-"""How much memory each device of a run needs, before it starts: shown under Preview command.
+"""How much memory each device of a run needs, before it starts: shown under Preview command and in the Train
+tab's fit line (studio.estimates.fit).
 
 Counted from the model's config.json on a meta-device copy of the model (no weights read): the frozen
 base at the bytes its quantisation stores per weight, the adapter with its gradient and the optimizer's state
-(AdamW: two fp32 moments; less for the others, `optimizer_state_share`), and a rough allowance for activations.
+(AdamW: two fp32 moments; less for the others, `optimizer_state_share`), and an allowance for the activations
+of the largest micro-batches (`tokens_in_flight`: from the data's own lengths when they are known).
 With distributed.strategy fsdp the decoder layers and the adapter are divided over the processes; embeddings and
 output layer stay whole on each (sharding.py), and two layers at a time are gathered whole while they compute.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,22 @@ GIB = 2**30
 NF4_BYTES = 0.5 + 4 / 64  # 4 bits a weight and one fp32 scale per block of 64 (double quantisation saves ~0.4 bit)
 ADAPTER_BYTES = 4 + 4 + 8  # fp32 weight, its gradient, AdamW's two moments
 BNB_BLOCK = 256  # bitsandbytes' 8-bit optimizer state: an fp32 scale per block of 256 values
+INT8_BYTES = 1 + 4 / 64  # LLM.int8: a byte a weight and an fp32 scale per row (counted per 64 to stay on the safe side)
 CUDA_CONTEXT_GIB = 0.5  # kernels and the caching allocator's reserve
-# a CPU worker's resident memory beyond what is counted here (torch's libraries, tokenizer, data): the embedded
-# model's 2-process runs peaked at 1552 MiB (ddp) and 1467 MiB (fsdp) per rank against 0.62 and 0.51 GiB counted
+# a CPU worker's resident memory beyond what is counted here (torch's libraries, tokenizer, data, what the
+# allocator keeps of the steps' varying tensors): the embedded model's 2-process runs (one thread each) peaked at
+# 1552 MiB (ddp) and 1467 MiB (fsdp) per rank against 0.62 and 0.51 GiB counted; one process with both cores of
+# this 2-core machine peaked at 1170 MiB (one lane) and 1322 MiB (two) on a tiny model (~1 MiB of weights), the
+# resident size levelling off after ~50 steps (docs/benchmarks.md, bench/estimate_accuracy.py)
 CPU_RUNTIME_GIB = 0.9
+CPU_RUNTIME_ALL_CORES_GIB = 1.15
+CPU_RUNTIME_PER_LANE_GIB = 0.15
 # bytes kept for backward per token and layer, in hidden-size units at 2-byte activations: attention and MLP
 # inputs and outputs (~12 hidden) and the MLP's gate/up products (3 x intermediate, stated separately)
 ACTIVATION_HIDDEN_FACTOR = 12
+# a run's peak comes at its largest step: with packing, a step of n examples whose lengths spread by s holds up
+# to ~2.5 s sqrt(n) tokens above the mean step in a few hundred steps (and the CPU allocator keeps what it held)
+LARGEST_STEP_SPREADS = 2.5
 # Activations per token in flight relative to SFT's, measured on the embedded model on CPU with each stage's demo
 # recipe (bench/memory_estimate_check.py, docs/benchmarks.md): a preference pair keeps both answers and their
 # log-probabilities for the loss; pretraining rows fill every micro-batch and every token is a label.
@@ -46,6 +58,16 @@ class ModelShape:
     layers: int
     kv_width: int = 0  # key/value heads x head size: what one layer caches per token while sampling
     trained_params: int | None = None  # full and freeze: the model's own weights that train (None: an adapter)
+    vocab: int = 0  # output rows: the loss's chunks of logits are this wide
+
+
+@dataclass(frozen=True)
+class DataLengths:
+    """Token lengths of the training split as its stage trains them (studio.estimates.data_tokens)."""
+
+    mean: float
+    longest: int
+    spread: float = 0.0  # standard deviation of the lengths: how far the largest steps are above the mean
 
 
 @dataclass(frozen=True)
@@ -78,25 +100,34 @@ class MemoryEstimate:
         if self.reward_model_gib:
             parts.append(("memory.reward_model", self.reward_model_gib))
         parts.append(("memory.cuda_context" if cuda else "memory.python_and_torch", self.overhead_gib))
-        said = [say(key, size=_size(gib)) for key, gib in parts]
+        said = [say(key, size=size_text(gib)) for key, gib in parts]
         summed = Joined("list.plus", said)
         spread = say("memory.sharded", processes=self.processes) if self.sharded else ""
         key = "memory.per_gpu" if cuda else "memory.per_process"
         return say(key, spread=spread, parts=summed, total=self.total_gib)
 
 
-def _size(gib: float) -> str:
+def size_text(gib: float) -> str:
+    """A size as people read it: GiB with two decimals from 1 GiB, else whole MiB."""
     return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.0f} MiB"
 
 
 def estimate_memory(
-    config: RunConfig, model_dir: Path, *, device: str, processes: int, gpu_gib: float | None = None
+    config: RunConfig,
+    model_dir: Path,
+    *,
+    device: str,
+    processes: int,
+    gpu_gib: float | None = None,
+    lengths: DataLengths | None = None,
 ) -> MemoryEstimate:
     """The estimate for `config` on the model whose config.json is in `model_dir`; `gpu_gib`: the memory of one
-    of the run's GPUs, which decides whether 'auto' caches dequantised weights."""
+    of the run's GPUs, which decides whether 'auto' caches dequantised weights; `lengths`: the training split's
+    token lengths, when known (else every example is taken to fill cutoff_len)."""
     shape = model_shape(model_dir, config.lora.rank, config.lora.target_modules, config.finetuning)
-    quantized = device == "cuda" and config.quantization.method != "none" and shape.trained_params is None
-    bytes_per_weight = NF4_BYTES if quantized else (4 if config.training.precision == "fp32" else 2)
+    quantized = _quantizes(config, device) and shape.trained_params is None
+    full_bytes = 4 if config.training.precision == "fp32" else 2
+    bytes_per_weight = (INT8_BYTES if config.quantization.method == "8bit" else NF4_BYTES) if quantized else full_bytes
     sharded = processes > 1 and config.distributed.strategy == "fsdp"
     share = processes if sharded else 1
     whole_bytes = 2 if quantized else bytes_per_weight  # embeddings and output layer are never quantised
@@ -112,14 +143,15 @@ def estimate_memory(
     dequantized = 0.0
     if quantized and _caches(config.quantization.cache_dequantized, shape.layer_params * 2, gpu_gib):
         dequantized = shape.layer_params * 2 / share
-    # each CPU lane holds one micro-batch of activations at the same time (studio.training.lanes)
-    tokens: float = config.training.tokens_per_forward(device) * _lanes(config, device, processes, sharded)
-    tokens *= STAGE_ACTIVATION_FACTOR.get(config.training.stage, 1.0)
+    lanes = _lanes(config, device, processes, sharded)
+    in_flight = tokens_in_flight(config, device, lanes, processes, lengths)
+    tokens = in_flight * STAGE_ACTIVATION_FACTOR.get(config.training.stage, 1.0)
     per_token_layer = (ACTIVATION_HIDDEN_FACTOR * shape.hidden + 3 * shape.intermediate) * 2
     if config.training.use_gradient_checkpointing(device):  # one layer's activations, and every layer's input
         activations = tokens * (per_token_layer + shape.layers * shape.hidden * 2)
     else:
         activations = tokens * per_token_layer * shape.layers
+    activations += _loss_chunk_bytes(shape.vocab, in_flight, lanes, device)
     reward_model = 0.0
     if config.training.stage == "ppo":  # loaded as the base is, frozen: weights and adapter, no optimizer state
         reward_model = weights + shape.adapter_params * 4
@@ -130,7 +162,7 @@ def estimate_memory(
         dequantized_gib=dequantized / GIB,
         adapter_gib=trained * per_trained * moments / share / GIB,
         activations_gib=activations / GIB,
-        overhead_gib=CUDA_CONTEXT_GIB if device == "cuda" else CPU_RUNTIME_GIB,
+        overhead_gib=CUDA_CONTEXT_GIB if device == "cuda" else _cpu_runtime_gib(processes, lanes),
         processes=processes,
         sharded=sharded,
         device=device,
@@ -163,6 +195,61 @@ def _sampling_bytes(config: RunConfig, shape: ModelShape, device: str, bytes_per
     element = 2 if device == "cuda" or bytes_per_weight == 2 else 4
     per_token = 2 * shape.layers * shape.kv_width * element
     return rows * (config.data.cutoff_len + config.generation.max_new_tokens) * per_token
+
+
+def tokens_in_flight(
+    config: RunConfig, device: str, lanes: int, processes: int = 1, lengths: DataLengths | None = None
+) -> float:
+    """Tokens whose activations are held at once, at the largest micro-batches. Packed: each lane's micro-batch
+    of up to micro_batch_tokens, but no more than the process's share of the largest step's examples (a small
+    batch of short examples fills less); padded: batch_size examples at the longest length, in each busy lane."""
+    training, cutoff = config.training, config.data.cutoff_len
+    longest = min(cutoff, lengths.longest) if lengths else cutoff
+    examples = training.batch_size * training.gradient_accumulation_steps / max(1, processes)
+    if not training.packing:  # the step's micro-batches, one a lane at a time, padded to the longest
+        return float(min(lanes * training.batch_size, math.ceil(examples)) * longest)
+    if lengths:  # the largest of a few hundred steps: the mean step and 2.5 standard deviations of a step's sum
+        step = examples * min(cutoff, lengths.mean) + LARGEST_STEP_SPREADS * examples**0.5 * lengths.spread
+    else:
+        step = examples * cutoff
+    step = min(step, examples * longest)
+    return float(min(lanes * training.tokens_per_forward(device), max(step, longest)))
+
+
+def _loss_chunk_bytes(vocab: int, rows: float, lanes: int, device: str) -> float:
+    """A chunk of the label loss's logits in each lane (studio.training.label_loss): computed in the compute
+    dtype, copied to fp32, and their gradient cast back, about 8 bytes a logit, for at most `rows` rows."""
+    from studio.training.label_loss import CHUNK_ELEMENTS, CPU_CHUNK_ELEMENTS_WITH_TCMALLOC
+
+    chunk = CHUNK_ELEMENTS.get(device, CHUNK_ELEMENTS["cpu"])
+    if device == "cpu" and _worker_uses_tcmalloc():
+        chunk = CPU_CHUNK_ELEMENTS_WITH_TCMALLOC
+    return 8.0 * min(lanes * chunk, rows * vocab)
+
+
+def _worker_uses_tcmalloc() -> bool:
+    """Whether a CPU worker spawned from here would run on tcmalloc (studio.allocator)."""
+    import os
+
+    from studio.allocator import fast_allocator
+
+    return fast_allocator(os.environ) is not None
+
+
+def _cpu_runtime_gib(processes: int, lanes: int) -> float:
+    """A CPU worker's own resident memory: one of several processes (a thread each) keeps less than a single
+    process computing on all the cores, and each further lane adds its threads' share."""
+    base = CPU_RUNTIME_GIB if processes > 1 else CPU_RUNTIME_ALL_CORES_GIB
+    return base + CPU_RUNTIME_PER_LANE_GIB * (lanes - 1)
+
+
+def _quantizes(config: RunConfig, device: str) -> bool:
+    """Whether the base is stored quantised, as compute.resolve_plan decides: 4bit and 8bit on any device
+    (bitsandbytes' CPU backend too), auto on CUDA; never for full and freeze."""
+    method = config.quantization.method
+    return not config.finetuning.trains_whole_model and (
+        method in ("4bit", "8bit") or (method == "auto" and device == "cuda")
+    )
 
 
 def _lanes(config: RunConfig, device: str, processes: int, sharded: bool) -> int:
@@ -213,6 +300,7 @@ def model_shape(
         hidden=text.hidden_size,
         intermediate=getattr(text, "intermediate_size", 4 * text.hidden_size),
         layers=len(decoder.layers),
+        vocab=getattr(text, "vocab_size", 0) or 0,
         kv_width=_kv_heads(text) * (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads),
     )
 

@@ -41,6 +41,7 @@ class ServeOptions:
     allow_remote_code: bool = False
     judge_endpoint: list[str] = field(default_factory=list)
     forwarded_allow_ips: str = ""  # comma-separated proxy addresses or networks; empty: trust no one's header
+    api_key_file: str | None = None  # the OpenAI-compatible API's keys (studio.openai_api.access)
 
 
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +95,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For header names the "
         "client, e.g. 127.0.0.1 for a proxy on this machine; by default no one's is believed",
     )
+    parser.add_argument(
+        "--api-key-file",
+        help="file with the key(s) the OpenAI-compatible API (the Chat tab's switch, at /v1) asks for as "
+        "'Authorization: Bearer KEY', one per line (or set QLORA_STUDIO_API_KEY); needed on any host but loopback",
+    )
 
 
 def options_from(args: argparse.Namespace) -> ServeOptions:
@@ -117,6 +123,7 @@ def to_argv(options: ServeOptions) -> list[str]:
         ("--config", options.config),
         ("--auth-file", options.auth_file),
         ("--forwarded-allow-ips", options.forwarded_allow_ips),
+        ("--api-key-file", options.api_key_file),
     ):
         if value:
             argv += [flag, value]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from studio.data.prepare import Tokenized
     from studio.modeling.compute import ComputePlan
+    from studio.tracking.relay import Relay
     from studio.training.loop import Outcome, Trainer
     from studio.training.reinforce import Reinforcement
 
@@ -72,6 +73,7 @@ class Worker:
         self.folder, self.ranks = folder, ranks
         self.abort = threading.Event()
         self.val_examples: list = []  # the validation split's examples, before tokenising (watched prompts)
+        self.relay: Relay | None = None  # logging.report_to's trackers, fed from rank 0's events
         self.status = folder.read_status() or RunStatus(run_id=folder.run_id, state="starting")
         # the process whose life is the run's: this worker, or with several ranks the torchrun that watches them
         alive = os.getppid() if ranks.several else os.getpid()
@@ -88,6 +90,8 @@ class Worker:
         finally:
             if sampler:
                 sampler.stop()
+            if self.relay is not None:
+                self.relay.close()
             self.folder.release_reserve()
             self.ranks.leave()
 
@@ -130,6 +134,8 @@ class Worker:
         model_path = resolve_model_path(config.model, progress=self._info)
         tokenizer = self.tokenizer = load_tokenizer(config.model, model_path, info=self._info)
         data = self._load_data(config, tokenizer)
+        if config.training.auto_batch_size:  # the largest micro-batch that fits, now that the lengths are known
+            config = self._auto_batch(config, model_path, plan.device, data[0])
         self._checkpoint_abort()
         self._phase("loading_model", f"Loading weights of {config.model.name_or_path}")
         torch.manual_seed(config.training.seed)
@@ -137,6 +143,7 @@ class Worker:
         self._checkpoint_abort()
         reinforce = self._reinforcement(config, tokenizer, model_path, plan)
         trainer = self._make_trainer(config, model, tokenizer, data, plan, reinforce)
+        self._report_to_trackers(config)
         self._announce(config, plan, model, data, trainer)
         return trainer
 
@@ -165,6 +172,13 @@ class Worker:
                 f"{train.dropped} had no answer left and were dropped."
             )
         return train, val
+
+    def _auto_batch(self, config: RunConfig, model_path: str, device: str, train: Tokenized) -> RunConfig:
+        from studio.estimates.auto_batch import pick_for_worker
+
+        config, note = pick_for_worker(config, Path(model_path), device, train.examples, self.ranks.world)
+        self._info(note)
+        return config
 
     def _load_model(
         self, config: RunConfig, model_path: str, plan: ComputePlan, planned_tokens: int
@@ -261,6 +275,17 @@ class Worker:
             self._info(f"Resumed from {checkpoint} at step {trainer.state.step}.")
         trainer.same_start()
         return trainer
+
+    def _report_to_trackers(self, config: RunConfig) -> None:
+        """From the `started` event on, the trackers of logging.report_to get what this rank's events record."""
+        if config.logging.report_to and self.ranks.main:
+            from studio.tracking.relay import Relay
+
+            self.relay = Relay(self.folder.path, config, self._tracker_note)
+            self.folder.listeners.append(self.relay)
+
+    def _tracker_note(self, level: Literal["info", "warning"], message: str) -> None:
+        (self._info if level == "info" else self._warn)(message)
 
     def _announce(
         self,

@@ -89,6 +89,8 @@ class Workspace:
             self.path(config.evaluation.metric_file, "evaluation.metric_file")
         if config.ppo.reward_model:
             self._reward_model(config.ppo.reward_model)
+        if config.logging.mlflow_tracking_uri:
+            self._mlflow_store(config.logging.mlflow_tracking_uri)
         for what, raw in (
             ("training.output_dir", config.training.output_dir),
             ("evaluation.output_dir", config.evaluation.output_dir),
@@ -103,6 +105,17 @@ class Workspace:
         if is_name and any((runs / raw).is_dir() for runs in self.writable):
             return
         self.path(raw, "ppo.reward_model")
+
+    def _mlflow_store(self, uri: str) -> None:
+        """A local MLflow store inside the workspace. A server from the page would make this server send the run
+        wherever the page says; the server's own MLFLOW_TRACKING_URI (the field left empty) names one instead."""
+        parts = urlsplit(uri)
+        if parts.scheme in ("", "file"):
+            self.path(parts.path if parts.scheme else uri, "logging.mlflow_tracking_uri", write=True)
+        elif parts.scheme == "sqlite":
+            self.path(uri.removeprefix("sqlite:///"), "logging.mlflow_tracking_uri", write=True)
+        else:
+            raise PathNotAllowed("tracking.server_not_allowed", uri=uri)
 
     def check_endpoint(self, url: str) -> None:
         """A URL the server was started to allow (--judge-endpoint), or one under it: from the page, any other

@@ -28,6 +28,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tool_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model taught to think, call get_weather and answer from its result (tests/support/tool_model.py)."""
+    from tests.support.tool_model import build_tool_model
+
+    return build_tool_model(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny-tools")
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from studio.adapters import AdapterError, AdapterInfo, read_adapter
 from studio.chat.memory import read_memory, release_memory
+from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
+from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
+from studio.chat.tools import check_tools, has_tool_turns
 from studio.chat.whole_models import WholeModel, read_whole_model, swapped_in
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.config.training import Precision
@@ -213,11 +216,19 @@ class ChatEngine:
         generation: GenerationConfig,
         stop: threading.Event | None = None,
         every_s: float = 0.25,
-    ) -> Iterator[list[Answer]]:
+        *,
+        tools: str | list | None = None,
+        thinking: bool | None = None,
+    ) -> Generator[list[Answer], None, None]:
         """Answer each conversation with its adapter (None: the base model), yielding all answers so far: at most
         every `every_s` seconds while tokens come, then in full. Four a second still reads as streaming, and a
         page redrawing both panes no longer follows every token (bench/chat_stream_speed.py: on two cores shared with
         the browser, two or one a second gained nothing measurable over four).
+
+        `tools` (function schemas, studio.chat.tools.check_tools) are offered to every row alike, and `thinking`
+        switches a reasoning template's thinking (None: as loaded). With either, or with tool turns (function_call,
+        observation) in a conversation, prompts are encoded as training encodes them (studio.chat.prompts) and each
+        answer is read by its template: its thought, its calls and its text apart (studio.chat.replies).
 
         The generating thread holds the engine from start to end, never this generator: a page runs each step of
         a generator on whichever worker thread is free and may close it from yet another, so a lock held across a
@@ -226,10 +237,14 @@ class ChatEngine:
         """
         self._require_model()
         self._check_adapters(adapters)
-        streamer, abandoned = BatchStreamer(self.tokenizer, len(conversations)), threading.Event()
+        prompting = _prompting(conversations, tools, thinking)
+        reader = reply_reader(self.tokenizer, prompting) if prompting else None
+        streamer, abandoned = BatchStreamer(self.tokenizer, len(conversations), reader), threading.Event()
         stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
         worker = threading.Thread(
-            target=self._generate, args=(conversations, adapters, generation, streamer, stopping), daemon=True
+            target=self._generate,
+            args=(conversations, adapters, generation, streamer, stopping, prompting),
+            daemon=True,
         )
         worker.start()
         try:
@@ -431,9 +446,22 @@ class ChatEngine:
         element = torch.finfo(self._loaded_plan().weight_dtype).bits // 8
         return 2 * config.num_hidden_layers * heads * head_dim * element
 
-    def answer(self, messages: list[Message], adapter: str | None, generation: GenerationConfig) -> Answer:
-        *_, final = self.stream([messages], [adapter], generation)  # the last update holds the whole answer
-        return final[0]
+    def answer(
+        self,
+        messages: list[Message],
+        adapter: str | None,
+        generation: GenerationConfig,
+        *,
+        tools: str | list | None = None,
+        thinking: bool | None = None,
+    ) -> Answer:
+        *_, final = self.stream([messages], [adapter], generation, tools=tools, thinking=thinking)
+        return final[0]  # the last update holds the whole answer
+
+    def template(self) -> TemplateInfo:
+        """What the loaded chat template offers: tool calls, thinking (studio.chat.prompts.TemplateInfo)."""
+        self._require_model()
+        return template_info(self.tokenizer)
 
     def _generate(
         self,
@@ -442,6 +470,7 @@ class ChatEngine:
         generation: GenerationConfig,
         streamer: BatchStreamer,
         stopping: StopOnEvent,
+        prompting: Prompting | None = None,
     ) -> None:
         """The generating thread: holds the engine while it answers, so a model change waits for the answer."""
         try:
@@ -452,7 +481,7 @@ class ChatEngine:
                 if self.tokenizer is not streamer.tokenizer:
                     raise EngineError("chat.model_changed")
                 self._check_adapters(adapters)
-                self._generate_into(conversations, adapters, generation, streamer, stopping)
+                self._generate_into(conversations, adapters, generation, streamer, stopping, prompting)
         except Exception as error:  # raised to the reader by stream()
             streamer.error = error
         finally:
@@ -465,11 +494,12 @@ class ChatEngine:
         generation: GenerationConfig,
         streamer: BatchStreamer,
         stopping: StopOnEvent,
+        prompting: Prompting | None = None,
     ) -> None:
         for selection, rows in self._groups(adapters):  # one group unless a whole-model run or OFT answers
             if stopping.stopped:
                 return
-            inputs = self._encode([_with_system(conversations[r], generation.system_prompt) for r in rows])
+            inputs = self._encode([_with_system(conversations[r], generation.system_prompt) for r in rows], prompting)
             kwargs = _sampling(generation)
             names = self._row_names(selection, [adapters[r] for r in rows])
             if names is not None:
@@ -485,19 +515,33 @@ class ChatEngine:
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
 
-    def _encode(self, conversations: list[list[Message]]) -> dict[str, torch.Tensor]:
-        texts = [
-            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
-        ]
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    def _encode(
+        self, conversations: list[list[Message]], prompting: Prompting | None = None
+    ) -> dict[str, torch.Tensor]:
+        if prompting is not None:  # as training encodes them (studio.chat.prompts), left-padded into one batch
+            ids = [prompt_ids(self.tokenizer, c, prompting) for c in conversations]
+            batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        else:
+            texts = [
+                self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+            ]
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self._loaded_plan().device) for k, v in batch.items()}
+
+
+def _prompting(conversations: list[list[Message]], tools: str | list | None, thinking: bool | None) -> Prompting | None:
+    """What a chat asks beyond its conversations; None when nothing (the template's own rendering, as before)."""
+    checked = check_tools(tools)
+    if not checked and thinking is None and not any(has_tool_turns(c) for c in conversations):
+        return None
+    return Prompting(checked, thinking)
 
 
 def _with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
     if not system_prompt:
         return messages
-    rest = messages[1:] if messages and messages[0]["role"] == "system" else messages
-    return [{"role": "system", "content": system_prompt}, *rest]
+    head, rest = (messages[0], messages[1:]) if messages and messages[0]["role"] == "system" else ({}, messages)
+    return [{**head, "role": "system", "content": system_prompt}, *rest]  # the tools a system turn carries stay
 
 
 def _sampling(generation: GenerationConfig) -> dict:

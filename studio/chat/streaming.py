@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -15,13 +15,24 @@ from transformers.generation.streamers import BaseStreamer
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from studio.chat.replies import ReplyReader
+    from studio.locales import Message
+    from studio.modeling.tool_parsing import ToolCall
+
 
 @dataclass
 class Answer:
+    """An answer so far. Read by its template (a chat asked with tools or thinking, studio.chat.replies), `text`
+    leaves out the thought and the calls, which `thinking` and `calls` hold, and `call_error` says why calls the
+    answer wrote could not be read; otherwise `text` is all the answer says."""
+
     text: str = ""
     tokens: int = 0
     seconds: float = 0.0
     done: bool = False
+    thinking: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    call_error: Message | None = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -35,8 +46,8 @@ class BatchStreamer(BaseStreamer):
     a reader's pace, and a reader that falls behind skips to the latest tokens instead of queueing every one.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, rows: int):
-        self.tokenizer, self.rows = tokenizer, rows
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, rows: int, reader: ReplyReader | None = None):
+        self.tokenizer, self.rows, self.reader = tokenizer, rows, reader
         self.tokens: list[list[int]] = [[] for _ in range(rows)]
         self.finished = [False] * rows
         self.error: Exception | None = None  # set by the generating thread before it calls end()
@@ -102,14 +113,20 @@ class BatchStreamer(BaseStreamer):
             due = time.perf_counter() + every_s
 
     def _answer(self, tokens: list[int], arrived: float, begun: float | None, finished: bool, ended: bool) -> Answer:
-        # one sequence decodes to a str; transformers declares one answer type for a sequence and a batch (str | list)
-        text: str = self.tokenizer.decode(tokens, skip_special_tokens=True)  # type: ignore[assignment]
+        if self.reader is None:
+            # one sequence decodes to a str; transformers declares one answer type for a sequence and a batch
+            text: str = self.tokenizer.decode(tokens, skip_special_tokens=True)  # type: ignore[assignment]
+        else:
+            text = self.reader.decode(tokens)
         if not ended:
             # a character split across tokens (Chinese, emoji) decodes as U+FFFD until its last byte arrives: hold
             # it back; the final answer shows whatever came, in full
             text = text.rstrip("\ufffd")
-        seconds = arrived - begun if tokens and begun is not None else 0.0
-        return Answer(text, len(tokens), seconds, finished or ended)
+        seconds, done = (arrived - begun if tokens and begun is not None else 0.0), finished or ended
+        if self.reader is None:
+            return Answer(text, len(tokens), seconds, done)
+        reply = self.reader.read(text, final=done)  # a call's error is named once its row has ended
+        return Answer(reply.text, len(tokens), seconds, done, reply.thinking, reply.calls, reply.error)
 
 
 class _Part(BaseStreamer):

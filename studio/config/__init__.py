@@ -13,6 +13,7 @@ from studio.config.optimizer import OptimizerConfig
 from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.reinforcement import GrpoConfig, PpoConfig, RewardsConfig
+from studio.config.reporting import TRACKER_NAMES, ReportingConfig
 from studio.config.run import RunConfig
 from studio.config.training import TrainingConfig
 
@@ -34,7 +35,9 @@ __all__ = [
     "PreferenceConfig",
     "QuantizationConfig",
     "RewardsConfig",
+    "ReportingConfig",
     "RunConfig",
     "TaskMetric",
+    "TRACKER_NAMES",
     "TrainingConfig",
 ]

@@ -24,6 +24,7 @@ from studio.config.optimizer import OptimizerConfig, optimizer_needs_full_weight
 from studio.config.preference import PreferenceConfig
 from studio.config.quantization import QuantizationConfig
 from studio.config.reinforcement import GrpoConfig, PpoConfig, RewardsConfig
+from studio.config.reporting import ReportingConfig
 from studio.config.training import TrainingConfig
 from studio.locales import say
 
@@ -54,6 +55,7 @@ class RunConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     export: ExportConfig = ExportConfig()
+    logging: ReportingConfig = ReportingConfig()
 
     @model_validator(mode="after")
     def _method_fits(self) -> RunConfig:

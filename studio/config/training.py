@@ -72,6 +72,14 @@ class TrainingConfig(Section):
         ge=1,
     )
     gradient_accumulation_steps: int = field(2, "Micro-batches per optimizer step.", ge=1)
+    auto_batch_size: bool = field(
+        False,
+        "Before training, pick the largest micro-batch that fits the device's free memory (GPU memory, or RAM on a "
+        "CPU), from the memory estimate with the data's own lengths: tokens per forward pass with packing, else the "
+        "batch size, with gradient accumulation adjusted so a step keeps its examples. The choice is in the run's "
+        "log. Single-process runs only.",
+        advanced=True,
+    )
     lr_scheduler: LrScheduler = field(
         "cosine",
         "Learning-rate schedule after warm-up (transformers' schedulers): cosine, linear, cosine_with_restarts "

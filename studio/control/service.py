@@ -198,6 +198,11 @@ class TrainingService(RunReader):
                 raise
         return plan
 
+    def let_finished_workers_exit(self, devices: DevicePlan) -> None:
+        """Wait for the workers on `devices` that wrote their end to exit (a speed measurement after a run)."""
+        for device in devices.lock_names:
+            self._let_finished_worker_exit(device)
+
     def _let_finished_worker_exit(self, device: str, timeout: float = 30.0) -> None:
         """A worker that wrote its end is about to exit; wait for that rather than call the device busy."""
         deadline = time.time() + timeout
@@ -220,15 +225,7 @@ class TrainingService(RunReader):
         return path
 
     def _spawn(self, folder: RunFolder, devices: DevicePlan, record: Callable[[int, float | None], None]) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-        # the folder that holds the studio package: studio/ itself on the path would let its modules hide the
-        # standard library's of the same names
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])
-        )
-        env.update(devices.environment(env.get("CUDA_VISIBLE_DEVICES")))
-        if devices.kind == "cpu":
-            env = with_worker_allocator(env)
+        env = worker_environment(devices)
         command = worker_command(self.python, str(folder.path), devices, folder.load_config())
         with open(folder.log_file, "ab") as log:
             if devices.distributed:  # torchrun's failure summary is read back from after this line
@@ -345,6 +342,11 @@ class TrainingService(RunReader):
             _signal(status.pid, signal.SIGTERM)
         threading.Thread(target=self._escalate, args=(folder, status, grace_s), daemon=True).start()
         return "stopping"
+
+    def cancel_queued(self, run_id: str) -> bool:
+        """Take a queued run out of the queue; False when it is not queued (started or ended meanwhile), which
+        `abort` would then stop: a sweep's cancel leaves a training run alone unless asked."""
+        return self._cancel_queued(self._folder(run_id))
 
     def _cancel_queued(self, folder: RunFolder) -> bool:
         """A queued run leaves the queue without ever starting; False when it has started meanwhile."""
@@ -466,6 +468,16 @@ class TrainingService(RunReader):
             folder.append(event)
         finally:  # status.json is small and replaced whole: it may take the news when the event log cannot
             folder.write_status(ended)
+
+
+def worker_environment(devices: DevicePlan) -> dict[str, str]:
+    """The environment a worker of `devices` is spawned with (training runs and speed measurements alike)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    # the folder that holds the studio package: studio/ itself on the path would let its modules hide the
+    # standard library's of the same names
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
+    env.update(devices.environment(env.get("CUDA_VISIBLE_DEVICES")))
+    return with_worker_allocator(env) if devices.kind == "cpu" else env
 
 
 def choose_checkpoint(folder: RunFolder, step: int | None = None) -> ResumePlan:

@@ -18,6 +18,7 @@ from studio.errors import CheckpointError, StudioError
 from studio.modeling import from_modelscope
 from studio.modeling.embedded import converted_model_dir, gguf_file
 from studio.modeling.sources import ModelLoadError, resolve_model_path
+from studio.tracking.registry import check_trackers
 
 HUB_TIMEOUT_S = 10.0
 
@@ -29,6 +30,7 @@ def validate_run(config: RunConfig, runs_dir: str | Path = "runs") -> None:
     check_init_adapter(config)
     check_rewards(config, runs_dir)
     check_optimizer(config)
+    check_trackers(config.logging)
     check_data(config)
 
 

@@ -21,6 +21,8 @@ from studio.modeling.chat_templates import format_of
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from studio.modeling.chat_formats import ChatFormat
+
 
 @dataclass
 class EncodedPair:
@@ -96,11 +98,12 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, example: list[Message], cu
 
 
 def encode_one_turn(
-    tokenizer: PreTrainedTokenizerBase, prompt: list[Message], answer: Message
+    tokenizer: PreTrainedTokenizerBase, prompt: list[Message], answer: Message, fmt: ChatFormat | None = None
 ) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) of a conversation whose last message is `answer`, every earlier turn in the prompt
-    (as LLaMA-Factory's encode_oneturn: a reasoning format's earlier answers lose their thoughts)."""
-    fmt = format_of(tokenizer)
+    (as LLaMA-Factory's encode_oneturn: a reasoning format's earlier answers lose their thoughts). `fmt`: the named
+    format installed on the tokenizer with another thinking setting (Chat's thinking switch); None: as installed."""
+    fmt = fmt or format_of(tokenizer)
     messages = prompt + [answer]
     _check_tools(fmt, messages)
     if fmt:

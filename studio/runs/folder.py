@@ -8,6 +8,7 @@
     RUN_DIR/adapter/            the final PEFT adapter and tokenizer (lora, oft)
     RUN_DIR/model/              instead, a full or freeze run's whole model and tokenizer
     RUN_DIR/val.jsonl           the validation conversations, for later evaluation
+    RUN_DIR/sweep.json          for a run of a sweep: the sweep and the values it varies (studio/sweeps/record.py)
 
 Writers never leave half a line or half a file behind: an event that cannot be written
 whole (disk full, file-size limit) is cut back out, and status.json is replaced atomically.
@@ -21,7 +22,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -78,6 +79,8 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        # told of each event just before it is written (the worker's tracker relay), so what they append lands first
+        self.listeners: list[Callable[[Event], None]] = []
 
     @property
     def run_id(self) -> str:
@@ -105,6 +108,8 @@ class RunFolder:
     # -- events -------------------------------------------------------------------------
 
     def append(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
         line = dump_event(event).encode("utf-8")
         with self._lock:  # the GPU sampler thread writes too
             fd = os.open(self.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

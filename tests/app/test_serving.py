@@ -195,6 +195,7 @@ def test_serve_flags_round_trip():
         read_only_dir=["/models"],
         forwarded_allow_ips="127.0.0.1,10.0.0.0/8",
         judge_endpoint=["http://127.0.0.1:8000/v1", "http://10.0.0.2/v1"],
+        api_key_file="/etc/qlora-studio/api-keys",
     )
     assert options_from(parser.parse_args(to_argv(options))) == options
     assert trusted_proxies(ServeOptions()) == ""  # by default no one's X-Forwarded-For is believed

@@ -254,3 +254,14 @@ def test_an_error_is_printed_in_the_language_qlora_studio_lang_names(tmp_path, c
     monkeypatch.setenv("QLORA_STUDIO_LANG", "zh")
     assert main(["resume", "no-such-run", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert capsys.readouterr().err.strip() == "错误：没有名为 'no-such-run' 的训练。"
+
+
+def test_estimate_prints_the_fit_and_the_measured_time(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.setenv("QLORA_STUDIO_CACHE", str(tmp_path / "cache"))  # its own device locks: the CPU is free
+    flags = ["--model.name_or_path", str(tiny_model_dir), "--quantization.method", "none", "--runs-dir", str(tmp_path)]
+    assert main(["estimate", *flags, "--data.max_samples", "20"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^Memory: cpu: fits, about .+ free \(.+ to spare\)$", out, re.MULTILINE)
+    assert "Time: no finished run like this one" in out  # nothing measured or run yet
+    assert main(["estimate", *flags, "--data.max_samples", "20", "--measure"]) == 0
+    assert re.search(r"^Time: about .+ tokens/s \(speed measured \d+ s ago\)", capsys.readouterr().out, re.MULTILINE)

@@ -93,9 +93,11 @@ def demo_conversations(tokenizer, count: int) -> list:
     return tokenize_conversations(tokenizer, conversations, data).examples
 
 
-def run_worker(folder_path, model_dir, expect_exit: int = 0, **overrides: str):
+def run_worker(folder_path, model_dir, expect_exit: int = 0, env: dict[str, str] | None = None, **overrides: str):
     """A short plain-LoRA run of the tiny model through the real worker process, in `folder_path`; (folder, events).
-    `overrides` are dotted config fields over the defaults (4 steps, every step logged, evaluated every 2)."""
+    `overrides` are dotted config fields over the defaults (4 steps, every step logged, evaluated every 2); `env`
+    adds to the worker's environment."""
+    import os
     import subprocess
     import sys
 
@@ -119,7 +121,11 @@ def run_worker(folder_path, model_dir, expect_exit: int = 0, **overrides: str):
     )
     config.save(folder.config_file)
     result = subprocess.run(
-        [sys.executable, "-m", "studio.worker", str(folder.path)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "studio.worker", str(folder.path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
     )
     assert result.returncode == expect_exit, result.stdout + result.stderr
     events, _ = folder.read_events()

@@ -31,6 +31,7 @@ SKIP = [
     "#qs-compare-watched",
     "#qs-chat-base .message-row",
     "#qs-chat-adapter-answers .message-row",
+    "#qs-chat-tools textarea",  # the tools box's example: function schemas, JSON, are code
     "code",
     "pre",
     ".cm-editor",
@@ -234,6 +235,16 @@ TERMS = {
     "pip",
     "install",
     "qlora-studio",
+    # experiment trackers as their packages name them (logging.report_to), their modes, and the command that
+    # uploads an offline run
+    "tensorboard",
+    "mlflow",
+    "wandb",
+    "swanlab",
+    "trackio",
+    "offline",
+    "online",
+    "sync",
 }
 
 

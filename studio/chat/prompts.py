@@ -1,0 +1,82 @@
+"""Chat prompts with tools and thinking, encoded the way training encodes them, and what a loaded template offers.
+
+With a named format (studio.modeling.chat_formats) a prompt is training's own: studio.data.tokenize_kinds'
+encode_one_turn, piece by piece, with the tools described on the system turn, earlier answers' thoughts dropped and,
+thinking off, the empty thought closing the prompt (LLaMA-Factory's encode_oneturn, which its chat uses too). So a
+conversation asks the model in exactly the ids it was trained on. A tokenizer's own template renders the text
+instead (its thinking switch passed as `enable_thinking`, which Qwen3's own template reads); it describes no tools,
+as training refuses tool data for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from studio.chat.tools import ToolsError, has_tool_turns, with_tools
+from studio.locales import say
+from studio.modeling.chat_templates import format_of
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.modeling.chat_formats import ChatFormat
+
+OWN_TEMPLATE = "own"
+
+
+@dataclass(frozen=True)
+class Prompting:
+    """What a chat asks beyond the conversation: tools (a JSON list text, studio.chat.tools.check_tools) and the
+    thinking switch (None: as the template was loaded, model.enable_thinking)."""
+
+    tools: str = ""
+    thinking: bool | None = None
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """What the loaded chat template offers a chat: its name, whether it writes tool calls, whether it thinks and
+    whether it does so unless told otherwise."""
+
+    name: str
+    tools: bool
+    reasoning: bool
+    thinking: bool
+
+
+def template_info(tokenizer: PreTrainedTokenizerBase) -> TemplateInfo:
+    fmt = format_of(tokenizer)
+    if fmt is not None:
+        return TemplateInfo(fmt.name, fmt.supports_tools, fmt.reasoning, fmt.reasoning and fmt.thinking)
+    # a template of its own thinks when it reads the switch Qwen3's (and others after it) read
+    own = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    return TemplateInfo(OWN_TEMPLATE, False, "enable_thinking" in own, "enable_thinking" in own)
+
+
+def chat_format(tokenizer: PreTrainedTokenizerBase, thinking: bool | None) -> ChatFormat | None:
+    """The named format installed on the tokenizer, with `thinking` (when given) for a reasoning format."""
+    fmt = format_of(tokenizer)
+    if fmt is None or thinking is None or not fmt.reasoning:
+        return fmt
+    return replace(fmt, thinking=thinking)
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict], prompting: Prompting) -> list[int]:
+    """The ids that ask the model for the next answer of `messages` (they end with a user or observation turn)."""
+    from studio.data.tokenize_kinds import encode_one_turn
+
+    messages = with_tools(messages, prompting.tools)
+    fmt = chat_format(tokenizer, prompting.thinking)
+    if has_tool_turns(messages) and not (fmt and fmt.supports_tools):
+        raise ToolsError("chat.tools_no_tool_format", template=fmt.name if fmt else say("data.own_template"))
+    if fmt is None:
+        return tokenizer.encode(_own_text(tokenizer, messages, prompting.thinking), add_special_tokens=False)
+    ids, _ = encode_one_turn(tokenizer, messages, {"role": "assistant", "content": ""}, fmt)
+    return ids
+
+
+def _own_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict], thinking: bool | None) -> str:
+    switch: dict[str, Any] = {} if thinking is None else {"enable_thinking": thinking}
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **switch)
+    return str(text)

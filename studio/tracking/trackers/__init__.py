@@ -1,0 +1,2 @@
+"""One module per tracker, each with a `Tracker` class (studio.tracking.base.Tracker) and nothing imported from
+its package until a run reports to it."""
