@@ -28,17 +28,27 @@ def layout(labels: Labels, elem_id: str) -> AdapterPicker:
     return AdapterPicker(dropdown, refresh)
 
 
-def wire(studio: Studio, picker: AdapterPicker, lang: gr.State) -> None:
-    picker.refresh.click(lambda lng: choices(studio, lng, warn=True), lang, picker.dropdown, api_visibility="private")
+def wire(studio: Studio, picker: AdapterPicker, lang: gr.State, combinations: bool = False) -> None:
+    picker.refresh.click(
+        lambda lng: choices(studio, lng, warn=True, combinations=combinations),
+        lang,
+        picker.dropdown,
+        api_visibility="private",
+    )
 
 
-def choices(studio: Studio, lang: str = "en", warn: bool = False, adapters_only: bool = False):
-    """`adapters_only`: no whole models (lora.init_adapter continues an adapter; a whole model is none)."""
+def choices(
+    studio: Studio, lang: str = "en", warn: bool = False, adapters_only: bool = False, combinations: bool = False
+):
+    """`adapters_only`: no whole models (lora.init_adapter continues an adapter; a whole model is none);
+    `combinations`: the weighted combinations loaded in Chat too, by name (Chat and Export take them)."""
     scan = studio.adapters()
     if warn and scan.problems:  # a damaged adapter is left out of the list, and said so
         gr.Warning(f"{T.damaged_adapters(lang)}: " + " · ".join(in_language(p, lang) for p in scan.problems[:3]))
     listed = [a for a in scan.adapters if not (adapters_only and a.whole_model)]
-    return gr.update(choices=[(label(a, lang), a.path) for a in listed])
+    mixed = studio.combinations.items() if combinations else ()
+    made = [(T.mix_choice(lang, name=name, recipe=mix.describe()), name) for name, mix in mixed]
+    return gr.update(choices=[(label(a, lang), a.path) for a in listed] + made)
 
 
 def label(info: AdapterInfo, lang: str) -> str:

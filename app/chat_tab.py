@@ -10,7 +10,7 @@ from functools import partial
 
 import gradio as gr
 
-from app import adapter_picker, tool_cards
+from app import adapter_mix, adapter_picker, tool_cards
 from app.feedback import failure, said
 from app.i18n import T
 from app.page import Page
@@ -43,6 +43,7 @@ class ChatTab:
     as_result: gr.Checkbox  # send the message as a tool's result
     tools: gr.Textbox
     thinking: gr.Checkbox
+    mix: adapter_mix.AdapterMix
 
 
 def layout(page: Page) -> ChatTab:
@@ -59,6 +60,7 @@ def layout(page: Page) -> ChatTab:
             gr.Button(T.load_adapter("en"), size="sm", elem_id="qs-chat-load-adapter"), T.load_adapter, "value"
         )
         unload_adapter = labels.add(gr.Button(T.unload_adapter("en"), size="sm"), T.unload_adapter, "value")
+    mix = adapter_mix.layout(labels, "qs-chat", T.mix_note, chat=True)
     mode = labels.add_choices(
         gr.Radio([(t("en"), v) for t, v in MODES], value="compare", label=T.chat_mode("en")), MODES
     )
@@ -108,6 +110,7 @@ def layout(page: Page) -> ChatTab:
         as_result,
         tools,
         thinking,
+        mix,
     )
 
 
@@ -135,30 +138,32 @@ def _tools_and_thinking(page: Page) -> tuple[gr.Textbox, gr.Checkbox]:
 
 def wire(page: Page, tab: ChatTab) -> None:
     studio, lang, stop = page.studio, page.lang, threading.Event()  # Stop ends the answer in progress
-    adapter_picker.wire(studio, tab.picker, lang)
+    adapter_picker.wire(studio, tab.picker, lang, combinations=True)
     last = gr.State(said(T.model_status_none, "en")[1])  # the status line in both languages, for a language switch
     status = [tab.status, last]
     note = gr.State(said(T.chat_thinking_no_model, "en")[1])  # why the thinking switch is as it is, likewise
     switch = (lambda lng: _thinking_switch(page, lng), lang, [tab.thinking, note])
+    mixable = (lambda: adapter_mix.loaded_choices(page), None, tab.mix.adapters)  # what Combine may mix now
     tab.load.click(
         lambda v: said(_load_model(page, v), v[lang]), {lang} | page.form.inputs, status, api_name="load_model"
     ).then(*switch, api_visibility="private")
     tab.unload.click(lambda lng: said(_unload_model(page), lng), lang, status, api_name="unload_model").then(
         *switch, api_visibility="private"
-    )
+    ).then(*mixable, api_visibility="private")
     lang.change(lambda both, lng: gr.update(info=both[lng]), [note, lang], tab.thinking, api_visibility="private")
     tab.load_adapter.click(
         lambda path, lng: said(_load_adapter(page, path), lng),
         [tab.picker.dropdown, lang],
         status,
         api_name="load_adapter",
-    )
+    ).then(*mixable, api_visibility="private")
     tab.unload_adapter.click(
         lambda path, lng: said(_unload_adapter(page, path), lng),
         [tab.picker.dropdown, lang],
         status,
         api_name="unload_adapter",
-    )
+    ).then(*mixable, api_visibility="private")
+    adapter_mix.wire_chat(page, tab.mix, tab.picker, status)
     lang.change(lambda both, lng: both[lng] if both else gr.skip(), [last, lang], tab.status, api_visibility="private")
     tab.mode.change(
         lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app import adapter_picker
+from app import adapter_mix, adapter_picker
 from app.background import run_with_updates
 from app.feedback import problem
 from app.i18n import T, named
@@ -21,6 +21,7 @@ UPLOADS = [(T.hub_adapter, "adapter"), (T.hub_export, "export")]
 @dataclass
 class ExportTab:
     picker: adapter_picker.AdapterPicker
+    mix: adapter_mix.AdapterMix  # a weighted combination merged instead of the picked adapter
     start: gr.Button
     result: gr.HTML
     upload_what: gr.Radio
@@ -35,6 +36,7 @@ def layout(page: Page) -> ExportTab:
     labels = page.labels
     labels.add(gr.Markdown(T.export_note("en")), T.export_note, "value")
     picker = adapter_picker.layout(labels, "qs-export-adapter")
+    mix = adapter_mix.layout(labels, "qs-export", T.mix_export_note, chat=False)
     with gr.Row():
         page.form.add("export.output_dir", scale=3)
         page.form.add("export.format", scale=1)
@@ -57,21 +59,25 @@ def layout(page: Page) -> ExportTab:
         token = labels.add(gr.Textbox(label=T.hub_token("en"), type="password", elem_id="qs-hub-token"), T.hub_token)
         push = labels.add(gr.Button(T.hub_push("en"), elem_id="qs-hub-push"), T.hub_push, "value")
         pushed = gr.Markdown(elem_id="qs-hub-result")
-    return ExportTab(picker, start, result, what, repo, token, private, push, pushed)
+    return ExportTab(picker, mix, start, result, what, repo, token, private, push, pushed)
 
 
 def wire(page: Page, tab: ExportTab) -> None:
-    adapter_picker.wire(page.studio, tab.picker, page.lang)
+    adapter_picker.wire(page.studio, tab.picker, page.lang, combinations=True)
+    adapter_mix.wire_export(page, tab.mix)
+    recipe = [tab.mix.adapters, tab.mix.weights, tab.mix.kind, tab.mix.density]
 
     def run(values):
         lang = values[page.lang]
         try:
             config = page.form.read(values)
+            combination = adapter_mix.export_combination(page, *(values[c] for c in recipe))
         except Exception as error:
             yield _box("failed", problem(error, lang, markdown=False), lang)
             return
         lines: list[tuple[bool, str]] = []  # (is per-tensor progress, text)
-        work = lambda report: page.studio.export(config, values[tab.picker.dropdown], progress=report)  # noqa: E731
+        adapter = values[tab.picker.dropdown]
+        work = lambda report: page.studio.export(config, adapter, progress=report, combination=combination)  # noqa: E731
         for kind, value in run_with_updates(work):
             if kind == "progress":
                 _add_line(lines, value, lang)
@@ -81,7 +87,8 @@ def wire(page: Page, tab: ExportTab) -> None:
             else:
                 yield _box("finished", _text(lines, _summary(value, lang)), lang)
 
-    tab.start.click(run, {page.lang, tab.picker.dropdown} | page.form.inputs, tab.result, api_name="export")
+    inputs = {page.lang, tab.picker.dropdown, *recipe} | page.form.inputs
+    tab.start.click(run, inputs, tab.result, api_name="export")
     inputs = {page.lang, tab.picker.dropdown, tab.upload_what, tab.repo, tab.token, tab.private} | page.form.inputs
     tab.push.click(lambda values: _push(page, tab, values), inputs, tab.pushed, api_name="push_to_hub")
 

@@ -55,6 +55,9 @@ class Labels:
         self.entries: list[tuple[object, object, str]] = []
 
     def add(self, component, text: Text, attribute: str = "label"):
+        if attribute == "label" and type(component).__name__ == "Button":
+            # a button's text is its value: a label update fails the whole language switch at run time
+            raise TypeError(f"{type(component).__name__} text follows the language through 'value', not 'label'")
         self.entries.append((component, text, attribute))
         return component
 

@@ -138,8 +138,10 @@ def build_page(studio: Studio, defaults: RunConfig | None = None) -> StudioPage:
         recipe_fill.wire(page, recipes)
         for tab, picker in ((eval_page, evaluate.picker), (chat_page, chat.picker), (export_page, export.picker)):
             # a tab's adapter list is read when the tab is opened: fresh there, and page loads stay cheap
-            tab.select(
-                lambda lng: adapter_picker.choices(studio, lng),
+            tab.select(  # Chat's and Export's list the combinations loaded in Chat too
+                lambda lng, mixed=picker is not evaluate.picker: adapter_picker.choices(
+                    studio, lng, combinations=mixed
+                ),
                 page.lang,
                 picker.dropdown,
                 api_visibility="private",
@@ -191,7 +193,8 @@ def _refresh_lists(studio: Studio, run_id: str | None, lang: str) -> list:
     choices = run_monitor.run_choices(studio)
     runs = gr.update(choices=choices) if run_id in choices else gr.update(choices=choices, value=studio.default_run())
     adapters, init = adapter_picker.choices(studio, lang), adapter_picker.choices(studio, lang, adapters_only=True)
-    return [runs, adapters, adapters, adapters, init, gr.update(choices=studio.reward_models())]
+    mixed = adapter_picker.choices(studio, lang, combinations=True)  # Chat's and Export's
+    return [runs, adapters, mixed, mixed, init, gr.update(choices=studio.reward_models())]
 
 
 def _on_load(studio: Studio):

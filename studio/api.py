@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.adapters import AdapterInfo, AdapterScan  # plain records, no torch: the page names them too
+from studio.combinations import COMBINATION_TYPES, WITH_DENSITY  # torch only when one is made
 from studio.config import ModelConfig, QuantizationConfig, RunConfig
 from studio.config.model import ChatTemplate
 from studio.control.device_lock import DeviceBusy
@@ -31,6 +32,7 @@ from studio.workspace import Workspace
 if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported only by the type checker
     from studio.chat import ChatEngine
     from studio.chat.streaming import Answer
+    from studio.combinations import Combination
     from studio.config import GenerationConfig
     from studio.control.device_lock import DeviceLocks
     from studio.control.devices import DeviceInfo
@@ -52,7 +54,15 @@ if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported on
     from studio.sweeps.ranking import SweepRanking
     from studio.sweeps.record import SweepInfo
 
-__all__ = ["DeviceBusy", "Studio", "SweepError", "SweepSpec", "devices_value"]  # what the UI needs besides the facade
+__all__ = [  # what the UI needs besides the facade
+    "COMBINATION_TYPES",
+    "WITH_DENSITY",
+    "DeviceBusy",
+    "Studio",
+    "SweepError",
+    "SweepSpec",
+    "devices_value",
+]
 
 
 class Studio:
@@ -433,6 +443,33 @@ class Studio:
     def unload_adapter(self, name: str) -> None:
         self.engine.unload_adapter(name)
 
+    def combine_adapters(
+        self, name: str, weights: dict[str, float], combination_type: str = "linear", density: float | None = None
+    ) -> AdapterInfo:
+        """A weighted combination of loaded LoRA adapters (by name), loaded in Chat as adapter `name`
+        (studio.combinations); its recipe in `engine.combinations`."""
+        return self.engine.combine(name, weights, combination_type, density)
+
+    @property
+    def combinations(self) -> dict[str, Combination]:
+        """The weighted combinations loaded in Chat, by name (none before Chat loaded anything)."""
+        return self._engine.combinations if self._engine is not None else {}
+
+    def combination(
+        self,
+        folders: list[tuple[str, float]],
+        combination_type: str = "linear",
+        density: float | None = None,
+        name: str = "combination",
+    ) -> Combination:
+        """A checked recipe of adapter folders and their weights, for `export`; a combination loaded in Chat
+        has one already (`engine.combinations`)."""
+        from studio.adapters import read_adapter
+        from studio.combinations import combination_of
+
+        infos = [read_adapter(self._readable(folder, say("api.adapter_folder"))) for folder, _ in folders]
+        return combination_of(name, infos, [weight for _, weight in folders], combination_type, density)
+
     def stream(
         self,
         conversations: list[list[dict]],
@@ -479,12 +516,21 @@ class Studio:
         return self.engine.score_text([{"role": "user", "content": prompt}], answer, name)
 
     def export(
-        self, config: RunConfig, adapter_path: str, progress: Callable = lambda message: None
+        self,
+        config: RunConfig,
+        adapter_path: str,
+        progress: Callable = lambda message: None,
+        combination: Combination | None = None,
     ) -> ExportReport | GgufReport:
         """ExportReport (safetensors folder) or GgufReport (export.format gguf); progress gets Message lines
-        and, while a GGUF is written, WriteProgress per tensor."""
+        and, while a GGUF is written, WriteProgress per tensor. `combination` (see `combination`) is merged
+        instead of `adapter_path`, and so is a combination loaded in Chat that `adapter_path` names."""
         from studio.export.merge import ExportError, export_merged
 
+        if combination is None and self._engine is not None:
+            combination = self._engine.combinations.get(adapter_path)
+        if combination is not None:
+            adapter_path = combination.parts[0].path
         if not adapter_path:
             raise ExportError("api.choose_adapter_to_export")
         self._check_config(config)
@@ -492,8 +538,8 @@ class Studio:
         if config.export.format == "gguf":
             from studio.export.gguf_export import export_gguf
 
-            return export_gguf(config, adapter, progress=progress)
-        return export_merged(config, adapter, progress=progress)
+            return export_gguf(config, adapter, progress=progress, combination=combination)
+        return export_merged(config, adapter, progress=progress, combination=combination)
 
     def hub_unreachable(self) -> Message | None:
         """Why uploading to the Hugging Face Hub cannot work from this machine (a Message), or None."""

@@ -22,6 +22,7 @@ from studio.locales import cli_language, in_language, say
 
 if TYPE_CHECKING:
     from studio.api import Studio
+    from studio.combinations import Combination
     from studio.config import RunConfig
     from studio.evaluation.benchmarks import BenchmarkReport
 
@@ -186,9 +187,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "export", "merge an adapter into its base and save a model folder or one GGUF file", _export, config_flags=True
     )
     export.add_argument("config", nargs="?", help="YAML config (model and export sections)")
+    export.add_argument("--adapter", help="adapter folder, or a full or freeze run's model folder (saved again)")
     export.add_argument(
-        "--adapter", required=True, help="adapter folder, or a full or freeze run's model folder (saved again)"
+        "--combine",
+        action="append",
+        metavar="FOLDER=WEIGHT",
+        help="merge a weighted combination of LoRA adapters instead of --adapter (repeat: one per adapter)",
     )
+    export.add_argument(
+        "--combination-type",
+        default="linear",
+        help="peft's add_weighted_adapter type: linear (same ranks), cat, svd, ties, dare_linear, dare_ties, "
+        "magnitude_prune (these four with --density)",
+    )
+    export.add_argument("--density", type=float, help="share of each adapter's weights kept (ties, dare_*, ...)")
     export.add_argument("--out", help="output folder (default: export.output_dir)")
     export.add_argument("--format", choices=["safetensors", "gguf"], help="same as --export.format")
     export.add_argument(
@@ -475,7 +487,9 @@ def _export(args: argparse.Namespace) -> int:
         config = config.with_overrides({key: value for key, value in shortcuts.items() if value})
     from studio.export.gguf_export import GgufReport
 
-    report = _studio(config.training.output_dir).export(config, args.adapter, progress=_Progress())
+    studio = _studio(config.training.output_dir)
+    combination = _combination(studio, args) if args.combine else None
+    report = studio.export(config, args.adapter, progress=_Progress(), combination=combination)
     if isinstance(report, GgufReport):  # export.format gguf
         print(
             f"Exported {report.out_dir / report.gguf_file} ({report.gguf_type}, {report.size_bytes / 2**20:.1f} MiB); "
@@ -492,6 +506,18 @@ def _export(args: argparse.Namespace) -> int:
         f"<= {report.tolerance:g}. Files: {', '.join(report.files)}"
     )
     return 0
+
+
+def _combination(studio: Studio, args: argparse.Namespace) -> Combination:
+    """--combine FOLDER=WEIGHT ... as a checked recipe (Studio.combination)."""
+    folders = []
+    for given in args.combine:
+        folder, _, weight = given.rpartition("=")
+        try:
+            folders.append((folder, float(weight)))
+        except ValueError:
+            raise StudioError("combine.weights_unreadable", weights=given) from None
+    return studio.combination(folders, args.combination_type, args.density)
 
 
 class _Progress:

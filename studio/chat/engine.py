@@ -25,6 +25,7 @@ from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
 from studio.chat.tools import check_tools, has_tool_turns
 from studio.chat.whole_models import WholeModel, read_whole_model, swapped_in
+from studio.combinations import Combination, add_combination, combination_of
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.config.training import Precision
 from studio.data.formats import Message
@@ -55,6 +56,7 @@ class ChatEngine:
         self.adapters: dict[str, AdapterInfo] = {}  # peft adapters and whole-model runs, by name
         self.whole: dict[str, WholeModel] = {}  # the whole-model runs' tensors, by name
         self.heads: dict[str, Any] = {}  # a reward model's value head, by its adapter's name
+        self.combinations: dict[str, Combination] = {}  # weighted combinations (also in adapters), their recipes
         self._parameters: dict[str, torch.nn.Parameter] = {}  # the base's, by their names in the plain base model
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
         # one generation or one model change at a time; taken and let go by the same thread within one call,
@@ -115,6 +117,7 @@ class ChatEngine:
             self.adapters.clear()
             self.whole.clear()
             self.heads.clear()
+            self.combinations.clear()
             self._parameters = {}
             release_memory()
             memory = read_memory().minus(before)
@@ -161,6 +164,23 @@ class ChatEngine:
             self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
         self.model.eval()
 
+    def combine(
+        self, name: str, weights: dict[str, float], combination_type: str = "linear", density: float | None = None
+    ) -> AdapterInfo:
+        """A weighted combination of loaded LoRA adapters (studio.combinations), loaded as adapter `name`:
+        it answers, mixes into side-by-side batches and unloads like any adapter; its recipe in `combinations`."""
+        with self._changing():
+            self._require_model()
+            self._check_adapters(list(weights))
+            parts = [self.adapters[part] for part in weights]
+            combination = combination_of(
+                name, parts, list(weights.values()), combination_type, density, set(self.adapters)
+            )
+            add_combination(self.model, combination)
+            info = AdapterInfo(combination.name, combination.name, parts[0].base_model, combination.rank)
+            self.adapters[info.name], self.combinations[info.name] = info, combination
+            return info
+
     def _load_head(self, info: AdapterInfo) -> None:
         """A reward model's value head, kept beside its adapter (studio.training.value_head)."""
         from studio.training.value_head import head_from, read_head
@@ -175,6 +195,7 @@ class ChatEngine:
                 raise AdapterError("chat.adapter_not_loaded", name=name)
             info = self.adapters.pop(name)
             self.heads.pop(name, None)
+            self.combinations.pop(name, None)  # a combination holds its own weights: its parts may go before it
             if info.whole_model:
                 del self.whole[name]  # its tensors go; the base never held them outside a selection
             elif self._peft_names:

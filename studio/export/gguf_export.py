@@ -34,6 +34,7 @@ from studio.export.merge import (
     merge,
     prepare_out_dir,
     prompt_logits,
+    write_recipe,
 )
 from studio.export.model_card import write_model_card
 from studio.locales import say
@@ -41,6 +42,7 @@ from studio.locales import say
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from studio.combinations import Combination
     from studio.modeling.compute import ComputePlan
 
 
@@ -66,15 +68,19 @@ class GgufReport:
 
 
 def export_gguf(
-    config: RunConfig, adapter_path: str, progress: Callable[[object], None] = lambda m: None
+    config: RunConfig,
+    adapter_path: str,
+    progress: Callable[[object], None] = lambda m: None,
+    combination: Combination | None = None,
 ) -> GgufReport:
+    """`combination`: a weighted combination of LoRA adapters merged instead of the adapter (merge.export_merged)."""
     from studio.export.gguf_writer import write_gguf
     from studio.export.ollama import write_modelfile
 
     started, info, kind = time.time(), read_adapter(adapter_path), GGUF_TYPES[config.export.gguf_type]
     _check_architecture(config, progress)  # before the output folder or any weight exists
     out_dir = prepare_out_dir(Path(config.export.output_dir))
-    model, tokenizer, plan = load_with_adapter(config, info, progress)
+    model, tokenizer, plan = load_with_adapter(config, info, progress, combination)
     pre = _pre_tokenizer(config, tokenizer)
     merged = merge(model, progress).eval()
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
@@ -104,6 +110,7 @@ def export_gguf(
         round(time.time() - started, 1),
     )
     write_model_card(out_dir, config, info, adapter_path, report, weights=_card_line(report), usage=_usage(path.name))
+    write_recipe(out_dir, combination)
     report.files = sorted(p.name for p in out_dir.iterdir())
     if not report.passed:
         _refuse(report)

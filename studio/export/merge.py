@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from studio.combinations import Combination
     from studio.modeling.compute import ComputePlan
 
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}
@@ -65,11 +66,16 @@ def _merge_precision(dtype: Precision) -> Precision:
 
 
 def export_merged(
-    config: RunConfig, adapter_path: str, progress: Callable[[str], None] = lambda m: None
+    config: RunConfig,
+    adapter_path: str,
+    progress: Callable[[str], None] = lambda m: None,
+    combination: Combination | None = None,
 ) -> ExportReport:
+    """`combination`: a weighted combination of LoRA adapters (studio.combinations) merged instead of
+    `adapter_path` (then its first part), made again from its parts' folders; its recipe is saved beside the model."""
     started, info = time.time(), read_adapter(adapter_path)
     out_dir = prepare_out_dir(Path(config.export.output_dir))
-    model, tokenizer, plan = load_with_adapter(config, info, progress)
+    model, tokenizer, plan = load_with_adapter(config, info, progress, combination)
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
     reference = prompt_logits(model, tokenizer, prompts, plan.device)
     merged = merge(model, progress)
@@ -88,6 +94,7 @@ def export_merged(
         round(time.time() - started, 1),
     )
     write_model_card(out_dir, config, info, adapter_path, report)
+    write_recipe(out_dir, combination)
     report.files = sorted(p.name for p in out_dir.iterdir())
     if not report.passed:
         (out_dir / "EXPORT_FAILED_CHECK.txt").write_text(
@@ -98,10 +105,11 @@ def export_merged(
 
 
 def load_with_adapter(
-    config: RunConfig, info: AdapterInfo, progress: Callable[[str], None]
+    config: RunConfig, info: AdapterInfo, progress: Callable[[str], None], combination: Combination | None = None
 ) -> tuple[PeftModel | PreTrainedModel, PreTrainedTokenizerBase, ComputePlan]:
     """(base+adapter as a PeftModel, tokenizer, compute plan): the base unquantised, in the export's precision; a
-    full or freeze run's own model (`info.whole_model`) instead of base+adapter."""
+    full or freeze run's own model (`info.whole_model`) instead of base+adapter; base+`combination` (the only
+    adapter active) where one is given."""
     from studio.modeling.compute import resolve_plan
     from studio.modeling.loader import load_base_model, load_tokenizer
     from studio.modeling.sources import resolve_model_path
@@ -116,6 +124,9 @@ def load_with_adapter(
     path = resolve_model_path(config.model, progress=progress)
     tokenizer = load_tokenizer(config.model, path)
     base = load_base_model(config.model, path, plan, tokenizer=tokenizer, cutoff_len=config.data.cutoff_len)
+    if combination is not None:
+        progress(say("combine.export_loading", recipe=combination.describe()))
+        return _with_combination(base, combination), tokenizer, plan
     return _with_adapter(base, info.path), tokenizer, plan
 
 
@@ -156,11 +167,43 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def _with_adapter(base: PreTrainedModel, adapter_path: str) -> PeftModel:
+def _with_combination(base: PreTrainedModel, combination: Combination) -> PeftModel:
+    """The combination's parts loaded under their names, the combination made of them as Chat made it, and the
+    parts deleted again: merge_and_unload merges the active adapter, and only the combination is left."""
+    from studio.combinations import add_combination
+
+    first, *rest = combination.parts
+    model = _with_adapter(base, first.path, first.name)
+    for part in rest:
+        try:
+            model.load_adapter(part.path, adapter_name=part.name, is_trainable=False)
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise ExportError(
+                "export.adapter_does_not_fit", adapter=part.path, base=base.config.name_or_path, error=error
+            ) from None
+    add_combination(model, combination)
+    model.set_adapter(combination.name)
+    for part in combination.parts:
+        model.delete_adapter(part.name)
+    return model.eval()
+
+
+def write_recipe(out_dir: Path, combination: Combination | None) -> None:
+    """studio_combination.json beside a merged combination: which adapters, weights and type made it."""
+    if combination is not None:
+        recipe = json.dumps(combination.recipe(), ensure_ascii=False, indent=2)
+        (out_dir / "studio_combination.json").write_text(recipe + "\n", encoding="utf-8")
+        card = out_dir / "README.md"
+        if card.is_file():  # the card names the first part: say what was merged in fact
+            made = f"\n## Combination\n\nMerged: `{combination.describe()}`, peft's add_weighted_adapter; recipe in "
+            card.write_text(card.read_text(encoding="utf-8") + made + "studio_combination.json.\n", encoding="utf-8")
+
+
+def _with_adapter(base: PreTrainedModel, adapter_path: str, name: str = "default") -> PeftModel:
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(base, adapter_path, is_trainable=False).eval()
+        return PeftModel.from_pretrained(base, adapter_path, adapter_name=name, is_trainable=False).eval()
     except (RuntimeError, ValueError, KeyError) as error:
         raise ExportError(
             "export.adapter_does_not_fit", adapter=adapter_path, base=base.config.name_or_path, error=error

@@ -203,7 +203,9 @@ def test_the_dataset_list_event_lists_only_folders_inside(server, layout, outsid
     [number] = [
         i
         for i, fn in layout.demo.fns.items()
-        if fn.api_visibility == "private" and any(t[0] == dataset_dir._id for t in fn.targets)
+        if fn.api_visibility == "private"
+        and any(t[0] == dataset_dir._id for t in fn.targets)
+        and [o._id for o in fn.outputs] == [layout.train.datasets._id]  # not the fit line's redraw
     ]
     [dependency] = [d for d in _private_events(server) if d["id"] == number]
 

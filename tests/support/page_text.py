@@ -245,6 +245,12 @@ TERMS = {
     "offline",
     "online",
     "sync",
+    # peft's combination types (add_weighted_adapter), the HTTP client people test an endpoint with, and the
+    # config value data.packing names
+    "cat",
+    "ties",
+    "curl",
+    "packing",
 }
 
 
