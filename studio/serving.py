@@ -160,19 +160,25 @@ def read_credentials(
 
 
 def _read_auth_file(path: Path) -> list[tuple[str, str]]:
+    lines = secret_file_lines(path, "serving.auth_file_unreadable", "serving.auth_file_empty")
+    return [_pair(line, say("serving.auth_file_line", path=path, line=n)) for n, line in lines]
+
+
+def secret_file_lines(path: Path, unreadable: str, empty: str) -> list[tuple[int, str]]:
+    """A secrets file's lines (numbered, stripped; blank ones and # comments left out), with a warning when other
+    users can read it; StudioError `unreadable` or `empty` (with path) otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
         mode = path.stat().st_mode
     except OSError as error:
-        raise StudioError("serving.auth_file_unreadable", path=path, reason=error.strerror) from None
+        raise StudioError(unreadable, path=path, reason=error.strerror) from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         print(f"warning: {path} can be read by other users; chmod 600 it.", file=sys.stderr)
-    lines = [
-        (n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")
-    ]
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = [(n, line) for n, line in lines if not line.startswith("#")]
     if not lines:
-        raise StudioError("serving.auth_file_empty", path=path)
-    return [_pair(line, say("serving.auth_file_line", path=path, line=n)) for n, line in lines]
+        raise StudioError(empty, path=path)
+    return lines
 
 
 def _pair(text: str, source: str) -> tuple[str, str]:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hmac
 import os
-import stat
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import StudioError
 from studio.openai_api.errors import ApiError
-from studio.serving import is_loopback
+from studio.serving import is_loopback, secret_file_lines
 
 API_KEY_ENV = "QLORA_STUDIO_API_KEY"
 MIN_KEY_CHARS = 16  # a key is guessed over the network, unthrottled: it must be long and random
@@ -71,17 +69,7 @@ def read_keys(key_file: str | None, environ: Mapping[str, str] = os.environ) -> 
 
 
 def _read_key_file(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        mode = path.stat().st_mode
-    except OSError as error:
-        raise StudioError("openai.key_file_unreadable", path=path, reason=error.strerror) from None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        print(f"warning: {path} can be read by other users; chmod 600 it.", file=sys.stderr)
-    keys = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    if not keys:
-        raise StudioError("openai.key_file_empty", path=path)
-    return keys
+    return [line for _, line in secret_file_lines(path, "openai.key_file_unreadable", "openai.key_file_empty")]
 
 
 def _names_this_machine(host: str | None) -> bool:
