@@ -8,12 +8,14 @@ Studio.time_estimate, Studio.measure_speed); this module only lays them out and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
 from app.feedback import problem
-from app.i18n import Labels, T
+from app.i18n import Labels, T, Text
 from app.page import Page
 from studio.errors import StudioError
 
@@ -99,23 +101,17 @@ def _lines(page: Page, values: dict) -> tuple[str, str]:
         config = page.form.read(values)
     except StudioError as error:  # a half-edited field: its problem, where Start would say it
         return problem(error, lang), ""
-    return _fit_text(page, config, lang), _time_text(page, config, lang)
+    fit = _line(T.fit_memory, lambda: page.studio.fit(config), lang)
+    return fit, _line(T.fit_time, lambda: page.studio.time_estimate(config), lang)
 
 
-def _fit_text(page: Page, config, lang: str) -> str:
+def _line(title: Text, estimate: Callable[[], Any], lang: str) -> str:
+    """`title: what the estimate says`, or what keeps it from being made (a field to fix, no rate yet)."""
     try:
-        said = page.studio.fit(config).describe().text(lang)
+        said = estimate().describe().text(lang)
     except StudioError as error:
         said = error.text(lang)
-    return f"**{T.fit_memory(lang)}:** {said}"
-
-
-def _time_text(page: Page, config, lang: str) -> str:
-    try:
-        said = page.studio.time_estimate(config).describe().text(lang)
-    except StudioError as error:
-        said = error.text(lang)
-    return f"**{T.fit_time(lang)}:** {said}"
+    return f"**{title(lang)}:** {said}"
 
 
 def _measure(page: Page, values: dict):
