@@ -89,8 +89,8 @@ def layout(page: Page) -> CompareTab:
 def wire(page: Page, tab: CompareTab, targets: OpenTargets) -> None:
     studio, lang = page.studio, page.lang
     sweep_view.wire(page, tab.sweeps, [tab.refresh.click, targets.tabs.select])  # opening the tab re-reads them
-    gr.on(  # the run list is labelled with states, in the page's language
-        [tab.refresh.click, lang.change],
+    gr.on(  # the run list is labelled with states, in the page's language, as they are when the tab is opened
+        [tab.refresh.click, lang.change, targets.tabs.select],
         lambda ticked, lng: run_choices(studio, ticked, lng),
         [tab.runs, lang],
         tab.runs,
