@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from memory_estimate_check import peak_rss_mib  # noqa: E402
+from throughput_sides import QWEN15_18B  # noqa: E402
 
 from studio.api import Studio  # noqa: E402
 from studio.config import EMBEDDED_MODEL, RunConfig  # noqa: E402
@@ -139,18 +140,9 @@ def wait_for_quiet(load: float | None, poll_s: float = 15.0) -> None:
         time.sleep(poll_s)
 
 
-# Qwen1.5-1.8B's config.json (the tutorial's model): the estimator needs no weights, so no download
-QWEN_1_8B = {
-    "architectures": ["Qwen2ForCausalLM"],
-    "model_type": "qwen2",
-    "hidden_size": 2048,
-    "intermediate_size": 5504,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 16,
-    "vocab_size": 151936,
-    "tie_word_embeddings": False,
-}
+# Qwen1.5-1.8B's config.json (the tutorial's model, as the throughput bench builds it): the estimator needs no
+# weights, so no download
+QWEN_1_8B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", **QWEN15_18B}
 # the variants measured on an H100 80GB (docs/benchmarks.md, 2026-11-23): fields over the recipe
 QWEN_VARIANTS = {
     "recipe (auto: dequantised copies, checkpointing)": {},
