@@ -10,7 +10,7 @@ from functools import partial
 
 import gradio as gr
 
-from app import adapter_mix, adapter_picker, tool_cards
+from app import adapter_mix, adapter_picker, chat_pictures, tool_cards
 from app.feedback import failure, said
 from app.i18n import T
 from app.page import Page
@@ -19,6 +19,7 @@ from studio.locales import in_language, say
 
 MODES = [(T.mode_compare, "compare"), (T.mode_base, "base"), (T.mode_adapter, "adapter")]
 GENERATION_FIELDS = ["system_prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"]
+VLLM_FIELDS = ["gpu_memory_utilization", "max_model_len", "max_loras", "max_lora_rank"]  # chat.*, shown for vllm
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ChatTab:
     base_speed: gr.Markdown
     adapter_speed: gr.Markdown
     prompt: gr.Textbox
+    picture: gr.Image  # shown while a vision-language model is loaded
     send: gr.Button
     stop: gr.Button
     clear: gr.Button
@@ -44,6 +46,8 @@ class ChatTab:
     tools: gr.Textbox
     thinking: gr.Checkbox
     mix: adapter_mix.AdapterMix
+    engine: gr.Dropdown  # chat.engine, used when the model is loaded
+    vllm_settings: gr.Column  # chat.* for vLLM, shown while the engine is vllm
 
 
 def layout(page: Page) -> ChatTab:
@@ -54,6 +58,7 @@ def layout(page: Page) -> ChatTab:
         )
         unload = labels.add(gr.Button(T.unload_model("en"), scale=1), T.unload_model, "value")
         status = gr.Markdown(T.model_status_none("en"), elem_id="qs-chat-status")
+    engine, vllm_settings = _engine_row(page)
     picker = adapter_picker.layout(labels, "qs-chat-adapter")
     with gr.Row():
         load_adapter = labels.add(
@@ -77,7 +82,9 @@ def layout(page: Page) -> ChatTab:
                 T.adapter_column,
             )
             adapter_speed = gr.Markdown()
-    prompt = labels.add(gr.Textbox(label=T.message("en"), lines=2, elem_id="qs-chat-prompt"), T.message)
+    with gr.Row(equal_height=True):
+        prompt = labels.add(gr.Textbox(label=T.message("en"), lines=2, scale=4, elem_id="qs-chat-prompt"), T.message)
+        picture = chat_pictures.layout(labels)
     with gr.Row():
         send = labels.add(gr.Button(T.send("en"), variant="primary", elem_id="qs-chat-send"), T.send, "value")
         stop = labels.add(gr.Button(T.stop("en"), variant="stop"), T.stop, "value")
@@ -104,6 +111,7 @@ def layout(page: Page) -> ChatTab:
         base_speed,
         adapter_speed,
         prompt,
+        picture,
         send,
         stop,
         clear,
@@ -111,7 +119,21 @@ def layout(page: Page) -> ChatTab:
         tools,
         thinking,
         mix,
+        engine,
+        vllm_settings,
     )
+
+
+def _engine_row(page: Page) -> tuple[gr.Dropdown, gr.Column]:
+    """The engine the Load button loads with (chat.engine), and vLLM's settings beside it when it is vllm."""
+    with gr.Row(equal_height=True):
+        engine = page.form.add("chat.engine", scale=1, min_width=160)
+        assert isinstance(engine, gr.Dropdown)  # a choice of names (Literal) is a dropdown (app.form)
+        with gr.Column(scale=4, visible=page.form.default("chat.engine") == "vllm") as vllm_settings:
+            with gr.Row():
+                for name in VLLM_FIELDS:
+                    page.form.add(f"chat.{name}", min_width=160)
+    return engine, vllm_settings
 
 
 def _tools_and_thinking(page: Page) -> tuple[gr.Textbox, gr.Checkbox]:
@@ -144,13 +166,20 @@ def wire(page: Page, tab: ChatTab) -> None:
     note = gr.State(said(T.chat_thinking_no_model, "en")[1])  # why the thinking switch is as it is, likewise
     switch = (lambda lng: _thinking_switch(page, lng), lang, [tab.thinking, note])
     mixable = (lambda: adapter_mix.loaded_choices(page), None, tab.mix.adapters)  # what Combine may mix now
+    upload = (lambda: chat_pictures.shown_for(page.studio.engine.pictures is not None), None, tab.picture)
+    # a GGUF file (llama.cpp, studio.chat.gguf_engine) takes no adapter: it answers in the base pane alone
+    gguf = lambda: getattr(page.studio.engine, "gguf", None) is not None  # noqa: E731 (the vLLM engine opens none)
+    base_only = (lambda: "base" if gguf() else gr.skip(), None, tab.mode)
     tab.load.click(
         lambda v: said(_load_model(page, v), v[lang]), {lang} | page.form.inputs, status, api_name="load_model"
-    ).then(*switch, api_visibility="private")
+    ).then(*switch, api_visibility="private").then(*upload, api_visibility="private").then(
+        *base_only, api_visibility="private"
+    )
     tab.unload.click(lambda lng: said(_unload_model(page), lng), lang, status, api_name="unload_model").then(
         *switch, api_visibility="private"
-    ).then(*mixable, api_visibility="private")
+    ).then(*mixable, api_visibility="private").then(*upload, api_visibility="private")
     lang.change(lambda both, lng: gr.update(info=both[lng]), [note, lang], tab.thinking, api_visibility="private")
+    tab.engine.change(lambda e: gr.update(visible=e == "vllm"), tab.engine, tab.vllm_settings, api_visibility="private")
     tab.load_adapter.click(
         lambda path, lng: said(_load_adapter(page, path), lng),
         [tab.picker.dropdown, lang],
@@ -179,7 +208,7 @@ def wire(page: Page, tab: ChatTab) -> None:
         api_visibility="private",
     )
     inputs = {lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat} | page.form.inputs
-    inputs |= {tab.as_result, tab.tools, tab.thinking}
+    inputs |= {tab.as_result, tab.tools, tab.thinking, tab.picture}
     outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, *status]
     send = lambda v: (yield from _send(page, tab, stop, v))  # noqa: E731
     # No progress animation: drawn without a GPU, a pulsing border (or timer) costs the browser a good part of a
@@ -192,6 +221,13 @@ def wire(page: Page, tab: ChatTab) -> None:
         event(lambda: gr.update(interactive=False), None, tab.send, api_visibility="private", queue=False).then(
             send, inputs, outputs, show_progress="hidden", **visibility
         ).then(lambda: gr.update(interactive=True), None, tab.send, api_visibility="private", queue=False).then(
+            # sent (the message box emptied): the picture went with it; refused: both stay to retry
+            lambda text: gr.skip() if text else None,
+            tab.prompt,
+            tab.picture,
+            api_visibility="private",
+            queue=False,
+        ).then(
             # an answer that called tools asks for their results next
             lambda *panes: any(tool_cards.ends_with_call(p) for p in panes),
             [tab.base_chat, tab.adapter_chat],
@@ -207,7 +243,7 @@ def _load_model(page: Page, values) -> Callable[[str], str]:
         config = page.form.read(values)
         # a form set up for a full or freeze run loads the base its model's tensors can replace
         whole = config.finetuning.trains_whole_model
-        loaded = page.studio.load_model(config.model, config.quantization, whole_model=whole)
+        loaded = page.studio.load_model(config.model, config.quantization, whole_model=whole, chat=config.chat)
     except Exception as error:
         return failure(error)
     return partial(in_language, loaded)
@@ -272,11 +308,16 @@ def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
         ]
         as_result = bool(values[tab.as_result])
         asked = {"role": "observation" if as_result else "user", "content": text}
-        conversations = [tool_cards.conversation(h) + [asked] for _, _, h in columns]
+        picture = values[tab.picture]
+        conversations, pictures = _conversations([h for _, _, h in columns], asked, picture)
         options = _options(page, values[tab.tools], values[tab.thinking])
+        if any(pictures):
+            options["pictures"] = pictures
         stop.clear()
         starts = []
         for history in (h for _, _, h in columns):
+            if picture:
+                history.append(chat_pictures.message(picture))
             history.append(tool_cards.question(text, as_result, lang, len(history)))
             starts.append(len(history))
             history.append({"role": "assistant", "content": ""})
@@ -292,6 +333,20 @@ def _send(page: Page, tab: ChatTab, stop: threading.Event, values):
 
 
 _SAME = (gr.skip(), gr.skip())  # the status line and its memory, while an answer streams
+
+
+def _conversations(histories: list[list], asked: dict, picture: str | None) -> tuple[list[list[dict]], list[list]]:
+    """Each pane's conversation with the new question, and its pictures (earlier ones, then the new one)."""
+    conversations, pictures = [], []
+    for history in histories:
+        kept, shown = chat_pictures.split(history)
+        conversation = tool_cards.conversation(kept) + [asked]
+        if picture:
+            conversation = chat_pictures.with_new_picture(conversation)
+            shown = [*shown, picture]
+        conversations.append(conversation)
+        pictures.append(shown)
+    return conversations, pictures
 
 
 def _options(page: Page, tools: str | None, thinking: bool | None) -> dict:

@@ -2,7 +2,8 @@
 
 The studio reads the uploaded file and proposes its format and column mapping; the user confirms or
 edits the entry (JSON, as in dataset_info.json) and names the dataset. Registering converts every
-row first, so a bad file is refused with file, line and fix and the registry stays as it was.
+row first, so a bad file is refused with file, line and fix and the registry stays as it was. A dataset of
+pictures comes as a zip of its data file and pictures (studio.data.image_sets), unpacked by the studio.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app.page import Page
 from studio.errors import StudioError
 from studio.locales import in_language
 
-UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".parquet", ".txt"]
+UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".parquet", ".txt", ".zip"]
 
 
 @dataclass
@@ -80,6 +81,8 @@ def wire(page: Page, upload: DatasetUpload, dataset_dir: gr.Textbox, datasets: g
         summary = f"`{found.file_name}`: " + T.detected(
             lng, format=found.format, rows=found.num_rows, columns=", ".join(found.columns)
         )
+        if found.pictures:
+            summary += " " + T.detected_pictures(lng, count=found.pictures)
         note = f"\n\n_{in_language(found.note, lng)}_" if found.note else ""
         return summary + note, _default_name(found.file_name), json.dumps(found.entry, ensure_ascii=False, indent=2), ""
 

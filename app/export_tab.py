@@ -141,6 +141,8 @@ def _summary(report, lang: str) -> list[str]:
                 agreement=report.agreement,
             ),
             T.export_gguf_exact(lang, type=report.gguf_type, check=report.check_diff, tolerance=report.tolerance),
+            # the file in llama.cpp itself (answers prompt by prompt), or what installing llama-cpp-python adds
+            *(in_language(line, lang) for line in report.llama_cpp_lines),
             f"{T.export_files(lang)}: " + ", ".join(report.files),
         ]
     return [

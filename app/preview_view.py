@@ -1,15 +1,19 @@
-"""The dataset preview as the Train tab shows it: a summary line per dataset, first rows, token lengths."""
+"""The dataset preview as the Train tab shows it: a summary line per dataset, first rows, token lengths, and the
+pictures of a dataset of pictures as thumbnails beside their rows' text."""
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from app.i18n import T, named
+from studio.api import thumbnail_uri
 from studio.locales import in_language
 from studio.runs.text import format_duration
 
@@ -23,10 +27,11 @@ class PreviewBox:
     summary: gr.Markdown
     table: gr.Dataframe
     histogram: gr.Plot
+    pictures: gr.HTML
 
     @property
     def outputs(self) -> list:
-        return [self.column, self.summary, self.table, self.histogram]
+        return [self.column, self.summary, self.table, self.histogram, self.pictures]
 
 
 def layout() -> PreviewBox:
@@ -35,7 +40,70 @@ def layout() -> PreviewBox:
         with gr.Row():
             table = gr.Dataframe(wrap=True, max_height=320, scale=3, elem_id="qs-preview-table", visible=False)
             histogram = gr.Plot(scale=2, show_label=False, visible=False)
-    return PreviewBox(column, summary, table, histogram)
+        pictures = gr.HTML(visible=False, elem_id="qs-preview-pictures", css_template=PICTURES_CSS)
+    return PreviewBox(column, summary, table, histogram, pictures)
+
+
+PICTURES_CSS = """
+.qs-picture-row { display: flex; gap: 12px; align-items: flex-start; padding: 6px 0;
+  border-bottom: 1px solid var(--border-color-primary); }
+.qs-thumbs { display: flex; gap: 4px; flex: 0 0 auto; }
+.qs-thumbs img { border: 1px solid var(--border-color-primary); border-radius: 4px; }
+.qs-picture-text { font-size: var(--text-sm); overflow-wrap: anywhere; }
+"""
+THUMBNAILS_PER_ROW = 8
+
+
+def pictures_update(result) -> dict:
+    """The rows that show pictures, each as its thumbnails beside its text; hidden when no row shows any."""
+    markup = pictures_html(result)
+    return gr.update(value=markup, visible=bool(markup))
+
+
+def pictures_html(result) -> str:
+    """Thumbnails as data: URIs of small copies made here (no file of the workspace is served), every text
+    escaped; a picture that cannot be read shows as its name."""
+    rows = []
+    for dataset in result.datasets:
+        for number, (row, pictures) in enumerate(zip(dataset.rows, dataset.pictures), start=1):
+            if not pictures:
+                continue
+            thumbs = "".join(_thumbnail(path) for path in pictures[:THUMBNAILS_PER_ROW])
+            label = f"<b>{html.escape(dataset.name)}</b> #{number}"
+            text = html.escape(_row_text(row))
+            rows.append(
+                f'<div class="qs-picture-row"><div class="qs-thumbs">{thumbs}</div>'
+                f'<div class="qs-picture-text">{label}<br>{text}</div></div>'
+            )
+    return f'<div class="qs-preview-pictures">{"".join(rows)}</div>' if rows else ""
+
+
+def _thumbnail(path: str) -> str:
+    name = html.escape(Path(path).name, quote=True)
+    try:
+        uri = thumbnail_uri(path)
+    except Exception:  # damaged since it was read, or not a picture: the row still shows
+        return f'<span class="qs-thumb-missing" title="{name}">⚠ {name}</span>'
+    return f'<img src="{uri}" alt="{name}" title="{name}">'
+
+
+def _row_text(row: dict, limit: int = 300) -> str:
+    """A row's words: its text values, and the contents of its messages, in order (paths left out)."""
+    parts = []
+    for key, value in row.items():
+        if key == "images":
+            continue
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts += [_message_text(item) for item in value if isinstance(item, dict)]
+    text = " / ".join(part for part in parts if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message_text(message: dict) -> str:
+    content = message.get("content", message.get("value", ""))
+    return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
 
 
 def table_update(result) -> dict:

@@ -279,15 +279,15 @@ def _preview(page: Page, values):
     try:
         config = page.form.read(values)
     except Exception as error:
-        yield gr.update(visible=True), problem(error, lang), None, None
+        yield gr.update(visible=True), problem(error, lang), None, None, gr.update(visible=False)
         return
     clock = preview_view.Clock()
     work = lambda report: page.studio.preview(config, progress=report)  # noqa: E731
     for kind, value in run_with_updates(work, tick_s=1.0):
         if kind in ("progress", "tick"):
-            yield gr.update(visible=True), clock.show(value, lang), gr.skip(), gr.skip()
+            yield gr.update(visible=True), clock.show(value, lang), gr.skip(), gr.skip(), gr.skip()
         elif kind == "error":
-            yield gr.update(visible=True), problem(value, lang), None, None
+            yield gr.update(visible=True), problem(value, lang), None, None, gr.update(visible=False)
         else:
             result, note = value
             lengths = preview_view.all_lengths(result)
@@ -297,6 +297,7 @@ def _preview(page: Page, values):
                 preview_view.summary(result, note, lang),
                 preview_view.table_update(result),
                 gr.update(value=figure, visible=figure is not None),
+                preview_view.pictures_update(result),
             )
 
 

@@ -7,6 +7,7 @@
 #   bash bench/gpu_session.sh profile  # where a step of the defaults spends its time (bench/step_profile.py)
 #   bash bench/gpu_session.sh devices  # data parallel: 1 GPU against all of them (torchrun, NCCL), 4-bit
 #   bash bench/gpu_session.sh fsdp     # bf16 base: 1 GPU against all of them with ddp and with fsdp (2+ GPUs)
+#   bash bench/gpu_session.sh vllm     # Chat through chat.engine vllm against hf: greedy agreement, tokens/s, 2 adapters
 set -uo pipefail
 MODE=${1:-main}
 OUT=${OUT:-/tmp/gpu-out}
@@ -27,6 +28,12 @@ if [ "$MODE" = devices ] || [ "$MODE" = fsdp ]; then  # scaling over the GPUs, t
         timeout 540 ${BENCH/--quant 4bit/--quant none} --steps 12 --rounds 1 --devices "$GPUS" --strategies ddp,fsdp \
             2>&1 | grep -v "it/s]" | tee "$OUT/fsdp.txt"
     fi
+elif [ "$MODE" = vllm ]; then  # bench/vllm_chat.py: Qwen1.5-1.8B's shapes, base and two LoRA adapters in turn
+    # vllm travels as a wheel in .whl with those it needs (installed above; it brings its own CUDA torch), or is there
+    python3 -c "import vllm; print('vllm', vllm.__version__)" 2>&1 | tail -1 | tee "$OUT/vllm.txt"
+    timeout 150 python3 bench/vllm_chat.py --model tiny --json "$OUT/vllm-tiny.json" 2>&1 | grep -v "it/s]" | tee -a "$OUT/vllm.txt"
+    timeout 390 python3 bench/vllm_chat.py --model qwen1.5-1.8b-arch --model-cache /tmp/qwen-chat --json "$OUT/vllm.json" \
+        2>&1 | grep -v "it/s]" | tee -a "$OUT/vllm.txt"
 elif [ "$MODE" = profile ]; then  # GPU busy share and the costliest kernels, after warm-up (and compilation)
     timeout 500 python3 bench/step_profile.py --device cuda --model qwen1.5-1.8b-arch --quant 4bit --model-cache $ARCH --rows 30 \
         2>&1 | grep -v "it/s]" | tee "$OUT/profile.txt"

@@ -13,6 +13,7 @@ LLaMA-Factory 0.9.5's templates of the same name, on alpaca data, with Qwen's re
     .venv/bin/python bench/lf_token_parity.py TOOL_CASES.json --write-fixture FIXTURES/lf_tool_tokens.json
     .venv/bin/python bench/lf_token_parity.py ONE_RECORD.json --mask-history --cutoff 64 \
         --templates qwen,llama3,qwen3,alpaca,glm4,gpt_oss --masking-fixture FIXTURES/lf_masking_tokens.json
+    .venv/bin/python bench/lf_token_parity.py data/shapes_zh_demo.json      # pictures: bench/lf_picture_parity.py
 
 (FIXTURES is tests/studio/data/fixtures: the written cases' ids and labels for every template, which the tests
 compare offline; TOOL_CASES.json is the "cases" list of lf_tool_tokens.json. --masking-fixture adds one variant,
@@ -257,10 +258,19 @@ def main() -> None:
     parser.add_argument("--templates", help="compare these studio formats only (comma-separated); default all")
     parser.add_argument("--write-fixture", help="store the written cases' LLaMA-Factory ids/labels here (qwen formats)")
     parser.add_argument("--masking-fixture", help="add these settings' LLaMA-Factory ids/labels of MULTI_TURN here")
+    parser.add_argument(
+        "--records", dest="records_picked", help="data with pictures: compare (and store) these records only (0,1,44)"
+    )
     args = parser.parse_args()
     if args.train_on_prompt and args.mask_history:
         parser.error("LLaMA-Factory refuses mask_history with train_on_prompt (and so does the studio's config)")
     records = json.loads(Path(args.records).read_text(encoding="utf-8"))
+    if any(record.get("images") for record in records):  # pictures: the vision-language templates' own comparison
+        from lf_picture_parity import compare
+
+        templates = args.templates.split(",") if args.templates else None
+        records = [records[int(i)] for i in args.records_picked.split(",")] if args.records_picked else records
+        return compare(Path(args.records), records, min(args.cutoff, 1_000_000), templates, args.write_fixture)
     tools = "conversations" in records[0]
     if not tools:
         records = [r for r in records if r.get("output")] + CASES + MULTI_TURN

@@ -8,7 +8,9 @@ trains with LlamaBoard's web-UI defaults (batch 2 x accumulation 8, cutoff 2048,
 alpha 16 / dropout 0 on all linear layers, cosine schedule, gradient checkpointing on, no
 packing) on the conversations the driver wrote, in the driver's order (disable_shuffling),
 so its batches are the ones the other sides train on. Tokens are LLaMA-Factory's own count of
-non-padding input tokens; the result line has the same fields as the other sides'.
+non-padding input tokens; the result line has the same fields as the other sides'. A job with
+"pictures" (bench/vl_sides.py) trains a vision-language model on conversations whose turns carry
+pictures, through LLaMA-Factory's mllm path (its template's plugin, multimodal collator, freeze options).
 """
 
 from __future__ import annotations
@@ -25,10 +27,17 @@ PROCESS_STARTED = time.time()
 
 def lf_arguments(job: dict, data_dir: str, output_dir: str) -> dict:
     cuda = job["device"] == "cuda"
-    arguments = shared_arguments(job, data_dir, output_dir, stage="sft", dataset="bench", batch=2, accumulation=8)
+    batch, accumulation = job.get("batch", 2), job.get("accumulation", 8)
+    arguments = shared_arguments(
+        job, data_dir, output_dir, stage="sft", dataset="bench", batch=batch, accumulation=accumulation
+    )
     arguments.update(include_num_input_tokens_seen="non_padding", bf16=job.get("bf16", cuda), use_cpu=not cuda)
     if job["quant"] == "4bit":
         arguments.update(quantization_bit=4, quantization_method="bnb", double_quantization=True)
+    if "pictures" in job:  # pixel bounds, and LlamaBoard's freeze defaults (written out: they decide what trains)
+        arguments.update(
+            **job["pictures"], freeze_vision_tower=True, freeze_multi_modal_projector=True, freeze_language_model=False
+        )
     return arguments
 
 
@@ -77,18 +86,21 @@ def shared_arguments(
 
 
 def write_dataset(conversations: list[list[dict]], folder: Path) -> None:
-    records = [{"messages": messages} for messages in conversations]
+    """The conversations as a sharegpt file; a turn's pictures (the studio keeps their absolute paths on the turn)
+    go, in order, to the record's `images` column, LLaMA-Factory's multimodal layout."""
+    pictures = any("images" in turn for messages in conversations for turn in messages)
+    records = [_record(messages, pictures) for messages in conversations]
     (folder / "bench.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     tags = dict(role_tag="role", content_tag="content", user_tag="user", assistant_tag="assistant", system_tag="system")
-    info = {
-        "bench": {
-            "file_name": "bench.json",
-            "formatting": "sharegpt",
-            "columns": {"messages": "messages"},
-            "tags": tags,
-        }
-    }
+    columns = {"messages": "messages", **({"images": "images"} if pictures else {})}
+    info = {"bench": {"file_name": "bench.json", "formatting": "sharegpt", "columns": columns, "tags": tags}}
     (folder / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+
+
+def _record(messages: list[dict], pictures: bool) -> dict:
+    turns = [{key: value for key, value in turn.items() if key != "images"} for turn in messages]
+    images = [path for turn in messages for path in turn.get("images", ())]
+    return {"messages": turns, **({"images": images} if pictures else {})}
 
 
 def stand_in_for_media_libraries() -> None:
@@ -103,6 +115,41 @@ def stand_in_for_media_libraries() -> None:
             module = types.ModuleType(name)
             module.__spec__ = importlib.util.spec_from_loader(name, loader=None)
             sys.modules[name] = module
+
+
+class PictureProcessor:
+    """Stands in for Qwen2VLProcessor, which LLaMA-Factory's loader cannot build here: its video processor needs
+    torchvision, and no torchvision wheel fits this venv's CPU torch (AutoProcessor raises ImportError, the loader
+    logs it and goes on without a processor, and the first example with a picture is refused). For pictures the
+    Qwen-VL plugin and collator ask a processor only for `image_processor`, `video_processor`'s merge size and the
+    bounds `patch_processor` sets; the PIL image processor answers for both (the video path is never called)."""
+
+    def __init__(self, folder: str, tokenizer) -> None:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        self.image_processor = self.video_processor = Qwen2VLImageProcessorPil.from_pretrained(folder)
+        self.tokenizer = tokenizer
+
+    def save_pretrained(self, folder: str) -> None:  # LLaMA-Factory's SaveProcessorCallback, at the end of training
+        self.image_processor.save_pretrained(folder)
+
+
+def stand_in_for_picture_processor() -> None:
+    """The SFT workflow's tokenizer loading, with a `PictureProcessor` where LLaMA-Factory found none; the
+    processor is then patched as LLaMA-Factory patches its own (pixel bounds from the model arguments)."""
+    from llamafactory.model.patcher import patch_processor
+    from llamafactory.train.sft import workflow
+
+    load_tokenizer = workflow.load_tokenizer
+
+    def with_picture_processor(model_args):
+        module = load_tokenizer(model_args)
+        if module["processor"] is None:
+            module["processor"] = PictureProcessor(model_args.model_name_or_path, module["tokenizer"])
+            patch_processor(module["processor"], module["tokenizer"], model_args)
+        return module
+
+    workflow.load_tokenizer = with_picture_processor
 
 
 def allocator_in_use() -> str:
@@ -123,11 +170,14 @@ def main(job_file: str) -> None:
     from transformers import TrainerCallback
 
     job = json.loads(Path(job_file).read_text(encoding="utf-8"))
+    if "pictures" in job:
+        stand_in_for_picture_processor()
     seen: dict = {"losses": [], "first_loss_s": None}
 
     class Measure(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
             seen["started"] = time.perf_counter()
+            seen["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -155,6 +205,7 @@ def main(job_file: str) -> None:
         "losses": seen["losses"],
         "tokens": seen["tokens"],
         "peak_rss_mib": seen["peak_rss_mib"],
+        "trainable_params": seen["trainable_params"],
         "allocator": allocator_in_use(),
     }
     if job["device"] == "cuda":

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING
 
 from studio.adapters import AdapterInfo, AdapterScan  # plain records, no torch: the page names them too
 from studio.combinations import COMBINATION_TYPES, WITH_DENSITY  # torch only when one is made
-from studio.config import ModelConfig, QuantizationConfig, RunConfig
+from studio.config import ChatConfig, ModelConfig, QuantizationConfig, RunConfig
 from studio.config.model import ChatTemplate
 from studio.control.device_lock import DeviceBusy
 from studio.control.devices import devices_value
 from studio.control.service import AbortOutcome, ResumePlan, TrainingService
+from studio.data.pictures import thumbnail_uri  # PIL only: the preview's thumbnails of pictures it already checked
 from studio.errors import PathNotAllowed, StudioError
 from studio.locales import Message, say
+from studio.modeling.vision import IMAGE_PLACEHOLDER  # no torch: names and plain file reads
 from studio.runs.folder import RunStatus, checkpoint_step
 from studio.runs.history import HistoryCache, RunHistory
 from studio.sweeps.spec import SweepError, SweepSpec
@@ -31,6 +33,8 @@ from studio.workspace import Workspace
 
 if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported only by the type checker
     from studio.chat import ChatEngine
+    from studio.chat.engines import Engine
+    from studio.chat.pictures import Picture
     from studio.chat.streaming import Answer
     from studio.combinations import Combination
     from studio.config import GenerationConfig
@@ -58,10 +62,12 @@ __all__ = [  # what the UI needs besides the facade
     "COMBINATION_TYPES",
     "WITH_DENSITY",
     "DeviceBusy",
+    "IMAGE_PLACEHOLDER",
     "Studio",
     "SweepError",
     "SweepSpec",
     "devices_value",
+    "thumbnail_uri",
 ]
 
 
@@ -73,7 +79,7 @@ class Studio:
         self.workspace = workspace
         self._histories = HistoryCache(self.service.read_events)
         self._adapters_read: dict = {}  # adapter configs already read, by file and modification time
-        self._engine: ChatEngine | None = None
+        self._engine: Engine | None = None  # the HF engine or vLLM's (chat.engine), made when first needed
         self._openai: OpenAIEndpoint | None = None
         self._measured: dict[tuple, Rate] = {}  # Measure speed's rates, by setup and devices (estimates.duration)
 
@@ -330,6 +336,7 @@ class Studio:
         `progress` receives PreviewProgress reports: 'tokenizer' while the tokenizer loads (a first use of the
         embedded model converts it, about a minute), then 'reading' and 'tokenizing' per dataset.
         """
+        from studio.data.picture_tokens import PictureEncoder
         from studio.data.preview import PreviewProgress, preview_datasets
 
         if self.workspace:
@@ -346,7 +353,11 @@ class Studio:
         except StudioError as error:  # the rows are still worth showing without token counts
             note = say("api.token_lengths_unavailable", error=error)
             return preview_datasets(config.data, rows=rows, progress=progress, stage=stage, hub=hub), note
-        return preview_datasets(config.data, rows, tokenizer, progress, stage, hub), None
+        pictures = PictureEncoder.for_model(tokenizer, config.model)  # a vision-language model counts its pictures
+        preview = preview_datasets(
+            config.data, rows, tokenizer, progress, stage, hub, pictures, config.model.name_or_path
+        )
+        return preview, None
 
     @property
     def upload_limit_mib(self) -> int:
@@ -397,8 +408,9 @@ class Studio:
         return [adapter.name for adapter in self.adapters().adapters if adapter.reward_model]
 
     @property
-    def engine(self) -> ChatEngine:
-        """The chat engine (one model in memory), shared by Chat and Evaluate."""
+    def engine(self) -> Engine:
+        """The chat engine (one model in memory) Chat and the OpenAI endpoint answer with: the HF engine, shared with
+        Evaluate, unless the model was loaded with chat.engine vllm (studio.chat.engines)."""
         if self._engine is None:
             from studio.chat import ChatEngine
 
@@ -412,12 +424,19 @@ class Studio:
         progress: Callable = lambda message: None,
         cutoff_len: int | None = None,
         whole_model: bool = False,
+        chat: ChatConfig | None = None,
     ) -> str:
         """`cutoff_len`: the data.cutoff_len of the run whose adapters the model serves (model.rope_scaling);
-        `whole_model`: the base serves a full or freeze run, whose tensors need it unquantised ('auto' is none)."""
+        `whole_model`: the base serves a full or freeze run, whose tensors need it unquantised ('auto' is none);
+        `chat`: which engine loads it (chat.engine, default hf), the other engine's model unloaded first. A path to
+        a .gguf file (confined like any path) loads that file in llama.cpp, for Chat alone (studio.chat.gguf_engine)."""
+        from studio.chat.engines import engine_for
         from studio.chat.whole_models import base_quantization
         from studio.control.validation import check_model
 
+        self._engine = engine_for(self._engine, chat or ChatConfig(), model.name_or_path)
+        if model.name_or_path.lower().endswith(".gguf"):  # a GGUF file: Chat answers with llama.cpp itself
+            return self._hf_engine().load_gguf(self._readable(model.name_or_path, "model.name_or_path"))
         if self.workspace:
             self.workspace.check_model(model.name_or_path, model.trust_remote_code)
         check_model(model)
@@ -479,9 +498,12 @@ class Studio:
         *,
         tools: str | list | None = None,
         thinking: bool | None = None,
+        pictures: list[list[Picture]] | None = None,
     ) -> Generator[list[Answer], None, None]:
-        """Answers streamed side by side; `tools` and `thinking` as ChatEngine.stream takes them."""
-        return self.engine.stream(conversations, adapters, generation, stop, tools=tools, thinking=thinking)
+        """Answers streamed side by side; `tools`, `thinking` and `pictures` as ChatEngine.stream takes them."""
+        return self.engine.stream(
+            conversations, adapters, generation, stop, tools=tools, thinking=thinking, pictures=pictures
+        )
 
     def evaluate(
         self, config: RunConfig, adapter_path: str | None, compare: bool, progress: Callable = lambda event: None
@@ -490,7 +512,14 @@ class Studio:
 
         self._check_config(config)
         adapter = str(self._readable(adapter_path, say("api.adapter_folder"))) if adapter_path else None
-        return evaluate(self.engine, config, adapter, compare, progress=progress, may_write=self._writable)
+        return evaluate(self._hf_engine(), config, adapter, compare, progress=progress, may_write=self._writable)
+
+    def _hf_engine(self) -> ChatEngine:
+        """The HF engine, for what only it does (Evaluate, reward scores; studio.chat.engines.hf_engine)."""
+        from studio.chat.engines import hf_engine
+
+        engine = self._engine = hf_engine(self._engine)
+        return engine
 
     def benchmark_names(self) -> list[str]:
         """The benchmarks shipped with the studio (data/benchmarks), offered first in the Evaluate tab; any other
@@ -510,10 +539,11 @@ class Studio:
             raise AdapterError("api.score_needs_prompt_and_answer")
         self._check_config(config)
         adapter = str(self._readable(adapter_path, say("api.adapter_folder")))
-        if not self.engine.loaded or self.engine.model_name != config.model.name_or_path:
+        engine = self._hf_engine()
+        if not engine.loaded or engine.model_name != config.model.name_or_path:
             self.load_model(config.model, config.quantization, cutoff_len=config.data.cutoff_len)
-        name = self.engine.load_adapter(adapter).name
-        return self.engine.score_text([{"role": "user", "content": prompt}], answer, name)
+        name = engine.load_adapter(adapter).name
+        return engine.score_text([{"role": "user", "content": prompt}], answer, name)
 
     def export(
         self,

@@ -156,7 +156,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_flags(preview)
 
     chat = command("chat", "chat with the base model and/or an adapter in the terminal", _chat, config_flags=True)
-    chat.add_argument("--config", help="YAML config (model, quantization, generation sections are used)")
+    chat.add_argument("--config", help="YAML config (model, quantization, generation, chat sections are used)")
     chat.add_argument(
         "--adapter",
         action="append",
@@ -499,6 +499,8 @@ def _export(args: argparse.Namespace) -> int:
             f"positions), file vs rounded weights {report.check_diff:.2g} <= {report.tolerance:g}, tokenizer and chat "
             f"template read back equal. Files: {', '.join(report.files)}"
         )
+        for line in report.llama_cpp_lines:  # the file in llama.cpp itself, or what installing it would add
+            print(_said(line))
         return 0
     print(
         f"Exported to {report.out_dir} ({report.dtype}); reload check: max logit difference "

@@ -278,11 +278,15 @@ def model_shape(
     """Parameter counts of the model in `model_dir`, from its config.json alone; `finetuning` full or freeze: how
     many of its own weights train."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from studio.modeling.vision import vision_family
 
     config = AutoConfig.from_pretrained(str(model_dir))
+    # a vision-language model's vision tower and projector count as weights outside the decoder layers
+    model_class = AutoModelForImageTextToText if vision_family(model_dir) else AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = model_class.from_config(config)
     decoder = model.get_decoder()
     layer_params = sum(p.numel() for p in decoder.layers.parameters())
     whole_params = sum(p.numel() for p in model.parameters()) - layer_params

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from studio.modeling.compute import ComputePlan
     from studio.tracking.relay import Relay
     from studio.training.loop import Outcome, Trainer
+    from studio.training.pictures import TrainingPictures
     from studio.training.reinforce import Reinforcement
 
 
@@ -74,6 +75,7 @@ class Worker:
         self.abort = threading.Event()
         self.val_examples: list = []  # the validation split's examples, before tokenising (watched prompts)
         self.relay: Relay | None = None  # logging.report_to's trackers, fed from rank 0's events
+        self.pictures: TrainingPictures | None = None  # a vision-language model's image processor and pixel bounds
         self.status = folder.read_status() or RunStatus(run_id=folder.run_id, state="starting")
         # the process whose life is the run's: this worker, or with several ranks the torchrun that watches them
         alive = os.getppid() if ranks.several else os.getpid()
@@ -117,6 +119,7 @@ class Worker:
         from studio.modeling.compute import resolve_plan
         from studio.modeling.loader import load_tokenizer, skip_bitsandbytes
         from studio.modeling.sources import resolve_model_path
+        from studio.training.pictures import TrainingPictures
 
         plan = resolve_plan(config.quantization, config.training, finetuning=config.finetuning.method)
         self.ranks = dataclasses.replace(self.ranks, strategy=config.distributed.strategy)
@@ -133,6 +136,7 @@ class Worker:
             )
         model_path = resolve_model_path(config.model, progress=self._info)
         tokenizer = self.tokenizer = load_tokenizer(config.model, model_path, info=self._info)
+        self.pictures = TrainingPictures.of(config.model, model_path)  # loaded once: data, forward pass and save
         data = self._load_data(config, tokenizer)
         if config.training.auto_batch_size:  # the largest micro-batch that fits, now that the lengths are known
             config = self._auto_batch(config, model_path, plan.device, data[0])
@@ -149,11 +153,14 @@ class Worker:
 
     def _load_data(self, config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[Tokenized, Tokenized]:
         from studio.data.examples import to_record
-        from studio.data.prepare import load_stage_examples, split_conversations, tokenize_for_stage
+        from studio.data.prepare import check_vision, load_stage_examples, split_conversations, tokenize_for_stage
 
         stage = config.training.stage
         self._phase("loading_data", f"Reading {', '.join(config.data.datasets)}")
         loaded = load_stage_examples(config.data, stage, config.model.hub)
+        # a vision-language model's processor, loaded once (_setup): the tokens counted here are the pixels trained on
+        pictures = self.pictures.encoder(tokenizer) if self.pictures is not None else None
+        check_vision(loaded, config.model.name_or_path, vision=pictures is not None)
         split = split_conversations(loaded, config.data.val_size, config.training.seed)
         for reason, count in split.skipped.items():
             self._warn(f"Skipped {count} examples of {reason}.")
@@ -161,15 +168,15 @@ class Worker:
             with open(self.folder.val_file, "w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(to_record(example), ensure_ascii=False) + "\n" for example in split.val)
         self._phase("tokenizing", f"Tokenising {len(split.train)} train and {len(split.val)} validation examples")
-        train = tokenize_for_stage(tokenizer, split.train, config.data, stage)
-        val = tokenize_for_stage(tokenizer, split.val, config.data, stage)
+        train = tokenize_for_stage(tokenizer, split.train, config.data, stage, pictures)
+        val = tokenize_for_stage(tokenizer, split.val, config.data, stage, pictures)
         self.val_examples = split.val  # where the watched prompts come from
         if not train.examples:
             raise ValueError("No training example is left after tokenisation; raise data.cutoff_len.")
         if train.truncated or train.dropped:
             self._warn(
                 f"{train.truncated} training examples were truncated to cutoff_len={config.data.cutoff_len} tokens; "
-                f"{train.dropped} had no answer left and were dropped."
+                f"{train.dropped} had no answer (or not all their pictures) left and were dropped."
             )
         return train, val
 
@@ -241,7 +248,7 @@ class Worker:
         from studio.training.watch import Watcher
 
         train, val = data
-        watcher = Watcher.of(tokenizer, config.evaluation, self.val_examples, config.data.cutoff_len)
+        watcher = Watcher.of(tokenizer, config.evaluation, self.val_examples, config.data.cutoff_len, self.pictures)
         trainer = Trainer(
             model,
             train=list(train.examples),
@@ -257,6 +264,7 @@ class Worker:
             ranks=self.ranks,
             watcher=watcher,
             optimizer=config.optimizer,
+            pictures=self.pictures,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
         if watcher is not None and val.examples:
@@ -345,6 +353,8 @@ class Worker:
             else:
                 save_adapter(trainer.model, staging, weights, self._initial_adapter(config))
             self.tokenizer.save_pretrained(staging)
+            if self.pictures is not None:  # chat and export read the image processor beside the weights
+                self.pictures.save(staging)
             config.save(staging / "studio_config.yaml")
             shutil.rmtree(target, ignore_errors=True)
             os.replace(staging, target)

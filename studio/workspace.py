@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from studio.config import RunConfig
@@ -18,6 +19,9 @@ from studio.config.names import model_source
 from studio.errors import PathNotAllowed, StudioError
 from studio.locales import say
 from studio.paths import BUNDLED_DATA_DIR, cache_dir, resolve_dataset_dir
+
+if TYPE_CHECKING:
+    from studio.data.registry import DatasetSpec
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 _UNSAFE_CHARACTERS = set(':\\*?"<>|')  # besides control characters: what other systems cannot name, and "embedded:"
@@ -147,6 +151,15 @@ class Workspace:
                     hub = self.path(source.path, what)  # the datasets library reads an existing folder of that name
                 elif kind == "inner" and hub is not None:
                     self.path(hub / value, what)
+            if spec is not None:
+                self._dataset_pictures(folder, spec)
+
+    def _dataset_pictures(self, folder: Path, spec: DatasetSpec) -> None:
+        """Every picture a dataset of pictures names ('../../etc/passwd' and '/home/x/private.png' alike)."""
+        from studio.data.pictures import dataset_pictures
+
+        for where, raw, path in dataset_pictures(folder, spec):
+            self.path(path, say("workspace.dataset_picture", name=spec.name, where=where, picture=raw))
 
     def _dataset_file(self, raw: Path, what: str) -> None:
         path = self.path(raw, what)

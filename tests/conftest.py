@@ -28,6 +28,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vl_model_dir(tmp_path_factory) -> Path:
+    from studio.dev.tiny_models import build_tiny_vl_model
+
+    return build_tiny_vl_model(tmp_path_factory.mktemp("models") / "tiny-qwen2-vl")
+
+
+@pytest.fixture(scope="session")
 def tool_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny model taught to think, call get_weather and answer from its result (tests/support/tool_model.py)."""
     from tests.support.tool_model import build_tool_model

@@ -20,6 +20,7 @@ import torch
 
 from studio.adapters import AdapterError, AdapterInfo, read_adapter
 from studio.chat.memory import read_memory, release_memory
+from studio.chat.pictures import ChatPictures, Picture, PictureError, carried
 from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
 from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
@@ -35,6 +36,9 @@ from studio.locales import say
 from studio.modeling.chat_templates import stop_ids
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from studio.chat.gguf_engine import GgufChat
     from studio.data.tokenize import Encoded
     from studio.modeling.compute import ComputePlan
 
@@ -59,13 +63,15 @@ class ChatEngine:
         self.combinations: dict[str, Combination] = {}  # weighted combinations (also in adapters), their recipes
         self._parameters: dict[str, torch.nn.Parameter] = {}  # the base's, by their names in the plain base model
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
+        self.pictures: ChatPictures | None = None  # how a vision-language base sees pictures; None: a text model
+        self.gguf: GgufChat | None = None  # a GGUF file answering through llama.cpp in place of a model (gguf_engine)
         # one generation or one model change at a time; taken and let go by the same thread within one call,
         # never held across a yield (see stream); reentrant because loading a model unloads the last one
         self._lock = threading.RLock()
 
     @property
     def loaded(self) -> bool:
-        return self.model is not None
+        return self.model is not None or self.gguf is not None
 
     # -- base model -----------------------------------------------------------------
 
@@ -104,16 +110,32 @@ class ChatEngine:
         self.tokenizer.padding_side = "left"  # batched prompts must end where generation starts
         self.model = load_base_model(model, path, plan, tokenizer=self.tokenizer, cutoff_len=cutoff_len).eval()
         self._parameters = dict(self.model.named_parameters())  # the same objects once peft wraps their modules
+        self.pictures = ChatPictures.of(model, path, self.model)
         self.model_name, self.plan, self.base_loads = model.name_or_path, plan, self.base_loads + 1
         seconds, memory = time.time() - started, read_memory().minus(before)
         return say("chat.loaded", name=model.name_or_path, seconds=seconds, memory=memory)
+
+    def load_gguf(self, path: Path) -> Said:
+        """A GGUF file in place of the model: Chat answers with llama.cpp itself (studio.chat.gguf_engine)."""
+        from studio.chat.gguf_engine import GgufChat
+
+        with self._changing():
+            if self.loaded:
+                self.unload()
+            before, started = read_memory(), time.time()
+            self.gguf, self.model_name = GgufChat.open(path), str(path)
+            seconds, memory = time.time() - started, read_memory().minus(before)
+            return say("chat.gguf_loaded", name=path.name, seconds=seconds, memory=memory)
 
     def unload(self) -> Said:
         with self._changing():
             if not self.loaded:
                 return say("chat.nothing_loaded")
             before = read_memory()
-            self.model = self.tokenizer = self.plan = None
+            if self.gguf is not None:
+                self.gguf.close()
+                self.gguf = None
+            self.model = self.tokenizer = self.plan = self.pictures = None
             self.adapters.clear()
             self.whole.clear()
             self.heads.clear()
@@ -139,6 +161,8 @@ class ChatEngine:
         """A peft adapter put onto the base, or a full or freeze run's tensors kept beside it (whole_models)."""
         info = read_adapter(path, name)
         with self._changing():
+            if self.gguf is not None:  # a GGUF file is a merged model already
+                raise AdapterError("chat.gguf_no_adapters", path=self.model_name)
             self._require_model()
             if info.name in self.adapters:
                 return info
@@ -214,6 +238,8 @@ class ChatEngine:
         return self.model.get_base_model() if self._peft_names else self.model
 
     def _require_model(self) -> None:
+        if self.gguf is not None:  # llama.cpp answers chats (stream); nothing else reaches into its model
+            raise EngineError("chat.gguf_chat_only", path=self.model_name)
         if not self.loaded:
             raise EngineError("chat.no_model_loaded")
 
@@ -240,6 +266,7 @@ class ChatEngine:
         *,
         tools: str | list | None = None,
         thinking: bool | None = None,
+        pictures: list[list[Picture]] | None = None,
     ) -> Generator[list[Answer], None, None]:
         """Answer each conversation with its adapter (None: the base model), yielding all answers so far: at most
         every `every_s` seconds while tokens come, then in full. Four a second still reads as streaming, and a
@@ -250,21 +277,29 @@ class ChatEngine:
         switches a reasoning template's thinking (None: as loaded). With either, or with tool turns (function_call,
         observation) in a conversation, prompts are encoded as training encodes them (studio.chat.prompts) and each
         answer is read by its template: its thought, its calls and its text apart (studio.chat.replies).
+        `pictures`, for a vision-language model, are each conversation's pictures in the order of its `<image>`
+        placeholders (studio.chat.pictures).
 
         The generating thread holds the engine from start to end, never this generator: a page runs each step of
         a generator on whichever worker thread is free and may close it from yet another, so a lock held across a
         yield would be released by a thread that does not own it, or never. A reader that stops listening (the
         generator closed or dropped) ends the generation at its next token, which frees the engine.
         """
+        if self.gguf is not None:  # llama.cpp answers (studio.chat.gguf_engine), the system prompt set as here
+            asked = [_with_system(c, generation.system_prompt) for c in conversations]
+            yield from self.gguf.stream(asked, adapters, generation, stop, every_s, tools=tools, pictures=pictures)
+            return
         self._require_model()
         self._check_adapters(adapters)
+        pictures = pictures if pictures is not None else carried(conversations)
+        self._check_pictures(pictures)
         prompting = _prompting(conversations, tools, thinking)
         reader = reply_reader(self.tokenizer, prompting) if prompting else None
         streamer, abandoned = BatchStreamer(self.tokenizer, len(conversations), reader), threading.Event()
         stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
         worker = threading.Thread(
             target=self._generate,
-            args=(conversations, adapters, generation, streamer, stopping, prompting),
+            args=(conversations, adapters, generation, streamer, stopping, prompting, pictures),
             daemon=True,
         )
         worker.start()
@@ -291,13 +326,20 @@ class ChatEngine:
         from studio.training.batches import collate, predicted_tokens
 
         self._require_model()
-        encoded = [e for c in conversations if (e := encode_conversation(self.tokenizer, c, cutoff_len))]
+        pictures = self.pictures
+        encoder = pictures.training.encoder(self.tokenizer) if pictures is not None else None
+        encoded = [
+            e for c in conversations if (e := encode_conversation(self.tokenizer, c, cutoff_len, pictures=encoder))
+        ]
         total, count = 0.0, 0
         with self._lock, self._adapter(adapter), torch.inference_mode():
             device = self._loaded_plan().device
             for start in range(0, len(encoded), batch_size):
                 batch = encoded[start : start + batch_size]
-                tensors = {k: v.to(device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
+                tensors = collate(batch, self.tokenizer.pad_token_id)
+                if pictures is not None:
+                    tensors |= pictures.scored_inputs(batch, tensors["input_ids"])
+                tensors = {k: v.to(device) for k, v in tensors.items()}
                 total += self.model(**tensors, num_items_in_batch=1).loss.float().item()  # a sum, not a mean
                 count += predicted_tokens(batch)
                 on_batch(len(batch))
@@ -419,6 +461,7 @@ class ChatEngine:
         adapters: list[str | None],
         generation: GenerationConfig,
         on_done: Callable[[int, str], None] = lambda row, text: None,
+        pictures: list[list[Picture]] | None = None,
     ) -> list[str]:
         """Every conversation answered by its adapter (None: the base) in one batch whose finished rows leave it
         (studio.modeling.decode): for evaluation, where nothing streams. `on_done(row, text)` as each row finishes."""
@@ -426,10 +469,12 @@ class ChatEngine:
 
         self._require_model()
         self._check_adapters(adapters)
+        pictures = pictures if pictures is not None else carried(conversations)
+        self._check_pictures(pictures)
         texts = [""] * len(conversations)
         with self._lock, torch.inference_mode():
             for selection, rows in self._groups(adapters):
-                inputs = self._encode([_with_system(conversations[r], generation.system_prompt) for r in rows])
+                inputs = self._rows_inputs(conversations, rows, generation, None, pictures)
 
                 def done(row: int, ids: list[int], rows: list[int] = rows) -> None:
                     on_done(rows[row], self._text(ids))
@@ -437,18 +482,40 @@ class ChatEngine:
                 torch.manual_seed(generation.seed)
                 with self._group_weights(selection):
                     names = self._row_names(selection, [adapters[r] for r in rows])
-                    tokens = decode(
-                        self.model,
-                        inputs["input_ids"],
-                        inputs["attention_mask"],
-                        generation,
-                        self.stop_ids,
-                        names,
-                        done,
-                    )
+                    if "pixel_values" in inputs:  # decode's positions are 1-D; pictures need the model's 3-D ones
+                        tokens = self._generated(inputs, generation, names, done)
+                    else:
+                        tokens = decode(
+                            self.model,
+                            inputs["input_ids"],
+                            inputs["attention_mask"],
+                            generation,
+                            self.stop_ids,
+                            names,
+                            done,
+                        )
                 for row, ids in zip(rows, tokens):
                     texts[row] = self._text(ids)
         return texts
+
+    def _generated(
+        self,
+        inputs: dict[str, torch.Tensor],
+        generation: GenerationConfig,
+        names: list[str] | None,
+        done: Callable[[int, list[int]], None],
+    ) -> list[list[int]]:
+        """Answers through the model's own generate (rows with pictures), each cut at its first end token."""
+        kwargs = _sampling(generation) | ({"adapter_names": names} if names is not None else {})
+        output = self.model.generate(
+            **inputs, **kwargs, max_new_tokens=generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id
+        )
+        stops, answers = self.stop_ids, []
+        for row, ids in enumerate(output[:, inputs["input_ids"].shape[1] :].tolist()):
+            end = next((i for i, token in enumerate(ids) if token in stops), len(ids))
+            answers.append(ids[:end])
+            done(row, ids[:end])
+        return answers
 
     def _text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -481,6 +548,8 @@ class ChatEngine:
 
     def template(self) -> TemplateInfo:
         """What the loaded chat template offers: tool calls, thinking (studio.chat.prompts.TemplateInfo)."""
+        if self.gguf is not None:
+            return self.gguf.template_info()
         self._require_model()
         return template_info(self.tokenizer)
 
@@ -492,6 +561,7 @@ class ChatEngine:
         streamer: BatchStreamer,
         stopping: StopOnEvent,
         prompting: Prompting | None = None,
+        pictures: list[list[Picture]] | None = None,
     ) -> None:
         """The generating thread: holds the engine while it answers, so a model change waits for the answer."""
         try:
@@ -502,7 +572,7 @@ class ChatEngine:
                 if self.tokenizer is not streamer.tokenizer:
                     raise EngineError("chat.model_changed")
                 self._check_adapters(adapters)
-                self._generate_into(conversations, adapters, generation, streamer, stopping, prompting)
+                self._generate_into(conversations, adapters, generation, streamer, stopping, prompting, pictures)
         except Exception as error:  # raised to the reader by stream()
             streamer.error = error
         finally:
@@ -516,11 +586,12 @@ class ChatEngine:
         streamer: BatchStreamer,
         stopping: StopOnEvent,
         prompting: Prompting | None = None,
+        pictures: list[list[Picture]] | None = None,
     ) -> None:
         for selection, rows in self._groups(adapters):  # one group unless a whole-model run or OFT answers
             if stopping.stopped:
                 return
-            inputs = self._encode([_with_system(conversations[r], generation.system_prompt) for r in rows], prompting)
+            inputs = self._rows_inputs(conversations, rows, generation, prompting, pictures)
             kwargs = _sampling(generation)
             names = self._row_names(selection, [adapters[r] for r in rows])
             if names is not None:
@@ -535,6 +606,30 @@ class ChatEngine:
                     stopping_criteria=[stopping],
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
+
+    def _check_pictures(self, pictures: list[list[Picture]] | None) -> None:
+        if pictures and any(pictures) and self.pictures is None:
+            raise PictureError("chat.pictures_need_vision_model", model=self.model_name)
+
+    def _rows_inputs(
+        self,
+        conversations: list[list[Message]],
+        rows: list[int],
+        generation: GenerationConfig,
+        prompting: Prompting | None,
+        pictures: list[list[Picture]] | None,
+    ) -> dict[str, torch.Tensor]:
+        """The model's inputs for some rows: their prompts, and with pictures their pixels and token types."""
+        chosen = [_with_system(conversations[r], generation.system_prompt) for r in rows]
+        if not pictures or self.pictures is None:
+            return self._encode(chosen, prompting)
+        chosen, pixels = self.pictures.expand(chosen, [pictures[r] for r in rows])
+        inputs = self._encode(chosen, prompting)
+        if pixels:
+            device = self._loaded_plan().device
+            inputs |= {k: v.to(device) for k, v in pixels.items()}
+            inputs["mm_token_type_ids"] = self.pictures.token_types(inputs["input_ids"])
+        return inputs
 
     def _encode(
         self, conversations: list[list[Message]], prompting: Prompting | None = None

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from studio.adapters import read_adapter
+from studio.chat.engines import check_served
 from studio.chat.whole_models import base_quantization
 from studio.config import RunConfig
 from studio.errors import StudioError
@@ -30,6 +31,7 @@ def run_chat(
     if compare and not adapters:
         raise StudioError("chat.compare_needs_adapter")
     read = [read_adapter(path) for path in adapters]  # a bad folder is refused before a minute of model loading
+    check_served(config.chat, read)  # and so is an engine that cannot run here, or an adapter it cannot serve
     whole = any(info.whole_model for info in read)
     lang = cli_language()
 
@@ -37,7 +39,11 @@ def run_chat(
         out(in_language(message, lang), file=sys.stderr)
 
     quantization = base_quantization(config.quantization, whole)
-    note(studio.load_model(config.model, quantization, progress=note, cutoff_len=config.data.cutoff_len))
+    note(
+        studio.load_model(
+            config.model, quantization, progress=note, cutoff_len=config.data.cutoff_len, chat=config.chat
+        )
+    )
     loaded = [studio.load_adapter(path) for path in adapters]
     names: list[str | None] = [info.name for info in loaded] or [None]
     kinds = {info.name: "model" if info.whole_model else "adapter" for info in loaded}

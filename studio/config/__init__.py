@@ -1,6 +1,7 @@
 """Typed configuration: one pydantic model per concern, the single source of truth."""
 
 from studio.config.base import ConfigError
+from studio.config.chat import ChatConfig
 from studio.config.data import DataConfig
 from studio.config.distributed import DistributedConfig
 from studio.config.evaluation import EvaluationConfig, TaskMetric
@@ -18,6 +19,7 @@ from studio.config.run import RunConfig
 from studio.config.training import TrainingConfig
 
 __all__ = [
+    "ChatConfig",
     "ConfigError",
     "DataConfig",
     "DistributedConfig",

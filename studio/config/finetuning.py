@@ -46,6 +46,25 @@ class FinetuningConfig(Section):
         advanced=True,
     )
 
+    freeze_vision_tower: bool = field(
+        True,
+        "Vision-language models: keep the vision encoder's weights as they are (LLaMA-Factory's freeze_vision_tower). "
+        "Off: an adapter also takes the linear layers of its blocks (lora.target_modules 'all'), full trains it whole, "
+        "freeze trains its blocks of the chosen layer numbers.",
+    )
+    freeze_multi_modal_projector: bool = field(
+        True,
+        "Vision-language models: keep the projector that turns image features into language-model inputs as it is "
+        "(LLaMA-Factory's freeze_multi_modal_projector). Off: it trains whole with every method, saved with an "
+        "adapter too (LLaMA-Factory's LoRA leaves it as it is either way).",
+    )
+    freeze_language_model: bool = field(
+        False,
+        "Vision-language models: keep the language model as it is and train only what the two switches above leave "
+        "trainable (LLaMA-Factory's freeze_language_model).",
+        advanced=True,
+    )
+
     @field_validator("freeze_trainable_modules", "freeze_extra_modules")
     @classmethod
     def _strip_names(cls, names: list[str]) -> list[str]:

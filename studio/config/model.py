@@ -36,6 +36,9 @@ ChatTemplate = Literal[
     "qwen2.5",
     "qwen3",
     "qwen3_nothink",
+    "qwen2_vl",
+    "qwen3_vl",
+    "qwen3_vl_nothink",
     "qwen3_5",
     "qwen3_5_nothink",
     "qwen3_6",
@@ -108,6 +111,20 @@ class ModelConfig(Section):
         "is refused before training.",
         advanced=True,
     )
+    image_max_pixels: int = field(
+        768 * 768,
+        "Vision-language models: a picture with more pixels is scaled down to this many before it becomes image "
+        "tokens (LLaMA-Factory's image_max_pixels); fewer pixels, fewer tokens and less memory.",
+        ge=28 * 28,
+        advanced=True,
+    )
+    image_min_pixels: int = field(
+        32 * 32,
+        "Vision-language models: a smaller picture is scaled up to this many pixels (LLaMA-Factory's "
+        "image_min_pixels).",
+        ge=1,
+        advanced=True,
+    )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = field(
         "auto",
         "Attention kernel; 'auto' picks SDPA where available.",
@@ -130,6 +147,12 @@ class ModelConfig(Section):
     @classmethod
     def _known_spelling(cls, name: str) -> str:
         return check_model_name(name)
+
+    @model_validator(mode="after")
+    def _pixels_in_order(self) -> ModelConfig:
+        if self.image_min_pixels > self.image_max_pixels:
+            raise FieldProblem("config.image_pixels_order")
+        return self
 
     @model_validator(mode="after")
     def _factor_with_scaling(self) -> ModelConfig:

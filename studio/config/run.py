@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from studio.config.base import ConfigError, FieldProblem, Section, field
+from studio.config.chat import ChatConfig
 from studio.config.data import DataConfig
 from studio.config.distributed import DistributedConfig
 from studio.config.evaluation import EvaluationConfig
@@ -53,6 +54,7 @@ class RunConfig(Section):
     grpo: GrpoConfig = GrpoConfig()
     rewards: RewardsConfig = RewardsConfig()
     generation: GenerationConfig = GenerationConfig()
+    chat: ChatConfig = ChatConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     export: ExportConfig = ExportConfig()
     logging: ReportingConfig = ReportingConfig()

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from studio.config import ModelConfig, RunConfig
 from studio.config.names import model_source
+from studio.data.picture_tokens import vision_model
 from studio.data.prepare import (
     check_masking,
+    check_vision,
     load_stage_examples,
     named_format,
     split_conversations,
@@ -68,6 +70,7 @@ def check_data(config: RunConfig) -> None:
     fmt = named_format(config.model.chat_template, config.model.name_or_path)
     check_masking(config.data, config.training.stage, fmt)
     loaded = load_stage_examples(config.data, config.training.stage, config.model.hub)
+    check_vision(loaded, config.model.name_or_path, vision_model(config.model))
     split = split_conversations(loaded, config.data.val_size, config.training.seed)
     if not split.train:
         raise DataError("control.all_examples_in_validation")

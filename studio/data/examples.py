@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from studio.data.formats import (
@@ -18,6 +19,7 @@ from studio.data.formats import (
     value_of,
     with_system,
 )
+from studio.data.pictures import has_pictures, read_pictures
 from studio.data.readers import Records
 from studio.data.registry import DataError, DataKind, DatasetSpec
 from studio.locales import say
@@ -91,10 +93,17 @@ def listed(items: Sequence[str]) -> str:
     return joined
 
 
-def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt: str | None = None) -> DatasetExamples:
-    """Every record of one dataset converted to its kind.
+def to_examples(
+    spec: DatasetSpec,
+    records: Records | list[dict],
+    system_prompt: str | None = None,
+    media_dir: Path | None = None,
+) -> DatasetExamples:
+    """Every record of one dataset converted to its kind; a dataset of pictures (an `images` column) has them
+    checked and carried by its conversations' turns (studio.data.pictures), relative paths under `media_dir`, the
+    dataset folder.
 
-    Raises DataError when the columns are missing or no record is usable."""
+    Raises DataError when the columns are missing, no record is usable, or a record's pictures are wrong."""
     if isinstance(records, list):
         plain, records = records, Records()
         records.add(spec.file_name or spec.name, "example", plain)
@@ -102,12 +111,17 @@ def to_examples(spec: DatasetSpec, records: Records | list[dict], system_prompt:
         raise DataError.said(problem)
     _check_columns(spec, records.rows)
     build = _BUILDERS[spec.kind]
+    pictures = has_pictures(spec)  # an sft dataset (DatasetSpec.unsupported refuses pictures of other kinds)
     result = DatasetExamples(spec.name, spec.kind)
     for index, record in enumerate(records.rows):
         try:
-            result.examples.append(build(spec, record, system_prompt))
+            example = build(spec, record, system_prompt)
         except Skip as skip:
             result.skip(skip.reason, records.where(index) if len(result.skipped_rows) < LOCATED_SKIPS else "")
+            continue
+        if pictures and isinstance(example, list):
+            example = read_pictures(spec, record, example, media_dir, records.where(index))
+        result.examples.append(example)
     if not result.examples:
         reasons = [say("data.skipped_count", count=n, reason=result.skipped_text(r)) for r, n in result.skipped.items()]
         raise DataError("data.no_usable_example", name=spec.name, reasons=listed(reasons))

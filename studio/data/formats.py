@@ -14,7 +14,9 @@ from typing import Any
 from studio.data.registry import DatasetSpec
 from studio.locales import say
 
-Message = dict[str, str]
+# role and content are text; a turn that shows pictures also holds "images", the absolute paths of its pictures in
+# the order of its <image> placeholders (studio.data.pictures), and the system turn may hold "tools"
+Message = dict[str, Any]
 
 ASKING_ROLES = ("user", "observation")  # turns the model answers
 ANSWER_ROLES = ("assistant", "function_call")  # turns the model is trained to produce

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, to_examples
 from studio.data.formats import Message
+from studio.data.pictures import conversation_pictures, has_pictures
 from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DataKind, DatasetSpec, Hub, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from transformers import PreTrainedTokenizerBase
 
+    from studio.data.picture_tokens import PictureEncoder
     from studio.data.tokenize_kinds import EncodedFeedback, EncodedPair, EncodedPrompt, TextRow
 
 
@@ -83,6 +85,8 @@ def load_stage_examples(config: DataConfig, stage: str, hub: Hub = "huggingface"
 
 def check_stage(spec: DatasetSpec, stage: str) -> None:
     wanted = STAGE_KINDS[stage]
+    if has_pictures(spec) and stage != "sft":  # ppo and grpo read sft data, but sample answers from text prompts
+        raise DataError("data.pictures_sft_only", name=spec.name)
     if spec.kind == wanted:
         return
     raise DataError(
@@ -127,7 +131,17 @@ def load_examples(
         records = sample_records(records, spec.num_samples)
     if config.max_samples is not None:
         records.rows = records.rows[: config.max_samples]
-    return to_examples(spec, records, config.system_prompt)
+    return to_examples(spec, records, config.system_prompt, media_dir=dataset_dir)
+
+
+def check_vision(loaded: list[DatasetExamples], model_name: str, vision: bool | None) -> None:
+    """A dataset that shows pictures, with a model known (`vision` False) to read text only: refused, naming both.
+    None: not known yet (tokenisation refuses it then)."""
+    if vision is not False:
+        return
+    for dataset in loaded:
+        if dataset.kind == "sft" and any(conversation_pictures(example) for example in dataset.examples):
+            raise DataError("data.pictures_need_vision_model", name=dataset.dataset, model=model_name)
 
 
 def sample_records(records: Records, count: int) -> Records:
@@ -163,14 +177,22 @@ def split_conversations(loaded: list[DatasetExamples], val_size: float, seed: in
     return Split(train=[example for group in groups[n_val:] for example in group], val=val, skipped=skipped)
 
 
-def tokenize_for_stage(tokenizer: PreTrainedTokenizerBase, examples: list, config: DataConfig, stage: str) -> Tokenized:
+def tokenize_for_stage(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list,
+    config: DataConfig,
+    stage: str,
+    pictures: PictureEncoder | None = None,
+) -> Tokenized:
     """Examples of the stage's kind to what its trainer takes: Encoded conversations (sft), EncodedPair (dpo),
-    EncodedFeedback (kto) or TextRow (pt). Examples left without an answer by truncation are dropped."""
+    EncodedFeedback (kto) or TextRow (pt). Examples left without an answer by truncation are dropped, and so are
+    those truncation cut into a picture of. `pictures`: a vision-language model's encoder
+    (PictureEncoder.for_model), which conversations that show pictures need."""
     from studio.data.tokenize_kinds import encode_feedback, encode_pair, encode_text_rows
 
     check_masking(config, stage, format_of(tokenizer))
     if stage == "sft":
-        return tokenize_conversations(tokenizer, examples, config)
+        return tokenize_conversations(tokenizer, examples, config, pictures)
     if stage in ("ppo", "grpo"):
         from studio.data.tokenize_kinds import encode_prompt
 
@@ -193,13 +215,16 @@ def tokenize_for_stage(tokenizer: PreTrainedTokenizerBase, examples: list, confi
 
 
 def tokenize_conversations(
-    tokenizer: PreTrainedTokenizerBase, conversations: list[list[Message]], config: DataConfig
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[Message]],
+    config: DataConfig,
+    pictures: PictureEncoder | None = None,
 ) -> Tokenized:
     examples: list[Encoded] = []
     truncated = dropped = 0
     for messages in conversations:
         encoded = encode_conversation(
-            tokenizer, messages, config.cutoff_len, config.train_on_prompt, config.mask_history
+            tokenizer, messages, config.cutoff_len, config.train_on_prompt, config.mask_history, pictures
         )
         if encoded is None:
             dropped += 1

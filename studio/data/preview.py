@@ -11,18 +11,22 @@ import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, SkippedRow, to_examples
-from studio.data.readers import read_records
+from studio.data.pictures import conversation_pictures, has_pictures, picture_path, raw_pictures
+from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DatasetSpec, Hub, resolve_specs
 from studio.data.tokenize import encode_conversation
-from studio.locales import Message
+from studio.locales import Message, say
 from studio.paths import resolve_dataset_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+    from studio.data.picture_tokens import PictureEncoder
 
 
 @dataclass
@@ -51,6 +55,7 @@ class DatasetPreview:
     skipped_rows: list[SkippedRow] = field(default_factory=list)  # the first few, with file and line
     parts: dict[str, TokenStats] = field(default_factory=dict)  # a pair's prompt, chosen and rejected apart
     stage_problem: Message | None = None  # why the chosen training stage cannot use it (the error Start would give)
+    pictures: list[list[str]] = field(default_factory=list)  # each shown row's pictures (absolute paths), in order
 
 
 @dataclass
@@ -78,6 +83,8 @@ class Preview:
                     f"   {name} tokens: median {p.median:.0f}, p95 {p.p95}, max {p.max}" for name, p in d.parts.items()
                 ]
             lines += [f"   {json.dumps(row, ensure_ascii=False)[:300]}" for row in d.rows]
+            shown = [Path(path).name for row in d.pictures for path in row]
+            lines += [f"   pictures in these rows: {', '.join(shown)}"] if shown else []
         return "\n".join(lines)
 
 
@@ -98,15 +105,19 @@ def preview_datasets(
     progress: Callable[[PreviewProgress], None] = lambda report: None,
     stage: str | None = None,
     hub: Hub = "huggingface",
+    pictures: PictureEncoder | None = None,
+    model_name: str = "",
 ) -> Preview:
-    """Raw first rows of each dataset, its kind and skipped rows; token statistics when a tokenizer is given;
-    with `stage`, whether that training stage can use each dataset; `hub` (model.hub) for hub entries."""
+    """Raw first rows of each dataset, its kind and skipped rows, and the pictures of those rows; token statistics
+    when a tokenizer is given, a picture counted as its image tokens by `pictures` (a vision-language model's
+    encoder; a dataset of pictures with a text model `model_name` is said to need one); with `stage`, whether that
+    training stage can use each dataset; `hub` (model.hub) for hub entries."""
     dataset_dir = resolve_dataset_dir(config.dataset_dir)
     previews = []
     for spec in resolve_specs(dataset_dir, config.datasets):
         progress(PreviewProgress("reading", spec.name, 0, 0))
         records = read_records(dataset_dir, spec, hub)
-        loaded = to_examples(spec, records, config.system_prompt)
+        loaded = to_examples(spec, records, config.system_prompt, media_dir=dataset_dir)
         preview = DatasetPreview(
             name=spec.name,
             file=spec.file_name or spec.hub_source(hub)[1],
@@ -117,16 +128,36 @@ def preview_datasets(
             rows=records.rows[:rows],
             kind=loaded.kind,
             skipped_rows=loaded.skipped_rows,
+            pictures=_row_pictures(dataset_dir, spec, records, rows),
         )
         if stage is not None:
             _check_stage(preview, spec, stage)
-        if tokenizer is not None and loaded.examples:
+        shows_pictures = has_pictures(spec) and any(conversation_pictures(e) for e in loaded.examples)
+        if tokenizer is not None and shows_pictures and pictures is None:  # what Start would say, said now
+            model = model_name or Path(tokenizer.name_or_path or "?").name
+            preview.stage_problem = preview.stage_problem or say(
+                "data.pictures_need_vision_model", name=spec.name, model=model
+            )
+        elif tokenizer is not None and loaded.examples:
             report = lambda done, name=spec.name, total=len(loaded.examples): progress(
                 PreviewProgress("tokenizing", name, done, total)
             )  # noqa: E731
-            preview.tokens, preview.parts = _token_stats(tokenizer, loaded, config, report)
+            preview.tokens, preview.parts = _token_stats(tokenizer, loaded, config, report, pictures)
         previews.append(preview)
     return Preview(previews)
+
+
+def _row_pictures(dataset_dir: Path, spec: DatasetSpec, records: Records, rows: int) -> list[list[str]]:
+    if not has_pictures(spec):
+        return []
+    found = []
+    for index, record in enumerate(records.rows[:rows]):
+        try:
+            raws = raw_pictures(spec, record, records.where(index))
+        except DataError:  # a row skipped for its own reasons may hold anything there
+            raws = []
+        found.append([str(picture_path(dataset_dir, raw)) for raw in raws])
+    return found
 
 
 def _check_stage(preview: DatasetPreview, spec: DatasetSpec, stage: str) -> None:
@@ -143,6 +174,7 @@ def _token_stats(
     loaded: DatasetExamples,
     config: DataConfig,
     report: Callable[[int], None] = lambda done: None,
+    pictures: PictureEncoder | None = None,
 ) -> tuple[TokenStats, dict[str, TokenStats]]:
     """(lengths as trained, {part: lengths}) of the dataset's examples, with how many exceed cutoff_len."""
     lengths: list[int] = []
@@ -150,14 +182,16 @@ def _token_stats(
     for index, example in enumerate(loaded.examples):
         if index % 50 == 0:
             report(index)
-        total, pieces = _lengths(tokenizer, loaded.kind, example)
+        total, pieces = _lengths(tokenizer, loaded.kind, example, pictures)
         lengths.append(total)
         for name, length in pieces.items():
             parts.setdefault(name, []).append(length)
     return _stats(lengths, config.cutoff_len), {name: _stats(n, config.cutoff_len) for name, n in parts.items()}
 
 
-def _lengths(tokenizer: PreTrainedTokenizerBase, kind: str, example: Any) -> tuple[int, dict[str, int]]:
+def _lengths(
+    tokenizer: PreTrainedTokenizerBase, kind: str, example: Any, pictures: PictureEncoder | None = None
+) -> tuple[int, dict[str, int]]:
     # `example` is of `kind` (studio.data.examples.Example narrowed by the kind, which the checker cannot follow)
     from studio.data.tokenize_kinds import encode_one_turn
 
@@ -171,7 +205,7 @@ def _lengths(tokenizer: PreTrainedTokenizerBase, kind: str, example: Any) -> tup
         return len(prompt) + len(answer), {}
     if kind == "text":
         return len(tokenizer.encode(example.text, add_special_tokens=False)) + 1, {}  # and its end token
-    encoded = encode_conversation(tokenizer, example, cutoff_len=10**9, train_on_prompt=True)
+    encoded = encode_conversation(tokenizer, example, cutoff_len=10**9, train_on_prompt=True, pictures=pictures)
     return (len(encoded.input_ids) if encoded else 0), {}
 
 

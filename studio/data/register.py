@@ -5,6 +5,11 @@ count) for the user to confirm or edit; `register(dataset_dir, name, uploaded_pa
 converts every row first (a bad file is refused with file, line and fix, nothing written), then
 stores the file in the dataset dir and adds the entry to dataset_info.json atomically, keeping
 the old registry as dataset_info.json.bak. `register_hub` does the same for a hub dataset id.
+
+A dataset of pictures comes as a zip of its data file and pictures (studio.data.image_sets): the pictures the data
+names are checked where they were unpacked, then moved into the dataset folder by their paths in the data, beside
+the data file, as LLaMA-Factory lays out its mllm_demo. An uploaded dataset's pictures never lie outside the
+dataset folder: a path that is absolute or climbs out is refused before any file is opened.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Literal
 
 from studio.config.names import is_hub_id
 from studio.data.examples import DatasetExamples, to_examples
+from studio.data.image_sets import ARCHIVE_SUFFIX, is_image_set, open_image_set, unpack
+from studio.data.pictures import PICTURE_COLUMN, conversation_pictures, has_pictures, raw_pictures
 from studio.data.readers import SUPPORTED_SUFFIXES, Records, read_hub, read_located
 from studio.data.registry import REGISTRY_FILE, DataError, DatasetSpec, load_registry, parse_entry
 from studio.locales import Message, say
@@ -48,6 +55,7 @@ class Proposal:
     sample_rows: list[dict]
     num_rows: int
     note: Message | None = None  # what could not be told and needs the user's mapping
+    pictures: int = 0  # an archive's pictures (studio.data.image_sets)
 
 
 @dataclass
@@ -60,6 +68,8 @@ def detect(path: str | Path, rows: int = 3) -> Proposal:
     """Read an uploaded file and propose its format and column mapping; DataError when it cannot be read."""
     path = Path(path)
     _check_size(path.stat().st_size, path.name)
+    if is_image_set(path):
+        return _detect_image_set(path, rows)
     try:
         _, records, _ = read_located(path)
     except DataError as error:  # named as the user knows it, not by the upload's temporary folder
@@ -69,6 +79,19 @@ def detect(path: str | Path, rows: int = 3) -> Proposal:
     return _propose(path.name, records, rows, text_file=path.suffix == ".txt")
 
 
+def _detect_image_set(path: Path, rows: int) -> Proposal:
+    image_set = open_image_set(path, path.name)
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / image_set.data_name
+        unpack(image_set, Path(folder), data, pictures=False)
+        _, records, _ = read_located(data)
+    if not records:
+        raise DataError("data.upload_no_examples", file=image_set.data_name)
+    proposal = _propose(image_set.data_name, records, rows)
+    proposal.pictures = len(image_set.pictures)
+    return proposal
+
+
 def register(
     dataset_dir: str | Path, name: str, source: str | Path | bytes, entry: dict, file_name: str | None = None
 ) -> Registered:
@@ -76,8 +99,11 @@ def register(
     dataset_dir = Path(dataset_dir)
     display = file_name or (Path(source).name if not isinstance(source, bytes) else "")
     suffix = Path(display).suffix.lower()
+    if suffix == ARCHIVE_SUFFIX and not isinstance(source, bytes):
+        return register_image_set(dataset_dir, name, Path(source), entry, display)
     if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError("data.upload_type_unsupported", file=display, suffixes=", ".join(SUPPORTED_SUFFIXES))
+        suffixes = ", ".join((*SUPPORTED_SUFFIXES, ARCHIVE_SUFFIX))
+        raise DataError("data.upload_type_unsupported", file=display, suffixes=suffixes)
     _check_name(dataset_dir, name)
     target = dataset_dir / f"{name}{suffix}"
     if target.exists():
@@ -91,7 +117,7 @@ def register(
         spec = parse_entry(dataset_dir / REGISTRY_FILE, name, {**_clean(entry), "file_name": target.name})
         records = Records()
         records.add(display, *read_located(staged))
-        examples = _validated(spec, records)
+        examples = _validated(spec, records, dataset_dir)
         os.replace(staged, target)
     except DataError as error:
         raise _named_as(error, staged, display) from None
@@ -180,10 +206,76 @@ def _clean(entry: dict) -> dict:
     return {key: value for key, value in entry.items() if key not in sources}
 
 
-def _validated(spec: DatasetSpec, records: Records) -> DatasetExamples:
+def register_image_set(dataset_dir: Path, name: str, archive: Path, entry: dict, display: str) -> Registered:
+    """A zip of a data file and its pictures: unpacked into a folder of its own in the dataset folder, checked
+    there, then the data stored as NAME.SUFFIX and its pictures moved beside it; nothing is left on a refusal."""
+    _check_name(dataset_dir, name)
+    _check_size(archive.stat().st_size, display)
+    image_set = open_image_set(archive, display)
+    target = dataset_dir / f"{name}{Path(image_set.data_name).suffix.lower()}"
+    if target.exists():
+        raise DataError("data.upload_target_exists", path=target)
+    full = {**_clean(entry), "file_name": target.name}
+    spec = parse_entry(dataset_dir / REGISTRY_FILE, name, full)
+    staging, moved = Path(tempfile.mkdtemp(dir=dataset_dir, prefix=".upload-")), []
+    try:
+        staged = staging / target.name
+        unpack(image_set, staging, staged)
+        records = Records()
+        records.add(image_set.data_name, *read_located(staged))
+        for source, destination in _picture_moves(_validated(spec, records, staging), staging, dataset_dir):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, destination)
+            moved.append(destination)
+        os.replace(staged, target)
+        moved.append(target)
+        _write_entry(dataset_dir, name, full)
+    except BaseException as error:
+        for path in moved:
+            path.unlink(missing_ok=True)
+        if isinstance(error, DataError):
+            raise _named_as(error, staging / target.name, image_set.data_name) from None
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Registered(spec, to_examples(spec, records, media_dir=dataset_dir))
+
+
+def _picture_moves(examples: DatasetExamples, staging: Path, dataset_dir: Path) -> list[tuple[Path, Path]]:
+    """(unpacked, destination) of every picture the data names, by its path relative to the data file; a picture
+    already in the dataset folder with the same bytes stays as it is, one with other bytes refuses the upload."""
+    moves, root = {}, dataset_dir.resolve()
+    for picture in {path for example in examples.examples for path in conversation_pictures(example)}:
+        relative = Path(picture).relative_to(staging.resolve())  # inside: _check_upload_pictures saw to it
+        destination = dataset_dir / relative
+        if not destination.resolve().is_relative_to(root):  # a link in the dataset folder leading elsewhere
+            raise DataError("data.upload_picture_elsewhere", path=destination)
+        if destination.exists():
+            if destination.read_bytes() != Path(picture).read_bytes():
+                raise DataError("data.upload_picture_exists", path=destination)
+            continue
+        moves[Path(picture)] = destination
+    return list(moves.items())
+
+
+def _validated(spec: DatasetSpec, records: Records, media_dir: Path | None = None) -> DatasetExamples:
     if problem := spec.unsupported():
         raise DataError.said(problem)
-    return to_examples(spec, records)
+    if has_pictures(spec):
+        _check_upload_pictures(spec, records)
+    return to_examples(spec, records, media_dir=media_dir)
+
+
+def _check_upload_pictures(spec: DatasetSpec, records: Records) -> None:
+    """An upload's pictures are in the dataset folder (or come with it): relative paths that never climb out."""
+    for index, record in enumerate(records.rows):
+        if record.get(spec.column(PICTURE_COLUMN) or "") in (None, "", []):
+            continue
+        where = records.where(index)
+        for raw in raw_pictures(spec, record, where):
+            path = Path(raw)
+            if path.is_absolute() or raw.startswith("~") or ".." in path.parts or "\\" in raw:
+                raise DataError("data.upload_picture_outside", where=where, picture=raw)
 
 
 def _write_entry(dataset_dir: Path, name: str, entry: dict) -> None:
@@ -262,7 +354,10 @@ def _with_extras(entry: dict, first: dict, columns: list[str], fmt: str, note: M
     mapping = entry["columns"]
     if "tools" in columns:
         mapping["tools"] = "tools"
-    media = [c for c in ("images", "videos", "audios") if c in columns]
+    if "images" in columns:
+        mapping["images"] = "images"
+        note = say("data.note_pictures")
+    media = [c for c in ("videos", "audios") if c in columns]
     if media:  # kept in the mapping so that registering refuses it, saying why
         mapping.update({c: c for c in media})
         note = say("data.note_multimodal")

@@ -37,7 +37,7 @@ _OPENAI_TAGS = {
     "assistant_tag": "assistant",
     "observation_tag": "tool",
 }
-_MEDIA_COLUMNS = ("images", "videos", "audios")
+_REFUSED_MEDIA = ("videos", "audios")  # pictures ("images") are read: studio.data.pictures
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPLIT = re.compile(r"^[\w.\-\[\]:%+ ]+$")
 
@@ -183,9 +183,14 @@ class DatasetSpec(BaseModel):
 
     def unsupported(self) -> Message | None:
         """Why this entry cannot be read at all, and what to use instead; None when it can."""
-        media = [c for c in _MEDIA_COLUMNS if self._given_columns.get(c)]
+        media = [c for c in _REFUSED_MEDIA if self._given_columns.get(c)]
         if media:
             return say("data.multimodal_dataset", name=self.name, media="/".join(media))
+        if self._given_columns.get("images"):
+            if self.kind != "sft":
+                return say("data.pictures_sft_only", name=self.name)
+            if not self.file_name:  # a hub's pictures are bytes, or paths on someone else's machine
+                return say("data.pictures_from_hub", name=self.name)
         if self.file_name:
             return None
         if self.script_url:

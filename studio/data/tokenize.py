@@ -10,9 +10,11 @@ template the rendered text is cut into prompt and answer spans, each encoded on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from studio.data.formats import Message
+from studio.data.pictures import conversation_pictures
 from studio.data.registry import DataError
 from studio.locales import say
 from studio.modeling.chat_formats import BOS, EOS, ChatFormat, Piece
@@ -22,8 +24,18 @@ from studio.modeling.chat_templates import format_of
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+
 IGNORE_INDEX = -100
 _TOOL_ROLES = ("function_call", "observation")
+
+
+class PictureTokens(Protocol):
+    """What encoding needs of a vision-language model's pictures (studio.data.picture_tokens.PictureEncoder, which
+    builds on Encoded: named by its shape here, so the two modules do not import each other)."""
+
+    def expand(self, messages: list[Message]) -> list[Message]: ...
+
+    def finish(self, encoded: Encoded, pictures: list[str]) -> Encoded | None: ...
 
 
 class Labelled(Protocol):
@@ -41,6 +53,7 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     truncated: bool
+    images: tuple[str, ...] = ()  # absolute paths of its pictures, in the order their tokens stand in input_ids
 
     @property
     def num_label_tokens(self) -> int:
@@ -53,8 +66,11 @@ def encode_conversation(
     cutoff_len: int,
     train_on_prompt: bool = False,
     mask_history: bool = False,
+    pictures: PictureTokens | None = None,
 ) -> Encoded | None:
-    """Token ids and labels for one conversation; None when truncation leaves no answer token.
+    """Token ids and labels for one conversation; None when truncation leaves no answer token, or cuts into a
+    picture. A conversation that shows pictures needs `pictures`, the vision-language model's encoder
+    (studio.data.picture_tokens): each of its placeholders becomes the picture's tokens, which are never learned.
 
     Answers are learned, prompts masked; `train_on_prompt` learns the prompts too, `mask_history` the last answer
     only (LLaMA-Factory's options of those names). Longer than cutoff_len, each turn is cut in turn as
@@ -62,6 +78,11 @@ def encode_conversation(
     loses prompt or answer tokens from its end, and the rest are left out. Turns are taken in order, or with
     mask_history from the last one back, so that the answer learned survives the cut.
     """
+    shown = conversation_pictures(messages)
+    if shown:
+        if pictures is None:
+            raise DataError("data.pictures_need_vision_model_any", model=Path(tokenizer.name_or_path or "?").name)
+        messages = pictures.expand(messages)
     fmt = format_of(tokenizer)
     _check_tools(fmt, messages)
     if fmt:  # under mask_history, as in LLaMA-Factory, earlier answers lose their thoughts
@@ -87,7 +108,8 @@ def encode_conversation(
     labels = [label for _, piece_labels in pieces for label in piece_labels]
     truncated = sum(len(p) + len(a) for p, a in pairs) + len(end) > cutoff_len
     encoded = Encoded(ids + end, labels + end, truncated)
-    return encoded if encoded.num_label_tokens else None
+    finished = pictures.finish(encoded, shown) if pictures is not None and shown else encoded
+    return finished if finished is not None and finished.num_label_tokens else None
 
 
 def _prompt_labels(prompt: list[int], end: list[int], train_on_prompt: bool) -> list[int]:

@@ -141,3 +141,58 @@ def _merge_of(ranks: dict[bytes, int], token: bytes, rank: int) -> tuple[bytes, 
         best = min(range(len(parts) - 1), key=lambda i: ranks.get(parts[i] + parts[i + 1], rank))
         parts[best : best + 2] = [parts[best] + parts[best + 1]]
     return parts[0], parts[1]
+
+
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+
+
+def build_tiny_vl_model(target: str | Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """Save a tiny random Qwen2-VL model, its tokenizer (the tiny one plus Qwen2-VL's vision tokens) and its image
+    processor to `target`; returns the folder. Only the image processor is saved, not a whole Qwen2VLProcessor:
+    that one also builds a video processor, which needs torchvision (not installed beside the CPU torch)."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    target = Path(target)
+    tokenizer = build_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": VISION_TOKENS})
+    ids = {token: int(tokenizer.convert_tokens_to_ids(token)) for token in VISION_TOKENS}  # type: ignore[arg-type]
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden,
+            "intermediate_size": hidden * 2,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            # mrope's sections (temporal, height, width) split half the head dimension (16 / 2 = 8)
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "bos_token_id": None,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": hidden,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(target)
+    # small pictures keep the tiny model's sequences short: at most 16 image tokens after merging
+    Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=112 * 112).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    info = {"hidden": hidden, "layers": layers, "seed": seed, "vision": True}
+    (target / "studio_tiny.json").write_text(json.dumps(info))
+    return target

@@ -84,14 +84,16 @@ def _counted(
 ) -> DataTokens:
     """Cached by everything the counts depend on (the page asks again at every change of a field)."""
     from studio.config import DataConfig, ModelConfig
+    from studio.data.picture_tokens import PictureEncoder
     from studio.data.prepare import load_stage_examples, split_conversations, tokenize_for_stage
 
     data, model = DataConfig.model_validate_json(data_json), ModelConfig.model_validate_json(model_json)
     tokenizer = _tokenizer(model, folder)
+    pictures = PictureEncoder.for_model(tokenizer, model)  # a picture counts as its image tokens
     split = split_conversations(load_stage_examples(data, stage, model.hub), data.val_size, seed)
     train_sample, val_sample = split.train[:SAMPLE_LIMIT], split.val[:SAMPLE_LIMIT]
-    train = _counts(tokenize_for_stage(tokenizer, train_sample, data, stage).examples, max_new_tokens)
-    val = _counts(tokenize_for_stage(tokenizer, val_sample, data, stage).examples, max_new_tokens)
+    train = _counts(tokenize_for_stage(tokenizer, train_sample, data, stage, pictures).examples, max_new_tokens)
+    val = _counts(tokenize_for_stage(tokenizer, val_sample, data, stage, pictures).examples, max_new_tokens)
     if not train:
         raise NoDataCount("estimate.no_training_examples")
     scale = len(split.train) / len(train_sample)  # examples dropped by tokenising are dropped at the same rate

@@ -57,6 +57,8 @@ _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 def architecture_of(config: PreTrainedConfig) -> Architecture:
     """The llama.cpp architecture for a transformers config; GgufUnsupported naming what stands in the way."""
     model_type = getattr(config, "model_type", "?")
+    if getattr(config, "vision_config", None) is not None:  # its pictures' half belongs in a second file
+        raise GgufUnsupported("modeling.gguf_vision_model", model_type=model_type)
     arch = ARCHITECTURES.get(model_type)
     if arch is None:
         raise GgufUnsupported(

@@ -4,6 +4,7 @@ prove the file.
     load base (unquantised) + adapter -> merge -> logits of the merged model on a few prompts
     -> write the .gguf (+ Modelfile) -> round the merged weights in memory as the type does
     -> reload the .gguf with transformers' GGUF reader -> compare logits
+    -> with llama-cpp-python installed: the .gguf in llama.cpp itself -> compare greedy answers (gguf_llama)
 
 Three numbers come out. `max_logit_diff`: the file against the merged model, what a user asks.
 `expected_diff`: what the type's rounding alone causes (the merged model with its weights rounded
@@ -25,6 +26,7 @@ import torch
 
 from studio.adapters import read_adapter
 from studio.config import RunConfig
+from studio.export.gguf_llama import LlamaCppCheck, check_in_llama_cpp, merged_answers, report_lines
 from studio.export.gguf_types import GGUF_TYPES, GgufType, round_trip
 from studio.export.merge import (
     CHECK_PROMPTS,
@@ -37,7 +39,8 @@ from studio.export.merge import (
     write_recipe,
 )
 from studio.export.model_card import write_model_card
-from studio.locales import say
+from studio.locales import Message, say
+from studio.modeling import llama_cpp
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -61,10 +64,17 @@ class GgufReport:
     tokenizer_matches: bool
     files: list[str]
     seconds: float
+    llama_cpp: LlamaCppCheck | None = None  # the file in llama.cpp itself; None without llama-cpp-python
 
     @property
     def passed(self) -> bool:
-        return self.check_diff <= self.tolerance and self.tokenizer_matches
+        unloadable = self.llama_cpp is not None and bool(self.llama_cpp.error)  # a file llama.cpp refuses is broken
+        return self.check_diff <= self.tolerance and self.tokenizer_matches and not unloadable
+
+    @property
+    def llama_cpp_lines(self) -> list[Message]:
+        """The llama.cpp check's lines (verdict, tokenizer, prompt by prompt), or what installing it adds."""
+        return report_lines(self.llama_cpp, self.gguf_type)
 
 
 def export_gguf(
@@ -85,6 +95,8 @@ def export_gguf(
     merged = merge(model, progress).eval()
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
     reference = prompt_logits(merged, tokenizer, prompts, plan.device)
+    # before the rounding below changes the merged weights in place
+    answers = merged_answers(merged, tokenizer, prompts, plan.device) if llama_cpp.installed() else None
     path = out_dir / f"{_stem(out_dir.name)}-{kind.name}.gguf"
     progress(say("export.gguf_writing", file=path.name, kind=kind.name))
     write_gguf(path, merged, tokenizer, kind, name=f"{_stem(out_dir.name)}", pre=pre, progress=progress)
@@ -94,6 +106,7 @@ def export_gguf(
     del model, merged
     progress(say("export.gguf_reloading"))
     again, tokenizer_matches = _reload(path, tokenizer, prompts, plan)
+    in_llama_cpp = _in_llama_cpp(path, tokenizer, prompts, answers, TOLERANCE[plan.weight_dtype], progress)
     report = GgufReport(
         out_dir,
         path.name,
@@ -108,6 +121,7 @@ def export_gguf(
         tokenizer_matches,
         [],
         round(time.time() - started, 1),
+        in_llama_cpp,
     )
     write_model_card(out_dir, config, info, adapter_path, report, weights=_card_line(report), usage=_usage(path.name))
     write_recipe(out_dir, combination)
@@ -183,6 +197,21 @@ def _reload(
     return logits, same_ids and again.chat_template == tokenizer.chat_template
 
 
+def _in_llama_cpp(
+    path: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    answers: list[tuple[list[int], list[float]]] | None,
+    tolerance: float,
+    progress: Callable[[object], None],
+) -> LlamaCppCheck | None:
+    """The file's greedy answers in llama.cpp against the merged model's (`answers`); None without llama-cpp-python."""
+    if answers is None:
+        return None
+    progress(say("export.llama_cpp_running", version=llama_cpp.version()))
+    return check_in_llama_cpp(path, tokenizer, prompts, answers, tolerance)
+
+
 def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max(float((x - y).abs().max()) for x, y in zip(a, b))
 
@@ -197,6 +226,8 @@ def _stem(name: str) -> str:
 
 
 def _card_line(report: GgufReport) -> str:
+    # llama.cpp's verdict where it ran, in English like the rest of the card
+    llama = f"\n- {report.llama_cpp_lines[0]}" if report.llama_cpp is not None else ""
     return (
         f"- Exported weights: GGUF {report.gguf_type} ({report.size_bytes / 2**20:.1f} MiB); reload check with "
         "transformers' "
@@ -205,7 +236,7 @@ def _card_line(report: GgufReport) -> str:
         "positions; "
         f"file vs rounded weights {report.check_diff:.2g} "
         f"(tolerance {report.tolerance:g}); tokenizer and chat template read back "
-        f"{'equal' if report.tokenizer_matches else 'DIFFERENT'}"
+        f"{'equal' if report.tokenizer_matches else 'DIFFERENT'}{llama}"
     )
 
 
@@ -222,10 +253,12 @@ def _usage(gguf_name: str) -> list[str]:
 
 
 def _refuse(report: GgufReport) -> None:
-    problem = (
-        say("export.gguf_weights_differ", kind=report.gguf_type, diff=report.check_diff, tolerance=report.tolerance)
-        if report.check_diff > report.tolerance
-        else say("export.gguf_tokenizer_differs")
-    )
+    if report.check_diff > report.tolerance:
+        kind, diff, tolerance = report.gguf_type, report.check_diff, report.tolerance
+        problem = say("export.gguf_weights_differ", kind=kind, diff=diff, tolerance=tolerance)
+    elif not report.tokenizer_matches:
+        problem = say("export.gguf_tokenizer_differs")
+    else:  # llama.cpp refused the file
+        problem = report.llama_cpp_lines[0]
     (report.out_dir / "EXPORT_FAILED_CHECK.txt").write_text(problem + "\n")  # its English: a file for a bug report
     raise ExportError("export.gguf_check_failed", problem=problem, out_dir=report.out_dir)

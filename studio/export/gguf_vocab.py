@@ -39,7 +39,7 @@ def pre_tokenizer_name(spec: dict) -> str:
     parts = pre["pretokenizers"] if pre["type"] == "Sequence" else [pre]
     kinds = [part["type"] for part in parts]
     if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"  # llama.cpp's spelling (llama-vocab.cpp): "gpt2" names the tokenizer model, and loads nothing
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and parts[0]["pattern"].get("Regex") in _SPLITS:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -77,14 +77,19 @@ def export_merged(
     out_dir = prepare_out_dir(Path(config.export.output_dir))
     model, tokenizer, plan = load_with_adapter(config, info, progress, combination)
     prompts = CHECK_PROMPTS[: config.export.check_prompts]
+    pictures = picture_processor(config, info)
     reference = prompt_logits(model, tokenizer, prompts, plan.device)
+    if pictures is not None:  # the vision tower and projector are checked through a prompt with a picture
+        reference.append(_picture_logits(model, tokenizer, pictures, config, plan.device))
     merged = merge(model, progress)
     progress(say("export.saving", out_dir=out_dir, shard=config.export.max_shard_size))
     merged.save_pretrained(out_dir, max_shard_size=config.export.max_shard_size.replace(" ", ""))
     tokenizer.save_pretrained(out_dir)
+    if pictures is not None:
+        pictures.save_pretrained(out_dir)
     del model, merged
     progress(say("export.reloading"))
-    diff = _max_diff(out_dir, tokenizer, prompts, reference, plan)
+    diff = _max_diff(out_dir, tokenizer, prompts, reference, plan, pictures, config)
     report = ExportReport(
         out_dir,
         str(plan.weight_dtype).removeprefix("torch."),
@@ -224,19 +229,44 @@ def prompt_logits(
     return results
 
 
+def picture_processor(config: RunConfig, info: AdapterInfo) -> Any:
+    """The image processor of a vision-language base (saved with the export), or None for a text model."""
+    from studio.modeling.sources import resolve_model_path
+    from studio.modeling.vision import load_image_processor, vision_family
+
+    path = info.path if info.whole_model else resolve_model_path(config.model)
+    if not vision_family(path):
+        return None
+    return load_image_processor(path, config.model.trust_remote_code)
+
+
+@torch.inference_mode()
+def _picture_logits(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, processor: Any, config: RunConfig, device: str
+) -> torch.Tensor:
+    from studio.modeling.vision import check_picture, picture_prompt
+
+    pixels = (config.model.image_min_pixels, config.model.image_max_pixels)
+    inputs = picture_prompt(tokenizer, processor, CHECK_PROMPTS[0], check_picture(), pixels)
+    return model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
+
+
 def _max_diff(
     out_dir: Path,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     reference: list[torch.Tensor],
     plan: ComputePlan,
+    pictures: Any = None,
+    config: RunConfig | None = None,
 ) -> float:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    reloaded = AutoModelForCausalLM.from_pretrained(
-        out_dir, dtype=plan.weight_dtype, device_map={"": plan.device}
-    ).eval()
+    model_class = AutoModelForCausalLM if pictures is None else AutoModelForImageTextToText
+    reloaded = model_class.from_pretrained(out_dir, dtype=plan.weight_dtype, device_map={"": plan.device}).eval()
     again = prompt_logits(reloaded, tokenizer, prompts, plan.device)
+    if pictures is not None and config is not None:
+        again.append(_picture_logits(reloaded, tokenizer, pictures, config, plan.device))
     return max(float((a - b).abs().max()) for a, b in zip(reference, again))
 
 

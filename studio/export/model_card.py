@@ -59,6 +59,9 @@ def write_model_card(
     else:
         made = f"the {_ADAPTER.get(info.method, info.method)} adapter `{info.name}` merged into `{base}`"
     kind = "model" if info.whole_model else "merged model"
+    # a vision-language model (its image processor saved beside it) loads with its own class
+    pictures = (out_dir / "preprocessor_config.json").is_file()
+    model_class = "AutoModelForImageTextToText" if pictures else "AutoModelForCausalLM"
     lines = [
         f"# {out_dir.name}",
         "",
@@ -77,8 +80,8 @@ def write_model_card(
         usage
         or [
             "```python",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            f'model = AutoModelForCausalLM.from_pretrained("{out_dir}")',
+            f"from transformers import {model_class}, AutoTokenizer",
+            f'model = {model_class}.from_pretrained("{out_dir}")',
             f'tokenizer = AutoTokenizer.from_pretrained("{out_dir}")',
             "```",
             "",

@@ -165,6 +165,18 @@ FORMATS = {
         ),
         _format("qwen3", _IM_USER, reasoning=True, **_QWEN3),
         _format("qwen3_nothink", _IM_USER, **_QWEN3),
+        # The vision-language families write text as their language models do; a picture's tokens stand in the
+        # text where its <image> placeholder was (studio.data.picture_tokens).
+        _format(
+            "qwen2_vl",
+            _IM_USER,
+            default_system="You are a helpful assistant.",
+            tool_format="qwen",
+            **_IM,
+            **_QWEN_TOOLS,
+        ),
+        _format("qwen3_vl", _IM_USER, reasoning=True, **_QWEN3),
+        _format("qwen3_vl_nothink", _IM_USER, **_QWEN3),
         _format("qwen3_5", _IM_USER, reasoning=True, **_QWEN3_5),
         _format("qwen3_5_nothink", _IM_USER, **_QWEN3_5),
         _format("qwen3_6", _IM_USER, reasoning=True, **_QWEN3_5),
@@ -295,6 +307,9 @@ FORMATS = {
 # SmolLM2 (the embedded default among them) keeps its own template: LLaMA-Factory's smollm2 adds a full stop to
 # the default system prompt the model was trained with.
 _FAMILIES = [
+    (r"qwen3-vl-.*-thinking", "qwen3_vl"),
+    (r"qwen3-vl-", "qwen3_vl_nothink"),  # the instruct models never think
+    (r"qwen2(\.5)?-vl-", "qwen2_vl"),  # Qwen2.5-VL writes as Qwen2-VL does (LLaMA-Factory's qwen2_vl)
     (r"qwen3\.6-", "qwen3_6"),
     (r"qwen3\.5-", "qwen3_5"),
     (r"qwen3-.*-instruct-2507", "qwen3_nothink"),  # the 2507 instruct models never think

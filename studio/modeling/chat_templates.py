@@ -107,7 +107,7 @@ def apply_chat_template_choice(
     """Install the chosen template. 'auto': the format of the model's family (from its name), else
     the named format the tokenizer's own template renders like, else its own template, else ChatML."""
     fmt = FORMATS[choice] if choice != "auto" else format_for_name(model_name or tokenizer.name_or_path or "")
-    fmt = fmt or (_same_as_own(tokenizer) if choice == "auto" else None)
+    fmt = fmt or (_vision_format(tokenizer.name_or_path) or _same_as_own(tokenizer) if choice == "auto" else None)
     if fmt is not None:
         tokenizer.chat_template = template_of(replace(fmt, thinking=thinking) if fmt.reasoning else fmt)
     elif not tokenizer.chat_template:
@@ -124,6 +124,18 @@ def stop_ids(model: object, tokenizer: PreTrainedTokenizerBase) -> set[int]:
     vocabulary = tokenizer.get_vocab() if fmt and fmt.stop_words else {}
     ids |= {vocabulary[word] for word in (fmt.stop_words if fmt else ()) if word in vocabulary}
     return {i for i in ids if i is not None}
+
+
+# A vision-language model in a folder of any name, by its config's model_type; Qwen3-VL's instruct and thinking
+# models share one model_type, so they keep their own templates.
+_VISION_FORMATS = {"qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_vl"}
+
+
+def _vision_format(path: str | None) -> ChatFormat | None:
+    from studio.modeling.vision import vision_family
+
+    family = vision_family(path) if path else None
+    return FORMATS[_VISION_FORMATS[family]] if family in _VISION_FORMATS else None
 
 
 _PROBES = [

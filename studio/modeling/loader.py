@@ -50,7 +50,10 @@ def load_base_model(
     """The base model as planned. model.rope_scaling is written into its config first, for sequences of
     `cutoff_len` tokens (None: no run's data is known); with `tokenizer` the embedding is made to hold every id
     (model.resize_vocab), or the pair refused."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from studio.modeling.vision import vision_family
+    from studio.modeling.vision_parts import quantization_skips
 
     kwargs: dict[str, Any] = {
         "dtype": plan.weight_dtype,
@@ -60,11 +63,13 @@ def load_base_model(
     if config.attn_implementation != "auto":
         kwargs["attn_implementation"] = config.attn_implementation
     if plan.quantize_4bit:
-        kwargs["quantization_config"] = _bnb_config(plan)
+        kwargs["quantization_config"] = _bnb_config(plan, quantization_skips(vision_family(model_path)))
     try:
         if config.rope_scaling != "none":
             kwargs["config"] = _scaled_config(config, model_path, cutoff_len, info)
-        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        # a vision-language model loads whole (vision tower, projector, language model) with its own class
+        model_class = AutoModelForImageTextToText if vision_family(model_path) else AutoModelForCausalLM
+        model = model_class.from_pretrained(model_path, **kwargs)
     except OSError as error:
         raise ModelLoadError("modeling.model_unloadable", name=config.name_or_path, error=error) from None
     fitted = fit_embeddings(model, tokenizer, config) if tokenizer is not None else None
@@ -83,7 +88,9 @@ def _scaled_config(config: ModelConfig, model_path: str, cutoff_len: int | None,
     return hf_config
 
 
-def _bnb_config(plan: ComputePlan) -> BitsAndBytesConfig:
+def _bnb_config(plan: ComputePlan, skip: list[str] | None = None) -> BitsAndBytesConfig:
+    """`skip`: modules left unquantised instead of transformers' default (the output layer): a vision-language
+    model's vision tower and projector too (studio.modeling.vision_parts)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -92,6 +99,7 @@ def _bnb_config(plan: ComputePlan) -> BitsAndBytesConfig:
         bnb_4bit_use_double_quant=plan.double_quant,
         bnb_4bit_compute_dtype=plan.compute_dtype,
         bnb_4bit_quant_storage=torch.uint8,
+        llm_int8_skip_modules=skip,
     )
 
 

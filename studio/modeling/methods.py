@@ -11,6 +11,7 @@ import torch
 
 from studio.config import FinetuningConfig, LoraConfig
 from studio.modeling.sources import ModelLoadError
+from studio.modeling.vision_parts import adapter_config, freeze_parts, parts_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -32,9 +33,12 @@ def attach_method(
 
     if finetuning.method == "full":
         model.requires_grad_(True)
+        freeze_parts(model, finetuning)  # a vision-language model's frozen parts
         return model
     if finetuning.method == "freeze":
         return unfreeze_chosen(model, finetuning)
+    if not lora.init_adapter:  # a vision-language model's adapter takes the language model only, by default
+        lora = adapter_config(model, finetuning, lora)
     if finetuning.method == "oft":
         return attach_oft(model, finetuning, lora)
     adapter = attach_lora(model, lora)
@@ -79,6 +83,9 @@ def unfreeze_chosen(model: PreTrainedModel, finetuning: FinetuningConfig) -> Pre
     for wanted in [m for m in modules if m != "all"] + extra:
         if not any(wanted in name.split(".") for name in chosen):
             raise ModelLoadError("modeling.freeze_no_module", module=wanted, available=", ".join(_module_names(names)))
+    if parts_of(model) is not None:  # a vision-language model: its frozen parts out, an unfrozen projector in
+        freeze_parts(model, finetuning, chosen)
+        return model
     if not chosen:
         raise ModelLoadError("modeling.freeze_nothing_trains")
     for name, parameter in model.named_parameters():

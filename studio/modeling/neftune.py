@@ -50,6 +50,9 @@ def add_neftune(model: PreTrainedModel, alpha: float | None) -> NoiseHooks | Non
         return output + noise_like(output, alpha, length)
 
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    if getattr(model.config, "vision_config", None) is not None:
+        # a vision-language model's language model is given embeddings: the ids and bounds go into the model above it
+        decoder = model.base_model
     return NoiseHooks(
         [
             decoder.register_forward_pre_hook(remember_lengths, with_kwargs=True),

@@ -6,7 +6,8 @@
 Like the web server, it serves one workspace (the current folder unless --workspace says otherwise): it runs from
 there, and the model and adapter paths must lie in it or in a --read-only-dir (studio.workspace). It listens on
 127.0.0.1 unless --host says otherwise; any other address needs a key (studio.openai_api.access), and without one
-the command refuses to start, before any model is loaded.
+the command refuses to start, before any model is loaded. `--chat.engine vllm` answers through vLLM (a CUDA GPU and
+the vllm package; studio.chat.vllm_engine) instead of transformers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ DEFAULT_PORT = 8000  # where OpenAI-compatible servers usually listen (the web U
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config (its model, quantization and data.cutoff_len are used)")
+    parser.add_argument("--config", help="YAML config (its model, quantization, chat and data.cutoff_len are used)")
     parser.add_argument(
         "--adapter",
         action="append",
@@ -60,6 +61,7 @@ def run_serve(args: argparse.Namespace, config: RunConfig) -> int:
     """Load the model and adapters, then answer until Ctrl-C."""
     from studio.adapters import read_adapter
     from studio.api import Studio
+    from studio.chat.engines import check_served
     from studio.chat.whole_models import base_quantization
     from studio.openai_api.access import Access
     from studio.workspace import Workspace
@@ -77,13 +79,18 @@ def run_serve(args: argparse.Namespace, config: RunConfig) -> int:
     assert workspace is not None  # made just above
     # every adapter is read before the minute of model loading: a wrong path or name is said at once
     adapters = [read_adapter(workspace.path(path, say("api.adapter_folder")), name) for name, path in named]
+    check_served(config.chat, adapters)  # chat.engine vllm where it cannot run, or an adapter it cannot serve
     whole = any(info.whole_model for info in adapters)
 
     def note(message: str) -> None:
         print(in_language(message, cli_language()), file=sys.stderr, flush=True)
 
     quantization = base_quantization(config.quantization, whole)
-    note(studio.load_model(config.model, quantization, progress=note, cutoff_len=config.data.cutoff_len))
+    note(
+        studio.load_model(
+            config.model, quantization, progress=note, cutoff_len=config.data.cutoff_len, chat=config.chat
+        )
+    )
     for info in adapters:
         studio.load_adapter(info.path, info.name)
     endpoint = studio.openai_endpoint

@@ -49,14 +49,14 @@ from studio.openai_api.responses import (
 from studio.openai_api.schema import ChatRequest, CompletionRequest, Delta, ModelCard, ModelList
 
 if TYPE_CHECKING:
-    from studio.chat import ChatEngine
+    from studio.chat.engines import Engine
 
 MAX_IN_FLIGHT = 4
 MAX_BODY_BYTES = 8 * 2**20  # a long conversation is a few hundred kB
 
 
 class OpenAIEndpoint:
-    def __init__(self, engine: Callable[[], ChatEngine], access: Access | None = None, enabled: bool = False):
+    def __init__(self, engine: Callable[[], Engine], access: Access | None = None, enabled: bool = False):
         self._engine, self.access, self.enabled = engine, access or Access(), enabled
         self._in_flight, self._counting = 0, threading.Lock()
         self._copy: tuple[Any, Any] | None = None  # the loaded tokenizer and the endpoint's own copy of it
@@ -142,7 +142,7 @@ class OpenAIEndpoint:
         final = await _finished(generation, request)
         return JSONResponse(completion(reply, final.text, final.finish_reason, reply.usage(final)).model_dump())
 
-    def _tokenizers(self, engine: ChatEngine) -> tuple[Any, Any]:
+    def _tokenizers(self, engine: Engine) -> tuple[Any, Any]:
         """(the engine's tokenizer, the endpoint's own copy of it). A fast tokenizer is one Rust object that threads
         must not share: one encoding with padding (Chat's batches) while another encodes without fails with
         "Already borrowed". The copy is made while the engine is held, so nothing else uses the original then."""

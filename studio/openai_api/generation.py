@@ -3,7 +3,8 @@
 The answer is generated under `ChatEngine.selected`, which holds the engine for its whole length: requests, and the
 Chat tab's answers, take turns on the one model, each waiting for the engine as the tab's own do (the order in
 which waiting answers start is not promised). The adapter is chosen per answer, under the same hold, so answers of
-different adapters may follow each other in any order.
+different adapters may follow each other in any order. With chat.engine vllm the model `selected` hands over is
+vLLM's (studio.chat.vllm_engine.VllmModel), whose generate() takes the same arguments.
 
 An answer asked with tools or thinking is read as Chat reads it (studio.chat.replies: its thought, calls and text
 apart, a call being written held back). Stop strings end generation as soon as one is written (transformers'
@@ -29,7 +30,7 @@ from studio.openai_api.errors import ApiError
 from studio.openai_api.requests import Sampling
 
 if TYPE_CHECKING:
-    from studio.chat import ChatEngine
+    from studio.chat.engines import Engine
     from studio.openai_api.prompts import Prompt
 
 LONGEST_DEFAULT = 8192  # a chat answer without max_tokens: until the model ends it, the context ends, or this
@@ -49,7 +50,7 @@ class Generation:
 
     def __init__(
         self,
-        engine: ChatEngine,
+        engine: Engine,
         prompt: Prompt,
         adapter: str | None,
         sampling: Sampling,
@@ -130,7 +131,7 @@ class Generation:
             self._on_end()
 
 
-def _max_tokens(engine: ChatEngine, prompt_tokens: int, asked: int | None) -> int:
+def _max_tokens(engine: Engine, prompt_tokens: int, asked: int | None) -> int:
     """What the answer may grow to: as asked, within the model's context (a longer ask is refused, as OpenAI does)."""
     config = engine.model.config if engine.model is not None else None
     config = getattr(config, "text_config", config)

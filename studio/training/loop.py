@@ -40,6 +40,7 @@ from studio.training.token_losses import TokenLosses
 from studio.training.weights import adapter_off
 
 if TYPE_CHECKING:
+    from studio.training.pictures import TrainingPictures
     from studio.training.reinforce import Reinforcement
     from studio.training.watch import Watcher
 
@@ -74,13 +75,15 @@ class Trainer:
         ranks: Ranks = Ranks(),
         watcher: Watcher | None = None,
         optimizer: OptimizerConfig = OptimizerConfig(),
+        pictures: TrainingPictures | None = None,
     ):
         """`train` and `val` hold the items of `config.stage`: Encoded conversations (sft), EncodedPair (dpo),
         EncodedFeedback (kto), TextRow (pt), EncodedPair (rm) or EncodedPrompt (ppo, grpo); `preference` configures
         the dpo and kto losses, `reinforce` what ppo and grpo sample and how they score it, `watcher` the prompts
-        answered at each evaluation (watch.py), `optimizer` what steps the weights (optimizers.py). How each step's
-        gradients are produced and combined (one process, CPU lanes, several ranks, FSDP) is the strategy's,
-        chosen here once (strategies.py)."""
+        answered at each evaluation (watch.py), `optimizer` what steps the weights (optimizers.py), `pictures` how a
+        vision-language model's examples become pixel inputs (pictures.py). How each step's gradients are produced
+        and combined (one process, CPU lanes, several ranks, FSDP) is the strategy's, chosen here once
+        (strategies.py)."""
         self.model, self.train, self.val = model, train, val
         self.watcher = watcher
         self.ranks = ranks
@@ -94,6 +97,7 @@ class Trainer:
             batch_size=config.batch_size,
             lanes=lanes,
             levers=levers,
+            pictures=pictures,
         )
         self.objective = build_objective(config.stage, self.token_losses, preference, model, reinforce)
         self.checkpoints_dir, self.emit, self.abort = checkpoints_dir, emit, abort

@@ -215,7 +215,7 @@ def sampling_mode(model: Any) -> Iterator[None]:
     knows nothing of left padding), with the adapter folded into its weights where they are not quantised and the
     output layer in its few-rows form (`narrow_head`)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # full and freeze: no adapter
-    trained = base.config._attn_implementation
+    trained = attention_of(base.config)
     model.eval()
     base.set_attn_implementation("sdpa")
     try:
@@ -224,6 +224,14 @@ def sampling_mode(model: Any) -> Iterator[None]:
     finally:
         base.set_attn_implementation(trained)
         model.train()
+
+
+def attention_of(config: Any) -> str | dict[str, str]:
+    """The attention implementation of a model, and of each part with its own config: a vision-language model's
+    language model trains with the packed one while its vision tower keeps its own, and both must come back."""
+    parts = {key: getattr(config, key) for key in getattr(config, "sub_configs", {})}
+    own = {key: part._attn_implementation for key, part in parts.items() if part is not None}
+    return {"": config._attn_implementation, **own} if own else config._attn_implementation
 
 
 @contextlib.contextmanager

@@ -4,6 +4,8 @@ Packed (default): the examples are laid end to end in one row with restarting po
 ids and varlen attention, so no compute goes to padding. Padded (fallback, and for models
 whose attention cannot be packed): micro-batches of similar lengths, padded on the right.
 Either way only the hidden states at label positions reach the output layer.
+A vision-language model's examples may carry pictures: its pass goes through `pictures.VisionForward` in either
+layout (the vision tower's features in the embeddings, 3-D rotary positions per example).
 The losses come back in the same order for both layouts: example by example, left to right.
 `Levers` switches each speed technique of this pass off, for measuring it (see levers.py).
 """
@@ -21,7 +23,8 @@ from studio.data.tokenize_kinds import EncodedPair
 from studio.training import varlen_attention
 from studio.training.label_loss import chunk_elements, fused_head_supported, label_losses
 from studio.training.levers import DEFAULT_LEVERS, Levers
-from studio.training.packing import Example, deal, pack, padded_groups, plan_lanes, shifted_targets
+from studio.training.packing import Example, Packed, deal, pack, padded_groups, plan_lanes, shifted_targets
+from studio.training.pictures import TrainingPictures, VisionForward
 from studio.training.shared_prompts import SharedPacking, pack_pairs, pack_shared
 
 if TYPE_CHECKING:
@@ -39,7 +42,9 @@ class TokenLosses:
         batch_size: int,
         lanes: int = 1,
         levers: Levers = DEFAULT_LEVERS,
+        pictures: TrainingPictures | None = None,
     ):
+        """`pictures`: how a vision-language model's examples become pixel inputs (None for a text model)."""
         self.model = model
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.get_decoder()
@@ -49,8 +54,11 @@ class TokenLosses:
         self.chunk = (levers.cross_entropy_chunk or chunk_elements(device)) if self.fused else None
         self.packing = packing and packing_supported(base)
         self.device, self.token_budget, self.batch_size, self.lanes = device, token_budget, batch_size, lanes
+        self.vision = VisionForward(base, pictures, device) if pictures is not None else None
         if self.packing:
-            base.set_attn_implementation(varlen_attention.register(levers.grouped_kv_attention))
+            name = varlen_attention.register(levers.grouped_kv_attention)
+            # the language model's attention only: the vision tower's is not causal and runs picture by picture
+            base.set_attn_implementation({"text_config": name} if self.vision else name)
 
     def describe(self) -> str:
         layout = (
@@ -62,7 +70,8 @@ class TokenLosses:
         )
         head = "fused chunked cross-entropy" if self.fused else "cross-entropy"
         where = "label positions only" if self.levers.label_rows_only else "every position"
-        return f"Batches: {layout}; loss: {head} at {where}."
+        pictures = f"; {self.vision.describe()}" if self.vision else ""
+        return f"Batches: {layout}{pictures}; loss: {head} at {where}."
 
     def lane_plans(self, examples: list[Example]) -> list[list[list[Example]]]:
         """For each lane, the micro-batches it runs one after the other (one list with one lane)."""
@@ -84,7 +93,7 @@ class TokenLosses:
         """(n, hidden): each example's hidden state at its last token, where a value head reads its score."""
         if self.packing:
             batch = pack(examples)
-            hidden = self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length)
+            hidden = self._packed_hidden(examples, batch.to(self.device))
             ends = batch.cu_seqlens[1:].long() - 1
         else:
             hidden, _ = self._padded(examples)
@@ -115,7 +124,7 @@ class TokenLosses:
         sliding = "sliding_attention" in (getattr(config, "layer_types", None) or []) or (
             getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", False)
         )
-        return self.packing and self.device == "cpu" and not sliding
+        return self.packing and self.device == "cpu" and not sliding and self.vision is None
 
     def pair_losses(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, list[int]]:
         """Per-token losses of the answers of `pairs` laid out with shared prompts (chosen, then rejected, pair by
@@ -140,8 +149,12 @@ class TokenLosses:
     def _packed(self, examples: Sequence[Labelled]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = pack(examples)
         targets = batch.targets  # stays on the host (see __call__)
-        batch = batch.to(self.device)
-        return self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length), targets
+        return self._packed_hidden(examples, batch.to(self.device)), targets
+
+    def _packed_hidden(self, examples: Sequence[Labelled], batch: Packed) -> torch.Tensor:
+        if self.vision is not None:
+            return self.vision.packed(list(examples), batch)
+        return self._decode(batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_length)
 
     def _decode(
         self,
@@ -174,6 +187,8 @@ class TokenLosses:
             input_ids[row, :length] = torch.tensor(example.input_ids)
             mask[row, :length] = 1
             targets[row, :length] = torch.tensor(shifted_targets(example))
+        if self.vision is not None:
+            return self.vision.padded(list(examples), input_ids, mask), targets.flatten()
         output = self.decoder(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
         return output.last_hidden_state.flatten(0, 1), targets.flatten()
 

@@ -6,60 +6,134 @@ conversation's question, a pair's prompt); answers are bounded by evaluation.wat
 decodes as the RL stages sample (sampling_mode: dropout off, padding-aware attention, adapter folded where the
 weights are not quantised). Rank 0 alone watches; a sharded (FSDP) model is not watched, since decoding on one
 rank would wait for the others' shards.
+A vision-language run watches its validation prompts with their pictures: each such prompt is answered alone
+through the model's own generate, which computes the 3-D rotary positions pictures need.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from studio.config import EvaluationConfig, GenerationConfig
 from studio.data.examples import FeedbackExample, PairwiseExample
 from studio.data.formats import Message
+from studio.data.pictures import conversation_pictures
 from studio.data.tokenize_kinds import EncodedPrompt, encode_prompt
 from studio.modeling.chat_templates import stop_ids
 from studio.modeling.decode import decode, left_padded
+from studio.modeling.vision import multimodal_token_types
 from studio.runs.events import Watched, WatchedRow
 from studio.training.reinforce import sampling_mode
 
+if TYPE_CHECKING:
+    from studio.training.pictures import TrainingPictures
+
 
 class Watcher:
-    def __init__(self, tokenizer: Any, prompts: list[EncodedPrompt], max_new_tokens: int):
-        self.tokenizer, self.prompts = tokenizer, prompts
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompts: list[EncodedPrompt],
+        max_new_tokens: int,
+        shown: list[list[str]] | None = None,
+        pictures: TrainingPictures | None = None,
+    ):
+        """`shown`: each prompt's pictures (none for a text run); `pictures`: how they become pixel inputs."""
+        self.tokenizer, self.prompts, self.pictures = tokenizer, prompts, pictures
+        self.shown = shown or [[] for _ in prompts]
         self.generation = GenerationConfig(temperature=0.0, max_new_tokens=max_new_tokens, repetition_penalty=1.0)
 
     @classmethod
-    def of(cls, tokenizer: Any, config: EvaluationConfig, validation: list, cutoff_len: int) -> Watcher | None:
-        """The watcher the config asks for, or None when there is nothing to watch."""
+    def of(
+        cls,
+        tokenizer: Any,
+        config: EvaluationConfig,
+        validation: list,
+        cutoff_len: int,
+        pictures: TrainingPictures | None = None,
+    ) -> Watcher | None:
+        """The watcher the config asks for, or None when there is nothing to watch. `pictures`: a vision-language
+        model's, which prompts that show pictures need (without them those prompts are not watched)."""
         conversations = (
             [[{"role": "user", "content": text}, {"role": "assistant", "content": ""}] for text in config.watch_prompts]
             if config.watch_prompts
             else [c for c in map(_conversation, validation) if c][: config.watch_count]
         )
-        prompts = [p for p in (encode_prompt(tokenizer, c, cutoff_len) for c in conversations) if p is not None]
-        return cls(tokenizer, prompts, config.watch_max_new_tokens) if prompts else None
+        prompts, shown = [], []
+        for conversation in conversations:
+            prompt, paths = _prompt(tokenizer, conversation, cutoff_len, pictures)
+            if prompt is not None:
+                prompts.append(prompt)
+                shown.append(paths)
+        return cls(tokenizer, prompts, config.watch_max_new_tokens, shown, pictures) if prompts else None
 
     def answer(
         self, model: Any, step: int, device: str, compute: Callable[[], AbstractContextManager] = nullcontext
     ) -> Watched:
         """The prompts' answers now; `compute`: the trainer's compute context (its autocast)."""
         started = time.perf_counter()
-        ids, mask = left_padded([prompt.prompt for prompt in self.prompts], self.tokenizer.pad_token_id or 0)
+        stops = stop_ids(model, self.tokenizer)
+        plain = [i for i, paths in enumerate(self.shown) if not paths]
+        shown = [i for i, paths in enumerate(self.shown) if paths]
+        answers: dict[int, list[int]] = {}
         with sampling_mode(model), torch.no_grad(), compute():
-            answers = decode(model, ids.to(device), mask.to(device), self.generation, stop_ids(model, self.tokenizer))
+            if plain:
+                ids, mask = left_padded([self.prompts[i].prompt for i in plain], self.tokenizer.pad_token_id or 0)
+                answers |= zip(plain, decode(model, ids.to(device), mask.to(device), self.generation, stops))
+            if shown:
+                answers |= zip(shown, self._with_pictures(model, shown, device, stops))
         rows = [
             WatchedRow(
                 prompt=(prompt.question or self.tokenizer.decode(prompt.prompt))[-400:],
                 answer=self.tokenizer.decode(tokens, skip_special_tokens=True)[:2000],
                 reference=prompt.reference[:400] or None,
             )
-            for prompt, tokens in zip(self.prompts, answers)
+            for prompt, tokens in zip(self.prompts, (answers[i] for i in range(len(self.prompts))))
         ]
         return Watched(step=step, rows=rows, seconds=round(time.perf_counter() - started, 2))
+
+    def _with_pictures(self, model: Any, rows: list[int], device: str, stops: set[int]) -> list[list[int]]:
+        """Greedy answers of the prompts `rows` with their pictures, left-padded into one call of the model's own
+        generate, each cut at its first end token."""
+        assert self.pictures is not None  # prompts with pictures are kept only with them (of)
+        pixels, grid, _ = self.pictures.inputs([path for row in rows for path in self.shown[row]])
+        ids, mask = left_padded([self.prompts[row].prompt for row in rows], self.tokenizer.pad_token_id or 0)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        output = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            pixel_values=pixels.to(device),
+            image_grid_thw=grid.to(device),
+            mm_token_type_ids=multimodal_token_types(ids, base.config.image_token_id).to(device),
+            max_new_tokens=self.generation.max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        answers = output[:, ids.shape[1] :].tolist()
+        return [tokens[: next((i for i, t in enumerate(tokens) if t in stops), len(tokens))] for tokens in answers]
+
+
+def _prompt(
+    tokenizer: Any, conversation: list[Message], cutoff_len: int, pictures: TrainingPictures | None
+) -> tuple[EncodedPrompt | None, list[str]]:
+    """A conversation's prompt and its pictures: their placeholders expanded into the pictures' tokens as training
+    encodes them; None when it shows pictures the run cannot show, or truncation cut into them."""
+    paths = conversation_pictures(conversation)
+    if not paths:
+        return encode_prompt(tokenizer, conversation, cutoff_len), []
+    if pictures is None:
+        return None, []
+    question = next((str(m["content"]) for m in reversed(conversation) if m["role"] == "user"), "")
+    prompt = encode_prompt(tokenizer, pictures.encoder(tokenizer).expand(conversation), cutoff_len)
+    if prompt is None or prompt.truncated:
+        return None, []
+    return dataclasses.replace(prompt, question=question), paths
 
 
 def _conversation(example: Any) -> list[Message] | None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +32,21 @@ class Served:
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory, tiny_model_dir):
     """A running studio whose form defaults train the tiny model for a long time."""
+    with serve_studio(tmp_path_factory, tiny_model_dir) as served:
+        yield served
+
+
+@contextmanager
+def serve_studio(tmp_path_factory, model_dir: Path, **overrides: str) -> Iterator[Served]:
+    """A studio served on a free port whose form trains `model_dir` for a long time (`overrides`: more settings,
+    by config path); its workspace is the session's temp folder, so the tiny models and adapters are inside."""
     from studio.config import RunConfig
 
     root = tmp_path_factory.mktemp("studio")
     config = RunConfig().with_overrides(
         {
             "name": "browser",
-            "model.name_or_path": str(tiny_model_dir),
+            "model.name_or_path": str(model_dir),
             "quantization.method": "none",
             "data.max_samples": "40",
             "training.max_steps": "100000",
@@ -51,6 +61,7 @@ def studio(tmp_path_factory, tiny_model_dir):
             "generation.temperature": "0",
             "export.output_dir": str(root / "export"),
             "evaluation.output_dir": str(root / "evaluations"),
+            **overrides,
         }
     )
     config.save(root / "config.yaml")
@@ -88,18 +99,25 @@ def studio(tmp_path_factory, tiny_model_dir):
     else:
         server.kill()
         pytest.fail("studio did not start: " + (root / "server.log").read_text())
-    yield served
-    for run in (root / "runs").glob("*/status.json"):  # never leave a worker training after the tests
-        import json
+    try:
+        yield served
+    finally:
+        _stop_workers(root / "runs")
+        server.terminate()
+        server.wait(timeout=30)
 
+
+def _stop_workers(runs: Path) -> None:
+    """Never leave a worker training after the tests."""
+    import json
+
+    for run in runs.glob("*/status.json"):
         pid = json.loads(run.read_text()).get("pid")
         if pid:
             try:
                 os.kill(pid, 15)
             except ProcessLookupError:
                 pass
-    server.terminate()
-    server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import shutil
 import time
 
 import pytest
+from PIL import Image
 
 from app.server import build_page
 from studio.api import Studio
@@ -31,6 +32,7 @@ def outside(tmp_path_factory, tiny_model_dir, strong_adapter):
     root = tmp_path_factory.mktemp("outside-places")
     (root / "secrets").mkdir()
     (root / "secrets" / "id_rsa").write_text(f"{SECRET}\n")
+    Image.new("RGB", (64, 64), "red").save(root / "secrets" / "face.png")  # a private picture
     shutil.copytree(tiny_model_dir, root / "model")
     shutil.copytree(tiny_model_dir, root / "shared" / "model")
     run = root / "shared" / "run-1"
@@ -54,6 +56,13 @@ def server(tmp_path_factory, outside):
         "ms_linked": {"ms_hub_url": "owner/name"},  # a ModelScope id, spelled like the planted folder
         "script": {"file_name": "x.json", "script_url": str(outside / "secrets" / "id_rsa")},
     }
+    turns = [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "!"}]
+    for name, picture in (
+        ("climb_pictures", os.path.relpath(outside / "secrets" / "face.png", planted)),
+        ("absolute_pictures", str(outside / "secrets" / "face.png")),
+    ):
+        registry[name] = {"file_name": f"{name}.json", "formatting": "openai", "columns": {"images": "images"}}
+        (planted / f"{name}.json").write_text(json.dumps([{"messages": turns, "images": [picture]}]))
     (planted / "dataset_info.json").write_text(json.dumps(registry))
     (planted / "x.json").write_text("[]")
     with served(workspace, tmp_path_factory.mktemp("cache-places"), "--read-only-dir", str(outside / "shared")) as url:
@@ -70,6 +79,15 @@ def test_a_registry_entry_cannot_read_a_folder_outside(server, layout):
         answer = call(url, layout, "preview", {"data.dataset_dir": "planted", "data.datasets": [name]})
         assert _refused(answer) and SECRET not in answer, (name, answer)
         assert "outside the served workspace" in answer or "not a hub dataset id" in answer or "folder inside" in answer
+
+
+def test_a_dataset_cannot_show_or_train_on_a_picture_outside(server, layout):
+    url, _ = server
+    for name in ("climb_pictures", "absolute_pictures"):
+        for api_name in ("preview", "start"):
+            answer = call(url, layout, api_name, {"data.dataset_dir": "planted", "data.datasets": [name]})
+            assert _refused(answer) and "outside the served workspace" in answer, (name, answer)
+            assert "picture '" in answer and "data:image" not in answer, answer
 
 
 def test_an_upload_cannot_become_a_registry(server, layout, tmp_path):

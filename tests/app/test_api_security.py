@@ -287,3 +287,21 @@ def test_queued_events_run_only_through_the_queue(server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 404 and "join the queue" in refused.value.read().decode()
+
+
+def test_the_chat_cannot_be_sent_a_picture_from_outside_gradios_uploads(server, layout, outside):
+    """The Chat tab reads a picture from the path Gradio hands it (the upload or a pane's picture message), so a
+    client must not be able to name any other file, in the upload box or in a history it sends."""
+    from PIL import Image
+
+    picture = outside / "secret.png"
+    Image.new("RGB", (8, 8), "red").save(picture)
+    file = {"path": str(picture), "meta": {"_type": "gradio.FileData"}}
+    [dependency] = [d for d in _config(server)["dependencies"] if d.get("api_name") == "send"]
+    tab = layout.chat
+    history = [{"role": "user", "content": [{"type": "file", "file": file}]}]
+    for values in ({tab.picture._id: file}, {tab.base_chat._id: history}, {tab.adapter_chat._id: history}):
+        values[tab.prompt._id] = "看图"
+        answer = _call_by_number(server, dependency, [values.get(i) for i in dependency["inputs"]])
+        done = json.loads(answer.splitlines()[-1])
+        assert not done["success"] and "not uploaded by a user" in done["output"]["error"], answer[-500:]

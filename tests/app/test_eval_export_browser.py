@@ -63,3 +63,52 @@ def test_export_merges_and_checks(page, strong_adapter, shoot):
     page.locator("#qs-export-result").get_by_text("reload check").wait_for(timeout=120_000)
     assert "finished" in page.locator("#qs-export-result").inner_text()
     shoot(page, "09-export")
+
+
+def _field(page, name, value):
+    box = page.locator(f"#qs-field-{name}").locator("input, textarea").first
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+    page.keyboard.press("Escape")
+
+
+def test_a_gguf_export_answers_in_llama_cpp_as_the_merged_model_and_chats(page, strong_adapter, studio, shoot):
+    pytest.importorskip("llama_cpp")  # the extra gguf-check (in the test extra)
+    page.get_by_role("tab", name="Export", exact=True).click()
+    _choose_adapter(page, "qs-export-adapter", strong_adapter)
+    out, model = studio.root / "export-f16", page.locator("#qs-field-model-name_or_path input").input_value()
+    _field(page, "export-output_dir", str(out))
+    _field(page, "export-format", "gguf")
+    _field(page, "export-gguf_type", "f16")
+    page.locator("#qs-export-start").click()
+    result = page.locator("#qs-export-result")
+    ended = "() => { const t = document.querySelector('#qs-export-result').innerText;"
+    ended += " return t.includes('export-f16-f16.gguf') && (t.includes('finished') || t.includes('failed')); }"
+    page.wait_for_function(ended, timeout=180_000)  # this export's end, not an earlier export's
+    text = result.inner_text()
+    assert "finished" in text and "answers to all 3 prompts equal to the merged model's, token for token" in text
+    assert text.count(": equal [") == 3 and "tokenizer reads the rendered prompts into the studio's ids ✓" in text
+    shoot(page, "09b-export-gguf-llama-cpp")
+
+    # the written file in Chat, through llama.cpp: it answers in the base pane alone
+    _field(page, "model-name_or_path", str(out / "export-f16-f16.gguf"))
+    page.get_by_role("tab", name="Chat", exact=True).click()
+    page.locator("#qs-chat-load").click()
+    page.locator("#qs-chat-status").get_by_text("in llama.cpp (CPU)").wait_for(timeout=60_000)
+    page.locator("#qs-chat-adapter-answers").wait_for(state="hidden", timeout=10_000)  # "Base only"
+    page.locator("#qs-chat-prompt textarea").fill("1+1=?")
+    page.locator("#qs-chat-send").click()
+    page.wait_for_function("() => !document.querySelector('#qs-chat-send').disabled", timeout=60_000)
+    assert (
+        "1+1=?" in page.locator("#qs-chat-base").inner_text()
+        and "Error" not in page.locator("#qs-chat-status").inner_text()
+    )
+    page.get_by_text("tokens ·").first.wait_for(timeout=10_000)  # the answer's speed line
+    shoot(page, "09c-chat-gguf")
+    page.get_by_role("button", name="Unload model").click()
+    page.locator("#qs-chat-status").get_by_text("Unloaded").wait_for(timeout=30_000)
+    _field(page, "model-name_or_path", model)  # the page as the other tests expect it
+    page.get_by_role("tab", name="Export", exact=True).click()
+    _field(page, "export-format", "safetensors")
+    _field(page, "export-output_dir", str(studio.root / "export"))

@@ -90,6 +90,7 @@ TERMS = {
     "modelfile",
     "k-quant",
     "llama-quantize",
+    "llama-cpp-python",  # the package the GGUF check in llama.cpp needs (Export's note)
     "qlora",
     "lora",
     "dora",

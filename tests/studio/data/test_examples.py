@@ -212,10 +212,8 @@ def test_preference_and_pretraining_data_keep_their_meaning(data_dir):
     assert c4.skipped_rows[0].where == "c4.jsonl line 2"
 
 
-def test_multimodal_data_is_refused(data_dir):
-    with pytest.raises(
-        DataError, match="image/video/audio datasets need a multimodal model; this studio trains text models"
-    ):
+def test_a_dataset_of_pictures_whose_picture_is_missing_is_refused_naming_record_and_picture(data_dir):
+    with pytest.raises(DataError, match=r"mllm.json example 1: picture '1.jpg' not found"):
         _load(data_dir, "mllm")
 
 

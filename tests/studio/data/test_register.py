@@ -194,15 +194,12 @@ def test_hub_id_offline_is_a_clear_error(dataset_dir):
     assert _unchanged(dataset_dir)
 
 
-def test_multimodal_upload_is_refused(tmp_path, dataset_dir):
-    rows = [
-        {
-            "messages": [{"role": "user", "content": "<image>Who?"}, {"role": "assistant", "content": "Kane."}],
-            "images": ["1.jpg"],
-        }
-    ]
-    proposal = detect(_jsonl(tmp_path / "mm.jsonl", rows))
-    assert proposal.entry["columns"]["images"] == "images" and "multimodal" in proposal.note
-    with pytest.raises(DataError, match="this studio trains text models"):
+def test_video_and_audio_uploads_are_refused_and_pictures_proposed(tmp_path, dataset_dir):
+    turns = [{"role": "user", "content": "<video>Who?"}, {"role": "assistant", "content": "Kane."}]
+    proposal = detect(_jsonl(tmp_path / "mm.jsonl", [{"messages": turns, "videos": ["1.mp4"]}]))
+    assert proposal.entry["columns"]["videos"] == "videos" and "videos and audio are not read" in proposal.note
+    with pytest.raises(DataError, match="reads pictures \\('images'\\) but not videos or audio"):
         register(dataset_dir, "mm", tmp_path / "mm.jsonl", proposal.entry)
     assert _unchanged(dataset_dir)
+    pictures = detect(_jsonl(tmp_path / "pictures.jsonl", [{"messages": turns, "images": ["1.png"]}]))
+    assert pictures.entry["columns"]["images"] == "images" and "vision-language model" in pictures.note

@@ -114,9 +114,14 @@ def test_kinds_follow_from_the_entry(tmp_path):
     "entry, message",
     [
         (
-            {"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}},
-            "images columns: image/video/audio datasets need a multimodal model; this studio trains text models",
+            {"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "messages", "videos": "videos"}},
+            "videos columns: the studio reads pictures \\('images'\\) but not videos or audio",
         ),
+        (
+            {"file_name": "m.json", "ranking": True, "columns": {"images": "images"}},
+            "has pictures, and pictures are trained by supervised fine-tuning only",
+        ),
+        ({"hf_hub_url": "org/set", "columns": {"images": "images"}}, "comes from a hub and has pictures"),
         ({"om_hub_url": "org/set"}, "only on Modelers"),
         ({"script_url": "script_dir"}, "loaded by a script"),
         ({"cloud_file_name": "s3://bucket/file.json"}, "cloud file"),

@@ -115,6 +115,10 @@ def test_tiny_llama_reloads_with_its_q_k_rows_in_llama_cpp_order(tiny_llama_dir,
     assert report.passed and report.check_diff <= 1e-4
     if gguf_type == "f32":
         assert report.max_logit_diff <= 1e-4 and report.agreement == 1.0
+        # llama.cpp itself (where installed) reads the rows and GPT-2's pre-tokenizer the same way: its answers part
+        # from the merged model's at a near tie at most (this random model has one within 5e-5 on the first prompt)
+        check = report.llama_cpp
+        assert check is None or ((check.equal or check.parted_at_ties) and check.tokenizer_matches)
     reader, fields = _fields(tmp_path / gguf_type / report.gguf_file)
     assert fields["llama.rope.freq_base"] == 50000.0 and fields["llama.attention.head_count_kv"] == 2
     names = {tensor.name: tensor.tensor_type.name for tensor in reader.tensors}

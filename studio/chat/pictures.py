@@ -1,0 +1,118 @@
+"""Pictures in a chat with a vision-language model: each `<image>` of a conversation becomes the picture's vision
+tokens, and the pictures the model's pixel inputs.
+
+A conversation's pictures are listed in the order of their `<image>` placeholders (LLaMA-Factory's convention, as in
+training data). Each placeholder is replaced by the text of `<|vision_start|>`, one `<|image_pad|>` per merged patch,
+and `<|vision_end|>` before the prompt is encoded, so the prompt goes through the same encoding as a text one and
+the special tokens come out as their single ids. Rows of one batch concatenate their pictures in row order, which is
+the order the model scatters image features back into the image tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from studio.errors import StudioError
+from studio.modeling.vision import (
+    IMAGE_PLACEHOLDER,
+    image_token_counts,
+    multimodal_token_types,
+    open_scaled,
+    pixel_inputs,
+    scale_within,
+    with_pictures,
+)
+from studio.training.pictures import TrainingPictures
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image
+
+    from studio.config import ModelConfig
+    from studio.data.formats import Message
+    from studio.data.tokenize import Encoded
+
+Picture = Union["Image", str, Path]  # a picture in memory, or the path of one the page already checked
+
+
+class PictureError(StudioError):
+    """A picture the chat cannot use: a text model, a wrong count of placeholders, an unreadable file."""
+
+
+@dataclass
+class ChatPictures:
+    """How the loaded vision-language model sees pictures: as training does (its image processor and the pixel
+    bounds, studio.training.pictures), and where its image tokens are."""
+
+    training: TrainingPictures
+    image_token_id: int
+
+    @classmethod
+    def of(cls, config: ModelConfig, model_path: str, model: Any) -> ChatPictures | None:
+        """For a vision-language model, else None."""
+        training = TrainingPictures.of(config, model_path)
+        return None if training is None else cls(training, model.config.image_token_id)
+
+    @property
+    def processor(self) -> Any:
+        return self.training.processor
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        return self.training.min_pixels, self.training.max_pixels
+
+    def expand(
+        self, conversations: list[list[Message]], pictures: list[list[Picture]]
+    ) -> tuple[list[list[Message]], dict[str, torch.Tensor]]:
+        """The conversations with their placeholders expanded, and the pixel inputs of all their pictures."""
+        opened = [[_opened(picture, self.pixels) for picture in row] for row in pictures]
+        flat = [image for row in opened for image in row]
+        if not flat:
+            return conversations, {}
+        inputs = pixel_inputs(self.processor, flat)
+        counts = iter(image_token_counts(self.processor, inputs["image_grid_thw"]))
+        expanded = [_expanded(c, len(row), counts) for c, row in zip(conversations, opened)]
+        return expanded, inputs
+
+    def token_types(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return multimodal_token_types(input_ids, self.image_token_id)
+
+    def scored_inputs(self, examples: list[Encoded], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pixel inputs and token types of encoded examples (their `images`, row by row), for a loss."""
+        paths = [path for example in examples for path in example.images]
+        if not paths:
+            return {}
+        pixel_values, grid, _ = self.training.inputs(paths)
+        return {"pixel_values": pixel_values, "image_grid_thw": grid, "mm_token_type_ids": self.token_types(input_ids)}
+
+
+def carried(conversations: list[list[Message]]) -> list[list[Picture]] | None:
+    """The pictures each conversation's turns carry (`images`, as dataset rows and evaluation samples hold them),
+    in order; None when no turn carries any."""
+    pictures: list[list[Picture]] = [[p for m in c for p in m.get("images") or ()] for c in conversations]
+    return pictures if any(pictures) else None
+
+
+def _opened(picture: Picture, pixels: tuple[int, int]) -> Image:
+    from PIL import UnidentifiedImageError
+
+    if not isinstance(picture, (str, Path)):
+        return scale_within(picture, *pixels)
+    try:
+        return open_scaled(picture, *pixels)
+    except (OSError, UnidentifiedImageError) as error:
+        raise PictureError("chat.picture_unreadable", name=Path(picture).name, error=error) from None
+
+
+def _expanded(messages: list[Message], pictures: int, counts: Iterator[int]) -> list[Message]:
+    placeholders = sum(m["content"].count(IMAGE_PLACEHOLDER) for m in messages)
+    if placeholders != pictures:
+        raise PictureError("chat.picture_count", placeholders=placeholders, pictures=pictures)
+    out = []
+    for message in messages:
+        shown = [next(counts) for _ in range(message["content"].count(IMAGE_PLACEHOLDER))]
+        out.append(dict(message, content=with_pictures(message["content"], shown)))
+    return out

@@ -1,0 +1,294 @@
+"""Chat's engine through vLLM (chat.engine: vllm): one `vllm.LLM` with LoRA on, each loaded adapter a LoRARequest.
+
+It offers what Chat, `qlora-studio chat`/`serve` and the OpenAI endpoint use of the HF engine (studio.chat.engine):
+load and unload, adapters by name, `stream`, `answer`, `template`, `selected`. Each row of a side-by-side answer is
+a request of its own under its adapter (None: the base), so base and adapters answer in one batch, as peft's mixed
+batches do on the HF engine. Prompts are the HF engine's own token ids (the same template, tools and thinking:
+studio.chat.prompts), and tokens stream into the same BatchStreamer, read as Chat reads them.
+
+Nothing here calls vLLM: its calls are in studio.chat.vllm_model, and what they are given is worked out in
+studio.chat.vllm_options; so everything but those calls runs, and is tested, where vLLM cannot run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from studio.adapters import AdapterError, AdapterInfo, read_adapter
+from studio.chat.engine import EngineError, _prompting, _with_system  # the HF engine's rules: the same prompts
+from studio.chat.memory import release_memory
+from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
+from studio.chat.replies import reply_reader
+from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
+from studio.chat.vllm_model import VllmModel
+from studio.chat.vllm_options import (
+    LoraSlots,
+    VllmRefused,
+    check_loadable,
+    check_servable,
+    check_vllm,
+    generation_sampling,
+    llm_options,
+)
+from studio.config import ChatConfig, GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
+from studio.config.training import Precision
+from studio.data.formats import Message
+from studio.errors import StudioError
+from studio.locales import Message as Said
+from studio.locales import say
+
+if TYPE_CHECKING:
+    from studio.chat.gguf_engine import GgufChat
+    from studio.chat.pictures import ChatPictures, Picture
+    from studio.combinations import Combination
+    from studio.modeling.compute import ComputePlan
+
+
+class VllmEngine:
+    """The chat engine over vLLM; `settings` (chat.*) apply when a model is loaded."""
+
+    def __init__(self, settings: ChatConfig):
+        self.settings = settings
+        self.model: VllmModel | None = None
+        self.tokenizer: Any = None  # transformers' tokenizer with the studio's chat template: prompts and answers
+        self.model_name: str | None = None
+        self.plan: ComputePlan | None = None
+        self.adapters: dict[str, AdapterInfo] = {}
+        self.combinations: dict[str, Combination] = {}  # always empty: combinations are made on the HF engine
+        self.pictures: ChatPictures | None = None  # always None: pictures go through the HF engine
+        self.gguf: GgufChat | None = None  # always None: a GGUF file opens on the HF engine (in llama.cpp)
+        self.base_loads = 0
+        self._slots = LoraSlots()
+        self._lock = threading.RLock()  # as ChatEngine's: one answer or one model change at a time
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def load(
+        self,
+        model: ModelConfig,
+        quantization: QuantizationConfig,
+        progress: Callable[[Said], None] = lambda message: None,
+        precision: Precision = "auto",
+        cutoff_len: int | None = None,  # for the HF engine's RoPE scaling, which vLLM is refused (vllm_options)
+    ) -> Said:
+        with self._changing():
+            return self._load(model, quantization, progress, precision)
+
+    def _load(
+        self,
+        model: ModelConfig,
+        quantization: QuantizationConfig,
+        progress: Callable[[Said], None],
+        precision: Precision,
+    ) -> Said:
+        from studio.modeling.chat_templates import stop_ids
+        from studio.modeling.compute import dtype_name, resolve_plan
+        from studio.modeling.loader import load_tokenizer
+        from studio.modeling.sources import resolve_model_path
+
+        if self.loaded:
+            self.unload()
+        check_vllm()
+        plan, started = resolve_plan(quantization, TrainingConfig(precision=precision)), time.time()
+        check_loadable(model, plan)  # before a download
+        key = "engines.vllm_loading_4bit" if plan.quantize_4bit else "engines.vllm_loading"
+        progress(say(key, name=model.name_or_path, dtype=dtype_name(plan.compute_dtype)))
+        path = resolve_model_path(model, progress=progress)
+        tokenizer = load_tokenizer(model, path)
+        stops = stop_ids(SimpleNamespace(generation_config=_generation_config(path)), tokenizer)
+        try:
+            self.model = VllmModel.start(llm_options(path, model, plan, self.settings), self._slots, stops)
+        except (ValueError, RuntimeError) as error:  # vLLM's own refusals: no room for the KV cache, an architecture
+            raise VllmRefused("engines.vllm_failed", name=model.name_or_path, error=str(error)) from None
+        self.tokenizer, self.model_name, self.plan = tokenizer, model.name_or_path, plan
+        self.base_loads += 1
+        return say(
+            "engines.vllm_loaded",
+            name=model.name_or_path,
+            seconds=time.time() - started,
+            context=self.model.config.max_position_embeddings,
+            max_loras=self.settings.max_loras,
+            rank=self.settings.max_lora_rank,
+            share=self.settings.gpu_memory_utilization,
+        )
+
+    def unload(self) -> Said:
+        with self._changing():
+            if self.model is None:
+                return say("chat.nothing_loaded")
+            model, self.model, self.tokenizer, self.plan = self.model, None, None, None
+            self.adapters.clear()
+            self._slots.clear()
+            model.shutdown()
+            del model
+            release_memory()
+            return say("engines.vllm_unloaded", name=self.model_name)
+
+    # -- adapters -------------------------------------------------------------------
+
+    def load_adapter(self, path: str, name: str | None = None) -> AdapterInfo:
+        """A LoRA adapter, handed to vLLM under an id of its own; what vLLM cannot serve is refused by name first."""
+        info = read_adapter(path, name)
+        check_servable(info, self.settings.max_lora_rank)
+        with self._changing():
+            model = self._require_model()
+            if info.name in self.adapters:
+                return info
+            self._slots.add(info.name, info.path)
+            try:
+                model.add_lora(info.name)
+            except Exception as error:  # vLLM's reading of the folder: target modules it lacks, shapes
+                self._slots.remove(info.name)
+                raise VllmRefused("engines.vllm_adapter_failed", name=info.name, error=str(error)) from None
+            self.adapters[info.name] = info
+            return info
+
+    def unload_adapter(self, name: str) -> None:
+        with self._changing():
+            if name not in self.adapters:
+                raise AdapterError("chat.adapter_not_loaded", name=name)
+            del self.adapters[name]
+            self._require_model().remove_lora(self._slots.remove(name))
+
+    def combine(
+        self, name: str, weights: dict[str, float], combination_type: str = "linear", density: float | None = None
+    ) -> AdapterInfo:
+        raise VllmRefused("engines.vllm_no_combinations", name=name or "combination")
+
+    # -- answers --------------------------------------------------------------------
+
+    def stream(
+        self,
+        conversations: list[list[Message]],
+        adapters: list[str | None],
+        generation: GenerationConfig,
+        stop: threading.Event | None = None,
+        every_s: float = 0.25,
+        *,
+        tools: str | list | None = None,
+        thinking: bool | None = None,
+        pictures: list[list[Picture]] | None = None,
+    ) -> Generator[list[Answer], None, None]:
+        """As ChatEngine.stream: every row's answer so far at most every `every_s` seconds, then in full; the
+        generating thread holds the engine, and a reader gone ends the answer at its next step."""
+        if pictures and any(pictures):
+            raise VllmRefused("engines.vllm_no_pictures")
+        self._require_model()
+        self._check_adapters(adapters)
+        prompting = _prompting(conversations, tools, thinking)
+        reader = reply_reader(self.tokenizer, prompting) if prompting else None
+        streamer, abandoned = BatchStreamer(self.tokenizer, len(conversations), reader), threading.Event()
+        stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
+        job = (conversations, adapters, generation, streamer, stopping, prompting)
+        worker = threading.Thread(target=self._generate, args=job, daemon=True)
+        worker.start()
+        try:
+            yield from streamer.updates(every_s)
+        finally:
+            abandoned.set()
+        worker.join()
+        if isinstance(streamer.error, StudioError):
+            raise streamer.error
+        if streamer.error is not None:
+            raise RuntimeError(f"Generation failed: {type(streamer.error).__name__}: {streamer.error}")
+
+    def _generate(
+        self,
+        conversations: list[list[Message]],
+        adapters: list[str | None],
+        generation: GenerationConfig,
+        streamer: BatchStreamer,
+        stopping: StopOnEvent,
+        prompting: Prompting | None,
+    ) -> None:
+        try:
+            with self._lock:
+                if stopping.stopped:  # stopped or abandoned while the engine was busy
+                    return
+                model = self._require_model()
+                if self.tokenizer is not streamer.tokenizer:
+                    raise EngineError("chat.model_changed")
+                self._check_adapters(adapters)
+                # encoded here, under the engine: a fast tokenizer must not serve two threads at once
+                prompts = [
+                    _prompt(self.tokenizer, _with_system(c, generation.system_prompt), prompting) for c in conversations
+                ]
+                parts = [streamer.part([row]) for row in range(len(prompts))]
+                model.run(
+                    prompts, adapters, generation_sampling(generation, model.stop_ids), parts, lambda: stopping.stopped
+                )
+        except Exception as error:  # raised to the reader by stream()
+            streamer.error = error
+        finally:
+            streamer.end()
+
+    def answer(
+        self,
+        messages: list[Message],
+        adapter: str | None,
+        generation: GenerationConfig,
+        *,
+        tools: str | list | None = None,
+        thinking: bool | None = None,
+    ) -> Answer:
+        *_, final = self.stream([messages], [adapter], generation, tools=tools, thinking=thinking)
+        return final[0]
+
+    def template(self) -> TemplateInfo:
+        self._require_model()
+        return template_info(self.tokenizer)
+
+    @contextlib.contextmanager
+    def selected(self, adapter: str | None) -> Iterator[tuple[Any, Any]]:
+        """(model, tokenizer) answering with `adapter` (None: the base), held as an answer holds the engine: what the
+        endpoint's answers call generate() on."""
+        self._require_model()
+        self._check_adapters([adapter])
+        with self._lock:
+            yield self._require_model().bound(adapter), self.tokenizer
+
+    # -- holding the engine -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _changing(self, timeout_s: float = 30.0) -> Iterator[None]:
+        if not self._lock.acquire(timeout=timeout_s):
+            raise EngineError("chat.busy")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _require_model(self) -> VllmModel:
+        if self.model is None:
+            raise EngineError("chat.no_model_loaded")
+        return self.model
+
+    def _check_adapters(self, names: list[str | None]) -> None:
+        for name in names:
+            if name is not None and name not in self.adapters:
+                raise AdapterError("chat.adapter_not_loaded_load_it", name=name)
+
+
+def _prompt(tokenizer: Any, conversation: list[Message], prompting: Prompting | None) -> list[int]:
+    """The ids that ask for the next answer, as the HF engine encodes them (ChatEngine._encode), unpadded."""
+    if prompting is not None:
+        return prompt_ids(tokenizer, conversation, prompting)
+    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _generation_config(path: str) -> Any:
+    """The model's generation_config.json (its end tokens), None when it has none."""
+    from transformers import GenerationConfig as Generating
+
+    try:
+        return Generating.from_pretrained(path)
+    except OSError:
+        return None

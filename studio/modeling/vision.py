@@ -1,0 +1,157 @@
+"""What the studio knows of vision-language models: which folders hold one, their image processor, and pictures
+turned into the model's inputs.
+
+A picture is first scaled into [model.image_min_pixels, model.image_max_pixels] as LLaMA-Factory scales it, then
+the model's own image processor resizes it to whole patches; the number of image tokens follows from the patch
+grid it returns. Training, chat, evaluation and export all go through these functions, so a picture becomes the
+same tokens everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.config import ModelConfig
+
+# model_type in config.json of the families whose classes and processors transformers ships
+VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
+IMAGE_PLACEHOLDER = "<image>"  # LLaMA-Factory's placeholder in dataset text
+
+
+def vision_family(model_path: str | Path) -> str | None:
+    """The vision-language family of the model in `model_path` (a local folder), or None for a text model."""
+    config = Path(model_path) / "config.json"
+    if not config.is_file():
+        return None
+    model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    return model_type if model_type in VISION_FAMILIES else None
+
+
+@dataclass(frozen=True)
+class VisionTokens:
+    """The special tokens a Qwen-VL prompt wraps each picture in, as ids of the tokenizer."""
+
+    start: int
+    pad: int  # repeated once per merged patch
+    end: int
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase) -> VisionTokens:
+        ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")]
+        return cls(*(int(i) for i in ids))  # type: ignore[arg-type]  # one token in, one id out
+
+
+def load_image_processor(model_path: str | Path, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
+
+
+def scale_within(image: Image, min_pixels: int, max_pixels: int) -> Image:
+    """The picture scaled (keeping its aspect) to at most `max_pixels` and at least `min_pixels` pixels, in RGB,
+    as LLaMA-Factory prepares a picture before the processor sees it."""
+    pixels = image.width * image.height
+    if pixels > max_pixels or pixels < min_pixels:
+        factor = math.sqrt((max_pixels if pixels > max_pixels else min_pixels) / pixels)
+        image = image.resize((int(image.width * factor), int(image.height * factor)))
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    # LLaMA-Factory's Qwen-VL plugin (every family here) then widens a side under one 28-pixel patch pair and
+    # cuts a strip longer than 200:1 to 180:1, which Qwen's own resizing refuses
+    if min(image.width, image.height) < 28:
+        image = image.resize((max(image.width, 28), max(image.height, 28)))
+    if image.width / image.height > 200:
+        image = image.resize((image.height * 180, image.height))
+    if image.height / image.width > 200:
+        image = image.resize((image.width, image.width * 180))
+    return image
+
+
+def pixel_inputs(processor: Any, images: list[Image]) -> dict[str, torch.Tensor]:
+    """pixel_values and image_grid_thw of `images` (already scaled) for the model's forward pass."""
+    return dict(processor(images=images, return_tensors="pt"))
+
+
+def image_token_counts(processor: Any, grid_thw: torch.Tensor) -> list[int]:
+    """How many <|image_pad|> tokens each picture becomes: its patch grid divided by the merge of patches."""
+    merge = getattr(processor, "merge_size", 2) ** 2
+    return [int(row.prod()) // merge for row in grid_thw]
+
+
+def multimodal_token_types(input_ids: torch.Tensor, image_token_id: int) -> torch.Tensor:
+    """transformers' mm_token_type_ids for Qwen-VL's 3-D rotary positions: 1 at image tokens, 0 elsewhere."""
+    return (input_ids == image_token_id).long()
+
+
+def vision_text(count: int) -> str:
+    """What one picture's placeholder becomes in a Qwen-VL prompt's text: its vision tokens as the tokenizer's
+    special words (each encodes to its single id)."""
+    return "<|vision_start|>" + "<|image_pad|>" * count + "<|vision_end|>"
+
+
+def with_pictures(text: str, counts: list[int]) -> str:
+    """`text` with its `<image>` placeholders, in order, replaced by pictures of `counts` tokens (as many as
+    placeholders), the way LLaMA-Factory's Qwen-VL plugin rewrites a turn before encoding it."""
+    parts = text.split(IMAGE_PLACEHOLDER)
+    return parts[0] + "".join(vision_text(count) + part for count, part in zip(counts, parts[1:], strict=True))
+
+
+def model_pixels(config: ModelConfig) -> tuple[int, int]:
+    return config.image_min_pixels, config.image_max_pixels
+
+
+def picture_prompt(
+    tokenizer: PreTrainedTokenizerBase, processor: Any, text: str, image: Image, pixels: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """The model's inputs for one user turn that shows `image` before `text`, rendered by the tokenizer's chat
+    template with the picture's vision tokens in place: what the export check and a quick probe feed the model."""
+    import torch
+
+    inputs = pixel_inputs(processor, [scale_within(image, *pixels)])
+    tokens = VisionTokens.of(tokenizer)
+    (count,) = image_token_counts(processor, inputs["image_grid_thw"])
+    rendered: str = tokenizer.apply_chat_template(  # type: ignore[assignment]  # tokenize=False: the text
+        [{"role": "user", "content": "\x00" + text}], tokenize=False, add_generation_prompt=True
+    )
+    before, after = rendered.split("\x00")
+    ids = (
+        tokenizer(before, add_special_tokens=False)["input_ids"]
+        + [tokens.start, *[tokens.pad] * count, tokens.end]
+        + tokenizer(after, add_special_tokens=False)["input_ids"]
+    )
+    input_ids = torch.tensor([ids])
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "mm_token_type_ids": multimodal_token_types(input_ids, tokens.pad),
+        **inputs,
+    }
+
+
+def check_picture() -> Image:
+    """A fixed picture (a red disc and a blue square on white) for checks that need one."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (96, 64), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((8, 8, 48, 48), fill="red")
+    draw.rectangle((56, 16, 88, 48), fill="blue")
+    return image
+
+
+def open_scaled(path: str | Path, min_pixels: int, max_pixels: int) -> Image:
+    """The picture in the file `path`, read whole and scaled as `scale_within`: how training data's pictures are
+    opened on both sides (their token counts at tokenisation, their pixels in the batch), so the two agree."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return scale_within(image, min_pixels, max_pixels)

@@ -1,0 +1,86 @@
+"""Chat about a picture with a vision-language model: base and adapter side by side on the same picture."""
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from studio.chat.engine import ChatEngine
+from studio.chat.pictures import PictureError
+from studio.config import GenerationConfig, ModelConfig, QuantizationConfig
+
+GREEDY = GenerationConfig(temperature=0, max_new_tokens=6)
+
+
+def _picture() -> Image.Image:
+    image = Image.new("RGB", (80, 60), "white")
+    ImageDraw.Draw(image).ellipse((10, 10, 50, 50), fill="red")
+    return image
+
+
+@pytest.fixture(scope="module")
+def vision_engine(tiny_vl_model_dir, tmp_path_factory):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(0)
+    tuned = get_peft_model(
+        AutoModelForImageTextToText.from_pretrained(tiny_vl_model_dir),
+        LoraConfig(r=4, target_modules=r".*language_model.*\.(q_proj|v_proj|down_proj)"),
+    )
+    with torch.no_grad():
+        for name, parameter in tuned.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    adapter = tmp_path_factory.mktemp("adapters") / "vision"
+    tuned.save_pretrained(adapter)
+    engine = ChatEngine()
+    engine.load(ModelConfig(name_or_path=str(tiny_vl_model_dir)), QuantizationConfig(method="none"))
+    engine.load_adapter(str(adapter), "vision")
+    return engine
+
+
+def test_base_and_adapter_answer_about_the_same_picture(vision_engine):
+    question = [{"role": "user", "content": "<image>图中有几个圆？"}]
+    *_, final = vision_engine.stream([question, question], [None, "vision"], GREEDY, pictures=[[_picture()]] * 2)
+    assert all(answer.tokens > 0 for answer in final)
+    assert final[0].text != final[1].text  # the adapter changed the answer
+    # the picture reaches the model: the same question with another picture is answered differently
+    blue = Image.new("RGB", (80, 60), "blue")
+    *_, other = vision_engine.stream([question], ["vision"], GREEDY, pictures=[[blue]])
+    assert other[0].text != final[1].text or other[0].tokens != final[1].tokens
+
+
+def test_evaluation_answers_with_pictures_equal_the_streamed_ones(vision_engine):
+    question = [{"role": "user", "content": "<image>颜色？"}]
+    *_, streamed = vision_engine.stream([question], ["vision"], GREEDY, pictures=[[_picture()]])
+    answered = vision_engine.answers([question], ["vision"], GREEDY, pictures=[[_picture()]])
+    assert answered == [streamed[0].text]
+
+
+def test_a_wrong_number_of_placeholders_is_refused_by_name(vision_engine):
+    question = [{"role": "user", "content": "<image><image>两张？"}]
+    with pytest.raises(PictureError, match="2 <image>"):
+        list(vision_engine.stream([question], [None], GREEDY, pictures=[[_picture()]]))
+
+
+def test_a_text_model_refuses_a_picture_by_name(tiny_model_dir):
+    engine = ChatEngine()
+    engine.load(ModelConfig(name_or_path=str(tiny_model_dir)), QuantizationConfig(method="none"))
+    with pytest.raises(PictureError, match="reads text only"):
+        list(engine.stream([[{"role": "user", "content": "<image>?"}]], [None], GREEDY, pictures=[[_picture()]]))
+
+
+def test_turns_that_carry_their_pictures_are_scored_and_answered_with_them(vision_engine, tmp_path):
+    """Evaluation's samples come from the run's val.jsonl, whose turns carry `images` as dataset rows do."""
+    path = tmp_path / "red.png"
+    _picture().save(path)
+    asked = {"role": "user", "content": "<image>几个圆？", "images": [str(path)]}
+    conversation = [asked, {"role": "assistant", "content": "一个圆。"}]
+    total, count = vision_engine.token_loss([conversation], "vision", cutoff_len=256, batch_size=2)
+    assert count > 0 and total > 0
+    blank = [dict(asked, images=[str(tmp_path / "blank.png")]), conversation[1]]
+    Image.new("RGB", (80, 60), "white").save(tmp_path / "blank.png")
+    other, _ = vision_engine.token_loss([blank], "vision", cutoff_len=256, batch_size=2)
+    assert other != total  # the picture is part of what is scored
+    carried = vision_engine.answers([[asked]], ["vision"], GREEDY)
+    assert carried == vision_engine.answers([[dict(asked, images=None)]], ["vision"], GREEDY, pictures=[[str(path)]])
