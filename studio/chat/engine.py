@@ -14,6 +14,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,7 +24,7 @@ from studio.chat.memory import read_memory, release_memory
 from studio.chat.pictures import ChatPictures, Picture, PictureError, carried
 from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
 from studio.chat.replies import reply_reader
-from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
+from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
 from studio.chat.tools import check_tools, has_tool_turns
 from studio.chat.whole_models import WholeModel, read_whole_model, swapped_in
 from studio.combinations import Combination, add_combination, combination_of
@@ -295,23 +296,11 @@ class ChatEngine:
         self._check_pictures(pictures)
         prompting = _prompting(conversations, tools, thinking)
         reader = reply_reader(self.tokenizer, prompting) if prompting else None
-        streamer, abandoned = BatchStreamer(self.tokenizer, len(conversations), reader), threading.Event()
-        stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
-        worker = threading.Thread(
-            target=self._generate,
-            args=(conversations, adapters, generation, streamer, stopping, prompting, pictures),
-            daemon=True,
+        streamer = BatchStreamer(self.tokenizer, len(conversations), reader)
+        job = partial(
+            self._generate, conversations, adapters, generation, streamer, prompting=prompting, pictures=pictures
         )
-        worker.start()
-        try:
-            yield from streamer.updates(every_s)
-        finally:  # GeneratorExit included: nobody reads the rest, so nobody should wait for it
-            abandoned.set()
-        worker.join()  # the answer has ended: a moment until the engine is free (and no thread outlives a script)
-        if isinstance(streamer.error, StudioError):
-            raise streamer.error
-        if streamer.error is not None:
-            raise RuntimeError(f"Generation failed: {type(streamer.error).__name__}: {streamer.error}")
+        yield from streamed(streamer, job, stop, every_s)
 
     def token_loss(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Generator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,7 +19,7 @@ import torch
 
 from studio.adapters import AdapterError
 from studio.chat.prompts import OWN_TEMPLATE, TemplateInfo
-from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
+from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
 from studio.chat.tools import check_tools, has_tool_turns
 from studio.errors import StudioError
 from studio.modeling import llama_cpp
@@ -79,19 +80,8 @@ class GgufChat:
             raise StudioError("chat.gguf_plain_chat", path=self.path)
         prompts = [self._prompt(conversation) for conversation in conversations]
         # BatchStreamer asks a tokenizer for its end token and for text: llama.cpp's vocabulary answers both
-        streamer, abandoned = BatchStreamer(cast(Any, _Vocabulary(self.llm)), len(prompts)), threading.Event()
-        stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
-        worker = threading.Thread(target=self._answer, args=(prompts, generation, streamer, stopping), daemon=True)
-        worker.start()
-        try:
-            yield from streamer.updates(every_s)
-        finally:  # nobody reads the rest: the answer ends at its next token
-            abandoned.set()
-        worker.join()
-        if isinstance(streamer.error, StudioError):
-            raise streamer.error
-        if streamer.error is not None:
-            raise RuntimeError(f"Generation failed: {type(streamer.error).__name__}: {streamer.error}")
+        streamer = BatchStreamer(cast(Any, _Vocabulary(self.llm)), len(prompts))
+        yield from streamed(streamer, partial(self._answer, prompts, generation, streamer), stop, every_s)
 
     def _prompt(self, messages: list[Message]) -> list[int]:
         """The conversation (its system prompt already set, as ChatEngine.stream does) in the file's template."""

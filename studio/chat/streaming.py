@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -155,3 +155,31 @@ class StopOnEvent(StoppingCriteria):
     # transformers declares the answer as the legacy torch.BoolTensor class, which no torch function is typed to return
     def __call__(self, input_ids: torch.LongTensor, scores: object, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
         return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)
+
+
+def streamed(
+    streamer: BatchStreamer, generate: Callable[[StopOnEvent], None], stop: threading.Event | None, every_s: float
+) -> Generator[list[Answer], None, None]:
+    """The answers that `generate(stopping)` puts into `streamer` on a thread of its own, yielded as they come
+    (BatchStreamer.updates): what every engine's stream does around its own generation. `generate` sets
+    `streamer.error` and ends the streamer however it ends; the error is raised here, to the reader.
+
+    A reader that stops listening (the generator closed or dropped, from whichever thread) sets the stopping event,
+    so the generation ends at its next token and frees its engine; the thread is joined before the end, so none
+    outlives a script.
+    """
+    from studio.errors import StudioError
+
+    abandoned = threading.Event()
+    stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
+    worker = threading.Thread(target=generate, args=(stopping,), daemon=True)
+    worker.start()
+    try:
+        yield from streamer.updates(every_s)
+    finally:  # GeneratorExit included: nobody reads the rest, so nobody should wait for it
+        abandoned.set()
+    worker.join()
+    if isinstance(streamer.error, StudioError):
+        raise streamer.error
+    if streamer.error is not None:
+        raise RuntimeError(f"Generation failed: {type(streamer.error).__name__}: {streamer.error}")

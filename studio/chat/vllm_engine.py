@@ -16,6 +16,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from studio.chat.engine import EngineError, _prompting, _with_system  # the HF e
 from studio.chat.memory import release_memory
 from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
 from studio.chat.replies import reply_reader
-from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent
+from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
 from studio.chat.vllm_model import VllmModel
 from studio.chat.vllm_options import (
     LoraSlots,
@@ -38,7 +39,6 @@ from studio.chat.vllm_options import (
 from studio.config import ChatConfig, GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.config.training import Precision
 from studio.data.formats import Message
-from studio.errors import StudioError
 from studio.locales import Message as Said
 from studio.locales import say
 
@@ -184,20 +184,9 @@ class VllmEngine:
         self._check_adapters(adapters)
         prompting = _prompting(conversations, tools, thinking)
         reader = reply_reader(self.tokenizer, prompting) if prompting else None
-        streamer, abandoned = BatchStreamer(self.tokenizer, len(conversations), reader), threading.Event()
-        stopping = StopOnEvent(*[event for event in (stop, abandoned) if event is not None])
-        job = (conversations, adapters, generation, streamer, stopping, prompting)
-        worker = threading.Thread(target=self._generate, args=job, daemon=True)
-        worker.start()
-        try:
-            yield from streamer.updates(every_s)
-        finally:
-            abandoned.set()
-        worker.join()
-        if isinstance(streamer.error, StudioError):
-            raise streamer.error
-        if streamer.error is not None:
-            raise RuntimeError(f"Generation failed: {type(streamer.error).__name__}: {streamer.error}")
+        streamer = BatchStreamer(self.tokenizer, len(conversations), reader)
+        generate = partial(self._generate, conversations, adapters, generation, streamer, prompting=prompting)
+        yield from streamed(streamer, generate, stop, every_s)
 
     def _generate(
         self,
