@@ -13,8 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from gradio.events import Dependency
 
+from app import tool_cards
 from app.i18n import Labels, T
+from app.page import Page
 from studio.api import IMAGE_PLACEHOLDER
 
 
@@ -34,6 +37,15 @@ def layout(labels: Labels) -> gr.Image:
 def shown_for(reads_pictures: bool) -> dict:
     """The upload, shown for a vision-language model and emptied and hidden for a text one."""
     return gr.update(visible=reads_pictures) if reads_pictures else gr.update(visible=False, value=None)
+
+
+def wire(page: Page, picture: gr.Image, prompt: gr.Textbox, changed: list[Dependency], sent: list[Dependency]) -> None:
+    """The upload shown or hidden once the model `changed` (loaded, unloaded), and emptied once its message was
+    `sent` (the message box then emptied; a refused message keeps both, to retry)."""
+    for event in changed:
+        event.then(lambda: shown_for(page.studio.engine.pictures is not None), None, picture, api_visibility="private")
+    for event in sent:
+        event.then(lambda text: gr.skip() if text else None, prompt, picture, api_visibility="private", queue=False)
 
 
 def with_new_picture(conversation: list[dict]) -> list[dict]:
@@ -56,44 +68,26 @@ def split(history: list) -> tuple[list, list[str]]:
     kept: list = []
     pending = 0
     for item in history:
-        path = _picture_path(item)
+        role, content = tool_cards.message_field(item, "role"), tool_cards.message_field(item, "content")
+        path = _picture_path(content) if role == "user" else None
         if path is not None:
             pictures.append(path)
             pending += 1
             continue
-        if pending and _role(item) == "user":
-            item = {**_as_dict(item), "content": IMAGE_PLACEHOLDER * pending + _text(item)}
+        if pending and role == "user":
+            text = IMAGE_PLACEHOLDER * pending + tool_cards.content_text(content)
+            item = {"role": role, "content": text, "metadata": tool_cards.message_field(item, "metadata")}
             pending = 0
         kept.append(item)
     return kept, pictures
 
 
-def _picture_path(item: Any) -> str | None:
-    if _role(item) != "user":
-        return None
-    content = _as_dict(item).get("content")
-    parts = content if isinstance(content, list) else [content]
-    for part in parts:
-        file = part.get("file") if isinstance(part, dict) else None
-        if isinstance(part, dict) and "path" in part and "text" not in part:
-            file = part
+def _picture_path(content: Any) -> str | None:
+    """The file of a picture message: a file ({"path": ...}) or, among its parts, a file part ({"file": ...})."""
+    for part in content if isinstance(content, list) else [content]:
+        if not isinstance(part, dict):
+            continue
+        file = part if "path" in part and "text" not in part else part.get("file")
         if isinstance(file, dict) and file.get("path"):
             return str(file["path"])
     return None
-
-
-def _role(item: Any) -> str:
-    return str(_as_dict(item).get("role") or "")
-
-
-def _text(item: Any) -> str:
-    content = _as_dict(item).get("content")
-    if isinstance(content, list):
-        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-    return content or ""
-
-
-def _as_dict(item: Any) -> dict:
-    if isinstance(item, dict):
-        return item
-    return {"role": getattr(item, "role", None), "content": getattr(item, "content", None)}

@@ -9,17 +9,19 @@ from dataclasses import dataclass
 from functools import partial
 
 import gradio as gr
+from gradio.events import Dependency
 
 from app import adapter_mix, adapter_picker, chat_pictures, tool_cards
 from app.feedback import failure, said
 from app.i18n import T
 from app.page import Page
+from studio.config import ChatConfig
 from studio.errors import StudioError
 from studio.locales import in_language, say
 
 MODES = [(T.mode_compare, "compare"), (T.mode_base, "base"), (T.mode_adapter, "adapter")]
 GENERATION_FIELDS = ["system_prompt", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"]
-VLLM_FIELDS = ["gpu_memory_utilization", "max_model_len", "max_loras", "max_lora_rank"]  # chat.*, shown for vllm
+VLLM_FIELDS = [name for name in ChatConfig.model_fields if name != "engine"]  # chat.*, shown for vllm
 
 
 @dataclass
@@ -164,35 +166,17 @@ def wire(page: Page, tab: ChatTab) -> None:
     last = gr.State(said(T.model_status_none, "en")[1])  # the status line in both languages, for a language switch
     status = [tab.status, last]
     note = gr.State(said(T.chat_thinking_no_model, "en")[1])  # why the thinking switch is as it is, likewise
-    switch = (lambda lng: _thinking_switch(page, lng), lang, [tab.thinking, note])
     mixable = (lambda: adapter_mix.loaded_choices(page), None, tab.mix.adapters)  # what Combine may mix now
-    upload = (lambda: chat_pictures.shown_for(page.studio.engine.pictures is not None), None, tab.picture)
-    # a GGUF file (llama.cpp, studio.chat.gguf_engine) takes no adapter: it answers in the base pane alone
-    gguf = lambda: getattr(page.studio.engine, "gguf", None) is not None  # noqa: E731 (the vLLM engine opens none)
-    base_only = (lambda: "base" if gguf() else gr.skip(), None, tab.mode)
-    tab.load.click(
+    loaded = tab.load.click(
         lambda v: said(_load_model(page, v), v[lang]), {lang} | page.form.inputs, status, api_name="load_model"
-    ).then(*switch, api_visibility="private").then(*upload, api_visibility="private").then(
-        *base_only, api_visibility="private"
     )
-    tab.unload.click(lambda lng: said(_unload_model(page), lng), lang, status, api_name="unload_model").then(
-        *switch, api_visibility="private"
-    ).then(*mixable, api_visibility="private").then(*upload, api_visibility="private")
+    unloaded = tab.unload.click(lambda lng: said(_unload_model(page), lng), lang, status, api_name="unload_model")
+    for event in (loaded, unloaded):
+        event.then(lambda lng: _thinking_switch(page, lng), lang, [tab.thinking, note], api_visibility="private")
+    unloaded.then(*mixable, api_visibility="private")
+    _wire_engine(page, tab, loaded)
+    _wire_adapters(page, tab, status, mixable)
     lang.change(lambda both, lng: gr.update(info=both[lng]), [note, lang], tab.thinking, api_visibility="private")
-    tab.engine.change(lambda e: gr.update(visible=e == "vllm"), tab.engine, tab.vllm_settings, api_visibility="private")
-    tab.load_adapter.click(
-        lambda path, lng: said(_load_adapter(page, path), lng),
-        [tab.picker.dropdown, lang],
-        status,
-        api_name="load_adapter",
-    ).then(*mixable, api_visibility="private")
-    tab.unload_adapter.click(
-        lambda path, lng: said(_unload_adapter(page, path), lng),
-        [tab.picker.dropdown, lang],
-        status,
-        api_name="unload_adapter",
-    ).then(*mixable, api_visibility="private")
-    adapter_mix.wire_chat(page, tab.mix, tab.picker, status)
     lang.change(lambda both, lng: both[lng] if both else gr.skip(), [last, lang], tab.status, api_visibility="private")
     tab.mode.change(
         lambda m: (gr.update(visible=m != "adapter"), gr.update(visible=m != "base")),
@@ -207,10 +191,43 @@ def wire(page: Page, tab: ChatTab) -> None:
         [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.as_result],
         api_visibility="private",
     )
-    inputs = {lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat} | page.form.inputs
-    inputs |= {tab.as_result, tab.tools, tab.thinking, tab.picture}
+    sent = _wire_send(page, tab, stop, status)
+    chat_pictures.wire(page, tab.picture, tab.prompt, changed=[loaded, unloaded], sent=sent)
+
+
+def _wire_engine(page: Page, tab: ChatTab, loaded: Dependency) -> None:
+    """vLLM's settings shown while the engine is vllm; once a GGUF file is loaded (llama.cpp, studio.chat.gguf_engine),
+    which takes no adapter, Chat answers in the base pane alone."""
+    tab.engine.change(lambda e: gr.update(visible=e == "vllm"), tab.engine, tab.vllm_settings, api_visibility="private")
+    gguf = lambda: getattr(page.studio.engine, "gguf", None) is not None  # noqa: E731 (the vLLM engine opens none)
+    loaded.then(lambda: "base" if gguf() else gr.skip(), None, tab.mode, api_visibility="private")
+
+
+def _wire_adapters(page: Page, tab: ChatTab, status: list, mixable: tuple) -> None:
+    """Load and unload an adapter (then Combine offers what is loaded now), and Combine's own buttons."""
+    tab.load_adapter.click(
+        lambda path, lng: said(_load_adapter(page, path), lng),
+        [tab.picker.dropdown, page.lang],
+        status,
+        api_name="load_adapter",
+    ).then(*mixable, api_visibility="private")
+    tab.unload_adapter.click(
+        lambda path, lng: said(_unload_adapter(page, path), lng),
+        [tab.picker.dropdown, page.lang],
+        status,
+        api_name="unload_adapter",
+    ).then(*mixable, api_visibility="private")
+    adapter_mix.wire_chat(page, tab.mix, tab.picker, status)
+
+
+def _wire_send(page: Page, tab: ChatTab, stop: threading.Event, status: list) -> list[Dependency]:
+    """Send and Enter in the message box: the answers stream into the panes, the Send button greyed meanwhile;
+    an answer that called tools asks for their results next. Returns each one's answering step."""
+    inputs = {page.lang, tab.prompt, tab.mode, tab.picker.dropdown, tab.base_chat, tab.adapter_chat}
+    inputs |= {tab.as_result, tab.tools, tab.thinking, tab.picture} | page.form.inputs
     outputs = [tab.base_chat, tab.adapter_chat, tab.base_speed, tab.adapter_speed, tab.prompt, *status]
     send = lambda v: (yield from _send(page, tab, stop, v))  # noqa: E731
+    answering = []
     # No progress animation: drawn without a GPU, a pulsing border (or timer) costs the browser a good part of a
     # core all along, which the model's own threads then lack (bench/chat_stream_speed.py). The greyed Send button
     # and the growing answers say that it is answering.
@@ -218,23 +235,18 @@ def wire(page: Page, tab: ChatTab) -> None:
         (tab.send.click, {"api_name": "send"}),
         (tab.prompt.submit, {"api_visibility": "private"}),
     ):
-        event(lambda: gr.update(interactive=False), None, tab.send, api_visibility="private", queue=False).then(
-            send, inputs, outputs, show_progress="hidden", **visibility
-        ).then(lambda: gr.update(interactive=True), None, tab.send, api_visibility="private", queue=False).then(
-            # sent (the message box emptied): the picture went with it; refused: both stay to retry
-            lambda text: gr.skip() if text else None,
-            tab.prompt,
-            tab.picture,
-            api_visibility="private",
-            queue=False,
-        ).then(
-            # an answer that called tools asks for their results next
+        answered = event(lambda: gr.update(interactive=False), None, tab.send, api_visibility="private", queue=False)
+        answered = answered.then(send, inputs, outputs, show_progress="hidden", **visibility)
+        answered.then(lambda: gr.update(interactive=True), None, tab.send, api_visibility="private", queue=False)
+        answered.then(
             lambda *panes: any(tool_cards.ends_with_call(p) for p in panes),
             [tab.base_chat, tab.adapter_chat],
             tab.as_result,
             api_visibility="private",
             queue=False,
         )
+        answering.append(answered)
+    return answering
 
 
 def _load_model(page: Page, values) -> Callable[[str], str]:

@@ -70,7 +70,7 @@ def pictures_html(result) -> str:
                 continue
             thumbs = "".join(_thumbnail(path) for path in pictures[:THUMBNAILS_PER_ROW])
             label = f"<b>{html.escape(dataset.name)}</b> #{number}"
-            text = html.escape(_row_text(row))
+            text = html.escape(_row_text(row, dataset.picture_column))
             rows.append(
                 f'<div class="qs-picture-row"><div class="qs-thumbs">{thumbs}</div>'
                 f'<div class="qs-picture-text">{label}<br>{text}</div></div>'
@@ -87,11 +87,12 @@ def _thumbnail(path: str) -> str:
     return f'<img src="{uri}" alt="{name}" title="{name}">'
 
 
-def _row_text(row: dict, limit: int = 300) -> str:
-    """A row's words: its text values, and the contents of its messages, in order (paths left out)."""
+def _row_text(row: dict, picture_column: str | None, limit: int = 300) -> str:
+    """A row's words: its text values, and the contents of its messages, in order (the pictures' paths, under the
+    dataset's own name for its picture column, left out)."""
     parts = []
     for key, value in row.items():
-        if key == "images":
+        if key == picture_column:
             continue
         if isinstance(value, str):
             parts.append(value)

@@ -86,15 +86,22 @@ def _answer(texts: list[str] | None, calls: list[dict]) -> list[dict]:
 
 
 def _read(message: Any) -> tuple[str, str, str]:
-    """(role, text, kind) of a Chatbot message, however Gradio hands it over (a dict or a message object, its
-    content a text or a list of parts)."""
-    get = message.get if isinstance(message, dict) else lambda key: getattr(message, key, None)
-    content = get("content")
-    if isinstance(content, list):
-        content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-    metadata = get("metadata") or {}
+    """(role, text, kind) of a Chatbot message."""
+    metadata = message_field(message, "metadata") or {}
     kind = str(metadata.get("id") or "").split(":")[0]
-    return str(get("role") or ""), content or "", kind
+    return str(message_field(message, "role") or ""), content_text(message_field(message, "content")), kind
+
+
+def message_field(message: Any, key: str) -> Any:
+    """A field of a Chatbot message (role, content, metadata), however Gradio hands it over: a dict or an object."""
+    return message.get(key) if isinstance(message, dict) else getattr(message, key, None)
+
+
+def content_text(content: Any) -> str:
+    """A message's text: its content, or the text parts of a list of parts (a file part has none)."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return content if isinstance(content, str) else ""
 
 
 def ends_with_call(history: list) -> bool:

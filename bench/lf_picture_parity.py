@@ -110,7 +110,7 @@ def studio_side(records: list[dict], data_dir: Path, tokens: dict, settings: dic
     from studio.data.registry import DatasetSpec
     from studio.data.tokenize import encode_conversation
     from studio.modeling.chat_templates import apply_chat_template_choice, format_of
-    from studio.modeling.vision import VisionTokens, load_image_processor
+    from studio.modeling.vision import PictureProcessor, load_image_processor
     from studio.modeling.vocab import fix_special_tokens
 
     columns = {"messages": "messages", "images": "images"}
@@ -125,7 +125,7 @@ def studio_side(records: list[dict], data_dir: Path, tokens: dict, settings: dic
         fix_special_tokens(tokenizer, format_of(tokenizer))
         added = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
         assert added == [tuple(token) for token in tokens[name]], f"{name}: the studio added {added}"
-        pictures = PictureEncoder(processor, VisionTokens.of(tokenizer), MIN_PIXELS, MAX_PIXELS)
+        pictures = PictureEncoder.of(PictureProcessor(processor, MIN_PIXELS, MAX_PIXELS), tokenizer)
         results[name] = [_ours(tokenizer, c, settings["cutoff"], pictures, encode_conversation) for c in conversations]
     return results
 

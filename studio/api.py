@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # the worker side's and chat's types: named here, imported on
     from studio.export.gguf_export import GgufReport
     from studio.export.hub import PushReport
     from studio.export.merge import ExportReport
+    from studio.modeling.vision import PictureProcessor
     from studio.openai_api import OpenAIEndpoint
     from studio.runs.compare import Comparison
     from studio.runs.events import Event
@@ -154,6 +155,7 @@ class Studio:
         changes that would make it fit when it does not (studio.estimates.fit). The training split's own lengths
         are used when they can be counted without downloading anything."""
         from studio.control.devices import plan_devices
+        from studio.estimates.data_tokens import data_tokens
         from studio.estimates.fit import check_fit
         from studio.estimates.free_memory import free_memory
         from studio.memory_estimate import local_config_dir
@@ -164,7 +166,7 @@ class Studio:
             raise StudioError("estimate.model_not_local", name=config.model.name_or_path)
         plan = plan_devices(config)
         try:
-            lengths, assumed = self.data_tokens(config).lengths, None
+            lengths, assumed = data_tokens(config).lengths, None  # checked above
         except StudioError as error:  # the estimate stands without them, at cutoff_len, and says why
             lengths, assumed = None, error
         try:
@@ -176,9 +178,7 @@ class Studio:
         """The training split's token count and lengths, tokenised as the worker would (sampled when large)."""
         from studio.estimates.data_tokens import data_tokens
 
-        self._check_config(config)
-        if self.workspace:
-            self.workspace.check_dataset_files(config.data.dataset_dir, config.data.datasets)
+        self._check_config(config)  # the datasets' files and pictures among the rest (Workspace.check_config)
         return data_tokens(config)
 
     def time_estimate(self, config: RunConfig) -> TimeEstimate:
@@ -353,7 +353,8 @@ class Studio:
         except StudioError as error:  # the rows are still worth showing without token counts
             note = say("api.token_lengths_unavailable", error=error)
             return preview_datasets(config.data, rows=rows, progress=progress, stage=stage, hub=hub), note
-        pictures = PictureEncoder.for_model(tokenizer, config.model)  # a vision-language model counts its pictures
+        # a vision-language model counts its pictures, its image processor kept as the tokenizer is
+        pictures = PictureEncoder.for_model(tokenizer, config.model, load=_picture_processor)
         preview = preview_datasets(
             config.data, rows, tokenizer, progress, stage, hub, pictures, config.model.name_or_path
         )
@@ -434,12 +435,17 @@ class Studio:
         from studio.chat.whole_models import base_quantization
         from studio.control.validation import check_model
 
+        # every check before engine_for, which unloads the other engine's model: a refused path leaves it loaded
+        gguf = model.name_or_path.lower().endswith(".gguf")  # a GGUF file: Chat answers with llama.cpp itself
+        if gguf:
+            path = self._readable(model.name_or_path, "model.name_or_path")
+        else:
+            if self.workspace:
+                self.workspace.check_model(model.name_or_path, model.trust_remote_code)
+            check_model(model)
         self._engine = engine_for(self._engine, chat or ChatConfig(), model.name_or_path)
-        if model.name_or_path.lower().endswith(".gguf"):  # a GGUF file: Chat answers with llama.cpp itself
-            return self._hf_engine().load_gguf(self._readable(model.name_or_path, "model.name_or_path"))
-        if self.workspace:
-            self.workspace.check_model(model.name_or_path, model.trust_remote_code)
-        check_model(model)
+        if gguf:
+            return self._hf_engine().load_gguf(path)
         quantization = base_quantization(quantization, whole_model)
         return self.engine.load(model, quantization, progress=progress, cutoff_len=cutoff_len)
 
@@ -632,6 +638,15 @@ def _tokenizer(name_or_path: str, chat_template: ChatTemplate, trust_remote_code
         name_or_path=name_or_path, chat_template=chat_template, trust_remote_code=trust_remote_code, hub=hub
     )
     return load_tokenizer(model, resolve_model_path(model, progress=lambda _: None))
+
+
+@functools.lru_cache(maxsize=4)
+def _picture_processor(path: str, trust_remote_code: bool, min_pixels: int, max_pixels: int) -> PictureProcessor | None:
+    """The image processor of the vision-language model in `path` (None for a text model), loaded once per model as
+    its tokenizer is (`_tokenizer`): the preview asks again at every change."""
+    from studio.modeling.vision import PictureProcessor
+
+    return PictureProcessor.load(path, trust_remote_code, min_pixels, max_pixels)
 
 
 def _smallest_gpu_gib(gpus: tuple[int, ...]) -> float | None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
+    from studio.data.picture_tokens import PictureEncoder
     from studio.data.prepare import Tokenized
     from studio.modeling.compute import ComputePlan
     from studio.tracking.relay import Relay
@@ -76,6 +77,7 @@ class Worker:
         self.val_examples: list = []  # the validation split's examples, before tokenising (watched prompts)
         self.relay: Relay | None = None  # logging.report_to's trackers, fed from rank 0's events
         self.pictures: TrainingPictures | None = None  # a vision-language model's image processor and pixel bounds
+        self.encoder: PictureEncoder | None = None  # its tokenisation, which keeps each picture's token count
         self.status = folder.read_status() or RunStatus(run_id=folder.run_id, state="starting")
         # the process whose life is the run's: this worker, or with several ranks the torchrun that watches them
         alive = os.getppid() if ranks.several else os.getpid()
@@ -159,7 +161,7 @@ class Worker:
         self._phase("loading_data", f"Reading {', '.join(config.data.datasets)}")
         loaded = load_stage_examples(config.data, stage, config.model.hub)
         # a vision-language model's processor, loaded once (_setup): the tokens counted here are the pixels trained on
-        pictures = self.pictures.encoder(tokenizer) if self.pictures is not None else None
+        pictures = self.encoder = self.pictures.encoder(tokenizer) if self.pictures is not None else None
         check_vision(loaded, config.model.name_or_path, vision=pictures is not None)
         split = split_conversations(loaded, config.data.val_size, config.training.seed)
         for reason, count in split.skipped.items():
@@ -248,7 +250,9 @@ class Worker:
         from studio.training.watch import Watcher
 
         train, val = data
-        watcher = Watcher.of(tokenizer, config.evaluation, self.val_examples, config.data.cutoff_len, self.pictures)
+        watcher = Watcher.of(
+            tokenizer, config.evaluation, self.val_examples, config.data.cutoff_len, self.pictures, self.encoder
+        )
         trainer = Trainer(
             model,
             train=list(train.examples),

@@ -21,7 +21,7 @@ import torch
 
 from studio.adapters import AdapterError, AdapterInfo, read_adapter
 from studio.chat.memory import read_memory, release_memory
-from studio.chat.pictures import ChatPictures, Picture, PictureError, carried
+from studio.chat.pictures import ChatPictures, Picture, PictureError, carried, check_text
 from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
 from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
@@ -293,7 +293,7 @@ class ChatEngine:
         self._require_model()
         self._check_adapters(adapters)
         pictures = pictures if pictures is not None else carried(conversations)
-        self._check_pictures(pictures)
+        self._check_pictures(conversations, pictures, generation)
         prompting = _prompting(conversations, tools, thinking)
         reader = reply_reader(self.tokenizer, prompting) if prompting else None
         streamer = BatchStreamer(self.tokenizer, len(conversations), reader)
@@ -459,7 +459,7 @@ class ChatEngine:
         self._require_model()
         self._check_adapters(adapters)
         pictures = pictures if pictures is not None else carried(conversations)
-        self._check_pictures(pictures)
+        self._check_pictures(conversations, pictures, generation)
         texts = [""] * len(conversations)
         with self._lock, torch.inference_mode():
             for selection, rows in self._groups(adapters):
@@ -494,16 +494,14 @@ class ChatEngine:
         names: list[str] | None,
         done: Callable[[int, list[int]], None],
     ) -> list[list[int]]:
-        """Answers through the model's own generate (rows with pictures), each cut at its first end token."""
+        """Answers through the model's own generate (rows with pictures: studio.modeling.decode.generated)."""
+        from studio.modeling.decode import generated
+
         kwargs = _sampling(generation) | ({"adapter_names": names} if names is not None else {})
-        output = self.model.generate(
-            **inputs, **kwargs, max_new_tokens=generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id
-        )
-        stops, answers = self.stop_ids, []
-        for row, ids in enumerate(output[:, inputs["input_ids"].shape[1] :].tolist()):
-            end = next((i for i, token in enumerate(ids) if token in stops), len(ids))
-            answers.append(ids[:end])
-            done(row, ids[:end])
+        pad = self.tokenizer.pad_token_id
+        answers = generated(self.model, inputs, self.stop_ids, generation.max_new_tokens, pad, **kwargs)
+        for row, ids in enumerate(answers):
+            done(row, ids)
         return answers
 
     def _text(self, ids: list[int]) -> str:
@@ -596,8 +594,14 @@ class ChatEngine:
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
 
-    def _check_pictures(self, pictures: list[list[Picture]] | None) -> None:
-        if pictures and any(pictures) and self.pictures is None:
+    def _check_pictures(
+        self, conversations: list[list[Message]], pictures: list[list[Picture]] | None, generation: GenerationConfig
+    ) -> None:
+        """Before anything is generated: pictures only for a vision-language model, whose own picture words are
+        refused in the text (the system prompt included), as training data refuses them."""
+        if self.pictures is not None:
+            check_text([_with_system(c, generation.system_prompt) for c in conversations])
+        elif pictures and any(pictures):
             raise PictureError("chat.pictures_need_vision_model", model=self.model_name)
 
     def _rows_inputs(

@@ -31,11 +31,11 @@ def engine_for(current: Engine | None, settings: ChatConfig, model_name: str = "
     if settings.engine == "vllm":
         if model_name.lower().endswith(".gguf"):  # the HF engine opens a GGUF file in llama.cpp itself
             raise VllmRefused("engines.vllm_no_gguf", name=model_name)
-        check_vllm()
-        if isinstance(current, VllmEngine):
+        if isinstance(current, VllmEngine):  # checked when made here, or by its own load: nothing else to unload
             current.settings = settings
             return current
-        fresh = VllmEngine(settings)
+        check_vllm()  # before the HF engine's model is unloaded
+        fresh = VllmEngine(settings, checked=True)
     else:
         if isinstance(current, ChatEngine):
             return current

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from studio.data.picture_tokens import vision_word
+from studio.data.pictures import conversation_pictures, placeholders
 from studio.errors import StudioError
 from studio.modeling.vision import (
-    IMAGE_PLACEHOLDER,
     image_token_counts,
     multimodal_token_types,
     open_scaled,
@@ -67,7 +68,8 @@ class ChatPictures:
     def expand(
         self, conversations: list[list[Message]], pictures: list[list[Picture]]
     ) -> tuple[list[list[Message]], dict[str, torch.Tensor]]:
-        """The conversations with their placeholders expanded, and the pixel inputs of all their pictures."""
+        """The conversations with their placeholders expanded, and the pixel inputs of all their pictures. As in
+        training data (studio.data.pictures), a system turn's `<image>` is its text, not a picture's place."""
         opened = [[_opened(picture, self.pixels) for picture in row] for row in pictures]
         flat = [image for row in opened for image in row]
         if not flat:
@@ -92,8 +94,16 @@ class ChatPictures:
 def carried(conversations: list[list[Message]]) -> list[list[Picture]] | None:
     """The pictures each conversation's turns carry (`images`, as dataset rows and evaluation samples hold them),
     in order; None when no turn carries any."""
-    pictures: list[list[Picture]] = [[p for m in c for p in m.get("images") or ()] for c in conversations]
+    pictures: list[list[Picture]] = [[*conversation_pictures(c)] for c in conversations]
     return pictures if any(pictures) else None
+
+
+def check_text(conversations: list[list[Message]]) -> None:
+    """Refuse the model's own words for pictures (<|image_pad|>, ...) written in a turn, as training data refuses
+    them (studio.data.picture_tokens): they would reach a vision-language model as image tokens without pixels."""
+    for conversation in conversations:
+        if word := vision_word(conversation):
+            raise PictureError("chat.picture_tokens_in_text", token=word)
 
 
 def _opened(picture: Picture, pixels: tuple[int, int]) -> Image:
@@ -108,11 +118,10 @@ def _opened(picture: Picture, pixels: tuple[int, int]) -> Image:
 
 
 def _expanded(messages: list[Message], pictures: int, counts: Iterator[int]) -> list[Message]:
-    placeholders = sum(m["content"].count(IMAGE_PLACEHOLDER) for m in messages)
-    if placeholders != pictures:
-        raise PictureError("chat.picture_count", placeholders=placeholders, pictures=pictures)
-    out = []
-    for message in messages:
-        shown = [next(counts) for _ in range(message["content"].count(IMAGE_PLACEHOLDER))]
-        out.append(dict(message, content=with_pictures(message["content"], shown)))
-    return out
+    shown = [placeholders(message) for message in messages]
+    if sum(shown) != pictures:
+        raise PictureError("chat.picture_count", placeholders=sum(shown), pictures=pictures)
+    return [
+        dict(message, content=with_pictures(message["content"], [next(counts) for _ in range(n)])) if n else message
+        for message, n in zip(messages, shown)
+    ]

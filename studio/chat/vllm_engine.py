@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 class VllmEngine:
     """The chat engine over vLLM; `settings` (chat.*) apply when a model is loaded."""
 
-    def __init__(self, settings: ChatConfig):
-        self.settings = settings
+    def __init__(self, settings: ChatConfig, checked: bool = False):
+        """`checked`: vLLM was found to run here (studio.chat.engines), so loading need not ask again."""
+        self.settings, self.checked = settings, checked
         self.model: VllmModel | None = None
         self.tokenizer: Any = None  # transformers' tokenizer with the studio's chat template: prompts and answers
         self.model_name: str | None = None
@@ -95,7 +96,9 @@ class VllmEngine:
 
         if self.loaded:
             self.unload()
-        check_vllm()
+        if not self.checked:  # a script's engine: refused here rather than deep in vLLM
+            check_vllm()
+            self.checked = True
         plan, started = resolve_plan(quantization, TrainingConfig(precision=precision)), time.time()
         check_loadable(model, plan)  # before a download
         key = "engines.vllm_loading_4bit" if plan.quantize_4bit else "engines.vllm_loading"

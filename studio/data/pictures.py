@@ -15,13 +15,15 @@ import base64
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from studio.data.registry import DataError, DatasetSpec, Hub
+from studio.locales import say
 from studio.modeling.vision import IMAGE_PLACEHOLDER
 
 if TYPE_CHECKING:
     from studio.data.formats import Message
+    from studio.data.readers import Records
     from studio.locales import Message as Said
 
 PICTURE_COLUMN = "images"
@@ -65,10 +67,10 @@ def check_picture(path: Path, raw: str, where: Said) -> None:
         raise DataError("data.picture_unreadable", where=where, picture=raw, error=error) from None
 
 
-def with_pictures(turns: list[Message], pictures: list[Path], raws: list[str], where: Said) -> list[Message]:
+def turns_with_pictures(turns: list[Message], pictures: list[Path], raws: list[str], where: Said) -> list[Message]:
     """The turns, each that holds placeholders given the paths of its pictures (as "images"), in order; refused
     when the record's placeholders and pictures differ in number. A system turn's text is never a picture's place."""
-    counts = [0 if turn["role"] == "system" else turn["content"].count(IMAGE_PLACEHOLDER) for turn in turns]
+    counts = [placeholders(turn) for turn in turns]
     if sum(counts) != len(pictures):
         shown = ", ".join(raws) or "-"
         raise DataError("data.picture_count", where=where, placeholders=sum(counts), pictures=len(pictures), raw=shown)
@@ -84,30 +86,76 @@ def read_pictures(
     paths = [picture_path(media_dir, raw) for raw in raws]
     for path, raw in zip(paths, raws):
         check_picture(path, raw, where)
-    return with_pictures(turns, paths, raws, where)
+    return turns_with_pictures(turns, paths, raws, where)
+
+
+def placeholders(turn: Message) -> int:
+    """How many pictures a turn shows: the placeholders in its text, none in a system turn's (chat counts so too)."""
+    return 0 if turn["role"] == "system" else turn["content"].count(IMAGE_PLACEHOLDER)
 
 
 def conversation_pictures(messages: list[Message]) -> list[str]:
     """A conversation's pictures in the order of their placeholders."""
-    return [path for message in messages for path in message.get("images", ())]
+    return [path for message in messages for path in message.get("images") or ()]
+
+
+def refuse_text_model(model: str, dataset: str | None = None) -> NoReturn:
+    """The one refusal of pictures for a model that reads text only, naming the dataset where it is known."""
+    data = say("data.pictures_of_dataset", name=dataset) if dataset is not None else say("data.pictures_of_this_data")
+    raise DataError("data.pictures_need_vision_model", data=data, model=model)
+
+
+def record_pictures(
+    spec: DatasetSpec, records: Records, limit: int | None = None, *, strict: bool = True
+) -> Iterator[tuple[int, Said, list[str]]]:
+    """(index, where, pictures as written) of each record (of the first `limit`) that names pictures, in file order.
+    A record whose picture column holds something else is refused (DataError), or with `strict` off passed over
+    (a row that conversion skips for its own reasons may hold anything there)."""
+    column = spec.column(PICTURE_COLUMN)
+    if not column:
+        return
+    for index, record in enumerate(records.rows[:limit]):
+        if record.get(column) in (None, "", []):
+            continue
+        where = records.where(index)
+        try:
+            raws = raw_pictures(spec, record, where)
+        except DataError:
+            if strict:
+                raise
+            continue
+        yield index, where, raws
 
 
 def dataset_pictures(
     dataset_dir: Path, spec: DatasetSpec, hub: Hub = "huggingface"
 ) -> Iterator[tuple[Said, str, Path]]:
-    """(where, as written, path) of every picture a file dataset names, unchecked: for a check of the places."""
-    from studio.data.readers import read_records
+    """(where, as written, path) of every picture a file dataset names, unchecked: for a check of the places.
+
+    The pictures as written are read once per version of the data files (path, mtime, size): the fit line asks
+    at every change of a field. Paths are resolved on every call, so a link changed since leads where it leads now.
+    """
+    from studio.data.readers import data_files, read_records
 
     if not has_pictures(spec) or not spec.file_name:
         return
-    records = read_records(dataset_dir, spec, hub)
-    for index, record in enumerate(records.rows):
-        column = spec.column(PICTURE_COLUMN)
-        if record.get(column or "") in (None, "", []):
-            continue
-        where = records.where(index)
-        for raw in raw_pictures(spec, record, where):
-            yield where, raw, picture_path(dataset_dir, raw)
+    files = data_files(Path(dataset_dir) / spec.file_name, spec.name)
+    stamp = tuple((str(path), status.st_mtime_ns, status.st_size) for path in files for status in [path.stat()])
+    key = (str(dataset_dir), spec.model_dump_json(), hub, stamp)
+    written = _WRITTEN_PICTURES.get(key)
+    if written is None:
+        found = record_pictures(spec, read_records(dataset_dir, spec, hub))
+        written = [(where, raw) for _, where, raws in found for raw in raws]
+        if len(_WRITTEN_PICTURES) >= _WRITTEN_PICTURES_KEPT:
+            _WRITTEN_PICTURES.clear()
+        _WRITTEN_PICTURES[key] = written
+    for where, raw in written:
+        yield where, raw, picture_path(dataset_dir, raw)
+
+
+# the pictures as written of the datasets checked lately, by their data files' versions (dataset_pictures)
+_WRITTEN_PICTURES: dict[tuple, list[tuple[Said, str]]] = {}
+_WRITTEN_PICTURES_KEPT = 32
 
 
 def thumbnail_uri(path: str | Path, size: int = THUMBNAIL_PIXELS) -> str:

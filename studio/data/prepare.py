@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, to_examples
 from studio.data.formats import Message
-from studio.data.pictures import conversation_pictures, has_pictures
+from studio.data.pictures import conversation_pictures, has_pictures, refuse_text_model
 from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DataKind, DatasetSpec, Hub, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
@@ -141,7 +141,7 @@ def check_vision(loaded: list[DatasetExamples], model_name: str, vision: bool | 
         return
     for dataset in loaded:
         if dataset.kind == "sft" and any(conversation_pictures(example) for example in dataset.examples):
-            raise DataError("data.pictures_need_vision_model", name=dataset.dataset, model=model_name)
+            refuse_text_model(model_name, dataset.dataset)
 
 
 def sample_records(records: Records, count: int) -> Records:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from studio.config import DataConfig
 from studio.data.examples import DatasetExamples, SkippedRow, to_examples
-from studio.data.pictures import conversation_pictures, has_pictures, picture_path, raw_pictures
+from studio.data.pictures import PICTURE_COLUMN, has_pictures, picture_path, record_pictures
 from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DatasetSpec, Hub, resolve_specs
 from studio.data.tokenize import encode_conversation
-from studio.locales import Message, say
+from studio.locales import Message
 from studio.paths import resolve_dataset_dir
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class DatasetPreview:
     parts: dict[str, TokenStats] = field(default_factory=dict)  # a pair's prompt, chosen and rejected apart
     stage_problem: Message | None = None  # why the chosen training stage cannot use it (the error Start would give)
     pictures: list[list[str]] = field(default_factory=list)  # each shown row's pictures (absolute paths), in order
+    picture_column: str | None = None  # the rows' key holding those pictures' paths (the entry's columns.images)
 
 
 @dataclass
@@ -129,16 +130,11 @@ def preview_datasets(
             kind=loaded.kind,
             skipped_rows=loaded.skipped_rows,
             pictures=_row_pictures(dataset_dir, spec, records, rows),
+            picture_column=spec.column(PICTURE_COLUMN),
         )
         if stage is not None:
             _check_stage(preview, spec, stage)
-        shows_pictures = has_pictures(spec) and any(conversation_pictures(e) for e in loaded.examples)
-        if tokenizer is not None and shows_pictures and pictures is None:  # what Start would say, said now
-            model = model_name or Path(tokenizer.name_or_path or "?").name
-            preview.stage_problem = preview.stage_problem or say(
-                "data.pictures_need_vision_model", name=spec.name, model=model
-            )
-        elif tokenizer is not None and loaded.examples:
+        if tokenizer is not None and loaded.examples and _readable(preview, loaded, tokenizer, model_name, pictures):
             report = lambda done, name=spec.name, total=len(loaded.examples): progress(
                 PreviewProgress("tokenizing", name, done, total)
             )  # noqa: E731
@@ -150,14 +146,29 @@ def preview_datasets(
 def _row_pictures(dataset_dir: Path, spec: DatasetSpec, records: Records, rows: int) -> list[list[str]]:
     if not has_pictures(spec):
         return []
-    found = []
-    for index, record in enumerate(records.rows[:rows]):
-        try:
-            raws = raw_pictures(spec, record, records.where(index))
-        except DataError:  # a row skipped for its own reasons may hold anything there
-            raws = []
-        found.append([str(picture_path(dataset_dir, raw)) for raw in raws])
+    found: list[list[str]] = [[] for _ in records.rows[:rows]]
+    for index, _, raws in record_pictures(spec, records, rows, strict=False):
+        found[index] = [str(picture_path(dataset_dir, raw)) for raw in raws]
     return found
+
+
+def _readable(
+    preview: DatasetPreview,
+    loaded: DatasetExamples,
+    tokenizer: PreTrainedTokenizerBase,
+    model_name: str,
+    pictures: PictureEncoder | None,
+) -> bool:
+    """Whether the model reads what the dataset shows; when it cannot read its pictures, the preview says so as
+    Start would (prepare.check_vision)."""
+    from studio.data.prepare import check_vision
+
+    try:
+        check_vision([loaded], model_name or Path(tokenizer.name_or_path or "?").name, vision=pictures is not None)
+    except DataError as error:
+        preview.stage_problem = preview.stage_problem or error.message
+        return False
+    return True
 
 
 def _check_stage(preview: DatasetPreview, spec: DatasetSpec, stage: str) -> None:

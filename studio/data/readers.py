@@ -64,7 +64,7 @@ def read_records(dataset_dir: Path, spec: DatasetSpec, hub: Hub = "huggingface")
     """All raw records of one registry entry, in file order; a hub entry from the hub `hub` picks for it."""
     records = Records()
     if spec.file_name:
-        for path in _data_files(Path(dataset_dir) / spec.file_name, spec.name):
+        for path in data_files(Path(dataset_dir) / spec.file_name, spec.name):
             records.add(path.name, *read_located(path))
     else:
         records.add(spec.hub_source(hub)[1] or spec.name, "example", read_hub(spec, hub=hub))
@@ -78,7 +78,8 @@ def at(unit: str, number: int) -> Message:
     return say("data.at_line" if unit == "line" else "data.at_example", number=number)
 
 
-def _data_files(path: Path, name: str) -> list[Path]:
+def data_files(path: Path, name: str) -> list[Path]:
+    """The files a registry entry's file_name names (a file, or a folder's data files); DataError when none."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
         if not files:

@@ -20,17 +20,20 @@ import re
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from studio.config.names import is_hub_id
 from studio.data.examples import DatasetExamples, to_examples
 from studio.data.image_sets import ARCHIVE_SUFFIX, is_image_set, open_image_set, unpack
-from studio.data.pictures import PICTURE_COLUMN, conversation_pictures, has_pictures, raw_pictures
+from studio.data.pictures import conversation_pictures, has_pictures, record_pictures
 from studio.data.readers import SUPPORTED_SUFFIXES, Records, read_hub, read_located
 from studio.data.registry import REGISTRY_FILE, DataError, DatasetSpec, load_registry, parse_entry
 from studio.locales import Message, say
+
+if TYPE_CHECKING:
+    from studio.data.formats import Message as Turn
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 BACKUP_SUFFIX = ".bak"
@@ -84,7 +87,10 @@ def _detect_image_set(path: Path, rows: int) -> Proposal:
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / image_set.data_name
         unpack(image_set, Path(folder), data, pictures=False)
-        _, records, _ = read_located(data)
+        try:
+            _, records, _ = read_located(data)
+        except DataError as error:  # named as the archive names it, not by the temporary folder it was read from
+            raise _named_as(error, data, image_set.data_name) from None
     if not records:
         raise DataError("data.upload_no_examples", file=image_set.data_name)
     proposal = _propose(image_set.data_name, records, rows)
@@ -223,7 +229,8 @@ def register_image_set(dataset_dir: Path, name: str, archive: Path, entry: dict,
         unpack(image_set, staging, staged)
         records = Records()
         records.add(image_set.data_name, *read_located(staged))
-        for source, destination in _picture_moves(_validated(spec, records, staging), staging, dataset_dir):
+        examples = _validated(spec, records, staging)
+        for source, destination in _picture_moves(examples, staging, dataset_dir):
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, destination)
             moved.append(destination)
@@ -238,7 +245,20 @@ def register_image_set(dataset_dir: Path, name: str, archive: Path, entry: dict,
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Registered(spec, to_examples(spec, records, media_dir=dataset_dir))
+    return Registered(spec, _moved(examples, staging, dataset_dir))
+
+
+def _moved(examples: DatasetExamples, staging: Path, dataset_dir: Path) -> DatasetExamples:
+    """The examples checked where they were unpacked, their pictures named where they now are (every picture was
+    checked there; read again from the dataset folder, the same bytes would be checked again)."""
+    inside = staging.resolve()
+
+    def placed(turn: Turn) -> Turn:
+        paths = [(dataset_dir / Path(path).relative_to(inside)).resolve() for path in turn["images"]]
+        return {**turn, "images": [str(path) for path in paths]}
+
+    moved = [[placed(turn) if turn.get("images") else turn for turn in example] for example in examples.examples]
+    return replace(examples, examples=moved)
 
 
 def _picture_moves(examples: DatasetExamples, staging: Path, dataset_dir: Path) -> list[tuple[Path, Path]]:
@@ -268,11 +288,8 @@ def _validated(spec: DatasetSpec, records: Records, media_dir: Path | None = Non
 
 def _check_upload_pictures(spec: DatasetSpec, records: Records) -> None:
     """An upload's pictures are in the dataset folder (or come with it): relative paths that never climb out."""
-    for index, record in enumerate(records.rows):
-        if record.get(spec.column(PICTURE_COLUMN) or "") in (None, "", []):
-            continue
-        where = records.where(index)
-        for raw in raw_pictures(spec, record, where):
+    for _, where, raws in record_pictures(spec, records):
+        for raw in raws:
             path = Path(raw)
             if path.is_absolute() or raw.startswith("~") or ".." in path.parts or "\\" in raw:
                 raise DataError("data.upload_picture_outside", where=where, picture=raw)

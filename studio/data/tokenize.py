@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from studio.data.formats import Message
-from studio.data.pictures import conversation_pictures
+from studio.data.pictures import conversation_pictures, refuse_text_model
 from studio.data.registry import DataError
 from studio.locales import say
 from studio.modeling.chat_formats import BOS, EOS, ChatFormat, Piece
@@ -81,7 +81,7 @@ def encode_conversation(
     shown = conversation_pictures(messages)
     if shown:
         if pictures is None:
-            raise DataError("data.pictures_need_vision_model_any", model=Path(tokenizer.name_or_path or "?").name)
+            refuse_text_model(Path(tokenizer.name_or_path or "?").name)
         messages = pictures.expand(messages)
     fmt = format_of(tokenizer)
     _check_tools(fmt, messages)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from studio.combinations import Combination
     from studio.modeling.compute import ComputePlan
+    from studio.modeling.vision import PictureProcessor
 
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}
 CHECK_PROMPTS = [
@@ -80,16 +81,16 @@ def export_merged(
     pictures = picture_processor(config, info)
     reference = prompt_logits(model, tokenizer, prompts, plan.device)
     if pictures is not None:  # the vision tower and projector are checked through a prompt with a picture
-        reference.append(_picture_logits(model, tokenizer, pictures, config, plan.device))
+        reference.append(_picture_logits(model, tokenizer, pictures, plan.device))
     merged = merge(model, progress)
     progress(say("export.saving", out_dir=out_dir, shard=config.export.max_shard_size))
     merged.save_pretrained(out_dir, max_shard_size=config.export.max_shard_size.replace(" ", ""))
     tokenizer.save_pretrained(out_dir)
     if pictures is not None:
-        pictures.save_pretrained(out_dir)
+        pictures.save(out_dir)
     del model, merged
     progress(say("export.reloading"))
-    diff = _max_diff(out_dir, tokenizer, prompts, reference, plan, pictures, config)
+    diff = _max_diff(out_dir, tokenizer, prompts, reference, plan, pictures)
     report = ExportReport(
         out_dir,
         str(plan.weight_dtype).removeprefix("torch."),
@@ -229,25 +230,22 @@ def prompt_logits(
     return results
 
 
-def picture_processor(config: RunConfig, info: AdapterInfo) -> Any:
-    """The image processor of a vision-language base (saved with the export), or None for a text model."""
+def picture_processor(config: RunConfig, info: AdapterInfo) -> PictureProcessor | None:
+    """The image processor and pixel bounds of a vision-language base (the processor is saved with the export), or
+    None for a text model."""
     from studio.modeling.sources import resolve_model_path
-    from studio.modeling.vision import load_image_processor, vision_family
+    from studio.modeling.vision import PictureProcessor
 
-    path = info.path if info.whole_model else resolve_model_path(config.model)
-    if not vision_family(path):
-        return None
-    return load_image_processor(path, config.model.trust_remote_code)
+    return PictureProcessor.of(config.model, info.path if info.whole_model else resolve_model_path(config.model))
 
 
 @torch.inference_mode()
 def _picture_logits(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, processor: Any, config: RunConfig, device: str
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pictures: PictureProcessor, device: str
 ) -> torch.Tensor:
     from studio.modeling.vision import check_picture, picture_prompt
 
-    pixels = (config.model.image_min_pixels, config.model.image_max_pixels)
-    inputs = picture_prompt(tokenizer, processor, CHECK_PROMPTS[0], check_picture(), pixels)
+    inputs = picture_prompt(tokenizer, pictures.processor, CHECK_PROMPTS[0], check_picture(), pictures.pixels)
     return model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
 
 
@@ -257,16 +255,15 @@ def _max_diff(
     prompts: list[str],
     reference: list[torch.Tensor],
     plan: ComputePlan,
-    pictures: Any = None,
-    config: RunConfig | None = None,
+    pictures: PictureProcessor | None = None,
 ) -> float:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     model_class = AutoModelForCausalLM if pictures is None else AutoModelForImageTextToText
     reloaded = model_class.from_pretrained(out_dir, dtype=plan.weight_dtype, device_map={"": plan.device}).eval()
     again = prompt_logits(reloaded, tokenizer, prompts, plan.device)
-    if pictures is not None and config is not None:
-        again.append(_picture_logits(reloaded, tokenizer, pictures, config, plan.device))
+    if pictures is not None:
+        again.append(_picture_logits(reloaded, tokenizer, pictures, plan.device))
     return max(float((a - b).abs().max()) for a, b in zip(reference, again))
 
 

@@ -92,6 +92,29 @@ def decode(
     return answers
 
 
+def generated(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    stop_ids: set[int],
+    max_new_tokens: int,
+    pad_token_id: int | None,
+    **sampling: object,
+) -> list[list[int]]:
+    """The answer tokens of each row (end token excluded) through the model's own generate, for rows `decode`
+    cannot run (pictures need the model's 3-D positions). A row ends at any of `stop_ids`, the chat format's end
+    tokens included, which the model's generation config may not name; generate pads it while the others go on."""
+    ends = sorted(stop_ids)
+    output = model.generate(  # type: ignore[operator]  # a transformers model's generate
+        **inputs,
+        **sampling,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=ends,
+        pad_token_id=pad_token_id if pad_token_id is not None else ends[0],
+    )
+    answers = output[:, inputs["input_ids"].shape[1] :].tolist()
+    return [ids[: next((i for i, token in enumerate(ids) if token in stop_ids), len(ids))] for ids in answers]
+
+
 def left_padded(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, attention mask) of prompts padded on the left, so that every row's answer starts in the same column."""
     width = max(len(prompt) for prompt in prompts)

@@ -62,13 +62,14 @@ def load_base_model(
     }
     if config.attn_implementation != "auto":
         kwargs["attn_implementation"] = config.attn_implementation
+    family = vision_family(model_path)
     if plan.quantize_4bit:
-        kwargs["quantization_config"] = _bnb_config(plan, quantization_skips(vision_family(model_path)))
+        kwargs["quantization_config"] = _bnb_config(plan, quantization_skips(family))
     try:
         if config.rope_scaling != "none":
             kwargs["config"] = _scaled_config(config, model_path, cutoff_len, info)
         # a vision-language model loads whole (vision tower, projector, language model) with its own class
-        model_class = AutoModelForImageTextToText if vision_family(model_path) else AutoModelForCausalLM
+        model_class = AutoModelForImageTextToText if family else AutoModelForCausalLM
         model = model_class.from_pretrained(model_path, **kwargs)
     except OSError as error:
         raise ModelLoadError("modeling.model_unloadable", name=config.name_or_path, error=error) from None

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import torch
     from PIL.Image import Image
     from transformers import PreTrainedTokenizerBase
+    from typing_extensions import Self  # typing.Self is Python 3.11's; the studio runs on 3.10 too
 
     from studio.config import ModelConfig
 
@@ -54,6 +55,47 @@ def load_image_processor(model_path: str | Path, trust_remote_code: bool = False
     from transformers import AutoImageProcessor
 
     return AutoImageProcessor.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
+
+
+@dataclass(frozen=True)
+class PictureProcessor:
+    """A vision-language model's image processor and the run's pixel bounds (model.image_min/max_pixels): what
+    turns a picture into pixel inputs and image token counts. Tokenisation (studio.data.picture_tokens), training,
+    chat and export all load it here, so a picture is scaled and cut into patches the same way everywhere."""
+
+    processor: Any
+    min_pixels: int
+    max_pixels: int
+
+    @classmethod
+    def of(cls, config: ModelConfig, model_path: str | Path) -> Self | None:
+        """For the vision-language model in `model_path` (a local folder), else None."""
+        return cls.load(model_path, config.trust_remote_code, config.image_min_pixels, config.image_max_pixels)
+
+    @classmethod
+    def load(cls, model_path: str | Path, trust_remote_code: bool, min_pixels: int, max_pixels: int) -> Self | None:
+        """`of` by its parts (what a cache of processors keys on); None for a text model."""
+        if not vision_family(model_path):
+            return None
+        return cls(load_image_processor(model_path, trust_remote_code), min_pixels, max_pixels)
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        return self.min_pixels, self.max_pixels
+
+    def open(self, path: str | Path) -> Image:
+        """The picture in the file `path`, scaled into the bounds (open_scaled)."""
+        return open_scaled(path, self.min_pixels, self.max_pixels)
+
+    def inputs(self, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """pixel_values, image_grid_thw and each picture's token count, in the order of `paths`."""
+        inputs = pixel_inputs(self.processor, [self.open(path) for path in paths])
+        grid = inputs["image_grid_thw"]
+        return inputs["pixel_values"], grid, image_token_counts(self.processor, grid)
+
+    def save(self, folder: str | Path) -> None:
+        """preprocessor_config.json beside a saved adapter or model, where chat and export look for it."""
+        self.processor.save_pretrained(str(folder))
 
 
 def scale_within(image: Image, min_pixels: int, max_pixels: int) -> Image:
@@ -102,10 +144,6 @@ def with_pictures(text: str, counts: list[int]) -> str:
     placeholders), the way LLaMA-Factory's Qwen-VL plugin rewrites a turn before encoding it."""
     parts = text.split(IMAGE_PLACEHOLDER)
     return parts[0] + "".join(vision_text(count) + part for count, part in zip(counts, parts[1:], strict=True))
-
-
-def model_pixels(config: ModelConfig) -> tuple[int, int]:
-    return config.image_min_pixels, config.image_max_pixels
 
 
 def picture_prompt(

@@ -14,26 +14,15 @@ padded rows and the model's own forward compute. Text-only examples get plain po
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from studio.modeling.vision import (
-    VisionTokens,
-    image_token_counts,
-    load_image_processor,
-    multimodal_token_types,
-    open_scaled,
-    pixel_inputs,
-    vision_family,
-)
+from studio.modeling.vision import PictureProcessor, multimodal_token_types
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from studio.config import ModelConfig
     from studio.data.picture_tokens import PictureEncoder
     from studio.data.tokenize import Labelled
     from studio.training.packing import Packed
@@ -44,37 +33,15 @@ def images_of(example: Labelled) -> tuple[str, ...]:
     return tuple(getattr(example, "images", ()))
 
 
-@dataclass(frozen=True)
-class TrainingPictures:
-    """How a run turns pictures into pixel inputs: the model's image processor and the run's pixel bounds."""
-
-    processor: Any
-    min_pixels: int
-    max_pixels: int
-
-    @classmethod
-    def of(cls, config: ModelConfig, model_path: str) -> TrainingPictures | None:
-        """For a vision-language model, else None."""
-        if not vision_family(model_path):
-            return None
-        processor = load_image_processor(model_path, config.trust_remote_code)
-        return cls(processor, config.image_min_pixels, config.image_max_pixels)
-
-    def inputs(self, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """pixel_values, image_grid_thw and each picture's token count, in the order of `paths`."""
-        inputs = pixel_inputs(self.processor, [open_scaled(path, self.min_pixels, self.max_pixels) for path in paths])
-        grid = inputs["image_grid_thw"]
-        return inputs["pixel_values"], grid, image_token_counts(self.processor, grid)
+class TrainingPictures(PictureProcessor):
+    """How a run turns pictures into pixel inputs: the model's image processor and the run's pixel bounds
+    (`TrainingPictures.of(config, model_path)`, None for a text model), loaded once for data, forward pass and save."""
 
     def encoder(self, tokenizer: PreTrainedTokenizerBase) -> PictureEncoder:
         """The data side's encoder over the same processor (tokenisation counts the tokens these pixels fill)."""
         from studio.data.picture_tokens import PictureEncoder
 
-        return PictureEncoder(self.processor, VisionTokens.of(tokenizer), self.min_pixels, self.max_pixels)
-
-    def save(self, folder: Path) -> None:
-        """preprocessor_config.json beside a saved adapter or model, where chat and export look for it."""
-        self.processor.save_pretrained(str(folder))
+        return PictureEncoder.of(self, tokenizer)
 
 
 class VisionForward:

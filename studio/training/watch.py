@@ -13,6 +13,7 @@ through the model's own generate, which computes the 3-D rotary positions pictur
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -26,12 +27,13 @@ from studio.data.formats import Message
 from studio.data.pictures import conversation_pictures
 from studio.data.tokenize_kinds import EncodedPrompt, encode_prompt
 from studio.modeling.chat_templates import stop_ids
-from studio.modeling.decode import decode, left_padded
+from studio.modeling.decode import decode, generated, left_padded
 from studio.modeling.vision import multimodal_token_types
 from studio.runs.events import Watched, WatchedRow
 from studio.training.reinforce import sampling_mode
 
 if TYPE_CHECKING:
+    from studio.data.picture_tokens import PictureEncoder
     from studio.training.pictures import TrainingPictures
 
 
@@ -47,6 +49,7 @@ class Watcher:
         """`shown`: each prompt's pictures (none for a text run); `pictures`: how they become pixel inputs."""
         self.tokenizer, self.prompts, self.pictures = tokenizer, prompts, pictures
         self.shown = shown or [[] for _ in prompts]
+        self._picture_rows = [i for i, paths in enumerate(self.shown) if paths]
         self.generation = GenerationConfig(temperature=0.0, max_new_tokens=max_new_tokens, repetition_penalty=1.0)
 
     @classmethod
@@ -57,17 +60,20 @@ class Watcher:
         validation: list,
         cutoff_len: int,
         pictures: TrainingPictures | None = None,
+        encoder: PictureEncoder | None = None,
     ) -> Watcher | None:
         """The watcher the config asks for, or None when there is nothing to watch. `pictures`: a vision-language
-        model's, which prompts that show pictures need (without them those prompts are not watched)."""
+        model's, which prompts that show pictures need (without them those prompts are not watched); `encoder`: the
+        run's tokenisation of them, which has counted the validation pictures' tokens already (else a new one)."""
         conversations = (
             [[{"role": "user", "content": text}, {"role": "assistant", "content": ""}] for text in config.watch_prompts]
             if config.watch_prompts
             else [c for c in map(_conversation, validation) if c][: config.watch_count]
         )
+        encoder = None if pictures is None else encoder or pictures.encoder(tokenizer)
         prompts, shown = [], []
         for conversation in conversations:
-            prompt, paths = _prompt(tokenizer, conversation, cutoff_len, pictures)
+            prompt, paths = _prompt(tokenizer, conversation, cutoff_len, encoder)
             if prompt is not None:
                 prompts.append(prompt)
                 shown.append(paths)
@@ -80,14 +86,13 @@ class Watcher:
         started = time.perf_counter()
         stops = stop_ids(model, self.tokenizer)
         plain = [i for i, paths in enumerate(self.shown) if not paths]
-        shown = [i for i, paths in enumerate(self.shown) if paths]
         answers: dict[int, list[int]] = {}
         with sampling_mode(model), torch.no_grad(), compute():
             if plain:
                 ids, mask = left_padded([self.prompts[i].prompt for i in plain], self.tokenizer.pad_token_id or 0)
                 answers |= zip(plain, decode(model, ids.to(device), mask.to(device), self.generation, stops))
-            if shown:
-                answers |= zip(shown, self._with_pictures(model, shown, device, stops))
+            if self._picture_rows:
+                answers |= zip(self._picture_rows, self._with_pictures(model, device, stops))
         rows = [
             WatchedRow(
                 prompt=(prompt.question or self.tokenizer.decode(prompt.prompt))[-400:],
@@ -98,39 +103,38 @@ class Watcher:
         ]
         return Watched(step=step, rows=rows, seconds=round(time.perf_counter() - started, 2))
 
-    def _with_pictures(self, model: Any, rows: list[int], device: str, stops: set[int]) -> list[list[int]]:
-        """Greedy answers of the prompts `rows` with their pictures, left-padded into one call of the model's own
-        generate, each cut at its first end token."""
+    @functools.cached_property
+    def _picture_inputs(self) -> dict[str, torch.Tensor]:
+        """The prompts that show pictures, left-padded, with their pictures' pixels: the same at every evaluation,
+        so the pictures are opened and processed once (at the first)."""
         assert self.pictures is not None  # prompts with pictures are kept only with them (of)
+        rows = self._picture_rows
         pixels, grid, _ = self.pictures.inputs([path for row in rows for path in self.shown[row]])
         ids, mask = left_padded([self.prompts[row].prompt for row in rows], self.tokenizer.pad_token_id or 0)
+        return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels, "image_grid_thw": grid}
+
+    def _with_pictures(self, model: Any, device: str, stops: set[int]) -> list[list[int]]:
+        """Greedy answers of the prompts that show pictures, left-padded into one call of the model's own generate
+        (studio.modeling.decode.generated)."""
+        inputs = {name: tensor.to(device) for name, tensor in self._picture_inputs.items()}
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        output = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            pixel_values=pixels.to(device),
-            image_grid_thw=grid.to(device),
-            mm_token_type_ids=multimodal_token_types(ids, base.config.image_token_id).to(device),
-            max_new_tokens=self.generation.max_new_tokens,
-            do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        answers = output[:, ids.shape[1] :].tolist()
-        return [tokens[: next((i for i, t in enumerate(tokens) if t in stops), len(tokens))] for tokens in answers]
+        inputs["mm_token_type_ids"] = multimodal_token_types(inputs["input_ids"], base.config.image_token_id)
+        pad = self.tokenizer.pad_token_id
+        return generated(model, inputs, stops, self.generation.max_new_tokens, pad, do_sample=False)
 
 
 def _prompt(
-    tokenizer: Any, conversation: list[Message], cutoff_len: int, pictures: TrainingPictures | None
+    tokenizer: Any, conversation: list[Message], cutoff_len: int, encoder: PictureEncoder | None
 ) -> tuple[EncodedPrompt | None, list[str]]:
     """A conversation's prompt and its pictures: their placeholders expanded into the pictures' tokens as training
-    encodes them; None when it shows pictures the run cannot show, or truncation cut into them."""
+    encodes them (`encoder`); None when it shows pictures the run cannot show, or truncation cut into them."""
     paths = conversation_pictures(conversation)
     if not paths:
         return encode_prompt(tokenizer, conversation, cutoff_len), []
-    if pictures is None:
+    if encoder is None:
         return None, []
     question = next((str(m["content"]) for m in reversed(conversation) if m["role"] == "user"), "")
-    prompt = encode_prompt(tokenizer, pictures.encoder(tokenizer).expand(conversation), cutoff_len)
+    prompt = encode_prompt(tokenizer, encoder.expand(conversation), cutoff_len)
     if prompt is None or prompt.truncated:
         return None, []
     return dataclasses.replace(prompt, question=question), paths

@@ -3,6 +3,7 @@ served), every text escaped, a broken picture shown by its name."""
 
 import base64
 import io
+import json
 import re
 
 from PIL import Image
@@ -54,3 +55,18 @@ def test_text_is_escaped_and_a_broken_picture_shows_its_name(tmp_path):
     assert "<script>" not in markup and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in markup
     assert "&lt;b&gt;bold&lt;/b&gt;" in markup and "<b>x&lt;i&gt;</b>" in markup
     assert markup.count("<img ") == 1 and '<span class="qs-thumb-missing" title="gone.png">⚠ gone.png</span>' in markup
+
+
+def test_a_picture_column_of_another_name_is_left_out_of_the_rows_text(tmp_path):
+    (tmp_path / "shots").mkdir()
+    Image.new("RGB", (40, 40), "blue").save(tmp_path / "shots" / "one.png")
+    turns = [{"role": "user", "content": "<image>什么颜色？"}, {"role": "assistant", "content": "蓝色。"}]
+    (tmp_path / "set.json").write_text(json.dumps([{"messages": turns, "pics": "shots/one.png"}]), encoding="utf-8")
+    entry = {"file_name": "set.json", "formatting": "openai", "columns": {"messages": "messages", "images": "pics"}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"shots": entry}), encoding="utf-8")
+    preview = preview_datasets(DataConfig(dataset_dir=str(tmp_path), datasets=["shots"]), rows=1)
+    assert preview.datasets[0].picture_column == "pics"
+    markup = pictures_html(preview)
+    [text] = re.findall(r'<div class="qs-picture-text">(.*?)</div>', markup)
+    assert text.endswith("什么颜色？ / 蓝色。") and "shots/one.png" not in text  # the path shows as a thumbnail only
+    assert markup.count("<img ") == 1

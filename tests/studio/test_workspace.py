@@ -158,3 +158,39 @@ def test_config_file_names_are_refused_clearly(workspace):
             workspace.config_file(name, write=True)
         assert type(refused.value) in (StudioError, PathNotAllowed)
     assert not any(workspace.root.iterdir())  # nothing was created on the way
+
+
+def test_a_datasets_pictures_are_read_once_per_version_yet_every_change_is_seen(workspace, tmp_path, monkeypatch):
+    """The fit line checks the config at every change of a field: the pictures a dataset names are read from its
+    file once per version of it (path, mtime, size); an edit of the file, or a link moved since, is still seen."""
+    from PIL import Image
+
+    import studio.data.readers as readers
+
+    reads = []
+    read_records = readers.read_records
+    monkeypatch.setattr(readers, "read_records", lambda *args: reads.append(args) or read_records(*args))
+    (tmp_path / "secret").mkdir()
+    data, pictures = workspace.root / "data", workspace.root / "pictures"
+    for folder in (tmp_path / "secret", pictures):
+        folder.mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8), "red").save(folder / "a.png")
+    data.mkdir()
+    (data / "pics").symlink_to(pictures)
+    entry = {"file_name": "set.json", "formatting": "openai", "columns": {"images": "images"}}
+    (data / "dataset_info.json").write_text(json.dumps({"set": entry}))
+    turns = [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "!"}]
+    (data / "set.json").write_text(json.dumps([{"messages": turns, "images": ["pics/a.png"]}]))
+    for _ in range(3):
+        workspace.check_dataset_files("data", ["set"])
+    assert len(reads) == 1
+    (data / "pics").unlink()
+    (data / "pics").symlink_to(tmp_path / "secret")  # the same words now lead out
+    with pytest.raises(PathNotAllowed, match="picture 'pics/a.png'"):
+        workspace.check_dataset_files("data", ["set"])
+    assert len(reads) == 1
+    outside = str(tmp_path / "secret" / "a.png")
+    (data / "set.json").write_text(json.dumps([{"messages": turns, "images": [outside]}]))
+    with pytest.raises(PathNotAllowed, match="outside the served workspace"):
+        workspace.check_dataset_files("data", ["set"])
+    assert len(reads) == 2

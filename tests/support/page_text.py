@@ -91,6 +91,7 @@ TERMS = {
     "k-quant",
     "llama-quantize",
     "llama-cpp-python",  # the package the GGUF check in llama.cpp needs (Export's note)
+    "vllm",  # chat.engine's value and the package of that name
     "qlora",
     "lora",
     "dora",
@@ -120,6 +121,7 @@ TERMS = {
     "jsonl",
     "csv",
     "parquet",
+    "zip",  # an uploaded archive of a data file and its pictures
     "token",
     "tokens",
     "studio",

@@ -13,6 +13,7 @@ from studio.chat.engines import check_served, engine_for, hf_engine
 from studio.chat.vllm_engine import VllmEngine
 from studio.chat.vllm_options import VllmRefused
 from studio.config import ChatConfig, GenerationConfig, ModelConfig, QuantizationConfig
+from studio.errors import StudioError
 
 VLLM = ChatConfig(engine="vllm")
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="vLLM is refused here for want of a CUDA GPU")
@@ -86,3 +87,29 @@ def test_the_vllm_engine_refuses_by_name_what_it_cannot_do(tiny_model_dir, stron
         with engine.selected(None):
             pass
     assert engine.unload() == "No model is loaded."
+
+
+class _RunningVllm:
+    """What a vLLM engine holds once loaded (a CUDA GPU's vllm.LLM, which cannot run here): only its shutdown."""
+
+    shut_down = False
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def test_a_refused_path_leaves_the_other_engines_model_loaded(tmp_path):
+    """The path is checked before the engine is switched: a refused one unloads nothing."""
+    from studio.workspace import Workspace
+
+    (tmp_path / "workspace").mkdir()
+    studio = Studio(tmp_path / "runs", Workspace(tmp_path / "workspace"))
+    held, running = VllmEngine(VLLM), _RunningVllm()
+    held.model = running  # type: ignore[assignment]  # vLLM's model stands loaded
+    studio._engine = held
+    quantization = QuantizationConfig(method="none")
+    refused = ((tmp_path / "workspace" / "missing", "not found"), (tmp_path / "elsewhere.gguf", "outside the served"))
+    for path, refusal in refused:
+        with pytest.raises(StudioError, match=refusal):
+            studio.load_model(ModelConfig(name_or_path=str(path)), quantization, chat=ChatConfig(engine="hf"))
+        assert studio.engine is held and held.loaded and not running.shut_down

@@ -84,3 +84,39 @@ def test_turns_that_carry_their_pictures_are_scored_and_answered_with_them(visio
     assert other != total  # the picture is part of what is scored
     carried = vision_engine.answers([[asked]], ["vision"], GREEDY)
     assert carried == vision_engine.answers([[dict(asked, images=None)]], ["vision"], GREEDY, pictures=[[str(path)]])
+
+
+def test_an_answer_with_pictures_stops_at_the_chat_format_s_end_token(vision_engine):
+    """The model's generation config names another end token than the chat format's <|im_end|>: generate is told
+    every end token, so the row ends at its first step instead of running to max_new_tokens."""
+    from tests.support.end_tokens import ends_at_once
+
+    tokenizer = vision_engine.tokenizer
+    end, other = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|vision_end|>"])
+    question = [{"role": "user", "content": "<image>颜色？"}]
+    long = GenerationConfig(temperature=0, max_new_tokens=12)
+    with ends_at_once(vision_engine.model, end, other) as steps:
+        assert end in vision_engine.stop_ids
+        answered = vision_engine.answers([question], ["vision"], long, pictures=[[_picture()]])
+    assert answered == [""] and len(steps) == 1
+
+
+def test_a_system_turn_s_placeholder_is_its_text_as_in_training_data(vision_engine):
+    system = {"role": "system", "content": "Pictures come as <image>."}
+    question = [system, {"role": "user", "content": "<image>颜色？"}]
+    *_, final = vision_engine.stream([question], ["vision"], GREEDY, pictures=[[_picture()]])
+    assert final[0].done and final[0].tokens > 0
+
+
+def test_the_model_s_own_picture_words_typed_in_a_message_are_refused_by_name(vision_engine):
+    """As training data refuses them: they would reach the model as image tokens without pixels."""
+    typed = [{"role": "user", "content": "what is <|image_pad|>?"}]
+    refused = pytest.raises(PictureError, match=r"own picture token <\|image_pad\|>")
+    with refused:
+        next(vision_engine.stream([typed], [None], GREEDY))
+    with refused:
+        shown = [{"role": "user", "content": "<image>" + typed[0]["content"]}]
+        vision_engine.answers([shown], [None], GREEDY, pictures=[[_picture()]])
+    system = GenerationConfig(temperature=0, max_new_tokens=2, system_prompt="<|vision_start|>")
+    with pytest.raises(PictureError, match=r"<\|vision_start\|>"):
+        next(vision_engine.stream([[{"role": "user", "content": "hi"}]], [None], system))

@@ -133,6 +133,25 @@ def test_a_member_named_twice_is_refused(tmp_path, dataset_dir):
         detect(archive)
 
 
+def test_a_broken_data_file_in_an_archive_is_named_as_the_archive_names_it(tmp_path):
+    archive = _zip(tmp_path / "set.zip", {"shapes/d.json": '[{"messages": 1},', "shapes/1.png": _png()})
+    with pytest.raises(DataError, match=r"^d\.json line 1 column 18: .*Fix the JSON there") as refused:
+        detect(archive)
+    assert refused.value.message.args["path"] == "d.json"  # not the temporary folder it was unpacked to
+
+
+def test_the_registered_examples_name_the_pictures_where_they_now_lie(tmp_path, dataset_dir):
+    archive = _zip(
+        tmp_path / "s.zip",
+        {"d.json": _records("pics/1.png", "pics/2.png"), "pics/1.png": _png(), "pics/2.png": _png("blue")},
+    )
+    entry = {"formatting": "openai", "columns": {"messages": "messages", "images": "images"}}
+    registered = register(dataset_dir, "set", archive, entry)
+    [loaded] = load_conversations(DataConfig(dataset_dir=str(dataset_dir), datasets=["set"]))
+    assert registered.examples.examples == loaded.examples
+    assert registered.examples.examples[1][0]["images"] == [str((dataset_dir / "pics" / "2.png").resolve())]
+
+
 def _size_fields(data: bytearray, info: zipfile.ZipInfo) -> list[int]:
     """Where the uncompressed size of `info` is written: its local header and its central directory entry."""
     local = info.header_offset + 22

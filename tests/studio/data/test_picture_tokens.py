@@ -116,7 +116,7 @@ def test_ids_and_labels_equal_llamafactorys_on_the_demo_set(template, tmp_path):
     from studio.data.registry import DatasetSpec
     from studio.dev.tiny_models import build_qwen_tokenizer
     from studio.modeling.chat_templates import apply_chat_template_choice
-    from studio.modeling.vision import VisionTokens
+    from studio.modeling.vision import PictureProcessor
     from studio.modeling.vocab import fix_special_tokens
 
     tokenizer = build_qwen_tokenizer()
@@ -126,7 +126,7 @@ def test_ids_and_labels_equal_llamafactorys_on_the_demo_set(template, tmp_path):
     added = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
     assert added == [tuple(token) for token in LF["tokens"][template]]
     Qwen2VLImageProcessorPil(**LF["processor"]).save_pretrained(tmp_path)
-    pictures = PictureEncoder(load_image_processor(tmp_path), VisionTokens.of(tokenizer), *LF["pixels"])
+    pictures = PictureEncoder.of(PictureProcessor(load_image_processor(tmp_path), *LF["pixels"]), tokenizer)
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
     columns = {"messages": "messages", "images": "images"}
     spec = DatasetSpec(name="demo", file_name="d.json", formatting="sharegpt", columns=columns, tags=tags)
@@ -134,3 +134,38 @@ def test_ids_and_labels_equal_llamafactorys_on_the_demo_set(template, tmp_path):
     for messages, expected in zip(examples, LF["llamafactory"][template], strict=True):
         encoded = encode_conversation(tokenizer, messages, cutoff_len=100_000, pictures=pictures)
         assert (encoded.input_ids, encoded.labels) == (expected["input_ids"], expected["labels"]), messages
+
+
+def _splitting_copy(model_dir, target):
+    """The tiny VL model's folder (without weights) whose tokenizer knows the vision words only as plain vocabulary,
+    as a text model's tokenizer or one saved without its added tokens does: encoded, each falls apart into pieces."""
+    target.mkdir()
+    for name in ("config.json", "preprocessor_config.json", "tokenizer_config.json", "chat_template.jinja"):
+        (target / name).write_bytes((model_dir / name).read_bytes())
+    from studio.dev.tiny_models import VISION_TOKENS
+
+    tokenizer = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    words = [token for token in tokenizer["added_tokens"] if token["content"] in VISION_TOKENS]
+    tokenizer["added_tokens"] = [token for token in tokenizer["added_tokens"] if token not in words]
+    tokenizer["model"]["vocab"].update({token["content"]: token["id"] for token in words})
+    (target / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    settings = json.loads((target / "tokenizer_config.json").read_text(encoding="utf-8"))
+    settings.pop("extra_special_tokens", None)
+    (target / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
+    return target
+
+
+def test_a_tokenizer_that_splits_the_vision_words_is_named_not_the_data(tiny_vl_model_dir, tmp_path):
+    folder = _splitting_copy(tiny_vl_model_dir, tmp_path / "split-vl")
+    model = ModelConfig(name_or_path=str(folder), chat_template="qwen2_vl")
+    tokenizer = load_tokenizer(model, str(folder))
+    assert len(tokenizer.encode("<|image_pad|>", add_special_tokens=False)) > 1  # the words fall apart
+    pictures = PictureEncoder.for_model(tokenizer, model)
+    messages = [
+        {"role": "user", "content": "<image>几个？", "images": [_picture(tmp_path / "p.png", (56, 56))]},
+        {"role": "assistant", "content": "一个。"},
+    ]
+    with pytest.raises(DataError, match=r"tokenizer of .*split-vl does not keep <\|vision_start\|>") as refused:
+        encode_conversation(tokenizer, messages, cutoff_len=1000, pictures=pictures)
+    assert refused.value.message.key == "data.tokenizer_splits_vision_tokens"
+    assert "images' column" not in str(refused.value)  # the data is not what is wrong

@@ -117,6 +117,27 @@ def test_the_demo_set_with_the_embedded_text_model_is_refused_before_a_run():
         check_data(config)
 
 
+def test_the_preview_and_tokenisation_refuse_a_text_model_in_the_same_words(tiny_model_dir):
+    from studio.config import ModelConfig
+    from studio.data.preview import preview_datasets
+    from studio.data.tokenize import encode_conversation
+    from studio.locales import in_language
+    from studio.modeling.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir))
+    data = DataConfig(datasets=["shapes_zh_demo"])
+    [shown] = preview_datasets(data, rows=1, tokenizer=tokenizer, model_name="tiny-text").datasets
+    problem = shown.stage_problem
+    assert shown.tokens is None and problem is not None and problem.key == "data.pictures_need_vision_model"
+    assert problem.startswith("Dataset 'shapes_zh_demo' has pictures; choose a vision-language model")
+    assert in_language(problem, "zh").startswith("数据集 'shapes_zh_demo' 含有图片；") and "tiny-text" in problem
+    [loaded] = load_conversations(data)
+    with pytest.raises(DataError) as refused:  # no dataset named where one conversation is encoded
+        encode_conversation(tokenizer, loaded.examples[0], cutoff_len=1000)
+    assert refused.value.message.key == "data.pictures_need_vision_model"
+    assert in_language(refused.value.message, "ru").startswith("В этих данных есть изображения;")
+
+
 def test_every_picture_is_confined_to_the_workspace(tmp_path):
     root = tmp_path / "ws"
     data = root / "data"

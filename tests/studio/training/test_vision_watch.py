@@ -50,3 +50,18 @@ def test_without_the_model_s_pictures_a_prompt_that_shows_some_is_not_watched(se
     tokenizer, _, _, conversations = setup
     watcher = Watcher.of(tokenizer, EvaluationConfig(watch_count=3), conversations, 512)
     assert watcher is not None and len(watcher.prompts) == 1 and watcher.shown == [[]]
+
+
+def test_a_picture_prompt_stops_at_the_chat_format_s_end_token(setup):
+    """The model's generation config names another end token than the chat format's <|im_end|>: the watched answer
+    ends at its first step instead of running to watch_max_new_tokens."""
+    from tests.support.end_tokens import ends_at_once
+
+    tokenizer, pictures, model, conversations = setup
+    config = EvaluationConfig(watch_count=1, watch_max_new_tokens=12)
+    watcher = Watcher.of(tokenizer, config, conversations, 512, pictures, pictures.encoder(tokenizer))
+    assert watcher is not None and watcher.shown[0]
+    end, other = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|vision_end|>"])
+    with ends_at_once(model, end, other) as steps:
+        assert _answers(watcher, model) == [""]
+    assert len(steps) == 1
