@@ -298,10 +298,13 @@ def test_the_chat_cannot_be_sent_a_picture_from_outside_gradios_uploads(server, 
     Image.new("RGB", (8, 8), "red").save(picture)
     file = {"path": str(picture), "meta": {"_type": "gradio.FileData"}}
     [dependency] = [d for d in _config(server)["dependencies"] if d.get("api_name") == "send"]
+    # the server's component ids differ from this process's page (ids count every page a process built); the
+    # inputs' order is the same
+    [inputs] = [fn.inputs for fn in layout.demo.fns.values() if fn.api_name == "send"]
     tab = layout.chat
     history = [{"role": "user", "content": [{"type": "file", "file": file}]}]
-    for values in ({tab.picture._id: file}, {tab.base_chat._id: history}, {tab.adapter_chat._id: history}):
-        values[tab.prompt._id] = "看图"
-        answer = _call_by_number(server, dependency, [values.get(i) for i in dependency["inputs"]])
+    for values in ({tab.picture: file}, {tab.base_chat: history}, {tab.adapter_chat: history}):
+        values[tab.prompt] = "看图"
+        answer = _call_by_number(server, dependency, [values.get(component) for component in inputs])
         done = json.loads(answer.splitlines()[-1])
         assert not done["success"] and "not uploaded by a user" in done["output"]["error"], answer[-500:]

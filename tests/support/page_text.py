@@ -92,6 +92,8 @@ TERMS = {
     "llama-quantize",
     "llama-cpp-python",  # the package the GGUF check in llama.cpp needs (Export's note)
     "vllm",  # chat.engine's value and the package of that name
+    "min",  # the minute's unit symbol in a duration (1 min 12 s), as Chinese technical text writes it too
+    "loading",  # Gradio's own placeholder while a component is redrawn (seen on a loaded machine)
     "qlora",
     "lora",
     "dora",
