@@ -42,7 +42,8 @@ class OptimizerConfig(Section):
         "moment, no first moment); galore (GaLore: AdamW on each target weight's gradient projected to galore_rank); "
         "apollo (APOLLO: AdamW moments of a rank-apollo_rank random projection scale each target weight's "
         "gradient); badam (BAdam: AdamW on one block of decoder layers at a time, the others unchanged; embeddings and "
-        "output layer are not trained). galore, apollo and badam are made for full-weight training and need their "
+        "output layer are not trained, nor a vision-language model's vision tower and projector, which must stay "
+        "frozen). galore, apollo and badam are made for full-weight training and need their "
         "package: pip install 'qlora-studio[galore]' (or [apollo], [badam]).",
     )
     adam_beta1: float = field(0.9, "Adam's beta1 (decay of the first moment).", ge=0, lt=1, advanced=True)
@@ -51,7 +52,9 @@ class OptimizerConfig(Section):
     galore_target: list[str] = field(
         ["all"],
         "GaLore: linear layers whose 2-D weights are projected, matched by part of their name (e.g. q_proj, mlp); "
-        "['all'] is every linear layer but the output layer. The other trainable weights get plain AdamW.",
+        "['all'] is every linear layer but the output layer (a vision-language model's: the language model's, the "
+        "vision tower's when it is not frozen, never the projector's, as in LLaMA-Factory). The other trainable "
+        "weights get plain AdamW.",
         min_length=1,
         advanced=True,
     )
@@ -78,7 +81,9 @@ class OptimizerConfig(Section):
     apollo_target: list[str] = field(
         ["all"],
         "APOLLO: linear layers whose 2-D weights are scaled by the projected moments, matched by part of their name; "
-        "['all'] is every linear layer but the output layer. The other trainable weights get plain AdamW.",
+        "['all'] is every linear layer but the output layer (a vision-language model's: the language model's, the "
+        "vision tower's when it is not frozen, never the projector's, as in LLaMA-Factory). The other trainable "
+        "weights get plain AdamW.",
         min_length=1,
         advanced=True,
     )

@@ -243,13 +243,16 @@ def _modified(path: Path) -> float:
         return 0.0
 
 
-def duration_text(seconds: float) -> str:
-    """1 h 05 min, 12 min, 40 s."""
+def duration_text(seconds: float) -> Message:
+    """1 h 05 min, 12 min, 40 s in English; the units (and whether minutes are zero-padded) are each language's
+    (1 小时 5 分), so the text is a Message rendered in the reader's language."""
     seconds = max(0, math.ceil(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"{hours} h {minutes:02d} min"
+        return say("estimate.hours_minutes", hours=hours, minutes=minutes)
     if minutes >= 10 or (minutes and not secs):
-        return f"{minutes + (1 if secs >= 30 else 0)} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+        return say("estimate.minutes", minutes=minutes + (1 if secs >= 30 else 0))
+    if minutes:
+        return say("estimate.minutes_seconds", minutes=minutes, seconds=secs)
+    return say("estimate.seconds", seconds=secs)

@@ -77,6 +77,16 @@ def frozen_keys(parts: VisionParts, finetuning: FinetuningConfig) -> tuple[str, 
     return keys
 
 
+def projection_skips(model: torch.nn.Module) -> tuple[str, ...]:
+    """The parts of a vision-language model that GaLore's and APOLLO's targets 'all' leave out: the projector, which
+    trains (when not frozen) with plain AdamW, as LLaMA-Factory's find_all_linear_modules leaves it out. The vision
+    tower's blocks are in 'all' only when freeze_vision_tower is off, as there: `freeze_parts` (full) and freeze's
+    chosen layers leave a frozen part no trainable weight, and only trainable weights are projected. () for a text
+    model."""
+    parts = parts_of(model)
+    return parts.projector if parts else ()
+
+
 def adapter_config(model: torch.nn.Module, finetuning: FinetuningConfig, lora: LoraConfig) -> LoraConfig:
     """`lora` with the modules an adapter may take spelled out by full name (the frozen parts, the projector, the
     patch embedding and the output layer left out) and the projector trained whole when it is not frozen."""

@@ -25,6 +25,7 @@ from studio.config import LoraConfig, TrainingConfig
 from studio.config.optimizer import PACKAGES, OptimizerConfig
 from studio.config.training import METRIC_SCHEDULERS
 from studio.errors import StudioError
+from studio.modeling.vision_parts import inside, parts_of, projection_skips
 
 if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
@@ -134,11 +135,13 @@ def _projecting(
 
 def _projected_weights(model: torch.nn.Module, targets: list[str]) -> set[int]:
     """ids of the trainable 2-D weights of linear layers whose name contains a target (LLaMA-Factory's rule);
-    'all': every linear layer but the output layer."""
+    'all': every linear layer but the output layer and, in a vision-language model, but the projector
+    (`projection_skips`: the language model's layers, and the vision tower's when it is not frozen)."""
     output = _output_layer(model)
+    skipped = projection_skips(model) if targets == ["all"] else ()
     found = set()
     for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or module is output:
+        if not isinstance(module, torch.nn.Linear) or module is output or inside(name, skipped):
             continue
         if targets != ["all"] and not any(target in name for target in targets):
             continue
@@ -192,6 +195,11 @@ def _badam(
     if len(groups) > 1:  # the package gives every block the first group's learning rate
         raise StudioError("training.loraplus_not_with_badam")
     named = groups[0][0]
+    # LLaMA-Factory's BAdam steps only the decoder blocks, so an unfrozen vision tower or projector stays as it is
+    # there; trained at every step here, a text-only batch leaves them no gradient, which the package refuses
+    parts = parts_of(model)
+    if parts and any(inside(name, parts.vision + parts.projector) for name, _ in named):
+        raise StudioError("training.badam_vision_parts")
     base = torch.optim.AdamW([p for _, p in named], **_adam(training, config))
     output = _output_layer(model)
     weight = output.weight if isinstance(output, torch.nn.Linear) else None

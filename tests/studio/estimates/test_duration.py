@@ -9,6 +9,7 @@ from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.estimates.data_tokens import DataTokens
 from studio.estimates.duration import Rate, duration_text, estimate_duration, watch_seconds
+from studio.locales import in_language
 from studio.runs.events import Step, Watched
 from tests.support import quick_run
 
@@ -42,6 +43,39 @@ def test_the_time_is_start_up_tokens_over_the_rate_and_the_evaluations():
 
 def test_durations_read_as_people_say_them():
     assert [duration_text(s) for s in (40, 95, 600, 3900)] == ["40 s", "1 min 35 s", "10 min", "1 h 05 min"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        ("en", ["40 s", "1 min 12 s", "10 min", "1 h 05 min"]),
+        ("zh", ["40 秒", "1 分 12 秒", "10 分钟", "1 小时 5 分"]),
+        ("ru", ["40 с", "1 мин 12 с", "10 мин", "1 ч 05 мин"]),
+        ("ko", ["40초", "1분 12초", "10분", "1시간 5분"]),
+        ("ja", ["40 秒", "1 分 12 秒", "10 分", "1 時間 5 分"]),
+    ],
+)
+def test_durations_are_said_in_the_readers_language(lang, said):
+    assert [in_language(duration_text(s), lang) for s in (40, 72, 600, 3900)] == said
+
+
+def test_the_time_line_says_its_units_in_the_readers_language():
+    config = RunConfig().with_overrides({"training.batch_size": "2", "training.num_epochs": "1"})
+    data = DataTokens(
+        train_examples=10,
+        val_examples=0,
+        train_tokens=7_000,
+        val_tokens=0,
+        mean=700,
+        longest=800,
+        spread=50,
+        sampled=10,
+    )
+    rate = Rate(tokens_per_second=100.0, startup_s=2.0, source="measured", measured_at=1000.0)
+    said = estimate_duration(config, data, rate).describe(now=1000.0 + 3900)
+    assert str(said).startswith("about 1 min 12 s:") and "1 h 05 min ago" in str(said)
+    chinese = said.text("zh")
+    assert chinese.startswith("约 1 分 12 秒：") and "1 小时 5 分" in chinese and "min" not in chinese
 
 
 def test_the_time_comes_from_the_last_finished_run_like_this_one(tmp_path, locks, tiny_model_dir):

@@ -339,3 +339,72 @@ def test_a_schedule_that_follows_evaluations_needs_a_validation_split():
     check_optimizer(greedy)
     with pytest.raises(StudioError, match="data.val_size"):
         check_optimizer(greedy.with_overrides({"data.val_size": "0"}))
+
+
+# -- vision-language models -------------------------------------------------------------
+
+
+def _vision_language(tiny_vl_model_dir, **freeze):
+    """The tiny Qwen2-VL trained in full, its parts frozen as `freeze` says (as a run attaches the method)."""
+    from transformers import AutoModelForImageTextToText
+
+    from studio.config import FinetuningConfig
+    from studio.modeling.methods import attach_method
+
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vl_model_dir, dtype=torch.float32)
+    return attach_method(model.requires_grad_(False), FinetuningConfig(method="full", **freeze), LoraConfig())
+
+
+def _projected(model, optimizer) -> set[str]:
+    """The modules whose weights a GaLore or APOLLO group projects (a group with a rank)."""
+    names = {id(p): name.removesuffix(".weight") for name, p in model.named_parameters()}
+    return {names[id(p)] for group in optimizer.param_groups if "rank" in group for p in group["params"]}
+
+
+@pytest.mark.parametrize("name", ["galore", "apollo"])
+def test_all_targets_the_language_model_of_a_vision_language_model_not_its_vision_tower(tiny_vl_model_dir, name):
+    model = _vision_language(tiny_vl_model_dir)
+    optimizer, scheduler = _built(model, name, warmup=0, galore_rank=2, apollo_rank=2)
+    projected = _projected(model, optimizer)
+    assert projected and all(n.startswith("model.language_model.layers.") for n in projected), projected
+    assert len(projected) == 2 * 7  # q, k, v, o, gate, up, down of both layers
+    vision = {n: p.detach().clone() for n, p in model.named_parameters() if "visual" in n}
+    ids = torch.randint(3, 500, (2, 24), generator=torch.Generator().manual_seed(0))
+    before = model.model.language_model.layers[0].self_attn.q_proj.weight.detach().clone()
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    assert torch.isfinite(loss)
+    assert not torch.equal(model.model.language_model.layers[0].self_attn.q_proj.weight, before)
+    assert all(torch.equal(p, vision[n]) for n, p in model.named_parameters() if "visual" in n)  # frozen
+
+
+def test_all_takes_the_unfrozen_vision_tower_but_never_the_projector(tiny_vl_model_dir):
+    """LLaMA-Factory's rule: the vision tower's linear layers when it is not frozen; the projector, even when it
+    trains, with plain AdamW."""
+    model = _vision_language(tiny_vl_model_dir, freeze_vision_tower=False, freeze_multi_modal_projector=False)
+    optimizer, _ = _built(model, "galore", galore_rank=2)
+    projected = _projected(model, optimizer)
+    vision = {f"model.visual.blocks.{i}.{m}" for i in (0, 1) for m in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
+    assert vision <= projected and not any("merger" in n for n in projected)
+    plain = {id(p) for group in optimizer.param_groups if "rank" not in group for p in group["params"]}
+    assert id(model.model.visual.merger.mlp[0].weight) in plain  # it trains, unprojected
+    named, _ = _built(model, "galore", galore_rank=2, galore_target=["mlp"])  # a named target matches any part
+    assert "model.visual.merger.mlp.0" in _projected(model, named)
+
+
+def test_badam_steps_the_language_model_of_a_vision_language_model_and_refuses_its_vision_parts(tiny_vl_model_dir):
+    """The decoder layers are BAdam's blocks and the frozen vision tower stays as it is; an unfrozen vision tower or
+    projector is refused (LLaMA-Factory's BAdam would leave it as it is, the switch doing nothing)."""
+    model = _vision_language(tiny_vl_model_dir)
+    optimizer, scheduler = _built(model, "badam", warmup=0, badam_switch_interval=1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    _step(model, optimizer, scheduler, step=0)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert {name.split(".")[3] for name in changed if name.startswith("model.language_model.layers.")} == {"0"}
+    assert not any("visual" in name for name in changed)
+    for unfrozen in ("freeze_vision_tower", "freeze_multi_modal_projector"):
+        with pytest.raises(StudioError, match="freeze_vision_tower"):
+            _built(_vision_language(tiny_vl_model_dir, **{unfrozen: False}), "badam")
