@@ -276,7 +276,7 @@ def model_shape(
     model_dir: Path, rank: int, targets: list[str], finetuning: FinetuningConfig | None = None
 ) -> ModelShape:
     """Parameter counts of the model in `model_dir`, from its config.json alone; `finetuning` full or freeze: how
-    many of its own weights train."""
+    many of its own weights train; lora or oft on a vision-language model: which of its parts the adapter takes."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
@@ -290,11 +290,13 @@ def model_shape(
     decoder = model.get_decoder()
     layer_params = sum(p.numel() for p in decoder.layers.parameters())
     whole_params = sum(p.numel() for p in model.parameters()) - layer_params
-    adapter = sum(
-        rank * (module.in_features + module.out_features)
-        for name, module in decoder.layers.named_modules()
-        if isinstance(module, torch.nn.Linear) and _targeted(name, targets)
-    )
+    adapter = _vision_adapter_params(model, rank, targets, finetuning)
+    if adapter is None:
+        adapter = sum(
+            rank * (module.in_features + module.out_features)
+            for name, module in decoder.layers.named_modules()
+            if isinstance(module, torch.nn.Linear) and _targeted(name, targets)
+        )
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return ModelShape(
         trained_params=_trained_params(model, finetuning),
@@ -307,6 +309,32 @@ def model_shape(
         vocab=getattr(text, "vocab_size", 0) or 0,
         kv_width=_kv_heads(text) * (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads),
     )
+
+
+def _vision_adapter_params(
+    model: Any, rank: int, targets: list[str], finetuning: FinetuningConfig | None
+) -> int | None:
+    """What an adapter trains in a vision-language model (None for a text model): the modules vision_parts gives it
+    (the vision tower's blocks too when freeze_vision_tower is off) and, when freeze_multi_modal_projector is off,
+    the projector whole."""
+    import torch
+
+    from studio.modeling.sources import ModelLoadError
+    from studio.modeling.vision_parts import adapter_config, inside, parts_of
+
+    parts = parts_of(model)
+    if parts is None:
+        return None
+    finetuning = finetuning or FinetuningConfig()
+    try:
+        lora = adapter_config(model, finetuning, LoraConfig(rank=rank, target_modules=targets))
+    except ModelLoadError:  # nothing to adapt: refused when the run starts, nothing to count here
+        return 0
+    modules = dict(model.named_modules())
+    adapted = [modules[name] for name in lora.target_modules]
+    low_rank = sum(rank * (m.in_features + m.out_features) for m in adapted if isinstance(m, torch.nn.Linear))
+    whole = () if finetuning.freeze_multi_modal_projector else parts.projector
+    return low_rank + sum(p.numel() for name, p in model.named_parameters() if inside(name, whole))
 
 
 def _trained_params(model: Any, finetuning: FinetuningConfig | None) -> int | None:

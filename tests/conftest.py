@@ -35,6 +35,34 @@ def tiny_vl_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_5_vl_model_dir(tmp_path_factory) -> Path:
+    from studio.dev.tiny_models import build_tiny_vl_model
+
+    return build_tiny_vl_model(tmp_path_factory.mktemp("models") / "tiny-qwen2.5-vl", family="qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl_model_dir(tmp_path_factory) -> Path:
+    from studio.dev.tiny_models import build_tiny_vl_model
+
+    return build_tiny_vl_model(tmp_path_factory.mktemp("models") / "tiny-qwen3-vl", family="qwen3_vl")
+
+
+# each vision-language family's tiny model, by config.json's model_type
+VL_MODEL_FIXTURES = {
+    "qwen2_vl": "tiny_vl_model_dir",
+    "qwen2_5_vl": "tiny_qwen2_5_vl_model_dir",
+    "qwen3_vl": "tiny_qwen3_vl_model_dir",
+}
+
+
+@pytest.fixture(scope="session", params=list(VL_MODEL_FIXTURES))
+def each_vl_model_dir(request) -> Path:
+    """The tiny model of each vision-language family in turn, for checks that must hold for every family."""
+    return request.getfixturevalue(VL_MODEL_FIXTURES[request.param])
+
+
+@pytest.fixture(scope="session")
 def tool_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny model taught to think, call get_weather and answer from its result (tests/support/tool_model.py)."""
     from tests.support.tool_model import build_tool_model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio.modeling.chat_templates import TEMPLATES
 from studio.modeling.pre_tokenizers import QWEN_SPLIT
@@ -146,42 +146,39 @@ def _merge_of(ranks: dict[bytes, int], token: bytes, rank: int) -> tuple[bytes, 
 VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 
 
-def build_tiny_vl_model(target: str | Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    """Save a tiny random Qwen2-VL model, its tokenizer (the tiny one plus Qwen2-VL's vision tokens) and its image
-    processor to `target`; returns the folder. Only the image processor is saved, not a whole Qwen2VLProcessor:
-    that one also builds a video processor, which needs torchvision (not installed beside the CPU torch)."""
+def build_tiny_vl_model(
+    target: str | Path, hidden: int = 64, layers: int = 2, seed: int = 0, family: str = "qwen2_vl"
+) -> Path:
+    """Save a tiny random vision-language model of `family` (config.json's model_type: qwen2_vl, qwen2_5_vl or
+    qwen3_vl), its tokenizer (the tiny one plus Qwen-VL's vision tokens) and its image processor to `target`; returns
+    the folder. Only the image processor is saved, not a whole processor: that one also builds a video processor,
+    which needs torchvision (not installed beside the CPU torch)."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    import transformers
+    from transformers import Qwen2VLImageProcessorPil
 
     target = Path(target)
     tokenizer = build_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": VISION_TOKENS})
     ids = {token: int(tokenizer.convert_tokens_to_ids(token)) for token in VISION_TOKENS}  # type: ignore[arg-type]
-    config = Qwen2VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": hidden,
-            "intermediate_size": hidden * 2,
-            "num_hidden_layers": layers,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
-            # mrope's sections (temporal, height, width) split half the head dimension (16 / 2 = 8)
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-            "bos_token_id": None,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
-        vision_config={
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": hidden,
-            "num_heads": 2,
-            "mlp_ratio": 2,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
+    text: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": hidden * 2,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        # mrope's sections (temporal, height, width) split half the head dimension (16 / 2 = 8)
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+        "bos_token_id": None,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config_class, model_class, vision = _VL_PARTS[family](text, hidden)
+    config = getattr(transformers, config_class)(
+        text_config=text,
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -189,10 +186,49 @@ def build_tiny_vl_model(target: str | Path, hidden: int = 64, layers: int = 2, s
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
-    Qwen2VLForConditionalGeneration(config).save_pretrained(target)
-    # small pictures keep the tiny model's sequences short: at most 16 image tokens after merging
-    Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=112 * 112).save_pretrained(target)
+    getattr(transformers, model_class)(config).save_pretrained(target)
+    # small pictures keep the tiny model's sequences short: at most 16 image tokens after merging (4 x 4 merged
+    # patches of 2 x 2 patches each, 28 pixels a side for patch size 14 and 32 for Qwen3-VL's 16)
+    patch = vision["patch_size"]
+    side = patch * 2
+    processor = Qwen2VLImageProcessorPil(min_pixels=side * side, max_pixels=16 * side * side, patch_size=patch)
+    processor.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    info = {"hidden": hidden, "layers": layers, "seed": seed, "vision": True}
+    info = {"hidden": hidden, "layers": layers, "seed": seed, "vision": True, "family": family}
     (target / "studio_tiny.json").write_text(json.dumps(info))
     return target
+
+
+def _qwen2_vl(text: dict[str, Any], hidden: int) -> tuple[str, str, dict[str, Any]]:
+    vision: dict[str, Any] = {"depth": 2, "embed_dim": 32, "hidden_size": hidden, "num_heads": 2, "mlp_ratio": 2}
+    return "Qwen2VLConfig", "Qwen2VLForConditionalGeneration", _patches(vision, 14)
+
+
+def _qwen2_5_vl(text: dict[str, Any], hidden: int) -> tuple[str, str, dict[str, Any]]:
+    """Qwen2.5-VL: window attention in the vision tower but for its full-attention blocks (the last one here);
+    windows of 56 pixels (2 x 2 merged patches), so a tiny picture's 4 x 4 merged patches make several."""
+    vision = _tower(hidden, window_size=56, fullatt_block_indexes=[1])
+    return "Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", _patches(vision, 14)
+
+
+def _qwen3_vl(text: dict[str, Any], hidden: int) -> tuple[str, str, dict[str, Any]]:
+    """Qwen3-VL: patches of 16 pixels, learned position embeddings resampled to each picture's grid, and deepstack
+    (vision block 0's features, through their own merger, added to the output of the language model's layer 0;
+    added after the last layer they would reach only the pictures' own logits, which nothing learns)."""
+    # mrope is interleaved here: 8 frequencies as t h w t h w t t, the sections' 24/20/20 of Qwen3-VL's 64, scaled
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [4, 2, 2]}
+    text["head_dim"] = hidden // 4
+    vision = _tower(hidden, num_position_embeddings=64, deepstack_visual_indexes=[0])  # an 8 x 8 position grid
+    return "Qwen3VLConfig", "Qwen3VLForConditionalGeneration", _patches(vision, 16)
+
+
+def _tower(hidden: int, **extra: Any) -> dict[str, Any]:
+    """Qwen2.5-VL's and Qwen3-VL's vision tower, 32 wide, its merger projecting to the language model's width."""
+    return {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden, **extra}
+
+
+def _patches(vision: dict[str, Any], patch: int) -> dict[str, Any]:
+    return {**vision, "patch_size": patch, "spatial_merge_size": 2, "temporal_patch_size": 2}
+
+
+_VL_PARTS = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl}

@@ -117,3 +117,35 @@ def test_each_optimizer_counts_its_own_state(qwen_dir):
     galore_16 = adapter(**full, **{"optimizer.name": "galore"})
     assert whole / 2 < galore_2 < galore_16 < whole  # moments of rank-r projections: fewer for a lower rank
     assert adapter(**full, **{"optimizer.name": "badam"}) == pytest.approx(whole * (1 + 1.5 / 24) / 2)  # 1 of 24
+
+
+def test_a_vision_model_s_counts_are_those_of_the_loaded_model_of_each_family(each_vl_model_dir):
+    """Built on the meta device from config.json as its own class (vision tower and projector outside the decoder
+    layers); an adapter (with the vision switches on and off) and a full run's trained weights counted as the studio
+    attaches them."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from studio.config import FinetuningConfig, LoraConfig
+    from studio.modeling.methods import attach_method
+
+    def loaded():
+        return AutoModelForImageTextToText.from_pretrained(each_vl_model_dir, dtype=torch.float32).requires_grad_(False)
+
+    full = FinetuningConfig(method="full")
+    shape = model_shape(each_vl_model_dir, rank=8, targets=["all"], finetuning=full)
+    model = loaded()
+    assert shape.layer_params + shape.whole_params == sum(p.numel() for p in model.parameters())
+    assert (shape.layers, shape.hidden, shape.kv_width) == (2, 64, 2 * 16)
+    trained = attach_method(model, full, LoraConfig())  # the vision tower and projector frozen by default
+    assert shape.trained_params == sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    for finetuning in (
+        FinetuningConfig(),
+        FinetuningConfig(freeze_vision_tower=False, freeze_multi_modal_projector=False),
+    ):
+        # the tower unfrozen: its blocks adapted too; the projector unfrozen: trained whole beside the adapter
+        adapted = attach_method(loaded(), finetuning, LoraConfig(rank=8))
+        counted = model_shape(each_vl_model_dir, rank=8, targets=["all"], finetuning=finetuning).adapter_params
+        assert counted == sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+    estimate = estimate_memory(RunConfig(), each_vl_model_dir, device="cuda", processes=1)
+    assert estimate.total_gib > estimate.weights_gib > 0

@@ -1,7 +1,7 @@
 """A vision-language run through the real worker process on the picture demo set: it says which layout it uses,
 evaluates and watches prompts with their pictures, saves the image processor beside the adapter, and a run resumed
 from its checkpoint ends exactly where an unbroken one does (watching in between changes nothing); a full run keeps
-the frozen vision tower bit for bit and saves a whole model with its processor."""
+the frozen vision tower bit for bit and saves a whole model with its processor; a Qwen3-VL run learns too."""
 
 from __future__ import annotations
 
@@ -81,3 +81,19 @@ def test_a_picture_run_is_evaluated_and_predicted_with_its_pictures(tmp_path, ti
     assert len(report.samples) == 3 and all(any(turn.get("images") for turn in s.prompt) for s in report.samples)
     for column in report.columns:
         assert report.metrics[column]["eval_loss"] > 0 and len(report.predictions[column]) == 3
+
+
+def test_a_qwen3_vl_run_learns_from_its_pictures(tmp_path, tiny_qwen3_vl_model_dir):
+    """Qwen3-VL (16-pixel patches, deepstack) through the worker: packed with its 3-D positions, it learns, answers a
+    watched prompt with its picture and saves its image processor (Qwen3-VL's patch size) beside the adapter. (Its
+    4-bit base keeps the vision tower unquantised: tests/studio/modeling/test_vision_parts.py.)"""
+    from transformers import AutoImageProcessor
+
+    settings = {**SETTINGS, "training.save_steps": "100"}
+    folder, events = run_worker(tmp_path / "qwen3-vl", tiny_qwen3_vl_model_dir, **settings)
+    layout = next(e.message for e in events if e.type == "log" and e.message.startswith("Batches:"))
+    assert "padding-free packing" in layout and "3-D rotary positions" in layout
+    losses = [e.loss for e in events if e.type == "step"]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert next(e for e in events if e.type == "watched").rows[0].answer
+    assert AutoImageProcessor.from_pretrained(folder.adapter_dir).patch_size == 16

@@ -120,3 +120,23 @@ def test_the_model_s_own_picture_words_typed_in_a_message_are_refused_by_name(vi
     system = GenerationConfig(temperature=0, max_new_tokens=2, system_prompt="<|vision_start|>")
     with pytest.raises(PictureError, match=r"<\|vision_start\|>"):
         next(vision_engine.stream([[{"role": "user", "content": "hi"}]], [None], system))
+
+
+def test_each_family_answers_about_pictures_alone_as_in_a_batch_and_scores_them(each_vl_model_dir, tmp_path):
+    """Qwen2-VL, Qwen2.5-VL and Qwen3-VL: rows with pictures of other sizes (so other lengths, left-padded together)
+    answer as they do alone, evaluation's answers equal the streamed ones, and a picture changes what is scored."""
+    engine = ChatEngine()
+    engine.load(ModelConfig(name_or_path=str(each_vl_model_dir)), QuantizationConfig(method="none"))
+    question = [{"role": "user", "content": "<image>图中有几个圆？"}]
+    shown = [[_picture()], [Image.new("RGB", (40, 120), "blue")]]
+    *_, together = engine.stream([question, question], [None, None], GREEDY, pictures=shown)
+    assert all(row.done and row.tokens > 0 for row in together)
+    alone = [engine.answers([question], [None], GREEDY, pictures=[picture])[0] for picture in shown]
+    assert alone == [row.text for row in together]
+    losses = []
+    for name, picture in zip(("red.png", "blue.png"), shown):
+        picture[0].save(tmp_path / name)
+        asked = {"role": "user", "content": "<image>几个圆？", "images": [str(tmp_path / name)]}
+        conversation = [asked, {"role": "assistant", "content": "一个圆。"}]
+        losses.append(engine.token_loss([conversation], None, cutoff_len=256, batch_size=2)[0])
+    assert losses[0] != losses[1]

@@ -14,7 +14,13 @@ from studio.data.registry import DataError
 from studio.data.tokenize import IGNORE_INDEX, encode_conversation
 from studio.modeling.chat_templates import format_of
 from studio.modeling.loader import load_tokenizer
-from studio.modeling.vision import image_token_counts, load_image_processor, pixel_inputs, scale_within
+from studio.modeling.vision import (
+    image_token_counts,
+    load_image_processor,
+    pixel_inputs,
+    scale_within,
+    vision_family,
+)
 from studio.paths import BUNDLED_DATA_DIR
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lf_picture_tokens.json"
@@ -61,6 +67,28 @@ def test_each_placeholder_becomes_its_pictures_tokens_which_are_never_learned(vl
     # train_on_prompt learns the prompt's text, never its pictures
     everything = encode_conversation(tokenizer, messages, 1000, train_on_prompt=True, pictures=pictures)
     assert [t for t, label in zip(ids, everything.labels) if label == IGNORE_INDEX] == [t for t in ids if t in vision]
+
+
+def test_each_family_counts_a_picture_s_tokens_with_its_own_patch_size(each_vl_model_dir, tmp_path):
+    """Qwen3-VL cuts 16-pixel patches (32 pixels a merged token's side), the Qwen2 families 14 (28): each picture
+    becomes the count transformers' own processor gives for it, after the same widening to 28 pixels as in LF."""
+    model = ModelConfig(name_or_path=str(each_vl_model_dir))
+    tokenizer = load_tokenizer(model, str(each_vl_model_dir))
+    pictures = PictureEncoder.for_model(tokenizer, model)
+    assert pictures is not None
+    wide, strip = _picture(tmp_path / "wide.png", (112, 56)), _picture(tmp_path / "strip.png", (300, 10))
+    counts = [_count(each_vl_model_dir, wide), _count(each_vl_model_dir, strip)]
+    # 112x56 is 4x2 merged tokens either way; 300x28 is 11x1 in 28-pixel steps, 9x1 in 32-pixel ones
+    assert counts == ([8, 9] if vision_family(each_vl_model_dir) == "qwen3_vl" else [8, 11])
+    processor = load_image_processor(each_vl_model_dir)
+    merge = processor.merge_size**2
+    assert counts == [processor.get_number_of_image_patches(h, w) // merge for w, h in ((112, 56), (300, 28))]
+    messages = [
+        {"role": "user", "content": "<image>这张呢<image>？", "images": [wide, strip]},
+        {"role": "assistant", "content": "红色。"},
+    ]
+    encoded = encode_conversation(tokenizer, messages, cutoff_len=1000, pictures=pictures)
+    assert encoded is not None and encoded.input_ids.count(pictures.tokens.pad) == sum(counts)
 
 
 def test_a_cut_through_a_picture_drops_the_example_and_a_text_model_is_refused(vl, tmp_path):

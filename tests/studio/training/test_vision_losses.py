@@ -1,6 +1,7 @@
-"""A vision-language model's forward pass over the picture demo set: packed rows, padded rows and transformers' own
-forward give the same per-token losses and gradients; pictures and prompts are never learned; examples in a packed
-row see neither each other's tokens nor each other's pictures; and a short run learns."""
+"""A vision-language model's forward pass over the picture demo set, on the tiny model of each family (Qwen2-VL,
+Qwen2.5-VL's windowed vision attention, Qwen3-VL's 16-pixel patches and deepstack): packed rows, padded rows and
+transformers' own forward give the same per-token losses and gradients; pictures and prompts are never learned;
+examples in a packed row see neither each other's tokens nor each other's pictures; and a short run learns."""
 
 from __future__ import annotations
 
@@ -14,32 +15,32 @@ import torch.nn.functional as F
 from studio.config import DataConfig, FinetuningConfig, LoraConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.data.tokenize import IGNORE_INDEX, Encoded
 from studio.modeling.compute import resolve_plan
-from studio.modeling.vision import VisionTokens
+from studio.modeling.vision import VisionTokens, vision_family
 from studio.training.pictures import TrainingPictures
 from studio.training.token_losses import TokenLosses
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_vl_model_dir):
+def tokenizer(each_vl_model_dir):
     from studio.modeling.loader import load_tokenizer
 
-    return load_tokenizer(ModelConfig(name_or_path=str(tiny_vl_model_dir)), str(tiny_vl_model_dir))
+    return load_tokenizer(ModelConfig(name_or_path=str(each_vl_model_dir)), str(each_vl_model_dir))
 
 
 @pytest.fixture(scope="module")
-def pictures(tiny_vl_model_dir) -> TrainingPictures:
-    found = TrainingPictures.of(ModelConfig(name_or_path=str(tiny_vl_model_dir)), str(tiny_vl_model_dir))
+def pictures(each_vl_model_dir) -> TrainingPictures:
+    found = TrainingPictures.of(ModelConfig(name_or_path=str(each_vl_model_dir)), str(each_vl_model_dir))
     assert found is not None
     return found
 
 
 @pytest.fixture(scope="module")
-def demo(tiny_vl_model_dir, tokenizer) -> list[Encoded]:
+def demo(each_vl_model_dir, tokenizer) -> list[Encoded]:
     """The picture demo set as training reads it (studio.data), then one text-only conversation."""
     from studio.data.picture_tokens import PictureEncoder
     from studio.data.prepare import load_conversations, tokenize_conversations
 
-    encoder = PictureEncoder.for_model(tokenizer, ModelConfig(name_or_path=str(tiny_vl_model_dir)))
+    encoder = PictureEncoder.for_model(tokenizer, ModelConfig(name_or_path=str(each_vl_model_dir)))
     examples = []
     for name in ("shapes_zh_demo", "alpaca_zh_demo"):
         data = DataConfig(datasets=[name], max_samples=None if name == "shapes_zh_demo" else 1)
@@ -89,8 +90,8 @@ def _reference(model, examples: list[Encoded], pictures: TrainingPictures) -> tu
     return losses[targets != IGNORE_INDEX], output.loss
 
 
-def test_packed_padded_and_the_model_s_own_forward_give_the_same_losses(tiny_vl_model_dir, demo, pictures):
-    model, batch = _model(tiny_vl_model_dir), _batch(demo)
+def test_packed_padded_and_the_model_s_own_forward_give_the_same_losses(each_vl_model_dir, demo, pictures):
+    model, batch = _model(each_vl_model_dir), _batch(demo)
     reference, mean = _reference(model, batch, pictures)
     packed = TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2, pictures=pictures)
     padded = TokenLosses(model, device="cpu", packing=False, token_budget=0, batch_size=8, pictures=pictures)
@@ -103,24 +104,26 @@ def test_packed_padded_and_the_model_s_own_forward_give_the_same_losses(tiny_vl_
     assert torch.allclose(packed([demo[-1]]), text_only, atol=1e-5, rtol=0)
 
 
-def test_packed_gradients_equal_padded_ones_in_every_trained_part(tiny_vl_model_dir, demo, pictures):
+def test_packed_gradients_equal_padded_ones_in_every_trained_part(each_vl_model_dir, demo, pictures):
     opened = FinetuningConfig(freeze_vision_tower=False, freeze_multi_modal_projector=False)
     grads = []
     for packing in (True, False):
-        model = _model(tiny_vl_model_dir, opened)
+        model = _model(each_vl_model_dir, opened)
         TokenLosses(model, device="cpu", packing=packing, token_budget=10**6, batch_size=8, pictures=pictures)(
             _batch(demo)
         ).sum().backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
     packed, padded = grads
-    assert any("visual.blocks" in n for n in packed) and any("merger" in n for n in packed)
+    assert any("visual.blocks" in n for n in packed) and any("visual.merger" in n for n in packed)
+    if vision_family(each_vl_model_dir) == "qwen3_vl":  # deepstack: block 0's features also enter language layer 0
+        assert any("visual.deepstack_merger_list.0" in n for n in packed)
     for name, grad in packed.items():
         assert grad is not None and grad.abs().sum() > 0, name  # the pictures' gradients reach the vision tower
         assert torch.allclose(grad, padded[name], atol=1e-5, rtol=1e-4), name
 
 
-def test_examples_in_a_packed_row_see_neither_each_other_s_tokens_nor_pictures(tiny_vl_model_dir, demo, pictures):
-    model = _model(tiny_vl_model_dir)
+def test_examples_in_a_packed_row_see_neither_each_other_s_tokens_nor_pictures(each_vl_model_dir, demo, pictures):
+    model = _model(each_vl_model_dir)
     packed = TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2, pictures=pictures)
     second = demo[5]
     with torch.no_grad():
@@ -130,12 +133,12 @@ def test_examples_in_a_packed_row_see_neither_each_other_s_tokens_nor_pictures(t
     assert torch.allclose(after_one, alone, atol=1e-6) and torch.allclose(after_other, alone, atol=1e-6)
 
 
-def test_sampling_gives_the_language_model_back_its_packed_attention(tiny_vl_model_dir, demo, pictures):
+def test_sampling_gives_the_language_model_back_its_packed_attention(each_vl_model_dir, demo, pictures):
     """Watched prompts are answered with SDPA over every part; afterwards the language model packs again (with SDPA
     the packed row would attend across examples) and the vision tower keeps its own attention."""
     from studio.training.reinforce import sampling_mode
 
-    model = _model(tiny_vl_model_dir)
+    model = _model(each_vl_model_dir)
     packed = TokenLosses(model, device="cpu", packing=True, token_budget=10**6, batch_size=2, pictures=pictures)
     config = model.get_base_model().config
     with torch.no_grad():
@@ -161,8 +164,8 @@ def test_picture_tokens_and_prompts_are_never_learned(demo, tokenizer):
     )
 
 
-def test_pictures_that_make_other_token_counts_than_the_data_side_are_a_bug_named(tiny_vl_model_dir, demo, pictures):
-    model = _model(tiny_vl_model_dir)
+def test_pictures_that_make_other_token_counts_than_the_data_side_are_a_bug_named(each_vl_model_dir, demo, pictures):
+    model = _model(each_vl_model_dir)
     small = pictures.inputs(list(demo[0].images))[2]
     other = dataclasses.replace(pictures, max_pixels=28 * 28 * 4)  # fewer pixels: fewer tokens than were counted
     assert pictures.inputs(list(demo[0].images))[2] == small != other.inputs(list(demo[0].images))[2]
@@ -216,9 +219,9 @@ def _train(model_dir, demo, tmp_path, packing: bool) -> tuple[list[float], list[
     return losses, [e for e in evals if e is not None]
 
 
-def test_a_short_run_on_the_picture_demo_learns_packed_as_padded(tiny_vl_model_dir, demo, tmp_path):
-    packed = _train(tiny_vl_model_dir, demo, tmp_path / "packed", packing=True)
-    padded = _train(tiny_vl_model_dir, demo, tmp_path / "padded", packing=False)
+def test_a_short_run_on_the_picture_demo_learns_packed_as_padded(each_vl_model_dir, demo, tmp_path):
+    packed = _train(each_vl_model_dir, demo, tmp_path / "packed", packing=True)
+    padded = _train(each_vl_model_dir, demo, tmp_path / "padded", packing=False)
     assert len(packed[0]) == 6 and len(packed[1]) == 2
     assert packed[0][-1] < packed[0][0] - 0.3 and packed[1][-1] < packed[1][0]
     for ours, reference in zip(packed[0] + packed[1], padded[0] + padded[1]):
