@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.support import make_adapter
 from tests.support.tool_model import ANSWER, CALL_THOUGHT, OBSERVATION, QUESTION, TEMPLATE, TOOLS
@@ -43,7 +44,14 @@ def _folded(pane, thought: str) -> bool:
 
 
 def _wait_until_answered(page) -> None:
-    page.wait_for_function("() => !document.querySelector('#qs-chat-send').disabled", timeout=120_000)
+    """Until the Send handler has ended: the message box emptied by the answer's first update (which comes after
+    Send is greyed) and Send usable again. Send alone can still be enabled right after the click, before the
+    server has greyed it."""
+    page.wait_for_function(
+        "() => document.querySelector('#qs-chat-prompt textarea').value === ''"
+        " && !document.querySelector('#qs-chat-send').disabled",
+        timeout=120_000,
+    )
 
 
 def test_the_thinking_switch_says_why_it_is_off_until_a_thinking_template_is_loaded(page, tool_model_dir):
@@ -77,7 +85,8 @@ def test_a_call_card_in_both_panes_then_the_tools_result_then_the_answer(page, f
         assert '"city": "Paris"' in pane.inner_text()  # the call's arguments, as JSON, on its card
         assert _folded(pane, CALL_THOUGHT)
         assert "<tool_call>" not in pane.inner_text()
-    assert page.locator("#qs-chat-as-result input").is_checked()  # the next message answers the call
+    # the next message answers the call (set by a step of its own after the answer)
+    expect(page.locator("#qs-chat-as-result input")).to_be_checked(timeout=30_000)
     shoot(page, "30-chat-tool-call-cards")
 
     page.locator(PANES[0]).get_by_text("💭 Thinking").first.click()  # a folded thought opens on a click
@@ -91,7 +100,8 @@ def test_a_call_card_in_both_panes_then_the_tools_result_then_the_answer(page, f
         pane.get_by_text(ANSWER).wait_for(timeout=30_000)
         assert "🔧 Tool result" in pane.inner_text()
         assert pane.get_by_text("💭 Thinking").count() == 2
-    assert not page.locator("#qs-chat-as-result input").is_checked()  # a plain answer asks no tool's result
+    # a plain answer asks no tool's result
+    expect(page.locator("#qs-chat-as-result input")).not_to_be_checked(timeout=30_000)
     assert "Error" not in page.locator("#qs-chat-status").inner_text()
     shoot(page, "31-chat-tool-result-answered")
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.support.page_text import SKIP, VISIBLE_TEXT, english_words
+from tests.support.page_text import english_left
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -117,9 +117,9 @@ def test_the_compare_tab_speaks_chinese(page, three_runs, shoot):
     page.get_by_text("中文", exact=True).click()
     page.get_by_role("tab", name="运行对比").click()
     page.locator("#qs-compare-table", has_text="在对话中打开").wait_for(timeout=30_000)
-    page.wait_for_timeout(1000)  # the charts redraw in Chinese too
-    # the killed worker's own message stays as it is, like its log
-    leftovers = {line for line in english_words(page.evaluate(VISIBLE_TEXT, SKIP)) if "SIGKILL" not in line}
+    # the charts redraw in Chinese too (english_left reads until they have); the killed worker's own message
+    # stays as it is, like its log
+    leftovers = english_left(page, allowed=lambda line: "SIGKILL" in line)
     shoot(page, "14-compare-chinese")
     page.get_by_text("English", exact=True).click()
     assert not leftovers, "\n".join(sorted(leftovers))

@@ -5,10 +5,12 @@ What is allowed to stay as it is: model output and data (chat answers, dataset r
 names of files, models, datasets and runs, config values (auto, bf16, cosine, ...), and technical terms.
 """
 
+import re
+
 import pytest
 
 from studio.locales import LANGUAGES, template
-from tests.support.page_text import SKIP, VISIBLE_TEXT, english_words
+from tests.support.page_text import english_left, english_words
 
 TABS = ("tab_train", "tab_eval", "tab_chat", "tab_export", "tab_compare")
 
@@ -41,7 +43,7 @@ def test_no_english_is_left(browser, studio, shoot, lang):
         page.get_by_role("tab", name=template(key, lang), exact=True).click()
         page.wait_for_timeout(500)
         _open_accordions(page)
-        leftovers |= english_words(page.evaluate(VISIBLE_TEXT, SKIP))
+        leftovers |= english_left(page)
         shoot(page, f"11-{lang}-{key}")
     page.get_by_role("tab", name=template("tab_train", lang), exact=True).click()
     # values are the user's, except the ones the page words itself (the checkpoint to resume from)
@@ -60,12 +62,13 @@ def test_the_chat_status_follows_a_language_switch(browser, studio):
     page.get_by_role("tab", name="Chat", exact=True).click()
     status = page.locator("#qs-chat-status")
     page.locator("#qs-chat-load").click()
-    status.get_by_text("Loaded").wait_for(timeout=120_000)
+    # the model's "Loaded … in … s", not "No model loaded." shown before it (get_by_text ignores case)
+    status.get_by_text(re.compile(r"^Loaded .* in [0-9.]+ s")).wait_for(timeout=120_000)
     page.get_by_text("中文", exact=True).click()
-    status.get_by_text("已加载").wait_for(timeout=10_000)
+    status.get_by_text("已加载").wait_for(timeout=30_000)
     assert not english_words([status.inner_text()])
     page.locator("#qs-chat-load-adapter").click()  # no adapter chosen: refused, in the page's language
-    status.get_by_text("错误").wait_for(timeout=10_000)
+    status.get_by_text("错误").wait_for(timeout=30_000)
     page.get_by_text("English", exact=True).click()
-    status.get_by_text("Error").wait_for(timeout=10_000)
+    status.get_by_text("Error").wait_for(timeout=30_000)
     context.close()

@@ -44,8 +44,11 @@ def _progress_keeps_moving_between_logged_steps(page, shoot):
     progress = page.locator("#qs-progress")
     progress.get_by_text("running").wait_for(timeout=120_000)
     first = progress.inner_text()
-    page.wait_for_timeout(2500)
-    assert progress.inner_text() != first  # the elapsed time ticks (and heartbeats move the step)
+    # the elapsed time ticks (and heartbeats move the step): polled every second, but a loaded machine may answer
+    # a poll late, so wait for the change rather than read once after a fixed pause
+    page.wait_for_function(
+        "first => document.querySelector('#qs-progress').innerText !== first", arg=first, timeout=10_000
+    )
     assert re.search(r"elapsed \d+:\d\d", progress.inner_text())
     shoot(page, "14-progress-moving")
 
@@ -66,7 +69,7 @@ def _lists_follow_the_finished_run_without_refresh(page, shoot):
     ):
         page.get_by_role("tab", name=tab, exact=True).click()
         box.locator("input").click()
-        page.get_by_role("option", name=run_id).wait_for(timeout=10_000)
+        page.get_by_role("option", name=run_id).wait_for(timeout=30_000)
         page.keyboard.press("Escape")
     shoot(page, "15-adapter-listed-after-finish")
 

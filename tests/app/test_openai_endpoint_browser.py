@@ -69,7 +69,7 @@ def test_switched_on_it_answers_two_adapters_in_turn_while_the_page_chats(
     _long_answers(page)
     page.locator("#qs-chat-prompt textarea").fill("你好")
     page.locator("#qs-chat-send").click()
-    page.wait_for_function("() => document.querySelector('#qs-chat-send').disabled", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#qs-chat-send').disabled", timeout=30_000)
     replies, answered = {}, []
     for model in ("strong", "second", "strong"):
         reply = client.chat.completions.create(model=model, messages=QUESTION, temperature=0, max_tokens=12)

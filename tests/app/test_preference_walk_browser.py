@@ -3,12 +3,13 @@
 adapter against the base, then the same pages in 中文 with nothing left in English."""
 
 import pytest
+from playwright.sync_api import expect
 
 from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
 from tests.support.form_driver import reveal, set_value
-from tests.support.page_text import SKIP, VISIBLE_TEXT, english_words
+from tests.support.page_text import english_left
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,13 @@ def _train(page, layout, steps: int) -> str:
         "before => (document.querySelector('#qs-runs input') || {}).value !== before", arg=before, timeout=120_000
     )
     run_id = runs.input_value()
-    page.locator("#qs-progress").get_by_text("finished").wait_for(timeout=300_000)
+    # this run finished: the box names its run, and until the next poll it still shows the run before (finished)
+    page.wait_for_function(
+        "id => { const box = document.querySelector('#qs-progress');"
+        " return !!box && box.innerText.includes(id) && !!box.querySelector('.qs-state.qs-finished'); }",
+        arg=run_id,
+        timeout=300_000,
+    )
     return run_id
 
 
@@ -81,17 +88,17 @@ def test_sft_then_dpo_then_compare_and_evaluate_in_english_and_chinese(page, lay
     page.get_by_role("option", name=dpo).click()
     page.locator("#qs-eval-start").click()
     page.locator("#qs-eval-progress").get_by_text("finished").wait_for(timeout=300_000)
-    metrics = page.locator("#qs-eval-metrics").inner_text()
-    assert "accuracy" in metrics and "margin" in metrics and "difference" in metrics
+    metrics = page.locator("#qs-eval-metrics")  # its rows may be drawn a moment after the box says finished
+    for word in ("accuracy", "margin", "difference"):
+        expect(metrics).to_contain_text(word, use_inner_text=True, timeout=30_000)
     shoot(page, "24-walk-evaluate")
 
     page.get_by_text("中文", exact=True).click()
-    page.get_by_role("tab", name="训练").wait_for(timeout=10_000)
+    page.get_by_role("tab", name="训练").wait_for(timeout=30_000)
     leftovers = set()
     for tab, name in (("评估与预测", "evaluate"), ("运行对比", "compare"), ("训练", "train")):
         page.get_by_role("tab", name=tab, exact=True).click()
-        page.wait_for_timeout(1500)  # tables and charts redraw in Chinese
-        leftovers |= english_words(page.evaluate(VISIBLE_TEXT, SKIP))
+        leftovers |= english_left(page)  # tables and charts redraw in Chinese
         shoot(page, f"25-walk-chinese-{name}")
     page.get_by_text("English", exact=True).click()
     assert not leftovers, "\n".join(sorted(leftovers))

@@ -64,6 +64,10 @@ def test_a_short_grpo_run_fills_the_reward_chart_and_the_answers_table(page, lay
     )
     answers = page.locator("#qs-answers")
     answers.get_by_text("Latest answers (step 3)").wait_for(timeout=30_000)
+    # the table's rows may be drawn a moment after its title: wait for the group's two answers, then read
+    page.wait_for_function(
+        "() => document.querySelector('#qs-answers').innerText.split('<answer>').length > 2", timeout=30_000
+    )
     table = answers.inner_text()
     assert "prompt" in table and "reward" in table and "<answer>" in table  # the reference, in its format
     assert table.count("<answer>") >= 2  # the latest group: one prompt's two answers, each beside the reference

@@ -59,6 +59,11 @@ def test_a_sweep_of_four_runs_queued_from_the_page_ends_ranked_in_compare(page, 
     runs = _best_eval_losses(studio.root / "runs", "browser-lr")
     assert sorted(run.rsplit("-", 2)[0] for run in runs) == NAMES
     expected = sorted(runs, key=lambda run: (runs[run][1], runs[run][0]))  # best eval loss, read here
+    # the table shows all four ended (its rows may be drawn a moment after the summary's text): wait, then read
+    page.wait_for_function(
+        "() => document.querySelector('#qs-sweep-table').innerText.split('finished').length - 1 === 4",
+        timeout=30_000,
+    )
     table = page.locator("#qs-sweep-table").inner_text()
     assert sorted(expected, key=table.index) == expected, table  # the page lists them best first
     assert table.count("finished") == 4 and "lora.rank" in table and "best eval loss" in table

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 LOSS_POINTS = """() => {
   const plot = document.querySelector('#qs-loss-chart .js-plotly-plot');
@@ -38,14 +39,15 @@ def test_page_loads_with_four_tabs_in_order(page, shoot):
 
 
 def test_language_switch_changes_labels(page, shoot):
+    # the labels change by events of their own, which a loaded machine may answer seconds apart
     page.get_by_text("中文", exact=True).click()
-    page.get_by_role("tab", name="训练").wait_for(timeout=10_000)
-    assert page.get_by_role("button", name="开始训练").is_visible()
-    assert page.get_by_text("学习率").first.is_visible()
+    page.get_by_role("tab", name="训练").wait_for(timeout=30_000)
+    expect(page.get_by_role("button", name="开始训练")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("学习率").first).to_be_visible(timeout=30_000)
     shoot(page, "02-chinese")
     page.get_by_text("English", exact=True).click()
-    page.get_by_role("tab", name="Train").wait_for(timeout=10_000)
-    assert page.get_by_role("button", name="Start").is_visible()
+    page.get_by_role("tab", name="Train").wait_for(timeout=30_000)
+    expect(page.get_by_role("button", name="Start")).to_be_visible(timeout=30_000)
 
 
 def test_preview_command_shows_the_command_and_the_memory_it_needs(page, shoot):

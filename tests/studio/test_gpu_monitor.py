@@ -1,6 +1,7 @@
 import time
 
 from studio.gpu_monitor import GpuSampler, parse_nvidia_smi, read_gpus
+from tests.support import wait_for
 
 SAMPLE = "0, NVIDIA H100 80GB HBM3, 1234, 81559, 97\n1, NVIDIA A10, 13000, 23028, [N/A]\n"
 
@@ -20,9 +21,9 @@ def test_parses_nvidia_smi_csv():
 def test_sampler_emits_readings_periodically():
     emitted = []
     sampler = GpuSampler(emitted.append, interval=0.05, reader=lambda: parse_nvidia_smi(SAMPLE)).start()
-    time.sleep(0.3)
+    wait_for(lambda: len(emitted) >= 3, timeout=30, poll=0.05, what="three readings")  # a thread starved under load
     sampler.stop()
-    assert len(emitted) >= 3 and emitted[0].gpus[0].used_mib == 1234.0
+    assert emitted[0].gpus[0].used_mib == 1234.0
 
 
 def test_no_gpu_means_no_thread_and_no_events():

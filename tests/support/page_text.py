@@ -1,6 +1,7 @@
 """What a page shows a reader, as text: for the tests that look for English left on a page in 中文."""
 
 import re
+import time
 
 VISIBLE_TEXT = """(skip) => {
   const hidden = (el) => { const s = getComputedStyle(el); return s.display === 'none' || s.visibility === 'hidden'; };
@@ -92,7 +93,6 @@ TERMS = {
     "llama-quantize",
     "llama-cpp-python",  # the package the GGUF check in llama.cpp needs (Export's note)
     "vllm",  # chat.engine's value and the package of that name
-    "min",  # the minute's unit symbol in a duration (1 min 12 s), as Chinese technical text writes it too
     "loading",  # Gradio's own placeholder while a component is redrawn (seen on a loaded machine)
     "qlora",
     "lora",
@@ -272,3 +272,15 @@ def english_words(texts: list[str]) -> set[str]:
             if len(token) >= 3 and not _is_name(token) and token.lower() not in TERMS:
                 found.add(f"{token}  <-  {text[:80]}")
     return found
+
+
+def english_left(page, allowed=lambda line: False, timeout_s: float = 30.0) -> set[str]:
+    """English left on the page once it has settled, but the lines `allowed` keeps: read again (every half second,
+    for up to `timeout_s`) while some shows, since a language switch redraws tables and charts one event at a time
+    and a loaded machine may take seconds for the last; what still shows at the end is returned."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = {line for line in english_words(page.evaluate(VISIBLE_TEXT, SKIP)) if not allowed(line)}
+        if not left or time.monotonic() > deadline:
+            return left
+        page.wait_for_timeout(500)

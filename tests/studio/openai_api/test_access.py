@@ -101,7 +101,7 @@ def test_requests_wait_for_the_engine_and_too_many_are_told_to_retry(api):
     for thread in waiting:
         thread.join(timeout=60)
     assert sorted(results) == sorted(("strong", "second") * (MAX_IN_FLIGHT // 2))
-    wait_for(lambda: api.endpoint._in_flight == 0, timeout=10, what="every slot given back")
+    wait_for(lambda: api.endpoint._in_flight == 0, timeout=30, what="every slot given back")
 
 
 def test_a_client_that_leaves_mid_stream_frees_the_engine(api):
