@@ -43,7 +43,7 @@ def wire(page: Page, picture: gr.Image, prompt: gr.Textbox, changed: list[Depend
     """The upload shown or hidden once the model `changed` (loaded, unloaded), and emptied once its message was
     `sent` (the message box then emptied; a refused message keeps both, to retry)."""
     for event in changed:
-        event.then(lambda: shown_for(page.studio.engine.pictures is not None), None, picture, api_visibility="private")
+        event.then(lambda: shown_for(page.studio.engine.sees_pictures), None, picture, api_visibility="private")
     for event in sent:
         event.then(lambda text: gr.skip() if text else None, prompt, picture, api_visibility="private", queue=False)
 

@@ -196,11 +196,10 @@ def wire(page: Page, tab: ChatTab) -> None:
 
 
 def _wire_engine(page: Page, tab: ChatTab, loaded: Dependency) -> None:
-    """vLLM's settings shown while the engine is vllm; once a GGUF file is loaded (llama.cpp, studio.chat.gguf_engine),
-    which takes no adapter, Chat answers in the base pane alone."""
+    """vLLM's settings shown while the engine is vllm; once a model that answers as the base alone is loaded (a GGUF
+    file in llama.cpp, which takes no adapter: the engine's base_only), Chat answers in the base pane alone."""
     tab.engine.change(lambda e: gr.update(visible=e == "vllm"), tab.engine, tab.vllm_settings, api_visibility="private")
-    gguf = lambda: getattr(page.studio.engine, "gguf", None) is not None  # noqa: E731 (the vLLM engine opens none)
-    loaded.then(lambda: "base" if gguf() else gr.skip(), None, tab.mode, api_visibility="private")
+    loaded.then(lambda: "base" if page.studio.engine.base_only else gr.skip(), None, tab.mode, api_visibility="private")
 
 
 def _wire_adapters(page: Page, tab: ChatTab, status: list, mixable: tuple) -> None:

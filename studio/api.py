@@ -411,7 +411,7 @@ class Studio:
     @property
     def engine(self) -> Engine:
         """The chat engine (one model in memory) Chat and the OpenAI endpoint answer with: the HF engine, shared with
-        Evaluate, unless the model was loaded with chat.engine vllm (studio.chat.engines)."""
+        Evaluate, unless the model was loaded with chat.engine vllm or is a GGUF file (studio.chat.engines)."""
         if self._engine is None:
             from studio.chat import ChatEngine
 
@@ -430,24 +430,26 @@ class Studio:
         """`cutoff_len`: the data.cutoff_len of the run whose adapters the model serves (model.rope_scaling);
         `whole_model`: the base serves a full or freeze run, whose tensors need it unquantised ('auto' is none);
         `chat`: which engine loads it (chat.engine, default hf), the other engine's model unloaded first. A path to
-        a .gguf file (confined like any path) loads that file in llama.cpp, for Chat alone (studio.chat.gguf_engine)."""
-        from studio.chat.engines import engine_for
+        a .gguf file (confined like any path) loads that file in llama.cpp, for Chat alone (studio.chat.gguf_engine,
+        whatever chat.engine says but vllm)."""
+        from studio.chat.engines import engine_for, is_gguf
         from studio.chat.whole_models import base_quantization
         from studio.control.validation import check_model
 
         # every check before engine_for, which unloads the other engine's model: a refused path leaves it loaded
-        gguf = model.name_or_path.lower().endswith(".gguf")  # a GGUF file: Chat answers with llama.cpp itself
-        if gguf:
+        if is_gguf(model.name_or_path):  # a file, confined like any path, that llama.cpp opens (gguf_engine)
+            from studio.chat.gguf_engine import check_gguf
+
             path = self._readable(model.name_or_path, "model.name_or_path")
+            check_gguf(path)  # a mistyped name, or no llama-cpp-python: said while the loaded model stays
+            model = model.model_copy(update={"name_or_path": str(path)})
         else:
             if self.workspace:
                 self.workspace.check_model(model.name_or_path, model.trust_remote_code)
             check_model(model)
-        self._engine = engine_for(self._engine, chat or ChatConfig(), model.name_or_path)
-        if gguf:
-            return self._hf_engine().load_gguf(path)
-        quantization = base_quantization(quantization, whole_model)
-        return self.engine.load(model, quantization, progress=progress, cutoff_len=cutoff_len)
+            quantization = base_quantization(quantization, whole_model)
+        engine = self._engine = engine_for(self._engine, chat or ChatConfig(), model.name_or_path)
+        return engine.load(model, quantization, progress=progress, cutoff_len=cutoff_len)
 
     def unload_model(self) -> str:
         return self.engine.unload()
@@ -518,7 +520,8 @@ class Studio:
 
         self._check_config(config)
         adapter = str(self._readable(adapter_path, say("api.adapter_folder"))) if adapter_path else None
-        return evaluate(self._hf_engine(), config, adapter, compare, progress=progress, may_write=self._writable)
+        # the HF engine asked for once the runner's cheap checks pass: a GGUF file in Chat gives way only then
+        return evaluate(self._hf_engine, config, adapter, compare, progress=progress, may_write=self._writable)
 
     def _hf_engine(self) -> ChatEngine:
         """The HF engine, for what only it does (Evaluate, reward scores; studio.chat.engines.hf_engine)."""
@@ -537,7 +540,9 @@ class Studio:
     def score_text(self, config: RunConfig, adapter_path: str, prompt: str, answer: str) -> float:
         """A reward model's score of `answer` to `prompt` (the page's score box): the run's base model and the
         adapter are loaded first when they are not."""
-        from studio.adapters import AdapterError
+        from studio.adapters import AdapterError, read_adapter
+        from studio.chat import ChatEngine
+        from studio.chat.engines import check_hf
 
         if not adapter_path:
             raise AdapterError("api.choose_reward_model")
@@ -545,9 +550,13 @@ class Studio:
             raise AdapterError("api.score_needs_prompt_and_answer")
         self._check_config(config)
         adapter = str(self._readable(adapter_path, say("api.adapter_folder")))
-        engine = self._hf_engine()
-        if not engine.loaded or engine.model_name != config.model.name_or_path:
+        read_adapter(adapter)  # a folder that is no adapter is refused before anything gives way
+        held = self._engine
+        if not isinstance(held, ChatEngine) or not held.loaded or held.model_name != config.model.name_or_path:
+            check_hf(held)  # vLLM holding Chat's model is refused, not unloaded
+            # its own checks first: the model in Chat (a GGUF file, another model) gives way only once they pass
             self.load_model(config.model, config.quantization, cutoff_len=config.data.cutoff_len)
+        engine = self._hf_engine()
         name = engine.load_adapter(adapter).name
         return engine.score_text([{"role": "user", "content": prompt}], answer, name)
 

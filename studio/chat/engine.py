@@ -5,7 +5,8 @@ Side-by-side answers come from one batched `generate` in which each row names it
 prompt, the parameters and the step loop, and neither waits for the other. A full or freeze run
 (studio.chat.whole_models) answers in a `generate` of its own, its tensors swapped into the base's
 parameters meanwhile, and so does an OFT adapter (peft mixes LoRA rows only): their rows follow the
-others' in the same stream.
+others' in the same stream. What is loaded onto the base, and which of it answers a row, is
+studio.chat.engine_adapters; what every engine shares, studio.chat.engine_base.
 """
 
 from __future__ import annotations
@@ -19,75 +20,41 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from studio.adapters import AdapterError, AdapterInfo, read_adapter
+from studio.adapters import AdapterError
+from studio.chat.engine_adapters import AdapterEngine
+from studio.chat.engine_base import EngineError
 from studio.chat.memory import read_memory, release_memory
 from studio.chat.pictures import ChatPictures, Picture, PictureError, carried, check_text
-from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
+from studio.chat.prompts import Prompting, prompt_ids, prompting_for, with_system
 from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
-from studio.chat.tools import check_tools, has_tool_turns
-from studio.chat.whole_models import WholeModel, read_whole_model, swapped_in
-from studio.combinations import Combination, add_combination, combination_of
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
 from studio.config.training import Precision
 from studio.data.formats import Message
-from studio.errors import StudioError
 from studio.locales import Message as Said  # a chat Message is a turn of a conversation
 from studio.locales import say
 from studio.modeling.chat_templates import stop_ids
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from studio.chat.gguf_engine import GgufChat
     from studio.data.tokenize import Encoded
     from studio.modeling.compute import ComputePlan
 
-BASE = "__base__"
-MIXED = "__mixed__"  # rows of one batch under several LoRA adapters and the base (peft's adapter_names)
+__all__ = ["ChatEngine", "EngineError"]
 
 
-class EngineError(StudioError):
-    """Chat asked of an engine that is not ready (no model loaded)."""
+class ChatEngine(AdapterEngine):
+    """The HF engine (chat.engine: hf): transformers and peft, the one Evaluate and reward scores use."""
 
-
-class ChatEngine:
     def __init__(self) -> None:
-        # the model and its tokenizer are transformers' (the model a PeftModel once an adapter is loaded), used untyped
-        self.model: Any = None
-        self.tokenizer: Any = None
-        self.model_name: str | None = None
-        self.plan: ComputePlan | None = None
-        self.adapters: dict[str, AdapterInfo] = {}  # peft adapters and whole-model runs, by name
-        self.whole: dict[str, WholeModel] = {}  # the whole-model runs' tensors, by name
-        self.heads: dict[str, Any] = {}  # a reward model's value head, by its adapter's name
-        self.combinations: dict[str, Combination] = {}  # weighted combinations (also in adapters), their recipes
-        self._parameters: dict[str, torch.nn.Parameter] = {}  # the base's, by their names in the plain base model
+        super().__init__()
         self.base_loads = 0  # how often a base model was loaded; adapters never add to it
         self.pictures: ChatPictures | None = None  # how a vision-language base sees pictures; None: a text model
-        self.gguf: GgufChat | None = None  # a GGUF file answering through llama.cpp in place of a model (gguf_engine)
-        # one generation or one model change at a time; taken and let go by the same thread within one call,
-        # never held across a yield (see stream); reentrant because loading a model unloads the last one
-        self._lock = threading.RLock()
 
     @property
-    def loaded(self) -> bool:
-        return self.model is not None or self.gguf is not None
+    def sees_pictures(self) -> bool:
+        return self.pictures is not None
 
     # -- base model -----------------------------------------------------------------
-
-    def load(
-        self,
-        model: ModelConfig,
-        quantization: QuantizationConfig,
-        progress: Callable[[Said], None] = lambda message: None,
-        precision: Precision = "auto",
-        cutoff_len: int | None = None,
-    ) -> Said:
-        """Load the base model; `precision` as in training.precision ('auto': bf16 where the device computes it),
-        `cutoff_len` the data.cutoff_len of the run whose adapters it serves (model.rope_scaling's factor)."""
-        with self._changing():
-            return self._load(model, quantization, progress, precision, cutoff_len)
 
     def _load(
         self,
@@ -101,8 +68,6 @@ class ChatEngine:
         from studio.modeling.loader import load_base_model, load_tokenizer
         from studio.modeling.sources import resolve_model_path
 
-        if self.loaded:
-            self.unload()
         before, started = read_memory(), time.time()
         plan = resolve_plan(quantization, TrainingConfig(precision=precision))
         progress(_loading(model.name_or_path, plan))
@@ -116,144 +81,13 @@ class ChatEngine:
         seconds, memory = time.time() - started, read_memory().minus(before)
         return say("chat.loaded", name=model.name_or_path, seconds=seconds, memory=memory)
 
-    def load_gguf(self, path: Path) -> Said:
-        """A GGUF file in place of the model: Chat answers with llama.cpp itself (studio.chat.gguf_engine)."""
-        from studio.chat.gguf_engine import GgufChat
-
-        with self._changing():
-            if self.loaded:
-                self.unload()
-            before, started = read_memory(), time.time()
-            self.gguf, self.model_name = GgufChat.open(path), str(path)
-            seconds, memory = time.time() - started, read_memory().minus(before)
-            return say("chat.gguf_loaded", name=path.name, seconds=seconds, memory=memory)
-
-    def unload(self) -> Said:
-        with self._changing():
-            if not self.loaded:
-                return say("chat.nothing_loaded")
-            before = read_memory()
-            if self.gguf is not None:
-                self.gguf.close()
-                self.gguf = None
-            self.model = self.tokenizer = self.plan = self.pictures = None
-            self.adapters.clear()
-            self.whole.clear()
-            self.heads.clear()
-            self.combinations.clear()
-            self._parameters = {}
-            release_memory()
-            memory = read_memory().minus(before)
-            return say("chat.unloaded", name=self.model_name, memory=memory)
-
-    @contextlib.contextmanager
-    def _changing(self, timeout_s: float = 30.0):
-        """Hold the engine while its model changes; refuse rather than wait forever behind a long answer."""
-        if not self._lock.acquire(timeout=timeout_s):
-            raise EngineError("chat.busy")
-        try:
-            yield
-        finally:
-            self._lock.release()
-
-    # -- adapters -------------------------------------------------------------------
-
-    def load_adapter(self, path: str, name: str | None = None) -> AdapterInfo:
-        """A peft adapter put onto the base, or a full or freeze run's tensors kept beside it (whole_models)."""
-        info = read_adapter(path, name)
-        with self._changing():
-            if self.gguf is not None:  # a GGUF file is a merged model already
-                raise AdapterError("chat.gguf_no_adapters", path=self.model_name)
-            self._require_model()
-            if info.name in self.adapters:
-                return info
-            if info.whole_model:
-                self.whole[info.name] = read_whole_model(info, self._parameters, self._loaded_plan().quantized)
-                self.adapters[info.name] = info
-                return info
-            self._load_peft(info)
-            self.adapters[info.name] = info
-            self._load_head(info)
-            return info
-
-    def _load_peft(self, info: AdapterInfo) -> None:
-        from peft import PeftModel
-
-        _check_shapes(self._base(), info)
-        kinds = {self.adapters[name].method for name in self._peft_names} - {info.method}
-        if kinds:  # peft holds adapters of one type in a model
-            raise AdapterError("chat.adapter_kinds_differ", name=info.name, method=info.method, loaded=kinds.pop())
-        if not self._peft_names:
-            self.model = PeftModel.from_pretrained(self.model, info.path, adapter_name=info.name, is_trainable=False)
-        else:
-            self.model.load_adapter(info.path, adapter_name=info.name, is_trainable=False)
-        self.model.eval()
-
-    def combine(
-        self, name: str, weights: dict[str, float], combination_type: str = "linear", density: float | None = None
-    ) -> AdapterInfo:
-        """A weighted combination of loaded LoRA adapters (studio.combinations), loaded as adapter `name`:
-        it answers, mixes into side-by-side batches and unloads like any adapter; its recipe in `combinations`."""
-        with self._changing():
-            self._require_model()
-            self._check_adapters(list(weights))
-            parts = [self.adapters[part] for part in weights]
-            combination = combination_of(
-                name, parts, list(weights.values()), combination_type, density, set(self.adapters)
-            )
-            add_combination(self.model, combination)
-            info = AdapterInfo(combination.name, combination.name, parts[0].base_model, combination.rank)
-            self.adapters[info.name], self.combinations[info.name] = info, combination
-            return info
-
-    def _load_head(self, info: AdapterInfo) -> None:
-        """A reward model's value head, kept beside its adapter (studio.training.value_head)."""
-        from studio.training.value_head import head_from, read_head
-
-        weights = read_head(info.path) if info.reward_model else None
-        if weights is not None:
-            self.heads[info.name] = head_from(weights).to(self._loaded_plan().device)
-
-    def unload_adapter(self, name: str) -> None:
-        with self._changing():
-            if name not in self.adapters:
-                raise AdapterError("chat.adapter_not_loaded", name=name)
-            info = self.adapters.pop(name)
-            self.heads.pop(name, None)
-            self.combinations.pop(name, None)  # a combination holds its own weights: its parts may go before it
-            if info.whole_model:
-                del self.whole[name]  # its tensors go; the base never held them outside a selection
-            elif self._peft_names:
-                self.model.set_adapter(self._peft_names[0])
-                self.model.delete_adapter(name)
-            else:
-                self.model = self.model.unload()  # back to the plain base model, no LoRA layers left
-            release_memory()
-
-    @property
-    def _peft_names(self) -> list[str]:
-        """The loaded peft adapters (the model is a PeftModel while there is one)."""
-        return [name for name, info in self.adapters.items() if not info.whole_model]
-
-    def _base(self):
-        return self.model.get_base_model() if self._peft_names else self.model
-
-    def _require_model(self) -> None:
-        if self.gguf is not None:  # llama.cpp answers chats (stream); nothing else reaches into its model
-            raise EngineError("chat.gguf_chat_only", path=self.model_name)
-        if not self.loaded:
-            raise EngineError("chat.no_model_loaded")
-
-    def _loaded_plan(self) -> ComputePlan:
-        """The plan the model was loaded with (set and cleared with the model)."""
-        if self.plan is None:
-            raise EngineError("chat.no_model_loaded")
-        return self.plan
-
-    def _check_adapters(self, names: list[str | None]) -> None:
-        for name in names:
-            if name is not None and name not in self.adapters:
-                raise AdapterError("chat.adapter_not_loaded_load_it", name=name)
+    def _unload(self) -> Said:
+        before = read_memory()
+        self.model = self.tokenizer = self.plan = self.pictures = None
+        self._forget_adapters()
+        release_memory()
+        memory = read_memory().minus(before)
+        return say("chat.unloaded", name=self.model_name, memory=memory)
 
     # -- generation -----------------------------------------------------------------
 
@@ -286,15 +120,11 @@ class ChatEngine:
         yield would be released by a thread that does not own it, or never. A reader that stops listening (the
         generator closed or dropped) ends the generation at its next token, which frees the engine.
         """
-        if self.gguf is not None:  # llama.cpp answers (studio.chat.gguf_engine), the system prompt set as here
-            asked = [_with_system(c, generation.system_prompt) for c in conversations]
-            yield from self.gguf.stream(asked, adapters, generation, stop, every_s, tools=tools, pictures=pictures)
-            return
         self._require_model()
         self._check_adapters(adapters)
         pictures = pictures if pictures is not None else carried(conversations)
         self._check_pictures(conversations, pictures, generation)
-        prompting = _prompting(conversations, tools, thinking)
+        prompting = prompting_for(conversations, tools, thinking)
         reader = reply_reader(self.tokenizer, prompting) if prompting else None
         streamer = BatchStreamer(self.tokenizer, len(conversations), reader)
         job = partial(
@@ -398,43 +228,6 @@ class ChatEngine:
         ids = prompt + answer_ids
         return self.reward_scores([Encoded(ids, [IGNORE_INDEX] * len(ids), False)], adapter, 1)[0]
 
-    def _adapter(self, name: str | None):
-        """What `name` answers with, while the engine is held: a peft adapter made active, the base (None: every
-        adapter off) or a whole-model run swapped in (every adapter off meanwhile)."""
-        if name in self.whole:
-            return self._whole_model(name)
-        if not self._peft_names:
-            if name is not None:
-                raise AdapterError("chat.adapter_not_loaded", name=name)
-            return contextlib.nullcontext()
-        if name is None:
-            return self.model.disable_adapter()
-        self.model.set_adapter(name)
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def _whole_model(self, name: str) -> Iterator[None]:
-        adapters_off = self.model.disable_adapter() if self._peft_names else contextlib.nullcontext()
-        with adapters_off, swapped_in(self.whole[name]):
-            yield
-
-    def _groups(self, adapters: list[str | None]) -> list[tuple[str | None, list[int]]]:
-        """Rows that can share a batch, as (selection, row indices): the rows peft's mixed-adapter batches serve (LoRA
-        adapters and the base) together under MIXED; any other row with those of its own selection: a whole-model
-        run (its tensors swapped in), an OFT adapter (peft mixes LoRA rows only), the base beside either."""
-        mixed = bool(self._peft_names) and all(self.adapters[name].method == "lora" for name in self._peft_names)
-        groups: dict[str | None, list[int]] = {}
-        for row, name in enumerate(adapters):
-            groups.setdefault(MIXED if mixed and name not in self.whole else name, []).append(row)
-        return list(groups.items())
-
-    def _row_names(self, selection: str | None, names: list[str | None]) -> list[str] | None:
-        """Each row's adapter as peft's mixed batches name them, for the MIXED group."""
-        return [name or BASE for name in names] if selection == MIXED else None
-
-    def _group_weights(self, selection: str | None):
-        return contextlib.nullcontext() if selection == MIXED else self._adapter(selection)
-
     @contextlib.contextmanager
     def selected(self, adapter: str | None) -> Iterator[tuple[Any, Any]]:
         """(model, tokenizer) with `adapter` on (None: the base, every adapter off), for a library that drives the
@@ -521,25 +314,6 @@ class ChatEngine:
         element = torch.finfo(self._loaded_plan().weight_dtype).bits // 8
         return 2 * config.num_hidden_layers * heads * head_dim * element
 
-    def answer(
-        self,
-        messages: list[Message],
-        adapter: str | None,
-        generation: GenerationConfig,
-        *,
-        tools: str | list | None = None,
-        thinking: bool | None = None,
-    ) -> Answer:
-        *_, final = self.stream([messages], [adapter], generation, tools=tools, thinking=thinking)
-        return final[0]  # the last update holds the whole answer
-
-    def template(self) -> TemplateInfo:
-        """What the loaded chat template offers: tool calls, thinking (studio.chat.prompts.TemplateInfo)."""
-        if self.gguf is not None:
-            return self.gguf.template_info()
-        self._require_model()
-        return template_info(self.tokenizer)
-
     def _generate(
         self,
         conversations: list[list[Message]],
@@ -551,19 +325,8 @@ class ChatEngine:
         pictures: list[list[Picture]] | None = None,
     ) -> None:
         """The generating thread: holds the engine while it answers, so a model change waits for the answer."""
-        try:
-            with self._lock:
-                if stopping.stopped:  # stopped or abandoned while another answer or a model change held the engine
-                    return
-                self._require_model()  # the model may have changed while this answer waited
-                if self.tokenizer is not streamer.tokenizer:
-                    raise EngineError("chat.model_changed")
-                self._check_adapters(adapters)
-                self._generate_into(conversations, adapters, generation, streamer, stopping, prompting, pictures)
-        except Exception as error:  # raised to the reader by stream()
-            streamer.error = error
-        finally:
-            streamer.end()
+        job = partial(self._generate_into, conversations, adapters, generation, streamer, stopping, prompting, pictures)
+        self._generating(streamer, stopping, adapters, lambda model: job())
 
     def _generate_into(
         self,
@@ -575,6 +338,8 @@ class ChatEngine:
         prompting: Prompting | None = None,
         pictures: list[list[Picture]] | None = None,
     ) -> None:
+        ends = sorted(self.stop_ids)
+        streamer.stop_at(set(ends))  # an end token ends its row, as the padding generate writes after it does
         for selection, rows in self._groups(adapters):  # one group unless a whole-model run or OFT answers
             if stopping.stopped:
                 return
@@ -591,7 +356,10 @@ class ChatEngine:
                     max_new_tokens=generation.max_new_tokens,
                     streamer=streamer.part(rows),
                     stopping_criteria=[stopping],
-                    pad_token_id=self.tokenizer.pad_token_id,
+                    # every end token, the chat format's included, which the model's generation config may not name
+                    # (as decode.generated ends Evaluate's rows)
+                    eos_token_id=ends,
+                    pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else ends[0],
                 )
 
     def _check_pictures(
@@ -600,7 +368,7 @@ class ChatEngine:
         """Before anything is generated: pictures only for a vision-language model, whose own picture words are
         refused in the text (the system prompt included), as training data refuses them."""
         if self.pictures is not None:
-            check_text([_with_system(c, generation.system_prompt) for c in conversations])
+            check_text([with_system(c, generation.system_prompt) for c in conversations])
         elif pictures and any(pictures):
             raise PictureError("chat.pictures_need_vision_model", model=self.model_name)
 
@@ -613,7 +381,7 @@ class ChatEngine:
         pictures: list[list[Picture]] | None,
     ) -> dict[str, torch.Tensor]:
         """The model's inputs for some rows: their prompts, and with pictures their pixels and token types."""
-        chosen = [_with_system(conversations[r], generation.system_prompt) for r in rows]
+        chosen = [with_system(conversations[r], generation.system_prompt) for r in rows]
         if not pictures or self.pictures is None:
             return self._encode(chosen, prompting)
         chosen, pixels = self.pictures.expand(chosen, [pictures[r] for r in rows])
@@ -638,21 +406,6 @@ class ChatEngine:
         return {k: v.to(self._loaded_plan().device) for k, v in batch.items()}
 
 
-def _prompting(conversations: list[list[Message]], tools: str | list | None, thinking: bool | None) -> Prompting | None:
-    """What a chat asks beyond its conversations; None when nothing (the template's own rendering, as before)."""
-    checked = check_tools(tools)
-    if not checked and thinking is None and not any(has_tool_turns(c) for c in conversations):
-        return None
-    return Prompting(checked, thinking)
-
-
-def _with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
-    if not system_prompt:
-        return messages
-    head, rest = (messages[0], messages[1:]) if messages and messages[0]["role"] == "system" else ({}, messages)
-    return [{**head, "role": "system", "content": system_prompt}, *rest]  # the tools a system turn carries stay
-
-
 def _sampling(generation: GenerationConfig) -> dict:
     if generation.temperature == 0:
         return {
@@ -669,38 +422,6 @@ def _sampling(generation: GenerationConfig) -> dict:
         "top_k": generation.top_k or None,
         "repetition_penalty": generation.repetition_penalty,
     }
-
-
-def _check_shapes(base: torch.nn.Module, info: AdapterInfo) -> None:
-    """Refuse an adapter trained on another architecture before PEFT touches the model."""
-    from safetensors import safe_open
-
-    weights = f"{info.path}/adapter_model.safetensors"
-    try:
-        handle = safe_open(weights, framework="pt")
-    except OSError:
-        return  # .bin adapters: PEFT's own checks apply
-    with handle:
-        for key in handle.keys():
-            if ".lora_A." not in key and ".lora_B." not in key:
-                continue
-            module_path = key.removeprefix("base_model.model.").split(".lora_")[0]
-            try:
-                module = base.get_submodule(module_path)
-            except AttributeError:
-                raise _mismatch(info, say("chat.base_lacks_module", module=module_path)) from None
-            shape = handle.get_slice(key).get_shape()
-            expected = getattr(module, "in_features" if ".lora_A." in key else "out_features", None)
-            actual = shape[1] if ".lora_A." in key else shape[0]
-            if expected is not None and expected != actual:
-                detail = say("chat.features_differ", module=module_path, expected=expected, actual=actual)
-                raise _mismatch(info, detail)
-
-
-def _mismatch(info: AdapterInfo, detail: Said) -> AdapterError:
-    if info.base_model:
-        return AdapterError("chat.adapter_mismatch_trained_on", name=info.name, base=info.base_model, detail=detail)
-    return AdapterError("chat.adapter_mismatch", name=info.name, detail=detail)
 
 
 def _loading(name: str, plan: ComputePlan) -> Said:

@@ -19,11 +19,16 @@ from studio.data.picture_tokens import vision_word
 from studio.data.pictures import conversation_pictures, placeholders
 from studio.errors import StudioError
 from studio.modeling.vision import (
+    MAX_DECODED_PIXELS,
+    PictureTooLarge,
+    PictureTooLong,
     image_token_counts,
     multimodal_token_types,
     open_scaled,
+    open_within,
     pixel_inputs,
     scale_within,
+    too_long,
     with_pictures,
 )
 from studio.training.pictures import TrainingPictures
@@ -36,7 +41,17 @@ if TYPE_CHECKING:
     from studio.data.formats import Message
     from studio.data.tokenize import Encoded
 
-Picture = Union["Image", str, Path]  # a picture in memory, or the path of one the page already checked
+
+@dataclass(frozen=True)
+class Carried:
+    """A picture a dataset row carries (Evaluate's samples), read as training reads it (open_scaled): what the model
+    was trained on is what it answers about, without the bounds put on pictures handed in."""
+
+    path: str | Path
+
+
+# a picture in memory, the path of one the page already checked, or one a dataset row carries
+Picture = Union["Image", str, Path, Carried]
 
 
 class PictureError(StudioError):
@@ -70,7 +85,7 @@ class ChatPictures:
     ) -> tuple[list[list[Message]], dict[str, torch.Tensor]]:
         """The conversations with their placeholders expanded, and the pixel inputs of all their pictures. As in
         training data (studio.data.pictures), a system turn's `<image>` is its text, not a picture's place."""
-        opened = [[_opened(picture, self.pixels) for picture in row] for row in pictures]
+        opened = [[_opened(picture, self.pixels, n) for n, picture in enumerate(row, 1)] for row in pictures]
         flat = [image for row in opened for image in row]
         if not flat:
             return conversations, {}
@@ -94,7 +109,7 @@ class ChatPictures:
 def carried(conversations: list[list[Message]]) -> list[list[Picture]] | None:
     """The pictures each conversation's turns carry (`images`, as dataset rows and evaluation samples hold them),
     in order; None when no turn carries any."""
-    pictures: list[list[Picture]] = [[*conversation_pictures(c)] for c in conversations]
+    pictures: list[list[Picture]] = [[Carried(path) for path in conversation_pictures(c)] for c in conversations]
     return pictures if any(pictures) else None
 
 
@@ -106,15 +121,33 @@ def check_text(conversations: list[list[Message]]) -> None:
             raise PictureError("chat.picture_tokens_in_text", token=word)
 
 
-def _opened(picture: Picture, pixels: tuple[int, int]) -> Image:
-    from PIL import UnidentifiedImageError
+def _opened(picture: Picture, pixels: tuple[int, int], position: int) -> Image:
+    """The picture scaled as training scales it. One handed in (a file the page checked, or one in memory) is opened
+    within the studio's bounds (open_within) and refused by name when its sides are more than 200:1 apart (Qwen's
+    rule, rather than LLaMA-Factory's squeeze of such a strip to 180:1); one a dataset row carries is read exactly as
+    training read it. A picture is named by its file's name, one in memory by its place among the conversation's."""
+    from PIL import Image, UnidentifiedImageError
 
+    low, high = pixels
+    if isinstance(picture, Carried):
+        try:
+            return open_scaled(picture.path, low, high)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise PictureError("chat.picture_unreadable", name=Path(picture.path).name, error=error) from None
     if not isinstance(picture, (str, Path)):
-        return scale_within(picture, *pixels)
+        if too_long(picture.width, picture.height):
+            width, height = picture.size
+            raise PictureError("chat.picture_too_long", name=f"#{position}", width=width, height=height)
+        return scale_within(picture, low, high)
+    name = Path(picture).name
     try:
-        return open_scaled(picture, *pixels)
-    except (OSError, UnidentifiedImageError) as error:
-        raise PictureError("chat.picture_unreadable", name=Path(picture).name, error=error) from None
+        return scale_within(open_within(picture, high), low, high)
+    except PictureTooLong as refused:
+        raise PictureError("chat.picture_too_long", name=name, width=refused.width, height=refused.height) from None
+    except (PictureTooLarge, Image.DecompressionBombError):
+        raise PictureError("chat.picture_too_large", name=name, most=MAX_DECODED_PIXELS // 10**6) from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:  # PIL's damaged or foreign files
+        raise PictureError("chat.picture_unreadable", name=name, error=error) from None
 
 
 def _expanded(messages: list[Message], pictures: int, counts: Iterator[int]) -> list[Message]:

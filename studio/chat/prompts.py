@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from studio.chat.tools import ToolsError, has_tool_turns, with_tools
+from studio.chat.tools import ToolsError, check_tools, has_tool_turns, with_tools
 from studio.locales import say
 from studio.modeling.chat_templates import format_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from studio.data.formats import Message
     from studio.modeling.chat_formats import ChatFormat
 
 OWN_TEMPLATE = "own"
@@ -43,6 +44,26 @@ class TemplateInfo:
     tools: bool
     reasoning: bool
     thinking: bool
+
+
+def prompting_for(
+    conversations: list[list[Message]], tools: str | list | None, thinking: bool | None
+) -> Prompting | None:
+    """What a chat asks beyond its conversations; None when nothing (the template's own rendering, as before).
+    Every engine that encodes prompts with a transformers tokenizer asks it the same way (HF's, vLLM's)."""
+    checked = check_tools(tools)
+    if not checked and thinking is None and not any(has_tool_turns(c) for c in conversations):
+        return None
+    return Prompting(checked, thinking)
+
+
+def with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
+    """`messages` with generation.system_prompt in place of their own system turn (none given: as they are); the
+    tools a system turn carries stay. Every engine sets it so, llama.cpp's included."""
+    if not system_prompt:
+        return messages
+    head, rest = (messages[0], messages[1:]) if messages and messages[0]["role"] == "system" else ({}, messages)
+    return [{**head, "role": "system", "content": system_prompt}, *rest]
 
 
 def template_info(tokenizer: PreTrainedTokenizerBase) -> TemplateInfo:

@@ -60,6 +60,13 @@ class BatchStreamer(BaseStreamer):
     def put(self, value: torch.Tensor) -> None:
         self._put(range(self.rows), value)
 
+    def stop_at(self, ids: set[int]) -> None:
+        """More tokens that end a row, beyond the tokenizer's end and padding: the chat format's end tokens, which
+        generate is told too. Told by the generating thread before it starts (computing them reads the tokenizer,
+        which no other thread may use meanwhile)."""
+        with self._changed:
+            self._stop_ids |= ids
+
     def part(self, rows: list[int]) -> BaseStreamer:
         """The streamer of a `generate` that answers only `rows` of this batch (in that order); its end ends them."""
         return _Part(self, rows)

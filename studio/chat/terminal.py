@@ -31,7 +31,8 @@ def run_chat(
     if compare and not adapters:
         raise StudioError("chat.compare_needs_adapter")
     read = [read_adapter(path) for path in adapters]  # a bad folder is refused before a minute of model loading
-    check_served(config.chat, read)  # and so is an engine that cannot run here, or an adapter it cannot serve
+    # and so is an engine that cannot run here, or an adapter (or a GGUF file) it cannot serve
+    check_served(config.chat, read, config.model.name_or_path)
     whole = any(info.whole_model for info in read)
     lang = cli_language()
 

@@ -20,10 +20,10 @@ from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from studio.adapters import AdapterError, AdapterInfo, read_adapter
-from studio.chat.engine import EngineError, _prompting, _with_system  # the HF engine's rules: the same prompts
+from studio.adapters import AdapterInfo, read_adapter
+from studio.chat.engine_base import EngineBase
 from studio.chat.memory import release_memory
-from studio.chat.prompts import Prompting, TemplateInfo, prompt_ids, template_info
+from studio.chat.prompts import Prompting, prompt_ids, prompting_for, with_system  # the HF engine's prompts
 from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
 from studio.chat.vllm_model import VllmModel
@@ -43,44 +43,19 @@ from studio.locales import Message as Said
 from studio.locales import say
 
 if TYPE_CHECKING:
-    from studio.chat.gguf_engine import GgufChat
-    from studio.chat.pictures import ChatPictures, Picture
-    from studio.combinations import Combination
-    from studio.modeling.compute import ComputePlan
+    from studio.chat.pictures import Picture
 
 
-class VllmEngine:
-    """The chat engine over vLLM; `settings` (chat.*) apply when a model is loaded."""
+class VllmEngine(EngineBase[VllmModel]):
+    """The chat engine over vLLM; `settings` (chat.*) apply when a model is loaded. Its tokenizer is transformers'
+    with the studio's chat template: it encodes the prompts and decodes the answers."""
 
     def __init__(self, settings: ChatConfig, checked: bool = False):
         """`checked`: vLLM was found to run here (studio.chat.engines), so loading need not ask again."""
+        super().__init__()
         self.settings, self.checked = settings, checked
-        self.model: VllmModel | None = None
-        self.tokenizer: Any = None  # transformers' tokenizer with the studio's chat template: prompts and answers
-        self.model_name: str | None = None
-        self.plan: ComputePlan | None = None
-        self.adapters: dict[str, AdapterInfo] = {}
-        self.combinations: dict[str, Combination] = {}  # always empty: combinations are made on the HF engine
-        self.pictures: ChatPictures | None = None  # always None: pictures go through the HF engine
-        self.gguf: GgufChat | None = None  # always None: a GGUF file opens on the HF engine (in llama.cpp)
         self.base_loads = 0
         self._slots = LoraSlots()
-        self._lock = threading.RLock()  # as ChatEngine's: one answer or one model change at a time
-
-    @property
-    def loaded(self) -> bool:
-        return self.model is not None
-
-    def load(
-        self,
-        model: ModelConfig,
-        quantization: QuantizationConfig,
-        progress: Callable[[Said], None] = lambda message: None,
-        precision: Precision = "auto",
-        cutoff_len: int | None = None,  # for the HF engine's RoPE scaling, which vLLM is refused (vllm_options)
-    ) -> Said:
-        with self._changing():
-            return self._load(model, quantization, progress, precision)
 
     def _load(
         self,
@@ -88,14 +63,13 @@ class VllmEngine:
         quantization: QuantizationConfig,
         progress: Callable[[Said], None],
         precision: Precision,
+        cutoff_len: int | None,  # for the HF engine's RoPE scaling, which vLLM is refused (vllm_options)
     ) -> Said:
         from studio.modeling.chat_templates import stop_ids
         from studio.modeling.compute import dtype_name, resolve_plan
         from studio.modeling.loader import load_tokenizer
         from studio.modeling.sources import resolve_model_path
 
-        if self.loaded:
-            self.unload()
         if not self.checked:  # a script's engine: refused here rather than deep in vLLM
             check_vllm()
             self.checked = True
@@ -122,17 +96,14 @@ class VllmEngine:
             share=self.settings.gpu_memory_utilization,
         )
 
-    def unload(self) -> Said:
-        with self._changing():
-            if self.model is None:
-                return say("chat.nothing_loaded")
-            model, self.model, self.tokenizer, self.plan = self.model, None, None, None
-            self.adapters.clear()
-            self._slots.clear()
-            model.shutdown()
-            del model
-            release_memory()
-            return say("engines.vllm_unloaded", name=self.model_name)
+    def _unload(self) -> Said:
+        model, self.model, self.tokenizer, self.plan = self._require_model(), None, None, None
+        self.adapters.clear()
+        self._slots.clear()
+        model.shutdown()
+        del model
+        release_memory()
+        return say("engines.vllm_unloaded", name=self.model_name)
 
     # -- adapters -------------------------------------------------------------------
 
@@ -155,9 +126,7 @@ class VllmEngine:
 
     def unload_adapter(self, name: str) -> None:
         with self._changing():
-            if name not in self.adapters:
-                raise AdapterError("chat.adapter_not_loaded", name=name)
-            del self.adapters[name]
+            self._popped_adapter(name)
             self._require_model().remove_lora(self._slots.remove(name))
 
     def combine(
@@ -185,7 +154,7 @@ class VllmEngine:
             raise VllmRefused("engines.vllm_no_pictures")
         self._require_model()
         self._check_adapters(adapters)
-        prompting = _prompting(conversations, tools, thinking)
+        prompting = prompting_for(conversations, tools, thinking)
         reader = reply_reader(self.tokenizer, prompting) if prompting else None
         streamer = BatchStreamer(self.tokenizer, len(conversations), reader)
         generate = partial(self._generate, conversations, adapters, generation, streamer, prompting=prompting)
@@ -200,42 +169,16 @@ class VllmEngine:
         stopping: StopOnEvent,
         prompting: Prompting | None,
     ) -> None:
-        try:
-            with self._lock:
-                if stopping.stopped:  # stopped or abandoned while the engine was busy
-                    return
-                model = self._require_model()
-                if self.tokenizer is not streamer.tokenizer:
-                    raise EngineError("chat.model_changed")
-                self._check_adapters(adapters)
-                # encoded here, under the engine: a fast tokenizer must not serve two threads at once
-                prompts = [
-                    _prompt(self.tokenizer, _with_system(c, generation.system_prompt), prompting) for c in conversations
-                ]
-                parts = [streamer.part([row]) for row in range(len(prompts))]
-                model.run(
-                    prompts, adapters, generation_sampling(generation, model.stop_ids), parts, lambda: stopping.stopped
-                )
-        except Exception as error:  # raised to the reader by stream()
-            streamer.error = error
-        finally:
-            streamer.end()
+        def run(model: VllmModel) -> None:
+            # encoded here, under the engine: a fast tokenizer must not serve two threads at once
+            prompts = [
+                _prompt(self.tokenizer, with_system(c, generation.system_prompt), prompting) for c in conversations
+            ]
+            parts = [streamer.part([row]) for row in range(len(prompts))]
+            sampling = generation_sampling(generation, model.stop_ids)
+            model.run(prompts, adapters, sampling, parts, lambda: stopping.stopped)
 
-    def answer(
-        self,
-        messages: list[Message],
-        adapter: str | None,
-        generation: GenerationConfig,
-        *,
-        tools: str | list | None = None,
-        thinking: bool | None = None,
-    ) -> Answer:
-        *_, final = self.stream([messages], [adapter], generation, tools=tools, thinking=thinking)
-        return final[0]
-
-    def template(self) -> TemplateInfo:
-        self._require_model()
-        return template_info(self.tokenizer)
+        self._generating(streamer, stopping, adapters, run)
 
     @contextlib.contextmanager
     def selected(self, adapter: str | None) -> Iterator[tuple[Any, Any]]:
@@ -245,27 +188,6 @@ class VllmEngine:
         self._check_adapters([adapter])
         with self._lock:
             yield self._require_model().bound(adapter), self.tokenizer
-
-    # -- holding the engine -----------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _changing(self, timeout_s: float = 30.0) -> Iterator[None]:
-        if not self._lock.acquire(timeout=timeout_s):
-            raise EngineError("chat.busy")
-        try:
-            yield
-        finally:
-            self._lock.release()
-
-    def _require_model(self) -> VllmModel:
-        if self.model is None:
-            raise EngineError("chat.no_model_loaded")
-        return self.model
-
-    def _check_adapters(self, names: list[str | None]) -> None:
-        for name in names:
-            if name is not None and name not in self.adapters:
-                raise AdapterError("chat.adapter_not_loaded_load_it", name=name)
 
 
 def _prompt(tokenizer: Any, conversation: list[Message], prompting: Prompting | None) -> list[int]:

@@ -74,7 +74,7 @@ def results_dir(
 
 
 def evaluate(
-    engine: ChatEngine,
+    engine: ChatEngine | Callable[[], ChatEngine],
     config: RunConfig,
     adapter_path: str | None = None,
     compare: bool = False,
@@ -84,7 +84,8 @@ def evaluate(
     """Load what is missing, score every column on the same samples, write the files, return the report.
 
     Cheap checks come first: the adapter folder, the samples and the benchmarks' names, then the output folder;
-    the model loads last.
+    the model loads last. `engine` may be what gives the engine then (Studio's: a GGUF file in Chat gives way to it
+    only once the cheap checks pass).
     """
     evaluation = config.evaluation
     if not evaluation.held_out and not evaluation.benchmarks:
@@ -97,6 +98,7 @@ def evaluate(
         check_tasks(evaluation.benchmarks)
     task_metrics = build_metrics(evaluation) if evaluation.held_out else {}
     folder = RunFolder(results_dir(config, adapter_path, may_write))
+    engine = engine if isinstance(engine, ChatEngine) else engine()
     if not engine.loaded or engine.model_name != config.model.name_or_path:
         engine.load(config.model, base_quantization(config.quantization, whole), cutoff_len=config.data.cutoff_len)
     name = engine.load_adapter(adapter_path).name if adapter_path else None

@@ -33,6 +33,12 @@ def installed() -> bool:
     return True
 
 
+def check_installed() -> None:
+    """LlamaCppMissing, which names PIP_COMMAND, unless llama-cpp-python is installed."""
+    if not installed():
+        raise LlamaCppMissing("modeling.llama_cpp_missing", command=PIP_COMMAND)
+
+
 def version() -> str:
     import llama_cpp
 

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 # model_type in config.json of the families whose classes and processors transformers ships
 VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 IMAGE_PLACEHOLDER = "<image>"  # LLaMA-Factory's placeholder in dataset text
+MAX_SIDE_RATIO = 200  # Qwen's processors refuse a picture whose long side is more than 200 times its short one
+# The most pixels a picture handed in (a Chat upload, an endpoint's image part) is decoded at: the studio's own bound,
+# as PIL's Image.MAX_IMAGE_PIXELS is one setting for the whole process that another library may set to None. 40 MP
+# is above a full-frame camera's 24-36 MP and an A4 page scanned at 600 dpi (35 MP) while one decoded RGB picture
+# stays near 120 MB; a larger JPEG (a phone's 48-50 MP mode) is decoded at half scale or less (open_within's draft).
+# Training data's pictures are read as LLaMA-Factory reads them, under PIL's own limit (open_scaled).
+MAX_DECODED_PIXELS = 40 * 10**6
 
 
 def vision_family(model_path: str | Path) -> str | None:
@@ -103,18 +110,68 @@ def scale_within(image: Image, min_pixels: int, max_pixels: int) -> Image:
     as LLaMA-Factory prepares a picture before the processor sees it."""
     pixels = image.width * image.height
     if pixels > max_pixels or pixels < min_pixels:
-        factor = math.sqrt((max_pixels if pixels > max_pixels else min_pixels) / pixels)
-        image = image.resize((int(image.width * factor), int(image.height * factor)))
+        image = image.resize(scaled_size(image.width, image.height, max_pixels if pixels > max_pixels else min_pixels))
     image = image if image.mode == "RGB" else image.convert("RGB")
     # LLaMA-Factory's Qwen-VL plugin (every family here) then widens a side under one 28-pixel patch pair and
     # cuts a strip longer than 200:1 to 180:1, which Qwen's own resizing refuses
     if min(image.width, image.height) < 28:
         image = image.resize((max(image.width, 28), max(image.height, 28)))
-    if image.width / image.height > 200:
+    if image.width / image.height > MAX_SIDE_RATIO:
         image = image.resize((image.height * 180, image.height))
-    if image.height / image.width > 200:
+    if image.height / image.width > MAX_SIDE_RATIO:
         image = image.resize((image.width, image.width * 180))
     return image
+
+
+def scaled_size(width: int, height: int, pixels: int) -> tuple[int, int]:
+    """A picture's size scaled (keeping its aspect) to `pixels` pixels, as LLaMA-Factory rounds it (down), but never
+    a side under 1 pixel: LLaMA-Factory's rounding makes a 600000x1 strip 0 pixels high, which PIL refuses. A side
+    held at 1 leaves the other what the bound allows; any other size is LLaMA-Factory's, already within it."""
+    factor = math.sqrt(pixels / (width * height))
+    wide, high = max(1, int(width * factor)), max(1, int(height * factor))
+    return min(wide, max(1, pixels // high)), min(high, max(1, pixels // wide))
+
+
+def too_long(width: int, height: int) -> bool:
+    """Sides further apart than Qwen's processors take (its smart_resize refuses more than 200:1)."""
+    return max(width, height) > MAX_SIDE_RATIO * min(width, height)
+
+
+class PictureRefused(Exception):
+    """A picture handed in (open_within) refused by its size, before its pixels are decoded."""
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(f"{width}x{height}")
+        self.width, self.height = width, height
+
+
+class PictureTooLong(PictureRefused):
+    """Its sides are more than MAX_SIDE_RATIO apart."""
+
+
+class PictureTooLarge(PictureRefused):
+    """It decodes to more than MAX_DECODED_PIXELS pixels."""
+
+
+def open_within(source: str | Path | IO[bytes], max_pixels: int, formats: tuple[str, ...] | None = None) -> Image:
+    """A picture handed in (a Chat upload, an endpoint's image part) decoded and, when larger, scaled down to
+    `max_pixels` as scale_within scales it; refused before a pixel is decoded when its sides are too far apart
+    (PictureTooLong) or it would decode to more than MAX_DECODED_PIXELS (PictureTooLarge). A JPEG larger than that
+    is decoded at a reduced scale where its scaled size allows (PIL's draft), then brought to that size."""
+    from PIL import Image
+
+    with Image.open(source, formats=formats) as image:  # the header only: size and format
+        width, height = image.size
+        if too_long(width, height):
+            raise PictureTooLong(width, height)
+        size = scaled_size(width, height, max_pixels) if width * height > max_pixels else image.size
+        if width * height > MAX_DECODED_PIXELS:
+            # only then: a picture within the bound is decoded whole, its pixels as training's (open_scaled)
+            image.draft(None, size)  # a JPEG's decoder scales by 1/2, 1/4 or 1/8 on the way; others ignore it
+            if image.width * image.height > MAX_DECODED_PIXELS:
+                raise PictureTooLarge(width, height)
+        image.load()
+        return image.resize(size) if image.size != size else image
 
 
 def pixel_inputs(processor: Any, images: list[Image]) -> dict[str, torch.Tensor]:

@@ -79,7 +79,8 @@ def run_serve(args: argparse.Namespace, config: RunConfig) -> int:
     assert workspace is not None  # made just above
     # every adapter is read before the minute of model loading: a wrong path or name is said at once
     adapters = [read_adapter(workspace.path(path, say("api.adapter_folder")), name) for name, path in named]
-    check_served(config.chat, adapters)  # chat.engine vllm where it cannot run, or an adapter it cannot serve
+    # chat.engine vllm where it cannot run, an adapter it cannot serve, or a GGUF file (Chat's alone)
+    check_served(config.chat, adapters, config.model.name_or_path, endpoint=True)
     whole = any(info.whole_model for info in adapters)
 
     def note(message: str) -> None:

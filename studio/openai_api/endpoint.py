@@ -33,6 +33,7 @@ from studio.errors import StudioError
 from studio.openai_api.access import Access
 from studio.openai_api.errors import ApiError
 from studio.openai_api.generation import Generation, Progress
+from studio.openai_api.pictures import messages_pictures, model_pictures, seeing
 from studio.openai_api.prompts import Prompt, chat_prompt, completion_prompt
 from studio.openai_api.requests import Sampling, chat_sampling, completion_sampling, parsed
 from studio.openai_api.responses import (
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from studio.chat.engines import Engine
 
 MAX_IN_FLIGHT = 4
-MAX_BODY_BYTES = 8 * 2**20  # a long conversation is a few hundred kB
+MAX_BODY_BYTES = 24 * 2**20  # a long conversation is a few hundred kB; a picture's base64 up to 13 MiB
 
 
 class OpenAIEndpoint:
@@ -124,7 +125,14 @@ class OpenAIEndpoint:
         self._check(request)
         body = parsed(ChatRequest, await _body(request))
         sampling, adapter = chat_sampling(body), self._adapter(body.model)
-        generation = await self._generation(lambda tokenizer: chat_prompt(tokenizer, body), adapter, sampling)
+        shown = messages_pictures(body.messages)  # refused before the engine is asked: a URL, a path, a bad part
+        looks = (lambda engine: seeing(engine, body.model)) if shown else None
+        generation = await self._generation(
+            lambda tokenizer, engine: chat_prompt(tokenizer, body, model_pictures(engine), shown),
+            adapter,
+            sampling,
+            looks,
+        )
         reply = Reply(body.model, generation.prompt_tokens)
         if body.stream:
             return _stream(generation, self._chat_events(reply, generation, _usage(body)))
@@ -135,7 +143,7 @@ class OpenAIEndpoint:
         self._check(request)
         body = parsed(CompletionRequest, await _body(request))
         sampling, adapter = completion_sampling(body), self._adapter(body.model)
-        generation = await self._generation(lambda tokenizer: completion_prompt(tokenizer, body), adapter, sampling)
+        generation = await self._generation(lambda tokenizer, _: completion_prompt(tokenizer, body), adapter, sampling)
         reply = Reply(body.model, generation.prompt_tokens)
         if body.stream:
             return _stream(generation, self._completion_events(reply, generation, _usage(body)))
@@ -153,10 +161,15 @@ class OpenAIEndpoint:
             return self._copy
 
     async def _generation(
-        self, prompt_of: Callable[[Any], Prompt], adapter: str | None, sampling: Sampling
+        self,
+        prompt_of: Callable[[Any, Engine], Prompt],
+        adapter: str | None,
+        sampling: Sampling,
+        check: Callable[[Engine], object] | None = None,
     ) -> Generation:
-        """A new answer to the prompt `prompt_of(tokenizer)` builds, counted among those in flight from now until it
-        has ended or is dropped unread (429 when they are MAX_IN_FLIGHT already)."""
+        """A new answer to the prompt `prompt_of(tokenizer, engine)` builds, counted among those in flight from now
+        until it has ended or is dropped unread (429 when they are MAX_IN_FLIGHT already). `check(engine)` first:
+        what the request needs of the engine (to see pictures) refused before anything else is asked of it."""
         with self._counting:
             if self._in_flight >= MAX_IN_FLIGHT:
                 raise ApiError("openai.busy", status=429, code="engine_busy", most=MAX_IN_FLIGHT)
@@ -171,8 +184,10 @@ class OpenAIEndpoint:
 
         def start() -> Generation:
             engine = self._engine()
+            if check is not None:  # before the tokenizer: a GGUF file's would be refused as unavailable (503)
+                check(engine)
             tokenizers = self._tokenizers(engine)
-            return Generation(engine, prompt_of(tokenizers[1]), adapter, sampling, tokenizers, release)
+            return Generation(engine, prompt_of(tokenizers[1], engine), adapter, sampling, tokenizers, release)
 
         try:
             generation = await run_in_threadpool(start)
@@ -288,7 +303,8 @@ def _as_api_error(error: StudioError) -> ApiError:
     caller (400)."""
     if isinstance(error, ApiError):
         return error
-    status = 503 if isinstance(error, EngineError) else 404 if isinstance(error, AdapterError) else 400
+    lasting = error.message.key == "chat.gguf_chat_only"  # a GGUF file never serves here: no 503 to retry
+    status = 503 if isinstance(error, EngineError) and not lasting else 404 if isinstance(error, AdapterError) else 400
     return ApiError(error.message.key, status=status, **error.message.args)
 
 

@@ -9,7 +9,8 @@ vLLM's (studio.chat.vllm_engine.VllmModel), whose generate() takes the same argu
 An answer asked with tools or thinking is read as Chat reads it (studio.chat.replies: its thought, calls and text
 apart, a call being written held back). Stop strings end generation as soon as one is written (transformers'
 stop_strings) and are cut from the text; while streaming, text that may be the start of a stop string is held
-back until the next tokens show whether it is.
+back until the next tokens show whether it is. A prompt with pictures brings their pixel inputs, which generate
+takes beside the ids as it does for Chat's rows (studio.openai_api.prompts).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Generation:
         answer (studio.openai_api.endpoint); `on_end()` once the generating thread has let the engine go."""
         self.engine, self.adapter, self.sampling, self._on_end = engine, adapter, sampling, on_end
         self.source, self.tokenizer = tokenizers
-        self.ids = prompt.ids
+        self.ids, self.pixels = prompt.ids, prompt.pixels
         self.reader = reply_reader(self.tokenizer, prompt.prompting) if prompt.prompting else None
         self.max_tokens = _max_tokens(engine, len(self.ids), sampling.max_tokens)
         self._abandoned = threading.Event()
@@ -110,11 +111,14 @@ class Generation:
                 if tokenizer is not self.source:
                     raise EngineError("chat.model_changed")
                 plan = self.engine.plan
-                ids = torch.tensor([self.ids], device=plan.device if plan else "cpu")
+                device = plan.device if plan else "cpu"
+                ids = torch.tensor([self.ids], device=device)
+                pixels = {name: tensor.to(device) for name, tensor in self.pixels.items()}  # as Chat's rows
                 torch.manual_seed(secrets.randbits(31) if self.sampling.seed is None else self.sampling.seed)
                 model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
+                    **pixels,
                     **self.sampling.generate_kwargs(),
                     repetition_penalty=self.sampling.repetition_penalty,
                     max_new_tokens=self.max_tokens,
@@ -133,7 +137,7 @@ class Generation:
 
 def _max_tokens(engine: Engine, prompt_tokens: int, asked: int | None) -> int:
     """What the answer may grow to: as asked, within the model's context (a longer ask is refused, as OpenAI does)."""
-    config = engine.model.config if engine.model is not None else None
+    config = getattr(engine.model, "config", None)  # none loaded, or llama.cpp's (never asked: it serves Chat only)
     config = getattr(config, "text_config", config)
     context = getattr(config, "max_position_embeddings", None)
     if context is None:

@@ -37,11 +37,12 @@ class Sampling:
 
 
 def parsed(model: type[Parsed], body: bytes) -> Parsed:
-    """The request body read into `model`; a malformed one is refused naming the first field at fault."""
+    """The request body read into `model`; a malformed one is refused naming the field at fault (the deepest: a
+    content part's bad field, not the string the content could also have been)."""
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        first = error.errors()[0]
+        first = max(error.errors(), key=lambda found: len(found["loc"]))  # the first of the deepest
         where = ".".join(str(part) for part in first["loc"]) or None
         raise ApiError("openai.bad_request", param=where, field=where or "body", problem=first["msg"]) from None
 

@@ -42,9 +42,17 @@ class SamplingFields(_Request):
     user: str | None = None
 
 
-class TextPart(_Request):
+class ImageUrl(_Request):
+    url: str  # only a base64 data URL is taken: the server fetches and opens nothing (studio.openai_api.pictures)
+    detail: Literal["auto", "low", "high", "original"] | None = None  # low: at most 512x512 pixels' worth
+
+
+class ContentPart(_Request):
+    """A text part, or an image_url part; any other kind is refused by name (studio.openai_api.prompts)."""
+
     type: str
     text: str | None = None
+    image_url: ImageUrl | None = None
 
 
 class FunctionCall(_Request):
@@ -60,7 +68,7 @@ class ToolCall(_Request):
 
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None

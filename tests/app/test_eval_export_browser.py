@@ -1,6 +1,7 @@
 """Evaluate & Predict and Export in a real headless Chromium, with the tiny model and a fixture adapter."""
 
 import pytest
+from playwright.sync_api import expect
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +20,16 @@ def test_evaluate_base_vs_adapter(page, strong_adapter, shoot):
     _choose_adapter(page, "qs-eval-adapter", strong_adapter)
     page.locator("#qs-eval-start").click()
     page.locator("#qs-eval-progress").get_by_text("finished").wait_for(timeout=120_000)
-    table = page.locator("#qs-eval-metrics").inner_text()
-    assert "rouge-l" in table and "difference" in table and "strong" in table
-    assert "exact_match" in table and "accuracy" in table  # the task metrics, beside BLEU/ROUGE
-    samples = page.locator("#qs-eval-samples").inner_text()
+    # the tables and the file list arrive with "finished" but may be drawn a moment later: wait for their content
+    table = page.locator("#qs-eval-metrics")
+    for word in ("rouge-l", "difference", "strong", "exact_match", "accuracy"):  # task metrics beside BLEU/ROUGE
+        expect(table).to_contain_text(word, use_inner_text=True, timeout=30_000)
     # sorted by the change in the first task metric, worst first
-    assert "prediction" in samples and "change" in samples and "strong · exact_match" in samples
-    downloads = page.locator("#qs-eval-downloads").inner_text().replace("\n", "")
-    assert "generated_predictions.jsonl" in downloads and "generated_predictions.csv" in downloads
+    for word in ("prediction", "change", "strong · exact_match"):
+        expect(page.locator("#qs-eval-samples")).to_contain_text(word, use_inner_text=True, timeout=30_000)
+    downloads = "() => { const t = document.querySelector('#qs-eval-downloads').innerText.replaceAll('\\n', '');"
+    downloads += " return t.includes('generated_predictions.jsonl') && t.includes('generated_predictions.csv'); }"
+    page.wait_for_function(downloads, timeout=30_000)
     shoot(page, "08-evaluate")
 
 
@@ -99,7 +102,13 @@ def test_a_gguf_export_answers_in_llama_cpp_as_the_merged_model_and_chats(page, 
     page.locator("#qs-chat-adapter-answers").wait_for(state="hidden", timeout=10_000)  # "Base only"
     page.locator("#qs-chat-prompt textarea").fill("1+1=?")
     page.locator("#qs-chat-send").click()
-    page.wait_for_function("() => !document.querySelector('#qs-chat-send').disabled", timeout=60_000)
+    # answered: the message box emptied by the answer's first update (which comes after Send is greyed) and Send
+    # usable again; Send alone can still be enabled right after the click, before the server greys it
+    page.wait_for_function(
+        "() => document.querySelector('#qs-chat-prompt textarea').value === ''"
+        " && !document.querySelector('#qs-chat-send').disabled",
+        timeout=60_000,
+    )
     assert (
         "1+1=?" in page.locator("#qs-chat-base").inner_text()
         and "Error" not in page.locator("#qs-chat-status").inner_text()

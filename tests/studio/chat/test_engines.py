@@ -10,6 +10,7 @@ import torch
 from studio.api import Studio
 from studio.chat import ChatEngine, EngineError
 from studio.chat.engines import check_served, engine_for, hf_engine
+from studio.chat.gguf_engine import GgufEngine
 from studio.chat.vllm_engine import VllmEngine
 from studio.chat.vllm_options import VllmRefused
 from studio.config import ChatConfig, GenerationConfig, ModelConfig, QuantizationConfig
@@ -49,6 +50,18 @@ def test_the_engine_is_kept_while_its_kind_is_asked_and_replaced_otherwise():
     assert (
         hf_engine(hf) is hf and isinstance(hf_engine(idle_vllm), ChatEngine) and isinstance(hf_engine(None), ChatEngine)
     )
+
+
+def test_a_gguf_file_gets_the_gguf_engine_whatever_chat_engine_says_for_hf():
+    hf, gguf = ChatEngine(), "exports/model-q8_0.gguf"
+    chosen = engine_for(hf, ChatConfig(engine="hf"), gguf)
+    assert isinstance(chosen, GgufEngine) and chosen.base_only and not hf.base_only
+    assert engine_for(chosen, ChatConfig(), "EXPORTS/MODEL.GGUF") is chosen  # kept for the next file
+    assert isinstance(engine_for(chosen, ChatConfig(), "Qwen/Qwen2.5-0.5B"), ChatEngine)  # a folder: back to hf
+    assert isinstance(hf_engine(chosen), ChatEngine)  # Evaluate's engine in its place
+    assert chosen.combinations == {} and chosen.unload() == "No model is loaded."
+    with pytest.raises(EngineError, match="Load the base model first"):
+        chosen.template()
 
 
 def test_a_gguf_file_is_refused_to_vllm_before_anything_else():
@@ -113,3 +126,20 @@ def test_a_refused_path_leaves_the_other_engines_model_loaded(tmp_path):
         with pytest.raises(StudioError, match=refusal):
             studio.load_model(ModelConfig(name_or_path=str(path)), quantization, chat=ChatConfig(engine="hf"))
         assert studio.engine is held and held.loaded and not running.shut_down
+
+
+def test_a_gguf_file_is_refused_to_the_endpoint_to_vllm_and_with_adapters_before_loading(strong_adapter):
+    """`qlora-studio serve` refuses the file by its name alone (never the server's path); `qlora-studio chat`
+    answers with it, but not with vLLM or adapters, and says so before a model loads."""
+    from studio.adapters import AdapterError, read_adapter
+
+    gguf = "/srv/secret/exports/model-q8_0.gguf"
+    with pytest.raises(StudioError, match="model-q8_0.gguf is a GGUF file, which .* Chat only") as refused:
+        check_served(ChatConfig(), [], gguf, endpoint=True)
+    assert "/srv/secret" not in str(refused.value)
+    check_served(ChatConfig(), [], gguf)  # Chat's, and `qlora-studio chat`'s
+    with pytest.raises(VllmRefused, match="GGUF file, which Chat opens in llama.cpp itself"):
+        check_served(VLLM, [], gguf)  # by name, before vLLM's own checks
+    with pytest.raises(AdapterError, match="adapters do not apply"):
+        check_served(ChatConfig(), [read_adapter(str(strong_adapter))], gguf)
+    check_served(ChatConfig(), [], "Qwen/Qwen2.5-0.5B", endpoint=True)  # a model folder or hub id serves

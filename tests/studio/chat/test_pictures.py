@@ -63,6 +63,38 @@ def test_a_wrong_number_of_placeholders_is_refused_by_name(vision_engine):
         list(vision_engine.stream([question], [None], GREEDY, pictures=[[_picture()]]))
 
 
+def test_a_thin_strip_or_a_huge_picture_is_refused_by_name_not_a_crash(vision_engine, tmp_path):
+    """An upload of 600000x1 pixels (a few hundred bytes) would scale to 0 pixels high; sides more than 200:1 apart
+    are refused by the picture's name (Qwen's rule), as is a picture over 40 million pixels (in a few kB of PNG)."""
+    question = [{"role": "user", "content": "<image>这是什么？"}]
+    thin, huge = tmp_path / "strip.png", tmp_path / "huge.png"
+    Image.new("1", (600_000, 1)).save(thin)
+    Image.new("1", (7_000, 7_000)).save(huge)
+    for picture, match in (
+        (str(thin), "picture strip.png is 600000x1 pixels, its long side more than 200 times its short one"),
+        (Image.new("L", (1, 600_000)), "picture #1 is 1x600000 pixels"),
+        (str(huge), "picture huge.png has more than 40 million pixels"),
+    ):
+        with pytest.raises(PictureError, match=match):
+            list(vision_engine.stream([question], [None], GREEDY, pictures=[[picture]]))
+    *_, answered = vision_engine.stream([question], [None], GREEDY, pictures=[[Image.new("L", (200, 1))]])
+    assert answered[0].text is not None  # 200:1 is taken, widened to 28 pixels as training widens it
+
+
+def test_a_strip_a_dataset_row_carries_is_answered_as_training_read_it(vision_engine, tmp_path):
+    """Training squeezes a strip over 200:1 to 180:1 (LLaMA-Factory's rule) rather than refusing it, so Evaluate
+    answers about a sample's strip too, while the same file handed in to Chat is refused."""
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (402, 2), "red").save(strip)
+    asked = {"role": "user", "content": "<image>这是什么？", "images": [str(strip)]}
+    assert vision_engine.answers([[asked]], [None], GREEDY)[0] is not None
+    with pytest.raises(PictureError, match="strip.png is 402x2 pixels"):
+        vision_engine.answers([[dict(asked, images=None)]], [None], GREEDY, pictures=[[str(strip)]])
+    gone = dict(asked, images=[str(tmp_path / "gone.png")])  # deleted since the run: named, not a crash
+    with pytest.raises(PictureError, match="gone.png"):
+        vision_engine.answers([[gone]], [None], GREEDY)
+
+
 def test_a_text_model_refuses_a_picture_by_name(tiny_model_dir):
     engine = ChatEngine()
     engine.load(ModelConfig(name_or_path=str(tiny_model_dir)), QuantizationConfig(method="none"))

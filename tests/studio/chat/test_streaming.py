@@ -56,6 +56,19 @@ def test_rows_end_on_their_own_stop_token_and_keep_their_own_speed(tiny_tokenize
     assert (first.tokens, second.tokens) == (1, 3) and first.seconds <= second.seconds
 
 
+def test_a_row_ends_at_an_end_token_the_engine_names_beyond_the_tokenizer_s(tiny_tokenizer):
+    """A chat format's end token that is not the tokenizer's (Gemma's <end_of_turn>, Llama 3's <|eot_id|>) ends its
+    row too, once the engine has said so: it is neither counted nor shown."""
+    (a, b), end = tiny_tokenizer.encode("你好")[:2], tiny_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    streamer = _streamer(tiny_tokenizer, rows=2)
+    streamer.stop_at({end})
+    _put(streamer, a, a)
+    _put(streamer, end, b)
+    streamer.end()
+    *_, (first, second) = streamer.updates()
+    assert (first.tokens, second.tokens) == (1, 2) and first.text == tiny_tokenizer.decode([a])
+
+
 def test_stop_on_any_event():
     stop, gone = threading.Event(), threading.Event()
     criterion = StopOnEvent(stop, gone)

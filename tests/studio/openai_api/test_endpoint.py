@@ -114,7 +114,7 @@ def test_refused_requests_say_why_with_openai_status_codes(api):
             _greedy(client, "strong", **options)
         assert refused.value.body["type"] == "invalid_request_error"
     for messages, match in (
-        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "Only text content"),
+        ([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}], "Only text and image_url"),
         ([*QUESTION, {"role": "assistant", "content": "Hi"}], "The last message must be the user's"),
         ([*QUESTION, {"role": "system", "content": "Be brief"}, *QUESTION], "system .or developer. message may only"),
     ):
@@ -166,3 +166,30 @@ def test_error_bodies_have_openai_shape(api):
         "code": "model_not_found",
     }
     assert json.loads(httpx.get(f"{api.url}/models").text)["object"] == "list"
+
+
+def test_a_gguf_file_in_chat_is_refused_for_good_by_its_name_alone(serve_endpoint, tmp_path, tiny_model_dir):
+    """A GGUF file answers in Chat only: a request is a 400 (nothing to retry, unlike a 503) that names the file,
+    never the server's path to it."""
+    pytest.importorskip("llama_cpp")
+    from transformers import AutoModelForCausalLM
+
+    from studio.api import Studio
+    from studio.config import ModelConfig, QuantizationConfig
+    from studio.export.gguf_types import GGUF_TYPES
+    from studio.export.gguf_writer import write_gguf
+    from studio.modeling.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    path = write_gguf(tmp_path / "tiny.gguf", model, tokenizer, GGUF_TYPES["f16"], name="tiny", pre="qwen2")
+    studio = Studio(tmp_path / "runs")
+    studio.load_model(ModelConfig(name_or_path=str(path)), QuantizationConfig(method="none"))
+    try:
+        api = serve_endpoint(over=studio.engine)
+        refused = httpx.post(f"{api.url}/chat/completions", json=_body("tiny.gguf"))
+        message = refused.json()["error"]["message"]
+        assert refused.status_code == 400 and "GGUF file tiny.gguf, which answers in Chat only" in message
+        assert str(tmp_path) not in message
+    finally:
+        studio.unload_model()

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,7 +47,16 @@ def server(tmp_path_factory, tiny_model_dir, strong_adapter, second_adapter):
             process.kill()
             pytest.fail("serve did not start: " + (folder / "serve.log").read_text())
         time.sleep(0.3)
-    time.sleep(0.5)  # the line is printed just before uvicorn binds
+    # the line is printed just before uvicorn binds, which a loaded machine may do seconds later
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            break
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("serve did not listen: " + (folder / "serve.log").read_text())
+            time.sleep(0.3)
     yield url
     process.terminate()
     # uvicorn shuts down on SIGTERM, then lets the signal end the process as it would have (0 on older versions)
@@ -119,3 +129,17 @@ def test_adapters_outside_the_workspace_and_malformed_flags_are_refused(tmp_path
             timeout=120,
         )
         assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
+def test_a_gguf_file_is_refused_before_it_loads(tmp_path):
+    """llama.cpp answers a GGUF file in Chat only: serving it would load it and then refuse every request."""
+    (tmp_path / "model-q8_0.gguf").write_bytes(b"GGUF")
+    done = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "serve", "--workspace", str(tmp_path)]
+        + ["--model.name_or_path", "model-q8_0.gguf", "--training.output_dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "model-q8_0.gguf is a GGUF file" in done.stderr, done.stderr
+    assert "Loaded" not in done.stderr and str(tmp_path) not in done.stderr
