@@ -25,21 +25,49 @@ def free_port() -> int:
 
 def make_adapter(model_dir, target, seed: int = 0, scale: float = 0.5):
     """A LoRA adapter with non-zero weights set directly, so its answers must differ from the base."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(model_dir),
-        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
-    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    return _random_lora(lambda: AutoModelForCausalLM.from_pretrained(model_dir), config, target, seed, scale)
+
+
+def make_vision_adapter(model_dir, target, seed: int = 0, scale: float = 0.5):
+    """As make_adapter, on a vision-language model's language model: its greedy answers vary with the prompt and the
+    picture (the bare tiny random model answers every prompt with the same newlines)."""
+    from peft import LoraConfig
+    from transformers import AutoModelForImageTextToText
+
+    config = LoraConfig(r=4, target_modules=r".*language_model.*\.(q_proj|v_proj|down_proj)")
+    return _random_lora(lambda: AutoModelForImageTextToText.from_pretrained(model_dir), config, target, seed, scale)
+
+
+def _random_lora(load, config, target, seed: int, scale: float):
+    import torch
+    from peft import get_peft_model
+
+    torch.manual_seed(seed)  # before the model loads, as the adapters the tests know were made
+    model = get_peft_model(load(), config)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:  # PEFT starts B at zero, which would make the adapter a no-op
                 parameter.normal_(0, scale)
     model.save_pretrained(target)
     return target
+
+
+def make_gguf(model_dir, path):
+    """The tiny model written as an f16 GGUF file with its tokenizer and the studio's chat template."""
+    from transformers import AutoModelForCausalLM
+
+    from studio.config import ModelConfig
+    from studio.export.gguf_types import GGUF_TYPES
+    from studio.export.gguf_writer import write_gguf
+    from studio.modeling.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(model_dir)), str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return write_gguf(path, model, tokenizer, GGUF_TYPES["f16"], name="tiny", pre="qwen2")
 
 
 def quick_run(model_dir) -> dict[str, str]:

@@ -17,6 +17,7 @@ from studio.config import ChatConfig, GenerationConfig, ModelConfig, Quantizatio
 from studio.errors import PathNotAllowed, StudioError
 from studio.modeling.llama_cpp import PIP_COMMAND, LlamaCppMissing
 from studio.workspace import Workspace
+from tests.support import make_gguf
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
 QUESTION = [{"role": "user", "content": "你是谁？"}]
@@ -25,16 +26,7 @@ QUESTION = [{"role": "user", "content": "你是谁？"}]
 @pytest.fixture(scope="module")
 def gguf_file(tmp_path_factory, tiny_model_dir):
     """The tiny model written as an f16 GGUF with its tokenizer and the studio's chat template."""
-    from transformers import AutoModelForCausalLM
-
-    from studio.export.gguf_types import GGUF_TYPES
-    from studio.export.gguf_writer import write_gguf
-    from studio.modeling.loader import load_tokenizer
-
-    path = tmp_path_factory.mktemp("gguf") / "tiny-f16.gguf"
-    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir))
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    return write_gguf(path, model, tokenizer, GGUF_TYPES["f16"], name="tiny", pre="qwen2")
+    return make_gguf(tiny_model_dir, tmp_path_factory.mktemp("gguf") / "tiny-f16.gguf")
 
 
 @pytest.fixture

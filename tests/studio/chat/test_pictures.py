@@ -1,12 +1,12 @@
 """Chat about a picture with a vision-language model: base and adapter side by side on the same picture."""
 
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from studio.chat.engine import ChatEngine
 from studio.chat.pictures import PictureError
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig
+from tests.support import make_vision_adapter
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=6)
 
@@ -19,20 +19,7 @@ def _picture() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def vision_engine(tiny_vl_model_dir, tmp_path_factory):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    torch.manual_seed(0)
-    tuned = get_peft_model(
-        AutoModelForImageTextToText.from_pretrained(tiny_vl_model_dir),
-        LoraConfig(r=4, target_modules=r".*language_model.*\.(q_proj|v_proj|down_proj)"),
-    )
-    with torch.no_grad():
-        for name, parameter in tuned.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.5)
-    adapter = tmp_path_factory.mktemp("adapters") / "vision"
-    tuned.save_pretrained(adapter)
+    adapter = make_vision_adapter(tiny_vl_model_dir, tmp_path_factory.mktemp("adapters") / "vision")
     engine = ChatEngine()
     engine.load(ModelConfig(name_or_path=str(tiny_vl_model_dir)), QuantizationConfig(method="none"))
     engine.load_adapter(str(adapter), "vision")

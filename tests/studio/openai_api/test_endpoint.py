@@ -10,6 +10,7 @@ import pytest
 
 from studio.config import GenerationConfig
 from tests.studio.openai_api.conftest import GREEDY, QUESTION
+from tests.support import make_gguf
 
 
 def _greedy(client, model: str, **options) -> openai.types.chat.ChatCompletion:
@@ -172,17 +173,10 @@ def test_a_gguf_file_in_chat_is_refused_for_good_by_its_name_alone(serve_endpoin
     """A GGUF file answers in Chat only: a request is a 400 (nothing to retry, unlike a 503) that names the file,
     never the server's path to it."""
     pytest.importorskip("llama_cpp")
-    from transformers import AutoModelForCausalLM
-
     from studio.api import Studio
     from studio.config import ModelConfig, QuantizationConfig
-    from studio.export.gguf_types import GGUF_TYPES
-    from studio.export.gguf_writer import write_gguf
-    from studio.modeling.loader import load_tokenizer
 
-    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir))
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    path = write_gguf(tmp_path / "tiny.gguf", model, tokenizer, GGUF_TYPES["f16"], name="tiny", pre="qwen2")
+    path = make_gguf(tiny_model_dir, tmp_path / "tiny.gguf")
     studio = Studio(tmp_path / "runs")
     studio.load_model(ModelConfig(name_or_path=str(path)), QuantizationConfig(method="none"))
     try:

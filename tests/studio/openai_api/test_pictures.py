@@ -16,7 +16,6 @@ from pathlib import Path
 
 import openai
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from studio.chat import ChatEngine
@@ -26,6 +25,7 @@ from studio.openai_api.endpoint import _as_api_error
 from studio.openai_api.pictures import MAX_PICTURE_BYTES, seeing, shown_part
 from studio.openai_api.prompts import chat_prompt
 from studio.openai_api.schema import ChatRequest, ContentPart, ImageUrl
+from tests.support import make_gguf, make_vision_adapter
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=8, repetition_penalty=1.0, top_k=0)
 ASKED = "图中有几个圆？"
@@ -58,20 +58,7 @@ def _ask(client, model: str, messages: list[dict], **options):
 def vision_engine(tiny_vl_model_dir, tmp_path_factory):
     """The tiny vision-language model with an adapter whose random LoRA makes its greedy answers vary (the bare
     random model answers every prompt with the same newlines)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    torch.manual_seed(0)
-    tuned = get_peft_model(
-        AutoModelForImageTextToText.from_pretrained(tiny_vl_model_dir),
-        LoraConfig(r=4, target_modules=r".*language_model.*\.(q_proj|v_proj|down_proj)"),
-    )
-    with torch.no_grad():
-        for name, parameter in tuned.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.5)
-    adapter = tmp_path_factory.mktemp("adapters") / "vision"
-    tuned.save_pretrained(adapter)
+    adapter = make_vision_adapter(tiny_vl_model_dir, tmp_path_factory.mktemp("adapters") / "vision")
     engine = ChatEngine()
     engine.load(ModelConfig(name_or_path=str(tiny_vl_model_dir)), QuantizationConfig(method="none"))
     engine.load_adapter(str(adapter), "vision")
@@ -263,16 +250,9 @@ def test_engines_without_pictures_refuse_them_as_a_request_error(tmp_path, tiny_
     refused = _as_api_error(_raised(lambda: seeing(VllmEngine(ChatConfig(engine="vllm"), checked=True), "m")))
     assert refused.status == 400 and "Pictures go through the HF engine" in str(refused.message)
     pytest.importorskip("llama_cpp")
-    from transformers import AutoModelForCausalLM
-
     from studio.api import Studio
-    from studio.export.gguf_types import GGUF_TYPES
-    from studio.export.gguf_writer import write_gguf
-    from studio.modeling.loader import load_tokenizer
 
-    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)), str(tiny_model_dir))
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    path = write_gguf(tmp_path / "tiny.gguf", model, tokenizer, GGUF_TYPES["f16"], name="tiny", pre="qwen2")
+    path = make_gguf(tiny_model_dir, tmp_path / "tiny.gguf")
     studio = Studio(tmp_path / "runs")
     studio.load_model(ModelConfig(name_or_path=str(path)), QuantizationConfig(method="none"))
     try:
