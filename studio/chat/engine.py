@@ -25,7 +25,7 @@ from studio.chat.engine_adapters import AdapterEngine
 from studio.chat.engine_base import EngineError
 from studio.chat.memory import read_memory, release_memory
 from studio.chat.pictures import ChatPictures, Picture, PictureError, carried, check_text
-from studio.chat.prompts import Prompting, prompt_ids, prompting_for, with_system
+from studio.chat.prompts import Prompting, prompt_ids, prompting_for, template_refusals, with_system
 from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig, TrainingConfig
@@ -396,12 +396,15 @@ class ChatEngine(AdapterEngine):
         self, conversations: list[list[Message]], prompting: Prompting | None = None
     ) -> dict[str, torch.Tensor]:
         if prompting is not None:  # as training encodes them (studio.chat.prompts), left-padded into one batch
-            ids = [prompt_ids(self.tokenizer, c, prompting) for c in conversations]
+            with template_refusals():
+                ids = [prompt_ids(self.tokenizer, c, prompting) for c in conversations]
             batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         else:
-            texts = [
-                self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
-            ]
+            with template_refusals():  # the model's own template may refuse a system turn, or turns that repeat
+                texts = [
+                    self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                    for c in conversations
+                ]
             batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self._loaded_plan().device) for k, v in batch.items()}
 

@@ -25,7 +25,7 @@ import torch
 from studio.adapters import AdapterError, AdapterInfo, read_adapter
 from studio.chat.engine_base import EngineBase, EngineError
 from studio.chat.memory import read_memory, release_memory
-from studio.chat.prompts import OWN_TEMPLATE, TemplateInfo, with_system
+from studio.chat.prompts import OWN_TEMPLATE, TemplateInfo, template_refusals, with_system
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
 from studio.chat.tools import check_tools, has_tool_turns
 from studio.errors import StudioError
@@ -141,11 +141,18 @@ class GgufEngine(EngineBase["GgufChat"]):
         self._generating(streamer, stopping, [None] * len(conversations), answer)
 
 
+GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
+
+
 def check_gguf(path: Path) -> None:
-    """Refuse, before anything is unloaded, a path that is no file, or a machine without llama-cpp-python (its
-    message says what to install); what llama.cpp makes of the file is said when it opens it."""
+    """Refuse, before anything is unloaded, a path that is no file, a file that does not begin as a GGUF file does
+    (renamed, or a download cut short at its start), or a machine without llama-cpp-python (its message says what
+    to install); what llama.cpp makes of the rest of the file is said when it opens it."""
     if not path.is_file():
         raise StudioError("chat.gguf_missing", path=path)
+    with path.open("rb") as file:
+        if file.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise StudioError("chat.gguf_not_gguf", name=path.name)
     llama_cpp.check_installed()
 
 
@@ -157,8 +164,9 @@ class GgufChat:
         self.vocabulary = _Vocabulary(llm)
         self._bos, self._eos = self._token_text(llm.token_bos()), self._token_text(llm.token_eos())
         # freed when closed, dropped, or at exit while the interpreter still works (llama-cpp-python's own
-        # finaliser fails once the interpreter is shutting down)
-        self._free = weakref.finalize(self, llm.close)
+        # finaliser fails once the interpreter is shutting down); the vocabulary closed first, since a reader's
+        # daemon thread may still decode then. The finaliser holds both, never this object, or it would never run
+        self._free = weakref.finalize(self, _free_model, self.vocabulary, llm)
 
     @classmethod
     def open(cls, path: Path) -> GgufChat:
@@ -170,7 +178,6 @@ class GgufChat:
         """Free llama.cpp's model. A reader may still decode an answer's last tokens after the engine let go (the
         streamer's reader runs on its own): the vocabulary is told first, under its lock, so it never reads freed
         memory."""
-        self.vocabulary.close()
         self._free()
 
     def template_info(self) -> TemplateInfo:
@@ -183,10 +190,16 @@ class GgufChat:
         from transformers.utils.chat_template_utils import render_jinja_template
 
         chat = [dict(m) for m in messages]
-        # as apply_chat_template renders: (texts, generation indices), whatever its annotation says
-        rendered, _ = cast(Any, render_jinja_template)(
-            [chat], chat_template=self.template, add_generation_prompt=True, bos_token=self._bos, eos_token=self._eos
-        )
+        # as apply_chat_template renders: (texts, generation indices), whatever its annotation says; the file's own
+        # template may refuse the conversation (Gemma's takes no system turn), which the user can change
+        with template_refusals():
+            rendered, _ = cast(Any, render_jinja_template)(
+                [chat],
+                chat_template=self.template,
+                add_generation_prompt=True,
+                bos_token=self._bos,
+                eos_token=self._eos,
+            )
         # the template writes the BOS it wants; special tokens in the text are read as such, as llama.cpp's chat does
         ids = self.vocabulary.tokenize(rendered[0])
         if len(ids) + 1 >= self.llm.n_ctx():
@@ -208,16 +221,24 @@ class GgufChat:
             seed=generation.seed,
         )
         answered: list[int] = []
-        for token in tokens:
-            if stopping.stopped or llama_cpp.is_end(self.llm, token):
-                break
-            part.put(torch.tensor([[token]]))
-            answered.append(token)
-        self.vocabulary.remember(answered)  # before part.end(): the reader's last decode may come after an unload
+        try:
+            for token in tokens:
+                if stopping.stopped or llama_cpp.is_end(self.llm, token):
+                    break
+                part.put(torch.tensor([[token]]))
+                answered.append(token)
+        finally:  # failed or not, before the engine lets go: the reader's last decode may come after an unload
+            self.vocabulary.remember(answered)
         part.end()
 
     def _token_text(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+
+
+def _free_model(vocabulary: _Vocabulary, llm: Llama) -> None:
+    """GgufChat's finaliser: the vocabulary closed (a decode under way finishes first), then llama.cpp's model."""
+    vocabulary.close()
+    llm.close()
 
 
 class _Vocabulary:
@@ -225,21 +246,27 @@ class _Vocabulary:
 
     The streamer's reader decodes on its own thread, and its last decode may come after the engine let go and an
     unload freed the model (llama.cpp would then read freed memory and end the process). So reads and the close
-    take one lock, and each finished row's text is remembered while the model lives: after the close a finished
-    answer still reads in full, anything else is refused as an answer whose model changed.
+    take one lock, and each row's answer is remembered, token by token, before the engine lets go, however the row
+    ended: after the close a row's text, or any part of it the reader saw, still reads as it did; anything else is
+    refused as an answer whose model changed.
     """
 
     def __init__(self, llm: Llama):
         self.llm, self.eos_token_id, self.pad_token_id = llm, llm.token_eos(), None
         self._lock, self._closed = threading.Lock(), False
-        self._finished: dict[tuple[int, ...], str] = {}  # the latest answer's rows (GgufEngine resets it)
+        # the latest answer's rows (GgufEngine resets them): each one's tokens, their pieces and its whole text
+        self._rows: list[tuple[tuple[int, ...], list[bytes], str]] = []
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         with self._lock:
             if not self._closed:
                 return llama_cpp.text_of(self.llm, ids)
-            if not ids or tuple(ids) in self._finished:
-                return self._finished.get(tuple(ids), "")
+            if not ids:
+                return ""
+            for tokens, pieces, text in self._rows:
+                if tokens[: len(ids)] == tuple(ids):
+                    # llama.cpp's detokenize joins the tokens' pieces: a part of the row reads as it did
+                    return text if len(ids) == len(tokens) else _text(b"".join(pieces[: len(ids)]))
         raise EngineError("chat.model_changed")
 
     def tokenize(self, text: str) -> list[int]:
@@ -249,16 +276,23 @@ class _Vocabulary:
             return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def remember(self, ids: list[int]) -> None:
-        """A finished row's tokens: their text stays readable once the model is freed."""
-        text = self.decode(ids)
+        """A row's tokens, when it ends or fails: its text, and each part of it, stay readable once the model is
+        freed. Called while the engine holds the model."""
         with self._lock:
-            self._finished[tuple(ids)] = text
+            if self._closed:  # never, while the engine holds the model; nothing to read it from otherwise
+                return
+            pieces = [self.llm.detokenize([token], special=False) for token in ids]
+            self._rows.append((tuple(ids), pieces, llama_cpp.text_of(self.llm, ids)))
 
     def forget(self) -> None:
         """A new answer begins: the last one's rows are no longer read after a close."""
         with self._lock:
-            self._finished.clear()
+            self._rows.clear()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
+
+
+def _text(answer: bytes) -> str:
+    return answer.decode("utf-8", errors="replace")

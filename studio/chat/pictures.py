@@ -50,8 +50,17 @@ class Carried:
     path: str | Path
 
 
-# a picture in memory, the path of one the page already checked, or one a dataset row carries
-Picture = Union["Image", str, Path, Carried]
+@dataclass(frozen=True)
+class Checked:
+    """A picture handed in that open_within already opened and checked at its sent size (the endpoint's image
+    parts): scaled as training scales it without a second check. Its sides as open_within rounded them down may be
+    a little over 200:1 apart where the sent ones were not; scale_within squeezes such a strip as training does."""
+
+    image: Image
+
+
+# a picture in memory, the path of one the page already checked, one a dataset row carries, or one already opened
+Picture = Union["Image", str, Path, Carried, Checked]
 
 
 class PictureError(StudioError):
@@ -123,9 +132,10 @@ def check_text(conversations: list[list[Message]]) -> None:
 
 def _opened(picture: Picture, pixels: tuple[int, int], position: int) -> Image:
     """The picture scaled as training scales it. One handed in (a file the page checked, or one in memory) is opened
-    within the studio's bounds (open_within) and refused by name when its sides are more than 200:1 apart (Qwen's
-    rule, rather than LLaMA-Factory's squeeze of such a strip to 180:1); one a dataset row carries is read exactly as
-    training read it. A picture is named by its file's name, one in memory by its place among the conversation's."""
+    within the studio's bounds (open_within: PNG, JPEG, WebP or GIF only) and refused by name when its sides are more
+    than 200:1 apart (Qwen's rule, rather than LLaMA-Factory's squeeze of such a strip to 180:1); one open_within
+    already checked (Checked) is only scaled; one a dataset row carries is read exactly as training read it. A picture
+    is named by its file's name, one in memory by its place among the conversation's."""
     from PIL import Image, UnidentifiedImageError
 
     low, high = pixels
@@ -134,6 +144,8 @@ def _opened(picture: Picture, pixels: tuple[int, int], position: int) -> Image:
             return open_scaled(picture.path, low, high)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise PictureError("chat.picture_unreadable", name=Path(picture.path).name, error=error) from None
+    if isinstance(picture, Checked):
+        return scale_within(picture.image, low, high)
     if not isinstance(picture, (str, Path)):
         if too_long(picture.width, picture.height):
             width, height = picture.size

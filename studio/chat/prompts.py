@@ -10,10 +10,13 @@ as training refuses tool data for it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from studio.chat.tools import ToolsError, check_tools, has_tool_turns, with_tools
+from studio.errors import StudioError
 from studio.locales import say
 from studio.modeling.chat_templates import format_of
 
@@ -24,6 +27,23 @@ if TYPE_CHECKING:
     from studio.modeling.chat_formats import ChatFormat
 
 OWN_TEMPLATE = "own"
+
+
+class TemplateRefused(StudioError):
+    """A model's own chat template refused the conversation (its raise_exception: no system turn, turns that do not
+    alternate) or could not be rendered: the template's words, and what to change."""
+
+
+@contextlib.contextmanager
+def template_refusals() -> Iterator[None]:
+    """Rendering a model's own template: what it raises (jinja2's TemplateError, whatever the template says) is the
+    user's to fix, in any language, not a bug the generating thread reports."""
+    from jinja2 import TemplateError
+
+    try:
+        yield
+    except TemplateError as error:
+        raise TemplateRefused("chat.template_refused", reason=error) from error
 
 
 @dataclass(frozen=True)

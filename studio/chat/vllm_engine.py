@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from studio.adapters import AdapterInfo, read_adapter
 from studio.chat.engine_base import EngineBase
 from studio.chat.memory import release_memory
-from studio.chat.prompts import Prompting, prompt_ids, prompting_for, with_system  # the HF engine's prompts
+from studio.chat.prompts import Prompting, prompt_ids, prompting_for, template_refusals, with_system
 from studio.chat.replies import reply_reader
 from studio.chat.streaming import Answer, BatchStreamer, StopOnEvent, streamed
 from studio.chat.vllm_model import VllmModel
@@ -192,9 +192,10 @@ class VllmEngine(EngineBase[VllmModel]):
 
 def _prompt(tokenizer: Any, conversation: list[Message], prompting: Prompting | None) -> list[int]:
     """The ids that ask for the next answer, as the HF engine encodes them (ChatEngine._encode), unpadded."""
-    if prompting is not None:
-        return prompt_ids(tokenizer, conversation, prompting)
-    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    with template_refusals():  # as ChatEngine._encode: the model's own template may refuse a conversation
+        if prompting is not None:
+            return prompt_ids(tokenizer, conversation, prompting)
+        text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from studio.data.registry import DataError, DatasetSpec, Hub
 from studio.locales import say
-from studio.modeling.vision import IMAGE_PLACEHOLDER
+from studio.modeling.vision import IMAGE_PLACEHOLDER, dataset_formats
 
 if TYPE_CHECKING:
     from studio.data.formats import Message
@@ -61,7 +61,7 @@ def check_picture(path: Path, raw: str, where: Said) -> None:
     if not path.is_file():
         raise DataError("data.picture_missing", where=where, picture=raw, path=path)
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=dataset_formats()) as image:
             image.verify()
     except Exception as error:  # PIL raises many types for a damaged or foreign file (and bombs)
         raise DataError("data.picture_unreadable", where=where, picture=raw, error=error) from None
@@ -162,7 +162,7 @@ def thumbnail_uri(path: str | Path, size: int = THUMBNAIL_PIXELS) -> str:
     """A small copy of the picture as a data: URI (PNG), for a page to show without serving any file."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(path, formats=dataset_formats()) as image:
         image.thumbnail((size, size))
         small = image.convert("RGBA") if image.mode in ("P", "LA", "PA") else image
         if small.mode not in ("RGB", "RGBA", "L"):

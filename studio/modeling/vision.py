@@ -33,6 +33,20 @@ MAX_SIDE_RATIO = 200  # Qwen's processors refuse a picture whose long side is mo
 # stays near 120 MB; a larger JPEG (a phone's 48-50 MP mode) is decoded at half scale or less (open_within's draft).
 # Training data's pictures are read as LLaMA-Factory reads them, under PIL's own limit (open_scaled).
 MAX_DECODED_PIXELS = 40 * 10**6
+# The formats a picture handed in may be (open_within): PIL's other readers stay shut to uploads and image parts,
+# EPS above all, which PIL renders by running Ghostscript on the file
+HANDED_IN_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+# PIL's readers that run a program of their own on the file (EPS: Ghostscript): shut to datasets' pictures too, which
+# may come from an upload; every other format PIL reads stays open to them, as LLaMA-Factory opens any
+RUNS_A_PROGRAM = ("EPS",)
+
+
+def dataset_formats() -> tuple[str, ...]:
+    """The formats a dataset's picture may be: all PIL reads but RUNS_A_PROGRAM."""
+    from PIL import Image
+
+    Image.init()  # every reader registered, as Image.open would
+    return tuple(name for name in Image.OPEN if name not in RUNS_A_PROGRAM)
 
 
 def vision_family(model_path: str | Path) -> str | None:
@@ -153,14 +167,15 @@ class PictureTooLarge(PictureRefused):
     """It decodes to more than MAX_DECODED_PIXELS pixels."""
 
 
-def open_within(source: str | Path | IO[bytes], max_pixels: int, formats: tuple[str, ...] | None = None) -> Image:
+def open_within(source: str | Path | IO[bytes], max_pixels: int) -> Image:
     """A picture handed in (a Chat upload, an endpoint's image part) decoded and, when larger, scaled down to
-    `max_pixels` as scale_within scales it; refused before a pixel is decoded when its sides are too far apart
-    (PictureTooLong) or it would decode to more than MAX_DECODED_PIXELS (PictureTooLarge). A JPEG larger than that
-    is decoded at a reduced scale where its scaled size allows (PIL's draft), then brought to that size."""
+    `max_pixels` as scale_within scales it; refused before a pixel is decoded when it is none of HANDED_IN_FORMATS
+    (PIL's UnidentifiedImageError), its sides are too far apart (PictureTooLong) or it would decode to more than
+    MAX_DECODED_PIXELS (PictureTooLarge). A JPEG larger than that is decoded at a reduced scale where its scaled
+    size allows (PIL's draft), then brought to that size."""
     from PIL import Image
 
-    with Image.open(source, formats=formats) as image:  # the header only: size and format
+    with Image.open(source, formats=HANDED_IN_FORMATS) as image:  # the header only: size and format
         width, height = image.size
         if too_long(width, height):
             raise PictureTooLong(width, height)
@@ -247,6 +262,6 @@ def open_scaled(path: str | Path, min_pixels: int, max_pixels: int) -> Image:
     opened on both sides (their token counts at tokenisation, their pixels in the batch), so the two agree."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(path, formats=dataset_formats()) as image:
         image.load()
         return scale_within(image, min_pixels, max_pixels)

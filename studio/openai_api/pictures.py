@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.chat.pictures import ChatPictures, PictureError
+from studio.chat.pictures import ChatPictures, Checked, PictureError
 from studio.chat.vllm_options import VllmRefused
 from studio.modeling.vision import MAX_DECODED_PIXELS, PictureTooLarge, PictureTooLong, open_within
 from studio.openai_api.errors import ApiError
@@ -34,7 +34,6 @@ MAX_PICTURES = 16  # per request: each costs a decode of up to MAX_DECODED_PIXEL
 MAX_PICTURE_BYTES = 10 * 2**20  # one picture's bytes, decoded (a phone's JPEG is a few MiB)
 LOW_DETAIL_PIXELS = 512 * 512  # detail "low": OpenAI's low-resolution picture, a few hundred tokens at most
 _DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,", re.IGNORECASE)
-_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")  # what Chat takes; PIL's other readers (EPS runs Ghostscript) stay shut
 _REMOTE = re.compile(r"(https?|ftp|ws|wss)://", re.IGNORECASE)
 
 
@@ -46,13 +45,15 @@ class Shown:
     data: str
     detail: str | None
 
-    def opened(self, pixels: tuple[int, int]) -> Image:
-        """The picture, decoded in memory; larger than the model's (or low detail's) pixel bound: scaled to it."""
+    def opened(self, pixels: tuple[int, int]) -> Checked:
+        """The picture, decoded in memory; larger than the model's (or low detail's) pixel bound: scaled to it.
+        Checked: its shape was judged at the size the client sent (open_within), and ChatPictures does not judge it
+        again at the size scaled down here, whose short side, rounded down, may put it a little past 200:1."""
         _, high = pixels
         if self.detail == "low":
             high = min(high, LOW_DETAIL_PIXELS)
         # only a larger picture is scaled here: ChatPictures scales every one within bounds again, as Chat's own
-        return _decoded(self.where, _bytes(self.where, self.data), high)
+        return Checked(_decoded(self.where, _bytes(self.where, self.data), high))
 
 
 def shown_part(message: int, part: int, content: ContentPart, role: str) -> Shown:
@@ -133,7 +134,7 @@ def _decoded(where: str, raw: bytes, max_pixels: int) -> Image:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return open_within(io.BytesIO(raw), max_pixels, _FORMATS)
+        return open_within(io.BytesIO(raw), max_pixels)
     except PictureTooLong as refused:
         width, height = refused.width, refused.height
         raise ApiError("openai.picture_too_long", param=where, where=where, width=width, height=height) from None

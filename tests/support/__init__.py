@@ -158,3 +158,11 @@ def run_worker(folder_path, model_dir, expect_exit: int = 0, env: dict[str, str]
     assert result.returncode == expect_exit, result.stdout + result.stderr
     events, _ = folder.read_events()
     return folder, events
+
+
+# A chat template that refuses a system turn, as Gemma's does (its raise_exception), and otherwise writes ChatML
+SYSTEMLESS_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)

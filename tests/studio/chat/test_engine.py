@@ -45,6 +45,19 @@ def test_not_an_adapter_and_no_model(tmp_path, engine):
         ChatEngine().answer(QUESTION, None, GREEDY)
 
 
+def test_a_template_that_refuses_the_conversation_says_so_in_the_readers_language(engine):
+    """A model's own template raising (Gemma's takes no system turn) is the user's to change, not a failed
+    generation: its words reach the reader, with what to do, as the StudioError raised on the generating thread."""
+    from studio.chat.prompts import TemplateRefused
+    from tests.support import SYSTEMLESS_TEMPLATE
+
+    engine.tokenizer.chat_template = SYSTEMLESS_TEMPLATE
+    assert engine.answer(QUESTION, None, GREEDY).done  # no system turn: it renders
+    with pytest.raises(TemplateRefused, match="“System role not supported”. If it takes no system prompt") as refused:
+        engine.answer(QUESTION, None, GREEDY.model_copy(update={"system_prompt": "Be brief."}))
+    assert "系统提示词" in refused.value.text("zh")
+
+
 def test_stop_ends_generation_at_once(engine):
     import threading
 

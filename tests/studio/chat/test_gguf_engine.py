@@ -119,10 +119,12 @@ def test_a_gguf_file_gets_its_own_engine_and_a_model_folder_unloads_it(studio, g
     assert studio._hf_engine() is studio.engine and not gguf_engine.loaded  # Evaluate loads the run's model
 
 
-# Unloads a GGUF file while its answer streams, then reads the rest: the reader's last decodes come after llama.cpp
-# freed the model, which would end the process (SIGSEGV) were they read from it; run apart so that cannot end pytest.
+# A GGUF file's answer held at a gate (a pause after llama.cpp's second token, so it holds the engine) while the file
+# is unloaded; the reader reads the rest after llama.cpp freed the model, which would end the process (SIGSEGV) were
+# it read from there: run apart so that cannot end pytest. argv: the file, the runs folder, how the answer ends.
 UNLOAD_WHILE_STREAMING = """
 import sys, threading
+import studio.modeling.llama_cpp as llama_cpp
 from studio.api import Studio
 from studio.chat import EngineError
 from studio.config import GenerationConfig, ModelConfig, QuantizationConfig
@@ -133,14 +135,36 @@ engine, chat = studio.engine, studio.engine.model
 question = [{"role": "user", "content": "你是谁？"}]
 long = GenerationConfig(temperature=0, max_new_tokens=300, repetition_penalty=1.0)
 whole = engine.answer(question, None, long)
+gate, sample, seen = threading.Event(), llama_cpp.sample, []
+
+def gated(*args, **kwargs):  # llama.cpp's own tokens, held after the second until the unload is waiting
+    for count, token in enumerate(sample(*args, **kwargs), start=1):
+        seen.append(token)
+        yield token
+        if count == 2:
+            gate.wait()
+            if sys.argv[3] == "fails":
+                raise RuntimeError("llama.cpp failed mid-row")
+
+llama_cpp.sample = gated
 answers = engine.stream([question], [None], long, every_s=0)
-first = next(answers)  # the answer has begun, the engine held
+first = next(answers)
+assert not first[0].done and not engine._lock.acquire(blocking=False), "the answer let go of the engine"
 unloading = threading.Thread(target=studio.unload_model)
 unloading.start()
-unloading.join()  # it waited for the answer's end, then freed llama.cpp's model
-rest = list(answers)
-assert rest and not first[0].done, "the answer ended before the unload was asked"
-assert not engine.loaded and rest[-1][0].done and rest[-1][0].text == whole.text, (rest[-1][0], whole)
+unloading.join(timeout=0.5)
+assert unloading.is_alive() and engine.loaded, "the unload did not wait for the answer"
+gate.set()
+unloading.join()  # the answer ended, then llama.cpp's model was freed
+assert not engine.loaded
+try:
+    rest = list(answers)
+except RuntimeError as failed:  # the row's own error, not the model's change
+    assert sys.argv[3] == "fails" and str(failed) == "Generation failed: RuntimeError: llama.cpp failed mid-row"
+else:
+    assert sys.argv[3] == "whole" and rest[-1][0].done and rest[-1][0].text == whole.text, (rest[-1][0], whole)
+part = chat.vocabulary.decode(seen[:1])  # what the reader saw of the row still reads, from the text remembered
+assert part and whole.text.startswith(part.rstrip("\ufffd")), (part, whole.text)
 for after_close in (lambda: chat.vocabulary.decode([1, 2, 3]), lambda: chat.prompt(question)):
     try:
         after_close()
@@ -148,21 +172,68 @@ for after_close in (lambda: chat.vocabulary.decode([1, 2, 3]), lambda: chat.prom
         assert "model changed" in str(refused), refused
     else:
         raise AssertionError("read after the close")
-print("whole", len(rest))
+print("read", sys.argv[3])
 """
 
 
-def test_an_unload_while_a_gguf_answer_streams_leaves_the_answer_whole(tmp_path, gguf_file):
-    """The unload waits for the answer; the reader still reads it in full, and whatever asks the closed file for
-    more is refused as an answer whose model changed, never read from freed memory."""
+@pytest.mark.parametrize("ending", ["whole", "fails"])
+def test_an_unload_while_a_gguf_answer_streams_waits_and_leaves_the_answer_readable(tmp_path, gguf_file, ending):
+    """The unload waits for the answer; the reader still reads it in full, or its own error where llama.cpp failed
+    mid-row, and whatever asks the closed file for more than it answered is refused as an answer whose model
+    changed, never read from freed memory."""
     pytest.importorskip("llama_cpp")
     done = subprocess.run(
-        [sys.executable, "-c", UNLOAD_WHILE_STREAMING, str(gguf_file), str(tmp_path / "runs")],
+        [sys.executable, "-c", UNLOAD_WHILE_STREAMING, str(gguf_file), str(tmp_path / "runs"), ending],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0 and "whole" in done.stdout, (done.returncode, done.stderr[-3000:])
+    assert done.returncode == 0 and f"read {ending}" in done.stdout, (done.returncode, done.stderr[-3000:])
+
+
+# A GgufChat dropped without a close: its finaliser frees llama.cpp's model, and a reader's daemon thread that
+# decodes afterwards (at exit, say) is refused rather than read freed memory; run apart, as above.
+DROPPED = """
+import gc, sys, weakref
+from pathlib import Path
+from studio.chat import EngineError
+from studio.chat.gguf_engine import GgufChat
+
+chat = GgufChat.open(Path(sys.argv[1]))
+vocabulary, dropped = chat.vocabulary, weakref.ref(chat)
+assert vocabulary.decode(vocabulary.tokenize("hello")) == "hello"
+del chat
+gc.collect()
+assert dropped() is None, "the finaliser keeps the chat alive"
+try:
+    vocabulary.decode([5])
+except EngineError as refused:
+    assert "model changed" in str(refused), refused
+else:
+    raise AssertionError("read after the model was freed")
+print("refused")
+"""
+
+
+def test_a_dropped_gguf_chat_closes_its_vocabulary_before_freeing_the_model(gguf_file):
+    pytest.importorskip("llama_cpp")
+    done = subprocess.run([sys.executable, "-c", DROPPED, str(gguf_file)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "refused" in done.stdout, (done.returncode, done.stderr[-3000:])
+
+
+def test_a_files_own_template_that_refuses_the_conversation_says_what_to_change(studio, gguf_file):
+    """The file's template raising (Gemma's takes no system turn) reaches the reader as the user's to fix, in any
+    language, with the template's own words."""
+    from studio.chat.prompts import TemplateRefused
+    from tests.support import SYSTEMLESS_TEMPLATE
+
+    studio.load_model(ModelConfig(name_or_path=str(gguf_file)), QuantizationConfig(method="none"))
+    studio.engine.model.template = SYSTEMLESS_TEMPLATE
+    assert studio.engine.answer(QUESTION, None, GREEDY).done  # no system turn: it renders
+    with pytest.raises(TemplateRefused, match="“System role not supported”. If it takes no system prompt") as refused:
+        list(studio.engine.stream([QUESTION], [None], GREEDY.model_copy(update={"system_prompt": "Be brief."})))
+    assert "系统提示词" in refused.value.text("zh")
+    assert studio.engine.answer(QUESTION, None, GREEDY).done  # the engine answers on
 
 
 def test_a_mistyped_gguf_path_or_no_llama_cpp_leaves_the_loaded_model(tmp_path, gguf_file, tiny_model_dir, monkeypatch):
@@ -171,6 +242,10 @@ def test_a_mistyped_gguf_path_or_no_llama_cpp_leaves_the_loaded_model(tmp_path, 
     loaded = studio.engine
     with pytest.raises(StudioError, match="typo.gguf is not a file"):
         studio.load_model(ModelConfig(name_or_path=str(tmp_path / "typo.gguf")), none)
+    for name, start in (("renamed.gguf", b"PK\x03\x04 a zip file"), ("cut-short.gguf", b"GG")):
+        (tmp_path / name).write_bytes(start)  # llama.cpp would refuse it only after the loaded model was unloaded
+        with pytest.raises(StudioError, match=f"^{name} is not a GGUF file .*Download or export it again"):
+            studio.load_model(ModelConfig(name_or_path=str(tmp_path / name)), none)
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # `import llama_cpp` fails as when it is not installed
     with pytest.raises(LlamaCppMissing, match="pip install"):
         studio.load_model(ModelConfig(name_or_path=str(gguf_file)), none)

@@ -68,6 +68,29 @@ def test_a_thin_strip_or_a_huge_picture_is_refused_by_name_not_a_crash(vision_en
     assert answered[0].text is not None  # 200:1 is taken, widened to 28 pixels as training widens it
 
 
+def test_an_upload_of_another_format_is_refused_by_name_and_never_rendered(vision_engine, tmp_path, monkeypatch):
+    """Chat opens PNG, JPEG, WebP and GIF uploads only, as the endpoint does: PIL would read an EPS file (whatever
+    its name) by running Ghostscript on it."""
+    from PIL import EpsImagePlugin
+
+    page = tmp_path / "page.png"
+    page.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\nshowpage\n%%EOF\n")
+    rendered: list[object] = []
+
+    def ghostscript(*args, **kwargs):
+        rendered.append(args)
+        raise RuntimeError("Ghostscript ran")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    with Image.open(page) as eps, pytest.raises(RuntimeError, match="Ghostscript ran"):
+        eps.load()  # PIL left to itself takes it for an EPS and renders it
+    assert eps.format == "EPS" and len(rendered) == 1
+    question = [{"role": "user", "content": "<image>这是什么？"}]
+    with pytest.raises(PictureError, match="picture page.png cannot be read .*upload a PNG, JPEG, WebP or GIF file"):
+        list(vision_engine.stream([question], [None], GREEDY, pictures=[[str(page)]]))
+    assert len(rendered) == 1  # Chat never rendered it
+
+
 def test_a_strip_a_dataset_row_carries_is_answered_as_training_read_it(vision_engine, tmp_path):
     """Training squeezes a strip over 200:1 to 180:1 (LLaMA-Factory's rule) rather than refusing it, so Evaluate
     answers about a sample's strip too, while the same file handed in to Chat is refused."""

@@ -95,6 +95,30 @@ def test_a_wrong_record_is_refused_naming_file_line_and_picture(folder, images, 
         _load(folder, "chat")
 
 
+def test_a_picture_pil_would_render_with_another_program_is_refused_never_run(folder, monkeypatch):
+    """A dataset may come from an upload: an EPS file (whatever its name), which PIL renders by running Ghostscript,
+    is refused by name, neither checked, shown nor trained by running it; PIL's other readers stay open to it."""
+    from PIL import EpsImagePlugin
+
+    from studio.modeling.vision import open_scaled
+
+    page = folder / "pics" / "page.png"
+    page.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\nshowpage\n%%EOF\n")
+    rendered: list[object] = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *args, **kwargs: rendered.append(args))
+    row = {"messages": _turns("<image>谁？", "红。"), "images": ["pics/page.png"]}
+    _register(folder, chat=("jsonl", SHAREGPT, [row]))
+    with pytest.raises(DataError, match=r"chat.jsonl line 1: picture 'pics/page.png' cannot be read as a picture"):
+        _load(folder, "chat")
+    for opening in (lambda: thumbnail_uri(page), lambda: open_scaled(page, 1024, 4096)):
+        with pytest.raises(Image.UnidentifiedImageError):
+            opening()
+    assert rendered == []
+    _picture(folder / "pics" / "old.bmp")  # a format beside the four uploads take
+    _register(folder, chat=("jsonl", SHAREGPT, [dict(row, images=["pics/old.bmp"])]))
+    assert _load(folder, "chat")
+
+
 def test_pictures_train_with_sft_only_and_a_text_model_is_refused_by_name(folder):
     _register(folder, chat=("json", SHAREGPT, [{"messages": _turns("<image>谁？", "红。"), "images": ["pics/1.png"]}]))
     spec = load_registry(folder)["chat"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from studio.modeling.vision import (
     MAX_DECODED_PIXELS,
@@ -40,15 +40,31 @@ def test_a_thin_strip_is_scaled_to_at_least_one_pixel_then_as_llama_factory_cuts
     assert scale_within(Image.new("RGB", (300, 10)), *BOUNDS).size == (300, 28)
 
 
+class Decoded(Exception):
+    """Raised by a file's decoding (ImageFile.load) where a test says no pixel may be decoded."""
+
+
+def _refuse_decoding(*_args, **_kwargs):
+    raise Decoded
+
+
 def test_a_picture_handed_in_is_refused_by_its_header_before_its_pixels_are_decoded(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as another library may set it: no limit of PIL's
-    for size in ((600_000, 1), (1, 20_000_000), (201, 1)):
-        with pytest.raises(PictureTooLong) as refused:
-            open_within(_encoded(Image.new("1", size)), BOUNDS[1])
-        assert (refused.value.width, refused.value.height) == size
-    assert open_within(_encoded(Image.new("1", (200, 1))), BOUNDS[1]).size == (200, 1)
-    with pytest.raises(PictureTooLarge):  # 49 million pixels in a few kB of PNG
-        open_within(_encoded(Image.new("1", (7_000, 7_000))), BOUNDS[1])
+    sent = {size: _encoded(Image.new("1", size)) for size in ((600_000, 1), (1, 20_000_000), (201, 1), (200, 1))}
+    bomb = _encoded(Image.new("1", (7_000, 7_000)))  # 49 million pixels in a few kB of PNG
+    with monkeypatch.context() as decoding:
+        # these strips are small decoded: only a decoder that raises proves the refusal came from the header
+        decoding.setattr(ImageFile.ImageFile, "load", _refuse_decoding)
+        for size in ((600_000, 1), (1, 20_000_000), (201, 1)):
+            with pytest.raises(PictureTooLong) as refused:
+                open_within(sent[size], BOUNDS[1])
+            assert (refused.value.width, refused.value.height) == size
+        with pytest.raises(PictureTooLarge):
+            open_within(bomb, BOUNDS[1])
+        with pytest.raises(Decoded):  # a picture taken is decoded: the tripwire is where decoding happens
+            open_within(sent[200, 1], BOUNDS[1])
+    sent[200, 1].seek(0)
+    assert open_within(sent[200, 1], BOUNDS[1]).size == (200, 1)
 
 
 def test_a_jpeg_over_the_bound_is_decoded_at_a_reduced_scale_to_its_scaled_size():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFile
 
 from studio.chat import ChatEngine
 from studio.config import ChatConfig, GenerationConfig, ModelConfig, QuantizationConfig
@@ -91,8 +91,8 @@ def test_a_low_detail_picture_is_decoded_at_most_512_by_512():
     large = ContentPart(type="image_url", image_url=ImageUrl(url=_data_url(_picture().resize((1600, 1200)))))
     low = large.model_copy(update={"image_url": ImageUrl(url=large.image_url.url, detail="low")})
     bounds = (32 * 32, 768 * 768)  # model.image_min_pixels and image_max_pixels' defaults
-    assert shown_part(0, 0, low, "user").opened(bounds).size == (591, 443)  # 512 * 512 pixels' worth, its aspect
-    high = shown_part(0, 0, large, "user").opened(bounds)
+    assert shown_part(0, 0, low, "user").opened(bounds).image.size == (591, 443)  # 512 * 512 pixels' worth
+    high = shown_part(0, 0, large, "user").opened(bounds).image
     assert high.width * high.height <= bounds[1] < 1600 * 1200 and high.width / high.height == pytest.approx(
         4 / 3, 0.01
     )
@@ -184,23 +184,42 @@ def _opens_of(path: Path):
         watching[0] = False
 
 
-def test_a_thin_strip_is_refused_by_its_part_before_it_is_decoded(vision_api):
+def test_a_thin_strip_is_refused_by_its_part_before_it_is_decoded(vision_api, monkeypatch):
     """A strip of 600000x1 pixels is a few hundred bytes of PNG; scaled to the model's bounds it would be 0 pixels
     high. Sides more than 200:1 apart are Qwen's own refusal: the part is named, and the request is a client's error."""
     client = vision_api.client()
-    for size in ((600_000, 1), (20_000_000, 1), (1, 20_000_000), (201, 1)):
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "text", "text": ASKED}, *_asking(_data_url(_strip(size)))[0]["content"]],
-            }
-        ]
-        with pytest.raises(
-            openai.BadRequestError, match=f"{size[0]}x{size[1]} pixels, its long side more than 200 times"
-        ) as refused:
-            _ask(client, "vision", messages)
-        assert refused.value.status_code == 400 and refused.value.body["param"] == "messages[0].content[1]"
+    sizes = ((600_000, 1), (20_000_000, 1), (1, 20_000_000), (201, 1))
+    sent = {size: _data_url(_strip(size)) for size in sizes}
+    with monkeypatch.context() as decoding:
+        # the strips are small decoded: a decoder that raises (the endpoint serves in this process) proves the
+        # refusal came from the header; a decode would fail the request as the server's error, not the client's
+        decoding.setattr(ImageFile.ImageFile, "load", _refuse_decoding)
+        for size in sizes:
+            messages = [
+                {"role": "user", "content": [{"type": "text", "text": ASKED}, *_asking(sent[size])[0]["content"]]}
+            ]
+            with pytest.raises(
+                openai.BadRequestError, match=f"{size[0]}x{size[1]} pixels, its long side more than 200 times"
+            ) as refused:
+                _ask(client, "vision", messages)
+            assert refused.value.status_code == 400 and refused.value.body["param"] == "messages[0].content[1]"
     assert _ask(client, "vision", _asking(_data_url(_strip((200, 1))))).choices  # 200:1 is taken
+
+
+def _refuse_decoding(*_args, **_kwargs):
+    raise RuntimeError("a picture's pixels were decoded")
+
+
+def test_a_strip_within_200_to_1_is_answered_though_scaling_it_down_rounds_it_past(vision_api):
+    """20000x100 is 200:1, taken as Chat and training take it; scaled down to the model's bound (10861x54) or low
+    detail's (7240x36), its short side rounded down puts it a little past 200:1, which is not the client's doing:
+    the picture is judged at the size sent, and the scaled one squeezed to 180:1 as training squeezes it."""
+    client = vision_api.client()
+    url = _data_url(Image.new("RGB", (20_000, 100), "white"))
+    unseen = _ask(client, "vision", [{"role": "user", "content": ASKED}]).usage.prompt_tokens
+    for detail in ({}, {"detail": "low"}):
+        answered = _ask(client, "vision", _asking(url, **detail))
+        assert answered.choices and answered.usage.prompt_tokens > unseen + 2
 
 
 def _strip(size: tuple[int, int]) -> Image.Image:
