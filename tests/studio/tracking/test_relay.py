@@ -66,7 +66,9 @@ def test_a_store_that_vanishes_mid_run_is_said_once_and_training_finishes(tmp_pa
     events, _ = folder.read_events()
     assert events[-1].type == "finished"
     [warning] = _warnings(events)
-    assert warning.startswith("MLflow failed (log: ") and "mlruns' does not exist" in warning
+    assert warning.startswith("MLflow failed (log: ")
+    # mlflow's words depend on how much of the store was gone at that moment: the folder, or a run inside it
+    assert "does not exist" in warning or "not found" in warning, warning
     assert "receives nothing more from this run; training goes on" in warning
     steps = recorded(events, "step", "loss")
     assert len(steps) == 100
