@@ -1,4 +1,4 @@
-"""The login throttle's guarantees one by one, in process with short delays (0.05 s doubling to 0.4 s);
+"""The login throttle's guarantees one by one, in process with short delays (0.15 s doubling to 1.2 s);
 tests/app/test_serving.py replays the same attacks over HTTP against a real server with the real delays."""
 
 import asyncio
@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse
 
 from app.login_throttle import BROWSER_COOKIE, LoginThrottle
 
-FIRST, MAX = 0.05, 0.4
-SLACK = 0.15  # scheduling on a busy machine
-PROMPT = 0.04  # "answered at once"
+FIRST, MAX = 0.15, 1.2  # long enough that "at once" (PROMPT) stays apart from the first wait on a busy machine
+SLACK = 0.3  # scheduling on a busy machine
+PROMPT = 0.12  # "answered at once"
 
 
 class FakeGradio:
@@ -56,12 +56,12 @@ async def _at_once(throttle, attempts: list[dict]) -> list[tuple[int, float]]:
 
 
 def _spaced_like_failures(answers: list[tuple[int, float]]) -> None:
-    """Attempts sent at once: checked 0, 0.05, 0.15, 0.35 s after (each as if the ones before failed); the
-    next would wait 0.75 s, more than the maximum, so it and all after it are refused at once."""
+    """Attempts sent at once: checked 0, 1, 3 and 7 first waits after (each as if the ones before failed); the
+    next would wait 15, more than the maximum of 8, so it and all after it are refused at once."""
     checked = sorted(seconds for code, seconds in answers if code == 400)
     refused = [seconds for code, seconds in answers if code == 429]
     assert len(checked) == 4 and len(refused) == len(answers) - 4, answers
-    for seconds, expected in zip(checked, (0, 0.05, 0.15, 0.35), strict=True):
+    for seconds, expected in zip(checked, (0, FIRST, 3 * FIRST, 7 * FIRST), strict=True):
         assert expected - 0.01 <= seconds <= expected + SLACK, answers
     assert max(refused) < PROMPT + 0.1 and max(checked) <= MAX + SLACK
 
@@ -70,7 +70,7 @@ def test_each_failure_doubles_the_wait_and_a_success_clears_it():
     async def scenario():
         throttle = _throttle()
         waits = [(await _attempt(throttle, "alice"))[1] for _ in range(6)]
-        for seconds, expected in zip(waits, (0, 0.05, 0.1, 0.2, 0.4, 0.4), strict=True):
+        for seconds, expected in zip(waits, (0, FIRST, 2 * FIRST, 4 * FIRST, MAX, MAX), strict=True):
             assert expected - 0.01 <= seconds <= expected + SLACK, waits
         response, _ = await _attempt(throttle, "alice", "right")
         assert response.status_code == 200
@@ -114,7 +114,7 @@ def test_a_known_browser_is_held_only_by_its_own_failures():
         assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" not in header  # plain HTTP here
         # a guesser at alice's name from alice's own address (a NAT): both sources are slowed down ...
         waits = [(await _attempt(throttle, "alice"))[1] for _ in range(5)]
-        assert waits[-1] >= 0.2 - 0.01
+        assert waits[-1] >= 4 * FIRST - 0.01
         # ... and alice's browser goes straight in, from there or anywhere
         for address in ("10.0.0.1", "10.9.9.9"):
             response, seconds = await _attempt(throttle, "alice", "right", address=address, cookie=cookie)
@@ -123,10 +123,10 @@ def test_a_known_browser_is_held_only_by_its_own_failures():
         browser, _, signature = cookie.partition(".")
         for user, value in (("bob", cookie), ("alice", f"{browser}.{signature[::-1]}"), ("alice", f"x.{signature}")):
             _, seconds = await _attempt(throttle, user, cookie=value)
-            assert seconds >= 0.2 - 0.01, (user, value)
+            assert seconds >= 4 * FIRST - 0.01, (user, value)
         # a known browser that fails is slowed by its own record
         waits = [(await _attempt(throttle, "alice", cookie=cookie, address="10.9.9.9"))[1] for _ in range(3)]
-        assert waits[0] < PROMPT and waits[2] >= 0.1 - 0.01
+        assert waits[0] < PROMPT and waits[2] >= 2 * FIRST - 0.01
 
     asyncio.run(scenario())
 
@@ -137,7 +137,7 @@ def test_gradio_reads_the_form_the_throttle_read():
         # the page posts multipart: its user name is read too (three at once from three addresses are spaced)
         attempts = [{"user": " alice ", "address": f"10.2.0.{n}", "multipart": True} for n in range(3)]
         answers = sorted(seconds for _, seconds in await _at_once(throttle, attempts))
-        assert answers[2] >= 0.15 - 0.01, answers
+        assert answers[2] >= 3 * FIRST - 0.01, answers
         assert throttle.app.forms == [{"username": " alice ", "password": "wrong"}] * 3
         response, _ = await _attempt(throttle, "alice", "right", address="10.3.0.1", multipart=True)
         assert response.status_code == 200 and response.json() == {"success": True}
