@@ -5,8 +5,9 @@ Counted from the model's config.json on a meta-device copy of the model (no weig
 base at the bytes its quantisation stores per weight, the adapter with its gradient and the optimizer's state
 (AdamW: two fp32 moments; less for the others, `optimizer_state_share`), and an allowance for the activations
 of the largest micro-batches (`tokens_in_flight`: from the data's own lengths when they are known).
-With distributed.strategy fsdp the decoder layers and the adapter are divided over the processes; embeddings and
-output layer stay whole on each (sharding.py), and two layers at a time are gathered whole while they compute.
+With distributed.strategy fsdp the decoder layers and their adapter are divided over the processes; embeddings and
+output layer stay whole on each (sharding.py), as do a vision-language model's vision tower and projector and what
+trains in them, and two layers at a time are gathered whole while they compute.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class ModelShape:
     kv_width: int = 0  # key/value heads x head size: what one layer caches per token while sampling
     trained_params: int | None = None  # full and freeze: the model's own weights that train (None: an adapter)
     vocab: int = 0  # output rows: the loss's chunks of logits are this wide
+    whole_adapter_params: int = 0  # of adapter_params, outside the decoder layers (a vision tower's LoRA, a projector)
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,9 @@ def estimate_memory(
     whole_bytes = 2 if quantized else bytes_per_weight  # embeddings and output layer are never quantised
     weights = shape.layer_params * bytes_per_weight / share + shape.whole_params * whole_bytes
     trained, per_trained = shape.adapter_params, float(ADAPTER_BYTES)
+    whole_trained = shape.whole_adapter_params
     if shape.trained_params is not None:  # the trained weights are counted with their optimizer state instead
-        trained = shape.trained_params
+        trained, whole_trained = shape.trained_params, 0  # (fsdp refuses full and freeze: nothing divides them)
         weights -= trained * bytes_per_weight / share
         per_trained = ADAPTER_BYTES / 2 if config.training.pure_bf16 and bytes_per_weight == 2 else ADAPTER_BYTES
     moments = (1 + optimizer_state_share(config, shape)) / 2  # half of per_trained is AdamW's two moments
@@ -160,7 +163,7 @@ def estimate_memory(
         sampling_gib=_sampling_bytes(config, shape, device, bytes_per_weight) / GIB,
         weights_gib=weights / GIB,
         dequantized_gib=dequantized / GIB,
-        adapter_gib=trained * per_trained * moments / share / GIB,
+        adapter_gib=((trained - whole_trained) / share + whole_trained) * per_trained * moments / GIB,
         activations_gib=activations / GIB,
         overhead_gib=CUDA_CONTEXT_GIB if device == "cuda" else _cpu_runtime_gib(processes, lanes),
         processes=processes,
@@ -290,7 +293,7 @@ def model_shape(
     decoder = model.get_decoder()
     layer_params = sum(p.numel() for p in decoder.layers.parameters())
     whole_params = sum(p.numel() for p in model.parameters()) - layer_params
-    adapter = _vision_adapter_params(model, rank, targets, finetuning)
+    adapter, whole_adapter = _vision_adapter_params(model, rank, targets, finetuning, decoder.layers)
     if adapter is None:
         adapter = sum(
             rank * (module.in_features + module.out_features)
@@ -303,6 +306,7 @@ def model_shape(
         layer_params=layer_params,
         whole_params=whole_params,
         adapter_params=adapter,
+        whole_adapter_params=whole_adapter,
         hidden=text.hidden_size,
         intermediate=getattr(text, "intermediate_size", 4 * text.hidden_size),
         layers=len(decoder.layers),
@@ -312,11 +316,11 @@ def model_shape(
 
 
 def _vision_adapter_params(
-    model: Any, rank: int, targets: list[str], finetuning: FinetuningConfig | None
-) -> int | None:
+    model: Any, rank: int, targets: list[str], finetuning: FinetuningConfig | None, layers: Any
+) -> tuple[int | None, int]:
     """What an adapter trains in a vision-language model (None for a text model): the modules vision_parts gives it
     (the vision tower's blocks too when freeze_vision_tower is off) and, when freeze_multi_modal_projector is off,
-    the projector whole."""
+    the projector whole; and how much of it lies outside the decoder `layers` (whole on every fsdp rank)."""
     import torch
 
     from studio.modeling.sources import ModelLoadError
@@ -324,17 +328,23 @@ def _vision_adapter_params(
 
     parts = parts_of(model)
     if parts is None:
-        return None
+        return None, 0
     finetuning = finetuning or FinetuningConfig()
     try:
         lora = adapter_config(model, finetuning, LoraConfig(rank=rank, target_modules=targets))
     except ModelLoadError:  # nothing to adapt: refused when the run starts, nothing to count here
-        return 0
+        return 0, 0
     modules = dict(model.named_modules())
-    adapted = [modules[name] for name in lora.target_modules]
-    low_rank = sum(rank * (m.in_features + m.out_features) for m in adapted if isinstance(m, torch.nn.Linear))
+    in_layers = {id(m) for m in layers.modules()}
+    low_rank = {
+        name: rank * (m.in_features + m.out_features)
+        for name in lora.target_modules
+        if isinstance(m := modules[name], torch.nn.Linear)
+    }
     whole = () if finetuning.freeze_multi_modal_projector else parts.projector
-    return low_rank + sum(p.numel() for name, p in model.named_parameters() if inside(name, whole))
+    projector = sum(p.numel() for name, p in model.named_parameters() if inside(name, whole))
+    outside = sum(count for name, count in low_rank.items() if id(modules[name]) not in in_layers)
+    return sum(low_rank.values()) + projector, outside + projector
 
 
 def _trained_params(model: Any, finetuning: FinetuningConfig | None) -> int | None:

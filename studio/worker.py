@@ -271,7 +271,9 @@ class Worker:
             pictures=self.pictures,
         )
         self._info(f"{trainer.describe()} Memory allocator: {allocator_in_use()}.")
-        if watcher is not None and val.examples:
+        if watcher is not None and val.examples and self.ranks.sharded:
+            self._info("No prompts watched: with FSDP, decoding on rank 0 alone would wait for the others' shards.")
+        elif watcher is not None and val.examples:
             self._info(
                 f"Watching {len(watcher.prompts)} prompts: answered greedily at every evaluation, at most "
                 f"{config.evaluation.watch_max_new_tokens} new tokens each."

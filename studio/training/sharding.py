@@ -4,7 +4,10 @@ Each rank keeps 1/N of every decoder layer's weights (frozen base and LoRA alike
 whole weights only while that layer computes; the LoRA gradients are reduce-scattered, summed, so each
 rank's optimizer steps its own slice of the adapter. The embeddings and the output layer stay whole on
 every rank: they are frozen, and the fused label loss reads the output layer's weight directly, outside
-any module call where FSDP could gather it.
+any module call where FSDP could gather it. A vision-language model's vision tower and projector stay
+whole too: a rank may encode no pictures in a forward pass while another encodes several, so a sharded
+vision block would wait for a gather the other rank never makes. Their trainable weights (the vision
+blocks' LoRA, a projector trained whole) have their gradients summed whole over the ranks, as DDP's are.
 
 Reading or writing whole weights (checkpoints, the adapter, the best evaluated weights) is collective:
 every rank calls the same functions in the same order, and the whole tensors come back on every rank.

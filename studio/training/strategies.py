@@ -264,10 +264,12 @@ class DataParallel(OneProcess):
 class FullySharded(DataParallel):
     def prepare(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         """Every rank starts from rank 0's adapter (DDP's rule), then the layers are sharded."""
+        from studio.modeling.vision_parts import parts_of
         from studio.training.sharding import shard_model
 
         self.ranks.same_start([p for p in model.parameters() if p.requires_grad])
         self.sharded_layers = shard_model(model)
+        self.vision = parts_of(model) is not None  # its vision tower and projector stay whole too (sharding.py)
         return super().prepare(model)
 
     def same_start(self) -> None:
@@ -275,10 +277,10 @@ class FullySharded(DataParallel):
 
     def describe(self) -> str:
         world = self.ranks.world
+        whole = "embeddings, vision tower, projector and output layer" if self.vision else "embeddings and output layer"
         return super().describe() + (
             f" FSDP: {self.sharded_layers} decoder layers sharded over the {world} processes, each holding "
-            f"1/{world} of their weights and stepping 1/{world} of the adapter; embeddings and output layer whole "
-            "on each."
+            f"1/{world} of their weights and stepping 1/{world} of the adapter; {whole} whole on each."
         )
 
     def no_grad_map(self, work: Callable[[list], Any], plans: list) -> list:

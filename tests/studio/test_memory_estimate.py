@@ -149,3 +149,22 @@ def test_a_vision_model_s_counts_are_those_of_the_loaded_model_of_each_family(ea
         assert counted == sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     estimate = estimate_memory(RunConfig(), each_vl_model_dir, device="cuda", processes=1)
     assert estimate.total_gib > estimate.weights_gib > 0
+
+
+def test_fsdp_divides_a_vision_model_s_language_adapter_but_not_its_vision_tower_s(tiny_vl_model_dir):
+    """The vision blocks' LoRA and a projector trained whole stay whole on every FSDP rank (sharding.py)."""
+    from transformers import AutoModelForImageTextToText
+
+    from studio.modeling.methods import attach_method
+
+    unfrozen = {"finetuning.freeze_vision_tower": "false", "finetuning.freeze_multi_modal_projector": "false"}
+    config = RunConfig().with_overrides({"quantization.method": "none", "distributed.strategy": "fsdp", **unfrozen})
+    shape = model_shape(tiny_vl_model_dir, config.lora.rank, config.lora.target_modules, config.finetuning)
+    adapted = attach_method(
+        AutoModelForImageTextToText.from_pretrained(tiny_vl_model_dir), config.finetuning, config.lora
+    )
+    vision = [p for name, p in adapted.named_parameters() if p.requires_grad and ".visual." in name]
+    assert shape.whole_adapter_params == sum(p.numel() for p in vision) > 0
+    one, four = (estimate_memory(config, tiny_vl_model_dir, device="cuda", processes=n) for n in (1, 4))
+    whole = shape.whole_adapter_params / shape.adapter_params
+    assert four.adapter_gib == pytest.approx(one.adapter_gib * (whole + (1 - whole) / 4))
