@@ -172,12 +172,14 @@ class ChatEngine(AdapterEngine):
         on_batch: Callable[[int], None] = lambda scored: None,
     ) -> list[tuple[float, int]]:
         """For each tokenised document (studio.data.tokenize.Encoded): the summed log-probability of its labelled
-        tokens under `adapter` (None: the base model) and how many there are; `on_batch(n)` after each batch."""
+        tokens under `adapter` (None: the base model) and how many there are; `on_batch(n)` after each batch.
+        A document's pictures (`Encoded.images`) reach a vision-language model as its pixel inputs."""
         from studio.data.tokenize import IGNORE_INDEX
 
         results = []
         for tensors in self._batches(documents, adapter, batch_size, on_batch):
-            logits = self.model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+            inputs = {name: tensor for name, tensor in tensors.items() if name != "labels"}  # ids, mask, pictures
+            logits = self.model(**inputs).logits
             targets = tensors["labels"][:, 1:]
             labelled = targets != IGNORE_INDEX
             logps = logits[:, :-1].float().log_softmax(-1).gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)
@@ -192,14 +194,18 @@ class ChatEngine(AdapterEngine):
         on_batch: Callable[[int], None] = lambda scored: None,
     ) -> list[float]:
         """The reward model `adapter`'s score of each tokenised document (prompt and answer), read at its last
-        token; AdapterError when `adapter` is no reward model."""
+        token; AdapterError when `adapter` is no reward model. A document's pictures reach a vision-language model
+        as its pixel inputs, through the trunk that takes them (the one the rm stage's forward pass runs)."""
         head = self.heads.get(adapter)
         if head is None:
             raise AdapterError("chat.not_a_reward_model", name=adapter)
         scores: list[float] = []
         for tensors in self._batches(documents, adapter, batch_size, on_batch):
             mask = tensors["attention_mask"]
-            hidden = self._base().get_decoder()(input_ids=tensors["input_ids"], attention_mask=mask).last_hidden_state
+            inputs = {name: tensor for name, tensor in tensors.items() if name != "labels"}  # ids, mask, pictures
+            # the language model alone would read the image tokens without their pictures' features
+            trunk = self._base().model if "pixel_values" in inputs else self._base().get_decoder()
+            hidden = trunk(**inputs).last_hidden_state
             last = mask.sum(1) - 1  # collate pads on the right
             scores += head(hidden[torch.arange(len(last), device=last.device), last]).float().tolist()
         return scores
@@ -207,8 +213,9 @@ class ChatEngine(AdapterEngine):
     def _batches(
         self, documents: list[Encoded], adapter: str | None, batch_size: int, on_batch: Callable[[int], None]
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """The documents right-padded in batches on the model's device, under `adapter`, without gradients; the
-        engine is held until the last batch is scored, and `on_batch(n)` follows each."""
+        """The documents right-padded in batches on the model's device, under `adapter`, without gradients, with the
+        pixel inputs of their pictures (a vision-language model's); the engine is held until the last batch is
+        scored, and `on_batch(n)` follows each."""
         from studio.training.batches import collate
 
         self._require_model()
@@ -216,7 +223,10 @@ class ChatEngine(AdapterEngine):
             device = self._loaded_plan().device
             for start in range(0, len(documents), batch_size):
                 batch = documents[start : start + batch_size]
-                yield {k: v.to(device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
+                tensors = collate(batch, self.tokenizer.pad_token_id)
+                if self.pictures is not None:
+                    tensors |= self.pictures.scored_inputs(batch, tensors["input_ids"])
+                yield {k: v.to(device) for k, v in tensors.items()}
                 on_batch(len(batch))
 
     def score_text(self, messages: list[Message], answer: str, adapter: str) -> float:

@@ -3,8 +3,8 @@ feedback or pretraining text; skipped records are counted and the first few loca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,10 @@ from studio.data.formats import (
     value_of,
     with_system,
 )
-from studio.data.pictures import has_pictures, read_pictures
+from studio.data.pictures import conversation_pictures, has_pictures, read_pictures, refuse_answer_pictures
 from studio.data.readers import Records
 from studio.data.registry import DataError, DataKind, DatasetSpec
+from studio.locales import Message as Said
 from studio.locales import say
 
 LOCATED_SKIPS = 5  # skipped records named by place; the rest are only counted
@@ -40,10 +41,12 @@ class PairwiseExample:
 
 @dataclass
 class FeedbackExample:
-    """A conversation whose last answer is marked desirable or not (KTO)."""
+    """A conversation whose last answer is marked desirable or not (KTO). `kl_answer`: the answer its KL example
+    takes (another example's, `with_kl_answers`), fixed when the datasets are read, before any split."""
 
     messages: list[Message]
     desirable: bool
+    kl_answer: Message | None = None
 
 
 @dataclass
@@ -100,8 +103,8 @@ def to_examples(
     media_dir: Path | None = None,
 ) -> DatasetExamples:
     """Every record of one dataset converted to its kind; a dataset of pictures (an `images` column) has them
-    checked and carried by its conversations' turns (studio.data.pictures), relative paths under `media_dir`, the
-    dataset folder.
+    checked and carried by its examples' turns (studio.data.pictures: a conversation's, a pair's or feedback
+    example's prompt), relative paths under `media_dir`, the dataset folder.
 
     Raises DataError when the columns are missing, no record is usable, or a record's pictures are wrong."""
     if isinstance(records, list):
@@ -111,7 +114,7 @@ def to_examples(
         raise DataError.said(problem)
     _check_columns(spec, records.rows)
     build = _BUILDERS[spec.kind]
-    pictures = has_pictures(spec)  # an sft dataset (DatasetSpec.unsupported refuses pictures of other kinds)
+    pictures = has_pictures(spec)  # not pretraining text (DatasetSpec.unsupported refuses its pictures)
     result = DatasetExamples(spec.name, spec.kind)
     for index, record in enumerate(records.rows):
         try:
@@ -119,13 +122,51 @@ def to_examples(
         except Skip as skip:
             result.skip(skip.reason, records.where(index) if len(result.skipped_rows) < LOCATED_SKIPS else "")
             continue
-        if pictures and isinstance(example, list):
-            example = read_pictures(spec, record, example, media_dir, records.where(index))
+        if pictures:
+            example = _with_pictures(spec, record, example, media_dir, records.where(index))
         result.examples.append(example)
     if not result.examples:
         reasons = [say("data.skipped_count", count=n, reason=result.skipped_text(r)) for r, n in result.skipped.items()]
         raise DataError("data.no_usable_example", name=spec.name, reasons=listed(reasons))
     return result
+
+
+def _with_pictures(spec: DatasetSpec, record: dict, example: Example, media_dir: Path | None, where: Said) -> Example:
+    """The example with the record's pictures checked and carried by the turns that show them: any turn of a
+    conversation; a pair's or feedback example's prompt turns, never its answers (studio.data.pictures)."""
+    if isinstance(example, PairwiseExample):
+        for answer in (example.chosen, example.rejected):
+            refuse_answer_pictures(answer, where)
+        return replace(example, prompt=read_pictures(spec, record, example.prompt, media_dir, where))
+    if isinstance(example, FeedbackExample):
+        refuse_answer_pictures(example.messages[-1], where)
+        return replace(example, messages=read_pictures(spec, record, example.messages, media_dir, where))
+    if isinstance(example, list):
+        return read_pictures(spec, record, example, media_dir, where)
+    return example  # pretraining text: its pictures are refused before any record is read
+
+
+def turns_of(example: Example) -> list[Message]:
+    """Every turn of an example, in order (a pair's prompt, then its chosen and rejected answers); none for text."""
+    if isinstance(example, PairwiseExample):
+        return [*example.prompt, example.chosen, example.rejected]
+    if isinstance(example, FeedbackExample):
+        return example.messages
+    return example if isinstance(example, list) else []
+
+
+def example_pictures(example: Example) -> list[str]:
+    """The pictures an example of any kind shows, in the order of their placeholders."""
+    return conversation_pictures(turns_of(example))
+
+
+def map_turns(example: Example, change: Callable[[Message], Message]) -> Example:
+    """The example with each of its turns replaced by `change(turn)`."""
+    if isinstance(example, PairwiseExample):
+        return PairwiseExample([change(t) for t in example.prompt], change(example.chosen), change(example.rejected))
+    if isinstance(example, FeedbackExample):
+        return FeedbackExample([change(t) for t in example.messages], example.desirable, example.kl_answer)
+    return [change(turn) for turn in example] if isinstance(example, list) else example
 
 
 def _required_columns(spec: DatasetSpec) -> list[str]:
@@ -213,7 +254,35 @@ def _document(spec: DatasetSpec, record: dict, system_prompt: str | None) -> Tex
     return TextDocument(content)
 
 
-_BUILDERS = {"sft": _sft, "pairwise": _pairwise, "kto": _feedback, "text": _document}
+_BUILDERS: dict[str, Callable[[DatasetSpec, dict, str | None], Example]] = {
+    "sft": _sft,
+    "pairwise": _pairwise,
+    "kto": _feedback,
+    "text": _document,
+}
+
+
+KL_BATCH = 1000  # LLaMA-Factory's preprocessing_batch_size: its KL pairs never cross one of its batches
+
+
+def kl_answers(examples: list[FeedbackExample]) -> list[Message]:
+    """The answer each example's KL example takes, as LLaMA-Factory (0.9.3 and later) pairs them: the previous
+    example's answer, the first example of each batch of KL_BATCH taking its batch's last one."""
+    answers: list[Message] = []
+    for start in range(0, len(examples), KL_BATCH):
+        batch = examples[start : start + KL_BATCH]
+        answers += [batch[index - 1].messages[-1] for index in range(len(batch))]
+    return answers
+
+
+def with_kl_answers(examples: list[FeedbackExample]) -> None:
+    """Fix each example's KL answer (`kl_answers`) over the datasets in the order they were read, before any split,
+    so an example keeps its pair on either side of it and Evaluate pairs as training did (LLaMA-Factory 0.9.3 paired
+    so too; 0.9.4 and later pair inside each split, after its shuffle, which no other tool can repeat; with nothing
+    split off both are the same). An answer already fixed (a run's val.jsonl) stays."""
+    for example, answer in zip(examples, kl_answers(examples), strict=True):
+        if example.kl_answer is None:
+            example.kl_answer = answer
 
 
 def to_record(example: Example) -> dict:
@@ -221,7 +290,8 @@ def to_record(example: Example) -> dict:
     if isinstance(example, PairwiseExample):
         return {"prompt": example.prompt, "chosen": example.chosen, "rejected": example.rejected}
     if isinstance(example, FeedbackExample):
-        return {"messages": example.messages, "desirable": example.desirable}
+        kl = {"kl_answer": example.kl_answer} if example.kl_answer is not None else {}
+        return {"messages": example.messages, "desirable": example.desirable, **kl}
     if isinstance(example, TextDocument):
         return {"text": example.text}
     return {"messages": example}
@@ -232,7 +302,7 @@ def from_record(record: dict) -> Example:
     if "chosen" in record:
         return PairwiseExample(record["prompt"], record["chosen"], record["rejected"])
     if "desirable" in record:
-        return FeedbackExample(record["messages"], record["desirable"])
+        return FeedbackExample(record["messages"], record["desirable"], record.get("kl_answer"))
     if "text" in record:
         return TextDocument(record["text"])
     return record["messages"]

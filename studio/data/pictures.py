@@ -1,12 +1,14 @@
 """Pictures in LLaMA-Factory's multimodal data: an `images` column whose paths stand, in order, for the `<image>`
 placeholders of the record's turns.
 
-Read as LLaMA-Factory's converter reads them: one path or a list of paths, a relative path naming a file under the
-dataset folder (its media_dir default), an absolute path itself. Each path is kept resolved (symlinks followed), so
-the file a check approved is the file every later step opens. A record is refused, naming the file and line of the
-record and the picture, when its placeholders and pictures differ in number (LLaMA-Factory's rule), or a picture is
-missing or not a picture PIL can read. Which pictures a served studio may read at all is the workspace's decision
-(studio.workspace checks every picture of a dataset before anything reads it).
+The record may be a conversation (sft), a preference pair (dpo) or a feedback example (kto); a pair's and a feedback
+example's pictures stand in its prompt turns. Read as LLaMA-Factory's converter reads them: one path or a list of
+paths, a relative path naming a file under the dataset folder (its media_dir default), an absolute path itself.
+Each path is kept resolved (symlinks followed), so the file a check approved is the file every later step opens. A
+record is refused, naming the file and line of the record and the picture, when its placeholders and pictures differ
+in number (LLaMA-Factory's rule), or a picture is missing or not a picture PIL can read. Which pictures a served
+studio may read at all is the workspace's decision (studio.workspace checks every picture of a dataset before
+anything reads it).
 """
 
 from __future__ import annotations
@@ -87,6 +89,13 @@ def read_pictures(
     for path, raw in zip(paths, raws):
         check_picture(path, raw, where)
     return turns_with_pictures(turns, paths, raws, where)
+
+
+def refuse_answer_pictures(answer: Message, where: Said) -> None:
+    """A preference pair's answers and a feedback example's answer show no pictures: each answer is trained after the
+    same prompt, which shows the record's pictures (LLaMA-Factory passes them with the prompt and each answer)."""
+    if placeholders(answer):
+        raise DataError("data.picture_in_answer", where=where)
 
 
 def placeholders(turn: Message) -> int:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from studio.config import DataConfig
-from studio.data.examples import DatasetExamples, to_examples
+from studio.data.examples import DatasetExamples, example_pictures, to_examples, with_kl_answers
 from studio.data.formats import Message
-from studio.data.pictures import conversation_pictures, has_pictures, refuse_text_model
+from studio.data.pictures import has_pictures, refuse_text_model
 from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DataKind, DatasetSpec, Hub, resolve_specs
 from studio.data.tokenize import Encoded, encode_conversation
@@ -56,6 +56,8 @@ STAGE_KINDS: dict[str, DataKind] = {
     "grpo": "sft",
 }
 STAGE_NAMES = {stage: f"data.stage_name_{stage}" for stage in STAGE_KINDS}
+# The stages that train on pictures. rm, ppo and grpo score or sample answers to text prompts only.
+PICTURE_STAGES = ("sft", "dpo", "kto")
 KIND_NAMES = {
     "sft": ("data.kind_sft", "data.kind_sft_short"),
     "pairwise": ("data.kind_pairwise", "data.kind_pairwise_short"),
@@ -80,13 +82,16 @@ def load_stage_examples(config: DataConfig, stage: str, hub: Hub = "huggingface"
     specs = resolve_specs(dataset_dir, config.datasets)
     for spec in specs:
         check_stage(spec, stage)
-    return [load_examples(dataset_dir, spec, config, hub) for spec in specs]
+    loaded = [load_examples(dataset_dir, spec, config, hub) for spec in specs]
+    if stage == "kto":  # paired over every dataset in order, before the split (examples.with_kl_answers)
+        with_kl_answers([example for dataset in loaded for example in dataset.examples])
+    return loaded
 
 
 def check_stage(spec: DatasetSpec, stage: str) -> None:
     wanted = STAGE_KINDS[stage]
-    if has_pictures(spec) and stage != "sft":  # ppo and grpo read sft data, but sample answers from text prompts
-        raise DataError("data.pictures_sft_only", name=spec.name)
+    if has_pictures(spec) and stage not in PICTURE_STAGES:
+        raise DataError("data.pictures_stages", name=spec.name, stage=stage)
     if spec.kind == wanted:
         return
     raise DataError(
@@ -140,7 +145,7 @@ def check_vision(loaded: list[DatasetExamples], model_name: str, vision: bool | 
     if vision is not False:
         return
     for dataset in loaded:
-        if dataset.kind == "sft" and any(conversation_pictures(example) for example in dataset.examples):
+        if any(example_pictures(example) for example in dataset.examples):
             refuse_text_model(model_name, dataset.dataset)
 
 
@@ -163,7 +168,9 @@ def split_conversations(loaded: list[DatasetExamples], val_size: float, seed: in
     """
     copies: dict[str, list] = {}
     for example in (example for dataset in loaded for example in dataset.examples):
-        copies.setdefault(json.dumps(example, default=vars, ensure_ascii=False, sort_keys=True), []).append(example)
+        copies.setdefault(json.dumps(example, default=_identity, ensure_ascii=False, sort_keys=True), []).append(
+            example
+        )
     groups = list(copies.values())
     random.Random(seed).shuffle(groups)
     n_val = round(len(groups) * val_size)
@@ -177,6 +184,12 @@ def split_conversations(loaded: list[DatasetExamples], val_size: float, seed: in
     return Split(train=[example for group in groups[n_val:] for example in group], val=val, skipped=skipped)
 
 
+def _identity(example: object) -> dict:
+    """What makes two examples the same one: their fields, less a KTO example's KL answer (copies of one record may
+    have been paired with different neighbours)."""
+    return {name: value for name, value in vars(example).items() if name != "kl_answer"}
+
+
 def tokenize_for_stage(
     tokenizer: PreTrainedTokenizerBase,
     examples: list,
@@ -187,7 +200,7 @@ def tokenize_for_stage(
     """Examples of the stage's kind to what its trainer takes: Encoded conversations (sft), EncodedPair (dpo),
     EncodedFeedback (kto) or TextRow (pt). Examples left without an answer by truncation are dropped, and so are
     those truncation cut into a picture of. `pictures`: a vision-language model's encoder
-    (PictureEncoder.for_model), which conversations that show pictures need."""
+    (PictureEncoder.for_model), which examples that show pictures need (sft, dpo and kto data)."""
     from studio.data.tokenize_kinds import encode_feedback, encode_pair, encode_text_rows
 
     check_masking(config, stage, format_of(tokenizer))
@@ -204,9 +217,9 @@ def tokenize_for_stage(
         return Tokenized(examples=encode_text_rows(tokenizer, examples, config.cutoff_len))
     encoded: list[EncodedPair | None] | list[EncodedFeedback | None]
     if stage in ("dpo", "rm"):
-        encoded = [encode_pair(tokenizer, example, config.cutoff_len) for example in examples]
+        encoded = [encode_pair(tokenizer, example, config.cutoff_len, pictures) for example in examples]
     else:
-        encoded = encode_feedback(tokenizer, examples, config.cutoff_len)
+        encoded = encode_feedback(tokenizer, examples, config.cutoff_len, pictures)
     kept = [e for e in encoded if e is not None]
     truncated = sum(
         1 for e in kept if getattr(e, "truncated", False) or getattr(getattr(e, "document", None), "truncated", False)

@@ -19,7 +19,7 @@ from studio.data.examples import DatasetExamples, SkippedRow, to_examples
 from studio.data.pictures import PICTURE_COLUMN, has_pictures, picture_path, record_pictures
 from studio.data.readers import Records, read_records
 from studio.data.registry import DataError, DatasetSpec, Hub, resolve_specs
-from studio.data.tokenize import encode_conversation
+from studio.data.tokenize import encode_conversation, picture_messages
 from studio.locales import Message
 from studio.paths import resolve_dataset_dir
 
@@ -206,13 +206,17 @@ def _lengths(
     # `example` is of `kind` (studio.data.examples.Example narrowed by the kind, which the checker cannot follow)
     from studio.data.tokenize_kinds import encode_one_turn
 
+    def one_turn(prompt: list, answer: dict) -> tuple[list[int], list[int]]:  # a picture counted as its tokens
+        turns, _ = picture_messages(tokenizer, [*prompt, answer], pictures)
+        return encode_one_turn(tokenizer, turns[:-1], turns[-1])
+
     if kind == "pairwise":  # trained as the prompt with each answer; cut to fit the longer one
-        prompt, chosen = encode_one_turn(tokenizer, example.prompt, example.chosen)
-        _, rejected = encode_one_turn(tokenizer, example.prompt, example.rejected)
+        prompt, chosen = one_turn(example.prompt, example.chosen)
+        _, rejected = one_turn(example.prompt, example.rejected)
         sizes = {"prompt": len(prompt), "chosen": len(chosen), "rejected": len(rejected)}
         return len(prompt) + max(len(chosen), len(rejected)), sizes
     if kind == "kto":
-        prompt, answer = encode_one_turn(tokenizer, example.messages[:-1], example.messages[-1])
+        prompt, answer = one_turn(example.messages[:-1], example.messages[-1])
         return len(prompt) + len(answer), {}
     if kind == "text":
         return len(tokenizer.encode(example.text, add_special_tokens=False)) + 1, {}  # and its end token

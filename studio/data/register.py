@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from studio.config.names import is_hub_id
-from studio.data.examples import DatasetExamples, to_examples
+from studio.data.examples import DatasetExamples, example_pictures, map_turns, to_examples
 from studio.data.image_sets import ARCHIVE_SUFFIX, is_image_set, open_image_set, unpack
-from studio.data.pictures import conversation_pictures, has_pictures, record_pictures
+from studio.data.pictures import has_pictures, record_pictures
 from studio.data.readers import SUPPORTED_SUFFIXES, Records, read_hub, read_located
 from studio.data.registry import REGISTRY_FILE, DataError, DatasetSpec, load_registry, parse_entry
 from studio.locales import Message, say
@@ -254,10 +254,12 @@ def _moved(examples: DatasetExamples, staging: Path, dataset_dir: Path) -> Datas
     inside = staging.resolve()
 
     def placed(turn: Turn) -> Turn:
+        if not turn.get("images"):
+            return turn
         paths = [(dataset_dir / Path(path).relative_to(inside)).resolve() for path in turn["images"]]
         return {**turn, "images": [str(path) for path in paths]}
 
-    moved = [[placed(turn) if turn.get("images") else turn for turn in example] for example in examples.examples]
+    moved = [map_turns(example, placed) for example in examples.examples]
     return replace(examples, examples=moved)
 
 
@@ -265,7 +267,7 @@ def _picture_moves(examples: DatasetExamples, staging: Path, dataset_dir: Path) 
     """(unpacked, destination) of every picture the data names, by its path relative to the data file; a picture
     already in the dataset folder with the same bytes stays as it is, one with other bytes refuses the upload."""
     moves, root = {}, dataset_dir.resolve()
-    for picture in {path for example in examples.examples for path in conversation_pictures(example)}:
+    for picture in {path for example in examples.examples for path in example_pictures(example)}:
         relative = Path(picture).relative_to(staging.resolve())  # inside: _check_upload_pictures saw to it
         destination = dataset_dir / relative
         if not destination.resolve().is_relative_to(root):  # a link in the dataset folder leading elsewhere

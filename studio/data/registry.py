@@ -187,8 +187,8 @@ class DatasetSpec(BaseModel):
         if media:
             return say("data.multimodal_dataset", name=self.name, media="/".join(media))
         if self._given_columns.get("images"):
-            if self.kind != "sft":
-                return say("data.pictures_sft_only", name=self.name)
+            if self.kind == "text":  # pretraining text: sft, dpo and kto data take pictures
+                return say("data.pictures_stages", name=self.name, stage="pt")
             if not self.file_name:  # a hub's pictures are bytes, or paths on someone else's machine
                 return say("data.pictures_from_hub", name=self.name)
         if self.file_name:

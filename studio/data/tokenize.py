@@ -78,11 +78,7 @@ def encode_conversation(
     loses prompt or answer tokens from its end, and the rest are left out. Turns are taken in order, or with
     mask_history from the last one back, so that the answer learned survives the cut.
     """
-    shown = conversation_pictures(messages)
-    if shown:
-        if pictures is None:
-            refuse_text_model(Path(tokenizer.name_or_path or "?").name)
-        messages = pictures.expand(messages)
+    messages, shown = picture_messages(tokenizer, messages, pictures)
     fmt = format_of(tokenizer)
     _check_tools(fmt, messages)
     if fmt:  # under mask_history, as in LLaMA-Factory, earlier answers lose their thoughts
@@ -110,6 +106,20 @@ def encode_conversation(
     encoded = Encoded(ids + end, labels + end, truncated)
     finished = pictures.finish(encoded, shown) if pictures is not None and shown else encoded
     return finished if finished is not None and finished.num_label_tokens else None
+
+
+def picture_messages(
+    tokenizer: PreTrainedTokenizerBase, messages: list[Message], pictures: PictureTokens | None
+) -> tuple[list[Message], list[str]]:
+    """The messages with each placeholder expanded into its picture's tokens (`pictures`, the vision-language model's
+    encoder), and the pictures they show, in order; messages that show none come back as they are. Pictures with a
+    text model's tokenizer (no `pictures`) are refused by name."""
+    shown = conversation_pictures(messages)
+    if not shown:
+        return messages, []
+    if pictures is None:
+        refuse_text_model(Path(tokenizer.name_or_path or "?").name)
+    return pictures.expand(messages), shown
 
 
 def _prompt_labels(prompt: list[int], end: list[int], train_on_prompt: bool) -> list[int]:

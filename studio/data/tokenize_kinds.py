@@ -6,16 +6,29 @@ the prompt exactly, truncated once for the longer answer (LLaMA-Factory's infer_
 max(chosen, rejected)), so the trainer can run the prompt once for both answers.
 Pretraining documents end with the tokenizer's end-of-sequence token and are laid end to end
 in rows of cutoff_len tokens; a row keeps its documents apart (each is its own piece).
+Pictures stand in a pair's or feedback example's prompt: as in LLaMA-Factory's pairwise and feedback processors,
+the prompt is encoded with each answer, its placeholders expanded into the pictures' tokens, so every document
+(prompt + chosen, prompt + rejected, a KTO example and its KL example) carries the prompt's pictures. An example
+whose truncation cuts into a picture's tokens is dropped, as a conversation is (picture_tokens.PictureEncoder.finish).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from studio.data.examples import FeedbackExample, PairwiseExample, TextDocument
+from studio.data.examples import FeedbackExample, PairwiseExample, TextDocument, kl_answers
 from studio.data.formats import Message
-from studio.data.tokenize import IGNORE_INDEX, Encoded, _check_tools, _format_pairs, _own_template_pairs, fit_turn
+from studio.data.tokenize import (
+    IGNORE_INDEX,
+    Encoded,
+    PictureTokens,
+    _check_tools,
+    _format_pairs,
+    _own_template_pairs,
+    fit_turn,
+    picture_messages,
+)
 from studio.modeling.chat_templates import format_of
 
 if TYPE_CHECKING:
@@ -33,6 +46,7 @@ class EncodedPair:
     rejected: list[int]
     truncated: bool = False
     reference: tuple[float, float] | None = None  # the reference model's log-probabilities of chosen and rejected
+    images: tuple[str, ...] = ()  # the prompt's pictures (absolute paths), in the order their tokens stand in it
 
     @property
     def input_ids(self) -> list[int]:
@@ -40,8 +54,9 @@ class EncodedPair:
         return self.prompt + self.chosen + self.rejected
 
     def document(self, answer: list[int]) -> Encoded:
-        """The prompt and one answer as a plain example: only the answer is trained."""
-        return Encoded(self.prompt + answer, [IGNORE_INDEX] * len(self.prompt) + answer, self.truncated)
+        """The prompt (with its pictures) and one answer as a plain example: only the answer is trained."""
+        labels = [IGNORE_INDEX] * len(self.prompt) + answer
+        return Encoded(self.prompt + answer, labels, self.truncated, self.images)
 
 
 @dataclass
@@ -115,39 +130,64 @@ def encode_one_turn(
     return prompt_ids, answer_ids
 
 
-def encode_pair(tokenizer: PreTrainedTokenizerBase, example: PairwiseExample, cutoff_len: int) -> EncodedPair | None:
-    """None when truncation leaves an answer empty."""
-    prompt, chosen = encode_one_turn(tokenizer, example.prompt, example.chosen)
-    _, rejected = encode_one_turn(tokenizer, example.prompt, example.rejected)
+def encode_pair(
+    tokenizer: PreTrainedTokenizerBase,
+    example: PairwiseExample,
+    cutoff_len: int,
+    pictures: PictureTokens | None = None,
+) -> EncodedPair | None:
+    """None when truncation leaves an answer empty or cuts into a picture. A pair whose prompt shows pictures needs
+    `pictures`, the vision-language model's encoder (studio.data.picture_tokens)."""
+    chosen_turns, shown = picture_messages(tokenizer, [*example.prompt, example.chosen], pictures)
+    rejected_turns, _ = picture_messages(tokenizer, [*example.prompt, example.rejected], pictures)
+    prompt, chosen = encode_one_turn(tokenizer, chosen_turns[:-1], chosen_turns[-1])
+    _, rejected = encode_one_turn(tokenizer, rejected_turns[:-1], rejected_turns[-1])
     prompt_len, answer_len = fit_turn(len(prompt), max(len(chosen), len(rejected)), cutoff_len)
     truncated = prompt_len < len(prompt) or answer_len < max(len(chosen), len(rejected))
     pair = EncodedPair(prompt[:prompt_len], chosen[:answer_len], rejected[:answer_len], truncated)
+    if pictures is not None and shown:
+        if not all(pictures.finish(pair.document(answer), shown) for answer in (pair.chosen, pair.rejected)):
+            return None  # truncation cut into a picture
+        pair = replace(pair, images=tuple(shown))
     return pair if pair.chosen and pair.rejected else None
 
 
 def _feedback_document(
-    tokenizer: PreTrainedTokenizerBase, prompt: list[Message], answer: Message, cutoff_len: int
-) -> Encoded:
-    prompt_ids, answer_ids = encode_one_turn(tokenizer, prompt, answer)
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: list[Message],
+    answer: Message,
+    cutoff_len: int,
+    pictures: PictureTokens | None = None,
+) -> Encoded | None:
+    """The prompt and `answer`, cut to fit; the prompt's pictures carried (None when the cut went into one)."""
+    turns, shown = picture_messages(tokenizer, [*prompt, answer], pictures)
+    prompt_ids, answer_ids = encode_one_turn(tokenizer, turns[:-1], turns[-1])
     prompt_len, answer_len = fit_turn(len(prompt_ids), len(answer_ids), cutoff_len)
     truncated = prompt_len < len(prompt_ids) or answer_len < len(answer_ids)
     prompt_ids, answer_ids = prompt_ids[:prompt_len], answer_ids[:answer_len]
-    return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * prompt_len + answer_ids, truncated)
+    document = Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * prompt_len + answer_ids, truncated)
+    return pictures.finish(document, shown) if pictures is not None and shown else document
 
 
 def encode_feedback(
-    tokenizer: PreTrainedTokenizerBase, examples: list[FeedbackExample], cutoff_len: int
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[FeedbackExample],
+    cutoff_len: int,
+    pictures: PictureTokens | None = None,
 ) -> list[EncodedFeedback | None]:
-    """Each example with its KL example: its prompt with the answer of the example at the mirrored place in the
-    list (as LLaMA-Factory pairs them, reversing the order), so the pairing is fixed and repeatable."""
-    encoded = []
-    for index, example in enumerate(examples):
-        partner = examples[len(examples) - 1 - index]
+    """Each example with its KL example: its prompt (and the prompt's pictures) with its `kl_answer`, fixed when the
+    datasets were read, or else the previous example's answer in `examples` (examples.kl_answers), so the pairing
+    is fixed and repeatable. None for an example truncation leaves without an answer, or cuts into a picture of."""
+    encoded: list[EncodedFeedback | None] = []
+    for example, partner_answer in zip(examples, kl_answers(examples), strict=True):
         prompt, answer = example.messages[:-1], example.messages[-1]
-        document = _feedback_document(tokenizer, prompt, answer, cutoff_len)
-        kl_document = _feedback_document(tokenizer, prompt, partner.messages[-1], cutoff_len)
-        usable = document.num_label_tokens and kl_document.num_label_tokens
-        encoded.append(EncodedFeedback(document, kl_document, example.desirable) if usable else None)
+        kl_answer = example.kl_answer if example.kl_answer is not None else partner_answer
+        document = _feedback_document(tokenizer, prompt, answer, cutoff_len, pictures)
+        kl_document = _feedback_document(tokenizer, prompt, kl_answer, cutoff_len, pictures)
+        if document is None or kl_document is None or not (document.num_label_tokens and kl_document.num_label_tokens):
+            encoded.append(None)
+            continue
+        encoded.append(EncodedFeedback(document, kl_document, example.desirable))
     return encoded
 
 

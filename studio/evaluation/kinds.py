@@ -10,7 +10,8 @@
 The kind follows the data: the datasets named in evaluation.datasets, else the run's own
 validation split (val.jsonl), else the validation split of data.datasets for training.stage.
 A reward is beta * (log-probability under the column's model - under the base model), so the base
-model's rewards, margin and accuracy are 0 by construction.
+model's rewards, margin and accuracy are 0 by construction. A vision-language model scores pairs and
+feedback with their prompts' pictures, tokenised and turned into pixels as training did.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from studio.chat.engine import ChatEngine
+    from studio.data.picture_tokens import PictureEncoder
     from studio.data.tokenize import Encoded
 
 PREFERENCE_METRICS = ("reward_accuracy", "reward_margin", "rewards_chosen", "rewards_rejected")
@@ -101,7 +103,9 @@ def score(
     progress: Callable[[EvalStage, int, int], None],
 ) -> dict[str, dict]:
     """Per column: the kind's likelihood metrics (everything but the generation metrics)."""
-    documents, answers = _documents(engine.tokenizer, examples, kind, config.data.cutoff_len)
+    # a vision-language model's pictures are counted and masked as training did (its processor and pixel bounds)
+    pictures = engine.pictures.training.encoder(engine.tokenizer) if engine.pictures is not None else None
+    documents, answers = _documents(engine.tokenizer, examples, kind, config.data.cutoff_len, pictures)
     scored = (
         list(dict.fromkeys([None] + columns)) if kind in ("pairwise", "kto") else columns
     )  # the base is the reference
@@ -136,22 +140,27 @@ def notes(kind: str, columns: list[str | None]) -> list[Said]:
 
 
 def _documents(
-    tokenizer: PreTrainedTokenizerBase, examples: list, kind: str, cutoff_len: int
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list,
+    kind: str,
+    cutoff_len: int,
+    pictures: PictureEncoder | None = None,
 ) -> tuple[list[Encoded], list[int]]:
-    """(documents to score, indices of those whose answers are the 'wanted' ones: chosen or desirable)."""
+    """(documents to score, indices of those whose answers are the 'wanted' ones: chosen or desirable). A pair's or
+    feedback example's documents carry its prompt's pictures, encoded by `pictures` (a vision-language model's)."""
     from studio.data.tokenize_kinds import encode_feedback, encode_pair, encode_text_rows
 
     if kind == "text":
         pieces = [piece for row in encode_text_rows(tokenizer, examples, cutoff_len) for piece in row.pieces]
         return pieces, list(range(len(pieces)))
     if kind == "pairwise":
-        encoded = [encode_pair(tokenizer, example, cutoff_len) for example in examples]
+        encoded = [encode_pair(tokenizer, example, cutoff_len, pictures) for example in examples]
         pairs = [pair for pair in encoded if pair is not None]
         if len(pairs) < len(encoded):
             raise DataError("evaluation.pair_cut_off", cutoff_len=cutoff_len)
         documents = [pair.document(side) for pair in pairs for side in (pair.chosen, pair.rejected)]
         return documents, list(range(0, len(documents), 2))
-    encoded_feedback = encode_feedback(tokenizer, examples, cutoff_len)
+    encoded_feedback = encode_feedback(tokenizer, examples, cutoff_len, pictures)
     feedback = [item for item in encoded_feedback if item is not None]
     if len(feedback) < len(encoded_feedback):
         raise DataError("evaluation.answer_cut_off", cutoff_len=cutoff_len)

@@ -3,7 +3,8 @@
     sft, pt   mean next-token loss over every labelled token of the step (pt: every token of raw
               text, each document its own piece of a packed row)
     dpo       mean DPO loss over the step's pairs; the prompt runs once for both answers where
-              the layout allows it (`TokenLosses.shares_prompts`); orpo and simpo need no reference
+              the layout allows it (`TokenLosses.shares_prompts`) and the pair shows no pictures, else
+              prompt and answer run as one document per answer; orpo and simpo need no reference
     kto       mean KTO loss over the step's examples, against the step's KL estimate
     rm        mean pairwise loss of a value head's scores (reward_model.py)
     grpo      clipped policy loss of sampled answers, advantages normalised per prompt (grpo.py)
@@ -157,9 +158,12 @@ class DpoObjective(_PreferenceObjective):
         self.needs_reference = not config.reference_free
 
     def describe(self) -> str:
-        shared = (
-            "prompt run once for both answers" if self.token_losses.shares_prompts else "prompt run with each answer"
-        )
+        if self.token_losses.shares_prompts:
+            shared = "prompt run once for both answers"
+        elif self.token_losses.vision is not None:  # a vision-language model never shares prompts
+            shared = "prompt and any pictures it shows run with each answer, as two documents"
+        else:
+            shared = "prompt run with each answer"
         loss = f"{self.config.loss} DPO loss, beta {self.config.beta}"
         if self.config.loss == "simpo":
             loss += f", gamma {self.config.simpo_gamma}"

@@ -36,8 +36,9 @@ class SharedPacking:
 
 
 def shareable(pair: EncodedPair) -> bool:
-    """A prompt of at least one token: its last position predicts both answers' first tokens."""
-    return len(pair.prompt) > 0
+    """A prompt of at least one token (its last position predicts both answers' first tokens) that shows no picture:
+    pictures go through the vision-language model's own forward pass, prompt and answer as one document."""
+    return len(pair.prompt) > 0 and not pair.images
 
 
 def pack_pairs(pairs: list[EncodedPair]) -> SharedPacking:

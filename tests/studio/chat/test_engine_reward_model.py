@@ -76,3 +76,63 @@ def test_held_out_pairs_are_scored_by_the_reward_model_itself(engine, reward_ada
     assert metrics[name]["reward_accuracy"] == pytest.approx(expected)
     assert metrics[name]["reward_margin"] == pytest.approx(sum(chosen) / 4 - sum(rejected) / 4, abs=1e-3)
     assert metrics["base"]["reward_accuracy"] == 0.0  # the base has no reward model: its implicit rewards are 0
+
+
+def test_a_vision_reward_model_scores_held_out_picture_pairs_with_their_pixels(tmp_path, tiny_vl_model_dir):
+    """An rm adapter of a vision-language model scores Evaluate's picture pairs as the rm stage's forward pass
+    (TokenLosses.final_hidden, pixels through the vision tower) reads them; another picture changes the score."""
+    import dataclasses
+
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from studio.chat.engine import ChatEngine
+    from studio.config import DataConfig, ModelConfig, QuantizationConfig
+    from studio.data.prepare import load_stage_examples
+    from studio.evaluation.kinds import _documents
+    from studio.training.token_losses import TokenLosses
+    from tests.support import make_vision_adapter
+
+    folder = make_vision_adapter(tiny_vl_model_dir, tmp_path / "rm-run" / "adapter")
+    torch.manual_seed(3)
+    hidden_size = AutoConfig.from_pretrained(tiny_vl_model_dir).text_config.hidden_size
+    head = {"v_head.summary.weight": torch.randn(1, hidden_size), "v_head.summary.bias": torch.zeros(1)}
+    save_file(head, folder / "value_head.safetensors")
+    model_config = ModelConfig(name_or_path=str(tiny_vl_model_dir))
+    RunConfig().with_overrides({"training.stage": "rm", "model.name_or_path": str(tiny_vl_model_dir)}).save(
+        folder / "studio_config.yaml"
+    )
+    engine = ChatEngine()
+    engine.load(model_config, QuantizationConfig(method="none"))
+    try:
+        name = engine.load_adapter(str(folder)).name
+        [loaded] = load_stage_examples(DataConfig(datasets=["shapes_zh_dpo_demo"]), "dpo")
+        pairs = loaded.examples[:2]
+        encoder = engine.pictures.training.encoder(engine.tokenizer)
+        documents, _ = _documents(engine.tokenizer, pairs, "pairwise", 1024, encoder)
+        assert all(document.images for document in documents)
+        scored = engine.reward_scores(documents, name, batch_size=4)
+        metrics = score(engine, pairs, "pairwise", [name], RunConfig(), lambda *args: None)[name]
+
+        dtype = engine.plan.weight_dtype
+        trained = PeftModel.from_pretrained(
+            AutoModelForImageTextToText.from_pretrained(tiny_vl_model_dir, dtype=dtype), str(folder)
+        )
+        losses = TokenLosses(
+            trained.eval(),
+            device="cpu",
+            packing=True,
+            token_budget=10**6,
+            batch_size=4,
+            pictures=engine.pictures.training,
+        )
+        with torch.no_grad():
+            expected = engine.heads[name](losses.final_hidden(documents)).tolist()
+        assert scored == pytest.approx(expected, abs=1e-4 if dtype == torch.float32 else 3e-2)
+        chosen, rejected = scored[0::2], scored[1::2]
+        assert metrics["reward_margin"] == pytest.approx(sum(chosen) / 2 - sum(rejected) / 2, abs=1e-3)
+        other = dataclasses.replace(documents[0], images=documents[2].images)  # another 112x112 picture
+        assert documents[2].images != documents[0].images
+        assert engine.reward_scores([other], name, 1)[0] != pytest.approx(scored[0], abs=1e-3)
+    finally:
+        engine.unload()

@@ -119,10 +119,12 @@ def test_a_picture_pil_would_render_with_another_program_is_refused_never_run(fo
     assert _load(folder, "chat")
 
 
-def test_pictures_train_with_sft_only_and_a_text_model_is_refused_by_name(folder):
+def test_pictures_train_with_sft_dpo_and_kto_only_and_a_text_model_is_refused_by_name(folder):
     _register(folder, chat=("json", SHAREGPT, [{"messages": _turns("<image>谁？", "红。"), "images": ["pics/1.png"]}]))
     spec = load_registry(folder)["chat"]
-    with pytest.raises(DataError, match="pictures are trained by supervised fine-tuning only"):
+    with pytest.raises(
+        DataError, match="'chat' has pictures, and stage grpo does not train on pictures: only sft, dpo"
+    ):
         check_stage(spec, "grpo")
     loaded = load_stage_examples(DataConfig(dataset_dir=str(folder), datasets=["chat"]), "sft")
     check_vision(loaded, "Qwen/Qwen2-VL-2B-Instruct", vision=True)
@@ -197,12 +199,14 @@ def test_thumbnails_are_small_copies_as_data_uris(folder):
 
 
 def test_the_demo_set_is_what_its_script_makes(tmp_path):
-    from studio.dev.vl_demo import NAME, generate
+    from studio.dev.vl_demo import FEEDBACK_NAME, NAME, PAIRS_NAME, generate
     from studio.paths import BUNDLED_DATA_DIR
 
     records = generate(tmp_path)
     assert json.loads((BUNDLED_DATA_DIR / f"{NAME}.json").read_text(encoding="utf-8")) == records
-    assert load_registry(tmp_path)[NAME] == load_registry(BUNDLED_DATA_DIR)[NAME]
+    for name in (NAME, PAIRS_NAME, FEEDBACK_NAME):  # the files byte for byte, the entries as registered
+        assert (tmp_path / f"{name}.json").read_bytes() == (BUNDLED_DATA_DIR / f"{name}.json").read_bytes()
+        assert load_registry(tmp_path)[name] == load_registry(BUNDLED_DATA_DIR)[name]
     made = sorted((tmp_path / NAME).iterdir())
     assert [p.name for p in made] == sorted(p.name for p in (BUNDLED_DATA_DIR / NAME).iterdir()) and len(made) == 40
     for path in made:

@@ -117,9 +117,9 @@ def test_kinds_follow_from_the_entry(tmp_path):
             {"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "messages", "videos": "videos"}},
             "videos columns: the studio reads pictures \\('images'\\) but not videos or audio",
         ),
-        (
-            {"file_name": "m.json", "ranking": True, "columns": {"images": "images"}},
-            "has pictures, and pictures are trained by supervised fine-tuning only",
+        (  # pretraining text: only sft, dpo and kto data take pictures
+            {"file_name": "t.txt", "columns": {"images": "images"}},
+            "has pictures, and stage pt does not train on pictures: only sft, dpo and kto do",
         ),
         ({"hf_hub_url": "org/set", "columns": {"images": "images"}}, "comes from a hub and has pictures"),
         ({"om_hub_url": "org/set"}, "only on Modelers"),

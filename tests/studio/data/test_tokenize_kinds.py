@@ -36,7 +36,7 @@ def test_truncation_keeps_one_prompt_for_both_answers(tiny_tokenizer):
     assert cut.chosen == full.chosen[: len(cut.chosen)] and cut.rejected == full.rejected[: len(cut.rejected)]
 
 
-def test_feedback_pairs_each_prompt_with_the_mirrored_answer_for_kl(tiny_tokenizer):
+def test_feedback_pairs_each_prompt_with_the_previous_answer_for_kl_as_llama_factory_does(tiny_tokenizer):
     examples = [
         FeedbackExample(PROMPT + [CHOSEN], True),
         FeedbackExample(PROMPT[1:] + [REJECTED], False),
@@ -45,12 +45,20 @@ def test_feedback_pairs_each_prompt_with_the_mirrored_answer_for_kl(tiny_tokeniz
     first, second, third = encode_feedback(tiny_tokenizer, examples, cutoff_len=512)
     assert first.desirable and not second.desirable
     assert first.document.input_ids == encode_conversation(tiny_tokenizer, PROMPT + [CHOSEN], 512).input_ids
-    # the first prompt with the last example's answer; the middle one with its own
+    # each prompt with the previous example's answer (LLaMA-Factory 0.9.3 and later), the first with the last's
     assert (
         first.kl_document.input_ids
         == encode_conversation(tiny_tokenizer, PROMPT + [examples[2].messages[-1]], 512).input_ids
     )
-    assert second.kl_document.input_ids == second.document.input_ids
+    assert second.kl_document.input_ids == encode_conversation(tiny_tokenizer, PROMPT[1:] + [CHOSEN], 512).input_ids
+    assert (
+        third.kl_document.input_ids
+        == encode_conversation(tiny_tokenizer, examples[2].messages[:-1] + [REJECTED], 512).input_ids
+    )
+    # an answer fixed when the datasets were read (before the split) is the one taken
+    fixed = FeedbackExample(PROMPT + [CHOSEN], True, kl_answer=REJECTED)
+    [alone] = encode_feedback(tiny_tokenizer, [fixed], cutoff_len=512)
+    assert alone.kl_document.input_ids == encode_conversation(tiny_tokenizer, PROMPT + [REJECTED], 512).input_ids
 
 
 def test_text_rows_are_cut_at_cutoff_and_keep_documents_apart(tiny_tokenizer):
