@@ -18,15 +18,15 @@ def page(open_page):
 def test_load_model_and_adapter_then_both_columns_answer(page, strong_adapter, shoot):
     page.get_by_role("tab", name="Chat").click()
     page.locator("#qs-chat-load").click()
-    page.locator("#qs-chat-status").get_by_text(re.compile(r"^Loaded .* in [0-9.]+ s")).wait_for(timeout=60_000)
+    page.locator("#qs-chat-status").get_by_text(re.compile(r"^Loaded .* in [0-9.]+ s")).wait_for(timeout=180_000)
     adapter_input = page.locator("#qs-chat-adapter input")
     adapter_input.fill(str(strong_adapter))
     adapter_input.press("Enter")
     page.locator("#qs-chat-load-adapter").click()
-    page.locator("#qs-chat-status").get_by_text(re.compile(r"Adapter .* loaded onto")).wait_for(timeout=60_000)
+    page.locator("#qs-chat-status").get_by_text(re.compile(r"Adapter .* loaded onto")).wait_for(timeout=180_000)
     page.locator("#qs-chat-prompt textarea").fill("你是谁？")
     page.locator("#qs-chat-send").click()
-    page.get_by_text("tok/s").nth(1).wait_for(timeout=60_000)
+    page.get_by_text("tok/s").nth(1).wait_for(timeout=180_000)
     _wait_until_answered(page)
     base = page.locator("#qs-chat-base").inner_text()
     tuned = page.locator("#qs-chat-adapter-answers").inner_text()
@@ -40,7 +40,7 @@ def test_a_second_question_is_answered_too(page):
     """The engine is let go after an answer (it once stayed held by whichever Gradio thread ran the first)."""
     page.locator("#qs-chat-prompt textarea").fill("你好")
     page.locator("#qs-chat-send").click()
-    page.locator("#qs-chat-adapter-answers").get_by_text("你好").wait_for(timeout=60_000)
+    page.locator("#qs-chat-adapter-answers").get_by_text("你好").wait_for(timeout=180_000)
     _wait_until_answered(page)
     assert "Unexpected error" not in page.locator("#qs-chat-status").inner_text()
     assert page.locator("#qs-chat-adapter-answers [data-testid='bot']").count() == 2
