@@ -89,7 +89,8 @@ def _thumbnail(path: str) -> str:
 
 def _row_text(row: dict, picture_column: str | None, limit: int = 300) -> str:
     """A row's words: its text values, and the contents of its messages, in order (the pictures' paths, under the
-    dataset's own name for its picture column, left out)."""
+    dataset's own name for its picture column, left out). A lone message is a pair's answer (sharegpt and openai
+    pairs keep chosen and rejected as one message each): named by its key, so the two answers tell apart."""
     parts = []
     for key, value in row.items():
         if key == picture_column:
@@ -98,6 +99,8 @@ def _row_text(row: dict, picture_column: str | None, limit: int = 300) -> str:
             parts.append(value)
         elif isinstance(value, list):
             parts += [_message_text(item) for item in value if isinstance(item, dict)]
+        elif isinstance(value, dict):
+            parts.append(f"{key}: {_message_text(value)}")
     text = " / ".join(part for part in parts if part.strip())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

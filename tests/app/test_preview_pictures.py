@@ -70,3 +70,10 @@ def test_a_picture_column_of_another_name_is_left_out_of_the_rows_text(tmp_path)
     [text] = re.findall(r'<div class="qs-picture-text">(.*?)</div>', markup)
     assert text.endswith("什么颜色？ / 蓝色。") and "shots/one.png" not in text  # the path shows as a thumbnail only
     assert markup.count("<img ") == 1
+
+
+def test_a_pair_shows_its_prompt_and_both_answers_beside_its_picture():
+    preview = preview_datasets(DataConfig(datasets=["shapes_zh_dpo_demo"]), rows=2)
+    texts = re.findall(r'<div class="qs-picture-text">(.*?)</div>', pictures_html(preview))
+    assert len(texts) == 2  # sharegpt pairs keep each answer as one message: both shown, named by their key
+    assert texts[0].endswith("图中有几个蓝色的圆？ / chosen: 图中有3个蓝色的圆。 / rejected: 图中有1个蓝色的圆。")
