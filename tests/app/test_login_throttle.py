@@ -2,9 +2,11 @@
 tests/app/test_serving.py replays the same attacks over HTTP against a real server with the real delays."""
 
 import asyncio
+import gc
 import time
 
 import httpx
+import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -13,6 +15,16 @@ from app.login_throttle import BROWSER_COOKIE, LoginThrottle
 FIRST, MAX = 0.15, 1.2  # long enough that "at once" (PROMPT) stays apart from the first wait on a busy machine
 SLACK = 0.3  # scheduling on a busy machine
 PROMPT = 0.12  # "answered at once"
+
+
+@pytest.fixture(autouse=True)
+def no_collection_pause():
+    """A full garbage collection of the suite's heap (0.2-0.7 s measured) would stretch whichever wait it lands in
+    past SLACK or PROMPT: one now, and none while these tests read the clock."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
 
 
 class FakeGradio:

@@ -44,12 +44,12 @@ def _upload_and_preview(page, studio, demo_zip, shoot):
     page.locator("#qs-field-data-dataset_dir textarea").fill(str(studio.root / "mydata"))
     page.locator("#qs-add-dataset").get_by_text("Add a dataset").click()
     page.locator("#qs-upload input[type=file]").set_input_files(str(demo_zip))
-    page.locator("#qs-upload-proposal").get_by_text("pictures").first.wait_for(timeout=60_000)
+    page.locator("#qs-upload-proposal").get_by_text("pictures").first.wait_for(timeout=180_000)
     page.locator("#qs-upload-name textarea").fill("shapes")
     page.locator("#qs-upload-register").click()
-    page.locator("#qs-upload-status").get_by_text("Registered").wait_for(timeout=60_000)
+    page.locator("#qs-upload-status").get_by_text("Registered").wait_for(timeout=180_000)
     thumbnails = page.locator("#qs-preview-pictures img")
-    thumbnails.first.wait_for(timeout=60_000)
+    thumbnails.first.wait_for(timeout=180_000)
     assert thumbnails.count() >= 2
     assert (studio.root / "mydata" / DEMO).is_dir()  # unpacked beside its data file, inside the workspace
     shoot(page, "40-picture-set-preview")
@@ -68,17 +68,17 @@ def _train(page, shoot) -> str:
 def _chat_about_a_picture(page, run_id, shoot):
     page.get_by_role("tab", name="Chat", exact=True).click()
     page.locator("#qs-chat-load").click()
-    page.locator("#qs-chat-status").get_by_text(re.compile(r"^Loaded .* in [0-9.]+ s")).wait_for(timeout=60_000)
+    page.locator("#qs-chat-status").get_by_text(re.compile(r"^Loaded .* in [0-9.]+ s")).wait_for(timeout=180_000)
     picture_box = page.locator("#qs-chat-picture")
-    picture_box.wait_for(state="visible", timeout=30_000)  # shown for a vision-language model
+    picture_box.wait_for(state="visible", timeout=90_000)  # shown for a vision-language model
     adapters = page.locator("#qs-chat-adapter input")
     adapters.click()
     page.get_by_role("option", name=run_id).click()
     page.locator("#qs-chat-load-adapter").click()
-    page.locator("#qs-chat-status").get_by_text(re.compile(r"Adapter .* loaded onto")).wait_for(timeout=60_000)
+    page.locator("#qs-chat-status").get_by_text(re.compile(r"Adapter .* loaded onto")).wait_for(timeout=180_000)
     picture = next((BUNDLED_DATA_DIR / DEMO).iterdir())
     picture_box.locator("input[type=file]").set_input_files(str(picture))
-    picture_box.locator("img").first.wait_for(timeout=30_000)
+    picture_box.locator("img").first.wait_for(timeout=90_000)
     page.locator("#qs-chat-prompt textarea").fill("图中有几个圆？")
     page.locator("#qs-chat-send").click()
     page.get_by_text("tok/s").nth(1).wait_for(timeout=120_000)

@@ -31,7 +31,8 @@ def test_a_dpo_run_with_pictures_learns_to_prefer(dpo_run):
     losses = [e.loss for e in events if e.type == "step"]
     train = [e for e in events if e.type == "preference" and e.split == "train"]
     assert len(losses) == len(train) == 4 and losses[0] == pytest.approx(math.log(2), abs=1e-5)
-    assert train[0].reward_margin == 0.0 and train[-1].reward_margin > 0 and losses[-1] < losses[0]
+    # the first step's policy is the reference, computed in other batches than the step's: equal up to rounding
+    assert abs(train[0].reward_margin) < 1e-5 and train[-1].reward_margin > 0 and losses[-1] < losses[0]
     evaluated = [e for e in events if e.type == "preference" and e.split == "eval"]
     assert [e.step for e in evaluated] == [2, 4] and evaluated[-1].reward_margin > 0
     assert events[-1].type == "finished"

@@ -3,7 +3,6 @@ vanishes mid-run. Each is said once, as a warning, and the run finishes with eve
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -59,7 +58,9 @@ def test_a_store_that_vanishes_mid_run_is_said_once_and_training_finishes(tmp_pa
     )
     try:
         wait_for(lambda: b'"type":"step"' in _read(folder), timeout=300, poll=0.05, what="the first step")
-        shutil.rmtree(tmp_path / "runs" / "mlruns")  # the store goes, as a server or a disk can
+        # the store goes at once, as a server or a disk can: a rename, since an rmtree racing MLflow's own writes
+        # (it recreates a run's metrics folder) can fail with "Directory not empty"
+        (tmp_path / "runs" / "mlruns").rename(tmp_path / "gone")
         assert worker.wait(timeout=600) == 0, worker.stderr.read() if worker.stderr else ""
     finally:
         worker.kill()
@@ -67,8 +68,8 @@ def test_a_store_that_vanishes_mid_run_is_said_once_and_training_finishes(tmp_pa
     assert events[-1].type == "finished"
     [warning] = _warnings(events)
     assert warning.startswith("MLflow failed (log: ")
-    # mlflow's words depend on how much of the store was gone at that moment: the folder, or a run inside it
-    assert "does not exist" in warning or "not found" in warning, warning
+    # MLflow's own words are not checked: they depend on where its file store was when the store went ("... does
+    # not exist", "Run ... not found", errno 2, or "Invalid parent directory" after a log in flight recreated a run)
     assert "receives nothing more from this run; training goes on" in warning
     steps = recorded(events, "step", "loss")
     assert len(steps) == 100

@@ -44,7 +44,10 @@ def _config(model_dir, **overrides: str):
 
 def _finished(service, config) -> str:
     run = service.start(config)
-    status = service.wait(run, timeout=300)
+    try:
+        status = service.wait(run, timeout=300)
+    finally:  # a run still going at the timeout would train beside the rest of the suite: stopped (no-op if ended)
+        service.abort(run)
     assert status.state == "finished", service.folder(run).log_tail()
     return run
 
