@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
-from tests.support.form_driver import reveal, set_value
+from tests.support.form_driver import reveal, set_value, start_and_finish
 from tests.support.page_text import english_left
 
 
@@ -31,21 +31,7 @@ def _train(page, layout, steps: int) -> str:
     max_steps = _field(layout, "training.max_steps")
     reveal(page, max_steps.component)
     set_value(page, max_steps, str(steps))
-    runs = page.locator("#qs-runs input")
-    before = runs.input_value()
-    page.locator("#qs-start").click()
-    page.wait_for_function(  # a Start picks its new run
-        "before => (document.querySelector('#qs-runs input') || {}).value !== before", arg=before, timeout=120_000
-    )
-    run_id = runs.input_value()
-    # this run finished: the box names its run, and until the next poll it still shows the run before (finished)
-    page.wait_for_function(
-        "id => { const box = document.querySelector('#qs-progress');"
-        " return !!box && box.innerText.includes(id) && !!box.querySelector('.qs-state.qs-finished'); }",
-        arg=run_id,
-        timeout=300_000,
-    )
-    return run_id
+    return start_and_finish(page)
 
 
 def test_sft_then_dpo_then_compare_and_evaluate_in_english_and_chinese(page, layout, shoot):

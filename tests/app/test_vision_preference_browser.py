@@ -12,7 +12,7 @@ from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
 from tests.app.conftest import serve_studio
-from tests.support.form_driver import read_value, reveal, set_value
+from tests.support.form_driver import read_value, reveal, set_value, start_and_finish
 
 PAIRS = "shapes_zh_dpo_demo"
 
@@ -87,20 +87,7 @@ def _train(page, layout, shoot) -> str:
         ("training.max_steps", "3"),
     ):
         _set(page, layout, path, value)
-    runs = page.locator("#qs-runs input")
-    before = runs.input_value()
-    page.locator("#qs-start").click()
-    page.wait_for_function(  # a Start picks its new run
-        "before => (document.querySelector('#qs-runs input') || {}).value !== before", arg=before, timeout=120_000
-    )
-    run_id = runs.input_value()
-    # this run finished: the box names its run, and until the next poll it still shows the run before (finished)
-    page.wait_for_function(
-        "id => { const box = document.querySelector('#qs-progress');"
-        " return !!box && box.innerText.includes(id) && !!box.querySelector('.qs-state.qs-finished'); }",
-        arg=run_id,
-        timeout=300_000,
-    )
+    run_id = start_and_finish(page)
     # "finished" can be shown before the charts of the last steps are drawn, and the titles name "margin" and
     # "accuracy" on an empty chart too: wait for the legends' own entries
     for chart, entries in (("margin", ("margin (train)", "accuracy (train)")), ("rewards", ("chosen (train)",))):

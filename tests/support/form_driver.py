@@ -111,3 +111,22 @@ def shown(control: FieldControl, value):
     if isinstance(control.component, gr.Textbox) and isinstance(value, list):
         return ", ".join(value)
     return value
+
+
+def start_and_finish(page, timeout_ms: int = 300_000) -> str:
+    """Start the run the form holds; its run id once the progress box shows that run finished."""
+    runs = page.locator("#qs-runs input")
+    before = runs.input_value()
+    page.locator("#qs-start").click()
+    page.wait_for_function(  # a Start picks its new run
+        "before => (document.querySelector('#qs-runs input') || {}).value !== before", arg=before, timeout=120_000
+    )
+    run_id = runs.input_value()
+    # this run finished: the box names its run, and until the next poll it still shows the run before (finished)
+    page.wait_for_function(
+        "id => { const box = document.querySelector('#qs-progress');"
+        " return !!box && box.innerText.includes(id) && !!box.querySelector('.qs-state.qs-finished'); }",
+        arg=run_id,
+        timeout=timeout_ms,
+    )
+    return run_id
