@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from tests.support.form_driver import tick
 from tests.support.page_text import english_left
 
 
@@ -29,7 +30,7 @@ def _tick_all(page, ids):
     page.get_by_role("tab", name="Compare runs").click()
     runs = page.locator("#qs-compare-runs")
     for run_id in ids.values():
-        runs.locator(f'input[type=checkbox][name="{run_id}"]').check()  # each box is named by its choice
+        tick(runs.locator(f'input[type=checkbox][name="{run_id}"]'))  # each box is named by its choice
     script = "ids => ids.every(id => (document.querySelector('#qs-compare-table') || {}).innerText?.includes(id))"
     page.wait_for_function(script, arg=list(ids.values()), timeout=30_000)
 

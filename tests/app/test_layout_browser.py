@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from tests.support import quick_run
+from tests.support.form_driver import tick
 
 WIDTHS = [1280, 1920]
 TRAIN_CHARTS = ["qs-loss-chart", "qs-lr-chart", "qs-memory-chart", "qs-rewards-chart", "qs-margin-chart"]
@@ -166,7 +167,7 @@ def test_compare_charts_and_table_read_well(page, runs, shoot):
     page.get_by_role("tab", name="Compare runs").click()
     boxes = page.locator("#qs-compare-runs")
     for run_id in runs.values():
-        boxes.locator(f'input[type=checkbox][name="{run_id}"]').check()
+        tick(boxes.locator(f'input[type=checkbox][name="{run_id}"]'))
     script = "() => (document.querySelector('#qs-compare-table') || {}).innerText?.includes('ROUGE-L')"
     page.wait_for_function(script, timeout=30_000)
     _chart_drawn(page, "qs-compare-extras", ("legend", "annotation", "ytick"))

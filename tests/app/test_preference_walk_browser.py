@@ -3,13 +3,12 @@
 adapter against the base, then the same pages in 中文 with nothing left in English."""
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from app.server import build_page
 from studio.api import Studio
 from studio.config import RunConfig
-from tests.support.form_driver import reveal, set_value, start_and_finish
+from tests.support.form_driver import reveal, set_value, start_and_finish, tick
 from tests.support.page_text import english_left
 
 
@@ -60,7 +59,7 @@ def test_sft_then_dpo_then_compare_and_evaluate_in_english_and_chinese(page, lay
 
     page.get_by_role("tab", name="Compare runs").click()
     for run_id in (sft, dpo):
-        _tick(page, f'#qs-compare-runs input[type=checkbox][name="{run_id}"]')
+        tick(page.locator(f'#qs-compare-runs input[type=checkbox][name="{run_id}"]'))
     table = page.locator("#qs-compare-table")
     table.get_by_text("reward accuracy (training)").wait_for(timeout=30_000)
     text = table.inner_text()
@@ -89,18 +88,3 @@ def test_sft_then_dpo_then_compare_and_evaluate_in_english_and_chinese(page, lay
         shoot(page, f"25-walk-chinese-{name}")
     page.get_by_text("English", exact=True).click()
     assert not leftovers, "\n".join(sorted(leftovers))
-
-
-def _tick(page, selector: str, tries: int = 10) -> None:
-    """Check a run's box in Compare runs. The list is redrawn when the runs are polled, and a click that lands as it
-    redraws is lost ("did not change its state"): tried again until the box stays checked."""
-    box = page.locator(selector)
-    for _ in range(tries):
-        try:
-            box.check(timeout=10_000)
-        except PlaywrightError:
-            page.wait_for_timeout(500)
-            continue
-        if box.is_checked():
-            return
-    expect(box).to_be_checked(timeout=1_000)

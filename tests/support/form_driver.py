@@ -130,3 +130,20 @@ def start_and_finish(page, timeout_ms: int = 300_000) -> str:
         timeout=timeout_ms,
     )
     return run_id
+
+
+def tick(box, tries: int = 10) -> None:
+    """Check a checkbox (a locator) that a poll may redraw: a click that lands as it redraws is lost ("did not change
+    its state"), so it is tried again until the box stays checked."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect
+
+    for _ in range(tries):
+        try:
+            box.check(timeout=10_000)
+        except PlaywrightError:
+            box.page.wait_for_timeout(500)
+            continue
+        if box.is_checked():
+            return
+    expect(box).to_be_checked(timeout=1_000)
